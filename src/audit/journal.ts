@@ -1,0 +1,174 @@
+/**
+ * The journal: one JSON record per line, appended and fsync'ed before the
+ * engine takes its next action, so a crash loses nothing that happened.
+ *
+ * Each line is `{"hash":"<sha256 of record>","record":<record JSON>}` and each
+ * record holds the hash of the one before it. The hash covers the record's
+ * exact bytes, so changing any byte of any line breaks the chain. A journal's
+ * last hash (the head) can be copied into the change ticket: truncating the
+ * tail is then detectable too.
+ */
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync, ftruncateSync } from 'node:fs';
+import path from 'node:path';
+import { createHash } from 'node:crypto';
+import type { RunEvent } from '../engine/events.js';
+import type { Redactor } from './redact.js';
+
+export const GENESIS = '0'.repeat(64);
+const PREFIX = '{"hash":"';
+const RECORD_AT = PREFIX.length + 64 + '","record":'.length;
+
+export interface JournalRecord {
+  readonly seq: number;
+  readonly ts: string;
+  readonly prev: string;
+  readonly event: RunEvent;
+}
+
+export const journalFile = (runDir: string) => path.join(runDir, 'journal.jsonl');
+
+const hashOf = (text: string) => createHash('sha256').update(text).digest('hex');
+
+export class Journal {
+  private constructor(
+    readonly file: string,
+    private fd: number,
+    private seq: number,
+    private head: string,
+    private readonly redactor: Redactor,
+  ) {}
+
+  /** Starts a new journal; fails if one exists (run ids are unique). */
+  static create(runDir: string, redactor: Redactor): Journal {
+    mkdirSync(runDir, { recursive: true, mode: 0o700 });
+    const file = journalFile(runDir);
+    const fd = openSync(file, 'wx', 0o600);
+    return new Journal(file, fd, 0, GENESIS, redactor);
+  }
+
+  /**
+   * Opens an existing journal to append to it. A torn last line (the process
+   * died mid-write) is moved aside to `journal.torn` so the chain stays whole.
+   */
+  static open(runDir: string, redactor: Redactor): { journal: Journal; records: JournalRecord[]; tornBytes: number } {
+    const file = journalFile(runDir);
+    const text = readFileSync(file, 'utf8');
+    const end = text.lastIndexOf('\n') + 1;
+    const tornBytes = Buffer.byteLength(text.slice(end));
+    if (tornBytes > 0) {
+      const torn = path.join(runDir, 'journal.torn');
+      if (existsSync(torn)) renameSync(torn, `${torn}.${Date.now()}`);
+      const fdTorn = openSync(torn, 'w', 0o600);
+      writeSync(fdTorn, text.slice(end));
+      closeSync(fdTorn);
+    }
+    const records = parseLines(text.slice(0, end)).map((line) => line.record);
+    const fd = openSync(file, 'r+');
+    ftruncateSync(fd, Buffer.byteLength(text.slice(0, end)));
+    closeSync(fd);
+    const last = parseLines(text.slice(0, end)).at(-1);
+    return {
+      journal: new Journal(file, openSync(file, 'a', 0o600), records.length, last?.hash ?? GENESIS, redactor),
+      records,
+      tornBytes,
+    };
+  }
+
+  append(event: RunEvent): JournalRecord {
+    const record: JournalRecord = { seq: this.seq + 1, ts: new Date().toISOString(), prev: this.head, event };
+    const body = this.redactor.redact(JSON.stringify(record));
+    const hash = hashOf(body);
+    writeSync(this.fd, `${PREFIX}${hash}","record":${body}}\n`);
+    fsyncSync(this.fd);
+    this.seq += 1;
+    this.head = hash;
+    return JSON.parse(body) as JournalRecord;
+  }
+
+  get headHash(): string {
+    return this.head;
+  }
+
+  close(): void {
+    if (this.fd >= 0) closeSync(this.fd);
+    this.fd = -1;
+  }
+}
+
+interface ParsedLine {
+  readonly hash: string;
+  readonly body: string;
+  readonly record: JournalRecord;
+}
+
+function parseLine(line: string): ParsedLine | undefined {
+  if (!line.startsWith(PREFIX) || !line.endsWith('}') || line.slice(PREFIX.length + 64, RECORD_AT) !== '","record":') {
+    return undefined;
+  }
+  const hash = line.slice(PREFIX.length, PREFIX.length + 64);
+  const body = line.slice(RECORD_AT, -1);
+  try {
+    return { hash, body, record: JSON.parse(body) as JournalRecord };
+  } catch {
+    return undefined;
+  }
+}
+
+function parseLines(text: string): ParsedLine[] {
+  return text
+    .split('\n')
+    .filter((line) => line.length > 0)
+    .map((line, index) => {
+      const parsed = parseLine(line);
+      if (parsed === undefined) throw new JournalCorruptError(index + 1, 'line is not a journal record');
+      return parsed;
+    });
+}
+
+export class JournalCorruptError extends Error {
+  override readonly name = 'JournalCorruptError';
+  constructor(
+    readonly line: number,
+    readonly problem: string,
+  ) {
+    super(`journal line ${line}: ${problem}`);
+  }
+}
+
+export function readJournal(runDir: string): JournalRecord[] {
+  const text = readFileSync(journalFile(runDir), 'utf8');
+  return parseLines(text.slice(0, text.lastIndexOf('\n') + 1)).map((line) => line.record);
+}
+
+export interface VerifyResult {
+  readonly ok: boolean;
+  readonly records: number;
+  readonly head: string;
+  readonly problems: readonly { readonly line: number; readonly problem: string }[];
+}
+
+/** Re-computes every hash and link; reports each line that does not hold. */
+export function verifyJournal(runDir: string): VerifyResult {
+  const text = readFileSync(journalFile(runDir), 'utf8');
+  const problems: { line: number; problem: string }[] = [];
+  let prev = GENESIS;
+  let count = 0;
+  const lines = text.split('\n');
+  if (lines.at(-1) !== '') problems.push({ line: lines.length, problem: 'last line is incomplete (no newline)' });
+  lines.forEach((line, index) => {
+    if (line.length === 0) return;
+    const number = index + 1;
+    const parsed = parseLine(line);
+    if (parsed === undefined) {
+      problems.push({ line: number, problem: 'not a journal record' });
+      prev = '';
+      return;
+    }
+    count++;
+    if (hashOf(parsed.body) !== parsed.hash) problems.push({ line: number, problem: 'record does not match its hash' });
+    if (parsed.record.prev !== prev) problems.push({ line: number, problem: 'previous-hash link is broken' });
+    if (parsed.record.seq !== count) problems.push({ line: number, problem: `sequence number ${parsed.record.seq}, expected ${count}` });
+    prev = parsed.hash;
+  });
+  return { ok: problems.length === 0 && count > 0, records: count, head: prev, problems };
+}

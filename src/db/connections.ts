@@ -1,0 +1,112 @@
+/**
+ * Resolves runbook connection specs into something a driver can use, and into
+ * an identity that can be shown and journaled. Secrets stay inside
+ * `ResolvedPostgres.clientConfig`; `identity` never holds one.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { ClientConfig } from 'pg';
+import type { ConnectionSpec, OracleConnectionSpec, PostgresConnectionSpec } from '../runbook/schema.js';
+import { UsageError } from '../errors.js';
+
+export interface ConnectionIdentity {
+  readonly name: string;
+  readonly kind: 'postgres' | 'oracle';
+  /** Where it points, without credentials: `user@host:port/database`. */
+  readonly target: string;
+}
+
+export interface ResolvedPostgres {
+  readonly kind: 'postgres';
+  readonly identity: ConnectionIdentity;
+  readonly clientConfig: Readonly<ClientConfig>;
+  /** libpq environment for external commands (psql, pg_dump, pg_upgrade). */
+  readonly env: Readonly<Record<string, string>>;
+  readonly secrets: readonly string[];
+}
+
+export interface ResolvedOracle {
+  readonly kind: 'oracle';
+  readonly identity: ConnectionIdentity;
+  readonly spec: { readonly connectString: string; readonly user: string; readonly password?: string };
+  readonly secrets: readonly string[];
+}
+
+export type ResolvedConnection = ResolvedPostgres | ResolvedOracle;
+
+function readPasswordFile(name: string, file: string, baseDir: string): string {
+  const full = path.resolve(baseDir, file);
+  try {
+    return readFileSync(full, 'utf8').replace(/\r?\n$/, '');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? 'unreadable';
+    throw new UsageError(`connection "${name}": cannot read passwordFile ${full} (${code})`);
+  }
+}
+
+function resolvePostgres(name: string, spec: PostgresConnectionSpec, baseDir: string): ResolvedPostgres {
+  const config: ClientConfig = {};
+  const secrets: string[] = [];
+  let host = spec.host;
+  let port = spec.port;
+  let database = spec.database;
+  let user = spec.user;
+  if (spec.url !== undefined) {
+    let url: URL;
+    try {
+      url = new URL(spec.url);
+    } catch {
+      // Never echo the URL: it may hold a password.
+      throw new UsageError(`connection "${name}": url is not a valid postgres:// URL`);
+    }
+    if (url.password) secrets.push(decodeURIComponent(url.password));
+    config.connectionString = spec.url;
+    host ??= url.hostname || undefined;
+    port ??= url.port ? Number(url.port) : undefined;
+    database ??= decodeURIComponent(url.pathname.replace(/^\//, '')) || undefined;
+    user ??= decodeURIComponent(url.username) || undefined;
+  }
+  if (spec.host !== undefined) config.host = spec.host;
+  if (spec.port !== undefined) config.port = spec.port;
+  if (spec.database !== undefined) config.database = spec.database;
+  if (spec.user !== undefined) config.user = spec.user;
+  if (spec.sslmode !== undefined && spec.sslmode !== 'disable' && spec.sslmode !== 'prefer') {
+    config.ssl = { rejectUnauthorized: spec.sslmode === 'verify-ca' || spec.sslmode === 'verify-full' };
+  }
+  const password =
+    spec.password ?? (spec.passwordFile !== undefined ? readPasswordFile(name, spec.passwordFile, baseDir) : undefined);
+  if (password !== undefined) {
+    config.password = password;
+    secrets.push(password);
+  }
+  const target = `${user ?? '(default user)'}@${host ?? 'localhost'}:${port ?? 5432}/${database ?? '(default database)'}`;
+  const env: Record<string, string> = {};
+  if (host !== undefined) env['PGHOST'] = host;
+  if (port !== undefined) env['PGPORT'] = String(port);
+  if (database !== undefined) env['PGDATABASE'] = database;
+  if (user !== undefined) env['PGUSER'] = user;
+  const urlPassword = spec.url !== undefined ? secrets[0] : undefined;
+  if (password !== undefined || urlPassword !== undefined) env['PGPASSWORD'] = password ?? urlPassword ?? '';
+  if (spec.sslmode !== undefined) env['PGSSLMODE'] = spec.sslmode;
+  return { kind: 'postgres', identity: { name, kind: 'postgres', target }, clientConfig: config, env, secrets };
+}
+
+function resolveOracle(name: string, spec: OracleConnectionSpec, baseDir: string): ResolvedOracle {
+  const password =
+    spec.password ?? (spec.passwordFile !== undefined ? readPasswordFile(name, spec.passwordFile, baseDir) : undefined);
+  const resolved: ResolvedOracle['spec'] = {
+    connectString: spec.connectString,
+    user: spec.user,
+    ...(password === undefined ? {} : { password }),
+  };
+  return {
+    kind: 'oracle',
+    identity: { name, kind: 'oracle', target: `${spec.user}@${spec.connectString}` },
+    spec: resolved,
+    secrets: password === undefined ? [] : [password],
+  };
+}
+
+export function resolveConnection(name: string, spec: ConnectionSpec, baseDir: string): ResolvedConnection {
+  return spec.kind === 'postgres' ? resolvePostgres(name, spec, baseDir) : resolveOracle(name, spec, baseDir);
+}

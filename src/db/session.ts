@@ -1,0 +1,118 @@
+/**
+ * A PostgreSQL session opened for one purpose (a step, a lock, a plan). The
+ * session settings that keep a cutover safe are sent in the startup packet, so
+ * they hold from the first statement and cost no round trip:
+ * application_name, lock_timeout, statement_timeout and, for anything that
+ * must not write, default_transaction_read_only.
+ */
+import pg from 'pg';
+import type { QueryResultRow } from 'pg';
+import { DatabaseError } from '../errors.js';
+import type { ResolvedPostgres } from './connections.js';
+
+export interface SessionOptions {
+  /** Shown in pg_stat_activity: `cutover/<runId>/<stepId>`. */
+  readonly applicationName: string;
+  readonly readOnly: boolean;
+  readonly lockTimeoutMs: number;
+  readonly statementTimeoutMs: number;
+}
+
+export interface QueryResult<Row> {
+  readonly rows: Row[];
+  readonly rowCount: number;
+  readonly command: string;
+}
+
+/** What steps get: run SQL, nothing else. */
+export interface Queryable {
+  readonly connectionName: string;
+  query<Row extends QueryResultRow = QueryResultRow>(
+    sql: string,
+    params?: readonly unknown[],
+  ): Promise<QueryResult<Row>>;
+}
+
+export class Session implements Queryable {
+  private constructor(
+    readonly connectionName: string,
+    private readonly client: pg.Client,
+  ) {}
+
+  static async open(connectionName: string, resolved: ResolvedPostgres, options: SessionOptions): Promise<Session> {
+    const startupOptions = [
+      `-c lock_timeout=${options.lockTimeoutMs}`,
+      `-c statement_timeout=${options.statementTimeoutMs}`,
+      `-c default_transaction_read_only=${options.readOnly ? 'on' : 'off'}`,
+    ].join(' ');
+    const client = new pg.Client({
+      ...resolved.clientConfig,
+      application_name: options.applicationName.slice(0, 63),
+      options: startupOptions,
+      connectionTimeoutMillis: 15_000,
+    });
+    // An idle client whose server goes away emits 'error'; without a listener
+    // that would crash the process instead of failing the next query.
+    client.on('error', () => {});
+    try {
+      await client.connect();
+    } catch (error) {
+      await client.end().catch(() => {});
+      throw toDatabaseError(connectionName, error, undefined, `cannot connect to ${resolved.identity.target}`);
+    }
+    return new Session(connectionName, client);
+  }
+
+  async query<Row extends QueryResultRow = QueryResultRow>(
+    sql: string,
+    params?: readonly unknown[],
+  ): Promise<QueryResult<Row>> {
+    try {
+      const result = await this.client.query<Row>(sql, params as unknown[] | undefined);
+      return { rows: result.rows, rowCount: result.rowCount ?? 0, command: result.command };
+    } catch (error) {
+      throw toDatabaseError(this.connectionName, error, sql);
+    }
+  }
+
+  /** Runs `body` in a transaction; commits if it returns, rolls back if it throws. */
+  async transaction<T>(body: (tx: Queryable) => Promise<T>): Promise<T> {
+    await this.query('BEGIN');
+    try {
+      const result = await body(this);
+      await this.query('COMMIT');
+      return result;
+    } catch (error) {
+      await this.query('ROLLBACK').catch(() => {});
+      throw error;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.client.end().catch(() => {});
+  }
+}
+
+interface PgErrorFields {
+  message?: string;
+  code?: string;
+  detail?: string;
+  hint?: string;
+  position?: string;
+}
+
+export function toDatabaseError(connection: string, error: unknown, sql?: string, prefix?: string): DatabaseError {
+  if (error instanceof DatabaseError) return error;
+  const fields = (typeof error === 'object' && error !== null ? error : {}) as PgErrorFields;
+  const base = fields.message ?? String(error);
+  const message = prefix === undefined ? base : `${prefix}: ${base}`;
+  const position = fields.position !== undefined ? Number(fields.position) : undefined;
+  return new DatabaseError(message, {
+    connection,
+    ...(fields.code !== undefined && /^[0-9A-Z]{5}$/.test(fields.code) ? { sqlstate: fields.code } : {}),
+    ...(fields.detail !== undefined ? { detail: fields.detail } : {}),
+    ...(fields.hint !== undefined ? { hint: fields.hint } : {}),
+    ...(position !== undefined && Number.isFinite(position) ? { position } : {}),
+    ...(sql !== undefined ? { sql } : {}),
+  });
+}

@@ -1,0 +1,75 @@
+/**
+ * Everything a run does is one of these events. They are appended to the
+ * journal (before the next action starts) and handed to subscribers such as
+ * the CLI's live list. The run's state is a fold over them (state.ts).
+ */
+import type { Json, StepPlan } from './step.js';
+import type { ConnectionIdentity } from '../db/connections.js';
+
+export interface SerializedError {
+  readonly name: string;
+  readonly message: string;
+  readonly sqlstate?: string;
+  readonly detail?: string;
+  readonly hint?: string;
+  readonly command?: string;
+  readonly stderr?: string;
+}
+
+export type RunStatus = 'succeeded' | 'failed' | 'rolled-back' | 'stopped' | 'needs-attention' | 'planned';
+
+export type RunEvent =
+  | {
+      readonly type: 'run.started';
+      readonly runId: string;
+      readonly mode: 'run' | 'plan';
+      readonly runbook: { readonly file: string; readonly sha256: string; readonly name: string; readonly ticket?: string };
+      readonly operator: string;
+      readonly host: string;
+      readonly pid: number;
+      readonly toolVersion: string;
+      readonly connections: readonly ConnectionIdentity[];
+      readonly steps: readonly string[];
+      readonly options: { readonly only?: readonly string[]; readonly from?: string; readonly yes: boolean };
+    }
+  | { readonly type: 'run.resumed'; readonly operator: string; readonly host: string; readonly pid: number; readonly command: 'resume' | 'rollback' }
+  | { readonly type: 'target.locked'; readonly connection: string; readonly serverVersion: string }
+  | { readonly type: 'step.planned'; readonly stepId: string; readonly plan: StepPlan; readonly durationMs: number }
+  | { readonly type: 'step.confirmed'; readonly stepId: string; readonly by: 'yes-flag' | 'prompt'; readonly question: string }
+  | { readonly type: 'step.started'; readonly stepId: string; readonly attempt: number }
+  | { readonly type: 'step.progress'; readonly stepId: string; readonly message: string }
+  | {
+      readonly type: 'step.applied';
+      readonly stepId: string;
+      readonly before: Json;
+      readonly durationMs: number;
+      readonly output?: string;
+      readonly details?: Json;
+    }
+  | { readonly type: 'step.retrying'; readonly stepId: string; readonly attempt: number; readonly error: SerializedError }
+  | { readonly type: 'step.verified'; readonly stepId: string; readonly durationMs: number }
+  | {
+      readonly type: 'step.failed';
+      readonly stepId: string;
+      readonly phase: 'plan' | 'apply' | 'verify';
+      readonly error: SerializedError;
+      readonly durationMs: number;
+    }
+  | {
+      readonly type: 'step.reconciled';
+      readonly stepId: string;
+      readonly phase: 'apply' | 'rollback';
+      readonly outcome: 'done' | 'not-done' | 'rerun';
+      readonly reason: string;
+      readonly before?: Json;
+    }
+  | { readonly type: 'rollback.started'; readonly reason: string; readonly steps: readonly string[] }
+  | { readonly type: 'rollback.step.started'; readonly stepId: string }
+  | { readonly type: 'rollback.step.done'; readonly stepId: string; readonly durationMs: number }
+  | { readonly type: 'rollback.step.skipped'; readonly stepId: string; readonly reason: string; readonly irreversible: boolean }
+  | { readonly type: 'rollback.step.failed'; readonly stepId: string; readonly error: SerializedError }
+  | { readonly type: 'rollback.finished'; readonly status: 'rolled-back' | 'needs-attention' }
+  | { readonly type: 'run.stopped'; readonly reason: string; readonly stepId?: string }
+  | { readonly type: 'run.finished'; readonly status: RunStatus; readonly durationMs: number };
+
+export type RunEventType = RunEvent['type'];

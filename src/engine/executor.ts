@@ -1,0 +1,557 @@
+/**
+ * Runs a runbook: plan each step, apply it, verify it; on failure roll back
+ * what was applied (or stop); after a crash, resume or roll back from the
+ * journal. Runs never throw for step failures: they return a RunResult with
+ * every step's status. Only problems before a run can start (bad input, a
+ * journal that cannot be written) are thrown.
+ */
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Journal, readJournal } from '../audit/journal.js';
+import {
+  CommandError,
+  ConfirmationDeclinedError,
+  ConfirmationRequiredError,
+  DatabaseError,
+  LockedError,
+  StepFailedError,
+  UnknownOutcomeError,
+  UsageError,
+  errorMessage,
+} from '../errors.js';
+import { loadRunbook, type Runbook } from '../runbook/load.js';
+import type { Session } from '../db/session.js';
+import type { RunEvent, RunStatus, SerializedError } from './events.js';
+import { acquireRunLock } from './lock.js';
+import { ensureMarkerTable, markRolledBack, readMarker, writeMarker } from './marker.js';
+import { RunContext, TOOL_VERSION, operatorName, redactorFor, resolveAll, type EngineOptions } from './run-context.js';
+import { DEFAULT_STATE_DIR, findRun, lockRunDir, newRunId, runsDir } from './runs.js';
+import { appliedSteps, foldJournal, inFlight, type RunState, type StepState } from './state.js';
+import type { ApplyOutcome, Json, Step, StepPlan } from './step.js';
+
+export interface RunOptions extends EngineOptions {
+  /** Plan every step and stop: read-only sessions, nothing applied. */
+  readonly dryRun?: boolean;
+  /** Run only these step ids (in runbook order). */
+  readonly only?: readonly string[];
+  /** Start at this step id. */
+  readonly from?: string;
+}
+
+export interface StepResult {
+  readonly id: string;
+  readonly kind: string;
+  readonly status: StepState['status'];
+  readonly plan?: StepPlan;
+  readonly error?: SerializedError;
+  readonly durationMs?: number;
+}
+
+export interface RunResult {
+  readonly runId: string;
+  readonly runDir: string;
+  readonly journalFile: string;
+  readonly status: RunStatus;
+  readonly steps: readonly StepResult[];
+  /** What ended the run early: a step failure, a lock held elsewhere, a missing confirmation. */
+  readonly error?: unknown;
+  readonly journalHead: string;
+}
+
+type StepOutcome =
+  | { readonly ok: true }
+  | { readonly ok: false; readonly stop: 'failed' | 'stopped'; readonly error: unknown };
+
+const ok: StepOutcome = { ok: true };
+
+// ---------------------------------------------------------------- public API
+
+/** Plans every step without changing anything (a dry run). */
+export function planRunbook(runbook: Runbook, options: Omit<RunOptions, 'dryRun'>): Promise<RunResult> {
+  return runRunbook(runbook, { ...options, dryRun: true });
+}
+
+export async function runRunbook(runbook: Runbook, options: RunOptions): Promise<RunResult> {
+  const steps = selectSteps(runbook, options);
+  const connections = resolveAll(runbook);
+  const runId = newRunId();
+  const runDir = path.join(runsDir(options.stateDir ?? DEFAULT_STATE_DIR), runId);
+  const dryRun = options.dryRun === true;
+  const redactor = redactorFor(connections);
+  const rc = new RunContext(runbook, runId, runDir, Journal.create(runDir, redactor), redactor, connections, options, dryRun);
+  const unlock = lockRunDir(runDir);
+  const started = Date.now();
+  try {
+    rc.emit({
+      type: 'run.started',
+      runId,
+      mode: dryRun ? 'plan' : 'run',
+      runbook: {
+        file: path.resolve(runbook.file),
+        sha256: runbook.sha256,
+        name: runbook.name,
+        ...(runbook.ticket !== undefined ? { ticket: runbook.ticket } : {}),
+      },
+      operator: operatorName(options),
+      host: os.hostname(),
+      pid: process.pid,
+      toolVersion: TOOL_VERSION,
+      connections: [...connections.values()].map((c) => c.identity),
+      steps: steps.map((s) => s.id),
+      options: {
+        ...(options.only !== undefined ? { only: options.only } : {}),
+        ...(options.from !== undefined ? { from: options.from } : {}),
+        yes: options.yes === true,
+      },
+    });
+    if (dryRun) return await finish(rc, await planAll(rc, steps), started);
+    return await withTargets(rc, steps, started, () => forward(rc, steps));
+  } finally {
+    rc.journal.close();
+    unlock();
+  }
+}
+
+/** Continues a run that stopped or crashed, from its journal. */
+export async function resumeRun(runId: string | undefined, options: EngineOptions): Promise<RunResult> {
+  return reopen(runId, options, 'resume', async (rc, steps, state) => {
+    if (state.status === 'rolling-back' || state.status === 'rolled-back' || state.steps.get(inFlight(state)?.id ?? '')?.status === 'rolling-back') {
+      throw new UsageError(`run ${rc.runId} was rolling back; finish it with: cutover rollback ${rc.runId}`);
+    }
+    if (state.status === 'succeeded') throw new UsageError(`run ${rc.runId} already succeeded; nothing to resume`);
+    const reconciled = await reconcileInFlight(rc);
+    if (!reconciled.ok) return reconciled;
+    return forward(rc, steps);
+  });
+}
+
+/** Rolls back every applied step of a run, newest first, from the journal. */
+export async function rollbackRun(runId: string | undefined, options: EngineOptions): Promise<RunResult> {
+  return reopen(runId, options, 'rollback', async (rc) => {
+    const reconciled = await reconcileInFlight(rc);
+    if (!reconciled.ok) return reconciled;
+    await rollbackApplied(rc, 'requested by cutover rollback');
+    return { ok: false, stop: 'failed', error: undefined };
+  });
+}
+
+export function loadRunState(runId: string | undefined, stateDir = DEFAULT_STATE_DIR): { state: RunState; runDir: string } {
+  const id = findRun(stateDir, runId);
+  const runDir = path.join(runsDir(stateDir), id);
+  return { state: foldJournal(readJournal(runDir)), runDir };
+}
+
+// ------------------------------------------------------------- orchestration
+
+function selectSteps(runbook: Runbook, options: RunOptions): Step[] {
+  const known = new Set(runbook.steps.map((s) => s.id));
+  for (const id of [...(options.only ?? []), ...(options.from !== undefined ? [options.from] : [])]) {
+    if (!known.has(id)) throw new UsageError(`no step "${id}" in ${runbook.file} (steps: ${[...known].join(', ')})`);
+  }
+  let steps = [...runbook.steps];
+  if (options.from !== undefined) steps = steps.slice(steps.findIndex((s) => s.id === options.from));
+  if (options.only !== undefined && options.only.length > 0) steps = steps.filter((s) => options.only?.includes(s.id));
+  return steps;
+}
+
+async function reopen(
+  runId: string | undefined,
+  options: EngineOptions,
+  command: 'resume' | 'rollback',
+  body: (rc: RunContext, steps: Step[], state: RunState) => Promise<StepOutcome>,
+): Promise<RunResult> {
+  const stateDir = options.stateDir ?? DEFAULT_STATE_DIR;
+  const id = findRun(stateDir, runId, (candidate) => {
+    try {
+      return foldJournal(readJournal(path.join(runsDir(stateDir), candidate))).mode === 'run';
+    } catch {
+      return false;
+    }
+  });
+  const runDir = path.join(runsDir(stateDir), id);
+  const unlock = lockRunDir(runDir);
+  try {
+    const recorded = foldJournal(readJournal(runDir));
+    if (recorded.mode === 'plan') throw new UsageError(`run ${id} was a plan (dry run); there is nothing to ${command}`);
+    const runbook = loadRunbook(recorded.runbookFile, { registry: options.registry });
+    if (runbook.sha256 !== recorded.runbookSha256) {
+      throw new UsageError(
+        `runbook ${recorded.runbookFile} changed since run ${id} started (sha256 ${recorded.runbookSha256.slice(0, 12)}…, now ${runbook.sha256.slice(0, 12)}…); restore it to ${command} this run`,
+      );
+    }
+    const connections = resolveAll(runbook);
+    const redactor = redactorFor(connections);
+    const { journal, records } = Journal.open(runDir, redactor);
+    const state = foldJournal(records);
+    const rc = new RunContext(runbook, id, runDir, journal, redactor, connections, options, false, state);
+    const started = Date.now();
+    try {
+      rc.emit({ type: 'run.resumed', operator: operatorName(options), host: os.hostname(), pid: process.pid, command });
+      const steps = state.order.map((stepId) => rc.step(stepId));
+      return await withTargets(rc, steps, started, () => body(rc, steps, state));
+    } finally {
+      journal.close();
+    }
+  } finally {
+    unlock();
+  }
+}
+
+/** Locks every target, prepares marker tables, runs `body`, releases the locks. */
+async function withTargets(
+  rc: RunContext,
+  steps: readonly Step[],
+  started: number,
+  body: () => Promise<StepOutcome>,
+): Promise<RunResult> {
+  const lockSessions: Session[] = [];
+  try {
+    for (const name of rc.targets(steps)) {
+      const session = await rc.openSession(name, 'lock', false);
+      lockSessions.push(session);
+      await acquireRunLock(session);
+      const { rows } = await session.query<{ v: string }>("SELECT current_setting('server_version') AS v");
+      rc.emit({ type: 'target.locked', connection: name, serverVersion: rows[0]?.v ?? 'unknown' });
+      if (steps.some((s) => s.connection === name && rc.definition(s).effects(s.config) === 'transaction')) {
+        await ensureMarkerTable(session);
+      }
+    }
+    return await finish(rc, await body(), started);
+  } catch (error) {
+    // Failing to lock or to prepare a target happens before any step ran.
+    rc.emit({ type: 'run.stopped', reason: errorMessage(error) });
+    return finish(rc, { ok: false, stop: error instanceof LockedError ? 'stopped' : 'failed', error }, started);
+  } finally {
+    await Promise.all(lockSessions.map((s) => s.close()));
+  }
+}
+
+async function finish(rc: RunContext, outcome: StepOutcome, started: number): Promise<RunResult> {
+  const status = runStatus(rc, outcome);
+  rc.emit({ type: 'run.finished', status, durationMs: Date.now() - started });
+  return {
+    runId: rc.runId,
+    runDir: rc.runDir,
+    journalFile: rc.journal.file,
+    status,
+    steps: rc.state.order.map((id) => {
+      const s = rc.state.steps.get(id);
+      return {
+        id,
+        kind: rc.step(id).kind,
+        status: s?.status ?? 'pending',
+        ...(s?.plan !== undefined ? { plan: s.plan } : {}),
+        ...(s?.error !== undefined ? { error: s.error } : {}),
+        ...(s?.durationMs !== undefined ? { durationMs: s.durationMs } : {}),
+      };
+    }),
+    ...(!outcome.ok && outcome.error !== undefined ? { error: outcome.error } : {}),
+    journalHead: rc.journal.headHash,
+  };
+}
+
+function runStatus(rc: RunContext, outcome: StepOutcome): RunStatus {
+  if (rc.dryRun) return outcome.ok ? 'planned' : 'failed';
+  if (outcome.ok) return 'succeeded';
+  if (outcome.error instanceof UnknownOutcomeError) return 'needs-attention';
+  return rc.rollbackResult ?? outcome.stop;
+}
+
+// -------------------------------------------------------------- forward pass
+
+async function planAll(rc: RunContext, steps: readonly Step[]): Promise<StepOutcome> {
+  let firstError: unknown;
+  for (const step of steps) {
+    // A dry run plans every step, so one bad step does not hide the others.
+    const planned = await planStep(rc, step);
+    if (!('plan' in planned)) firstError ??= planned.error;
+  }
+  return firstError === undefined ? ok : { ok: false, stop: 'failed', error: firstError };
+}
+
+async function forward(rc: RunContext, steps: readonly Step[]): Promise<StepOutcome> {
+  for (const step of steps) {
+    const state = rc.state.steps.get(step.id);
+    if (state?.applied === true) {
+      if (state.status === 'applied' && rc.definition(step).verify !== undefined) {
+        const verified = await verifyStep(rc, step, state.plan ?? { actions: [] });
+        if (!verified.ok) return afterFailure(rc, step, verified);
+      }
+      continue;
+    }
+    const outcome = await runStep(rc, step);
+    if (!outcome.ok) return afterFailure(rc, step, outcome);
+  }
+  return ok;
+}
+
+async function afterFailure(rc: RunContext, step: Step, outcome: StepOutcome & { ok: false }): Promise<StepOutcome> {
+  if (outcome.stop === 'stopped') {
+    rc.emit({ type: 'run.stopped', reason: errorMessage(outcome.error), stepId: step.id });
+    return outcome;
+  }
+  if (rc.runbook.defaults.onFailure === 'rollback') {
+    await rollbackApplied(rc, `step "${step.id}" failed`);
+    return outcome;
+  }
+  rc.emit({ type: 'run.stopped', reason: `step "${step.id}" failed; onFailure is stop`, stepId: step.id });
+  return outcome;
+}
+
+async function planStep(rc: RunContext, step: Step): Promise<{ plan: StepPlan } | { error: unknown }> {
+  const definition = rc.definition(step);
+  const scope = rc.stepScope(step, 'plan', true);
+  const started = Date.now();
+  try {
+    const plan = await definition.plan(scope.context(), step);
+    rc.emit({ type: 'step.planned', stepId: step.id, plan, durationMs: Date.now() - started });
+    return { plan };
+  } catch (error) {
+    rc.emit({ type: 'step.failed', stepId: step.id, phase: 'plan', error: serializeError(error), durationMs: Date.now() - started });
+    return { error: new StepFailedError(step.id, 'plan', error) };
+  } finally {
+    await scope.close();
+  }
+}
+
+async function runStep(rc: RunContext, step: Step): Promise<StepOutcome> {
+  const planned = await planStep(rc, step);
+  if (!('plan' in planned)) return { ok: false, stop: 'failed', error: planned.error };
+  const { plan } = planned;
+
+  if (step.confirm !== undefined) {
+    const gate = await confirmGate(rc, step, step.confirm);
+    if (!gate.ok) return gate;
+  }
+
+  for (let attempt = 1; ; attempt++) {
+    rc.emit({ type: 'step.started', stepId: step.id, attempt });
+    const started = Date.now();
+    try {
+      const outcome = await applyOnce(rc, step, plan);
+      rc.emit({
+        type: 'step.applied',
+        stepId: step.id,
+        before: outcome.before,
+        durationMs: Date.now() - started,
+        ...(outcome.output !== undefined ? { output: outcome.output } : {}),
+        ...(outcome.details !== undefined ? { details: outcome.details } : {}),
+      });
+      break;
+    } catch (error) {
+      if (error instanceof ConfirmationRequiredError || error instanceof ConfirmationDeclinedError) {
+        return { ok: false, stop: 'stopped', error };
+      }
+      if (attempt <= step.retries && !rc.signal.aborted) {
+        rc.emit({ type: 'step.retrying', stepId: step.id, attempt, error: serializeError(error) });
+        await sleep(Math.min(30_000, 500 * 2 ** (attempt - 1)));
+        continue;
+      }
+      rc.emit({ type: 'step.failed', stepId: step.id, phase: 'apply', error: serializeError(error), durationMs: Date.now() - started });
+      return { ok: false, stop: 'failed', error: new StepFailedError(step.id, 'apply', error) };
+    }
+  }
+  return verifyStep(rc, step, plan);
+}
+
+async function confirmGate(rc: RunContext, step: Step, question: string): Promise<StepOutcome> {
+  try {
+    if (await rc.confirm(step.id, question)) return ok;
+    return { ok: false, stop: 'stopped', error: new ConfirmationDeclinedError(step.id, question) };
+  } catch (error) {
+    return { ok: false, stop: 'stopped', error };
+  }
+}
+
+async function applyOnce(rc: RunContext, step: Step, plan: StepPlan): Promise<ApplyOutcome> {
+  const definition = rc.definition(step);
+  const effects = definition.effects(step.config);
+  // A step that declares it writes nothing gets read-only sessions: a bug in it cannot write.
+  const scope = rc.stepScope(step, 'apply', effects === 'none');
+  try {
+    if (effects !== 'transaction') return await definition.apply(scope.context(), step, plan);
+    const session = await scope.session(requireConnection(step));
+    return await session.transaction(async (tx) => {
+      const outcome = await definition.apply(scope.context(tx), step, plan);
+      await writeMarker(tx, rc.runId, step.id, outcome.before);
+      return outcome;
+    });
+  } finally {
+    await scope.close();
+  }
+}
+
+async function verifyStep(rc: RunContext, step: Step, plan: StepPlan): Promise<StepOutcome> {
+  const definition = rc.definition(step);
+  if (definition.verify === undefined) return ok;
+  const scope = rc.stepScope(step, 'verify', true);
+  const started = Date.now();
+  try {
+    await definition.verify(scope.context(), step, plan, rc.state.steps.get(step.id)?.before ?? null);
+    rc.emit({ type: 'step.verified', stepId: step.id, durationMs: Date.now() - started });
+    return ok;
+  } catch (error) {
+    rc.emit({ type: 'step.failed', stepId: step.id, phase: 'verify', error: serializeError(error), durationMs: Date.now() - started });
+    return { ok: false, stop: 'failed', error: new StepFailedError(step.id, 'verify', error) };
+  } finally {
+    await scope.close();
+  }
+}
+
+function requireConnection(step: Step): string {
+  if (step.connection === undefined) throw new UsageError(`step "${step.id}" runs in a transaction but has no connection`);
+  return step.connection;
+}
+
+// ----------------------------------------------------------------- rollback
+
+async function rollbackApplied(rc: RunContext, reason: string): Promise<'rolled-back' | 'needs-attention'> {
+  const ids = appliedSteps(rc.state).reverse();
+  rc.emit({ type: 'rollback.started', reason, steps: ids });
+  let attention = false;
+  for (const id of ids) {
+    const step = rc.step(id);
+    const definition = rc.definition(step);
+    const reversibility = definition.reversibility(step.config);
+    if (reversibility.kind !== 'reversible' || definition.rollback === undefined) {
+      const irreversible = reversibility.kind === 'irreversible';
+      attention ||= irreversible;
+      rc.emit({
+        type: 'rollback.step.skipped',
+        stepId: id,
+        irreversible,
+        reason: reversibility.kind === 'irreversible' ? reversibility.reason : 'nothing to undo',
+      });
+      continue;
+    }
+    rc.emit({ type: 'rollback.step.started', stepId: id });
+    const started = Date.now();
+    try {
+      await rollbackOnce(rc, step, rc.state.steps.get(id)?.before ?? null);
+      rc.emit({ type: 'rollback.step.done', stepId: id, durationMs: Date.now() - started });
+    } catch (error) {
+      // Stop at the first failure: earlier steps may depend on this one being undone first.
+      rc.emit({ type: 'rollback.step.failed', stepId: id, error: serializeError(error) });
+      rc.emit({ type: 'rollback.finished', status: 'needs-attention' });
+      rc.rollbackResult = 'needs-attention';
+      return 'needs-attention';
+    }
+  }
+  const status = attention ? 'needs-attention' : 'rolled-back';
+  rc.emit({ type: 'rollback.finished', status });
+  rc.rollbackResult = status;
+  return status;
+}
+
+async function rollbackOnce(rc: RunContext, step: Step, before: Json): Promise<void> {
+  const definition = rc.definition(step);
+  const rollback = definition.rollback;
+  if (rollback === undefined) return;
+  const scope = rc.stepScope(step, 'rollback', false);
+  try {
+    if (definition.effects(step.config) !== 'transaction') return await rollback(scope.context(), step, before);
+    const session = await scope.session(requireConnection(step));
+    await session.transaction(async (tx) => {
+      await rollback(scope.context(tx), step, before);
+      await markRolledBack(tx, rc.runId, step.id);
+    });
+  } finally {
+    await scope.close();
+  }
+}
+
+// ------------------------------------------------------------ crash recovery
+
+/**
+ * Decides what happened to the step that was in flight when the previous
+ * process died: the database's marker answers for transactional steps;
+ * read-only steps are run again; anything else is asked, or stops.
+ */
+async function reconcileInFlight(rc: RunContext): Promise<StepOutcome> {
+  const flying = inFlight(rc.state);
+  if (flying === undefined) return ok;
+  const step = rc.step(flying.id);
+  const definition = rc.definition(step);
+  const effects = definition.effects(step.config);
+  const phase = flying.phase;
+  const reconciled = (outcome: 'done' | 'not-done' | 'rerun', reason: string, before?: StepState['before']) =>
+    rc.emit({
+      type: 'step.reconciled',
+      stepId: step.id,
+      phase,
+      outcome,
+      reason,
+      ...(before !== undefined ? { before } : {}),
+    });
+
+  if (effects === 'none') {
+    reconciled(phase === 'apply' ? 'not-done' : 'done', 'the step writes nothing; it is safe to run again');
+    return ok;
+  }
+  if (effects === 'transaction') {
+    const scope = rc.stepScope(step, 'reconcile', true);
+    try {
+      const marker = await readMarker(await scope.session(requireConnection(step)), rc.runId, step.id);
+      if (phase === 'apply') {
+        if (marker !== undefined && !marker.rolledBack) reconciled('done', 'its transaction committed (marker found)', marker.before);
+        else reconciled('not-done', 'its transaction did not commit (no marker)');
+      } else if (marker?.rolledBack === true) reconciled('done', 'its rollback transaction committed (marker says rolled back)');
+      else reconciled('not-done', 'its rollback transaction did not commit');
+      return ok;
+    } finally {
+      await scope.close();
+    }
+  }
+  // External side effects: nobody can know. Re-run only what says it is safe.
+  if (rc.options.yes === true) {
+    if (step.idempotent) {
+      reconciled(phase === 'apply' ? 'not-done' : 'done', 'outcome unknown; re-running because the step is idempotent');
+      if (phase === 'rollback') {
+        await rollbackOnce(rc, step, rc.state.steps.get(step.id)?.before ?? null);
+        rc.emit({ type: 'rollback.step.done', stepId: step.id, durationMs: 0 });
+      }
+      return ok;
+    }
+    const error = new UnknownOutcomeError(step.id, phase);
+    rc.emit({ type: 'run.stopped', reason: `${error.message}; it is not marked idempotent, so --yes does not re-run it`, stepId: step.id });
+    return { ok: false, stop: 'stopped', error };
+  }
+  if (rc.options.confirm !== undefined) {
+    const question = `step "${step.id}" (${step.kind}) was in flight when the previous run stopped; its outcome is unknown. Run its ${phase} again?`;
+    if (await rc.options.confirm(question, step.id)) {
+      rc.emit({ type: 'step.confirmed', stepId: step.id, by: 'prompt', question });
+      reconciled(phase === 'apply' ? 'not-done' : 'done', 'outcome unknown; operator chose to run it again');
+      if (phase === 'rollback') {
+        await rollbackOnce(rc, step, rc.state.steps.get(step.id)?.before ?? null);
+        rc.emit({ type: 'rollback.step.done', stepId: step.id, durationMs: 0 });
+      }
+      return ok;
+    }
+  }
+  const error = new UnknownOutcomeError(step.id, phase);
+  rc.emit({ type: 'run.stopped', reason: error.message, stepId: step.id });
+  return { ok: false, stop: 'stopped', error };
+}
+
+// -------------------------------------------------------------------- misc
+
+export function serializeError(error: unknown): SerializedError {
+  const cause = error instanceof StepFailedError ? error.cause : error;
+  if (cause instanceof DatabaseError) {
+    return {
+      name: cause.name,
+      message: cause.message,
+      ...(cause.details.sqlstate !== undefined ? { sqlstate: cause.details.sqlstate } : {}),
+      ...(cause.details.detail !== undefined ? { detail: cause.details.detail } : {}),
+      ...(cause.details.hint !== undefined ? { hint: cause.details.hint } : {}),
+    };
+  }
+  if (cause instanceof CommandError) {
+    return { name: cause.name, message: cause.message, command: cause.command, stderr: cause.stderr.slice(-4096) };
+  }
+  if (cause instanceof Error) return { name: cause.name, message: cause.message };
+  return { name: 'Error', message: String(cause) };
+}
+
+export type { RunEvent };

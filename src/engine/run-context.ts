@@ -1,0 +1,206 @@
+/**
+ * Everything one run (or resume, or rollback) of a runbook shares: the
+ * journal, resolved connections, the live state, sessions and confirmations.
+ * Knows the step contract, never a step kind.
+ */
+import os from 'node:os';
+import { Journal } from '../audit/journal.js';
+import { Redactor } from '../audit/redact.js';
+import { resolveConnection, type ResolvedConnection, type ResolvedPostgres } from '../db/connections.js';
+import { Session, type Queryable } from '../db/session.js';
+import {
+  ConfirmationRequiredError,
+  UsageError,
+} from '../errors.js';
+import type { Runbook, StepRegistry } from '../runbook/load.js';
+import { execaRunner, type CommandRunner } from './commands.js';
+import type { RunEvent } from './events.js';
+import { applyEvent, foldJournal, type RunState } from './state.js';
+import type { ApplyContext, BaseContext, Step, StepDefinition } from './step.js';
+
+export interface EngineOptions {
+  readonly registry: StepRegistry;
+  /** Where runs are journaled: `<stateDir>/runs/<runId>/` (default `.cutover`). */
+  readonly stateDir?: string;
+  /** Answer yes to every confirmation. */
+  readonly yes?: boolean;
+  /** Asks a person; without it (and without `yes`), a confirmation stops the run. */
+  readonly confirm?: (question: string, stepId: string) => Promise<boolean>;
+  /** Subscribers: every event, after it is safely in the journal. */
+  readonly onEvent?: (event: RunEvent) => void;
+  readonly commands?: CommandRunner;
+  readonly signal?: AbortSignal;
+  /** Recorded in the journal; default: $CUTOVER_OPERATOR or the OS user. */
+  readonly operator?: string;
+}
+
+export const TOOL_VERSION = '0.1.0';
+
+export function operatorName(options: EngineOptions): string {
+  return options.operator ?? process.env['CUTOVER_OPERATOR'] ?? os.userInfo().username;
+}
+
+export function resolveAll(runbook: Runbook): Map<string, ResolvedConnection> {
+  return new Map(
+    Object.entries(runbook.connections).map(([name, spec]) => [name, resolveConnection(name, spec, runbook.dir)]),
+  );
+}
+
+export function redactorFor(connections: ReadonlyMap<string, ResolvedConnection>): Redactor {
+  return new Redactor([...connections.values()].flatMap((c) => c.secrets));
+}
+
+export class RunContext {
+  readonly commands: CommandRunner;
+  readonly signal: AbortSignal;
+  /** Result of a rollback done by this process, if it did one. */
+  rollbackResult: 'rolled-back' | 'needs-attention' | undefined;
+  private current: RunState | undefined;
+
+  constructor(
+    readonly runbook: Runbook,
+    readonly runId: string,
+    readonly runDir: string,
+    readonly journal: Journal,
+    readonly redactor: Redactor,
+    readonly connections: ReadonlyMap<string, ResolvedConnection>,
+    readonly options: EngineOptions,
+    readonly dryRun: boolean,
+    state?: RunState,
+  ) {
+    this.commands = options.commands ?? execaRunner;
+    this.signal = options.signal ?? new AbortController().signal;
+    this.current = state;
+  }
+
+  /** The run's state as the journal says it is now. */
+  get state(): RunState {
+    if (this.current === undefined) throw new Error('run state read before run.started');
+    return this.current;
+  }
+
+  /** Journal first (fsync'ed), then the live state, then subscribers. */
+  emit(event: RunEvent): void {
+    if (event.type !== 'step.progress') {
+      const record = this.journal.append(event);
+      if (this.current === undefined) this.current = foldJournal([record]);
+      else applyEvent(this.current, record.event, record.ts);
+    }
+    try {
+      this.options.onEvent?.(event);
+    } catch {
+      // A subscriber (the live list) must never break a cutover.
+    }
+  }
+
+  step(id: string): Step {
+    const step = this.runbook.steps.find((s) => s.id === id);
+    if (step === undefined) throw new UsageError(`step "${id}" is not in runbook ${this.runbook.file}`);
+    return step;
+  }
+
+  definition(step: Step): StepDefinition {
+    const definition = this.options.registry[step.kind];
+    if (definition === undefined) throw new UsageError(`step "${step.id}": unknown kind "${step.kind}"`);
+    return definition;
+  }
+
+  postgres(name: string): ResolvedPostgres {
+    const resolved = this.connections.get(name);
+    if (resolved === undefined) throw new UsageError(`unknown connection "${name}"`);
+    if (resolved.kind !== 'postgres') throw new UsageError(`connection "${name}" is ${resolved.kind}, not postgres`);
+    return resolved;
+  }
+
+  /** PostgreSQL connections the selected steps use, in order of first use. */
+  targets(steps: readonly Step[]): string[] {
+    const names = new Set<string>();
+    for (const step of steps) {
+      const definition = this.definition(step);
+      for (const name of [step.connection, ...(definition.connections?.(step.config) ?? [])]) {
+        if (name !== undefined && this.connections.get(name)?.kind === 'postgres') names.add(name);
+      }
+    }
+    return [...names];
+  }
+
+  openSession(name: string, purpose: string, readOnly: boolean, statementTimeoutMs?: number): Promise<Session> {
+    return Session.open(name, this.postgres(name), {
+      applicationName: `cutover/${this.runId}/${purpose}`,
+      readOnly: readOnly || this.dryRun,
+      lockTimeoutMs: this.runbook.defaults.lockTimeoutMs,
+      statementTimeoutMs: statementTimeoutMs ?? this.runbook.defaults.statementTimeoutMs,
+    });
+  }
+
+  /**
+   * Decides a confirmation: --yes, else a person, else stop the run. Every
+   * yes is journaled with who gave it.
+   */
+  async confirm(stepId: string, question: string): Promise<boolean> {
+    if (this.options.yes === true) {
+      this.emit({ type: 'step.confirmed', stepId, by: 'yes-flag', question });
+      return true;
+    }
+    if (this.options.confirm === undefined) throw new ConfirmationRequiredError(stepId, question);
+    const answer = await this.options.confirm(question, stepId);
+    if (answer) this.emit({ type: 'step.confirmed', stepId, by: 'prompt', question });
+    return answer;
+  }
+
+  /** Sessions a step opens during one phase; all closed when the phase ends. */
+  stepScope(step: Step, phase: string, readOnly: boolean): StepScope {
+    return new StepScope(this, step, phase, readOnly);
+  }
+}
+
+export class StepScope {
+  private readonly sessions = new Map<string, Promise<Session>>();
+  readonly signal: AbortSignal;
+
+  constructor(
+    private readonly rc: RunContext,
+    private readonly step: Step,
+    private readonly phase: string,
+    private readonly readOnly: boolean,
+  ) {
+    this.signal =
+      step.timeoutMs === undefined ? rc.signal : AbortSignal.any([rc.signal, AbortSignal.timeout(step.timeoutMs)]);
+  }
+
+  session(name: string): Promise<Session> {
+    let session = this.sessions.get(name);
+    if (session === undefined) {
+      const purpose = this.phase === 'apply' ? this.step.id : `${this.step.id}/${this.phase}`;
+      session = this.rc.openSession(name, purpose, this.readOnly, this.step.timeoutMs);
+      this.sessions.set(name, session);
+    }
+    return session;
+  }
+
+  context(tx?: Queryable): ApplyContext {
+    const rc = this.rc;
+    const stepId = this.step.id;
+    const base: BaseContext = {
+      runId: rc.runId,
+      dryRun: rc.dryRun,
+      signal: this.signal,
+      session: (name) => this.session(name),
+      resolved: (name) => {
+        const resolved = rc.connections.get(name);
+        if (resolved === undefined) throw new UsageError(`unknown connection "${name}"`);
+        return resolved;
+      },
+      connectionEnv: (name) => rc.postgres(name).env,
+      commands: rc.commands,
+      progress: (message) => rc.emit({ type: 'step.progress', stepId, message: rc.redactor.redact(message) }),
+    };
+    return { ...base, tx, confirm: (question) => rc.confirm(stepId, question) };
+  }
+
+  async close(): Promise<void> {
+    const sessions = [...this.sessions.values()];
+    this.sessions.clear();
+    await Promise.all(sessions.map(async (s) => (await s.catch(() => undefined))?.close()));
+  }
+}

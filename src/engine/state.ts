@@ -1,0 +1,156 @@
+/**
+ * A run's state is a fold over its journal: nothing else is trusted after a
+ * crash. `resume`, `rollback` and `status` all start here.
+ */
+import type { RunEvent, RunStatus, SerializedError } from './events.js';
+import type { Json, StepPlan } from './step.js';
+
+export type StepStatus =
+  | 'pending'
+  | 'planned'
+  | 'applying'
+  | 'applied'
+  | 'verified'
+  | 'failed'
+  | 'rolling-back'
+  | 'rolled-back'
+  | 'rollback-failed'
+  | 'rollback-skipped';
+
+export interface StepState {
+  readonly id: string;
+  status: StepStatus;
+  plan?: StepPlan;
+  /** Set once the step's effects happened (apply completed or reconciled as done). */
+  applied: boolean;
+  before?: Json;
+  attempts: number;
+  durationMs?: number;
+  error?: SerializedError;
+  output?: string;
+}
+
+export interface RunState {
+  readonly runId: string;
+  readonly mode: 'run' | 'plan';
+  readonly runbookFile: string;
+  readonly runbookSha256: string;
+  readonly runbookName: string;
+  readonly ticket?: string;
+  readonly startedAt: string;
+  readonly operator: string;
+  readonly steps: Map<string, StepState>;
+  /** Step ids in runbook order, as selected for this run. */
+  readonly order: readonly string[];
+  status: RunStatus | 'running' | 'rolling-back';
+  finishedAt?: string;
+  lastTs: string;
+}
+
+export function foldJournal(records: readonly { readonly ts: string; readonly event: RunEvent }[]): RunState {
+  const first = records[0];
+  if (first === undefined || first.event.type !== 'run.started') {
+    throw new Error('journal does not start with run.started');
+  }
+  const start = first.event;
+  const state: RunState = {
+    runId: start.runId,
+    mode: start.mode,
+    runbookFile: start.runbook.file,
+    runbookSha256: start.runbook.sha256,
+    runbookName: start.runbook.name,
+    ...(start.runbook.ticket !== undefined ? { ticket: start.runbook.ticket } : {}),
+    startedAt: first.ts,
+    operator: start.operator,
+    steps: new Map(start.steps.map((id) => [id, { id, status: 'pending', applied: false, attempts: 0 }])),
+    order: start.steps,
+    status: 'running',
+    lastTs: first.ts,
+  };
+  for (const { ts, event } of records.slice(1)) applyEvent(state, event, ts);
+  return state;
+}
+
+export function applyEvent(state: RunState, event: RunEvent, ts: string): void {
+  state.lastTs = ts;
+  const step = 'stepId' in event && event.stepId !== undefined ? state.steps.get(event.stepId) : undefined;
+  switch (event.type) {
+    case 'run.resumed':
+      state.status = event.command === 'rollback' ? 'rolling-back' : 'running';
+      delete state.finishedAt;
+      return;
+    case 'step.planned':
+      if (step) [step.status, step.plan] = ['planned', event.plan];
+      return;
+    case 'step.started':
+      if (step) [step.status, step.attempts] = ['applying', event.attempt];
+      return;
+    case 'step.applied':
+      if (step) {
+        Object.assign(step, { status: 'applied', applied: true, before: event.before, durationMs: event.durationMs });
+        if (event.output !== undefined) step.output = event.output;
+      }
+      return;
+    case 'step.verified':
+      if (step) step.status = 'verified';
+      return;
+    case 'step.failed':
+      if (step) [step.status, step.error] = ['failed', event.error];
+      return;
+    case 'step.reconciled':
+      if (!step) return;
+      if (event.phase === 'apply' && event.outcome === 'done') {
+        Object.assign(step, { status: 'applied', applied: true, before: event.before ?? null });
+      } else if (event.phase === 'apply' && event.outcome === 'not-done') {
+        step.status = 'pending';
+      } else if (event.phase === 'rollback' && event.outcome === 'done') {
+        Object.assign(step, { status: 'rolled-back', applied: false });
+      } else if (event.phase === 'rollback' && event.outcome === 'not-done') {
+        step.status = 'applied';
+      }
+      return;
+    case 'rollback.started':
+      state.status = 'rolling-back';
+      return;
+    case 'rollback.step.started':
+      if (step) step.status = 'rolling-back';
+      return;
+    case 'rollback.step.done':
+      if (step) Object.assign(step, { status: 'rolled-back', applied: false });
+      return;
+    case 'rollback.step.skipped':
+      // Nothing to undo means the step no longer holds anything to roll back;
+      // an irreversible one stays applied, for the record.
+      if (step) Object.assign(step, { status: 'rollback-skipped', applied: event.irreversible && step.applied });
+      return;
+    case 'rollback.step.failed':
+      if (step) [step.status, step.error] = ['rollback-failed', event.error];
+      return;
+    case 'run.finished':
+      [state.status, state.finishedAt] = [event.status, state.lastTs];
+      return;
+    case 'run.started':
+    case 'run.stopped':
+    case 'target.locked':
+    case 'step.confirmed':
+    case 'step.progress':
+    case 'step.retrying':
+    case 'rollback.finished':
+      return;
+  }
+}
+
+/** Steps whose effects are in place, in runbook order. */
+export function appliedSteps(state: RunState): string[] {
+  return state.order.filter((id) => state.steps.get(id)?.applied === true);
+}
+
+/** The step (if any) that was in flight when the journal ends: started but never finished. */
+export function inFlight(state: RunState): { readonly id: string; readonly phase: 'apply' | 'rollback' } | undefined {
+  for (const id of state.order) {
+    const status = state.steps.get(id)?.status;
+    if (status === 'applying') return { id, phase: 'apply' };
+    if (status === 'rolling-back') return { id, phase: 'rollback' };
+  }
+  return undefined;
+}

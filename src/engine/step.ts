@@ -1,0 +1,152 @@
+/**
+ * The step contract. The engine knows this file and nothing about any kind:
+ * a step kind is one module under src/steps/ exporting a `StepDefinition`,
+ * listed in the registry (src/steps/index.ts).
+ *
+ * Life of a step: `plan` (read-only, returns the exact actions) -> `apply`
+ * (executes that plan, returns the before-state needed to undo it) ->
+ * `verify` (post-condition) -> maybe `rollback` (from the before-state).
+ */
+import type { z } from 'zod';
+import type { Queryable } from '../db/session.js';
+import type { CommandRunner } from './commands.js';
+import type { ResolvedConnection } from '../db/connections.js';
+
+export type Json = null | boolean | number | string | readonly Json[] | { readonly [key: string]: Json };
+
+/** One thing a step would do, exactly as it would be done. */
+export type Action =
+  | {
+      readonly type: 'sql';
+      readonly connection: string;
+      readonly sql: string;
+      readonly params?: readonly Json[];
+      /** False for statements that cannot run inside a transaction block. */
+      readonly transaction?: boolean;
+    }
+  | {
+      readonly type: 'command';
+      /** argv, never a shell string. */
+      readonly argv: readonly string[];
+      readonly cwd?: string;
+      /** Names only: values may be secrets. */
+      readonly envKeys?: readonly string[];
+    }
+  | { readonly type: 'prompt'; readonly question: string }
+  | {
+      readonly type: 'poll';
+      readonly connection: string;
+      readonly sql: string;
+      readonly expect: Json;
+      readonly intervalMs: number;
+      readonly timeoutMs: number;
+    };
+
+/** A value the step would change: what it is now and what it would become. */
+export interface Change {
+  readonly subject: string;
+  readonly current: Json;
+  readonly desired: Json;
+}
+
+export interface StepPlan {
+  readonly actions: readonly Action[];
+  readonly changes?: readonly Change[];
+  readonly notes?: readonly string[];
+  /** Kind-specific structured data (tables, findings), shown by --json and reports. */
+  readonly details?: Json;
+  /** Read-only output a plan produced (e.g. a `readOnly` shell step in dry-run). */
+  readonly output?: string;
+}
+
+/**
+ * How a step's effects relate to its connection, which decides crash recovery:
+ * - `none`: it writes nothing; after a crash it is simply run again.
+ * - `transaction`: everything it writes happens in one transaction on
+ *   `step.connection`, which the engine opens and commits together with the
+ *   step's completion marker, so a crash at any point is reconciled exactly.
+ * - `external`: side effects outside one transaction; after a crash its
+ *   outcome is unknown, and it is re-run only if marked `idempotent`.
+ */
+export type Effects = 'none' | 'transaction' | 'external';
+
+/** What rolling back means for a step (may depend on its config). */
+export type Reversibility =
+  | { readonly kind: 'reversible' }
+  | { readonly kind: 'nothing-to-undo' }
+  | { readonly kind: 'irreversible'; readonly reason: string };
+
+export interface ApplyOutcome {
+  /** What `rollback` needs to restore the previous state exactly (null if nothing). */
+  readonly before: Json;
+  /** Output worth keeping in the journal (redacted and truncated by the engine). */
+  readonly output?: string;
+  readonly details?: Json;
+}
+
+/** A validated step; `Config` holds the kind's own fields. */
+export interface Step<Config = Record<string, unknown>> {
+  readonly id: string;
+  readonly kind: string;
+  readonly description?: string;
+  readonly connection?: string;
+  readonly timeoutMs?: number;
+  readonly retries: number;
+  readonly confirm?: string;
+  readonly idempotent: boolean;
+  readonly config: Config;
+  /** Where the step starts in the runbook file, for messages. */
+  readonly line: number;
+}
+
+/** Asked by `confirm` steps and `confirm:` gates; the CLI decides how to ask. */
+export type ConfirmFn = (question: string) => Promise<boolean>;
+
+export interface BaseContext {
+  readonly runId: string;
+  readonly dryRun: boolean;
+  readonly signal: AbortSignal;
+  /** A session on a named connection, opened for this step (read-only in plan and verify). */
+  session(connection: string): Promise<Queryable>;
+  /** A non-PostgreSQL connection (e.g. Oracle) resolved from the runbook, secrets included. */
+  resolved(connection: string): ResolvedConnection;
+  /** Environment for commands that need to reach a connection (PGHOST, PGPASSWORD, ...). */
+  connectionEnv(connection: string): Readonly<Record<string, string>>;
+  readonly commands: CommandRunner;
+  /** Live, human-readable progress (e.g. remaining lag); not journaled. */
+  progress(message: string): void;
+}
+
+export interface ApplyContext extends BaseContext {
+  /**
+   * For `transaction` steps: the open transaction on `step.connection`. The
+   * engine commits it together with the completion marker.
+   */
+  readonly tx: Queryable | undefined;
+  confirm: ConfirmFn;
+}
+
+export interface StepDefinition<Schema extends z.ZodObject = z.ZodObject> {
+  readonly kind: string;
+  /** One line for `cutover kinds` and the JSON Schema. */
+  readonly summary: string;
+  /** The kind's own fields (besides id, kind, connection, ...). Unknown keys are rejected. */
+  readonly config: Schema;
+  /** Whether `step.connection` is required, and which connection kinds it may name. */
+  readonly connection: { readonly required: boolean; readonly kinds: readonly ('postgres' | 'oracle')[] };
+  /** Connections besides `step.connection` that the step uses (checked at validation, locked at run). */
+  connections?(config: z.output<Schema>): readonly string[];
+  effects(config: z.output<Schema>): Effects;
+  reversibility(config: z.output<Schema>): Reversibility;
+  plan(ctx: BaseContext, step: Step<z.output<Schema>>): Promise<StepPlan>;
+  /** Executes `plan`; returns the before-state that `rollback` needs. */
+  apply(ctx: ApplyContext, step: Step<z.output<Schema>>, plan: StepPlan): Promise<ApplyOutcome>;
+  /** Throws VerificationError when the post-condition does not hold. */
+  verify?(ctx: BaseContext, step: Step<z.output<Schema>>, plan: StepPlan, before: Json): Promise<void>;
+  rollback?(ctx: ApplyContext, step: Step<z.output<Schema>>, before: Json): Promise<void>;
+}
+
+/** Keeps each definition's config type while checking it against the contract. */
+export function defineStep<Schema extends z.ZodObject>(definition: StepDefinition<Schema>): StepDefinition<Schema> {
+  return definition;
+}

@@ -1,0 +1,137 @@
+/**
+ * Errors that carry data. Each class is something a person can act on; the
+ * CLI's formatter (src/cli/format-error.ts) is the one place that turns them
+ * into text. Library code never prints.
+ */
+
+/** A position in a runbook file, 1-based, as editors count. */
+export interface SourcePosition {
+  readonly file: string;
+  readonly line: number;
+  readonly column: number;
+}
+
+export interface ValidationIssue {
+  readonly position: SourcePosition;
+  /** Dotted path of the offending key, e.g. `steps[2].sql`. */
+  readonly path: string;
+  readonly message: string;
+}
+
+/** The runbook could not be read, parsed or validated; every issue is listed. */
+export class RunbookValidationError extends Error {
+  override readonly name = 'RunbookValidationError';
+  constructor(
+    readonly file: string,
+    readonly issues: readonly ValidationIssue[],
+  ) {
+    super(`${file}: ${issues.length} problem${issues.length === 1 ? '' : 's'} found`);
+  }
+}
+
+/** Bad input that is not a runbook problem: an unknown run id, a flag that does not fit. */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+/** A PostgreSQL error with everything the server said about it. */
+export class DatabaseError extends Error {
+  override readonly name = 'DatabaseError';
+  constructor(
+    message: string,
+    readonly details: {
+      readonly connection: string;
+      readonly sqlstate?: string;
+      readonly detail?: string;
+      readonly hint?: string;
+      /** 1-based character offset into `sql`, as the server reports it. */
+      readonly position?: number;
+      readonly sql?: string;
+    },
+  ) {
+    super(message);
+  }
+}
+
+/** An external command that failed; argv is already shell-escaped for display. */
+export class CommandError extends Error {
+  override readonly name = 'CommandError';
+  constructor(
+    message: string,
+    readonly command: string,
+    readonly exitCode: number | undefined,
+    readonly stderr: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Another run holds the cutover lock on a target database. */
+export class LockedError extends Error {
+  override readonly name = 'LockedError';
+  constructor(
+    readonly connection: string,
+    readonly holder: string,
+  ) {
+    super(`connection "${connection}" is locked by another cutover run (${holder})`);
+  }
+}
+
+/** A confirmation is needed and nobody can answer it (no TTY, no --yes). */
+export class ConfirmationRequiredError extends Error {
+  override readonly name = 'ConfirmationRequiredError';
+  constructor(
+    readonly stepId: string,
+    readonly question: string,
+  ) {
+    super(`step "${stepId}" needs confirmation: ${question}`);
+  }
+}
+
+/** Somebody answered no to a confirmation; the run stops where it is, resumable. */
+export class ConfirmationDeclinedError extends Error {
+  override readonly name = 'ConfirmationDeclinedError';
+  constructor(
+    readonly stepId: string,
+    readonly question: string,
+  ) {
+    super(`step "${stepId}": confirmation declined: ${question}`);
+  }
+}
+
+/** A step's post-condition does not hold after apply. */
+export class VerificationError extends Error {
+  override readonly name = 'VerificationError';
+}
+
+/** A step failed; `cause` is the underlying error. */
+export class StepFailedError extends Error {
+  override readonly name = 'StepFailedError';
+  constructor(
+    readonly stepId: string,
+    readonly phase: 'plan' | 'apply' | 'verify' | 'rollback',
+    override readonly cause: unknown,
+  ) {
+    super(`step "${stepId}" failed during ${phase}: ${cause instanceof Error ? cause.message : String(cause)}`);
+  }
+}
+
+/**
+ * A step was in flight when the previous process died and its outcome cannot be
+ * known from the journal or the database; a person has to decide.
+ */
+export class UnknownOutcomeError extends Error {
+  override readonly name = 'UnknownOutcomeError';
+  constructor(
+    readonly stepId: string,
+    readonly phase: 'apply' | 'rollback',
+  ) {
+    super(
+      `step "${stepId}" was in flight (${phase}) when the previous run stopped and its outcome is unknown`,
+    );
+  }
+}
+
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

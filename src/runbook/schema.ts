@@ -1,0 +1,98 @@
+/**
+ * The one source of truth for the runbook format. It yields the validated
+ * TypeScript types, the validation itself, and the published JSON Schema
+ * (`cutover schema`). Step kinds contribute their own fields through the
+ * registry; everything here is kind-agnostic.
+ */
+import { z } from 'zod';
+import { DURATION_PATTERN, parseDuration } from './duration.js';
+
+export const duration = z
+  .union([
+    z.number().int().nonnegative(),
+    z.string().regex(DURATION_PATTERN, 'expected a duration such as "500ms", "30s", "5m" or "1h"'),
+  ])
+  .transform((value) => (typeof value === 'number' ? value : (parseDuration(value) ?? 0)))
+  .describe('milliseconds, or a string such as "500ms", "30s", "5m", "1h"');
+
+const identifier = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'use letters, digits, ".", "_" and "-", starting with a letter or digit')
+  .max(63);
+
+const secretSource = {
+  password: z.string().optional().describe('prefer passwordFile or ${ENV} interpolation; never logged'),
+  passwordFile: z.string().optional().describe('path to a file holding the password, relative to the runbook'),
+};
+
+export const postgresConnectionSchema = z
+  .strictObject({
+    kind: z.literal('postgres'),
+    url: z.string().optional().describe('postgres://user@host:port/database?sslmode=...'),
+    host: z.string().optional(),
+    port: z.number().int().min(1).max(65535).optional(),
+    database: z.string().optional(),
+    user: z.string().optional(),
+    sslmode: z.enum(['disable', 'prefer', 'require', 'verify-ca', 'verify-full']).optional(),
+    ...secretSource,
+  })
+  .refine((c) => c.password === undefined || c.passwordFile === undefined, {
+    message: 'give either password or passwordFile, not both',
+    path: ['passwordFile'],
+  });
+
+export const oracleConnectionSchema = z
+  .strictObject({
+    kind: z.literal('oracle'),
+    connectString: z.string().describe('host:port/service_name or an Easy Connect string'),
+    user: z.string(),
+    ...secretSource,
+  })
+  .refine((c) => c.password === undefined || c.passwordFile === undefined, {
+    message: 'give either password or passwordFile, not both',
+    path: ['passwordFile'],
+  });
+
+export const connectionSchema = z.discriminatedUnion('kind', [postgresConnectionSchema, oracleConnectionSchema]);
+
+export const defaultsSchema = z.strictObject({
+  lockTimeout: duration.optional().describe('lock_timeout of every session (default 5s)'),
+  statementTimeout: duration.optional().describe('statement_timeout of every session (default 15m)'),
+  onFailure: z.enum(['rollback', 'stop']).optional().describe('what a failed step does to the run (default rollback)'),
+});
+
+/** Fields every step has, whatever its kind. */
+export const baseStepShape = {
+  id: identifier.describe('unique within the runbook; used in the journal and application_name'),
+  description: z.string().optional(),
+  connection: z.string().optional().describe('name of a connection under `connections`'),
+  timeout: duration.optional().describe('upper bound for the step; also its sessions\' statement_timeout'),
+  retries: z.number().int().min(0).max(10).optional().describe('extra attempts after a failed apply'),
+  confirm: z
+    .union([z.boolean(), z.string()])
+    .optional()
+    .describe('ask before applying this step (true, or the question to ask)'),
+  idempotent: z
+    .boolean()
+    .optional()
+    .describe('safe to run again when a crash left its outcome unknown'),
+} as const;
+
+/** `stepSchema` validates one step of any registered kind (built by the registry). */
+export function runbookSchema(stepSchema: z.ZodType) {
+  return z.strictObject({
+    $schema: z.string().optional(),
+    version: z.literal(1),
+    name: z.string().min(1),
+    description: z.string().optional(),
+    ticket: z.string().optional().describe('change ticket id, recorded in the journal'),
+    connections: z.record(identifier, connectionSchema).default({}),
+    defaults: defaultsSchema.optional(),
+    steps: z.array(stepSchema).min(1),
+  });
+}
+
+export type PostgresConnectionSpec = z.output<typeof postgresConnectionSchema>;
+export type OracleConnectionSpec = z.output<typeof oracleConnectionSchema>;
+export type ConnectionSpec = z.output<typeof connectionSchema>;
+export type Defaults = z.output<typeof defaultsSchema>;

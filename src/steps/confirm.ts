@@ -1,0 +1,32 @@
+/**
+ * `confirm`: a manual gate. Passes when a person says yes at the prompt, or
+ * when the run was started with --yes; with neither (no TTY, no --yes) the run
+ * stops before it, resumable, instead of guessing.
+ */
+import { z } from 'zod';
+import { ConfirmationDeclinedError } from '../errors.js';
+import { defineStep } from '../engine/step.js';
+
+const config = z.object({
+  message: z.string().min(1).describe('the question asked, e.g. "Application servers stopped?"'),
+});
+
+export const confirmStep = defineStep({
+  kind: 'confirm',
+  summary: 'A manual gate: asks a question and passes only on yes (or --yes)',
+  config,
+  connection: { required: false, kinds: [] },
+  effects: () => 'none',
+  reversibility: () => ({ kind: 'nothing-to-undo' }),
+
+  async plan(_ctx, step) {
+    return { actions: [{ type: 'prompt', question: step.config.message }] };
+  },
+
+  async apply(ctx, step) {
+    if (!(await ctx.confirm(step.config.message))) {
+      throw new ConfirmationDeclinedError(step.id, step.config.message);
+    }
+    return { before: null };
+  },
+});

@@ -1,0 +1,29 @@
+/**
+ * The registry of step kinds. Adding a kind means adding its module and one
+ * line here; the engine does not change.
+ */
+import type { z } from 'zod';
+import type { StepDefinition } from '../engine/step.js';
+import { confirmStep } from './confirm.js';
+import { shellStep } from './shell.js';
+import { sqlStep } from './sql.js';
+import { waitStep } from './wait.js';
+
+export type StepKind = 'sql' | 'shell' | 'confirm' | 'wait';
+
+// Each definition keeps its own config type; the table is checked against the
+// contract, so a kind named in StepKind without a definition does not compile.
+export const stepKinds = {
+  sql: sqlStep,
+  shell: shellStep,
+  confirm: confirmStep,
+  wait: waitStep,
+} satisfies Record<StepKind, AnyStepDefinition>;
+
+// A definition's functions take its own config type, so definitions are
+// contravariant in it and no single concrete type covers them all. The engine
+// only calls a definition with config that definition's schema produced.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type AnyStepDefinition = StepDefinition<z.ZodObject<any>>;
+
+export const registry: Readonly<Record<string, StepDefinition>> = stepKinds as Readonly<Record<string, AnyStepDefinition>>;

@@ -1,0 +1,76 @@
+/**
+ * `shell`: one external command as an argv array (never a shell string), with
+ * env, cwd and timeout. With `connection:` the command gets PGHOST, PGPORT,
+ * PGDATABASE, PGUSER and PGPASSWORD for it, so no secret is written into
+ * argv. Dry-run never runs it unless it says `readOnly: true`.
+ */
+import { z } from 'zod';
+import { defineStep, type BaseContext, type Step } from '../engine/step.js';
+
+const argv = z.array(z.string()).min(1);
+
+const config = z.object({
+  command: argv.describe('argv: the program, then each argument as its own item'),
+  env: z.record(z.string(), z.string()).optional().describe('extra environment variables (values are never logged)'),
+  cwd: z.string().optional().describe('working directory, relative to the runbook'),
+  readOnly: z.boolean().optional().describe('the command changes nothing, so dry-run runs it too'),
+  rollback: argv.optional().describe('argv of a command that undoes this one'),
+});
+
+type Config = z.output<typeof config>;
+
+const OUTPUT_LIMIT = 16 * 1024;
+
+async function run(ctx: BaseContext, step: Step<Config>, command: readonly string[]): Promise<string> {
+  const env = {
+    ...(step.connection !== undefined ? ctx.connectionEnv(step.connection) : {}),
+    ...step.config.env,
+  };
+  const result = await ctx.commands(command, {
+    ...(step.config.cwd !== undefined ? { cwd: step.config.cwd } : {}),
+    env,
+    ...(step.timeoutMs !== undefined ? { timeoutMs: step.timeoutMs } : {}),
+    signal: ctx.signal,
+  });
+  const output = [result.stdout, result.stderr].filter((s) => s.length > 0).join('\n');
+  return output.length > OUTPUT_LIMIT ? `…${output.slice(-OUTPUT_LIMIT)}` : output;
+}
+
+export const shellStep = defineStep({
+  kind: 'shell',
+  summary: 'Run an external command (argv, env, cwd, timeout) with an optional rollback command',
+  config,
+  connection: { required: false, kinds: ['postgres'] },
+  effects: (c) => (c.readOnly === true ? 'none' : 'external'),
+  reversibility: (c) =>
+    c.rollback !== undefined
+      ? { kind: 'reversible' }
+      : c.readOnly === true
+        ? { kind: 'nothing-to-undo' }
+        : { kind: 'irreversible', reason: 'no rollback command was given' },
+
+  async plan(ctx, step) {
+    const envKeys = [
+      ...(step.connection !== undefined ? Object.keys(ctx.connectionEnv(step.connection)) : []),
+      ...Object.keys(step.config.env ?? {}),
+    ];
+    const action = {
+      type: 'command' as const,
+      argv: step.config.command,
+      ...(step.config.cwd !== undefined ? { cwd: step.config.cwd } : {}),
+      ...(envKeys.length > 0 ? { envKeys } : {}),
+    };
+    if (ctx.dryRun && step.config.readOnly === true) {
+      return { actions: [action], output: await run(ctx, step, step.config.command) };
+    }
+    return { actions: [action] };
+  },
+
+  async apply(ctx, step) {
+    return { before: null, output: await run(ctx, step, step.config.command) };
+  },
+
+  async rollback(ctx, step) {
+    if (step.config.rollback !== undefined) await run(ctx, step, step.config.rollback);
+  },
+});

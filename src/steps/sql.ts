@@ -1,0 +1,73 @@
+/**
+ * `sql`: statements on one connection, in one transaction unless
+ * `transaction: false` (for VACUUM, CREATE INDEX CONCURRENTLY and the like),
+ * with optional rollback statements and an optional verify query.
+ */
+import { z } from 'zod';
+import { VerificationError } from '../errors.js';
+import { defineStep, type Action } from '../engine/step.js';
+import { expectSchema, firstValue, matches } from './expect.js';
+
+const statements = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]);
+
+const config = z.object({
+  sql: statements.describe('one statement (or a script) or a list of them, run in order'),
+  transaction: z.boolean().optional().describe('run all statements in one transaction (default true)'),
+  rollback: statements.optional().describe('statements that undo this step'),
+  verify: z
+    .strictObject({ query: z.string().min(1), expect: expectSchema })
+    .optional()
+    .describe('post-condition checked after apply'),
+});
+
+type Config = z.output<typeof config>;
+
+const list = (value: string | readonly string[]): readonly string[] => (typeof value === 'string' ? [value] : value);
+const inTransaction = (c: Config) => c.transaction !== false;
+
+export const sqlStep = defineStep({
+  kind: 'sql',
+  summary: 'Run SQL statements, in one transaction by default, with optional rollback SQL and a verify query',
+  config,
+  connection: { required: true, kinds: ['postgres'] },
+  effects: (c) => (inTransaction(c) ? 'transaction' : 'external'),
+  reversibility: (c) =>
+    c.rollback !== undefined
+      ? { kind: 'reversible' }
+      : { kind: 'irreversible', reason: 'no rollback SQL was given' },
+
+  async plan(_ctx, step) {
+    const connection = step.connection ?? '';
+    const transaction = inTransaction(step.config);
+    const actions: Action[] = list(step.config.sql).map((sql) => ({ type: 'sql', connection, sql, transaction }));
+    const verify = step.config.verify;
+    return {
+      actions,
+      ...(verify ? { notes: [`verify: ${verify.query} = ${JSON.stringify(verify.expect)}`] } : {}),
+    };
+  },
+
+  async apply(ctx, step, plan) {
+    const session = ctx.tx ?? (await ctx.session(step.connection ?? ''));
+    for (const action of plan.actions) {
+      if (action.type === 'sql') await session.query(action.sql);
+    }
+    return { before: null };
+  },
+
+  async verify(ctx, step) {
+    const verify = step.config.verify;
+    if (verify === undefined) return;
+    const actual = await firstValue(await ctx.session(step.connection ?? ''), verify.query);
+    if (!matches(actual, verify.expect)) {
+      throw new VerificationError(
+        `verify query returned ${JSON.stringify(actual)}, expected ${JSON.stringify(verify.expect)}: ${verify.query}`,
+      );
+    }
+  },
+
+  async rollback(ctx, step) {
+    const session = ctx.tx ?? (await ctx.session(step.connection ?? ''));
+    for (const sql of list(step.config.rollback ?? [])) await session.query(sql);
+  },
+});

@@ -1,0 +1,68 @@
+/**
+ * `wait`: polls a query until its first value equals `expect`, every
+ * `interval`, for at most the step's `timeout` (default 10 minutes). Reads
+ * only, so dry-run shows the current value without waiting.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { z } from 'zod';
+import { duration } from '../runbook/schema.js';
+import { defineStep } from '../engine/step.js';
+import { expectSchema, firstValue, matches } from './expect.js';
+
+const DEFAULT_TIMEOUT_MS = 10 * 60_000;
+const DEFAULT_INTERVAL_MS = 2_000;
+
+const config = z.object({
+  query: z.string().min(1).describe('a query whose first column of the first row is compared'),
+  expect: expectSchema,
+  interval: duration.optional().describe('time between polls (default 2s)'),
+});
+
+export class WaitTimeoutError extends Error {
+  override readonly name = 'WaitTimeoutError';
+}
+
+export const waitStep = defineStep({
+  kind: 'wait',
+  summary: 'Poll a query until it returns the expected value, with interval and timeout',
+  config,
+  connection: { required: true, kinds: ['postgres'] },
+  effects: () => 'none',
+  reversibility: () => ({ kind: 'nothing-to-undo' }),
+
+  async plan(ctx, step) {
+    const connection = step.connection ?? '';
+    const current = await firstValue(await ctx.session(connection), step.config.query);
+    return {
+      actions: [
+        {
+          type: 'poll',
+          connection,
+          sql: step.config.query,
+          expect: step.config.expect,
+          intervalMs: step.config.interval ?? DEFAULT_INTERVAL_MS,
+          timeoutMs: step.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+        },
+      ],
+      changes: [{ subject: 'query result', current, desired: step.config.expect }],
+    };
+  },
+
+  async apply(ctx, step) {
+    const session = await ctx.session(step.connection ?? '');
+    const timeoutMs = step.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const intervalMs = step.config.interval ?? DEFAULT_INTERVAL_MS;
+    const deadline = Date.now() + timeoutMs;
+    for (let polls = 1; ; polls++) {
+      const value = await firstValue(session, step.config.query);
+      if (matches(value, step.config.expect)) return { before: null, output: `matched after ${polls} poll(s)` };
+      ctx.progress(`got ${JSON.stringify(value)}, waiting for ${JSON.stringify(step.config.expect)} (poll ${polls})`);
+      if (Date.now() + intervalMs > deadline) {
+        throw new WaitTimeoutError(
+          `timed out after ${timeoutMs}ms: last value ${JSON.stringify(value)}, expected ${JSON.stringify(step.config.expect)}`,
+        );
+      }
+      await sleep(intervalMs, undefined, { signal: ctx.signal });
+    }
+  },
+});
