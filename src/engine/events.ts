@@ -47,7 +47,8 @@ export type RunEvent =
       readonly details?: Json;
     }
   | { readonly type: 'step.retrying'; readonly stepId: string; readonly attempt: number; readonly error: SerializedError }
-  | { readonly type: 'step.verified'; readonly stepId: string; readonly durationMs: number }
+  /** The step's forward work is done; `verified` says whether a post-condition was checked. */
+  | { readonly type: 'step.completed'; readonly stepId: string; readonly verified: boolean; readonly durationMs: number }
   | {
       readonly type: 'step.failed';
       readonly stepId: string;

@@ -50,6 +50,7 @@ export interface StepResult {
 
 export interface RunResult {
   readonly runId: string;
+  readonly dryRun: boolean;
   readonly runDir: string;
   readonly journalFile: string;
   readonly status: RunStatus;
@@ -136,15 +137,33 @@ export async function rollbackRun(runId: string | undefined, options: EngineOpti
   });
 }
 
-export function loadRunState(runId: string | undefined, stateDir = DEFAULT_STATE_DIR): { state: RunState; runDir: string } {
-  const id = findRun(stateDir, runId);
+/**
+ * A run's state from its journal. Without an id: the newest run, or with
+ * `mode`, the newest run of that mode (`resume --last` skips dry runs).
+ */
+export function loadRunState(
+  runId: string | undefined,
+  stateDir = DEFAULT_STATE_DIR,
+  mode?: RunState['mode'],
+): { state: RunState; runDir: string } {
+  const id = findRun(stateDir, runId, mode === undefined ? undefined : (candidate) => modeOf(stateDir, candidate) === mode);
   const runDir = path.join(runsDir(stateDir), id);
   return { state: foldJournal(readJournal(runDir)), runDir };
 }
 
+function modeOf(stateDir: string, runId: string): RunState['mode'] | undefined {
+  try {
+    const first = readJournal(path.join(runsDir(stateDir), runId))[0]?.event;
+    return first?.type === 'run.started' ? first.mode : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 // ------------------------------------------------------------- orchestration
 
-function selectSteps(runbook: Runbook, options: RunOptions): Step[] {
+/** The steps `run` would execute with these --only / --from options, in order. */
+export function selectSteps(runbook: Runbook, options: Pick<RunOptions, 'only' | 'from'>): Step[] {
   const known = new Set(runbook.steps.map((s) => s.id));
   for (const id of [...(options.only ?? []), ...(options.from !== undefined ? [options.from] : [])]) {
     if (!known.has(id)) throw new UsageError(`no step "${id}" in ${runbook.file} (steps: ${[...known].join(', ')})`);
@@ -162,13 +181,7 @@ async function reopen(
   body: (rc: RunContext, steps: Step[], state: RunState) => Promise<StepOutcome>,
 ): Promise<RunResult> {
   const stateDir = options.stateDir ?? DEFAULT_STATE_DIR;
-  const id = findRun(stateDir, runId, (candidate) => {
-    try {
-      return foldJournal(readJournal(path.join(runsDir(stateDir), candidate))).mode === 'run';
-    } catch {
-      return false;
-    }
-  });
+  const id = findRun(stateDir, runId, (candidate) => modeOf(stateDir, candidate) === 'run');
   const runDir = path.join(runsDir(stateDir), id);
   const unlock = lockRunDir(runDir);
   try {
@@ -232,6 +245,7 @@ async function finish(rc: RunContext, outcome: StepOutcome, started: number): Pr
   rc.emit({ type: 'run.finished', status, durationMs: Date.now() - started });
   return {
     runId: rc.runId,
+    dryRun: rc.dryRun,
     runDir: rc.runDir,
     journalFile: rc.journal.file,
     status,
@@ -274,7 +288,8 @@ async function forward(rc: RunContext, steps: readonly Step[]): Promise<StepOutc
   for (const step of steps) {
     const state = rc.state.steps.get(step.id);
     if (state?.applied === true) {
-      if (state.status === 'applied' && rc.definition(step).verify !== undefined) {
+      // Applied before a crash but never verified: verify now, do not re-apply.
+      if (state.status === 'applied') {
         const verified = await verifyStep(rc, step, state.plan ?? { actions: [] });
         if (!verified.ok) return afterFailure(rc, step, verified);
       }
@@ -384,12 +399,15 @@ async function applyOnce(rc: RunContext, step: Step, plan: StepPlan): Promise<Ap
 
 async function verifyStep(rc: RunContext, step: Step, plan: StepPlan): Promise<StepOutcome> {
   const definition = rc.definition(step);
-  if (definition.verify === undefined) return ok;
-  const scope = rc.stepScope(step, 'verify', true);
   const started = Date.now();
+  if (definition.verify === undefined) {
+    rc.emit({ type: 'step.completed', stepId: step.id, verified: false, durationMs: 0 });
+    return ok;
+  }
+  const scope = rc.stepScope(step, 'verify', true);
   try {
     await definition.verify(scope.context(), step, plan, rc.state.steps.get(step.id)?.before ?? null);
-    rc.emit({ type: 'step.verified', stepId: step.id, durationMs: Date.now() - started });
+    rc.emit({ type: 'step.completed', stepId: step.id, verified: true, durationMs: Date.now() - started });
     return ok;
   } catch (error) {
     rc.emit({ type: 'step.failed', stepId: step.id, phase: 'verify', error: serializeError(error), durationMs: Date.now() - started });

@@ -81,13 +81,16 @@ export class RunContext {
 
   /** Journal first (fsync'ed), then the live state, then subscribers. */
   emit(event: RunEvent): void {
+    // Subscribers get the redacted event, exactly as journaled.
+    let redacted = event;
     if (event.type !== 'step.progress') {
       const record = this.journal.append(event);
+      redacted = record.event;
       if (this.current === undefined) this.current = foldJournal([record]);
       else applyEvent(this.current, record.event, record.ts);
     }
     try {
-      this.options.onEvent?.(event);
+      this.options.onEvent?.(redacted);
     } catch {
       // A subscriber (the live list) must never break a cutover.
     }

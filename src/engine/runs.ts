@@ -13,9 +13,9 @@ export function runsDir(stateDir: string): string {
   return path.join(stateDir, 'runs');
 }
 
-/** Sortable by time: `20261121T210639Z-3f9a`. */
+/** Sortable by time, to the millisecond: `20261121T210639123Z-3f9a`. */
 export function newRunId(now = new Date()): string {
-  const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  const stamp = now.toISOString().replace(/[-:.]/g, '');
   return `${stamp}-${randomBytes(2).toString('hex')}`;
 }
 

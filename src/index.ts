@@ -1,0 +1,28 @@
+/**
+ * The library. The CLI (src/cli/) uses only what is exported here.
+ */
+export { loadRunbook, parseRunbook, type Runbook, type StepRegistry } from './runbook/load.js';
+export { runbookJsonSchema } from './runbook/json-schema.js';
+export { formatDuration } from './runbook/duration.js';
+export { registry, stepKinds, type StepKind } from './steps/index.js';
+export {
+  planRunbook,
+  runRunbook,
+  resumeRun,
+  rollbackRun,
+  loadRunState,
+  selectSteps,
+  type RunOptions,
+  type RunResult,
+  type StepResult,
+} from './engine/executor.js';
+export type { EngineOptions } from './engine/run-context.js';
+export type { RunEvent, RunStatus, SerializedError } from './engine/events.js';
+export type { RunState, StepState, StepStatus } from './engine/state.js';
+export type { Action, Change, StepPlan, StepDefinition, Step, Json } from './engine/step.js';
+export { defineStep } from './engine/step.js';
+export { displayCommand, type CommandRunner } from './engine/commands.js';
+export { DEFAULT_STATE_DIR, listRunIds, findRun, runsDir } from './engine/runs.js';
+export { verifyJournal, readJournal, journalFile, type VerifyResult } from './audit/journal.js';
+export { quoteIdent, quoteQualified } from './db/quote.js';
+export * from './errors.js';

@@ -1,0 +1,1 @@
+export { startPostgres, binDir, VERSIONS, type PgVersion, type TestServer } from '../../scripts/embedded-postgres.js';
