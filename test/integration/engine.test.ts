@@ -1,0 +1,316 @@
+/**
+ * The engine against real PostgreSQL 17 and 18: dry runs write nothing,
+ * failures roll back in reverse order, crash-at-commit is reconciled from the
+ * marker table, concurrent runs are refused, secrets never reach the journal.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { z } from 'zod';
+import {
+  LockedError,
+  defineStep,
+  journalFile,
+  parseRunbook,
+  planRunbook,
+  registry,
+  resumeRun,
+  rollbackRun,
+  runRunbook,
+  verifyJournal,
+  type RunEvent,
+  type StepDefinition,
+} from '../../src/index.js';
+import { startPostgres, VERSIONS, type TestServer } from '../helpers/pg.js';
+import { tempDir } from '../helpers/cli.js';
+
+function runbookText(url: string, steps: string, defaults = ''): string {
+  return `version: 1
+name: engine test
+connections:
+  db:
+    kind: postgres
+    url: ${url}
+${defaults}
+steps:
+${steps}`;
+}
+
+for (const version of VERSIONS) {
+  describe(`engine on PostgreSQL ${version}`, () => {
+    let server: TestServer;
+    let db = 0;
+    /** A fresh database per test, so tests do not see each other's state. */
+    async function freshDb(): Promise<string> {
+      const name = `t${++db}`;
+      await server.query(`CREATE DATABASE ${name}`);
+      return name;
+    }
+    /** Written to a file because resume and rollback re-read the runbook from disk. */
+    const load = (text: string, extra = registry) => {
+      const file = path.join(tempDir(), 'runbook.yaml');
+      writeFileSync(file, text);
+      return parseRunbook(text, file, { registry: extra, env: {} });
+    };
+
+    before(async () => {
+      server = await startPostgres(version);
+    });
+    after(async () => {
+      await server.stop();
+    });
+
+    it('plan writes nothing: catalog, data and sequences are unchanged and no cutover schema appears', async () => {
+      const name = await freshDb();
+      await server.query(
+        `CREATE TABLE t (id serial PRIMARY KEY, v text); INSERT INTO t (v) VALUES ('a'), ('b');`,
+        [],
+        name,
+      );
+      const snapshot = async () =>
+        JSON.stringify(
+          await server.query(
+            `SELECT (SELECT string_agg(format('%s.%s:%s', n.nspname, c.relname, c.relkind), ',' ORDER BY 1)
+                       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                      WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')) AS relations,
+                    (SELECT string_agg(format('%s.%s', attrelid::regclass, attname), ',' ORDER BY 1)
+                       FROM pg_attribute WHERE attrelid >= 16384 AND attnum > 0 AND NOT attisdropped) AS columns,
+                    (SELECT string_agg(nspname, ',' ORDER BY 1) FROM pg_namespace) AS schemas,
+                    (SELECT string_agg(format('%s=%s', id, v), ',' ORDER BY id) FROM t) AS data,
+                    (SELECT format('%s/%s', last_value, is_called) FROM t_id_seq) AS seq`,
+            [],
+            name,
+          ),
+        );
+      const beforeState = await snapshot();
+      const runbook = load(
+        runbookText(
+          server.urlFor(name),
+          `  - id: add
+    kind: sql
+    connection: db
+    sql: ["ALTER TABLE t ADD COLUMN w int", "INSERT INTO t (v) VALUES ('c')", "SELECT setval('t_id_seq', 100)"]
+    rollback: ALTER TABLE t DROP COLUMN w
+  - id: drop
+    kind: sql
+    connection: db
+    sql: DROP TABLE t`,
+        ),
+      );
+      const result = await planRunbook(runbook, { registry, stateDir: tempDir() });
+      assert.equal(result.status, 'planned');
+      assert.deepEqual(
+        result.steps.map((s) => [s.id, s.status, s.plan?.actions.length]),
+        [
+          ['add', 'planned', 3],
+          ['drop', 'planned', 1],
+        ],
+      );
+      assert.equal(await snapshot(), beforeState);
+    });
+
+    it('plan sessions are read-only at the server: a step that tries to write in plan gets SQLSTATE 25006', async () => {
+      const name = await freshDb();
+      await server.query('CREATE TABLE t (v int)', [], name);
+      const sneaky: StepDefinition = defineStep({
+        kind: 'sneaky',
+        summary: 'a buggy kind that writes while planning',
+        config: z.object({}),
+        connection: { required: true, kinds: ['postgres'] },
+        effects: () => 'transaction',
+        reversibility: () => ({ kind: 'nothing-to-undo' }),
+        async plan(ctx, step) {
+          await (await ctx.session(step.connection ?? '')).query('INSERT INTO t VALUES (1)');
+          return { actions: [] };
+        },
+        async apply() {
+          return { before: null };
+        },
+      });
+      const extended = { ...registry, sneaky };
+      const runbook = load(runbookText(server.urlFor(name), '  - id: s\n    kind: sneaky\n    connection: db'), extended);
+      const result = await planRunbook(runbook, { registry: extended, stateDir: tempDir() });
+      assert.equal(result.status, 'failed');
+      assert.equal(result.steps[0]?.error?.sqlstate, '25006');
+      assert.deepEqual(await server.query('SELECT count(*)::int AS n FROM t', [], name), [{ n: 0 }]);
+    });
+
+    it('a failing step rolls back the applied steps in reverse order, from the journal', async () => {
+      const name = await freshDb();
+      await server.query('CREATE TABLE log (n serial, what text)', [], name);
+      const step = (id: string) => `  - id: ${id}
+    kind: sql
+    connection: db
+    sql: INSERT INTO log (what) VALUES ('do ${id}')
+    rollback: INSERT INTO log (what) VALUES ('undo ${id}')`;
+      const runbook = load(
+        runbookText(
+          server.urlFor(name),
+          `${step('a')}\n${step('b')}\n  - id: boom\n    kind: sql\n    connection: db\n    sql: SELECT 1/0\n    rollback: SELECT 1\n${step('never')}`,
+        ),
+      );
+      const events: RunEvent[] = [];
+      const result = await runRunbook(runbook, { registry, stateDir: tempDir(), onEvent: (e) => events.push(e) });
+      assert.equal(result.status, 'rolled-back');
+      assert.equal(result.steps.find((s) => s.id === 'boom')?.error?.sqlstate, '22012');
+      const log = await server.query<{ what: string }>('SELECT what FROM log ORDER BY n', [], name);
+      assert.deepEqual(
+        log.map((r) => r.what),
+        ['do a', 'do b', 'undo b', 'undo a'],
+      );
+      const rollbackStart = events.find((e) => e.type === 'rollback.started');
+      assert.deepEqual(rollbackStart?.type === 'rollback.started' && rollbackStart.steps, ['b', 'a']);
+      assert.equal(result.steps.find((s) => s.id === 'never')?.status, 'pending');
+      assert.ok(verifyJournal(result.runDir).ok);
+    });
+
+    it('onFailure: stop leaves applied steps in place; cutover rollback undoes them later', async () => {
+      const name = await freshDb();
+      await server.query('CREATE TABLE t (v text)', [], name);
+      const runbook = load(
+        runbookText(
+          server.urlFor(name),
+          `  - id: a
+    kind: sql
+    connection: db
+    sql: INSERT INTO t VALUES ('a')
+    rollback: DELETE FROM t WHERE v = 'a'
+  - id: fails
+    kind: sql
+    connection: db
+    sql: INSERT INTO missing_table VALUES (1)`,
+          'defaults:\n  onFailure: stop',
+        ),
+      );
+      const stateDir = tempDir();
+      const result = await runRunbook(runbook, { registry, stateDir });
+      assert.equal(result.status, 'failed');
+      assert.equal(result.steps[1]?.error?.sqlstate, '42P01');
+      assert.deepEqual(await server.query('SELECT v FROM t', [], name), [{ v: 'a' }]);
+      const undone = await rollbackRun(result.runId, { registry, stateDir });
+      assert.equal(undone.status, 'rolled-back');
+      assert.deepEqual(await server.query('SELECT v FROM t', [], name), []);
+    });
+
+    it('crash after COMMIT but before the journal line: resume finds the marker and does not apply again', async () => {
+      const name = await freshDb();
+      await server.query('CREATE TABLE t (v text)', [], name);
+      const dir = tempDir();
+      const file = path.join(dir, 'r.yaml');
+      writeFileSync(
+        file,
+        runbookText(
+          server.urlFor(name),
+          `  - id: once
+    kind: sql
+    connection: db
+    sql: INSERT INTO t VALUES ('once')
+    rollback: DELETE FROM t WHERE v = 'once'
+  - id: twice-not
+    kind: sql
+    connection: db
+    sql: INSERT INTO t VALUES ('second')`,
+        ),
+      );
+      const stateDir = path.join(dir, 'state');
+      const runbook = parseRunbook(readFileSync(file, 'utf8'), file, { registry, env: {} });
+      const first = await runRunbook(runbook, { registry, stateDir, only: ['once'] });
+      assert.equal(first.status, 'succeeded');
+      // Cut the journal right after "step.started" of `once`: exactly what a kill -9
+      // between the database COMMIT and the fsync of "step.applied" leaves behind.
+      const lines = readFileSync(journalFile(first.runDir), 'utf8').split('\n');
+      const startedAt = lines.findIndex((l) => l.includes('"type":"step.started"'));
+      writeFileSync(journalFile(first.runDir), `${lines.slice(0, startedAt + 1).join('\n')}\n`);
+      assert.ok(verifyJournal(first.runDir).ok, 'a truncated chain is still a valid chain');
+
+      const resumed = await resumeRun(first.runId, { registry, stateDir });
+      assert.equal(resumed.status, 'succeeded');
+      assert.deepEqual(await server.query('SELECT v FROM t', [], name), [{ v: 'once' }]);
+      const journal = readFileSync(journalFile(first.runDir), 'utf8');
+      assert.match(journal, /"type":"step.reconciled","stepId":"once","phase":"apply","outcome":"done"/);
+      // The marker's before-state came back, so rollback still works.
+      const undone = await rollbackRun(first.runId, { registry, stateDir });
+      assert.equal(undone.status, 'rolled-back');
+      assert.deepEqual(await server.query('SELECT v FROM t', [], name), []);
+    });
+
+    it('a second run against the same database is refused at once, naming the holder', async () => {
+      const name = await freshDb();
+      await server.query('CREATE TABLE gate (open boolean); INSERT INTO gate VALUES (false)', [], name);
+      const waiting = load(
+        runbookText(
+          server.urlFor(name),
+          `  - id: hold
+    kind: wait
+    connection: db
+    query: SELECT open FROM gate
+    expect: true
+    interval: 100ms
+    timeout: 30s`,
+        ),
+      );
+      let locked!: () => void;
+      const isLocked = new Promise<void>((resolve) => (locked = resolve));
+      const first = runRunbook(waiting, {
+        registry,
+        stateDir: tempDir(),
+        onEvent: (e) => e.type === 'target.locked' && locked(),
+      });
+      await isLocked;
+      const started = Date.now();
+      const second = await runRunbook(waiting, { registry, stateDir: tempDir() });
+      assert.ok(Date.now() - started < 5_000, 'the second run must not wait for the lock');
+      assert.equal(second.status, 'stopped');
+      assert.ok(second.error instanceof LockedError);
+      assert.match(second.error.holder, /application_name "cutover\/\d{8}T\d{9}Z-[0-9a-f]{4}\/lock"/);
+      await server.query('UPDATE gate SET open = true', [], name);
+      assert.equal((await first).status, 'succeeded');
+    });
+
+    it('sessions carry application_name, lock_timeout and statement_timeout from the runbook', async () => {
+      const name = await freshDb();
+      await server.query('CREATE TABLE seen (app text, lock text, stmt text, ro text)', [], name);
+      const runbook = load(
+        runbookText(
+          server.urlFor(name),
+          `  - id: look
+    kind: sql
+    connection: db
+    sql: >-
+      INSERT INTO seen SELECT current_setting('application_name'), current_setting('lock_timeout'),
+      current_setting('statement_timeout'), current_setting('default_transaction_read_only')`,
+          'defaults:\n  lockTimeout: 3s\n  statementTimeout: 2m',
+        ),
+      );
+      const result = await runRunbook(runbook, { registry, stateDir: tempDir() });
+      assert.equal(result.status, 'succeeded');
+      assert.deepEqual(await server.query('SELECT * FROM seen', [], name), [
+        { app: `cutover/${result.runId}/look`, lock: '3s', stmt: '2min', ro: 'off' },
+      ]);
+    });
+
+    it('passwords never reach the journal, even when a statement or error echoes them', async () => {
+      const name = await freshDb();
+      const secret = 'S3cret-pa55word';
+      const url = server.urlFor(name).replace('postgres@', `postgres:${secret}@`);
+      const runbook = load(
+        runbookText(
+          url,
+          `  - id: echo
+    kind: sql
+    connection: db
+    sql: SELECT '${secret}'::int`,
+        ),
+      );
+      const events: RunEvent[] = [];
+      const result = await runRunbook(runbook, { registry, stateDir: tempDir(), onEvent: (e) => events.push(e) });
+      assert.equal(result.status, 'rolled-back');
+      const journal = readFileSync(result.journalFile, 'utf8');
+      assert.ok(!journal.includes(secret), 'journal holds the password');
+      assert.ok(!JSON.stringify(events).includes(secret), 'an event handed to subscribers holds the password');
+      assert.match(journal, /\[redacted\]/);
+      assert.match(journal, /"target":"postgres@127\.0\.0\.1:\d+\/t\d+"/);
+    });
+  });
+}
