@@ -1,0 +1,234 @@
+/**
+ * The CLI as an operator uses it, against real PostgreSQL: kill -9 in the
+ * middle of a run and resume, confirmations without a terminal, exit codes,
+ * and the journal's tamper evidence.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, describe, it } from 'node:test';
+import { startPostgres, VERSIONS, type TestServer } from '../helpers/pg.js';
+import { cutover, startCutover, tempDir, writeRunbook } from '../helpers/cli.js';
+
+function journalOf(stateDir: string): string {
+  const runs = path.join(stateDir, 'runs');
+  const newest = readdirSync(runs).sort().at(-1) ?? '';
+  return path.join(runs, newest, 'journal.jsonl');
+}
+
+async function until(condition: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+for (const version of VERSIONS) {
+  describe(`cutover CLI on PostgreSQL ${version}`, () => {
+    let server: TestServer;
+    let db = 0;
+    async function freshDb(): Promise<string> {
+      const name = `c${++db}`;
+      await server.query(`CREATE DATABASE ${name}`);
+      return name;
+    }
+    const header = (name: string) => `version: 1
+name: cli test
+connections:
+  db:
+    kind: postgres
+    url: \${TEST_URL}
+steps:
+`;
+
+    before(async () => {
+      server = await startPostgres(version);
+    });
+    after(async () => {
+      await server.stop();
+    });
+
+    it('kill -9 mid-run, then resume: every step takes effect exactly once', async () => {
+      const name = await freshDb();
+      await server.query('CREATE TABLE effects (step text); CREATE TABLE go (ok boolean); INSERT INTO go VALUES (false)', [], name);
+      const dir = tempDir();
+      const marker = path.join(dir, 'shell-ran');
+      const file = writeRunbook(
+        dir,
+        'r.yaml',
+        `${header(name)}  - id: first
+    kind: sql
+    connection: db
+    sql: INSERT INTO effects VALUES ('first')
+    rollback: DELETE FROM effects WHERE step = 'first'
+  - id: external
+    kind: shell
+    command: [node, -e, "require('fs').appendFileSync('${marker}', 'ran\\\\n')"]
+    idempotent: false
+  - id: hold
+    kind: wait
+    connection: db
+    query: SELECT ok FROM go
+    expect: true
+    interval: 100ms
+    timeout: 60s
+  - id: last
+    kind: sql
+    connection: db
+    sql: INSERT INTO effects VALUES ('last')
+`,
+      );
+      const stateDir = path.join(dir, 'state');
+      const env = { TEST_URL: server.urlFor(name), CUTOVER_STATE_DIR: stateDir };
+      const { child, done } = startCutover(['run', file, '--yes'], env);
+      await until(
+        () => existsSync(path.join(stateDir, 'runs')) && readFileSync(journalOf(stateDir), 'utf8').includes('"type":"step.started","stepId":"hold"'),
+        'the run to reach the wait step',
+      );
+      child.kill('SIGKILL');
+      const killed = await done;
+      assert.equal(killed.code, null, 'the CLI was killed, it did not exit');
+
+      await server.query('UPDATE go SET ok = true', [], name);
+      const resumed = await cutover(['resume', '--last', '--yes'], env);
+      assert.equal(resumed.code, 0, resumed.stderr + resumed.stdout);
+      const effects = await server.query<{ step: string }>('SELECT step FROM effects ORDER BY step', [], name);
+      assert.deepEqual(
+        effects.map((r) => r.step),
+        ['first', 'last'],
+      );
+      assert.equal(readFileSync(marker, 'utf8'), 'ran\n', 'the shell step ran exactly once');
+      const journal = readFileSync(journalOf(stateDir), 'utf8');
+      assert.match(journal, /"type":"run.resumed"/);
+      assert.match(journal, /"type":"step.reconciled","stepId":"hold","phase":"apply","outcome":"not-done"/);
+      const audit = await cutover(['audit', 'verify', '--last'], env);
+      assert.equal(audit.code, 0, audit.stderr);
+    });
+
+    it('a shell step in flight at the crash is not re-run by --yes unless idempotent: exit 3 (needs attention)', async () => {
+      const name = await freshDb();
+      const dir = tempDir();
+      const file = writeRunbook(
+        dir,
+        'r.yaml',
+        `${header(name)}  - id: slow
+    kind: shell
+    command: [node, -e, "setTimeout(() => {}, 60000)"]
+`,
+      );
+      const stateDir = path.join(dir, 'state');
+      const env = { TEST_URL: server.urlFor(name), CUTOVER_STATE_DIR: stateDir };
+      const { child, done } = startCutover(['run', file, '--yes'], env);
+      await until(
+        () => existsSync(path.join(stateDir, 'runs')) && readFileSync(journalOf(stateDir), 'utf8').includes('"type":"step.started","stepId":"slow"'),
+        'the shell step to start',
+      );
+      child.kill('SIGKILL');
+      await done;
+      const resumed = await cutover(['resume', '--last', '--yes'], env);
+      assert.equal(resumed.code, 3, resumed.stderr);
+      assert.match(resumed.stderr, /step "slow" was in flight \(apply\) when the previous run stopped and its outcome is unknown/);
+      assert.doesNotMatch(resumed.stderr, /\n\s+at /);
+    });
+
+    it('a confirm step without a terminal and without --yes stops (exit 5); resume --yes passes it', async () => {
+      const name = await freshDb();
+      await server.query('CREATE TABLE t (v text)', [], name);
+      const dir = tempDir();
+      const file = writeRunbook(
+        dir,
+        'r.yaml',
+        `${header(name)}  - id: before-gate
+    kind: sql
+    connection: db
+    sql: INSERT INTO t VALUES ('before')
+  - id: gate
+    kind: confirm
+    message: Is the application stopped?
+  - id: after-gate
+    kind: sql
+    connection: db
+    sql: INSERT INTO t VALUES ('after')
+`,
+      );
+      const env = { TEST_URL: server.urlFor(name), CUTOVER_STATE_DIR: path.join(dir, 'state') };
+      const stopped = await cutover(['run', file], env);
+      assert.equal(stopped.code, 5);
+      assert.match(stopped.stderr, /step "gate" needs confirmation: Is the application stopped\?/);
+      assert.match(stopped.stderr, /--yes/);
+      assert.deepEqual(await server.query('SELECT v FROM t', [], name), [{ v: 'before' }]);
+
+      const resumed = await cutover(['resume', '--last', '--yes'], env);
+      assert.equal(resumed.code, 0, resumed.stderr);
+      assert.deepEqual(await server.query('SELECT v FROM t ORDER BY v', [], name), [{ v: 'after' }, { v: 'before' }]);
+    });
+
+    it('audit verify passes on a real run and fails when one byte of the journal changes', async () => {
+      const name = await freshDb();
+      const dir = tempDir();
+      const file = writeRunbook(dir, 'r.yaml', `${header(name)}  - id: one\n    kind: sql\n    connection: db\n    sql: SELECT 1\n`);
+      const env = { TEST_URL: server.urlFor(name), CUTOVER_STATE_DIR: path.join(dir, 'state') };
+      assert.equal((await cutover(['run', file], env)).code, 0);
+      const ok = await cutover(['audit', 'verify', '--last'], env);
+      assert.equal(ok.code, 0);
+      assert.match(ok.stdout, /journal verifies: \d+ records, head [0-9a-f]{64}/);
+
+      const journal = journalOf(path.join(dir, 'state'));
+      const bytes = readFileSync(journal);
+      const at = bytes.indexOf('"stepId":"one"');
+      bytes[at + 10] = 'X'.charCodeAt(0); // "one" -> "oXe" in one record
+      writeFileSync(journal, bytes);
+      const tampered = await cutover(['audit', 'verify', '--last'], env);
+      assert.equal(tampered.code, 3);
+      assert.match(tampered.stderr, /journal does NOT verify/);
+      assert.match(tampered.stderr, /line \d+: record does not match its hash/);
+    });
+
+    it('plan never runs a shell step that is not readOnly, and runs one that is', async () => {
+      const name = await freshDb();
+      const dir = tempDir();
+      const touched = path.join(dir, 'touched');
+      const file = writeRunbook(
+        dir,
+        'r.yaml',
+        `${header(name)}  - id: writes
+    kind: shell
+    command: [node, -e, "require('fs').writeFileSync('${touched}', 'x')"]
+  - id: reads
+    kind: shell
+    command: [node, -e, "console.log('read-only output')"]
+    readOnly: true
+`,
+      );
+      const env = { TEST_URL: server.urlFor(name), CUTOVER_STATE_DIR: path.join(dir, 'state') };
+      const plan = await cutover(['plan', file], env);
+      assert.equal(plan.code, 0, plan.stderr);
+      assert.equal(existsSync(touched), false);
+      assert.match(plan.stdout, /read-only output/);
+      assert.match(plan.stdout, /\$ node -e/);
+    });
+
+    it('a failed step exits 1 after rolling back, with SQLSTATE and a caret at the failing SQL', async () => {
+      const name = await freshDb();
+      const dir = tempDir();
+      const file = writeRunbook(
+        dir,
+        'r.yaml',
+        `${header(name)}  - id: bad
+    kind: sql
+    connection: db
+    sql: SELECT nosuchcolumn FROM pg_class
+`,
+      );
+      const env = { TEST_URL: server.urlFor(name), CUTOVER_STATE_DIR: path.join(dir, 'state') };
+      const result = await cutover(['run', file], env);
+      assert.equal(result.code, 1);
+      assert.match(result.stderr, /db: ERROR 42703: column "nosuchcolumn" does not exist/);
+      const [line, caret] = result.stderr.split('\n').slice(-3);
+      assert.match(line ?? '', /LINE 1: SELECT nosuchcolumn FROM pg_class$/);
+      assert.equal(caret?.indexOf('^'), line?.indexOf('nosuchcolumn'), 'the caret points at the bad column');
+    });
+  });
+}
