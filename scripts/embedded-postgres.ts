@@ -3,8 +3,9 @@
  * installed side by side as npm aliases (pg17, pg18). PostgreSQL refuses to
  * run as root, so under root (CI) the server runs as the `postgres` OS user.
  */
-import { execFile } from 'node:child_process';
-import { chownSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFile, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { chmodSync, chownSync, cpSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -29,8 +30,32 @@ export interface TestServer {
   stop(): Promise<void>;
 }
 
+function installedNative(version: PgVersion): string {
+  return path.join(root, 'node_modules', `pg${version}`, 'native');
+}
+
+/**
+ * The server binaries' directory, readable by the user the server runs as.
+ * Under root the checkout may sit below a directory the `postgres` user cannot
+ * enter; then the binaries are copied once to a world-readable temp folder.
+ */
 export function binDir(version: PgVersion): string {
-  return path.join(root, 'node_modules', `pg${version}`, 'native', 'bin');
+  const native = installedNative(version);
+  if (osUser() === undefined) return path.join(native, 'bin');
+  const probe = spawnSync('runuser', ['-u', 'postgres', '--', 'test', '-x', path.join(native, 'bin', 'postgres')]);
+  if (probe.status === 0) return path.join(native, 'bin');
+  const copy = path.join(os.tmpdir(), `cutover-pg${version}-native-${createHash('sha256').update(native).digest('hex').slice(0, 8)}`);
+  if (!existsSync(path.join(copy, 'bin', 'postgres'))) {
+    const staging = `${copy}.${process.pid}`;
+    cpSync(native, staging, { recursive: true, verbatimSymlinks: true });
+    chmodSync(staging, 0o755);
+    try {
+      renameSync(staging, copy);
+    } catch {
+      rmSync(staging, { recursive: true, force: true }); // another process won the race
+    }
+  }
+  return path.join(copy, 'bin');
 }
 
 function osUser(): { uid: number; gid: number } | undefined {
