@@ -13,7 +13,14 @@ import { RunbookValidationError, type ValidationIssue } from '../errors.js';
 import type { Step, StepDefinition } from '../engine/step.js';
 import { interpolateEnv } from './interpolate.js';
 import { formatPath, SourceMap, type PathKey } from './positions.js';
-import { baseStepShape, runbookSchema, type ConnectionSpec } from './schema.js';
+import {
+  baseStepShape,
+  defaultsSchema,
+  oracleConnectionSchema,
+  postgresConnectionSchema,
+  runbookSchema,
+  type ConnectionSpec,
+} from './schema.js';
 
 export interface Runbook {
   readonly file: string;
@@ -195,16 +202,22 @@ function describeIssue(
       message: `unknown key "${key}"${suggest(key, knownKeysAt(at, stepAt(), registry))}`,
     }));
   }
-  if (issue.code === 'invalid_union' && at[0] === 'steps' && at.length === 2) {
-    const kind = stepAt()?.['kind'];
+  // zod reports a bad discriminator at steps[i].kind (or at steps[i] in older releases).
+  const isStepKind = at[0] === 'steps' && (at.length === 2 || (at.length === 3 && at[2] === 'kind'));
+  if (issue.code === 'invalid_union' && isStepKind) {
+    const stepPath = at.slice(0, 2);
+    const step = valueAt(raw, stepPath);
+    const kind = step !== null && typeof step === 'object' ? (step as Record<string, unknown>)['kind'] : undefined;
     const kinds = Object.keys(registry).join(', ');
     const message =
       kind === undefined
         ? `missing key "kind" (one of: ${kinds})`
         : `unknown step kind ${JSON.stringify(kind)} (one of: ${kinds})`;
-    return [{ position: source.valueAt([...at, 'kind']), path: formatPath([...at, 'kind']), message }];
+    return [{ position: source.valueAt([...stepPath, 'kind']), path: formatPath([...stepPath, 'kind']), message }];
   }
-  const missing = issue.code === 'invalid_type' && valueAt(raw, at) === undefined;
+  // Whatever the expected type (a union, a literal), an absent key is reported as missing.
+  const parent = valueAt(raw, at.slice(0, -1));
+  const missing = valueAt(raw, at) === undefined && parent !== null && typeof parent === 'object';
   const key = at[at.length - 1];
   return [
     {
@@ -235,6 +248,10 @@ function knownKeysAt(
     return [...BASE_KEYS, ...Object.keys(definition?.config.shape ?? {})];
   }
   if (at.length === 0) return ['version', 'name', 'description', 'ticket', 'connections', 'defaults', 'steps'];
+  if (at.length === 1 && at[0] === 'defaults') return Object.keys(defaultsSchema.shape);
+  if (at.length === 2 && at[0] === 'connections') {
+    return Object.keys((object?.['kind'] === 'oracle' ? oracleConnectionSchema : postgresConnectionSchema).shape);
+  }
   return [];
 }
 
