@@ -8,7 +8,18 @@
 import { ListrEnquirerPromptAdapter } from '@listr2/prompt-adapter-enquirer';
 import { Listr, PRESET_TIMER, type DefaultRenderer, type ListrTaskWrapper, type SimpleRenderer } from 'listr2';
 import { formatDuration, type RunEvent } from '../index.js';
+import { createInterface } from 'node:readline/promises';
 import { formatSerialized } from './format-error.js';
+
+/** For a question that belongs to no task in the list. */
+async function plainAsk(question: string): Promise<boolean> {
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return /^y(es)?$/i.test((await rl.question(`${question} [y/N] `)).trim());
+  } finally {
+    rl.close();
+  }
+}
 
 type Wrapper = ListrTaskWrapper<unknown, typeof DefaultRenderer, typeof SimpleRenderer>;
 
@@ -18,6 +29,15 @@ interface Slot {
   wrapper?: Wrapper;
   final?: Final;
   settle?: (final: Final) => void;
+  /** Resolves when listr2 starts the slot's task (a prompt needs its wrapper). */
+  started?: Promise<Wrapper>;
+  onStart?: (wrapper: Wrapper) => void;
+}
+
+function newSlot(): Slot {
+  const slot: Slot = {};
+  slot.started = new Promise<Wrapper>((resolve) => (slot.onStart = resolve));
+  return slot;
 }
 
 export class LiveList {
@@ -32,7 +52,7 @@ export class LiveList {
     private readonly stepIds: readonly string[],
     private readonly mode: 'plan' | 'run' | 'resume' | 'rollback',
   ) {
-    for (const id of stepIds) this.slots.set(id, {});
+    for (const id of stepIds) this.slots.set(id, newSlot());
     const stepTasks = mode === 'rollback' ? [] : stepIds.map((id) => ({ title: id, task: (_: unknown, task: Wrapper) => this.wait(this.slots.get(id) ?? {}, task) }));
     this.listr = new Listr<unknown>(
       [
@@ -68,8 +88,9 @@ export class LiveList {
 
   /** The task a confirmation question belongs to, so listr2 can prompt in place. */
   async ask(question: string, stepId: string): Promise<boolean> {
-    const wrapper = this.slots.get(stepId)?.wrapper ?? this.rollbackSlots.get(stepId)?.wrapper;
-    if (wrapper === undefined) return false;
+    // The engine may ask before listr2 has drawn the step's task: wait for it.
+    const wrapper = await (this.slots.get(stepId) ?? this.rollbackSlots.get(stepId))?.started;
+    if (wrapper === undefined) return plainAsk(question);
     const answer: unknown = await wrapper.prompt(ListrEnquirerPromptAdapter).run({ type: 'Toggle', message: question, enabled: 'yes', disabled: 'no', initial: false } as never);
     return answer === true;
   }
@@ -105,7 +126,7 @@ export class LiveList {
         return;
       case 'rollback.started':
         this.rollbackIds = [...event.steps];
-        for (const id of event.steps) this.rollbackSlots.set(id, {});
+        for (const id of event.steps) this.rollbackSlots.set(id, newSlot());
         this.settle(this.rollbackSlot, { kind: 'done', title: `rollback (${event.reason})` });
         return;
       case 'rollback.step.done':
@@ -140,6 +161,7 @@ export class LiveList {
 
   private wait(slot: Slot, task: Wrapper): Promise<void> {
     slot.wrapper = task;
+    slot.onStart?.(task);
     return new Promise<void>((resolve, reject) => {
       const apply = (final: Final) => {
         if (final.kind === 'done') {

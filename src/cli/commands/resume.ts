@@ -18,7 +18,9 @@ async function reopen(args: ReopenArgs, command: 'resume' | 'rollback'): Promise
   const { state } = loadRunState(args.runId, args['state-dir'], 'run');
   const call = command === 'resume' ? resumeRun : rollbackRun;
   // Reopen the run loadRunState found, so --last means the same run for both.
-  return runWithUi(command, state.order, args.json, (hooks) =>
+  // Steps already done stay off the live list; it shows what this command will do.
+  const remaining = state.order.filter((id) => state.steps.get(id)?.status !== 'completed');
+  return runWithUi(command, remaining, args.json, (hooks) =>
     call(state.runId, { registry, stateDir: args['state-dir'], yes: args.yes, ...hooks }),
   );
 }
