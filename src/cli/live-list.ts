@@ -49,7 +49,7 @@ export class LiveList {
   private readonly listr: Listr<unknown>;
 
   constructor(
-    private readonly stepIds: readonly string[],
+    stepIds: readonly string[],
     private readonly mode: 'plan' | 'run' | 'resume' | 'rollback',
   ) {
     for (const id of stepIds) this.slots.set(id, newSlot());

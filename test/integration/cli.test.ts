@@ -34,7 +34,7 @@ for (const version of VERSIONS) {
       await server.query(`CREATE DATABASE ${name}`);
       return name;
     }
-    const header = (name: string) => `version: 1
+    const header = `version: 1
 name: cli test
 connections:
   db:
@@ -58,7 +58,7 @@ steps:
       const file = writeRunbook(
         dir,
         'r.yaml',
-        `${header(name)}  - id: first
+        `${header}  - id: first
     kind: sql
     connection: db
     sql: INSERT INTO effects VALUES ('first')
@@ -113,7 +113,7 @@ steps:
       const file = writeRunbook(
         dir,
         'r.yaml',
-        `${header(name)}  - id: slow
+        `${header}  - id: slow
     kind: shell
     command: [node, -e, "setTimeout(() => {}, 60000)"]
 `,
@@ -140,7 +140,7 @@ steps:
       const file = writeRunbook(
         dir,
         'r.yaml',
-        `${header(name)}  - id: before-gate
+        `${header}  - id: before-gate
     kind: sql
     connection: db
     sql: INSERT INTO t VALUES ('before')
@@ -168,7 +168,7 @@ steps:
     it('audit verify passes on a real run and fails when one byte of the journal changes', async () => {
       const name = await freshDb();
       const dir = tempDir();
-      const file = writeRunbook(dir, 'r.yaml', `${header(name)}  - id: one\n    kind: sql\n    connection: db\n    sql: SELECT 1\n`);
+      const file = writeRunbook(dir, 'r.yaml', `${header}  - id: one\n    kind: sql\n    connection: db\n    sql: SELECT 1\n`);
       const env = { TEST_URL: server.urlFor(name), CUTOVER_STATE_DIR: path.join(dir, 'state') };
       assert.equal((await cutover(['run', file], env)).code, 0);
       const ok = await cutover(['audit', 'verify', '--last'], env);
@@ -193,7 +193,7 @@ steps:
       const file = writeRunbook(
         dir,
         'r.yaml',
-        `${header(name)}  - id: writes
+        `${header}  - id: writes
     kind: shell
     command: [node, -e, "require('fs').writeFileSync('${touched}', 'x')"]
   - id: reads
@@ -216,7 +216,7 @@ steps:
       const file = writeRunbook(
         dir,
         'r.yaml',
-        `${header(name)}  - id: bad
+        `${header}  - id: bad
     kind: sql
     connection: db
     sql: SELECT nosuchcolumn FROM pg_class
