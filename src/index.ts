@@ -16,7 +16,7 @@ export {
   type RunResult,
   type StepResult,
 } from './engine/executor.js';
-export type { EngineOptions } from './engine/run-context.js';
+export { TOOL_VERSION, type EngineOptions } from './engine/run-context.js';
 export type { RunEvent, RunStatus, SerializedError } from './engine/events.js';
 export type { RunState, StepState, StepStatus } from './engine/state.js';
 export type { Action, Change, StepPlan, StepDefinition, Step, Json } from './engine/step.js';

@@ -5,7 +5,7 @@
  */
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { RunbookValidationError, UsageError } from '../index.js';
+import { RunbookValidationError, TOOL_VERSION, UsageError } from '../index.js';
 import { auditCommand } from './commands/audit.js';
 import { resumeCommand, rollbackCommand } from './commands/resume.js';
 import { planCommand, runCommand } from './commands/run.js';
@@ -37,7 +37,7 @@ async function main(argv: string[]): Promise<void> {
       throw error ?? new UsageError(message);
     })
     .help()
-    .version('0.1.0')
+    .version(TOOL_VERSION)
     .parseAsync();
 }
 

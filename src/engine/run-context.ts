@@ -3,6 +3,7 @@
  * journal, resolved connections, the live state, sessions and confirmations.
  * Knows the step contract, never a step kind.
  */
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { Journal } from '../audit/journal.js';
 import { Redactor } from '../audit/redact.js';
@@ -34,7 +35,10 @@ export interface EngineOptions {
   readonly operator?: string;
 }
 
-export const TOOL_VERSION = '0.1.0';
+/** The installed package's version, recorded in every journal. Compiled to dist/src/engine/. */
+export const TOOL_VERSION: string = (
+  JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
 
 export function operatorName(options: EngineOptions): string {
   return options.operator ?? process.env['CUTOVER_OPERATOR'] ?? os.userInfo().username;
