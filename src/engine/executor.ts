@@ -522,34 +522,31 @@ async function reconcileInFlight(rc: RunContext): Promise<StepOutcome> {
     }
   }
   // External side effects: nobody can know. Re-run only what says it is safe.
-  if (rc.options.yes === true) {
-    if (step.idempotent) {
-      reconciled(phase === 'apply' ? 'not-done' : 'done', 'outcome unknown; re-running because the step is idempotent');
-      if (phase === 'rollback') {
-        await rollbackOnce(rc, step, rc.state.steps.get(step.id)?.before ?? null);
-        rc.emit({ type: 'rollback.step.done', stepId: step.id, durationMs: 0 });
-      }
-      return ok;
-    }
+  const rerun = async (reason: string): Promise<StepOutcome> => {
+    // An apply is re-run by the forward pass. A rollback is re-run here, and
+    // journaled as done only after it succeeded.
+    if (phase === 'rollback') await rollbackOnce(rc, step, rc.state.steps.get(step.id)?.before ?? null);
+    reconciled(phase === 'apply' ? 'not-done' : 'done', reason);
+    return ok;
+  };
+  const stop = (why = ''): StepOutcome => {
     const error = new UnknownOutcomeError(step.id, phase);
-    rc.emit({ type: 'run.stopped', reason: `${error.message}; it is not marked idempotent, so --yes does not re-run it`, stepId: step.id });
+    rc.emit({ type: 'run.stopped', reason: `${error.message}${why}`, stepId: step.id });
     return { ok: false, stop: 'stopped', error };
+  };
+  if (rc.options.yes === true) {
+    return step.idempotent
+      ? rerun('outcome unknown; re-running because the step is idempotent')
+      : stop('; it is not marked idempotent, so --yes does not re-run it');
   }
   if (rc.options.confirm !== undefined) {
     const question = `step "${step.id}" (${step.kind}) was in flight when the previous run stopped; its outcome is unknown. Run its ${phase} again?`;
     if (await rc.options.confirm(question, step.id)) {
       rc.emit({ type: 'step.confirmed', stepId: step.id, by: 'prompt', question });
-      reconciled(phase === 'apply' ? 'not-done' : 'done', 'outcome unknown; operator chose to run it again');
-      if (phase === 'rollback') {
-        await rollbackOnce(rc, step, rc.state.steps.get(step.id)?.before ?? null);
-        rc.emit({ type: 'rollback.step.done', stepId: step.id, durationMs: 0 });
-      }
-      return ok;
+      return rerun('outcome unknown; operator chose to run it again');
     }
   }
-  const error = new UnknownOutcomeError(step.id, phase);
-  rc.emit({ type: 'run.stopped', reason: error.message, stepId: step.id });
-  return { ok: false, stop: 'stopped', error };
+  return stop();
 }
 
 // -------------------------------------------------------------------- misc
