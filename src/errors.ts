@@ -135,3 +135,19 @@ export class UnknownOutcomeError extends Error {
 export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
+
+/** A step's plan says it must not be applied; every reason is listed. */
+export class PlanBlockedError extends Error {
+  override readonly name = 'PlanBlockedError';
+  constructor(
+    readonly stepId: string,
+    readonly blockers: readonly string[],
+  ) {
+    super(`plan blocked:\n${blockers.map((b) => `  - ${b}`).join('\n')}`);
+  }
+}
+
+/** A step refused something unsafe; the message says why and how to override it. */
+export class RefusedError extends Error {
+  override readonly name = 'RefusedError';
+}

@@ -9,6 +9,8 @@ import {
   ConfirmationRequiredError,
   DatabaseError,
   LockedError,
+  PlanBlockedError,
+  RefusedError,
   RunbookValidationError,
   StepFailedError,
   UnknownOutcomeError,
@@ -39,7 +41,7 @@ export function formatError(error: unknown): string {
   if (error instanceof UnknownOutcomeError) {
     return `${error.message}.\nCheck by hand whether it took effect. Then: mark the step idempotent and resume with --yes, or resume on a terminal and answer the question, or roll back.`;
   }
-  if (error instanceof UsageError) return error.message;
+  if (error instanceof UsageError || error instanceof PlanBlockedError || error instanceof RefusedError) return error.message;
   if (error instanceof Error) {
     return process.env['CUTOVER_DEBUG'] ? (error.stack ?? error.message) : `${error.name}: ${error.message}`;
   }

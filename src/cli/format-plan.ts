@@ -1,5 +1,14 @@
 /** Human-readable plans and run summaries. */
-import { displayCommand, formatDuration, type Action, type Json, type RunResult, type RunState, type StepPlan } from '../index.js';
+import {
+  displayCommand,
+  formatDuration,
+  type Action,
+  type Json,
+  type PlanTable,
+  type RunResult,
+  type RunState,
+  type StepPlan,
+} from '../index.js';
 import { formatSerialized } from './format-error.js';
 
 const show = (value: Json): string => (typeof value === 'string' ? value : JSON.stringify(value));
@@ -29,9 +38,27 @@ export function formatPlan(plan: StepPlan): string[] {
   const lines: string[] = [];
   for (const action of plan.actions) lines.push(...formatAction(action));
   for (const change of plan.changes ?? []) lines.push(`~ ${change.subject}: ${show(change.current)} -> ${show(change.desired)}`);
+  for (const table of plan.tables ?? []) lines.push(...formatTable(table));
   for (const note of plan.notes ?? []) lines.push(`# ${note}`);
+  for (const blocker of plan.blockers ?? []) lines.push(`! blocked: ${blocker}`);
   if (plan.output) lines.push('output:', ...plan.output.trimEnd().split('\n').map((l) => `  ${l}`));
   return lines;
+}
+
+export function formatTable(table: PlanTable): string[] {
+  const cell = (value: Json | undefined): string => (value === undefined || value === null ? '' : show(value));
+  const widths = table.columns.map((c) => Math.max(c.title.length, ...table.rows.map((r) => cell(r[c.key]).length)));
+  const line = (values: readonly string[]) =>
+    values
+      .map((v, i) => (table.columns[i]?.align === 'right' ? v.padStart(widths[i] ?? 0) : v.padEnd(widths[i] ?? 0)))
+      .join('  ')
+      .trimEnd();
+  return [
+    `${table.title}:`,
+    `  ${line(table.columns.map((c) => c.title))}`,
+    ...table.rows.map((row) => `  ${line(table.columns.map((c) => cell(row[c.key])))}`),
+    ...(table.footer !== undefined ? [`  ${table.footer}`] : []),
+  ];
 }
 
 export function formatRunResult(result: RunResult, title: string): string {

@@ -31,6 +31,11 @@ export interface Queryable {
     sql: string,
     params?: readonly unknown[],
   ): Promise<QueryResult<Row>>;
+  /**
+   * Several statements in one round trip (the simple query protocol, so no
+   * parameters): one row list per statement.
+   */
+  queryMany<Row extends QueryResultRow = QueryResultRow>(sql: string): Promise<Row[][]>;
 }
 
 export class Session implements Queryable {
@@ -70,6 +75,15 @@ export class Session implements Queryable {
     try {
       const result = await this.client.query<Row>(sql, params as unknown[] | undefined);
       return { rows: result.rows, rowCount: result.rowCount ?? 0, command: result.command };
+    } catch (error) {
+      throw toDatabaseError(this.connectionName, error, sql);
+    }
+  }
+
+  async queryMany<Row extends QueryResultRow = QueryResultRow>(sql: string): Promise<Row[][]> {
+    try {
+      const result = (await this.client.query<Row>(sql)) as pg.QueryResult<Row> | pg.QueryResult<Row>[];
+      return Array.isArray(result) ? result.map((r) => r.rows) : [result.rows];
     } catch (error) {
       throw toDatabaseError(this.connectionName, error, sql);
     }

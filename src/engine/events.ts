@@ -38,6 +38,8 @@ export type RunEvent =
   | { readonly type: 'step.confirmed'; readonly stepId: string; readonly by: 'yes-flag' | 'prompt'; readonly question: string }
   | { readonly type: 'step.started'; readonly stepId: string; readonly attempt: number }
   | { readonly type: 'step.progress'; readonly stepId: string; readonly message: string }
+  /** Written before a step with non-transactional writes changes anything (ApplyContext.recordBefore). */
+  | { readonly type: 'step.before'; readonly stepId: string; readonly before: Json }
   | {
       readonly type: 'step.applied';
       readonly stepId: string;

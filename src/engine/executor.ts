@@ -15,6 +15,7 @@ import {
   ConfirmationRequiredError,
   DatabaseError,
   LockedError,
+  PlanBlockedError,
   StepFailedError,
   UnknownOutcomeError,
   UsageError,
@@ -121,7 +122,7 @@ export async function resumeRun(runId: string | undefined, options: EngineOption
       throw new UsageError(`run ${rc.runId} was rolling back; finish it with: cutover rollback ${rc.runId}`);
     }
     if (state.status === 'succeeded') throw new UsageError(`run ${rc.runId} already succeeded; nothing to resume`);
-    const reconciled = await reconcileInFlight(rc);
+    const reconciled = await reconcileInFlight(rc, 'resume');
     if (!reconciled.ok) return reconciled;
     return forward(rc, steps);
   });
@@ -130,7 +131,7 @@ export async function resumeRun(runId: string | undefined, options: EngineOption
 /** Rolls back every applied step of a run, newest first, from the journal. */
 export async function rollbackRun(runId: string | undefined, options: EngineOptions): Promise<RunResult> {
   return reopen(runId, options, 'rollback', async (rc) => {
-    const reconciled = await reconcileInFlight(rc);
+    const reconciled = await reconcileInFlight(rc, 'rollback');
     if (!reconciled.ok) return reconciled;
     await rollbackApplied(rc, 'requested by cutover rollback');
     return { ok: false, stop: 'failed', error: undefined };
@@ -321,6 +322,12 @@ async function planStep(rc: RunContext, step: Step): Promise<{ plan: StepPlan } 
   try {
     const plan = await definition.plan(scope.context(), step);
     rc.emit({ type: 'step.planned', stepId: step.id, plan, durationMs: Date.now() - started });
+    if (plan.blockers !== undefined && plan.blockers.length > 0) {
+      // Journaled with the plan above, so the reviewer sees what was blocked and why.
+      const error = new PlanBlockedError(step.id, plan.blockers);
+      rc.emit({ type: 'step.failed', stepId: step.id, phase: 'plan', error: serializeError(error), durationMs: Date.now() - started });
+      return { error: new StepFailedError(step.id, 'plan', error) };
+    }
     return { plan };
   } catch (error) {
     rc.emit({ type: 'step.failed', stepId: step.id, phase: 'plan', error: serializeError(error), durationMs: Date.now() - started });
@@ -486,7 +493,7 @@ async function rollbackOnce(rc: RunContext, step: Step, before: Json): Promise<v
  * process died: the database's marker answers for transactional steps;
  * read-only steps are run again; anything else is asked, or stops.
  */
-async function reconcileInFlight(rc: RunContext): Promise<StepOutcome> {
+async function reconcileInFlight(rc: RunContext, command: 'resume' | 'rollback'): Promise<StepOutcome> {
   const flying = inFlight(rc.state);
   if (flying === undefined) return ok;
   const step = rc.step(flying.id);
@@ -505,6 +512,10 @@ async function reconcileInFlight(rc: RunContext): Promise<StepOutcome> {
 
   if (effects === 'none') {
     reconciled(phase === 'apply' ? 'not-done' : 'done', 'the step writes nothing; it is safe to run again');
+    return ok;
+  }
+  if (command === 'rollback' && phase === 'apply' && rc.state.steps.get(step.id)?.touched === true) {
+    reconciled('not-done', 'it recorded its before-state before writing; rollback restores that, whatever part was applied');
     return ok;
   }
   if (effects === 'transaction') {
@@ -535,7 +546,7 @@ async function reconcileInFlight(rc: RunContext): Promise<StepOutcome> {
     return { ok: false, stop: 'stopped', error };
   };
   if (rc.options.yes === true) {
-    return step.idempotent
+    return step.idempotent || definition.idempotent === true
       ? rerun('outcome unknown; re-running because the step is idempotent')
       : stop('; it is not marked idempotent, so --yes does not re-run it');
   }

@@ -9,6 +9,8 @@ import { Journal } from '../audit/journal.js';
 import { Redactor } from '../audit/redact.js';
 import { resolveConnection, type ResolvedConnection, type ResolvedPostgres } from '../db/connections.js';
 import { Session, type Queryable } from '../db/session.js';
+import { openOracle, type OracleConnector, type OracleSession } from '../db/oracle.js';
+import path from 'node:path';
 import {
   ConfirmationRequiredError,
   UsageError,
@@ -33,6 +35,10 @@ export interface EngineOptions {
   readonly signal?: AbortSignal;
   /** Recorded in the journal; default: $CUTOVER_OPERATOR or the OS user. */
   readonly operator?: string;
+  /** `rollback --force`: override a rollback's safety refusals (e.g. values consumed since apply). */
+  readonly force?: boolean;
+  /** Opens Oracle connections; default node-oracledb Thin mode. Tests inject one. */
+  readonly oracle?: OracleConnector;
 }
 
 /** The installed package's version, recorded in every journal. Compiled to dist/src/engine/. */
@@ -112,6 +118,12 @@ export class RunContext {
     return definition;
   }
 
+  resolved(name: string): ResolvedConnection {
+    const resolved = this.connections.get(name);
+    if (resolved === undefined) throw new UsageError(`unknown connection "${name}"`);
+    return resolved;
+  }
+
   postgres(name: string): ResolvedPostgres {
     const resolved = this.connections.get(name);
     if (resolved === undefined) throw new UsageError(`unknown connection "${name}"`);
@@ -163,6 +175,7 @@ export class RunContext {
 
 export class StepScope {
   private readonly sessions = new Map<string, Promise<Session>>();
+  private readonly oracleSessions = new Map<string, Promise<OracleSession>>();
   readonly signal: AbortSignal;
 
   constructor(
@@ -185,29 +198,51 @@ export class StepScope {
     return session;
   }
 
+  oracle(name: string): Promise<OracleSession> {
+    let session = this.oracleSessions.get(name);
+    if (session === undefined) {
+      const resolved = this.rc.resolved(name);
+      if (resolved.kind !== 'oracle') throw new UsageError(`connection "${name}" is ${resolved.kind}, not oracle`);
+      session = openOracle(name, resolved, this.rc.options.oracle);
+      this.oracleSessions.set(name, session);
+    }
+    return session;
+  }
+
   context(tx?: Queryable): ApplyContext {
     const rc = this.rc;
     const stepId = this.step.id;
+    const recorded = rc.state.steps.get(stepId);
     const base: BaseContext = {
       runId: rc.runId,
       dryRun: rc.dryRun,
       signal: this.signal,
       session: (name) => this.session(name),
-      resolved: (name) => {
-        const resolved = rc.connections.get(name);
-        if (resolved === undefined) throw new UsageError(`unknown connection "${name}"`);
-        return resolved;
-      },
+      oracle: (name) => this.oracle(name),
+      resolved: (name) => rc.resolved(name),
+      resolvePath: (file) => path.resolve(rc.runbook.dir, file),
       connectionEnv: (name) => rc.postgres(name).env,
       commands: rc.commands,
       progress: (message) => rc.emit({ type: 'step.progress', stepId, message: rc.redactor.redact(message) }),
     };
-    return { ...base, tx, confirm: (question) => rc.confirm(stepId, question) };
+    return {
+      ...base,
+      tx,
+      confirm: (question) => rc.confirm(stepId, question),
+      recordBefore: (before) => rc.emit({ type: 'step.before', stepId, before }),
+      priorBefore: recorded?.touched === true ? recorded.before : undefined,
+      force: rc.options.force === true,
+    };
   }
 
   async close(): Promise<void> {
     const sessions = [...this.sessions.values()];
+    const oracleSessions = [...this.oracleSessions.values()];
     this.sessions.clear();
-    await Promise.all(sessions.map(async (s) => (await s.catch(() => undefined))?.close()));
+    this.oracleSessions.clear();
+    await Promise.all([
+      ...sessions.map(async (s) => (await s.catch(() => undefined))?.close()),
+      ...oracleSessions.map(async (s) => (await s.catch(() => undefined))?.close()),
+    ]);
   }
 }

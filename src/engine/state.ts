@@ -23,6 +23,11 @@ export interface StepState {
   plan?: StepPlan;
   /** Set once the step's effects happened (apply completed or reconciled as done). */
   applied: boolean;
+  /**
+   * Recorded a before-state and may have written part of its effects (a
+   * failed or crashed apply of a step with non-transactional writes).
+   */
+  touched: boolean;
   before?: Json;
   attempts: number;
   durationMs?: number;
@@ -62,7 +67,7 @@ export function foldJournal(records: readonly { readonly ts: string; readonly ev
     ...(start.runbook.ticket !== undefined ? { ticket: start.runbook.ticket } : {}),
     startedAt: first.ts,
     operator: start.operator,
-    steps: new Map(start.steps.map((id) => [id, { id, status: 'pending', applied: false, attempts: 0 }])),
+    steps: new Map(start.steps.map((id) => [id, { id, status: 'pending', applied: false, touched: false, attempts: 0 }])),
     order: start.steps,
     status: 'running',
     lastTs: first.ts,
@@ -85,6 +90,9 @@ export function applyEvent(state: RunState, event: RunEvent, ts: string): void {
     case 'step.started':
       if (step) [step.status, step.attempts] = ['applying', event.attempt];
       return;
+    case 'step.before':
+      if (step) Object.assign(step, { before: event.before, touched: true });
+      return;
     case 'step.applied':
       if (step) {
         Object.assign(step, { status: 'applied', applied: true, before: event.before, durationMs: event.durationMs });
@@ -104,7 +112,7 @@ export function applyEvent(state: RunState, event: RunEvent, ts: string): void {
       } else if (event.phase === 'apply' && event.outcome === 'not-done') {
         step.status = 'pending';
       } else if (event.phase === 'rollback' && event.outcome === 'done') {
-        Object.assign(step, { status: 'rolled-back', applied: false });
+        Object.assign(step, { status: 'rolled-back', applied: false, touched: false });
       } else if (event.phase === 'rollback' && event.outcome === 'not-done') {
         step.status = 'applied';
       }
@@ -116,12 +124,12 @@ export function applyEvent(state: RunState, event: RunEvent, ts: string): void {
       if (step) step.status = 'rolling-back';
       return;
     case 'rollback.step.done':
-      if (step) Object.assign(step, { status: 'rolled-back', applied: false });
+      if (step) Object.assign(step, { status: 'rolled-back', applied: false, touched: false });
       return;
     case 'rollback.step.skipped':
       // Nothing to undo means the step no longer holds anything to roll back;
       // an irreversible one stays applied, for the record.
-      if (step) Object.assign(step, { status: 'rollback-skipped', applied: event.irreversible && step.applied });
+      if (step) Object.assign(step, { status: 'rollback-skipped', applied: event.irreversible && step.applied, touched: false });
       return;
     case 'rollback.step.failed':
       if (step) [step.status, step.error] = ['rollback-failed', event.error];
@@ -140,9 +148,12 @@ export function applyEvent(state: RunState, event: RunEvent, ts: string): void {
   }
 }
 
-/** Steps whose effects are in place, in runbook order. */
+/** Steps whose effects are (or may partly be) in place, in runbook order. */
 export function appliedSteps(state: RunState): string[] {
-  return state.order.filter((id) => state.steps.get(id)?.applied === true);
+  return state.order.filter((id) => {
+    const step = state.steps.get(id);
+    return step?.applied === true || step?.touched === true;
+  });
 }
 
 /** The step (if any) that was in flight when the journal ends: started but never finished. */

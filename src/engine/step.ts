@@ -11,6 +11,7 @@ import type { z } from 'zod';
 import type { Queryable } from '../db/session.js';
 import type { CommandRunner } from './commands.js';
 import type { ResolvedConnection } from '../db/connections.js';
+import type { OracleSession } from '../db/oracle.js';
 
 export type Json = null | boolean | number | string | readonly Json[] | { readonly [key: string]: Json };
 
@@ -49,10 +50,25 @@ export interface Change {
   readonly desired: Json;
 }
 
+/** Rows a person reads in the plan (and a program reads in --json): one object per row. */
+export interface PlanTable {
+  readonly title: string;
+  readonly columns: readonly { readonly key: string; readonly title: string; readonly align?: 'left' | 'right' }[];
+  readonly rows: readonly { readonly [key: string]: Json }[];
+  readonly footer?: string;
+}
+
 export interface StepPlan {
   readonly actions: readonly Action[];
   readonly changes?: readonly Change[];
   readonly notes?: readonly string[];
+  readonly tables?: readonly PlanTable[];
+  /**
+   * Why this plan must not be applied (a value out of range, a missing
+   * object). The engine journals the plan, then fails the step, in a dry run
+   * too, so a reviewer sees both the plan and the reasons.
+   */
+  readonly blockers?: readonly string[];
   /** Kind-specific structured data (tables, findings), shown by --json and reports. */
   readonly details?: Json;
   /** Read-only output a plan produced (e.g. a `readOnly` shell step in dry-run). */
@@ -110,6 +126,10 @@ export interface BaseContext {
   session(connection: string): Promise<Queryable>;
   /** A non-PostgreSQL connection (e.g. Oracle) resolved from the runbook, secrets included. */
   resolved(connection: string): ResolvedConnection;
+  /** A session on a named Oracle connection (Thin mode; injectable for tests). */
+  oracle(connection: string): Promise<OracleSession>;
+  /** A path written in the runbook, resolved against the runbook's directory. */
+  resolvePath(file: string): string;
   /** Environment for commands that need to reach a connection (PGHOST, PGPASSWORD, ...). */
   connectionEnv(connection: string): Readonly<Record<string, string>>;
   readonly commands: CommandRunner;
@@ -124,6 +144,22 @@ export interface ApplyContext extends BaseContext {
    */
   readonly tx: Queryable | undefined;
   confirm: ConfirmFn;
+  /**
+   * Journals the before-state (fsync'ed) before the step writes anything.
+   * For steps whose writes are not transactional (setval, commands): if the
+   * process dies mid-apply, rollback still knows what to restore. A step that
+   * records its before-state promises that `rollback(before)` is correct
+   * whatever part of its apply happened.
+   */
+  recordBefore(before: Json): void;
+  /**
+   * The before-state an earlier attempt of this step recorded in this run
+   * (a retry, or a re-run after a crash), which may already have written:
+   * merge it, so rollback restores the state from before the first attempt.
+   */
+  readonly priorBefore: Json | undefined;
+  /** `cutover rollback --force`: override a rollback's safety refusals. */
+  readonly force: boolean;
 }
 
 export interface StepDefinition<Schema extends z.ZodObject = z.ZodObject> {
@@ -137,6 +173,11 @@ export interface StepDefinition<Schema extends z.ZodObject = z.ZodObject> {
   /** Connections besides `step.connection` that the step uses (checked at validation, locked at run). */
   connections?(config: z.output<Schema>): readonly string[];
   effects(config: z.output<Schema>): Effects;
+  /**
+   * Re-running apply after an unknown outcome converges on the same state,
+   * whatever the runbook says (see `recordBefore`). Lets `resume --yes` re-run it.
+   */
+  readonly idempotent?: boolean;
   reversibility(config: z.output<Schema>): Reversibility;
   plan(ctx: BaseContext, step: Step<z.output<Schema>>): Promise<StepPlan>;
   /** Executes `plan`; returns the before-state that `rollback` needs. */

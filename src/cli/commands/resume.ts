@@ -9,6 +9,7 @@ interface ReopenArgs {
   last: boolean;
   yes: boolean;
   json: boolean;
+  force: boolean;
   'state-dir': string;
 }
 
@@ -21,7 +22,7 @@ async function reopen(args: ReopenArgs, command: 'resume' | 'rollback'): Promise
   // Steps already done stay off the live list; it shows what this command will do.
   const remaining = state.order.filter((id) => state.steps.get(id)?.status !== 'completed');
   return runWithUi(command, remaining, args.json, (hooks) =>
-    call(state.runId, { registry, stateDir: args['state-dir'], yes: args.yes, ...hooks }),
+    call(state.runId, { registry, stateDir: args['state-dir'], yes: args.yes, force: args.force, ...hooks }),
   );
 }
 
@@ -37,7 +38,12 @@ export const resumeCommand: CommandModule<object, ReopenArgs> = {
 export const rollbackCommand: CommandModule<object, ReopenArgs> = {
   command: 'rollback [runId]',
   describe: "Undo a run's applied steps, newest first, from their recorded before-state",
-  builder,
+  builder: (y: Argv) =>
+    builder(y).option('force', {
+      type: 'boolean',
+      default: false,
+      describe: 'restore even where a step refuses (e.g. sequence values consumed since the run); read why first',
+    }) as unknown as Argv<ReopenArgs>,
   handler: async (args) => {
     const { result, code } = await reopen(args, 'rollback');
     process.exitCode = result.status === 'rolled-back' ? ExitCode.ok : code;
