@@ -43,7 +43,8 @@ export type RunEvent =
   | {
       readonly type: 'step.applied';
       readonly stepId: string;
-      readonly before: Json;
+      /** Absent when the step journaled it already (step.before). */
+      readonly before?: Json;
       readonly durationMs: number;
       readonly output?: string;
       readonly details?: Json;

@@ -351,11 +351,12 @@ async function runStep(rc: RunContext, step: Step): Promise<StepOutcome> {
     rc.emit({ type: 'step.started', stepId: step.id, attempt });
     const started = Date.now();
     try {
-      const outcome = await applyOnce(rc, step, plan);
+      const { outcome, recorded } = await applyOnce(rc, step, plan);
       rc.emit({
         type: 'step.applied',
         stepId: step.id,
-        before: outcome.before,
+        // Already journaled by recordBefore: a second copy of a large before-state only costs time.
+        ...(outcome.before === recorded ? {} : { before: outcome.before }),
         durationMs: Date.now() - started,
         ...(outcome.output !== undefined ? { output: outcome.output } : {}),
         ...(outcome.details !== undefined ? { details: outcome.details } : {}),
@@ -386,19 +387,24 @@ async function confirmGate(rc: RunContext, step: Step, question: string): Promis
   }
 }
 
-async function applyOnce(rc: RunContext, step: Step, plan: StepPlan): Promise<ApplyOutcome> {
+/** Applies once; `recorded` is the before-state the step journaled itself, if it did. */
+async function applyOnce(rc: RunContext, step: Step, plan: StepPlan): Promise<{ outcome: ApplyOutcome; recorded: Json | undefined }> {
   const definition = rc.definition(step);
   const effects = definition.effects(step.config);
   // A step that declares it writes nothing gets read-only sessions: a bug in it cannot write.
   const scope = rc.stepScope(step, 'apply', effects === 'none');
   try {
-    if (effects !== 'transaction') return await definition.apply(scope.context(), step, plan);
+    if (effects !== 'transaction') {
+      const outcome = await definition.apply(scope.context(), step, plan);
+      return { outcome, recorded: scope.recordedBefore };
+    }
     const session = await scope.session(requireConnection(step));
-    return await session.transaction(async (tx) => {
-      const outcome = await definition.apply(scope.context(tx), step, plan);
-      await writeMarker(tx, rc.runId, step.id, outcome.before);
-      return outcome;
+    const outcome = await session.transaction(async (tx) => {
+      const applied = await definition.apply(scope.context(tx), step, plan);
+      await writeMarker(tx, rc.runId, step.id, applied.before);
+      return applied;
     });
+    return { outcome, recorded: scope.recordedBefore };
   } finally {
     await scope.close();
   }

@@ -19,7 +19,7 @@ import type { Runbook, StepRegistry } from '../runbook/load.js';
 import { execaRunner, type CommandRunner } from './commands.js';
 import type { RunEvent } from './events.js';
 import { applyEvent, foldJournal, type RunState } from './state.js';
-import type { ApplyContext, BaseContext, Step, StepDefinition } from './step.js';
+import type { ApplyContext, BaseContext, Json, Step, StepDefinition } from './step.js';
 
 export interface EngineOptions {
   readonly registry: StepRegistry;
@@ -176,6 +176,8 @@ export class RunContext {
 export class StepScope {
   private readonly sessions = new Map<string, Promise<Session>>();
   private readonly oracleSessions = new Map<string, Promise<OracleSession>>();
+  /** The last before-state the step journaled through recordBefore in this scope. */
+  recordedBefore: Json | undefined;
   readonly signal: AbortSignal;
 
   constructor(
@@ -229,7 +231,10 @@ export class StepScope {
       ...base,
       tx,
       confirm: (question) => rc.confirm(stepId, question),
-      recordBefore: (before) => rc.emit({ type: 'step.before', stepId, before }),
+      recordBefore: (before) => {
+        rc.emit({ type: 'step.before', stepId, before });
+        this.recordedBefore = before;
+      },
       priorBefore: recorded?.touched === true ? recorded.before : undefined,
       force: rc.options.force === true,
     };

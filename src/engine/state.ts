@@ -95,7 +95,8 @@ export function applyEvent(state: RunState, event: RunEvent, ts: string): void {
       return;
     case 'step.applied':
       if (step) {
-        Object.assign(step, { status: 'applied', applied: true, before: event.before, durationMs: event.durationMs });
+        Object.assign(step, { status: 'applied', applied: true, durationMs: event.durationMs });
+        step.before = event.before ?? step.before ?? null;
         if (event.output !== undefined) step.output = event.output;
       }
       return;

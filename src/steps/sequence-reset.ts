@@ -1,0 +1,443 @@
+/**
+ * `sequence-reset`: after a data copy, makes every target sequence hand out
+ * exactly the values the source never handed out.
+ *
+ * It moves sequences with `setval(seq, next, false)`, whose next nextval()
+ * returns `next`; never with `ALTER SEQUENCE ... START WITH`, which changes
+ * only what RESTART would go back to and leaves the counter where it was.
+ * All sequences move in one set-based statement, so the number of round
+ * trips does not grow with their count.
+ *
+ * setval is not transactional: a rolled-back transaction does not undo it.
+ * So everything that can fail (bounds, missing sequences, values consumed
+ * since the plan) is checked before the statement, the exact previous
+ * (last_value, is_called) of every sequence is journaled before it runs
+ * (recordBefore), and rollback restores from that whatever part was applied.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { RefusedError, UsageError, VerificationError } from '../errors.js';
+import { defineStep, type Action, type BaseContext, type Json, type PlanTable, type Step } from '../engine/step.js';
+import type { Queryable } from '../db/session.js';
+import { quoteQualified } from '../db/quote.js';
+import { readColumnExtremes, readSequences, readStates } from '../sequences/catalog.js';
+import { formatOf, parseSequenceFile } from '../sequences/file.js';
+import { inScope, matchSequences, type Pair } from '../sequences/match.js';
+import {
+  decide,
+  displayName,
+  nextAfterData,
+  nextValue,
+  sourceNext,
+  type PgSequence,
+  type SequenceAction,
+  type SequenceState,
+  type SourceValue,
+} from '../sequences/model.js';
+import { readOracleSequences } from '../sequences/oracle-source.js';
+
+const integer = z.union([z.number().int().nonnegative(), z.string().regex(/^[0-9]+$/, 'a non-negative integer')]);
+
+const config = z.object({
+  from: z
+    .union([
+      z.literal('data'),
+      z.strictObject({ connection: z.string().min(1).describe('a postgres or oracle connection to read sequences from') }),
+      z.strictObject({
+        file: z.string().min(1).describe('ora2pg SEQUENCE_VALUES (.sql), CSV or JSON, relative to the runbook'),
+        format: z.enum(['ora2pg', 'csv', 'json']).optional().describe('default: by extension (.csv, .json, else ora2pg)'),
+      }),
+    ])
+    .describe('where the next values come from; `data`: max(column) + increment of each owning column on the target'),
+  schemas: z
+    .record(z.string(), z.string())
+    .optional()
+    .describe('source schema -> target schema; when given, only these schemas are read and reset'),
+  include: z.array(z.string().min(1)).optional().describe('target `schema.name` patterns (* and ?) to reset; default all'),
+  exclude: z.array(z.string().min(1)).optional().describe('target `schema.name` patterns (* and ?) to leave alone'),
+  missing: z
+    .enum(['error', 'warn'])
+    .optional()
+    .describe('a sequence on one side only: block the step (error, the default) or list it and go on (warn)'),
+  allowDecrease: z.boolean().optional().describe('allow moving a sequence backwards (default false: never)'),
+  margin: integer.optional().describe('headroom added to every next value, in the sequence direction (default 0)'),
+});
+
+type Config = z.output<typeof config>;
+
+/** One sequence to move, as planned. Values are strings: they are bigints. */
+interface PlannedChange {
+  readonly sequence: string;
+  readonly schema: string;
+  readonly name: string;
+  readonly lastValue: string;
+  readonly isCalled: boolean;
+  readonly next: string;
+}
+
+/** What rollback restores: the previous state of every sequence the step moved. */
+interface Before {
+  readonly sequences: readonly PlannedChange[];
+}
+
+/**
+ * Compare-and-set, one pass, one statement: each sequence is moved only if it
+ * still is where the plan saw it. pg_sequence_last_value() is NULL until the
+ * first nextval() after a setval(.., false) and the last value handed out
+ * after that, so it changes as soon as anyone takes a value, on every
+ * version. CASE evaluates the check before setval. Returns the sequences it
+ * did NOT move (1-based positions).
+ */
+const SETVAL_SQL = `SELECT s.i::int AS i
+  FROM unnest($1::regclass[], $2::bigint[], $3::bigint[]) WITH ORDINALITY AS s(seq, next_value, expected, i)
+ WHERE CASE WHEN pg_sequence_last_value(s.seq) IS DISTINCT FROM s.expected THEN true
+            ELSE setval(s.seq, s.next_value, false) IS NULL END`;
+
+const RESTORE_SQL = `SELECT count(setval(s.seq, s.last_value, s.is_called)) AS restored
+  FROM unnest($1::regclass[], $2::bigint[], $3::boolean[]) AS s(seq, last_value, is_called)`;
+
+const setvalParams = (changes: readonly PlannedChange[]): Json[] => [
+  changes.map((c) => c.sequence),
+  changes.map((c) => c.next),
+  changes.map((c) => (c.isCalled ? c.lastValue : null)),
+];
+
+const MAX_LISTED = 20;
+
+function listSome(items: readonly string[]): string {
+  const shown = items.slice(0, MAX_LISTED).join(', ');
+  return items.length > MAX_LISTED ? `${shown} and ${items.length - MAX_LISTED} more` : shown;
+}
+
+const target = (step: Step<Config>): string => {
+  if (step.connection === undefined) throw new UsageError(`step "${step.id}" needs a connection (the target database)`);
+  return step.connection;
+};
+
+interface Sourced {
+  readonly values: readonly SourceValue[] | 'data';
+  readonly foldCase: boolean;
+  readonly description: string;
+  readonly notes: readonly string[];
+}
+
+async function readSource(ctx: BaseContext, step: Step<Config>): Promise<Sourced> {
+  const from = step.config.from;
+  if (from === 'data') {
+    return {
+      values: 'data',
+      foldCase: false,
+      description: 'data: max(column) + increment of each owning column on the target',
+      notes: ['from data: only sequences owned by a column (serial, identity) are considered; an empty table leaves its sequence as it is'],
+    };
+  }
+  if ('file' in from) {
+    const file = ctx.resolvePath(from.file);
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (error) {
+      throw new UsageError(`step "${step.id}": cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? 'unreadable'})`);
+    }
+    const sha256 = createHash('sha256').update(text).digest('hex');
+    const format = from.format ?? formatOf(file);
+    return {
+      values: parseSequenceFile(text, file, format),
+      foldCase: false,
+      description: `file ${file} (${format}, sha256 ${sha256})`,
+      notes:
+        format === 'ora2pg'
+          ? ['each value in the file is taken as the next value to hand out; its START WITH / RESTART WITH is not executed']
+          : [],
+    };
+  }
+  const resolved = ctx.resolved(from.connection);
+  const mapped = Object.keys(step.config.schemas ?? {});
+  if (resolved.kind === 'oracle') {
+    return {
+      values: await readOracleSequences(await ctx.oracle(from.connection), mapped),
+      foldCase: true,
+      description: `oracle ${resolved.identity.target}`,
+      notes: ['oracle: the next value is LAST_NUMBER, which is past every cached value (it may skip up to CACHE values, never repeats one)'],
+    };
+  }
+  const db = await ctx.session(from.connection);
+  const sequences = (await readSequences(db)).filter((s) => mapped.length === 0 || mapped.includes(s.schema));
+  const states = await readStates(db, sequences);
+  return {
+    values: sequences.map((s) => sourceNext(s, stateOf(states, s))),
+    foldCase: false,
+    description: `postgres ${resolved.identity.target}`,
+    notes: [],
+  };
+}
+
+function stateOf(states: ReadonlyMap<string, SequenceState>, seq: PgSequence): SequenceState {
+  const state = states.get(seq.oid);
+  if (state === undefined) throw new Error(`no state read for ${quoteQualified(seq.schema, seq.name)}`);
+  return state;
+}
+
+/** Target sequences in scope, with their states. */
+async function readTargets(db: Queryable, config: Config) {
+  const wanted = inScope(config);
+  const all = await readSequences(db);
+  const sequences = all.filter((s) => wanted(s.schema, s.name));
+  return { sequences, states: await readStates(db, sequences) };
+}
+
+interface Row {
+  readonly sequence: string;
+  readonly source: string | null;
+  readonly evidence: string | null;
+  readonly current: string | null;
+  readonly sourceNext: string | null;
+  readonly next: string | null;
+  readonly action: SequenceAction;
+  readonly reason?: string;
+}
+
+const str = (v: bigint | null | undefined): string | null => (v === null || v === undefined ? null : v.toString());
+
+function rowFor(pair: Pair, states: ReadonlyMap<string, SequenceState>, config: Config): { row: Row; change?: PlannedChange } {
+  const sequence = displayName(pair.schema, pair.name);
+  const source = pair.source ? displayName(pair.source.schema, pair.source.name) : null;
+  const evidence = pair.source?.evidence ?? null;
+  const t = pair.target;
+  if (t === undefined) {
+    return { row: { sequence, source, evidence, current: null, sourceNext: str(pair.source?.next), next: null, action: 'missing-on-target' } };
+  }
+  const state = stateOf(states, t);
+  const current = nextValue(t, state);
+  if (pair.source === undefined) {
+    return { row: { sequence, source, evidence, current: str(current), sourceNext: null, next: str(current), action: 'missing-on-source' } };
+  }
+  if (pair.conflict !== undefined) {
+    return {
+      row: { sequence, source, evidence, current: str(current), sourceNext: str(pair.source.next), next: null, action: 'out-of-range', reason: pair.conflict },
+    };
+  }
+  const decision = decide(t, current, pair.source.next, {
+    allowDecrease: config.allowDecrease === true,
+    margin: BigInt(config.margin ?? 0),
+  });
+  const row: Row = {
+    sequence,
+    source,
+    evidence,
+    current: str(current),
+    sourceNext: str(pair.source.next),
+    next: str(decision.next),
+    action: decision.action,
+    ...(decision.reason !== undefined ? { reason: decision.reason } : {}),
+  };
+  if ((decision.action !== 'advance' && decision.action !== 'decrease') || decision.next === null) return { row };
+  return {
+    row,
+    change: {
+      sequence: quoteQualified(t.schema, t.name),
+      schema: t.schema,
+      name: t.name,
+      lastValue: state.lastValue.toString(),
+      isCalled: state.isCalled,
+      next: decision.next.toString(),
+    },
+  };
+}
+
+/** For `from: data`, each owned sequence's next value comes from its column. */
+async function dataPairs(db: Queryable, sequences: readonly PgSequence[]): Promise<Pair[]> {
+  const owned = sequences.filter((s) => s.owner !== undefined);
+  const extremes = await readColumnExtremes(db, owned);
+  return owned.flatMap((s): Pair[] => {
+    const extreme = extremes.get(s.oid) ?? null;
+    if (extreme === null) return [];
+    const owner = s.owner;
+    const where = owner ? `${displayName(owner.schema, owner.table)}.${owner.column}` : '';
+    const source: SourceValue = { schema: s.schema, name: s.name, next: nextAfterData(s, extreme), evidence: `${s.increment > 0n ? 'max' : 'min'}(${where})=${extreme}` };
+    return [{ target: s, source, schema: s.schema, name: s.name }];
+  });
+}
+
+const COLUMNS: PlanTable['columns'] = [
+  { key: 'sequence', title: 'sequence' },
+  { key: 'current', title: 'target next', align: 'right' },
+  { key: 'sourceNext', title: 'source next', align: 'right' },
+  { key: 'next', title: 'new next', align: 'right' },
+  { key: 'action', title: 'action' },
+  { key: 'source', title: 'from' },
+];
+
+function parseBefore(before: Json): Before {
+  const value = before as unknown as Before | null;
+  return { sequences: value?.sequences ?? [] };
+}
+
+export const sequenceResetStep = defineStep({
+  kind: 'sequence-reset',
+  summary: 'Set every target sequence to continue exactly where the source left off (setval, set-based), reversibly',
+  config,
+  connection: { required: true, kinds: ['postgres'] },
+  connections: (c) => (typeof c.from === 'object' && 'connection' in c.from ? [c.from.connection] : []),
+  // setval is not transactional, so the step is not either; see recordBefore in apply.
+  effects: () => 'external',
+  idempotent: true,
+  reversibility: () => ({ kind: 'reversible' }),
+
+  async plan(ctx, step) {
+    const db = await ctx.session(target(step));
+    const source = await readSource(ctx, step);
+    const { sequences, states } = await readTargets(db, step.config);
+    const pairs =
+      source.values === 'data'
+        ? await dataPairs(db, sequences)
+        : matchSequences(sequences, source.values, step.config, { foldCase: source.foldCase });
+
+    const rows: Row[] = [];
+    const changes: PlannedChange[] = [];
+    for (const pair of pairs) {
+      const { row, change } = rowFor(pair, states, step.config);
+      rows.push(row);
+      if (change) changes.push(change);
+    }
+    const totals: Record<string, number> = {};
+    for (const row of rows) totals[row.action] = (totals[row.action] ?? 0) + 1;
+
+    const missing = rows.filter((r) => r.action === 'missing-on-target' || r.action === 'missing-on-source');
+    const missingText = (r: Row) =>
+      r.action === 'missing-on-target' ? `${r.source ?? r.sequence} has no target sequence (looked for ${r.sequence})` : `${r.sequence} has no source value`;
+    const blockers = [
+      ...rows.filter((r) => r.action === 'out-of-range').map((r) => `${r.sequence}: ${r.reason ?? 'out of range'}`),
+      ...(step.config.missing === 'warn' ? [] : missing.map(missingText)),
+    ];
+    const decreases = rows.filter((r) => r.action === 'blocked-decrease');
+    const notes = [
+      `source: ${source.description}`,
+      ...source.notes,
+      ...(decreases.length > 0 ? [`${decreases.length} sequence(s) already ahead of the source left as they are: ${listSome(decreases.map((r) => r.sequence))}`] : []),
+      ...(step.config.missing === 'warn' && missing.length > 0 ? missing.map((r) => `missing (warn): ${missingText(r)}`) : []),
+    ];
+    const actions: Action[] =
+      changes.length === 0
+        ? []
+        : [{ type: 'sql', connection: target(step), sql: SETVAL_SQL, params: setvalParams(changes), transaction: true }];
+    return {
+      actions,
+      tables: [
+        {
+          title: 'sequences (new next = the value the first nextval() returns after this step)',
+          columns: COLUMNS,
+          rows: rows as unknown as PlanTable['rows'],
+          footer: Object.entries(totals).map(([action, n]) => `${action}: ${n}`).join(', ') || 'no sequences in scope',
+        },
+      ],
+      notes,
+      ...(blockers.length > 0 ? { blockers } : {}),
+      details: { source: source.description, totals, changes: changes as unknown as Json },
+    };
+  },
+
+  async apply(ctx, step, plan) {
+    const changes = ((plan.details as { changes?: PlannedChange[] } | undefined)?.changes ?? []) as readonly PlannedChange[];
+    const prior = parseBefore(ctx.priorBefore ?? null).sequences;
+    const priorBy = new Map(prior.map((c) => [c.sequence, c]));
+    if (changes.length === 0) return { before: { sequences: prior } as unknown as Json };
+    const db = await ctx.session(target(step));
+
+    const merged = new Map(prior.map((c) => [c.sequence, c]));
+    for (const c of changes) merged.set(c.sequence, { ...c, ...pick(priorBy.get(c.sequence)) });
+    const recorded = { sequences: [...merged.values()] } as unknown as Json;
+    ctx.recordBefore(recorded);
+
+    const { rows: skipped } = await db.query<{ i: number }>(SETVAL_SQL, setvalParams(changes));
+    // A sequence an earlier attempt of this step already moved is ours, not
+    // drift; any other that was not where the plan saw it handed out values
+    // since: it was left alone, and a stale before-state must not be kept
+    // for it, or rollback would hand those values out again.
+    const foreign = skipped.flatMap(({ i }) => {
+      const c = changes[i - 1];
+      return c === undefined || priorBy.has(c.sequence) ? [] : [c];
+    });
+    if (foreign.length > 0) {
+      for (const c of foreign) merged.delete(c.sequence);
+      ctx.recordBefore({ sequences: [...merged.values()] } as unknown as Json);
+      throw new RefusedError(
+        `${foreign.length} sequence(s) handed out values since the plan read them (are writes frozen?) and were left alone: ${listSome(
+          foreign.map((c) => displayName(c.schema, c.name)),
+        )}. The other ${changes.length - foreign.length} moved; rollback restores them, or run the step again once writes are frozen.`,
+      );
+    }
+    return { before: recorded, output: `moved ${changes.length} sequence(s)` };
+  },
+
+  async verify(ctx, step, plan) {
+    const db = await ctx.session(target(step));
+    const changes = ((plan.details as { changes?: PlannedChange[] } | undefined)?.changes ?? []) as readonly PlannedChange[];
+    const { sequences, states } = await readTargets(db, step.config);
+    const byName = new Map(sequences.map((s) => [quoteQualified(s.schema, s.name), s]));
+    const problems: string[] = [];
+    for (const c of changes) {
+      const seq = byName.get(c.sequence);
+      const next = seq && nextValue(seq, stateOf(states, seq));
+      if (next?.toString() !== c.next) problems.push(`${displayName(c.schema, c.name)}: next value is ${next ?? 'none'}, planned ${c.next}`);
+    }
+    // The proof that matters: no owned sequence can hand out a value its column already holds.
+    const extremes = await readColumnExtremes(db, sequences);
+    for (const seq of sequences) {
+      const extreme = extremes.get(seq.oid);
+      if (extreme === undefined || extreme === null || seq.owner === undefined) continue;
+      const next = nextValue(seq, stateOf(states, seq));
+      const collides = next !== null && (seq.increment > 0n ? next <= extreme : next >= extreme);
+      if (collides) {
+        problems.push(
+          `${displayName(seq.schema, seq.name)}: next value ${next} collides with ${displayName(seq.owner.schema, seq.owner.table)}.${seq.owner.column} (${seq.increment > 0n ? 'max' : 'min'} ${extreme})`,
+        );
+      }
+    }
+    if (problems.length > 0) throw new VerificationError(`${problems.length} sequence problem(s): ${listSome(problems)}`);
+  },
+
+  async rollback(ctx, step, beforeJson) {
+    const { sequences: entries } = parseBefore(beforeJson);
+    if (entries.length === 0) return;
+    const db = await ctx.session(target(step));
+    const catalog = new Map((await readSequences(db)).map((s) => [quoteQualified(s.schema, s.name), s]));
+    const present = entries.flatMap((e) => {
+      const seq = catalog.get(e.sequence);
+      return seq ? [{ entry: e, seq }] : [];
+    });
+    const states = await readStates(db, present.map((p) => p.seq));
+    const gone = entries.filter((e) => !catalog.has(e.sequence)).map((e) => `${displayName(e.schema, e.name)} no longer exists`);
+    const restore: PlannedChange[] = [];
+    const refused: string[] = [];
+    for (const { entry, seq } of present) {
+      const now = stateOf(states, seq);
+      const was = { lastValue: BigInt(entry.lastValue), isCalled: entry.isCalled };
+      if (now.lastValue === was.lastValue && now.isCalled === was.isCalled) continue; // already restored
+      const untouched = !now.isCalled && now.lastValue.toString() === entry.next;
+      if (untouched || ctx.force) restore.push(entry);
+      else refused.push(`${displayName(entry.schema, entry.name)} (now last_value=${now.lastValue} is_called=${now.isCalled}; the step set next=${entry.next})`);
+    }
+    if (restore.length > 0) {
+      await db.query(RESTORE_SQL, [restore.map((e) => e.sequence), restore.map((e) => e.lastValue), restore.map((e) => e.isCalled)]);
+    }
+    if (refused.length > 0 || gone.length > 0) {
+      throw new RefusedError(
+        [
+          ...(refused.length > 0
+            ? [
+                `${refused.length} sequence(s) handed out values after the step ran; restoring them would hand those values out again: ${listSome(refused)}. Check, then roll back with --force to restore anyway.`,
+              ]
+            : []),
+          ...gone,
+        ].join('\n') + (restore.length > 0 ? `\n${restore.length} other sequence(s) were restored.` : ''),
+      );
+    }
+  },
+});
+
+/** The original state from an earlier attempt, which wins over a later read. */
+function pick(c: PlannedChange | undefined): Partial<PlannedChange> {
+  return c === undefined ? {} : { lastValue: c.lastValue, isCalled: c.isCalled };
+}
