@@ -24,15 +24,32 @@ async function main(): Promise<void> {
   process.stdout.write('starting an embedded PostgreSQL 18 …\n');
   const server = await startPostgres(18);
   try {
+    // The old database handed out order ids 1-3 and invoice numbers up to
+    // 1041; the new one got the rows, but its sequences start from scratch.
+    await server.query('CREATE DATABASE legacy');
+    await server.query(
+      `CREATE TABLE orders (id serial PRIMARY KEY, item text NOT NULL);
+       CREATE SEQUENCE invoice_no START 1000;
+       INSERT INTO orders (item) VALUES ('anvil'), ('rope'), ('rocket skates');
+       SELECT setval('invoice_no', 1041);`,
+      [],
+      'legacy',
+    );
     await server.query('CREATE DATABASE shop');
     await server.query(
       `CREATE TABLE orders (id serial PRIMARY KEY, item text NOT NULL);
+       CREATE SEQUENCE invoice_no START 1000;
        INSERT INTO orders (id, item) VALUES (1, 'anvil'), (2, 'rope'), (3, 'rocket skates');`,
       [],
       'shop',
     );
     const stateDir = mkdtempSync(path.join(os.tmpdir(), 'cutover-demo-'));
-    const env = { ...process.env, DEMO_TARGET_URL: server.urlFor('shop'), CUTOVER_STATE_DIR: stateDir };
+    const env = {
+      ...process.env,
+      DEMO_SOURCE_URL: server.urlFor('legacy'),
+      DEMO_TARGET_URL: server.urlFor('shop'),
+      CUTOVER_STATE_DIR: stateDir,
+    };
     const steps: [string[], number][] = [
       [['validate', runbook], 0],
       [['plan', runbook], 0],

@@ -13,11 +13,22 @@ import { formatSerialized } from './format-error.js';
 
 const show = (value: Json): string => (typeof value === 'string' ? value : JSON.stringify(value));
 
+const PARAMS_SHOWN = 400;
+
+/** Set-based statements bind arrays of thousands of values: the table lists them, the line says how many. */
+function showParams(params: readonly Json[]): string {
+  const full = JSON.stringify(params);
+  if (full.length <= PARAMS_SHOWN) return full;
+  return params
+    .map((p, i) => `$${i + 1} ${Array.isArray(p) ? `[${p.length} values]` : JSON.stringify(p).slice(0, 60)}`)
+    .join(', ') + ' (all values: --json)';
+}
+
 function formatAction(action: Action): string[] {
   switch (action.type) {
     case 'sql': {
       const where = `[${action.connection}${action.transaction === false ? ', no transaction' : ''}]`;
-      const params = action.params?.length ? `  -- params: ${JSON.stringify(action.params)}` : '';
+      const params = action.params?.length ? `  -- params: ${showParams(action.params)}` : '';
       return [`${where} ${action.sql.trim().split('\n').join('\n    ')}${params}`];
     }
     case 'command':

@@ -48,7 +48,7 @@ const config = z.object({
         file: z.string().min(1).describe('ora2pg SEQUENCE_VALUES (.sql), CSV or JSON, relative to the runbook'),
         format: z.enum(['ora2pg', 'csv', 'json']).optional().describe('default: by extension (.csv, .json, else ora2pg)'),
       }),
-    ])
+    ], { error: 'expected data, { connection: <name> } or { file: <path>, format: ora2pg | csv | json }' })
     .describe('where the next values come from; `data`: max(column) + increment of each owning column on the target'),
   schemas: z
     .record(z.string(), z.string())
@@ -266,7 +266,7 @@ const COLUMNS: PlanTable['columns'] = [
   { key: 'sourceNext', title: 'source next', align: 'right' },
   { key: 'next', title: 'new next', align: 'right' },
   { key: 'action', title: 'action' },
-  { key: 'source', title: 'from' },
+  { key: 'source', title: 'source sequence' },
 ];
 
 function parseBefore(before: Json): Before {
