@@ -19,7 +19,7 @@ export {
 export { TOOL_VERSION, type EngineOptions } from './engine/run-context.js';
 export type { RunEvent, RunStatus, SerializedError } from './engine/events.js';
 export type { RunState, StepState, StepStatus } from './engine/state.js';
-export type { Action, Change, PlanTable, StepPlan, StepDefinition, Step, Json } from './engine/step.js';
+export type { Action, Change, ConfigIssue, PlanTable, StepPlan, StepDefinition, Step, Json } from './engine/step.js';
 export type { OracleConnection, OracleConnector } from './db/oracle.js';
 export { defineStep } from './engine/step.js';
 export { displayCommand, type CommandRunner } from './engine/commands.js';

@@ -162,6 +162,12 @@ export interface ApplyContext extends BaseContext {
   readonly force: boolean;
 }
 
+/** A problem in a step's own fields; `path` is relative to the step (e.g. `['acceptPositionLoss']`). */
+export interface ConfigIssue {
+  readonly path: readonly (string | number)[];
+  readonly message: string;
+}
+
 export interface StepDefinition<Schema extends z.ZodObject = z.ZodObject> {
   readonly kind: string;
   /** One line for `cutover kinds` and the JSON Schema. */
@@ -170,6 +176,11 @@ export interface StepDefinition<Schema extends z.ZodObject = z.ZodObject> {
   readonly config: Schema;
   /** Whether `step.connection` is required, and which connection kinds it may name. */
   readonly connection: { readonly required: boolean; readonly kinds: readonly ('postgres' | 'oracle')[] };
+  /**
+   * Rules across fields that a schema cannot say (e.g. `drop` needs an
+   * explicit selection). Reported at validation with the key's position.
+   */
+  validate?(config: z.output<Schema>): readonly ConfigIssue[];
   /** Connections besides `step.connection` that the step uses (checked at validation, locked at run). */
   connections?(config: z.output<Schema>): readonly string[];
   effects(config: z.output<Schema>): Effects;

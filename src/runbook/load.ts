@@ -173,8 +173,11 @@ function crossChecks(
     for (const name of definition.connections?.(step.config) ?? []) {
       checkReference(name, ['steps', index], ['postgres', 'oracle']);
     }
+    for (const problem of definition.validate?.(step.config) ?? []) {
+      issue(['steps', index, ...problem.path], problem.message);
+    }
     const effects = definition.effects(step.config);
-    if (step.retries > 0 && effects === 'external' && !step.idempotent) {
+    if (step.retries > 0 && effects === 'external' && !step.idempotent && definition.idempotent !== true) {
       issue(
         ['steps', index, 'retries'],
         'retries on a step with side effects outside a transaction needs "idempotent: true" (a retry would run it twice)',

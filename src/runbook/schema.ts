@@ -15,6 +15,19 @@ export const duration = z
   .transform((value) => (typeof value === 'number' ? value : (parseDuration(value) ?? 0)))
   .describe('milliseconds, or a string such as "500ms", "30s", "5m", "1h"');
 
+const SIZE_UNITS = { B: 1, kB: 1024, MB: 1024 ** 2, GB: 1024 ** 3, TB: 1024 ** 4 } as const;
+const SIZE_PATTERN = /^(\d+(?:\.\d+)?)\s*(B|kB|MB|GB|TB)$/;
+
+/** A size in bytes, or PostgreSQL-style `512MB`, `1GB` (units of 1024). */
+export const byteSize = z
+  .union([z.number().int().nonnegative(), z.string().regex(SIZE_PATTERN, 'expected a size such as "512MB" or "1GB"')])
+  .transform((value) => {
+    if (typeof value === 'number') return value;
+    const [, amount, unit] = SIZE_PATTERN.exec(value) ?? [];
+    return Math.round(Number(amount) * SIZE_UNITS[unit as keyof typeof SIZE_UNITS]);
+  })
+  .describe('bytes, or a string such as "512MB", "1GB"');
+
 const identifier = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'use letters, digits, ".", "_" and "-", starting with a letter or digit')

@@ -137,11 +137,3 @@ export function displayName(schema: string, name: string): string {
   const part = (s: string) => (/^[a-z_][a-z0-9_$]*$/.test(s) ? s : `"${s.replaceAll('"', '""')}"`);
   return `${part(schema)}.${part(name)}`;
 }
-
-/** `*` and `?` wildcards over the whole name, case-sensitive. */
-export function globMatcher(patterns: readonly string[]): (name: string) => boolean {
-  const regexes = patterns.map(
-    (p) => new RegExp(`^${p.replace(/[.+^${}()|[\]\\]/g, '\\$&').replaceAll('*', '.*').replaceAll('?', '.')}$`, 's'),
-  );
-  return (name) => regexes.some((r) => r.test(name));
-}

@@ -6,11 +6,12 @@ import type { z } from 'zod';
 import type { StepDefinition } from '../engine/step.js';
 import { confirmStep } from './confirm.js';
 import { shellStep } from './shell.js';
+import { replicationSlotsStep } from './replication-slots.js';
 import { sequenceResetStep } from './sequence-reset.js';
 import { sqlStep } from './sql.js';
 import { waitStep } from './wait.js';
 
-export type StepKind = 'sql' | 'shell' | 'confirm' | 'wait' | 'sequence-reset';
+export type StepKind = 'sql' | 'shell' | 'confirm' | 'wait' | 'sequence-reset' | 'replication-slots';
 
 // Each definition keeps its own config type; the table is checked against the
 // contract, so a kind named in StepKind without a definition does not compile.
@@ -20,6 +21,7 @@ export const stepKinds = {
   confirm: confirmStep,
   wait: waitStep,
   'sequence-reset': sequenceResetStep,
+  'replication-slots': replicationSlotsStep,
 } satisfies Record<StepKind, AnyStepDefinition>;
 
 // A definition's functions take its own config type, so definitions are

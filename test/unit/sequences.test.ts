@@ -8,7 +8,6 @@ import { inScope, matchSequences, type Pair, type Scope } from '../../src/sequen
 import {
   decide,
   displayName,
-  globMatcher,
   nextAfterData,
   nextValue,
   sourceNext,
@@ -18,6 +17,7 @@ import {
   type SequenceState,
   type SourceValue,
 } from '../../src/sequences/model.js';
+import { globMatcher } from '../../src/steps/patterns.js';
 import { readOracleSequences } from '../../src/sequences/oracle-source.js';
 
 const INT_MAX = 2147483647n;

@@ -1,0 +1,294 @@
+/**
+ * replication-slots on real logical replication: two PostgreSQL servers per
+ * version (wal_level=logical), a publication, a subscription, rows flowing.
+ * Every test ends by checking the exact set of slots on the publisher, so no
+ * step leaves a slot the runbook did not ask for.
+ */
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, afterEach, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  RunbookValidationError,
+  parseRunbook,
+  planRunbook,
+  registry,
+  rollbackRun,
+  runRunbook,
+  type RunEvent,
+  type RunResult,
+} from '../../src/index.js';
+import { startPostgres, VERSIONS, type TestServer } from '../helpers/pg.js';
+import { tempDir } from '../helpers/cli.js';
+
+const LOGICAL = { wal_level: 'logical', max_replication_slots: '20', max_wal_senders: '20' };
+
+const rowsOf = (result: RunResult, index = 0) =>
+  (result.steps[index]?.plan?.tables?.[0]?.rows ?? []) as unknown as Record<string, unknown>[];
+
+async function until(what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+for (const version of VERSIONS) {
+  describe(`replication-slots on PostgreSQL ${version}`, () => {
+    let pub: TestServer;
+    let sub: TestServer;
+    let n = 0;
+    let db = '';
+
+    /** A database pair with table t published from pub and subscribed on sub as subscription/slot `s_<db>`. */
+    async function pair(): Promise<string> {
+      db = `r${++n}`;
+      for (const server of [pub, sub]) {
+        await server.query(`CREATE DATABASE ${db}`);
+        await server.query('CREATE TABLE t (id int PRIMARY KEY, v text)', [], db);
+      }
+      await pub.query(`INSERT INTO t SELECT g, 'x' FROM generate_series(1, 10) g; CREATE PUBLICATION p FOR TABLE t`, [], db);
+      await sub.query(`CREATE SUBSCRIPTION s_${db} CONNECTION 'host=127.0.0.1 port=${pub.port} dbname=${db} user=postgres' PUBLICATION p`, [], db);
+      await until('initial sync', async () => (await sub.query<{ n: number }>('SELECT count(*)::int AS n FROM t', [], db))[0]?.n === 10);
+      await until('slot active', async () => (await slotNames()).includes(`s_${db}`));
+      return db;
+    }
+    const slotNames = async () =>
+      (await pub.query<{ slot_name: string }>('SELECT slot_name FROM pg_replication_slots ORDER BY 1')).map((r) => r.slot_name);
+    const slotActive = async (name: string) =>
+      (await pub.query<{ a: boolean }>('SELECT active AS a FROM pg_replication_slots WHERE slot_name = $1', [name]))[0]?.a === true;
+    /** DISABLE only asks the apply worker to stop: wait until its walsender let go of the slot. */
+    const stopSubscriber = async () => {
+      await sub.query(`ALTER SUBSCRIPTION s_${db} DISABLE`, [], db);
+      await until('the walsender to stop', async () => !(await slotActive(`s_${db}`)));
+    };
+    const count = async (server: TestServer) => (await server.query<{ n: number }>('SELECT count(*)::int AS n FROM t', [], db))[0]?.n;
+
+    const load = (steps: string) => {
+      const text = `version: 1
+name: slots
+connections:
+  pub: { kind: postgres, url: "${pub.urlFor(db)}" }
+  sub: { kind: postgres, url: "${sub.urlFor(db)}" }
+steps:
+${steps}`;
+      const dir = tempDir();
+      const file = path.join(dir, 'runbook.yaml');
+      writeFileSync(file, text);
+      return { runbook: parseRunbook(text, file, { registry, env: {} }), dir };
+    };
+
+    before(async () => {
+      [pub, sub] = await Promise.all([startPostgres(version, LOGICAL), startPostgres(version, LOGICAL)]);
+    });
+    afterEach(async () => {
+      // Tear down what the test set up: its subscription (which drops its slot) and nothing else.
+      if (db === '') return;
+      const subs = await sub.query<{ subname: string }>('SELECT subname FROM pg_subscription');
+      for (const { subname } of subs) {
+        await sub.query(`ALTER SUBSCRIPTION ${subname} DISABLE`, [], db).catch(() => {});
+        await sub.query(`ALTER SUBSCRIPTION ${subname} SET (slot_name = NONE)`, [], db).catch(() => {});
+        await sub.query(`DROP SUBSCRIPTION ${subname}`, [], db).catch(() => {});
+      }
+      for (const name of await slotNames()) {
+        await until(`slot ${name} released`, async () => (await pub.query<{ a: boolean }>('SELECT active AS a FROM pg_replication_slots WHERE slot_name = $1', [name]))[0]?.a !== true);
+        await pub.query('SELECT pg_drop_replication_slot($1)', [name]);
+      }
+      db = '';
+    });
+    after(async () => {
+      await Promise.all([pub.stop(), sub.stop()]);
+    });
+
+    it('inventory lists the slot with plugin, activity and lag, and flags an inactive one', async () => {
+      await pair();
+      await pub.query("SELECT pg_create_physical_replication_slot('spare', true)");
+      const { runbook, dir } = load('  - id: look\n    kind: replication-slots\n    connection: pub\n    action: inventory\n    retainedWarning: 1kB\n');
+      const result = await planRunbook(runbook, { registry, stateDir: dir });
+      assert.equal(result.status, 'planned');
+      const rows = rowsOf(result);
+      const subscription = rows.find((r) => r['slot'] === `s_${db}`);
+      assert.equal(subscription?.['type'], 'logical');
+      assert.equal(subscription?.['plugin'], 'pgoutput');
+      assert.equal(subscription?.['database'], db);
+      assert.match(String(subscription?.['active']), /^pid \d+$/);
+      assert.equal(typeof subscription?.['lagBytes'], 'number');
+      const spare = rows.find((r) => r['slot'] === 'spare');
+      assert.equal(spare?.['type'], 'physical');
+      assert.match(String(spare?.['flags']), /^inactive, retains > 1\.0 kB$/);
+      assert.deepEqual(await slotNames(), [`s_${db}`, 'spare']);
+    });
+
+    it('assert-caught-up waits while changes are still on their way and passes once they arrived', async () => {
+      await pair();
+      await stopSubscriber();
+      await pub.query(`INSERT INTO t SELECT g, 'y' FROM generate_series(11, 2000) g`, [], db);
+      const { runbook, dir } = load(
+        `  - id: caught-up\n    kind: replication-slots\n    connection: pub\n    action: assert-caught-up\n    slots: [s_${db}]\n    timeout: 60s\n`,
+      );
+      const progress: string[] = [];
+      const running = runRunbook(runbook, {
+        registry,
+        stateDir: dir,
+        onEvent: (e: RunEvent) => e.type === 'step.progress' && progress.push(e.message),
+      });
+      await until('the step to report lag', async () => progress.length > 0);
+      assert.match(progress[0] ?? '', new RegExp(`s_${db} (\\d+(\\.\\d)? [kM]?B behind|\\(never confirmed\\))`));
+      await sub.query(`ALTER SUBSCRIPTION s_${db} ENABLE`, [], db);
+      const result = await running;
+      assert.equal(result.status, 'succeeded', JSON.stringify(result.steps));
+      assert.equal(await count(sub), 2000, 'every row written before the step arrived');
+      assert.deepEqual(await slotNames(), [`s_${db}`]);
+    });
+
+    it('assert-caught-up fails on timeout naming the slot when the subscriber is stopped', async () => {
+      await pair();
+      await stopSubscriber();
+      await pub.query(`INSERT INTO t VALUES (100, 'late')`, [], db);
+      const { runbook, dir } = load(
+        `  - id: caught-up\n    kind: replication-slots\n    connection: pub\n    action: assert-caught-up\n    timeout: 2s\n    interval: 200ms\n`,
+      );
+      const result = await runRunbook(runbook, { registry, stateDir: dir });
+      assert.equal(result.status, 'rolled-back');
+      assert.equal(result.steps[0]?.error?.name, 'CatchUpTimeoutError');
+      assert.match(result.steps[0]?.error?.message ?? '', new RegExp(`^not caught up with [0-9A-F]+/[0-9A-F]+ after 2000ms: s_${db} \\d+`));
+      assert.deepEqual(await slotNames(), [`s_${db}`]);
+    });
+
+    it('assert-caught-up on standbys names a standby that is not connected', async () => {
+      await pair();
+      const { runbook, dir } = load('  - id: standbys\n    kind: replication-slots\n    connection: pub\n    action: assert-caught-up\n    standbys: [replica1]\n');
+      const result = await planRunbook(runbook, { registry, stateDir: dir });
+      assert.equal(result.steps[0]?.error?.message, 'plan blocked:\n  - no standby named replica1');
+      assert.deepEqual(await slotNames(), [`s_${db}`]);
+    });
+
+    it('a logical slot drop without acceptPositionLoss is rejected at validation', () => {
+      db = '';
+      assert.throws(
+        () => load('  - id: drop\n    kind: replication-slots\n    connection: pub\n    action: drop\n    slots: [s_x]\n'),
+        (error: unknown) =>
+          error instanceof RunbookValidationError &&
+          error.issues.length === 1 &&
+          error.issues[0]?.path === 'steps[0].acceptPositionLoss' &&
+          error.issues[0].position.line === 7 &&
+          /^dropping a logical slot loses its position/.test(error.issues[0].message),
+      );
+    });
+
+    it('drop refuses an active slot, terminates its walsender with terminate: true, and rollback recreates it', async () => {
+      await pair();
+      const slot = `s_${db}`;
+      const refused = load(`  - id: drop\n    kind: replication-slots\n    connection: pub\n    action: drop\n    slots: [${slot}]\n    acceptPositionLoss: true\n`);
+      const blocked = await runRunbook(refused.runbook, { registry, stateDir: refused.dir });
+      assert.equal(blocked.steps[0]?.error?.name, 'PlanBlockedError');
+      assert.match(blocked.steps[0]?.error?.message ?? '', new RegExp(`${slot} is active \\(pid \\d+\\); set terminate: true`));
+      assert.deepEqual(await slotNames(), [slot]);
+
+      const forced = load(
+        `  - id: drop\n    kind: replication-slots\n    connection: pub\n    action: drop\n    slots: [${slot}]\n    acceptPositionLoss: true\n    terminate: true\n`,
+      );
+      const planned = await planRunbook(forced.runbook, { registry, stateDir: forced.dir });
+      assert.match(planned.steps[0]?.plan?.notes?.[0] ?? '', /^position loss \(accepted by acceptPositionLoss\): rollback recreates s_r\d+ /);
+      // The apply worker retries only after wal_retrieve_retry_interval (5s), so the terminated slot stays free to drop.
+      const dropped = await runRunbook(forced.runbook, { registry, stateDir: forced.dir });
+      assert.equal(dropped.status, 'succeeded', JSON.stringify(dropped.steps));
+      assert.deepEqual(await slotNames(), []);
+
+      const back = await rollbackRun(dropped.runId, { registry, stateDir: forced.dir });
+      assert.equal(back.status, 'rolled-back');
+      assert.deepEqual(
+        await pub.query(`SELECT slot_name, slot_type, plugin, database FROM pg_replication_slots`),
+        [{ slot_name: slot, slot_type: 'logical', plugin: 'pgoutput', database: db }],
+      );
+      // The subscription streams again through the recreated slot (from its new position).
+      await pub.query(`INSERT INTO t VALUES (500, 'after')`, [], db);
+      await until('row through the recreated slot', async () => (await count(sub)) === 11);
+      assert.deepEqual(await slotNames(), [slot]);
+    });
+
+    it('create makes physical and logical slots; rollback drops exactly those', async () => {
+      await pair();
+      const { runbook, dir } = load(`  - id: fallback
+    kind: replication-slots
+    connection: pub
+    action: create
+    type: logical
+    slots: [fallback_l]
+  - id: standby
+    kind: replication-slots
+    connection: pub
+    action: create
+    type: physical
+    slots: [fallback_p]
+`);
+      const result = await runRunbook(runbook, { registry, stateDir: dir });
+      assert.equal(result.status, 'succeeded', JSON.stringify(result.steps));
+      assert.deepEqual(
+        await pub.query(`SELECT slot_name, slot_type, plugin FROM pg_replication_slots ORDER BY 1`),
+        [
+          { slot_name: 'fallback_l', slot_type: 'logical', plugin: 'pgoutput' },
+          { slot_name: 'fallback_p', slot_type: 'physical', plugin: null },
+          { slot_name: `s_${db}`, slot_type: 'logical', plugin: 'pgoutput' },
+        ],
+      );
+      const back = await rollbackRun(result.runId, { registry, stateDir: dir });
+      assert.equal(back.status, 'rolled-back');
+      assert.deepEqual(await slotNames(), [`s_${db}`]);
+    });
+
+    it('disable-subscriptions stops the apply worker; rollback enables it again; enable round-trips too', async () => {
+      await pair();
+      const { runbook, dir } = load('  - id: off\n    kind: replication-slots\n    connection: sub\n    action: disable-subscriptions\n');
+      const off = await runRunbook(runbook, { registry, stateDir: dir });
+      assert.equal(off.status, 'succeeded', JSON.stringify(off.steps));
+      assert.deepEqual(await sub.query('SELECT subenabled FROM pg_subscription', [], db), [{ subenabled: false }]);
+      await pub.query(`INSERT INTO t VALUES (200, 'held back')`, [], db);
+      await sleep(500);
+      assert.equal(await count(sub), 10, 'nothing is applied while disabled');
+
+      const back = await rollbackRun(off.runId, { registry, stateDir: dir });
+      assert.equal(back.status, 'rolled-back');
+      assert.deepEqual(await sub.query('SELECT subenabled FROM pg_subscription', [], db), [{ subenabled: true }]);
+      await until('the held-back row', async () => (await count(sub)) === 11);
+
+      await sub.query(`ALTER SUBSCRIPTION s_${db} DISABLE`, [], db);
+      const enable = load(`  - id: on\n    kind: replication-slots\n    connection: sub\n    action: enable-subscriptions\n    subscriptions: [s_${db}]\n`);
+      const on = await runRunbook(enable.runbook, { registry, stateDir: enable.dir });
+      assert.equal(on.status, 'succeeded');
+      assert.deepEqual(await sub.query('SELECT subenabled FROM pg_subscription', [], db), [{ subenabled: true }]);
+      const undone = await rollbackRun(on.runId, { registry, stateDir: enable.dir });
+      assert.equal(undone.status, 'rolled-back');
+      assert.deepEqual(await sub.query('SELECT subenabled FROM pg_subscription', [], db), [{ subenabled: false }]);
+      assert.deepEqual(await slotNames(), [`s_${db}`]);
+    });
+
+    it('detach-subscription with dropRemoteSlot leaves no subscription and no slot behind', async () => {
+      await pair();
+      const { runbook, dir } = load(`  - id: detach
+    kind: replication-slots
+    connection: sub
+    action: detach-subscription
+    subscriptions: [s_${db}]
+    dropRemoteSlot: true
+    publisher: pub
+`);
+      const planned = await planRunbook(runbook, { registry, stateDir: dir });
+      assert.deepEqual(
+        planned.steps[0]?.plan?.actions.map((a) => (a.type === 'sql' ? `${a.connection}: ${a.sql}` : a.type)),
+        [
+          `sub: ALTER SUBSCRIPTION "s_${db}" DISABLE`,
+          `sub: ALTER SUBSCRIPTION "s_${db}" SET (slot_name = NONE)`,
+          `sub: DROP SUBSCRIPTION "s_${db}"`,
+          'pub: SELECT pg_drop_replication_slot($1) IS NULL AS dropped',
+        ],
+      );
+      const result = await runRunbook(runbook, { registry, stateDir: dir });
+      assert.equal(result.status, 'succeeded', JSON.stringify(result.steps));
+      assert.deepEqual(await sub.query('SELECT subname FROM pg_subscription'), []);
+      assert.deepEqual(await slotNames(), []);
+    });
+  });
+}
