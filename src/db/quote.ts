@@ -11,3 +11,15 @@ export function quoteIdent(name: string): string {
 export function quoteQualified(schema: string, name: string): string {
   return `${quoteIdent(schema)}.${quoteIdent(name)}`;
 }
+
+/**
+ * A string literal, for the few statements that take no parameters (ALTER
+ * ROLE ... SET). Doubling quotes is enough with standard_conforming_strings
+ * on, which every supported server enforces by default; E'' is used when a
+ * backslash is present so the result does not depend on that setting.
+ */
+export function quoteLiteral(value: string): string {
+  if (value.includes('\0')) throw new Error('literal contains a NUL character');
+  const quoted = `'${value.replaceAll("'", "''")}'`;
+  return value.includes('\\') ? `E${quoted.replaceAll('\\', '\\\\')}` : quoted;
+}

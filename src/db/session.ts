@@ -13,7 +13,12 @@ import type { ResolvedPostgres } from './connections.js';
 export interface SessionOptions {
   /** Shown in pg_stat_activity: `cutover/<runId>/<stepId>`. */
   readonly applicationName: string;
-  readonly readOnly: boolean;
+  /** undefined: leave the server's own setting (role, database) in force. */
+  readonly readOnly: boolean | undefined;
+  /** Log in as this role instead of the connection's user, without its password. */
+  readonly user?: string;
+  /** Connect to this database instead of the connection's. */
+  readonly database?: string;
   readonly lockTimeoutMs: number;
   readonly statementTimeoutMs: number;
 }
@@ -48,10 +53,30 @@ export class Session implements Queryable {
     const startupOptions = [
       `-c lock_timeout=${options.lockTimeoutMs}`,
       `-c statement_timeout=${options.statementTimeoutMs}`,
-      `-c default_transaction_read_only=${options.readOnly ? 'on' : 'off'}`,
+      ...(options.readOnly === undefined ? [] : [`-c default_transaction_read_only=${options.readOnly ? 'on' : 'off'}`]),
     ].join(' ');
+    const config: pg.ClientConfig = { ...resolved.clientConfig };
+    if (options.user !== undefined && options.user !== config.user) {
+      // Another role's password is not ours: trust, peer, cert or ~/.pgpass must let it in.
+      delete config.password;
+      if (config.connectionString !== undefined) {
+        const url = new URL(config.connectionString);
+        url.username = encodeURIComponent(options.user);
+        url.password = '';
+        config.connectionString = url.toString();
+      }
+      config.user = options.user;
+    }
+    if (options.database !== undefined) {
+      if (config.connectionString !== undefined) {
+        const url = new URL(config.connectionString);
+        url.pathname = `/${encodeURIComponent(options.database)}`;
+        config.connectionString = url.toString();
+      }
+      config.database = options.database;
+    }
     const client = new pg.Client({
-      ...resolved.clientConfig,
+      ...config,
       application_name: options.applicationName.slice(0, 63),
       options: startupOptions,
       connectionTimeoutMillis: 15_000,
@@ -63,7 +88,12 @@ export class Session implements Queryable {
       await client.connect();
     } catch (error) {
       await client.end().catch(() => {});
-      throw toDatabaseError(connectionName, error, undefined, `cannot connect to ${resolved.identity.target}`);
+      throw toDatabaseError(
+        connectionName,
+        error,
+        undefined,
+        `cannot connect to ${resolved.identity.target}${options.user !== undefined ? ` as ${options.user}` : ''}`,
+      );
     }
     return new Session(connectionName, client);
   }

@@ -152,6 +152,19 @@ export class RunContext {
     });
   }
 
+  /** A session as another role that keeps the server's default_transaction_read_only (see BaseContext.sessionAs). */
+  openProbeSession(name: string, user: string, database: string | undefined, purpose: string, statementTimeoutMs?: number): Promise<Session> {
+    if (this.dryRun) throw new UsageError('a probe session is not available in a dry run');
+    return Session.open(name, this.postgres(name), {
+      applicationName: `cutover/${this.runId}/${purpose}`,
+      readOnly: undefined,
+      user,
+      ...(database !== undefined ? { database } : {}),
+      lockTimeoutMs: this.runbook.defaults.lockTimeoutMs,
+      statementTimeoutMs: statementTimeoutMs ?? this.runbook.defaults.statementTimeoutMs,
+    });
+  }
+
   /**
    * Decides a confirmation: --yes, else a person, else stop the run. Every
    * yes is journaled with who gave it.
@@ -190,6 +203,16 @@ export class StepScope {
       step.timeoutMs === undefined ? rc.signal : AbortSignal.any([rc.signal, AbortSignal.timeout(step.timeoutMs)]);
   }
 
+  sessionAs(name: string, user: string, database?: string): Promise<Session> {
+    const key = `${name}\u0000${user}\u0000${database ?? ''}`;
+    let session = this.sessions.get(key);
+    if (session === undefined) {
+      session = this.rc.openProbeSession(name, user, database, `${this.step.id}/${this.phase}/probe`, this.step.timeoutMs);
+      this.sessions.set(key, session);
+    }
+    return session;
+  }
+
   session(name: string): Promise<Session> {
     let session = this.sessions.get(name);
     if (session === undefined) {
@@ -220,6 +243,7 @@ export class StepScope {
       dryRun: rc.dryRun,
       signal: this.signal,
       session: (name) => this.session(name),
+      sessionAs: (name, user, database) => this.sessionAs(name, user, database),
       oracle: (name) => this.oracle(name),
       resolved: (name) => rc.resolved(name),
       resolvePath: (file) => path.resolve(rc.runbook.dir, file),

@@ -126,6 +126,14 @@ export interface BaseContext {
   session(connection: string): Promise<Queryable>;
   /** A non-PostgreSQL connection (e.g. Oracle) resolved from the runbook, secrets included. */
   resolved(connection: string): ResolvedConnection;
+  /**
+   * A session that logs in to a named connection (optionally another
+   * database on its server) as `user` (without the
+   * connection's password: trust, peer, cert or ~/.pgpass must admit it) and
+   * leaves the server's own default_transaction_read_only in force, to prove
+   * what that role can do. Not available in a dry run.
+   */
+  sessionAs(connection: string, user: string, database?: string): Promise<Queryable>;
   /** A session on a named Oracle connection (Thin mode; injectable for tests). */
   oracle(connection: string): Promise<OracleSession>;
   /** A path written in the runbook, resolved against the runbook's directory. */

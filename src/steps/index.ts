@@ -6,12 +6,13 @@ import type { z } from 'zod';
 import type { StepDefinition } from '../engine/step.js';
 import { confirmStep } from './confirm.js';
 import { shellStep } from './shell.js';
+import { freezeWritesStep } from './freeze-writes.js';
 import { replicationSlotsStep } from './replication-slots.js';
 import { sequenceResetStep } from './sequence-reset.js';
 import { sqlStep } from './sql.js';
 import { waitStep } from './wait.js';
 
-export type StepKind = 'sql' | 'shell' | 'confirm' | 'wait' | 'sequence-reset' | 'replication-slots';
+export type StepKind = 'sql' | 'shell' | 'confirm' | 'wait' | 'sequence-reset' | 'replication-slots' | 'freeze-writes';
 
 // Each definition keeps its own config type; the table is checked against the
 // contract, so a kind named in StepKind without a definition does not compile.
@@ -22,6 +23,7 @@ export const stepKinds = {
   wait: waitStep,
   'sequence-reset': sequenceResetStep,
   'replication-slots': replicationSlotsStep,
+  'freeze-writes': freezeWritesStep,
 } satisfies Record<StepKind, AnyStepDefinition>;
 
 // A definition's functions take its own config type, so definitions are

@@ -1,0 +1,326 @@
+/**
+ * `freeze-writes`: the moment after which the old database must not change.
+ *
+ * New sessions of the frozen roles become read-only through a role-in-
+ * database setting (`ALTER ROLE r IN DATABASE d SET
+ * default_transaction_read_only = on`), the most specific level, so the
+ * runbook's own role, exempt roles and any setting a role has of its own at
+ * other levels are untouched. Existing sessions keep the setting they started
+ * with, so they are terminated (after `grace`). `blockConnections` also sets
+ * NOLOGIN, so nothing reconnects at all. Every previous value, including "not
+ * set", is journaled before anything changes, and rollback restores exactly
+ * that. A probe, a write attempted as a frozen role in a transaction that is
+ * always rolled back, proves the freeze (SQLSTATE 25006) and, after
+ * rollback, that the role can write again.
+ *
+ * Read-only by default is not a security boundary: a session can still say
+ * SET default_transaction_read_only = off. `blockConnections` closes that.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { z } from 'zod';
+import { DatabaseError, UsageError, VerificationError } from '../errors.js';
+import { defineStep, type Action, type BaseContext, type Json, type Step } from '../engine/step.js';
+import type { Queryable } from '../db/session.js';
+import { quoteIdent, quoteLiteral } from '../db/quote.js';
+import { duration } from '../runbook/schema.js';
+
+const config = z.object({
+  databases: z.array(z.string().min(1)).optional().describe("databases to freeze (default: the connection's database)"),
+  roles: z
+    .array(z.string().min(1))
+    .optional()
+    .describe("roles to freeze (default: every login role except superusers, replication roles and the runbook's own)"),
+  exempt: z.array(z.string().min(1)).optional().describe('roles never frozen'),
+  grace: duration.optional().describe('time existing sessions get to finish before they are terminated (default 0s)'),
+  blockConnections: z.boolean().optional().describe('also set NOLOGIN on the frozen roles (cluster-wide) so nothing reconnects'),
+  probe: z
+    .union([z.boolean(), z.strictObject({ role: z.string().min(1) })])
+    .optional()
+    .describe('prove the freeze with a write attempted as a frozen role (default true: the first frozen role)'),
+});
+
+type Config = z.output<typeof config>;
+
+const READ_ONLY = 'default_transaction_read_only';
+const READ_ONLY_SQLSTATE = '25006';
+/** Logging in as a NOLOGIN role: what blockConnections makes of a frozen role. */
+const CANNOT_LOGIN_SQLSTATE = '28000';
+const PROBE_SQL = 'CREATE TEMP TABLE cutover_write_probe (x int)';
+
+interface Setting {
+  readonly role: string;
+  readonly database: string;
+  /** The role-in-database value before the step; null: not set. */
+  readonly value: string | null;
+}
+
+interface Before {
+  readonly settings: readonly Setting[];
+  readonly logins: readonly { readonly role: string; readonly canLogin: boolean }[];
+  readonly probe: { readonly role: string; readonly database: string; readonly writable: boolean } | null;
+}
+
+interface RoleRow {
+  name: string;
+  superuser: boolean;
+  replication: boolean;
+  can_login: boolean;
+  is_self: boolean;
+}
+
+interface SessionRow {
+  pid: number;
+  role: string;
+  database: string;
+  application_name: string;
+  client: string | null;
+  state: string | null;
+  writing: boolean;
+  query: string | null;
+}
+
+const ROLES_SQL = `SELECT rolname AS name, rolsuper AS superuser, rolreplication AS replication, rolcanlogin AS can_login,
+       rolname = current_user AS is_self
+  FROM pg_roles WHERE rolname !~ '^pg_' ORDER BY rolname`;
+
+const SETTINGS_SQL = `SELECT r.rolname AS role, d.datname AS database,
+       (SELECT substr(c, length('${READ_ONLY}=') + 1)
+          FROM pg_db_role_setting s, unnest(s.setconfig) AS c
+         WHERE s.setrole = r.oid AND s.setdatabase = d.oid AND c LIKE '${READ_ONLY}=%') AS value
+  FROM pg_roles r, pg_database d
+ WHERE r.rolname = ANY($1) AND d.datname = ANY($2)
+ ORDER BY 1, 2`;
+
+/** Client sessions only: a walsender of a frozen role is replication, and replication must go on. */
+const SESSIONS_SQL = `SELECT pid, usename AS role, datname AS database, application_name, client_addr::text AS client, state,
+       backend_xid IS NOT NULL AS writing, left(query, 200) AS query
+  FROM pg_stat_activity
+ WHERE usename = ANY($1) AND datname = ANY($2) AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+ ORDER BY pid`;
+
+const TERMINATE_SQL = `SELECT count(pg_terminate_backend(pid)) AS terminated
+  FROM pg_stat_activity
+ WHERE usename = ANY($1) AND datname = ANY($2) AND pid <> pg_backend_pid() AND backend_type = 'client backend'`;
+
+const freezeStatement = (s: Pick<Setting, 'role' | 'database'>) =>
+  `ALTER ROLE ${quoteIdent(s.role)} IN DATABASE ${quoteIdent(s.database)} SET ${READ_ONLY} = on`;
+
+const restoreStatement = (s: Setting) =>
+  s.value === null
+    ? `ALTER ROLE ${quoteIdent(s.role)} IN DATABASE ${quoteIdent(s.database)} RESET ${READ_ONLY}`
+    : `ALTER ROLE ${quoteIdent(s.role)} IN DATABASE ${quoteIdent(s.database)} SET ${READ_ONLY} = ${quoteLiteral(s.value)}`;
+
+const target = (step: Step<Config>): string => {
+  if (step.connection === undefined) throw new UsageError(`step "${step.id}" needs a connection`);
+  return step.connection;
+};
+
+interface Scope {
+  readonly roles: string[];
+  readonly databases: string[];
+  readonly notFrozen: string[];
+  readonly problems: string[];
+}
+
+/** Which roles and databases the step freezes, and why the other roles are left alone. */
+async function scopeOf(db: Queryable, c: Config): Promise<Scope> {
+  const { rows: roles } = await db.query<RoleRow>(ROLES_SQL);
+  const { rows: here } = await db.query<{ db: string; dbs: string[] }>(
+    'SELECT current_database() AS db, array(SELECT datname FROM pg_database ORDER BY 1) AS dbs',
+  );
+  const databases = c.databases ?? [here[0]?.db ?? ''];
+  const problems = databases.filter((d) => !here[0]?.dbs.includes(d)).map((d) => `no database named ${d}`);
+  const exempt = new Set(c.exempt ?? []);
+  const notFrozen: string[] = [];
+  let frozen: RoleRow[];
+  if (c.roles !== undefined) {
+    problems.push(...c.roles.filter((r) => !roles.some((x) => x.name === r)).map((r) => `no role named ${r}`));
+    frozen = roles.filter((r) => c.roles?.includes(r.name) && !exempt.has(r.name));
+    for (const r of frozen.filter((x) => x.is_self)) problems.push(`${r.name} is the runbook's own role: freezing it would stop the runbook`);
+  } else {
+    frozen = [];
+    for (const r of roles.filter((x) => x.can_login)) {
+      const why = r.is_self ? "the runbook's own role" : r.superuser ? 'superuser' : r.replication ? 'replication' : exempt.has(r.name) ? 'exempt' : undefined;
+      if (why === undefined) frozen.push(r);
+      else notFrozen.push(`${r.name} (${why})`);
+    }
+  }
+  return { roles: frozen.map((r) => r.name), databases, notFrozen, problems };
+}
+
+const probeRoleOf = (c: Config, roles: readonly string[]): string | undefined =>
+  c.probe === false ? undefined : typeof c.probe === 'object' ? c.probe.role : roles[0];
+
+/** Whether `role` can write in `database`: a temp table in a transaction that is always rolled back. */
+async function canWrite(ctx: BaseContext, connection: string, role: string, database: string): Promise<boolean> {
+  let db: Queryable;
+  try {
+    db = await ctx.sessionAs(connection, role, database);
+  } catch (error) {
+    if (error instanceof DatabaseError && error.details.sqlstate === CANNOT_LOGIN_SQLSTATE) return false;
+    throw new VerificationError(
+      `cannot log in as ${role} to probe its writes (${error instanceof Error ? error.message : String(error)}); let pg_hba admit it (trust, cert, peer, or ~/.pgpass) or set probe: false`,
+    );
+  }
+  await db.query('BEGIN');
+  try {
+    await db.query(PROBE_SQL);
+    return true;
+  } catch (error) {
+    if (error instanceof DatabaseError && error.details.sqlstate === READ_ONLY_SQLSTATE) return false;
+    throw error;
+  } finally {
+    await db.query('ROLLBACK').catch(() => {});
+  }
+}
+
+const beforeOf = (json: Json | undefined): Before | undefined => (json ?? undefined) as unknown as Before | undefined;
+
+export const freezeWritesStep = defineStep({
+  kind: 'freeze-writes',
+  summary: 'Make the application roles read-only on the source, end their sessions, prove it, and give writes back on rollback',
+  config,
+  connection: { required: true, kinds: ['postgres'] },
+  // Terminating sessions cannot be part of a transaction; everything is journaled first.
+  effects: () => 'external',
+  idempotent: true,
+  reversibility: () => ({ kind: 'reversible' }),
+
+  async plan(ctx, step) {
+    const connection = target(step);
+    const db = await ctx.session(connection);
+    const scope = await scopeOf(db, step.config);
+    const { rows: settings } = await db.query<Setting>(SETTINGS_SQL, [scope.roles, scope.databases]);
+    const { rows: sessions } = await db.query<SessionRow>(SESSIONS_SQL, [scope.roles, scope.databases]);
+    const actions: Action[] = [
+      ...settings.map((s): Action => ({ type: 'sql', connection, sql: freezeStatement(s) })),
+      ...(step.config.blockConnections === true ? scope.roles.map((r): Action => ({ type: 'sql', connection, sql: `ALTER ROLE ${quoteIdent(r)} NOLOGIN` })) : []),
+      { type: 'sql', connection, sql: TERMINATE_SQL, params: [scope.roles, scope.databases], transaction: false },
+    ];
+    const probeRole = probeRoleOf(step.config, scope.roles);
+    return {
+      actions,
+      tables: [
+        {
+          title: `roles made read-only (${READ_ONLY}, role in database)`,
+          columns: [
+            { key: 'role', title: 'role' },
+            { key: 'database', title: 'database' },
+            { key: 'current', title: 'current setting' },
+          ],
+          rows: settings.map((s) => ({ role: s.role, database: s.database, current: s.value ?? '(not set)' })),
+        },
+        {
+          title: `sessions to terminate${step.config.grace ? ` after ${step.config.grace}ms` : ''}`,
+          columns: [
+            { key: 'pid', title: 'pid', align: 'right' },
+            { key: 'role', title: 'role' },
+            { key: 'database', title: 'database' },
+            { key: 'application_name', title: 'application' },
+            { key: 'client', title: 'client' },
+            { key: 'state', title: 'state' },
+            { key: 'query', title: 'query' },
+          ],
+          rows: sessions.map((s) => ({ ...s, query: (s.query ?? '').replace(/\s+/g, ' ').slice(0, 60) })) as unknown as { [key: string]: Json }[],
+        },
+      ],
+      notes: [
+        ...(scope.notFrozen.length > 0 ? [`not frozen: ${scope.notFrozen.join(', ')}`] : []),
+        ...(scope.roles.length === 0 ? ['no role to freeze'] : []),
+        ...(step.config.blockConnections === true ? ['NOLOGIN is cluster-wide: the frozen roles cannot log in to any database until rollback'] : []),
+        probeRole === undefined
+          ? 'no probe: the freeze is checked in the catalogs only'
+          : `probe: a write as ${probeRole} in ${scope.databases[0] ?? '?'} must fail with SQLSTATE ${READ_ONLY_SQLSTATE}`,
+      ],
+      ...(scope.problems.length > 0 ? { blockers: scope.problems } : {}),
+    };
+  },
+
+  async apply(ctx, step) {
+    const connection = target(step);
+    const db = await ctx.session(connection);
+    const scope = await scopeOf(db, step.config);
+    if (scope.problems.length > 0) throw new UsageError(scope.problems.join('; '));
+    const { rows: settings } = await db.query<Setting>(SETTINGS_SQL, [scope.roles, scope.databases]);
+    const { rows: logins } = await db.query<{ role: string; canLogin: boolean }>(
+      'SELECT rolname AS role, rolcanlogin AS "canLogin" FROM pg_roles WHERE rolname = ANY($1) ORDER BY 1',
+      [scope.roles],
+    );
+    const prior = beforeOf(ctx.priorBefore);
+    const probeRole = probeRoleOf(step.config, scope.roles);
+    const probeDatabase = scope.databases[0];
+    // Whether the probe role could write before: what rollback must give back.
+    const probe =
+      prior?.probe ??
+      (probeRole === undefined || probeDatabase === undefined
+        ? null
+        : { role: probeRole, database: probeDatabase, writable: await canWrite(ctx, connection, probeRole, probeDatabase) });
+    // What an earlier attempt recorded is the state before any freeze; it wins.
+    const keep = <T extends { role: string }>(earlier: readonly T[] | undefined, now: readonly T[], same: (a: T, b: T) => boolean) => [
+      ...(earlier ?? []),
+      ...now.filter((n) => !(earlier ?? []).some((e) => same(e, n))),
+    ];
+    const before: Before = {
+      settings: keep(prior?.settings, settings, (a, b) => a.role === b.role && a.database === b.database),
+      logins: step.config.blockConnections === true ? keep(prior?.logins, logins, (a, b) => a.role === b.role) : (prior?.logins ?? []),
+      probe,
+    };
+    ctx.recordBefore(before as unknown as Json);
+
+    await db.query('BEGIN');
+    try {
+      for (const s of settings) await db.query(freezeStatement(s));
+      if (step.config.blockConnections === true) for (const r of scope.roles) await db.query(`ALTER ROLE ${quoteIdent(r)} NOLOGIN`);
+      await db.query('COMMIT');
+    } catch (error) {
+      await db.query('ROLLBACK').catch(() => {});
+      throw error;
+    }
+    if (step.config.grace !== undefined && step.config.grace > 0) {
+      ctx.progress(`frozen; ${step.config.grace}ms for running sessions to finish`);
+      await sleep(step.config.grace, undefined, { signal: ctx.signal });
+    }
+    const { rows } = await db.query<{ terminated: string }>(TERMINATE_SQL, [scope.roles, scope.databases]);
+    return {
+      before: before as unknown as Json,
+      output: `froze ${scope.roles.length} role(s) in ${scope.databases.join(', ')}; terminated ${rows[0]?.terminated ?? 0} session(s)`,
+    };
+  },
+
+  async verify(ctx, step, _plan, beforeJson) {
+    const connection = target(step);
+    const db = await ctx.session(connection);
+    const before = beforeOf(beforeJson);
+    const roles = [...new Set(before?.settings.map((s) => s.role) ?? [])];
+    const databases = [...new Set(before?.settings.map((s) => s.database) ?? [])];
+    const { rows: writing } = await db.query<SessionRow>(SESSIONS_SQL, [roles, databases]);
+    const problems = writing
+      .filter((s) => s.writing || step.config.blockConnections === true)
+      .map((s) => `session ${s.pid} of ${s.role} in ${s.database} ${s.writing ? 'is in a writing transaction' : 'is still connected'}`);
+    const probe = before?.probe;
+    if (probe && (await canWrite(ctx, connection, probe.role, probe.database))) {
+      problems.push(`a write as ${probe.role} in ${probe.database} succeeded: it is not frozen`);
+    }
+    if (problems.length > 0) throw new VerificationError(problems.join('; '));
+  },
+
+  async rollback(ctx, step, beforeJson) {
+    const connection = target(step);
+    const db = await ctx.session(connection);
+    const before = beforeOf(beforeJson);
+    if (before === undefined) return;
+    await db.query('BEGIN');
+    try {
+      for (const s of before.settings) await db.query(restoreStatement(s));
+      for (const l of before.logins) await db.query(`ALTER ROLE ${quoteIdent(l.role)} ${l.canLogin ? 'LOGIN' : 'NOLOGIN'}`);
+      await db.query('COMMIT');
+    } catch (error) {
+      await db.query('ROLLBACK').catch(() => {});
+      throw error;
+    }
+    const probe = before.probe;
+    if (probe?.writable === true && !(await canWrite(ctx, connection, probe.role, probe.database))) {
+      throw new VerificationError(`settings restored, but ${probe.role} still cannot write in ${probe.database}`);
+    }
+  },
+});
