@@ -213,12 +213,14 @@ export class StepScope {
     return session;
   }
 
-  session(name: string): Promise<Session> {
-    let session = this.sessions.get(name);
+  session(name: string, worker = 0): Promise<Session> {
+    const key = worker === 0 ? name : `${name}\u0000#${worker}`;
+    let session = this.sessions.get(key);
     if (session === undefined) {
-      const purpose = this.phase === 'apply' ? this.step.id : `${this.step.id}/${this.phase}`;
+      const base = this.phase === 'apply' ? this.step.id : `${this.step.id}/${this.phase}`;
+      const purpose = worker === 0 ? base : `${base}/${worker}`;
       session = this.rc.openSession(name, purpose, this.readOnly, this.step.timeoutMs);
-      this.sessions.set(name, session);
+      this.sessions.set(key, session);
     }
     return session;
   }
@@ -242,7 +244,7 @@ export class StepScope {
       runId: rc.runId,
       dryRun: rc.dryRun,
       signal: this.signal,
-      session: (name) => this.session(name),
+      session: (name, worker) => this.session(name, worker),
       sessionAs: (name, user, database) => this.sessionAs(name, user, database),
       oracle: (name) => this.oracle(name),
       resolved: (name) => rc.resolved(name),

@@ -122,8 +122,12 @@ export interface BaseContext {
   readonly runId: string;
   readonly dryRun: boolean;
   readonly signal: AbortSignal;
-  /** A session on a named connection, opened for this step (read-only in plan and verify). */
-  session(connection: string): Promise<Queryable>;
+  /**
+   * A session on a named connection, opened for this step (read-only in plan
+   * and verify). `worker` > 0 gives further sessions on the same connection,
+   * for work done in parallel.
+   */
+  session(connection: string, worker?: number): Promise<Queryable>;
   /** A non-PostgreSQL connection (e.g. Oracle) resolved from the runbook, secrets included. */
   resolved(connection: string): ResolvedConnection;
   /**
@@ -170,6 +174,11 @@ export interface ApplyContext extends BaseContext {
   readonly force: boolean;
 }
 
+/** What a kind's `validate` may ask of the runbook around it. */
+export interface ValidationContext {
+  connectionKind(name: string): 'postgres' | 'oracle' | undefined;
+}
+
 /** A problem in a step's own fields; `path` is relative to the step (e.g. `['acceptPositionLoss']`). */
 export interface ConfigIssue {
   readonly path: readonly (string | number)[];
@@ -188,7 +197,7 @@ export interface StepDefinition<Schema extends z.ZodObject = z.ZodObject> {
    * Rules across fields that a schema cannot say (e.g. `drop` needs an
    * explicit selection). Reported at validation with the key's position.
    */
-  validate?(config: z.output<Schema>): readonly ConfigIssue[];
+  validate?(config: z.output<Schema>, runbook: ValidationContext): readonly ConfigIssue[];
   /** Connections besides `step.connection` that the step uses (checked at validation, locked at run). */
   connections?(config: z.output<Schema>): readonly string[];
   effects(config: z.output<Schema>): Effects;

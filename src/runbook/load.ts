@@ -173,7 +173,7 @@ function crossChecks(
     for (const name of definition.connections?.(step.config) ?? []) {
       checkReference(name, ['steps', index], ['postgres', 'oracle']);
     }
-    for (const problem of definition.validate?.(step.config) ?? []) {
+    for (const problem of definition.validate?.(step.config, { connectionKind: (name) => connections[name]?.kind }) ?? []) {
       issue(['steps', index, ...problem.path], problem.message);
     }
     const effects = definition.effects(step.config);

@@ -4,6 +4,7 @@
  */
 import type { z } from 'zod';
 import type { StepDefinition } from '../engine/step.js';
+import { compareStep } from './compare.js';
 import { confirmStep } from './confirm.js';
 import { shellStep } from './shell.js';
 import { freezeWritesStep } from './freeze-writes.js';
@@ -12,7 +13,7 @@ import { sequenceResetStep } from './sequence-reset.js';
 import { sqlStep } from './sql.js';
 import { waitStep } from './wait.js';
 
-export type StepKind = 'sql' | 'shell' | 'confirm' | 'wait' | 'sequence-reset' | 'replication-slots' | 'freeze-writes';
+export type StepKind = 'sql' | 'shell' | 'confirm' | 'wait' | 'sequence-reset' | 'replication-slots' | 'freeze-writes' | 'compare';
 
 // Each definition keeps its own config type; the table is checked against the
 // contract, so a kind named in StepKind without a definition does not compile.
@@ -24,6 +25,7 @@ export const stepKinds = {
   'sequence-reset': sequenceResetStep,
   'replication-slots': replicationSlotsStep,
   'freeze-writes': freezeWritesStep,
+  compare: compareStep,
 } satisfies Record<StepKind, AnyStepDefinition>;
 
 // A definition's functions take its own config type, so definitions are

@@ -1,0 +1,302 @@
+/**
+ * `compare`: is everything there? Exact row counts, or per-table digests of
+ * key-range chunks (PostgreSQL on both sides), between a source and a target,
+ * in parallel, read-only. The plan is the comparison, so it runs in a dry run
+ * too; each side is read inside one REPEATABLE READ snapshot shared by all its
+ * sessions (pg_export_snapshot), so each side is consistent with itself. Any
+ * difference beyond `tolerance` blocks the step, naming the table and the
+ * first differing key range.
+ */
+import { z } from 'zod';
+import { UsageError } from '../errors.js';
+import { defineStep, type BaseContext, type Json, type Step } from '../engine/step.js';
+import type { Queryable } from '../db/session.js';
+import type { OracleSession } from '../db/oracle.js';
+import { quoteLiteral } from '../db/quote.js';
+import { chunksOf, countRows, describeChunk, digestChunk, type Chunk } from '../compare/digest.js';
+import { oracleCount, readOracleTables, readTables, type Table } from '../compare/tables.js';
+import { oracleOwners } from '../sequences/oracle-source.js';
+import { globMatcher } from './patterns.js';
+
+const config = z.object({
+  source: z.string().min(1).describe('the connection holding the original data (postgres, or oracle for counts)'),
+  target: z.string().min(1).describe('the postgres connection holding the copy'),
+  mode: z.enum(['counts', 'checksum']).optional().describe('exact counts (default), or digests of key-range chunks'),
+  schemas: z.record(z.string(), z.string()).optional().describe('source schema -> target schema; when given, only these'),
+  include: z.array(z.string().min(1)).optional().describe('target `schema.table` patterns (* and ?); default all'),
+  exclude: z.array(z.string().min(1)).optional().describe('target `schema.table` patterns to leave out'),
+  jobs: z.number().int().min(1).max(32).optional().describe('sessions per side working in parallel (default 2)'),
+  tolerance: z.number().int().nonnegative().optional().describe('allowed row-count difference per table (default 0)'),
+  chunkRows: z.number().int().min(1000).optional().describe('checksum: about this many rows per chunk (default 100000)'),
+});
+
+type Config = z.output<typeof config>;
+
+const DEFAULT_JOBS = 2;
+const DEFAULT_CHUNK_ROWS = 100_000;
+
+type Status = 'ok' | 'count-differs' | 'checksum-differs' | 'missing-on-target' | 'missing-on-source' | 'count-only';
+
+interface Pair {
+  readonly source?: Table;
+  readonly target?: Table;
+  /** Target `schema.table` (or where it would be). */
+  readonly label: string;
+}
+
+interface Result {
+  readonly table: string;
+  readonly sourceRows: string | null;
+  readonly targetRows: string | null;
+  readonly status: Status;
+  readonly firstDifference: string | null;
+  readonly note?: string;
+}
+
+/** Oracle names are upper case unless created quoted; PostgreSQL folds to lower. */
+function pairTables(sources: readonly Table[], targets: readonly Table[], c: Config, foldCase: boolean): Pair[] {
+  const key = (schema: string, name: string) => `${schema}\u0000${name}`;
+  const byName = new Map(targets.map((t) => [key(t.schema, t.name), t]));
+  const schemasOnTarget = new Set(targets.map((t) => t.schema));
+  const fold = (name: string, exists: (n: string) => boolean) => (!foldCase || exists(name) ? name : name.toLowerCase());
+  const pairs: Pair[] = [];
+  const claimed = new Set<Table>();
+  for (const source of sources) {
+    if (c.schemas !== undefined && !(source.schema in c.schemas)) continue;
+    const schema = c.schemas?.[source.schema] ?? fold(source.schema, (s) => schemasOnTarget.has(s));
+    const name = fold(source.name, (n) => byName.has(key(schema, n)));
+    const target = byName.get(key(schema, name));
+    if (target) claimed.add(target);
+    pairs.push({ source, ...(target ? { target } : {}), label: `${schema}.${name}` });
+  }
+  const mapped = c.schemas === undefined ? undefined : new Set(Object.values(c.schemas));
+  for (const target of targets) {
+    if (!claimed.has(target) && (mapped === undefined || mapped.has(target.schema))) {
+      pairs.push({ target, label: `${target.schema}.${target.name}` });
+    }
+  }
+  const include = c.include?.length ? globMatcher(c.include) : () => true;
+  const exclude = c.exclude?.length ? globMatcher(c.exclude) : () => false;
+  return pairs.filter((p) => include(p.label) && !exclude(p.label));
+}
+
+/** Runs `work` over `items` with `jobs` workers; worker numbers are stable session slots. */
+async function pool<T>(items: readonly T[], jobs: number, work: (item: T, worker: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(jobs, items.length) }, async (_, worker) => {
+      for (let item = items[next++]; item !== undefined; item = items[next++]) await work(item, worker);
+    }),
+  );
+}
+
+/** `jobs` sessions on one connection sharing one REPEATABLE READ snapshot. */
+async function snapshotSessions(ctx: BaseContext, connection: string, jobs: number): Promise<Queryable[]> {
+  const sessions = await Promise.all(Array.from({ length: jobs }, (_, w) => ctx.session(connection, w)));
+  const [leader, ...followers] = sessions;
+  if (leader === undefined) throw new Error('no session');
+  await leader.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  const { rows } = await leader.query<{ id: string }>('SELECT pg_export_snapshot() AS id');
+  const id = rows[0]?.id ?? '';
+  for (const s of followers) {
+    await s.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    await s.query(`SET TRANSACTION SNAPSHOT ${quoteLiteral(id)}`);
+  }
+  return sessions;
+}
+
+const endAll = (sessions: readonly Queryable[]) => Promise.all(sessions.map((s) => s.query('COMMIT').catch(() => undefined)));
+
+function session(sessions: readonly Queryable[], worker: number): Queryable {
+  const s = sessions[worker] ?? sessions[0];
+  if (s === undefined) throw new Error('no session');
+  return s;
+}
+
+async function compare(ctx: BaseContext, step: Step<Config>): Promise<{ results: Result[]; description: string }> {
+  const c = step.config;
+  const jobs = c.jobs ?? DEFAULT_JOBS;
+  const checksum = c.mode === 'checksum';
+  const resolved = ctx.resolved(c.source);
+  const oracle: OracleSession | undefined = resolved.kind === 'oracle' ? await ctx.oracle(c.source) : undefined;
+  const sources = oracle === undefined ? await snapshotSessions(ctx, c.source, jobs) : [];
+  const targets = await snapshotSessions(ctx, c.target, jobs);
+  try {
+    const sourceTables =
+      oracle !== undefined
+        ? await readOracleTables(oracle, await oracleOwners(oracle, Object.keys(c.schemas ?? {})))
+        : await readTables(session(sources, 0));
+    const pairs = pairTables(sourceTables, await readTables(session(targets, 0)), c, oracle !== undefined);
+    // Largest first: the wall time is bounded by the largest table, not the sum.
+    pairs.sort((a, b) => (b.source?.bytes ?? b.target?.bytes ?? 0) - (a.source?.bytes ?? a.target?.bytes ?? 0));
+
+    // Oracle sessions are single connections: its counts queue up one by one.
+    let oracleQueue: Promise<unknown> = Promise.resolve();
+    const sourceCount = (table: Table, worker: number): Promise<bigint> => {
+      if (oracle === undefined) return countRows(session(sources, worker), table);
+      const next = oracleQueue.then(() => oracleCount(oracle, table));
+      oracleQueue = next.catch(() => undefined);
+      return next;
+    };
+
+    const results = new Map<Pair, Result>();
+    const tasks: { pair: Pair; chunk?: Chunk; columns?: string[] }[] = [];
+    for (const pair of pairs) {
+      if (pair.source === undefined || pair.target === undefined) {
+        results.set(pair, {
+          table: pair.label,
+          sourceRows: null,
+          targetRows: null,
+          status: pair.target === undefined ? 'missing-on-target' : 'missing-on-source',
+          firstDifference: null,
+        });
+      } else tasks.push({ pair });
+    }
+
+    // Checksums: chunk boundaries come from the source, for tables with a key on both sides.
+    const chunked: typeof tasks = [];
+    if (checksum) {
+      await pool(tasks, jobs, async (task, worker) => {
+        const { source, target } = task.pair;
+        const first = source?.key?.[0];
+        if (source === undefined || target === undefined || first === undefined || !target.columns.some((col) => col.name === first.name)) {
+          chunked.push(task);
+          return;
+        }
+        const columns = source.columns.map((col) => col.name).filter((name) => target.columns.some((col) => col.name === name));
+        for (const chunk of await chunksOf(session(sources, worker), source, c.chunkRows ?? DEFAULT_CHUNK_ROWS)) {
+          chunked.push({ pair: task.pair, chunk, columns });
+        }
+      });
+    } else chunked.push(...tasks);
+    const size = (p: Pair) => p.source?.bytes ?? p.target?.bytes ?? 0;
+    chunked.sort((a, b) => size(b.pair) - size(a.pair));
+
+    interface Tally {
+      sourceRows: bigint;
+      targetRows: bigint;
+      firstDifference: Chunk | undefined;
+      chunks: number;
+    }
+    const tallies = new Map<Pair, Tally>();
+    let done = 0;
+    await pool(chunked, jobs, async ({ pair, chunk, columns }, worker) => {
+      const { source, target } = pair;
+      if (source === undefined || target === undefined) return;
+      const tally = tallies.get(pair) ?? { sourceRows: 0n, targetRows: 0n, firstDifference: undefined, chunks: 0 };
+      tallies.set(pair, tally);
+      if (chunk === undefined || columns === undefined) {
+        const [s, t] = await Promise.all([sourceCount(source, worker), countRows(session(targets, worker), target)]);
+        tally.sourceRows += s;
+        tally.targetRows += t;
+      } else {
+        const sourceKey = source.key?.[0];
+        const targetKey = target.columns.find((col) => col.name === sourceKey?.name);
+        const [s, t] = await Promise.all([
+          digestChunk(session(sources, worker), source, columns, sourceKey, chunk),
+          digestChunk(session(targets, worker), target, columns, targetKey, chunk),
+        ]);
+        tally.sourceRows += s.rows;
+        tally.targetRows += t.rows;
+        tally.chunks++;
+        if (s.rows !== t.rows || s.hash !== t.hash) {
+          // Keep the lowest differing range: chunks finish in any order.
+          const earlier = tally.firstDifference;
+          if (earlier === undefined || (earlier.from !== null && (chunk.from === null || compareBounds(chunk.from, earlier.from, sourceKey?.type) < 0))) {
+            tally.firstDifference = chunk;
+          }
+        }
+      }
+      ctx.progress(`compared ${++done} of ${chunked.length} ${checksum ? 'chunks' : 'tables'}`);
+    });
+
+    const tolerance = BigInt(c.tolerance ?? 0);
+    for (const [pair, tally] of tallies) {
+      const diff = tally.sourceRows > tally.targetRows ? tally.sourceRows - tally.targetRows : tally.targetRows - tally.sourceRows;
+      const keyed = checksum && tally.chunks > 0;
+      const key = pair.source?.key?.[0];
+      const status: Status =
+        diff > tolerance ? 'count-differs' : keyed && tally.firstDifference !== undefined ? 'checksum-differs' : checksum && !keyed ? 'count-only' : 'ok';
+      results.set(pair, {
+        table: pair.label,
+        sourceRows: tally.sourceRows.toString(),
+        targetRows: tally.targetRows.toString(),
+        status,
+        firstDifference: tally.firstDifference ? describeChunk(key, tally.firstDifference) : null,
+        ...(checksum && !keyed ? { note: 'no primary key or unique NOT NULL key: compared by count only' } : {}),
+      });
+    }
+    const description = `${checksum ? 'checksum' : 'counts'} of ${pairs.length} table(s), ${jobs} session(s) per side`;
+    return { results: pairs.map((p) => results.get(p)).filter((r): r is Result => r !== undefined), description };
+  } finally {
+    await endAll([...sources, ...targets]);
+  }
+}
+
+/** Orders two bounds of the first key column: numerically for integer keys, as text otherwise. */
+function compareBounds(a: string, b: string, type: string | undefined): number {
+  if (type === 'smallint' || type === 'integer' || type === 'bigint') {
+    const [x, y] = [BigInt(a), BigInt(b)];
+    return x < y ? -1 : x > y ? 1 : 0;
+  }
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+export const compareStep = defineStep({
+  kind: 'compare',
+  summary: 'Compare source and target: exact row counts, or per-table digests of key ranges; read-only, in parallel',
+  config,
+  connection: { required: false, kinds: ['postgres'] },
+  connections: (c) => [c.source, c.target],
+  validate(c, runbook) {
+    const issues = [];
+    if (c.mode === 'checksum' && runbook.connectionKind(c.source) === 'oracle') {
+      issues.push({
+        path: ['mode'],
+        message: 'checksum needs PostgreSQL on both sides (the text of a value differs between Oracle and PostgreSQL); use mode: counts with an Oracle source',
+      });
+    }
+    if (runbook.connectionKind(c.target) === 'oracle') issues.push({ path: ['target'], message: 'the target must be a postgres connection' });
+    return issues;
+  },
+  effects: () => 'none',
+  reversibility: () => ({ kind: 'nothing-to-undo' }),
+
+  async plan(ctx, step) {
+    if (step.connection !== undefined) throw new UsageError(`step "${step.id}": compare uses source and target, not connection`);
+    const { results, description } = await compare(ctx, step);
+    const tolerance = step.config.tolerance ?? 0;
+    const differing = results.filter((r) => r.status !== 'ok' && r.status !== 'count-only');
+    const countOnly = results.filter((r) => r.status === 'count-only');
+    return {
+      actions: [],
+      tables: [
+        {
+          title: `${description}${tolerance > 0 ? `, tolerance ${tolerance} row(s)` : ''}`,
+          columns: [
+            { key: 'table', title: 'table' },
+            { key: 'sourceRows', title: 'source rows', align: 'right' },
+            { key: 'targetRows', title: 'target rows', align: 'right' },
+            { key: 'status', title: 'status' },
+            { key: 'firstDifference', title: 'first differing range' },
+          ],
+          rows: results as unknown as { [key: string]: Json }[],
+          footer: `${results.length - differing.length} same, ${differing.length} different`,
+        },
+      ],
+      notes: countOnly.length > 0 ? [`compared by count only (no key to chunk by): ${countOnly.map((r) => r.table).join(', ')}`] : [],
+      ...(differing.length > 0
+        ? {
+            blockers: differing.map(
+              (r) =>
+                `${r.table}: ${r.status}${r.sourceRows !== null ? ` (source ${r.sourceRows}, target ${r.targetRows})` : ''}${r.firstDifference ? `, first in ${r.firstDifference}` : ''}`,
+            ),
+          }
+        : {}),
+    };
+  },
+
+  async apply() {
+    return { before: null };
+  },
+});

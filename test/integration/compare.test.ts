@@ -1,0 +1,157 @@
+/**
+ * compare on two real PostgreSQL servers per version: identical data compares
+ * clean; a changed value, a missing row, an extra row and NULL vs '' each give
+ * exactly the expected finding with its key range; a different physical order
+ * gives none; a table without a key is compared by count and listed.
+ */
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { RunbookValidationError, parseRunbook, planRunbook, registry, runRunbook, type RunResult } from '../../src/index.js';
+import { startPostgres, VERSIONS, type TestServer } from '../helpers/pg.js';
+import { tempDir } from '../helpers/cli.js';
+
+const TABLES = ['same', 'changed', 'missing', 'extra', 'nulls', 'ordered'];
+
+/** 5,000 rows per table; ANALYZE so the chunking sees the size (5 chunks of 1,000 with chunkRows: 1000). */
+const SOURCE = `${TABLES.map((t) => `CREATE TABLE ${t} (id int PRIMARY KEY, v text, n numeric); INSERT INTO ${t} SELECT g, 'v' || g, g / 3.0 FROM generate_series(1, 5000) g;`).join('\n')}
+  UPDATE nulls SET v = NULL WHERE id = 7;
+  CREATE TABLE nokey (v text); INSERT INTO nokey SELECT 'x' || g FROM generate_series(1, 300) g;
+  CREATE TABLE only_source (id int PRIMARY KEY);
+  ANALYZE;`;
+
+/** The same, with one difference per table; `ordered` is written in reverse, so its physical order differs. */
+const TARGET = `${TABLES.map((t) => `CREATE TABLE ${t} (id int PRIMARY KEY, v text, n numeric);`).join('\n')}
+  ${TABLES.filter((t) => t !== 'ordered').map((t) => `INSERT INTO ${t} SELECT g, 'v' || g, g / 3.0 FROM generate_series(1, 5000) g;`).join('\n')}
+  INSERT INTO ordered SELECT g, 'v' || g, g / 3.0 FROM generate_series(5000, 1, -1) g;
+  UPDATE changed SET v = 'changed' WHERE id = 3500;
+  DELETE FROM missing WHERE id = 10;
+  INSERT INTO extra VALUES (5001, 'new', 1);
+  UPDATE nulls SET v = '' WHERE id = 7;
+  CREATE TABLE nokey (v text); INSERT INTO nokey SELECT 'x' || g FROM generate_series(1, 300) g;
+  ANALYZE;`;
+
+const statusOf = (result: RunResult) =>
+  Object.fromEntries(
+    ((result.steps[0]?.plan?.tables?.[0]?.rows ?? []) as unknown as { table: string; status: string; firstDifference: string | null }[]).map((r) => [
+      r.table,
+      r.firstDifference ? `${r.status}: ${r.firstDifference}` : r.status,
+    ]),
+  );
+
+for (const version of VERSIONS) {
+  describe(`compare on PostgreSQL ${version}`, () => {
+    let source: TestServer;
+    let target: TestServer;
+    let n = 0;
+    const fresh = async (sourceSql: string, targetSql: string) => {
+      const db = `c${++n}`;
+      await Promise.all([source.query(`CREATE DATABASE ${db}`), target.query(`CREATE DATABASE ${db}`)]);
+      await Promise.all([source.query(sourceSql, [], db), target.query(targetSql, [], db)]);
+      return db;
+    };
+    const load = (db: string, fields: string) => {
+      const text = `version: 1
+name: compare
+connections:
+  source: { kind: postgres, url: "${source.urlFor(db)}" }
+  target: { kind: postgres, url: "${target.urlFor(db)}" }
+steps:
+  - id: compare
+    kind: compare
+    source: source
+    target: target
+${fields}`;
+      const dir = tempDir();
+      const file = path.join(dir, 'runbook.yaml');
+      writeFileSync(file, text);
+      return { runbook: parseRunbook(text, file, { registry, env: {} }), dir };
+    };
+
+    before(async () => {
+      [source, target] = await Promise.all([startPostgres(version), startPostgres(version)]);
+    });
+    after(async () => {
+      await Promise.all([source.stop(), target.stop()]);
+    });
+
+    it('identical data compares clean, by checksum and by count', async () => {
+      const same = `CREATE TABLE a (id bigint PRIMARY KEY, v text); INSERT INTO a SELECT g, md5(g::text) FROM generate_series(1, 3000) g;
+        CREATE TABLE b (k text PRIMARY KEY, at timestamptz); INSERT INTO b SELECT 'k' || g, '2026-01-01'::timestamptz + g * interval '1 minute' FROM generate_series(1, 3000) g;
+        ANALYZE;`;
+      const db = await fresh(same, same);
+      for (const mode of ['checksum', 'counts']) {
+        const { runbook, dir } = load(db, `    mode: ${mode}\n    chunkRows: 1000\n    jobs: 2\n`);
+        const result = await runRunbook(runbook, { registry, stateDir: dir });
+        assert.equal(result.status, 'succeeded', JSON.stringify(result.steps));
+        assert.deepEqual(statusOf(result), { 'public.a': 'ok', 'public.b': 'ok' });
+      }
+    });
+
+    it('checksum: each difference is found in its key range; physical order alone is no difference', async () => {
+      const db = await fresh(SOURCE, TARGET);
+      const { runbook, dir } = load(db, '    mode: checksum\n    chunkRows: 1000\n    jobs: 3\n');
+      const result = await planRunbook(runbook, { registry, stateDir: dir });
+      assert.equal(result.status, 'failed');
+      assert.deepEqual(statusOf(result), {
+        'public.same': 'ok',
+        'public.changed': 'checksum-differs: id >= 3001 and id < 4001',
+        'public.missing': 'count-differs: id < 1001',
+        'public.extra': 'count-differs: id >= 4001',
+        'public.nulls': 'checksum-differs: id < 1001',
+        'public.ordered': 'ok',
+        'public.nokey': 'count-only',
+        'public.only_source': 'missing-on-target',
+      });
+      assert.deepEqual(result.steps[0]?.plan?.notes, ['compared by count only (no key to chunk by): public.nokey']);
+      assert.equal(result.steps[0]?.error?.name, 'PlanBlockedError');
+      assert.match(result.steps[0]?.error?.message ?? '', /public\.changed: checksum-differs \(source 5000, target 5000\), first in id >= 3001 and id < 4001/);
+    });
+
+    it('counts: only what changes a count is found; tolerance allows a small difference', async () => {
+      const db = await fresh(SOURCE, TARGET);
+      const strict = load(db, '    mode: counts\n');
+      assert.deepEqual(statusOf(await planRunbook(strict.runbook, { registry, stateDir: strict.dir })), {
+        'public.same': 'ok',
+        'public.changed': 'ok',
+        'public.missing': 'count-differs',
+        'public.extra': 'count-differs',
+        'public.nulls': 'ok',
+        'public.ordered': 'ok',
+        'public.nokey': 'ok',
+        'public.only_source': 'missing-on-target',
+      });
+      const lenient = load(db, '    tolerance: 1\n    exclude: [public.only_source]\n');
+      const result = await planRunbook(lenient.runbook, { registry, stateDir: lenient.dir });
+      assert.equal(result.status, 'planned', JSON.stringify(result.steps[0]?.error));
+    });
+
+    it('a checksum with an Oracle source is refused at validation', () => {
+      assert.throws(
+        () =>
+          parseRunbook(
+            `version: 1
+name: x
+connections:
+  ora: { kind: oracle, connectString: "db:1521/ORCL", user: hr }
+  pg: { kind: postgres, url: "postgres://x@h/db" }
+steps:
+  - id: compare
+    kind: compare
+    source: ora
+    target: pg
+    mode: checksum
+`,
+            'r.yaml',
+            { registry, env: {} },
+          ),
+        (error: unknown) =>
+          error instanceof RunbookValidationError &&
+          error.issues[0]?.path === 'steps[0].mode' &&
+          error.issues[0].position.line === 11 &&
+          error.issues[0].message.startsWith('checksum needs PostgreSQL on both sides'),
+      );
+    });
+  });
+}
