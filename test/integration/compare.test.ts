@@ -8,7 +8,15 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { RunbookValidationError, parseRunbook, planRunbook, registry, runRunbook, type RunResult } from '../../src/index.js';
+import {
+  RunbookValidationError,
+  parseRunbook,
+  planRunbook,
+  registry,
+  runRunbook,
+  type OracleConnection,
+  type RunResult,
+} from '../../src/index.js';
 import { startPostgres, VERSIONS, type TestServer } from '../helpers/pg.js';
 import { tempDir } from '../helpers/cli.js';
 
@@ -125,6 +133,52 @@ ${fields}`;
       const lenient = load(db, '    tolerance: 1\n    exclude: [public.only_source]\n');
       const result = await planRunbook(lenient.runbook, { registry, stateDir: lenient.dir });
       assert.equal(result.status, 'planned', JSON.stringify(result.steps[0]?.error));
+    });
+
+    it('counts against an Oracle source through an injected connection: UPPER names fold to lower', async () => {
+      const db = `c${++n}`;
+      await target.query(`CREATE DATABASE ${db}`);
+      await target.query(
+        `CREATE SCHEMA hr; CREATE TABLE hr.emp (id int); INSERT INTO hr.emp SELECT generate_series(1, 42);
+         CREATE TABLE hr."Dept" (id int); INSERT INTO hr."Dept" VALUES (1), (2);`,
+        [],
+        db,
+      );
+      const sent: string[] = [];
+      const fake: OracleConnection = {
+        async execute(sql, binds) {
+          sent.push(sql.replace(/\s+/g, ' ').trim() + (Object.keys(binds).length ? ` ${JSON.stringify(binds)}` : ''));
+          if (sql.includes('all_tables')) {
+            return {
+              rows: [
+                { OWNER: 'HR', TABLE_NAME: 'EMP', NUM_ROWS: '40', BLOCKS: '5' },
+                { OWNER: 'HR', TABLE_NAME: 'Dept', NUM_ROWS: '2', BLOCKS: '1' },
+              ],
+            };
+          }
+          return { rows: [{ N: sql.includes('"EMP"') ? '42' : '3' }] };
+        },
+        async close() {},
+      };
+      const text = `version: 1
+name: from oracle
+connections:
+  ora: { kind: oracle, connectString: "db:1521/ORCL", user: hr }
+  target: { kind: postgres, url: "${target.urlFor(db)}" }
+steps:
+  - id: compare
+    kind: compare
+    source: ora
+    target: target
+    schemas: { HR: hr }
+`;
+      const dir = tempDir();
+      const file = path.join(dir, 'runbook.yaml');
+      writeFileSync(file, text);
+      const result = await planRunbook(parseRunbook(text, file, { registry, env: {} }), { registry, stateDir: dir, oracle: async () => fake });
+      assert.deepEqual(statusOf(result), { 'hr.emp': 'ok', 'hr.Dept': 'count-differs' });
+      assert.deepEqual(sent.slice(1), ['SELECT TO_CHAR(COUNT(*)) AS "N" FROM "HR"."EMP"', 'SELECT TO_CHAR(COUNT(*)) AS "N" FROM "HR"."Dept"']);
+      assert.match(sent[0] ?? '', /FROM all_tables WHERE owner IN \(:o0\).* \{"o0":"HR"\}$/);
     });
 
     it('a checksum with an Oracle source is refused at validation', () => {
