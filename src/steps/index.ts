@@ -4,6 +4,7 @@
  */
 import type { z } from 'zod';
 import type { StepDefinition } from '../engine/step.js';
+import { analyzeStep } from './analyze.js';
 import { compareStep } from './compare.js';
 import { confirmStep } from './confirm.js';
 import { shellStep } from './shell.js';
@@ -13,7 +14,7 @@ import { sequenceResetStep } from './sequence-reset.js';
 import { sqlStep } from './sql.js';
 import { waitStep } from './wait.js';
 
-export type StepKind = 'sql' | 'shell' | 'confirm' | 'wait' | 'sequence-reset' | 'replication-slots' | 'freeze-writes' | 'compare';
+export type StepKind = 'sql' | 'shell' | 'confirm' | 'wait' | 'sequence-reset' | 'replication-slots' | 'freeze-writes' | 'compare' | 'analyze';
 
 // Each definition keeps its own config type; the table is checked against the
 // contract, so a kind named in StepKind without a definition does not compile.
@@ -26,6 +27,7 @@ export const stepKinds = {
   'replication-slots': replicationSlotsStep,
   'freeze-writes': freezeWritesStep,
   compare: compareStep,
+  analyze: analyzeStep,
 } satisfies Record<StepKind, AnyStepDefinition>;
 
 // A definition's functions take its own config type, so definitions are

@@ -1,0 +1,118 @@
+/**
+ * Statistics copied from a source into a PostgreSQL 18+ target with
+ * pg_restore_relation_stats / pg_restore_attribute_stats, mapped by schema,
+ * table and column name, in two set-based statements whatever the count.
+ * Values travel as text and are cast by the target, as pg_dump does; NULL
+ * arguments are ignored by the restore functions. What cannot be copied
+ * (missing on the source, a column whose type differs, expression index or
+ * extended statistics, which 18 cannot restore) is left to ANALYZE.
+ */
+import type { Queryable } from '../db/session.js';
+
+export interface ColumnStats {
+  readonly schema: string;
+  readonly relation: string;
+  readonly column: string;
+  readonly inherited: boolean;
+  readonly values: Readonly<Record<(typeof ATTRIBUTE_FIELDS)[number][0], string | null>>;
+}
+
+export interface RelationStats {
+  readonly schema: string;
+  readonly relation: string;
+  readonly relpages: string;
+  readonly reltuples: string;
+  readonly relallvisible: string;
+}
+
+/** pg_stats columns and the type each restore argument takes. */
+export const ATTRIBUTE_FIELDS = [
+  ['null_frac', 'real'],
+  ['avg_width', 'integer'],
+  ['n_distinct', 'real'],
+  ['most_common_vals', 'text'],
+  ['most_common_freqs', 'real[]'],
+  ['histogram_bounds', 'text'],
+  ['correlation', 'real'],
+  ['most_common_elems', 'text'],
+  ['most_common_elem_freqs', 'real[]'],
+  ['elem_count_histogram', 'real[]'],
+  ['range_length_histogram', 'text'],
+  ['range_empty_frac', 'real'],
+  ['range_bounds_histogram', 'text'],
+] as const;
+
+/** Column types by relation, to refuse copying across a type change. */
+export async function columnTypes(db: Queryable): Promise<Map<string, string>> {
+  const { rows } = await db.query<{ key: string; type: string }>(
+    `SELECT format('%s.%s.%s', n.nspname, c.relname, a.attname) AS key, format_type(a.atttypid, a.atttypmod) AS type
+       FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relkind IN ('r', 'p', 'm') AND a.attnum > 0 AND NOT a.attisdropped
+        AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_'`,
+  );
+  return new Map(rows.map((r) => [r.key, r.type]));
+}
+
+export async function readRelationStats(db: Queryable, relations: readonly { schema: string; name: string }[]): Promise<RelationStats[]> {
+  const { rows } = await db.query<RelationStats>(
+    `SELECT n.nspname AS schema, c.relname AS relation, c.relpages::text AS relpages, c.reltuples::text AS reltuples,
+            c.relallvisible::text AS relallvisible
+       FROM unnest($1::text[], $2::text[]) AS r(schema, name)
+       JOIN pg_namespace n ON n.nspname = r.schema JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = r.name`,
+    [relations.map((r) => r.schema), relations.map((r) => r.name)],
+  );
+  return rows;
+}
+
+export async function readColumnStats(db: Queryable, relations: readonly { schema: string; name: string }[]): Promise<ColumnStats[]> {
+  const { rows } = await db.query<Record<string, string | boolean | null>>(
+    `SELECT s.schemaname, s.tablename, s.attname, s.inherited,
+            ${ATTRIBUTE_FIELDS.map(([f]) => `s.${f}::text AS ${f}`).join(', ')}
+       FROM pg_stats s JOIN unnest($1::text[], $2::text[]) AS r(schema, name) ON s.schemaname = r.schema AND s.tablename = r.name`,
+    [relations.map((r) => r.schema), relations.map((r) => r.name)],
+  );
+  return rows.map((r) => ({
+    schema: String(r['schemaname']),
+    relation: String(r['tablename']),
+    column: String(r['attname']),
+    inherited: r['inherited'] === true,
+    values: Object.fromEntries(ATTRIBUTE_FIELDS.map(([f]) => [f, (r[f] ?? null) as string | null])) as ColumnStats['values'],
+  }));
+}
+
+export const RESTORE_RELATIONS_SQL = `SELECT count(*) FILTER (WHERE NOT pg_restore_relation_stats(
+         'schemaname', r.schema, 'relname', r.name,
+         'relpages', r.relpages::integer, 'reltuples', r.reltuples::real, 'relallvisible', r.relallvisible::integer)) AS failed
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS r(schema, name, relpages, reltuples, relallvisible)`;
+
+export const RESTORE_COLUMNS_SQL = `SELECT count(*) FILTER (WHERE NOT pg_restore_attribute_stats(
+         'schemaname', s.schema, 'relname', s.name, 'attname', s.att, 'inherited', s.inherited,
+         ${ATTRIBUTE_FIELDS.map(([f, type], i) => `'${f}', s.v[${i + 1}]::${type}`).join(',\n         ')})) AS failed
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::boolean[]) WITH ORDINALITY AS s0(schema, name, att, inherited, i)
+  CROSS JOIN LATERAL (SELECT s0.*, ($5::text[])[(s0.i - 1) * ${ATTRIBUTE_FIELDS.length} + 1 : s0.i * ${ATTRIBUTE_FIELDS.length}] AS v) AS s`;
+
+export function restoreParams(relations: readonly RelationStats[], columns: readonly ColumnStats[]) {
+  return {
+    relations: [
+      relations.map((r) => r.schema),
+      relations.map((r) => r.relation),
+      relations.map((r) => r.relpages),
+      relations.map((r) => r.reltuples),
+      relations.map((r) => r.relallvisible),
+    ],
+    columns: [
+      columns.map((c) => c.schema),
+      columns.map((c) => c.relation),
+      columns.map((c) => c.column),
+      columns.map((c) => c.inherited),
+      // One flat array, 13 values per column: unnest cannot take an array of rows of arrays.
+      columns.flatMap((c) => ATTRIBUTE_FIELDS.map(([f]) => c.values[f])),
+    ],
+  };
+}
+
+export const CLEAR_COLUMNS_SQL = `SELECT count(pg_clear_attribute_stats(a.schema, a.name, a.att, a.inherited)) AS columns
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::boolean[]) AS a(schema, name, att, inherited)`;
+
+export const CLEAR_RELATIONS_SQL = `SELECT count(pg_clear_relation_stats(r.schema, r.name)) AS relations
+  FROM unnest($1::text[], $2::text[]) AS r(schema, name)`;

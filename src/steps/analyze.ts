@@ -1,0 +1,316 @@
+/**
+ * `analyze`: planner statistics back fast after a migration or upgrade. Only
+ * what is missing (`onlyMissing`), in stages like `vacuumdb
+ * --analyze-in-stages` (statistics target 1, 10, then the default), in
+ * parallel sessions largest first, with live progress from
+ * pg_stat_progress_analyze; and on a PostgreSQL 18 target, copied from the
+ * source (`copyFrom`) instead of sampled. Partitioned parents, which
+ * autovacuum never analyzes, come with their partitions: on 18 as `ANALYZE
+ * ONLY parent`, which does not sample the partitions' own statistics again;
+ * before 18 `ANALYZE parent`, which also re-analyzes every partition, so
+ * those partitions are not analyzed twice.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { z } from 'zod';
+import { UsageError, VerificationError } from '../errors.js';
+import { defineStep, type Action, type BaseContext, type Json, type Step } from '../engine/step.js';
+import type { Queryable } from '../db/session.js';
+import { quoteQualified } from '../db/quote.js';
+import {
+  CLEAR_COLUMNS_SQL,
+  CLEAR_RELATIONS_SQL,
+  RESTORE_COLUMNS_SQL,
+  RESTORE_RELATIONS_SQL,
+  columnTypes,
+  readColumnStats,
+  readRelationStats,
+  restoreParams,
+} from '../analyze/copy.js';
+import { qualifiedName, readRelations, type Relation } from '../analyze/relations.js';
+import { globMatcher } from './patterns.js';
+
+const config = z.object({
+  include: z.array(z.string().min(1)).optional().describe('`schema.table` patterns (* and ?); default all'),
+  exclude: z.array(z.string().min(1)).optional().describe('`schema.table` patterns to leave out'),
+  materializedViews: z.boolean().optional().describe('also analyze materialized views (default false)'),
+  onlyMissing: z.boolean().optional().describe('analyze only relations that lack statistics (default false)'),
+  stages: z.boolean().optional().describe('three passes: statistics target 1, 10, then the default (default false)'),
+  jobs: z.number().int().min(1).max(32).optional().describe('parallel sessions (default 1)'),
+  copyFrom: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('a PostgreSQL connection to copy statistics from (target 18+); what cannot be copied is analyzed'),
+});
+
+type Config = z.output<typeof config>;
+
+/** One relation to analyze: the statement, and its size for ordering. */
+interface Job {
+  readonly relation: string;
+  readonly sql: string;
+  readonly bytes: number;
+}
+
+interface Copied {
+  readonly relations: readonly { readonly schema: string; readonly name: string }[];
+  readonly columns: readonly { readonly schema: string; readonly name: string; readonly column: string; readonly inherited: boolean }[];
+}
+
+interface Planned {
+  readonly jobs: readonly Job[];
+  readonly passes: readonly (number | null)[];
+  readonly copy: readonly { readonly schema: string; readonly name: string }[];
+  /** Every selected relation, checked by verify. */
+  readonly selected: readonly string[];
+}
+
+const PROGRESS_INTERVAL_MS = 1_000;
+const STAGES = [1, 10, null] as const;
+
+const target = (step: Step<Config>): string => {
+  if (step.connection === undefined) throw new UsageError(`step "${step.id}" needs a connection`);
+  return step.connection;
+};
+
+async function serverVersion(db: Queryable): Promise<number> {
+  const { rows } = await db.query<{ v: number }>("SELECT current_setting('server_version_num')::int AS v");
+  return rows[0]?.v ?? 0;
+}
+
+/** Selected relations, with the partitioned parents of selected partitions (all levels). */
+function select(all: readonly Relation[], c: Config): Relation[] {
+  const include = c.include?.length ? globMatcher(c.include) : () => true;
+  const exclude = c.exclude?.length ? globMatcher(c.exclude) : () => false;
+  const chosen = new Set(
+    all.filter((r) => (r.kind !== 'm' || c.materializedViews === true) && include(qualifiedName(r)) && !exclude(qualifiedName(r))),
+  );
+  const byName = new Map(all.map((r) => [qualifiedName(r), r]));
+  for (const r of [...chosen]) {
+    for (let p = r.parent && byName.get(qualifiedName(r.parent)); p !== undefined && p !== null; p = p.parent && byName.get(qualifiedName(p.parent))) {
+      chosen.add(p);
+    }
+  }
+  return all.filter((r) => chosen.has(r));
+}
+
+/** Why a relation's statistics cannot be copied from the source, or undefined if they can. */
+function uncopyable(r: Relation, onSource: ReadonlySet<string>, sourceTypes: ReadonlyMap<string, string>, targetTypes: ReadonlyMap<string, string>): string | undefined {
+  if (!onSource.has(qualifiedName(r))) return 'not on the source';
+  if (r.missing.some((m) => m.startsWith('expression') || m.startsWith('extended'))) return 'expression index or extended statistics (PostgreSQL 18 cannot restore them)';
+  const prefix = `${qualifiedName(r)}.`;
+  for (const [key, type] of targetTypes) {
+    if (!key.startsWith(prefix)) continue;
+    const other = sourceTypes.get(key);
+    if (other === undefined) return `column ${key.slice(prefix.length)} is not on the source`;
+    if (other !== type) return `column ${key.slice(prefix.length)} is ${other} on the source, ${type} here`;
+  }
+  return undefined;
+}
+
+async function planWork(ctx: BaseContext, step: Step<Config>) {
+  const c = step.config;
+  const db = await ctx.session(target(step));
+  const version = await serverVersion(db);
+  const selected = select(await readRelations(db), c);
+  let todo = c.onlyMissing === true ? selected.filter((r) => r.missing.length > 0) : selected;
+  const notes: string[] = [];
+  const reasons = new Map<string, string>();
+
+  let copy: Relation[] = [];
+  if (c.copyFrom !== undefined) {
+    if (version < 180000) {
+      notes.push(`copyFrom needs PostgreSQL 18 or later on the target (this is ${Math.floor(version / 10000)}): everything is analyzed instead`);
+    } else {
+      const source = await ctx.session(c.copyFrom);
+      const [sourceTypes, targetTypes] = await Promise.all([columnTypes(source), columnTypes(db)]);
+      const onSource = new Set((await readRelationStats(source, todo)).map((r) => `${r.schema}.${r.relation}`));
+      // Only into relations without statistics: rollback can then clear exactly what it wrote.
+      for (const r of todo.filter((x) => x.missing.length > 0)) {
+        const why = uncopyable(r, onSource, sourceTypes, targetTypes);
+        if (why === undefined) copy.push(r);
+        else reasons.set(qualifiedName(r), `not copied (${why}): analyzed`);
+      }
+      todo = todo.filter((r) => !copy.includes(r));
+    }
+  }
+  // Before 18, ANALYZE of a parent re-analyzes its partitions: do not do them twice.
+  if (version < 180000) {
+    const parents = new Set(todo.filter((r) => r.kind === 'p').map(qualifiedName));
+    const covered = todo.filter((r) => r.parent !== null && parents.has(qualifiedName(r.parent)));
+    if (covered.length > 0) notes.push(`before PostgreSQL 18, ANALYZE of a partitioned table also analyzes its partitions: ${covered.length} partition(s) are covered that way`);
+    todo = todo.filter((r) => !covered.includes(r));
+  }
+  const jobs: Job[] = todo.map((r) => ({
+    relation: qualifiedName(r),
+    sql: `ANALYZE ${r.kind === 'p' && version >= 180000 ? 'ONLY ' : ''}${quoteQualified(r.schema, r.name)}`,
+    bytes: r.bytes,
+  }));
+  const planned: Planned = {
+    jobs,
+    passes: c.stages === true ? [...STAGES] : [null],
+    copy: copy.map((r) => ({ schema: r.schema, name: r.name })),
+    selected: selected.map(qualifiedName),
+  };
+  return { planned, selected, copy, reasons, notes };
+}
+
+const setTarget = (t: number | null) => (t === null ? 'RESET default_statistics_target' : `SET default_statistics_target = ${t}`);
+
+/** Live progress of every ANALYZE of this database, until `done` resolves. */
+async function watch(ctx: BaseContext, db: Queryable, label: () => string, done: Promise<unknown>): Promise<void> {
+  let finished = false;
+  const stop = () => {
+    finished = true;
+  };
+  done.then(stop, stop);
+  while (!finished) {
+    const { rows } = await db.query<{ rel: string; phase: string; done: string; total: string }>(
+      `SELECT p.relid::regclass::text AS rel, p.phase, p.sample_blks_scanned::text AS done, p.sample_blks_total::text AS total
+         FROM pg_stat_progress_analyze p WHERE p.datid = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+    );
+    if (rows.length > 0) ctx.progress(`${label()}: ${rows.map((r) => `${r.rel} ${r.done}/${r.total} blocks (${r.phase})`).join('; ')}`);
+    await Promise.race([sleep(PROGRESS_INTERVAL_MS), done.catch(() => undefined)]);
+  }
+}
+
+export const analyzeStep = defineStep({
+  kind: 'analyze',
+  summary: 'Give the planner statistics: only what is missing, in stages, in parallel, or copied from the source (18+)',
+  config,
+  connection: { required: true, kinds: ['postgres'] },
+  connections: (c) => (c.copyFrom !== undefined ? [c.copyFrom] : []),
+  validate(c, runbook) {
+    return c.copyFrom !== undefined && runbook.connectionKind(c.copyFrom) === 'oracle'
+      ? [{ path: ['copyFrom'], message: 'statistics can be copied from PostgreSQL only' }]
+      : [];
+  },
+  effects: () => 'external',
+  idempotent: true,
+  reversibility: (c) =>
+    c.copyFrom !== undefined ? { kind: 'reversible' } : { kind: 'nothing-to-undo' },
+
+  async plan(ctx, step) {
+    const connection = target(step);
+    const { planned, selected, copy, reasons, notes } = await planWork(ctx, step);
+    const analyzed = new Set(planned.jobs.map((j) => j.relation));
+    const copied = new Set(copy.map(qualifiedName));
+    const actions: Action[] = [];
+    if (copy.length > 0) {
+      actions.push({ type: 'sql', connection, sql: RESTORE_RELATIONS_SQL, params: [copy.map((r) => r.schema), copy.map((r) => r.name)] });
+      actions.push({ type: 'sql', connection, sql: RESTORE_COLUMNS_SQL, params: [copy.map((r) => r.schema), copy.map((r) => r.name)] });
+      notes.push(`copy: the statistics values are read from ${step.config.copyFrom ?? '?'} when the step runs and bound to these two statements`);
+    }
+    for (const pass of planned.passes) {
+      if (planned.jobs.length === 0) break;
+      actions.push({ type: 'sql', connection, sql: setTarget(pass), transaction: false });
+      for (const job of planned.jobs) actions.push({ type: 'sql', connection, sql: job.sql, transaction: false });
+    }
+    const jobs = step.config.jobs ?? 1;
+    return {
+      actions,
+      tables: [
+        {
+          title: 'relations',
+          columns: [
+            { key: 'relation', title: 'relation' },
+            { key: 'kind', title: 'kind' },
+            { key: 'size', title: 'size', align: 'right' },
+            { key: 'action', title: 'action' },
+            { key: 'missing', title: 'missing' },
+          ],
+          rows: selected.map((r) => ({
+            relation: qualifiedName(r),
+            kind: r.kind === 'p' ? 'partitioned' : r.kind === 'm' ? 'matview' : r.parent !== null ? 'partition' : 'table',
+            size: r.bytes,
+            action: copied.has(qualifiedName(r))
+              ? 'copy'
+              : analyzed.has(qualifiedName(r))
+                ? (reasons.get(qualifiedName(r)) ?? 'analyze')
+                : 'nothing to do',
+            missing: r.missing.join('; '),
+          })),
+          footer: `${copy.length} to copy, ${planned.jobs.length} to analyze of ${selected.length} selected`,
+        },
+      ],
+      notes: [
+        ...notes,
+        ...(planned.jobs.length > 0
+          ? [
+              `${planned.passes.length === 3 ? '3 passes (statistics target 1, 10, then the default)' : '1 pass'}, ${jobs} session(s), largest first; ${(planned.jobs.reduce((s, j) => s + j.bytes, 0) / 2 ** 20).toFixed(1)} MB of relations`,
+            ]
+          : ['nothing to analyze']),
+      ],
+      details: planned as unknown as Json,
+    };
+  },
+
+  async apply(ctx, step, plan) {
+    const connection = target(step);
+    const planned = plan.details as unknown as Planned;
+    const db = await ctx.session(connection);
+    let output = '';
+    let recorded: Json = null;
+    if (planned.copy.length > 0 && step.config.copyFrom !== undefined) {
+      const source = await ctx.session(step.config.copyFrom);
+      const relations = await readRelationStats(source, planned.copy);
+      const columns = await readColumnStats(source, planned.copy);
+      const copied: Copied = {
+        relations: relations.map((r) => ({ schema: r.schema, name: r.relation })),
+        columns: columns.map((col) => ({ schema: col.schema, name: col.relation, column: col.column, inherited: col.inherited })),
+      };
+      recorded = { copied } as unknown as Json;
+      ctx.recordBefore(recorded);
+      const params = restoreParams(relations, columns);
+      const { rows: r1 } = await db.query<{ failed: string }>(RESTORE_RELATIONS_SQL, params.relations);
+      const { rows: r2 } = await db.query<{ failed: string }>(RESTORE_COLUMNS_SQL, params.columns);
+      output += `copied statistics of ${relations.length} relation(s), ${columns.length} column(s); ${Number(r1[0]?.failed ?? 0) + Number(r2[0]?.failed ?? 0)} with warnings. `;
+    }
+
+    const jobs = Math.max(1, Math.min(step.config.jobs ?? 1, planned.jobs.length));
+    const order = [...planned.jobs].sort((a, b) => b.bytes - a.bytes);
+    let pass = 0;
+    for (const statisticsTarget of planned.passes) {
+      pass++;
+      const queue = [...order];
+      let done = 0;
+      const label = () => `pass ${pass}/${planned.passes.length}${statisticsTarget !== null ? ` (target ${statisticsTarget})` : ''}, ${done}/${order.length} done`;
+      const work = Promise.all(
+        Array.from({ length: jobs }, async (_, worker) => {
+          const session = await ctx.session(connection, worker);
+          await session.query(setTarget(statisticsTarget));
+          for (let job = queue.shift(); job !== undefined; job = queue.shift()) {
+            await session.query(job.sql);
+            done++;
+          }
+        }),
+      );
+      await Promise.all([work, watch(ctx, await ctx.session(connection, jobs), label, work)]);
+    }
+    output += `analyzed ${order.length} relation(s) in ${planned.passes.length} pass(es) with ${jobs} session(s)`;
+    // A re-run after a crash copies nothing new (the statistics are there): keep the first record.
+    return { before: recorded ?? ctx.priorBefore ?? null, output };
+  },
+
+  async verify(ctx, step, plan) {
+    const planned = plan.details as unknown as Planned;
+    const wanted = new Set(planned.selected);
+    const lacking = (await readRelations(await ctx.session(target(step)))).filter((r) => wanted.has(qualifiedName(r)) && r.missing.length > 0);
+    if (lacking.length > 0) {
+      throw new VerificationError(`still without statistics: ${lacking.map((r) => `${qualifiedName(r)} (${r.missing.join('; ')})`).join(', ')}`);
+    }
+  },
+
+  async rollback(ctx, step, before) {
+    const copied = (before as unknown as { copied?: Copied } | null)?.copied;
+    if (copied === undefined) return;
+    const db = await ctx.session(target(step));
+    await db.query(CLEAR_COLUMNS_SQL, [
+      copied.columns.map((c) => c.schema),
+      copied.columns.map((c) => c.name),
+      copied.columns.map((c) => c.column),
+      copied.columns.map((c) => c.inherited),
+    ]);
+    await db.query(CLEAR_RELATIONS_SQL, [copied.relations.map((r) => r.schema), copied.relations.map((r) => r.name)]);
+  },
+});
