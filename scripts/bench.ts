@@ -5,11 +5,13 @@
  *   npm run bench                       all of them
  *   npm run bench -- --only sequences   sequence-reset (10,000 sequences)
  *   npm run bench -- --only compare     compare (about 2 GB per server)
- * Options: --pg 17|18 (default 18), --repeat N, --count N (sequences), --size-mb N (compare)
+ *   npm run bench -- --only analyze     analyze (500 tables)
+ * Options: --pg 17|18 (default 18), --repeat N, --count N (sequences), --size-mb N (compare), --tables N (analyze)
  */
 import { parseArgs } from 'node:util';
 import os from 'node:os';
 import type { PgVersion } from './embedded-postgres.js';
+import { benchAnalyze } from './bench/analyze.js';
 import { benchCompare } from './bench/compare.js';
 import { benchSequences } from './bench/sequences.js';
 
@@ -20,6 +22,7 @@ const { values: args } = parseArgs({
     repeat: { type: 'string', default: '3' },
     count: { type: 'string', default: '10000' },
     'size-mb': { type: 'string', default: '2048' },
+    tables: { type: 'string', default: '500' },
   },
 });
 const version = Number(args.pg) as PgVersion;
@@ -33,6 +36,10 @@ async function main(): Promise<void> {
   }
   if (args.only === undefined || args.only === 'compare') {
     await benchCompare({ sizeMb: Number(args['size-mb']), version, repeat, jobs: 2 });
+    console.log('');
+  }
+  if (args.only === undefined || args.only === 'analyze') {
+    await benchAnalyze({ version, repeat, tables: Number(args.tables) });
   }
 }
 

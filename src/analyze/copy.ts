@@ -85,11 +85,13 @@ export const RESTORE_RELATIONS_SQL = `SELECT count(*) FILTER (WHERE NOT pg_resto
          'relpages', r.relpages::integer, 'reltuples', r.reltuples::real, 'relallvisible', r.relallvisible::integer)) AS failed
   FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS r(schema, name, relpages, reltuples, relallvisible)`;
 
+/** One array per field, unnested together: a slice of one long array per row would be quadratic. */
 export const RESTORE_COLUMNS_SQL = `SELECT count(*) FILTER (WHERE NOT pg_restore_attribute_stats(
          'schemaname', s.schema, 'relname', s.name, 'attname', s.att, 'inherited', s.inherited,
-         ${ATTRIBUTE_FIELDS.map(([f, type], i) => `'${f}', s.v[${i + 1}]::${type}`).join(',\n         ')})) AS failed
-  FROM unnest($1::text[], $2::text[], $3::text[], $4::boolean[]) WITH ORDINALITY AS s0(schema, name, att, inherited, i)
-  CROSS JOIN LATERAL (SELECT s0.*, ($5::text[])[(s0.i - 1) * ${ATTRIBUTE_FIELDS.length} + 1 : s0.i * ${ATTRIBUTE_FIELDS.length}] AS v) AS s`;
+         ${ATTRIBUTE_FIELDS.map(([f, type]) => `'${f}', s.${f}::${type}`).join(',\n         ')})) AS failed
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::boolean[],
+              ${ATTRIBUTE_FIELDS.map((_, i) => `$${i + 5}::text[]`).join(', ')})
+       AS s(schema, name, att, inherited, ${ATTRIBUTE_FIELDS.map(([f]) => f).join(', ')})`;
 
 export function restoreParams(relations: readonly RelationStats[], columns: readonly ColumnStats[]) {
   return {
@@ -105,8 +107,7 @@ export function restoreParams(relations: readonly RelationStats[], columns: read
       columns.map((c) => c.relation),
       columns.map((c) => c.column),
       columns.map((c) => c.inherited),
-      // One flat array, 13 values per column: unnest cannot take an array of rows of arrays.
-      columns.flatMap((c) => ATTRIBUTE_FIELDS.map(([f]) => c.values[f])),
+      ...ATTRIBUTE_FIELDS.map(([f]) => columns.map((c) => c.values[f])),
     ],
   };
 }

@@ -141,11 +141,7 @@ async function planWork(ctx: BaseContext, step: Step<Config>) {
     if (covered.length > 0) notes.push(`before PostgreSQL 18, ANALYZE of a partitioned table also analyzes its partitions: ${covered.length} partition(s) are covered that way`);
     todo = todo.filter((r) => !covered.includes(r));
   }
-  const jobs: Job[] = todo.map((r) => ({
-    relation: qualifiedName(r),
-    sql: `ANALYZE ${r.kind === 'p' && version >= 180000 ? 'ONLY ' : ''}${quoteQualified(r.schema, r.name)}`,
-    bytes: r.bytes,
-  }));
+  const jobs = batch(todo, version);
   const planned: Planned = {
     jobs,
     passes: c.stages === true ? [...STAGES] : [null],
@@ -153,6 +149,37 @@ async function planWork(ctx: BaseContext, step: Step<Config>) {
     selected: selected.map(qualifiedName),
   };
   return { planned, selected, copy, reasons, notes };
+}
+
+/** Relations smaller than this are analyzed several to a statement. */
+const SMALL_BYTES = 1024 ** 2;
+const SMALL_PER_STATEMENT = 25;
+
+/**
+ * One statement per large relation; small ones share a statement
+ * (`ANALYZE a, b, c`): outside a transaction block each relation still gets
+ * its own transaction, and a round trip per tiny table would cost more than
+ * analyzing it.
+ */
+function batch(todo: readonly Relation[], version: number): Job[] {
+  const name = (r: Relation) => `${r.kind === 'p' && version >= 180000 ? 'ONLY ' : ''}${quoteQualified(r.schema, r.name)}`;
+  const jobs: Job[] = [];
+  let small: Relation[] = [];
+  const flush = () => {
+    if (small.length === 0) return;
+    jobs.push({ relation: small.map(qualifiedName).join(', '), sql: `ANALYZE ${small.map(name).join(', ')}`, bytes: small.reduce((s, r) => s + r.bytes, 0) });
+    small = [];
+  };
+  for (const r of todo) {
+    if (r.bytes >= SMALL_BYTES || r.kind === 'p') {
+      jobs.push({ relation: qualifiedName(r), sql: `ANALYZE ${name(r)}`, bytes: r.bytes });
+      continue;
+    }
+    small.push(r);
+    if (small.length === SMALL_PER_STATEMENT) flush();
+  }
+  flush();
+  return jobs;
 }
 
 const setTarget = (t: number | null) => (t === null ? 'RESET default_statistics_target' : `SET default_statistics_target = ${t}`);
@@ -193,7 +220,7 @@ export const analyzeStep = defineStep({
   async plan(ctx, step) {
     const connection = target(step);
     const { planned, selected, copy, reasons, notes } = await planWork(ctx, step);
-    const analyzed = new Set(planned.jobs.map((j) => j.relation));
+    const analyzed = new Set(planned.jobs.flatMap((j) => j.relation.split(', ')));
     const copied = new Set(copy.map(qualifiedName));
     const actions: Action[] = [];
     if (copy.length > 0) {
@@ -287,7 +314,7 @@ export const analyzeStep = defineStep({
       );
       await Promise.all([work, watch(ctx, await ctx.session(connection, jobs), label, work)]);
     }
-    output += `analyzed ${order.length} relation(s) in ${planned.passes.length} pass(es) with ${jobs} session(s)`;
+    output += `analyzed ${order.flatMap((j) => j.relation.split(', ')).length} relation(s) in ${planned.passes.length} pass(es) with ${jobs} session(s)`;
     // A re-run after a crash copies nothing new (the statistics are there): keep the first record.
     return { before: recorded ?? ctx.priorBefore ?? null, output };
   },

@@ -94,7 +94,15 @@ ${fields}`;
       });
       const statements = (planned.steps[0]?.plan?.actions ?? []).map((a) => (a.type === 'sql' ? a.sql : ''));
       assert.ok(statements.includes(version >= 18 ? 'ANALYZE ONLY "public"."parted_new"' : 'ANALYZE "public"."parted_new"'), statements.join('\n'));
-      assert.equal(statements.filter((s) => s.startsWith('ANALYZE')).length, 5);
+      // Small relations share a statement; the partitioned parent has its own.
+      const analyzed = statements.filter((s) => s.startsWith('ANALYZE')).flatMap((s) => s.replace(/^ANALYZE /, '').split(', '));
+      assert.deepEqual(analyzed.sort(), [
+        '"public"."brand_new"',
+        '"public"."gets_column"',
+        '"public"."gets_ext"',
+        '"public"."gets_index"',
+        version >= 18 ? 'ONLY "public"."parted_new"' : '"public"."parted_new"',
+      ]);
 
       const result = await runRunbook(runbook, { registry, stateDir: dir });
       assert.equal(result.status, 'succeeded', JSON.stringify(result.steps));

@@ -1,0 +1,148 @@
+/**
+ * analyze on a generated database of 500 tables of mixed sizes (a few large,
+ * many small), one loopback PostgreSQL 18, against Debian's
+ * `vacuumdb --analyze-only --jobs=2` on the same database in the same run.
+ *
+ * Targets (issue 6): the step with jobs: 2 no slower than vacuumdb;
+ * onlyMissing right after a full run under 5% of the full run; copyFrom on
+ * 18 at least 5x faster than a full ANALYZE to "every relation has
+ * statistics".
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { parseRunbook, registry, runRunbook, type RunEvent } from '../../src/index.js';
+import { startPostgres, type PgVersion, type TestServer } from '../embedded-postgres.js';
+
+export interface AnalyzeBenchOptions {
+  readonly version: PgVersion;
+  readonly repeat: number;
+  readonly tables: number;
+}
+
+const VACUUMDB = '/usr/lib/postgresql/15/bin/vacuumdb';
+
+function tableSizes(count: number): number[] {
+  // 3 large, 5% medium, the rest small.
+  return Array.from({ length: count }, (_, i) => (i < 3 ? 1_000_000 : i < 3 + Math.round(count * 0.05) ? 50_000 : 500 + ((i * 37) % 1500)));
+}
+
+/** Its own session, closed afterwards: CREATE DATABASE ... TEMPLATE needs the template unused. */
+async function generate(server: TestServer, db: string, count: number): Promise<void> {
+  await server.query(`CREATE DATABASE ${db}`);
+  const client = new pg.Client({ connectionString: server.urlFor(db) });
+  await client.connect();
+  try {
+    for (const [i, rows] of tableSizes(count).entries()) {
+      await client.query(
+        `CREATE TABLE t${i} (id bigint PRIMARY KEY, k int, name text, amount numeric, at timestamptz, flag boolean);
+         INSERT INTO t${i} SELECT g, g % 100, 'n' || (g % 5000), (g % 1000) / 10.0, '2026-01-01'::timestamptz + g * interval '1 minute', g % 3 = 0
+           FROM generate_series(1, ${rows}) g;`,
+      );
+    }
+  } finally {
+    await client.end();
+  }
+}
+
+/** Removes every statistic of `db`, so the next measurement starts from nothing. */
+async function clearStats(server: TestServer, db: string): Promise<void> {
+  await server.query(
+    `SELECT count(pg_clear_attribute_stats(n.nspname, c.relname, a.attname, false))
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_attribute a ON a.attrelid = c.oid
+      WHERE n.nspname = 'public' AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped;
+     SELECT count(pg_clear_relation_stats(n.nspname, c.relname))
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind = 'r';`,
+    [],
+    db,
+  );
+}
+
+async function time(body: () => Promise<void> | void): Promise<number> {
+  const started = process.hrtime.bigint();
+  await body();
+  return Number(process.hrtime.bigint() - started) / 1e6;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+
+export async function benchAnalyze(options: AnalyzeBenchOptions): Promise<void> {
+  const { version, repeat, tables } = options;
+  console.log(`analyze bench: ${tables} tables (3 of 1,000,000 rows, ${Math.round(tables * 0.05)} of 50,000, the rest 500-2,000), PostgreSQL ${version}, median of ${repeat}`);
+  const server = await startPostgres(version, { autovacuum: 'off' });
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'cutover-bench-'));
+  try {
+    const started = Date.now();
+    // bare: the data without statistics; stats: the same, analyzed (the copyFrom source).
+    await generate(server, 'bare', tables);
+    await server.query('CREATE DATABASE stats TEMPLATE bare');
+    await server.query('ANALYZE', [], 'stats');
+    console.log(`generated in ${((Date.now() - started) / 1000).toFixed(0)}s`);
+
+    const runbook = (db: string, fields: string) => {
+      const text = `version: 1
+name: bench
+connections:
+  db: { kind: postgres, url: "${server.urlFor(db)}" }
+  source: { kind: postgres, url: "${server.urlFor('stats')}" }
+steps:
+  - id: stats
+    kind: analyze
+    connection: db
+${fields}`;
+      const file = path.join(dir, 'bench.yaml');
+      writeFileSync(file, text);
+      return parseRunbook(text, file, { registry, env: {} });
+    };
+    /** The engine's own timings of the last run of each kind: plan, apply, verify. */
+    const phases = new Map<string, string>();
+    const run = async (db: string, fields: string) => {
+      const events: RunEvent[] = [];
+      const result = await runRunbook(runbook(db, fields), { registry, stateDir: dir, onEvent: (e) => events.push(e) });
+      if (result.status !== 'succeeded') throw new Error(`analyze ${fields.trim()} failed: ${JSON.stringify(result.steps[0]?.error)}`);
+      const ms = (type: RunEvent['type']) => {
+        const e = events.find((x) => x.type === type);
+        return e !== undefined && 'durationMs' in e ? e.durationMs : NaN;
+      };
+      phases.set(fields.trim().replaceAll('\n', ','), `plan ${ms('step.planned')} ms, apply ${ms('step.applied')} ms, verify ${ms('step.completed')} ms`);
+    };
+
+    const vacuumdb: number[] = [];
+    const full: number[] = [];
+    const missing: number[] = [];
+    const copied: number[] = [];
+    for (let r = 0; r < repeat; r++) {
+      if (existsSync(VACUUMDB)) {
+        vacuumdb.push(await time(() => void execFileSync(VACUUMDB, ['--analyze-only', '--jobs=2', '--quiet', '-d', server.urlFor('bare')], { stdio: 'inherit' })));
+      }
+      full.push(await time(() => run('bare', '    jobs: 2\n')));
+      missing.push(await time(() => run('bare', '    jobs: 2\n    onlyMissing: true\n')));
+      if (version >= 18) {
+        await clearStats(server, 'bare');
+        copied.push(await time(() => run('bare', '    jobs: 2\n    copyFrom: source\n')));
+      }
+    }
+    const step = median(full);
+    console.log('');
+    for (const [fields, timing] of phases) console.log(`  ${fields.replace(/\s+/g, ' ')}: ${timing}`);
+    if (vacuumdb.length > 0) console.log(`vacuumdb --analyze-only --jobs=2:          ${median(vacuumdb).toFixed(0)} ms`);
+    console.log(`analyze, jobs: 2:                          ${step.toFixed(0)} ms`);
+    console.log(`analyze, jobs: 2, onlyMissing (after it):  ${median(missing).toFixed(0)} ms`);
+    if (copied.length > 0) console.log(`analyze, jobs: 2, copyFrom (no stats yet): ${median(copied).toFixed(0)} ms`);
+    console.log('');
+    if (vacuumdb.length > 0) {
+      const ratio = step / median(vacuumdb);
+      console.log(`step / vacuumdb      = ${ratio.toFixed(2)}x   (target <= 1x)   ${ratio <= 1 ? 'met' : 'MISSED'}`);
+    } else console.log(`(no ${VACUUMDB}: install postgresql-15 for the vacuumdb baseline)`);
+    const share = median(missing) / step;
+    console.log(`onlyMissing / full   = ${(share * 100).toFixed(1)}%   (target < 5%)    ${share < 0.05 ? 'met' : 'MISSED'}`);
+    if (copied.length > 0) {
+      const speedup = step / median(copied);
+      console.log(`full / copyFrom      = ${speedup.toFixed(1)}x   (target >= 5x)   ${speedup >= 5 ? 'met' : 'MISSED'}`);
+    }
+  } finally {
+    await server.stop();
+  }
+}
