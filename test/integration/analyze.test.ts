@@ -104,6 +104,11 @@ ${fields}`;
         version >= 18 ? 'ONLY "public"."parted_new"' : '"public"."parted_new"',
       ]);
 
+      assert.deepEqual(
+        await server.query("SELECT reltuples FROM pg_class WHERE relname = 'brand_new'", [], db),
+        [{ reltuples: -1 }],
+        'a plan analyzes nothing',
+      );
       const result = await runRunbook(runbook, { registry, stateDir: dir });
       assert.equal(result.status, 'succeeded', JSON.stringify(result.steps));
       const again = await planRunbook(runbook, { registry, stateDir: dir });
