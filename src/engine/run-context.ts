@@ -143,10 +143,11 @@ export class RunContext {
     return [...names];
   }
 
-  openSession(name: string, purpose: string, readOnly: boolean, statementTimeoutMs?: number): Promise<Session> {
+  openSession(name: string, purpose: string, readOnly: boolean, statementTimeoutMs?: number, database?: string): Promise<Session> {
     return Session.open(name, this.postgres(name), {
       applicationName: `cutover/${this.runId}/${purpose}`,
       readOnly: readOnly || this.dryRun,
+      ...(database !== undefined ? { database } : {}),
       lockTimeoutMs: this.runbook.defaults.lockTimeoutMs,
       statementTimeoutMs: statementTimeoutMs ?? this.runbook.defaults.statementTimeoutMs,
     });
@@ -203,6 +204,18 @@ export class StepScope {
       step.timeoutMs === undefined ? rc.signal : AbortSignal.any([rc.signal, AbortSignal.timeout(step.timeoutMs)]);
   }
 
+  /** A session on another database of the same server, with the same credentials. */
+  sessionIn(name: string, database: string): Promise<Session> {
+    const key = `${name}\u0000db\u0000${database}`;
+    let session = this.sessions.get(key);
+    if (session === undefined) {
+      const base = this.phase === 'apply' ? this.step.id : `${this.step.id}/${this.phase}`;
+      session = this.rc.openSession(name, base, this.readOnly, this.step.timeoutMs, database);
+      this.sessions.set(key, session);
+    }
+    return session;
+  }
+
   sessionAs(name: string, user: string, database?: string): Promise<Session> {
     const key = `${name}\u0000${user}\u0000${database ?? ''}`;
     let session = this.sessions.get(key);
@@ -246,6 +259,7 @@ export class StepScope {
       signal: this.signal,
       session: (name, worker) => this.session(name, worker),
       sessionAs: (name, user, database) => this.sessionAs(name, user, database),
+      sessionIn: (name, database) => this.sessionIn(name, database),
       oracle: (name) => this.oracle(name),
       resolved: (name) => rc.resolved(name),
       resolvePath: (file) => path.resolve(rc.runbook.dir, file),

@@ -11,10 +11,11 @@ import { shellStep } from './shell.js';
 import { freezeWritesStep } from './freeze-writes.js';
 import { replicationSlotsStep } from './replication-slots.js';
 import { sequenceResetStep } from './sequence-reset.js';
+import { upgradePrecheckStep } from './upgrade-precheck.js';
 import { sqlStep } from './sql.js';
 import { waitStep } from './wait.js';
 
-export type StepKind = 'sql' | 'shell' | 'confirm' | 'wait' | 'sequence-reset' | 'replication-slots' | 'freeze-writes' | 'compare' | 'analyze';
+export type StepKind = 'sql' | 'shell' | 'confirm' | 'wait' | 'sequence-reset' | 'replication-slots' | 'freeze-writes' | 'compare' | 'analyze' | 'upgrade-precheck';
 
 // Each definition keeps its own config type; the table is checked against the
 // contract, so a kind named in StepKind without a definition does not compile.
@@ -28,6 +29,7 @@ export const stepKinds = {
   'freeze-writes': freezeWritesStep,
   compare: compareStep,
   analyze: analyzeStep,
+  'upgrade-precheck': upgradePrecheckStep,
 } satisfies Record<StepKind, AnyStepDefinition>;
 
 // A definition's functions take its own config type, so definitions are

@@ -1,1 +1,9 @@
-export { startPostgres, binDir, VERSIONS, type PgVersion, type TestServer } from '../../scripts/embedded-postgres.js';
+export {
+  startPostgres,
+  initPostgres,
+  binDir,
+  VERSIONS,
+  DEBIAN_15_BIN,
+  type PgVersion,
+  type TestServer,
+} from '../../scripts/embedded-postgres.js';

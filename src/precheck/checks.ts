@@ -1,0 +1,351 @@
+/**
+ * The checks `pg_upgrade --check` makes (src/bin/pg_upgrade/check.c, for old
+ * 12-18 and new 13-18), made online, read-only, over normal connections to
+ * the live old cluster, plus what pg_upgrade is blind to. Every finding has
+ * an id, a severity, the objects it is about, and what to do.
+ */
+import type { Queryable } from '../db/session.js';
+
+export type Severity = 'error' | 'warning' | 'info';
+
+export interface Finding {
+  readonly id: string;
+  readonly severity: Severity;
+  /** The database it was found in; absent for cluster-wide findings. */
+  readonly database?: string;
+  readonly objects: readonly string[];
+  readonly message: string;
+  readonly remediation: string;
+}
+
+const finding = (f: Finding): Finding => f;
+
+/** Major version from server_version_num (170004 -> 17). */
+export const major = (versionNum: number) => Math.floor(versionNum / 10000);
+
+// ------------------------------------------------------------ cluster-wide
+
+export interface ClusterFacts {
+  readonly versionNum: number;
+  readonly databases: readonly { name: string; allowConn: boolean; invalid: boolean }[];
+  readonly installUser: string;
+  readonly currentUser: string;
+}
+
+export async function clusterFacts(db: Queryable): Promise<ClusterFacts> {
+  const { rows } = await db.query<{ v: number; install: string; me: string }>(
+    `SELECT current_setting('server_version_num')::int AS v, (SELECT rolname FROM pg_roles WHERE oid = 10) AS install, current_user AS me`,
+  );
+  // datconnlimit = -2 marks a database left invalid by an interrupted DROP DATABASE (15+).
+  const { rows: dbs } = await db.query<{ name: string; allow: boolean; invalid: boolean }>(
+    'SELECT datname AS name, datallowconn AS allow, datconnlimit = -2 AS invalid FROM pg_database ORDER BY datname',
+  );
+  const row = rows[0];
+  return {
+    versionNum: row?.v ?? 0,
+    databases: dbs.map((d) => ({ name: d.name, allowConn: d.allow, invalid: d.invalid })),
+    installUser: row?.install ?? '',
+    currentUser: row?.me ?? '',
+  };
+}
+
+export function databaseFindings(facts: ClusterFacts): Finding[] {
+  const out: Finding[] = [];
+  const noConn = facts.databases.filter((d) => d.name !== 'template0' && !d.allowConn).map((d) => d.name);
+  if (noConn.length > 0) {
+    out.push(finding({
+      id: 'database-disallows-connections',
+      severity: 'error',
+      objects: noConn,
+      message: 'databases other than template0 must allow connections: pg_upgrade connects to every one',
+      remediation: 'ALTER DATABASE ... WITH ALLOW_CONNECTIONS true (or drop the database) before the upgrade.',
+    }));
+  }
+  if (facts.databases.some((d) => d.name === 'template0' && d.allowConn)) {
+    out.push(finding({
+      id: 'template0-allows-connections',
+      severity: 'error',
+      objects: ['template0'],
+      message: 'template0 must not allow connections',
+      remediation: 'ALTER DATABASE template0 WITH ALLOW_CONNECTIONS false.',
+    }));
+  }
+  const invalid = facts.databases.filter((d) => d.invalid).map((d) => d.name);
+  if (invalid.length > 0) {
+    out.push(finding({
+      id: 'invalid-database',
+      severity: 'error',
+      objects: invalid,
+      message: 'databases left invalid by an interrupted DROP DATABASE',
+      remediation: 'DROP DATABASE them; they cannot be connected to or upgraded.',
+    }));
+  }
+  if (facts.currentUser !== facts.installUser) {
+    out.push(finding({
+      id: 'not-install-user',
+      severity: 'warning',
+      objects: [facts.currentUser],
+      message: `the checks ran as ${facts.currentUser}; pg_upgrade must run as the install (bootstrap) superuser ${facts.installUser}`,
+      remediation: `Run pg_upgrade with -U ${facts.installUser}; some checks here may not see objects ${facts.currentUser} cannot read.`,
+    }));
+  }
+  return out;
+}
+
+export async function preparedTransactions(db: Queryable): Promise<Finding[]> {
+  const { rows } = await db.query<{ gid: string; database: string }>('SELECT gid, database FROM pg_prepared_xacts ORDER BY gid');
+  return rows.length === 0
+    ? []
+    : [finding({
+        id: 'prepared-transactions',
+        severity: 'error',
+        objects: rows.map((r) => `${r.database}: ${r.gid}`),
+        message: 'prepared transactions exist; pg_upgrade refuses a cluster that has any',
+        remediation: 'COMMIT PREPARED or ROLLBACK PREPARED each one (find their owner first).',
+      })];
+}
+
+export async function longTransactions(db: Queryable): Promise<Finding[]> {
+  const { rows } = await db.query<{ pid: number; datname: string | null; age: string }>(
+    `SELECT pid, datname, (now() - xact_start)::text AS age FROM pg_stat_activity
+      WHERE xact_start < now() - interval '5 minutes' AND pid <> pg_backend_pid() AND backend_type = 'client backend' ORDER BY xact_start`,
+  );
+  return rows.length === 0
+    ? []
+    : [finding({
+        id: 'long-running-transactions',
+        severity: 'warning',
+        objects: rows.map((r) => `pid ${r.pid} (${r.datname ?? '?'}, ${r.age})`),
+        message: 'transactions open for more than 5 minutes: stopping the cluster for the upgrade will wait for or kill them',
+        remediation: 'Find out what they are and end them before the window (pg_terminate_backend), or plan for it.',
+      })];
+}
+
+// ------------------------------------------------------------ per database
+
+/**
+ * Types pg_upgrade cannot carry, by the old versions it checks them for: the
+ * on-disk format or the OIDs they store change between majors.
+ */
+const UNSUPPORTED_TYPES: readonly { id: string; names: string; oldMax: number; newMin: number; why: string; fix: string }[] = [
+  {
+    id: 'reg-types',
+    names: `'regcollation', 'regconfig', 'regdictionary', 'regnamespace', 'regoper', 'regoperator', 'regproc', 'regprocedure'`,
+    oldMax: 99,
+    newMin: 0,
+    why: 'reg* types store OIDs, which pg_upgrade does not preserve (only regclass, regrole and regtype are safe)',
+    fix: 'Change those columns to text (ALTER TABLE ... ALTER COLUMN ... TYPE text) and back after the upgrade, or drop them.',
+  },
+  {
+    id: 'aclitem-type',
+    names: `'aclitem'`,
+    oldMax: 15,
+    newMin: 16,
+    why: 'the aclitem storage format changed in PostgreSQL 16',
+    fix: 'Change those columns to text before the upgrade.',
+  },
+  {
+    id: 'removed-types',
+    names: `'abstime', 'reltime', 'tinterval'`,
+    oldMax: 11,
+    newMin: 12,
+    why: 'these types were removed in PostgreSQL 12',
+    fix: 'Change those columns to timestamptz or interval before the upgrade.',
+  },
+  {
+    id: 'sql-identifier-type',
+    names: `'sql_identifier'`,
+    oldMax: 11,
+    newMin: 12,
+    why: 'the sql_identifier storage format changed in PostgreSQL 12',
+    fix: 'Change those columns to name or text before the upgrade.',
+  },
+];
+
+/**
+ * User columns whose type is one of `names`, or an array, domain or
+ * composite over one (recursively), as pg_upgrade's data type check does.
+ */
+const typeUsageSql = (names: string) => `WITH RECURSIVE base AS (
+    SELECT t.oid FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+     WHERE n.nspname = 'pg_catalog' AND t.typname IN (${names})
+    UNION
+    SELECT t.oid FROM pg_type t, base
+     WHERE t.typelem = base.oid AND t.typlen = -1
+        OR t.typbasetype = base.oid
+        OR t.typtype = 'c' AND t.oid <> base.oid AND EXISTS (
+             SELECT 1 FROM pg_attribute a WHERE a.attrelid = t.typrelid AND a.atttypid = base.oid AND NOT a.attisdropped))
+  SELECT DISTINCT format('%I.%I.%I', n.nspname, c.relname, a.attname) AS object
+    FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE a.atttypid IN (SELECT oid FROM base) AND NOT a.attisdropped AND a.attnum > 0
+     AND c.relkind IN ('r', 'm', 'i') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'
+   ORDER BY 1`;
+
+/** User columns of system composite types (their OIDs differ in the new cluster). */
+const SYSTEM_COMPOSITE_SQL = `SELECT format('%I.%I.%I', n.nspname, c.relname, a.attname) AS object
+    FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+    JOIN pg_type t ON t.oid = a.atttypid
+   WHERE t.typtype = 'c' AND t.oid < 16384 AND NOT a.attisdropped AND a.attnum > 0 AND c.relkind IN ('r', 'm')
+     AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'
+   ORDER BY 1`;
+
+async function objects(db: Queryable, sql: string): Promise<string[]> {
+  return (await db.query<{ object: string }>(sql)).rows.map((r) => r.object);
+}
+
+export interface DatabaseContext {
+  readonly database: string;
+  readonly oldMajor: number;
+  readonly targetMajor: number;
+  /** Whether the runbook replicates logically (publications or logical slots exist). */
+  readonly logical: boolean;
+}
+
+export async function databaseChecks(db: Queryable, c: DatabaseContext): Promise<Finding[]> {
+  const out: Finding[] = [];
+  const add = (f: Omit<Finding, 'database'>) => out.push({ ...f, database: c.database });
+  for (const t of UNSUPPORTED_TYPES) {
+    if (c.oldMajor > t.oldMax || c.targetMajor < t.newMin) continue;
+    const found = await objects(db, typeUsageSql(t.names));
+    if (found.length > 0) add({ id: t.id, severity: 'error', objects: found, message: t.why, remediation: t.fix });
+  }
+  const composite = await objects(db, SYSTEM_COMPOSITE_SQL);
+  if (composite.length > 0) {
+    add({
+      id: 'system-composite-types',
+      severity: 'error',
+      objects: composite,
+      message: 'user columns of system composite types: their OIDs are not preserved',
+      remediation: 'Change those columns to a user-defined type or text before the upgrade.',
+    });
+  }
+  if (c.oldMajor <= 13) {
+    const postfix = await objects(
+      db,
+      `SELECT format('%s(%s)', o.oid::regoperator, o.oprname) AS object FROM pg_operator o
+        WHERE o.oprright = 0 AND o.oid >= 16384 ORDER BY 1`,
+    );
+    if (postfix.length > 0) {
+      add({ id: 'postfix-operators', severity: 'error', objects: postfix, message: 'postfix operators were removed in PostgreSQL 14', remediation: 'Drop them (and what uses them) before the upgrade.' });
+    }
+    const conversions = await objects(db, `SELECT format('%I.%I', n.nspname, c.conname) AS object FROM pg_conversion c JOIN pg_namespace n ON n.oid = c.connamespace WHERE c.oid >= 16384 ORDER BY 1`);
+    if (conversions.length > 0) {
+      add({ id: 'user-encoding-conversions', severity: 'error', objects: conversions, message: 'user-defined encoding conversions changed signature in PostgreSQL 14', remediation: 'Drop them before the upgrade and recreate them after.' });
+    }
+  }
+  if (c.oldMajor <= 11) {
+    const oids = await objects(db, `SELECT format('%I.%I', n.nspname, c.relname) AS object FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relhasoids AND n.nspname NOT IN ('pg_catalog') ORDER BY 1`);
+    if (oids.length > 0) add({ id: 'tables-with-oids', severity: 'error', objects: oids, message: 'WITH OIDS tables cannot be upgraded past 11', remediation: 'ALTER TABLE ... SET WITHOUT OIDS before the upgrade.' });
+  }
+  // Beyond pg_upgrade: what goes wrong after it, or around it.
+  const unlogged = await objects(
+    db,
+    `SELECT format('%I.%I', n.nspname, c.relname) AS object FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relpersistence = 'u' AND c.relkind IN ('r', 'p') ORDER BY 1`,
+  );
+  if (unlogged.length > 0) {
+    add({ id: 'unlogged-tables', severity: 'warning', objects: unlogged, message: 'unlogged tables are carried by pg_upgrade but never reach standbys', remediation: 'Make them logged if standbys need them, or accept they are empty after a failover.' });
+  }
+  const invalid = await objects(
+    db,
+    `SELECT format('%I.%I', n.nspname, c.relname) AS object FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+       JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT i.indisvalid ORDER BY 1`,
+  );
+  if (invalid.length > 0) {
+    add({ id: 'invalid-indexes', severity: 'warning', objects: invalid, message: 'invalid indexes (a failed CREATE INDEX CONCURRENTLY) are carried over invalid', remediation: 'REINDEX or drop and recreate them.' });
+  }
+  if (c.logical) {
+    const noKey = await objects(
+      db,
+      `SELECT format('%I.%I', n.nspname, c.relname) AS object FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.relreplident = 'd'
+          AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'cutover') AND n.nspname !~ '^pg_'
+          AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) ORDER BY 1`,
+    );
+    if (noKey.length > 0) {
+      add({ id: 'tables-without-primary-key', severity: 'warning', objects: noKey, message: 'logical replication cannot replicate UPDATE or DELETE of tables without a primary key or replica identity', remediation: 'Add a primary key, or set REPLICA IDENTITY FULL (slow) or USING INDEX.' });
+    }
+  }
+  return out;
+}
+
+/** Extensions and the shared libraries of C functions in one database. */
+export async function extensionsAndLibraries(db: Queryable): Promise<{ extensions: { name: string; version: string }[]; libraries: string[] }> {
+  const { rows: extensions } = await db.query<{ name: string; version: string }>(
+    'SELECT extname AS name, extversion AS version FROM pg_extension WHERE extname <> $1 ORDER BY 1',
+    ['plpgsql'],
+  );
+  const { rows: libraries } = await db.query<{ lib: string }>(
+    `SELECT DISTINCT p.probin AS lib FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+      WHERE l.lanname = 'c' AND p.probin IS NOT NULL AND p.oid >= 16384 ORDER BY 1`,
+  );
+  return { extensions, libraries: libraries.map((l) => l.lib) };
+}
+
+export interface Slot {
+  readonly name: string;
+  readonly database: string | null;
+  readonly invalid: boolean;
+  readonly behind: number | null;
+}
+
+export async function logicalSlots(db: Queryable): Promise<Slot[]> {
+  const { rows } = await db.query<{ slot: Record<string, unknown>; behind: string | null }>(
+    `SELECT to_jsonb(s) AS slot, pg_wal_lsn_diff(pg_current_wal_insert_lsn(), s.confirmed_flush_lsn)::text AS behind
+       FROM pg_replication_slots s WHERE s.slot_type = 'logical' AND NOT s.temporary ORDER BY s.slot_name`,
+  );
+  return rows.map(({ slot, behind }) => ({
+    name: String(slot['slot_name']),
+    database: typeof slot['database'] === 'string' ? slot['database'] : null,
+    invalid: slot['wal_status'] === 'lost' || (typeof slot['invalidation_reason'] === 'string' && slot['invalidation_reason'] !== ''),
+    behind: behind === null ? null : Number(behind),
+  }));
+}
+
+export function slotFindings(slots: readonly Slot[], oldMajor: number, writesFrozen: boolean): Finding[] {
+  if (slots.length === 0) return [];
+  if (oldMajor < 17) {
+    return [{
+      id: 'logical-slots-not-carried',
+      severity: 'warning',
+      objects: slots.map((s) => s.name),
+      message: `pg_upgrade carries logical slots only from 17 on; from ${oldMajor} they are lost`,
+      remediation: 'Record them (plugin, options) and recreate them on the new cluster after the upgrade; consumers must resynchronise.',
+    }];
+  }
+  const out: Finding[] = [];
+  const invalid = slots.filter((s) => s.invalid).map((s) => s.name);
+  if (invalid.length > 0) {
+    out.push({ id: 'invalid-logical-slots', severity: 'error', objects: invalid, message: 'invalidated logical slots make pg_upgrade fail', remediation: 'Drop them (pg_drop_replication_slot) and recreate after the upgrade.' });
+  }
+  const behind = slots.filter((s) => !s.invalid && (s.behind === null || s.behind > 0)).map((s) => `${s.name} (${s.behind ?? '?'} bytes behind)`);
+  if (behind.length > 0) {
+    out.push({
+      id: 'logical-slots-not-caught-up',
+      severity: writesFrozen ? 'error' : 'warning',
+      objects: behind,
+      message: 'pg_upgrade carries only logical slots that have consumed all WAL up to the shutdown',
+      remediation: 'Freeze writes and let every consumer catch up (replication-slots assert-caught-up) before the upgrade.',
+    });
+  }
+  return out;
+}
+
+export async function subscriptionStates(db: Queryable, database: string): Promise<Finding[]> {
+  const { rows } = await db.query<{ object: string }>(
+    `SELECT format('%I: %I.%I (%s)', s.subname, n.nspname, c.relname, r.srsubstate) AS object
+       FROM pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.srsubid
+       JOIN pg_class c ON c.oid = r.srrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE r.srsubstate NOT IN ('i', 'r') ORDER BY 1`,
+  );
+  return rows.length === 0
+    ? []
+    : [{
+        id: 'subscription-tables-syncing',
+        severity: 'error',
+        database,
+        objects: rows.map((r) => r.object),
+        message: "subscription tables must be in state 'i' or 'r' for pg_upgrade to carry the subscription",
+        remediation: 'Wait until the initial synchronisation is done (pg_subscription_rel.srsubstate = r).',
+      }];
+}

@@ -1,0 +1,110 @@
+/**
+ * What only the new cluster can answer: is it empty and initialised by the
+ * same install user, do its settings match (data checksums, template1
+ * encoding and locale), does it offer every extension and load every library
+ * the old one uses, and can it take the old cluster's logical slots.
+ */
+import type { Queryable } from '../db/session.js';
+import { DatabaseError } from '../errors.js';
+import { clusterFacts, major, type ClusterFacts, type Finding } from './checks.js';
+
+async function setting(db: Queryable, name: string): Promise<string | undefined> {
+  const { rows } = await db.query<{ v: string | null }>('SELECT current_setting($1, true) AS v', [name]);
+  return rows[0]?.v ?? undefined;
+}
+
+async function template1(db: Queryable): Promise<Record<string, unknown>> {
+  const { rows } = await db.query<{ d: Record<string, unknown> }>(
+    `SELECT jsonb_build_object('encoding', pg_encoding_to_char(d.encoding), 'collate', d.datcollate, 'ctype', d.datctype)
+            || jsonb_strip_nulls(jsonb_build_object('provider', to_jsonb(d) -> 'datlocprovider', 'locale', to_jsonb(d) -> 'datlocale', 'icu', to_jsonb(d) -> 'daticulocale')) AS d
+       FROM pg_database d WHERE d.datname = 'template1'`,
+  );
+  return rows[0]?.d ?? {};
+}
+
+export interface OldCluster {
+  readonly facts: ClusterFacts;
+  readonly db: Queryable;
+  readonly extensions: ReadonlyMap<string, readonly string[]>;
+  readonly libraries: ReadonlyMap<string, readonly string[]>;
+  readonly logicalSlots: number;
+  readonly subscriptions: number;
+}
+
+export async function newClusterChecks(
+  old: OldCluster,
+  fresh: Queryable,
+  openDatabase: (database: string) => Promise<Queryable>,
+  targetMajor: number,
+): Promise<Finding[]> {
+  const out: Finding[] = [];
+  const facts = await clusterFacts(fresh);
+  if (major(facts.versionNum) !== targetMajor) {
+    out.push({ id: 'new-cluster-version', severity: 'error', objects: [String(major(facts.versionNum))], message: `the new cluster is PostgreSQL ${major(facts.versionNum)}, not ${targetMajor}`, remediation: 'Point newCluster at the cluster you will upgrade into, or fix targetVersion.' });
+  }
+  if (facts.installUser !== old.facts.installUser) {
+    out.push({ id: 'install-user-differs', severity: 'error', objects: [old.facts.installUser, facts.installUser], message: `the clusters were initialised by different install users (${old.facts.installUser}, ${facts.installUser})`, remediation: `initdb the new cluster with -U ${old.facts.installUser}.` });
+  }
+  const occupied: string[] = [];
+  for (const d of facts.databases.filter((x) => x.allowConn)) {
+    const { rows } = await (await openDatabase(d.name)).query<{ object: string }>(
+      `SELECT format('%I.%I', n.nspname, c.relname) AS object FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.oid >= 16384 AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast' ORDER BY 1 LIMIT 20`,
+    );
+    occupied.push(...rows.map((r) => `${d.name}: ${r.object}`));
+  }
+  if (occupied.length > 0) {
+    out.push({ id: 'new-cluster-not-empty', severity: 'error', objects: occupied, message: 'the new cluster holds user relations', remediation: 'Upgrade into a freshly initialised, empty cluster.' });
+  }
+  const [oldSums, newSums] = [await setting(old.db, 'data_checksums'), await setting(fresh, 'data_checksums')];
+  if (oldSums !== newSums) {
+    out.push({
+      id: 'data-checksums-differ',
+      severity: 'error',
+      objects: [`old ${oldSums ?? '?'}`, `new ${newSums ?? '?'}`],
+      message: 'data checksums must be on in both clusters or off in both (initdb enables them by default from PostgreSQL 18)',
+      remediation: newSums === 'on' ? 'initdb the new cluster with --no-data-checksums, or enable them on the old one with pg_checksums (offline).' : 'initdb the new cluster with --data-checksums.',
+    });
+  }
+  const [oldT1, newT1] = [await template1(old.db), await template1(fresh)];
+  const differing = Object.keys({ ...oldT1, ...newT1 }).filter((k) => JSON.stringify(oldT1[k]) !== JSON.stringify(newT1[k]));
+  if (differing.length > 0) {
+    out.push({ id: 'template1-locale-differs', severity: 'error', objects: differing.map((k) => `${k}: ${JSON.stringify(oldT1[k])} -> ${JSON.stringify(newT1[k])}`), message: 'template1 encoding, locale or locale provider differ between the clusters', remediation: 'initdb the new cluster with the old one\'s encoding, locale and provider.' });
+  }
+  const { rows: available } = await fresh.query<{ name: string }>('SELECT name FROM pg_available_extensions');
+  const offered = new Set(available.map((a) => a.name));
+  const missing = [...old.extensions].filter(([name]) => !offered.has(name)).map(([name, dbs]) => `${name} (in ${dbs.join(', ')})`);
+  if (missing.length > 0) {
+    out.push({ id: 'extension-not-available', severity: 'error', objects: missing, message: 'extensions installed in the old cluster that the new one does not offer', remediation: 'Install their packages for the new version on the new cluster\'s host.' });
+  }
+  const unloadable: string[] = [];
+  for (const [library, dbs] of old.libraries) {
+    try {
+      await fresh.query(`LOAD '${library.replaceAll("'", "''")}'`);
+    } catch (error) {
+      if (!(error instanceof DatabaseError)) throw error;
+      unloadable.push(`${library} (used in ${dbs.join(', ')}): ${error.message}`);
+    }
+  }
+  if (unloadable.length > 0) {
+    out.push({ id: 'library-not-loadable', severity: 'error', objects: unloadable, message: 'shared libraries used by functions in the old cluster that the new one cannot load', remediation: 'Install the library for the new version, or drop the functions that use it.' });
+  }
+  if (old.logicalSlots > 0 && targetMajor >= 17) {
+    const problems: string[] = [];
+    if ((await setting(fresh, 'wal_level')) !== 'logical') problems.push(`wal_level is ${(await setting(fresh, 'wal_level')) ?? '?'}, must be logical`);
+    const maxSlots = Number((await setting(fresh, 'max_replication_slots')) ?? 0);
+    if (maxSlots < old.logicalSlots) problems.push(`max_replication_slots is ${maxSlots}, the old cluster has ${old.logicalSlots} logical slot(s)`);
+    const { rows: slots } = await fresh.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_replication_slots WHERE slot_type = 'logical' AND NOT temporary");
+    if ((slots[0]?.n ?? 0) > 0) problems.push(`the new cluster already has ${slots[0]?.n} logical slot(s)`);
+    if (problems.length > 0) {
+      out.push({ id: 'new-cluster-cannot-take-slots', severity: 'error', objects: problems, message: 'the new cluster is not configured to receive the old cluster\'s logical slots', remediation: 'Set wal_level = logical and max_replication_slots on the new cluster, and drop its logical slots.' });
+    }
+  }
+  if (old.subscriptions > 0 && targetMajor >= 17) {
+    const origins = Number((await setting(fresh, targetMajor >= 18 ? 'max_active_replication_origins' : 'max_replication_slots')) ?? 0);
+    if (origins < old.subscriptions) {
+      out.push({ id: 'new-cluster-cannot-take-subscriptions', severity: 'error', objects: [`${origins} < ${old.subscriptions}`], message: `${targetMajor >= 18 ? 'max_active_replication_origins' : 'max_replication_slots'} on the new cluster is lower than the number of subscriptions`, remediation: 'Raise it on the new cluster before the upgrade.' });
+    }
+  }
+  return out;
+}

@@ -1,0 +1,153 @@
+/**
+ * `upgrade-precheck`: everything that would stop pg_upgrade, known days
+ * before the window, online and read-only against the live old cluster, for
+ * any target major; with `newCluster`, compared against the (initialised,
+ * empty) new cluster; with `pgUpgrade`, the real `pg_upgrade --check` too.
+ * Checks that look inside databases run in every database that allows
+ * connections, as pg_upgrade does. The plan is the report: it runs in a dry
+ * run, and findings at or above `failOn` block the step.
+ */
+import { z } from 'zod';
+import { UsageError } from '../errors.js';
+import { defineStep, type BaseContext, type Json, type Step } from '../engine/step.js';
+import {
+  clusterFacts,
+  databaseChecks,
+  databaseFindings,
+  extensionsAndLibraries,
+  logicalSlots,
+  longTransactions,
+  major,
+  preparedTransactions,
+  slotFindings,
+  subscriptionStates,
+  type Finding,
+} from '../precheck/checks.js';
+import { newClusterChecks } from '../precheck/new-cluster.js';
+import { runPgUpgradeCheck } from '../precheck/pg-upgrade.js';
+
+const config = z.object({
+  targetVersion: z.number().int().min(13).max(30).describe('the major version to upgrade to'),
+  newCluster: z.string().min(1).optional().describe('a connection to the initialised, empty new cluster'),
+  pgUpgrade: z
+    .strictObject({
+      oldBindir: z.string().min(1),
+      newBindir: z.string().min(1),
+      oldDatadir: z.string().min(1),
+      newDatadir: z.string().min(1),
+      user: z.string().min(1).describe('the install superuser (-U)'),
+      jobs: z.number().int().min(1).optional(),
+      oldPort: z.number().int().optional(),
+      newPort: z.number().int().optional(),
+      socketDir: z.string().optional(),
+      runAs: z.array(z.string().min(1)).optional().describe('prefix to run as the data directory owner, e.g. [sudo, -u, postgres]'),
+    })
+    .optional()
+    .describe('also run the real pg_upgrade --check (read-only) with these paths'),
+  writesFrozen: z.boolean().optional().describe('writes are stopped by an earlier step: a lagging logical slot is an error, not a warning'),
+  failOn: z.enum(['error', 'warning']).optional().describe('the severity that blocks the step (default error)'),
+});
+
+type Config = z.output<typeof config>;
+
+const RANK = { error: 2, warning: 1, info: 0 } as const;
+
+const connectionOf = (step: Step<Config>): string => {
+  if (step.connection === undefined) throw new UsageError(`step "${step.id}" needs a connection (the old cluster)`);
+  return step.connection;
+};
+
+async function precheck(ctx: BaseContext, step: Step<Config>): Promise<{ findings: Finding[]; output?: string }> {
+  const c = step.config;
+  const connection = connectionOf(step);
+  const db = await ctx.session(connection);
+  const facts = await clusterFacts(db);
+  const oldMajor = major(facts.versionNum);
+  const findings: Finding[] = [...databaseFindings(facts), ...(await preparedTransactions(db)), ...(await longTransactions(db))];
+  if (oldMajor > c.targetVersion) throw new UsageError(`step "${step.id}": the old cluster is ${oldMajor}, newer than targetVersion ${c.targetVersion}`);
+
+  const slots = await logicalSlots(db);
+  findings.push(...slotFindings(slots, oldMajor, c.writesFrozen === true));
+  const { rows: subs } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_subscription');
+  const { rows: pubs } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_publication');
+
+  const extensions = new Map<string, string[]>();
+  const libraries = new Map<string, string[]>();
+  for (const d of facts.databases.filter((x) => x.allowConn && !x.invalid)) {
+    const session = await ctx.sessionIn(connection, d.name);
+    findings.push(
+      ...(await databaseChecks(session, { database: d.name, oldMajor, targetMajor: c.targetVersion, logical: slots.length > 0 || (pubs[0]?.n ?? 0) > 0 })),
+    );
+    if (oldMajor >= 17) findings.push(...(await subscriptionStates(session, d.name)));
+    const found = await extensionsAndLibraries(session);
+    for (const e of found.extensions) extensions.set(e.name, [...(extensions.get(e.name) ?? []), d.name]);
+    for (const l of found.libraries) libraries.set(l, [...(libraries.get(l) ?? []), d.name]);
+  }
+
+  if (c.newCluster !== undefined) {
+    const fresh = await ctx.session(c.newCluster);
+    findings.push(
+      ...(await newClusterChecks(
+        { facts, db, extensions, libraries, logicalSlots: slots.length, subscriptions: subs[0]?.n ?? 0 },
+        fresh,
+        (database) => ctx.sessionIn(c.newCluster ?? '', database),
+        c.targetVersion,
+      )),
+    );
+  } else {
+    if (extensions.size > 0) {
+      findings.push({ id: 'extensions-to-verify', severity: 'info', objects: [...extensions].map(([n, dbs]) => `${n} (in ${dbs.join(', ')})`), message: `extensions the new ${c.targetVersion} cluster must offer`, remediation: 'Give newCluster to check them, or install their packages for the new version.' });
+    }
+    if (libraries.size > 0) {
+      findings.push({ id: 'libraries-to-verify', severity: 'info', objects: [...libraries.keys()], message: `shared libraries the new ${c.targetVersion} cluster must load`, remediation: 'Give newCluster to check that each loads.' });
+    }
+  }
+
+  if (c.pgUpgrade === undefined) return { findings };
+  const real = await runPgUpgradeCheck(ctx.commands, c.pgUpgrade, ctx.signal);
+  findings.push(...real.findings);
+  return { findings, output: real.output };
+}
+
+export const upgradePrecheckStep = defineStep({
+  kind: 'upgrade-precheck',
+  summary: 'Everything that would stop pg_upgrade, checked online and read-only against the live old cluster',
+  config,
+  connection: { required: true, kinds: ['postgres'] },
+  connections: (c) => (c.newCluster !== undefined ? [c.newCluster] : []),
+  effects: () => 'none',
+  reversibility: () => ({ kind: 'nothing-to-undo' }),
+
+  async plan(ctx, step) {
+    const { findings, output } = await precheck(ctx, step);
+    const order = (f: Finding) => -RANK[f.severity];
+    findings.sort((a, b) => order(a) - order(b) || a.id.localeCompare(b.id));
+    const threshold = RANK[step.config.failOn ?? 'error'];
+    const blocking = findings.filter((f) => RANK[f.severity] >= threshold);
+    const count = (s: Finding['severity']) => findings.filter((f) => f.severity === s).length;
+    return {
+      actions: [],
+      tables: [
+        {
+          title: `pg_upgrade to ${step.config.targetVersion}: findings`,
+          columns: [
+            { key: 'severity', title: 'severity' },
+            { key: 'id', title: 'check' },
+            { key: 'database', title: 'database' },
+            { key: 'objects', title: 'objects' },
+            { key: 'remediation', title: 'what to do' },
+          ],
+          rows: findings.map((f) => ({ ...f, database: f.database ?? null, objects: f.objects.join(', ') })) as unknown as { [key: string]: Json }[],
+          footer: `${count('error')} error(s), ${count('warning')} warning(s), ${count('info')} to verify`,
+        },
+      ],
+      ...(output !== undefined ? { output } : {}),
+      ...(blocking.length > 0 ? { blockers: blocking.map((f) => `${f.id}${f.database ? ` in ${f.database}` : ''}: ${f.message} (${f.objects.slice(0, 5).join(', ')}${f.objects.length > 5 ? ', ...' : ''})`) } : {}),
+      details: { findings: findings as unknown as Json },
+    };
+  },
+
+  async apply() {
+    return { before: null };
+  },
+});
