@@ -349,3 +349,16 @@ export async function subscriptionStates(db: Queryable, database: string): Promi
         remediation: 'Wait until the initial synchronisation is done (pg_subscription_rel.srsubstate = r).',
       }];
 }
+
+/** Copy mode writes every file again: the new data directory's file system needs room for the old cluster. */
+export function diskSpaceFinding(neededBytes: number, freeBytes: number, where: string): Finding[] {
+  if (freeBytes >= neededBytes) return [];
+  const gib = (n: number) => `${(n / 2 ** 30).toFixed(1)} GiB`;
+  return [{
+    id: 'disk-space-for-copy',
+    severity: 'warning',
+    objects: [`${where}: ${gib(freeBytes)} free, the old cluster's databases take ${gib(neededBytes)}`],
+    message: 'pg_upgrade in copy mode would run out of space',
+    remediation: 'Free space, or run pg_upgrade with --link or --clone (no copy; --link means the old cluster cannot be started again once the new one ran).',
+  }];
+}

@@ -7,6 +7,7 @@
  * connections, as pg_upgrade does. The plan is the report: it runs in a dry
  * run, and findings at or above `failOn` block the step.
  */
+import { statfs } from 'node:fs/promises';
 import { z } from 'zod';
 import { UsageError } from '../errors.js';
 import { defineStep, type BaseContext, type Json, type Step } from '../engine/step.js';
@@ -14,6 +15,7 @@ import {
   clusterFacts,
   databaseChecks,
   databaseFindings,
+  diskSpaceFinding,
   extensionsAndLibraries,
   logicalSlots,
   longTransactions,
@@ -104,6 +106,12 @@ async function precheck(ctx: BaseContext, step: Step<Config>): Promise<{ finding
   }
 
   if (c.pgUpgrade === undefined) return { findings };
+  // Readable only when the new data directory is on this host, which pgUpgrade implies.
+  const space = await statfs(c.pgUpgrade.newDatadir).catch(() => undefined);
+  if (space !== undefined) {
+    const { rows } = await db.query<{ bytes: string }>('SELECT sum(pg_database_size(oid))::text AS bytes FROM pg_database WHERE datallowconn');
+    findings.push(...diskSpaceFinding(Number(rows[0]?.bytes ?? 0), space.bavail * space.bsize, c.pgUpgrade.newDatadir));
+  }
   const real = await runPgUpgradeCheck(ctx.commands, c.pgUpgrade, ctx.signal);
   findings.push(...real.findings);
   return { findings, output: real.output };
