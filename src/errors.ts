@@ -153,3 +153,14 @@ export class PlanBlockedError extends Error {
 export class RefusedError extends Error {
   override readonly name = 'RefusedError';
 }
+
+/** A step's state drifted from the saved plan: what was reviewed is not what would run. */
+export class PlanDriftError extends Error {
+  override readonly name = 'PlanDriftError';
+  constructor(
+    readonly stepId: string,
+    readonly differences: readonly string[],
+  ) {
+    super(`the state changed since the plan was saved; nothing was done:\n${differences.map((d) => `  ${d}`).join('\n')}`);
+  }
+}

@@ -17,6 +17,8 @@ export {
   type StepResult,
 } from './engine/executor.js';
 export { TOOL_VERSION, type EngineOptions } from './engine/run-context.js';
+export { SAVED_PLAN_FORMAT, checkSavedPlan, makeSavedPlan, planDrift, readSavedPlan, type SavedPlan } from './engine/saved-plan.js';
+export { parseDuration } from './runbook/duration.js';
 export type { RunEvent, RunStatus, SerializedError } from './engine/events.js';
 export type { RunState, StepState, StepStatus } from './engine/state.js';
 export type { Action, Change, ConfigIssue, PlanTable, StepPlan, StepDefinition, Step, Json } from './engine/step.js';
@@ -25,5 +27,6 @@ export { defineStep } from './engine/step.js';
 export { displayCommand, type CommandRunner } from './engine/commands.js';
 export { DEFAULT_STATE_DIR, listRunIds, findRun, runsDir } from './engine/runs.js';
 export { verifyJournal, readJournal, journalFile, type VerifyResult } from './audit/journal.js';
+export { buildReport, compareRuns, listRuns, type Comparison, type RunReport, type RunSummary, type StepReport } from './audit/report.js';
 export { quoteIdent, quoteQualified } from './db/quote.js';
 export * from './errors.js';

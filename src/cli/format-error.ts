@@ -10,6 +10,7 @@ import {
   DatabaseError,
   LockedError,
   PlanBlockedError,
+  PlanDriftError,
   RefusedError,
   RunbookValidationError,
   StepFailedError,
@@ -41,7 +42,9 @@ export function formatError(error: unknown): string {
   if (error instanceof UnknownOutcomeError) {
     return `${error.message}.\nCheck by hand whether it took effect. Then: mark the step idempotent and resume with --yes, or resume on a terminal and answer the question, or roll back.`;
   }
-  if (error instanceof UsageError || error instanceof PlanBlockedError || error instanceof RefusedError) return error.message;
+  if (error instanceof UsageError || error instanceof PlanBlockedError || error instanceof RefusedError || error instanceof PlanDriftError) {
+    return error.message;
+  }
   if (error instanceof Error) {
     return process.env['CUTOVER_DEBUG'] ? (error.stack ?? error.message) : `${error.name}: ${error.message}`;
   }

@@ -7,6 +7,7 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { RunbookValidationError, TOOL_VERSION, UsageError } from '../index.js';
 import { auditCommand } from './commands/audit.js';
+import { reportCommand, runsCommand } from './commands/report.js';
 import { resumeCommand, rollbackCommand } from './commands/resume.js';
 import { planCommand, runCommand } from './commands/run.js';
 import { schemaCommand } from './commands/schema.js';
@@ -26,6 +27,8 @@ async function main(argv: string[]): Promise<void> {
     .command(resumeCommand)
     .command(rollbackCommand)
     .command(statusCommand)
+    .command(runsCommand)
+    .command(reportCommand)
     .command(auditCommand)
     .command(schemaCommand)
     .demandCommand(1, 'name a command')

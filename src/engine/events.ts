@@ -30,7 +30,17 @@ export type RunEvent =
       readonly toolVersion: string;
       readonly connections: readonly ConnectionIdentity[];
       readonly steps: readonly string[];
-      readonly options: { readonly only?: readonly string[]; readonly from?: string; readonly yes: boolean };
+      /** Steps marked `window: true`: the downtime-critical part. */
+      readonly window?: readonly string[];
+      readonly options: {
+        readonly only?: readonly string[];
+        readonly from?: string;
+        readonly yes: boolean;
+        readonly label?: string;
+        readonly environment?: string;
+        /** The saved plan this run executes. */
+        readonly plan?: { readonly runId: string; readonly createdAt: string };
+      };
     }
   | { readonly type: 'run.resumed'; readonly operator: string; readonly host: string; readonly pid: number; readonly command: 'resume' | 'rollback' }
   | { readonly type: 'target.locked'; readonly connection: string; readonly serverVersion: string }

@@ -16,6 +16,7 @@ import {
   DatabaseError,
   LockedError,
   PlanBlockedError,
+  PlanDriftError,
   StepFailedError,
   UnknownOutcomeError,
   UsageError,
@@ -30,6 +31,7 @@ import { RunContext, TOOL_VERSION, operatorName, redactorFor, resolveAll, type E
 import { DEFAULT_STATE_DIR, findRun, lockRunDir, newRunId, runsDir } from './runs.js';
 import { appliedSteps, foldJournal, inFlight, type RunState, type StepState } from './state.js';
 import type { ApplyOutcome, Json, Step, StepPlan } from './step.js';
+import { planDrift } from './saved-plan.js';
 
 export interface RunOptions extends EngineOptions {
   /** Plan every step and stop: read-only sessions, nothing applied. */
@@ -76,6 +78,8 @@ export function planRunbook(runbook: Runbook, options: Omit<RunOptions, 'dryRun'
 
 export async function runRunbook(runbook: Runbook, options: RunOptions): Promise<RunResult> {
   const steps = selectSteps(runbook, options);
+  const unplanned = steps.filter((s) => options.savedPlan !== undefined && !options.savedPlan.steps.some((p) => p.id === s.id));
+  if (unplanned.length > 0) throw new UsageError(`the saved plan has no plan for step(s) ${unplanned.map((s) => s.id).join(', ')}`);
   const connections = resolveAll(runbook);
   const runId = newRunId();
   const runDir = path.join(runsDir(options.stateDir ?? DEFAULT_STATE_DIR), runId);
@@ -101,10 +105,14 @@ export async function runRunbook(runbook: Runbook, options: RunOptions): Promise
       toolVersion: TOOL_VERSION,
       connections: [...connections.values()].map((c) => c.identity),
       steps: steps.map((s) => s.id),
+      ...(steps.some((s) => s.window) ? { window: steps.filter((s) => s.window).map((s) => s.id) } : {}),
       options: {
         ...(options.only !== undefined ? { only: options.only } : {}),
         ...(options.from !== undefined ? { from: options.from } : {}),
         yes: options.yes === true,
+        ...(options.label !== undefined ? { label: options.label } : {}),
+        ...(options.environment !== undefined ? { environment: options.environment } : {}),
+        ...(options.savedPlan !== undefined ? { plan: { runId: options.savedPlan.runId, createdAt: options.savedPlan.createdAt } } : {}),
       },
     });
     if (dryRun) return await finish(rc, await planAll(rc, steps), started);
@@ -340,7 +348,18 @@ async function planStep(rc: RunContext, step: Step): Promise<{ plan: StepPlan } 
 async function runStep(rc: RunContext, step: Step): Promise<StepOutcome> {
   const planned = await planStep(rc, step);
   if (!('plan' in planned)) return { ok: false, stop: 'failed', error: planned.error };
-  const { plan } = planned;
+  let { plan } = planned;
+  const saved = rc.options.savedPlan?.steps.find((s) => s.id === step.id)?.plan;
+  if (saved !== undefined) {
+    const drift = planDrift(saved, plan);
+    if (drift.length > 0) {
+      const error = new PlanDriftError(step.id, drift);
+      rc.emit({ type: 'step.failed', stepId: step.id, phase: 'plan', error: serializeError(error), durationMs: 0 });
+      return { ok: false, stop: 'failed', error: new StepFailedError(step.id, 'plan', error) };
+    }
+    // The same statements: execute the reviewed plan itself.
+    plan = saved;
+  }
 
   if (step.confirm !== undefined) {
     const gate = await confirmGate(rc, step, step.confirm);

@@ -11,6 +11,7 @@ import { resolveConnection, type ResolvedConnection, type ResolvedPostgres } fro
 import { Session, type Queryable } from '../db/session.js';
 import { openOracle, type OracleConnector, type OracleSession } from '../db/oracle.js';
 import path from 'node:path';
+import type { SavedPlan } from './saved-plan.js';
 import {
   ConfirmationRequiredError,
   UsageError,
@@ -39,6 +40,11 @@ export interface EngineOptions {
   readonly force?: boolean;
   /** Opens Oracle connections; default node-oracledb Thin mode. Tests inject one. */
   readonly oracle?: OracleConnector;
+  /** `run --plan`: execute exactly this reviewed plan, stopping where the state drifted from it. */
+  readonly savedPlan?: SavedPlan;
+  /** Recorded in the journal, for reports and rehearsal comparison (e.g. rehearsal-3, staging). */
+  readonly label?: string;
+  readonly environment?: string;
 }
 
 /** The installed package's version, recorded in every journal. Compiled to dist/src/engine/. */

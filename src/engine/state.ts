@@ -44,6 +44,8 @@ export interface RunState {
   readonly ticket?: string;
   readonly startedAt: string;
   readonly operator: string;
+  readonly label?: string;
+  readonly environment?: string;
   readonly steps: Map<string, StepState>;
   /** Step ids in runbook order, as selected for this run. */
   readonly order: readonly string[];
@@ -67,6 +69,8 @@ export function foldJournal(records: readonly { readonly ts: string; readonly ev
     ...(start.runbook.ticket !== undefined ? { ticket: start.runbook.ticket } : {}),
     startedAt: first.ts,
     operator: start.operator,
+    ...(start.options.label !== undefined ? { label: start.options.label } : {}),
+    ...(start.options.environment !== undefined ? { environment: start.options.environment } : {}),
     steps: new Map(start.steps.map((id) => [id, { id, status: 'pending', applied: false, touched: false, attempts: 0 }])),
     order: start.steps,
     status: 'running',

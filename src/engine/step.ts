@@ -110,6 +110,8 @@ export interface Step<Config = Record<string, unknown>> {
   readonly retries: number;
   readonly confirm?: string;
   readonly idempotent: boolean;
+  /** Part of the downtime window (for reports' projected window). */
+  readonly window: boolean;
   readonly config: Config;
   /** Where the step starts in the runbook file, for messages. */
   readonly line: number;

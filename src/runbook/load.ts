@@ -133,6 +133,7 @@ function toStep(raw: Record<string, unknown>, source: SourceMap, index: number):
     ...(confirm === true ? { confirm: `apply step "${String(raw['id'])}"?` } : {}),
     ...(typeof confirm === 'string' ? { confirm } : {}),
     idempotent: raw['idempotent'] === true,
+    window: raw['window'] === true,
     config,
     line: source.valueAt(['steps', index]).line,
   };

@@ -85,6 +85,10 @@ export const baseStepShape = {
     .union([z.boolean(), z.string()])
     .optional()
     .describe('ask before applying this step (true, or the question to ask)'),
+  window: z
+    .boolean()
+    .optional()
+    .describe('part of the downtime window: reports project the window from the first to the last such step'),
   idempotent: z
     .boolean()
     .optional()

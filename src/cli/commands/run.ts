@@ -1,5 +1,18 @@
+import { writeFileSync } from 'node:fs';
 import type { CommandModule } from 'yargs';
-import { loadRunbook, registry, runRunbook, selectSteps } from '../../index.js';
+import {
+  UsageError,
+  checkSavedPlan,
+  loadRunbook,
+  makeSavedPlan,
+  parseDuration,
+  readSavedPlan,
+  registry,
+  runRunbook,
+  selectSteps,
+  type SavedPlan,
+} from '../../index.js';
+import { io } from '../io.js';
 import { withJson, withStateDir, withYes } from '../options.js';
 import { runWithUi } from '../ui.js';
 
@@ -11,6 +24,11 @@ interface RunArgs {
   yes: boolean;
   json: boolean;
   'state-dir': string;
+  out?: string | undefined;
+  plan?: string | undefined;
+  'max-plan-age'?: string | undefined;
+  label?: string | undefined;
+  environment?: string | undefined;
 }
 
 /** `plan` and `run --dry-run` are the same code path. */
@@ -18,9 +36,34 @@ export async function runOrPlan(args: RunArgs, dryRun: boolean): Promise<number>
   const runbook = loadRunbook(args.runbook, { registry });
   const selection = { ...(args.only ? { only: args.only } : {}), ...(args.from ? { from: args.from } : {}) };
   const ids = selectSteps(runbook, selection).map((s) => s.id);
-  const { code } = await runWithUi(dryRun ? 'plan' : 'run', ids, args.json, (hooks) =>
-    runRunbook(runbook, { registry, stateDir: args['state-dir'], yes: args.yes, dryRun, ...selection, ...hooks }),
+  let savedPlan: SavedPlan | undefined;
+  if (args.plan !== undefined) {
+    const maxAge = parseDuration(args['max-plan-age'] ?? '24h');
+    if (maxAge === undefined) throw new UsageError(`--max-plan-age: expected a duration such as 30m or 24h, got ${args['max-plan-age']}`);
+    savedPlan = readSavedPlan(args.plan);
+    checkSavedPlan(savedPlan, runbook, maxAge);
+  }
+  const { result, code } = await runWithUi(dryRun ? 'plan' : 'run', ids, args.json, (hooks) =>
+    runRunbook(runbook, {
+      registry,
+      stateDir: args['state-dir'],
+      yes: args.yes,
+      dryRun,
+      ...selection,
+      ...(savedPlan !== undefined ? { savedPlan } : {}),
+      ...(args.label !== undefined ? { label: args.label } : {}),
+      ...(args.environment !== undefined ? { environment: args.environment } : {}),
+      ...hooks,
+    }),
   );
+  if (dryRun && args.out !== undefined) {
+    if (result.status !== 'planned') {
+      io.err(`plan not saved to ${args.out}: not every step could be planned`);
+      return code;
+    }
+    writeFileSync(args.out, `${JSON.stringify(makeSavedPlan(runbook, result), null, 2)}\n`);
+    io.err(`plan saved to ${args.out}; execute exactly it with: cutover run ${args.runbook} --plan ${args.out}`);
+  }
   return code;
 }
 
@@ -32,7 +75,11 @@ export const runCommand: CommandModule<object, RunArgs> = {
       .positional('runbook', { type: 'string', demandOption: true })
       .option('dry-run', { type: 'boolean', default: false, describe: 'plan only (same as cutover plan)' })
       .option('only', { type: 'string', array: true, describe: 'run only these step ids' })
-      .option('from', { type: 'string', describe: 'start at this step id' }) as never,
+      .option('from', { type: 'string', describe: 'start at this step id' })
+      .option('plan', { type: 'string', describe: 'execute exactly this saved plan (cutover plan --out); stop where the state drifted' })
+      .option('max-plan-age', { type: 'string', default: '24h', describe: 'refuse a saved plan older than this' })
+      .option('label', { type: 'string', describe: 'a name for this run in reports, e.g. rehearsal-3' })
+      .option('environment', { type: 'string', describe: 'where it runs, e.g. staging or production' }) as never,
   handler: async (args) => {
     process.exitCode = await runOrPlan(args, args['dry-run']);
   },
@@ -45,7 +92,8 @@ export const planCommand: CommandModule<object, RunArgs> = {
     withJson(withStateDir(y))
       .positional('runbook', { type: 'string', demandOption: true })
       .option('only', { type: 'string', array: true, describe: 'plan only these step ids' })
-      .option('from', { type: 'string', describe: 'start at this step id' }) as never,
+      .option('from', { type: 'string', describe: 'start at this step id' })
+      .option('out', { type: 'string', describe: 'save the plan to this file, for review and cutover run --plan' }) as never,
   handler: async (args) => {
     process.exitCode = await runOrPlan({ ...args, yes: false }, true);
   },

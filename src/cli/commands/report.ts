@@ -1,0 +1,76 @@
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { CommandModule } from 'yargs';
+import { UsageError, buildReport, compareRuns, findRun, listRuns, runsDir } from '../../index.js';
+import { ExitCode } from '../exit-codes.js';
+import { io } from '../io.js';
+import { withJson, withStateDir } from '../options.js';
+import { comparisonHtml, reportHtml } from '../report/html.js';
+import { comparisonMarkdown, reportMarkdown } from '../report/markdown.js';
+
+interface ReportArgs {
+  runIds: string[] | undefined;
+  compare: boolean;
+  format: 'md' | 'html' | 'json';
+  out: string | undefined;
+  'slower-than': number;
+  'state-dir': string;
+}
+
+export const reportCommand: CommandModule<object, ReportArgs> = {
+  command: 'report [runIds..]',
+  describe: 'A run for change review (Markdown, one self-contained HTML page, or JSON), or --compare rehearsals',
+  builder: (y) =>
+    withStateDir(y)
+      .positional('runIds', { type: 'string', array: true, describe: 'run id(s); default: the newest run' })
+      .option('compare', { type: 'boolean', default: false, describe: 'compare the given runs step by step' })
+      .option('format', { choices: ['md', 'html', 'json'] as const, default: 'md' as const })
+      .option('out', { type: 'string', describe: 'write to this file instead of standard output' })
+      .option('slower-than', { type: 'number', default: 20, describe: 'with --compare: flag steps slower by more than this percentage' }) as never,
+  handler: (args) => {
+    const stateDir = args['state-dir'];
+    const ids = args.runIds?.length ? args.runIds : [findRun(stateDir, undefined)];
+    const reports = ids.map((id) => buildReport(path.join(runsDir(stateDir), findRun(stateDir, id))));
+    let output: string;
+    if (args.compare) {
+      if (reports.length < 2) throw new UsageError('--compare needs at least two run ids');
+      const comparison = compareRuns(reports);
+      const threshold = args['slower-than'] / 100;
+      output =
+        args.format === 'json' ? JSON.stringify(comparison, null, 2) : args.format === 'html' ? comparisonHtml(comparison, threshold) : comparisonMarkdown(comparison, threshold);
+    } else {
+      if (reports.length !== 1) throw new UsageError('one run id at a time, or --compare');
+      const report = reports[0];
+      if (report === undefined) throw new UsageError('no run');
+      output = args.format === 'json' ? JSON.stringify(report, null, 2) : args.format === 'html' ? reportHtml(report) : reportMarkdown(report);
+    }
+    if (args.out !== undefined) {
+      writeFileSync(args.out, output);
+      io.err(`report written to ${args.out}`);
+    } else io.out(output);
+    process.exitCode = ExitCode.ok;
+  },
+};
+
+interface RunsArgs {
+  json: boolean;
+  'state-dir': string;
+}
+
+export const runsCommand: CommandModule<object, RunsArgs> = {
+  command: 'runs',
+  describe: 'List past runs, newest first: id, label, environment, runbook, start, outcome, duration',
+  builder: (y) => withJson(withStateDir(y)) as never,
+  handler: (args) => {
+    const runs = listRuns(args['state-dir']);
+    if (args.json) io.out(JSON.stringify(runs, null, 2));
+    else if (runs.length === 0) io.out('no runs yet');
+    else {
+      const rows = runs.map((r) => [r.runId, r.mode, r.label ?? '', r.environment ?? '', r.runbook, r.startedAt, r.status, r.durationMs === undefined ? '' : `${(r.durationMs / 1000).toFixed(1)}s`]);
+      const head = ['run', 'mode', 'label', 'environment', 'runbook', 'started', 'outcome', 'duration'];
+      const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+      for (const r of [head, ...rows]) io.out(r.map((c, i) => (c ?? '').padEnd(widths[i] ?? 0)).join('  ').trimEnd());
+    }
+    process.exitCode = ExitCode.ok;
+  },
+};

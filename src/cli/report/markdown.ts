@@ -1,0 +1,97 @@
+/** Reports as Markdown: for the change ticket and for diffing rehearsals. */
+import { displayCommand, formatDuration, type Action, type Comparison, type PlanTable, type RunReport } from '../../index.js';
+
+const ms = (value: number | null | undefined) => (value === null || value === undefined ? '–' : formatDuration(value));
+const cell = (value: unknown) => (value === null || value === undefined ? '' : String(typeof value === 'string' ? value : JSON.stringify(value))).replaceAll('|', '\\|').replaceAll('\n', ' ');
+
+function action(a: Action): string {
+  switch (a.type) {
+    case 'sql':
+      return `-- [${a.connection}]${a.params?.length ? ` params: ${JSON.stringify(a.params).slice(0, 300)}` : ''}\n${a.sql.trim()};`;
+    case 'command':
+      return `$ ${displayCommand(a.argv)}`;
+    case 'prompt':
+      return `? ${a.question}`;
+    case 'poll':
+      return `-- [${a.connection}] poll every ${formatDuration(a.intervalMs)} for up to ${formatDuration(a.timeoutMs)}\n${a.sql.trim()};`;
+  }
+}
+
+function table(t: PlanTable): string[] {
+  return [
+    `**${t.title}**`,
+    '',
+    `| ${t.columns.map((c) => c.title).join(' | ')} |`,
+    `| ${t.columns.map((c) => (c.align === 'right' ? '---:' : '---')).join(' | ')} |`,
+    ...t.rows.map((r) => `| ${t.columns.map((c) => cell(r[c.key])).join(' | ')} |`),
+    ...(t.footer ? ['', t.footer] : []),
+    '',
+  ];
+}
+
+export function reportMarkdown(r: RunReport): string {
+  const lines = [
+    `# ${r.runbook.name}: run ${r.runId}`,
+    '',
+    `| | |`,
+    `| --- | --- |`,
+    `| outcome | **${r.status}** (${r.mode}) |`,
+    ...(r.runbook.ticket ? [`| ticket | ${cell(r.runbook.ticket)} |`] : []),
+    ...(r.label ? [`| label | ${cell(r.label)} |`] : []),
+    ...(r.environment ? [`| environment | ${cell(r.environment)} |`] : []),
+    `| runbook | ${cell(r.runbook.file)} |`,
+    `| sha256 | \`${r.runbook.sha256}\` |`,
+    `| operator | ${cell(r.operator)} on ${cell(r.host)} |`,
+    `| tool | cutover ${r.toolVersion} |`,
+    `| started | ${r.startedAt} |`,
+    `| finished | ${r.finishedAt ?? '(not finished)'} |`,
+    `| journal | ${r.chain.ok ? 'hash chain verifies' : `**does not verify**: ${r.chain.problems.join('; ')}`}; head \`${r.chain.head}\` |`,
+    '',
+    '## Steps',
+    '',
+    '| step | status | duration | attempts | rollback |',
+    '| --- | --- | ---: | ---: | --- |',
+    ...r.steps.map((s) => `| ${s.id}${s.window ? ' (window)' : ''} | ${s.status} | ${ms(s.durationMs)} | ${s.attempts} | ${s.rollback ? `${s.rollback.outcome}${s.rollback.reason ? `: ${cell(s.rollback.reason)}` : ''}` : ''} |`),
+    '',
+  ];
+  for (const s of r.steps) {
+    lines.push(`### ${s.id}: ${s.status}`, '');
+    if (s.actions.length > 0) lines.push('```sql', ...s.actions.map(action), '```', '');
+    for (const t of s.tables) lines.push(...table(t));
+    for (const n of s.notes) lines.push(`- ${n}`);
+    if (s.notes.length > 0) lines.push('');
+    if (s.output) lines.push('Output:', '', '```', s.output.trimEnd(), '```', '');
+    for (const e of s.errors) {
+      lines.push(`> **${e.name}${e.sqlstate ? ` ${e.sqlstate}` : ''}**: ${e.message.replaceAll('\n', ' ')}${e.detail ? ` DETAIL: ${e.detail}` : ''}${e.hint ? ` HINT: ${e.hint}` : ''}`, '');
+    }
+  }
+  return lines.join('\n');
+}
+
+export function comparisonMarkdown(c: Comparison, slowerThan: number): string {
+  const label = (r: RunReport) => r.label ?? r.runId;
+  const base = (d: readonly (number | null)[]) => d[0] ?? null;
+  const lines = [
+    `# ${c.runs[0]?.runbook.name ?? ''}: ${c.runs.map(label).join(' vs ')}`,
+    '',
+    `| step | ${c.runs.map(label).join(' | ')} | delta | |`,
+    `| --- | ${c.runs.map(() => '---:').join(' | ')} | ---: | --- |`,
+  ];
+  const slower: string[] = [];
+  for (const s of c.steps) {
+    const first = base(s.durations);
+    const last = s.durations.at(-1) ?? null;
+    const delta = first !== null && last !== null ? last - first : null;
+    const flagged = first !== null && last !== null && first > 0 && (last - first) / first > slowerThan;
+    if (flagged) slower.push(s.id);
+    lines.push(`| ${s.id}${s.window ? ' (window)' : ''} | ${s.durations.map(ms).join(' | ')} | ${delta === null ? '–' : `${delta >= 0 ? '+' : '-'}${formatDuration(Math.abs(delta))}`} | ${flagged ? `slower by more than ${Math.round(slowerThan * 100)}%` : ''} |`);
+  }
+  lines.push(
+    '',
+    `Projected window (first to last step marked \`window: true\`): ${c.windows.map((w, i) => `${label(c.runs[i] as RunReport)} ${ms(w)}`).join(', ')}`,
+    '',
+    slower.length > 0 ? `Slower: ${slower.join(', ')}` : 'No step got slower by more than the threshold.',
+    '',
+  );
+  return lines.join('\n');
+}
