@@ -4,7 +4,8 @@
  * printable. A timeline has one bar per step on a time axis; failed and
  * rolled-back steps are marked; SQL is collapsible.
  */
-import { displayCommand, formatDuration, type Action, type Comparison, type PlanTable, type RunReport, type StepReport } from '../../index.js';
+import { formatDuration, type Comparison, type PlanTable, type RunReport, type StepReport } from '../../index.js';
+import { actionText } from './markdown.js';
 
 const esc = (value: unknown): string =>
   String(value ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] ?? c);
@@ -54,19 +55,6 @@ function page(title: string, body: string): string {
 `;
 }
 
-function action(a: Action): string {
-  switch (a.type) {
-    case 'sql':
-      return `-- [${a.connection}]${a.params?.length ? ` params: ${JSON.stringify(a.params).slice(0, 300)}` : ''}\n${a.sql.trim()};`;
-    case 'command':
-      return `$ ${displayCommand(a.argv)}`;
-    case 'prompt':
-      return `? ${a.question}`;
-    case 'poll':
-      return `-- [${a.connection}] poll every ${formatDuration(a.intervalMs)} for up to ${formatDuration(a.timeoutMs)}\n${a.sql.trim()};`;
-  }
-}
-
 function table(t: PlanTable): string {
   return `<h4>${esc(t.title)}</h4><table><thead><tr>${t.columns.map((c) => `<th class="sortable">${esc(c.title)}</th>`).join('')}</tr></thead><tbody>${t.rows
     .map((r) => `<tr>${t.columns.map((c) => `<td${c.align === 'right' ? ' class="num"' : ''}>${text(r[c.key])}</td>`).join('')}</tr>`)
@@ -109,7 +97,7 @@ ${r.environment ? `<tr><th>environment</th><td>${esc(r.environment)}</td></tr>` 
   const steps = r.steps
     .map(
       (s) => `<section><h3>${esc(s.id)} <span class="status-${esc(s.status)}">${esc(s.status)}</span> ${ms(s.durationMs)}${s.attempts > 1 ? `, ${s.attempts} attempts` : ''}${s.window ? ' (window)' : ''}</h3>
-${s.actions.length > 0 ? `<details><summary>SQL and commands (${s.actions.length})</summary><pre>${esc(s.actions.map(action).join('\n\n'))}</pre></details>` : ''}
+${s.actions.length > 0 ? `<details><summary>SQL and commands (${s.actions.length})</summary><pre>${esc(s.actions.map(actionText).join('\n\n'))}</pre></details>` : ''}
 ${s.tables.map(table).join('')}
 ${s.notes.length > 0 ? `<ul>${s.notes.map((n) => `<li>${esc(n)}</li>`).join('')}</ul>` : ''}
 ${s.output ? `<details><summary>output</summary><pre>${esc(s.output)}</pre></details>` : ''}

@@ -4,7 +4,8 @@ import { displayCommand, formatDuration, type Action, type Comparison, type Plan
 const ms = (value: number | null | undefined) => (value === null || value === undefined ? '–' : formatDuration(value));
 const cell = (value: unknown) => (value === null || value === undefined ? '' : String(typeof value === 'string' ? value : JSON.stringify(value))).replaceAll('|', '\\|').replaceAll('\n', ' ');
 
-function action(a: Action): string {
+/** One action as a reader sees it in a report: SQL with its connection and parameters, or the command line. */
+export function actionText(a: Action): string {
   switch (a.type) {
     case 'sql':
       return `-- [${a.connection}]${a.params?.length ? ` params: ${JSON.stringify(a.params).slice(0, 300)}` : ''}\n${a.sql.trim()};`;
@@ -56,7 +57,7 @@ export function reportMarkdown(r: RunReport): string {
   ];
   for (const s of r.steps) {
     lines.push(`### ${s.id}: ${s.status}`, '');
-    if (s.actions.length > 0) lines.push('```sql', ...s.actions.map(action), '```', '');
+    if (s.actions.length > 0) lines.push('```sql', ...s.actions.map(actionText), '```', '');
     for (const t of s.tables) lines.push(...table(t));
     for (const n of s.notes) lines.push(`- ${n}`);
     if (s.notes.length > 0) lines.push('');
