@@ -1,73 +1,149 @@
 /**
- * `npm run demo`: starts its own PostgreSQL (embedded, no other setup),
- * creates a small database, then drives the real CLI through plan, run,
- * status, audit verify and rollback of runbooks/demo.yaml.
+ * `npm run demo`: a whole logical-replication cutover on two embedded
+ * PostgreSQL servers, no other setup. A shop database on the old primary
+ * replicates to the new one while an application keeps writing orders; the
+ * real CLI plans and runs templates/logical-replication-cutover.yaml (freeze,
+ * caught up, compare, sequences, detach, statistics, switch), shows the
+ * sequences a naive START WITH would have left behind next to what cutover
+ * set, writes the HTML report, and stops both servers.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { startPostgres } from './embedded-postgres.js';
+import pg from 'pg';
+import { listRuns, readJournal, runsDir } from '../src/index.js';
+import { startPostgres, type TestServer } from './embedded-postgres.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const cli = path.join(root, 'dist', 'src', 'cli', 'main.js');
-const runbook = path.join(root, 'runbooks', 'demo.yaml');
+const runbook = path.join(root, 'templates', 'logical-replication-cutover.yaml');
+const SUBSCRIPTION = 'cutover_sub';
 
-function cutover(args: string[], env: NodeJS.ProcessEnv): number {
+/** Asynchronous, so the shop application keeps writing while the CLI runs. */
+function cutover(args: string[], env: NodeJS.ProcessEnv): Promise<number> {
   process.stdout.write(`\n$ cutover ${args.join(' ')}\n`);
-  const result = spawnSync(process.execPath, [cli, ...args], { stdio: 'inherit', env });
-  return result.status ?? 1;
+  const child = spawn(process.execPath, [cli, ...args], { stdio: 'inherit', env });
+  return new Promise((resolve) => child.on('close', (code) => resolve(code ?? 1)));
+}
+
+const SHOP = `CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL);
+  CREATE TABLE orders (id bigserial PRIMARY KEY, customer_id int NOT NULL REFERENCES customers, amount numeric(10, 2), note text);`;
+
+async function until(check: () => Promise<boolean>, what: string): Promise<void> {
+  for (const deadline = Date.now() + 30_000; !(await check()); await sleep(100)) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+  }
+}
+
+/** The application: inserts an order every 20 ms as shop_app, until told to stop. */
+function application(old: TestServer): { stop(): Promise<{ written: number; refused: number }> } {
+  let running = true;
+  let written = 0;
+  let refused = 0;
+  const loop = (async () => {
+    let client: pg.Client | undefined;
+    while (running) {
+      try {
+        if (client === undefined) {
+          client = new pg.Client({ connectionString: old.urlFor('shop').replace('postgres@', 'shop_app@') });
+          client.on('error', () => {});
+          await client.connect();
+        }
+        await client.query("INSERT INTO orders (customer_id, amount, note) VALUES (1 + floor(random() * 200)::int, 9.99, 'web')");
+        written++;
+      } catch {
+        refused++;
+        await client?.end().catch(() => {});
+        client = undefined;
+      }
+      await sleep(20);
+    }
+    await client?.end().catch(() => {});
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop;
+      return { written, refused };
+    },
+  };
 }
 
 async function main(): Promise<void> {
-  process.stdout.write('starting an embedded PostgreSQL 18 …\n');
-  const server = await startPostgres(18);
+  process.stdout.write('starting two embedded PostgreSQL 18 servers (old primary, new primary) …\n');
+  const [old, fresh] = await Promise.all([startPostgres(18, { wal_level: 'logical' }), startPostgres(18, { wal_level: 'logical' })]);
+  process.stdout.write(`old primary: port ${old.port}, ${old.dataDir}\nnew primary: port ${fresh.port}, ${fresh.dataDir}\n`);
+  let app: ReturnType<typeof application> | undefined;
   try {
-    // The old database handed out order ids 1-3 and invoice numbers up to
-    // 1041; the new one got the rows, but its sequences start from scratch.
-    await server.query('CREATE DATABASE legacy');
-    await server.query(
-      `CREATE TABLE orders (id serial PRIMARY KEY, item text NOT NULL);
-       CREATE SEQUENCE invoice_no START 1000;
-       INSERT INTO orders (item) VALUES ('anvil'), ('rope'), ('rocket skates');
-       SELECT setval('invoice_no', 1041);`,
-      [],
-      'legacy',
-    );
-    await server.query('CREATE DATABASE shop');
-    await server.query(
-      `CREATE TABLE orders (id serial PRIMARY KEY, item text NOT NULL);
-       CREATE SEQUENCE invoice_no START 1000;
-       INSERT INTO orders (id, item) VALUES (1, 'anvil'), (2, 'rope'), (3, 'rocket skates');`,
+    for (const server of [old, fresh]) {
+      await server.query('CREATE DATABASE shop');
+      await server.query(SHOP, [], 'shop');
+    }
+    await old.query('CREATE ROLE shop_app LOGIN');
+    await old.query(
+      `GRANT SELECT, INSERT ON customers, orders TO shop_app; GRANT USAGE ON SEQUENCE orders_id_seq TO shop_app;
+       INSERT INTO customers (name) SELECT 'customer ' || g FROM generate_series(1, 200) g;
+       INSERT INTO orders (customer_id, amount, note) SELECT 1 + g % 200, (g % 500) / 10.0, 'shop' FROM generate_series(1, 5000) g;
+       CREATE PUBLICATION shop_pub FOR TABLE customers, orders;`,
       [],
       'shop',
     );
+    await fresh.query(
+      `CREATE SUBSCRIPTION ${SUBSCRIPTION} CONNECTION 'host=127.0.0.1 port=${old.port} dbname=shop user=postgres' PUBLICATION shop_pub`,
+      [],
+      'shop',
+    );
+    await until(async () => (await fresh.query<{ n: number }>('SELECT count(*)::int AS n FROM orders', [], 'shop'))[0]?.n === 5000, 'the initial copy');
+    app = application(old);
+    process.stdout.write('replicating; the shop application is writing orders to the old primary …\n');
+    await sleep(1000);
+
     const stateDir = mkdtempSync(path.join(os.tmpdir(), 'cutover-demo-'));
     const env = {
       ...process.env,
-      DEMO_SOURCE_URL: server.urlFor('legacy'),
-      DEMO_TARGET_URL: server.urlFor('shop'),
+      CHANGE_TICKET: 'CHG-DEMO',
+      OLD_URL: old.urlFor('shop'),
+      NEW_URL: fresh.urlFor('shop'),
+      SUBSCRIPTION,
       CUTOVER_STATE_DIR: stateDir,
     };
     const steps: [string[], number][] = [
       [['validate', runbook], 0],
-      [['plan', runbook], 0],
-      [['run', runbook, '--yes'], 0],
-      [['status', '--last'], 0],
-      [['audit', 'verify', '--last'], 0],
-      [['rollback', '--last', '--yes'], 0],
+      // Planned while the application still writes: compare would (rightly) find the copy behind, so it waits for the run.
+      [['plan', runbook, '--only', 'slots-before', 'sequences'], 0],
+      [['run', runbook, '--yes', '--label', 'demo', '--environment', 'laptop'], 0],
     ];
     for (const [args, expected] of steps) {
-      const code = cutover(args, env);
+      const code = await cutover(args, env);
       if (code !== expected) throw new Error(`cutover ${args.join(' ')} exited ${code}, expected ${expected}`);
     }
-    const columns = await server.query("SELECT attname FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attnum > 0 AND NOT attisdropped", [], 'shop');
-    process.stdout.write(
-      `\nafter rollback, orders has columns: ${columns.map((c) => c['attname']).join(', ')}\njournals are under ${path.join(stateDir, 'runs')}\n`,
-    );
+    const { written, refused } = await app.stop();
+    app = undefined;
+    process.stdout.write(`\nthe application wrote ${written} orders, then ${refused} writes were refused after the freeze\n`);
+
+    const run = listRuns(stateDir).find((r) => r.mode === 'run');
+    if (run === undefined) throw new Error('no run recorded');
+    const planned = readJournal(path.join(runsDir(stateDir), run.runId)).find(
+      (r) => r.event.type === 'step.planned' && r.event.stepId === 'sequences',
+    )?.event;
+    const rows = (planned?.type === 'step.planned' ? planned.plan.tables?.[0]?.rows : undefined) ?? [];
+    process.stdout.write('\nsequences on the new primary:\n  sequence                  next after START WITH   next set by cutover\n');
+    for (const row of rows) {
+      // START WITH changes only what RESTART goes back to: the counter stays where it was.
+      process.stdout.write(`  ${String(row['sequence']).padEnd(26)}${String(row['current']).padStart(20)}${String(row['next']).padStart(22)}\n`);
+    }
+    const [{ max } = { max: '?' }] = await fresh.query<{ max: string }>('SELECT max(id)::text AS max FROM orders', [], 'shop');
+    process.stdout.write(`  (orders already holds ids up to ${max}: the first insert after START WITH would have collided)\n`);
+
+    const report = path.join(stateDir, 'report.html');
+    if ((await cutover(['report', run.runId, '--format', 'html', '--out', report], env)) !== 0) throw new Error('report failed');
+    process.stdout.write(`\nreport: ${report}\njournals: ${runsDir(stateDir)}\n`);
   } finally {
-    await server.stop();
+    await app?.stop();
+    await Promise.all([old.stop(), fresh.stop()]);
   }
 }
 

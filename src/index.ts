@@ -30,3 +30,4 @@ export { verifyJournal, readJournal, journalFile, type VerifyResult } from './au
 export { buildReport, compareRuns, listRuns, type Comparison, type RunReport, type RunSummary, type StepReport } from './audit/report.js';
 export { quoteIdent, quoteQualified } from './db/quote.js';
 export * from './errors.js';
+export { listTemplates, template, TEMPLATES_DIR, type Template } from './templates.js';

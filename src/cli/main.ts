@@ -9,6 +9,7 @@ import { RunbookValidationError, TOOL_VERSION, UsageError } from '../index.js';
 import { auditCommand } from './commands/audit.js';
 import { reportCommand, runsCommand } from './commands/report.js';
 import { resumeCommand, rollbackCommand } from './commands/resume.js';
+import { initCommand } from './commands/init.js';
 import { planCommand, runCommand } from './commands/run.js';
 import { schemaCommand } from './commands/schema.js';
 import { statusCommand } from './commands/status.js';
@@ -21,6 +22,7 @@ async function main(argv: string[]): Promise<void> {
   await yargs(argv)
     .scriptName('cutover')
     .usage('$0 <command>\n\nDeclarative, audited, reversible runbooks for database cutovers.')
+    .command(initCommand)
     .command(validateCommand)
     .command(planCommand)
     .command(runCommand)
