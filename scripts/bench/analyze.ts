@@ -15,6 +15,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { parseRunbook, registry, runRunbook, type RunEvent } from '../../src/index.js';
 import { startPostgres, type PgVersion, type TestServer } from '../embedded-postgres.js';
+import { median, time } from './measure.js';
 
 export interface AnalyzeBenchOptions {
   readonly version: PgVersion;
@@ -60,13 +61,6 @@ async function clearStats(server: TestServer, db: string): Promise<void> {
   );
 }
 
-async function time(body: () => Promise<void> | void): Promise<number> {
-  const started = process.hrtime.bigint();
-  await body();
-  return Number(process.hrtime.bigint() - started) / 1e6;
-}
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 
 export async function benchAnalyze(options: AnalyzeBenchOptions): Promise<void> {
   const { version, repeat, tables } = options;

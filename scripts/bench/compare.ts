@@ -14,6 +14,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { parseRunbook, registry, planRunbook, type RunEvent } from '../../src/index.js';
 import { startPostgres, type PgVersion, type TestServer } from '../embedded-postgres.js';
+import { median, time } from './measure.js';
 
 export interface CompareBenchOptions {
   readonly sizeMb: number;
@@ -43,12 +44,6 @@ async function load(server: TestServer, sizeMb: number): Promise<string[]> {
   return tables.map(([t]) => t);
 }
 
-async function time(body: () => Promise<void>): Promise<number> {
-  const started = process.hrtime.bigint();
-  await body();
-  return Number(process.hrtime.bigint() - started) / 1e6;
-}
-
 /** count(*) of every table on one server, in `jobs` new sessions (as the step opens its own), largest first. */
 async function countByHand(server: TestServer, tables: readonly string[], jobs: number): Promise<void> {
   const queue = [...tables];
@@ -65,7 +60,6 @@ async function countByHand(server: TestServer, tables: readonly string[], jobs: 
   );
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 
 export async function benchCompare(options: CompareBenchOptions): Promise<void> {
   const { sizeMb, version, repeat, jobs } = options;

@@ -19,6 +19,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { parseRunbook, registry, runRunbook, type RunEvent } from '../../src/index.js';
 import { startPostgres, type PgVersion, type TestServer } from '../embedded-postgres.js';
+import { median, time } from './measure.js';
 
 const PSQL = '/usr/lib/postgresql/15/bin/psql';
 
@@ -59,13 +60,6 @@ async function assertAllAt(server: TestServer, names: readonly string[], next: r
   if (row?.wrong !== '0') throw new Error(`${method} left ${row?.wrong} sequence(s) at the wrong value`);
 }
 
-async function time(body: () => Promise<void>): Promise<number> {
-  const started = process.hrtime.bigint();
-  await body();
-  return Number(process.hrtime.bigint() - started) / 1e6;
-}
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 const ms = (x: number) => `${x.toFixed(1)} ms`;
 
 export async function benchSequences(options: SequenceBenchOptions): Promise<void> {

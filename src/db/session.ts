@@ -120,16 +120,8 @@ export class Session implements Queryable {
   }
 
   /** Runs `body` in a transaction; commits if it returns, rolls back if it throws. */
-  async transaction<T>(body: (tx: Queryable) => Promise<T>): Promise<T> {
-    await this.query('BEGIN');
-    try {
-      const result = await body(this);
-      await this.query('COMMIT');
-      return result;
-    } catch (error) {
-      await this.query('ROLLBACK').catch(() => {});
-      throw error;
-    }
+  transaction<T>(body: (tx: Queryable) => Promise<T>): Promise<T> {
+    return inTransaction(this, () => body(this));
   }
 
   async close(): Promise<void> {
@@ -159,4 +151,17 @@ export function toDatabaseError(connection: string, error: unknown, sql?: string
     ...(position !== undefined && Number.isFinite(position) ? { position } : {}),
     ...(sql !== undefined ? { sql } : {}),
   });
+}
+
+/** Runs `body` in a transaction on `db`; commits if it returns, rolls back if it throws. */
+export async function inTransaction<T>(db: Queryable, body: () => Promise<T>): Promise<T> {
+  await db.query('BEGIN');
+  try {
+    const result = await body();
+    await db.query('COMMIT');
+    return result;
+  } catch (error) {
+    await db.query('ROLLBACK').catch(() => {});
+    throw error;
+  }
 }

@@ -20,7 +20,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { DatabaseError, UsageError, VerificationError } from '../errors.js';
 import { defineStep, type Action, type BaseContext, type Json, type Step } from '../engine/step.js';
-import type { Queryable } from '../db/session.js';
+import { inTransaction, type Queryable } from '../db/session.js';
 import { quoteIdent, quoteLiteral } from '../db/quote.js';
 import { duration } from '../runbook/schema.js';
 
@@ -267,15 +267,10 @@ export const freezeWritesStep = defineStep({
     };
     ctx.recordBefore(before as unknown as Json);
 
-    await db.query('BEGIN');
-    try {
+    await inTransaction(db, async () => {
       for (const s of settings) await db.query(freezeStatement(s));
       if (step.config.blockConnections === true) for (const r of scope.roles) await db.query(`ALTER ROLE ${quoteIdent(r)} NOLOGIN`);
-      await db.query('COMMIT');
-    } catch (error) {
-      await db.query('ROLLBACK').catch(() => {});
-      throw error;
-    }
+    });
     if (step.config.grace !== undefined && step.config.grace > 0) {
       ctx.progress(`frozen; ${step.config.grace}ms for running sessions to finish`);
       await sleep(step.config.grace, undefined, { signal: ctx.signal });
@@ -309,15 +304,10 @@ export const freezeWritesStep = defineStep({
     const db = await ctx.session(connection);
     const before = beforeOf(beforeJson);
     if (before === undefined) return;
-    await db.query('BEGIN');
-    try {
+    await inTransaction(db, async () => {
       for (const s of before.settings) await db.query(restoreStatement(s));
       for (const l of before.logins) await db.query(`ALTER ROLE ${quoteIdent(l.role)} ${l.canLogin ? 'LOGIN' : 'NOLOGIN'}`);
-      await db.query('COMMIT');
-    } catch (error) {
-      await db.query('ROLLBACK').catch(() => {});
-      throw error;
-    }
+    });
     const probe = before.probe;
     if (probe?.writable === true && !(await canWrite(ctx, connection, probe.role, probe.database))) {
       throw new VerificationError(`settings restored, but ${probe.role} still cannot write in ${probe.database}`);

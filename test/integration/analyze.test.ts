@@ -13,19 +13,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseRunbook, planRunbook, registry, rollbackRun, runRunbook, type RunResult } from '../../src/index.js';
 import { startPostgres, VERSIONS, type TestServer } from '../helpers/pg.js';
 import { tempDir } from '../helpers/cli.js';
+import { until } from '../helpers/wait.js';
 
 const OFF = 'WITH (autovacuum_enabled = false)';
 
 const rowsOf = (result: RunResult) =>
   (result.steps[0]?.plan?.tables?.[0]?.rows ?? []) as unknown as { relation: string; action: string; missing: string }[];
-
-async function until(what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 for (const version of VERSIONS) {
   describe(`analyze on PostgreSQL ${version}`, () => {

@@ -17,16 +17,9 @@ import pg from 'pg';
 import { parseRunbook, planRunbook, registry, rollbackRun, runRunbook } from '../../src/index.js';
 import { startPostgres, VERSIONS, type TestServer } from '../helpers/pg.js';
 import { tempDir } from '../helpers/cli.js';
+import { until } from '../helpers/wait.js';
 
 const WRITER = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'helpers', 'writer.js');
-
-async function until(what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 /** The writer process and what it printed, one line per attempt. */
 function startWriter(url: string): { child: ChildProcess; lines: string[] } {

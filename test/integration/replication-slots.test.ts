@@ -21,19 +21,12 @@ import {
 } from '../../src/index.js';
 import { startPostgres, VERSIONS, type TestServer } from '../helpers/pg.js';
 import { tempDir } from '../helpers/cli.js';
+import { until } from '../helpers/wait.js';
 
 const LOGICAL = { wal_level: 'logical', max_replication_slots: '20', max_wal_senders: '20' };
 
 const rowsOf = (result: RunResult, index = 0) =>
   (result.steps[index]?.plan?.tables?.[0]?.rows ?? []) as unknown as Record<string, unknown>[];
-
-async function until(what: string, check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
 
 for (const version of VERSIONS) {
   describe(`replication-slots on PostgreSQL ${version}`, () => {
