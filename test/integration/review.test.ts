@@ -13,8 +13,8 @@ import { chromium } from 'playwright-core';
 import { journalFile, readJournal, type SavedPlan } from '../../src/index.js';
 import { startPostgres, VERSIONS, type TestServer } from '../helpers/pg.js';
 import { cutover, tempDir } from '../helpers/cli.js';
+import { chromiumPath } from '../../scripts/tools.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 
 for (const version of VERSIONS) {
   describe(`saved plans on PostgreSQL ${version}`, () => {
@@ -97,7 +97,6 @@ describe('reports on PostgreSQL 18', () => {
   };
 
   it('the HTML report of a failed and rolled-back run renders in headless Chromium: no console error, no network request, one bar per step', async () => {
-    assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: .ci/run installs Debian's chromium`);
     const dir = tempDir();
     const state = path.join(dir, 'state');
     const runbook = runbookWith(
@@ -128,7 +127,7 @@ describe('reports on PostgreSQL 18', () => {
     assert.ok(!text.includes('<script>alert(1)</script>'), 'values are escaped');
     assert.match(text, /22012/, 'the error keeps its SQLSTATE');
 
-    const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+    const browser = await chromium.launch({ executablePath: chromiumPath(), args: ['--no-sandbox'] });
     try {
       const page = await browser.newPage({ viewport: { width: 390, height: 844 } });
       const problems: string[] = [];

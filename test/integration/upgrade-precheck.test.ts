@@ -9,7 +9,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseRunbook, planRunbook, registry, type RunResult } from '../../src/index.js';
-import { DEBIAN_15_BIN, initPostgres, startPostgres, VERSIONS, type TestServer } from '../helpers/pg.js';
+import { binDir, initPostgres, startPostgres, VERSIONS, type TestServer } from '../helpers/pg.js';
 import { tempDir } from '../helpers/cli.js';
 
 interface Row {
@@ -170,7 +170,7 @@ describe("pg_upgrade --check (Debian's 15, 15 -> 15) against the online check", 
         const runAs = process.getuid?.() === 0 ? '      runAs: [runuser, -u, postgres, --]\n' : '';
         const result = await plan(
           old,
-          `    pgUpgrade:\n      oldBindir: ${DEBIAN_15_BIN}\n      newBindir: ${DEBIAN_15_BIN}\n      oldDatadir: ${old.dataDir}\n      newDatadir: ${target.dataDir}\n      user: postgres\n      oldPort: ${old.port}\n      newPort: ${await freePort()}\n      socketDir: ${old.socketDir}\n${runAs}`,
+          `    pgUpgrade:\n      oldBindir: ${binDir(15)}\n      newBindir: ${binDir(15)}\n      oldDatadir: ${old.dataDir}\n      newDatadir: ${target.dataDir}\n      user: postgres\n      oldPort: ${old.port}\n      newPort: ${await freePort()}\n      socketDir: ${old.socketDir}\n${runAs}`,
           '',
           15,
         );
