@@ -164,3 +164,18 @@ export class PlanDriftError extends Error {
     super(`the state changed since the plan was saved; nothing was done:\n${differences.map((d) => `  ${d}`).join('\n')}`);
   }
 }
+
+/**
+ * A step ran past its `timeout` and the grace after it without its own
+ * deadline (statement_timeout, the command's timeout, a poll deadline) ending it.
+ */
+export class StepTimeoutError extends Error {
+  override readonly name = 'StepTimeoutError';
+  constructor(
+    readonly stepId: string,
+    readonly timeoutMs: number,
+    readonly ceilingMs: number,
+  ) {
+    super(`step "${stepId}" was still running ${ceilingMs - timeoutMs}ms after its timeout of ${timeoutMs}ms: stopped by the engine`);
+  }
+}

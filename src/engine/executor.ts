@@ -337,7 +337,8 @@ async function planStep(rc: RunContext, step: Step): Promise<{ plan: StepPlan } 
       return { error: new StepFailedError(step.id, 'plan', error) };
     }
     return { plan };
-  } catch (error) {
+  } catch (thrown) {
+    const error = scope.failure(thrown);
     rc.emit({ type: 'step.failed', stepId: step.id, phase: 'plan', error: serializeError(error), durationMs: Date.now() - started });
     return { error: new StepFailedError(step.id, 'plan', error) };
   } finally {
@@ -424,6 +425,8 @@ async function applyOnce(rc: RunContext, step: Step, plan: StepPlan): Promise<{ 
       return applied;
     });
     return { outcome, recorded: scope.recordedBefore };
+  } catch (error) {
+    throw scope.failure(error);
   } finally {
     await scope.close();
   }
@@ -441,7 +444,8 @@ async function verifyStep(rc: RunContext, step: Step, plan: StepPlan): Promise<S
     await definition.verify(scope.context(), step, plan, rc.state.steps.get(step.id)?.before ?? null);
     rc.emit({ type: 'step.completed', stepId: step.id, verified: true, durationMs: Date.now() - started });
     return ok;
-  } catch (error) {
+  } catch (thrown) {
+    const error = scope.failure(thrown);
     rc.emit({ type: 'step.failed', stepId: step.id, phase: 'verify', error: serializeError(error), durationMs: Date.now() - started });
     return { ok: false, stop: 'failed', error: new StepFailedError(step.id, 'verify', error) };
   } finally {
@@ -506,6 +510,8 @@ async function rollbackOnce(rc: RunContext, step: Step, before: Json): Promise<v
       await rollback(scope.context(tx), step, before);
       await markRolledBack(tx, rc.runId, step.id);
     });
+  } catch (error) {
+    throw scope.failure(error);
   } finally {
     await scope.close();
   }

@@ -12,10 +12,7 @@ import { Session, type Queryable } from '../db/session.js';
 import { openOracle, type OracleConnector, type OracleSession } from '../db/oracle.js';
 import path from 'node:path';
 import type { SavedPlan } from './saved-plan.js';
-import {
-  ConfirmationRequiredError,
-  UsageError,
-} from '../errors.js';
+import { ConfirmationRequiredError, StepTimeoutError, UsageError } from '../errors.js';
 import type { Runbook, StepRegistry } from '../runbook/load.js';
 import { execaRunner, type CommandRunner } from './commands.js';
 import type { RunEvent } from './events.js';
@@ -193,12 +190,24 @@ export class RunContext {
   }
 }
 
+/**
+ * When the engine aborts a step with a `timeout`: that long after the phase
+ * started. The step's own deadline (statement_timeout, the command's timeout,
+ * a poll loop's deadline) fires at `timeout` and reports what was still
+ * behind; the grace keeps the engine's abort from racing it on a busy
+ * machine, and only stops a step that ignores its deadline.
+ */
+export function stepCeilingMs(timeoutMs: number): number {
+  return timeoutMs + Math.max(5_000, Math.ceil(timeoutMs / 4));
+}
+
 export class StepScope {
   private readonly sessions = new Map<string, Promise<Session>>();
   private readonly oracleSessions = new Map<string, Promise<OracleSession>>();
   /** The last before-state the step journaled through recordBefore in this scope. */
   recordedBefore: Json | undefined;
   readonly signal: AbortSignal;
+  private readonly ceiling: { readonly timer: NodeJS.Timeout; readonly signal: AbortSignal } | undefined;
 
   constructor(
     private readonly rc: RunContext,
@@ -206,8 +215,21 @@ export class StepScope {
     private readonly phase: string,
     private readonly readOnly: boolean,
   ) {
-    this.signal =
-      step.timeoutMs === undefined ? rc.signal : AbortSignal.any([rc.signal, AbortSignal.timeout(step.timeoutMs)]);
+    if (step.timeoutMs === undefined) {
+      this.signal = rc.signal;
+      return;
+    }
+    const controller = new AbortController();
+    const ceilingMs = stepCeilingMs(step.timeoutMs);
+    const timeoutMs = step.timeoutMs;
+    const timer = setTimeout(() => controller.abort(new StepTimeoutError(step.id, timeoutMs, ceilingMs)), ceilingMs).unref();
+    this.ceiling = { timer, signal: controller.signal };
+    this.signal = AbortSignal.any([rc.signal, controller.signal]);
+  }
+
+  /** What to report for an error of this phase: the engine's timeout when it ended the phase, not the AbortError it caused. */
+  failure(error: unknown): unknown {
+    return this.ceiling?.signal.aborted === true ? (this.ceiling.signal.reason as unknown) : error;
   }
 
   /** A session on another database of the same server, with the same credentials. */
@@ -287,6 +309,7 @@ export class StepScope {
   }
 
   async close(): Promise<void> {
+    if (this.ceiling !== undefined) clearTimeout(this.ceiling.timer);
     const sessions = [...this.sessions.values()];
     const oracleSessions = [...this.oracleSessions.values()];
     this.sessions.clear();

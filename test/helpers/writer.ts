@@ -5,6 +5,9 @@
  * that a freeze stops real writes from outside the test process.
  *
  * Usage: node writer.js <postgres-url> <interval-ms>
+ *
+ * It stops by itself: when its parent is gone (stdout closed) or after five
+ * minutes, so a test that dies cannot leave it writing.
  */
 import pg from 'pg';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -14,8 +17,10 @@ if (url === undefined) {
   process.stderr.write('usage: node writer.js <postgres-url> <interval-ms>\n');
   process.exit(2);
 }
+const stopAt = Date.now() + 5 * 60_000;
+process.stdout.on('error', () => process.exit(0));
 let client: pg.Client | undefined;
-for (;;) {
+while (Date.now() < stopAt) {
   try {
     if (client === undefined) {
       client = new pg.Client({ connectionString: url });
@@ -31,3 +36,4 @@ for (;;) {
   }
   await sleep(Number(interval));
 }
+await client?.end().catch(() => {});

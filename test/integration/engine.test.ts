@@ -258,9 +258,9 @@ for (const version of VERSIONS) {
         onEvent: (e) => e.type === 'target.locked' && locked(),
       });
       await isLocked;
-      const started = Date.now();
+      // The first run holds the lock until the gate opens, and the gate opens only
+      // after the second run returned: a second run that waited would time out the first.
       const second = await runRunbook(waiting, { registry, stateDir: tempDir() });
-      assert.ok(Date.now() - started < 5_000, 'the second run must not wait for the lock');
       assert.equal(second.status, 'stopped');
       assert.ok(second.error instanceof LockedError);
       assert.match(second.error.holder, /application_name "cutover\/\d{8}T\d{9}Z-[0-9a-f]{4}\/lock"/);

@@ -8,7 +8,6 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import {
   RunbookValidationError,
   parseRunbook,
@@ -238,8 +237,9 @@ ${steps}`;
       const off = await runRunbook(runbook, { registry, stateDir: dir });
       assert.equal(off.status, 'succeeded', JSON.stringify(off.steps));
       assert.deepEqual(await sub.query('SELECT subenabled FROM pg_subscription', [], db), [{ subenabled: false }]);
+      // With the apply worker gone nothing streams from the slot, so the row cannot arrive.
+      await until('the walsender to stop', async () => !(await slotActive(`s_${db}`)));
       await pub.query(`INSERT INTO t VALUES (200, 'held back')`, [], db);
-      await sleep(500);
       assert.equal(await count(sub), 10, 'nothing is applied while disabled');
 
       const back = await rollbackRun(off.runId, { registry, stateDir: dir });

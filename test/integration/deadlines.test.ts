@@ -1,0 +1,77 @@
+/**
+ * A step's own deadline reports before the engine's abort for the same step,
+ * however busy the machine: the failure names what was still behind, never
+ * an AbortError. The engine's ceiling (timeout plus a grace) only stops a
+ * step that ignores its deadline, and then says so.
+ */
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, describe, it } from 'node:test';
+import { z } from 'zod';
+import { defineStep, parseRunbook, registry, runRunbook, type StepDefinition } from '../../src/index.js';
+import { stepCeilingMs } from '../../src/engine/run-context.js';
+import { startPostgres, VERSIONS, type TestServer } from '../helpers/pg.js';
+import { tempDir } from '../helpers/cli.js';
+
+const version = VERSIONS[VERSIONS.length - 1] ?? 18;
+
+describe(`step deadlines on PostgreSQL ${version}`, () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startPostgres(version);
+  });
+  after(async () => {
+    await server.stop();
+  });
+
+  const load = (steps: string, extra = registry) => {
+    const dir = tempDir();
+    const file = path.join(dir, 'runbook.yaml');
+    const text = `version: 1\nname: deadlines\nconnections:\n  db: { kind: postgres, url: "${server.url}" }\nsteps:\n${steps}`;
+    writeFileSync(file, text);
+    return { runbook: parseRunbook(text, file, { registry: extra, env: {} }), dir };
+  };
+
+  it('the grace is at least 5 s and a quarter of the timeout', () => {
+    assert.equal(stepCeilingMs(2_000), 7_000);
+    assert.equal(stepCeilingMs(600_000), 750_000);
+  });
+
+  it('a wait whose every poll is slow still fails with its own timeout and the last value', async () => {
+    // Each poll takes 400 ms of a 1 s timeout, so the last one ends near the
+    // deadline: the step's own check must still be what reports.
+    const { runbook, dir } = load(
+      '  - id: never\n    kind: wait\n    connection: db\n    query: SELECT 0 FROM pg_sleep(0.4)\n    expect: 1\n    interval: 100ms\n    timeout: 1s\n',
+    );
+    const result = await runRunbook(runbook, { registry, stateDir: dir });
+    assert.equal(result.status, 'rolled-back');
+    assert.equal(result.steps[0]?.error?.name, 'WaitTimeoutError');
+    assert.equal(result.steps[0]?.error?.message, 'timed out after 1000ms: last value 0, expected 1');
+  });
+
+  it('a step that ignores its deadline is stopped at the ceiling, and the error names its timeout', async () => {
+    const stubborn: StepDefinition = defineStep({
+      kind: 'stubborn',
+      summary: 'a kind that waits on nothing but the engine',
+      config: z.object({}),
+      connection: { required: false, kinds: ['postgres'] },
+      effects: () => 'external',
+      reversibility: () => ({ kind: 'nothing-to-undo' }),
+      async plan() {
+        return { actions: [] };
+      },
+      async apply(ctx) {
+        await sleep(60_000, undefined, { signal: ctx.signal });
+        return { before: null };
+      },
+    });
+    const extended = { ...registry, stubborn };
+    const { runbook, dir } = load('  - id: s\n    kind: stubborn\n    timeout: 100ms\n', extended);
+    const result = await runRunbook(runbook, { registry: extended, stateDir: dir });
+    assert.equal(result.status, 'rolled-back');
+    assert.equal(result.steps[0]?.error?.name, 'StepTimeoutError');
+    assert.equal(result.steps[0]?.error?.message, 'step "s" was still running 5000ms after its timeout of 100ms: stopped by the engine');
+  });
+});
