@@ -65,7 +65,8 @@ export function binDir(version: PgVersion): string {
   return path.join(copy, 'bin');
 }
 
-function osUser(): { uid: number; gid: number } | undefined {
+/** The unprivileged user servers run as when this process is root; undefined otherwise. */
+export function osUser(): { uid: number; gid: number } | undefined {
   if (process.getuid?.() !== 0) return undefined;
   const line = readFileSync('/etc/passwd', 'utf8')
     .split('\n')
@@ -75,7 +76,7 @@ function osUser(): { uid: number; gid: number } | undefined {
   return { uid: Number(uid), gid: Number(gid) };
 }
 
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);

@@ -75,6 +75,18 @@ export const chromium: SystemTool = {
   },
 };
 
+export const pgbouncer: SystemTool = {
+  name: 'PgBouncer',
+  why: 'the pgbouncer step kind is tested against a real pooler under client load',
+  debianPackage: 'pgbouncer',
+  override: 'CUTOVER_PGBOUNCER',
+  find() {
+    const override = process.env['CUTOVER_PGBOUNCER'];
+    if (override !== undefined && override !== '') return executable(override) ? override : undefined;
+    return onPath('pgbouncer') ?? ['/usr/sbin/pgbouncer'].find(executable);
+  },
+};
+
 /**
  * The unprivileged OS user the test servers run as when the tests run as root
  * (PostgreSQL refuses to run as root); Debian's postgresql packages create it.
@@ -90,7 +102,7 @@ export const postgresOsUser: SystemTool = {
 };
 
 /** Every system tool `npm test` needs. */
-export const TEST_TOOLS: readonly SystemTool[] = [systemPostgres, postgresOsUser, chromium];
+export const TEST_TOOLS: readonly SystemTool[] = [systemPostgres, postgresOsUser, chromium, pgbouncer];
 
 export class MissingToolError extends Error {
   constructor(readonly tool: SystemTool) {
@@ -118,4 +130,8 @@ export function systemPgTool(binary: SystemPgBinary): string {
 
 export function chromiumPath(): string {
   return required(chromium);
+}
+
+export function pgbouncerPath(): string {
+  return required(pgbouncer);
 }

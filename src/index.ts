@@ -21,9 +21,9 @@ export { SAVED_PLAN_FORMAT, checkSavedPlan, makeSavedPlan, planDrift, readSavedP
 export { parseDuration } from './runbook/duration.js';
 export type { RunEvent, RunStatus, SerializedError } from './engine/events.js';
 export type { RunState, StepState, StepStatus } from './engine/state.js';
-export type { Action, Change, ConfigIssue, PlanTable, StepPlan, StepDefinition, Step, Json } from './engine/step.js';
+export type { Action, Change, ConfigIssue, FileEdit, PlanTable, StepPlan, StepDefinition, Step, Json } from './engine/step.js';
 export type { OracleConnection, OracleConnector } from './db/oracle.js';
-export { defineStep } from './engine/step.js';
+export { defineStep, describeFileEdit } from './engine/step.js';
 export { displayCommand, type CommandRunner } from './engine/commands.js';
 export { DEFAULT_STATE_DIR, listRunIds, findRun, runsDir } from './engine/runs.js';
 export { verifyJournal, readJournal, journalFile, type VerifyResult } from './audit/journal.js';

@@ -1,5 +1,6 @@
 /** Human-readable plans and run summaries. */
 import {
+  describeFileEdit,
   displayCommand,
   formatDuration,
   type Action,
@@ -37,6 +38,8 @@ function formatAction(action: Action): string[] {
       ];
     case 'prompt':
       return [`? ${action.question}`];
+    case 'file':
+      return [`~ rewrite ${action.path} (read with sha256 ${action.sha256.slice(0, 12)}):`, ...action.edits.map((e) => `    ${describeFileEdit(e)}`)];
     case 'poll':
       return [
         `[${action.connection}] poll every ${formatDuration(action.intervalMs)} for up to ${formatDuration(action.timeoutMs)} until = ${show(action.expect)}:`,

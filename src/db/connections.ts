@@ -6,12 +6,12 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { ClientConfig } from 'pg';
-import type { ConnectionSpec, OracleConnectionSpec, PostgresConnectionSpec } from '../runbook/schema.js';
+import type { ConnectionKind, ConnectionSpec, OracleConnectionSpec, PgBouncerConnectionSpec, PostgresConnectionSpec } from '../runbook/schema.js';
 import { UsageError } from '../errors.js';
 
 export interface ConnectionIdentity {
   readonly name: string;
-  readonly kind: 'postgres' | 'oracle';
+  readonly kind: ConnectionKind;
   /** Where it points, without credentials: `user@host:port/database`. */
   readonly target: string;
 }
@@ -32,7 +32,15 @@ export interface ResolvedOracle {
   readonly secrets: readonly string[];
 }
 
-export type ResolvedConnection = ResolvedPostgres | ResolvedOracle;
+/** PgBouncer's admin console: no startup options (it refuses unknown ones), simple query protocol only. */
+export interface ResolvedPgBouncer {
+  readonly kind: 'pgbouncer';
+  readonly identity: ConnectionIdentity;
+  readonly clientConfig: Readonly<ClientConfig>;
+  readonly secrets: readonly string[];
+}
+
+export type ResolvedConnection = ResolvedPostgres | ResolvedOracle | ResolvedPgBouncer;
 
 function readPasswordFile(name: string, file: string, baseDir: string): string {
   const full = path.resolve(baseDir, file);
@@ -107,6 +115,29 @@ function resolveOracle(name: string, spec: OracleConnectionSpec, baseDir: string
   };
 }
 
+function resolvePgBouncer(name: string, spec: PgBouncerConnectionSpec, baseDir: string): ResolvedPgBouncer {
+  // The same forms as a postgres connection, always on the admin console's database.
+  let url = spec.url;
+  if (url !== undefined && URL.canParse(url)) {
+    const parsed = new URL(url);
+    parsed.pathname = '/pgbouncer';
+    url = parsed.toString();
+  }
+  const { clientConfig, identity, secrets } = resolvePostgres(
+    name,
+    { ...spec, kind: 'postgres', database: 'pgbouncer', ...(url !== undefined ? { url } : {}) },
+    baseDir,
+  );
+  return { kind: 'pgbouncer', identity: { ...identity, kind: 'pgbouncer' }, clientConfig, secrets };
+}
+
 export function resolveConnection(name: string, spec: ConnectionSpec, baseDir: string): ResolvedConnection {
-  return spec.kind === 'postgres' ? resolvePostgres(name, spec, baseDir) : resolveOracle(name, spec, baseDir);
+  switch (spec.kind) {
+    case 'postgres':
+      return resolvePostgres(name, spec, baseDir);
+    case 'oracle':
+      return resolveOracle(name, spec, baseDir);
+    case 'pgbouncer':
+      return resolvePgBouncer(name, spec, baseDir);
+  }
 }

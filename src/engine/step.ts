@@ -12,6 +12,7 @@ import type { Queryable } from '../db/session.js';
 import type { CommandRunner } from './commands.js';
 import type { ResolvedConnection } from '../db/connections.js';
 import type { OracleSession } from '../db/oracle.js';
+import type { ConnectionKind } from '../runbook/schema.js';
 
 export type Json = null | boolean | number | string | readonly Json[] | { readonly [key: string]: Json };
 
@@ -35,6 +36,15 @@ export type Action =
     }
   | { readonly type: 'prompt'; readonly question: string }
   | {
+      readonly type: 'file';
+      /** The file rewritten atomically (a temporary file, fsync, rename). */
+      readonly path: string;
+      /** sha256 of the contents the plan read: apply refuses a file that changed since. */
+      readonly sha256: string;
+      /** What changes, entry by entry; everything else in the file stays byte for byte. */
+      readonly edits: readonly FileEdit[];
+    }
+  | {
       readonly type: 'poll';
       readonly connection: string;
       readonly sql: string;
@@ -42,6 +52,21 @@ export type Action =
       readonly intervalMs: number;
       readonly timeoutMs: number;
     };
+
+/** One entry of a file a step rewrites: its values now and after (null: the key is absent). */
+export interface FileEdit {
+  readonly entry: string;
+  readonly from: { readonly [key: string]: string | null };
+  readonly to: { readonly [key: string]: string | null };
+}
+
+/** `host a -> b, port 5432 -> 6432`: only the keys that change. */
+export function describeFileEdit(edit: FileEdit): string {
+  const keys = [...new Set([...Object.keys(edit.from), ...Object.keys(edit.to)])];
+  const show = (v: string | null | undefined) => (v === null || v === undefined ? '(unset)' : v);
+  const changed = keys.filter((k) => edit.from[k] !== edit.to[k]).map((k) => `${k} ${show(edit.from[k])} -> ${show(edit.to[k])}`);
+  return `${edit.entry}: ${changed.length > 0 ? changed.join(', ') : 'unchanged'}`;
+}
 
 /** A value the step would change: what it is now and what it would become. */
 export interface Change {
@@ -180,7 +205,7 @@ export interface ApplyContext extends BaseContext {
 
 /** What a kind's `validate` may ask of the runbook around it. */
 export interface ValidationContext {
-  connectionKind(name: string): 'postgres' | 'oracle' | undefined;
+  connectionKind(name: string): ConnectionKind | undefined;
 }
 
 /** A problem in a step's own fields; `path` is relative to the step (e.g. `['acceptPositionLoss']`). */
@@ -196,7 +221,7 @@ export interface StepDefinition<Schema extends z.ZodObject = z.ZodObject> {
   /** The kind's own fields (besides id, kind, connection, ...). Unknown keys are rejected. */
   readonly config: Schema;
   /** Whether `step.connection` is required, and which connection kinds it may name. */
-  readonly connection: { readonly required: boolean; readonly kinds: readonly ('postgres' | 'oracle')[] };
+  readonly connection: { readonly required: boolean; readonly kinds: readonly ConnectionKind[] };
   /**
    * Rules across fields that a schema cannot say (e.g. `drop` needs an
    * explicit selection). Reported at validation with the key's position.

@@ -17,6 +17,7 @@ import {
   baseStepShape,
   defaultsSchema,
   oracleConnectionSchema,
+  pgbouncerConnectionSchema,
   postgresConnectionSchema,
   runbookSchema,
   type ConnectionSpec,
@@ -254,7 +255,9 @@ function knownKeysAt(
   if (at.length === 0) return ['version', 'name', 'description', 'ticket', 'connections', 'defaults', 'steps'];
   if (at.length === 1 && at[0] === 'defaults') return Object.keys(defaultsSchema.shape);
   if (at.length === 2 && at[0] === 'connections') {
-    return Object.keys((object?.['kind'] === 'oracle' ? oracleConnectionSchema : postgresConnectionSchema).shape);
+    const kind = object?.['kind'];
+    const schema = kind === 'oracle' ? oracleConnectionSchema : kind === 'pgbouncer' ? pgbouncerConnectionSchema : postgresConnectionSchema;
+    return Object.keys(schema.shape);
   }
   return [];
 }

@@ -66,7 +66,22 @@ export const oracleConnectionSchema = z
     path: ['passwordFile'],
   });
 
-export const connectionSchema = z.discriminatedUnion('kind', [postgresConnectionSchema, oracleConnectionSchema]);
+/** PgBouncer's admin console (the `pgbouncer` database), for the `pgbouncer` step kind. */
+export const pgbouncerConnectionSchema = z
+  .strictObject({
+    kind: z.literal('pgbouncer'),
+    url: z.string().optional().describe('postgres://admin@host:6432/pgbouncer: a user in admin_users'),
+    host: z.string().optional(),
+    port: z.number().int().min(1).max(65535).optional(),
+    user: z.string().optional(),
+    ...secretSource,
+  })
+  .refine((c) => c.password === undefined || c.passwordFile === undefined, {
+    message: 'give either password or passwordFile, not both',
+    path: ['passwordFile'],
+  });
+
+export const connectionSchema = z.discriminatedUnion('kind', [postgresConnectionSchema, oracleConnectionSchema, pgbouncerConnectionSchema]);
 
 export const defaultsSchema = z.strictObject({
   lockTimeout: duration.optional().describe('lock_timeout of every session (default 5s)'),
@@ -111,5 +126,7 @@ export function runbookSchema(stepSchema: z.ZodType) {
 
 export type PostgresConnectionSpec = z.output<typeof postgresConnectionSchema>;
 export type OracleConnectionSpec = z.output<typeof oracleConnectionSchema>;
+export type PgBouncerConnectionSpec = z.output<typeof pgbouncerConnectionSchema>;
 export type ConnectionSpec = z.output<typeof connectionSchema>;
+export type ConnectionKind = ConnectionSpec['kind'];
 export type Defaults = z.output<typeof defaultsSchema>;

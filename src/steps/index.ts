@@ -9,13 +9,14 @@ import { compareStep } from './compare.js';
 import { confirmStep } from './confirm.js';
 import { shellStep } from './shell.js';
 import { freezeWritesStep } from './freeze-writes.js';
+import { pgbouncerStep } from './pgbouncer.js';
 import { replicationSlotsStep } from './replication-slots.js';
 import { sequenceResetStep } from './sequence-reset.js';
 import { upgradePrecheckStep } from './upgrade-precheck.js';
 import { sqlStep } from './sql.js';
 import { waitStep } from './wait.js';
 
-export type StepKind = 'sql' | 'shell' | 'confirm' | 'wait' | 'sequence-reset' | 'replication-slots' | 'freeze-writes' | 'compare' | 'analyze' | 'upgrade-precheck';
+export type StepKind = 'sql' | 'shell' | 'confirm' | 'wait' | 'sequence-reset' | 'replication-slots' | 'freeze-writes' | 'compare' | 'analyze' | 'upgrade-precheck' | 'pgbouncer';
 
 // Each definition keeps its own config type; the table is checked against the
 // contract, so a kind named in StepKind without a definition does not compile.
@@ -30,6 +31,7 @@ export const stepKinds = {
   compare: compareStep,
   analyze: analyzeStep,
   'upgrade-precheck': upgradePrecheckStep,
+  pgbouncer: pgbouncerStep,
 } satisfies Record<StepKind, AnyStepDefinition>;
 
 // A definition's functions take its own config type, so definitions are

@@ -1,5 +1,5 @@
 /** Reports as Markdown: for the change ticket and for diffing rehearsals. */
-import { displayCommand, formatDuration, type Action, type Comparison, type PlanTable, type RunReport } from '../../index.js';
+import { describeFileEdit, displayCommand, formatDuration, type Action, type Comparison, type PlanTable, type RunReport } from '../../index.js';
 
 const ms = (value: number | null | undefined) => (value === null || value === undefined ? '–' : formatDuration(value));
 const cell = (value: unknown) => (value === null || value === undefined ? '' : String(typeof value === 'string' ? value : JSON.stringify(value))).replaceAll('|', '\\|').replaceAll('\n', ' ');
@@ -13,6 +13,8 @@ export function actionText(a: Action): string {
       return `$ ${displayCommand(a.argv)}`;
     case 'prompt':
       return `? ${a.question}`;
+    case 'file':
+      return `-- rewrite ${a.path} (read with sha256 ${a.sha256})\n${a.edits.map((e) => `--   ${describeFileEdit(e)}`).join('\n')}`;
     case 'poll':
       return `-- [${a.connection}] poll every ${formatDuration(a.intervalMs)} for up to ${formatDuration(a.timeoutMs)}\n${a.sql.trim()};`;
   }

@@ -1,0 +1,193 @@
+/**
+ * The pgbouncer step kind against a real PgBouncer (Debian's) in transaction
+ * pooling, in front of a PostgreSQL 17 (old) and an 18 (new) server, while
+ * clients write through it: a switch moves the entry and loses no
+ * transaction, rollback moves it back; a transaction that holds the pause
+ * past its deadline, a typo in the new host and a file PgBouncer does not
+ * read all leave the pooler resumed and pointing where it was.
+ */
+import assert from 'node:assert/strict';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import { parseRunbook, planRunbook, registry, rollbackRun, runRunbook, type RunEvent } from '../../src/index.js';
+import { startPgBouncer, type TestPgBouncer } from '../../scripts/pgbouncer.js';
+import { startPostgres, type TestServer } from '../helpers/pg.js';
+import { tempDir } from '../helpers/cli.js';
+import { startLoad } from '../helpers/load.js';
+import { until } from '../helpers/wait.js';
+
+describe('pgbouncer on PgBouncer in front of PostgreSQL 17 -> 18', () => {
+  let old: TestServer;
+  let next: TestServer;
+  let bouncer: TestPgBouncer;
+  let db = 0;
+
+  before(async () => {
+    [old, next] = await Promise.all([startPostgres(17), startPostgres(18)]);
+  });
+  after(async () => {
+    await Promise.all([old.stop(), next.stop()]);
+  });
+
+  /** A database of the same name on both servers, and a fresh pooler whose entry points at the old one. */
+  async function fresh(): Promise<string> {
+    const name = `shop${++db}`;
+    for (const server of [old, next]) {
+      await server.query(`CREATE DATABASE ${name}`);
+      await server.query('CREATE TABLE t (client int, n int)', [], name);
+    }
+    await bouncer?.stop();
+    bouncer = await startPgBouncer({ databases: { [name]: { host: '127.0.0.1', port: old.port, dbname: name } } });
+    process.env['BOUNCER_PASSWORD'] = bouncer.adminPassword;
+    return name;
+  }
+  after(async () => {
+    await bouncer?.stop();
+  });
+
+  /** A runbook of one pgbouncer step with these fields; switches name the file. */
+  const load = (fields: string) => {
+    const dir = tempDir();
+    const runbook = path.join(dir, 'runbook.yaml');
+    const text = `version: 1
+name: switch
+connections:
+  bouncer:
+    kind: pgbouncer
+    url: postgres://${bouncer.adminUser}:\${BOUNCER_PASSWORD}@127.0.0.1:${bouncer.port}/pgbouncer
+steps:
+  - id: switch
+    kind: pgbouncer
+    connection: bouncer
+${fields}`;
+    writeFileSync(runbook, text);
+    return { runbook: parseRunbook(text, runbook, { registry }), dir };
+  };
+  const entry = async (name: string) => {
+    const admin = await bouncer.admin();
+    try {
+      const rows = (await admin.query('SHOW DATABASES')).rows as { name: string; port: number; paused: number }[];
+      const row = rows.find((r) => r.name === name);
+      return { port: row?.port, paused: row?.paused };
+    } finally {
+      await admin.end();
+    }
+  };
+  const rows = async (server: TestServer, name: string) => (await server.query<{ n: number }>('SELECT count(*)::int AS n FROM t', [], name))[0]?.n ?? -1;
+
+  it('plans read-only: the admin commands, the entry that moves, the pools; nothing paused, nothing written', async () => {
+    const name = await fresh();
+    const fileBefore = readFileSync(bouncer.databasesFile, 'utf8');
+    const { runbook, dir } = load(`    action: switch\n    file: ${bouncer.databasesFile}\n    to:\n      ${name}: { host: 127.0.0.1, port: ${next.port} }\n`);
+    const result = await planRunbook(runbook, { registry, stateDir: dir });
+    assert.equal(result.status, 'planned', JSON.stringify(result.steps[0]?.error));
+    const plan = result.steps[0]?.plan;
+    assert.deepEqual(
+      plan?.actions.map((a) => (a.type === 'sql' ? a.sql : a.type === 'file' ? `file ${a.edits.map((e) => `${e.entry} ${e.from['port']}->${e.to['port']}`).join()}` : a.type)),
+      [`PAUSE ${name}`, `file ${name} ${old.port}->${next.port}`, 'RELOAD', `RESUME ${name}`],
+    );
+    assert.deepEqual(plan?.tables?.[0]?.rows, [{ database: name, now: `127.0.0.1:${old.port}/${name}`, after: `127.0.0.1:${next.port}/${name}` }]);
+    assert.equal(plan?.tables?.[1]?.rows[0]?.['mode'], 'transaction');
+    assert.equal(readFileSync(bouncer.databasesFile, 'utf8'), fileBefore);
+    assert.deepEqual(await entry(name), { port: old.port, paused: 0 });
+  });
+
+  it('switches under continuous client load without losing a transaction, and rollback switches back', async (t) => {
+    const name = await fresh();
+    const traffic = await startLoad(bouncer.urlFor(name), { clients: 4, table: 't' });
+    await traffic.warm(20);
+    const { runbook, dir } = load(`    action: switch\n    file: ${bouncer.databasesFile}\n    to:\n      ${name}: { host: 127.0.0.1, port: ${next.port} }\n`);
+    const events: RunEvent[] = [];
+    const result = await runRunbook(runbook, { registry, stateDir: dir, onEvent: (e) => events.push(e) });
+    assert.equal(result.status, 'succeeded', JSON.stringify(result.steps[0]?.error));
+    assert.deepEqual(await entry(name), { port: next.port, paused: 0 });
+    await until('transactions to reach the new server', async () => (await rows(next, name)) > 0);
+
+    const back = await rollbackRun(result.runId, { registry, stateDir: dir });
+    assert.equal(back.status, 'rolled-back', JSON.stringify(back.steps));
+    assert.deepEqual(await entry(name), { port: old.port, paused: 0 });
+    const traffic2 = await traffic.stop();
+    assert.deepEqual(traffic2.failures, [], 'no client saw an error');
+    assert.equal(traffic2.committed, traffic2.attempted);
+    assert.equal((await rows(old, name)) + (await rows(next, name)), traffic2.committed, 'every committed transaction is on one of the servers');
+    const applied = events.find((e) => e.type === 'step.applied');
+    t.diagnostic(`${traffic2.committed} transactions by 4 clients across switch and rollback; longest client stall ${traffic2.longestMs} ms; ${applied?.type === 'step.applied' ? applied.output : ''}`);
+  });
+
+  it('a transaction that holds the pause past pauseTimeout: PAUSE given up, pooler resumed, the client named, nothing repointed', async () => {
+    const name = await fresh();
+    const holder = new pg.Client({ connectionString: bouncer.urlFor(name), application_name: 'long-report' });
+    holder.on('error', () => {});
+    await holder.connect();
+    await holder.query('BEGIN');
+    await holder.query('INSERT INTO t VALUES (99, 1)');
+    const fileBefore = readFileSync(bouncer.databasesFile, 'utf8');
+    const { runbook, dir } = load(`    action: switch\n    file: ${bouncer.databasesFile}\n    pauseTimeout: 1s\n    to:\n      ${name}: { host: 127.0.0.1, port: ${next.port} }\n`);
+    const result = await runRunbook(runbook, { registry, stateDir: dir });
+    assert.equal(result.status, 'rolled-back');
+    assert.equal(result.steps[0]?.error?.name, 'PauseTimeoutError');
+    assert.match(result.steps[0]?.error?.message ?? '', new RegExp(`^PAUSE ${name} did not complete within 1000ms; the pooler was resumed and nothing was repointed\\. Held by: postgres@127\\.0\\.0\\.1:\\d+ \\(long-report\\) on ${name}`));
+    assert.deepEqual(await entry(name), { port: old.port, paused: 0 });
+    assert.equal(readFileSync(bouncer.databasesFile, 'utf8'), fileBefore);
+    await holder.query('COMMIT');
+    const after = new pg.Client({ connectionString: bouncer.urlFor(name) });
+    await after.connect();
+    await after.query('INSERT INTO t VALUES (100, 1)');
+    await after.end();
+    await holder.end();
+    assert.equal(await rows(old, name), 2, 'the pooler serves the old server again');
+  });
+
+  it('a typo in the new host blocks the plan before anything pauses', async () => {
+    const name = await fresh();
+    const { runbook, dir } = load(`    action: switch\n    file: ${bouncer.databasesFile}\n    to:\n      ${name}: { host: new-primary.invalid, port: ${next.port} }\n`);
+    const result = await planRunbook(runbook, { registry, stateDir: dir });
+    assert.equal(result.status, 'failed');
+    assert.equal(result.steps[0]?.error?.name, 'PlanBlockedError');
+    assert.match(result.steps[0]?.error?.message ?? '', new RegExp(`${name}: the new target new-primary\\.invalid:${next.port} does not answer as a PostgreSQL server from here \\(ENOTFOUND\\)`));
+    assert.deepEqual(await entry(name), { port: old.port, paused: 0 });
+  });
+
+  it('a file PgBouncer does not read: RELOAD changes nothing, verification fails, the file is restored and the pooler resumed', async () => {
+    const name = await fresh();
+    const copy = path.join(bouncer.dir, 'databases-copy.ini');
+    copyFileSync(bouncer.databasesFile, copy);
+    const copyBefore = readFileSync(copy, 'utf8');
+    const { runbook, dir } = load(`    action: switch\n    file: ${copy}\n    to:\n      ${name}: { host: 127.0.0.1, port: ${next.port} }\n`);
+    const result = await runRunbook(runbook, { registry, stateDir: dir });
+    assert.equal(result.status, 'rolled-back');
+    assert.equal(result.steps[0]?.error?.name, 'VerificationError');
+    assert.equal(result.steps[0]?.error?.message, `after RELOAD, PgBouncer does not point where planned: ${name}: port is ${old.port}, planned ${next.port}`);
+    assert.equal(readFileSync(copy, 'utf8'), copyBefore);
+    assert.deepEqual(await entry(name), { port: old.port, paused: 0 });
+  });
+
+  it('pause holds new transactions until resume; rolling back the pause resumes', async () => {
+    const name = await fresh();
+    // Logged in before the pause: a client that logs in during one waits for a server too.
+    const client = new pg.Client({ connectionString: bouncer.urlFor(name) });
+    await client.connect();
+    await client.query('SELECT 1');
+    const { runbook, dir } = load(`    action: pause\n    databases: [${name}]\n`);
+    const result = await runRunbook(runbook, { registry, stateDir: dir });
+    assert.equal(result.status, 'succeeded', JSON.stringify(result.steps[0]?.error));
+    assert.deepEqual(await entry(name), { port: old.port, paused: 1 });
+    let done = false;
+    const insert = client.query('INSERT INTO t VALUES (1, 1)').then(() => (done = true));
+    await until('the insert to wait in the pooler', async () => {
+      const admin = await bouncer.admin();
+      const pools = (await admin.query('SHOW POOLS')).rows as { database: string; cl_waiting: number }[];
+      await admin.end();
+      return pools.some((p) => p.database === name && Number(p.cl_waiting) > 0);
+    });
+    assert.equal(done, false, 'held while paused');
+    const back = await rollbackRun(result.runId, { registry, stateDir: dir });
+    assert.equal(back.status, 'rolled-back', JSON.stringify(back.steps));
+    await insert;
+    assert.deepEqual(await entry(name), { port: old.port, paused: 0 });
+    assert.equal(await rows(old, name), 1);
+    await client.end();
+  });
+});
