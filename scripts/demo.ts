@@ -1,11 +1,12 @@
 /**
  * `npm run demo`: a whole logical-replication cutover on two embedded
- * PostgreSQL servers, no other setup. A shop database on the old primary
- * replicates to the new one while an application keeps writing orders; the
+ * PostgreSQL servers and Debian's PgBouncer (which `npm run demo` installs
+ * first where it can). A shop database on the old primary replicates to the
+ * new one while an application keeps writing orders through PgBouncer; the
  * real CLI plans and runs templates/logical-replication-cutover.yaml (freeze,
- * caught up, compare, sequences, detach, statistics, switch), shows the
- * sequences a naive START WITH would have left behind next to what cutover
- * set, writes the HTML report, and stops both servers.
+ * caught up, compare, sequences, switch the pooler, detach, statistics),
+ * shows the sequences a naive START WITH would have left behind next to what
+ * cutover set, writes the HTML report, and stops everything it started.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
@@ -15,7 +16,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { listRuns, readJournal, runsDir } from '../src/index.js';
-import { startPostgres, type TestServer } from './embedded-postgres.js';
+import { startPostgres } from './embedded-postgres.js';
+import { startPgBouncer } from './pgbouncer.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const cli = path.join(root, 'dist', 'src', 'cli', 'main.js');
@@ -38,22 +40,33 @@ async function until(check: () => Promise<boolean>, what: string): Promise<void>
   }
 }
 
-/** The application: inserts an order every 20 ms as shop_app, until told to stop. */
-function application(old: TestServer): { stop(): Promise<{ written: number; refused: number }> } {
+interface Traffic {
+  /** Orders written before the freeze. */
+  readonly written: number;
+  /** Writes refused between the freeze and the switch. */
+  readonly refused: number;
+  /** Orders written after the switch, on the new primary. */
+  readonly moved: number;
+}
+
+/** The application: inserts an order every 20 ms as shop_app through PgBouncer, until told to stop. */
+function application(url: string): { stop(): Promise<Traffic> } {
   let running = true;
   let written = 0;
   let refused = 0;
+  let moved = 0;
   const loop = (async () => {
     let client: pg.Client | undefined;
     while (running) {
       try {
         if (client === undefined) {
-          client = new pg.Client({ connectionString: old.urlFor('shop').replace('postgres@', 'shop_app@') });
+          client = new pg.Client({ connectionString: url });
           client.on('error', () => {});
           await client.connect();
         }
         await client.query("INSERT INTO orders (customer_id, amount, note) VALUES (1 + floor(random() * 200)::int, 9.99, 'web')");
-        written++;
+        if (refused === 0) written++;
+        else moved++;
       } catch {
         refused++;
         await client?.end().catch(() => {});
@@ -67,7 +80,7 @@ function application(old: TestServer): { stop(): Promise<{ written: number; refu
     async stop() {
       running = false;
       await loop;
-      return { written, refused };
+      return { written, refused, moved };
     },
   };
 }
@@ -77,15 +90,18 @@ async function main(): Promise<void> {
   const [old, fresh] = await Promise.all([startPostgres(18, { wal_level: 'logical' }), startPostgres(18, { wal_level: 'logical' })]);
   process.stdout.write(`old primary: port ${old.port}, ${old.dataDir}\nnew primary: port ${fresh.port}, ${fresh.dataDir}\n`);
   let app: ReturnType<typeof application> | undefined;
+  let bouncer: Awaited<ReturnType<typeof startPgBouncer>> | undefined;
   try {
     for (const server of [old, fresh]) {
       await server.query('CREATE DATABASE shop');
       await server.query(SHOP, [], 'shop');
     }
-    await old.query('CREATE ROLE shop_app LOGIN');
+    for (const server of [old, fresh]) {
+      await server.query('CREATE ROLE shop_app LOGIN');
+      await server.query('GRANT SELECT, INSERT ON customers, orders TO shop_app; GRANT USAGE ON SEQUENCE orders_id_seq TO shop_app', [], 'shop');
+    }
     await old.query(
-      `GRANT SELECT, INSERT ON customers, orders TO shop_app; GRANT USAGE ON SEQUENCE orders_id_seq TO shop_app;
-       INSERT INTO customers (name) SELECT 'customer ' || g FROM generate_series(1, 200) g;
+      `INSERT INTO customers (name) SELECT 'customer ' || g FROM generate_series(1, 200) g;
        INSERT INTO orders (customer_id, amount, note) SELECT 1 + g % 200, (g % 500) / 10.0, 'shop' FROM generate_series(1, 5000) g;
        CREATE PUBLICATION shop_pub FOR TABLE customers, orders;`,
       [],
@@ -97,8 +113,11 @@ async function main(): Promise<void> {
       'shop',
     );
     await until(async () => (await fresh.query<{ n: number }>('SELECT count(*)::int AS n FROM orders', [], 'shop'))[0]?.n === 5000, 'the initial copy');
-    app = application(old);
-    process.stdout.write('replicating; the shop application is writing orders to the old primary …\n');
+    const appPassword = 'shop-app-demo';
+    bouncer = await startPgBouncer({ databases: { shop: { host: '127.0.0.1', port: old.port, dbname: 'shop' } }, users: { shop_app: appPassword } });
+    process.stdout.write(`PgBouncer: port ${bouncer.port}, transaction pooling, [databases] in ${bouncer.databasesFile}\n`);
+    app = application(bouncer.urlFor('shop', { user: 'shop_app', password: appPassword }));
+    process.stdout.write('replicating; the shop application is writing orders through PgBouncer to the old primary …\n');
     await sleep(1000);
 
     const stateDir = mkdtempSync(path.join(os.tmpdir(), 'cutover-demo-'));
@@ -108,6 +127,10 @@ async function main(): Promise<void> {
       OLD_URL: old.urlFor('shop'),
       NEW_URL: fresh.urlFor('shop'),
       SUBSCRIPTION,
+      PGBOUNCER_ADMIN_URL: `postgres://${bouncer.adminUser}:${bouncer.adminPassword}@127.0.0.1:${bouncer.port}/pgbouncer`,
+      PGBOUNCER_DATABASES_FILE: bouncer.databasesFile,
+      NEW_HOST: '127.0.0.1',
+      NEW_PORT: String(fresh.port),
       CUTOVER_STATE_DIR: stateDir,
     };
     const steps: [string[], number][] = [
@@ -120,9 +143,15 @@ async function main(): Promise<void> {
       const code = await cutover(args, env);
       if (code !== expected) throw new Error(`cutover ${args.join(' ')} exited ${code}, expected ${expected}`);
     }
-    const { written, refused } = await app.stop();
+    // A few orders on the new primary, through the same PgBouncer address the application always used.
+    const [{ before } = { before: 0 }] = await fresh.query<{ before: number }>("SELECT count(*)::int AS before FROM orders WHERE note = 'web'", [], 'shop');
+    const onNew = async () => (await fresh.query<{ n: number }>("SELECT count(*)::int AS n FROM orders WHERE note = 'web'", [], 'shop'))[0]?.n ?? 0;
+    await until(async () => (await onNew()) >= before + 10, 'orders on the new primary');
+    const { written, refused, moved } = await app.stop();
     app = undefined;
-    process.stdout.write(`\nthe application wrote ${written} orders, then ${refused} writes were refused after the freeze\n`);
+    process.stdout.write(
+      `\nthe application wrote ${written} orders, ${refused} writes were refused after the freeze, then ${moved} orders went to the new primary through PgBouncer\n`,
+    );
 
     const run = listRuns(stateDir).find((r) => r.mode === 'run');
     if (run === undefined) throw new Error('no run recorded');
@@ -143,6 +172,7 @@ async function main(): Promise<void> {
     process.stdout.write(`\nreport: ${report}\njournals: ${runsDir(stateDir)}\n`);
   } finally {
     await app?.stop();
+    await bouncer?.stop();
     await Promise.all([old.stop(), fresh.stop()]);
   }
 }

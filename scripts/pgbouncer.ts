@@ -28,8 +28,8 @@ export interface TestPgBouncer {
   readonly databasesFile: string;
   readonly adminUser: string;
   readonly adminPassword: string;
-  /** A client URL for an entry (the application's view). */
-  urlFor(database: string): string;
+  /** A client URL for an entry (the application's view), as `postgres` or another user with its password. */
+  urlFor(database: string, as?: { readonly user: string; readonly password: string }): string;
   /** An admin console client, connected. */
   admin(): Promise<pg.Client>;
   stop(): Promise<void>;
@@ -38,6 +38,8 @@ export interface TestPgBouncer {
 export interface PgBouncerOptions {
   readonly databases: Readonly<Record<string, BouncerEntry>>;
   readonly poolMode?: 'session' | 'transaction';
+  /** Further client users and their passwords (the servers must admit them). */
+  readonly users?: Readonly<Record<string, string>>;
 }
 
 const ADMIN = 'bouncer_admin';
@@ -57,7 +59,9 @@ export async function startPgBouncer(options: PgBouncerOptions): Promise<TestPgB
   const databasesFile = path.join(dir, 'databases.ini');
   const files: Record<string, string> = {
     [databasesFile]: `; the entries a cutover moves\n[databases]\n${Object.entries(options.databases).map(([n, e]) => entryLine(n, e)).join('\n')}\n`,
-    [path.join(dir, 'users.txt')]: `"${ADMIN}" "${adminPassword}"\n"${APP}" "${appPassword}"\n`,
+    [path.join(dir, 'users.txt')]: Object.entries({ [ADMIN]: adminPassword, [APP]: appPassword, ...options.users })
+      .map(([name, password]) => `"${name}" "${password}"\n`)
+      .join(''),
     [path.join(dir, 'pgbouncer.ini')]: [
       `%include ${databasesFile}`,
       '[pgbouncer]',
@@ -123,7 +127,7 @@ export async function startPgBouncer(options: PgBouncerOptions): Promise<TestPgB
     databasesFile,
     adminUser: ADMIN,
     adminPassword,
-    urlFor: (database) => `postgres://${APP}:${appPassword}@127.0.0.1:${port}/${database}`,
+    urlFor: (database, as = { user: APP, password: appPassword }) => `postgres://${as.user}:${as.password}@127.0.0.1:${port}/${database}`,
     admin,
     async stop() {
       if (!exited) {

@@ -6,6 +6,7 @@
  *
  *   node dist/scripts/prerequisites.js           check, install where it can
  *   node dist/scripts/prerequisites.js --check   check only, never install
+ *   node dist/scripts/prerequisites.js pgbouncer only these tools (by Debian package name)
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -20,8 +21,11 @@ function debianLike(): boolean {
 
 const canInstall = () => process.getuid?.() === 0 && debianLike() && spawnSync('apt-get', ['--version']).status === 0;
 
+const only = process.argv.slice(2).filter((a) => !a.startsWith('--'));
+const wanted = TEST_TOOLS.filter((tool) => only.length === 0 || only.includes(tool.debianPackage));
+
 function missing(): SystemTool[] {
-  return TEST_TOOLS.filter((tool) => tool.find() === undefined);
+  return wanted.filter((tool) => tool.find() === undefined);
 }
 
 /** A bin directory given by CUTOVER_PG_BINDIR must hold the major the tests are written for. */
@@ -47,7 +51,7 @@ function install(tools: readonly SystemTool[]): void {
 }
 
 function explain(tools: readonly SystemTool[]): void {
-  console.error('prerequisites: the tests need system tools this machine lacks; nothing was run.');
+  console.error('prerequisites: system tools this machine lacks; nothing was run.');
   for (const tool of tools) {
     const elsewhere = tool.override === undefined ? '' : `, or set ${tool.override} to one elsewhere`;
     console.error(`  missing ${tool.name} (${tool.why}): sudo apt-get install --no-install-recommends ${tool.debianPackage}${elsewhere}`);
@@ -65,7 +69,7 @@ function main(): number {
     explain(absent);
     return 1;
   }
-  const mismatch = wrongMajor();
+  const mismatch = wanted.includes(systemPostgres) ? wrongMajor() : undefined;
   if (mismatch !== undefined) {
     console.error(`prerequisites: ${mismatch}`);
     return 1;

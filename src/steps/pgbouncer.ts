@@ -50,7 +50,11 @@ const config = z.object({
       entryName,
       z.strictObject({
         host: z.string().min(1).regex(/^[^\s'\\]+$/, 'a host name or address'),
-        port: z.number().int().min(1).max(65535).optional(),
+        port: z
+          .union([z.number(), z.string().regex(/^\d+$/, 'a port number').transform(Number)])
+          .pipe(z.number().int().min(1).max(65535))
+          .optional()
+          .describe('a number, or digits (e.g. from ${NEW_PORT})'),
         dbname: z.string().min(1).optional(),
       }),
     )

@@ -34,7 +34,8 @@ describe('templates', () => {
       assert.equal(init.code, 0, init.stderr);
       assert.match(readFileSync(out, 'utf8'), /^# yaml-language-server: \$schema=\.\/runbook\.schema\.json\n/);
       assert.ok(existsSync(path.join(dir, 'runbook.schema.json')));
-      const env = Object.fromEntries(template.variables.map((v) => [v, v.endsWith('_URL') ? 'postgres://cutover@db.example/app' : 'value']));
+      const sample = (v: string) => (v.endsWith('_URL') ? 'postgres://cutover@db.example/app' : v.endsWith('_PORT') ? '5432' : 'value');
+      const env = Object.fromEntries(template.variables.map((v) => [v, sample(v)]));
       const valid = await cutover(['validate', out], env);
       assert.equal(valid.code, 0, valid.stderr);
       const again = await cutover(['init', '--template', template.name, '--out', out]);
@@ -52,7 +53,7 @@ describe('README', () => {
 });
 
 describe('npm run demo', () => {
-  it('performs the whole cutover, prints the report path, and leaves no PostgreSQL running', async () => {
+  it('performs the whole cutover through PgBouncer, prints the report path, and leaves no server running', async () => {
     const child = spawn(process.execPath, [path.join(root, 'dist', 'scripts', 'demo.js')], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -60,7 +61,7 @@ describe('npm run demo', () => {
     const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
     assert.equal(code, 0, stdout);
     assert.match(stdout, /^run \S+: succeeded$/m);
-    assert.match(stdout, /then [1-9]\d* writes were refused after the freeze/);
+    assert.match(stdout, /[1-9]\d* writes were refused after the freeze, then [1-9]\d* orders went to the new primary through PgBouncer/);
     const report = /^report: (.+)$/m.exec(stdout)?.[1];
     assert.ok(report !== undefined && existsSync(report), `no report at ${report}`);
     assert.match(readFileSync(report, 'utf8'), /logical replication cutover/);
@@ -70,5 +71,12 @@ describe('npm run demo', () => {
       const running = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n').filter((l) => l.includes(dir));
       assert.deepEqual(running, [], `a server of ${dir} is still running`);
     }
+    const pooler = /^PgBouncer: port \d+, transaction pooling, \[databases\] in (\S+)$/m.exec(stdout)?.[1] ?? '';
+    assert.notEqual(pooler, '', 'the demo names its PgBouncer');
+    assert.deepEqual(
+      execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n').filter((l) => l.includes(path.dirname(pooler))),
+      [],
+      'PgBouncer is stopped',
+    );
   });
 });
