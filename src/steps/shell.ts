@@ -27,7 +27,7 @@ async function run(ctx: BaseContext, step: Step<Config>, command: readonly strin
     ...step.config.env,
   };
   const result = await ctx.commands(command, {
-    ...(step.config.cwd !== undefined ? { cwd: step.config.cwd } : {}),
+    ...(step.config.cwd !== undefined ? { cwd: ctx.resolvePath(step.config.cwd) } : {}),
     env,
     ...(step.timeoutMs !== undefined ? { timeoutMs: step.timeoutMs } : {}),
     signal: ctx.signal,
@@ -57,7 +57,7 @@ export const shellStep = defineStep({
     const action = {
       type: 'command' as const,
       argv: step.config.command,
-      ...(step.config.cwd !== undefined ? { cwd: step.config.cwd } : {}),
+      ...(step.config.cwd !== undefined ? { cwd: ctx.resolvePath(step.config.cwd) } : {}),
       ...(envKeys.length > 0 ? { envKeys } : {}),
     };
     if (ctx.dryRun && step.config.readOnly === true) {
