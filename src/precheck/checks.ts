@@ -199,7 +199,113 @@ export interface DatabaseContext {
   readonly targetMajor: number;
   /** Whether the runbook replicates logically (publications or logical slots exist). */
   readonly logical: boolean;
+  /** The two clusters pass int8 differently (see {@link int8PassByValue}). */
+  readonly int8PassingDiffers?: boolean | undefined;
+  /** The Unicode version changes with the upgrade (see {@link unicodeChange}). */
+  readonly unicodeChanges?: boolean | undefined;
 }
+
+/**
+ * The functions PostgreSQL 14 moved from anyarray/anyelement to
+ * anycompatiblearray/anycompatible. A user aggregate or operator built on
+ * their old signatures cannot be restored into 14 or later.
+ */
+const OLD_POLYMORPHICS = [
+  'array_append(anyarray,anyelement)',
+  'array_cat(anyarray,anyarray)',
+  'array_prepend(anyelement,anyarray)',
+  'array_remove(anyarray,anyelement)',
+  'array_replace(anyarray,anyelement,anyelement)',
+  'array_position(anyarray,anyelement)',
+  'array_position(anyarray,anyelement,integer)',
+  'array_positions(anyarray,anyelement)',
+  'width_bucket(anyelement,anyarray)',
+];
+
+/** User aggregates (transition or final function) and operators on those functions, in one query. */
+export const INCOMPATIBLE_POLYMORPHICS_SQL = `WITH old AS (SELECT to_regprocedure(s)::oid AS fn FROM unnest($1::text[]) s),
+       poly AS (SELECT oid FROM pg_type WHERE oid IN ('anyarray'::regtype, 'anyelement'::regtype))
+  SELECT format('aggregate %I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)) AS object
+    FROM pg_aggregate a JOIN pg_proc p ON p.oid = a.aggfnoid JOIN pg_namespace n ON n.oid = p.pronamespace
+   WHERE p.oid >= 16384 AND a.aggtranstype IN (SELECT oid FROM poly)
+     AND (a.aggtransfn::oid IN (SELECT fn FROM old) OR a.aggfinalfn::oid IN (SELECT fn FROM old))
+  UNION ALL
+  SELECT format('operator %I.%s(%s, %s)', n.nspname, o.oprname, o.oprleft::regtype, o.oprright::regtype)
+    FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace
+   WHERE o.oid >= 16384 AND o.oprleft IN (SELECT oid FROM poly) AND o.oprcode::oid IN (SELECT fn FROM old)
+  ORDER BY 1`;
+
+/** Functions of contrib/isn: their C code takes int8 the way the build it was installed on passes it. */
+export const ISN_FUNCTIONS_SQL = `SELECT format('%I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)) AS object
+    FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.probin = '$libdir/isn' ORDER BY 1`;
+
+/**
+ * Columns of inheritance children that lack a NOT NULL their parent's column
+ * has. Before 18 a child could lose it (ALTER TABLE ONLY child ... DROP NOT
+ * NULL); restoring the schema into a new cluster then fails.
+ */
+export const NOT_NULL_INHERITANCE_SQL = `SELECT DISTINCT format('%I.%I.%I (parent %I.%I)', cn.nspname, c.relname, ca.attname, pn.nspname, p.relname) AS object
+    FROM pg_inherits i
+    JOIN pg_attribute pa ON pa.attrelid = i.inhparent AND pa.attnum > 0 AND NOT pa.attisdropped AND pa.attnotnull
+    JOIN pg_attribute ca ON ca.attrelid = i.inhrelid AND ca.attname = pa.attname AND NOT ca.attisdropped AND NOT ca.attnotnull
+    JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace cn ON cn.oid = c.relnamespace
+    JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = p.relnamespace
+   ORDER BY 1`;
+
+/** Indexes (including those behind exclusion constraints) using btree_gist's inet/cidr operator classes. */
+export const GIST_INET_OPS_SQL = `SELECT format('%I.%I (on %I.%I, %s)', n.nspname, ic.relname, tn.nspname, t.relname, string_agg(DISTINCT o.opcname, ', ')) AS object
+    FROM pg_index x
+    JOIN pg_class ic ON ic.oid = x.indexrelid JOIN pg_namespace n ON n.oid = ic.relnamespace
+    JOIN pg_class t ON t.oid = x.indrelid JOIN pg_namespace tn ON tn.oid = t.relnamespace
+    CROSS JOIN LATERAL unnest(x.indclass::oid[]) AS k(opclass)
+    JOIN pg_opclass o ON o.oid = k.opclass JOIN pg_am a ON a.oid = o.opcmethod
+   WHERE a.amname = 'gist' AND o.opcname IN ('gist_inet_ops', 'gist_cidr_ops')
+   GROUP BY n.nspname, ic.relname, tn.nspname, t.relname ORDER BY 1`;
+
+/**
+ * Relations whose stored contents depend on Unicode character semantics:
+ * indexes (expressions, predicates), partitioned tables (key expressions),
+ * check constraints and materialized views whose stored expression calls
+ * normalize(), is_normalized(), unicode_assigned() or unicode_version(), or
+ * calls lower(), upper(), initcap() or a regular-expression or ILIKE
+ * operator under the builtin provider's C.UTF-8 or PG_UNICODE_FAST collation
+ * (named, or the database default). Built-in functions are pinned, so
+ * pg_depend does not record them: the expressions' stored node trees are
+ * searched instead, one pattern per function (and collation). UTF8
+ * databases only; 17+ catalogs.
+ */
+export const UNICODE_DEPENDENT_SQL = `WITH builtin_collations AS (
+    SELECT oid FROM pg_collation WHERE collprovider = 'b' AND colllocale IN ('C.UTF-8', 'PG_UNICODE_FAST')
+    UNION
+    SELECT 'pg_catalog.default'::regcollation::oid FROM pg_database
+     WHERE datname = current_database() AND datlocprovider = 'b' AND datlocale IN ('C.UTF-8', 'PG_UNICODE_FAST')),
+  collation_functions AS (
+    SELECT oid FROM pg_proc WHERE pronamespace = 'pg_catalog'::regnamespace
+       AND proname IN ('lower', 'upper', 'initcap') AND proargtypes[0] = 'text'::regtype
+    UNION
+    SELECT oprcode::oid FROM pg_operator WHERE oprnamespace = 'pg_catalog'::regnamespace
+       AND oprname IN ('~', '~*', '!~', '!~*', '~~*', '!~~*') AND oprright = 'text'::regtype),
+  patterns(re) AS (
+    SELECT '[{]FUNCEXPR :funcid ' || oid || '[ }]' FROM pg_proc WHERE pronamespace = 'pg_catalog'::regnamespace
+       AND proname IN ('normalize', 'is_normalized', 'unicode_assigned', 'unicode_version')
+    UNION ALL
+    SELECT '[{]FUNCEXPR :funcid ' || f.oid || ' (:\\w+ [^ ]+ )*:inputcollid ' || c.oid || '[ }]' FROM collation_functions f, builtin_collations c
+    UNION ALL
+    SELECT '[{]OPEXPR :opno ' || o.oid || ' (:\\w+ [^ ]+ )*:inputcollid ' || c.oid || '[ }]'
+      FROM pg_operator o, builtin_collations c
+     WHERE o.oprnamespace = 'pg_catalog'::regnamespace AND o.oprname IN ('~', '~*', '!~', '!~*', '~~*', '!~~*') AND o.oprright = 'text'::regtype),
+  rels(rel) AS (
+    SELECT conrelid FROM pg_constraint, patterns WHERE conbin IS NOT NULL AND conbin::text ~ re
+    UNION
+    SELECT indexrelid FROM pg_index, patterns WHERE indexprs::text ~ re OR indpred::text ~ re
+    UNION
+    SELECT partrelid FROM pg_partitioned_table, patterns WHERE partexprs::text ~ re
+    UNION
+    SELECT r.ev_class FROM pg_rewrite r JOIN pg_class m ON m.oid = r.ev_class AND m.relkind = 'm', patterns WHERE r.ev_action::text ~ re)
+  SELECT format('%I.%I', n.nspname, c.relname) AS object
+    FROM rels JOIN pg_class c ON c.oid = rels.rel JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE (SELECT encoding FROM pg_database WHERE datname = current_database()) = pg_char_to_encoding('UTF8')
+   ORDER BY 1`;
 
 export async function databaseChecks(db: Queryable, c: DatabaseContext): Promise<Finding[]> {
   const out: Finding[] = [];
@@ -222,7 +328,8 @@ export async function databaseChecks(db: Queryable, c: DatabaseContext): Promise
   if (c.oldMajor <= 13) {
     const postfix = await objects(
       db,
-      `SELECT format('%s(%s)', o.oid::regoperator, o.oprname) AS object FROM pg_operator o
+      `SELECT format('%I.%s(%s, NONE)', n.nspname, o.oprname, format_type(o.oprleft, NULL)) AS object
+         FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace
         WHERE o.oprright = 0 AND o.oid >= 16384 ORDER BY 1`,
     );
     if (postfix.length > 0) {
@@ -231,6 +338,42 @@ export async function databaseChecks(db: Queryable, c: DatabaseContext): Promise
     const conversions = await objects(db, `SELECT format('%I.%I', n.nspname, c.conname) AS object FROM pg_conversion c JOIN pg_namespace n ON n.oid = c.connamespace WHERE c.oid >= 16384 ORDER BY 1`);
     if (conversions.length > 0) {
       add({ id: 'user-encoding-conversions', severity: 'error', objects: conversions, message: 'user-defined encoding conversions changed signature in PostgreSQL 14', remediation: 'Drop them before the upgrade and recreate them after.' });
+    }
+  }
+  if (c.oldMajor <= 13) {
+    const { rows } = await db.query<{ object: string }>(INCOMPATIBLE_POLYMORPHICS_SQL, [OLD_POLYMORPHICS]);
+    if (rows.length > 0) {
+      add({
+        id: 'incompatible-polymorphics',
+        severity: 'error',
+        objects: rows.map((r) => r.object),
+        message: 'user aggregates or operators built on array functions whose anyarray/anyelement signatures became anycompatiblearray/anycompatible in PostgreSQL 14',
+        remediation: 'Drop them before the upgrade and create them again after it, declared with anycompatible and anycompatiblearray.',
+      });
+    }
+  }
+  if (c.int8PassingDiffers === true) {
+    const isn = await objects(db, ISN_FUNCTIONS_SQL);
+    if (isn.length > 0) {
+      add({ id: 'isn-int8-pass-by-value', severity: 'error', objects: isn, message: 'contrib/isn functions rely on bigint, which the old and new clusters pass differently (a 32-bit and a 64-bit build)', remediation: 'Dump the databases that use contrib/isn, drop the extension there, upgrade, then restore them.' });
+    }
+  }
+  if (c.oldMajor <= 18) {
+    const gaps = await objects(db, NOT_NULL_INHERITANCE_SQL);
+    if (gaps.length > 0) {
+      add({ id: 'not-null-inheritance', severity: 'error', objects: gaps, message: 'inheritance children lack a NOT NULL their parent column has; restoring the schema into the new cluster fails', remediation: 'ALTER TABLE child ALTER COLUMN ... SET NOT NULL (after removing NULLs), or detach the child (ALTER TABLE child NO INHERIT parent).' });
+    }
+  }
+  if (c.oldMajor <= 18 && c.targetMajor >= 19) {
+    const inet = await objects(db, GIST_INET_OPS_SQL);
+    if (inet.length > 0) {
+      add({ id: 'gist-inet-ops', severity: 'error', objects: inet, message: "indexes use btree_gist's gist_inet_ops or gist_cidr_ops, which are no longer the default for inet and cidr from PostgreSQL 19: the restored index definitions would not match the index files", remediation: 'Replace them before the upgrade with indexes on the core operator class: CREATE INDEX ... USING gist (col inet_ops), then drop the old ones.' });
+    }
+  }
+  if (c.oldMajor >= 17 && c.unicodeChanges === true) {
+    const dependent = await objects(db, UNICODE_DEPENDENT_SQL);
+    if (dependent.length > 0) {
+      add({ id: 'unicode-dependent-objects', severity: 'warning', objects: dependent, message: 'relations whose indexes, partition keys, check constraints or materialized view contents depend on Unicode character semantics, and the Unicode version changes with the upgrade', remediation: 'After the upgrade, REINDEX those indexes, REFRESH those materialized views, and re-check those constraints and partition keys (few values change between Unicode versions).' });
     }
   }
   if (c.oldMajor <= 11) {
@@ -361,4 +504,72 @@ export function diskSpaceFinding(neededBytes: number, freeBytes: number, where: 
     message: 'pg_upgrade in copy mode would run out of space',
     remediation: 'Free space, or run pg_upgrade with --link or --clone (no copy; --link means the old cluster cannot be started again once the new one ran).',
   }];
+}
+
+// ------------------------------------------------------------ added by pg_upgrade 18 and 19
+
+/** How the cluster's build passes int8 (and float8): by value on 64-bit builds, by reference on 32-bit ones. */
+export async function int8PassByValue(db: Queryable): Promise<boolean> {
+  const { rows } = await db.query<{ byval: boolean }>(`SELECT typbyval AS byval FROM pg_type WHERE oid = 'int8'::regtype`);
+  return rows[0]?.byval ?? true;
+}
+
+/** The Unicode version each release's built-in tables follow (unicode_version(), from 17). */
+const UNICODE_OF: Readonly<Record<number, string>> = { 17: '15.1', 18: '16.0' };
+
+/**
+ * Whether the Unicode version changes from the old cluster to the new one:
+ * read from the new cluster when it is given, otherwise from what the
+ * target release is known to ship; an unknown target counts as a change, so
+ * the warning errs on the side of naming the objects.
+ */
+export async function unicodeChange(old: Queryable, oldMajor: number, targetMajor: number, fresh?: Queryable): Promise<{ from: string; to: string | undefined } | undefined> {
+  if (oldMajor < 17) return undefined;
+  const version = async (db: Queryable) => (await db.query<{ v: string }>('SELECT unicode_version() AS v')).rows[0]?.v;
+  const from = await version(old);
+  const to = fresh !== undefined ? await version(fresh) : UNICODE_OF[targetMajor];
+  return from !== undefined && from === to ? undefined : { from: from ?? '?', to };
+}
+
+/** Names with a newline or carriage return, which PostgreSQL 19 no longer accepts for databases, roles and tablespaces. */
+export async function globalNamesWithNewlines(db: Queryable, oldMajor: number, targetMajor: number): Promise<Finding[]> {
+  if (oldMajor > 18 || targetMajor < 19) return [];
+  const { rows } = await db.query<{ object: string }>(
+    `WITH names(kind, name) AS (
+       SELECT 'database', datname::text FROM pg_database
+       UNION ALL SELECT 'role', rolname::text FROM pg_roles
+       UNION ALL SELECT 'tablespace', spcname::text FROM pg_tablespace)
+     SELECT kind || ' ' || replace(replace(quote_ident(name), chr(10), '\\n'), chr(13), '\\r') AS object
+       FROM names WHERE strpos(name, chr(10)) > 0 OR strpos(name, chr(13)) > 0 ORDER BY 1`,
+  );
+  return rows.length === 0
+    ? []
+    : [{
+        id: 'global-names-with-newlines',
+        severity: 'error',
+        objects: rows.map((r) => r.object),
+        message: 'database, role or tablespace names contain a newline or carriage return, which PostgreSQL 19 rejects',
+        remediation: 'Rename them (ALTER DATABASE/ROLE/TABLESPACE ... RENAME TO ...) before the upgrade.',
+      }];
+}
+
+/** pg_conflict_detection is the slot PostgreSQL 19 reserves for retain_dead_tuples; an old logical slot of that name cannot be carried. */
+export function reservedSlotNames(slots: readonly Slot[], oldMajor: number, targetMajor: number): Finding[] {
+  if (oldMajor < 17 || targetMajor < 19) return [];
+  const reserved = slots.filter((s) => s.name === 'pg_conflict_detection').map((s) => s.name);
+  return reserved.length === 0
+    ? []
+    : [{ id: 'reserved-slot-name', severity: 'error', objects: reserved, message: 'a logical slot is named pg_conflict_detection, a name PostgreSQL 19 reserves for itself', remediation: 'Drop the slot and create it again under another name (its consumer must then resynchronise or start from the new slot).' }];
+}
+
+/** Subscriptions whose replication origin (pg_<subscription oid>) is missing: pg_upgrade (17+) cannot carry their progress. */
+export async function subscriptionsWithoutOrigin(db: Queryable, oldMajor: number): Promise<Finding[]> {
+  if (oldMajor < 17) return [];
+  const { rows } = await db.query<{ object: string }>(
+    `SELECT format('%I: %I', d.datname, s.subname) AS object FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid
+      WHERE NOT EXISTS (SELECT 1 FROM pg_replication_origin o WHERE o.roname = 'pg_' || s.oid) ORDER BY 1`,
+  );
+  return rows.length === 0
+    ? []
+    : [{ id: 'subscription-without-origin', severity: 'error', objects: rows.map((r) => r.object), message: 'subscriptions without their replication origin cannot be upgraded', remediation: 'Drop and recreate those subscriptions (copy_data = false if the tables are in sync).' }];
 }

@@ -1,0 +1,175 @@
+/**
+ * upgrade-precheck on real old clusters, 11 to 17, each given every defect
+ * its version can hold, to 18 and to 19: the exact finding ids, and none on
+ * the same cluster before the defects were added. The servers start in
+ * parallel and each serves all the cases of its version.
+ */
+import assert from 'node:assert/strict';
+import { chownSync, mkdirSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { int8PassByValue, ISN_FUNCTIONS_SQL } from '../../src/precheck/checks.js';
+import type { Queryable } from '../../src/db/session.js';
+import { startPostgres, type PgVersion, type TestServer } from '../helpers/pg.js';
+import { findingsOf, ids, plan } from '../helpers/precheck.js';
+
+const OLD: readonly PgVersion[] = [11, 12, 13, 14, 16, 17];
+
+/**
+ * The defects, each on the versions that can hold it, in a database `app`
+ * (cluster-wide ones aside), with the error finding each one must produce
+ * and the targets it matters for.
+ */
+const DEFECTS: readonly { id: string; versions: (v: number) => boolean; targets: readonly number[]; sql: string; cluster?: true }[] = [
+  { id: 'tables-with-oids', versions: (v) => v <= 11, targets: [18, 19], sql: 'CREATE TABLE legacy (i int) WITH OIDS' },
+  {
+    id: 'postfix-operators',
+    versions: (v) => v <= 13,
+    targets: [18, 19],
+    sql: `CREATE FUNCTION fact(bigint) RETURNS numeric LANGUAGE sql AS 'SELECT $1::numeric';
+          CREATE OPERATOR !!! (LEFTARG = bigint, PROCEDURE = fact)`,
+  },
+  { id: 'user-encoding-conversions', versions: (v) => v <= 13, targets: [18, 19], sql: `CREATE CONVERSION latin_to_utf8 FOR 'LATIN1' TO 'UTF8' FROM iso8859_1_to_utf8` },
+  {
+    id: 'incompatible-polymorphics',
+    versions: (v) => v <= 13,
+    targets: [18, 19],
+    sql: `CREATE AGGREGATE array_accum (anyelement) (sfunc = array_append, stype = anyarray, initcond = '{}')`,
+  },
+  {
+    id: 'not-null-inheritance',
+    versions: () => true,
+    targets: [18, 19],
+    sql: 'CREATE TABLE parent (a int NOT NULL); CREATE TABLE child () INHERITS (parent); ALTER TABLE child ALTER COLUMN a DROP NOT NULL',
+  },
+  {
+    id: 'gist-inet-ops',
+    versions: () => true,
+    targets: [19],
+    sql: 'CREATE EXTENSION btree_gist; CREATE TABLE net (a inet); CREATE INDEX net_gist ON net USING gist (a gist_inet_ops)',
+  },
+  { id: 'global-names-with-newlines', versions: () => true, targets: [19], sql: 'CREATE ROLE "line\nbreak"', cluster: true },
+  { id: 'reserved-slot-name', versions: (v) => v >= 17, targets: [19], sql: `SELECT pg_create_logical_replication_slot('pg_conflict_detection', 'pgoutput')`, cluster: true },
+];
+
+/** Objects each finding must name, on every version that holds the defect. */
+const OBJECTS: Readonly<Record<string, string>> = {
+  'tables-with-oids': 'public.legacy',
+  'postfix-operators': 'public.!!!(bigint, NONE)',
+  'user-encoding-conversions': 'public.latin_to_utf8',
+  'incompatible-polymorphics': 'aggregate public.array_accum(anyelement)',
+  'not-null-inheritance': 'public.child.a (parent public.parent)',
+  'gist-inet-ops': 'public.net_gist (on public.net, gist_inet_ops)',
+  'global-names-with-newlines': 'role "line\\nbreak"',
+  'reserved-slot-name': 'pg_conflict_detection',
+};
+
+const expected = (version: number, target: number) =>
+  DEFECTS.filter((d) => d.versions(version) && d.targets.includes(target))
+    .map((d) => d.id)
+    .sort();
+
+describe('upgrade-precheck on real old clusters (11 to 17)', () => {
+  const servers = new Map<PgVersion, TestServer>();
+  let fresh: TestServer;
+
+  before(async () => {
+    const started = await Promise.all([
+      ...OLD.map((v) => startPostgres(v, v >= 17 ? { wal_level: 'logical' } : {})),
+      // The new cluster: 18 without data checksums, like the old ones.
+      startPostgres(18, {}, ['--no-data-checksums']),
+    ]);
+    started.forEach((s) => (s.version === 18 ? (fresh = s) : servers.set(s.version, s)));
+  });
+  after(async () => {
+    await Promise.all([...servers.values(), fresh].filter((s) => s !== undefined).map((s) => s.stop()));
+  });
+
+  for (const version of OLD) {
+    it(`PostgreSQL ${version}: a clean cluster has no error to 18 or to 19, then each defect it can hold is found with its objects`, async () => {
+      const old = servers.get(version);
+      assert.ok(old);
+      for (const target of [18, 19]) {
+        const clean = await plan(old, '', '', target);
+        assert.equal(clean.status, 'planned', JSON.stringify(clean.steps[0]?.error));
+        assert.deepEqual(ids(clean, 'error'), [], `clean ${version} -> ${target}`);
+      }
+
+      await old.query('CREATE DATABASE app');
+      for (const d of DEFECTS.filter((x) => x.versions(version))) await old.query(d.sql, [], d.cluster ? 'postgres' : 'app');
+
+      for (const target of [18, 19]) {
+        const result = await plan(old, '', '', target);
+        assert.equal(result.status, 'failed');
+        assert.deepEqual(ids(result, 'error'), expected(version, target), `${version} -> ${target}`);
+        for (const id of expected(version, target)) {
+          const f = findingsOf(result).find((x) => x.id === id);
+          assert.equal(f?.objects, OBJECTS[id], `${id} on ${version}`);
+          assert.equal(f?.database, DEFECTS.find((d) => d.id === id)?.cluster ? null : 'app', `${id} on ${version}`);
+        }
+      }
+    });
+  }
+
+  it('PostgreSQL 17 to 18 (Unicode 15.1 to 16.0): relations using Unicode-dependent functions are a warning, the same under the C collation are not', async () => {
+    const old = servers.get(17);
+    assert.ok(old);
+    await old.query('CREATE DATABASE uni');
+    await old.query(
+      `CREATE TABLE words (w text);
+       CREATE INDEX words_nfc ON words (normalize(w, NFC));
+       CREATE INDEX words_lower ON words (lower(w COLLATE pg_c_utf8));
+       CREATE INDEX words_lower_c ON words (lower(w COLLATE "C"));
+       CREATE TABLE checked (t text CHECK (upper(t COLLATE pg_c_utf8) <> ''));
+       CREATE TABLE plain (t text CHECK (upper(t COLLATE "C") <> ''))`,
+      [],
+      'uni',
+    );
+    const result = await plan(old, '    newCluster: new\n', `  new: { kind: postgres, url: "${fresh.url}" }\n`);
+    const unicode = findingsOf(result).filter((f) => f.id === 'unicode-dependent-objects');
+    assert.deepEqual(unicode.map((f) => [f.severity, f.database, f.objects]), [['warning', 'uni', 'public.checked, public.words_lower, public.words_nfc']]);
+  });
+
+  it('with newCluster: a second role and an existing tablespace directory in the new cluster are errors', async () => {
+    const old = servers.get(16);
+    assert.ok(old);
+    // The location belongs to the server's OS user, as CREATE TABLESPACE requires.
+    const owner = statSync(old.dataDir);
+    const location = path.join(path.dirname(old.dataDir), 'ts');
+    mkdirSync(location);
+    chownSync(location, owner.uid, owner.gid);
+    await old.query(`CREATE TABLESPACE cold LOCATION '${location}'`);
+    const [control] = await fresh.query<{ catalog: number }>('SELECT catalog_version_no AS catalog FROM pg_control_system()');
+    const leftOver = path.join(location, `PG_18_${control?.catalog}`);
+    mkdirSync(leftOver);
+    chownSync(leftOver, owner.uid, owner.gid);
+    await fresh.query('CREATE ROLE app_owner');
+
+    const result = await plan(old, '    newCluster: new\n', `  new: { kind: postgres, url: "${fresh.url}" }\n`);
+    assert.deepEqual(
+      ids(result, 'error').filter((id) => id.startsWith('new-cluster')),
+      ['new-cluster-has-other-roles', 'new-cluster-tablespace-dir-exists'],
+    );
+    assert.equal(findingsOf(result).find((f) => f.id === 'new-cluster-tablespace-dir-exists')?.objects, leftOver);
+    assert.equal(findingsOf(result).find((f) => f.id === 'new-cluster-has-other-roles')?.objects, 'postgres, app_owner');
+  });
+
+  it("contrib/isn's functions are what the pass-by-value check lists (a mismatch needs a 32-bit build, which is not here)", async () => {
+    const old = servers.get(14);
+    assert.ok(old);
+    await old.query('CREATE DATABASE codes');
+    await old.query('CREATE EXTENSION isn', [], 'codes');
+    const codes: Queryable = {
+      connectionName: 'old',
+      query: async (sql, params) => {
+        const rows = await old.query(sql, params === undefined ? undefined : [...params], 'codes');
+        return { rows, rowCount: rows.length, command: 'SELECT' };
+      },
+      queryMany: () => Promise.reject(new Error('not used')),
+    } as Queryable;
+    assert.equal(await int8PassByValue(codes), true);
+    const { rows } = await codes.query<{ object: string }>(ISN_FUNCTIONS_SQL);
+    assert.ok(rows.some((r) => r.object === 'public.isbn13_in(cstring)'), rows.map((r) => r.object).join(', '));
+    assert.ok(rows.every((r) => r.object.startsWith('public.')));
+  });
+});
