@@ -127,10 +127,10 @@ export async function longTransactions(db: Queryable): Promise<Finding[]> {
  * Types pg_upgrade cannot carry, by the old versions it checks them for: the
  * on-disk format or the OIDs they store change between majors.
  */
-const UNSUPPORTED_TYPES: readonly { id: string; names: string; oldMax: number; newMin: number; why: string; fix: string }[] = [
+const UNSUPPORTED_TYPES: readonly { id: string; base: string; oldMax: number; newMin: number; why: string; fix: string }[] = [
   {
     id: 'reg-types',
-    names: `'regcollation', 'regconfig', 'regdictionary', 'regnamespace', 'regoper', 'regoperator', 'regproc', 'regprocedure'`,
+    base: `n.nspname = 'pg_catalog' AND t.typname IN ('regcollation', 'regconfig', 'regdictionary', 'regnamespace', 'regoper', 'regoperator', 'regproc', 'regprocedure')`,
     oldMax: 99,
     newMin: 0,
     why: 'reg* types store OIDs, which pg_upgrade does not preserve (only regclass, regrole and regtype are safe)',
@@ -138,7 +138,7 @@ const UNSUPPORTED_TYPES: readonly { id: string; names: string; oldMax: number; n
   },
   {
     id: 'aclitem-type',
-    names: `'aclitem'`,
+    base: `n.nspname = 'pg_catalog' AND t.typname = 'aclitem'`,
     oldMax: 15,
     newMin: 16,
     why: 'the aclitem storage format changed in PostgreSQL 16',
@@ -146,7 +146,7 @@ const UNSUPPORTED_TYPES: readonly { id: string; names: string; oldMax: number; n
   },
   {
     id: 'removed-types',
-    names: `'abstime', 'reltime', 'tinterval'`,
+    base: `n.nspname = 'pg_catalog' AND t.typname IN ('abstime', 'reltime', 'tinterval')`,
     oldMax: 11,
     newMin: 12,
     why: 'these types were removed in PostgreSQL 12',
@@ -154,7 +154,7 @@ const UNSUPPORTED_TYPES: readonly { id: string; names: string; oldMax: number; n
   },
   {
     id: 'sql-identifier-type',
-    names: `'sql_identifier'`,
+    base: `n.nspname = 'information_schema' AND t.typname = 'sql_identifier'`,
     oldMax: 11,
     newMin: 12,
     why: 'the sql_identifier storage format changed in PostgreSQL 12',
@@ -163,12 +163,13 @@ const UNSUPPORTED_TYPES: readonly { id: string; names: string; oldMax: number; n
 ];
 
 /**
- * User columns whose type is one of `names`, or an array, domain or
- * composite over one (recursively), as pg_upgrade's data type check does.
+ * User columns whose type is one the `base` condition selects (over pg_type
+ * t and pg_namespace n), or an array, domain or composite over one
+ * (recursively), as pg_upgrade's data type check does.
  */
-const typeUsageSql = (names: string) => `WITH RECURSIVE base AS (
+const typeUsageSql = (base: string) => `WITH RECURSIVE base AS (
     SELECT t.oid FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
-     WHERE n.nspname = 'pg_catalog' AND t.typname IN (${names})
+     WHERE ${base}
     UNION
     SELECT t.oid FROM pg_type t, base
      WHERE t.typelem = base.oid AND t.typlen = -1
@@ -181,13 +182,12 @@ const typeUsageSql = (names: string) => `WITH RECURSIVE base AS (
      AND c.relkind IN ('r', 'm', 'i') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'
    ORDER BY 1`;
 
-/** User columns of system composite types (their OIDs differ in the new cluster). */
-const SYSTEM_COMPOSITE_SQL = `SELECT format('%I.%I.%I', n.nspname, c.relname, a.attname) AS object
-    FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-    JOIN pg_type t ON t.oid = a.atttypid
-   WHERE t.typtype = 'c' AND t.oid < 16384 AND NOT a.attisdropped AND a.attnum > 0 AND c.relkind IN ('r', 'm')
-     AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'
-   ORDER BY 1`;
+/**
+ * User columns of composite types made by initdb or belonging to
+ * information_schema (which may have been dropped and reloaded), also inside
+ * arrays, domains and composites: their OIDs differ in the new cluster.
+ */
+const SYSTEM_COMPOSITE_SQL = typeUsageSql(`t.typtype = 'c' AND (t.oid < 16384 OR n.nspname = 'information_schema')`);
 
 async function objects(db: Queryable, sql: string): Promise<string[]> {
   return (await db.query<{ object: string }>(sql)).rows.map((r) => r.object);
@@ -312,7 +312,7 @@ export async function databaseChecks(db: Queryable, c: DatabaseContext): Promise
   const add = (f: Omit<Finding, 'database'>) => out.push({ ...f, database: c.database });
   for (const t of UNSUPPORTED_TYPES) {
     if (c.oldMajor > t.oldMax || c.targetMajor < t.newMin) continue;
-    const found = await objects(db, typeUsageSql(t.names));
+    const found = await objects(db, typeUsageSql(t.base));
     if (found.length > 0) add({ id: t.id, severity: 'error', objects: found, message: t.why, remediation: t.fix });
   }
   const composite = await objects(db, SYSTEM_COMPOSITE_SQL);

@@ -83,7 +83,14 @@ export async function newClusterChecks(
       remediation: newSums === 'on' ? 'initdb the new cluster with --no-data-checksums, or enable them on the old one with pg_checksums (offline).' : 'initdb the new cluster with --data-checksums.',
     });
   }
-  const [oldT1, newT1] = [await template1(old.db), await template1(fresh)];
+  try {
+    out.push(...(await controlDataDiffers(old.db, fresh)));
+  } catch (error) {
+    if (!(error instanceof DatabaseError)) throw error;
+    out.push({ id: 'control-data-not-compared', severity: 'warning', objects: [error.message], message: 'could not read pg_control_init() to compare the build settings of the clusters', remediation: 'Run the precheck as a superuser, or compare pg_controldata of both clusters by hand.' });
+  }
+  // From 16 on pg_upgrade gives the new cluster the old one's locale and encoding itself.
+  const [oldT1, newT1] = targetMajor <= 15 ? [await template1(old.db), await template1(fresh)] : [{}, {}];
   const differing = Object.keys({ ...oldT1, ...newT1 }).filter((k) => JSON.stringify(oldT1[k]) !== JSON.stringify(newT1[k]));
   if (differing.length > 0) {
     out.push({ id: 'template1-locale-differs', severity: 'error', objects: differing.map((k) => `${k}: ${JSON.stringify(oldT1[k])} -> ${JSON.stringify(newT1[k])}`), message: 'template1 encoding, locale or locale provider differ between the clusters', remediation: 'initdb the new cluster with the old one\'s encoding, locale and provider.' });
@@ -158,4 +165,31 @@ async function tablespaceDirectories(old: Queryable, fresh: Queryable, oldMajor:
   return rows.length === 0
     ? []
     : [{ id: 'new-cluster-tablespace-dir-exists', severity: 'error', objects: rows.map((r) => r.dir), message: 'tablespace directories for the new version already exist (left by an earlier attempt?)', remediation: 'Remove those directories (after making sure no cluster uses them) before the upgrade.' }];
+}
+
+/**
+ * The build and initdb settings pg_upgrade compares in pg_control (block
+ * sizes, WAL segment size, alignment, identifier and index limits, TOAST
+ * and large-object chunk sizes); data checksums and int8 passing have
+ * findings of their own.
+ */
+const CONTROL_FIELDS = [
+  'max_data_alignment',
+  'database_block_size',
+  'blocks_per_segment',
+  'wal_block_size',
+  'bytes_per_wal_segment',
+  'max_identifier_length',
+  'max_index_columns',
+  'max_toast_chunk_size',
+  'large_object_chunk_size',
+] as const;
+
+async function controlDataDiffers(old: Queryable, fresh: Queryable): Promise<Finding[]> {
+  const read = async (db: Queryable) => (await db.query<{ c: Record<string, unknown> }>('SELECT to_jsonb(i) AS c FROM pg_control_init() i')).rows[0]?.c ?? {};
+  const [a, b] = [await read(old), await read(fresh)];
+  const differing = CONTROL_FIELDS.filter((k) => String(a[k]) !== String(b[k])).map((k) => `${k}: ${String(a[k])} -> ${String(b[k])}`);
+  return differing.length === 0
+    ? []
+    : [{ id: 'control-data-differs', severity: 'error', objects: differing, message: 'the clusters were built or initialised with different storage settings, which pg_upgrade cannot convert', remediation: 'initdb the new cluster with the old one\'s settings (e.g. --wal-segsize), with binaries built with the same block size and alignment.' }];
 }
