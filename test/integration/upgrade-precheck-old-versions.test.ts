@@ -24,6 +24,16 @@ const DEFECTS: readonly { id: string; versions: (v: number) => boolean; targets:
   { id: 'tables-with-oids', versions: (v) => v <= 11, targets: [18, 19], sql: 'CREATE TABLE legacy (i int) WITH OIDS' },
   { id: 'removed-types', versions: (v) => v <= 11, targets: [18, 19], sql: 'CREATE TABLE times (t abstime)' },
   { id: 'sql-identifier-type', versions: (v) => v <= 11, targets: [18, 19], sql: 'CREATE TABLE idents (n information_schema.sql_identifier)' },
+  { id: 'aclitem-type', versions: (v) => v <= 15, targets: [18, 19], sql: 'CREATE TABLE grants (g aclitem)' },
+  {
+    id: 'invalid-database',
+    versions: () => true,
+    targets: [18, 19],
+    // What an interrupted DROP DATABASE leaves (15+); pg_upgrade 18 refuses the mark on every version.
+    sql: "CREATE DATABASE broken; UPDATE pg_database SET datconnlimit = -2 WHERE datname = 'broken'",
+    cluster: true,
+  },
+  { id: 'template0-allows-connections', versions: () => true, targets: [18, 19], sql: "UPDATE pg_database SET datallowconn = true WHERE datname = 'template0'", cluster: true },
   { id: 'system-composite-types', versions: () => true, targets: [18, 19], sql: 'CREATE DOMAIN activity AS pg_stat_activity; CREATE TABLE snapshots (s activity)' },
   {
     id: 'postfix-operators',
@@ -61,6 +71,9 @@ const OBJECTS: Readonly<Record<string, string>> = {
   'removed-types': 'public.times.t',
   'sql-identifier-type': 'public.idents.n',
   'system-composite-types': 'public.snapshots.s',
+  'aclitem-type': 'public.grants.g',
+  'invalid-database': 'broken',
+  'template0-allows-connections': 'template0',
   'postfix-operators': 'public.!!!(bigint, NONE)',
   'user-encoding-conversions': 'public.latin_to_utf8',
   'incompatible-polymorphics': 'aggregate public.array_accum(anyelement)',
@@ -104,7 +117,9 @@ describe('upgrade-precheck on real old clusters (11 to 17)', () => {
       }
 
       await old.query('CREATE DATABASE app');
-      for (const d of DEFECTS.filter((x) => x.versions(version))) await old.query(d.sql, [], d.cluster ? 'postgres' : 'app');
+      for (const d of DEFECTS.filter((x) => x.versions(version))) {
+        for (const statement of d.sql.split('; ')) await old.query(statement, [], d.cluster ? 'postgres' : 'app');
+      }
 
       for (const target of [18, 19]) {
         const result = await plan(old, '', '', target);
@@ -152,10 +167,11 @@ describe('upgrade-precheck on real old clusters (11 to 17)', () => {
     mkdirSync(leftOver);
     chownSync(leftOver, owner.uid, owner.gid);
     await fresh.query('CREATE ROLE app_owner');
+    await fresh.query('CREATE TABLE leftover (i int)');
 
     const result = await plan(old, '    newCluster: new\n', `  new: { kind: postgres, url: "${fresh.url}" }\n`);
     // The 16 cluster carries its defects from the case above.
-    assert.deepEqual(ids(result, 'error'), [...expected(16, 18), 'control-data-differs', 'new-cluster-has-other-roles', 'new-cluster-tablespace-dir-exists'].sort());
+    assert.deepEqual(ids(result, 'error'), [...expected(16, 18), 'control-data-differs', 'new-cluster-has-other-roles', 'new-cluster-not-empty', 'new-cluster-tablespace-dir-exists'].sort());
     assert.equal(findingsOf(result).find((f) => f.id === 'control-data-differs')?.objects, 'bytes_per_wal_segment: 16777216 -> 33554432');
     assert.equal(findingsOf(result).find((f) => f.id === 'new-cluster-tablespace-dir-exists')?.objects, leftOver);
     assert.equal(findingsOf(result).find((f) => f.id === 'new-cluster-has-other-roles')?.objects, 'postgres, app_owner');
