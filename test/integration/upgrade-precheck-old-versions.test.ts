@@ -62,6 +62,14 @@ const DEFECTS: readonly { id: string; versions: (v: number) => boolean; targets:
     sql: 'CREATE EXTENSION btree_gist; CREATE TABLE net (a inet); CREATE INDEX net_gist ON net USING gist (a gist_inet_ops)',
   },
   { id: 'global-names-with-newlines', versions: () => true, targets: [19], sql: 'CREATE ROLE "line\nbreak"', cluster: true },
+  {
+    id: 'subscription-without-origin',
+    versions: (v) => v >= 17,
+    targets: [18, 19],
+    // Created without connecting, then its replication origin dropped by hand.
+    sql: `CREATE SUBSCRIPTION orphan CONNECTION 'dbname=nowhere' PUBLICATION p WITH (connect = false); SELECT pg_replication_origin_drop('pg_' || oid) FROM pg_subscription`,
+    cluster: true,
+  },
   { id: 'reserved-slot-name', versions: (v) => v >= 17, targets: [19], sql: `SELECT pg_create_logical_replication_slot('pg_conflict_detection', 'pgoutput')`, cluster: true },
 ];
 
@@ -81,6 +89,7 @@ const OBJECTS: Readonly<Record<string, string>> = {
   'gist-inet-ops': 'public.net_gist (on public.net, gist_inet_ops)',
   'global-names-with-newlines': 'role "line\\nbreak"',
   'reserved-slot-name': 'pg_conflict_detection',
+  'subscription-without-origin': 'postgres: orphan',
 };
 
 const expected = (version: number, target: number) =>
