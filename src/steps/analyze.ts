@@ -193,6 +193,8 @@ async function watch(ctx: BaseContext, db: Queryable, label: () => string, done:
     finished = true;
   };
   done.then(stop, stop);
+  // pg_stat_progress_analyze exists from 13; before, the run shows no live progress.
+  if ((await serverVersion(db)) < 130000) return;
   while (!finished) {
     const { rows } = await db.query<{ rel: string; phase: string; done: string; total: string }>(
       `SELECT p.relid::regclass::text AS rel, p.phase, p.sample_blks_scanned::text AS done, p.sample_blks_total::text AS total

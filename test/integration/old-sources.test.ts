@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { parseRunbook, registry, runRunbook, type RunResult } from '../../src/index.js';
+import { parseRunbook, planRunbook, registry, runRunbook, type RunResult } from '../../src/index.js';
 import { startPostgres, type TestServer } from '../helpers/pg.js';
 import { tempDir } from '../helpers/cli.js';
 
@@ -144,6 +144,44 @@ describe('an 11 or 13 source, an 18 target', () => {
         ['public.orders: copy', 'public.fresh_rows: not copied (never analyzed on the source): analyzed'],
       );
       assert.deepEqual(await target.query("SELECT reltuples FROM pg_class WHERE relname = 'fresh_rows'", [], db), [{ reltuples: 500 }]);
+    });
+
+    it(`analyze onlyMissing on ${version} itself: finds what lacks statistics in that version's catalogs, and a second run has nothing to do`, async () => {
+      const server = servers.get(version);
+      assert.ok(server);
+      const off = 'WITH (autovacuum_enabled = false)';
+      const db = `m${++n}`;
+      await server.query(`CREATE DATABASE ${db}`);
+      await server.query(
+        `CREATE TABLE done (id int) ${off}; INSERT INTO done SELECT generate_series(1, 1000);
+         CREATE TABLE gets_column (id int) ${off}; INSERT INTO gets_column SELECT generate_series(1, 1000);
+         CREATE TABLE gets_ext (a int, b int) ${off}; INSERT INTO gets_ext SELECT g, g % 10 FROM generate_series(1, 1000) g;
+         CREATE TABLE empty_t (id int) ${off};
+         ANALYZE;
+         CREATE TABLE brand_new (id int) ${off}; INSERT INTO brand_new SELECT generate_series(1, 10);
+         ALTER TABLE gets_column ADD COLUMN extra int; UPDATE gets_column SET extra = id;
+         CREATE STATISTICS gets_ext_s (ndistinct) ON a, b FROM gets_ext;`,
+        [],
+        db,
+      );
+      const text = `version: 1\nname: stats\nconnections:\n  db: { kind: postgres, url: "${server.urlFor(db)}" }\nsteps:\n  - id: stats\n    kind: analyze\n    connection: db\n    onlyMissing: true\n`;
+      const dir = tempDir();
+      const file = path.join(dir, 'runbook.yaml');
+      writeFileSync(file, text);
+      const rb = parseRunbook(text, file, { registry, env: {} });
+      const planned = await planRunbook(rb, { registry, stateDir: dir });
+      assert.deepEqual(
+        Object.fromEntries(tableOf<{ relation: string; missing: string }>(planned).filter((r) => r.missing !== '').map((r) => [r.relation, r.missing])),
+        {
+          'public.brand_new': 'never analyzed',
+          'public.gets_column': 'columns without statistics: extra',
+          'public.gets_ext': 'extended statistics without data: gets_ext_s',
+        },
+      );
+      const result = await runRunbook(rb, { registry, stateDir: dir });
+      assert.equal(result.status, 'succeeded', JSON.stringify(result.steps));
+      const again = await planRunbook(rb, { registry, stateDir: dir });
+      assert.deepEqual(again.steps[0]?.plan?.actions, []);
     });
   }
 });
