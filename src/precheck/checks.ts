@@ -4,6 +4,7 @@
  * the live old cluster, plus what pg_upgrade is blind to. Every finding has
  * an id, a severity, the objects it is about, and what to do.
  */
+import { quoteLiteral } from '../db/quote.js';
 import type { Queryable } from '../db/session.js';
 
 export type Severity = 'error' | 'warning' | 'info';
@@ -189,9 +190,6 @@ const typeUsageSql = (base: string) => `WITH RECURSIVE base AS (
  */
 const SYSTEM_COMPOSITE_SQL = typeUsageSql(`t.typtype = 'c' AND (t.oid < 16384 OR n.nspname = 'information_schema')`);
 
-async function objects(db: Queryable, sql: string): Promise<string[]> {
-  return (await db.query<{ object: string }>(sql)).rows.map((r) => r.object);
-}
 
 export interface DatabaseContext {
   readonly database: string;
@@ -201,8 +199,8 @@ export interface DatabaseContext {
   readonly logical: boolean;
   /** The two clusters pass int8 differently (see {@link int8PassByValue}). */
   readonly int8PassingDiffers?: boolean | undefined;
-  /** The Unicode version changes with the upgrade (see {@link unicodeChange}). */
-  readonly unicodeChanges?: boolean | undefined;
+  /** The Unicode version changes with the upgrade (see {@link unicodeChange}); `to` is unknown without the new cluster for a release not known here. */
+  readonly unicodeChange?: { readonly from: string; readonly to: string | undefined } | undefined;
 }
 
 /**
@@ -223,7 +221,7 @@ const OLD_POLYMORPHICS = [
 ];
 
 /** User aggregates (transition or final function) and operators on those functions, in one query. */
-export const INCOMPATIBLE_POLYMORPHICS_SQL = `WITH old AS (SELECT to_regprocedure(s)::oid AS fn FROM unnest($1::text[]) s),
+export const INCOMPATIBLE_POLYMORPHICS_SQL = `WITH old AS (SELECT to_regprocedure(s)::oid AS fn FROM unnest(ARRAY[${OLD_POLYMORPHICS.map(quoteLiteral).join(', ')}]) s),
        poly AS (SELECT oid FROM pg_type WHERE oid IN ('anyarray'::regtype, 'anyelement'::regtype))
   SELECT format('aggregate %I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)) AS object
     FROM pg_aggregate a JOIN pg_proc p ON p.oid = a.aggfnoid JOIN pg_namespace n ON n.oid = p.pronamespace
@@ -307,109 +305,111 @@ export const UNICODE_DEPENDENT_SQL = `WITH builtin_collations AS (
    WHERE (SELECT encoding FROM pg_database WHERE datname = current_database()) = pg_char_to_encoding('UTF8')
    ORDER BY 1`;
 
-export async function databaseChecks(db: Queryable, c: DatabaseContext): Promise<Finding[]> {
-  const out: Finding[] = [];
-  const add = (f: Omit<Finding, 'database'>) => out.push({ ...f, database: c.database });
-  for (const t of UNSUPPORTED_TYPES) {
-    if (c.oldMajor > t.oldMax || c.targetMajor < t.newMin) continue;
-    const found = await objects(db, typeUsageSql(t.base));
-    if (found.length > 0) add({ id: t.id, severity: 'error', objects: found, message: t.why, remediation: t.fix });
-  }
-  const composite = await objects(db, SYSTEM_COMPOSITE_SQL);
-  if (composite.length > 0) {
-    add({
-      id: 'system-composite-types',
+interface DatabaseCheck {
+  readonly applies: (c: DatabaseContext) => boolean;
+  /** One query whose rows are the objects found, as `object`. */
+  readonly sql: string;
+  readonly finding: (c: DatabaseContext) => Omit<Finding, 'database' | 'objects'>;
+}
+
+/**
+ * Every check made inside each database, by the versions it applies to. They
+ * run as one batch of statements: one round trip per database, whatever
+ * their number.
+ */
+const DATABASE_CHECKS: readonly DatabaseCheck[] = [
+  ...UNSUPPORTED_TYPES.map((t) => ({
+    applies: (c: DatabaseContext) => c.oldMajor <= t.oldMax && c.targetMajor >= t.newMin,
+    sql: typeUsageSql(t.base),
+    finding: () => ({ id: t.id, severity: 'error' as const, message: t.why, remediation: t.fix }),
+  })),
+  {
+    applies: () => true,
+    sql: SYSTEM_COMPOSITE_SQL,
+    finding: () => ({ id: 'system-composite-types', severity: 'error', message: 'user columns of system composite types: their OIDs are not preserved', remediation: 'Change those columns to a user-defined type or text before the upgrade.' }),
+  },
+  {
+    applies: (c) => c.oldMajor <= 13,
+    sql: `SELECT format('%I.%s(%s, NONE)', n.nspname, o.oprname, format_type(o.oprleft, NULL)) AS object
+            FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace
+           WHERE o.oprright = 0 AND o.oid >= 16384 ORDER BY 1`,
+    finding: () => ({ id: 'postfix-operators', severity: 'error', message: 'postfix operators were removed in PostgreSQL 14', remediation: 'Drop them (and what uses them) before the upgrade.' }),
+  },
+  {
+    applies: (c) => c.oldMajor <= 13,
+    sql: `SELECT format('%I.%I', n.nspname, c.conname) AS object FROM pg_conversion c JOIN pg_namespace n ON n.oid = c.connamespace WHERE c.oid >= 16384 ORDER BY 1`,
+    finding: () => ({ id: 'user-encoding-conversions', severity: 'error', message: 'user-defined encoding conversions changed signature in PostgreSQL 14', remediation: 'Drop them before the upgrade and recreate them after.' }),
+  },
+  {
+    applies: (c) => c.oldMajor <= 13,
+    sql: INCOMPATIBLE_POLYMORPHICS_SQL,
+    finding: () => ({
+      id: 'incompatible-polymorphics',
       severity: 'error',
-      objects: composite,
-      message: 'user columns of system composite types: their OIDs are not preserved',
-      remediation: 'Change those columns to a user-defined type or text before the upgrade.',
-    });
-  }
-  if (c.oldMajor <= 13) {
-    const postfix = await objects(
-      db,
-      `SELECT format('%I.%s(%s, NONE)', n.nspname, o.oprname, format_type(o.oprleft, NULL)) AS object
-         FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace
-        WHERE o.oprright = 0 AND o.oid >= 16384 ORDER BY 1`,
-    );
-    if (postfix.length > 0) {
-      add({ id: 'postfix-operators', severity: 'error', objects: postfix, message: 'postfix operators were removed in PostgreSQL 14', remediation: 'Drop them (and what uses them) before the upgrade.' });
-    }
-    const conversions = await objects(db, `SELECT format('%I.%I', n.nspname, c.conname) AS object FROM pg_conversion c JOIN pg_namespace n ON n.oid = c.connamespace WHERE c.oid >= 16384 ORDER BY 1`);
-    if (conversions.length > 0) {
-      add({ id: 'user-encoding-conversions', severity: 'error', objects: conversions, message: 'user-defined encoding conversions changed signature in PostgreSQL 14', remediation: 'Drop them before the upgrade and recreate them after.' });
-    }
-  }
-  if (c.oldMajor <= 13) {
-    const { rows } = await db.query<{ object: string }>(INCOMPATIBLE_POLYMORPHICS_SQL, [OLD_POLYMORPHICS]);
-    if (rows.length > 0) {
-      add({
-        id: 'incompatible-polymorphics',
-        severity: 'error',
-        objects: rows.map((r) => r.object),
-        message: 'user aggregates or operators built on array functions whose anyarray/anyelement signatures became anycompatiblearray/anycompatible in PostgreSQL 14',
-        remediation: 'Drop them before the upgrade and create them again after it, declared with anycompatible and anycompatiblearray.',
-      });
-    }
-  }
-  if (c.int8PassingDiffers === true) {
-    const isn = await objects(db, ISN_FUNCTIONS_SQL);
-    if (isn.length > 0) {
-      add({ id: 'isn-int8-pass-by-value', severity: 'error', objects: isn, message: 'contrib/isn functions rely on bigint, which the old and new clusters pass differently (a 32-bit and a 64-bit build)', remediation: 'Dump the databases that use contrib/isn, drop the extension there, upgrade, then restore them.' });
-    }
-  }
-  if (c.oldMajor <= 18) {
-    const gaps = await objects(db, NOT_NULL_INHERITANCE_SQL);
-    if (gaps.length > 0) {
-      add({ id: 'not-null-inheritance', severity: 'error', objects: gaps, message: 'inheritance children lack a NOT NULL their parent column has; restoring the schema into the new cluster fails', remediation: 'ALTER TABLE child ALTER COLUMN ... SET NOT NULL (after removing NULLs), or detach the child (ALTER TABLE child NO INHERIT parent).' });
-    }
-  }
-  if (c.oldMajor <= 18 && c.targetMajor >= 19) {
-    const inet = await objects(db, GIST_INET_OPS_SQL);
-    if (inet.length > 0) {
-      add({ id: 'gist-inet-ops', severity: 'error', objects: inet, message: "indexes use btree_gist's gist_inet_ops or gist_cidr_ops, which are no longer the default for inet and cidr from PostgreSQL 19: the restored index definitions would not match the index files", remediation: 'Replace them before the upgrade with indexes on the core operator class: CREATE INDEX ... USING gist (col inet_ops), then drop the old ones.' });
-    }
-  }
-  if (c.oldMajor >= 17 && c.unicodeChanges === true) {
-    const dependent = await objects(db, UNICODE_DEPENDENT_SQL);
-    if (dependent.length > 0) {
-      add({ id: 'unicode-dependent-objects', severity: 'warning', objects: dependent, message: 'relations whose indexes, partition keys, check constraints or materialized view contents depend on Unicode character semantics, and the Unicode version changes with the upgrade', remediation: 'After the upgrade, REINDEX those indexes, REFRESH those materialized views, and re-check those constraints and partition keys (few values change between Unicode versions).' });
-    }
-  }
-  if (c.oldMajor <= 11) {
-    const oids = await objects(db, `SELECT format('%I.%I', n.nspname, c.relname) AS object FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relhasoids AND n.nspname NOT IN ('pg_catalog') ORDER BY 1`);
-    if (oids.length > 0) add({ id: 'tables-with-oids', severity: 'error', objects: oids, message: 'WITH OIDS tables cannot be upgraded past 11', remediation: 'ALTER TABLE ... SET WITHOUT OIDS before the upgrade.' });
-  }
+      message: 'user aggregates or operators built on array functions whose anyarray/anyelement signatures became anycompatiblearray/anycompatible in PostgreSQL 14',
+      remediation: 'Drop them before the upgrade and create them again after it, declared with anycompatible and anycompatiblearray.',
+    }),
+  },
+  {
+    applies: (c) => c.int8PassingDiffers === true,
+    sql: ISN_FUNCTIONS_SQL,
+    finding: () => ({ id: 'isn-int8-pass-by-value', severity: 'error', message: 'contrib/isn functions rely on bigint, which the old and new clusters pass differently (a 32-bit and a 64-bit build)', remediation: 'Dump the databases that use contrib/isn, drop the extension there, upgrade, then restore them.' }),
+  },
+  {
+    applies: (c) => c.oldMajor <= 18,
+    sql: NOT_NULL_INHERITANCE_SQL,
+    finding: () => ({ id: 'not-null-inheritance', severity: 'error', message: 'inheritance children lack a NOT NULL their parent column has; restoring the schema into the new cluster fails', remediation: 'ALTER TABLE child ALTER COLUMN ... SET NOT NULL (after removing NULLs), or detach the child (ALTER TABLE child NO INHERIT parent).' }),
+  },
+  {
+    applies: (c) => c.oldMajor <= 18 && c.targetMajor >= 19,
+    sql: GIST_INET_OPS_SQL,
+    finding: () => ({ id: 'gist-inet-ops', severity: 'error', message: "indexes use btree_gist's gist_inet_ops or gist_cidr_ops, which are no longer the default for inet and cidr from PostgreSQL 19: the restored index definitions would not match the index files", remediation: 'Replace them before the upgrade with indexes on the core operator class: CREATE INDEX ... USING gist (col inet_ops), then drop the old ones.' }),
+  },
+  {
+    applies: (c) => c.oldMajor >= 17 && c.unicodeChange !== undefined,
+    sql: UNICODE_DEPENDENT_SQL,
+    finding: (c) => ({
+      id: 'unicode-dependent-objects',
+      severity: 'warning',
+      message: `relations whose indexes, partition keys, check constraints or materialized view contents depend on Unicode character semantics, and the Unicode version changes from ${c.unicodeChange?.from ?? '?'} to ${c.unicodeChange?.to ?? "the new release's (unknown here; give newCluster to compare)"}`,
+      remediation: 'After the upgrade, REINDEX those indexes, REFRESH those materialized views, and re-check those constraints and partition keys (few values change between Unicode versions).',
+    }),
+  },
+  {
+    applies: (c) => c.oldMajor <= 11,
+    sql: `SELECT format('%I.%I', n.nspname, c.relname) AS object FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relhasoids AND n.nspname NOT IN ('pg_catalog') ORDER BY 1`,
+    finding: () => ({ id: 'tables-with-oids', severity: 'error', message: 'WITH OIDS tables cannot be upgraded past 11', remediation: 'ALTER TABLE ... SET WITHOUT OIDS before the upgrade.' }),
+  },
   // Beyond pg_upgrade: what goes wrong after it, or around it.
-  const unlogged = await objects(
-    db,
-    `SELECT format('%I.%I', n.nspname, c.relname) AS object FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE c.relpersistence = 'u' AND c.relkind IN ('r', 'p') ORDER BY 1`,
-  );
-  if (unlogged.length > 0) {
-    add({ id: 'unlogged-tables', severity: 'warning', objects: unlogged, message: 'unlogged tables are carried by pg_upgrade but never reach standbys', remediation: 'Make them logged if standbys need them, or accept they are empty after a failover.' });
-  }
-  const invalid = await objects(
-    db,
-    `SELECT format('%I.%I', n.nspname, c.relname) AS object FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-       JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT i.indisvalid ORDER BY 1`,
-  );
-  if (invalid.length > 0) {
-    add({ id: 'invalid-indexes', severity: 'warning', objects: invalid, message: 'invalid indexes (a failed CREATE INDEX CONCURRENTLY) are carried over invalid', remediation: 'REINDEX or drop and recreate them.' });
-  }
-  if (c.logical) {
-    const noKey = await objects(
-      db,
-      `SELECT format('%I.%I', n.nspname, c.relname) AS object FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.relreplident = 'd'
-          AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'cutover') AND n.nspname !~ '^pg_'
-          AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) ORDER BY 1`,
-    );
-    if (noKey.length > 0) {
-      add({ id: 'tables-without-primary-key', severity: 'warning', objects: noKey, message: 'logical replication cannot replicate UPDATE or DELETE of tables without a primary key or replica identity', remediation: 'Add a primary key, or set REPLICA IDENTITY FULL (slow) or USING INDEX.' });
-    }
-  }
-  return out;
+  {
+    applies: () => true,
+    sql: `SELECT format('%I.%I', n.nspname, c.relname) AS object FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE c.relpersistence = 'u' AND c.relkind IN ('r', 'p') ORDER BY 1`,
+    finding: () => ({ id: 'unlogged-tables', severity: 'warning', message: 'unlogged tables are carried by pg_upgrade but never reach standbys', remediation: 'Make them logged if standbys need them, or accept they are empty after a failover.' }),
+  },
+  {
+    applies: () => true,
+    sql: `SELECT format('%I.%I', n.nspname, c.relname) AS object FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+            JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT i.indisvalid ORDER BY 1`,
+    finding: () => ({ id: 'invalid-indexes', severity: 'warning', message: 'invalid indexes (a failed CREATE INDEX CONCURRENTLY) are carried over invalid', remediation: 'REINDEX or drop and recreate them.' }),
+  },
+  {
+    applies: (c) => c.logical,
+    sql: `SELECT format('%I.%I', n.nspname, c.relname) AS object FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.relreplident = 'd'
+             AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'cutover') AND n.nspname !~ '^pg_'
+             AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) ORDER BY 1`,
+    finding: () => ({ id: 'tables-without-primary-key', severity: 'warning', message: 'logical replication cannot replicate UPDATE or DELETE of tables without a primary key or replica identity', remediation: 'Add a primary key, or set REPLICA IDENTITY FULL (slow) or USING INDEX.' }),
+  },
+];
+
+export async function databaseChecks(db: Queryable, c: DatabaseContext): Promise<Finding[]> {
+  const checks = DATABASE_CHECKS.filter((k) => k.applies(c));
+  const results = await db.queryMany<{ object: string }>(checks.map((k) => k.sql).join(';\n'));
+  return checks.flatMap((k, i) => {
+    const found = (results[i] ?? []).map((r) => r.object);
+    return found.length === 0 ? [] : [{ ...k.finding(c), database: c.database, objects: found }];
+  });
 }
 
 /** Extensions and the shared libraries of C functions in one database. */

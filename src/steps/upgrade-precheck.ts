@@ -100,7 +100,7 @@ async function precheck(ctx: BaseContext, step: Step<Config>): Promise<{ finding
         targetMajor: target,
         logical: slots.length > 0 || (pubs[0]?.n ?? 0) > 0,
         int8PassingDiffers,
-        unicodeChanges: unicode !== undefined,
+        unicodeChange: unicode,
       })),
     );
     if (oldMajor >= 17) findings.push(...(await subscriptionStates(session, d.name)));

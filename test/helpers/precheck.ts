@@ -10,6 +10,7 @@ export interface FindingRow {
   severity: string;
   database: string | null;
   objects: string;
+  message: string;
 }
 
 export const findingsOf = (result: RunResult) => (result.steps[0]?.plan?.tables?.[0]?.rows ?? []) as unknown as FindingRow[];

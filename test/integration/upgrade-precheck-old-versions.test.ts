@@ -160,6 +160,7 @@ describe('upgrade-precheck on real old clusters (11 to 17)', () => {
     const result = await plan(old, '    newCluster: new\n', `  new: { kind: postgres, url: "${fresh.url}" }\n`);
     const unicode = findingsOf(result).filter((f) => f.id === 'unicode-dependent-objects');
     assert.deepEqual(unicode.map((f) => [f.severity, f.database, f.objects]), [['warning', 'uni', 'public.checked, public.words_lower, public.words_nfc']]);
+    assert.match(unicode[0]?.message ?? '', /the Unicode version changes from 15\.1 to 16\.0$/);
   });
 
   it('with newCluster: a second role and an existing tablespace directory in the new cluster are errors', async () => {
