@@ -187,6 +187,18 @@ describe('upgrade-precheck on real old clusters (11 to 17)', () => {
     assert.equal(findingsOf(result).find((f) => f.id === 'new-cluster-has-other-roles')?.objects, 'postgres, app_owner');
   });
 
+  it('the new cluster and logical slots: wal_level replica is enough for 19, not for 18; an existing pg_conflict_detection slot stops 19', async () => {
+    const old = servers.get(17);
+    assert.ok(old);
+    // The 17 cluster holds a logical slot from the case above; an 18 server stands in for the new cluster of both targets.
+    const slotProblems = async (target: number) =>
+      findingsOf(await plan(old, '    newCluster: new\n', `  new: { kind: postgres, url: "${fresh.url}" }\n`, target)).find((f) => f.id === 'new-cluster-cannot-take-slots')?.objects;
+    assert.equal(await slotProblems(18), 'wal_level is replica, must be logical');
+    assert.equal(await slotProblems(19), undefined);
+    await fresh.query("SELECT pg_create_physical_replication_slot('pg_conflict_detection')");
+    assert.equal(await slotProblems(19), 'the new cluster already has a pg_conflict_detection slot');
+  });
+
   it("contrib/isn's functions are what the pass-by-value check lists (a mismatch needs a 32-bit build, which is not here)", async () => {
     const old = servers.get(14);
     assert.ok(old);
