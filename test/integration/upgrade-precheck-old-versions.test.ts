@@ -217,4 +217,23 @@ describe('upgrade-precheck on real old clusters (11 to 17)', () => {
     assert.ok(rows.some((r) => r.object === 'public.isbn13_in(cstring)'), rows.map((r) => r.object).join(', '));
     assert.ok(rows.every((r) => r.object.startsWith('public.')));
   });
+
+  it('PostgreSQL 17: a logical slot that lost its WAL is invalid-logical-slots, an error', async () => {
+    const old = servers.get(17);
+    assert.ok(old);
+    await old.query("SELECT pg_drop_replication_slot('pg_conflict_detection')");
+    await old.query("SELECT pg_create_logical_replication_slot('cdc_lost', 'pgoutput')");
+    // Keep at most 1 MB of WAL for slots, then write and switch past it: the next checkpoint invalidates the slot.
+    await old.query("ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'");
+    await old.query('SELECT pg_reload_conf()');
+    await old.query('CREATE TABLE burn (x text)');
+    for (let i = 0; i < 3; i++) {
+      await old.query("INSERT INTO burn SELECT repeat('x', 500) FROM generate_series(1, 5000)");
+      await old.query('SELECT pg_switch_wal()');
+    }
+    await old.query('CHECKPOINT');
+    const result = await plan(old, '');
+    const invalid = findingsOf(result).find((f) => f.id === 'invalid-logical-slots');
+    assert.deepEqual([invalid?.severity, invalid?.objects], ['error', 'cdc_lost']);
+  });
 });
