@@ -107,7 +107,8 @@ describe('upgrade-precheck on real old clusters (11 to 17)', () => {
       // The new cluster: 18 without data checksums, like the old ones, with
       // another WAL segment size (pg_upgrade stops on it) and another locale
       // provider (pg_upgrade 16+ carries the old one over, so no finding).
-      startPostgres(18, {}, ['--no-data-checksums', '--wal-segsize=32', '--locale-provider=builtin', '--builtin-locale=C.UTF-8']),
+      // It takes no replication origin, so no subscription can come across.
+      startPostgres(18, { max_prepared_transactions: '2', max_active_replication_origins: '0' }, ['--no-data-checksums', '--wal-segsize=32', '--locale-provider=builtin', '--builtin-locale=C.UTF-8']),
     ]);
     started.forEach((s) => (s.version === 18 ? (fresh = s) : servers.set(s.version, s)));
   });
@@ -178,25 +179,40 @@ describe('upgrade-precheck on real old clusters (11 to 17)', () => {
     chownSync(leftOver, owner.uid, owner.gid);
     await fresh.query('CREATE ROLE app_owner');
     await fresh.query('CREATE TABLE leftover (i int)');
+    await fresh.query("BEGIN; INSERT INTO leftover VALUES (1); PREPARE TRANSACTION 'pending'");
 
     const result = await plan(old, '    newCluster: new\n', `  new: { kind: postgres, url: "${fresh.url}" }\n`);
     // The 16 cluster carries its defects from the case above.
-    assert.deepEqual(ids(result, 'error'), [...expected(16, 18), 'control-data-differs', 'new-cluster-has-other-roles', 'new-cluster-not-empty', 'new-cluster-tablespace-dir-exists'].sort());
+    assert.deepEqual(ids(result, 'error'), [...expected(16, 18), 'control-data-differs', 'new-cluster-has-other-roles', 'new-cluster-not-empty', 'new-cluster-prepared-transactions', 'new-cluster-tablespace-dir-exists'].sort());
     assert.equal(findingsOf(result).find((f) => f.id === 'control-data-differs')?.objects, 'bytes_per_wal_segment: 16777216 -> 33554432');
     assert.equal(findingsOf(result).find((f) => f.id === 'new-cluster-tablespace-dir-exists')?.objects, leftOver);
     assert.equal(findingsOf(result).find((f) => f.id === 'new-cluster-has-other-roles')?.objects, 'postgres, app_owner');
+    assert.equal(findingsOf(result).find((f) => f.id === 'new-cluster-prepared-transactions')?.objects, 'pending');
+    await fresh.query("ROLLBACK PREPARED 'pending'");
   });
 
-  it('the new cluster and logical slots: wal_level replica is enough for 19, not for 18; an existing pg_conflict_detection slot stops 19', async () => {
+  it('the new cluster and logical replication: wal_level replica is enough for 19, not for 18; an existing pg_conflict_detection slot stops 19; no origin for the subscription', async () => {
     const old = servers.get(17);
     assert.ok(old);
-    // The 17 cluster holds a logical slot from the case above; an 18 server stands in for the new cluster of both targets.
-    const slotProblems = async (target: number) =>
-      findingsOf(await plan(old, '    newCluster: new\n', `  new: { kind: postgres, url: "${fresh.url}" }\n`, target)).find((f) => f.id === 'new-cluster-cannot-take-slots')?.objects;
-    assert.equal(await slotProblems(18), 'wal_level is replica, must be logical');
+    // The 17 cluster holds a logical slot and a subscription from the case above; an 18 server stands in for the new cluster of both targets.
+    const findings = async (target: number) => findingsOf(await plan(old, '    newCluster: new\n', `  new: { kind: postgres, url: "${fresh.url}" }\n`, target));
+    const slotProblems = async (target: number) => (await findings(target)).find((f) => f.id === 'new-cluster-cannot-take-slots')?.objects;
+    const to18 = await findings(18);
+    assert.equal(to18.find((f) => f.id === 'new-cluster-cannot-take-slots')?.objects, 'wal_level is replica, must be logical');
+    assert.equal(to18.find((f) => f.id === 'new-cluster-cannot-take-subscriptions')?.objects, '0 < 1');
+    assert.equal((await findings(19)).find((f) => f.id === 'new-cluster-version')?.objects, '18');
     assert.equal(await slotProblems(19), undefined);
     await fresh.query("SELECT pg_create_physical_replication_slot('pg_conflict_detection')");
     assert.equal(await slotProblems(19), 'the new cluster already has a pg_conflict_detection slot');
+  });
+
+  it('run as another superuser than the install user: not-install-user, a warning naming it', async () => {
+    const old = servers.get(14);
+    assert.ok(old);
+    await old.query('CREATE ROLE admin SUPERUSER LOGIN');
+    const result = await plan({ ...old, url: old.url.replace('postgres@', 'admin@') }, '');
+    const f = findingsOf(result).find((x) => x.id === 'not-install-user');
+    assert.deepEqual([f?.severity, f?.objects], ['warning', 'admin']);
   });
 
   it("contrib/isn's functions are what the pass-by-value check lists (a mismatch needs a 32-bit build, which is not here)", async () => {
