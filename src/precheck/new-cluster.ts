@@ -151,6 +151,8 @@ export async function newClusterChecks(
  * pg_read_server_files).
  */
 async function tablespaceDirectories(old: Queryable, fresh: Queryable, oldMajor: number): Promise<Finding[]> {
+  const { rows: spaces } = await old.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global')");
+  if ((spaces[0]?.n ?? 0) === 0) return [];
   const { rows: control } = await fresh.query<{ suffix: string | null }>(
     `SELECT 'PG_' || (current_setting('server_version_num')::int / 10000) || '_' || catalog_version_no AS suffix FROM pg_control_system()`,
   );

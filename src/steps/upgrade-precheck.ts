@@ -70,8 +70,8 @@ async function precheck(ctx: BaseContext, step: Step<Config>): Promise<{ finding
   const db = await ctx.session(connection);
   const facts = await clusterFacts(db);
   const oldMajor = major(facts.versionNum);
-  const findings: Finding[] = [...databaseFindings(facts), ...(await preparedTransactions(db)), ...(await longTransactions(db))];
   if (oldMajor < 10) throw new UsageError(`step "${step.id}": the old cluster is ${oldMajor}; upgrade-precheck reads catalogs of PostgreSQL 10 and later`);
+  const findings: Finding[] = [...databaseFindings(facts), ...(await preparedTransactions(db)), ...(await longTransactions(db))];
   if (oldMajor > c.targetVersion) throw new UsageError(`step "${step.id}": the old cluster is ${oldMajor}, newer than targetVersion ${c.targetVersion}`);
 
   const target = c.targetVersion;
