@@ -13,10 +13,11 @@ async function setting(db: Queryable, name: string): Promise<string | undefined>
   return rows[0]?.v ?? undefined;
 }
 
+/** template1's encoding and locale; before 15 there is no provider column, and the provider is always libc. */
 async function template1(db: Queryable): Promise<Record<string, unknown>> {
   const { rows } = await db.query<{ d: Record<string, unknown> }>(
     `SELECT jsonb_build_object('encoding', pg_encoding_to_char(d.encoding), 'collate', d.datcollate, 'ctype', d.datctype)
-            || jsonb_strip_nulls(jsonb_build_object('provider', to_jsonb(d) -> 'datlocprovider', 'locale', to_jsonb(d) -> 'datlocale', 'icu', to_jsonb(d) -> 'daticulocale')) AS d
+            || jsonb_strip_nulls(jsonb_build_object('provider', COALESCE(to_jsonb(d) -> 'datlocprovider', '"c"'::jsonb), 'locale', to_jsonb(d) -> 'datlocale', 'icu', to_jsonb(d) -> 'daticulocale')) AS d
        FROM pg_database d WHERE d.datname = 'template1'`,
   );
   return rows[0]?.d ?? {};

@@ -215,6 +215,25 @@ describe('upgrade-precheck on real old clusters (11 to 17)', () => {
     assert.deepEqual([f?.severity, f?.objects], ['warning', 'admin']);
   });
 
+  it('to 15, whose pg_upgrade still compares locales: a new cluster of another encoding is template1-locale-differs', async () => {
+    const old = servers.get(14);
+    assert.ok(old);
+    const debian = await startPostgres(15, {}, ['-E', 'SQL_ASCII']);
+    try {
+      const result = await plan(old, '    newCluster: new\n', `  new: { kind: postgres, url: "${debian.url}" }\n`, 15);
+      assert.equal(findingsOf(result).find((f) => f.id === 'template1-locale-differs')?.objects, 'encoding: "UTF8" -> "SQL_ASCII"');
+    } finally {
+      await debian.stop();
+    }
+  });
+
+  it('an old cluster newer than targetVersion is a usage error that says so', async () => {
+    const old = servers.get(17);
+    assert.ok(old);
+    const result = await plan(old, '', '', 16);
+    assert.equal(result.steps[0]?.error?.message, 'step "precheck": the old cluster is 17, newer than targetVersion 16');
+  });
+
   it("contrib/isn's functions are what the pass-by-value check lists (a mismatch needs a 32-bit build, which is not here)", async () => {
     const old = servers.get(14);
     assert.ok(old);
