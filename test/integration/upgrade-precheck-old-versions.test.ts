@@ -199,6 +199,17 @@ describe('upgrade-precheck on real old clusters (11 to 18)', () => {
     await fresh.query("ROLLBACK PREPARED 'pending'");
   });
 
+  it('a user without pg_stat_file (not superuser, not pg_read_server_files) gets a warning that the tablespace directories were not looked at', async () => {
+    const old = servers.get(16);
+    assert.ok(old);
+    // The 16 cluster has a tablespace from the case above.
+    await old.query('CREATE ROLE watcher LOGIN; GRANT pg_monitor TO watcher');
+    const result = await plan({ ...old, url: old.url.replace('postgres@', 'watcher@') }, '    newCluster: new\n', `  new: { kind: postgres, url: "${fresh.url}" }\n`);
+    const f = findingsOf(result).find((x) => x.id === 'tablespace-dirs-not-checked');
+    assert.deepEqual([f?.severity, f?.objects], ['warning', 'permission denied for function pg_stat_file']);
+    assert.equal(findingsOf(result).find((x) => x.id === 'new-cluster-tablespace-dir-exists'), undefined);
+  });
+
   it('the new cluster and logical replication: wal_level replica is enough for 19, not for 18; an existing pg_conflict_detection slot stops 19; no origin for the subscription', async () => {
     const old = servers.get(17);
     assert.ok(old);
