@@ -125,7 +125,6 @@ export async function startPostgres(
   const as = user ? { uid: user.uid, gid: user.gid } : {};
   const bin = binDir(version);
   const env = { ...process.env, LC_ALL: 'C', LANG: 'C' };
-  await run(path.join(bin, 'initdb'), initdbArgv(version, data, initdbArgs), { ...as, env });
   const port = await freePort();
   const options = Object.entries({
     port: String(port),
@@ -138,7 +137,17 @@ export async function startPostgres(
   })
     .map(([k, v]) => `-c ${k}=${v}`)
     .join(' ');
-  await run(path.join(bin, 'pg_ctl'), ['-D', data, '-o', options, '-l', path.join(base, 'log'), '-w', '-t', '60', 'start'], { ...as, env });
+  try {
+    await run(path.join(bin, 'initdb'), initdbArgv(version, data, initdbArgs), { ...as, env });
+    await run(path.join(bin, 'pg_ctl'), ['-D', data, '-o', options, '-l', path.join(base, 'log'), '-w', '-t', '60', 'start'], { ...as, env });
+  } catch (error) {
+    // Leave nothing behind: a server pg_ctl gave up waiting for may still be running.
+    if (existsSync(path.join(data, 'postmaster.pid'))) {
+      await run(path.join(bin, 'pg_ctl'), ['-D', data, '-m', 'immediate', '-w', 'stop'], { ...as, env }).catch(() => {});
+    }
+    rmSync(base, { recursive: true, force: true });
+    throw error;
+  }
   const urlFor = (database: string) => `postgres://postgres@127.0.0.1:${port}/${database}`;
   const clients = new Map<string, pg.Client>();
   const clientFor = async (database: string) => {
@@ -169,4 +178,21 @@ export async function startPostgres(
       rmSync(base, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Several servers started in parallel. If one fails to start, the others
+ * are stopped before the error is rethrown, so no server outlives the test.
+ */
+export async function startAll(
+  specs: readonly { version: PgVersion; settings?: Record<string, string>; initdbArgs?: readonly string[] }[],
+): Promise<TestServer[]> {
+  const settled = await Promise.allSettled(specs.map((s) => startPostgres(s.version, s.settings ?? {}, s.initdbArgs ?? [])));
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  const started = settled.filter((r): r is PromiseFulfilledResult<TestServer> => r.status === 'fulfilled').map((r) => r.value);
+  if (failed !== undefined) {
+    await Promise.all(started.map((s) => s.stop()));
+    throw failed.reason;
+  }
+  return started;
 }

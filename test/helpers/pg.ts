@@ -1,5 +1,6 @@
 export {
   startPostgres,
+  startAll,
   initPostgres,
   binDir,
   VERSIONS,

@@ -9,7 +9,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseRunbook, planRunbook, registry, runRunbook, type RunResult } from '../../src/index.js';
-import { startPostgres, type TestServer } from '../helpers/pg.js';
+import { startAll, type TestServer } from '../helpers/pg.js';
 import { tempDir } from '../helpers/cli.js';
 
 const SOURCES = [11, 13] as const;
@@ -48,7 +48,7 @@ describe('an 11 or 13 source, an 18 target', () => {
   };
 
   before(async () => {
-    const started = await Promise.all([...SOURCES.map((v) => startPostgres(v)), startPostgres(18)]);
+    const started = await startAll([...SOURCES.map((version) => ({ version })), { version: 18 }]);
     started.forEach((s) => (s.version === 18 ? (target = s) : servers.set(s.version, s)));
   });
   after(async () => {

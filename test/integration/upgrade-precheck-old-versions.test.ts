@@ -10,7 +10,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { int8PassByValue, ISN_FUNCTIONS_SQL } from '../../src/precheck/checks.js';
 import type { Queryable } from '../../src/db/session.js';
-import { startPostgres, type PgVersion, type TestServer } from '../helpers/pg.js';
+import { startAll, startPostgres, type PgVersion, type TestServer } from '../helpers/pg.js';
 import { findingsOf, ids, plan } from '../helpers/precheck.js';
 
 const OLD: readonly PgVersion[] = [11, 12, 13, 14, 16, 17, 18];
@@ -103,13 +103,17 @@ describe('upgrade-precheck on real old clusters (11 to 18)', () => {
   let fresh: TestServer;
 
   before(async () => {
-    const started = await Promise.all([
-      ...OLD.map((v) => startPostgres(v, v >= 17 ? { wal_level: 'logical' } : {})),
+    const started = await startAll([
+      ...OLD.map((version) => ({ version, settings: version >= 17 ? { wal_level: 'logical' } : {} })),
       // The new cluster: 18 without data checksums, like the old ones, with
       // another WAL segment size (pg_upgrade stops on it) and another locale
       // provider (pg_upgrade 16+ carries the old one over, so no finding).
       // It takes no replication origin, so no subscription can come across.
-      startPostgres(18, { max_prepared_transactions: '2', max_active_replication_origins: '0' }, ['--no-data-checksums', '--wal-segsize=32', '--locale-provider=builtin', '--builtin-locale=C.UTF-8']),
+      {
+        version: 18,
+        settings: { max_prepared_transactions: '2', max_active_replication_origins: '0' },
+        initdbArgs: ['--no-data-checksums', '--wal-segsize=32', '--locale-provider=builtin', '--builtin-locale=C.UTF-8'],
+      },
     ]);
     const last = started.pop();
     assert.ok(last);
