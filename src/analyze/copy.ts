@@ -55,7 +55,10 @@ export async function columnTypes(db: Queryable): Promise<Map<string, string>> {
 
 export async function readRelationStats(db: Queryable, relations: readonly { schema: string; name: string }[]): Promise<RelationStats[]> {
   const { rows } = await db.query<RelationStats>(
-    `SELECT n.nspname AS schema, c.relname AS relation, c.relpages::text AS relpages, c.reltuples::text AS reltuples,
+    // Before 14 a relation never vacuumed or analyzed has reltuples 0, which 14+ reads as "analyzed, empty"; -1 is "unknown" there.
+    `SELECT n.nspname AS schema, c.relname AS relation, c.relpages::text AS relpages,
+            CASE WHEN current_setting('server_version_num')::int < 140000 AND c.reltuples = 0 AND c.relpages = 0 THEN '-1'
+                 ELSE c.reltuples::text END AS reltuples,
             c.relallvisible::text AS relallvisible
        FROM unnest($1::text[], $2::text[]) AS r(schema, name)
        JOIN pg_namespace n ON n.nspname = r.schema JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = r.name`,
@@ -65,9 +68,14 @@ export async function readRelationStats(db: Queryable, relations: readonly { sch
 }
 
 export async function readColumnStats(db: Queryable, relations: readonly { schema: string; name: string }[]): Promise<ColumnStats[]> {
+  // pg_stats gained fields over the releases (the range histograms in 17): read what the source has, NULL for the rest.
+  const { rows: present } = await db.query<{ name: string }>(
+    `SELECT attname AS name FROM pg_attribute WHERE attrelid = 'pg_catalog.pg_stats'::regclass AND attnum > 0 AND NOT attisdropped`,
+  );
+  const has = new Set(present.map((p) => p.name));
   const { rows } = await db.query<Record<string, string | boolean | null>>(
     `SELECT s.schemaname, s.tablename, s.attname, s.inherited,
-            ${ATTRIBUTE_FIELDS.map(([f]) => `s.${f}::text AS ${f}`).join(', ')}
+            ${ATTRIBUTE_FIELDS.map(([f]) => `${has.has(f) ? `s.${f}::text` : 'NULL::text'} AS ${f}`).join(', ')}
        FROM pg_stats s JOIN unnest($1::text[], $2::text[]) AS r(schema, name) ON s.schemaname = r.schema AND s.tablename = r.name`,
     [relations.map((r) => r.schema), relations.map((r) => r.name)],
   );

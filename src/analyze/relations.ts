@@ -18,11 +18,31 @@ export interface Relation {
   readonly missing: readonly string[];
 }
 
-const RELATIONS_SQL = `SELECT n.nspname AS schema, c.relname AS name, c.relkind::text AS kind,
+/**
+ * The catalog query for a server version (server_version_num): before 14 a
+ * relation never analyzed or vacuumed has reltuples 0, not -1, and is told
+ * apart by having pages on disk but relpages 0 (ANALYZE sets relpages);
+ * extended statistics keep their data in pg_statistic_ext_data from 12 (a row
+ * that exists empty from CREATE STATISTICS until 15), per inheritance from
+ * 15, in pg_statistic_ext itself before 12.
+ */
+export function relationsSql(version: number): string {
+  const neverAnalyzed = version >= 140000 ? 'c.reltuples < 0' : "c.relpages = 0 AND c.relkind <> 'p' AND pg_relation_size(c.oid) > 0";
+  const extendedData =
+    version >= 150000
+      ? "EXISTS (SELECT 1 FROM pg_statistic_ext_data d WHERE d.stxoid = x.oid AND d.stxdinherit = (c.relkind = 'p'))"
+      : version >= 120000
+        ? // 12 to 14 create the data row with CREATE STATISTICS, empty until ANALYZE fills it.
+          "EXISTS (SELECT 1 FROM pg_statistic_ext_data d WHERE d.stxoid = x.oid AND jsonb_strip_nulls(to_jsonb(d)) ?| ARRAY['stxdndistinct', 'stxddependencies', 'stxdmcv', 'stxdexpr'])"
+        : '(x.stxndistinct IS NOT NULL OR x.stxdependencies IS NOT NULL)';
+  return relationsSqlWith(neverAnalyzed, extendedData);
+}
+
+const relationsSqlWith = (neverAnalyzed: string, extendedData: string) => `SELECT n.nspname AS schema, c.relname AS name, c.relkind::text AS kind,
        pn.nspname AS parent_schema, pc.relname AS parent_name,
        pg_relation_size(c.oid)::int8 AS bytes, -- the heap ANALYZE samples; the total would stat every index too
        array_remove(ARRAY[
-         CASE WHEN c.reltuples < 0 THEN 'never analyzed' END,
+         CASE WHEN ${neverAnalyzed} THEN 'never analyzed' END,
          CASE WHEN c.reltuples > 0 THEN (
            SELECT 'columns without statistics: ' || string_agg(a.attname, ', ' ORDER BY a.attnum)
              FROM pg_attribute a
@@ -38,8 +58,7 @@ const RELATIONS_SQL = `SELECT n.nspname AS schema, c.relname AS name, c.relkind:
            SELECT 'extended statistics without data: ' || string_agg(x.stxname, ', ' ORDER BY x.stxname)
              FROM pg_statistic_ext x
             WHERE x.stxrelid = c.oid
-              AND NOT EXISTS (SELECT 1 FROM pg_statistic_ext_data d
-                               WHERE d.stxoid = x.oid AND d.stxdinherit = (c.relkind = 'p'))) END
+              AND NOT ${extendedData}) END
        ], NULL) AS missing
   FROM pg_class c
   JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -50,6 +69,7 @@ const RELATIONS_SQL = `SELECT n.nspname AS schema, c.relname AS name, c.relkind:
  ORDER BY bytes DESC, 1, 2`;
 
 export async function readRelations(db: Queryable): Promise<Relation[]> {
+  const { rows: version } = await db.query<{ v: number }>("SELECT current_setting('server_version_num')::int AS v");
   const { rows } = await db.query<{
     schema: string;
     name: string;
@@ -58,7 +78,7 @@ export async function readRelations(db: Queryable): Promise<Relation[]> {
     parent_name: string | null;
     bytes: string;
     missing: string[];
-  }>(RELATIONS_SQL);
+  }>(relationsSql(version[0]?.v ?? 0));
   return rows.map((r) => ({
     schema: r.schema,
     name: r.name,

@@ -4,6 +4,7 @@
  * the live old cluster, plus what pg_upgrade is blind to. Every finding has
  * an id, a severity, the objects it is about, and what to do.
  */
+import { quoteLiteral } from '../db/quote.js';
 import type { Queryable } from '../db/session.js';
 
 export type Severity = 'error' | 'warning' | 'info';
@@ -127,10 +128,10 @@ export async function longTransactions(db: Queryable): Promise<Finding[]> {
  * Types pg_upgrade cannot carry, by the old versions it checks them for: the
  * on-disk format or the OIDs they store change between majors.
  */
-const UNSUPPORTED_TYPES: readonly { id: string; names: string; oldMax: number; newMin: number; why: string; fix: string }[] = [
+const UNSUPPORTED_TYPES: readonly { id: string; base: string; oldMax: number; newMin: number; why: string; fix: string }[] = [
   {
     id: 'reg-types',
-    names: `'regcollation', 'regconfig', 'regdictionary', 'regnamespace', 'regoper', 'regoperator', 'regproc', 'regprocedure'`,
+    base: `n.nspname = 'pg_catalog' AND t.typname IN ('regcollation', 'regconfig', 'regdictionary', 'regnamespace', 'regoper', 'regoperator', 'regproc', 'regprocedure')`,
     oldMax: 99,
     newMin: 0,
     why: 'reg* types store OIDs, which pg_upgrade does not preserve (only regclass, regrole and regtype are safe)',
@@ -138,7 +139,7 @@ const UNSUPPORTED_TYPES: readonly { id: string; names: string; oldMax: number; n
   },
   {
     id: 'aclitem-type',
-    names: `'aclitem'`,
+    base: `n.nspname = 'pg_catalog' AND t.typname = 'aclitem'`,
     oldMax: 15,
     newMin: 16,
     why: 'the aclitem storage format changed in PostgreSQL 16',
@@ -146,7 +147,7 @@ const UNSUPPORTED_TYPES: readonly { id: string; names: string; oldMax: number; n
   },
   {
     id: 'removed-types',
-    names: `'abstime', 'reltime', 'tinterval'`,
+    base: `n.nspname = 'pg_catalog' AND t.typname IN ('abstime', 'reltime', 'tinterval')`,
     oldMax: 11,
     newMin: 12,
     why: 'these types were removed in PostgreSQL 12',
@@ -154,7 +155,7 @@ const UNSUPPORTED_TYPES: readonly { id: string; names: string; oldMax: number; n
   },
   {
     id: 'sql-identifier-type',
-    names: `'sql_identifier'`,
+    base: `n.nspname = 'information_schema' AND t.typname = 'sql_identifier'`,
     oldMax: 11,
     newMin: 12,
     why: 'the sql_identifier storage format changed in PostgreSQL 12',
@@ -163,12 +164,13 @@ const UNSUPPORTED_TYPES: readonly { id: string; names: string; oldMax: number; n
 ];
 
 /**
- * User columns whose type is one of `names`, or an array, domain or
- * composite over one (recursively), as pg_upgrade's data type check does.
+ * User columns whose type is one the `base` condition selects (over pg_type
+ * t and pg_namespace n), or an array, domain or composite over one
+ * (recursively), as pg_upgrade's data type check does.
  */
-const typeUsageSql = (names: string) => `WITH RECURSIVE base AS (
+const typeUsageSql = (base: string) => `WITH RECURSIVE base AS (
     SELECT t.oid FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
-     WHERE n.nspname = 'pg_catalog' AND t.typname IN (${names})
+     WHERE ${base}
     UNION
     SELECT t.oid FROM pg_type t, base
      WHERE t.typelem = base.oid AND t.typlen = -1
@@ -181,17 +183,13 @@ const typeUsageSql = (names: string) => `WITH RECURSIVE base AS (
      AND c.relkind IN ('r', 'm', 'i') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'
    ORDER BY 1`;
 
-/** User columns of system composite types (their OIDs differ in the new cluster). */
-const SYSTEM_COMPOSITE_SQL = `SELECT format('%I.%I.%I', n.nspname, c.relname, a.attname) AS object
-    FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-    JOIN pg_type t ON t.oid = a.atttypid
-   WHERE t.typtype = 'c' AND t.oid < 16384 AND NOT a.attisdropped AND a.attnum > 0 AND c.relkind IN ('r', 'm')
-     AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'
-   ORDER BY 1`;
+/**
+ * User columns of composite types made by initdb or belonging to
+ * information_schema (which may have been dropped and reloaded), also inside
+ * arrays, domains and composites: their OIDs differ in the new cluster.
+ */
+const SYSTEM_COMPOSITE_SQL = typeUsageSql(`t.typtype = 'c' AND (t.oid < 16384 OR n.nspname = 'information_schema')`);
 
-async function objects(db: Queryable, sql: string): Promise<string[]> {
-  return (await db.query<{ object: string }>(sql)).rows.map((r) => r.object);
-}
 
 export interface DatabaseContext {
   readonly database: string;
@@ -199,74 +197,219 @@ export interface DatabaseContext {
   readonly targetMajor: number;
   /** Whether the runbook replicates logically (publications or logical slots exist). */
   readonly logical: boolean;
+  /** The two clusters pass int8 differently (see {@link int8PassByValue}). */
+  readonly int8PassingDiffers?: boolean | undefined;
+  /** The Unicode version changes with the upgrade (see {@link unicodeChange}); `to` is unknown without the new cluster for a release not known here. */
+  readonly unicodeChange?: { readonly from: string; readonly to: string | undefined } | undefined;
 }
 
-export async function databaseChecks(db: Queryable, c: DatabaseContext): Promise<Finding[]> {
-  const out: Finding[] = [];
-  const add = (f: Omit<Finding, 'database'>) => out.push({ ...f, database: c.database });
-  for (const t of UNSUPPORTED_TYPES) {
-    if (c.oldMajor > t.oldMax || c.targetMajor < t.newMin) continue;
-    const found = await objects(db, typeUsageSql(t.names));
-    if (found.length > 0) add({ id: t.id, severity: 'error', objects: found, message: t.why, remediation: t.fix });
-  }
-  const composite = await objects(db, SYSTEM_COMPOSITE_SQL);
-  if (composite.length > 0) {
-    add({
-      id: 'system-composite-types',
+/**
+ * The functions PostgreSQL 14 moved from anyarray/anyelement to
+ * anycompatiblearray/anycompatible. A user aggregate or operator built on
+ * their old signatures cannot be restored into 14 or later.
+ */
+const OLD_POLYMORPHICS = [
+  'array_append(anyarray,anyelement)',
+  'array_cat(anyarray,anyarray)',
+  'array_prepend(anyelement,anyarray)',
+  'array_remove(anyarray,anyelement)',
+  'array_replace(anyarray,anyelement,anyelement)',
+  'array_position(anyarray,anyelement)',
+  'array_position(anyarray,anyelement,integer)',
+  'array_positions(anyarray,anyelement)',
+  'width_bucket(anyelement,anyarray)',
+];
+
+/** User aggregates (transition or final function) and operators on those functions, in one query. */
+export const INCOMPATIBLE_POLYMORPHICS_SQL = `WITH old AS (SELECT to_regprocedure(s)::oid AS fn FROM unnest(ARRAY[${OLD_POLYMORPHICS.map(quoteLiteral).join(', ')}]) s),
+       poly AS (SELECT oid FROM pg_type WHERE oid IN ('anyarray'::regtype, 'anyelement'::regtype))
+  SELECT format('aggregate %I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)) AS object
+    FROM pg_aggregate a JOIN pg_proc p ON p.oid = a.aggfnoid JOIN pg_namespace n ON n.oid = p.pronamespace
+   WHERE p.oid >= 16384 AND a.aggtranstype IN (SELECT oid FROM poly)
+     AND (a.aggtransfn::oid IN (SELECT fn FROM old) OR a.aggfinalfn::oid IN (SELECT fn FROM old))
+  UNION ALL
+  SELECT format('operator %I.%s(%s, %s)', n.nspname, o.oprname, o.oprleft::regtype, o.oprright::regtype)
+    FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace
+   WHERE o.oid >= 16384 AND o.oprleft IN (SELECT oid FROM poly) AND o.oprcode::oid IN (SELECT fn FROM old)
+  ORDER BY 1`;
+
+/** Functions of contrib/isn: their C code takes int8 the way the build it was installed on passes it. */
+export const ISN_FUNCTIONS_SQL = `SELECT format('%I.%I(%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid)) AS object
+    FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE p.probin = '$libdir/isn' ORDER BY 1`;
+
+/**
+ * Columns of inheritance children that lack a NOT NULL their parent's column
+ * has. Before 18 a child could lose it (ALTER TABLE ONLY child ... DROP NOT
+ * NULL); restoring the schema into a new cluster then fails.
+ */
+export const NOT_NULL_INHERITANCE_SQL = `SELECT DISTINCT format('%I.%I.%I (parent %I.%I)', cn.nspname, c.relname, ca.attname, pn.nspname, p.relname) AS object
+    FROM pg_inherits i
+    JOIN pg_attribute pa ON pa.attrelid = i.inhparent AND pa.attnum > 0 AND NOT pa.attisdropped AND pa.attnotnull
+    JOIN pg_attribute ca ON ca.attrelid = i.inhrelid AND ca.attname = pa.attname AND NOT ca.attisdropped AND NOT ca.attnotnull
+    JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace cn ON cn.oid = c.relnamespace
+    JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = p.relnamespace
+   ORDER BY 1`;
+
+/** Indexes (including those behind exclusion constraints) using btree_gist's inet/cidr operator classes. */
+export const GIST_INET_OPS_SQL = `SELECT format('%I.%I (on %I.%I, %s)', n.nspname, ic.relname, tn.nspname, t.relname, string_agg(DISTINCT o.opcname, ', ')) AS object
+    FROM pg_index x
+    JOIN pg_class ic ON ic.oid = x.indexrelid JOIN pg_namespace n ON n.oid = ic.relnamespace
+    JOIN pg_class t ON t.oid = x.indrelid JOIN pg_namespace tn ON tn.oid = t.relnamespace
+    CROSS JOIN LATERAL unnest(x.indclass::oid[]) AS k(opclass)
+    JOIN pg_opclass o ON o.oid = k.opclass JOIN pg_am a ON a.oid = o.opcmethod
+   WHERE a.amname = 'gist' AND o.opcname IN ('gist_inet_ops', 'gist_cidr_ops')
+   GROUP BY n.nspname, ic.relname, tn.nspname, t.relname ORDER BY 1`;
+
+/**
+ * Relations whose stored contents depend on Unicode character semantics:
+ * indexes (expressions, predicates), partitioned tables (key expressions),
+ * check constraints and materialized views whose stored expression calls
+ * normalize(), is_normalized(), unicode_assigned() or unicode_version(), or
+ * calls lower(), upper(), initcap() or a regular-expression or ILIKE
+ * operator under the builtin provider's C.UTF-8 or PG_UNICODE_FAST collation
+ * (named, or the database default). Built-in functions are pinned, so
+ * pg_depend does not record them: the expressions' stored node trees are
+ * searched instead, one pattern per function (and collation). UTF8
+ * databases only; 17+ catalogs.
+ */
+export const UNICODE_DEPENDENT_SQL = `WITH builtin_collations AS (
+    SELECT oid FROM pg_collation WHERE collprovider = 'b' AND colllocale IN ('C.UTF-8', 'PG_UNICODE_FAST')
+    UNION
+    SELECT 'pg_catalog.default'::regcollation::oid FROM pg_database
+     WHERE datname = current_database() AND datlocprovider = 'b' AND datlocale IN ('C.UTF-8', 'PG_UNICODE_FAST')),
+  collation_functions AS (
+    SELECT oid FROM pg_proc WHERE pronamespace = 'pg_catalog'::regnamespace
+       AND proname IN ('lower', 'upper', 'initcap') AND proargtypes[0] = 'text'::regtype
+    UNION
+    SELECT oprcode::oid FROM pg_operator WHERE oprnamespace = 'pg_catalog'::regnamespace
+       AND oprname IN ('~', '~*', '!~', '!~*', '~~*', '!~~*') AND oprright = 'text'::regtype),
+  patterns(re) AS (
+    SELECT '[{]FUNCEXPR :funcid ' || oid || '[ }]' FROM pg_proc WHERE pronamespace = 'pg_catalog'::regnamespace
+       AND proname IN ('normalize', 'is_normalized', 'unicode_assigned', 'unicode_version')
+    UNION ALL
+    SELECT '[{]FUNCEXPR :funcid ' || f.oid || ' (:\\w+ [^ ]+ )*:inputcollid ' || c.oid || '[ }]' FROM collation_functions f, builtin_collations c
+    UNION ALL
+    SELECT '[{]OPEXPR :opno ' || o.oid || ' (:\\w+ [^ ]+ )*:inputcollid ' || c.oid || '[ }]'
+      FROM pg_operator o, builtin_collations c
+     WHERE o.oprnamespace = 'pg_catalog'::regnamespace AND o.oprname IN ('~', '~*', '!~', '!~*', '~~*', '!~~*') AND o.oprright = 'text'::regtype),
+  rels(rel) AS (
+    SELECT conrelid FROM pg_constraint, patterns WHERE conbin IS NOT NULL AND conbin::text ~ re
+    UNION
+    SELECT indexrelid FROM pg_index, patterns WHERE indexprs::text ~ re OR indpred::text ~ re
+    UNION
+    SELECT partrelid FROM pg_partitioned_table, patterns WHERE partexprs::text ~ re
+    UNION
+    SELECT r.ev_class FROM pg_rewrite r JOIN pg_class m ON m.oid = r.ev_class AND m.relkind = 'm', patterns WHERE r.ev_action::text ~ re)
+  SELECT format('%I.%I', n.nspname, c.relname) AS object
+    FROM rels JOIN pg_class c ON c.oid = rels.rel JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE (SELECT encoding FROM pg_database WHERE datname = current_database()) = pg_char_to_encoding('UTF8')
+   ORDER BY 1`;
+
+interface DatabaseCheck {
+  readonly applies: (c: DatabaseContext) => boolean;
+  /** One query whose rows are the objects found, as `object`. */
+  readonly sql: string;
+  readonly finding: (c: DatabaseContext) => Omit<Finding, 'database' | 'objects'>;
+}
+
+/**
+ * Every check made inside each database, by the versions it applies to. They
+ * run as one batch of statements: one round trip per database, whatever
+ * their number.
+ */
+const DATABASE_CHECKS: readonly DatabaseCheck[] = [
+  ...UNSUPPORTED_TYPES.map((t) => ({
+    applies: (c: DatabaseContext) => c.oldMajor <= t.oldMax && c.targetMajor >= t.newMin,
+    sql: typeUsageSql(t.base),
+    finding: () => ({ id: t.id, severity: 'error' as const, message: t.why, remediation: t.fix }),
+  })),
+  {
+    applies: () => true,
+    sql: SYSTEM_COMPOSITE_SQL,
+    finding: () => ({ id: 'system-composite-types', severity: 'error', message: 'user columns of system composite types: their OIDs are not preserved', remediation: 'Change those columns to a user-defined type or text before the upgrade.' }),
+  },
+  {
+    applies: (c) => c.oldMajor <= 13,
+    sql: `SELECT format('%I.%s(%s, NONE)', n.nspname, o.oprname, format_type(o.oprleft, NULL)) AS object
+            FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace
+           WHERE o.oprright = 0 AND o.oid >= 16384 ORDER BY 1`,
+    finding: () => ({ id: 'postfix-operators', severity: 'error', message: 'postfix operators were removed in PostgreSQL 14', remediation: 'Drop them (and what uses them) before the upgrade.' }),
+  },
+  {
+    applies: (c) => c.oldMajor <= 13,
+    sql: `SELECT format('%I.%I', n.nspname, c.conname) AS object FROM pg_conversion c JOIN pg_namespace n ON n.oid = c.connamespace WHERE c.oid >= 16384 ORDER BY 1`,
+    finding: () => ({ id: 'user-encoding-conversions', severity: 'error', message: 'user-defined encoding conversions changed signature in PostgreSQL 14', remediation: 'Drop them before the upgrade and recreate them after.' }),
+  },
+  {
+    applies: (c) => c.oldMajor <= 13,
+    sql: INCOMPATIBLE_POLYMORPHICS_SQL,
+    finding: () => ({
+      id: 'incompatible-polymorphics',
       severity: 'error',
-      objects: composite,
-      message: 'user columns of system composite types: their OIDs are not preserved',
-      remediation: 'Change those columns to a user-defined type or text before the upgrade.',
-    });
-  }
-  if (c.oldMajor <= 13) {
-    const postfix = await objects(
-      db,
-      `SELECT format('%s(%s)', o.oid::regoperator, o.oprname) AS object FROM pg_operator o
-        WHERE o.oprright = 0 AND o.oid >= 16384 ORDER BY 1`,
-    );
-    if (postfix.length > 0) {
-      add({ id: 'postfix-operators', severity: 'error', objects: postfix, message: 'postfix operators were removed in PostgreSQL 14', remediation: 'Drop them (and what uses them) before the upgrade.' });
-    }
-    const conversions = await objects(db, `SELECT format('%I.%I', n.nspname, c.conname) AS object FROM pg_conversion c JOIN pg_namespace n ON n.oid = c.connamespace WHERE c.oid >= 16384 ORDER BY 1`);
-    if (conversions.length > 0) {
-      add({ id: 'user-encoding-conversions', severity: 'error', objects: conversions, message: 'user-defined encoding conversions changed signature in PostgreSQL 14', remediation: 'Drop them before the upgrade and recreate them after.' });
-    }
-  }
-  if (c.oldMajor <= 11) {
-    const oids = await objects(db, `SELECT format('%I.%I', n.nspname, c.relname) AS object FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relhasoids AND n.nspname NOT IN ('pg_catalog') ORDER BY 1`);
-    if (oids.length > 0) add({ id: 'tables-with-oids', severity: 'error', objects: oids, message: 'WITH OIDS tables cannot be upgraded past 11', remediation: 'ALTER TABLE ... SET WITHOUT OIDS before the upgrade.' });
-  }
+      message: 'user aggregates or operators built on array functions whose anyarray/anyelement signatures became anycompatiblearray/anycompatible in PostgreSQL 14',
+      remediation: 'Drop them before the upgrade and create them again after it, declared with anycompatible and anycompatiblearray.',
+    }),
+  },
+  {
+    applies: (c) => c.int8PassingDiffers === true,
+    sql: ISN_FUNCTIONS_SQL,
+    finding: () => ({ id: 'isn-int8-pass-by-value', severity: 'error', message: 'contrib/isn functions rely on bigint, which the old and new clusters pass differently (a 32-bit and a 64-bit build)', remediation: 'Dump the databases that use contrib/isn, drop the extension there, upgrade, then restore them.' }),
+  },
+  {
+    applies: (c) => c.oldMajor <= 18,
+    sql: NOT_NULL_INHERITANCE_SQL,
+    finding: () => ({ id: 'not-null-inheritance', severity: 'error', message: 'inheritance children lack a NOT NULL their parent column has; restoring the schema into the new cluster fails', remediation: 'ALTER TABLE child ALTER COLUMN ... SET NOT NULL (after removing NULLs), or detach the child (ALTER TABLE child NO INHERIT parent).' }),
+  },
+  {
+    applies: (c) => c.oldMajor <= 18 && c.targetMajor >= 19,
+    sql: GIST_INET_OPS_SQL,
+    finding: () => ({ id: 'gist-inet-ops', severity: 'error', message: "indexes use btree_gist's gist_inet_ops or gist_cidr_ops, which are no longer the default for inet and cidr from PostgreSQL 19: the restored index definitions would not match the index files", remediation: 'Replace them before the upgrade with indexes on the core operator class: CREATE INDEX ... USING gist (col inet_ops), then drop the old ones.' }),
+  },
+  {
+    applies: (c) => c.oldMajor >= 17 && c.unicodeChange !== undefined,
+    sql: UNICODE_DEPENDENT_SQL,
+    finding: (c) => ({
+      id: 'unicode-dependent-objects',
+      severity: 'warning',
+      message: `relations whose indexes, partition keys, check constraints or materialized view contents depend on Unicode character semantics, and the Unicode version changes from ${c.unicodeChange?.from ?? '?'} to ${c.unicodeChange?.to ?? "the new release's (unknown here; give newCluster to compare)"}`,
+      remediation: 'After the upgrade, REINDEX those indexes, REFRESH those materialized views, and re-check those constraints and partition keys (few values change between Unicode versions).',
+    }),
+  },
+  {
+    applies: (c) => c.oldMajor <= 11,
+    sql: `SELECT format('%I.%I', n.nspname, c.relname) AS object FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relhasoids AND n.nspname NOT IN ('pg_catalog') ORDER BY 1`,
+    finding: () => ({ id: 'tables-with-oids', severity: 'error', message: 'WITH OIDS tables cannot be upgraded past 11', remediation: 'ALTER TABLE ... SET WITHOUT OIDS before the upgrade.' }),
+  },
   // Beyond pg_upgrade: what goes wrong after it, or around it.
-  const unlogged = await objects(
-    db,
-    `SELECT format('%I.%I', n.nspname, c.relname) AS object FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE c.relpersistence = 'u' AND c.relkind IN ('r', 'p') ORDER BY 1`,
-  );
-  if (unlogged.length > 0) {
-    add({ id: 'unlogged-tables', severity: 'warning', objects: unlogged, message: 'unlogged tables are carried by pg_upgrade but never reach standbys', remediation: 'Make them logged if standbys need them, or accept they are empty after a failover.' });
-  }
-  const invalid = await objects(
-    db,
-    `SELECT format('%I.%I', n.nspname, c.relname) AS object FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
-       JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT i.indisvalid ORDER BY 1`,
-  );
-  if (invalid.length > 0) {
-    add({ id: 'invalid-indexes', severity: 'warning', objects: invalid, message: 'invalid indexes (a failed CREATE INDEX CONCURRENTLY) are carried over invalid', remediation: 'REINDEX or drop and recreate them.' });
-  }
-  if (c.logical) {
-    const noKey = await objects(
-      db,
-      `SELECT format('%I.%I', n.nspname, c.relname) AS object FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.relreplident = 'd'
-          AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'cutover') AND n.nspname !~ '^pg_'
-          AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) ORDER BY 1`,
-    );
-    if (noKey.length > 0) {
-      add({ id: 'tables-without-primary-key', severity: 'warning', objects: noKey, message: 'logical replication cannot replicate UPDATE or DELETE of tables without a primary key or replica identity', remediation: 'Add a primary key, or set REPLICA IDENTITY FULL (slow) or USING INDEX.' });
-    }
-  }
-  return out;
+  {
+    applies: () => true,
+    sql: `SELECT format('%I.%I', n.nspname, c.relname) AS object FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE c.relpersistence = 'u' AND c.relkind IN ('r', 'p') ORDER BY 1`,
+    finding: () => ({ id: 'unlogged-tables', severity: 'warning', message: 'unlogged tables are carried by pg_upgrade but never reach standbys', remediation: 'Make them logged if standbys need them, or accept they are empty after a failover.' }),
+  },
+  {
+    applies: () => true,
+    sql: `SELECT format('%I.%I', n.nspname, c.relname) AS object FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+            JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT i.indisvalid ORDER BY 1`,
+    finding: () => ({ id: 'invalid-indexes', severity: 'warning', message: 'invalid indexes (a failed CREATE INDEX CONCURRENTLY) are carried over invalid', remediation: 'REINDEX or drop and recreate them.' }),
+  },
+  {
+    applies: (c) => c.logical,
+    sql: `SELECT format('%I.%I', n.nspname, c.relname) AS object FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.relreplident = 'd'
+             AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'cutover') AND n.nspname !~ '^pg_'
+             AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) ORDER BY 1`,
+    finding: () => ({ id: 'tables-without-primary-key', severity: 'warning', message: 'logical replication cannot replicate UPDATE or DELETE of tables without a primary key or replica identity', remediation: 'Add a primary key, or set REPLICA IDENTITY FULL (slow) or USING INDEX.' }),
+  },
+];
+
+export async function databaseChecks(db: Queryable, c: DatabaseContext): Promise<Finding[]> {
+  const checks = DATABASE_CHECKS.filter((k) => k.applies(c));
+  const results = await db.queryMany<{ object: string }>(checks.map((k) => k.sql).join(';\n'));
+  return checks.flatMap((k, i) => {
+    const found = (results[i] ?? []).map((r) => r.object);
+    return found.length === 0 ? [] : [{ ...k.finding(c), database: c.database, objects: found }];
+  });
 }
 
 /** Extensions and the shared libraries of C functions in one database. */
@@ -361,4 +504,72 @@ export function diskSpaceFinding(neededBytes: number, freeBytes: number, where: 
     message: 'pg_upgrade in copy mode would run out of space',
     remediation: 'Free space, or run pg_upgrade with --link or --clone (no copy; --link means the old cluster cannot be started again once the new one ran).',
   }];
+}
+
+// ------------------------------------------------------------ added by pg_upgrade 18 and 19
+
+/** How the cluster's build passes int8 (and float8): by value on 64-bit builds, by reference on 32-bit ones. */
+export async function int8PassByValue(db: Queryable): Promise<boolean> {
+  const { rows } = await db.query<{ byval: boolean }>(`SELECT typbyval AS byval FROM pg_type WHERE oid = 'int8'::regtype`);
+  return rows[0]?.byval ?? true;
+}
+
+/** The Unicode version each release's built-in tables follow (unicode_version(), from 17). */
+const UNICODE_OF: Readonly<Record<number, string>> = { 17: '15.1', 18: '16.0' };
+
+/**
+ * Whether the Unicode version changes from the old cluster to the new one:
+ * read from the new cluster when it is given, otherwise from what the
+ * target release is known to ship; an unknown target counts as a change, so
+ * the warning errs on the side of naming the objects.
+ */
+export async function unicodeChange(old: Queryable, oldMajor: number, targetMajor: number, fresh?: Queryable): Promise<{ from: string; to: string | undefined } | undefined> {
+  if (oldMajor < 17) return undefined;
+  const version = async (db: Queryable) => (await db.query<{ v: string }>('SELECT unicode_version() AS v')).rows[0]?.v;
+  const from = await version(old);
+  const to = fresh !== undefined ? await version(fresh) : UNICODE_OF[targetMajor];
+  return from !== undefined && from === to ? undefined : { from: from ?? '?', to };
+}
+
+/** Names with a newline or carriage return, which PostgreSQL 19 no longer accepts for databases, roles and tablespaces. */
+export async function globalNamesWithNewlines(db: Queryable, oldMajor: number, targetMajor: number): Promise<Finding[]> {
+  if (oldMajor > 18 || targetMajor < 19) return [];
+  const { rows } = await db.query<{ object: string }>(
+    `WITH names(kind, name) AS (
+       SELECT 'database', datname::text FROM pg_database
+       UNION ALL SELECT 'role', rolname::text FROM pg_roles
+       UNION ALL SELECT 'tablespace', spcname::text FROM pg_tablespace)
+     SELECT kind || ' ' || replace(replace(quote_ident(name), chr(10), '\\n'), chr(13), '\\r') AS object
+       FROM names WHERE strpos(name, chr(10)) > 0 OR strpos(name, chr(13)) > 0 ORDER BY 1`,
+  );
+  return rows.length === 0
+    ? []
+    : [{
+        id: 'global-names-with-newlines',
+        severity: 'error',
+        objects: rows.map((r) => r.object),
+        message: 'database, role or tablespace names contain a newline or carriage return, which PostgreSQL 19 rejects',
+        remediation: 'Rename them (ALTER DATABASE/ROLE/TABLESPACE ... RENAME TO ...) before the upgrade.',
+      }];
+}
+
+/** pg_conflict_detection is the slot PostgreSQL 19 reserves for retain_dead_tuples; an old logical slot of that name cannot be carried. */
+export function reservedSlotNames(slots: readonly Slot[], oldMajor: number, targetMajor: number): Finding[] {
+  if (oldMajor < 17 || targetMajor < 19) return [];
+  const reserved = slots.filter((s) => s.name === 'pg_conflict_detection').map((s) => s.name);
+  return reserved.length === 0
+    ? []
+    : [{ id: 'reserved-slot-name', severity: 'error', objects: reserved, message: 'a logical slot is named pg_conflict_detection, a name PostgreSQL 19 reserves for itself', remediation: 'Drop the slot and create it again under another name (its consumer must then resynchronise or start from the new slot).' }];
+}
+
+/** Subscriptions whose replication origin (pg_<subscription oid>) is missing: pg_upgrade (17+) cannot carry their progress. */
+export async function subscriptionsWithoutOrigin(db: Queryable, oldMajor: number): Promise<Finding[]> {
+  if (oldMajor < 17) return [];
+  const { rows } = await db.query<{ object: string }>(
+    `SELECT format('%I: %I', d.datname, s.subname) AS object FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid
+      WHERE NOT EXISTS (SELECT 1 FROM pg_replication_origin o WHERE o.roname = 'pg_' || s.oid) ORDER BY 1`,
+  );
+  return rows.length === 0
+    ? []
+    : [{ id: 'subscription-without-origin', severity: 'error', objects: rows.map((r) => r.object), message: 'subscriptions without their replication origin cannot be upgraded', remediation: 'Drop and recreate those subscriptions (copy_data = false if the tables are in sync).' }];
 }

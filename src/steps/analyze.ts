@@ -95,8 +95,10 @@ function select(all: readonly Relation[], c: Config): Relation[] {
 }
 
 /** Why a relation's statistics cannot be copied from the source, or undefined if they can. */
-function uncopyable(r: Relation, onSource: ReadonlySet<string>, sourceTypes: ReadonlyMap<string, string>, targetTypes: ReadonlyMap<string, string>): string | undefined {
-  if (!onSource.has(qualifiedName(r))) return 'not on the source';
+function uncopyable(r: Relation, onSource: ReadonlyMap<string, string>, sourceTypes: ReadonlyMap<string, string>, targetTypes: ReadonlyMap<string, string>): string | undefined {
+  const tuples = onSource.get(qualifiedName(r));
+  if (tuples === undefined) return 'not on the source';
+  if (Number(tuples) < 0) return 'never analyzed on the source';
   if (r.missing.some((m) => m.startsWith('expression') || m.startsWith('extended'))) return 'expression index or extended statistics (PostgreSQL 18 cannot restore them)';
   const prefix = `${qualifiedName(r)}.`;
   for (const [key, type] of targetTypes) {
@@ -124,7 +126,7 @@ async function planWork(ctx: BaseContext, step: Step<Config>) {
     } else {
       const source = await ctx.session(c.copyFrom);
       const [sourceTypes, targetTypes] = await Promise.all([columnTypes(source), columnTypes(db)]);
-      const onSource = new Set((await readRelationStats(source, todo)).map((r) => `${r.schema}.${r.relation}`));
+      const onSource = new Map((await readRelationStats(source, todo)).map((r) => [`${r.schema}.${r.relation}`, r.reltuples]));
       // Only into relations without statistics: rollback can then clear exactly what it wrote.
       for (const r of todo.filter((x) => x.missing.length > 0)) {
         const why = uncopyable(r, onSource, sourceTypes, targetTypes);
@@ -191,6 +193,8 @@ async function watch(ctx: BaseContext, db: Queryable, label: () => string, done:
     finished = true;
   };
   done.then(stop, stop);
+  // pg_stat_progress_analyze exists from 13; before, the run shows no live progress.
+  if ((await serverVersion(db)) < 130000) return;
   while (!finished) {
     const { rows } = await db.query<{ rel: string; phase: string; done: string; total: string }>(
       `SELECT p.relid::regclass::text AS rel, p.phase, p.sample_blks_scanned::text AS done, p.sample_blks_total::text AS total

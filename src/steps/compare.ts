@@ -113,7 +113,22 @@ function session(sessions: readonly Queryable[], worker: number): Queryable {
   return s;
 }
 
-async function compare(ctx: BaseContext, step: Step<Config>): Promise<{ results: Result[]; description: string }> {
+/**
+ * PostgreSQL 12 prints floats in their shortest exact form; 11 and before
+ * print 15 significant digits. With an older side, both sides print the old
+ * way (extra_float_digits = 0 means that on every release), so equal values
+ * have equal text; floats that differ only beyond the 15th digit then
+ * compare equal, which the plan notes.
+ */
+async function alignFloatText(sources: readonly Queryable[], targets: readonly Queryable[]): Promise<string | undefined> {
+  const version = async (db: Queryable) => (await db.query<{ v: number }>("SELECT current_setting('server_version_num')::int AS v")).rows[0]?.v ?? 0;
+  const oldest = Math.min(await version(session(sources, 0)), await version(session(targets, 0)));
+  if (oldest >= 120000) return undefined;
+  await Promise.all([...sources, ...targets].map((s) => s.query('SET LOCAL extra_float_digits = 0')));
+  return `a side is PostgreSQL ${Math.floor(oldest / 10000)}, which prints floats with 15 significant digits: float columns are compared to 15 significant digits`;
+}
+
+async function compare(ctx: BaseContext, step: Step<Config>): Promise<{ results: Result[]; description: string; floatNote?: string | undefined }> {
   const c = step.config;
   const jobs = c.jobs ?? DEFAULT_JOBS;
   const checksum = c.mode === 'checksum';
@@ -122,6 +137,7 @@ async function compare(ctx: BaseContext, step: Step<Config>): Promise<{ results:
   const sources = oracle === undefined ? await snapshotSessions(ctx, c.source, jobs) : [];
   const targets = await snapshotSessions(ctx, c.target, jobs);
   try {
+    const floatNote = checksum && oracle === undefined ? await alignFloatText(sources, targets) : undefined;
     const sourceTables =
       oracle !== undefined
         ? await readOracleTables(oracle, await oracleOwners(oracle, Object.keys(c.schemas ?? {})))
@@ -227,7 +243,7 @@ async function compare(ctx: BaseContext, step: Step<Config>): Promise<{ results:
       });
     }
     const description = `${checksum ? 'checksum' : 'counts'} of ${pairs.length} table(s), ${jobs} session(s) per side`;
-    return { results: pairs.map((p) => results.get(p)).filter((r): r is Result => r !== undefined), description };
+    return { results: pairs.map((p) => results.get(p)).filter((r): r is Result => r !== undefined), description, floatNote };
   } finally {
     await endAll([...sources, ...targets]);
   }
@@ -264,7 +280,7 @@ export const compareStep = defineStep({
 
   async plan(ctx, step) {
     if (step.connection !== undefined) throw new UsageError(`step "${step.id}": compare uses source and target, not connection`);
-    const { results, description } = await compare(ctx, step);
+    const { results, description, floatNote } = await compare(ctx, step);
     const tolerance = step.config.tolerance ?? 0;
     const differing = results.filter((r) => r.status !== 'ok' && r.status !== 'count-only');
     const countOnly = results.filter((r) => r.status === 'count-only');
@@ -284,7 +300,10 @@ export const compareStep = defineStep({
           footer: `${results.length - differing.length} same, ${differing.length} different`,
         },
       ],
-      notes: countOnly.length > 0 ? [`compared by count only (no key to chunk by): ${countOnly.map((r) => r.table).join(', ')}`] : [],
+      notes: [
+        ...(countOnly.length > 0 ? [`compared by count only (no key to chunk by): ${countOnly.map((r) => r.table).join(', ')}`] : []),
+        ...(floatNote !== undefined ? [floatNote] : []),
+      ],
       ...(differing.length > 0
         ? {
             blockers: differing.map(

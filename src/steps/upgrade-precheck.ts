@@ -17,12 +17,17 @@ import {
   databaseFindings,
   diskSpaceFinding,
   extensionsAndLibraries,
+  globalNamesWithNewlines,
+  int8PassByValue,
   logicalSlots,
   longTransactions,
   major,
   preparedTransactions,
+  reservedSlotNames,
   slotFindings,
   subscriptionStates,
+  subscriptionsWithoutOrigin,
+  unicodeChange,
   type Finding,
 } from '../precheck/checks.js';
 import { newClusterChecks } from '../precheck/new-cluster.js';
@@ -65,20 +70,38 @@ async function precheck(ctx: BaseContext, step: Step<Config>): Promise<{ finding
   const db = await ctx.session(connection);
   const facts = await clusterFacts(db);
   const oldMajor = major(facts.versionNum);
+  if (oldMajor < 10) throw new UsageError(`step "${step.id}": the old cluster is ${oldMajor}; upgrade-precheck reads catalogs of PostgreSQL 10 and later`);
   const findings: Finding[] = [...databaseFindings(facts), ...(await preparedTransactions(db)), ...(await longTransactions(db))];
   if (oldMajor > c.targetVersion) throw new UsageError(`step "${step.id}": the old cluster is ${oldMajor}, newer than targetVersion ${c.targetVersion}`);
 
+  const target = c.targetVersion;
+  findings.push(...(await globalNamesWithNewlines(db, oldMajor, target)));
   const slots = await logicalSlots(db);
-  findings.push(...slotFindings(slots, oldMajor, c.writesFrozen === true));
-  const { rows: subs } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_subscription');
+  findings.push(...slotFindings(slots, oldMajor, c.writesFrozen === true), ...reservedSlotNames(slots, oldMajor, target));
+  findings.push(...(await subscriptionsWithoutOrigin(db, oldMajor)));
+  const { rows: subs } = await db.query<{ n: number; retain: number }>(
+    `SELECT count(*)::int AS n, ${oldMajor >= 19 ? 'count(*) FILTER (WHERE subretaindeadtuples)::int' : '0'} AS retain FROM pg_subscription`,
+  );
   const { rows: pubs } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_publication');
+
+  const fresh = c.newCluster !== undefined ? await ctx.session(c.newCluster) : undefined;
+  // Without the new cluster, assume a 64-bit build (int8 by value), as every release from 19 is.
+  const int8PassingDiffers = (await int8PassByValue(db)) !== (fresh !== undefined ? await int8PassByValue(fresh) : true);
+  const unicode = await unicodeChange(db, oldMajor, target, fresh);
 
   const extensions = new Map<string, string[]>();
   const libraries = new Map<string, string[]>();
   for (const d of facts.databases.filter((x) => x.allowConn && !x.invalid)) {
     const session = await ctx.sessionIn(connection, d.name);
     findings.push(
-      ...(await databaseChecks(session, { database: d.name, oldMajor, targetMajor: c.targetVersion, logical: slots.length > 0 || (pubs[0]?.n ?? 0) > 0 })),
+      ...(await databaseChecks(session, {
+        database: d.name,
+        oldMajor,
+        targetMajor: target,
+        logical: slots.length > 0 || (pubs[0]?.n ?? 0) > 0,
+        int8PassingDiffers,
+        unicodeChange: unicode,
+      })),
     );
     if (oldMajor >= 17) findings.push(...(await subscriptionStates(session, d.name)));
     const found = await extensionsAndLibraries(session);
@@ -86,11 +109,10 @@ async function precheck(ctx: BaseContext, step: Step<Config>): Promise<{ finding
     for (const l of found.libraries) libraries.set(l, [...(libraries.get(l) ?? []), d.name]);
   }
 
-  if (c.newCluster !== undefined) {
-    const fresh = await ctx.session(c.newCluster);
+  if (c.newCluster !== undefined && fresh !== undefined) {
     findings.push(
       ...(await newClusterChecks(
-        { facts, db, extensions, libraries, logicalSlots: slots.length, subscriptions: subs[0]?.n ?? 0 },
+        { facts, db, extensions, libraries, logicalSlots: slots.length, subscriptions: subs[0]?.n ?? 0, retainDeadTuples: subs[0]?.retain ?? 0, oldMajor },
         fresh,
         (database) => ctx.sessionIn(c.newCluster ?? '', database),
         c.targetVersion,
