@@ -410,7 +410,7 @@ export const pgbouncerStep = defineStep({
         for (const d of pausedNow) blockers.push(`${d} is already paused: someone else is in a pause window; RESUME it or wait`);
       }
       const timeoutMs = timeoutOf(step);
-      const console_ = (sql: string): Action => ({ type: 'sql', connection: step.connection ?? '', sql, transaction: false });
+      const console_ = (sql: string): Action => ({ type: 'sql', connection: step.connection ?? '', sql });
       const blocked = blockers.length > 0 ? { blockers } : {};
 
       if (step.config.action === 'pause') {
