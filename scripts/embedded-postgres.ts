@@ -6,7 +6,7 @@
  */
 import { execFile, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, chownSync, cpSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, cpSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -23,8 +23,20 @@ export type PgVersion = 15 | 17 | 18;
 export const VERSIONS: readonly PgVersion[] = [17, 18];
 export const DEBIAN_15_BIN = '/usr/lib/postgresql/15/bin';
 
+/** How a server asks clients to log in over TCP (the harness itself uses the Unix socket, trusted). */
+export interface ServerOptions {
+  /** Password authentication in pg_hba for TCP; default trust. */
+  readonly auth?: 'scram-sha-256' | 'md5';
+  /** A login role with this password (created superuser, so tests can do anything with it). */
+  readonly role?: { readonly user: string; readonly password: string };
+  /** TLS on, with a certificate for localhost/127.0.0.1 signed by a fresh CA (`caFile`). */
+  readonly tls?: boolean;
+}
+
 export interface TestServer {
   readonly version: PgVersion;
+  /** The CA that signed the server's certificate (with `tls`). */
+  readonly caFile?: string;
   readonly port: number;
   readonly url: string;
   readonly dataDir: string;
@@ -106,6 +118,7 @@ export async function startPostgres(
   version: PgVersion,
   settings: Record<string, string> = {},
   initdbArgs: readonly string[] = [],
+  serverOptions: ServerOptions = {},
 ): Promise<TestServer> {
   const user = osUser();
   const base = mkdtempSync(path.join(os.tmpdir(), `cutover-pg${version}-`));
@@ -114,8 +127,10 @@ export async function startPostgres(
   const as = user ? { uid: user.uid, gid: user.gid } : {};
   const bin = binDir(version);
   const env = { ...process.env, LC_ALL: 'C', LANG: 'C' };
-  await run(path.join(bin, 'initdb'), ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync', '--no-instructions', ...initdbArgs], { ...as, env });
+  const auth = serverOptions.auth === undefined ? ['--auth=trust'] : ['--auth-local=trust', `--auth-host=${serverOptions.auth}`];
+  await run(path.join(bin, 'initdb'), ['-D', data, '-U', 'postgres', ...auth, '-E', 'UTF8', '--no-sync', '--no-instructions', ...initdbArgs], { ...as, env });
   const port = await freePort();
+  const tls = serverOptions.tls === true ? await makeCertificates(base, user) : undefined;
   const options = Object.entries({
     port: String(port),
     listen_addresses: '127.0.0.1',
@@ -123,6 +138,8 @@ export async function startPostgres(
     fsync: 'off',
     full_page_writes: 'off',
     synchronous_commit: 'off',
+    ...(serverOptions.auth === 'md5' ? { password_encryption: 'md5' } : {}),
+    ...(tls !== undefined ? { ssl: 'on', ssl_cert_file: tls.certFile, ssl_key_file: tls.keyFile } : {}),
     ...settings,
   })
     .map(([k, v]) => `-c ${k}=${v}`)
@@ -133,15 +150,20 @@ export async function startPostgres(
   const clientFor = async (database: string) => {
     let client = clients.get(database);
     if (!client) {
-      client = new pg.Client({ connectionString: urlFor(database) });
+      // With password authentication on TCP, the harness logs in through the (trusted) socket.
+      client =
+        serverOptions.auth === undefined
+          ? new pg.Client({ connectionString: urlFor(database) })
+          : new pg.Client({ host: base, port, user: 'postgres', database });
       client.on('error', () => {});
       await client.connect();
       clients.set(database, client);
     }
     return client;
   };
-  return {
+  const server: TestServer = {
     version,
+    ...(tls !== undefined ? { caFile: tls.caFile } : {}),
     port,
     url: urlFor('postgres'),
     dataDir: data,
@@ -158,4 +180,26 @@ export async function startPostgres(
       rmSync(base, { recursive: true, force: true });
     },
   };
+  if (serverOptions.role !== undefined) {
+    const { user: role, password } = serverOptions.role;
+    await server.query(`CREATE ROLE "${role.replaceAll('"', '""')}" LOGIN SUPERUSER PASSWORD '${password.replaceAll("'", "''")}'`);
+  }
+  return server;
+}
+
+/** A CA and a server certificate for localhost and 127.0.0.1, made with openssl; the key is the server user's, mode 0600. */
+async function makeCertificates(dir: string, owner: { uid: number; gid: number } | undefined) {
+  const caKey = path.join(dir, 'ca.key');
+  const caFile = path.join(dir, 'ca.crt');
+  const keyFile = path.join(dir, 'server.key');
+  const csr = path.join(dir, 'server.csr');
+  const certFile = path.join(dir, 'server.crt');
+  const ext = path.join(dir, 'san.ext');
+  writeFileSync(ext, 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
+  await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=cutover test CA', '-keyout', caKey, '-out', caFile]);
+  await run('openssl', ['req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-keyout', keyFile, '-out', csr]);
+  await run('openssl', ['x509', '-req', '-in', csr, '-CA', caFile, '-CAkey', caKey, '-CAcreateserial', '-days', '2', '-extfile', ext, '-out', certFile]);
+  chmodSync(keyFile, 0o600);
+  if (owner) for (const file of [keyFile, certFile]) chownSync(file, owner.uid, owner.gid);
+  return { caFile, keyFile, certFile };
 }

@@ -84,7 +84,7 @@ export async function runRunbook(runbook: Runbook, options: RunOptions): Promise
   const runId = newRunId();
   const runDir = path.join(runsDir(options.stateDir ?? DEFAULT_STATE_DIR), runId);
   const dryRun = options.dryRun === true;
-  const redactor = redactorFor(connections);
+  const redactor = redactorFor(runbook, connections);
   const rc = new RunContext(runbook, runId, runDir, Journal.create(runDir, redactor), redactor, connections, options, dryRun);
   const unlock = lockRunDir(runDir);
   const started = Date.now();
@@ -203,7 +203,7 @@ async function reopen(
       );
     }
     const connections = resolveAll(runbook);
-    const redactor = redactorFor(connections);
+    const redactor = redactorFor(runbook, connections);
     const { journal, records } = Journal.open(runDir, redactor);
     const state = foldJournal(records);
     const rc = new RunContext(runbook, id, runDir, journal, redactor, connections, options, false, state);

@@ -5,15 +5,24 @@
  * registry; everything here is kind-agnostic.
  */
 import { z } from 'zod';
-import { DURATION_PATTERN, parseDuration } from './duration.js';
+import { DURATION_PATTERN, MAX_DURATION_MS, parseDuration } from './duration.js';
+
+const DURATION_HINT = 'expected a duration such as "250ms", "30s", "2min", "5 min", "1h" or "1d" (units: us, ms, s, min or m, h, d)';
 
 export const duration = z
   .union([
-    z.number().int().nonnegative(),
-    z.string().regex(DURATION_PATTERN, 'expected a duration such as "500ms", "30s", "5m" or "1h"'),
+    z.number().int().nonnegative().max(MAX_DURATION_MS, `at most ${MAX_DURATION_MS} ms (24.8 days)`),
+    z.string().regex(DURATION_PATTERN, DURATION_HINT),
   ])
-  .transform((value) => (typeof value === 'number' ? value : (parseDuration(value) ?? 0)))
-  .describe('milliseconds, or a string such as "500ms", "30s", "5m", "1h"');
+  .transform((value, ctx) => {
+    const ms = typeof value === 'number' ? value : (parseDuration(value) ?? 0);
+    if (ms > MAX_DURATION_MS) {
+      ctx.issues.push({ code: 'custom', input: value, message: `${String(value)} is more than ${MAX_DURATION_MS} ms (24.8 days), the largest timeout accepted` });
+      return z.NEVER;
+    }
+    return ms;
+  })
+  .describe('a bare integer is milliseconds (as lock_timeout and statement_timeout take); or a string such as "250ms", "30s", "2min", "5 min", "1h", "1d" (units: us, ms, s, min or m, h, d); at most 24.8 days');
 
 const SIZE_UNITS = { B: 1, kB: 1024, MB: 1024 ** 2, GB: 1024 ** 3, TB: 1024 ** 4 } as const;
 const SIZE_PATTERN = /^(\d+(?:\.\d+)?)\s*(B|kB|MB|GB|TB)$/;
@@ -34,7 +43,11 @@ const identifier = z
   .max(63);
 
 const secretSource = {
-  password: z.string().optional().describe('prefer passwordFile or ${ENV} interpolation; never logged'),
+  password: z
+    .string()
+    .min(4, 'a password shorter than 4 characters is refused: it could not be redacted from output without destroying it')
+    .optional()
+    .describe('prefer passwordFile or ${secret:NAME}; never logged'),
   passwordFile: z.string().optional().describe('path to a file holding the password, relative to the runbook'),
 };
 
@@ -46,7 +59,13 @@ export const postgresConnectionSchema = z
     port: z.number().int().min(1).max(65535).optional(),
     database: z.string().optional(),
     user: z.string().optional(),
-    sslmode: z.enum(['disable', 'prefer', 'require', 'verify-ca', 'verify-full']).optional(),
+    sslmode: z
+      .enum(['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'])
+      .optional()
+      .describe('as libpq; default disable (or $PGSSLMODE); allow/prefer try TLS first'),
+    sslrootcert: z.string().optional().describe('CA certificate file (PEM) to verify the server with, or "system"'),
+    sslcert: z.string().optional().describe('client certificate file (PEM)'),
+    sslkey: z.string().optional().describe('client private key file (PEM); never logged'),
     ...secretSource,
   })
   .refine((c) => c.password === undefined || c.passwordFile === undefined, {
@@ -109,6 +128,7 @@ export function runbookSchema(stepSchema: z.ZodType) {
   });
 }
 
+export type SslMode = 'disable' | 'allow' | 'prefer' | 'require' | 'verify-ca' | 'verify-full';
 export type PostgresConnectionSpec = z.output<typeof postgresConnectionSchema>;
 export type OracleConnectionSpec = z.output<typeof oracleConnectionSchema>;
 export type ConnectionSpec = z.output<typeof connectionSchema>;

@@ -19,10 +19,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { DatabaseError, UsageError, VerificationError } from '../errors.js';
-import { defineStep, type Action, type BaseContext, type Json, type Step } from '../engine/step.js';
+import { defineStep, type Action, type BaseContext, type CheckFinding, type Json, type Step } from '../engine/step.js';
 import { inTransaction, type Queryable } from '../db/session.js';
 import { quoteIdent, quoteLiteral } from '../db/quote.js';
 import { duration } from '../runbook/schema.js';
+import { privilege, roleFacts } from './check-helpers.js';
 
 const config = z.object({
   databases: z.array(z.string().min(1)).optional().describe("databases to freeze (default: the connection's database)"),
@@ -185,6 +186,23 @@ export const freezeWritesStep = defineStep({
   effects: () => 'external',
   idempotent: true,
   reversibility: () => ({ kind: 'reversible' }),
+
+  async check(ctx, step) {
+    const role = await roleFacts(await ctx.session(step.connection ?? ''));
+    const findings: CheckFinding[] = [
+      privilege('ALTER ROLE ... SET', role.superuser || role.createrole, role.role, 'is neither superuser nor has CREATEROLE', `run as a superuser, or ALTER ROLE ${role.role} CREATEROLE (with ADMIN on the frozen roles on PostgreSQL 16+)`),
+      privilege('pg_signal_backend', role.superuser || role.signalBackend, role.role, 'cannot terminate other sessions', `GRANT pg_signal_backend TO ${role.role}`),
+    ];
+    if (step.config.probe !== false) {
+      findings.push({
+        severity: 'warning',
+        check: 'probe login',
+        message: 'the probe logs in as a frozen role without a password: pg_hba must admit it (trust, peer, cert or ~/.pgpass)',
+        fix: 'check pg_hba.conf for that role from this host, or set probe: false',
+      });
+    }
+    return findings;
+  },
 
   async plan(ctx, step) {
     const connection = target(step);

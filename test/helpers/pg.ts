@@ -6,4 +6,5 @@ export {
   DEBIAN_15_BIN,
   type PgVersion,
   type TestServer,
+  type ServerOptions,
 } from '../../scripts/embedded-postgres.js';
