@@ -143,10 +143,13 @@ function parseUnguarded(text: string, file: string, options: LoadOptions, digest
   // Whole-file checks run on the tree as written, so they are reported with schema errors, not after them.
   issues.push(...crossChecks(env, raw, parsed.success ? parsed.data.steps : undefined, options.registry, source));
   const warnings: string[] = [];
-  // Resolving needs the values as they will be used: not while a ${NAME} in them is unset.
-  if (parsed.success && issues.length === 0) {
+  if (parsed.success) {
+    // Resolving needs the values as they will be used: not while a ${NAME} in them is unset.
+    const ready = Object.fromEntries(
+      Object.entries(parsed.data.connections).filter(([name]) => !issues.some((i) => i.path.startsWith(`connections.${name}.`))),
+    );
     const dir = path.dirname(path.resolve(file));
-    issues.push(...connectionIssues(parsed.data.connections, { baseDir: dir, env }, source, secrets, warnings));
+    issues.push(...connectionIssues(ready, { baseDir: dir, env }, source, secrets, warnings));
   }
   if (!parsed.success || issues.length > 0) throw new RunbookValidationError(file, sortIssues(issues));
   const value = parsed.data;
@@ -256,9 +259,12 @@ function connectionIssues(
       warnings.push(...resolved.warnings);
       secrets.push(...resolved.secrets);
       if (resolved.secrets.some((secret) => secret.length < MIN_SECRET_LENGTH)) {
+        const from = resolved.passwordSource;
+        const key = from === 'the URL' ? 'url' : from === 'password' ? 'password' : from.startsWith('passwordFile') ? 'passwordFile' : undefined;
+        const at = ['connections', name, ...(key !== undefined ? [key] : [])];
         issues.push({
-          position: source.valueAt(['connections', name]),
-          path: formatPath(['connections', name]),
+          position: source.valueAt(at),
+          path: formatPath(at),
           message: `the password (from ${resolved.passwordSource}) is shorter than ${MIN_SECRET_LENGTH} characters: it could not be redacted from output without destroying it; use a longer one`,
         });
       }
