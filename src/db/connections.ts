@@ -126,10 +126,10 @@ export function parsePostgresUrl(name: string, text: string): ParsedUrl {
   return parsed;
 }
 
-function readSecretFile(name: string, key: string, file: string): { text: string; mode: number } {
+function readSecretFile(name: string, key: string, file: string, maxBytes = SMALL_FILE_LIMIT): { text: string; mode: number } {
   try {
-    const { mode } = checkRegularFile(file, SMALL_FILE_LIMIT);
-    return { text: readRegularFile(file, SMALL_FILE_LIMIT).toString('utf8'), mode };
+    const { mode } = checkRegularFile(file, maxBytes);
+    return { text: readRegularFile(file, maxBytes).toString('utf8'), mode };
   } catch (error) {
     if (error instanceof FileRefusal) throw new ConnectionSpecError(name, key, `${key}: ${error.message}`);
     throw error;
@@ -240,15 +240,13 @@ function resolvePostgres(name: string, spec: PostgresConnectionSpec, options: Re
   const config: ClientConfig = { host, port, database, user };
   if (password !== undefined) config.password = password;
   if (sslmode !== 'disable') {
+    // A CA bundle can be a few hundred KiB; a certificate or key far less.
     const CERT_LIMIT = 1024 * 1024;
-    const readCert = (which: string, file: string) => readSecretFile(name, which, file).text;
+    const readCert = (which: string, file: string) => readSecretFile(name, which, file, CERT_LIMIT).text;
     // libpq: require with a root certificate behaves like verify-ca.
     const verify = sslmode === 'verify-ca' || sslmode === 'verify-full' || (sslmode === 'require' && rootcert !== undefined);
     const ssl: NonNullable<Exclude<ClientConfig['ssl'], boolean>> = { rejectUnauthorized: verify };
-    if (rootcert !== undefined && rootcert !== 'system') {
-      checkRegularFile(rootcert, CERT_LIMIT);
-      ssl.ca = readCert('sslrootcert', rootcert);
-    }
+    if (rootcert !== undefined && rootcert !== 'system') ssl.ca = readCert('sslrootcert', rootcert);
     if (cert !== undefined) ssl.cert = readCert('sslcert', cert);
     if (key !== undefined) {
       const keyText = readCert('sslkey', key);

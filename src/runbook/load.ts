@@ -55,6 +55,7 @@ export const DEFAULT_LOCK_TIMEOUT_MS = 5_000;
 export const DEFAULT_STATEMENT_TIMEOUT_MS = 15 * 60_000;
 /** Deeper YAML is refused before anything recursive walks it (runbooks need about 8). */
 export const MAX_NESTING_DEPTH = 64;
+const TOO_DEEP = `nested more than ${MAX_NESTING_DEPTH} levels deep; a runbook needs far fewer`;
 /** Alias expansions allowed in one file (yaml's guard against alias bombs). */
 export const MAX_ALIAS_COUNT = 100;
 /** Names that would collide with JavaScript object internals. */
@@ -112,9 +113,12 @@ function parseUnguarded(text: string, file: string, options: LoadOptions, digest
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   const source = new SourceMap(doc, lines, file);
-  const syntaxIssues = [...doc.errors, ...doc.warnings].map(
-    (e): ValidationIssue => ({ position: source.offset(e.pos[0]), path: '(yaml)', message: e.message.split('\n')[0] ?? e.code }),
-  );
+  // The parser reports its own stack overflow on absurd nesting as syntax errors: one issue, at the first.
+  const overflow = doc.errors.filter((e) => /call stack/i.test(e.message)).sort((a, b) => a.pos[0] - b.pos[0])[0];
+  const syntaxIssues = [...doc.errors, ...doc.warnings]
+    .filter((e) => !/call stack/i.test(e.message))
+    .map((e): ValidationIssue => ({ position: source.offset(e.pos[0]), path: '(yaml)', message: e.message.split('\n')[0] ?? e.code }));
+  if (overflow !== undefined) syntaxIssues.push({ position: source.offset(overflow.pos[0]), path: '(yaml)', message: TOO_DEEP });
   if (syntaxIssues.length > 0) throw new RunbookValidationError(file, syntaxIssues);
   const structural = structureIssues(doc, source);
   if (structural.length > 0) throw new RunbookValidationError(file, structural);
@@ -196,7 +200,7 @@ function structureIssues(doc: Document, source: SourceMap): ValidationIssue[] {
         issues.push({
           position: source.offset(node.range?.[0] ?? 0),
           path: '(yaml)',
-          message: `nested more than ${MAX_NESTING_DEPTH} levels deep; a runbook needs far fewer`,
+          message: TOO_DEEP,
         });
         return issues;
       }

@@ -789,6 +789,16 @@ describe('parseRunbook: valid runbooks', () => {
       ['1h', 3_600_000],
       ['1.5s', 1_500],
       ['0', 0],
+      // PostgreSQL's own units, with or without a space.
+      ['1min', 60_000],
+      ['2 min', 120_000],
+      ['"5 min"', 300_000],
+      ['250ms', 250],
+      ['1d', 86_400_000],
+      ['1500us', 2],
+      ['1us', 1],
+      ['3 s', 3_000],
+      ['2147483647', 2_147_483_647],
     ];
     for (const [written, ms] of durations) {
       it(`${written} -> ${ms} in timeoutMs, defaults.lockTimeoutMs, defaults.statementTimeoutMs and a wait interval`, () => {
@@ -817,6 +827,31 @@ describe('parseRunbook: valid runbooks', () => {
         assert.equal(runbook.defaults.statementTimeoutMs, ms);
       });
     }
+  });
+
+  describe('durations beyond what a timer or PostgreSQL accepts are refused at their position', () => {
+    const tooLong: ReadonlyArray<readonly [written: string, message: string]> = [
+      ['2147483648', 'at most 2147483647 ms (24.8 days)'],
+      ['9999999999999', 'at most 2147483647 ms (24.8 days)'],
+      ['25d', '25d is more than 2147483647 ms (24.8 days), the largest timeout accepted'],
+      ['999999999999999h', '999999999999999h is more than 2147483647 ms (24.8 days), the largest timeout accepted'],
+    ];
+    for (const [written, message] of tooLong) {
+      it(`timeout: ${written}`, () => {
+        assertIssues(issuesOf(withSteps('  - id: a', '    kind: confirm', '    message: ok?', `    timeout: ${written}`)), [
+          { line: 11, column: 14, path: 'steps[0].timeout', message: `step "a": ${message}` },
+        ]);
+      });
+    }
+    it('defaults.lockTimeout and statementTimeout too', () => {
+      const issues = issuesOf(
+        yaml('version: 1', 'name: t', 'defaults:', '  lockTimeout: 3000000000', '  statementTimeout: 30d', 'steps:', '  - id: a', '    kind: confirm', '    message: ok?'),
+      );
+      assertIssues(issues, [
+        { line: 4, column: 16, path: 'defaults.lockTimeout', message: 'at most 2147483647 ms (24.8 days)' },
+        { line: 5, column: 21, path: 'defaults.statementTimeout', message: '30d is more than 2147483647 ms (24.8 days), the largest timeout accepted' },
+      ]);
+    });
   });
 
   it('turns confirm: true into a question naming the step, and keeps a string as written', () => {
