@@ -47,18 +47,24 @@ const secretSource = {
     .string()
     .min(4, 'a password shorter than 4 characters is refused: it could not be redacted from output without destroying it')
     .optional()
-    .describe('prefer passwordFile or ${secret:NAME}; never logged'),
-  passwordFile: z.string().optional().describe('path to a file holding the password, relative to the runbook'),
+    .describe('at least 4 characters; write ${secret:NAME} or use passwordFile; never logged. Without any: $PGPASSWORD, then $PGPASSFILE or ~/.pgpass'),
+  passwordFile: z
+    .string()
+    .optional()
+    .describe('a regular file (at most 64 KiB, mode 600) whose first line is the password, relative to the runbook; never logged'),
 };
 
 export const postgresConnectionSchema = z
   .strictObject({
     kind: z.literal('postgres'),
-    url: z.string().optional().describe('postgres://user@host:port/database?sslmode=...'),
-    host: z.string().optional(),
-    port: z.number().int().min(1).max(65535).optional(),
-    database: z.string().optional(),
-    user: z.string().optional(),
+    url: z
+      .string()
+      .optional()
+      .describe('postgres://user[:password]@host:port/database?sslmode=...&sslrootcert=... (percent-encode special characters)'),
+    host: z.string().optional().describe('overrides the URL\'s; default $PGHOST or localhost'),
+    port: z.number().int().min(1).max(65535).optional().describe('overrides the URL\'s; default $PGPORT or 5432'),
+    database: z.string().optional().describe('overrides the URL\'s; default $PGDATABASE or the user name'),
+    user: z.string().optional().describe('overrides the URL\'s; default $PGUSER or the OS user'),
     sslmode: z
       .enum(['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'])
       .optional()
