@@ -37,6 +37,9 @@ export interface TestServer {
   readonly version: PgVersion;
   /** The CA that signed the server's certificate (with `tls`). */
   readonly caFile?: string;
+  /** A client certificate (CN=app) and its key (mode 0600) signed by the same CA; the server asks for one (with `tls`). */
+  readonly clientCertFile?: string;
+  readonly clientKeyFile?: string;
   readonly port: number;
   readonly url: string;
   readonly dataDir: string;
@@ -139,7 +142,7 @@ export async function startPostgres(
     full_page_writes: 'off',
     synchronous_commit: 'off',
     ...(serverOptions.auth === 'md5' ? { password_encryption: 'md5' } : {}),
-    ...(tls !== undefined ? { ssl: 'on', ssl_cert_file: tls.certFile, ssl_key_file: tls.keyFile } : {}),
+    ...(tls !== undefined ? { ssl: 'on', ssl_cert_file: tls.certFile, ssl_key_file: tls.keyFile, ssl_ca_file: tls.caFile } : {}),
     ...settings,
   })
     .map(([k, v]) => `-c ${k}=${v}`)
@@ -163,7 +166,7 @@ export async function startPostgres(
   };
   const server: TestServer = {
     version,
-    ...(tls !== undefined ? { caFile: tls.caFile } : {}),
+    ...(tls !== undefined ? { caFile: tls.caFile, clientCertFile: tls.clientCertFile, clientKeyFile: tls.clientKeyFile } : {}),
     port,
     url: urlFor('postgres'),
     dataDir: data,
@@ -199,7 +202,13 @@ async function makeCertificates(dir: string, owner: { uid: number; gid: number }
   await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=cutover test CA', '-keyout', caKey, '-out', caFile]);
   await run('openssl', ['req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-keyout', keyFile, '-out', csr]);
   await run('openssl', ['x509', '-req', '-in', csr, '-CA', caFile, '-CAkey', caKey, '-CAcreateserial', '-days', '2', '-extfile', ext, '-out', certFile]);
+  const clientKeyFile = path.join(dir, 'client.key');
+  const clientCsr = path.join(dir, 'client.csr');
+  const clientCertFile = path.join(dir, 'client.crt');
+  await run('openssl', ['req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=app', '-keyout', clientKeyFile, '-out', clientCsr]);
+  await run('openssl', ['x509', '-req', '-in', clientCsr, '-CA', caFile, '-CAkey', caKey, '-CAcreateserial', '-days', '2', '-out', clientCertFile]);
   chmodSync(keyFile, 0o600);
-  if (owner) for (const file of [keyFile, certFile]) chownSync(file, owner.uid, owner.gid);
-  return { caFile, keyFile, certFile };
+  chmodSync(clientKeyFile, 0o600);
+  if (owner) for (const file of [keyFile, certFile, caFile]) chownSync(file, owner.uid, owner.gid);
+  return { caFile, keyFile, certFile, clientCertFile, clientKeyFile };
 }

@@ -62,11 +62,12 @@ interface ServerFacts {
   superuser: boolean;
   ssl: boolean | null;
   ssl_version: string | null;
+  client_dn: string | null;
 }
 
 const FACTS_SQL = `SELECT current_setting('server_version') AS version, pg_is_in_recovery() AS in_recovery,
   current_user AS role, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser,
-  s.ssl, s.version AS ssl_version
+  s.ssl, s.version AS ssl_version, s.client_dn
 FROM (SELECT 1) one LEFT JOIN pg_stat_ssl s ON s.pid = pg_backend_pid()`;
 
 function fixFor(message: string, target: string): string {
@@ -133,7 +134,10 @@ export async function preflight(runbook: Runbook, options: PreflightOptions): Pr
               ? {
                   serverVersion: facts.version,
                   inRecovery: facts.in_recovery,
-                  tls: facts.ssl === true ? (facts.ssl_version ?? 'TLS') : 'none',
+                  tls:
+                    facts.ssl === true
+                      ? `${facts.ssl_version ?? 'TLS'}${facts.client_dn ? ` (client certificate ${facts.client_dn})` : ''}`
+                      : 'none',
                   role: facts.role,
                   superuser: facts.superuser,
                 }

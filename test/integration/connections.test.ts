@@ -51,7 +51,7 @@ steps:
     kind: shell
     connection: db
     readOnly: true
-    command: [psql, -XAtc, "SELECT current_user || ' ' || coalesce((SELECT ssl::text FROM pg_stat_ssl WHERE pid = pg_backend_pid()), 'f')"]
+    command: [psql, -XAtc, "SELECT current_user || ' ' || ssl || coalesce(' ' || client_dn, '') FROM pg_stat_ssl WHERE pid = pg_backend_pid()"]
 ${steps}`;
 }
 
@@ -79,7 +79,7 @@ describe('connection forms against password-authenticating servers', () => {
   async function logsIn(
     title: string,
     connection: () => string,
-    options: { env?: NodeJS.ProcessEnv; tls?: boolean; files?: Record<string, string> } = {},
+    options: { env?: NodeJS.ProcessEnv; tls?: boolean; clientCertificate?: boolean; files?: Record<string, string> } = {},
   ): Promise<void> {
     const file = writeRunbook(dir, `${title.replaceAll(/\W+/g, '-')}.yaml`, runbook(connection()));
     for (const [name, text] of Object.entries(options.files ?? {})) {
@@ -93,12 +93,14 @@ describe('connection forms against password-authenticating servers', () => {
     assert.equal(result.connections[0]?.status, 'ok');
     assert.equal(result.connections[0]?.role, USER);
     if (options.tls === true) assert.match(result.connections[0]?.tls ?? '', /^TLS/);
+    else assert.equal(result.connections[0]?.tls, 'none');
+    if (options.clientCertificate === true) assert.match(result.connections[0]?.tls ?? '', /\(client certificate \/?CN=app\)$/);
     // The same connection, as the environment of a command (libpq's psql).
     const plan = await cutover(['plan', file, '--json', '--state-dir', stateDir], env);
     assert.equal(plan.code, 0, `${title}: plan\n${plan.stdout}\n${plan.stderr}`);
     const planned = JSON.parse(plan.stdout) as { steps: { id: string; plan?: { output?: string } }[] };
     const psql = planned.steps.find((s) => s.id === 'psql')?.plan?.output ?? '';
-    assert.equal(psql.trim(), `${USER} ${options.tls === true ? 'true' : 'false'}`);
+    assert.match(psql.trim(), new RegExp(`^${USER} ${options.tls === true ? 'true' : 'false'}${options.clientCertificate === true ? ' /?CN=app' : ''}$`));
     assertNoPassword(check.stdout + check.stderr + plan.stdout + plan.stderr);
   }
 
@@ -135,6 +137,25 @@ describe('connection forms against password-authenticating servers', () => {
     await logsIn('tls-require', () => `url: postgres://${USER}@127.0.0.1:${scram.port}/postgres\nsslmode: require\npassword: \${secret:PW}`, {
       env: { PW: PASSWORD },
       tls: true,
+    });
+  });
+
+  it('TLS with a client certificate: sslcert and sslkey, for the session and for psql', async () => {
+    await logsIn(
+      'tls-client-cert',
+      () =>
+        `url: postgres://${USER}@localhost:${scram.port}/postgres\nsslmode: verify-full\nsslrootcert: ${scram.caFile}\nsslcert: ${scram.clientCertFile}\nsslkey: ${scram.clientKeyFile}\npassword: \${secret:PW}`,
+      { env: { PW: PASSWORD }, tls: true, clientCertificate: true },
+    );
+  });
+
+  it('sslmode prefer: TLS where the server offers it, plain text where it does not (as libpq)', async () => {
+    await logsIn('prefer-tls', () => `url: postgres://${USER}@127.0.0.1:${scram.port}/postgres?sslmode=prefer\npassword: \${secret:PW}`, {
+      env: { PW: PASSWORD },
+      tls: true,
+    });
+    await logsIn('prefer-plain', () => `url: postgres://${USER}@127.0.0.1:${md5.port}/postgres?sslmode=prefer\npassword: \${secret:PW}`, {
+      env: { PW: PASSWORD },
     });
   });
 
