@@ -137,12 +137,13 @@ function readSecretFile(name: string, key: string, file: string, maxBytes = SMAL
 }
 
 /** The password in a password file: its first line, without the line ending. */
-export function readPasswordFile(name: string, file: string): { password: string; warning?: string } {
+export function readPasswordFile(name: string, file: string): { password: string; content: string; warning?: string } {
   const { text, mode } = readSecretFile(name, 'passwordFile', file);
   const password = text.split(/\r?\n/)[0] ?? '';
   if (password === '') throw new ConnectionSpecError(name, 'passwordFile', `passwordFile ${file} is empty`);
   return {
     password,
+    content: text.trim(),
     ...(readableByOthers(mode)
       ? { warning: `connection "${name}": passwordFile ${file} is readable by group or others (mode ${(mode & 0o777).toString(8)}); chmod 600 it` }
       : {}),
@@ -204,6 +205,8 @@ function resolvePostgres(name: string, spec: PostgresConnectionSpec, options: Re
     const file = path.resolve(options.baseDir, spec.passwordFile);
     const read = readPasswordFile(name, file);
     if (read.warning !== undefined) warnings.push(read.warning);
+    // The whole file is secret, not only the line used.
+    secrets.push(read.content);
     [password, passwordSource] = [read.password, `passwordFile ${file}`];
   } else if (url.password !== undefined) [password, passwordSource] = [url.password, 'the URL'];
   else if (env['PGPASSWORD'] !== undefined && env['PGPASSWORD'] !== '') [password, passwordSource] = [env['PGPASSWORD'], 'PGPASSWORD'];
@@ -281,6 +284,7 @@ function resolvePostgres(name: string, spec: PostgresConnectionSpec, options: Re
 
 function resolveOracle(name: string, spec: OracleConnectionSpec, options: ResolveOptions): ResolvedOracle {
   const warnings: string[] = [];
+  const secrets: string[] = [];
   let password = spec.password;
   let passwordSource = spec.password !== undefined ? 'password' : 'none';
   if (password === undefined && spec.passwordFile !== undefined) {
@@ -288,13 +292,14 @@ function resolveOracle(name: string, spec: OracleConnectionSpec, options: Resolv
     const read = readPasswordFile(name, file);
     if (read.warning !== undefined) warnings.push(read.warning);
     [password, passwordSource] = [read.password, `passwordFile ${file}`];
+    if (read.content !== read.password) secrets.push(read.content);
   }
   return {
     kind: 'oracle',
     identity: { name, kind: 'oracle', target: `${spec.user}@${spec.connectString}` },
     spec: { connectString: spec.connectString, user: spec.user, ...(password === undefined ? {} : { password }) },
     passwordSource,
-    secrets: password === undefined ? [] : [password],
+    secrets: [...secrets, ...(password === undefined ? [] : [password])],
     warnings,
   };
 }

@@ -11,6 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { before, describe, it } from 'node:test';
 import { CLI, cutover, tempDir, writeRunbook } from '../helpers/cli.js';
 import { ExitCode } from '../../src/cli/exit-codes.js';
+import { exitCodeFor } from '../../src/cli/options.js';
+import { ConnectionFailedError, LockedError, type RunResult } from '../../src/index.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
@@ -71,4 +73,29 @@ describe('the README lists every exit code', () => {
     const returned = [...Object.values(ExitCode), 130];
     assert.deepEqual([...documented].sort((a, b) => a - b), [...returned].sort((a, b) => a - b));
   });
+});
+
+describe('a run outcome has one exit code', () => {
+  const result = (status: RunResult['status'], error: unknown, dryRun = false): RunResult => ({
+    runId: 'r',
+    dryRun,
+    runDir: '/tmp/r',
+    journalFile: '/tmp/r/journal.jsonl',
+    status,
+    steps: [],
+    journalHead: '0',
+    ...(error !== undefined ? { error } : {}),
+  });
+  const cases: [string, RunResult, number][] = [
+    ['succeeded', result('succeeded', undefined), ExitCode.ok],
+    ['planned', result('planned', undefined, true), ExitCode.ok],
+    ['rolled back', result('rolled-back', new Error('x')), ExitCode.rolledBack],
+    ['a connection that could not be opened before any step (a wrong password)', result('failed', new ConnectionFailedError('password authentication failed', { connection: 'db' })), ExitCode.invalidInput],
+    ['a failed real run under onFailure: stop', result('failed', new Error('step failed')), ExitCode.stopped],
+    ['a failed dry run', result('failed', new Error('step failed'), true), ExitCode.rolledBack],
+    ['locked', result('stopped', new LockedError('db', 'other run')), ExitCode.locked],
+    ['stopped at a confirmation', result('stopped', new Error('no terminal')), ExitCode.stopped],
+    ['needs attention', result('needs-attention', new Error('x')), ExitCode.needsAttention],
+  ];
+  for (const [label, run, code] of cases) it(`${label} -> ${code}`, () => assert.equal(exitCodeFor(run), code));
 });
