@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { LineCounter, isAlias, isCollection, isPair, isScalar, parseDocument, type Document } from 'yaml';
+import { LineCounter, isAlias, isCollection, isPair, parseDocument, type Document } from 'yaml';
 import { z } from 'zod';
 import { RunbookValidationError, type SourcePosition, type ValidationIssue } from '../errors.js';
 import type { Step, StepDefinition } from '../engine/step.js';
@@ -209,8 +209,6 @@ function structureIssues(doc: Document, source: SourceMap): ValidationIssue[] {
           stack.push({ node: item.key, depth: depth + 1 }, { node: item.value, depth: depth + 1 });
         } else stack.push({ node: item, depth: depth + 1 });
       }
-    } else if (!isScalar(node) && node !== null && node !== undefined && isPair(node)) {
-      stack.push({ node: node.key, depth }, { node: node.value, depth });
     }
   }
   return issues;
