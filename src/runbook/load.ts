@@ -145,7 +145,8 @@ function parseUnguarded(text: string, file: string, options: LoadOptions, digest
     issues.push(...parsed.error.issues.flatMap((issue) => describeIssue(issue, raw, source, options.registry)));
   }
   // Whole-file checks run on the tree as written, so they are reported with schema errors, not after them.
-  issues.push(...crossChecks(env, raw, parsed.success ? parsed.data.steps : undefined, options.registry, source));
+  const built: Step[] = [];
+  issues.push(...crossChecks(env, raw, parsed.success ? parsed.data.steps : undefined, options.registry, source, built));
   const warnings: string[] = [];
   if (parsed.success) {
     // Resolving needs the values as they will be used: not while a ${NAME} in them is unset.
@@ -157,7 +158,7 @@ function parseUnguarded(text: string, file: string, options: LoadOptions, digest
   }
   if (!parsed.success || issues.length > 0) throw new RunbookValidationError(file, sortIssues(issues));
   const value = parsed.data;
-  const steps = value.steps.map((rawStep, index) => toStep(rawStep as Record<string, unknown>, source, index));
+  const steps = built;
 
   return {
     file,
@@ -306,6 +307,8 @@ function crossChecks(
   parsedSteps: readonly unknown[] | undefined,
   registry: StepRegistry,
   source: SourceMap,
+  /** Receives each validated step, when the whole file parsed. */
+  built: Step[],
 ): ValidationIssue[] {
   const issues: ValidationIssue[] = [];
   const steps = ownValue(raw, 'steps');
@@ -353,6 +356,7 @@ function crossChecks(
     const parsed = parsedSteps?.[index] as Record<string, unknown> | undefined;
     if (parsed === undefined) return;
     const step = toStep(parsed, source, index);
+    built.push(step);
     for (const name of definition.connections?.(step.config) ?? []) {
       checkReference(name, ['steps', index], ['postgres', 'oracle']);
     }

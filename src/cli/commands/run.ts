@@ -37,7 +37,6 @@ interface RunArgs {
 export async function runOrPlan(args: RunArgs, dryRun: boolean): Promise<number> {
   const runbook = loadRunbook(args.runbook, { registry });
   io.protect(runbook.secrets);
-  for (const warning of runbook.warnings) io.err(`warning: ${warning}`);
   const selection = { ...(args.only ? { only: args.only } : {}), ...(args.from ? { from: args.from } : {}) };
   const selected = selectSteps(runbook, selection);
   const ids = selected.map((s) => s.id);
@@ -45,6 +44,8 @@ export async function runOrPlan(args: RunArgs, dryRun: boolean): Promise<number>
   const check = await preflight(runbook, { registry, steps: selected, protect: (secrets) => io.protect(secrets) });
   const checkFailed = !check.ok;
   if (!args.json && (dryRun || checkFailed)) io.err(`${formatPreflight(check)}\n`);
+  // The table lists connection warnings (a readable password file); without it, say them anyway.
+  else if (!args.json) for (const c of check.connections) for (const warning of c.warnings) io.err(`warning: ${warning}`);
   if (!check.connectionsOk) {
     // Nothing was started or journaled: the environment is wrong, not the run.
     if (args.json) io.out(JSON.stringify({ check }, null, 2));
