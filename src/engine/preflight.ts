@@ -181,6 +181,24 @@ export async function preflight(runbook: Runbook, options: PreflightOptions): Pr
             return session;
           },
           program: (name) => findProgram(name, commands, signal),
+          canLogIn: async (name, user, database) => {
+            const connection = resolved.get(name);
+            if (connection?.kind !== 'postgres') return { ok: false, reason: `connection "${name}" is not postgres` };
+            try {
+              const session = await Session.open(name, connection, {
+                applicationName: 'cutover/check/login',
+                readOnly: undefined,
+                user,
+                ...(database !== undefined ? { database } : {}),
+                lockTimeoutMs: runbook.defaults.lockTimeoutMs,
+                statementTimeoutMs: 10_000,
+              });
+              await session.close();
+              return { ok: true };
+            } catch (error) {
+              return { ok: false, reason: errorMessage(error) };
+            }
+          },
           resolvePath: (file) => path.resolve(runbook.dir, file),
         };
         try {

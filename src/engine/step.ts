@@ -204,6 +204,12 @@ export interface CheckContext {
   readonly signal: AbortSignal;
   /** A read-only session on a connection the preflight already opened successfully. */
   session(connection: string): Promise<Queryable>;
+  /**
+   * Tries to log in to a connection's server as another role, without the
+   * connection's password (as `sessionAs` will), and logs out at once: whether
+   * pg_hba admits it. `reason` says why not.
+   */
+  canLogIn(connection: string, user: string, database?: string): Promise<{ readonly ok: boolean; readonly reason?: string }>;
   /** Where a program is on PATH (or the absolute path given), and its `--version` line for PostgreSQL tools. */
   program(name: string): Promise<{ readonly path: string; readonly version?: string } | undefined>;
   resolvePath(file: string): string;

@@ -194,12 +194,25 @@ export const freezeWritesStep = defineStep({
       privilege('pg_signal_backend', role.superuser || role.signalBackend, role.role, 'cannot terminate other sessions', `GRANT pg_signal_backend TO ${role.role}`),
     ];
     if (step.config.probe !== false) {
-      findings.push({
-        severity: 'warning',
-        check: 'probe login',
-        message: 'the probe logs in as a frozen role without a password: pg_hba must admit it (trust, peer, cert or ~/.pgpass)',
-        fix: 'check pg_hba.conf for that role from this host, or set probe: false',
-      });
+      // The same role and database the probe will use: pg_hba must admit it without this connection's password.
+      const scope = await scopeOf(await ctx.session(step.connection ?? ''), step.config);
+      const probeRole = probeRoleOf(step.config, scope.roles);
+      const database = scope.databases[0];
+      if (probeRole === undefined) {
+        findings.push({ severity: 'warning', check: 'probe login', message: 'no role to probe with (no role would be frozen)' });
+      } else {
+        const login = await ctx.canLogIn(step.connection ?? '', probeRole, database);
+        findings.push(
+          login.ok
+            ? { severity: 'ok', check: 'probe login', message: `pg_hba admits ${probeRole}${database !== undefined ? ` to ${database}` : ''} without a password` }
+            : {
+                severity: 'error',
+                check: 'probe login',
+                message: `cannot log in as ${probeRole} to probe the freeze: ${login.reason ?? 'refused'}`,
+                fix: 'let pg_hba admit that role from this host (trust, cert, peer, or ~/.pgpass), or set probe: false',
+              },
+        );
+      }
     }
     return findings;
   },

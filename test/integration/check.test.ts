@@ -31,6 +31,8 @@ describe('cutover check: per-step privileges, settings and programs (PostgreSQL 
   before(async () => {
     server = await startPostgres(18);
     await server.query(`CREATE ROLE limited LOGIN;
+      CREATE ROLE shop_app LOGIN;
+      CREATE ROLE cannot_login NOLOGIN;
       CREATE SEQUENCE public.owned_by_postgres;
       GRANT CREATE ON DATABASE postgres TO limited`);
     file = writeRunbook(
@@ -54,6 +56,14 @@ steps:
     connection: db
     roles: [nobody]
     probe: false
+  - id: probe-ok
+    kind: freeze-writes
+    connection: db
+    roles: [shop_app]
+  - id: probe-refused
+    kind: freeze-writes
+    connection: db
+    roles: [cannot_login]
   - id: sequences
     kind: sequence-reset
     connection: db
@@ -100,6 +110,14 @@ steps:
     assert.equal(finding(json, 'freeze', 'pg_signal_backend').severity, 'error');
     assert.equal(finding(json, 'freeze', 'pg_signal_backend').fix, 'GRANT pg_signal_backend TO limited');
     assert.equal(finding(json, 'freeze', 'ALTER ROLE ... SET').severity, 'error');
+    // The probe logs in as the first frozen role, without a password: pg_hba (here trust) must admit it.
+    assert.deepEqual(finding(json, 'probe-ok', 'probe login'), {
+      severity: 'ok',
+      check: 'probe login',
+      message: 'pg_hba admits shop_app to postgres without a password',
+    });
+    assert.equal(finding(json, 'probe-refused', 'probe login').severity, 'error');
+    assert.match(finding(json, 'probe-refused', 'probe login').message, /^cannot log in as cannot_login to probe the freeze: .*role "cannot_login" is not permitted to log in/);
     assert.match(finding(json, 'sequences', 'UPDATE on sequences').message, /^1 of 1 sequences cannot be set by this role \(e\.g\. public\.owned_by_postgres\)$/);
     assert.deepEqual(finding(json, 'tool', 'program no-such-program-cutover-test'), {
       severity: 'error',
