@@ -25,15 +25,25 @@ export const duration = z
   .describe('a bare integer is milliseconds (as lock_timeout and statement_timeout take); or a string such as "250ms", "30s", "2min", "5 min", "1h", "1d" (units: us, ms, s, min or m, h, d); at most 24.8 days');
 
 const SIZE_UNITS = { B: 1, kB: 1024, MB: 1024 ** 2, GB: 1024 ** 3, TB: 1024 ** 4 } as const;
-const SIZE_PATTERN = /^(\d+(?:\.\d+)?)\s*(B|kB|MB|GB|TB)$/;
+const SIZE_PATTERN = /^(\d{1,15}(?:\.\d{1,9})?)\s*(B|kB|MB|GB|TB)$/;
+/** Bytes as a JavaScript number stays exact up to 2^53-1 (8 PiB): far beyond any WAL retention. */
+const MAX_BYTES = Number.MAX_SAFE_INTEGER;
 
 /** A size in bytes, or PostgreSQL-style `512MB`, `1GB` (units of 1024). */
 export const byteSize = z
-  .union([z.number().int().nonnegative(), z.string().regex(SIZE_PATTERN, 'expected a size such as "512MB" or "1GB"')])
-  .transform((value) => {
+  .union([
+    z.number().int().nonnegative().max(MAX_BYTES, `at most ${MAX_BYTES} bytes`),
+    z.string().regex(SIZE_PATTERN, 'expected a size such as "512MB" or "1GB"'),
+  ])
+  .transform((value, ctx) => {
     if (typeof value === 'number') return value;
     const [, amount, unit] = SIZE_PATTERN.exec(value) ?? [];
-    return Math.round(Number(amount) * SIZE_UNITS[unit as keyof typeof SIZE_UNITS]);
+    const bytes = Math.round(Number(amount) * SIZE_UNITS[unit as keyof typeof SIZE_UNITS]);
+    if (bytes > MAX_BYTES) {
+      ctx.issues.push({ code: 'custom', input: value, message: `${value} is more than ${MAX_BYTES} bytes` });
+      return z.NEVER;
+    }
+    return bytes;
   })
   .describe('bytes, or a string such as "512MB", "1GB"');
 

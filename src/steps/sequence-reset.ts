@@ -37,7 +37,14 @@ import {
 import { readOracleSequences } from '../sequences/oracle-source.js';
 import { FileRefusal, readRegularFile, valueFileLimit } from '../runbook/files.js';
 
-const integer = z.union([z.number().int().nonnegative(), z.string().regex(/^[0-9]+$/, 'a non-negative integer')]);
+// Numbers past 2^53-1 lose digits in YAML/JavaScript: write them quoted; bigint ends at 2^63-1.
+const integer = z.union([
+  z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER, `at most ${Number.MAX_SAFE_INTEGER} as a number; quote larger values ("9223372036854775807")`),
+  z
+    .string()
+    .regex(/^[0-9]{1,19}$/, 'a non-negative integer')
+    .refine((s) => BigInt(s) <= 9_223_372_036_854_775_807n, 'at most 9223372036854775807 (the largest bigint)'),
+]);
 
 const config = z.object({
   from: z

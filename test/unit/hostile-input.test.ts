@@ -91,6 +91,15 @@ describe('hostile input: values', () => {
     one(issues, { line: 5, path: 'defaults.statementTimeout' }, /9999h is more than 2147483647 ms/);
   });
 
+  it('sizes and integers past what JavaScript or PostgreSQL hold exactly', () => {
+    const issues = issuesOf(
+      `${head()}  - id: slots\n    kind: replication-slots\n    connection: db\n    action: inventory\n    retainedWarning: 999999999999999TB\n  - id: seq\n    kind: sequence-reset\n    connection: db\n    from: data\n    margin: 100000000000000000000\n  - id: seq2\n    kind: sequence-reset\n    connection: db\n    from: data\n    margin: "9223372036854775808"\n`,
+    );
+    one(issues, { line: 12, path: 'steps[0].retainedWarning' }, /999999999999999TB is more than 9007199254740991 bytes/);
+    one(issues, { line: 17, path: 'steps[1].margin' }, /at most 9007199254740991 as a number; quote larger values/);
+    one(issues, { line: 22, path: 'steps[2].margin' }, /at most 9223372036854775807 \(the largest bigint\)/);
+  });
+
   it('a URL password with a bad percent-encoding (%zz), never echoing it', () => {
     const issues = issuesOf(`${head('    url: postgres://u:pa%zzss@localhost/db')}${confirmStep}`);
     one(issues, { line: 6, column: 10, path: 'connections.db.url' }, /the URL's password has an invalid percent-encoding/);
