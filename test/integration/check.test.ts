@@ -34,6 +34,7 @@ describe('cutover check: per-step privileges, settings and programs (PostgreSQL 
       CREATE ROLE shop_app LOGIN;
       CREATE ROLE cannot_login NOLOGIN;
       CREATE SEQUENCE public.owned_by_postgres;
+      CREATE TABLE public.orders (id int);
       GRANT CREATE ON DATABASE postgres TO limited`);
     file = writeRunbook(
       dir,
@@ -64,6 +65,10 @@ steps:
     kind: freeze-writes
     connection: db
     roles: [cannot_login]
+  - id: stats
+    kind: analyze
+    connection: db
+    include: [public.*]
   - id: sequences
     kind: sequence-reset
     connection: db
@@ -118,6 +123,8 @@ steps:
     });
     assert.equal(finding(json, 'probe-refused', 'probe login').severity, 'error');
     assert.match(finding(json, 'probe-refused', 'probe login').message, /^cannot log in as cannot_login to probe the freeze: .*role "cannot_login" is not permitted to log in/);
+    assert.equal(finding(json, 'stats', 'ANALYZE privilege').severity, 'error');
+    assert.match(finding(json, 'stats', 'ANALYZE privilege').message, /^1 of 1 relations cannot be analyzed by this role \(e\.g\. public\.orders\); ANALYZE would skip them with only a warning$/);
     assert.match(finding(json, 'sequences', 'UPDATE on sequences').message, /^1 of 1 sequences cannot be set by this role \(e\.g\. public\.owned_by_postgres\)$/);
     assert.deepEqual(finding(json, 'tool', 'program no-such-program-cutover-test'), {
       severity: 'error',
@@ -132,20 +139,23 @@ steps:
   it('turns ok once the role has what it needs', async () => {
     await server.query(`ALTER ROLE limited REPLICATION CREATEROLE;
       GRANT pg_signal_backend TO limited;
-      GRANT UPDATE ON SEQUENCE public.owned_by_postgres TO limited`);
+      GRANT UPDATE ON SEQUENCE public.owned_by_postgres TO limited;
+      GRANT MAINTAIN ON public.orders TO limited`);
     try {
       const { json } = await check();
       assert.equal(finding(json, 'slot', 'REPLICATION').severity, 'ok');
       assert.equal(finding(json, 'freeze', 'pg_signal_backend').severity, 'ok');
       assert.equal(finding(json, 'freeze', 'ALTER ROLE ... SET').severity, 'ok');
       assert.equal(finding(json, 'sequences', 'UPDATE on sequences').severity, 'ok');
+      assert.equal(finding(json, 'stats', 'ANALYZE privilege').severity, 'ok');
       // Still wrong: wal_level needs a restart, and the program does not exist.
       assert.equal(finding(json, 'slot', 'wal_level').severity, 'error');
       assert.equal(json.ok, false);
     } finally {
       await server.query(`ALTER ROLE limited NOREPLICATION NOCREATEROLE;
         REVOKE pg_signal_backend FROM limited;
-        REVOKE UPDATE ON SEQUENCE public.owned_by_postgres FROM limited`);
+        REVOKE UPDATE ON SEQUENCE public.owned_by_postgres FROM limited;
+        REVOKE MAINTAIN ON public.orders FROM limited`);
     }
   });
 
