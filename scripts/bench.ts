@@ -6,6 +6,7 @@
  *   npm run bench -- --only sequences   sequence-reset (10,000 sequences)
  *   npm run bench -- --only compare     compare (about 2 GB per server)
  *   npm run bench -- --only analyze     analyze (500 tables)
+ *   npm run bench -- --only validate    validating 5,000- and 65,536-step runbooks (no server)
  * Options: --pg 17|18 (default 18), --repeat N, --count N (sequences), --size-mb N (compare), --tables N (analyze)
  */
 import { parseArgs } from 'node:util';
@@ -14,6 +15,7 @@ import type { PgVersion } from './embedded-postgres.js';
 import { benchAnalyze } from './bench/analyze.js';
 import { benchCompare } from './bench/compare.js';
 import { benchSequences } from './bench/sequences.js';
+import { benchValidate } from './bench/validate.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -40,6 +42,10 @@ async function main(): Promise<void> {
   }
   if (args.only === undefined || args.only === 'analyze') {
     await benchAnalyze({ version, repeat, tables: Number(args.tables) });
+    console.log('');
+  }
+  if (args.only === undefined || args.only === 'validate') {
+    await benchValidate({ repeat });
   }
 }
 

@@ -7,14 +7,14 @@
  */
 import { execFile, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, chownSync, cpSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, cpSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { systemPgBinDir } from './tools.js';
+import { opensslPath, systemPgBinDir } from './tools.js';
 
 const run = promisify(execFile);
 // Compiled to dist/scripts/: the project root is two levels up.
@@ -30,8 +30,23 @@ export const VERSIONS: readonly PgVersion[] = [17, 18];
  */
 export const OLD_VERSIONS: readonly PgVersion[] = [11, 12, 13, 14, 16];
 
+/** How a server asks clients to log in over TCP (the harness itself uses the Unix socket, trusted). */
+export interface ServerOptions {
+  /** Password authentication in pg_hba for TCP; default trust. */
+  readonly auth?: 'scram-sha-256' | 'md5';
+  /** A login role with this password (created superuser, so tests can do anything with it). */
+  readonly role?: { readonly user: string; readonly password: string };
+  /** TLS on, with a certificate for localhost/127.0.0.1 signed by a fresh CA (`caFile`). */
+  readonly tls?: boolean;
+}
+
 export interface TestServer {
   readonly version: PgVersion;
+  /** The CA that signed the server's certificate (with `tls`). */
+  readonly caFile?: string;
+  /** A client certificate (CN=app) and its key (mode 0600) signed by the same CA; the server asks for one (with `tls`). */
+  readonly clientCertFile?: string;
+  readonly clientKeyFile?: string;
   readonly port: number;
   readonly url: string;
   readonly dataDir: string;
@@ -96,8 +111,8 @@ export async function freePort(): Promise<number> {
 }
 
 /** initdb's arguments; --no-instructions exists from 14 on. */
-function initdbArgv(version: PgVersion, data: string, extra: readonly string[]): string[] {
-  return ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync', ...(version >= 14 ? ['--no-instructions'] : []), ...extra];
+function initdbArgv(version: PgVersion, data: string, extra: readonly string[], auth: readonly string[] = ['--auth=trust']): string[] {
+  return ['-D', data, '-U', 'postgres', ...(auth.length > 0 ? auth : ['--auth=trust']), '-E', 'UTF8', '--no-sync', ...(version >= 14 ? ['--no-instructions'] : []), ...extra];
 }
 
 /** An initialised cluster that is not running (e.g. the new cluster of pg_upgrade --check). */
@@ -119,6 +134,7 @@ export async function startPostgres(
   version: PgVersion,
   settings: Record<string, string> = {},
   initdbArgs: readonly string[] = [],
+  serverOptions: ServerOptions = {},
 ): Promise<TestServer> {
   const user = osUser();
   const base = mkdtempSync(path.join(os.tmpdir(), `cutover-pg${version}-`));
@@ -127,7 +143,10 @@ export async function startPostgres(
   const as = user ? { uid: user.uid, gid: user.gid } : {};
   const bin = binDir(version);
   const env = { ...process.env, LC_ALL: 'C', LANG: 'C' };
+  // Password authentication, when asked for, on TCP only: the harness itself logs in through the socket.
+  const auth = serverOptions.auth === undefined ? [] : ['--auth-local=trust', `--auth-host=${serverOptions.auth}`];
   const port = await freePort();
+  const tls = serverOptions.tls === true ? await makeCertificates(base, user) : undefined;
   const options = Object.entries({
     port: String(port),
     listen_addresses: '127.0.0.1',
@@ -135,12 +154,14 @@ export async function startPostgres(
     fsync: 'off',
     full_page_writes: 'off',
     synchronous_commit: 'off',
+    ...(serverOptions.auth === 'md5' ? { password_encryption: 'md5' } : {}),
+    ...(tls !== undefined ? { ssl: 'on', ssl_cert_file: tls.certFile, ssl_key_file: tls.keyFile, ssl_ca_file: tls.caFile } : {}),
     ...settings,
   })
     .map(([k, v]) => `-c ${k}=${v}`)
     .join(' ');
   try {
-    await run(path.join(bin, 'initdb'), initdbArgv(version, data, initdbArgs), { ...as, env });
+    await run(path.join(bin, 'initdb'), initdbArgv(version, data, initdbArgs, auth), { ...as, env });
     await run(path.join(bin, 'pg_ctl'), ['-D', data, '-o', options, '-l', path.join(base, 'log'), '-w', '-t', '60', 'start'], { ...as, env });
   } catch (error) {
     // Leave nothing behind: a server pg_ctl gave up waiting for may still be running.
@@ -155,15 +176,20 @@ export async function startPostgres(
   const clientFor = async (database: string) => {
     let client = clients.get(database);
     if (!client) {
-      client = new pg.Client({ connectionString: urlFor(database) });
+      // With password authentication on TCP, the harness logs in through the (trusted) socket.
+      client =
+        serverOptions.auth === undefined
+          ? new pg.Client({ connectionString: urlFor(database) })
+          : new pg.Client({ host: base, port, user: 'postgres', database });
       client.on('error', () => {});
       await client.connect();
       clients.set(database, client);
     }
     return client;
   };
-  return {
+  const server: TestServer = {
     version,
+    ...(tls !== undefined ? { caFile: tls.caFile, clientCertFile: tls.clientCertFile, clientKeyFile: tls.clientKeyFile } : {}),
     port,
     url: urlFor('postgres'),
     dataDir: data,
@@ -180,6 +206,34 @@ export async function startPostgres(
       rmSync(base, { recursive: true, force: true });
     },
   };
+  if (serverOptions.role !== undefined) {
+    const { user: role, password } = serverOptions.role;
+    await server.query(`CREATE ROLE "${role.replaceAll('"', '""')}" LOGIN SUPERUSER PASSWORD '${password.replaceAll("'", "''")}'`);
+  }
+  return server;
+}
+
+/** A CA and a server certificate for localhost and 127.0.0.1, made with openssl; the key is the server user's, mode 0600. */
+async function makeCertificates(dir: string, owner: { uid: number; gid: number } | undefined) {
+  const caKey = path.join(dir, 'ca.key');
+  const caFile = path.join(dir, 'ca.crt');
+  const keyFile = path.join(dir, 'server.key');
+  const csr = path.join(dir, 'server.csr');
+  const certFile = path.join(dir, 'server.crt');
+  const ext = path.join(dir, 'san.ext');
+  writeFileSync(ext, 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
+  await run(opensslPath(), ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=cutover test CA', '-keyout', caKey, '-out', caFile]);
+  await run(opensslPath(), ['req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=localhost', '-keyout', keyFile, '-out', csr]);
+  await run(opensslPath(), ['x509', '-req', '-in', csr, '-CA', caFile, '-CAkey', caKey, '-CAcreateserial', '-days', '2', '-extfile', ext, '-out', certFile]);
+  const clientKeyFile = path.join(dir, 'client.key');
+  const clientCsr = path.join(dir, 'client.csr');
+  const clientCertFile = path.join(dir, 'client.crt');
+  await run(opensslPath(), ['req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=app', '-keyout', clientKeyFile, '-out', clientCsr]);
+  await run(opensslPath(), ['x509', '-req', '-in', clientCsr, '-CA', caFile, '-CAkey', caKey, '-CAcreateserial', '-days', '2', '-out', clientCertFile]);
+  chmodSync(keyFile, 0o600);
+  chmodSync(clientKeyFile, 0o600);
+  if (owner) for (const file of [keyFile, certFile, caFile]) chownSync(file, owner.uid, owner.gid);
+  return { caFile, keyFile, certFile, clientCertFile, clientKeyFile };
 }
 
 /**

@@ -87,6 +87,15 @@ export const pgbouncer: SystemTool = {
   },
 };
 
+export const openssl: SystemTool = {
+  name: 'OpenSSL',
+  why: 'the TLS connection tests make their own CA, server and client certificates',
+  debianPackage: 'openssl',
+  find() {
+    return onPath('openssl') ?? ['/usr/bin/openssl'].find(executable);
+  },
+};
+
 /**
  * The unprivileged OS user the test servers run as when the tests run as root
  * (PostgreSQL refuses to run as root); Debian's postgresql packages create it.
@@ -102,7 +111,7 @@ export const postgresOsUser: SystemTool = {
 };
 
 /** Every system tool `npm test` needs. */
-export const TEST_TOOLS: readonly SystemTool[] = [systemPostgres, postgresOsUser, chromium, pgbouncer];
+export const TEST_TOOLS: readonly SystemTool[] = [systemPostgres, postgresOsUser, chromium, pgbouncer, openssl];
 
 export class MissingToolError extends Error {
   constructor(readonly tool: SystemTool) {
@@ -134,4 +143,8 @@ export function chromiumPath(): string {
 
 export function pgbouncerPath(): string {
   return required(pgbouncer);
+}
+
+export function opensslPath(): string {
+  return required(openssl);
 }

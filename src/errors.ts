@@ -36,7 +36,7 @@ export class UsageError extends Error {
 
 /** A PostgreSQL error with everything the server said about it. */
 export class DatabaseError extends Error {
-  override readonly name = 'DatabaseError';
+  override readonly name: string = 'DatabaseError';
   constructor(
     message: string,
     readonly details: {
@@ -51,6 +51,11 @@ export class DatabaseError extends Error {
   ) {
     super(message);
   }
+}
+
+/** A session could not be opened: authentication, TLS, an unreachable host. Nothing ran on it. */
+export class ConnectionFailedError extends DatabaseError {
+  override readonly name = 'ConnectionFailedError';
 }
 
 /** An external command that failed; argv is already shell-escaped for display. */

@@ -17,11 +17,13 @@ export {
   type StepResult,
 } from './engine/executor.js';
 export { TOOL_VERSION, type EngineOptions } from './engine/run-context.js';
+export { preflight, type ConnectionCheck, type PreflightOptions, type PreflightResult, type StepCheck } from './engine/preflight.js';
+export { Redactor, REDACTED } from './audit/redact.js';
 export { SAVED_PLAN_FORMAT, checkSavedPlan, makeSavedPlan, planDrift, readSavedPlan, type SavedPlan } from './engine/saved-plan.js';
 export { parseDuration } from './runbook/duration.js';
 export type { RunEvent, RunStatus, SerializedError } from './engine/events.js';
 export type { RunState, StepState, StepStatus } from './engine/state.js';
-export type { Action, Change, ConfigIssue, FileEdit, PlanTable, StepPlan, StepDefinition, Step, Json } from './engine/step.js';
+export type { Action, Change, CheckContext, CheckFinding, ConfigIssue, FileEdit, PlanTable, StepPlan, StepDefinition, Step, Json } from './engine/step.js';
 export type { OracleConnection, OracleConnector } from './db/oracle.js';
 export { defineStep, describeFileEdit } from './engine/step.js';
 export { displayCommand, type CommandRunner } from './engine/commands.js';

@@ -1,10 +1,65 @@
-/** The only place the CLI writes to the terminal. */
+/**
+ * The only place the CLI writes to the terminal or to files it is asked to
+ * write. Every byte goes through one Redactor: once a command has loaded a
+ * runbook it registers the runbook's secrets (`io.protect`), and from then on
+ * nothing it prints (the live list, the closing error block, --json) or
+ * writes (reports, saved plans) can carry them. The streams themselves are
+ * wrapped too, so output from libraries (listr2) is covered.
+ */
+import { writeFileSync } from 'node:fs';
+import { Redactor } from '../index.js';
+
+const redactor = new Redactor();
+let installed = false;
+
+function wrap(stream: NodeJS.WriteStream): void {
+  const write = stream.write.bind(stream) as (...args: unknown[]) => boolean;
+  // A closed pipe (`cutover runs | head -1`) is the reader's choice, not an
+  // error: stop writing to it and carry on, so a run is never cut short by it.
+  let closed = false;
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE' || error.code === 'ERR_STREAM_DESTROYED') closed = true;
+    else throw error;
+  });
+  stream.write = ((chunk: unknown, ...rest: unknown[]) => {
+    if (closed) {
+      const callback = rest.find((r) => typeof r === 'function') as (() => void) | undefined;
+      callback?.();
+      return true;
+    }
+    if (redactor.size > 0) {
+      if (typeof chunk === 'string') chunk = redactor.redact(chunk);
+      else if (chunk instanceof Uint8Array) chunk = redactor.redact(Buffer.from(chunk).toString('utf8'));
+    }
+    return write(chunk, ...rest);
+  }) as typeof stream.write;
+}
+
+/** Wraps stdout and stderr once, so every writer in the process is redacted. */
+export function installRedaction(): void {
+  if (installed) return;
+  installed = true;
+  wrap(process.stdout);
+  wrap(process.stderr);
+}
+
 export const io = {
   out(text: string): void {
-    process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+    process.stdout.write(redactor.redact(text.endsWith('\n') ? text : `${text}\n`));
   },
   err(text: string): void {
-    process.stderr.write(text.endsWith('\n') ? text : `${text}\n`);
+    process.stderr.write(redactor.redact(text.endsWith('\n') ? text : `${text}\n`));
+  },
+  /** Writes a file the user asked for (a report, a saved plan), redacted like the terminal. */
+  writeFile(file: string, text: string): void {
+    writeFileSync(file, redactor.redact(text));
+  },
+  redact(text: string): string {
+    return redactor.redact(text);
+  },
+  /** Registers secrets: from now on nothing printed or written can carry them. */
+  protect(secrets: Iterable<string>): void {
+    redactor.add(secrets);
   },
   interactive(): boolean {
     return process.stdin.isTTY === true && process.stdout.isTTY === true;

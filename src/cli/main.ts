@@ -14,9 +14,10 @@ import { planCommand, runCommand } from './commands/run.js';
 import { schemaCommand } from './commands/schema.js';
 import { statusCommand } from './commands/status.js';
 import { validateCommand } from './commands/validate.js';
+import { checkCommand } from './commands/check.js';
 import { ExitCode } from './exit-codes.js';
 import { formatError } from './format-error.js';
-import { io } from './io.js';
+import { installRedaction, io } from './io.js';
 
 async function main(argv: string[]): Promise<void> {
   await yargs(argv)
@@ -24,6 +25,7 @@ async function main(argv: string[]): Promise<void> {
     .usage('$0 <command>\n\nDeclarative, audited, reversible runbooks for database cutovers.')
     .command(initCommand)
     .command(validateCommand)
+    .command(checkCommand)
     .command(planCommand)
     .command(runCommand)
     .command(resumeCommand)
@@ -36,7 +38,7 @@ async function main(argv: string[]): Promise<void> {
     .demandCommand(1, 'name a command')
     .strict()
     .epilogue(
-      'Exit codes: 0 ok, 1 step failed and rolled back, 2 invalid input, 3 needs attention, 4 locked, 5 stopped (resumable).',
+      'Exit codes: 0 ok, 1 step failed and rolled back, 2 invalid input or environment (nothing ran), 3 needs attention, 4 locked, 5 stopped (resumable), 130 interrupted.',
     )
     .fail((message, error) => {
       throw error ?? new UsageError(message);
@@ -46,6 +48,7 @@ async function main(argv: string[]): Promise<void> {
     .parseAsync();
 }
 
+installRedaction();
 main(hideBin(process.argv)).catch((error: unknown) => {
   io.err(formatError(error));
   const invalid = error instanceof RunbookValidationError || error instanceof UsageError;

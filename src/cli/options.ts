@@ -1,6 +1,6 @@
 /** Options several commands share, and how a run's outcome becomes an exit code. */
 import type { Argv } from 'yargs';
-import { DEFAULT_STATE_DIR, LockedError, type RunResult } from '../index.js';
+import { ConnectionFailedError, DEFAULT_STATE_DIR, LockedError, type RunResult } from '../index.js';
 import { ExitCode } from './exit-codes.js';
 
 export function withStateDir<T>(y: Argv<T>) {
@@ -42,6 +42,8 @@ export function exitCodeFor(result: RunResult): ExitCode {
     case 'stopped':
       return result.error instanceof LockedError ? ExitCode.locked : ExitCode.stopped;
     case 'failed':
+      // A connection that could not be opened before any step ran: the environment is wrong, nothing changed.
+      if (result.error instanceof ConnectionFailedError) return ExitCode.invalidInput;
       // A dry run whose plan failed changed nothing; a real run stopped under onFailure: stop.
       return result.dryRun ? ExitCode.rolledBack : ExitCode.stopped;
   }

@@ -10,24 +10,27 @@ import { LiveList } from './live-list.js';
 import { exitCodeFor } from './options.js';
 import type { ExitCode } from './exit-codes.js';
 
-type Hooks = Pick<EngineOptions, 'onEvent' | 'confirm'>;
+type Hooks = Pick<EngineOptions, 'onEvent' | 'confirm' | 'protect'>;
 
 export async function runWithUi(
   mode: 'plan' | 'run' | 'resume' | 'rollback',
   stepIds: readonly string[],
   json: boolean,
   body: (hooks: Hooks) => Promise<RunResult>,
+  jsonExtra: Readonly<Record<string, unknown>> = {},
 ): Promise<{ result: RunResult; code: ExitCode }> {
   let result: RunResult;
+  const protect = (secrets: readonly string[]) => io.protect(secrets);
   if (json) {
-    result = await body({});
-    io.out(JSON.stringify(toJson(result), null, 2));
+    result = await body({ protect });
+    io.out(JSON.stringify({ ...jsonExtra, ...toJson(result) }, null, 2));
     return { result, code: exitCodeFor(result) };
   }
   const list = new LiveList(stepIds, mode);
   list.start();
   try {
     result = await body({
+      protect,
       onEvent: (event) => list.handle(event),
       ...(io.interactive() ? { confirm: (question: string, stepId: string) => list.ask(question, stepId) } : {}),
     });
@@ -38,7 +41,7 @@ export async function runWithUi(
   io.out(
     [
       '',
-      `run ${result.runId}: ${result.status}`,
+      `run ${result.runId}: ${statusLine(result)}`,
       `journal: ${result.journalFile}`,
       `journal head: ${result.journalHead}`,
     ].join('\n'),
@@ -47,7 +50,15 @@ export async function runWithUi(
   return { result, code: exitCodeFor(result) };
 }
 
-function toJson(result: RunResult): unknown {
+/** The status as the exit code means it: a real run that "failed" under onFailure: stop is stopped, and resumable. */
+function statusLine(result: RunResult): string {
+  const code = exitCodeFor(result);
+  if (result.status === 'failed' && code === 5) return 'failed; stopped where it is (resumable: cutover resume, or cutover rollback)';
+  if (result.status === 'failed' && code === 2) return 'failed before any step ran (a connection could not be opened); nothing was changed';
+  return result.status;
+}
+
+function toJson(result: RunResult): Record<string, unknown> {
   const { error, ...rest } = result;
   return { ...rest, ...(error !== undefined ? { error: formatError(error) } : {}) };
 }

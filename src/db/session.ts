@@ -7,7 +7,7 @@
  */
 import pg from 'pg';
 import type { QueryResultRow } from 'pg';
-import { DatabaseError } from '../errors.js';
+import { ConnectionFailedError, DatabaseError } from '../errors.js';
 import type { ResolvedPostgres } from './connections.js';
 
 export interface SessionOptions {
@@ -59,41 +59,45 @@ export class Session implements Queryable {
     if (options.user !== undefined && options.user !== config.user) {
       // Another role's password is not ours: trust, peer, cert or ~/.pgpass must let it in.
       delete config.password;
-      if (config.connectionString !== undefined) {
-        const url = new URL(config.connectionString);
-        url.username = encodeURIComponent(options.user);
-        url.password = '';
-        config.connectionString = url.toString();
-      }
       config.user = options.user;
     }
-    if (options.database !== undefined) {
-      if (config.connectionString !== undefined) {
-        const url = new URL(config.connectionString);
-        url.pathname = `/${encodeURIComponent(options.database)}`;
-        config.connectionString = url.toString();
+    if (options.database !== undefined) config.database = options.database;
+    const connect = async (ssl: pg.ClientConfig['ssl']): Promise<pg.Client> => {
+      const client = new pg.Client({
+        ...config,
+        ssl,
+        application_name: options.applicationName.slice(0, 63),
+        options: startupOptions,
+        connectionTimeoutMillis: config.connectionTimeoutMillis ?? 15_000,
+      });
+      // An idle client whose server goes away emits 'error'; without a listener
+      // that would crash the process instead of failing the next query.
+      client.on('error', () => {});
+      try {
+        await client.connect();
+        return client;
+      } catch (error) {
+        await client.end().catch(() => {});
+        throw error;
       }
-      config.database = options.database;
-    }
-    const client = new pg.Client({
-      ...config,
-      application_name: options.applicationName.slice(0, 63),
-      options: startupOptions,
-      connectionTimeoutMillis: 15_000,
-    });
-    // An idle client whose server goes away emits 'error'; without a listener
-    // that would crash the process instead of failing the next query.
-    client.on('error', () => {});
+    };
+    let client: pg.Client;
     try {
-      await client.connect();
+      try {
+        client = await connect(config.ssl);
+      } catch (error) {
+        // sslmode allow/prefer: a server without TLS is accepted in plain text, as libpq does.
+        if (!resolved.tlsFallback || !/does not support SSL/i.test(errorText(error))) throw error;
+        client = await connect(false);
+      }
     } catch (error) {
-      await client.end().catch(() => {});
-      throw toDatabaseError(
+      const failed = toDatabaseError(
         connectionName,
-        error,
+        explainConnectError(error, resolved, options.user),
         undefined,
         `cannot connect to ${resolved.identity.target}${options.user !== undefined ? ` as ${options.user}` : ''}`,
       );
+      throw new ConnectionFailedError(failed.message, failed.details);
     }
     return new Session(connectionName, client);
   }
@@ -129,6 +133,28 @@ export class Session implements Queryable {
   }
 }
 
+function errorText(error: unknown): string {
+  // Node's happy-eyeballs connect fails with an AggregateError whose own message is empty.
+  if (error instanceof AggregateError && error.message === '' && error.errors[0] instanceof Error) return error.errors[0].message;
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** node-postgres' own wording for a missing password says nothing about how to give one. */
+function explainConnectError(error: unknown, resolved: ResolvedPostgres, user: string | undefined): unknown {
+  if (/client password must be a string|password must be a string/i.test(errorText(error))) {
+    return new Error(
+      user !== undefined && user !== resolved.clientConfig.user
+        ? `the server asks for a password for role ${user}, and only trust, peer, cert or ~/.pgpass can give one here`
+        : 'the server asks for a password and none was given (password, passwordFile, the URL, PGPASSWORD or ~/.pgpass)',
+    );
+  }
+  const code = (error as { code?: unknown }).code ?? (error instanceof AggregateError ? (error.errors[0] as { code?: unknown } | undefined)?.code : undefined);
+  if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EHOSTUNREACH' || code === 'ETIMEDOUT') {
+    return new Error(`${errorText(error)} (${String(code)}: is the server running and the host and port right?)`);
+  }
+  return error;
+}
+
 interface PgErrorFields {
   message?: string;
   code?: string;
@@ -140,7 +166,7 @@ interface PgErrorFields {
 export function toDatabaseError(connection: string, error: unknown, sql?: string, prefix?: string): DatabaseError {
   if (error instanceof DatabaseError) return error;
   const fields = (typeof error === 'object' && error !== null ? error : {}) as PgErrorFields;
-  const base = fields.message ?? String(error);
+  const base = error instanceof Error ? errorText(error) : String(error);
   const message = prefix === undefined ? base : `${prefix}: ${base}`;
   const position = fields.position !== undefined ? Number(fields.position) : undefined;
   return new DatabaseError(message, {

@@ -84,7 +84,7 @@ export async function runRunbook(runbook: Runbook, options: RunOptions): Promise
   const runId = newRunId();
   const runDir = path.join(runsDir(options.stateDir ?? DEFAULT_STATE_DIR), runId);
   const dryRun = options.dryRun === true;
-  const redactor = redactorFor(connections);
+  const redactor = redactorFor(runbook, connections);
   const rc = new RunContext(runbook, runId, runDir, Journal.create(runDir, redactor), redactor, connections, options, dryRun);
   const unlock = lockRunDir(runDir);
   const started = Date.now();
@@ -203,7 +203,7 @@ async function reopen(
       );
     }
     const connections = resolveAll(runbook);
-    const redactor = redactorFor(connections);
+    const redactor = redactorFor(runbook, connections);
     const { journal, records } = Journal.open(runDir, redactor);
     const state = foldJournal(records);
     const rc = new RunContext(runbook, id, runDir, journal, redactor, connections, options, false, state);
@@ -352,14 +352,17 @@ async function runStep(rc: RunContext, step: Step): Promise<StepOutcome> {
   let { plan } = planned;
   const saved = rc.options.savedPlan?.steps.find((s) => s.id === step.id)?.plan;
   if (saved !== undefined) {
-    const drift = planDrift(saved, plan);
+    // The saved plan was written redacted: compare it with this plan as it would be written.
+    const redacted = JSON.parse(rc.redactor.redact(JSON.stringify(plan))) as StepPlan;
+    const drift = planDrift(saved, redacted);
     if (drift.length > 0) {
       const error = new PlanDriftError(step.id, drift);
       rc.emit({ type: 'step.failed', stepId: step.id, phase: 'plan', error: serializeError(error), durationMs: 0 });
       return { ok: false, stop: 'failed', error: new StepFailedError(step.id, 'plan', error) };
     }
-    // The same statements: execute the reviewed plan itself.
-    plan = saved;
+    // The same statements: execute the reviewed plan itself, unless secrets were
+    // masked out of it; then this plan is the reviewed one with its secrets in.
+    if (JSON.stringify(redacted) === JSON.stringify(plan)) plan = saved;
   }
 
   if (step.confirm !== undefined) {

@@ -12,7 +12,7 @@ import { Session, type Queryable } from '../db/session.js';
 import { openOracle, type OracleConnector, type OracleSession } from '../db/oracle.js';
 import path from 'node:path';
 import type { SavedPlan } from './saved-plan.js';
-import { ConfirmationRequiredError, StepTimeoutError, UsageError } from '../errors.js';
+import { CommandError, ConfirmationRequiredError, StepTimeoutError, UsageError } from '../errors.js';
 import type { Runbook, StepRegistry } from '../runbook/load.js';
 import { execaRunner, type CommandRunner } from './commands.js';
 import type { RunEvent } from './events.js';
@@ -39,6 +39,12 @@ export interface EngineOptions {
   readonly oracle?: OracleConnector;
   /** `run --plan`: execute exactly this reviewed plan, stopping where the state drifted from it. */
   readonly savedPlan?: SavedPlan;
+  /**
+   * Told every secret of the run (the runbook's and what its connections
+   * resolved to) before anything runs, so a front end can redact its own
+   * output: the CLI masks everything it prints.
+   */
+  readonly protect?: (secrets: readonly string[]) => void;
   /** Recorded in the journal, for reports and rehearsal comparison (e.g. rehearsal-3, staging). */
   readonly label?: string;
   readonly environment?: string;
@@ -55,12 +61,36 @@ export function operatorName(options: EngineOptions): string {
 
 export function resolveAll(runbook: Runbook): Map<string, ResolvedConnection> {
   return new Map(
-    Object.entries(runbook.connections).map(([name, spec]) => [name, resolveConnection(name, spec, runbook.dir)]),
+    Object.entries(runbook.connections).map(([name, spec]) => [name, resolveConnection(name, spec, { baseDir: runbook.dir })]),
   );
 }
 
-export function redactorFor(connections: ReadonlyMap<string, ResolvedConnection>): Redactor {
-  return new Redactor([...connections.values()].flatMap((c) => c.secrets));
+/** Every secret of the run: the runbook's own (${secret:NAME}, passwords) and what resolving its connections found (~/.pgpass). */
+export function redactorFor(runbook: Runbook, connections: ReadonlyMap<string, ResolvedConnection>): Redactor {
+  return new Redactor([...runbook.secrets, ...[...connections.values()].flatMap((c) => c.secrets)]);
+}
+
+/**
+ * A command's output and errors are redacted as they come back, before any
+ * step shortens them: a cut through a secret would leave a fragment that no
+ * redactor recognises.
+ */
+function redactedCommands(runner: CommandRunner, redactor: Redactor): CommandRunner {
+  return async (argv, options) => {
+    try {
+      const result = await runner(argv, options);
+      return { ...result, stdout: redactor.redact(result.stdout), stderr: redactor.redact(result.stderr) };
+    } catch (error) {
+      if (!(error instanceof CommandError)) throw error;
+      throw new CommandError(
+        redactor.redact(error.message),
+        redactor.redact(error.command),
+        error.exitCode,
+        redactor.redact(error.stderr),
+        redactor.redact(error.stdout),
+      );
+    }
+  };
 }
 
 export class RunContext {
@@ -81,7 +111,8 @@ export class RunContext {
     readonly dryRun: boolean,
     state?: RunState,
   ) {
-    this.commands = options.commands ?? execaRunner;
+    this.commands = redactedCommands(options.commands ?? execaRunner, redactor);
+    options.protect?.([...runbook.secrets, ...[...connections.values()].flatMap((c) => c.secrets)]);
     this.signal = options.signal ?? new AbortController().signal;
     this.current = state;
   }

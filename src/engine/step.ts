@@ -214,6 +214,32 @@ export interface ConfigIssue {
   readonly message: string;
 }
 
+/** One line of `cutover check`: what was checked, what was found, and what to do about it. */
+export interface CheckFinding {
+  readonly severity: 'ok' | 'warning' | 'error';
+  /** Short name of the check, e.g. `REPLICATION privilege`. */
+  readonly check: string;
+  readonly message: string;
+  /** What a person should do when it is not ok. */
+  readonly fix?: string;
+}
+
+/** What a kind's `check` may use: read-only sessions and a look at PATH. Nothing is written. */
+export interface CheckContext {
+  readonly signal: AbortSignal;
+  /** A read-only session on a connection the preflight already opened successfully. */
+  session(connection: string): Promise<Queryable>;
+  /**
+   * Tries to log in to a connection's server as another role, without the
+   * connection's password (as `sessionAs` will), and logs out at once: whether
+   * pg_hba admits it. `reason` says why not.
+   */
+  canLogIn(connection: string, user: string, database?: string): Promise<{ readonly ok: boolean; readonly reason?: string }>;
+  /** Where a program is on PATH (or the absolute path given), and its `--version` line for PostgreSQL tools. */
+  program(name: string): Promise<{ readonly path: string; readonly version?: string } | undefined>;
+  resolvePath(file: string): string;
+}
+
 export interface StepDefinition<Schema extends z.ZodObject = z.ZodObject> {
   readonly kind: string;
   /** One line for `cutover kinds` and the JSON Schema. */
@@ -227,9 +253,21 @@ export interface StepDefinition<Schema extends z.ZodObject = z.ZodObject> {
    * explicit selection). Reported at validation with the key's position.
    */
   validate?(config: z.output<Schema>, runbook: ValidationContext): readonly ConfigIssue[];
+  /**
+   * Files the step reads, relative to the runbook (`path` relative to the
+   * step). Validation refuses any that is not a regular file within the value
+   * file size cap, with its position.
+   */
+  files?(config: z.output<Schema>): readonly { readonly path: readonly (string | number)[]; readonly file: string }[];
   /** Connections besides `step.connection` that the step uses (checked at validation, locked at run). */
   connections?(config: z.output<Schema>): readonly string[];
   effects(config: z.output<Schema>): Effects;
+  /**
+   * Preflight (`cutover check`, and first thing in `plan`): the privileges,
+   * settings and programs the step will need, checked cheaply and read-only.
+   * Called only when every connection the step uses could be opened.
+   */
+  check?(ctx: CheckContext, step: Step<z.output<Schema>>): Promise<readonly CheckFinding[]>;
   /**
    * Re-running apply after an unknown outcome converges on the same state,
    * whatever the runbook says (see `recordBefore`). Lets `resume --yes` re-run it.

@@ -1,16 +1,24 @@
 /**
- * Durations in runbooks are written as `500ms`, `30s`, `5m`, `1h`, or a bare
- * number of milliseconds. They are converted once, at validation.
+ * Durations in runbooks are written in PostgreSQL's units (`250us`, `500ms`,
+ * `30s`, `2min`, `1h`, `1d`), also `m` for minutes, with or without a space
+ * (`5 min`), or as a bare integer of milliseconds (what lock_timeout and
+ * statement_timeout take). They are converted once, at validation, and
+ * bounded by what a Node.js timer and PostgreSQL's timeouts accept.
  */
-const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
+const UNIT_MS = { us: 0.001, ms: 1, s: 1000, min: 60_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
 
-export const DURATION_PATTERN = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)$/;
+/** 2^31-1 ms (24.8 days): the largest timeout setTimeout and PostgreSQL's *_timeout accept. */
+export const MAX_DURATION_MS = 2 ** 31 - 1;
 
+export const DURATION_PATTERN = /^(\d{1,15}(?:\.\d{1,9})?)\s?(us|ms|s|min|m|h|d)$/;
+
+/** Milliseconds, or undefined when `text` is not a duration. A nonzero value below 1ms becomes 1ms, never 0 ("no timeout"). */
 export function parseDuration(text: string): number | undefined {
   const match = DURATION_PATTERN.exec(text.trim());
   if (!match) return undefined;
   const [, amount, unit] = match;
-  return Math.round(Number(amount) * UNIT_MS[unit as keyof typeof UNIT_MS]);
+  const ms = Number(amount) * UNIT_MS[unit as keyof typeof UNIT_MS];
+  return ms > 0 && ms < 1 ? 1 : Math.round(ms);
 }
 
 export function formatDuration(ms: number): string {

@@ -1,20 +1,34 @@
 /**
  * `${NAME}` in any string value is replaced by the environment variable NAME;
- * `$${` writes a literal `${`. An unset variable is an error naming it and its
- * position. Done on the YAML tree, so positions stay exact.
+ * `${secret:NAME}` too, and the value is then a secret: redacted from every
+ * output, journal, report and saved plan. `$${` writes a literal `${`. An
+ * unset variable is an error naming it and its position. Only the
+ * environment's own, set variables count: `${constructor}` or `${__proto__}`
+ * are unset variables like any other. Done on the YAML tree, so positions
+ * stay exact.
  */
 import { visit, type Document } from 'yaml';
 import type { ValidationIssue } from '../errors.js';
 import { formatPath, pathFromAncestors, type SourceMap } from './positions.js';
 
-const REFERENCE = /\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\{([^}]*)\}?/g;
+const REFERENCE = /\$\$\{|\$\{(secret:)?([A-Za-z_][A-Za-z0-9_]*)\}|\$\{([^}]*)\}?/g;
+
+/** Shorter secrets cannot be masked without destroying unrelated text, so they are refused. */
+export const MIN_SECRET_LENGTH = 4;
+
+export interface Interpolated {
+  readonly issues: ValidationIssue[];
+  /** Values of `${secret:NAME}` references. */
+  readonly secrets: string[];
+}
 
 export function interpolateEnv(
   doc: Document,
   env: Readonly<Record<string, string | undefined>>,
   source: SourceMap,
-): ValidationIssue[] {
+): Interpolated {
   const issues: ValidationIssue[] = [];
+  const secrets: string[] = [];
   visit(doc, {
     Scalar(key, node, ancestors) {
       if (key === 'key' || typeof node.value !== 'string' || !node.value.includes('$')) return;
@@ -22,23 +36,35 @@ export function interpolateEnv(
         position: source.offset(node.range?.[0] ?? 0),
         path: formatPath(pathFromAncestors(ancestors, node)),
       });
-      node.value = node.value.replace(REFERENCE, (match, name: string | undefined, bad: string | undefined) => {
-        if (match === '$${') return '${';
-        if (name === undefined) {
-          issues.push({
-            ...where(),
-            message: `"\${${bad ?? ''}" is not a valid reference: write \${NAME} (letters, digits, _), or $\${ for a literal "\${"`,
-          });
-          return match;
-        }
-        const value = env[name];
-        if (value === undefined) {
-          issues.push({ ...where(), message: `environment variable ${name} is not set` });
-          return match;
-        }
-        return value;
-      });
+      node.value = node.value.replace(
+        REFERENCE,
+        (match, secret: string | undefined, name: string | undefined, bad: string | undefined) => {
+          if (match === '$${') return '${';
+          if (name === undefined) {
+            issues.push({
+              ...where(),
+              message: `"\${${bad ?? ''}" is not a valid reference: write \${NAME} or \${secret:NAME} (letters, digits, _), or $\${ for a literal "\${"`,
+            });
+            return match;
+          }
+          const value = Object.hasOwn(env, name) ? env[name] : undefined;
+          if (typeof value !== 'string') {
+            issues.push({ ...where(), message: `unset variable ${name}: the environment variable ${name} is not set` });
+            return match;
+          }
+          if (secret !== undefined) {
+            if (value.length < MIN_SECRET_LENGTH) {
+              issues.push({
+                ...where(),
+                message: `secret ${name} is shorter than ${MIN_SECRET_LENGTH} characters: it could not be redacted from output without destroying it; use a longer one`,
+              });
+            }
+            secrets.push(value);
+          }
+          return value;
+        },
+      );
     },
   });
-  return issues;
+  return { issues, secrets };
 }

@@ -3,6 +3,7 @@
  * file:line:column in the YAML source.
  */
 import { isMap, isPair, isScalar, isSeq, type Document, type LineCounter, type Node } from 'yaml';
+import path from 'node:path';
 import type { SourcePosition } from '../errors.js';
 
 export type PathKey = string | number;
@@ -35,6 +36,11 @@ export class SourceMap {
     private readonly lines: LineCounter,
     readonly file: string,
   ) {}
+
+  /** The directory the runbook's relative paths are resolved against. */
+  get dir(): string {
+    return path.dirname(path.resolve(this.file));
+  }
 
   private at(offset: number): SourcePosition {
     const { line, col } = this.lines.linePos(offset);

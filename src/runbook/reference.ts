@@ -4,6 +4,7 @@
  */
 import type { StepRegistry } from './load.js';
 import { runbookJsonSchema } from './json-schema.js';
+import { DURATION_PATTERN, MAX_DURATION_MS } from './duration.js';
 
 type Node = Record<string, unknown>;
 
@@ -11,6 +12,7 @@ const BASE = new Set(['id', 'kind', 'description', 'connection', 'timeout', 'ret
 
 /** A short type for a schema node: `string`, `boolean`, `a | b`, `string[]`, `duration`, ... */
 function typeOf(node: Node): string {
+  if (isDuration(node)) return 'duration';
   if (Array.isArray(node['enum'])) return (node['enum'] as unknown[]).map(String).join(' \\| ');
   if (node['const'] !== undefined) return JSON.stringify(node['const']);
   const variants = (node['anyOf'] ?? node['oneOf']) as Node[] | undefined;
@@ -23,6 +25,22 @@ function typeOf(node: Node): string {
   return Array.isArray(node['type']) ? (node['type'] as string[]).join(' or ') : String(node['type'] ?? 'any');
 }
 
+/** Durations are an integer of milliseconds or a string matching DURATION_PATTERN (see "Durations"). */
+function isDuration(node: Node): boolean {
+  const variants = node['anyOf'] as Node[] | undefined;
+  return variants?.some((v) => v['pattern'] === DURATION_PATTERN.source) === true;
+}
+
+function fieldTable(props: Node, required: ReadonlySet<string>, skip: ReadonlySet<string> = new Set()): string[] {
+  return [
+    '| field | type | |',
+    '| --- | --- | --- |',
+    ...Object.entries(props)
+      .filter(([key]) => !skip.has(key))
+      .map(([key, node]) => `| \`${key}\`${required.has(key) ? ' (required)' : ''} | ${typeOf(node as Node)} | ${oneLine((node as Node)['description'])} |`),
+  ];
+}
+
 const oneLine = (text: unknown) => String(text ?? '').replaceAll('|', '\\|').replaceAll('\n', ' ');
 
 export function runbookReference(registry: StepRegistry): string {
@@ -30,7 +48,24 @@ export function runbookReference(registry: StepRegistry): string {
   const steps = ((schema['properties'] as Node)['steps'] as Node)['items'] as Node;
   const variants = (steps['oneOf'] ?? steps['anyOf']) as Node[];
   const first = variants[0] ?? {};
+  const connections = (((schema['properties'] as Node)['connections'] as Node)['additionalProperties'] as Node)['oneOf'] as Node[];
+  const defaults = (schema['properties'] as Node)['defaults'] as Node;
   const lines = [
+    '### Durations',
+    '',
+    `Every field of type duration takes a bare integer of milliseconds (what PostgreSQL's lock_timeout and statement_timeout take) or a number with a unit, with or without a space: \`250us\`, \`500ms\`, \`30s\`, \`2min\` or \`2m\`, \`5 min\`, \`1h\`, \`1d\`. At most ${MAX_DURATION_MS} ms (24.8 days), the largest timeout a timer or PostgreSQL accepts; a value below 1 ms that is not 0 counts as 1 ms.`,
+    '',
+    '### Connections',
+    '',
+    ...connections.flatMap((variant) => {
+      const props = variant['properties'] as Node;
+      const kind = String((props['kind'] as Node)['const']);
+      return [`\`kind: ${kind}\``, '', ...fieldTable(props, new Set((variant['required'] as string[] | undefined) ?? []), new Set(['kind'])), ''];
+    }),
+    '### Defaults',
+    '',
+    ...fieldTable(defaults['properties'] as Node, new Set()),
+    '',
     '### Every step',
     '',
     '| field | type | |',
@@ -51,11 +86,7 @@ export function runbookReference(registry: StepRegistry): string {
       lines.push('No fields of its own.', '');
       continue;
     }
-    lines.push('| field | type | |', '| --- | --- | --- |');
-    for (const [key, node] of own) {
-      lines.push(`| \`${key}\`${required.has(key) ? ' (required)' : ''} | ${typeOf(node as Node)} | ${oneLine((node as Node)['description'])} |`);
-    }
-    lines.push('');
+    lines.push(...fieldTable(Object.fromEntries(own), required), '');
   }
   return lines.join('\n');
 }

@@ -5,26 +5,45 @@
  * registry; everything here is kind-agnostic.
  */
 import { z } from 'zod';
-import { DURATION_PATTERN, parseDuration } from './duration.js';
+import { DURATION_PATTERN, MAX_DURATION_MS, parseDuration } from './duration.js';
+
+const DURATION_HINT = 'expected a duration such as "250ms", "30s", "2min", "5 min", "1h" or "1d" (units: us, ms, s, min or m, h, d)';
 
 export const duration = z
   .union([
-    z.number().int().nonnegative(),
-    z.string().regex(DURATION_PATTERN, 'expected a duration such as "500ms", "30s", "5m" or "1h"'),
+    z.number().int().nonnegative().max(MAX_DURATION_MS, `at most ${MAX_DURATION_MS} ms (24.8 days)`),
+    z.string().regex(DURATION_PATTERN, DURATION_HINT),
   ])
-  .transform((value) => (typeof value === 'number' ? value : (parseDuration(value) ?? 0)))
-  .describe('milliseconds, or a string such as "500ms", "30s", "5m", "1h"');
+  .transform((value, ctx) => {
+    const ms = typeof value === 'number' ? value : (parseDuration(value) ?? 0);
+    if (ms > MAX_DURATION_MS) {
+      ctx.issues.push({ code: 'custom', input: value, message: `${String(value)} is more than ${MAX_DURATION_MS} ms (24.8 days), the largest timeout accepted` });
+      return z.NEVER;
+    }
+    return ms;
+  })
+  .describe('a bare integer is milliseconds (as lock_timeout and statement_timeout take); or a string such as "250ms", "30s", "2min", "5 min", "1h", "1d" (units: us, ms, s, min or m, h, d); at most 24.8 days');
 
 const SIZE_UNITS = { B: 1, kB: 1024, MB: 1024 ** 2, GB: 1024 ** 3, TB: 1024 ** 4 } as const;
-const SIZE_PATTERN = /^(\d+(?:\.\d+)?)\s*(B|kB|MB|GB|TB)$/;
+const SIZE_PATTERN = /^(\d{1,15}(?:\.\d{1,9})?)\s*(B|kB|MB|GB|TB)$/;
+/** Bytes as a JavaScript number stays exact up to 2^53-1 (8 PiB): far beyond any WAL retention. */
+const MAX_BYTES = Number.MAX_SAFE_INTEGER;
 
 /** A size in bytes, or PostgreSQL-style `512MB`, `1GB` (units of 1024). */
 export const byteSize = z
-  .union([z.number().int().nonnegative(), z.string().regex(SIZE_PATTERN, 'expected a size such as "512MB" or "1GB"')])
-  .transform((value) => {
+  .union([
+    z.number().int().nonnegative().max(MAX_BYTES, `at most ${MAX_BYTES} bytes`),
+    z.string().regex(SIZE_PATTERN, 'expected a size such as "512MB" or "1GB"'),
+  ])
+  .transform((value, ctx) => {
     if (typeof value === 'number') return value;
     const [, amount, unit] = SIZE_PATTERN.exec(value) ?? [];
-    return Math.round(Number(amount) * SIZE_UNITS[unit as keyof typeof SIZE_UNITS]);
+    const bytes = Math.round(Number(amount) * SIZE_UNITS[unit as keyof typeof SIZE_UNITS]);
+    if (bytes > MAX_BYTES) {
+      ctx.issues.push({ code: 'custom', input: value, message: `${value} is more than ${MAX_BYTES} bytes` });
+      return z.NEVER;
+    }
+    return bytes;
   })
   .describe('bytes, or a string such as "512MB", "1GB"');
 
@@ -34,19 +53,35 @@ const identifier = z
   .max(63);
 
 const secretSource = {
-  password: z.string().optional().describe('prefer passwordFile or ${ENV} interpolation; never logged'),
-  passwordFile: z.string().optional().describe('path to a file holding the password, relative to the runbook'),
+  password: z
+    .string()
+    .min(4, 'a password shorter than 4 characters is refused: it could not be redacted from output without destroying it')
+    .optional()
+    .describe('at least 4 characters; write ${secret:NAME} or use passwordFile; never logged. Without any: $PGPASSWORD, then $PGPASSFILE or ~/.pgpass'),
+  passwordFile: z
+    .string()
+    .optional()
+    .describe('a regular file (at most 64 KiB, mode 600) whose first line is the password, relative to the runbook; never logged'),
 };
 
 export const postgresConnectionSchema = z
   .strictObject({
     kind: z.literal('postgres'),
-    url: z.string().optional().describe('postgres://user@host:port/database?sslmode=...'),
-    host: z.string().optional(),
-    port: z.number().int().min(1).max(65535).optional(),
-    database: z.string().optional(),
-    user: z.string().optional(),
-    sslmode: z.enum(['disable', 'prefer', 'require', 'verify-ca', 'verify-full']).optional(),
+    url: z
+      .string()
+      .optional()
+      .describe('postgres://user[:password]@host:port/database?sslmode=...&sslrootcert=... (percent-encode special characters)'),
+    host: z.string().optional().describe('overrides the URL\'s; default $PGHOST or localhost'),
+    port: z.number().int().min(1).max(65535).optional().describe('overrides the URL\'s; default $PGPORT or 5432'),
+    database: z.string().optional().describe('overrides the URL\'s; default $PGDATABASE or the user name'),
+    user: z.string().optional().describe('overrides the URL\'s; default $PGUSER or the OS user'),
+    sslmode: z
+      .enum(['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'])
+      .optional()
+      .describe('as libpq; default disable (or $PGSSLMODE); allow/prefer try TLS first'),
+    sslrootcert: z.string().optional().describe('CA certificate file (PEM) to verify the server with, or "system"'),
+    sslcert: z.string().optional().describe('client certificate file (PEM)'),
+    sslkey: z.string().optional().describe('client private key file (PEM); never logged'),
     ...secretSource,
   })
   .refine((c) => c.password === undefined || c.passwordFile === undefined, {
@@ -124,6 +159,7 @@ export function runbookSchema(stepSchema: z.ZodType) {
   });
 }
 
+export type SslMode = 'disable' | 'allow' | 'prefer' | 'require' | 'verify-ca' | 'verify-full';
 export type PostgresConnectionSpec = z.output<typeof postgresConnectionSchema>;
 export type OracleConnectionSpec = z.output<typeof oracleConnectionSchema>;
 export type PgBouncerConnectionSpec = z.output<typeof pgbouncerConnectionSchema>;

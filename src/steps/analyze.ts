@@ -221,6 +221,34 @@ export const analyzeStep = defineStep({
   reversibility: (c) =>
     c.copyFrom !== undefined ? { kind: 'reversible' } : { kind: 'nothing-to-undo' },
 
+  async check(ctx, step) {
+    // Without the privilege, ANALYZE only warns and skips the table: the planner would go without statistics, silently.
+    const db = await ctx.session(target(step));
+    const { rows } = await db.query<{ relation: string; allowed: boolean }>(
+      `SELECT format('%s.%s', n.nspname, c.relname) AS relation,
+         (r.rolsuper OR pg_has_role(c.relowner, 'USAGE')
+           OR (c.relisshared IS FALSE AND pg_has_role((SELECT datdba FROM pg_database WHERE datname = current_database()), 'USAGE') AND current_setting('server_version_num')::int < 170000)
+           OR (current_setting('server_version_num')::int >= 170000 AND has_table_privilege(c.oid, 'MAINTAIN'))) AS allowed
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, pg_roles r
+       WHERE r.rolname = current_user AND c.relkind IN ('r', 'p', 'm')
+         AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'`,
+    );
+    const include = step.config.include?.length ? globMatcher(step.config.include) : () => true;
+    const exclude = step.config.exclude?.length ? globMatcher(step.config.exclude) : () => false;
+    const inScope = rows.filter((r) => include(r.relation) && !exclude(r.relation));
+    const denied = inScope.filter((r) => !r.allowed);
+    return [
+      denied.length === 0
+        ? { severity: 'ok', check: 'ANALYZE privilege', message: `all ${inScope.length} relations` }
+        : {
+            severity: 'error',
+            check: 'ANALYZE privilege',
+            message: `${denied.length} of ${inScope.length} relations cannot be analyzed by this role (e.g. ${denied[0]?.relation}); ANALYZE would skip them with only a warning`,
+            fix: 'run as the owner or a superuser, or on PostgreSQL 17+ GRANT MAINTAIN ON those tables (or pg_maintain) to the role',
+          },
+    ];
+  },
+
   async plan(ctx, step) {
     const connection = target(step);
     const { planned, selected, copy, reasons, notes } = await planWork(ctx, step);

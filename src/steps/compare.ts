@@ -26,8 +26,8 @@ const config = z.object({
   include: z.array(z.string().min(1)).optional().describe('target `schema.table` patterns (* and ?); default all'),
   exclude: z.array(z.string().min(1)).optional().describe('target `schema.table` patterns to leave out'),
   jobs: z.number().int().min(1).max(32).optional().describe('sessions per side working in parallel (default 2)'),
-  tolerance: z.number().int().nonnegative().optional().describe('allowed row-count difference per table (default 0)'),
-  chunkRows: z.number().int().min(1000).optional().describe('checksum: about this many rows per chunk (default 100000)'),
+  tolerance: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional().describe('allowed row-count difference per table (default 0)'),
+  chunkRows: z.number().int().min(1000).max(2 ** 31 - 1).optional().describe('checksum: about this many rows per chunk (default 100000)'),
 });
 
 type Config = z.output<typeof config>;

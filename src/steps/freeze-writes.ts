@@ -19,10 +19,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { DatabaseError, UsageError, VerificationError } from '../errors.js';
-import { defineStep, type Action, type BaseContext, type Json, type Step } from '../engine/step.js';
+import { defineStep, type Action, type BaseContext, type CheckFinding, type Json, type Step } from '../engine/step.js';
 import { inTransaction, type Queryable } from '../db/session.js';
 import { quoteIdent, quoteLiteral } from '../db/quote.js';
 import { duration } from '../runbook/schema.js';
+import { privilege, roleFacts } from './check-helpers.js';
 
 const config = z.object({
   databases: z.array(z.string().min(1)).optional().describe("databases to freeze (default: the connection's database)"),
@@ -185,6 +186,36 @@ export const freezeWritesStep = defineStep({
   effects: () => 'external',
   idempotent: true,
   reversibility: () => ({ kind: 'reversible' }),
+
+  async check(ctx, step) {
+    const role = await roleFacts(await ctx.session(step.connection ?? ''));
+    const findings: CheckFinding[] = [
+      privilege('ALTER ROLE ... SET', role.superuser || role.createrole, role.role, 'is neither superuser nor has CREATEROLE', `run as a superuser, or ALTER ROLE ${role.role} CREATEROLE (with ADMIN on the frozen roles on PostgreSQL 16+)`),
+      privilege('pg_signal_backend', role.superuser || role.signalBackend, role.role, 'cannot terminate other sessions', `GRANT pg_signal_backend TO ${role.role}`),
+    ];
+    if (step.config.probe !== false) {
+      // The same role and database the probe will use: pg_hba must admit it without this connection's password.
+      const scope = await scopeOf(await ctx.session(step.connection ?? ''), step.config);
+      const probeRole = probeRoleOf(step.config, scope.roles);
+      const database = scope.databases[0];
+      if (probeRole === undefined) {
+        findings.push({ severity: 'warning', check: 'probe login', message: 'no role to probe with (no role would be frozen)' });
+      } else {
+        const login = await ctx.canLogIn(step.connection ?? '', probeRole, database);
+        findings.push(
+          login.ok
+            ? { severity: 'ok', check: 'probe login', message: `pg_hba admits ${probeRole}${database !== undefined ? ` to ${database}` : ''} without a password` }
+            : {
+                severity: 'error',
+                check: 'probe login',
+                message: `cannot log in as ${probeRole} to probe the freeze: ${login.reason ?? 'refused'}`,
+                fix: 'let pg_hba admit that role from this host (trust, cert, peer, or ~/.pgpass), or set probe: false',
+              },
+        );
+      }
+    }
+    return findings;
+  },
 
   async plan(ctx, step) {
     const connection = target(step);

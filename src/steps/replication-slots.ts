@@ -5,7 +5,8 @@
  * enable or detach subscriptions. One kind, one `action`; each action is its
  * own plan/apply/verify/rollback in src/replication/.
  */
-import { defineStep } from '../engine/step.js';
+import { defineStep, type CheckFinding } from '../engine/step.js';
+import { privilege, roleFacts, setting } from './check-helpers.js';
 import { config, validateConfig, type SlotAction } from '../replication/config.js';
 import { assertCaughtUp, create, drop, inventory, type ActionHandler } from '../replication/slot-actions.js';
 import { detachSubscription, disableSubscriptions, enableSubscriptions } from '../replication/subscription-actions.js';
@@ -31,6 +32,46 @@ export const replicationSlotsStep = defineStep({
   // Each action converges when run again: it reads what is there and records the first before-state.
   idempotent: true,
   reversibility: (c) => actions[c.action].reversibility,
+  async check(ctx, step) {
+    const db = await ctx.session(step.connection ?? '');
+    const role = await roleFacts(db);
+    const c = step.config;
+    const findings: CheckFinding[] = [];
+    const touchesSlots = c.action === 'create' || c.action === 'drop';
+    if (touchesSlots) {
+      findings.push(
+        privilege('REPLICATION', role.superuser || role.replication, role.role, 'is neither superuser nor has REPLICATION', `ALTER ROLE ${role.role} REPLICATION`),
+      );
+    }
+    if (c.action === 'create') {
+      const walLevel = await setting(db, 'wal_level');
+      const needed = c.type === 'logical' ? 'logical' : 'replica';
+      const ok = walLevel === 'logical' || (needed === 'replica' && walLevel === 'replica');
+      findings.push(
+        ok
+          ? { severity: 'ok', check: 'wal_level', message: walLevel }
+          : { severity: 'error', check: 'wal_level', message: `wal_level is ${walLevel}; ${c.type ?? ''} slots need ${needed}`, fix: `ALTER SYSTEM SET wal_level = ${needed}, then restart the server` },
+      );
+      const { rows } = await db.query<{ max: number; used: number }>(
+        "SELECT current_setting('max_replication_slots')::int AS max, (SELECT count(*) FROM pg_replication_slots)::int AS used",
+      );
+      const free = (rows[0]?.max ?? 0) - (rows[0]?.used ?? 0);
+      const wanted = c.slots?.length ?? 1;
+      findings.push(
+        free >= wanted
+          ? { severity: 'ok', check: 'max_replication_slots', message: `${free} free (${rows[0]?.used}/${rows[0]?.max} used)` }
+          : { severity: 'error', check: 'max_replication_slots', message: `${free} free, ${wanted} to create`, fix: 'raise max_replication_slots, then restart the server' },
+      );
+    }
+    if (c.action === 'disable-subscriptions' || c.action === 'enable-subscriptions' || c.action === 'detach-subscription') {
+      findings.push(
+        role.superuser
+          ? { severity: 'ok', check: 'subscription owner', message: `role ${role.role} is superuser` }
+          : { severity: 'warning', check: 'subscription owner', message: `role ${role.role} is not superuser: it must own each subscription`, fix: "run as a superuser or the subscriptions' owner" },
+      );
+    }
+    return findings;
+  },
   plan: (ctx, step) => actions[step.config.action].plan(ctx, step),
   apply: (ctx, step, plan) => actions[step.config.action].apply(ctx, step, plan),
   async verify(ctx, step, plan, before) {

@@ -15,7 +15,6 @@
  * (recordBefore), and rollback restores from that whatever part was applied.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { RefusedError, UsageError, VerificationError } from '../errors.js';
 import { defineStep, type Action, type BaseContext, type Json, type PlanTable, type Step } from '../engine/step.js';
@@ -36,8 +35,16 @@ import {
   type SourceValue,
 } from '../sequences/model.js';
 import { readOracleSequences } from '../sequences/oracle-source.js';
+import { FileRefusal, readRegularFile, valueFileLimit } from '../runbook/files.js';
 
-const integer = z.union([z.number().int().nonnegative(), z.string().regex(/^[0-9]+$/, 'a non-negative integer')]);
+// Numbers past 2^53-1 lose digits in YAML/JavaScript: write them quoted; bigint ends at 2^63-1.
+const integer = z.union([
+  z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER, `at most ${Number.MAX_SAFE_INTEGER} as a number; quote larger values ("9223372036854775807")`),
+  z
+    .string()
+    .regex(/^[0-9]{1,19}$/, 'a non-negative integer')
+    .refine((s) => BigInt(s) <= 9_223_372_036_854_775_807n, 'at most 9223372036854775807 (the largest bigint)'),
+]);
 
 const config = z.object({
   from: z
@@ -136,9 +143,10 @@ async function readSource(ctx: BaseContext, step: Step<Config>): Promise<Sourced
     const file = ctx.resolvePath(from.file);
     let text: string;
     try {
-      text = readFileSync(file, 'utf8');
+      text = readRegularFile(file, valueFileLimit()).toString('utf8');
     } catch (error) {
-      throw new UsageError(`step "${step.id}": cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? 'unreadable'})`);
+      if (error instanceof FileRefusal) throw new UsageError(`step "${step.id}": from.file: ${error.message}`);
+      throw error;
     }
     const sha256 = createHash('sha256').update(text).digest('hex');
     const format = from.format ?? formatOf(file);
@@ -280,10 +288,33 @@ export const sequenceResetStep = defineStep({
   config,
   connection: { required: true, kinds: ['postgres'] },
   connections: (c) => (typeof c.from === 'object' && 'connection' in c.from ? [c.from.connection] : []),
+  files: (c) => (typeof c.from === 'object' && 'file' in c.from ? [{ path: ['from', 'file'], file: c.from.file }] : []),
   // setval is not transactional, so the step is not either; see recordBefore in apply.
   effects: () => 'external',
   idempotent: true,
   reversibility: () => ({ kind: 'reversible' }),
+
+  async check(ctx, step) {
+    const db = await ctx.session(step.connection ?? '');
+    const { rows } = await db.query<{ total: number; denied: number; example: string | null }>(
+      `SELECT count(*)::int AS total,
+         count(*) FILTER (WHERE NOT has_sequence_privilege(c.oid, 'UPDATE'))::int AS denied,
+         min(format('%I.%I', n.nspname, c.relname)) FILTER (WHERE NOT has_sequence_privilege(c.oid, 'UPDATE')) AS example
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE c.relkind = 'S' AND n.nspname NOT IN ('pg_catalog', 'information_schema')`,
+    );
+    const facts = rows[0] ?? { total: 0, denied: 0, example: null };
+    return [
+      facts.denied === 0
+        ? { severity: 'ok', check: 'UPDATE on sequences', message: `all ${facts.total} sequences` }
+        : {
+            severity: 'error',
+            check: 'UPDATE on sequences',
+            message: `${facts.denied} of ${facts.total} sequences cannot be set by this role (e.g. ${facts.example})`,
+            fix: 'run as the sequences\' owner or a superuser, or GRANT UPDATE ON ALL SEQUENCES IN SCHEMA ... TO the role',
+          },
+    ];
+  },
 
   async plan(ctx, step) {
     const db = await ctx.session(target(step));

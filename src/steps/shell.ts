@@ -5,7 +5,9 @@
  * argv. Dry-run never runs it unless it says `readOnly: true`.
  */
 import { z } from 'zod';
+import path from 'node:path';
 import { defineStep, type BaseContext, type Step } from '../engine/step.js';
+import { programFinding } from './check-helpers.js';
 
 const argv = z.array(z.string()).min(1);
 
@@ -48,6 +50,14 @@ export const shellStep = defineStep({
       : c.readOnly === true
         ? { kind: 'nothing-to-undo' }
         : { kind: 'irreversible', reason: 'no rollback command was given' },
+
+  async check(ctx, step) {
+    const dir = ctx.resolvePath(step.config.cwd ?? '.');
+    const programs = [step.config.command[0], step.config.rollback?.[0]].filter((p): p is string => p !== undefined);
+    return Promise.all(
+      [...new Set(programs)].map((program) => programFinding(ctx, program.includes('/') ? path.resolve(dir, program) : program)),
+    );
+  },
 
   async plan(ctx, step) {
     const envKeys = [

@@ -7,6 +7,7 @@
  * connections, as pg_upgrade does. The plan is the report: it runs in a dry
  * run, and findings at or above `failOn` block the step.
  */
+import path from 'node:path';
 import { statfs } from 'node:fs/promises';
 import { z } from 'zod';
 import { UsageError } from '../errors.js';
@@ -32,6 +33,7 @@ import {
 } from '../precheck/checks.js';
 import { newClusterChecks } from '../precheck/new-cluster.js';
 import { runPgUpgradeCheck } from '../precheck/pg-upgrade.js';
+import { programFinding } from './check-helpers.js';
 
 const config = z.object({
   targetVersion: z.number().int().min(13).max(30).describe('the major version to upgrade to'),
@@ -43,9 +45,9 @@ const config = z.object({
       oldDatadir: z.string().min(1),
       newDatadir: z.string().min(1),
       user: z.string().min(1).describe('the install superuser (-U)'),
-      jobs: z.number().int().min(1).optional(),
-      oldPort: z.number().int().optional(),
-      newPort: z.number().int().optional(),
+      jobs: z.number().int().min(1).max(1024).optional(),
+      oldPort: z.number().int().min(1).max(65535).optional(),
+      newPort: z.number().int().min(1).max(65535).optional(),
       socketDir: z.string().optional(),
       runAs: z.array(z.string().min(1)).optional().describe('prefix to run as the data directory owner, e.g. [sudo, -u, postgres]'),
     })
@@ -147,6 +149,15 @@ export const upgradePrecheckStep = defineStep({
   connections: (c) => (c.newCluster !== undefined ? [c.newCluster] : []),
   effects: () => 'none',
   reversibility: () => ({ kind: 'nothing-to-undo' }),
+
+  async check(ctx, step) {
+    const c = step.config;
+    if (c.pgUpgrade === undefined) return [];
+    return Promise.all([
+      programFinding(ctx, path.join(c.pgUpgrade.newBindir, 'pg_upgrade')),
+      ...(c.pgUpgrade.runAs?.[0] !== undefined ? [programFinding(ctx, c.pgUpgrade.runAs[0])] : []),
+    ]);
+  },
 
   async plan(ctx, step) {
     const { findings, output } = await precheck(ctx, step);

@@ -7,4 +7,5 @@ export {
   OLD_VERSIONS,
   type PgVersion,
   type TestServer,
+  type ServerOptions,
 } from '../../scripts/embedded-postgres.js';

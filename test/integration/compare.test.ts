@@ -204,7 +204,7 @@ steps:
           error instanceof RunbookValidationError &&
           error.issues[0]?.path === 'steps[0].mode' &&
           error.issues[0].position.line === 11 &&
-          error.issues[0].message.startsWith('checksum needs PostgreSQL on both sides'),
+          error.issues[0].message.startsWith('step "compare": checksum needs PostgreSQL on both sides'),
       );
     });
   });

@@ -166,7 +166,7 @@ ${steps}`;
           error.issues.length === 1 &&
           error.issues[0]?.path === 'steps[0].acceptPositionLoss' &&
           error.issues[0].position.line === 7 &&
-          /^dropping a logical slot loses its position/.test(error.issues[0].message),
+          /^step "[^"]*": dropping a logical slot loses its position/.test(error.issues[0].message),
       );
     });
 

@@ -101,7 +101,7 @@ function rejects(cases: readonly RejectCase[]): void {
 
 const KINDS = 'sql, shell, confirm, wait, sequence-reset, replication-slots, freeze-writes, compare, analyze, upgrade-precheck, pgbouncer';
 const RETRIES_NEED_IDEMPOTENT =
-  'retries on a step with side effects outside a transaction needs "idempotent: true" (a retry would run it twice)';
+  'step "a": retries on a step with side effects outside a transaction needs "idempotent: true" (a retry would run it twice)';
 
 describe('parseRunbook: YAML syntax errors', () => {
   rejects([
@@ -218,7 +218,7 @@ describe('parseRunbook: unknown keys', () => {
         '    idempotnet: true', // 11
       ),
       expected: [
-        { line: 11, column: 5, path: 'steps[0].idempotnet', message: 'unknown key "idempotnet" (did you mean "idempotent"?)' },
+        { line: 11, column: 5, path: 'steps[0].idempotnet', message: 'step "a": unknown key "idempotnet" (did you mean "idempotent"?)' },
       ],
     },
   ]);
@@ -237,7 +237,7 @@ describe('parseRunbook: unknown keys', () => {
     const unknown = issues.find((i) => i.path === 'steps[0].sqll');
     assert.ok(unknown, show(issues));
     assert.deepEqual(unknown.position, { file: FILE, line: 11, column: 5 });
-    assert.equal(unknown.message, 'unknown key "sqll" (did you mean "sql"?)');
+    assert.equal(unknown.message, 'step "a": unknown key "sqll" (did you mean "sql"?)');
   });
 });
 
@@ -256,7 +256,7 @@ describe('parseRunbook: duplicate step ids', () => {
         '    kind: confirm', // 15
         '    message: three?', // 16
       ),
-      expected: [{ line: 14, column: 9, path: 'steps[2].id', message: 'duplicate step id "a" (first used at line 8)' }],
+      expected: [{ line: 14, column: 9, path: 'steps[2].id', message: 'step "a": duplicate step id "a" (first used at line 8)' }],
     },
   ]);
 });
@@ -273,7 +273,7 @@ describe('parseRunbook: wrong types, at the value', () => {
         '    retries: "three"', // 12
       ),
       expected: [
-        { line: 12, column: 14, path: 'steps[0].retries', message: 'Invalid input: expected number, received string' },
+        { line: 12, column: 14, path: 'steps[0].retries', message: 'step "a": Invalid input: expected number, received string' },
       ],
     },
     {
@@ -303,7 +303,7 @@ describe('parseRunbook: wrong types, at the value', () => {
         '    idempotent: "yes"', // 11
       ),
       expected: [
-        { line: 11, column: 17, path: 'steps[0].idempotent', message: 'Invalid input: expected boolean, received string' },
+        { line: 11, column: 17, path: 'steps[0].idempotent', message: 'step "a": Invalid input: expected boolean, received string' },
       ],
     },
     {
@@ -323,7 +323,7 @@ describe('parseRunbook: wrong types, at the value', () => {
           line: 4,
           column: 16,
           path: 'defaults.lockTimeout',
-          message: 'expected a duration such as "500ms", "30s", "5m" or "1h"',
+          message: 'expected a duration such as "250ms", "30s", "2min", "5 min", "1h" or "1d" (units: us, ms, s, min or m, h, d)',
         },
       ],
     },
@@ -339,7 +339,7 @@ describe('parseRunbook: step kind', () => {
         '    kind: sqlx', // 9
         '    sql: SELECT 1', // 10
       ),
-      expected: [{ line: 9, column: 11, path: 'steps[0].kind', message: `unknown step kind "sqlx" (one of: ${KINDS})` }],
+      expected: [{ line: 9, column: 11, path: 'steps[0].kind', message: `step "a": unknown step kind "sqlx" (did you mean "sql"?) (one of: ${KINDS})` }],
     },
     {
       name: 'a missing kind is reported at the step, listing the known kinds',
@@ -347,7 +347,7 @@ describe('parseRunbook: step kind', () => {
         '  - id: a', // 8
         '    sql: SELECT 1', // 9
       ),
-      expected: [{ line: 8, column: 5, path: 'steps[0].kind', message: `missing key "kind" (one of: ${KINDS})` }],
+      expected: [{ line: 8, column: 5, path: 'steps[0].kind', message: `step "a": missing key "kind" (one of: ${KINDS})` }],
     },
   ]);
 });
@@ -361,7 +361,7 @@ describe('parseRunbook: missing required keys, at the enclosing mapping', () => 
         '    kind: sql', // 9
         '    connection: db', // 10
       ),
-      expected: [{ line: 8, column: 5, path: 'steps[0].sql', message: 'missing required key "sql"' }],
+      expected: [{ line: 8, column: 5, path: 'steps[0].sql', message: 'step "a": missing required key "sql"' }],
     },
     {
       name: 'a wait step without expect',
@@ -371,7 +371,7 @@ describe('parseRunbook: missing required keys, at the enclosing mapping', () => 
         '    connection: db', // 10
         '    query: SELECT 1', // 11
       ),
-      expected: [{ line: 8, column: 5, path: 'steps[0].expect', message: 'missing required key "expect"' }],
+      expected: [{ line: 8, column: 5, path: 'steps[0].expect', message: 'step "a": missing required key "expect"' }],
     },
     {
       name: 'a wait step without query',
@@ -381,7 +381,7 @@ describe('parseRunbook: missing required keys, at the enclosing mapping', () => 
         '    connection: db', // 10
         '    expect: 1', // 11
       ),
-      expected: [{ line: 8, column: 5, path: 'steps[0].query', message: 'missing required key "query"' }],
+      expected: [{ line: 8, column: 5, path: 'steps[0].query', message: 'step "a": missing required key "query"' }],
     },
     {
       name: 'a confirm step without message',
@@ -389,7 +389,7 @@ describe('parseRunbook: missing required keys, at the enclosing mapping', () => 
         '  - id: a', // 8
         '    kind: confirm', // 9
       ),
-      expected: [{ line: 8, column: 5, path: 'steps[0].message', message: 'missing required key "message"' }],
+      expected: [{ line: 8, column: 5, path: 'steps[0].message', message: 'step "a": missing required key "message"' }],
     },
     {
       name: 'a runbook without name',
@@ -426,7 +426,7 @@ describe('parseRunbook: connection references', () => {
         '    connection: dbb', // 10
         '    sql: SELECT 1', // 11
       ),
-      expected: [{ line: 10, column: 17, path: 'steps[0].connection', message: 'unknown connection "dbb" (defined: db)' }],
+      expected: [{ line: 10, column: 17, path: 'steps[0].connection', message: 'step "a": unknown connection "dbb" (did you mean "db"?) (defined: db)' }],
     },
     {
       name: 'an unknown connection when none are defined says so',
@@ -440,7 +440,7 @@ describe('parseRunbook: connection references', () => {
         '    sql: SELECT 1', // 7
       ),
       expected: [
-        { line: 6, column: 17, path: 'steps[0].connection', message: 'unknown connection "db" (no connections are defined)' },
+        { line: 6, column: 17, path: 'steps[0].connection', message: 'step "a": unknown connection "db" (no connections are defined)' },
       ],
     },
     {
@@ -464,7 +464,7 @@ describe('parseRunbook: connection references', () => {
           line: 11,
           column: 17,
           path: 'steps[0].connection',
-          message: 'connection "legacy" is oracle; a sql step needs postgres',
+          message: 'step "a": connection "legacy" is oracle; a sql step needs postgres',
         },
       ],
     },
@@ -475,7 +475,7 @@ describe('parseRunbook: connection references', () => {
         '    kind: sql', // 9
         '    sql: SELECT 1', // 10
       ),
-      expected: [{ line: 8, column: 5, path: 'steps[0]', message: 'a sql step needs "connection"' }],
+      expected: [{ line: 8, column: 5, path: 'steps[0]', message: 'step "a": a sql step needs "connection"' }],
     },
     {
       name: 'a wait step without a connection is reported at the step',
@@ -488,7 +488,7 @@ describe('parseRunbook: connection references', () => {
         '    query: SELECT 1', // 13
         '    expect: 1', // 14
       ),
-      expected: [{ line: 11, column: 5, path: 'steps[1]', message: 'a wait step needs "connection"' }],
+      expected: [{ line: 11, column: 5, path: 'steps[1]', message: 'step "b": a wait step needs "connection"' }],
     },
   ]);
 });
@@ -504,7 +504,7 @@ describe('parseRunbook: ${NAME} interpolation errors, at the scalar', () => {
         '    sql: SELECT ${MISSING_VAR}', // 11
       ),
       env: { OTHER_VAR: 'x' },
-      expected: [{ line: 11, column: 10, path: 'steps[0].sql', message: 'environment variable MISSING_VAR is not set' }],
+      expected: [{ line: 11, column: 10, path: 'steps[0].sql', message: 'unset variable MISSING_VAR: the environment variable MISSING_VAR is not set' }],
     },
     {
       name: 'an unset variable in a quoted connection url',
@@ -520,7 +520,7 @@ describe('parseRunbook: ${NAME} interpolation errors, at the scalar', () => {
         '    kind: confirm', // 9
         '    message: ok?', // 10
       ),
-      expected: [{ line: 6, column: 10, path: 'connections.db.url', message: 'environment variable DB_URL is not set' }],
+      expected: [{ line: 6, column: 10, path: 'connections.db.url', message: 'unset variable DB_URL: the environment variable DB_URL is not set' }],
     },
     {
       name: 'an unset variable inside a flow sequence item',
@@ -529,7 +529,7 @@ describe('parseRunbook: ${NAME} interpolation errors, at the scalar', () => {
         '    kind: shell', // 9
         '    command: [echo, "${NOPE}"]', // 10
       ),
-      expected: [{ line: 10, column: 21, path: 'steps[0].command[1]', message: 'environment variable NOPE is not set' }],
+      expected: [{ line: 10, column: 21, path: 'steps[0].command[1]', message: 'unset variable NOPE: the environment variable NOPE is not set' }],
     },
     {
       // PATH is set in any test process: the env passed in is the only source.
@@ -540,7 +540,7 @@ describe('parseRunbook: ${NAME} interpolation errors, at the scalar', () => {
         '    message: ${PATH}', // 10
       ),
       env: {},
-      expected: [{ line: 10, column: 14, path: 'steps[0].message', message: 'environment variable PATH is not set' }],
+      expected: [{ line: 10, column: 14, path: 'steps[0].message', message: 'unset variable PATH: the environment variable PATH is not set' }],
     },
     {
       name: 'a malformed reference explains the syntax',
@@ -554,7 +554,7 @@ describe('parseRunbook: ${NAME} interpolation errors, at the scalar', () => {
           line: 10,
           column: 14,
           path: 'steps[0].message',
-          message: '"${1X" is not a valid reference: write ${NAME} (letters, digits, _), or $${ for a literal "${"',
+          message: '"${1X" is not a valid reference: write ${NAME} or ${secret:NAME} (letters, digits, _), or $${ for a literal "${"',
         },
       ],
     },
@@ -655,11 +655,11 @@ describe('parseRunbook: several problems in one file', () => {
     assertIssues(issues, [
       { line: 3, column: 1, path: 'owner', message: 'unknown key "owner"' },
       { line: 7, column: 11, path: 'connections.db.port', message: 'Invalid input: expected number, received string' },
-      { line: 8, column: 15, path: 'connections.db.password', message: 'environment variable DB_PASSWORD is not set' },
-      { line: 10, column: 5, path: 'steps[0].query', message: 'missing required key "query"' },
-      { line: 14, column: 14, path: 'steps[0].retries', message: 'Invalid input: expected number, received string' },
-      { line: 15, column: 5, path: 'steps[1].message', message: 'missing required key "message"' },
-      { line: 17, column: 5, path: 'steps[1].mesage', message: 'unknown key "mesage" (did you mean "message"?)' },
+      { line: 8, column: 15, path: 'connections.db.password', message: 'unset variable DB_PASSWORD: the environment variable DB_PASSWORD is not set' },
+      { line: 10, column: 5, path: 'steps[0].query', message: 'step "wait-a": missing required key "query"' },
+      { line: 14, column: 14, path: 'steps[0].retries', message: 'step "wait-a": Invalid input: expected number, received string' },
+      { line: 15, column: 5, path: 'steps[1].message', message: 'step "gate": missing required key "message"' },
+      { line: 17, column: 5, path: 'steps[1].mesage', message: 'step "gate": unknown key "mesage" (did you mean "message"?)' },
     ]);
   });
 
@@ -681,13 +681,13 @@ describe('parseRunbook: several problems in one file', () => {
       ),
     );
     assertIssues(issues, [
-      { line: 10, column: 17, path: 'steps[0].connection', message: 'unknown connection "replica" (defined: db)' },
-      { line: 11, column: 10, path: 'steps[0].sql', message: 'environment variable UNSET_A is not set' },
-      { line: 12, column: 9, path: 'steps[1].id', message: 'duplicate step id "copy" (first used at line 8)' },
-      { line: 14, column: 21, path: 'steps[1].command[1]', message: 'environment variable UNSET_B is not set' },
-      { line: 14, column: 35, path: 'steps[1].command[2]', message: 'environment variable UNSET_C is not set' },
-      { line: 15, column: 14, path: 'steps[1].retries', message: RETRIES_NEED_IDEMPOTENT },
-      { line: 16, column: 5, path: 'steps[2]', message: 'a wait step needs "connection"' },
+      { line: 10, column: 17, path: 'steps[0].connection', message: 'step "copy": unknown connection "replica" (defined: db)' },
+      { line: 11, column: 10, path: 'steps[0].sql', message: 'unset variable UNSET_A: the environment variable UNSET_A is not set' },
+      { line: 12, column: 9, path: 'steps[1].id', message: 'step "copy": duplicate step id "copy" (first used at line 8)' },
+      { line: 14, column: 21, path: 'steps[1].command[1]', message: 'unset variable UNSET_B: the environment variable UNSET_B is not set' },
+      { line: 14, column: 35, path: 'steps[1].command[2]', message: 'unset variable UNSET_C: the environment variable UNSET_C is not set' },
+      { line: 15, column: 14, path: 'steps[1].retries', message: RETRIES_NEED_IDEMPOTENT.replace('"a"', '"copy"') },
+      { line: 16, column: 5, path: 'steps[2]', message: 'step "poll": a wait step needs "connection"' },
     ]);
   });
 });
@@ -789,6 +789,16 @@ describe('parseRunbook: valid runbooks', () => {
       ['1h', 3_600_000],
       ['1.5s', 1_500],
       ['0', 0],
+      // PostgreSQL's own units, with or without a space.
+      ['1min', 60_000],
+      ['2 min', 120_000],
+      ['"5 min"', 300_000],
+      ['250ms', 250],
+      ['1d', 86_400_000],
+      ['1500us', 2],
+      ['1us', 1],
+      ['3 s', 3_000],
+      ['2147483647', 2_147_483_647],
     ];
     for (const [written, ms] of durations) {
       it(`${written} -> ${ms} in timeoutMs, defaults.lockTimeoutMs, defaults.statementTimeoutMs and a wait interval`, () => {
@@ -817,6 +827,31 @@ describe('parseRunbook: valid runbooks', () => {
         assert.equal(runbook.defaults.statementTimeoutMs, ms);
       });
     }
+  });
+
+  describe('durations beyond what a timer or PostgreSQL accepts are refused at their position', () => {
+    const tooLong: ReadonlyArray<readonly [written: string, message: string]> = [
+      ['2147483648', 'at most 2147483647 ms (24.8 days)'],
+      ['9999999999999', 'at most 2147483647 ms (24.8 days)'],
+      ['25d', '25d is more than 2147483647 ms (24.8 days), the largest timeout accepted'],
+      ['999999999999999h', '999999999999999h is more than 2147483647 ms (24.8 days), the largest timeout accepted'],
+    ];
+    for (const [written, message] of tooLong) {
+      it(`timeout: ${written}`, () => {
+        assertIssues(issuesOf(withSteps('  - id: a', '    kind: confirm', '    message: ok?', `    timeout: ${written}`)), [
+          { line: 11, column: 14, path: 'steps[0].timeout', message: `step "a": ${message}` },
+        ]);
+      });
+    }
+    it('defaults.lockTimeout and statementTimeout too', () => {
+      const issues = issuesOf(
+        yaml('version: 1', 'name: t', 'defaults:', '  lockTimeout: 3000000000', '  statementTimeout: 30d', 'steps:', '  - id: a', '    kind: confirm', '    message: ok?'),
+      );
+      assertIssues(issues, [
+        { line: 4, column: 16, path: 'defaults.lockTimeout', message: 'at most 2147483647 ms (24.8 days)' },
+        { line: 5, column: 21, path: 'defaults.statementTimeout', message: '30d is more than 2147483647 ms (24.8 days), the largest timeout accepted' },
+      ]);
+    });
   });
 
   it('turns confirm: true into a question naming the step, and keeps a string as written', () => {
@@ -950,7 +985,7 @@ describe('cutover validate (compiled CLI)', () => {
     const expected = [
       `${file}:3:1: owner: unknown key "owner"`,
       `${file}:7:11: connections.db.port: Invalid input: expected number, received string`,
-      `${file}:13:14: steps[0].retries: Invalid input: expected number, received string`,
+      `${file}:13:14: steps[0].retries: step "a": Invalid input: expected number, received string`,
     ];
     const lines = stderr.trimEnd().split('\n');
     assert.deepEqual(lines, [...expected, `3 problems in ${file}`]);

@@ -471,7 +471,9 @@ const resolved: ResolvedOracle = {
   kind: 'oracle',
   identity: { name: 'ora', kind: 'oracle', target: 'scott@db:1521/ORCL' },
   spec: { connectString: 'db:1521/ORCL', user: 'scott', password: 'tiger' },
+  passwordSource: 'password',
   secrets: ['tiger'],
+  warnings: [],
 };
 
 interface Call {

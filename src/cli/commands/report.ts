@@ -1,4 +1,3 @@
-import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { CommandModule } from 'yargs';
 import { UsageError, buildReport, compareRuns, findRun, listRuns, runsDir } from '../../index.js';
@@ -45,7 +44,7 @@ export const reportCommand: CommandModule<object, ReportArgs> = {
       output = args.format === 'json' ? JSON.stringify(report, null, 2) : args.format === 'html' ? reportHtml(report) : reportMarkdown(report);
     }
     if (args.out !== undefined) {
-      writeFileSync(args.out, output);
+      io.writeFile(args.out, output);
       io.err(`report written to ${args.out}`);
     } else io.out(output);
     process.exitCode = ExitCode.ok;

@@ -1,4 +1,3 @@
-import { writeFileSync } from 'node:fs';
 import type { CommandModule } from 'yargs';
 import {
   UsageError,
@@ -6,13 +5,16 @@ import {
   loadRunbook,
   makeSavedPlan,
   parseDuration,
+  preflight,
   readSavedPlan,
   registry,
   runRunbook,
   selectSteps,
   type SavedPlan,
 } from '../../index.js';
+import { ExitCode } from '../exit-codes.js';
 import { io } from '../io.js';
+import { formatPreflight } from './check.js';
 import { withJson, withStateDir, withYes } from '../options.js';
 import { runWithUi } from '../ui.js';
 
@@ -34,8 +36,22 @@ interface RunArgs {
 /** `plan` and `run --dry-run` are the same code path. */
 export async function runOrPlan(args: RunArgs, dryRun: boolean): Promise<number> {
   const runbook = loadRunbook(args.runbook, { registry });
+  io.protect(runbook.secrets);
   const selection = { ...(args.only ? { only: args.only } : {}), ...(args.from ? { from: args.from } : {}) };
-  const ids = selectSteps(runbook, selection).map((s) => s.id);
+  const selected = selectSteps(runbook, selection);
+  const ids = selected.map((s) => s.id);
+  // Preflight first: a wrong password or a missing privilege shows up here, not inside the window.
+  const check = await preflight(runbook, { registry, steps: selected, protect: (secrets) => io.protect(secrets) });
+  const checkFailed = !check.ok;
+  if (!args.json && (dryRun || checkFailed)) io.err(`${formatPreflight(check)}\n`);
+  // The table lists connection warnings (a readable password file); without it, say them anyway.
+  else if (!args.json) for (const c of check.connections) for (const warning of c.warnings) io.err(`warning: ${warning}`);
+  if (!check.connectionsOk) {
+    // Nothing was started or journaled: the environment is wrong, not the run.
+    if (args.json) io.out(JSON.stringify({ check }, null, 2));
+    io.err(`${dryRun ? 'plan' : 'run'} not started: ${check.connections.filter((c) => c.status === 'failed').map((c) => `connection "${c.name}" could not be opened`).join('; ')}`);
+    return ExitCode.invalidInput;
+  }
   let savedPlan: SavedPlan | undefined;
   if (args.plan !== undefined) {
     const maxAge = parseDuration(args['max-plan-age'] ?? '24h');
@@ -55,15 +71,18 @@ export async function runOrPlan(args: RunArgs, dryRun: boolean): Promise<number>
       ...(args.environment !== undefined ? { environment: args.environment } : {}),
       ...hooks,
     }),
+    { check },
   );
   if (dryRun && args.out !== undefined) {
     if (result.status !== 'planned') {
       io.err(`plan not saved to ${args.out}: not every step could be planned`);
       return code;
     }
-    writeFileSync(args.out, `${JSON.stringify(makeSavedPlan(runbook, result), null, 2)}\n`);
+    io.writeFile(args.out, `${JSON.stringify(makeSavedPlan(runbook, result), null, 2)}\n`);
     io.err(`plan saved to ${args.out}; execute exactly it with: cutover run ${args.runbook} --plan ${args.out}`);
   }
+  // A plan that is fine but a preflight that is not: the environment must be fixed before the run.
+  if (dryRun && checkFailed && code === ExitCode.ok) return ExitCode.invalidInput;
   return code;
 }
 

@@ -9,6 +9,8 @@ export const validateCommand: CommandModule<object, { runbook: string }> = {
   builder: (y) => y.positional('runbook', { type: 'string', demandOption: true }),
   handler: (args) => {
     const runbook = loadRunbook(args.runbook, { registry });
+    io.protect(runbook.secrets);
+    for (const warning of runbook.warnings) io.err(`warning: ${warning}`);
     io.out(
       `${args.runbook}: valid: "${runbook.name}", ${runbook.steps.length} step(s): ${runbook.steps.map((s) => `${s.id} [${s.kind}]`).join(', ')}`,
     );

@@ -1,0 +1,239 @@
+/**
+ * Preflight (`cutover check`, and the first thing `plan` does): opens every
+ * connection the runbook names, read-only, and reports how it logged in
+ * (TLS, server version, recovery, role); then asks each step's kind for the
+ * privileges, settings and programs it will need. Writes nothing and
+ * journals nothing. Knows the step contract, never a kind.
+ *
+ * A step is only checked when every connection it uses opened; a connection
+ * failure is reported against the connection, never against a step.
+ */
+import { constants } from 'node:fs';
+import { access } from 'node:fs/promises';
+import path from 'node:path';
+import { errorMessage } from '../errors.js';
+import { Session } from '../db/session.js';
+import { PgBouncerAdmin } from '../db/pgbouncer-admin.js';
+import type { ConnectionKind } from '../runbook/schema.js';
+import type { Runbook } from '../runbook/load.js';
+import { execaRunner, type CommandRunner } from './commands.js';
+import { resolveAll, type EngineOptions } from './run-context.js';
+import type { CheckContext, CheckFinding, Step } from './step.js';
+
+export interface ConnectionCheck {
+  readonly name: string;
+  readonly kind: ConnectionKind;
+  readonly target: string;
+  readonly status: 'ok' | 'failed' | 'not-checked';
+  readonly passwordFrom: string;
+  readonly serverVersion?: string;
+  readonly inRecovery?: boolean;
+  readonly tls?: string;
+  readonly role?: string;
+  readonly superuser?: boolean;
+  readonly error?: string;
+  readonly fix?: string;
+  readonly warnings: readonly string[];
+}
+
+export interface StepCheck {
+  readonly stepId: string;
+  readonly kind: string;
+  /** Connections the step uses that failed: the step was not checked. */
+  readonly blockedBy: readonly string[];
+  readonly findings: readonly CheckFinding[];
+}
+
+export interface PreflightResult {
+  readonly connections: readonly ConnectionCheck[];
+  readonly steps: readonly StepCheck[];
+  /** True when every connection opened and no finding is an error. */
+  readonly ok: boolean;
+  readonly connectionsOk: boolean;
+}
+
+export type PreflightOptions = Pick<EngineOptions, 'registry' | 'signal' | 'commands' | 'protect'> & {
+  /** Check only these steps (plan --only/--from); all connections are still opened. */
+  readonly steps?: readonly Step[];
+};
+
+interface ServerFacts {
+  version: string;
+  in_recovery: boolean;
+  role: string;
+  superuser: boolean;
+  ssl: boolean | null;
+  ssl_version: string | null;
+  client_dn: string | null;
+}
+
+const FACTS_SQL = `SELECT current_setting('server_version') AS version, pg_is_in_recovery() AS in_recovery,
+  current_user AS role, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser,
+  s.ssl, s.version AS ssl_version, s.client_dn
+FROM (SELECT 1) one LEFT JOIN pg_stat_ssl s ON s.pid = pg_backend_pid()`;
+
+function fixFor(message: string, target: string): string {
+  if (/password authentication failed|SASL|no password|asks for a password/i.test(message)) {
+    return 'check the password (password, passwordFile, the URL, PGPASSWORD or ~/.pgpass) and the user';
+  }
+  if (/pg_hba\.conf/i.test(message)) return `add a pg_hba.conf line admitting this user from this host on ${target}`;
+  if (/ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ETIMEDOUT|timeout/i.test(message)) return 'check the host and port, and that the server is running and reachable from here';
+  if (/SSL|TLS|certificate|self[- ]signed/i.test(message)) return 'check sslmode and sslrootcert (the CA that signed the server certificate)';
+  if (/does not exist/i.test(message)) return 'check the database and user names';
+  return 'see the error above';
+}
+
+async function findProgram(name: string, commands: CommandRunner, signal: AbortSignal): Promise<{ path: string; version?: string } | undefined> {
+  const candidates = name.includes('/')
+    ? [name]
+    : (process.env['PATH'] ?? '').split(path.delimiter).filter((d) => d !== '').map((dir) => path.join(dir, name));
+  for (const candidate of candidates) {
+    try {
+      await access(candidate, constants.X_OK);
+    } catch {
+      continue;
+    }
+    // Only PostgreSQL's own tools are asked for a version: any other program might act on --version.
+    if (!/^(pg_[a-z_]+|psql|postgres|initdb)$/.test(path.basename(candidate))) return { path: candidate };
+    try {
+      const result = await commands([candidate, '--version'], { timeoutMs: 10_000, signal });
+      return { path: candidate, version: result.stdout.trim().split('\n')[0] ?? '' };
+    } catch {
+      return { path: candidate };
+    }
+  }
+  return undefined;
+}
+
+export async function preflight(runbook: Runbook, options: PreflightOptions): Promise<PreflightResult> {
+  const signal = options.signal ?? new AbortController().signal;
+  const commands = options.commands ?? execaRunner;
+  const resolved = resolveAll(runbook);
+  options.protect?.([...runbook.secrets, ...[...resolved.values()].flatMap((c) => c.secrets)]);
+  const sessions = new Map<string, Session>();
+  const connections: ConnectionCheck[] = [];
+  try {
+    await Promise.all(
+      [...resolved.entries()].map(async ([name, connection]) => {
+        const base = { name, kind: connection.kind, target: connection.identity.target, passwordFrom: connection.passwordSource, warnings: connection.warnings };
+        if (connection.kind === 'oracle') {
+          connections.push({ ...base, status: 'not-checked', fix: 'Oracle connections are opened by the steps that use them' });
+          return;
+        }
+        if (connection.kind === 'pgbouncer') {
+          try {
+            const console = await PgBouncerAdmin.open(name, connection, 'cutover/check');
+            try {
+              const [row] = await console.show<{ version: string }>('VERSION');
+              connections.push({ ...base, status: 'ok', ...(row !== undefined ? { serverVersion: row.version } : {}) });
+            } finally {
+              await console.close();
+            }
+          } catch (error) {
+            const message = errorMessage(error);
+            connections.push({ ...base, status: 'failed', error: message, fix: fixFor(message, connection.identity.target) });
+          }
+          return;
+        }
+        try {
+          const session = await Session.open(name, connection, {
+            applicationName: 'cutover/check',
+            readOnly: true,
+            lockTimeoutMs: runbook.defaults.lockTimeoutMs,
+            statementTimeoutMs: Math.min(runbook.defaults.statementTimeoutMs, 30_000),
+          });
+          sessions.set(name, session);
+          const facts = (await session.query<ServerFacts>(FACTS_SQL)).rows[0];
+          connections.push({
+            ...base,
+            status: 'ok',
+            ...(facts !== undefined
+              ? {
+                  serverVersion: facts.version,
+                  inRecovery: facts.in_recovery,
+                  tls:
+                    facts.ssl === true
+                      ? `${facts.ssl_version ?? 'TLS'}${facts.client_dn ? ` (client certificate ${facts.client_dn})` : ''}`
+                      : 'none',
+                  role: facts.role,
+                  superuser: facts.superuser,
+                }
+              : {}),
+          });
+        } catch (error) {
+          const message = errorMessage(error);
+          connections.push({ ...base, status: 'failed', error: message, fix: fixFor(message, connection.identity.target) });
+        }
+      }),
+    );
+    connections.sort((a, b) => Object.keys(runbook.connections).indexOf(a.name) - Object.keys(runbook.connections).indexOf(b.name));
+    const byName = new Map(connections.map((c) => [c.name, c]));
+    const steps: StepCheck[] = [];
+    for (const step of options.steps ?? runbook.steps) {
+      const definition = options.registry[step.kind];
+      if (definition === undefined) continue;
+      const used = [...new Set([step.connection, ...(definition.connections?.(step.config) ?? [])].filter((n): n is string => n !== undefined))];
+      const blockedBy = used.filter((n) => byName.get(n)?.status === 'failed');
+      if (blockedBy.length > 0) {
+        steps.push({ stepId: step.id, kind: step.kind, blockedBy, findings: [] });
+        continue;
+      }
+      const findings: CheckFinding[] = [];
+      // Kind-agnostic: a step that writes cannot write on a standby.
+      const target = step.connection !== undefined ? byName.get(step.connection) : undefined;
+      if (target?.inRecovery === true && definition.effects(step.config) !== 'none') {
+        findings.push({
+          severity: 'error',
+          check: 'primary',
+          message: `connection "${target.name}" is a standby (in recovery); this step writes`,
+          fix: 'point the connection at the primary',
+        });
+      }
+      if (definition.check !== undefined) {
+        const ctx: CheckContext = {
+          signal,
+          session: async (name) => {
+            const session = sessions.get(name);
+            if (session === undefined) throw new Error(`connection "${name}" was not opened`);
+            return session;
+          },
+          program: (name) => findProgram(name, commands, signal),
+          canLogIn: async (name, user, database) => {
+            const connection = resolved.get(name);
+            if (connection?.kind !== 'postgres') return { ok: false, reason: `connection "${name}" is not postgres` };
+            try {
+              const session = await Session.open(name, connection, {
+                applicationName: 'cutover/check/login',
+                readOnly: undefined,
+                user,
+                ...(database !== undefined ? { database } : {}),
+                lockTimeoutMs: runbook.defaults.lockTimeoutMs,
+                statementTimeoutMs: 10_000,
+              });
+              await session.close();
+              return { ok: true };
+            } catch (error) {
+              return { ok: false, reason: errorMessage(error) };
+            }
+          },
+          resolvePath: (file) => path.resolve(runbook.dir, file),
+        };
+        try {
+          findings.push(...(await definition.check(ctx, step)));
+        } catch (error) {
+          findings.push({ severity: 'error', check: 'preflight', message: `could not check: ${errorMessage(error)}` });
+        }
+      }
+      steps.push({ stepId: step.id, kind: step.kind, blockedBy: [], findings });
+    }
+    const connectionsOk = connections.every((c) => c.status !== 'failed');
+    return {
+      connections,
+      steps,
+      connectionsOk,
+      ok: connectionsOk && steps.every((s) => s.findings.every((f) => f.severity !== 'error')),
+    };
+  } finally {
+    await Promise.all([...sessions.values()].map((s) => s.close()));
+  }
+}
