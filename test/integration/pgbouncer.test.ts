@@ -56,7 +56,8 @@ name: switch
 connections:
   bouncer:
     kind: pgbouncer
-    url: postgres://${bouncer.adminUser}:\${BOUNCER_PASSWORD}@127.0.0.1:${bouncer.port}/pgbouncer
+    url: postgres://${bouncer.adminUser}@127.0.0.1:${bouncer.port}/pgbouncer
+    password: \${BOUNCER_PASSWORD}
 steps:
   - id: switch
     kind: pgbouncer
