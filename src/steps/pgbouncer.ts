@@ -15,6 +15,9 @@
  * `pause` and `resume` bracket work a runbook does itself inside the window;
  * each undoes the other.
  */
+import { constants } from 'node:fs';
+import { access } from 'node:fs/promises';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { AdminTimeoutError, PgBouncerAdmin } from '../db/pgbouncer-admin.js';
@@ -367,6 +370,30 @@ export const pgbouncerStep = defineStep({
       if (c.to !== undefined) issues.push({ path: ['to'], message: `${c.action} moves no entry` });
     }
     return issues;
+  },
+  files: (c) => (c.file !== undefined ? [{ path: ['file'], file: c.file }] : []),
+  async check(ctx, step) {
+    if (step.config.file === undefined) return [];
+    const file = ctx.resolvePath(step.config.file);
+    // The switch replaces the file by renaming a sibling over it: both the file and its directory must be writable.
+    const problems: string[] = [];
+    for (const target of [file, path.dirname(file)]) {
+      try {
+        await access(target, constants.R_OK | constants.W_OK);
+      } catch (error) {
+        problems.push(`${target}: ${(error as NodeJS.ErrnoException).code ?? 'not accessible'}`);
+      }
+    }
+    return [
+      problems.length === 0
+        ? { severity: 'ok', check: 'databases file writable', message: `${file} and its directory can be rewritten` }
+        : {
+            severity: 'error',
+            check: 'databases file writable',
+            message: problems.join('; '),
+            fix: 'run cutover as a user that can write the file and its directory (often the pgbouncer or postgres OS user)',
+          },
+    ];
   },
   effects: () => 'external',
   // Converges: a re-run pauses, writes the same entries, reloads, verifies and resumes again.
