@@ -129,7 +129,11 @@ export const baseStepShape = {
   id: identifier.describe('unique within the runbook; used in the journal and application_name'),
   description: z.string().optional(),
   connection: z.string().optional().describe('name of a connection under `connections`'),
-  timeout: duration.optional().describe('upper bound for the step; also its sessions\' statement_timeout'),
+  timeout: duration
+    .optional()
+    .describe(
+      "upper bound for the step, enforced by the step itself (its sessions' statement_timeout, a command's timeout, a wait's deadline); the engine stops a step still running a grace later (a quarter of it, at least 5s)",
+    ),
   retries: z.number().int().min(0).max(10).optional().describe('extra attempts after a failed apply'),
   confirm: z
     .union([z.boolean(), z.string()])
