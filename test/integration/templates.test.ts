@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -34,7 +34,11 @@ describe('templates', () => {
       assert.equal(init.code, 0, init.stderr);
       assert.match(readFileSync(out, 'utf8'), /^# yaml-language-server: \$schema=\.\/runbook\.schema\.json\n/);
       assert.ok(existsSync(path.join(dir, 'runbook.schema.json')));
-      const sample = (v: string) => (v.endsWith('_URL') ? 'postgres://cutover@db.example/app' : v.endsWith('_PORT') ? '5432' : 'value');
+      // Files a runbook names must exist to validate.
+      const existing = path.join(dir, 'existing.ini');
+      writeFileSync(existing, '[databases]\n');
+      const sample = (v: string) =>
+        v.endsWith('_URL') ? 'postgres://cutover@db.example/app' : v.endsWith('_PORT') ? '5432' : v.endsWith('_FILE') ? existing : 'value';
       const env = Object.fromEntries(template.variables.map((v) => [v, sample(v)]));
       const valid = await cutover(['validate', out], env);
       assert.equal(valid.code, 0, valid.stderr);
