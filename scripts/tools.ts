@@ -87,6 +87,48 @@ export const pgbouncer: SystemTool = {
   },
 };
 
+/** A tool found by its override, then on PATH, then at Debian's path. */
+function packaged(options: { name: string; why: string; debianPackage: string; override: string; command: string; debianPath: string }): SystemTool {
+  return {
+    name: options.name,
+    why: options.why,
+    debianPackage: options.debianPackage,
+    override: options.override,
+    find() {
+      const override = process.env[options.override];
+      if (override !== undefined && override !== '') return executable(override) ? override : undefined;
+      return onPath(options.command) ?? [options.debianPath].find(executable);
+    },
+  };
+}
+
+export const patroni = packaged({
+  name: 'Patroni',
+  why: 'the patroni step kind is tested against a real Patroni cluster behind HAProxy under client load',
+  debianPackage: 'patroni',
+  override: 'CUTOVER_PATRONI',
+  command: 'patroni',
+  debianPath: '/usr/bin/patroni',
+});
+
+export const etcd = packaged({
+  name: 'etcd',
+  why: "the test Patroni cluster keeps its state in etcd (Patroni's etcd3 DCS)",
+  debianPackage: 'etcd-server',
+  override: 'CUTOVER_ETCD',
+  command: 'etcd',
+  debianPath: '/usr/bin/etcd',
+});
+
+export const haproxy = packaged({
+  name: 'HAProxy',
+  why: "the test Patroni cluster's clients reach the leader through HAProxy checking GET /primary",
+  debianPackage: 'haproxy',
+  override: 'CUTOVER_HAPROXY',
+  command: 'haproxy',
+  debianPath: '/usr/sbin/haproxy',
+});
+
 /**
  * The unprivileged OS user the test servers run as when the tests run as root
  * (PostgreSQL refuses to run as root); Debian's postgresql packages create it.
@@ -102,7 +144,7 @@ export const postgresOsUser: SystemTool = {
 };
 
 /** Every system tool `npm test` needs. */
-export const TEST_TOOLS: readonly SystemTool[] = [systemPostgres, postgresOsUser, chromium, pgbouncer];
+export const TEST_TOOLS: readonly SystemTool[] = [systemPostgres, postgresOsUser, chromium, pgbouncer, patroni, etcd, haproxy];
 
 export class MissingToolError extends Error {
   constructor(readonly tool: SystemTool) {
@@ -134,4 +176,16 @@ export function chromiumPath(): string {
 
 export function pgbouncerPath(): string {
   return required(pgbouncer);
+}
+
+export function patroniPath(): string {
+  return required(patroni);
+}
+
+export function etcdPath(): string {
+  return required(etcd);
+}
+
+export function haproxyPath(): string {
+  return required(haproxy);
 }
