@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { ClientConfig } from 'pg';
-import type { ConnectionKind, ConnectionSpec, OracleConnectionSpec, PgBouncerConnectionSpec, PostgresConnectionSpec } from '../runbook/schema.js';
+import type { ConnectionKind, ConnectionSpec, OracleConnectionSpec, PatroniConnectionSpec, PgBouncerConnectionSpec, PostgresConnectionSpec } from '../runbook/schema.js';
 import { UsageError } from '../errors.js';
 
 export interface ConnectionIdentity {
@@ -40,7 +40,20 @@ export interface ResolvedPgBouncer {
   readonly secrets: readonly string[];
 }
 
-export type ResolvedConnection = ResolvedPostgres | ResolvedOracle | ResolvedPgBouncer;
+/** Patroni's REST API: the members to ask, in order, and how to authenticate. */
+export interface ResolvedPatroni {
+  readonly kind: 'patroni';
+  readonly identity: ConnectionIdentity;
+  /** Base URLs (`http(s)://host:port`), the connection's `url` first. */
+  readonly urls: readonly string[];
+  /** `Basic ...` for the unsafe endpoints, when a username is given. */
+  readonly authorization?: string;
+  /** PEM contents for https: a CA to verify the API, a client certificate and key. */
+  readonly tls: { readonly ca?: string; readonly cert?: string; readonly key?: string };
+  readonly secrets: readonly string[];
+}
+
+export type ResolvedConnection = ResolvedPostgres | ResolvedOracle | ResolvedPgBouncer | ResolvedPatroni;
 
 function readPasswordFile(name: string, file: string, baseDir: string): string {
   const full = path.resolve(baseDir, file);
@@ -131,6 +144,40 @@ function resolvePgBouncer(name: string, spec: PgBouncerConnectionSpec, baseDir: 
   return { kind: 'pgbouncer', identity: { ...identity, kind: 'pgbouncer' }, clientConfig, secrets };
 }
 
+function readPemFile(name: string, key: string, file: string, baseDir: string): string {
+  const full = path.resolve(baseDir, file);
+  try {
+    return readFileSync(full, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? 'unreadable';
+    throw new UsageError(`connection "${name}": cannot read ${key} ${full} (${code})`);
+  }
+}
+
+function resolvePatroni(name: string, spec: PatroniConnectionSpec, baseDir: string): ResolvedPatroni {
+  const base = (url: string) => url.replace(/\/$/, '');
+  const password =
+    spec.password ?? (spec.passwordFile !== undefined ? readPasswordFile(name, spec.passwordFile, baseDir) : undefined);
+  if (password !== undefined && spec.username === undefined) throw new UsageError(`connection "${name}": a password needs a username`);
+  const authorization =
+    spec.username === undefined ? undefined : `Basic ${Buffer.from(`${spec.username}:${password ?? ''}`).toString('base64')}`;
+  const tls = {
+    ...(spec.caFile !== undefined ? { ca: readPemFile(name, 'caFile', spec.caFile, baseDir) } : {}),
+    ...(spec.certFile !== undefined ? { cert: readPemFile(name, 'certFile', spec.certFile, baseDir) } : {}),
+    ...(spec.keyFile !== undefined ? { key: readPemFile(name, 'keyFile', spec.keyFile, baseDir) } : {}),
+  };
+  const urls = [...new Set([spec.url, ...(spec.members ?? [])].map(base))];
+  return {
+    kind: 'patroni',
+    identity: { name, kind: 'patroni', target: `${spec.username === undefined ? '' : `${spec.username}@`}${base(spec.url)}` },
+    urls,
+    ...(authorization !== undefined ? { authorization } : {}),
+    tls,
+    // The key is a secret too, should any message ever quote it.
+    secrets: [...(password !== undefined ? [password] : []), ...(authorization !== undefined ? [authorization.slice(6)] : []), ...(tls.key !== undefined ? [tls.key] : [])],
+  };
+}
+
 export function resolveConnection(name: string, spec: ConnectionSpec, baseDir: string): ResolvedConnection {
   switch (spec.kind) {
     case 'postgres':
@@ -139,5 +186,7 @@ export function resolveConnection(name: string, spec: ConnectionSpec, baseDir: s
       return resolveOracle(name, spec, baseDir);
     case 'pgbouncer':
       return resolvePgBouncer(name, spec, baseDir);
+    case 'patroni':
+      return resolvePatroni(name, spec, baseDir);
   }
 }
