@@ -11,7 +11,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { parseRunbook, planRunbook, registry, rollbackRun, runRunbook, type RunEvent } from '../../src/index.js';
+import { parseRunbook, planRunbook, registry, rollbackRun, runRunbook, template, type RunEvent } from '../../src/index.js';
 import { startPatroniCluster, type TestPatroniCluster } from '../../scripts/patroni.js';
 import { tempDir } from '../helpers/cli.js';
 import { startLoad } from '../helpers/load.js';
@@ -161,6 +161,39 @@ ${fields}`;
     assert.notEqual(result.status, 'succeeded');
     assert.match(result.steps[0]?.error?.message ?? '', /^POST \/switchover was refused \(401\): the connection's username\/password or client certificate is not what restapi\.authentication expects$/);
     assert.doesNotMatch(JSON.stringify(result), /not-the-password/);
+    assert.deepEqual(await leader(), ['node1']);
+  });
+
+  it('templates/patroni-switchover.yaml runs end to end: pre-check, switchover, writes through HAProxy, statistics; rollback switches back', async () => {
+    assert.deepEqual(await leader(), ['node1']);
+    const dir = tempDir();
+    const file = path.join(dir, 'cutover.yaml');
+    const text = template('patroni-switchover').text;
+    writeFileSync(file, text);
+    Object.assign(process.env, {
+      CHANGE_TICKET: 'CHG-17',
+      PATRONI_HOST: '127.0.0.1',
+      PATRONI_API_PORT: new URL(member('node1').api).port,
+      PATRONI_API_USER: cluster.apiUser,
+      PATRONI_API_PASSWORD: cluster.apiPassword,
+      APP_URL: cluster.proxyUrl('postgres'),
+    });
+    const runbook = parseRunbook(text, file, { registry });
+    const result = await runRunbook(runbook, { registry, stateDir: dir, yes: true });
+    assert.equal(result.status, 'succeeded', JSON.stringify(result.steps.map((s) => s.error)));
+    assert.deepEqual(
+      result.steps.map((s) => [s.id, s.status]),
+      [
+        ['no-long-transactions', 'completed'],
+        ['switchover', 'completed'],
+        ['writes-reach-new-leader', 'completed'],
+        ['statistics', 'completed'],
+      ],
+    );
+    assert.deepEqual(await leader(), ['node2']);
+    assert.deepEqual(await routed(), { port: member('node2').port, recovery: false });
+    const back = await rollbackRun(result.runId, { registry, stateDir: dir });
+    assert.equal(back.status, 'rolled-back', JSON.stringify(back.steps));
     assert.deepEqual(await leader(), ['node1']);
   });
 });
