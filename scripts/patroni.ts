@@ -44,6 +44,8 @@ export interface TestPatroniCluster {
   cluster(): Promise<ClusterView>;
   /** The members HAProxy routes to now (its checks of GET /primary pass), from its stats page. */
   routes(): Promise<string[]>;
+  /** Rewrites a member's `tags` in its configuration and has Patroni reload it (POST /reload); resolves once /cluster shows them. */
+  setTags(member: string, tags: Readonly<Record<string, boolean>>): Promise<void>;
   /** What the log of a process says, for failure messages. */
   log(name: string): string;
   stop(): Promise<void>;
@@ -323,6 +325,28 @@ export async function startPatroniCluster(options: { readonly timeoutMs?: number
       memberUrl: (member, database) => `postgres://postgres@127.0.0.1:${member.port}/${database}`,
       cluster,
       routes,
+      async setTags(name, tags) {
+        const spec = specs.find((x) => x.name === name);
+        if (spec === undefined) throw new Error(`no member ${name}`);
+        const file = path.join(spec.dir, 'patroni.yml');
+        const config = JSON.parse(readFileSync(file, 'utf8')) as { tags: Record<string, boolean> };
+        config.tags = { ...config.tags, ...tags };
+        writeFileSync(file, JSON.stringify(config, null, 2));
+        const response = await fetch(`http://127.0.0.1:${spec.apiPort}/reload`, {
+          method: 'POST',
+          headers: { authorization: `Basic ${Buffer.from(`${apiUser}:${apiPassword}`).toString('base64')}` },
+        });
+        if (response.status !== 202) throw new Error(`POST /reload answered ${response.status}: ${await response.text()}`);
+        const shown = async () => {
+          const member = (await cluster()).members.find((m) => m.name === name) as { tags?: Record<string, unknown> } | undefined;
+          return Object.entries(tags).every(([k, v]) => (member?.tags?.[k] ?? false) === v);
+        };
+        const until = Date.now() + 30_000;
+        while (!(await shown())) {
+          if (Date.now() > until) throw new Error(`GET /cluster does not show ${name}'s tags ${JSON.stringify(tags)}`);
+          await sleep(200);
+        }
+      },
       log: logOf,
       stop,
     };

@@ -154,6 +154,21 @@ ${fields}`;
     }
   });
 
+  it('a candidate tagged nofailover is refused in the plan, with the reason', async () => {
+    assert.deepEqual(await leader(), ['node1']);
+    await cluster.setTags('node2', { nofailover: true });
+    try {
+      const { runbook, dir } = load('    candidate: node2\n');
+      const result = await planRunbook(runbook, { registry, stateDir: dir });
+      assert.equal(result.status, 'failed');
+      assert.equal(result.steps[0]?.error?.name, 'PlanBlockedError');
+      assert.match(result.steps[0]?.error?.message ?? '', /node2 is tagged nofailover: Patroni never promotes it/);
+      assert.equal(result.steps[0]?.plan?.tables?.[0]?.rows[1]?.['notes'], '<- candidate, nofailover');
+    } finally {
+      await cluster.setTags('node2', { nofailover: false });
+    }
+  });
+
   it('a wrong REST API password: Patroni refuses the POST, the message says why, the leader stays', async () => {
     assert.deepEqual(await leader(), ['node1']);
     const { runbook, dir } = load('    candidate: node2\n', { password: 'not-the-password' });
