@@ -129,6 +129,21 @@ ${fields}`;
     if (during.failures.length > 0) t.diagnostic(`first errors: ${during.failures.slice(0, 3).join(' | ')}`);
   });
 
+  it('a scheduled switchover: Patroni accepts it (202), the step waits for the time and the new leader; rollback switches back', async () => {
+    assert.deepEqual(await leader(), ['node1']);
+    const at = new Date(Date.now() + 3_000).toISOString();
+    const { runbook, dir } = load(`    candidate: node2\n    scheduledAt: "${at}"\n`);
+    const events: RunEvent[] = [];
+    const result = await runRunbook(runbook, { registry, stateDir: dir, onEvent: (e) => events.push(e) });
+    assert.equal(result.status, 'succeeded', JSON.stringify(result.steps[0]?.error));
+    const applied = events.find((e) => e.type === 'step.applied');
+    assert.match(applied?.type === 'step.applied' ? (applied.output ?? '') : '', /^Switchover scheduled; node2 leads/);
+    assert.deepEqual(await leader(), ['node2']);
+    const back = await rollbackRun(result.runId, { registry, stateDir: dir });
+    assert.equal(back.status, 'rolled-back', JSON.stringify(back.steps));
+    assert.deepEqual(await leader(), ['node1']);
+  });
+
   it('a candidate whose WAL replay is paused is refused in the plan, with the reason', async () => {
     assert.deepEqual(await leader(), ['node1']);
     const node2 = cluster.memberUrl(member('node2'), 'postgres');
