@@ -144,6 +144,17 @@ ${fields}`;
     assert.deepEqual(await leader(), ['node1']);
   });
 
+  it('a scheduled switchover that the step gives up waiting for is cancelled by the rollback: nothing switches later', async () => {
+    assert.deepEqual(await leader(), ['node1']);
+    const at = new Date(Date.now() + 60_000).toISOString();
+    const { runbook, dir } = load(`    candidate: node2\n    scheduledAt: "${at}"\n    timeout: 3s\n`);
+    const result = await runRunbook(runbook, { registry, stateDir: dir });
+    assert.equal(result.status, 'rolled-back', JSON.stringify(result.steps));
+    const view = (await cluster.cluster()) as { scheduled_switchover?: unknown };
+    assert.equal(view.scheduled_switchover, undefined, 'no switchover is scheduled any more');
+    assert.deepEqual(await leader(), ['node1']);
+  });
+
   it('a candidate whose WAL replay is paused is refused in the plan, with the reason', async () => {
     assert.deepEqual(await leader(), ['node1']);
     const node2 = cluster.memberUrl(member('node2'), 'postgres');
