@@ -257,10 +257,14 @@ export const patroniStep = defineStep({
   async plan(ctx, step) {
     const api = apiFor(ctx, step);
     const snap = await snapshot(api, ctx.signal);
-    const dcs = await api.dcsConfig({ signal: ctx.signal }).catch(() => ({ synchronous_mode: undefined }));
+    const blockers: string[] = [];
+    const dcs = await api.dcsConfig({ signal: ctx.signal }).catch((error: unknown) => {
+      if (ctx.signal.aborted) throw error;
+      blockers.push(`GET /config failed, so whether synchronous mode is on is unknown: ${error instanceof Error ? error.message : String(error)}`);
+      return { synchronous_mode: undefined };
+    });
     const synchronous = dcs.synchronous_mode === true;
     const maxLag = step.config.maxLag ?? DEFAULT_MAX_LAG;
-    const blockers: string[] = [];
     const notes: string[] = [];
     const leader = snap.leaders.length === 1 ? snap.leaders[0] : undefined;
     if (leader === undefined) {

@@ -195,6 +195,30 @@ ${fields}`;
     }
   });
 
+  it('in synchronous mode, a candidate that is not a synchronous standby (tagged nosync) is refused in the plan', async () => {
+    assert.deepEqual(await leader(), ['node1']);
+    const patchConfig = async (body: object) => {
+      const response = await fetch(`${member('node1').api}/config`, {
+        method: 'PATCH',
+        headers: { 'content-type': 'application/json', authorization: `Basic ${Buffer.from(`${cluster.apiUser}:${cluster.apiPassword}`).toString('base64')}` },
+        body: JSON.stringify(body),
+      });
+      assert.equal(response.status, 200, await response.text());
+    };
+    await cluster.setTags('node2', { nosync: true });
+    await patchConfig({ synchronous_mode: true });
+    try {
+      const { runbook, dir } = load('    candidate: node2\n');
+      await until('Patroni to run in synchronous mode', async () => ((await (await fetch(`${member('node1').api}/config`)).json()) as { synchronous_mode?: boolean }).synchronous_mode === true);
+      const result = await planRunbook(runbook, { registry, stateDir: dir });
+      assert.equal(result.status, 'failed');
+      assert.match(result.steps[0]?.error?.message ?? '', /synchronous mode is on and node2 is not a synchronous standby \(GET \/sync answered 503\)/);
+    } finally {
+      await patchConfig({ synchronous_mode: false });
+      await cluster.setTags('node2', { nosync: false });
+    }
+  });
+
   it('a wrong REST API password: Patroni refuses the POST, the message says why, the leader stays', async () => {
     assert.deepEqual(await leader(), ['node1']);
     const { runbook, dir } = load('    candidate: node2\n', { password: 'not-the-password' });
