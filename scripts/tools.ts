@@ -75,26 +75,66 @@ export const chromium: SystemTool = {
   },
 };
 
-export const pgbouncer: SystemTool = {
+
+
+/** A tool found by its override, then on PATH, then at Debian's path. */
+function packaged(options: { name: string; why: string; debianPackage: string; override?: string; command: string; debianPath: string }): SystemTool {
+  return {
+    name: options.name,
+    why: options.why,
+    debianPackage: options.debianPackage,
+    ...(options.override !== undefined ? { override: options.override } : {}),
+    find() {
+      const override = options.override === undefined ? undefined : process.env[options.override];
+      if (override !== undefined && override !== '') return executable(override) ? override : undefined;
+      return onPath(options.command) ?? [options.debianPath].find(executable);
+    },
+  };
+}
+
+export const pgbouncer = packaged({
   name: 'PgBouncer',
   why: 'the pgbouncer step kind is tested against a real pooler under client load',
   debianPackage: 'pgbouncer',
   override: 'CUTOVER_PGBOUNCER',
-  find() {
-    const override = process.env['CUTOVER_PGBOUNCER'];
-    if (override !== undefined && override !== '') return executable(override) ? override : undefined;
-    return onPath('pgbouncer') ?? ['/usr/sbin/pgbouncer'].find(executable);
-  },
-};
+  command: 'pgbouncer',
+  debianPath: '/usr/sbin/pgbouncer',
+});
 
-export const openssl: SystemTool = {
+export const openssl = packaged({
   name: 'OpenSSL',
   why: 'the TLS connection tests make their own CA, server and client certificates',
   debianPackage: 'openssl',
-  find() {
-    return onPath('openssl') ?? ['/usr/bin/openssl'].find(executable);
-  },
-};
+  command: 'openssl',
+  debianPath: '/usr/bin/openssl',
+});
+
+export const patroni = packaged({
+  name: 'Patroni',
+  why: 'the patroni step kind is tested against a real Patroni cluster behind HAProxy under client load',
+  debianPackage: 'patroni',
+  override: 'CUTOVER_PATRONI',
+  command: 'patroni',
+  debianPath: '/usr/bin/patroni',
+});
+
+export const etcd = packaged({
+  name: 'etcd',
+  why: "the test Patroni cluster keeps its state in etcd (Patroni's etcd3 DCS)",
+  debianPackage: 'etcd-server',
+  override: 'CUTOVER_ETCD',
+  command: 'etcd',
+  debianPath: '/usr/bin/etcd',
+});
+
+export const haproxy = packaged({
+  name: 'HAProxy',
+  why: "the test Patroni cluster's clients reach the leader through HAProxy checking GET /primary",
+  debianPackage: 'haproxy',
+  override: 'CUTOVER_HAPROXY',
+  command: 'haproxy',
+  debianPath: '/usr/sbin/haproxy',
+});
 
 /**
  * The unprivileged OS user the test servers run as when the tests run as root
@@ -111,7 +151,7 @@ export const postgresOsUser: SystemTool = {
 };
 
 /** Every system tool `npm test` needs. */
-export const TEST_TOOLS: readonly SystemTool[] = [systemPostgres, postgresOsUser, chromium, pgbouncer, openssl];
+export const TEST_TOOLS: readonly SystemTool[] = [systemPostgres, postgresOsUser, chromium, pgbouncer, openssl, patroni, etcd, haproxy];
 
 export class MissingToolError extends Error {
   constructor(readonly tool: SystemTool) {
@@ -147,4 +187,16 @@ export function pgbouncerPath(): string {
 
 export function opensslPath(): string {
   return required(openssl);
+}
+
+export function patroniPath(): string {
+  return required(patroni);
+}
+
+export function etcdPath(): string {
+  return required(etcd);
+}
+
+export function haproxyPath(): string {
+  return required(haproxy);
 }

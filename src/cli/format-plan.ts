@@ -40,6 +40,11 @@ function formatAction(action: Action): string[] {
       return [`? ${action.question}`];
     case 'file':
       return [`~ rewrite ${action.path} (read with sha256 ${action.sha256.slice(0, 12)}):`, ...action.edits.map((e) => `    ${describeFileEdit(e)}`)];
+    case 'http':
+      return [
+        `[${action.connection}] ${action.method} ${action.url}${action.body === undefined ? '' : ` ${JSON.stringify(action.body)}`}`,
+        ...(action.then === undefined ? [] : [`  then ${action.then}`]),
+      ];
     case 'poll':
       return [
         `[${action.connection}] poll every ${formatDuration(action.intervalMs)} for up to ${formatDuration(action.timeoutMs)} until = ${show(action.expect)}:`,

@@ -15,7 +15,15 @@
 import os from 'node:os';
 import path from 'node:path';
 import type { ClientConfig } from 'pg';
-import type { ConnectionKind, ConnectionSpec, OracleConnectionSpec, PgBouncerConnectionSpec, PostgresConnectionSpec, SslMode } from '../runbook/schema.js';
+import type {
+  ConnectionKind,
+  ConnectionSpec,
+  OracleConnectionSpec,
+  PatroniConnectionSpec,
+  PgBouncerConnectionSpec,
+  PostgresConnectionSpec,
+  SslMode,
+} from '../runbook/schema.js';
 import { UsageError } from '../errors.js';
 import { FileRefusal, SMALL_FILE_LIMIT, checkRegularFile, readRegularFile, readableByOthers } from '../runbook/files.js';
 
@@ -61,7 +69,22 @@ export interface ResolvedPgBouncer {
   readonly warnings: readonly string[];
 }
 
-export type ResolvedConnection = ResolvedPostgres | ResolvedOracle | ResolvedPgBouncer;
+/** Patroni's REST API: the members to ask, in order, and how to authenticate. */
+export interface ResolvedPatroni {
+  readonly kind: 'patroni';
+  readonly identity: ConnectionIdentity;
+  /** Base URLs (`http(s)://host:port`), the connection's `url` first. */
+  readonly urls: readonly string[];
+  /** `Basic ...` for the unsafe endpoints, when a username is given. */
+  readonly authorization?: string;
+  /** PEM contents for https: a CA to verify the API, a client certificate and key. */
+  readonly tls: { readonly ca?: string; readonly cert?: string; readonly key?: string };
+  readonly passwordSource: string;
+  readonly secrets: readonly string[];
+  readonly warnings: readonly string[];
+}
+
+export type ResolvedConnection = ResolvedPostgres | ResolvedOracle | ResolvedPgBouncer | ResolvedPatroni;
 
 /** Where a problem is in the spec, so validation can point at the key. */
 export class ConnectionSpecError extends UsageError {
@@ -330,6 +353,44 @@ function resolvePgBouncer(name: string, spec: PgBouncerConnectionSpec, options: 
   return { kind: 'pgbouncer', identity: { ...identity, kind: 'pgbouncer' }, clientConfig, secrets, passwordSource, warnings };
 }
 
+const PEM_LIMIT = 1024 * 1024;
+
+function readPemFile(name: string, key: string, file: string, baseDir: string): string {
+  return readSecretFile(name, key, path.resolve(baseDir, file), PEM_LIMIT).text;
+}
+
+function resolvePatroni(name: string, spec: PatroniConnectionSpec, options: ResolveOptions): ResolvedPatroni {
+  const baseDir = options.baseDir;
+  const base = (url: string) => url.replace(/\/$/, '');
+  const fromFile = spec.passwordFile !== undefined ? readPasswordFile(name, path.resolve(baseDir, spec.passwordFile)) : undefined;
+  const password = spec.password ?? fromFile?.password;
+  if (password !== undefined && spec.username === undefined) throw new UsageError(`connection "${name}": a password needs a username`);
+  const authorization =
+    spec.username === undefined ? undefined : `Basic ${Buffer.from(`${spec.username}:${password ?? ''}`).toString('base64')}`;
+  const tls = {
+    ...(spec.caFile !== undefined ? { ca: readPemFile(name, 'caFile', spec.caFile, baseDir) } : {}),
+    ...(spec.certFile !== undefined ? { cert: readPemFile(name, 'certFile', spec.certFile, baseDir) } : {}),
+    ...(spec.keyFile !== undefined ? { key: readPemFile(name, 'keyFile', spec.keyFile, baseDir) } : {}),
+  };
+  const urls = [...new Set([spec.url, ...(spec.members ?? [])].map(base))];
+  return {
+    kind: 'patroni',
+    identity: { name, kind: 'patroni', target: `${spec.username === undefined ? '' : `${spec.username}@`}${base(spec.url)}` },
+    urls,
+    ...(authorization !== undefined ? { authorization } : {}),
+    tls,
+    // The key is a secret too, should any message ever quote it.
+    secrets: [
+      ...(password !== undefined ? [password] : []),
+      ...(fromFile !== undefined && fromFile.content !== fromFile.password ? [fromFile.content] : []),
+      ...(authorization !== undefined ? [authorization.slice(6)] : []),
+      ...(tls.key !== undefined ? [tls.key] : []),
+    ],
+    passwordSource: spec.password !== undefined ? 'password' : fromFile !== undefined ? `passwordFile ${spec.passwordFile ?? ''}` : 'none',
+    warnings: fromFile?.warning !== undefined ? [fromFile.warning] : [],
+  };
+}
+
 export function resolveConnection(name: string, spec: ConnectionSpec, options: ResolveOptions): ResolvedConnection {
   switch (spec.kind) {
     case 'postgres':
@@ -338,5 +399,7 @@ export function resolveConnection(name: string, spec: ConnectionSpec, options: R
       return resolveOracle(name, spec, options);
     case 'pgbouncer':
       return resolvePgBouncer(name, spec, options);
+    case 'patroni':
+      return resolvePatroni(name, spec, options);
   }
 }

@@ -14,6 +14,7 @@ import path from 'node:path';
 import { errorMessage } from '../errors.js';
 import { Session } from '../db/session.js';
 import { PgBouncerAdmin } from '../db/pgbouncer-admin.js';
+import { PatroniApi } from '../db/patroni-api.js';
 import type { ConnectionKind } from '../runbook/schema.js';
 import type { Runbook } from '../runbook/load.js';
 import { execaRunner, type CommandRunner } from './commands.js';
@@ -118,6 +119,17 @@ export async function preflight(runbook: Runbook, options: PreflightOptions): Pr
         const base = { name, kind: connection.kind, target: connection.identity.target, passwordFrom: connection.passwordSource, warnings: connection.warnings };
         if (connection.kind === 'oracle') {
           connections.push({ ...base, status: 'not-checked', fix: 'Oracle connections are opened by the steps that use them' });
+          return;
+        }
+        if (connection.kind === 'patroni') {
+          try {
+            const cluster = await new PatroniApi(name, connection).cluster({ signal });
+            const leader = cluster.members.find((m) => m.role === 'leader')?.name ?? 'no leader';
+            connections.push({ ...base, status: 'ok', serverVersion: `Patroni cluster: ${cluster.members.length} members, leader ${leader}` });
+          } catch (error) {
+            const message = errorMessage(error);
+            connections.push({ ...base, status: 'failed', error: message, fix: fixFor(message, connection.identity.target) });
+          }
           return;
         }
         if (connection.kind === 'pgbouncer') {

@@ -45,6 +45,16 @@ export type Action =
       readonly edits: readonly FileEdit[];
     }
   | {
+      readonly type: 'http';
+      readonly connection: string;
+      readonly method: 'GET' | 'POST';
+      /** The member's base URL and the path, e.g. `http://10.0.0.1:8008/switchover`. */
+      readonly url: string;
+      readonly body?: Json;
+      /** What the step waits for after the request, as a person reads it. */
+      readonly then?: string;
+    }
+  | {
       readonly type: 'poll';
       readonly connection: string;
       readonly sql: string;

@@ -19,6 +19,7 @@ import {
   defaultsSchema,
   oracleConnectionSchema,
   pgbouncerConnectionSchema,
+  patroniConnectionSchema,
   postgresConnectionSchema,
   runbookSchema,
   type ConnectionSpec,
@@ -451,7 +452,14 @@ function knownKeysAt(
   if (at.length === 1 && at[0] === 'defaults') return Object.keys(defaultsSchema.shape);
   if (at.length === 2 && at[0] === 'connections') {
     const kind = object?.['kind'];
-    const schema = kind === 'oracle' ? oracleConnectionSchema : kind === 'pgbouncer' ? pgbouncerConnectionSchema : postgresConnectionSchema;
+    const schema =
+      kind === 'oracle'
+        ? oracleConnectionSchema
+        : kind === 'pgbouncer'
+          ? pgbouncerConnectionSchema
+          : kind === 'patroni'
+            ? patroniConnectionSchema
+            : postgresConnectionSchema;
     return Object.keys(schema.shape);
   }
   return [];

@@ -116,7 +116,35 @@ export const pgbouncerConnectionSchema = z
     path: ['passwordFile'],
   });
 
-export const connectionSchema = z.discriminatedUnion('kind', [postgresConnectionSchema, oracleConnectionSchema, pgbouncerConnectionSchema]);
+const httpUrl = z.string().regex(/^https?:\/\/[^\s/]+\/?$/, 'expected http(s)://host:port of a member\'s REST API, without a path');
+
+/** Patroni's REST API (one member's, others optional), for the `patroni` step kind. */
+export const patroniConnectionSchema = z
+  .strictObject({
+    kind: z.literal('patroni'),
+    url: httpUrl.describe("http(s)://host:8008: one member's REST API; the others are found from GET /cluster"),
+    members: z.array(httpUrl).optional().describe('further members\' REST APIs, asked when `url` does not answer'),
+    username: z.string().optional().describe('basic auth (restapi.authentication), used for POST /switchover'),
+    ...secretSource,
+    caFile: z.string().optional().describe('CA certificate to verify an https REST API, relative to the runbook'),
+    certFile: z.string().optional().describe('client certificate (restapi.verify_client), relative to the runbook'),
+    keyFile: z.string().optional().describe("the client certificate's key, relative to the runbook"),
+  })
+  .refine((c) => c.password === undefined || c.passwordFile === undefined, {
+    message: 'give either password or passwordFile, not both',
+    path: ['passwordFile'],
+  })
+  .refine((c) => (c.certFile === undefined) === (c.keyFile === undefined), {
+    message: 'a client certificate needs both certFile and keyFile',
+    path: ['keyFile'],
+  });
+
+export const connectionSchema = z.discriminatedUnion('kind', [
+  postgresConnectionSchema,
+  oracleConnectionSchema,
+  pgbouncerConnectionSchema,
+  patroniConnectionSchema,
+]);
 
 export const defaultsSchema = z.strictObject({
   lockTimeout: duration.optional().describe('lock_timeout of every session (default 5s)'),
@@ -167,6 +195,7 @@ export type SslMode = 'disable' | 'allow' | 'prefer' | 'require' | 'verify-ca' |
 export type PostgresConnectionSpec = z.output<typeof postgresConnectionSchema>;
 export type OracleConnectionSpec = z.output<typeof oracleConnectionSchema>;
 export type PgBouncerConnectionSpec = z.output<typeof pgbouncerConnectionSchema>;
+export type PatroniConnectionSpec = z.output<typeof patroniConnectionSchema>;
 export type ConnectionSpec = z.output<typeof connectionSchema>;
 export type ConnectionKind = ConnectionSpec['kind'];
 export type Defaults = z.output<typeof defaultsSchema>;

@@ -9,6 +9,7 @@ import { compareStep } from './compare.js';
 import { confirmStep } from './confirm.js';
 import { shellStep } from './shell.js';
 import { freezeWritesStep } from './freeze-writes.js';
+import { patroniStep } from './patroni.js';
 import { pgbouncerStep } from './pgbouncer.js';
 import { replicationSlotsStep } from './replication-slots.js';
 import { sequenceResetStep } from './sequence-reset.js';
@@ -16,7 +17,7 @@ import { upgradePrecheckStep } from './upgrade-precheck.js';
 import { sqlStep } from './sql.js';
 import { waitStep } from './wait.js';
 
-export type StepKind = 'sql' | 'shell' | 'confirm' | 'wait' | 'sequence-reset' | 'replication-slots' | 'freeze-writes' | 'compare' | 'analyze' | 'upgrade-precheck' | 'pgbouncer';
+export type StepKind = 'sql' | 'shell' | 'confirm' | 'wait' | 'sequence-reset' | 'replication-slots' | 'freeze-writes' | 'compare' | 'analyze' | 'upgrade-precheck' | 'pgbouncer' | 'patroni';
 
 // Each definition keeps its own config type; the table is checked against the
 // contract, so a kind named in StepKind without a definition does not compile.
@@ -32,6 +33,7 @@ export const stepKinds = {
   analyze: analyzeStep,
   'upgrade-precheck': upgradePrecheckStep,
   pgbouncer: pgbouncerStep,
+  patroni: patroniStep,
 } satisfies Record<StepKind, AnyStepDefinition>;
 
 // A definition's functions take its own config type, so definitions are

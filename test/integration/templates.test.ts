@@ -22,7 +22,7 @@ describe('templates', () => {
     assert.equal(listed.code, 0);
     assert.deepEqual(
       listed.stdout.trim().split('\n').map((l) => l.split(/\s+/)[0]),
-      ['logical-replication-cutover', 'oracle-to-postgres', 'pg-major-upgrade'],
+      ['logical-replication-cutover', 'oracle-to-postgres', 'patroni-switchover', 'pg-major-upgrade'],
     );
   });
 

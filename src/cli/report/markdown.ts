@@ -15,6 +15,8 @@ export function actionText(a: Action): string {
       return `? ${a.question}`;
     case 'file':
       return `-- rewrite ${a.path} (read with sha256 ${a.sha256})\n${a.edits.map((e) => `--   ${describeFileEdit(e)}`).join('\n')}`;
+    case 'http':
+      return `-- [${a.connection}] ${a.method} ${a.url}${a.body === undefined ? '' : ` ${JSON.stringify(a.body)}`}${a.then === undefined ? '' : `\n--   then ${a.then}`}`;
     case 'poll':
       return `-- [${a.connection}] poll every ${formatDuration(a.intervalMs)} for up to ${formatDuration(a.timeoutMs)}\n${a.sql.trim()};`;
   }

@@ -1,0 +1,264 @@
+/**
+ * The patroni step kind against a real Patroni cluster (Debian's Patroni,
+ * etcd and PostgreSQL 15, two members) behind a real HAProxy that routes by
+ * `GET /primary`, while clients write through HAProxy: a switchover ends with
+ * the candidate leading and taking the writes, rollback switches back; a
+ * candidate whose replay is paused is refused in the plan; a wrong REST API
+ * password switches nothing. One cluster serves every test in this file.
+ */
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import { parseRunbook, planRunbook, registry, rollbackRun, runRunbook, template, type RunEvent } from '../../src/index.js';
+import { startPatroniCluster, type TestPatroniCluster } from '../../scripts/patroni.js';
+import { tempDir } from '../helpers/cli.js';
+import { startLoad } from '../helpers/load.js';
+import { until } from '../helpers/wait.js';
+
+describe('patroni on a two-member Patroni 3 cluster (PostgreSQL 15, etcd) behind HAProxy', () => {
+  let cluster: TestPatroniCluster;
+
+  before(async () => {
+    cluster = await startPatroniCluster();
+    process.env['PATRONI_PASSWORD'] = cluster.apiPassword;
+    await query(cluster.proxyUrl('postgres'), 'CREATE TABLE t (client int, n int)');
+  });
+  after(async () => {
+    await cluster?.stop();
+  });
+
+  async function query<R extends pg.QueryResultRow>(url: string, sql: string): Promise<R[]> {
+    const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2_000 });
+    client.on('error', () => {});
+    await client.connect();
+    try {
+      return (await client.query<R>(sql)).rows;
+    } finally {
+      await client.end();
+    }
+  }
+  const leader = async () => (await cluster.cluster()).members.filter((m) => m.role === 'leader').map((m) => m.name);
+  const member = (name: string) => {
+    const found = cluster.members.find((m) => m.name === name);
+    assert.ok(found, name);
+    return found;
+  };
+  /** The port of the server a new connection through HAProxy reaches, and whether it takes writes. */
+  const routed = async () => {
+    const [row] = await query<{ port: number; recovery: boolean }>(cluster.proxyUrl('postgres'), 'SELECT inet_server_port() AS port, pg_is_in_recovery() AS recovery');
+    return row;
+  };
+
+  /** A runbook of one patroni step with these fields. */
+  const load = (fields: string, options: { readonly password?: string } = {}) => {
+    const dir = tempDir();
+    const runbook = path.join(dir, 'runbook.yaml');
+    const text = `version: 1
+name: switchover
+connections:
+  ha:
+    kind: patroni
+    url: ${member('node1').api}
+    members: [${member('node2').api}]
+    username: ${cluster.apiUser}
+    password: ${options.password ?? '${PATRONI_PASSWORD}'}
+steps:
+  - id: switch
+    kind: patroni
+    connection: ha
+    action: switchover
+${fields}`;
+    writeFileSync(runbook, text);
+    return { runbook: parseRunbook(text, runbook, { registry }), dir };
+  };
+
+  it('plans read-only: the cluster table, the healthiest replica as candidate, the POST it would send', async (t) => {
+    t.diagnostic(`etcd, two Patroni members and HAProxy up in ${cluster.startedInMs} ms`);
+    const { runbook, dir } = load('');
+    const result = await planRunbook(runbook, { registry, stateDir: dir });
+    assert.equal(result.status, 'planned', JSON.stringify(result.steps[0]?.error));
+    const plan = result.steps[0]?.plan;
+    const [action] = plan?.actions ?? [];
+    assert.equal(action?.type, 'http');
+    assert.deepEqual(action?.type === 'http' ? [action.method, action.url, action.body] : [], ['POST', `${member('node1').api}/switchover`, { leader: 'node1', candidate: 'node2' }]);
+    assert.deepEqual(
+      plan?.tables?.[0]?.rows.map((r) => [r['member'], r['role'], r['streaming'], r['notes']]),
+      [
+        ['node1', 'leader', '', ''],
+        ['node2', 'replica', 'yes', '<- candidate'],
+      ],
+    );
+    assert.deepEqual(await leader(), ['node1']);
+  });
+
+  it('switches over under client load through HAProxy: the candidate leads and takes the writes; rollback switches back', async (t) => {
+    assert.deepEqual(await leader(), ['node1']);
+    const traffic = await startLoad(cluster.proxyUrl('postgres'), { clients: 4, table: 't', reconnect: true, maxMs: 180_000 });
+    await traffic.warm(20);
+    const { runbook, dir } = load('    candidate: node2\n');
+    const events: RunEvent[] = [];
+    const started = Date.now();
+    const result = await runRunbook(runbook, { registry, stateDir: dir, onEvent: (e) => events.push(e) });
+    const switchMs = Date.now() - started;
+    assert.equal(result.status, 'succeeded', JSON.stringify(result.steps[0]?.error));
+    assert.deepEqual(await leader(), ['node2']);
+    await until('HAProxy to route to node2 only', async () => (await cluster.routes()).join() === 'node2');
+    assert.deepEqual(await routed(), { port: member('node2').port, recovery: false }, 'HAProxy routes to node2, which takes writes');
+    const onNode2 = async () => (await query<{ n: number }>(cluster.memberUrl(member('node2'), 'postgres'), 'SELECT count(*)::int AS n FROM t'))[0]?.n ?? 0;
+    const atSwitch = await onNode2();
+    await until('the clients to commit on node2 through HAProxy', async () => (await onNode2()) > atSwitch + 20, 30_000);
+    const during = await traffic.stop();
+
+    const traffic2 = await startLoad(cluster.proxyUrl('postgres'), { clients: 4, table: 't', reconnect: true, maxMs: 180_000 });
+    await traffic2.warm(5);
+    const back = await rollbackRun(result.runId, { registry, stateDir: dir });
+    assert.equal(back.status, 'rolled-back', JSON.stringify(back.steps));
+    assert.deepEqual(await leader(), ['node1']);
+    await until('HAProxy to route to node1 only', async () => (await cluster.routes()).join() === 'node1');
+    assert.deepEqual(await routed(), { port: member('node1').port, recovery: false }, 'HAProxy routes to node1 again');
+    const rollback = await traffic2.stop();
+    assert.ok(during.committed > 0 && rollback.committed > 0);
+    const applied = events.find((e) => e.type === 'step.applied');
+    t.diagnostic(
+      `switchover (run, pre-checks included) ${switchMs} ms; ${applied?.type === 'step.applied' ? applied.output : ''}; ` +
+        `4 clients through HAProxy: ${during.committed} commits, ${during.failures.length} errors, ${during.reconnects} reconnects, ` +
+        `longest time without a commit ${during.longestGapMs} ms; rollback: ${rollback.failures.length} errors, longest ${rollback.longestGapMs} ms`,
+    );
+    if (during.failures.length > 0) t.diagnostic(`first errors: ${during.failures.slice(0, 3).join(' | ')}`);
+  });
+
+  it('a scheduled switchover: Patroni accepts it (202), the step waits for the time and the new leader; rollback switches back', async () => {
+    assert.deepEqual(await leader(), ['node1']);
+    const at = new Date(Date.now() + 3_000).toISOString();
+    const { runbook, dir } = load(`    candidate: node2\n    scheduledAt: "${at}"\n`);
+    const events: RunEvent[] = [];
+    const result = await runRunbook(runbook, { registry, stateDir: dir, onEvent: (e) => events.push(e) });
+    assert.equal(result.status, 'succeeded', JSON.stringify(result.steps[0]?.error));
+    const applied = events.find((e) => e.type === 'step.applied');
+    assert.match(applied?.type === 'step.applied' ? (applied.output ?? '') : '', /^Switchover scheduled; node2 leads/);
+    assert.deepEqual(await leader(), ['node2']);
+    const back = await rollbackRun(result.runId, { registry, stateDir: dir });
+    assert.equal(back.status, 'rolled-back', JSON.stringify(back.steps));
+    assert.deepEqual(await leader(), ['node1']);
+  });
+
+  it('a scheduled switchover that the step gives up waiting for is cancelled by the rollback: nothing switches later', async () => {
+    assert.deepEqual(await leader(), ['node1']);
+    const at = new Date(Date.now() + 60_000).toISOString();
+    const { runbook, dir } = load(`    candidate: node2\n    scheduledAt: "${at}"\n    timeout: 3s\n`);
+    const result = await runRunbook(runbook, { registry, stateDir: dir });
+    assert.equal(result.status, 'rolled-back', JSON.stringify(result.steps));
+    const view = (await cluster.cluster()) as { scheduled_switchover?: unknown };
+    assert.equal(view.scheduled_switchover, undefined, 'no switchover is scheduled any more');
+    assert.deepEqual(await leader(), ['node1']);
+  });
+
+  it('a candidate whose WAL replay is paused is refused in the plan, with the reason', async () => {
+    assert.deepEqual(await leader(), ['node1']);
+    const node2 = cluster.memberUrl(member('node2'), 'postgres');
+    await query(node2, 'SELECT pg_wal_replay_pause()');
+    try {
+      await until('Patroni to report the paused replay', async () => {
+        const response = await fetch(`${member('node2').api}/patroni`);
+        return ((await response.json()) as { xlog?: { paused?: boolean } }).xlog?.paused === true;
+      });
+      const { runbook, dir } = load('    candidate: node2\n');
+      const result = await planRunbook(runbook, { registry, stateDir: dir });
+      assert.equal(result.status, 'failed');
+      assert.equal(result.steps[0]?.error?.name, 'PlanBlockedError');
+      assert.match(result.steps[0]?.error?.message ?? '', /WAL replay is paused on node2 \(pg_wal_replay_pause\): it would be promoted behind/);
+      const applied = await runRunbook(runbook, { registry, stateDir: dir });
+      assert.notEqual(applied.status, 'succeeded');
+      assert.deepEqual(await leader(), ['node1'], 'nothing was sent');
+      const auto = load('');
+      const healthiest = await planRunbook(auto.runbook, { registry, stateDir: auto.dir });
+      assert.match(healthiest.steps[0]?.error?.message ?? '', /no replica qualifies: .*WAL replay is paused on node2/);
+    } finally {
+      await query(node2, 'SELECT pg_wal_replay_resume()');
+    }
+  });
+
+  it('a candidate tagged nofailover is refused in the plan, with the reason', async () => {
+    assert.deepEqual(await leader(), ['node1']);
+    await cluster.setTags('node2', { nofailover: true });
+    try {
+      const { runbook, dir } = load('    candidate: node2\n');
+      const result = await planRunbook(runbook, { registry, stateDir: dir });
+      assert.equal(result.status, 'failed');
+      assert.equal(result.steps[0]?.error?.name, 'PlanBlockedError');
+      assert.match(result.steps[0]?.error?.message ?? '', /node2 is tagged nofailover: Patroni never promotes it/);
+      assert.equal(result.steps[0]?.plan?.tables?.[0]?.rows[1]?.['notes'], '<- candidate, nofailover');
+    } finally {
+      await cluster.setTags('node2', { nofailover: false });
+    }
+  });
+
+  it('in synchronous mode, a candidate that is not a synchronous standby (tagged nosync) is refused in the plan', async () => {
+    assert.deepEqual(await leader(), ['node1']);
+    const patchConfig = async (body: object) => {
+      const response = await fetch(`${member('node1').api}/config`, {
+        method: 'PATCH',
+        headers: { 'content-type': 'application/json', authorization: `Basic ${Buffer.from(`${cluster.apiUser}:${cluster.apiPassword}`).toString('base64')}` },
+        body: JSON.stringify(body),
+      });
+      assert.equal(response.status, 200, await response.text());
+    };
+    await cluster.setTags('node2', { nosync: true });
+    await patchConfig({ synchronous_mode: true });
+    try {
+      const { runbook, dir } = load('    candidate: node2\n');
+      await until('Patroni to run in synchronous mode', async () => ((await (await fetch(`${member('node1').api}/config`)).json()) as { synchronous_mode?: boolean }).synchronous_mode === true);
+      const result = await planRunbook(runbook, { registry, stateDir: dir });
+      assert.equal(result.status, 'failed');
+      assert.match(result.steps[0]?.error?.message ?? '', /synchronous mode is on and node2 is not a synchronous standby \(GET \/sync answered 503\)/);
+    } finally {
+      await patchConfig({ synchronous_mode: false });
+      await cluster.setTags('node2', { nosync: false });
+    }
+  });
+
+  it('a wrong REST API password: Patroni refuses the POST, the message says why, the leader stays', async () => {
+    assert.deepEqual(await leader(), ['node1']);
+    const { runbook, dir } = load('    candidate: node2\n', { password: 'not-the-password' });
+    const result = await runRunbook(runbook, { registry, stateDir: dir });
+    assert.notEqual(result.status, 'succeeded');
+    assert.match(result.steps[0]?.error?.message ?? '', /^POST \/switchover was refused \(401\): the connection's username\/password or client certificate is not what restapi\.authentication expects$/);
+    assert.doesNotMatch(JSON.stringify(result), /not-the-password/);
+    assert.deepEqual(await leader(), ['node1']);
+  });
+
+  it('templates/patroni-switchover.yaml runs end to end: pre-check, switchover, writes through HAProxy, statistics; rollback switches back', async () => {
+    assert.deepEqual(await leader(), ['node1']);
+    const dir = tempDir();
+    const file = path.join(dir, 'cutover.yaml');
+    const text = template('patroni-switchover').text;
+    writeFileSync(file, text);
+    Object.assign(process.env, {
+      CHANGE_TICKET: 'CHG-17',
+      PATRONI_HOST: '127.0.0.1',
+      PATRONI_API_PORT: new URL(member('node1').api).port,
+      PATRONI_API_USER: cluster.apiUser,
+      PATRONI_API_PASSWORD: cluster.apiPassword,
+      APP_URL: cluster.proxyUrl('postgres'),
+    });
+    const runbook = parseRunbook(text, file, { registry });
+    const result = await runRunbook(runbook, { registry, stateDir: dir, yes: true });
+    assert.equal(result.status, 'succeeded', JSON.stringify(result.steps.map((s) => s.error)));
+    assert.deepEqual(
+      result.steps.map((s) => [s.id, s.status]),
+      [
+        ['no-long-transactions', 'completed'],
+        ['switchover', 'completed'],
+        ['writes-reach-new-leader', 'completed'],
+        ['statistics', 'completed'],
+      ],
+    );
+    assert.deepEqual(await leader(), ['node2']);
+    assert.deepEqual(await routed(), { port: member('node2').port, recovery: false });
+    const back = await rollbackRun(result.runId, { registry, stateDir: dir });
+    assert.equal(back.status, 'rolled-back', JSON.stringify(back.steps));
+    assert.deepEqual(await leader(), ['node1']);
+  });
+});
