@@ -7,6 +7,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { resolveConnection } from '../../src/db/connections.js';
 import { RunbookValidationError } from '../../src/errors.js';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { parseRunbook } from '../../src/runbook/load.js';
 import { registry } from '../../src/steps/index.js';
 
@@ -23,9 +26,13 @@ steps:
     action: switchover
 `;
 
+/** Validation reads the files a runbook names: the password file must exist beside the runbook. */
+const dir = mkdtempSync(path.join(os.tmpdir(), 'cutover-patroni-'));
+writeFileSync(path.join(dir, 'pw'), 'secret-pw\n', { mode: 0o600 });
+
 function issues(text: string): { path: string; message: string }[] {
   try {
-    parseRunbook(text, '/tmp/runbook.yaml', { registry });
+    parseRunbook(text, path.join(dir, 'runbook.yaml'), { registry });
   } catch (error) {
     if (error instanceof RunbookValidationError) return error.issues.map((i) => ({ path: i.path, message: i.message }));
     throw error;
