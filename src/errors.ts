@@ -164,3 +164,29 @@ export class PlanDriftError extends Error {
     super(`the state changed since the plan was saved; nothing was done:\n${differences.map((d) => `  ${d}`).join('\n')}`);
   }
 }
+
+/**
+ * An earlier run of the same runbook against the same targets stopped with
+ * steps applied; starting afresh would apply them a second time.
+ */
+export class UnfinishedRunError extends Error {
+  override readonly name = 'UnfinishedRunError';
+  constructor(
+    readonly runId: string,
+    readonly progress: string,
+    readonly live: boolean,
+  ) {
+    super(
+      live
+        ? `run ${runId} of this runbook is still in progress (${progress}); wait for it to finish`
+        : `run ${runId} of this runbook against the same targets did not finish (${progress}). ` +
+            `Continue it with: cutover resume ${runId}\n` +
+            `or give it up with: cutover abandon ${runId} --reason "..." (cutover rollback ${runId} can still undo it)`,
+    );
+  }
+}
+
+/** A journal that does not verify (or a runbook that changed) is never used to act. */
+export class JournalUntrustedError extends Error {
+  override readonly name = 'JournalUntrustedError';
+}

@@ -6,6 +6,7 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { RunbookValidationError, TOOL_VERSION, UsageError } from '../index.js';
+import { abandonCommand } from './commands/abandon.js';
 import { auditCommand } from './commands/audit.js';
 import { reportCommand, runsCommand } from './commands/report.js';
 import { resumeCommand, rollbackCommand } from './commands/resume.js';
@@ -28,6 +29,7 @@ async function main(argv: string[]): Promise<void> {
     .command(runCommand)
     .command(resumeCommand)
     .command(rollbackCommand)
+    .command(abandonCommand)
     .command(statusCommand)
     .command(runsCommand)
     .command(reportCommand)

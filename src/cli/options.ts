@@ -1,6 +1,6 @@
 /** Options several commands share, and how a run's outcome becomes an exit code. */
 import type { Argv } from 'yargs';
-import { DEFAULT_STATE_DIR, LockedError, type RunResult } from '../index.js';
+import { DEFAULT_STATE_DIR, LockedError, UnfinishedRunError, type RunResult } from '../index.js';
 import { ExitCode } from './exit-codes.js';
 
 export function withStateDir<T>(y: Argv<T>) {
@@ -40,7 +40,11 @@ export function exitCodeFor(result: RunResult): ExitCode {
     case 'needs-attention':
       return ExitCode.needsAttention;
     case 'stopped':
+    case 'interrupted':
       return result.error instanceof LockedError ? ExitCode.locked : ExitCode.stopped;
+    case 'refused':
+      // Nothing ran. Another run is in the way (exit 4), or a target could not be reached or prepared.
+      return result.error instanceof LockedError || result.error instanceof UnfinishedRunError ? ExitCode.locked : ExitCode.needsAttention;
     case 'failed':
       // A dry run whose plan failed changed nothing; a real run stopped under onFailure: stop.
       return result.dryRun ? ExitCode.rolledBack : ExitCode.stopped;

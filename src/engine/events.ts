@@ -16,7 +16,13 @@ export interface SerializedError {
   readonly stderr?: string;
 }
 
-export type RunStatus = 'succeeded' | 'failed' | 'rolled-back' | 'stopped' | 'needs-attention' | 'planned';
+/**
+ * How a run ended. `refused`: it never started a step (a lock held elsewhere,
+ * an unfinished run of the same runbook, a target it could not reach); such a
+ * run is never resumed nor rolled back. `interrupted`: SIGINT/SIGTERM stopped it
+ * (resumable).
+ */
+export type RunStatus = 'succeeded' | 'failed' | 'rolled-back' | 'stopped' | 'needs-attention' | 'planned' | 'refused' | 'interrupted';
 
 export type RunEvent =
   | {
@@ -84,6 +90,20 @@ export type RunEvent =
   | { readonly type: 'rollback.step.failed'; readonly stepId: string; readonly error: SerializedError }
   | { readonly type: 'rollback.finished'; readonly status: 'rolled-back' | 'needs-attention' }
   | { readonly type: 'run.stopped'; readonly reason: string; readonly stepId?: string }
+  /** Refused before any step started; never resumable. */
+  | { readonly type: 'run.refused'; readonly reason: string }
+  /** A person gave up on finishing this run (`cutover abandon`); it can still be rolled back. */
+  | { readonly type: 'run.abandoned'; readonly reason: string; readonly operator: string; readonly host: string; readonly pid: number }
+  /** SIGINT/SIGTERM: the statement in flight was cancelled; `applied` lists what stays in place. */
+  | { readonly type: 'run.interrupted'; readonly signal: string; readonly stepId?: string; readonly applied: readonly string[] }
+  /**
+   * Journaled (fsync'ed) just before COMMIT of a step's transaction: after a
+   * crash, the server's pg_xact_status(xid) says whether it committed.
+   * `before` is what apply returned, so a committed step can still be undone.
+   */
+  | { readonly type: 'step.committing'; readonly stepId: string; readonly phase: 'apply' | 'rollback'; readonly xid: string; readonly before?: Json }
+  /** The run's lock session on a target ended or lost its lock. */
+  | { readonly type: 'lock.lost'; readonly connection: string; readonly reason: string }
   | { readonly type: 'run.finished'; readonly status: RunStatus; readonly durationMs: number };
 
 export type RunEventType = RunEvent['type'];

@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Journal, readJournal } from '../audit/journal.js';
+import { Redactor } from '../audit/redact.js';
 import {
   CommandError,
   ConfirmationDeclinedError,
@@ -18,10 +19,12 @@ import {
   PlanBlockedError,
   PlanDriftError,
   StepFailedError,
+  UnfinishedRunError,
   UnknownOutcomeError,
   UsageError,
   errorMessage,
 } from '../errors.js';
+import { describeProgress, isLive, pickRun, unfinishedRuns, effectiveStatus } from './run-selection.js';
 import { loadRunbook, type Runbook } from '../runbook/load.js';
 import type { Session } from '../db/session.js';
 import type { RunEvent, RunStatus, SerializedError } from './events.js';
@@ -65,7 +68,7 @@ export interface RunResult {
 
 type StepOutcome =
   | { readonly ok: true }
-  | { readonly ok: false; readonly stop: 'failed' | 'stopped'; readonly error: unknown };
+  | { readonly ok: false; readonly stop: 'failed' | 'stopped' | 'refused' | 'interrupted'; readonly error: unknown };
 
 const ok: StepOutcome = { ok: true };
 
@@ -116,7 +119,16 @@ export async function runRunbook(runbook: Runbook, options: RunOptions): Promise
       },
     });
     if (dryRun) return await finish(rc, await planAll(rc, steps), started);
-    return await withTargets(rc, steps, started, () => forward(rc, steps));
+    const unfinished = unfinishedRuns(options.stateDir ?? DEFAULT_STATE_DIR, path.resolve(runbook.file), rc.state.targets).filter(
+      (other) => other.runId !== runId,
+    );
+    const blocking = unfinished.at(-1);
+    if (blocking !== undefined) {
+      const error = new UnfinishedRunError(blocking.runId, describeProgress(blocking), isLive(blocking));
+      rc.emit({ type: 'run.refused', reason: error.message });
+      return await finish(rc, { ok: false, stop: 'refused', error }, started);
+    }
+    return await withTargets(rc, steps, started, { fresh: true }, () => forward(rc, steps));
   } finally {
     rc.journal.close();
     unlock();
@@ -147,25 +159,47 @@ export async function rollbackRun(runId: string | undefined, options: EngineOpti
 }
 
 /**
- * A run's state from its journal. Without an id: the newest run, or with
- * `mode`, the newest run of that mode (`resume --last` skips dry runs).
+ * A run's state from its journal (default: the newest run). A run whose
+ * process is gone without a run end reads `interrupted`.
  */
-export function loadRunState(
-  runId: string | undefined,
-  stateDir = DEFAULT_STATE_DIR,
-  mode?: RunState['mode'],
-): { state: RunState; runDir: string } {
-  const id = findRun(stateDir, runId, mode === undefined ? undefined : (candidate) => modeOf(stateDir, candidate) === mode);
+export function loadRunState(runId: string | undefined, stateDir = DEFAULT_STATE_DIR): { state: RunState; runDir: string } {
+  const id = findRun(stateDir, runId);
   const runDir = path.join(runsDir(stateDir), id);
-  return { state: foldJournal(readJournal(runDir)), runDir };
+  const state = foldJournal(readJournal(runDir));
+  state.status = effectiveStatus(state);
+  return { state, runDir };
 }
 
-function modeOf(stateDir: string, runId: string): RunState['mode'] | undefined {
+/**
+ * Gives up on finishing a run: journals who, when and why. The run is never
+ * resumed afterwards, and no longer keeps `cutover run` from starting the
+ * runbook afresh; `cutover rollback <id>` can still undo what it applied.
+ */
+export function abandonRun(runId: string, options: { readonly reason: string; readonly stateDir?: string; readonly operator?: string }): RunState {
+  const reason = options.reason.trim();
+  if (reason.length === 0) throw new UsageError('abandon needs --reason "...": it is kept in the journal');
+  const stateDir = options.stateDir ?? DEFAULT_STATE_DIR;
+  const id = findRun(stateDir, runId);
+  const runDir = path.join(runsDir(stateDir), id);
+  const unlock = lockRunDir(runDir);
   try {
-    const first = readJournal(path.join(runsDir(stateDir), runId))[0]?.event;
-    return first?.type === 'run.started' ? first.mode : undefined;
-  } catch {
-    return undefined;
+    const state = foldJournal(readJournal(runDir));
+    if (state.mode === 'plan') throw new UsageError(`run ${id} was a plan (dry run); there is nothing to abandon`);
+    if (isLive(state)) throw new UsageError(`run ${id} is still in progress (pid ${state.process.pid} on ${state.process.host})`);
+    if (state.abandoned !== undefined) throw new UsageError(`run ${id} was already abandoned at ${state.abandoned.at}`);
+    if (state.status === 'succeeded' || state.status === 'rolled-back' || state.status === 'refused') {
+      throw new UsageError(`run ${id} is ${state.status}; there is nothing to abandon`);
+    }
+    const { journal, records } = Journal.open(runDir, new Redactor([]));
+    try {
+      const record = journal.append({ type: 'run.abandoned', reason, operator: operatorName(options), host: os.hostname(), pid: process.pid });
+      const after = foldJournal([...records, record]);
+      return after;
+    } finally {
+      journal.close();
+    }
+  } finally {
+    unlock();
   }
 }
 
@@ -190,12 +224,20 @@ async function reopen(
   body: (rc: RunContext, steps: Step[], state: RunState) => Promise<StepOutcome>,
 ): Promise<RunResult> {
   const stateDir = options.stateDir ?? DEFAULT_STATE_DIR;
-  const id = findRun(stateDir, runId, (candidate) => modeOf(stateDir, candidate) === 'run');
+  const id = pickRun(stateDir, runId, command).runId;
   const runDir = path.join(runsDir(stateDir), id);
   const unlock = lockRunDir(runDir);
   try {
     const recorded = foldJournal(readJournal(runDir));
     if (recorded.mode === 'plan') throw new UsageError(`run ${id} was a plan (dry run); there is nothing to ${command}`);
+    if (recorded.status === 'refused') {
+      throw new UsageError(`run ${id} was refused before it started a step; there is nothing to ${command}`);
+    }
+    if (command === 'resume' && recorded.abandoned !== undefined) {
+      throw new UsageError(
+        `run ${id} was abandoned by ${recorded.abandoned.operator} at ${recorded.abandoned.at} ("${recorded.abandoned.reason}"); it cannot be resumed, only rolled back: cutover rollback ${id}`,
+      );
+    }
     const runbook = loadRunbook(recorded.runbookFile, { registry: options.registry });
     if (runbook.sha256 !== recorded.runbookSha256) {
       throw new UsageError(
@@ -211,7 +253,7 @@ async function reopen(
     try {
       rc.emit({ type: 'run.resumed', operator: operatorName(options), host: os.hostname(), pid: process.pid, command });
       const steps = state.order.map((stepId) => rc.step(stepId));
-      return await withTargets(rc, steps, started, () => body(rc, steps, state));
+      return await withTargets(rc, steps, started, { fresh: false }, () => body(rc, steps, state));
     } finally {
       journal.close();
     }
@@ -225,6 +267,7 @@ async function withTargets(
   rc: RunContext,
   steps: readonly Step[],
   started: number,
+  options: { readonly fresh: boolean },
   body: () => Promise<StepOutcome>,
 ): Promise<RunResult> {
   const lockSessions: Session[] = [];
@@ -241,7 +284,12 @@ async function withTargets(
     }
     return await finish(rc, await body(), started);
   } catch (error) {
-    // Failing to lock or to prepare a target happens before any step ran.
+    // Failing to lock or to prepare a target happens before any step ran:
+    // a fresh run is refused (never resumable); a resume stays resumable.
+    if (options.fresh && !rc.state.order.some((id) => rc.state.steps.get(id)?.status !== 'pending')) {
+      rc.emit({ type: 'run.refused', reason: errorMessage(error) });
+      return finish(rc, { ok: false, stop: 'refused', error }, started);
+    }
     rc.emit({ type: 'run.stopped', reason: errorMessage(error) });
     return finish(rc, { ok: false, stop: error instanceof LockedError ? 'stopped' : 'failed', error }, started);
   } finally {
@@ -278,6 +326,7 @@ function runStatus(rc: RunContext, outcome: StepOutcome): RunStatus {
   if (rc.dryRun) return outcome.ok ? 'planned' : 'failed';
   if (outcome.ok) return 'succeeded';
   if (outcome.error instanceof UnknownOutcomeError) return 'needs-attention';
+  if (outcome.stop === 'refused') return 'refused';
   return rc.rollbackResult ?? outcome.stop;
 }
 

@@ -52,7 +52,7 @@ export const TOOL_VERSION: string = (
   JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }
 ).version;
 
-export function operatorName(options: EngineOptions): string {
+export function operatorName(options: Pick<EngineOptions, 'operator'>): string {
   return options.operator ?? process.env['CUTOVER_OPERATOR'] ?? os.userInfo().username;
 }
 

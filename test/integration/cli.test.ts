@@ -107,6 +107,110 @@ steps:
       assert.equal(audit.code, 0, audit.stderr);
     });
 
+    it('a run refused while another is mid-step, then kill -9 of the first: resume --last picks the first, each step once', async () => {
+      const name = await freshDb();
+      await server.query('CREATE TABLE effects (step text); CREATE TABLE go (ok boolean); INSERT INTO go VALUES (false)', [], name);
+      const dir = tempDir();
+      const file = writeRunbook(
+        dir,
+        'r.yaml',
+        `${header}  - id: s1
+    kind: sql
+    connection: db
+    sql: INSERT INTO effects VALUES ('s1')
+  - id: s2
+    kind: wait
+    connection: db
+    query: SELECT ok FROM go
+    expect: true
+    interval: 100ms
+    timeout: 60s
+  - id: s3
+    kind: sql
+    connection: db
+    sql: INSERT INTO effects VALUES ('s3')
+`,
+      );
+      const stateDir = path.join(dir, 'state');
+      const env = { TEST_URL: server.urlFor(name), CUTOVER_STATE_DIR: stateDir };
+      const first = startCutover(['run', file, '--yes'], env);
+      await until(
+        () => existsSync(path.join(stateDir, 'runs')) && readFileSync(journalOf(stateDir), 'utf8').includes('"type":"step.started","stepId":"s2"'),
+        'run A to reach s2',
+      );
+      const runA = path.basename(path.dirname(journalOf(stateDir)));
+      const refused = await cutover(['run', file, '--yes'], env);
+      assert.equal(refused.code, 4, refused.stderr);
+      assert.match(refused.stderr, new RegExp(`run ${runA} of this runbook is still in progress`));
+      const runB = path.basename(path.dirname(journalOf(stateDir)));
+      assert.notEqual(runB, runA);
+      const statusB = await cutover(['status', runB], env);
+      assert.match(statusB.stdout, /status refused/);
+
+      first.child.kill('SIGKILL');
+      await first.done;
+      const statusA = await cutover(['status', runA], env);
+      assert.match(statusA.stdout, /status interrupted/, statusA.stdout);
+
+      const again = await cutover(['run', file, '--yes'], env);
+      assert.equal(again.code, 4, again.stderr);
+      assert.match(again.stderr, new RegExp(`cutover resume ${runA}`));
+      assert.match(again.stderr, new RegExp(`cutover abandon ${runA} --reason`));
+
+      await server.query('UPDATE go SET ok = true', [], name);
+      const resumed = await cutover(['resume', '--last', '--yes'], env);
+      assert.equal(resumed.code, 0, resumed.stderr + resumed.stdout);
+      assert.match(resumed.stderr, new RegExp(`resume: run ${runA}: the newest run with something to resume`));
+      assert.match(resumed.stderr, new RegExp(`${runB} \\(refused\\)`));
+      const effects = await server.query<{ step: string }>('SELECT step FROM effects ORDER BY step', [], name);
+      assert.deepEqual(
+        effects.map((r) => r.step),
+        ['s1', 's3'],
+      );
+      const nothingLeft = await cutover(['resume', '--last', '--yes'], env);
+      assert.equal(nothingLeft.code, 2, 'a refused run is never resumed');
+      assert.match(nothingLeft.stderr, /has anything to resume/);
+    });
+
+    it('abandon: journaled, lets the runbook run afresh, refuses resume, still allows rollback', async () => {
+      const name = await freshDb();
+      await server.query('CREATE TABLE t (v text)', [], name);
+      const dir = tempDir();
+      const file = writeRunbook(
+        dir,
+        'r.yaml',
+        `${header}  - id: a
+    kind: sql
+    connection: db
+    sql: INSERT INTO t VALUES ('a')
+    rollback: DELETE FROM t WHERE v = 'a'
+  - id: ask
+    kind: confirm
+    message: go on?
+`,
+      );
+      const stateDir = path.join(dir, 'state');
+      const env = { TEST_URL: server.urlFor(name), CUTOVER_STATE_DIR: stateDir };
+      const stopped = await cutover(['run', file], env);
+      assert.equal(stopped.code, 5, stopped.stderr);
+      const runA = path.basename(path.dirname(journalOf(stateDir)));
+      assert.equal((await cutover(['abandon', runA, '--reason', '  '], env)).code, 2, 'a reason is required');
+      const abandoned = await cutover(['abandon', runA, '--reason', 'window closed'], env);
+      assert.equal(abandoned.code, 0, abandoned.stderr);
+      assert.match(readFileSync(journalOf(stateDir), 'utf8'), /"type":"run.abandoned","reason":"window closed"/);
+      assert.match((await cutover(['status', runA], env)).stdout, /status abandoned/);
+      const resume = await cutover(['resume', runA, '--yes'], env);
+      assert.equal(resume.code, 2);
+      assert.match(resume.stderr, /was abandoned .* cutover rollback/);
+      const undone = await cutover(['rollback', '--last', '--yes'], env);
+      assert.equal(undone.code, 0, undone.stderr);
+      assert.match(undone.stderr, new RegExp(`rollback: run ${runA}`));
+      assert.deepEqual(await server.query('SELECT v FROM t', [], name), []);
+      const fresh = await cutover(['run', file, '--yes'], env);
+      assert.equal(fresh.code, 0, fresh.stderr);
+      assert.equal((await cutover(['audit', 'verify', runA], env)).code, 0);
+    });
+
     it('a shell step in flight at the crash is not re-run by --yes unless idempotent: exit 3 (needs attention)', async () => {
       const name = await freshDb();
       const dir = tempDir();

@@ -261,8 +261,9 @@ for (const version of VERSIONS) {
       const started = Date.now();
       const second = await runRunbook(waiting, { registry, stateDir: tempDir() });
       assert.ok(Date.now() - started < 5_000, 'the second run must not wait for the lock');
-      assert.equal(second.status, 'stopped');
+      assert.equal(second.status, 'refused', 'a run refused at the lock is journaled as refused, never resumable');
       assert.ok(second.error instanceof LockedError);
+      assert.match(readFileSync(second.journalFile, 'utf8'), /"type":"run.refused"/);
       assert.match(second.error.holder, /application_name "cutover\/\d{8}T\d{9}Z-[0-9a-f]{4}\/lock"/);
       await server.query('UPDATE gate SET open = true', [], name);
       assert.equal((await first).status, 'succeeded');
