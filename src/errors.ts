@@ -127,9 +127,10 @@ export class UnknownOutcomeError extends Error {
   constructor(
     readonly stepId: string,
     readonly phase: 'apply' | 'rollback',
+    readonly why?: string,
   ) {
     super(
-      `step "${stepId}" was in flight (${phase}) when the previous run stopped and its outcome is unknown`,
+      `step "${stepId}" was in flight (${phase}) when the previous run stopped and its outcome is unknown${why !== undefined ? ` (${why})` : ''}`,
     );
   }
 }

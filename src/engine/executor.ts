@@ -29,7 +29,7 @@ import { loadRunbook, type Runbook } from '../runbook/load.js';
 import type { Session } from '../db/session.js';
 import type { RunEvent, RunStatus, SerializedError } from './events.js';
 import { acquireRunLock } from './lock.js';
-import { ensureMarkerTable, markRolledBack, readMarker, writeMarker } from './marker.js';
+import { currentXid, readLegacyMarker, xactStatus } from './marker.js';
 import { RunContext, TOOL_VERSION, operatorName, redactorFor, resolveAll, type EngineOptions } from './run-context.js';
 import { DEFAULT_STATE_DIR, findRun, lockRunDir, newRunId, runsDir } from './runs.js';
 import { appliedSteps, foldJournal, inFlight, type RunState, type StepState } from './state.js';
@@ -278,9 +278,6 @@ async function withTargets(
       await acquireRunLock(session);
       const { rows } = await session.query<{ v: string }>("SELECT current_setting('server_version') AS v");
       rc.emit({ type: 'target.locked', connection: name, serverVersion: rows[0]?.v ?? 'unknown' });
-      if (steps.some((s) => s.connection === name && rc.definition(s).effects(s.config) === 'transaction')) {
-        await ensureMarkerTable(session);
-      }
     }
     return await finish(rc, await body(), started);
   } catch (error) {
@@ -469,7 +466,8 @@ async function applyOnce(rc: RunContext, step: Step, plan: StepPlan): Promise<{ 
     const session = await scope.session(requireConnection(step));
     const outcome = await session.transaction(async (tx) => {
       const applied = await definition.apply(scope.context(tx), step, plan);
-      await writeMarker(tx, rc.runId, step.id, applied.before);
+      // Journaled (fsync) before COMMIT: after a crash the server says whether this id committed.
+      rc.emit({ type: 'step.committing', stepId: step.id, phase: 'apply', xid: await currentXid(tx), before: applied.before });
       return applied;
     });
     return { outcome, recorded: scope.recordedBefore };
@@ -553,7 +551,7 @@ async function rollbackOnce(rc: RunContext, step: Step, before: Json): Promise<v
     const session = await scope.session(requireConnection(step));
     await session.transaction(async (tx) => {
       await rollback(scope.context(tx), step, before);
-      await markRolledBack(tx, rc.runId, step.id);
+      rc.emit({ type: 'step.committing', stepId: step.id, phase: 'rollback', xid: await currentXid(tx) });
     });
   } finally {
     await scope.close();
@@ -595,13 +593,37 @@ async function reconcileInFlight(rc: RunContext, command: 'resume' | 'rollback')
   if (effects === 'transaction') {
     const scope = rc.stepScope(step, 'reconcile', true);
     try {
-      const marker = await readMarker(await scope.session(requireConnection(step)), rc.runId, step.id);
-      if (phase === 'apply') {
-        if (marker !== undefined && !marker.rolledBack) reconciled('done', 'its transaction committed (marker found)', marker.before);
-        else reconciled('not-done', 'its transaction did not commit (no marker)');
-      } else if (marker?.rolledBack === true) reconciled('done', 'its rollback transaction committed (marker says rolled back)');
-      else reconciled('not-done', 'its rollback transaction did not commit');
-      return ok;
+      const session = await scope.session(requireConnection(step));
+      const committing = rc.state.steps.get(step.id)?.committing;
+      if (committing === undefined || committing.phase !== phase) {
+        // No id journaled: the process died before it sent COMMIT. A run
+        // journaled by cutover 0.1 has its answer in the marker table instead.
+        const legacy = await readLegacyMarker(session, rc.runId, step.id);
+        if (legacy !== undefined && phase === 'apply' && !legacy.rolledBack) {
+          reconciled('done', 'its transaction committed (cutover 0.1 marker row found)', legacy.before);
+        } else if (legacy?.rolledBack === true && phase === 'rollback') {
+          reconciled('done', 'its rollback transaction committed (cutover 0.1 marker row says rolled back)');
+        } else {
+          reconciled('not-done', `its ${phase} never reached COMMIT (no transaction id journaled)`);
+        }
+        return ok;
+      }
+      const status = await xactStatus(session, committing.xid, { waitMs: 10_000, signal: rc.signal });
+      if (status === 'committed') {
+        reconciled('done', `its ${phase} transaction ${committing.xid} committed (pg_xact_status)`, phase === 'apply' ? committing.before : undefined);
+        return ok;
+      }
+      if (status === 'aborted') {
+        reconciled('not-done', `its ${phase} transaction ${committing.xid} did not commit (pg_xact_status: aborted)`);
+        return ok;
+      }
+      const why =
+        status === 'unknown'
+          ? `; the server no longer knows transaction ${committing.xid} (pg_xact_status is NULL: too old, or another server)`
+          : `; transaction ${committing.xid} is still in progress on the server`;
+      const error = new UnknownOutcomeError(step.id, phase, why.slice(2));
+      rc.emit({ type: 'run.stopped', reason: error.message, stepId: step.id });
+      return { ok: false, stop: 'stopped', error };
     } finally {
       await scope.close();
     }

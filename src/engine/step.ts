@@ -79,8 +79,9 @@ export interface StepPlan {
  * How a step's effects relate to its connection, which decides crash recovery:
  * - `none`: it writes nothing; after a crash it is simply run again.
  * - `transaction`: everything it writes happens in one transaction on
- *   `step.connection`, which the engine opens and commits together with the
- *   step's completion marker, so a crash at any point is reconciled exactly.
+ *   `step.connection`, which the engine opens; it journals the transaction's
+ *   id before COMMIT, so after a crash the server's pg_xact_status says
+ *   exactly whether it committed.
  * - `external`: side effects outside one transaction; after a crash its
  *   outcome is unknown, and it is re-run only if marked `idempotent`.
  */
@@ -156,7 +157,7 @@ export interface BaseContext {
 export interface ApplyContext extends BaseContext {
   /**
    * For `transaction` steps: the open transaction on `step.connection`. The
-   * engine commits it together with the completion marker.
+   * engine journals its transaction id, then commits it.
    */
   readonly tx: Queryable | undefined;
   confirm: ConfirmFn;
