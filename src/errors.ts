@@ -74,8 +74,25 @@ export class LockedError extends Error {
   constructor(
     readonly connection: string,
     readonly holder: string,
+    /** The holding run's id, when its lock session shows its tag. */
+    readonly holderRunId?: string,
   ) {
     super(`connection "${connection}" is locked by another cutover run (${holder})`);
+  }
+}
+
+/**
+ * The run's lock on a target ended (session terminated, server restarted,
+ * connection lost): another run may now get in, so this one stops before its
+ * next write. Resumable.
+ */
+export class LockLostError extends Error {
+  override readonly name = 'LockLostError';
+  constructor(
+    readonly connection: string,
+    readonly reason: string,
+  ) {
+    super(`lost the cutover lock on connection "${connection}": ${reason}; the run stopped before its next write`);
   }
 }
 

@@ -21,6 +21,8 @@ export interface SessionOptions {
   readonly database?: string;
   readonly lockTimeoutMs: number;
   readonly statementTimeoutMs: number;
+  /** TCP keepalives, for a session that stays idle for long (the run lock). */
+  readonly keepAlive?: boolean;
 }
 
 export interface QueryResult<Row> {
@@ -80,6 +82,7 @@ export class Session implements Queryable {
       application_name: options.applicationName.slice(0, 63),
       options: startupOptions,
       connectionTimeoutMillis: 15_000,
+      ...(options.keepAlive === true ? { keepAlive: true, keepAliveInitialDelayMillis: 10_000 } : {}),
     });
     // An idle client whose server goes away emits 'error'; without a listener
     // that would crash the process instead of failing the next query.
@@ -96,6 +99,18 @@ export class Session implements Queryable {
       );
     }
     return new Session(connectionName, client);
+  }
+
+  /** Calls `listener` once when the connection ends or fails (including a server-side termination). */
+  onEnd(listener: (reason: string) => void): void {
+    let called = false;
+    const once = (reason: string) => {
+      if (called) return;
+      called = true;
+      listener(reason);
+    };
+    this.client.on('error', (error: Error) => once(error.message));
+    this.client.on('end', () => once('the connection closed'));
   }
 
   async query<Row extends QueryResultRow = QueryResultRow>(

@@ -49,7 +49,15 @@ export type RunEvent =
       };
     }
   | { readonly type: 'run.resumed'; readonly operator: string; readonly host: string; readonly pid: number; readonly command: 'resume' | 'rollback' }
-  | { readonly type: 'target.locked'; readonly connection: string; readonly serverVersion: string }
+  | {
+      readonly type: 'target.locked';
+      readonly connection: string;
+      readonly serverVersion: string;
+      /** System identifier + database oid: the lock's real scope. */
+      readonly database?: string;
+      /** Another connection name of this run already holds the lock on this database. */
+      readonly sharedWith?: string;
+    }
   | { readonly type: 'step.planned'; readonly stepId: string; readonly plan: StepPlan; readonly durationMs: number }
   | { readonly type: 'step.confirmed'; readonly stepId: string; readonly by: 'yes-flag' | 'prompt'; readonly question: string }
   | { readonly type: 'step.started'; readonly stepId: string; readonly attempt: number }

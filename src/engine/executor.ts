@@ -16,6 +16,7 @@ import {
   ConfirmationRequiredError,
   DatabaseError,
   LockedError,
+  LockLostError,
   PlanBlockedError,
   PlanDriftError,
   StepFailedError,
@@ -28,7 +29,7 @@ import { describeProgress, isLive, pickRun, unfinishedRuns, effectiveStatus } fr
 import { loadRunbook, type Runbook } from '../runbook/load.js';
 import type { Session } from '../db/session.js';
 import type { RunEvent, RunStatus, SerializedError } from './events.js';
-import { acquireRunLock } from './lock.js';
+import { RunLocks } from './lock.js';
 import { currentXid, readLegacyMarker, xactStatus } from './marker.js';
 import { RunContext, TOOL_VERSION, operatorName, redactorFor, resolveAll, type EngineOptions } from './run-context.js';
 import { DEFAULT_STATE_DIR, findRun, lockRunDir, newRunId, runsDir } from './runs.js';
@@ -153,7 +154,8 @@ export async function rollbackRun(runId: string | undefined, options: EngineOpti
   return reopen(runId, options, 'rollback', async (rc) => {
     const reconciled = await reconcileInFlight(rc, 'rollback');
     if (!reconciled.ok) return reconciled;
-    await rollbackApplied(rc, 'requested by cutover rollback');
+    const undone = await rollbackApplied(rc, 'requested by cutover rollback');
+    if (undone === 'stopped' && rc.stopCause !== undefined) return { ok: false, stop: 'stopped', error: rc.stopCause };
     return { ok: false, stop: 'failed', error: undefined };
   });
 }
@@ -262,7 +264,10 @@ async function reopen(
   }
 }
 
-/** Locks every target, prepares marker tables, runs `body`, releases the locks. */
+/** How often the lock sessions are checked while a step runs (the engine also checks before every write). */
+const LOCK_KEEPALIVE_MS = 2_000;
+
+/** Locks every target, watches the locks, runs `body`, releases the locks. */
 async function withTargets(
   rc: RunContext,
   steps: readonly Step[],
@@ -270,28 +275,67 @@ async function withTargets(
   options: { readonly fresh: boolean },
   body: () => Promise<StepOutcome>,
 ): Promise<RunResult> {
-  const lockSessions: Session[] = [];
+  const locks = new RunLocks(
+    { runId: rc.runId, operator: operatorName(rc.options), host: os.hostname(), pid: process.pid },
+    (error) => {
+      rc.emit({ type: 'lock.lost', connection: error.connection, reason: error.reason });
+      rc.halt(error);
+    },
+  );
   try {
-    for (const name of rc.targets(steps)) {
-      const session = await rc.openSession(name, 'lock', false);
-      lockSessions.push(session);
-      await acquireRunLock(session);
-      const { rows } = await session.query<{ v: string }>("SELECT current_setting('server_version') AS v");
-      rc.emit({ type: 'target.locked', connection: name, serverVersion: rows[0]?.v ?? 'unknown' });
+    try {
+      for (const name of rc.targets(steps)) {
+        const held = await locks.acquire(name, () => rc.openLockSession(name), rc.postgres(name).identity.target);
+        rc.emit({
+          type: 'target.locked',
+          connection: name,
+          serverVersion: held.serverVersion,
+          database: held.physical,
+          ...(held.sharedWith !== undefined ? { sharedWith: held.sharedWith } : {}),
+        });
+      }
+    } catch (error) {
+      // Failing to lock or to prepare a target happens before any step ran:
+      // a fresh run is refused (never resumable); a resume stays resumable.
+      if (options.fresh) {
+        rc.emit({ type: 'run.refused', reason: errorMessage(error) });
+        return await finish(rc, { ok: false, stop: 'refused', error }, started);
+      }
+      rc.emit({ type: 'run.stopped', reason: errorMessage(error) });
+      return await finish(rc, { ok: false, stop: error instanceof LockedError ? 'stopped' : 'failed', error }, started);
     }
-    return await finish(rc, await body(), started);
-  } catch (error) {
-    // Failing to lock or to prepare a target happens before any step ran:
-    // a fresh run is refused (never resumable); a resume stays resumable.
-    if (options.fresh && !rc.state.order.some((id) => rc.state.steps.get(id)?.status !== 'pending')) {
-      rc.emit({ type: 'run.refused', reason: errorMessage(error) });
-      return finish(rc, { ok: false, stop: 'refused', error }, started);
+    rc.locks = locks;
+    locks.watch(LOCK_KEEPALIVE_MS);
+    try {
+      return await finish(rc, await body(), started);
+    } catch (error) {
+      rc.emit({ type: 'run.stopped', reason: errorMessage(error) });
+      return await finish(rc, { ok: false, stop: 'failed', error }, started);
     }
-    rc.emit({ type: 'run.stopped', reason: errorMessage(error) });
-    return finish(rc, { ok: false, stop: error instanceof LockedError ? 'stopped' : 'failed', error }, started);
   } finally {
-    await Promise.all(lockSessions.map((s) => s.close()));
+    rc.locks = undefined;
+    await locks.release();
   }
+}
+
+/**
+ * Before a write: the run still holds its locks and was not interrupted.
+ * Otherwise the run stops here, journaled and resumable.
+ */
+async function mayWrite(rc: RunContext, stepId?: string): Promise<StepOutcome> {
+  try {
+    if (rc.stopCause === undefined) await rc.locks?.check();
+  } catch {
+    // check() set rc.stopCause through the lock's onLost callback.
+  }
+  const cause = rc.stopCause;
+  if (cause === undefined) return ok;
+  return stopped(rc, cause, stepId);
+}
+
+function stopped(rc: RunContext, cause: Error, stepId?: string): StepOutcome {
+  rc.emit({ type: 'run.stopped', reason: cause.message, ...(stepId !== undefined ? { stepId } : {}) });
+  return { ok: false, stop: cause instanceof LockLostError ? 'stopped' : 'interrupted', error: cause };
 }
 
 async function finish(rc: RunContext, outcome: StepOutcome, started: number): Promise<RunResult> {
@@ -350,6 +394,8 @@ async function forward(rc: RunContext, steps: readonly Step[]): Promise<StepOutc
       }
       continue;
     }
+    const allowed = await mayWrite(rc, step.id);
+    if (!allowed.ok) return allowed;
     const outcome = await runStep(rc, step);
     if (!outcome.ok) return afterFailure(rc, step, outcome);
   }
@@ -357,12 +403,15 @@ async function forward(rc: RunContext, steps: readonly Step[]): Promise<StepOutc
 }
 
 async function afterFailure(rc: RunContext, step: Step, outcome: StepOutcome & { ok: false }): Promise<StepOutcome> {
+  // A lost lock or an interrupt: no rollback either, it would write too.
+  if (rc.stopCause !== undefined) return stopped(rc, rc.stopCause, step.id);
   if (outcome.stop === 'stopped') {
     rc.emit({ type: 'run.stopped', reason: errorMessage(outcome.error), stepId: step.id });
     return outcome;
   }
   if (rc.runbook.defaults.onFailure === 'rollback') {
-    await rollbackApplied(rc, `step "${step.id}" failed`);
+    const undone = await rollbackApplied(rc, `step "${step.id}" failed`);
+    if (undone === 'stopped' && rc.stopCause !== undefined) return { ok: false, stop: 'stopped', error: rc.stopCause };
     return outcome;
   }
   rc.emit({ type: 'run.stopped', reason: `step "${step.id}" failed; onFailure is stop`, stepId: step.id });
@@ -431,9 +480,16 @@ async function runStep(rc: RunContext, step: Step): Promise<StepOutcome> {
       if (error instanceof ConfirmationRequiredError || error instanceof ConfirmationDeclinedError) {
         return { ok: false, stop: 'stopped', error };
       }
+      if (rc.stopCause !== undefined) {
+        rc.emit({ type: 'step.failed', stepId: step.id, phase: 'apply', error: serializeError(rc.stopCause), durationMs: Date.now() - started });
+        return { ok: false, stop: 'stopped', error: rc.stopCause };
+      }
       if (attempt <= step.retries && !rc.signal.aborted) {
         rc.emit({ type: 'step.retrying', stepId: step.id, attempt, error: serializeError(error) });
-        await sleep(Math.min(30_000, 500 * 2 ** (attempt - 1)));
+        // The backoff ends early on an interrupt or a lost lock; the check below then stops the run.
+        await sleep(Math.min(30_000, 500 * 2 ** (attempt - 1)), undefined, { signal: rc.signal }).catch(() => {});
+        const allowed = await mayWrite(rc, step.id);
+        if (!allowed.ok) return allowed;
         continue;
       }
       rc.emit({ type: 'step.failed', stepId: step.id, phase: 'apply', error: serializeError(error), durationMs: Date.now() - started });
@@ -466,6 +522,9 @@ async function applyOnce(rc: RunContext, step: Step, plan: StepPlan): Promise<{ 
     const session = await scope.session(requireConnection(step));
     const outcome = await session.transaction(async (tx) => {
       const applied = await definition.apply(scope.context(tx), step, plan);
+      // No COMMIT without the lock: a lost lock rolls this transaction back.
+      if (rc.stopCause !== undefined) throw rc.stopCause;
+      await rc.locks?.check();
       // Journaled (fsync) before COMMIT: after a crash the server says whether this id committed.
       rc.emit({ type: 'step.committing', stepId: step.id, phase: 'apply', xid: await currentXid(tx), before: applied.before });
       return applied;
@@ -503,7 +562,7 @@ function requireConnection(step: Step): string {
 
 // ----------------------------------------------------------------- rollback
 
-async function rollbackApplied(rc: RunContext, reason: string): Promise<'rolled-back' | 'needs-attention'> {
+async function rollbackApplied(rc: RunContext, reason: string): Promise<'rolled-back' | 'needs-attention' | 'stopped'> {
   const ids = appliedSteps(rc.state).reverse();
   rc.emit({ type: 'rollback.started', reason, steps: ids });
   let attention = false;
@@ -522,6 +581,8 @@ async function rollbackApplied(rc: RunContext, reason: string): Promise<'rolled-
       });
       continue;
     }
+    const allowed = await mayWrite(rc, id);
+    if (!allowed.ok) return 'stopped';
     rc.emit({ type: 'rollback.step.started', stepId: id });
     const started = Date.now();
     try {
@@ -551,6 +612,8 @@ async function rollbackOnce(rc: RunContext, step: Step, before: Json): Promise<v
     const session = await scope.session(requireConnection(step));
     await session.transaction(async (tx) => {
       await rollback(scope.context(tx), step, before);
+      if (rc.stopCause !== undefined) throw rc.stopCause;
+      await rc.locks?.check();
       rc.emit({ type: 'step.committing', stepId: step.id, phase: 'rollback', xid: await currentXid(tx) });
     });
   } finally {

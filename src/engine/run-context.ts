@@ -12,6 +12,7 @@ import { Session, type Queryable } from '../db/session.js';
 import { openOracle, type OracleConnector, type OracleSession } from '../db/oracle.js';
 import path from 'node:path';
 import type { SavedPlan } from './saved-plan.js';
+import type { RunLocks } from './lock.js';
 import {
   ConfirmationRequiredError,
   UsageError,
@@ -68,9 +69,15 @@ export function redactorFor(connections: ReadonlyMap<string, ResolvedConnection>
 
 export class RunContext {
   readonly commands: CommandRunner;
+  /** Aborted by the caller's signal, or when the run must stop at once (lock lost, interrupt). */
   readonly signal: AbortSignal;
   /** Result of a rollback done by this process, if it did one. */
   rollbackResult: 'rolled-back' | 'needs-attention' | undefined;
+  /** The run's target locks, while it holds them. */
+  locks: RunLocks | undefined;
+  /** Why the run must stop before its next write (a lost lock, an interrupt), once that happened. */
+  stopCause: Error | undefined;
+  private readonly controller = new AbortController();
   private current: RunState | undefined;
 
   constructor(
@@ -85,8 +92,31 @@ export class RunContext {
     state?: RunState,
   ) {
     this.commands = options.commands ?? execaRunner;
-    this.signal = options.signal ?? new AbortController().signal;
+    this.signal = this.controller.signal;
+    const outer = options.signal;
+    if (outer !== undefined) {
+      const forward = () => this.halt(outer.reason instanceof Error ? outer.reason : new Error(String(outer.reason)));
+      if (outer.aborted) forward();
+      else outer.addEventListener('abort', forward, { once: true });
+    }
     this.current = state;
+  }
+
+  /** Stops the run before its next write: aborts every wait and poll of the step in flight. */
+  halt(cause: Error): void {
+    this.stopCause ??= cause;
+    this.controller.abort(cause);
+  }
+
+  /** A session that holds the run lock: TCP keepalives on, idle timeouts off (see lock.ts). */
+  openLockSession(name: string): Promise<Session> {
+    return Session.open(name, this.postgres(name), {
+      applicationName: `cutover/${this.runId}/lock`,
+      readOnly: false,
+      lockTimeoutMs: this.runbook.defaults.lockTimeoutMs,
+      statementTimeoutMs: this.runbook.defaults.statementTimeoutMs,
+      keepAlive: true,
+    });
   }
 
   /** The run's state as the journal says it is now. */
