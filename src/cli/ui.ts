@@ -41,6 +41,7 @@ export async function runWithUi(
       `run ${result.runId}: ${result.status}`,
       `journal: ${result.journalFile}`,
       `journal head: ${result.journalHead}`,
+      `  (record it in the change ticket: cutover audit verify ${result.runId} --head ${result.journalHead} proves the journal still ends there)`,
     ].join('\n'),
   );
   if (result.error !== undefined) io.err(`\n${formatError(result.error)}`);

@@ -36,6 +36,8 @@ export type RunEvent =
       readonly toolVersion: string;
       readonly connections: readonly ConnectionIdentity[];
       readonly steps: readonly string[];
+      /** Absent: a sha256 chain. `hmac-sha256`: keyed with CUTOVER_JOURNAL_KEY. */
+      readonly journal?: { readonly chain: 'hmac-sha256' };
       /** Steps marked `window: true`: the downtime-critical part. */
       readonly window?: readonly string[];
       readonly options: {

@@ -20,11 +20,13 @@ import {
   PlanBlockedError,
   PlanDriftError,
   StepFailedError,
+  JournalUntrustedError,
   UnfinishedRunError,
   UnknownOutcomeError,
   UsageError,
   errorMessage,
 } from '../errors.js';
+import { journalKey, trustJournal } from './trust.js';
 import { describeProgress, isLive, pickRun, unfinishedRuns, effectiveStatus } from './run-selection.js';
 import { loadRunbook, type Runbook } from '../runbook/load.js';
 import type { Session } from '../db/session.js';
@@ -89,7 +91,8 @@ export async function runRunbook(runbook: Runbook, options: RunOptions): Promise
   const runDir = path.join(runsDir(options.stateDir ?? DEFAULT_STATE_DIR), runId);
   const dryRun = options.dryRun === true;
   const redactor = redactorFor(connections);
-  const rc = new RunContext(runbook, runId, runDir, Journal.create(runDir, redactor), redactor, connections, options, dryRun);
+  const key = journalKey(options.journalKey);
+  const rc = new RunContext(runbook, runId, runDir, Journal.create(runDir, redactor, key), redactor, connections, options, dryRun);
   const unlock = lockRunDir(runDir);
   const started = Date.now();
   try {
@@ -109,6 +112,7 @@ export async function runRunbook(runbook: Runbook, options: RunOptions): Promise
       toolVersion: TOOL_VERSION,
       connections: [...connections.values()].map((c) => c.identity),
       steps: steps.map((s) => s.id),
+      ...(key !== undefined ? { journal: { chain: 'hmac-sha256' as const } } : {}),
       ...(steps.some((s) => s.window) ? { window: steps.filter((s) => s.window).map((s) => s.id) } : {}),
       options: {
         ...(options.only !== undefined ? { only: options.only } : {}),
@@ -164,9 +168,14 @@ export async function rollbackRun(runId: string | undefined, options: EngineOpti
  * A run's state from its journal (default: the newest run). A run whose
  * process is gone without a run end reads `interrupted`.
  */
-export function loadRunState(runId: string | undefined, stateDir = DEFAULT_STATE_DIR): { state: RunState; runDir: string } {
+export function loadRunState(
+  runId: string | undefined,
+  stateDir = DEFAULT_STATE_DIR,
+  options: { readonly journalKey?: Buffer } = {},
+): { state: RunState; runDir: string } {
   const id = findRun(stateDir, runId);
   const runDir = path.join(runsDir(stateDir), id);
+  trustJournal(runDir, id, journalKey(options.journalKey));
   const state = foldJournal(readJournal(runDir));
   state.status = effectiveStatus(state);
   return { state, runDir };
@@ -177,7 +186,10 @@ export function loadRunState(runId: string | undefined, stateDir = DEFAULT_STATE
  * resumed afterwards, and no longer keeps `cutover run` from starting the
  * runbook afresh; `cutover rollback <id>` can still undo what it applied.
  */
-export function abandonRun(runId: string, options: { readonly reason: string; readonly stateDir?: string; readonly operator?: string }): RunState {
+export function abandonRun(
+  runId: string,
+  options: { readonly reason: string; readonly stateDir?: string; readonly operator?: string; readonly journalKey?: Buffer },
+): RunState {
   const reason = options.reason.trim();
   if (reason.length === 0) throw new UsageError('abandon needs --reason "...": it is kept in the journal');
   const stateDir = options.stateDir ?? DEFAULT_STATE_DIR;
@@ -185,6 +197,8 @@ export function abandonRun(runId: string, options: { readonly reason: string; re
   const runDir = path.join(runsDir(stateDir), id);
   const unlock = lockRunDir(runDir);
   try {
+    const key = journalKey(options.journalKey);
+    trustJournal(runDir, id, key);
     const state = foldJournal(readJournal(runDir));
     if (state.mode === 'plan') throw new UsageError(`run ${id} was a plan (dry run); there is nothing to abandon`);
     if (isLive(state)) throw new UsageError(`run ${id} is still in progress (pid ${state.process.pid} on ${state.process.host})`);
@@ -192,7 +206,7 @@ export function abandonRun(runId: string, options: { readonly reason: string; re
     if (state.status === 'succeeded' || state.status === 'rolled-back' || state.status === 'refused') {
       throw new UsageError(`run ${id} is ${state.status}; there is nothing to abandon`);
     }
-    const { journal, records } = Journal.open(runDir, new Redactor([]));
+    const { journal, records } = Journal.open(runDir, new Redactor([]), key);
     try {
       const record = journal.append({ type: 'run.abandoned', reason, operator: operatorName(options), host: os.hostname(), pid: process.pid });
       const after = foldJournal([...records, record]);
@@ -230,6 +244,9 @@ async function reopen(
   const runDir = path.join(runsDir(stateDir), id);
   const unlock = lockRunDir(runDir);
   try {
+    // Nothing is read from a journal before its chain verifies.
+    const key = journalKey(options.journalKey);
+    trustJournal(runDir, id, key);
     const recorded = foldJournal(readJournal(runDir));
     if (recorded.mode === 'plan') throw new UsageError(`run ${id} was a plan (dry run); there is nothing to ${command}`);
     if (recorded.status === 'refused') {
@@ -242,13 +259,13 @@ async function reopen(
     }
     const runbook = loadRunbook(recorded.runbookFile, { registry: options.registry });
     if (runbook.sha256 !== recorded.runbookSha256) {
-      throw new UsageError(
+      throw new JournalUntrustedError(
         `runbook ${recorded.runbookFile} changed since run ${id} started (sha256 ${recorded.runbookSha256.slice(0, 12)}…, now ${runbook.sha256.slice(0, 12)}…); restore it to ${command} this run`,
       );
     }
     const connections = resolveAll(runbook);
     const redactor = redactorFor(connections);
-    const { journal, records } = Journal.open(runDir, redactor);
+    const { journal, records } = Journal.open(runDir, redactor, key);
     const state = foldJournal(records);
     const rc = new RunContext(runbook, id, runDir, journal, redactor, connections, options, false, state);
     const started = Date.now();
@@ -544,7 +561,7 @@ async function verifyStep(rc: RunContext, step: Step, plan: StepPlan): Promise<S
   }
   const scope = rc.stepScope(step, 'verify', true);
   try {
-    await definition.verify(scope.context(), step, plan, rc.state.steps.get(step.id)?.before ?? null);
+    await definition.verify(scope.context(), step, plan, recordedBefore(rc, step));
     rc.emit({ type: 'step.completed', stepId: step.id, verified: true, durationMs: Date.now() - started });
     return ok;
   } catch (error) {
@@ -561,6 +578,23 @@ function requireConnection(step: Step): string {
 }
 
 // ----------------------------------------------------------------- rollback
+
+/**
+ * The before-state the journal holds for a step, parsed with its kind's
+ * schema: a journal edited into another shape is refused, never obeyed.
+ */
+function recordedBefore(rc: RunContext, step: Step): Json {
+  const recorded = rc.state.steps.get(step.id)?.before ?? null;
+  const schema = rc.definition(step).before;
+  if (schema === undefined) return recorded;
+  const parsed = schema.safeParse(recorded);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  const where = issue !== undefined && issue.path.length > 0 ? ` at ${issue.path.join('.')}` : '';
+  throw new JournalUntrustedError(
+    `step "${step.id}": the journaled before-state is not what a ${step.kind} step records (${issue?.message ?? 'invalid'}${where}); refusing to use it`,
+  );
+}
 
 async function rollbackApplied(rc: RunContext, reason: string): Promise<'rolled-back' | 'needs-attention' | 'stopped'> {
   const ids = appliedSteps(rc.state).reverse();
@@ -586,7 +620,7 @@ async function rollbackApplied(rc: RunContext, reason: string): Promise<'rolled-
     rc.emit({ type: 'rollback.step.started', stepId: id });
     const started = Date.now();
     try {
-      await rollbackOnce(rc, step, rc.state.steps.get(id)?.before ?? null);
+      await rollbackOnce(rc, step, recordedBefore(rc, step));
       rc.emit({ type: 'rollback.step.done', stepId: id, durationMs: Date.now() - started });
     } catch (error) {
       // Stop at the first failure: earlier steps may depend on this one being undone first.
@@ -695,7 +729,7 @@ async function reconcileInFlight(rc: RunContext, command: 'resume' | 'rollback')
   const rerun = async (reason: string): Promise<StepOutcome> => {
     // An apply is re-run by the forward pass. A rollback is re-run here, and
     // journaled as done only after it succeeded.
-    if (phase === 'rollback') await rollbackOnce(rc, step, rc.state.steps.get(step.id)?.before ?? null);
+    if (phase === 'rollback') await rollbackOnce(rc, step, recordedBefore(rc, step));
     reconciled(phase === 'apply' ? 'not-done' : 'done', reason);
     return ok;
   };

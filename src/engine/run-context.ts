@@ -46,6 +46,8 @@ export interface EngineOptions {
   /** Recorded in the journal, for reports and rehearsal comparison (e.g. rehearsal-3, staging). */
   readonly label?: string;
   readonly environment?: string;
+  /** Chains the journal with HMAC-SHA256; default: CUTOVER_JOURNAL_KEY or CUTOVER_JOURNAL_KEY_FILE, if set. */
+  readonly journalKey?: Buffer;
 }
 
 /** The installed package's version, recorded in every journal. Compiled to dist/src/engine/. */

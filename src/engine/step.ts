@@ -7,13 +7,18 @@
  * (executes that plan, returns the before-state needed to undo it) ->
  * `verify` (post-condition) -> maybe `rollback` (from the before-state).
  */
-import type { z } from 'zod';
+import { z } from 'zod';
 import type { Queryable } from '../db/session.js';
 import type { CommandRunner } from './commands.js';
 import type { ResolvedConnection } from '../db/connections.js';
 import type { OracleSession } from '../db/oracle.js';
 
 export type Json = null | boolean | number | string | readonly Json[] | { readonly [key: string]: Json };
+
+/** Any JSON value, for before-state schemas that only check the outer shape. */
+export const jsonValue: z.ZodType<Json> = z.lazy(() =>
+  z.union([z.null(), z.boolean(), z.number(), z.string(), z.array(jsonValue), z.record(z.string(), jsonValue)]),
+);
 
 /** One thing a step would do, exactly as it would be done. */
 export type Action =
@@ -212,6 +217,12 @@ export interface StepDefinition<Schema extends z.ZodObject = z.ZodObject> {
    */
   readonly idempotent?: boolean;
   reversibility(config: z.output<Schema>): Reversibility;
+  /**
+   * The shape of the before-state `apply` returns (or records). The engine
+   * parses the journaled before-state with it before `verify` or `rollback`
+   * sees it: a journal edited into another shape is refused, not obeyed.
+   */
+  readonly before?: z.ZodType<Json>;
   plan(ctx: BaseContext, step: Step<z.output<Schema>>): Promise<StepPlan>;
   /** Executes `plan`; returns the before-state that `rollback` needs. */
   apply(ctx: ApplyContext, step: Step<z.output<Schema>>, plan: StepPlan): Promise<ApplyOutcome>;

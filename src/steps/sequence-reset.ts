@@ -81,6 +81,22 @@ interface Before {
   readonly sequences: readonly PlannedChange[];
 }
 
+const integerText = z.string().regex(/^-?\d+$/, 'an integer');
+const beforeSchema = z
+  .object({
+    sequences: z.array(
+      z.object({
+        sequence: z.string(),
+        schema: z.string(),
+        name: z.string(),
+        lastValue: integerText,
+        isCalled: z.boolean(),
+        next: integerText,
+      }),
+    ),
+  })
+  .nullable();
+
 /**
  * Compare-and-set, one pass, one statement: each sequence is moved only if it
  * still is where the plan saw it. pg_sequence_last_value() is NULL until the
@@ -282,6 +298,7 @@ export const sequenceResetStep = defineStep({
   connections: (c) => (typeof c.from === 'object' && 'connection' in c.from ? [c.from.connection] : []),
   // setval is not transactional, so the step is not either; see recordBefore in apply.
   effects: () => 'external',
+  before: beforeSchema,
   idempotent: true,
   reversibility: () => ({ kind: 'reversible' }),
 
