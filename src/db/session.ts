@@ -39,16 +39,24 @@ export interface Queryable {
     params?: readonly unknown[],
   ): Promise<QueryResult<Row>>;
   /**
-   * Several statements in one round trip (the simple query protocol, so no
-   * parameters): one row list per statement.
+   * Several statements, one row list per statement: in one round trip (the
+   * simple query protocol) on a session that may write, one statement at a
+   * time through the extended protocol on a read-only one.
    */
-  queryMany<Row extends QueryResultRow = QueryResultRow>(sql: string): Promise<Row[][]>;
+  queryMany<Row extends QueryResultRow = QueryResultRow>(statements: readonly string[]): Promise<Row[][]>;
 }
 
 export class Session implements Queryable {
   private constructor(
     readonly connectionName: string,
     private readonly client: pg.Client,
+    /**
+     * Read-only sessions send every statement through the extended query
+     * protocol, which carries exactly one statement: text such as
+     * `SET default_transaction_read_only = off; COMMIT; INSERT ...` fails
+     * there instead of escaping the read-only transaction.
+     */
+    private readonly singleStatement: boolean,
   ) {}
 
   static async open(connectionName: string, resolved: ResolvedPostgres, options: SessionOptions): Promise<Session> {
@@ -98,7 +106,7 @@ export class Session implements Queryable {
         `cannot connect to ${resolved.identity.target}${options.user !== undefined ? ` as ${options.user}` : ''}`,
       );
     }
-    return new Session(connectionName, client);
+    return new Session(connectionName, client, options.readOnly === true);
   }
 
   /** Calls `listener` once when the connection ends or fails (including a server-side termination). */
@@ -118,14 +126,25 @@ export class Session implements Queryable {
     params?: readonly unknown[],
   ): Promise<QueryResult<Row>> {
     try {
-      const result = await this.client.query<Row>(sql, params as unknown[] | undefined);
+      const config: pg.QueryConfig & { queryMode?: 'extended' } = {
+        text: sql,
+        ...(params !== undefined ? { values: [...params] } : {}),
+        ...(this.singleStatement ? { queryMode: 'extended' as const } : {}),
+      };
+      const result = await this.client.query<Row>(config);
       return { rows: result.rows, rowCount: result.rowCount ?? 0, command: result.command };
     } catch (error) {
       throw toDatabaseError(this.connectionName, error, sql);
     }
   }
 
-  async queryMany<Row extends QueryResultRow = QueryResultRow>(sql: string): Promise<Row[][]> {
+  async queryMany<Row extends QueryResultRow = QueryResultRow>(statements: readonly string[]): Promise<Row[][]> {
+    if (this.singleStatement) {
+      const results: Row[][] = [];
+      for (const statement of statements) results.push((await this.query<Row>(statement)).rows);
+      return results;
+    }
+    const sql = statements.join(';\n');
     try {
       const result = (await this.client.query<Row>(sql)) as pg.QueryResult<Row> | pg.QueryResult<Row>[];
       return Array.isArray(result) ? result.map((r) => r.rows) : [result.rows];

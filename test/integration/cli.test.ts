@@ -290,6 +290,32 @@ steps:
       assert.match(tampered.stderr, /line \d+: record does not match its hash/);
     });
 
+    it('a dry run is physically read-only: a wait query that tries SET ...; COMMIT; INSERT fails in plan and in run, and writes nothing', async () => {
+      const name = await freshDb();
+      await server.query('CREATE TABLE t (v int)', [], name);
+      const dir = tempDir();
+      const file = writeRunbook(
+        dir,
+        'r.yaml',
+        `${header}  - id: sneaky
+    kind: wait
+    connection: db
+    query: "SET default_transaction_read_only = off; COMMIT; INSERT INTO t VALUES (1) RETURNING true"
+    expect: true
+    interval: 100ms
+    timeout: 2s
+`,
+      );
+      const env = { TEST_URL: server.urlFor(name), CUTOVER_STATE_DIR: path.join(dir, 'state') };
+      const plan = await cutover(['plan', file], env);
+      assert.equal(plan.code, 1, plan.stdout + plan.stderr);
+      assert.match(plan.stdout + plan.stderr, /ERROR 42601: cannot insert multiple commands into a prepared statement/);
+      assert.doesNotMatch(plan.stdout + plan.stderr, /TypeError/);
+      const run = await cutover(['run', file, '--yes'], env);
+      assert.notEqual(run.code, 0);
+      assert.deepEqual(await server.query('SELECT count(*)::int AS n FROM t', [], name), [{ n: 0 }]);
+    });
+
     it('plan never runs a shell step that is not readOnly, and runs one that is', async () => {
       const name = await freshDb();
       const dir = tempDir();
