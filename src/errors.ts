@@ -204,6 +204,14 @@ export class UnfinishedRunError extends Error {
   }
 }
 
+/** SIGINT or SIGTERM: the run stops where it is, resumable. */
+export class InterruptedError extends Error {
+  override readonly name = 'InterruptedError';
+  constructor(readonly signal: string) {
+    super(`interrupted by ${signal}`);
+  }
+}
+
 /** A journal that does not verify (or a runbook that changed) is never used to act. */
 export class JournalUntrustedError extends Error {
   override readonly name = 'JournalUntrustedError';

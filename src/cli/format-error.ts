@@ -17,6 +17,8 @@ import {
   UnknownOutcomeError,
   UnfinishedRunError,
   JournalUntrustedError,
+  InterruptedError,
+  LockLostError,
   UsageError,
   type SerializedError,
 } from '../index.js';
@@ -45,6 +47,8 @@ export function formatError(error: unknown): string {
     return `${error.message}.\nCheck by hand whether it took effect. Then: mark the step idempotent and resume with --yes, or resume on a terminal and answer the question, or roll back.`;
   }
   if (error instanceof UnfinishedRunError || error instanceof JournalUntrustedError) return error.message;
+  if (error instanceof LockLostError) return error.message;
+  if (error instanceof InterruptedError) return `${error.message}: the statement in flight was cancelled and the run stopped before its next write`;
   if (error instanceof UsageError || error instanceof PlanBlockedError || error instanceof RefusedError || error instanceof PlanDriftError) {
     return error.message;
   }

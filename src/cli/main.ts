@@ -38,7 +38,7 @@ async function main(argv: string[]): Promise<void> {
     .demandCommand(1, 'name a command')
     .strict()
     .epilogue(
-      'Exit codes: 0 ok, 1 step failed and rolled back, 2 invalid input, 3 needs attention, 4 locked, 5 stopped (resumable).',
+      'Exit codes: 0 ok, 1 step failed and rolled back, 2 invalid input, 3 needs attention, 4 locked or blocked by an unfinished run, 5 stopped or interrupted (resumable), 130 a second Ctrl-C.',
     )
     .fail((message, error) => {
       throw error ?? new UsageError(message);

@@ -57,7 +57,31 @@ export class Session implements Queryable {
      * there instead of escaping the read-only transaction.
      */
     private readonly singleStatement: boolean,
+    /** How to reach the server again, to cancel a running statement. */
+    private readonly cancelConfig: pg.ClientConfig,
   ) {}
+
+  /** Statements in flight on this session. */
+  private active = 0;
+
+  /**
+   * Cancels the statement running on this session, if any, the way psql's
+   * Ctrl-C does: the server aborts it (SQLSTATE 57014) and the session's
+   * transaction with it. Sent from a second connection as the same role.
+   */
+  async cancel(): Promise<void> {
+    if (this.active === 0) return;
+    const pid = (this.client as pg.Client & { readonly processID?: number | null }).processID;
+    if (typeof pid !== 'number') return;
+    const canceller = new pg.Client({ ...this.cancelConfig, application_name: 'cutover/cancel', connectionTimeoutMillis: 5_000 });
+    canceller.on('error', () => {});
+    try {
+      await canceller.connect();
+      await canceller.query('SELECT pg_cancel_backend($1)', [pid]);
+    } finally {
+      await canceller.end().catch(() => {});
+    }
+  }
 
   static async open(connectionName: string, resolved: ResolvedPostgres, options: SessionOptions): Promise<Session> {
     const startupOptions = [
@@ -106,7 +130,7 @@ export class Session implements Queryable {
         `cannot connect to ${resolved.identity.target}${options.user !== undefined ? ` as ${options.user}` : ''}`,
       );
     }
-    return new Session(connectionName, client, options.readOnly === true);
+    return new Session(connectionName, client, options.readOnly === true, config);
   }
 
   /** Calls `listener` once when the connection ends or fails (including a server-side termination). */
@@ -131,7 +155,8 @@ export class Session implements Queryable {
         ...(params !== undefined ? { values: [...params] } : {}),
         ...(this.singleStatement ? { queryMode: 'extended' as const } : {}),
       };
-      const result = await this.client.query<Row>(config);
+      this.active++;
+      const result = await this.client.query<Row>(config).finally(() => this.active--);
       return { rows: result.rows, rowCount: result.rowCount ?? 0, command: result.command };
     } catch (error) {
       throw toDatabaseError(this.connectionName, error, sql);
@@ -146,7 +171,8 @@ export class Session implements Queryable {
     }
     const sql = statements.join(';\n');
     try {
-      const result = (await this.client.query<Row>(sql)) as pg.QueryResult<Row> | pg.QueryResult<Row>[];
+      this.active++;
+      const result = (await this.client.query<Row>(sql).finally(() => this.active--)) as pg.QueryResult<Row> | pg.QueryResult<Row>[];
       return Array.isArray(result) ? result.map((r) => r.rows) : [result.rows];
     } catch (error) {
       throw toDatabaseError(this.connectionName, error, sql);

@@ -20,6 +20,7 @@ import {
   PlanBlockedError,
   PlanDriftError,
   StepFailedError,
+  InterruptedError,
   JournalUntrustedError,
   UnfinishedRunError,
   UnknownOutcomeError,
@@ -351,8 +352,12 @@ async function mayWrite(rc: RunContext, stepId?: string): Promise<StepOutcome> {
 }
 
 function stopped(rc: RunContext, cause: Error, stepId?: string): StepOutcome {
+  if (cause instanceof InterruptedError) {
+    rc.emit({ type: 'run.interrupted', signal: cause.signal, ...(stepId !== undefined ? { stepId } : {}), applied: appliedSteps(rc.state) });
+    return { ok: false, stop: 'interrupted', error: cause };
+  }
   rc.emit({ type: 'run.stopped', reason: cause.message, ...(stepId !== undefined ? { stepId } : {}) });
-  return { ok: false, stop: cause instanceof LockLostError ? 'stopped' : 'interrupted', error: cause };
+  return { ok: false, stop: 'stopped', error: cause };
 }
 
 async function finish(rc: RunContext, outcome: StepOutcome, started: number): Promise<RunResult> {
@@ -385,6 +390,7 @@ function runStatus(rc: RunContext, outcome: StepOutcome): RunStatus {
   if (outcome.ok) return 'succeeded';
   if (outcome.error instanceof UnknownOutcomeError) return 'needs-attention';
   if (outcome.stop === 'refused') return 'refused';
+  if (outcome.error instanceof InterruptedError && rc.rollbackResult === undefined) return 'interrupted';
   return rc.rollbackResult ?? outcome.stop;
 }
 
@@ -498,7 +504,8 @@ async function runStep(rc: RunContext, step: Step): Promise<StepOutcome> {
         return { ok: false, stop: 'stopped', error };
       }
       if (rc.stopCause !== undefined) {
-        rc.emit({ type: 'step.failed', stepId: step.id, phase: 'apply', error: serializeError(rc.stopCause), durationMs: Date.now() - started });
+        // The step's own error (57014 for a cancelled statement); the run's stop says why.
+        rc.emit({ type: 'step.failed', stepId: step.id, phase: 'apply', error: serializeError(error), durationMs: Date.now() - started });
         return { ok: false, stop: 'stopped', error: rc.stopCause };
       }
       if (attempt <= step.retries && !rc.signal.aborted) {

@@ -81,6 +81,8 @@ export class RunContext {
   stopCause: Error | undefined;
   private readonly controller = new AbortController();
   private current: RunState | undefined;
+  /** Step sessions open right now: an interrupt cancels what they run. */
+  private readonly openSessions = new Set<Session>();
 
   constructor(
     readonly runbook: Runbook,
@@ -106,8 +108,22 @@ export class RunContext {
 
   /** Stops the run before its next write: aborts every wait and poll of the step in flight. */
   halt(cause: Error): void {
-    this.stopCause ??= cause;
+    if (this.stopCause !== undefined) return;
+    this.stopCause = cause;
     this.controller.abort(cause);
+    for (const session of this.openSessions) void session.cancel().catch(() => {});
+  }
+
+  private track(opening: Promise<Session>): Promise<Session> {
+    return opening.then((session) => {
+      this.openSessions.add(session);
+      return session;
+    });
+  }
+
+  /** A step scope closed this session. */
+  forget(session: Session): void {
+    this.openSessions.delete(session);
   }
 
   /** A session that holds the run lock: TCP keepalives on, idle timeouts off (see lock.ts). */
@@ -182,26 +198,26 @@ export class RunContext {
   }
 
   openSession(name: string, purpose: string, readOnly: boolean, statementTimeoutMs?: number, database?: string): Promise<Session> {
-    return Session.open(name, this.postgres(name), {
+    return this.track(Session.open(name, this.postgres(name), {
       applicationName: `cutover/${this.runId}/${purpose}`,
       readOnly: readOnly || this.dryRun,
       ...(database !== undefined ? { database } : {}),
       lockTimeoutMs: this.runbook.defaults.lockTimeoutMs,
       statementTimeoutMs: statementTimeoutMs ?? this.runbook.defaults.statementTimeoutMs,
-    });
+    }));
   }
 
   /** A session as another role that keeps the server's default_transaction_read_only (see BaseContext.sessionAs). */
   openProbeSession(name: string, user: string, database: string | undefined, purpose: string, statementTimeoutMs?: number): Promise<Session> {
     if (this.dryRun) throw new UsageError('a probe session is not available in a dry run');
-    return Session.open(name, this.postgres(name), {
+    return this.track(Session.open(name, this.postgres(name), {
       applicationName: `cutover/${this.runId}/${purpose}`,
       readOnly: undefined,
       user,
       ...(database !== undefined ? { database } : {}),
       lockTimeoutMs: this.runbook.defaults.lockTimeoutMs,
       statementTimeoutMs: statementTimeoutMs ?? this.runbook.defaults.statementTimeoutMs,
-    });
+    }));
   }
 
   /**
@@ -324,7 +340,12 @@ export class StepScope {
     this.sessions.clear();
     this.oracleSessions.clear();
     await Promise.all([
-      ...sessions.map(async (s) => (await s.catch(() => undefined))?.close()),
+      ...sessions.map(async (s) => {
+        const session = await s.catch(() => undefined);
+        if (session === undefined) return;
+        await session.close();
+        this.rc.forget(session);
+      }),
       ...oracleSessions.map(async (s) => (await s.catch(() => undefined))?.close()),
     ]);
   }
