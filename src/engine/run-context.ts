@@ -13,6 +13,7 @@ import { openOracle, type OracleConnector, type OracleSession } from '../db/orac
 import path from 'node:path';
 import type { SavedPlan } from './saved-plan.js';
 import type { RunLocks } from './lock.js';
+import { failpoint } from './failpoint.js';
 import {
   ConfirmationRequiredError,
   UsageError,
@@ -148,7 +149,10 @@ export class RunContext {
     // Subscribers get the redacted event, exactly as journaled.
     let redacted = event;
     if (event.type !== 'step.progress') {
+      const stepId = 'stepId' in event ? event.stepId : undefined;
+      failpoint(`before:${event.type}`, stepId);
       const record = this.journal.append(event);
+      failpoint(`after:${event.type}`, stepId);
       redacted = record.event;
       if (this.current === undefined) this.current = foldJournal([record]);
       else applyEvent(this.current, record.event, record.ts);
