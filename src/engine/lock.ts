@@ -151,8 +151,21 @@ export class RunLocks {
     }
   }
 
-  /** Checks every lock with a query; sets `lost` and throws LockLostError if one is gone. */
-  async check(): Promise<void> {
+  /**
+   * Checks every lock with a query; sets `lost` and throws LockLostError if
+   * one is gone. A check already under way (the keepalive) is joined, so a
+   * lock session never runs two queries at once.
+   */
+  check(): Promise<void> {
+    this.checking ??= this.checkNow().finally(() => {
+      this.checking = undefined;
+    });
+    return this.checking;
+  }
+
+  private checking: Promise<void> | undefined;
+
+  private async checkNow(): Promise<void> {
     if (this.lost !== undefined) throw this.lost;
     for (const { connection, session } of this.held) {
       let held: boolean;
