@@ -134,40 +134,46 @@ steps:
   it('every failpoint, then resume: each effect exactly once, journal verifies; then every failpoint, then rollback: each undone exactly once', async () => {
     const points = await failpoints();
     assert.ok(points.length >= 40, `expected a point on each side of every step record, got ${points.length}`);
+    const runCase = async (point: string, recovery: 'resume' | 'rollback'): Promise<void> => {
+      const f = await fixture();
+      const crashed = await cutover(['run', f.file, '--yes'], { ...f.env, CUTOVER_FAILPOINT: point });
+      assert.equal(crashed.code, null, `${point}: the run was killed at the failpoint (${crashed.stderr})`);
+      const recovered = await cutover([recovery, '--last', '--yes'], f.env);
+      const effects = await f.effects();
+      const where = `${point}, then ${recovery}: ${recovered.stderr}\n${JSON.stringify(effects)}`;
+      if (SHELL_IN_FLIGHT.has(point)) {
+        // A non-idempotent command whose outcome is unknown is never run again on a guess.
+        assert.equal(recovered.code, 3, where);
+        assert.match(recovered.stderr, /step "sh" was in flight \(apply\)/, where);
+        assert.deepEqual(effects.shell, point.startsWith('after:step.started') ? [] : ['ran'], where);
+        assert.equal(effects.tx, 1, where);
+      } else if (recovery === 'resume') {
+        assert.equal(recovered.code, 0, where);
+        assert.deepEqual({ ...effects, shell: undefined }, { ...APPLIED, shell: undefined }, where);
+        assert.deepEqual(effects.shell, ['ran'], where);
+      } else {
+        // Killed before anything was applied or in flight: there is nothing to undo, and rollback says so.
+        const nothing = recovered.code === 2 && /has anything to rollback/.test(recovered.stderr);
+        assert.ok(recovered.code === 0 || nothing, where);
+        assert.equal(effects.tx, 0, where);
+        assert.equal(effects.seq, ORIGINAL_SEQ, where);
+        assert.equal(effects.frozen, false, where);
+        // The command ran at most once, and was undone exactly once if it ran.
+        assert.ok(effects.shell.length === 0 || JSON.stringify(effects.shell) === '["ran","undo"]', where);
+      }
+      const audit = await cutover(['audit', 'verify', '--last'], f.env);
+      assert.equal(audit.code, 0, `${point}, then ${recovery}: ${audit.stderr}`);
+    };
+    // Cases are independent (own database, own state directory): a few at a time.
+    const queue = points.flatMap((point) => (['resume', 'rollback'] as const).map((recovery) => ({ point, recovery })));
     let cases = 0;
-    for (const point of points) {
-      for (const recovery of ['resume', 'rollback'] as const) {
-        const f = await fixture();
-        const crashed = await cutover(['run', f.file, '--yes'], { ...f.env, CUTOVER_FAILPOINT: point });
-        assert.equal(crashed.code, null, `${point}: the run was killed at the failpoint (${crashed.stderr})`);
-        const recovered = await cutover([recovery, '--last', '--yes'], f.env);
-        const effects = await f.effects();
-        const where = `${point}, then ${recovery}: ${recovered.stderr}\n${JSON.stringify(effects)}`;
-        if (SHELL_IN_FLIGHT.has(point)) {
-          // A non-idempotent command whose outcome is unknown is never run again on a guess.
-          assert.equal(recovered.code, 3, where);
-          assert.match(recovered.stderr, /step "sh" was in flight \(apply\)/, where);
-          assert.deepEqual(effects.shell, point.startsWith('after:step.started') ? [] : ['ran'], where);
-          assert.equal(effects.tx, 1, where);
-        } else if (recovery === 'resume') {
-          assert.equal(recovered.code, 0, where);
-          assert.deepEqual({ ...effects, shell: undefined }, { ...APPLIED, shell: undefined }, where);
-          assert.deepEqual(effects.shell, ['ran'], where);
-        } else {
-          // Killed before anything was applied or in flight: there is nothing to undo, and rollback says so.
-          const nothing = recovered.code === 2 && /has anything to rollback/.test(recovered.stderr);
-          assert.ok(recovered.code === 0 || nothing, where);
-          assert.equal(effects.tx, 0, where);
-          assert.equal(effects.seq, ORIGINAL_SEQ, where);
-          assert.equal(effects.frozen, false, where);
-          // The command ran at most once, and was undone exactly once if it ran.
-          assert.ok(effects.shell.length === 0 || JSON.stringify(effects.shell) === '["ran","undo"]', where);
-        }
-        const audit = await cutover(['audit', 'verify', '--last'], f.env);
-        assert.equal(audit.code, 0, `${point}, then ${recovery}: ${audit.stderr}`);
+    const worker = async () => {
+      for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
+        await runCase(next.point, next.recovery);
         cases++;
       }
-    }
+    };
+    await Promise.all([worker(), worker(), worker()]);
     console.log(`failpoint matrix: ${points.length} failpoints x 2 recoveries = ${cases} cases`);
   });
 });
