@@ -16,7 +16,6 @@ import {
   ConfirmationRequiredError,
   DatabaseError,
   LockedError,
-  LockLostError,
   PlanBlockedError,
   PlanDriftError,
   StepFailedError,
@@ -30,7 +29,6 @@ import {
 import { journalKey, trustJournal } from './trust.js';
 import { describeProgress, isLive, pickRun, unfinishedRuns, effectiveStatus } from './run-selection.js';
 import { loadRunbook, type Runbook } from '../runbook/load.js';
-import type { Session } from '../db/session.js';
 import type { RunEvent, RunStatus, SerializedError } from './events.js';
 import { RunLocks } from './lock.js';
 import { currentXid, readLegacyMarker, xactStatus } from './marker.js';
