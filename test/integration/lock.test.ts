@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -187,6 +188,35 @@ for (const version of VERSIONS) {
       const result = await running;
       assert.equal(result.status, 'succeeded', String(result.error));
       assert.ok(!events.some((e) => e.type === 'lock.lost'));
+      assert.deepEqual(await effects(name), ['s1', 's3']);
+    });
+
+    // Last in this file: the restart also ends the helper's cached sessions.
+    it('a server restart (pg_ctl restart -m fast) mid-step: the lock is lost, the run stops before its next write, resume finishes it', async () => {
+      const name = await freshDb();
+      await setup(name);
+      const runbook = load(name, gated);
+      const stateDir = tempDir();
+      let inS2!: () => void;
+      const reachedS2 = new Promise<void>((resolve) => (inS2 = resolve));
+      const running = runRunbook(runbook, {
+        registry,
+        stateDir,
+        onEvent: (e) => e.type === 'step.started' && e.stepId === 's2' && inS2(),
+      });
+      await reachedS2;
+      // -l and no pipes: a restarted postmaster would otherwise hold pg_ctl's stdout open forever.
+      const pgCtl = [path.join(server.binDir, 'pg_ctl'), '-D', server.dataDir, '-l', path.join(path.dirname(server.dataDir), 'log'), '-m', 'fast', '-w', 'restart'];
+      const options = { stdio: 'ignore' as const };
+      const restart = process.getuid?.() === 0 ? spawnSync('runuser', ['-u', 'postgres', '--', ...pgCtl], options) : spawnSync(pgCtl[0] ?? '', pgCtl.slice(1), options);
+      assert.equal(restart.status, 0, 'pg_ctl restart');
+      await once(name, 'UPDATE go SET ok = true');
+      const result = await running;
+      assert.equal(result.status, 'stopped', String(result.error));
+      assert.ok(result.error instanceof LockLostError, String(result.error));
+      assert.deepEqual(await effects(name), ['s1'], 's3 did not run');
+      const resumed = await resumeRun(result.runId, { registry, stateDir });
+      assert.equal(resumed.status, 'succeeded', String(resumed.error));
       assert.deepEqual(await effects(name), ['s1', 's3']);
     });
   });
