@@ -79,8 +79,25 @@ export class LockedError extends Error {
   constructor(
     readonly connection: string,
     readonly holder: string,
+    /** The holding run's id, when its lock session shows its tag. */
+    readonly holderRunId?: string,
   ) {
     super(`connection "${connection}" is locked by another cutover run (${holder})`);
+  }
+}
+
+/**
+ * The run's lock on a target ended (session terminated, server restarted,
+ * connection lost): another run may now get in, so this one stops before its
+ * next write. Resumable.
+ */
+export class LockLostError extends Error {
+  override readonly name = 'LockLostError';
+  constructor(
+    readonly connection: string,
+    readonly reason: string,
+  ) {
+    super(`lost the cutover lock on connection "${connection}": ${reason}; the run stopped before its next write`);
   }
 }
 
@@ -132,9 +149,10 @@ export class UnknownOutcomeError extends Error {
   constructor(
     readonly stepId: string,
     readonly phase: 'apply' | 'rollback',
+    readonly why?: string,
   ) {
     super(
-      `step "${stepId}" was in flight (${phase}) when the previous run stopped and its outcome is unknown`,
+      `step "${stepId}" was in flight (${phase}) when the previous run stopped and its outcome is unknown${why !== undefined ? ` (${why})` : ''}`,
     );
   }
 }
@@ -183,4 +201,38 @@ export class StepTimeoutError extends Error {
   ) {
     super(`step "${stepId}" was still running ${ceilingMs - timeoutMs}ms after its timeout of ${timeoutMs}ms: stopped by the engine`);
   }
+}
+
+/**
+ * An earlier run of the same runbook against the same targets stopped with
+ * steps applied; starting afresh would apply them a second time.
+ */
+export class UnfinishedRunError extends Error {
+  override readonly name = 'UnfinishedRunError';
+  constructor(
+    readonly runId: string,
+    readonly progress: string,
+    readonly live: boolean,
+  ) {
+    super(
+      live
+        ? `run ${runId} of this runbook is still in progress (${progress}); wait for it to finish`
+        : `run ${runId} of this runbook against the same targets did not finish (${progress}). ` +
+            `Continue it with: cutover resume ${runId}\n` +
+            `or give it up with: cutover abandon ${runId} --reason "..." (cutover rollback ${runId} can still undo it)`,
+    );
+  }
+}
+
+/** SIGINT or SIGTERM: the run stops where it is, resumable. */
+export class InterruptedError extends Error {
+  override readonly name = 'InterruptedError';
+  constructor(readonly signal: string) {
+    super(`interrupted by ${signal}`);
+  }
+}
+
+/** A journal that does not verify (or a runbook that changed) is never used to act. */
+export class JournalUntrustedError extends Error {
+  override readonly name = 'JournalUntrustedError';
 }

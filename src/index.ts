@@ -11,6 +11,7 @@ export {
   resumeRun,
   rollbackRun,
   loadRunState,
+  abandonRun,
   selectSteps,
   type RunOptions,
   type RunResult,
@@ -28,7 +29,10 @@ export type { OracleConnection, OracleConnector } from './db/oracle.js';
 export { defineStep, describeFileEdit } from './engine/step.js';
 export { displayCommand, type CommandRunner } from './engine/commands.js';
 export { DEFAULT_STATE_DIR, listRunIds, findRun, runsDir } from './engine/runs.js';
-export { verifyJournal, readJournal, journalFile, type VerifyResult } from './audit/journal.js';
+export { pickRun, effectiveStatus, describeProgress, type PickedRun } from './engine/run-selection.js';
+export { verifyJournal, readJournal, journalFile, type VerifyResult, type VerifyOptions } from './audit/journal.js';
+export { journalKeyFromEnv } from './audit/journal-key.js';
+export { trustJournal } from './engine/trust.js';
 export { buildReport, compareRuns, listRuns, type Comparison, type RunReport, type RunSummary, type StepReport } from './audit/report.js';
 export { quoteIdent, quoteQualified } from './db/quote.js';
 export * from './errors.js';

@@ -10,7 +10,7 @@
  */
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync, ftruncateSync } from 'node:fs';
 import path from 'node:path';
-import { createHash } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import type { RunEvent } from '../engine/events.js';
 import type { Redactor } from './redact.js';
 
@@ -27,7 +27,15 @@ export interface JournalRecord {
 
 export const journalFile = (runDir: string) => path.join(runDir, 'journal.jsonl');
 
-const hashOf = (text: string) => createHash('sha256').update(text).digest('hex');
+/**
+ * Without a key each line's hash is sha256(record): anyone who edits a line
+ * can recompute the chain after it. With a key (CUTOVER_JOURNAL_KEY) it is
+ * HMAC-SHA256(key, record): recomputing it needs the key.
+ */
+const hashOf = (text: string, key: Buffer | undefined) =>
+  key === undefined ? createHash('sha256').update(text).digest('hex') : createHmac('sha256', key).update(text).digest('hex');
+
+export type ChainKind = 'sha256' | 'hmac-sha256';
 
 export class Journal {
   private constructor(
@@ -36,21 +44,22 @@ export class Journal {
     private seq: number,
     private head: string,
     private readonly redactor: Redactor,
+    private readonly key: Buffer | undefined,
   ) {}
 
-  /** Starts a new journal; fails if one exists (run ids are unique). */
-  static create(runDir: string, redactor: Redactor): Journal {
+  /** Starts a new journal; fails if one exists (run ids are unique). With a key, the chain is HMAC-SHA256. */
+  static create(runDir: string, redactor: Redactor, key?: Buffer): Journal {
     mkdirSync(runDir, { recursive: true, mode: 0o700 });
     const file = journalFile(runDir);
     const fd = openSync(file, 'wx', 0o600);
-    return new Journal(file, fd, 0, GENESIS, redactor);
+    return new Journal(file, fd, 0, GENESIS, redactor, key);
   }
 
   /**
    * Opens an existing journal to append to it. A torn last line (the process
    * died mid-write) is moved aside to `journal.torn` so the chain stays whole.
    */
-  static open(runDir: string, redactor: Redactor): { journal: Journal; records: JournalRecord[]; tornBytes: number } {
+  static open(runDir: string, redactor: Redactor, key?: Buffer): { journal: Journal; records: JournalRecord[]; tornBytes: number } {
     const file = journalFile(runDir);
     const text = readFileSync(file, 'utf8');
     const end = text.lastIndexOf('\n') + 1;
@@ -68,7 +77,7 @@ export class Journal {
     closeSync(fd);
     const last = parseLines(text.slice(0, end)).at(-1);
     return {
-      journal: new Journal(file, openSync(file, 'a', 0o600), records.length, last?.hash ?? GENESIS, redactor),
+      journal: new Journal(file, openSync(file, 'a', 0o600), records.length, last?.hash ?? GENESIS, redactor, chainOf(records) === 'hmac-sha256' ? key : undefined),
       records,
       tornBytes,
     };
@@ -77,7 +86,7 @@ export class Journal {
   append(event: RunEvent): JournalRecord {
     const record: JournalRecord = { seq: this.seq + 1, ts: new Date().toISOString(), prev: this.head, event };
     const body = this.redactor.redact(JSON.stringify(record));
-    const hash = hashOf(body);
+    const hash = hashOf(body, this.key);
     writeSync(this.fd, `${PREFIX}${hash}","record":${body}}\n`);
     fsyncSync(this.fd);
     this.seq += 1;
@@ -140,22 +149,54 @@ export function readJournal(runDir: string): JournalRecord[] {
   return parseLines(text.slice(0, text.lastIndexOf('\n') + 1)).map((line) => line.record);
 }
 
+/** The chain a journal says it uses (its run.started record); journals from 0.1 are sha256. */
+export function chainOf(records: readonly JournalRecord[]): ChainKind {
+  const first = records[0]?.event;
+  return first?.type === 'run.started' && first.journal?.chain === 'hmac-sha256' ? 'hmac-sha256' : 'sha256';
+}
+
+export interface VerifyOptions {
+  /** The journal key: demands an HMAC chain made with it. */
+  readonly key?: Buffer | undefined;
+  /** The head hash recorded elsewhere (ticket, report): the journal must end exactly there. */
+  readonly head?: string | undefined;
+  /** A torn last line (the process died mid-write) is not a problem (resume moves it aside). */
+  readonly allowTornTail?: boolean;
+}
+
 export interface VerifyResult {
   readonly ok: boolean;
   readonly records: number;
   readonly head: string;
+  readonly chain: ChainKind;
   readonly problems: readonly { readonly line: number; readonly problem: string }[];
 }
 
-/** Re-computes every hash and link; reports each line that does not hold. */
-export function verifyJournal(runDir: string): VerifyResult {
+/**
+ * Re-computes every hash and link; reports each line that does not hold.
+ * With a key, an unkeyed (sha256) chain is itself a problem: whoever
+ * rewrote the journal without the key would have produced exactly that.
+ */
+export function verifyJournal(runDir: string, options: VerifyOptions = {}): VerifyResult {
   const text = readFileSync(journalFile(runDir), 'utf8');
   const problems: { line: number; problem: string }[] = [];
   let prev = GENESIS;
   let count = 0;
   const lines = text.split('\n');
-  if (lines.at(-1) !== '') problems.push({ line: lines.length, problem: 'last line is incomplete (no newline)' });
-  lines.forEach((line, index) => {
+  if (lines.at(-1) !== '' && options.allowTornTail !== true) {
+    problems.push({ line: lines.length, problem: 'last line is incomplete (no newline)' });
+  }
+  const complete = lines.slice(0, -1);
+  const firstParsed = complete.length > 0 ? parseLine(complete[0] ?? '') : undefined;
+  const chain: ChainKind = firstParsed !== undefined ? chainOf([firstParsed.record]) : 'sha256';
+  const key = chain === 'hmac-sha256' ? options.key : undefined;
+  if (chain === 'hmac-sha256' && options.key === undefined) {
+    problems.push({ line: 1, problem: 'the journal is keyed (HMAC-SHA256): set CUTOVER_JOURNAL_KEY or CUTOVER_JOURNAL_KEY_FILE to verify it' });
+  } else if (chain === 'sha256' && options.key !== undefined) {
+    problems.push({ line: 1, problem: 'a journal key is set but this journal is not keyed: it was written without the key, or rewritten by someone who lacked it' });
+  }
+  const heads: string[] = [];
+  complete.forEach((line, index) => {
     if (line.length === 0) return;
     const number = index + 1;
     const parsed = parseLine(line);
@@ -165,10 +206,23 @@ export function verifyJournal(runDir: string): VerifyResult {
       return;
     }
     count++;
-    if (hashOf(parsed.body) !== parsed.hash) problems.push({ line: number, problem: 'record does not match its hash' });
+    if ((chain === 'sha256' || key !== undefined) && hashOf(parsed.body, key) !== parsed.hash) {
+      problems.push({ line: number, problem: key !== undefined ? 'record does not match its HMAC (edited, or another key)' : 'record does not match its hash' });
+    }
     if (parsed.record.prev !== prev) problems.push({ line: number, problem: 'previous-hash link is broken' });
     if (parsed.record.seq !== count) problems.push({ line: number, problem: `sequence number ${parsed.record.seq}, expected ${count}` });
     prev = parsed.hash;
+    heads.push(parsed.hash);
   });
-  return { ok: problems.length === 0 && count > 0, records: count, head: prev, problems };
+  if (options.head !== undefined && options.head !== prev) {
+    const at = heads.indexOf(options.head);
+    problems.push({
+      line: count,
+      problem:
+        at >= 0
+          ? `the journal goes on past the expected head: it is line ${at + 1} of ${count}`
+          : `the journal ends at ${prev}, not at the expected head ${options.head}: lines were removed, or it was rewritten`,
+    });
+  }
+  return { ok: problems.length === 0 && count > 0, records: count, head: prev, chain, problems };
 }

@@ -45,10 +45,10 @@ export interface RunReport {
   readonly steps: readonly StepReport[];
 }
 
-export function buildReport(runDir: string): RunReport {
+export function buildReport(runDir: string, options: { readonly key?: Buffer | undefined } = {}): RunReport {
   const records = readJournal(runDir);
   const state = foldJournal(records);
-  const verified = verifyJournal(runDir);
+  const verified = verifyJournal(runDir, { key: options.key, allowTornTail: true });
   const first = records[0]?.event;
   if (first?.type !== 'run.started') throw new Error(`${runDir}: journal does not start with run.started`);
   const window = new Set(first.window ?? []);

@@ -8,9 +8,12 @@ export const ExitCode = {
   invalidInput: 2,
   /** A rollback failed, a step could not be undone, or an outcome is unknown: a person must look. */
   needsAttention: 3,
-  /** Another run holds the cutover lock on a target. */
+  /** Another run holds the cutover lock on a target, or an unfinished run of this runbook must be resumed or abandoned first. */
   locked: 4,
-  /** The run stopped where it is and can be resumed or rolled back (onFailure: stop, a confirmation not given). */
+  /**
+   * The run stopped where it is and can be resumed or rolled back
+   * (onFailure: stop, a confirmation not given, SIGINT/SIGTERM, a lost lock).
+   */
   stopped: 5,
 } as const;
 

@@ -15,6 +15,10 @@ import {
   RunbookValidationError,
   StepFailedError,
   UnknownOutcomeError,
+  UnfinishedRunError,
+  JournalUntrustedError,
+  InterruptedError,
+  LockLostError,
   UsageError,
   type SerializedError,
 } from '../index.js';
@@ -42,6 +46,9 @@ export function formatError(error: unknown): string {
   if (error instanceof UnknownOutcomeError) {
     return `${error.message}.\nCheck by hand whether it took effect. Then: mark the step idempotent and resume with --yes, or resume on a terminal and answer the question, or roll back.`;
   }
+  if (error instanceof UnfinishedRunError || error instanceof JournalUntrustedError) return error.message;
+  if (error instanceof LockLostError) return error.message;
+  if (error instanceof InterruptedError) return `${error.message}: the statement in flight was cancelled and the run stopped before its next write`;
   if (error instanceof UsageError || error instanceof PlanBlockedError || error instanceof RefusedError || error instanceof PlanDriftError) {
     return error.message;
   }

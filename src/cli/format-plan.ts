@@ -96,6 +96,12 @@ export function formatState(state: RunState): string {
     `run ${state.runId} (${state.mode}) of "${state.runbookName}"${state.ticket ? `, ticket ${state.ticket}` : ''}`,
     `  runbook ${state.runbookFile} sha256 ${state.runbookSha256}`,
     `  started ${state.startedAt} by ${state.operator}; status ${state.status}${state.finishedAt ? ` at ${state.finishedAt}` : ''}`,
+    ...(state.status === 'running' || state.status === 'rolling-back' || state.status === 'interrupted'
+      ? [`  process: pid ${state.process.pid} on ${state.process.host}${state.status === 'interrupted' ? ' (gone, without a run end)' : ''}`]
+      : []),
+    ...(state.abandoned !== undefined
+      ? [`  abandoned at ${state.abandoned.at} by ${state.abandoned.operator}: ${state.abandoned.reason} (cutover rollback ${state.runId} can still undo it)`]
+      : []),
   ];
   for (const id of state.order) {
     const step = state.steps.get(id);

@@ -6,6 +6,7 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { RunbookValidationError, TOOL_VERSION, UsageError } from '../index.js';
+import { abandonCommand } from './commands/abandon.js';
 import { auditCommand } from './commands/audit.js';
 import { reportCommand, runsCommand } from './commands/report.js';
 import { resumeCommand, rollbackCommand } from './commands/resume.js';
@@ -30,6 +31,7 @@ async function main(argv: string[]): Promise<void> {
     .command(runCommand)
     .command(resumeCommand)
     .command(rollbackCommand)
+    .command(abandonCommand)
     .command(statusCommand)
     .command(runsCommand)
     .command(reportCommand)
@@ -38,7 +40,7 @@ async function main(argv: string[]): Promise<void> {
     .demandCommand(1, 'name a command')
     .strict()
     .epilogue(
-      'Exit codes: 0 ok, 1 step failed and rolled back, 2 invalid input or environment (nothing ran), 3 needs attention, 4 locked, 5 stopped (resumable), 130 interrupted.',
+      'Exit codes: 0 ok, 1 step failed and rolled back, 2 invalid input or environment (nothing ran), 3 needs attention, 4 locked or blocked by an unfinished run, 5 stopped or interrupted (resumable), 130 a second Ctrl-C.',
     )
     .fail((message, error) => {
       throw error ?? new UsageError(message);

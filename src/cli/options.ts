@@ -1,6 +1,6 @@
 /** Options several commands share, and how a run's outcome becomes an exit code. */
 import type { Argv } from 'yargs';
-import { ConnectionFailedError, DEFAULT_STATE_DIR, LockedError, type RunResult } from '../index.js';
+import { ConnectionFailedError, DEFAULT_STATE_DIR, LockedError, UnfinishedRunError, type RunResult } from '../index.js';
 import { ExitCode } from './exit-codes.js';
 
 export function withStateDir<T>(y: Argv<T>) {
@@ -40,7 +40,12 @@ export function exitCodeFor(result: RunResult): ExitCode {
     case 'needs-attention':
       return ExitCode.needsAttention;
     case 'stopped':
+    case 'interrupted':
       return result.error instanceof LockedError ? ExitCode.locked : ExitCode.stopped;
+    case 'refused':
+      // Nothing ran. Another run is in the way (exit 4); a target that cannot be reached is the environment (exit 2).
+      if (result.error instanceof LockedError || result.error instanceof UnfinishedRunError) return ExitCode.locked;
+      return result.error instanceof ConnectionFailedError ? ExitCode.invalidInput : ExitCode.needsAttention;
     case 'failed':
       // A connection that could not be opened before any step ran: the environment is wrong, nothing changed.
       if (result.error instanceof ConnectionFailedError) return ExitCode.invalidInput;

@@ -21,6 +21,8 @@ export interface SessionOptions {
   readonly database?: string;
   readonly lockTimeoutMs: number;
   readonly statementTimeoutMs: number;
+  /** TCP keepalives, for a session that stays idle for long (the run lock). */
+  readonly keepAlive?: boolean;
 }
 
 export interface QueryResult<Row> {
@@ -37,17 +39,49 @@ export interface Queryable {
     params?: readonly unknown[],
   ): Promise<QueryResult<Row>>;
   /**
-   * Several statements in one round trip (the simple query protocol, so no
-   * parameters): one row list per statement.
+   * Several statements, one row list per statement: in one round trip (the
+   * simple query protocol) on a session that may write, one statement at a
+   * time through the extended protocol on a read-only one.
    */
-  queryMany<Row extends QueryResultRow = QueryResultRow>(sql: string): Promise<Row[][]>;
+  queryMany<Row extends QueryResultRow = QueryResultRow>(statements: readonly string[]): Promise<Row[][]>;
 }
 
 export class Session implements Queryable {
   private constructor(
     readonly connectionName: string,
     private readonly client: pg.Client,
+    /**
+     * Read-only sessions send every statement through the extended query
+     * protocol, which carries exactly one statement: text such as
+     * `SET default_transaction_read_only = off; COMMIT; INSERT ...` fails
+     * there instead of escaping the read-only transaction.
+     */
+    private readonly singleStatement: boolean,
+    /** How to reach the server again, to cancel a running statement. */
+    private readonly cancelConfig: pg.ClientConfig,
   ) {}
+
+  /** Statements in flight on this session. */
+  private active = 0;
+
+  /**
+   * Cancels the statement running on this session, if any, the way psql's
+   * Ctrl-C does: the server aborts it (SQLSTATE 57014) and the session's
+   * transaction with it. Sent from a second connection as the same role.
+   */
+  async cancel(): Promise<void> {
+    if (this.active === 0) return;
+    const pid = (this.client as pg.Client & { readonly processID?: number | null }).processID;
+    if (typeof pid !== 'number') return;
+    const canceller = new pg.Client({ ...this.cancelConfig, application_name: 'cutover/cancel', connectionTimeoutMillis: 5_000 });
+    canceller.on('error', () => {});
+    try {
+      await canceller.connect();
+      await canceller.query('SELECT pg_cancel_backend($1)', [pid]);
+    } finally {
+      await canceller.end().catch(() => {});
+    }
+  }
 
   static async open(connectionName: string, resolved: ResolvedPostgres, options: SessionOptions): Promise<Session> {
     const startupOptions = [
@@ -69,6 +103,7 @@ export class Session implements Queryable {
         application_name: options.applicationName.slice(0, 63),
         options: startupOptions,
         connectionTimeoutMillis: config.connectionTimeoutMillis ?? 15_000,
+        ...(options.keepAlive === true ? { keepAlive: true, keepAliveInitialDelayMillis: 10_000 } : {}),
       });
       // An idle client whose server goes away emits 'error'; without a listener
       // that would crash the process instead of failing the next query.
@@ -99,7 +134,19 @@ export class Session implements Queryable {
       );
       throw new ConnectionFailedError(failed.message, failed.details);
     }
-    return new Session(connectionName, client);
+    return new Session(connectionName, client, options.readOnly === true, config);
+  }
+
+  /** Calls `listener` once when the connection ends or fails (including a server-side termination). */
+  onEnd(listener: (reason: string) => void): void {
+    let called = false;
+    const once = (reason: string) => {
+      if (called) return;
+      called = true;
+      listener(reason);
+    };
+    this.client.on('error', (error: Error) => once(error.message));
+    this.client.on('end', () => once('the connection closed'));
   }
 
   async query<Row extends QueryResultRow = QueryResultRow>(
@@ -107,16 +154,29 @@ export class Session implements Queryable {
     params?: readonly unknown[],
   ): Promise<QueryResult<Row>> {
     try {
-      const result = await this.client.query<Row>(sql, params as unknown[] | undefined);
+      const config: pg.QueryConfig & { queryMode?: 'extended' } = {
+        text: sql,
+        ...(params !== undefined ? { values: [...params] } : {}),
+        ...(this.singleStatement ? { queryMode: 'extended' as const } : {}),
+      };
+      this.active++;
+      const result = await this.client.query<Row>(config).finally(() => this.active--);
       return { rows: result.rows, rowCount: result.rowCount ?? 0, command: result.command };
     } catch (error) {
       throw toDatabaseError(this.connectionName, error, sql);
     }
   }
 
-  async queryMany<Row extends QueryResultRow = QueryResultRow>(sql: string): Promise<Row[][]> {
+  async queryMany<Row extends QueryResultRow = QueryResultRow>(statements: readonly string[]): Promise<Row[][]> {
+    if (this.singleStatement) {
+      const results: Row[][] = [];
+      for (const statement of statements) results.push((await this.query<Row>(statement)).rows);
+      return results;
+    }
+    const sql = statements.join(';\n');
     try {
-      const result = (await this.client.query<Row>(sql)) as pg.QueryResult<Row> | pg.QueryResult<Row>[];
+      this.active++;
+      const result = (await this.client.query<Row>(sql).finally(() => this.active--)) as pg.QueryResult<Row> | pg.QueryResult<Row>[];
       return Array.isArray(result) ? result.map((r) => r.rows) : [result.rows];
     } catch (error) {
       throw toDatabaseError(this.connectionName, error, sql);

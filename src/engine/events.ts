@@ -16,7 +16,13 @@ export interface SerializedError {
   readonly stderr?: string;
 }
 
-export type RunStatus = 'succeeded' | 'failed' | 'rolled-back' | 'stopped' | 'needs-attention' | 'planned';
+/**
+ * How a run ended. `refused`: it never started a step (a lock held elsewhere,
+ * an unfinished run of the same runbook, a target it could not reach); such a
+ * run is never resumed nor rolled back. `interrupted`: SIGINT/SIGTERM stopped it
+ * (resumable).
+ */
+export type RunStatus = 'succeeded' | 'failed' | 'rolled-back' | 'stopped' | 'needs-attention' | 'planned' | 'refused' | 'interrupted';
 
 export type RunEvent =
   | {
@@ -30,6 +36,8 @@ export type RunEvent =
       readonly toolVersion: string;
       readonly connections: readonly ConnectionIdentity[];
       readonly steps: readonly string[];
+      /** Absent: a sha256 chain. `hmac-sha256`: keyed with CUTOVER_JOURNAL_KEY. */
+      readonly journal?: { readonly chain: 'hmac-sha256' };
       /** Steps marked `window: true`: the downtime-critical part. */
       readonly window?: readonly string[];
       readonly options: {
@@ -43,7 +51,15 @@ export type RunEvent =
       };
     }
   | { readonly type: 'run.resumed'; readonly operator: string; readonly host: string; readonly pid: number; readonly command: 'resume' | 'rollback' }
-  | { readonly type: 'target.locked'; readonly connection: string; readonly serverVersion: string }
+  | {
+      readonly type: 'target.locked';
+      readonly connection: string;
+      readonly serverVersion: string;
+      /** System identifier + database oid: the lock's real scope. */
+      readonly database?: string;
+      /** Another connection name of this run already holds the lock on this database. */
+      readonly sharedWith?: string;
+    }
   | { readonly type: 'step.planned'; readonly stepId: string; readonly plan: StepPlan; readonly durationMs: number }
   | { readonly type: 'step.confirmed'; readonly stepId: string; readonly by: 'yes-flag' | 'prompt'; readonly question: string }
   | { readonly type: 'step.started'; readonly stepId: string; readonly attempt: number }
@@ -84,6 +100,20 @@ export type RunEvent =
   | { readonly type: 'rollback.step.failed'; readonly stepId: string; readonly error: SerializedError }
   | { readonly type: 'rollback.finished'; readonly status: 'rolled-back' | 'needs-attention' }
   | { readonly type: 'run.stopped'; readonly reason: string; readonly stepId?: string }
+  /** Refused before any step started; never resumable. */
+  | { readonly type: 'run.refused'; readonly reason: string }
+  /** A person gave up on finishing this run (`cutover abandon`); it can still be rolled back. */
+  | { readonly type: 'run.abandoned'; readonly reason: string; readonly operator: string; readonly host: string; readonly pid: number }
+  /** SIGINT/SIGTERM: the statement in flight was cancelled; `applied` lists what stays in place. */
+  | { readonly type: 'run.interrupted'; readonly signal: string; readonly stepId?: string; readonly applied: readonly string[] }
+  /**
+   * Journaled (fsync'ed) just before COMMIT of a step's transaction: after a
+   * crash, the server's pg_xact_status(xid) says whether it committed.
+   * `before` is what apply returned, so a committed step can still be undone.
+   */
+  | { readonly type: 'step.committing'; readonly stepId: string; readonly phase: 'apply' | 'rollback'; readonly xid: string; readonly before?: Json }
+  /** The run's lock session on a target ended or lost its lock. */
+  | { readonly type: 'lock.lost'; readonly connection: string; readonly reason: string }
   | { readonly type: 'run.finished'; readonly status: RunStatus; readonly durationMs: number };
 
 export type RunEventType = RunEvent['type'];

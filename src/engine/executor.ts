@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Journal, readJournal } from '../audit/journal.js';
+import { Redactor } from '../audit/redact.js';
 import {
   CommandError,
   ConfirmationDeclinedError,
@@ -18,15 +19,19 @@ import {
   PlanBlockedError,
   PlanDriftError,
   StepFailedError,
+  InterruptedError,
+  JournalUntrustedError,
+  UnfinishedRunError,
   UnknownOutcomeError,
   UsageError,
   errorMessage,
 } from '../errors.js';
+import { journalKey, trustJournal } from './trust.js';
+import { describeProgress, isLive, pickRun, unfinishedRuns, effectiveStatus } from './run-selection.js';
 import { loadRunbook, type Runbook } from '../runbook/load.js';
-import type { Session } from '../db/session.js';
 import type { RunEvent, RunStatus, SerializedError } from './events.js';
-import { acquireRunLock } from './lock.js';
-import { ensureMarkerTable, markRolledBack, readMarker, writeMarker } from './marker.js';
+import { RunLocks } from './lock.js';
+import { currentXid, readLegacyMarker, xactStatus } from './marker.js';
 import { RunContext, TOOL_VERSION, operatorName, redactorFor, resolveAll, type EngineOptions } from './run-context.js';
 import { DEFAULT_STATE_DIR, findRun, lockRunDir, newRunId, runsDir } from './runs.js';
 import { appliedSteps, foldJournal, inFlight, type RunState, type StepState } from './state.js';
@@ -65,7 +70,7 @@ export interface RunResult {
 
 type StepOutcome =
   | { readonly ok: true }
-  | { readonly ok: false; readonly stop: 'failed' | 'stopped'; readonly error: unknown };
+  | { readonly ok: false; readonly stop: 'failed' | 'stopped' | 'refused' | 'interrupted'; readonly error: unknown };
 
 const ok: StepOutcome = { ok: true };
 
@@ -85,7 +90,8 @@ export async function runRunbook(runbook: Runbook, options: RunOptions): Promise
   const runDir = path.join(runsDir(options.stateDir ?? DEFAULT_STATE_DIR), runId);
   const dryRun = options.dryRun === true;
   const redactor = redactorFor(runbook, connections);
-  const rc = new RunContext(runbook, runId, runDir, Journal.create(runDir, redactor), redactor, connections, options, dryRun);
+  const key = journalKey(options.journalKey);
+  const rc = new RunContext(runbook, runId, runDir, Journal.create(runDir, redactor, key), redactor, connections, options, dryRun);
   const unlock = lockRunDir(runDir);
   const started = Date.now();
   try {
@@ -105,6 +111,7 @@ export async function runRunbook(runbook: Runbook, options: RunOptions): Promise
       toolVersion: TOOL_VERSION,
       connections: [...connections.values()].map((c) => c.identity),
       steps: steps.map((s) => s.id),
+      ...(key !== undefined ? { journal: { chain: 'hmac-sha256' as const } } : {}),
       ...(steps.some((s) => s.window) ? { window: steps.filter((s) => s.window).map((s) => s.id) } : {}),
       options: {
         ...(options.only !== undefined ? { only: options.only } : {}),
@@ -116,7 +123,16 @@ export async function runRunbook(runbook: Runbook, options: RunOptions): Promise
       },
     });
     if (dryRun) return await finish(rc, await planAll(rc, steps), started);
-    return await withTargets(rc, steps, started, () => forward(rc, steps));
+    const unfinished = unfinishedRuns(options.stateDir ?? DEFAULT_STATE_DIR, path.resolve(runbook.file), rc.state.targets).filter(
+      (other) => other.runId !== runId,
+    );
+    const blocking = unfinished.at(-1);
+    if (blocking !== undefined) {
+      const error = new UnfinishedRunError(blocking.runId, describeProgress(blocking), isLive(blocking));
+      rc.emit({ type: 'run.refused', reason: error.message });
+      return await finish(rc, { ok: false, stop: 'refused', error }, started);
+    }
+    return await withTargets(rc, steps, started, { fresh: true }, () => forward(rc, steps));
   } finally {
     rc.journal.close();
     unlock();
@@ -141,31 +157,64 @@ export async function rollbackRun(runId: string | undefined, options: EngineOpti
   return reopen(runId, options, 'rollback', async (rc) => {
     const reconciled = await reconcileInFlight(rc, 'rollback');
     if (!reconciled.ok) return reconciled;
-    await rollbackApplied(rc, 'requested by cutover rollback');
+    const undone = await rollbackApplied(rc, 'requested by cutover rollback');
+    if (undone === 'stopped' && rc.stopCause !== undefined) return { ok: false, stop: 'stopped', error: rc.stopCause };
     return { ok: false, stop: 'failed', error: undefined };
   });
 }
 
 /**
- * A run's state from its journal. Without an id: the newest run, or with
- * `mode`, the newest run of that mode (`resume --last` skips dry runs).
+ * A run's state from its journal (default: the newest run). A run whose
+ * process is gone without a run end reads `interrupted`.
  */
 export function loadRunState(
   runId: string | undefined,
   stateDir = DEFAULT_STATE_DIR,
-  mode?: RunState['mode'],
+  options: { readonly journalKey?: Buffer } = {},
 ): { state: RunState; runDir: string } {
-  const id = findRun(stateDir, runId, mode === undefined ? undefined : (candidate) => modeOf(stateDir, candidate) === mode);
+  const id = findRun(stateDir, runId);
   const runDir = path.join(runsDir(stateDir), id);
-  return { state: foldJournal(readJournal(runDir)), runDir };
+  trustJournal(runDir, id, journalKey(options.journalKey));
+  const state = foldJournal(readJournal(runDir));
+  state.status = effectiveStatus(state);
+  return { state, runDir };
 }
 
-function modeOf(stateDir: string, runId: string): RunState['mode'] | undefined {
+/**
+ * Gives up on finishing a run: journals who, when and why. The run is never
+ * resumed afterwards, and no longer keeps `cutover run` from starting the
+ * runbook afresh; `cutover rollback <id>` can still undo what it applied.
+ */
+export function abandonRun(
+  runId: string,
+  options: { readonly reason: string; readonly stateDir?: string; readonly operator?: string; readonly journalKey?: Buffer },
+): RunState {
+  const reason = options.reason.trim();
+  if (reason.length === 0) throw new UsageError('abandon needs --reason "...": it is kept in the journal');
+  const stateDir = options.stateDir ?? DEFAULT_STATE_DIR;
+  const id = findRun(stateDir, runId);
+  const runDir = path.join(runsDir(stateDir), id);
+  const unlock = lockRunDir(runDir);
   try {
-    const first = readJournal(path.join(runsDir(stateDir), runId))[0]?.event;
-    return first?.type === 'run.started' ? first.mode : undefined;
-  } catch {
-    return undefined;
+    const key = journalKey(options.journalKey);
+    trustJournal(runDir, id, key);
+    const state = foldJournal(readJournal(runDir));
+    if (state.mode === 'plan') throw new UsageError(`run ${id} was a plan (dry run); there is nothing to abandon`);
+    if (isLive(state)) throw new UsageError(`run ${id} is still in progress (pid ${state.process.pid} on ${state.process.host})`);
+    if (state.abandoned !== undefined) throw new UsageError(`run ${id} was already abandoned at ${state.abandoned.at}`);
+    if (state.status === 'succeeded' || state.status === 'rolled-back' || state.status === 'refused') {
+      throw new UsageError(`run ${id} is ${state.status}; there is nothing to abandon`);
+    }
+    const { journal, records } = Journal.open(runDir, new Redactor([]), key);
+    try {
+      const record = journal.append({ type: 'run.abandoned', reason, operator: operatorName(options), host: os.hostname(), pid: process.pid });
+      const after = foldJournal([...records, record]);
+      return after;
+    } finally {
+      journal.close();
+    }
+  } finally {
+    unlock();
   }
 }
 
@@ -190,28 +239,39 @@ async function reopen(
   body: (rc: RunContext, steps: Step[], state: RunState) => Promise<StepOutcome>,
 ): Promise<RunResult> {
   const stateDir = options.stateDir ?? DEFAULT_STATE_DIR;
-  const id = findRun(stateDir, runId, (candidate) => modeOf(stateDir, candidate) === 'run');
+  const id = pickRun(stateDir, runId, command).runId;
   const runDir = path.join(runsDir(stateDir), id);
   const unlock = lockRunDir(runDir);
   try {
+    // Nothing is read from a journal before its chain verifies.
+    const key = journalKey(options.journalKey);
+    trustJournal(runDir, id, key);
     const recorded = foldJournal(readJournal(runDir));
     if (recorded.mode === 'plan') throw new UsageError(`run ${id} was a plan (dry run); there is nothing to ${command}`);
+    if (recorded.status === 'refused') {
+      throw new UsageError(`run ${id} was refused before it started a step; there is nothing to ${command}`);
+    }
+    if (command === 'resume' && recorded.abandoned !== undefined) {
+      throw new UsageError(
+        `run ${id} was abandoned by ${recorded.abandoned.operator} at ${recorded.abandoned.at} ("${recorded.abandoned.reason}"); it cannot be resumed, only rolled back: cutover rollback ${id}`,
+      );
+    }
     const runbook = loadRunbook(recorded.runbookFile, { registry: options.registry });
     if (runbook.sha256 !== recorded.runbookSha256) {
-      throw new UsageError(
+      throw new JournalUntrustedError(
         `runbook ${recorded.runbookFile} changed since run ${id} started (sha256 ${recorded.runbookSha256.slice(0, 12)}…, now ${runbook.sha256.slice(0, 12)}…); restore it to ${command} this run`,
       );
     }
     const connections = resolveAll(runbook);
     const redactor = redactorFor(runbook, connections);
-    const { journal, records } = Journal.open(runDir, redactor);
+    const { journal, records } = Journal.open(runDir, redactor, key);
     const state = foldJournal(records);
     const rc = new RunContext(runbook, id, runDir, journal, redactor, connections, options, false, state);
     const started = Date.now();
     try {
       rc.emit({ type: 'run.resumed', operator: operatorName(options), host: os.hostname(), pid: process.pid, command });
       const steps = state.order.map((stepId) => rc.step(stepId));
-      return await withTargets(rc, steps, started, () => body(rc, steps, state));
+      return await withTargets(rc, steps, started, { fresh: false }, () => body(rc, steps, state));
     } finally {
       journal.close();
     }
@@ -220,33 +280,82 @@ async function reopen(
   }
 }
 
-/** Locks every target, prepares marker tables, runs `body`, releases the locks. */
+/** How often the lock sessions are checked while a step runs (the engine also checks before every write). */
+const LOCK_KEEPALIVE_MS = 2_000;
+
+/** Locks every target, watches the locks, runs `body`, releases the locks. */
 async function withTargets(
   rc: RunContext,
   steps: readonly Step[],
   started: number,
+  options: { readonly fresh: boolean },
   body: () => Promise<StepOutcome>,
 ): Promise<RunResult> {
-  const lockSessions: Session[] = [];
+  const locks = new RunLocks(
+    { runId: rc.runId, operator: operatorName(rc.options), host: os.hostname(), pid: process.pid },
+    (error) => {
+      rc.emit({ type: 'lock.lost', connection: error.connection, reason: error.reason });
+      rc.halt(error);
+    },
+  );
   try {
-    for (const name of rc.targets(steps)) {
-      const session = await rc.openSession(name, 'lock', false);
-      lockSessions.push(session);
-      await acquireRunLock(session);
-      const { rows } = await session.query<{ v: string }>("SELECT current_setting('server_version') AS v");
-      rc.emit({ type: 'target.locked', connection: name, serverVersion: rows[0]?.v ?? 'unknown' });
-      if (steps.some((s) => s.connection === name && rc.definition(s).effects(s.config) === 'transaction')) {
-        await ensureMarkerTable(session);
+    try {
+      for (const name of rc.targets(steps)) {
+        const held = await locks.acquire(name, () => rc.openLockSession(name), rc.postgres(name).identity.target);
+        rc.emit({
+          type: 'target.locked',
+          connection: name,
+          serverVersion: held.serverVersion,
+          database: held.physical,
+          ...(held.sharedWith !== undefined ? { sharedWith: held.sharedWith } : {}),
+        });
       }
+    } catch (error) {
+      // Failing to lock or to prepare a target happens before any step ran:
+      // a fresh run is refused (never resumable); a resume stays resumable.
+      if (options.fresh) {
+        rc.emit({ type: 'run.refused', reason: errorMessage(error) });
+        return await finish(rc, { ok: false, stop: 'refused', error }, started);
+      }
+      rc.emit({ type: 'run.stopped', reason: errorMessage(error) });
+      return await finish(rc, { ok: false, stop: error instanceof LockedError ? 'stopped' : 'failed', error }, started);
     }
-    return await finish(rc, await body(), started);
-  } catch (error) {
-    // Failing to lock or to prepare a target happens before any step ran.
-    rc.emit({ type: 'run.stopped', reason: errorMessage(error) });
-    return finish(rc, { ok: false, stop: error instanceof LockedError ? 'stopped' : 'failed', error }, started);
+    rc.locks = locks;
+    locks.watch(LOCK_KEEPALIVE_MS);
+    try {
+      return await finish(rc, await body(), started);
+    } catch (error) {
+      rc.emit({ type: 'run.stopped', reason: errorMessage(error) });
+      return await finish(rc, { ok: false, stop: 'failed', error }, started);
+    }
   } finally {
-    await Promise.all(lockSessions.map((s) => s.close()));
+    rc.locks = undefined;
+    await locks.release();
   }
+}
+
+/**
+ * Before a write: the run still holds its locks and was not interrupted.
+ * Otherwise the run stops here, journaled and resumable.
+ */
+async function mayWrite(rc: RunContext, stepId?: string): Promise<StepOutcome> {
+  try {
+    if (rc.stopCause === undefined) await rc.locks?.check();
+  } catch {
+    // check() set rc.stopCause through the lock's onLost callback.
+  }
+  const cause = rc.stopCause;
+  if (cause === undefined) return ok;
+  return stopped(rc, cause, stepId);
+}
+
+function stopped(rc: RunContext, cause: Error, stepId?: string): StepOutcome {
+  if (cause instanceof InterruptedError) {
+    rc.emit({ type: 'run.interrupted', signal: cause.signal, ...(stepId !== undefined ? { stepId } : {}), applied: appliedSteps(rc.state) });
+    return { ok: false, stop: 'interrupted', error: cause };
+  }
+  rc.emit({ type: 'run.stopped', reason: cause.message, ...(stepId !== undefined ? { stepId } : {}) });
+  return { ok: false, stop: 'stopped', error: cause };
 }
 
 async function finish(rc: RunContext, outcome: StepOutcome, started: number): Promise<RunResult> {
@@ -278,6 +387,8 @@ function runStatus(rc: RunContext, outcome: StepOutcome): RunStatus {
   if (rc.dryRun) return outcome.ok ? 'planned' : 'failed';
   if (outcome.ok) return 'succeeded';
   if (outcome.error instanceof UnknownOutcomeError) return 'needs-attention';
+  if (outcome.stop === 'refused') return 'refused';
+  if (outcome.error instanceof InterruptedError && rc.rollbackResult === undefined) return 'interrupted';
   return rc.rollbackResult ?? outcome.stop;
 }
 
@@ -304,6 +415,8 @@ async function forward(rc: RunContext, steps: readonly Step[]): Promise<StepOutc
       }
       continue;
     }
+    const allowed = await mayWrite(rc, step.id);
+    if (!allowed.ok) return allowed;
     const outcome = await runStep(rc, step);
     if (!outcome.ok) return afterFailure(rc, step, outcome);
   }
@@ -311,12 +424,15 @@ async function forward(rc: RunContext, steps: readonly Step[]): Promise<StepOutc
 }
 
 async function afterFailure(rc: RunContext, step: Step, outcome: StepOutcome & { ok: false }): Promise<StepOutcome> {
+  // A lost lock or an interrupt: no rollback either, it would write too.
+  if (rc.stopCause !== undefined) return stopped(rc, rc.stopCause, step.id);
   if (outcome.stop === 'stopped') {
     rc.emit({ type: 'run.stopped', reason: errorMessage(outcome.error), stepId: step.id });
     return outcome;
   }
   if (rc.runbook.defaults.onFailure === 'rollback') {
-    await rollbackApplied(rc, `step "${step.id}" failed`);
+    const undone = await rollbackApplied(rc, `step "${step.id}" failed`);
+    if (undone === 'stopped' && rc.stopCause !== undefined) return { ok: false, stop: 'stopped', error: rc.stopCause };
     return outcome;
   }
   rc.emit({ type: 'run.stopped', reason: `step "${step.id}" failed; onFailure is stop`, stepId: step.id });
@@ -389,9 +505,17 @@ async function runStep(rc: RunContext, step: Step): Promise<StepOutcome> {
       if (error instanceof ConfirmationRequiredError || error instanceof ConfirmationDeclinedError) {
         return { ok: false, stop: 'stopped', error };
       }
+      if (rc.stopCause !== undefined) {
+        // The step's own error (57014 for a cancelled statement); the run's stop says why.
+        rc.emit({ type: 'step.failed', stepId: step.id, phase: 'apply', error: serializeError(error), durationMs: Date.now() - started });
+        return { ok: false, stop: 'stopped', error: rc.stopCause };
+      }
       if (attempt <= step.retries && !rc.signal.aborted) {
         rc.emit({ type: 'step.retrying', stepId: step.id, attempt, error: serializeError(error) });
-        await sleep(Math.min(30_000, 500 * 2 ** (attempt - 1)));
+        // The backoff ends early on an interrupt or a lost lock; the check below then stops the run.
+        await sleep(Math.min(30_000, 500 * 2 ** (attempt - 1)), undefined, { signal: rc.signal }).catch(() => {});
+        const allowed = await mayWrite(rc, step.id);
+        if (!allowed.ok) return allowed;
         continue;
       }
       rc.emit({ type: 'step.failed', stepId: step.id, phase: 'apply', error: serializeError(error), durationMs: Date.now() - started });
@@ -424,7 +548,11 @@ async function applyOnce(rc: RunContext, step: Step, plan: StepPlan): Promise<{ 
     const session = await scope.session(requireConnection(step));
     const outcome = await session.transaction(async (tx) => {
       const applied = await definition.apply(scope.context(tx), step, plan);
-      await writeMarker(tx, rc.runId, step.id, applied.before);
+      // No COMMIT without the lock: a lost lock rolls this transaction back.
+      if (rc.stopCause !== undefined) throw rc.stopCause;
+      await rc.locks?.check();
+      // Journaled (fsync) before COMMIT: after a crash the server says whether this id committed.
+      rc.emit({ type: 'step.committing', stepId: step.id, phase: 'apply', xid: await currentXid(tx), before: applied.before });
       return applied;
     });
     return { outcome, recorded: scope.recordedBefore };
@@ -444,7 +572,7 @@ async function verifyStep(rc: RunContext, step: Step, plan: StepPlan): Promise<S
   }
   const scope = rc.stepScope(step, 'verify', true);
   try {
-    await definition.verify(scope.context(), step, plan, rc.state.steps.get(step.id)?.before ?? null);
+    await definition.verify(scope.context(), step, plan, recordedBefore(rc, step));
     rc.emit({ type: 'step.completed', stepId: step.id, verified: true, durationMs: Date.now() - started });
     return ok;
   } catch (thrown) {
@@ -463,7 +591,24 @@ function requireConnection(step: Step): string {
 
 // ----------------------------------------------------------------- rollback
 
-async function rollbackApplied(rc: RunContext, reason: string): Promise<'rolled-back' | 'needs-attention'> {
+/**
+ * The before-state the journal holds for a step, parsed with its kind's
+ * schema: a journal edited into another shape is refused, never obeyed.
+ */
+function recordedBefore(rc: RunContext, step: Step): Json {
+  const recorded = rc.state.steps.get(step.id)?.before ?? null;
+  const schema = rc.definition(step).before;
+  if (schema === undefined) return recorded;
+  const parsed = schema.safeParse(recorded);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  const where = issue !== undefined && issue.path.length > 0 ? ` at ${issue.path.join('.')}` : '';
+  throw new JournalUntrustedError(
+    `step "${step.id}": the journaled before-state is not what a ${step.kind} step records (${issue?.message ?? 'invalid'}${where}); refusing to use it`,
+  );
+}
+
+async function rollbackApplied(rc: RunContext, reason: string): Promise<'rolled-back' | 'needs-attention' | 'stopped'> {
   const ids = appliedSteps(rc.state).reverse();
   rc.emit({ type: 'rollback.started', reason, steps: ids });
   let attention = false;
@@ -482,10 +627,12 @@ async function rollbackApplied(rc: RunContext, reason: string): Promise<'rolled-
       });
       continue;
     }
+    const allowed = await mayWrite(rc, id);
+    if (!allowed.ok) return 'stopped';
     rc.emit({ type: 'rollback.step.started', stepId: id });
     const started = Date.now();
     try {
-      await rollbackOnce(rc, step, rc.state.steps.get(id)?.before ?? null);
+      await rollbackOnce(rc, step, recordedBefore(rc, step));
       rc.emit({ type: 'rollback.step.done', stepId: id, durationMs: Date.now() - started });
     } catch (error) {
       // Stop at the first failure: earlier steps may depend on this one being undone first.
@@ -511,7 +658,9 @@ async function rollbackOnce(rc: RunContext, step: Step, before: Json): Promise<v
     const session = await scope.session(requireConnection(step));
     await session.transaction(async (tx) => {
       await rollback(scope.context(tx), step, before);
-      await markRolledBack(tx, rc.runId, step.id);
+      if (rc.stopCause !== undefined) throw rc.stopCause;
+      await rc.locks?.check();
+      rc.emit({ type: 'step.committing', stepId: step.id, phase: 'rollback', xid: await currentXid(tx) });
     });
   } catch (error) {
     throw scope.failure(error);
@@ -555,13 +704,37 @@ async function reconcileInFlight(rc: RunContext, command: 'resume' | 'rollback')
   if (effects === 'transaction') {
     const scope = rc.stepScope(step, 'reconcile', true);
     try {
-      const marker = await readMarker(await scope.session(requireConnection(step)), rc.runId, step.id);
-      if (phase === 'apply') {
-        if (marker !== undefined && !marker.rolledBack) reconciled('done', 'its transaction committed (marker found)', marker.before);
-        else reconciled('not-done', 'its transaction did not commit (no marker)');
-      } else if (marker?.rolledBack === true) reconciled('done', 'its rollback transaction committed (marker says rolled back)');
-      else reconciled('not-done', 'its rollback transaction did not commit');
-      return ok;
+      const session = await scope.session(requireConnection(step));
+      const committing = rc.state.steps.get(step.id)?.committing;
+      if (committing === undefined || committing.phase !== phase) {
+        // No id journaled: the process died before it sent COMMIT. A run
+        // journaled by cutover 0.1 has its answer in the marker table instead.
+        const legacy = await readLegacyMarker(session, rc.runId, step.id);
+        if (legacy !== undefined && phase === 'apply' && !legacy.rolledBack) {
+          reconciled('done', 'its transaction committed (cutover 0.1 marker row found)', legacy.before);
+        } else if (legacy?.rolledBack === true && phase === 'rollback') {
+          reconciled('done', 'its rollback transaction committed (cutover 0.1 marker row says rolled back)');
+        } else {
+          reconciled('not-done', `its ${phase} never reached COMMIT (no transaction id journaled)`);
+        }
+        return ok;
+      }
+      const status = await xactStatus(session, committing.xid, { waitMs: 10_000, signal: rc.signal });
+      if (status === 'committed') {
+        reconciled('done', `its ${phase} transaction ${committing.xid} committed (pg_xact_status)`, phase === 'apply' ? committing.before : undefined);
+        return ok;
+      }
+      if (status === 'aborted') {
+        reconciled('not-done', `its ${phase} transaction ${committing.xid} did not commit (pg_xact_status: aborted)`);
+        return ok;
+      }
+      const why =
+        status === 'unknown'
+          ? `; the server no longer knows transaction ${committing.xid} (pg_xact_status is NULL: too old, or another server)`
+          : `; transaction ${committing.xid} is still in progress on the server`;
+      const error = new UnknownOutcomeError(step.id, phase, why.slice(2));
+      rc.emit({ type: 'run.stopped', reason: error.message, stepId: step.id });
+      return { ok: false, stop: 'stopped', error };
     } finally {
       await scope.close();
     }
@@ -570,7 +743,7 @@ async function reconcileInFlight(rc: RunContext, command: 'resume' | 'rollback')
   const rerun = async (reason: string): Promise<StepOutcome> => {
     // An apply is re-run by the forward pass. A rollback is re-run here, and
     // journaled as done only after it succeeded.
-    if (phase === 'rollback') await rollbackOnce(rc, step, rc.state.steps.get(step.id)?.before ?? null);
+    if (phase === 'rollback') await rollbackOnce(rc, step, recordedBefore(rc, step));
     reconciled(phase === 'apply' ? 'not-done' : 'done', reason);
     return ok;
   };

@@ -1,31 +1,206 @@
 /**
- * One cutover at a time per target database: a session-level advisory lock
- * held by a dedicated session for the whole run. pg_try_advisory_lock never
- * waits, so a second run fails at once, naming who holds the lock.
+ * One cutover at a time per physical database: a session-level advisory lock
+ * held by a dedicated, watched session for the whole run.
+ *
+ * - Keyed by the server's system identifier and the database's oid, so two
+ *   connection names for one database share one lock session (a run cannot
+ *   lock itself out).
+ * - pg_try_advisory_lock never waits: a second run fails at once, naming the
+ *   holder's run id, operator, host and CLI pid, read from the tag every lock
+ *   query carries (visible in pg_stat_activity.query).
+ * - The session is watched: `idle_session_timeout` and
+ *   `idle_in_transaction_session_timeout` are 0 for it, TCP keepalives are on,
+ *   a keepalive query checks the lock is still held while steps run, and the
+ *   engine checks it again before every write. A session that ends is noticed
+ *   at once (the client's error/end events).
  */
+import { z } from 'zod';
 import type { Session } from '../db/session.js';
-import { LockedError } from '../errors.js';
+import { LockedError, LockLostError, errorMessage } from '../errors.js';
 
 /** "cutover" in ASCII, as one bigint key; pg_locks shows it as classid/objid. */
 export const LOCK_KEY = 0x63_75_74_6f_76_65_72n;
 const CLASSID = Number(LOCK_KEY >> 32n);
 const OBJID = Number(LOCK_KEY & 0xffff_ffffn);
 
-export async function acquireRunLock(session: Session): Promise<void> {
-  const { rows } = await session.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1::bigint) AS locked', [
+export interface LockTag {
+  readonly runId: string;
+  readonly operator: string;
+  readonly host: string;
+  readonly pid: number;
+}
+
+const tagSchema = z.object({ runId: z.string(), operator: z.string(), host: z.string(), pid: z.number() });
+const TAG_RE = /\/\* cutover-lock (\{.*?\}) \*\//;
+
+/** A comment that names this run; `*\/` inside values is escaped so the comment cannot end early. */
+export function tagComment(tag: LockTag): string {
+  return `/* cutover-lock ${JSON.stringify(tag).replace(/\*\//g, '*\\/')} */`;
+}
+
+export function parseTag(query: string | null | undefined): LockTag | undefined {
+  const match = TAG_RE.exec(query ?? '');
+  if (match?.[1] === undefined) return undefined;
+  try {
+    const parsed = tagSchema.safeParse(JSON.parse(match[1]));
+    return parsed.success ? parsed.data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Which physical database a session is on: server system identifier + database oid. */
+export async function physicalDatabase(session: Session, fallback: string): Promise<string> {
+  const { rows } = await session.query<{ db: string }>('SELECT oid::text AS db FROM pg_database WHERE datname = current_database()');
+  const db = rows[0]?.db ?? '?';
+  try {
+    const id = await session.query<{ id: string }>('SELECT system_identifier::text AS id FROM pg_control_system()');
+    const system = id.rows[0]?.id;
+    if (system !== undefined) return `system ${system}, database oid ${db}`;
+  } catch {
+    // pg_control_system() may be denied to this role: fall back to the server's address.
+  }
+  const addr = await session.query<{ addr: string | null }>("SELECT inet_server_addr()::text || ':' || current_setting('port') AS addr");
+  return `server ${addr.rows[0]?.addr ?? fallback}, database oid ${db}`;
+}
+
+/** Makes the lock session immune to the server's idle timeouts (settings that do not exist on old servers are skipped). */
+export async function keepSessionAlive(session: Session): Promise<void> {
+  await session.query(
+    "SELECT set_config(name, '0', false) FROM pg_settings WHERE name IN ('idle_session_timeout', 'idle_in_transaction_session_timeout')",
+  );
+}
+
+export async function acquireRunLock(session: Session, tag: LockTag): Promise<void> {
+  const { rows } = await session.query<{ locked: boolean }>(`SELECT ${tagComment(tag)} pg_try_advisory_lock($1::bigint) AS locked`, [
     LOCK_KEY.toString(),
   ]);
   if (rows[0]?.locked === true) return;
-  const holder = await session.query<{ pid: number; application_name: string; usename: string; client: string | null; since: string }>(
-    `SELECT a.pid, a.application_name, a.usename, a.client_addr::text AS client, a.backend_start::text AS since
+  const holder = await session.query<{ pid: number; application_name: string; usename: string; client: string | null; since: string; query: string | null }>(
+    `SELECT a.pid, a.application_name, a.usename, a.client_addr::text AS client, a.backend_start::text AS since, a.query
        FROM pg_locks l JOIN pg_stat_activity a USING (pid)
       WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1 AND l.objid = $2 AND l.objsubid = 1
         AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
     [CLASSID, OBJID],
   );
   const row = holder.rows[0];
-  const who = row
-    ? `pid ${row.pid}, application_name "${row.application_name}", user ${row.usename}${row.client ? ` from ${row.client}` : ''}, connected since ${row.since}`
-    : 'holder not visible to this role';
-  throw new LockedError(session.connectionName, who);
+  if (row === undefined) throw new LockedError(session.connectionName, 'holder not visible to this role');
+  const held = parseTag(row.query);
+  const backend = `server backend pid ${row.pid}, application_name "${row.application_name}", user ${row.usename}${row.client ? ` from ${row.client}` : ''}, connected since ${row.since}`;
+  const who = held !== undefined ? `run ${held.runId}, operator ${held.operator}, host ${held.host}, CLI pid ${held.pid}; ${backend}` : backend;
+  throw new LockedError(session.connectionName, who, held?.runId);
+}
+
+/** Whether this session still holds the run lock; throws if the session is gone. */
+export async function lockStillHeld(session: Session, tag: LockTag): Promise<boolean> {
+  const { rows } = await session.query<{ held: boolean }>(
+    `SELECT ${tagComment(tag)} EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid()
+        AND classid = $1 AND objid = $2 AND objsubid = 1) AS held`,
+    [CLASSID, OBJID],
+  );
+  return rows[0]?.held === true;
+}
+
+interface Held {
+  /** The connection name it was first locked through. */
+  readonly connection: string;
+  /** System identifier + database oid. */
+  readonly physical: string;
+  readonly session: Session;
+}
+
+/**
+ * The locks of one run. `lost` is set (and `onLost` called once) the moment
+ * any lock session ends or no longer holds its lock.
+ */
+export class RunLocks {
+  private readonly held: Held[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  lost: LockLostError | undefined;
+
+  constructor(
+    private readonly tag: LockTag,
+    private readonly onLost: (error: LockLostError) => void,
+  ) {}
+
+  /**
+   * Locks the database behind `connection` unless this run already holds it
+   * through another connection name (`shared`).
+   */
+  async acquire(
+    connection: string,
+    open: () => Promise<Session>,
+    fallbackAddress: string,
+  ): Promise<{ physical: string; sharedWith?: string; serverVersion: string }> {
+    const session = await open();
+    let keep = false;
+    try {
+      const physical = await physicalDatabase(session, fallbackAddress);
+      const version = await session.query<{ v: string }>("SELECT current_setting('server_version') AS v");
+      const serverVersion = version.rows[0]?.v ?? 'unknown';
+      const same = this.held.find((h) => h.physical === physical);
+      if (same !== undefined) return { physical, sharedWith: same.connection, serverVersion };
+      await keepSessionAlive(session);
+      await acquireRunLock(session, this.tag);
+      this.held.push({ connection, physical, session });
+      keep = true;
+      session.onEnd((reason) => this.markLost(connection, `the lock session ended: ${reason}`));
+      return { physical, serverVersion };
+    } finally {
+      if (!keep) await session.close();
+    }
+  }
+
+  /**
+   * Checks every lock with a query; sets `lost` and throws LockLostError if
+   * one is gone. A check already under way (the keepalive) is joined, so a
+   * lock session never runs two queries at once.
+   */
+  check(): Promise<void> {
+    this.checking ??= this.checkNow().finally(() => {
+      this.checking = undefined;
+    });
+    return this.checking;
+  }
+
+  private checking: Promise<void> | undefined;
+
+  private async checkNow(): Promise<void> {
+    if (this.lost !== undefined) throw this.lost;
+    for (const { connection, session } of this.held) {
+      let held: boolean;
+      try {
+        held = await lockStillHeld(session, this.tag);
+      } catch (error) {
+        this.markLost(connection, `the lock session failed: ${errorMessage(error)}`);
+        break;
+      }
+      if (!held) this.markLost(connection, 'the lock session no longer holds the advisory lock');
+    }
+    if (this.lost !== undefined) throw this.lost;
+  }
+
+  /** A keepalive query every `intervalMs` while steps run. */
+  watch(intervalMs: number): void {
+    this.timer = setInterval(() => {
+      this.check().catch(() => {});
+    }, intervalMs);
+    this.timer.unref();
+  }
+
+  private markLost(connection: string, reason: string): void {
+    if (this.lost !== undefined || this.released) return;
+    this.lost = new LockLostError(connection, reason);
+    this.onLost(this.lost);
+  }
+
+  async release(): Promise<void> {
+    if (this.timer !== undefined) clearInterval(this.timer);
+    // Closing is expected: it must not read as a lost lock.
+    this.released = true;
+    const sessions = this.held.splice(0);
+    await Promise.all(sessions.map((h) => h.session.close()));
+  }
+
+  private released = false;
 }

@@ -1,50 +1,62 @@
 /**
- * Completion markers: a `transaction` step's effects and its marker row are
- * committed together, so after a crash the database itself says whether the
- * step happened. The table lives in a small `cutover` schema in the target
- * database, created on the first run that needs it.
+ * Whether a step's transaction committed, asked of the server after a crash,
+ * without any object of ours in the application's database.
+ *
+ * Before COMMIT the engine journals (fsync) the transaction's id; afterwards
+ * `pg_xact_status(xid)` says `committed`, `aborted` or `in progress`, or NULL
+ * when the id is too old for the server to remember (an unknown outcome).
+ * No journaled id means the process died before it sent COMMIT: not committed.
+ *
+ * cutover 0.1 wrote a marker row to `cutover.applied_steps` in the step's
+ * transaction instead. Databases that hold that table keep working: a run
+ * journaled without transaction ids is reconciled from its row.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Queryable } from '../db/session.js';
 import type { Json } from './step.js';
 
-export const MARKER_SCHEMA_SQL = [
-  'CREATE SCHEMA IF NOT EXISTS cutover',
-  `CREATE TABLE IF NOT EXISTS cutover.applied_steps (
-     run_id         text        NOT NULL,
-     step_id        text        NOT NULL,
-     before_state   jsonb,
-     applied_at     timestamptz NOT NULL DEFAULT now(),
-     rolled_back_at timestamptz,
-     PRIMARY KEY (run_id, step_id)
-   )`,
-];
-
-export async function ensureMarkerTable(session: Queryable): Promise<void> {
-  for (const sql of MARKER_SCHEMA_SQL) await session.query(sql);
+async function serverVersionNum(db: Queryable): Promise<number> {
+  const { rows } = await db.query<{ v: string }>("SELECT current_setting('server_version_num') AS v");
+  return Number(rows[0]?.v ?? 0);
 }
 
-export async function writeMarker(tx: Queryable, runId: string, stepId: string, before: Json): Promise<void> {
-  // A step re-applied after a rollback in the same run replaces its marker.
-  await tx.query(
-    `INSERT INTO cutover.applied_steps (run_id, step_id, before_state) VALUES ($1, $2, $3::jsonb)
-     ON CONFLICT (run_id, step_id) DO UPDATE SET before_state = EXCLUDED.before_state, applied_at = now(), rolled_back_at = NULL`,
-    [runId, stepId, JSON.stringify(before)],
-  );
+/** The id of the open transaction (assigning one if it has none yet), epoch-extended, as text. */
+export async function currentXid(tx: Queryable): Promise<string> {
+  // pg_current_xact_id() is 13+; txid_current() gives the same 64-bit value on older servers.
+  const fn = (await serverVersionNum(tx)) >= 130000 ? 'pg_current_xact_id()::text' : 'txid_current()::text';
+  const { rows } = await tx.query<{ xid: string }>(`SELECT ${fn} AS xid`);
+  const xid = rows[0]?.xid;
+  if (xid === undefined || !/^\d+$/.test(xid)) throw new Error(`the server returned no transaction id (${String(xid)})`);
+  return xid;
 }
 
-export async function markRolledBack(tx: Queryable, runId: string, stepId: string): Promise<void> {
-  await tx.query('UPDATE cutover.applied_steps SET rolled_back_at = now() WHERE run_id = $1 AND step_id = $2', [
-    runId,
-    stepId,
-  ]);
+export type XactStatus = 'committed' | 'aborted' | 'in progress' | 'unknown';
+
+/**
+ * What became of a transaction. `in progress` is waited out for up to
+ * `waitMs` (the dead process's backend aborts once it notices the socket
+ * closed); still running, or forgotten by the server, is `unknown`.
+ */
+export async function xactStatus(db: Queryable, xid: string, options: { readonly waitMs: number; readonly signal?: AbortSignal }): Promise<XactStatus> {
+  const fn = (await serverVersionNum(db)) >= 130000 ? 'pg_xact_status($1::text::xid8)' : 'txid_status($1::bigint)';
+  const deadline = Date.now() + options.waitMs;
+  for (;;) {
+    const { rows } = await db.query<{ status: string | null }>(`SELECT ${fn} AS status`, [xid]);
+    const status = rows[0]?.status ?? null;
+    if (status === 'committed' || status === 'aborted') return status;
+    if (status === null) return 'unknown';
+    if (Date.now() > deadline) return 'in progress';
+    await sleep(200, undefined, options.signal !== undefined ? { signal: options.signal } : {});
+  }
 }
 
-export interface Marker {
+export interface LegacyMarker {
   readonly before: Json;
   readonly rolledBack: boolean;
 }
 
-export async function readMarker(session: Queryable, runId: string, stepId: string): Promise<Marker | undefined> {
+/** The 0.1 marker row of a step, if that version's table exists and holds one. */
+export async function readLegacyMarker(session: Queryable, runId: string, stepId: string): Promise<LegacyMarker | undefined> {
   const exists = await session.query<{ present: boolean }>(
     "SELECT to_regclass('cutover.applied_steps') IS NOT NULL AS present",
   );

@@ -12,6 +12,8 @@ import { Session, type Queryable } from '../db/session.js';
 import { openOracle, type OracleConnector, type OracleSession } from '../db/oracle.js';
 import path from 'node:path';
 import type { SavedPlan } from './saved-plan.js';
+import type { RunLocks } from './lock.js';
+import { failpoint } from './failpoint.js';
 import { CommandError, ConfirmationRequiredError, StepTimeoutError, UsageError } from '../errors.js';
 import type { Runbook, StepRegistry } from '../runbook/load.js';
 import { execaRunner, type CommandRunner } from './commands.js';
@@ -48,6 +50,8 @@ export interface EngineOptions {
   /** Recorded in the journal, for reports and rehearsal comparison (e.g. rehearsal-3, staging). */
   readonly label?: string;
   readonly environment?: string;
+  /** Chains the journal with HMAC-SHA256; default: CUTOVER_JOURNAL_KEY or CUTOVER_JOURNAL_KEY_FILE, if set. */
+  readonly journalKey?: Buffer;
 }
 
 /** The installed package's version, recorded in every journal. Compiled to dist/src/engine/. */
@@ -55,7 +59,7 @@ export const TOOL_VERSION: string = (
   JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }
 ).version;
 
-export function operatorName(options: EngineOptions): string {
+export function operatorName(options: Pick<EngineOptions, 'operator'>): string {
   return options.operator ?? process.env['CUTOVER_OPERATOR'] ?? os.userInfo().username;
 }
 
@@ -95,10 +99,18 @@ function redactedCommands(runner: CommandRunner, redactor: Redactor): CommandRun
 
 export class RunContext {
   readonly commands: CommandRunner;
+  /** Aborted by the caller's signal, or when the run must stop at once (lock lost, interrupt). */
   readonly signal: AbortSignal;
   /** Result of a rollback done by this process, if it did one. */
   rollbackResult: 'rolled-back' | 'needs-attention' | undefined;
+  /** The run's target locks, while it holds them. */
+  locks: RunLocks | undefined;
+  /** Why the run must stop before its next write (a lost lock, an interrupt), once that happened. */
+  stopCause: Error | undefined;
+  private readonly controller = new AbortController();
   private current: RunState | undefined;
+  /** Step sessions open right now: an interrupt cancels what they run. */
+  private readonly openSessions = new Set<Session>();
 
   constructor(
     readonly runbook: Runbook,
@@ -113,8 +125,45 @@ export class RunContext {
   ) {
     this.commands = redactedCommands(options.commands ?? execaRunner, redactor);
     options.protect?.([...runbook.secrets, ...[...connections.values()].flatMap((c) => c.secrets)]);
-    this.signal = options.signal ?? new AbortController().signal;
+    this.signal = this.controller.signal;
+    const outer = options.signal;
+    if (outer !== undefined) {
+      const forward = () => this.halt(outer.reason instanceof Error ? outer.reason : new Error(String(outer.reason)));
+      if (outer.aborted) forward();
+      else outer.addEventListener('abort', forward, { once: true });
+    }
     this.current = state;
+  }
+
+  /** Stops the run before its next write: aborts every wait and poll of the step in flight. */
+  halt(cause: Error): void {
+    if (this.stopCause !== undefined) return;
+    this.stopCause = cause;
+    this.controller.abort(cause);
+    for (const session of this.openSessions) void session.cancel().catch(() => {});
+  }
+
+  private track(opening: Promise<Session>): Promise<Session> {
+    return opening.then((session) => {
+      this.openSessions.add(session);
+      return session;
+    });
+  }
+
+  /** A step scope closed this session. */
+  forget(session: Session): void {
+    this.openSessions.delete(session);
+  }
+
+  /** A session that holds the run lock: TCP keepalives on, idle timeouts off (see lock.ts). */
+  openLockSession(name: string): Promise<Session> {
+    return Session.open(name, this.postgres(name), {
+      applicationName: `cutover/${this.runId}/lock`,
+      readOnly: false,
+      lockTimeoutMs: this.runbook.defaults.lockTimeoutMs,
+      statementTimeoutMs: this.runbook.defaults.statementTimeoutMs,
+      keepAlive: true,
+    });
   }
 
   /** The run's state as the journal says it is now. */
@@ -128,7 +177,10 @@ export class RunContext {
     // Subscribers get the redacted event, exactly as journaled.
     let redacted = event;
     if (event.type !== 'step.progress') {
+      const stepId = 'stepId' in event ? event.stepId : undefined;
+      failpoint(`before:${event.type}`, stepId);
       const record = this.journal.append(event);
+      failpoint(`after:${event.type}`, stepId);
       redacted = record.event;
       if (this.current === undefined) this.current = foldJournal([record]);
       else applyEvent(this.current, record.event, record.ts);
@@ -178,26 +230,26 @@ export class RunContext {
   }
 
   openSession(name: string, purpose: string, readOnly: boolean, statementTimeoutMs?: number, database?: string): Promise<Session> {
-    return Session.open(name, this.postgres(name), {
+    return this.track(Session.open(name, this.postgres(name), {
       applicationName: `cutover/${this.runId}/${purpose}`,
       readOnly: readOnly || this.dryRun,
       ...(database !== undefined ? { database } : {}),
       lockTimeoutMs: this.runbook.defaults.lockTimeoutMs,
       statementTimeoutMs: statementTimeoutMs ?? this.runbook.defaults.statementTimeoutMs,
-    });
+    }));
   }
 
   /** A session as another role that keeps the server's default_transaction_read_only (see BaseContext.sessionAs). */
   openProbeSession(name: string, user: string, database: string | undefined, purpose: string, statementTimeoutMs?: number): Promise<Session> {
     if (this.dryRun) throw new UsageError('a probe session is not available in a dry run');
-    return Session.open(name, this.postgres(name), {
+    return this.track(Session.open(name, this.postgres(name), {
       applicationName: `cutover/${this.runId}/${purpose}`,
       readOnly: undefined,
       user,
       ...(database !== undefined ? { database } : {}),
       lockTimeoutMs: this.runbook.defaults.lockTimeoutMs,
       statementTimeoutMs: statementTimeoutMs ?? this.runbook.defaults.statementTimeoutMs,
-    });
+    }));
   }
 
   /**
@@ -346,7 +398,12 @@ export class StepScope {
     this.sessions.clear();
     this.oracleSessions.clear();
     await Promise.all([
-      ...sessions.map(async (s) => (await s.catch(() => undefined))?.close()),
+      ...sessions.map(async (s) => {
+        const session = await s.catch(() => undefined);
+        if (session === undefined) return;
+        await session.close();
+        this.rc.forget(session);
+      }),
       ...oracleSessions.map(async (s) => (await s.catch(() => undefined))?.close()),
     ]);
   }

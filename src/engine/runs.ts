@@ -4,7 +4,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
+import { processLiveness } from './liveness.js';
 import { UsageError } from '../errors.js';
 
 export const DEFAULT_STATE_DIR = '.cutover';
@@ -43,14 +45,6 @@ export function findRun(stateDir: string, runId: string | undefined, accept?: (i
   return last;
 }
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /**
  * Takes `<runDir>/lock` for this process. A lock left by a process that no
@@ -67,7 +61,7 @@ export function lockRunDir(runDir: string): () => void {
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
       const holder = Number(readFileSync(file, 'utf8'));
-      if (Number.isInteger(holder) && holder > 0 && processAlive(holder) && holder !== process.pid) {
+      if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && processLiveness(os.hostname(), holder) !== 'dead') {
         throw new UsageError(`run directory ${runDir} is in use by process ${holder}`);
       }
       rmSync(file, { force: true });

@@ -33,6 +33,8 @@ export interface StepState {
   durationMs?: number;
   error?: SerializedError;
   output?: string;
+  /** The transaction id journaled before the COMMIT of this step's last transaction (apply or rollback). */
+  committing?: { readonly phase: 'apply' | 'rollback'; readonly xid: string; readonly before?: Json };
 }
 
 export interface RunState {
@@ -49,9 +51,14 @@ export interface RunState {
   readonly steps: Map<string, StepState>;
   /** Step ids in runbook order, as selected for this run. */
   readonly order: readonly string[];
-  status: RunStatus | 'running' | 'rolling-back';
+  status: RunStatus | 'running' | 'rolling-back' | 'abandoned';
   finishedAt?: string;
   lastTs: string;
+  /** The process that last started or reopened the run. */
+  process: { readonly host: string; readonly pid: number };
+  abandoned?: { readonly reason: string; readonly operator: string; readonly at: string };
+  /** The connection targets (user@host:port/db) the run was started against. */
+  readonly targets: readonly string[];
 }
 
 export function foldJournal(records: readonly { readonly ts: string; readonly event: RunEvent }[]): RunState {
@@ -75,6 +82,8 @@ export function foldJournal(records: readonly { readonly ts: string; readonly ev
     order: start.steps,
     status: 'running',
     lastTs: first.ts,
+    process: { host: start.host, pid: start.pid },
+    targets: start.connections.map((c) => c.target),
   };
   for (const { ts, event } of records.slice(1)) applyEvent(state, event, ts);
   return state;
@@ -86,13 +95,24 @@ export function applyEvent(state: RunState, event: RunEvent, ts: string): void {
   switch (event.type) {
     case 'run.resumed':
       state.status = event.command === 'rollback' ? 'rolling-back' : 'running';
+      state.process = { host: event.host, pid: event.pid };
       delete state.finishedAt;
+      return;
+    case 'run.abandoned':
+      state.status = 'abandoned';
+      state.abandoned = { reason: event.reason, operator: event.operator, at: ts };
+      return;
+    case 'step.committing':
+      if (step) step.committing = { phase: event.phase, xid: event.xid, ...(event.before !== undefined ? { before: event.before } : {}) };
       return;
     case 'step.planned':
       if (step) [step.status, step.plan] = ['planned', event.plan];
       return;
     case 'step.started':
-      if (step) [step.status, step.attempts] = ['applying', event.attempt];
+      if (step) {
+        [step.status, step.attempts] = ['applying', event.attempt];
+        delete step.committing;
+      }
       return;
     case 'step.before':
       if (step) Object.assign(step, { before: event.before, touched: true });
@@ -126,7 +146,10 @@ export function applyEvent(state: RunState, event: RunEvent, ts: string): void {
       state.status = 'rolling-back';
       return;
     case 'rollback.step.started':
-      if (step) step.status = 'rolling-back';
+      if (step) {
+        step.status = 'rolling-back';
+        delete step.committing;
+      }
       return;
     case 'rollback.step.done':
       if (step) Object.assign(step, { status: 'rolled-back', applied: false, touched: false });
@@ -144,6 +167,9 @@ export function applyEvent(state: RunState, event: RunEvent, ts: string): void {
       return;
     case 'run.started':
     case 'run.stopped':
+    case 'run.refused':
+    case 'run.interrupted':
+    case 'lock.lost':
     case 'target.locked':
     case 'step.confirmed':
     case 'step.progress':
@@ -169,4 +195,16 @@ export function inFlight(state: RunState): { readonly id: string; readonly phase
     if (status === 'rolling-back') return { id, phase: 'rollback' };
   }
   return undefined;
+}
+
+/** The step (if any) whose effects are in place or may be: something a rollback would undo. */
+export function hasSomethingToUndo(state: RunState): boolean {
+  return state.mode === 'run' && state.status !== 'refused' && (appliedSteps(state).length > 0 || inFlight(state) !== undefined);
+}
+
+/** A run that stopped short of its end and can be continued (what `resume` accepts). */
+export function isResumable(state: RunState): boolean {
+  if (state.mode !== 'run' || state.abandoned !== undefined) return false;
+  if (state.steps.size > 0 && [...state.steps.values()].some((s) => s.status === 'rolling-back')) return false;
+  return !(['succeeded', 'rolled-back', 'refused', 'planned', 'rolling-back', 'abandoned'] as const).some((s) => s === state.status);
 }

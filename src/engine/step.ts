@@ -7,7 +7,7 @@
  * (executes that plan, returns the before-state needed to undo it) ->
  * `verify` (post-condition) -> maybe `rollback` (from the before-state).
  */
-import type { z } from 'zod';
+import { z } from 'zod';
 import type { Queryable } from '../db/session.js';
 import type { CommandRunner } from './commands.js';
 import type { ResolvedConnection } from '../db/connections.js';
@@ -15,6 +15,11 @@ import type { OracleSession } from '../db/oracle.js';
 import type { ConnectionKind } from '../runbook/schema.js';
 
 export type Json = null | boolean | number | string | readonly Json[] | { readonly [key: string]: Json };
+
+/** Any JSON value, for before-state schemas that only check the outer shape. */
+export const jsonValue: z.ZodType<Json> = z.lazy(() =>
+  z.union([z.null(), z.boolean(), z.number(), z.string(), z.array(jsonValue), z.record(z.string(), jsonValue)]),
+);
 
 /** One thing a step would do, exactly as it would be done. */
 export type Action =
@@ -114,8 +119,9 @@ export interface StepPlan {
  * How a step's effects relate to its connection, which decides crash recovery:
  * - `none`: it writes nothing; after a crash it is simply run again.
  * - `transaction`: everything it writes happens in one transaction on
- *   `step.connection`, which the engine opens and commits together with the
- *   step's completion marker, so a crash at any point is reconciled exactly.
+ *   `step.connection`, which the engine opens; it journals the transaction's
+ *   id before COMMIT, so after a crash the server's pg_xact_status says
+ *   exactly whether it committed.
  * - `external`: side effects outside one transaction; after a crash its
  *   outcome is unknown, and it is re-run only if marked `idempotent`.
  */
@@ -191,7 +197,7 @@ export interface BaseContext {
 export interface ApplyContext extends BaseContext {
   /**
    * For `transaction` steps: the open transaction on `step.connection`. The
-   * engine commits it together with the completion marker.
+   * engine journals its transaction id, then commits it.
    */
   readonly tx: Queryable | undefined;
   confirm: ConfirmFn;
@@ -284,6 +290,12 @@ export interface StepDefinition<Schema extends z.ZodObject = z.ZodObject> {
    */
   readonly idempotent?: boolean;
   reversibility(config: z.output<Schema>): Reversibility;
+  /**
+   * The shape of the before-state `apply` returns (or records). The engine
+   * parses the journaled before-state with it before `verify` or `rollback`
+   * sees it: a journal edited into another shape is refused, not obeyed.
+   */
+  readonly before?: z.ZodType<Json>;
   plan(ctx: BaseContext, step: Step<z.output<Schema>>): Promise<StepPlan>;
   /** Executes `plan`; returns the before-state that `rollback` needs. */
   apply(ctx: ApplyContext, step: Step<z.output<Schema>>, plan: StepPlan): Promise<ApplyOutcome>;

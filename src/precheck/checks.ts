@@ -405,7 +405,7 @@ const DATABASE_CHECKS: readonly DatabaseCheck[] = [
 
 export async function databaseChecks(db: Queryable, c: DatabaseContext): Promise<Finding[]> {
   const checks = DATABASE_CHECKS.filter((k) => k.applies(c));
-  const results = await db.queryMany<{ object: string }>(checks.map((k) => k.sql).join(';\n'));
+  const results = await db.queryMany<{ object: string }>(checks.map((k) => k.sql));
   return checks.flatMap((k, i) => {
     const found = (results[i] ?? []).map((r) => r.object);
     return found.length === 0 ? [] : [{ ...k.finding(c), database: c.database, objects: found }];

@@ -67,7 +67,7 @@ async function unionAll<Row extends { k: number }>(db: Queryable, branches: read
   for (let i = 0; i < branches.length; i += BRANCHES_PER_STATEMENT) {
     statements.push(branches.slice(i, i + BRANCHES_PER_STATEMENT).join('\nUNION ALL '));
   }
-  return (await db.queryMany<Row>(statements.join(';\n'))).flat();
+  return (await db.queryMany<Row>(statements)).flat();
 }
 
 /**

@@ -217,6 +217,14 @@ export const analyzeStep = defineStep({
       : [];
   },
   effects: () => 'external',
+  before: z
+    .object({
+      copied: z.object({
+        relations: z.array(z.object({ schema: z.string(), name: z.string() })),
+        columns: z.array(z.object({ schema: z.string(), name: z.string(), column: z.string(), inherited: z.boolean() })),
+      }),
+    })
+    .nullable(),
   idempotent: true,
   reversibility: (c) =>
     c.copyFrom !== undefined ? { kind: 'reversible' } : { kind: 'nothing-to-undo' },

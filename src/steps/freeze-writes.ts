@@ -184,6 +184,13 @@ export const freezeWritesStep = defineStep({
   connection: { required: true, kinds: ['postgres'] },
   // Terminating sessions cannot be part of a transaction; everything is journaled first.
   effects: () => 'external',
+  before: z
+    .object({
+      settings: z.array(z.object({ role: z.string(), database: z.string(), value: z.string().nullable() })),
+      logins: z.array(z.object({ role: z.string(), canLogin: z.boolean() })),
+      probe: z.object({ role: z.string(), database: z.string(), writable: z.boolean() }).nullable(),
+    })
+    .nullable(),
   idempotent: true,
   reversibility: () => ({ kind: 'reversible' }),
 

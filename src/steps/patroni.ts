@@ -253,6 +253,8 @@ export const patroniStep = defineStep({
   // Converges: apply re-reads the cluster and skips the POST when the candidate already leads.
   idempotent: true,
   reversibility: () => ({ kind: 'reversible' }),
+  // null when there was nothing to do (the candidate already led).
+  before: beforeSchema.nullable(),
 
   async plan(ctx, step) {
     const api = apiFor(ctx, step);

@@ -371,6 +371,7 @@ export const pgbouncerStep = defineStep({
     }
     return issues;
   },
+  before: beforeSchema,
   files: (c) => (c.file !== undefined ? [{ path: ['file'], file: c.file }] : []),
   async check(ctx, step) {
     if (step.config.file === undefined) return [];

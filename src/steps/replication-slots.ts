@@ -5,7 +5,8 @@
  * enable or detach subscriptions. One kind, one `action`; each action is its
  * own plan/apply/verify/rollback in src/replication/.
  */
-import { defineStep, type CheckFinding } from '../engine/step.js';
+import { z } from 'zod';
+import { defineStep, jsonValue, type CheckFinding } from '../engine/step.js';
 import { privilege, roleFacts, setting } from './check-helpers.js';
 import { config, validateConfig, type SlotAction } from '../replication/config.js';
 import { assertCaughtUp, create, drop, inventory, type ActionHandler } from '../replication/slot-actions.js';
@@ -29,6 +30,8 @@ export const replicationSlotsStep = defineStep({
   validate: validateConfig,
   connections: (c) => (c.dropRemoteSlot === true && c.publisher !== undefined ? [c.publisher] : []),
   effects: (c) => actions[c.action].effects,
+  // Each action records its own shape (slot definitions, created names, subscriptions); checked loosely here.
+  before: z.union([z.null(), z.record(z.string(), jsonValue)]),
   // Each action converges when run again: it reads what is there and records the first before-state.
   idempotent: true,
   reversibility: (c) => actions[c.action].reversibility,

@@ -88,6 +88,22 @@ interface Before {
   readonly sequences: readonly PlannedChange[];
 }
 
+const integerText = z.string().regex(/^-?\d+$/, 'an integer');
+const beforeSchema = z
+  .object({
+    sequences: z.array(
+      z.object({
+        sequence: z.string(),
+        schema: z.string(),
+        name: z.string(),
+        lastValue: integerText,
+        isCalled: z.boolean(),
+        next: integerText,
+      }),
+    ),
+  })
+  .nullable();
+
 /**
  * Compare-and-set, one pass, one statement: each sequence is moved only if it
  * still is where the plan saw it. pg_sequence_last_value() is NULL until the
@@ -291,6 +307,7 @@ export const sequenceResetStep = defineStep({
   files: (c) => (typeof c.from === 'object' && 'file' in c.from ? [{ path: ['from', 'file'], file: c.from.file }] : []),
   // setval is not transactional, so the step is not either; see recordBefore in apply.
   effects: () => 'external',
+  before: beforeSchema,
   idempotent: true,
   reversibility: () => ({ kind: 'reversible' }),
 

@@ -44,6 +44,7 @@ export const shellStep = defineStep({
   config,
   connection: { required: false, kinds: ['postgres'] },
   effects: (c) => (c.readOnly === true ? 'none' : 'external'),
+  before: z.null(),
   reversibility: (c) =>
     c.rollback !== undefined
       ? { kind: 'reversible' }

@@ -31,6 +31,7 @@ export const sqlStep = defineStep({
   config,
   connection: { required: true, kinds: ['postgres'] },
   effects: (c) => (inTransaction(c) ? 'transaction' : 'external'),
+  before: z.null(),
   reversibility: (c) =>
     c.rollback !== undefined
       ? { kind: 'reversible' }

@@ -9,7 +9,9 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { startPostgres, VERSIONS, type TestServer } from '../helpers/pg.js';
-import { cutover, startCutover, tempDir, writeRunbook } from '../helpers/cli.js';
+import { spawn } from 'node:child_process';
+import { CLI, cutover, startCutover, tempDir, writeRunbook } from '../helpers/cli.js';
+import { until as until2 } from '../helpers/wait.js';
 
 function journalOf(stateDir: string): string {
   const runs = path.join(stateDir, 'runs');
@@ -107,6 +109,220 @@ steps:
       assert.equal(audit.code, 0, audit.stderr);
     });
 
+    it('a run refused while another is mid-step, then kill -9 of the first: resume --last picks the first, each step once', async () => {
+      const name = await freshDb();
+      await server.query('CREATE TABLE effects (step text); CREATE TABLE go (ok boolean); INSERT INTO go VALUES (false)', [], name);
+      const dir = tempDir();
+      const file = writeRunbook(
+        dir,
+        'r.yaml',
+        `${header}  - id: s1
+    kind: sql
+    connection: db
+    sql: INSERT INTO effects VALUES ('s1')
+  - id: s2
+    kind: wait
+    connection: db
+    query: SELECT ok FROM go
+    expect: true
+    interval: 100ms
+    timeout: 60s
+  - id: s3
+    kind: sql
+    connection: db
+    sql: INSERT INTO effects VALUES ('s3')
+`,
+      );
+      const stateDir = path.join(dir, 'state');
+      const env = { TEST_URL: server.urlFor(name), CUTOVER_STATE_DIR: stateDir };
+      const first = startCutover(['run', file, '--yes'], env);
+      await until(
+        () => existsSync(path.join(stateDir, 'runs')) && readFileSync(journalOf(stateDir), 'utf8').includes('"type":"step.started","stepId":"s2"'),
+        'run A to reach s2',
+      );
+      const runA = path.basename(path.dirname(journalOf(stateDir)));
+      const refused = await cutover(['run', file, '--yes'], env);
+      assert.equal(refused.code, 4, refused.stderr);
+      assert.match(refused.stderr, new RegExp(`run ${runA} of this runbook is still in progress`));
+      const runB = path.basename(path.dirname(journalOf(stateDir)));
+      assert.notEqual(runB, runA);
+      const statusB = await cutover(['status', runB], env);
+      assert.match(statusB.stdout, /status refused/);
+
+      first.child.kill('SIGKILL');
+      await first.done;
+      const statusA = await cutover(['status', runA], env);
+      assert.match(statusA.stdout, /status interrupted/, statusA.stdout);
+
+      const again = await cutover(['run', file, '--yes'], env);
+      assert.equal(again.code, 4, again.stderr);
+      assert.match(again.stderr, new RegExp(`cutover resume ${runA}`));
+      assert.match(again.stderr, new RegExp(`cutover abandon ${runA} --reason`));
+
+      await server.query('UPDATE go SET ok = true', [], name);
+      const resumed = await cutover(['resume', '--last', '--yes'], env);
+      assert.equal(resumed.code, 0, resumed.stderr + resumed.stdout);
+      assert.match(resumed.stderr, new RegExp(`resume: run ${runA}: the newest run with something to resume`));
+      assert.match(resumed.stderr, new RegExp(`${runB} \\(refused\\)`));
+      const effects = await server.query<{ step: string }>('SELECT step FROM effects ORDER BY step', [], name);
+      assert.deepEqual(
+        effects.map((r) => r.step),
+        ['s1', 's3'],
+      );
+      const nothingLeft = await cutover(['resume', '--last', '--yes'], env);
+      assert.equal(nothingLeft.code, 2, 'a refused run is never resumed');
+      assert.match(nothingLeft.stderr, /has anything to resume/);
+    });
+
+    it('abandon: journaled, lets the runbook run afresh, refuses resume, still allows rollback', async () => {
+      const name = await freshDb();
+      await server.query('CREATE TABLE t (v text)', [], name);
+      const dir = tempDir();
+      const file = writeRunbook(
+        dir,
+        'r.yaml',
+        `${header}  - id: a
+    kind: sql
+    connection: db
+    sql: INSERT INTO t VALUES ('a')
+    rollback: DELETE FROM t WHERE v = 'a'
+  - id: ask
+    kind: confirm
+    message: go on?
+`,
+      );
+      const stateDir = path.join(dir, 'state');
+      const env = { TEST_URL: server.urlFor(name), CUTOVER_STATE_DIR: stateDir };
+      const stopped = await cutover(['run', file], env);
+      assert.equal(stopped.code, 5, stopped.stderr);
+      const runA = path.basename(path.dirname(journalOf(stateDir)));
+      assert.equal((await cutover(['abandon', runA, '--reason', '  '], env)).code, 2, 'a reason is required');
+      const abandoned = await cutover(['abandon', runA, '--reason', 'window closed'], env);
+      assert.equal(abandoned.code, 0, abandoned.stderr);
+      assert.match(readFileSync(journalOf(stateDir), 'utf8'), /"type":"run.abandoned","reason":"window closed"/);
+      assert.match((await cutover(['status', runA], env)).stdout, /status abandoned/);
+      const resume = await cutover(['resume', runA, '--yes'], env);
+      assert.equal(resume.code, 2);
+      assert.match(resume.stderr, /was abandoned .* cutover rollback/);
+      const undone = await cutover(['rollback', '--last', '--yes'], env);
+      assert.equal(undone.code, 0, undone.stderr);
+      assert.match(undone.stderr, new RegExp(`rollback: run ${runA}`));
+      assert.deepEqual(await server.query('SELECT v FROM t', [], name), []);
+      const fresh = await cutover(['run', file, '--yes'], env);
+      assert.equal(fresh.code, 0, fresh.stderr);
+      assert.equal((await cutover(['audit', 'verify', runA], env)).code, 0);
+    });
+
+    /** The CLI in its own process group, signalled as a terminal signals it on Ctrl-C (see shared NOTES). */
+    function startInGroup(args: readonly string[], env: NodeJS.ProcessEnv) {
+      const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
+        child.on('close', (code) => resolve({ code, stdout, stderr })),
+      );
+      return { signal: (name: NodeJS.Signals) => process.kill(-(child.pid ?? 0), name), stderr: () => stderr, done };
+    }
+    const interruptible = `${header}  - id: s1
+    kind: sql
+    connection: db
+    sql: INSERT INTO effects VALUES ('s1')
+  - id: s2
+    kind: sql
+    connection: db
+    sql: ["INSERT INTO effects VALUES ('s2')", "SELECT pg_sleep(CASE WHEN (SELECT ok FROM go) THEN 0 ELSE 60 END)"]
+  - id: s3
+    kind: sql
+    connection: db
+    sql: INSERT INTO effects VALUES ('s3')
+`;
+    const sleeping = (name: string) => async () =>
+      (await server.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(CASE%' AND state = 'active'", [], name))[0]?.n === 1;
+
+    it('Ctrl-C mid-statement: the statement is cancelled, run.interrupted journaled, exit 5 saying what is applied; status interrupted; resume applies each effect once', async () => {
+      const name = await freshDb();
+      await server.query('CREATE TABLE effects (step text); CREATE TABLE go (ok boolean); INSERT INTO go VALUES (false)', [], name);
+      const dir = tempDir();
+      const file = writeRunbook(dir, 'r.yaml', interruptible);
+      const stateDir = path.join(dir, 'state');
+      const env = { TEST_URL: server.urlFor(name), CUTOVER_STATE_DIR: stateDir };
+      const run = startInGroup(['run', file, '--yes'], env);
+      await until2('s2 to sleep in the server', sleeping(name));
+      run.signal('SIGINT');
+      const stopped = await run.done;
+      assert.equal(stopped.code, 5, stopped.stderr);
+      assert.match(stopped.stdout, /: interrupted/);
+      assert.match(stopped.stderr, /applied and still in place: s1 \(sql\)/);
+      assert.match(stopped.stderr, /continue: cutover resume \S+/);
+      assert.doesNotMatch(stopped.stderr, /\n\s+at /);
+      const journal = readFileSync(journalOf(stateDir), 'utf8');
+      assert.match(journal, /"type":"run.interrupted","signal":"SIGINT","stepId":"s2","applied":\["s1"\]/);
+      assert.match(journal, /"sqlstate":"57014"/, 'the statement was cancelled at the server');
+      assert.deepEqual(await server.query('SELECT step FROM effects ORDER BY step', [], name), [{ step: 's1' }], "s2's transaction was rolled back");
+      assert.match((await cutover(['status'], env)).stdout, /status interrupted/);
+
+      await server.query('UPDATE go SET ok = true', [], name);
+      const resumed = await cutover(['resume', '--last', '--yes'], env);
+      assert.equal(resumed.code, 0, resumed.stderr);
+      assert.deepEqual(
+        (await server.query<{ step: string }>('SELECT step FROM effects ORDER BY step', [], name)).map((r) => r.step),
+        ['s1', 's2', 's3'],
+      );
+      assert.equal((await cutover(['audit', 'verify', '--last'], env)).code, 0);
+    });
+
+    it('SIGTERM stops the same way (exit 5, resumable)', async () => {
+      const name = await freshDb();
+      await server.query('CREATE TABLE effects (step text); CREATE TABLE go (ok boolean); INSERT INTO go VALUES (false)', [], name);
+      const dir = tempDir();
+      const file = writeRunbook(dir, 'r.yaml', interruptible);
+      const env = { TEST_URL: server.urlFor(name), CUTOVER_STATE_DIR: path.join(dir, 'state') };
+      const run = startInGroup(['run', file, '--yes'], env);
+      await until2('s2 to sleep in the server', sleeping(name));
+      run.signal('SIGTERM');
+      const stopped = await run.done;
+      assert.equal(stopped.code, 5, stopped.stderr);
+      assert.match(readFileSync(journalOf(path.join(dir, 'state')), 'utf8'), /"type":"run.interrupted","signal":"SIGTERM"/);
+    });
+
+    it('a second Ctrl-C exits at once (130) while the first is still stopping a stubborn command; the journal verifies', async () => {
+      const name = await freshDb();
+      const dir = tempDir();
+      const pidFile = path.join(dir, 'stubborn.pid');
+      // Ignores SIGINT and SIGTERM, so stopping it takes execa's grace period.
+      const file = writeRunbook(
+        dir,
+        'r.yaml',
+        `${header}  - id: stubborn
+    kind: shell
+    command: [node, -e, "process.on('SIGINT', () => {}); process.on('SIGTERM', () => {}); require('fs').writeFileSync('${pidFile}', String(process.pid)); setInterval(() => {}, 1000)"]
+`,
+      );
+      const env = { TEST_URL: server.urlFor(name), CUTOVER_STATE_DIR: path.join(dir, 'state') };
+      const run = startInGroup(['run', file, '--yes'], env);
+      try {
+        await until2('the command to start', () => existsSync(pidFile) && readFileSync(pidFile, 'utf8').length > 0);
+        run.signal('SIGINT');
+        // Standard signals are not queued: the second must come after the first was handled.
+        await until2('the first interrupt to be handled', () => run.stderr().includes('SIGINT: cancelling'));
+        run.signal('SIGINT');
+        const exited = await run.done;
+        assert.equal(exited.code, 130, exited.stderr);
+        assert.match(exited.stderr, /SIGINT again: exiting now/);
+        assert.equal((await cutover(['audit', 'verify', '--last'], env)).code, 0);
+      } finally {
+        if (existsSync(pidFile)) {
+          try {
+            process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGKILL');
+          } catch {
+            // already gone
+          }
+        }
+      }
+    });
+
     it('a shell step in flight at the crash is not re-run by --yes unless idempotent: exit 3 (needs attention)', async () => {
       const name = await freshDb();
       const dir = tempDir();
@@ -184,6 +400,32 @@ steps:
       assert.equal(tampered.code, 3);
       assert.match(tampered.stderr, /journal does NOT verify/);
       assert.match(tampered.stderr, /line \d+: record does not match its hash/);
+    });
+
+    it('a dry run is physically read-only: a wait query that tries SET ...; COMMIT; INSERT fails in plan and in run, and writes nothing', async () => {
+      const name = await freshDb();
+      await server.query('CREATE TABLE t (v int)', [], name);
+      const dir = tempDir();
+      const file = writeRunbook(
+        dir,
+        'r.yaml',
+        `${header}  - id: sneaky
+    kind: wait
+    connection: db
+    query: "SET default_transaction_read_only = off; COMMIT; INSERT INTO t VALUES (1) RETURNING true"
+    expect: true
+    interval: 100ms
+    timeout: 2s
+`,
+      );
+      const env = { TEST_URL: server.urlFor(name), CUTOVER_STATE_DIR: path.join(dir, 'state') };
+      const plan = await cutover(['plan', file], env);
+      assert.equal(plan.code, 1, plan.stdout + plan.stderr);
+      assert.match(plan.stdout + plan.stderr, /ERROR 42601: cannot insert multiple commands into a prepared statement/);
+      assert.doesNotMatch(plan.stdout + plan.stderr, /TypeError/);
+      const run = await cutover(['run', file, '--yes'], env);
+      assert.notEqual(run.code, 0);
+      assert.deepEqual(await server.query('SELECT count(*)::int AS n FROM t', [], name), [{ n: 0 }]);
     });
 
     it('plan never runs a shell step that is not readOnly, and runs one that is', async () => {

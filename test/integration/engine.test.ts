@@ -193,7 +193,8 @@ for (const version of VERSIONS) {
       assert.deepEqual(await server.query('SELECT v FROM t', [], name), []);
     });
 
-    it('crash after COMMIT but before the journal line: resume finds the marker and does not apply again', async () => {
+    /** A two-step runbook file whose first step ran alone, so the test can cut its journal as a crash would. */
+    async function ranOnce(): Promise<{ name: string; stateDir: string; runId: string; runDir: string; lines: string[] }> {
       const name = await freshDb();
       await server.query('CREATE TABLE t (v text)', [], name);
       const dir = tempDir();
@@ -217,22 +218,49 @@ for (const version of VERSIONS) {
       const runbook = parseRunbook(readFileSync(file, 'utf8'), file, { registry, env: {} });
       const first = await runRunbook(runbook, { registry, stateDir, only: ['once'] });
       assert.equal(first.status, 'succeeded');
-      // Cut the journal right after "step.started" of `once`: exactly what a kill -9
-      // between the database COMMIT and the fsync of "step.applied" leaves behind.
       const lines = readFileSync(journalFile(first.runDir), 'utf8').split('\n');
-      const startedAt = lines.findIndex((l) => l.includes('"type":"step.started"'));
-      writeFileSync(journalFile(first.runDir), `${lines.slice(0, startedAt + 1).join('\n')}\n`);
-      assert.ok(verifyJournal(first.runDir).ok, 'a truncated chain is still a valid chain');
+      return { name, stateDir, runId: first.runId, runDir: first.runDir, lines };
+    }
 
-      const resumed = await resumeRun(first.runId, { registry, stateDir });
+    it('crash after COMMIT but before the journal line: resume asks pg_xact_status and does not apply again', async () => {
+      const { name, stateDir, runId, runDir, lines } = await ranOnce();
+      // Cut the journal right after "step.committing" of `once`: exactly what a kill -9
+      // between the database COMMIT and the fsync of "step.applied" leaves behind.
+      const at = lines.findIndex((l) => l.includes('"type":"step.committing"'));
+      assert.ok(at > 0, 'the transaction id is journaled before COMMIT');
+      writeFileSync(journalFile(runDir), `${lines.slice(0, at + 1).join('\n')}\n`);
+      assert.ok(verifyJournal(runDir).ok, 'a truncated chain is still a valid chain');
+
+      const resumed = await resumeRun(runId, { registry, stateDir });
       assert.equal(resumed.status, 'succeeded');
       assert.deepEqual(await server.query('SELECT v FROM t', [], name), [{ v: 'once' }]);
-      const journal = readFileSync(journalFile(first.runDir), 'utf8');
-      assert.match(journal, /"type":"step.reconciled","stepId":"once","phase":"apply","outcome":"done"/);
-      // The marker's before-state came back, so rollback still works.
-      const undone = await rollbackRun(first.runId, { registry, stateDir });
+      const journal = readFileSync(journalFile(runDir), 'utf8');
+      assert.match(journal, /"type":"step.reconciled","stepId":"once","phase":"apply","outcome":"done","reason":"its apply transaction \d+ committed \(pg_xact_status\)"/);
+      // The before-state journaled with the transaction id came back, so rollback still works.
+      const undone = await rollbackRun(runId, { registry, stateDir });
       assert.equal(undone.status, 'rolled-back');
       assert.deepEqual(await server.query('SELECT v FROM t', [], name), []);
+      const schemas = await server.query("SELECT nspname FROM pg_namespace WHERE nspname = 'cutover'", [], name);
+      assert.deepEqual(schemas, [], 'no cutover schema in the application database');
+    });
+
+    it('a database that holds cutover 0.1\'s marker table: a run journaled without transaction ids is reconciled from its row', async () => {
+      const { name, stateDir, runId, runDir, lines } = await ranOnce();
+      await server.query(
+        `CREATE SCHEMA cutover;
+         CREATE TABLE cutover.applied_steps (run_id text NOT NULL, step_id text NOT NULL, before_state jsonb,
+           applied_at timestamptz NOT NULL DEFAULT now(), rolled_back_at timestamptz, PRIMARY KEY (run_id, step_id));
+         INSERT INTO cutover.applied_steps (run_id, step_id, before_state) VALUES ('${runId}', 'once', 'null')`,
+        [],
+        name,
+      );
+      // A 0.1 journal ends at "step.started" when the crash came after COMMIT.
+      const at = lines.findIndex((l) => l.includes('"type":"step.started"'));
+      writeFileSync(journalFile(runDir), `${lines.slice(0, at + 1).join('\n')}\n`);
+      const resumed = await resumeRun(runId, { registry, stateDir });
+      assert.equal(resumed.status, 'succeeded');
+      assert.deepEqual(await server.query('SELECT v FROM t ORDER BY v', [], name), [{ v: 'once' }]);
+      assert.match(readFileSync(journalFile(runDir), 'utf8'), /"outcome":"done","reason":"its transaction committed \(cutover 0.1 marker row found\)"/);
     });
 
     it('a second run against the same database is refused at once, naming the holder', async () => {
@@ -261,8 +289,9 @@ for (const version of VERSIONS) {
       // The first run holds the lock until the gate opens, and the gate opens only
       // after the second run returned: a second run that waited would time out the first.
       const second = await runRunbook(waiting, { registry, stateDir: tempDir() });
-      assert.equal(second.status, 'stopped');
+      assert.equal(second.status, 'refused', 'a run refused at the lock is journaled as refused, never resumable');
       assert.ok(second.error instanceof LockedError);
+      assert.match(readFileSync(second.journalFile, 'utf8'), /"type":"run.refused"/);
       assert.match(second.error.holder, /application_name "cutover\/\d{8}T\d{9}Z-[0-9a-f]{4}\/lock"/);
       await server.query('UPDATE gate SET open = true', [], name);
       assert.equal((await first).status, 'succeeded');

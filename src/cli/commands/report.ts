@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { CommandModule } from 'yargs';
-import { UsageError, buildReport, compareRuns, findRun, listRuns, runsDir } from '../../index.js';
+import { UsageError, buildReport, compareRuns, findRun, listRuns, runsDir, journalKeyFromEnv, trustJournal } from '../../index.js';
 import { ExitCode } from '../exit-codes.js';
 import { io } from '../io.js';
 import { withJson, withStateDir } from '../options.js';
@@ -29,7 +29,13 @@ export const reportCommand: CommandModule<object, ReportArgs> = {
   handler: (args) => {
     const stateDir = args['state-dir'];
     const ids = args.runIds?.length ? args.runIds : [findRun(stateDir, undefined)];
-    const reports = ids.map((id) => buildReport(path.join(runsDir(stateDir), findRun(stateDir, id))));
+    const key = journalKeyFromEnv();
+    const reports = ids.map((given) => {
+      const id = findRun(stateDir, given);
+      const runDir = path.join(runsDir(stateDir), id);
+      trustJournal(runDir, id, key);
+      return buildReport(runDir, { key });
+    });
     let output: string;
     if (args.compare) {
       if (reports.length < 2) throw new UsageError('--compare needs at least two run ids');

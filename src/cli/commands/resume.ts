@@ -1,5 +1,6 @@
 import type { Argv, CommandModule } from 'yargs';
-import { loadRunState, registry, resumeRun, rollbackRun, type RunResult } from '../../index.js';
+import { loadRunState, pickRun, registry, resumeRun, rollbackRun, type RunResult } from '../../index.js';
+import { io } from '../io.js';
 import { ExitCode } from '../exit-codes.js';
 import { withJson, withRunId, withStateDir, withYes } from '../options.js';
 import { runWithUi } from '../ui.js';
@@ -16,7 +17,9 @@ interface ReopenArgs {
 const builder = (y: Argv) => withJson(withYes(withStateDir(withRunId(y)))) as unknown as Argv<ReopenArgs>;
 
 async function reopen(args: ReopenArgs, command: 'resume' | 'rollback'): Promise<{ result: RunResult; code: number }> {
-  const { state } = loadRunState(args.runId, args['state-dir'], 'run');
+  const picked = pickRun(args['state-dir'], args.runId, command);
+  if (args.runId === undefined) io.err(`${command}: run ${picked.runId}: ${picked.reason}`);
+  const { state } = loadRunState(picked.runId, args['state-dir']);
   const call = command === 'resume' ? resumeRun : rollbackRun;
   // Reopen the run loadRunState found, so --last means the same run for both.
   // Steps already done stay off the live list; it shows what this command will do.

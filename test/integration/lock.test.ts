@@ -1,0 +1,223 @@
+/**
+ * The run lock against real PostgreSQL: keyed by the physical database, named
+ * by run id, operator, host and CLI pid when it refuses, watched while held,
+ * and a run that loses it stops before its next write.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import { LockedError, LockLostError, parseRunbook, registry, resumeRun, runRunbook, type RunEvent } from '../../src/index.js';
+import { startPostgres, VERSIONS, type TestServer } from '../helpers/pg.js';
+import { tempDir } from '../helpers/cli.js';
+import { until } from '../helpers/wait.js';
+
+for (const version of VERSIONS) {
+  describe(`run lock on PostgreSQL ${version}`, () => {
+    let server: TestServer;
+    let n = 0;
+    async function freshDb(): Promise<string> {
+      const name = `l${++n}`;
+      await server.query(`CREATE DATABASE ${name}`);
+      return name;
+    }
+    /** A short-lived client: the helper's cached ones would be ended by idle_session_timeout. */
+    async function once<Row extends pg.QueryResultRow>(database: string, sql: string, params: unknown[] = []): Promise<Row[]> {
+      const client = new pg.Client({ connectionString: server.urlFor(database) });
+      client.on('error', () => {});
+      await client.connect();
+      try {
+        return (await client.query<Row>(sql, params)).rows;
+      } finally {
+        await client.end().catch(() => {});
+      }
+    }
+    const load = (name: string, steps: string, connections = `  db:\n    kind: postgres\n    url: ${server.urlFor(name)}\n`) => {
+      const text = `version: 1\nname: lock test\nconnections:\n${connections}steps:\n${steps}`;
+      const file = path.join(tempDir(), 'runbook.yaml');
+      writeFileSync(file, text);
+      return parseRunbook(text, file, { registry, env: {} });
+    };
+    const gated = `  - id: s1
+    kind: sql
+    connection: db
+    sql: INSERT INTO effects VALUES ('s1')
+  - id: s2
+    kind: wait
+    connection: db
+    query: SELECT ok FROM go
+    expect: true
+    interval: 100ms
+    timeout: 60s
+  - id: s3
+    kind: sql
+    connection: db
+    sql: INSERT INTO effects VALUES ('s3')
+`;
+    const setup = (name: string) =>
+      once(name, 'CREATE TABLE effects (step text); CREATE TABLE go (ok boolean); INSERT INTO go VALUES (false)');
+    const effects = async (name: string) => (await once<{ step: string }>(name, 'SELECT step FROM effects ORDER BY step')).map((r) => r.step);
+
+    before(async () => {
+      server = await startPostgres(version);
+    });
+    after(async () => {
+      await server.stop();
+    });
+
+    it('two connection names for one database share one lock: the run does not lock itself out', async () => {
+      const name = await freshDb();
+      await once(name, 'CREATE TABLE t (v text)');
+      const url = server.urlFor(name);
+      const runbook = load(
+        name,
+        `  - id: via-a
+    kind: sql
+    connection: a
+    sql: INSERT INTO t VALUES ('a')
+  - id: via-b
+    kind: sql
+    connection: b
+    sql: INSERT INTO t VALUES ('b')
+`,
+        `  a: { kind: postgres, url: "${url}" }\n  b: { kind: postgres, url: "${url}?application_name=alias" }\n`,
+      );
+      const events: RunEvent[] = [];
+      const result = await runRunbook(runbook, { registry, stateDir: tempDir(), onEvent: (e) => events.push(e) });
+      assert.equal(result.status, 'succeeded', String(result.error));
+      const locked = events.filter((e) => e.type === 'target.locked');
+      assert.deepEqual(
+        locked.map((e) => e.type === 'target.locked' && [e.connection, e.sharedWith ?? null]),
+        [
+          ['a', null],
+          ['b', 'a'],
+        ],
+      );
+      assert.match(JSON.stringify(locked[0]), /system \d+, database oid \d+/);
+      assert.deepEqual(await once(name, 'SELECT v FROM t ORDER BY v'), [{ v: 'a' }, { v: 'b' }]);
+    });
+
+    it('the refusal names the holding run id, operator, host and CLI pid', async () => {
+      const name = await freshDb();
+      await setup(name);
+      const runbook = load(name, gated);
+      let started!: (runId: string) => void;
+      const holding = new Promise<string>((resolve) => (started = resolve));
+      const first = runRunbook(runbook, {
+        registry,
+        stateDir: tempDir(),
+        operator: 'alice',
+        onEvent: (e) => e.type === 'step.started' && e.stepId === 's2' && started(''),
+      });
+      await holding;
+      const runA = (await once<{ app: string }>(name, "SELECT application_name AS app FROM pg_stat_activity WHERE application_name LIKE 'cutover/%/lock'"))[0]?.app.split('/')[1];
+      const second = await runRunbook(runbook, { registry, stateDir: tempDir(), operator: 'bob' });
+      assert.equal(second.status, 'refused');
+      assert.ok(second.error instanceof LockedError);
+      assert.equal(second.error.holderRunId, runA);
+      assert.match(second.error.message, new RegExp(`run ${runA}, operator alice, host ${os.hostname()}, CLI pid ${process.pid}; server backend pid \\d+`));
+      await once(name, 'UPDATE go SET ok = true');
+      assert.equal((await first).status, 'succeeded');
+    });
+
+    it('pg_terminate_backend on the lock session mid-step: the run stops before its next write, journaled, and resume finishes it', async () => {
+      const name = await freshDb();
+      await setup(name);
+      const runbook = load(name, gated);
+      const stateDir = tempDir();
+      let inS2!: () => void;
+      const reachedS2 = new Promise<void>((resolve) => (inS2 = resolve));
+      const running = runRunbook(runbook, {
+        registry,
+        stateDir,
+        onEvent: (e) => e.type === 'step.started' && e.stepId === 's2' && inS2(),
+      });
+      await reachedS2;
+      const killed = await once<{ ok: boolean }>(
+        name,
+        "SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE application_name LIKE 'cutover/%/lock'",
+      );
+      assert.deepEqual(killed, [{ ok: true }]);
+      // Were the loss unnoticed, the wait would now pass and s3 would write.
+      await once(name, 'UPDATE go SET ok = true');
+      const result = await running;
+      assert.equal(result.status, 'stopped');
+      assert.ok(result.error instanceof LockLostError, String(result.error));
+      assert.match(result.error.message, /lost the cutover lock on connection "db": .*stopped before its next write/);
+      assert.deepEqual(await effects(name), ['s1'], 's3 did not run');
+      const journal = readFileSync(result.journalFile, 'utf8');
+      assert.match(journal, /"type":"lock.lost","connection":"db"/);
+      assert.match(journal, /"type":"run.stopped"/);
+
+      const resumed = await resumeRun(result.runId, { registry, stateDir });
+      assert.equal(resumed.status, 'succeeded', String(resumed.error));
+      assert.deepEqual(await effects(name), ['s1', 's3']);
+    });
+
+    it('idle_session_timeout set on the database does not end the lock session; the run keeps its lock through a long wait', async () => {
+      const name = await freshDb();
+      await setup(name);
+      await server.query(`ALTER DATABASE ${name} SET idle_session_timeout = '300ms'`);
+      const runbook = load(name, gated);
+      const events: RunEvent[] = [];
+      let inS2!: () => void;
+      const reachedS2 = new Promise<void>((resolve) => (inS2 = resolve));
+      const running = runRunbook(runbook, {
+        registry,
+        stateDir: tempDir(),
+        onEvent: (e) => {
+          events.push(e);
+          if (e.type === 'step.started' && e.stepId === 's2') inS2();
+        },
+      });
+      await reachedS2;
+      // The lock session has now been idle well past the database's timeout.
+      await until('the lock session to sit idle past idle_session_timeout', async () => {
+        const rows = await once<{ idle: boolean }>(
+          name,
+          "SELECT state = 'idle' AND state_change < now() - interval '1 s' AS idle FROM pg_stat_activity WHERE application_name LIKE 'cutover/%/lock'",
+        );
+        return rows[0]?.idle === true;
+      });
+      const second = await runRunbook(runbook, { registry, stateDir: tempDir() });
+      assert.ok(second.error instanceof LockedError, 'the lock is still held');
+      await once(name, 'UPDATE go SET ok = true');
+      const result = await running;
+      assert.equal(result.status, 'succeeded', String(result.error));
+      assert.ok(!events.some((e) => e.type === 'lock.lost'));
+      assert.deepEqual(await effects(name), ['s1', 's3']);
+    });
+
+    // Last in this file: the restart also ends the helper's cached sessions.
+    it('a server restart (pg_ctl restart -m fast) mid-step: the lock is lost, the run stops before its next write, resume finishes it', async () => {
+      const name = await freshDb();
+      await setup(name);
+      const runbook = load(name, gated);
+      const stateDir = tempDir();
+      let inS2!: () => void;
+      const reachedS2 = new Promise<void>((resolve) => (inS2 = resolve));
+      const running = runRunbook(runbook, {
+        registry,
+        stateDir,
+        onEvent: (e) => e.type === 'step.started' && e.stepId === 's2' && inS2(),
+      });
+      await reachedS2;
+      // -l and no pipes: a restarted postmaster would otherwise hold pg_ctl's stdout open forever.
+      const pgCtl = [path.join(server.binDir, 'pg_ctl'), '-D', server.dataDir, '-l', path.join(path.dirname(server.dataDir), 'log'), '-m', 'fast', '-w', 'restart'];
+      const options = { stdio: 'ignore' as const };
+      const restart = process.getuid?.() === 0 ? spawnSync('runuser', ['-u', 'postgres', '--', ...pgCtl], options) : spawnSync(pgCtl[0] ?? '', pgCtl.slice(1), options);
+      assert.equal(restart.status, 0, 'pg_ctl restart');
+      await once(name, 'UPDATE go SET ok = true');
+      const result = await running;
+      assert.equal(result.status, 'stopped', String(result.error));
+      assert.ok(result.error instanceof LockLostError, String(result.error));
+      assert.deepEqual(await effects(name), ['s1'], 's3 did not run');
+      const resumed = await resumeRun(result.runId, { registry, stateDir });
+      assert.equal(resumed.status, 'succeeded', String(resumed.error));
+      assert.deepEqual(await effects(name), ['s1', 's3']);
+    });
+  });
+}
