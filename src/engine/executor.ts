@@ -301,14 +301,7 @@ async function withTargets(
   try {
     try {
       for (const name of rc.targets(steps)) {
-        const held = await locks.acquire(name, () => rc.openLockSession(name), rc.postgres(name).identity.target);
-        rc.emit({
-          type: 'target.locked',
-          connection: name,
-          serverVersion: held.serverVersion,
-          database: held.physical,
-          ...(held.sharedWith !== undefined ? { sharedWith: held.sharedWith } : {}),
-        });
+        if (!rc.startedByRunbook(name)) await lockTarget(rc, locks, name);
       }
     } catch (error) {
       // Failing to lock or to prepare a target happens before any step ran:
@@ -331,6 +324,26 @@ async function withTargets(
   } finally {
     rc.locks = undefined;
     await locks.release();
+  }
+}
+
+async function lockTarget(rc: RunContext, locks: RunLocks, name: string): Promise<void> {
+  const held = await locks.acquire(name, () => rc.openLockSession(name), rc.postgres(name).identity.target);
+  rc.emit({
+    type: 'target.locked',
+    connection: name,
+    serverVersion: held.serverVersion,
+    database: held.physical,
+    ...(held.sharedWith !== undefined ? { sharedWith: held.sharedWith } : {}),
+  });
+}
+
+/** Before a step touches them: the targets the run could not lock at its start because a step of it starts their server. */
+async function lockLate(rc: RunContext, step: Step): Promise<void> {
+  const locks = rc.locks;
+  if (locks === undefined) return;
+  for (const name of rc.targets([step])) {
+    if (!locks.covers(name)) await lockTarget(rc, locks, name);
   }
 }
 
@@ -444,6 +457,7 @@ async function planStep(rc: RunContext, step: Step): Promise<{ plan: StepPlan } 
   const scope = rc.stepScope(step, 'plan', true);
   const started = Date.now();
   try {
+    await lockLate(rc, step);
     const plan = await definition.plan(scope.context(), step);
     rc.emit({ type: 'step.planned', stepId: step.id, plan, durationMs: Date.now() - started });
     if (plan.blockers !== undefined && plan.blockers.length > 0) {
@@ -539,6 +553,7 @@ async function applyOnce(rc: RunContext, step: Step, plan: StepPlan): Promise<{ 
   const definition = rc.definition(step);
   const effects = definition.effects(step.config);
   // A step that declares it writes nothing gets read-only sessions: a bug in it cannot write.
+  for (const name of definition.stopsServerOf?.(step.config) ?? []) await rc.locks?.releaseFor(name);
   const scope = rc.stepScope(step, 'apply', effects === 'none');
   try {
     if (effects !== 'transaction') {
@@ -654,6 +669,7 @@ async function rollbackOnce(rc: RunContext, step: Step, before: Json): Promise<v
   if (rollback === undefined) return;
   const scope = rc.stepScope(step, 'rollback', false);
   try {
+    await lockLate(rc, step);
     if (definition.effects(step.config) !== 'transaction') return await rollback(scope.context(), step, before);
     const session = await scope.session(requireConnection(step));
     await session.transaction(async (tx) => {
@@ -680,6 +696,7 @@ async function reconcileInFlight(rc: RunContext, command: 'resume' | 'rollback')
   const flying = inFlight(rc.state);
   if (flying === undefined) return ok;
   const step = rc.step(flying.id);
+  await lockLate(rc, step);
   const definition = rc.definition(step);
   const effects = definition.effects(step.config);
   const phase = flying.phase;

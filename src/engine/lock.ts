@@ -115,6 +115,8 @@ interface Held {
  */
 export class RunLocks {
   private readonly held: Held[] = [];
+  /** Every connection name this run has locked, directly or through another name, and the database it names. */
+  private readonly covered = new Map<string, string>();
   private timer: NodeJS.Timeout | undefined;
   lost: LockLostError | undefined;
 
@@ -139,16 +141,40 @@ export class RunLocks {
       const version = await session.query<{ v: string }>("SELECT current_setting('server_version') AS v");
       const serverVersion = version.rows[0]?.v ?? 'unknown';
       const same = this.held.find((h) => h.physical === physical);
-      if (same !== undefined) return { physical, sharedWith: same.connection, serverVersion };
+      if (same !== undefined) {
+        this.covered.set(connection, physical);
+        return { physical, sharedWith: same.connection, serverVersion };
+      }
       await keepSessionAlive(session);
       await acquireRunLock(session, this.tag);
-      this.held.push({ connection, physical, session });
+      const held = { connection, physical, session };
+      this.held.push(held);
+      this.covered.set(connection, physical);
       keep = true;
-      session.onEnd((reason) => this.markLost(connection, `the lock session ended: ${reason}`));
+      // A lock let go on purpose (releaseFor) ends its session too: that is not a loss.
+      session.onEnd((reason) => this.held.includes(held) && this.markLost(connection, `the lock session ended: ${reason}`));
       return { physical, serverVersion };
     } finally {
       if (!keep) await session.close();
     }
+  }
+
+  /**
+   * Lets go of the lock on `connection`'s database, on purpose: a step is about
+   * to stop that server. A later step that uses it locks it again.
+   */
+  async releaseFor(connection: string): Promise<void> {
+    const physical = this.covered.get(connection);
+    if (physical === undefined) return;
+    for (const [name, where] of this.covered) if (where === physical) this.covered.delete(name);
+    const gone = this.held.filter((h) => h.physical === physical);
+    for (const h of gone) this.held.splice(this.held.indexOf(h), 1);
+    await Promise.all(gone.map((h) => h.session.close()));
+  }
+
+  /** Whether this run holds the lock of `connection`'s database already. */
+  covers(connection: string): boolean {
+    return this.covered.has(connection);
   }
 
   /**

@@ -117,6 +117,11 @@ export async function preflight(runbook: Runbook, options: PreflightOptions): Pr
     await Promise.all(
       [...resolved.entries()].map(async ([name, connection]) => {
         const base = { name, kind: connection.kind, target: connection.identity.target, passwordFrom: connection.passwordSource, warnings: connection.warnings };
+        const spec = runbook.connections[name];
+        if (spec?.kind === 'postgres' && spec.startedByRunbook === true) {
+          connections.push({ ...base, status: 'not-checked', fix: 'started by a step of this runbook: opened and locked when the first step that uses it runs' });
+          return;
+        }
         if (connection.kind === 'oracle') {
           connections.push({ ...base, status: 'not-checked', fix: 'Oracle connections are opened by the steps that use them' });
           return;
@@ -185,7 +190,8 @@ export async function preflight(runbook: Runbook, options: PreflightOptions): Pr
       const definition = options.registry[step.kind];
       if (definition === undefined) continue;
       const used = [...new Set([step.connection, ...(definition.connections?.(step.config) ?? [])].filter((n): n is string => n !== undefined))];
-      const blockedBy = used.filter((n) => byName.get(n)?.status === 'failed');
+      // A connection that failed blocks the step's checks; one the runbook starts itself cannot be checked yet.
+      const blockedBy = used.filter((n) => byName.get(n)?.status === 'failed' || (byName.get(n)?.status === 'not-checked' && byName.get(n)?.kind === 'postgres'));
       if (blockedBy.length > 0) {
         steps.push({ stepId: step.id, kind: step.kind, blockedBy, findings: [] });
         continue;

@@ -217,6 +217,12 @@ export class RunContext {
     return resolved;
   }
 
+  /** A server a step of this runbook starts (e.g. the new cluster of pg_upgrade): locked at its first use, not at the start. */
+  startedByRunbook(name: string): boolean {
+    const spec = this.runbook.connections[name];
+    return spec?.kind === 'postgres' && spec.startedByRunbook === true;
+  }
+
   /** PostgreSQL connections the selected steps use, in order of first use. */
   targets(steps: readonly Step[]): string[] {
     const names = new Set<string>();

@@ -82,6 +82,12 @@ export const postgresConnectionSchema = z
     sslrootcert: z.string().optional().describe('CA certificate file (PEM) to verify the server with, or "system"'),
     sslcert: z.string().optional().describe('client certificate file (PEM)'),
     sslkey: z.string().optional().describe('client private key file (PEM); never logged'),
+    startedByRunbook: z
+      .boolean()
+      .optional()
+      .describe(
+        'the server is started by a step of this runbook (the new cluster of a pg_upgrade): it is locked when the first step that uses it starts, and not opened by check or before the run',
+      ),
     ...secretSource,
   })
   .refine((c) => c.password === undefined || c.passwordFile === undefined, {

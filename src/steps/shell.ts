@@ -17,6 +17,10 @@ const config = z.object({
   cwd: z.string().optional().describe('working directory, relative to the runbook'),
   readOnly: z.boolean().optional().describe('the command changes nothing, so dry-run runs it too'),
   rollback: argv.optional().describe('argv of a command that undoes this one'),
+  stops: z
+    .array(z.string().min(1))
+    .optional()
+    .describe("connections whose server this command stops (pg_ctl stop, systemctl stop): the run lets go of their locks first"),
 });
 
 type Config = z.output<typeof config>;
@@ -44,6 +48,12 @@ export const shellStep = defineStep({
   config,
   connection: { required: false, kinds: ['postgres'] },
   effects: (c) => (c.readOnly === true ? 'none' : 'external'),
+  stopsServerOf: (c) => c.stops ?? [],
+  validate(c, runbook) {
+    return (c.stops ?? []).flatMap((name, i) =>
+      runbook.connectionKind(name) === 'postgres' ? [] : [{ path: ['stops', i], message: `"${name}" is not a postgres connection of this runbook` }],
+    );
+  },
   before: z.null(),
   reversibility: (c) =>
     c.rollback !== undefined

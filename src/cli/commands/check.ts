@@ -32,7 +32,7 @@ export function formatPreflight(result: PreflightResult): string {
   }
   const rows = result.steps.flatMap((s) =>
     s.blockedBy.length > 0
-      ? [[s.stepId, s.kind, 'skipped', 'connection', `not checked: connection ${s.blockedBy.map((n) => `"${n}"`).join(', ')} failed (see above)`, '']]
+      ? [[s.stepId, s.kind, 'skipped', 'connection', `not checked: connection ${s.blockedBy.map((n) => `"${n}"`).join(', ')} not opened (see above)`, '']]
       : s.findings.map((f) => [s.stepId, s.kind, f.severity, f.check, f.message, f.severity === 'ok' ? '' : (f.fix ?? '')]),
   );
   if (rows.length > 0) lines.push('', 'Steps:', table(['step', 'kind', 'result', 'check', 'found', 'what to fix'], rows));
