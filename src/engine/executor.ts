@@ -667,6 +667,8 @@ async function rollbackOnce(rc: RunContext, step: Step, before: Json): Promise<v
   const definition = rc.definition(step);
   const rollback = definition.rollback;
   if (rollback === undefined) return;
+  // Undoing a step that stops or moves a server (a switchover) stops or moves it again.
+  for (const name of definition.stopsServerOf?.(step.config) ?? []) await rc.locks?.releaseFor(name);
   const scope = rc.stepScope(step, 'rollback', false);
   try {
     await lockLate(rc, step);

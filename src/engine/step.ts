@@ -277,8 +277,9 @@ export interface StepDefinition<Schema extends z.ZodObject = z.ZodObject> {
   files?(config: z.output<Schema>): readonly { readonly path: readonly (string | number)[]; readonly file: string }[];
   /**
    * Connections whose server this step stops (pg_ctl stop, systemctl stop):
-   * the engine lets go of their locks before apply, so the stop does not
-   * read as a lost lock. A later step that uses one locks it again.
+   * the engine lets go of their locks before apply and before rollback, so
+   * the stop does not read as a lost lock. A later step that uses one locks
+   * it again.
    */
   stopsServerOf?(config: z.output<Schema>): readonly string[];
   /** Connections besides `step.connection` that the step uses (checked at validation, locked at run). */

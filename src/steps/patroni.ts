@@ -39,6 +39,12 @@ const config = z.object({
   waitTimeout: duration
     .optional()
     .describe('how long to wait after POST /switchover (or the scheduled time) for the new leader, the old one streaming and /primary (default 2m)'),
+  moves: z
+    .array(z.string().min(1))
+    .optional()
+    .describe(
+      'postgres connections that reach the leader (through HAProxy, or to the old leader itself): the switchover restarts their server, so the run lets go of their locks first and takes them again at their next use',
+    ),
 });
 type Config = z.output<typeof config>;
 
@@ -244,12 +250,16 @@ export const patroniStep = defineStep({
   summary: 'Planned Patroni switchover through its REST API, with pre-checks, a wait for the new leader, streaming replica and /primary, and switch-back',
   config,
   connection: { required: true, kinds: ['patroni'] },
-  validate(c) {
-    const issues: { path: string[]; message: string }[] = [];
+  validate(c, runbook) {
+    const issues: { path: (string | number)[]; message: string }[] = [];
     if (c.scheduledAt !== undefined && Number.isNaN(Date.parse(c.scheduledAt))) issues.push({ path: ['scheduledAt'], message: 'not a time' });
+    (c.moves ?? []).forEach((name, i) => {
+      if (runbook.connectionKind(name) !== 'postgres') issues.push({ path: ['moves', i], message: `"${name}" is not a postgres connection of this runbook` });
+    });
     return issues;
   },
   effects: () => 'external',
+  stopsServerOf: (c) => c.moves ?? [],
   // Converges: apply re-reads the cluster and skips the POST when the candidate already leads.
   idempotent: true,
   reversibility: () => ({ kind: 'reversible' }),

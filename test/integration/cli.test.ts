@@ -19,6 +19,13 @@ function journalOf(stateDir: string): string {
   return path.join(runs, newest, 'journal.jsonl');
 }
 
+/** The newest run's journal so far; '' while the run has not created it yet. */
+function journalText(stateDir: string): string {
+  if (!existsSync(path.join(stateDir, 'runs'))) return '';
+  const file = journalOf(stateDir);
+  return existsSync(file) ? readFileSync(file, 'utf8') : '';
+}
+
 async function until(condition: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
@@ -86,7 +93,7 @@ steps:
       const env = { TEST_URL: server.urlFor(name), CUTOVER_STATE_DIR: stateDir };
       const { child, done } = startCutover(['run', file, '--yes'], env);
       await until(
-        () => existsSync(path.join(stateDir, 'runs')) && readFileSync(journalOf(stateDir), 'utf8').includes('"type":"step.started","stepId":"hold"'),
+        () => journalText(stateDir).includes('"type":"step.started","stepId":"hold"'),
         'the run to reach the wait step',
       );
       child.kill('SIGKILL');
@@ -137,7 +144,7 @@ steps:
       const env = { TEST_URL: server.urlFor(name), CUTOVER_STATE_DIR: stateDir };
       const first = startCutover(['run', file, '--yes'], env);
       await until(
-        () => existsSync(path.join(stateDir, 'runs')) && readFileSync(journalOf(stateDir), 'utf8').includes('"type":"step.started","stepId":"s2"'),
+        () => journalText(stateDir).includes('"type":"step.started","stepId":"s2"'),
         'run A to reach s2',
       );
       const runA = path.basename(path.dirname(journalOf(stateDir)));
@@ -338,7 +345,7 @@ steps:
       const env = { TEST_URL: server.urlFor(name), CUTOVER_STATE_DIR: stateDir };
       const { child, done } = startCutover(['run', file, '--yes'], env);
       await until(
-        () => existsSync(path.join(stateDir, 'runs')) && readFileSync(journalOf(stateDir), 'utf8').includes('"type":"step.started","stepId":"slow"'),
+        () => journalText(stateDir).includes('"type":"step.started","stepId":"slow"'),
         'the shell step to start',
       );
       child.kill('SIGKILL');
