@@ -8,28 +8,19 @@
  */
 import assert from 'node:assert/strict';
 import { chmodSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startPostgres, type TestServer } from '../helpers/pg.js';
 import { cutover, tempDir, writeRunbook } from '../helpers/cli.js';
+import { freePort } from '../../scripts/embedded-postgres.js';
 
 const USER = 'app';
 // Characters that must be percent-encoded in a URL, and a ':' that .pgpass must escape.
 const PASSWORD = 'S3cr%t:p@ss w/rd#1';
 const ENCODED = encodeURIComponent(PASSWORD);
 
-async function closedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
+/** A loopback port nothing listens on (the harness's free port, not started). */
+const closedPort = freePort;
 
 function runbook(connection: string, steps = ''): string {
   return `version: 1

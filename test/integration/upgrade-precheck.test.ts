@@ -4,10 +4,10 @@
  * defect pg_upgrade reports is also reported by the online check.
  */
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { binDir, initPostgres, startPostgres, VERSIONS, type TestServer } from '../helpers/pg.js';
 import { findingsOf, ids, plan } from '../helpers/precheck.js';
+import { freePort } from '../../scripts/embedded-postgres.js';
 
 /**
  * A C function whose library file does not exist (as after a package was
@@ -92,15 +92,6 @@ for (const version of VERSIONS) {
   });
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0));
-    });
-  });
-}
 
 /** Which online finding stands for each check pg_upgrade prints. */
 const ONLINE_FOR: readonly [RegExp, string][] = [
