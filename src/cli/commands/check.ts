@@ -32,7 +32,7 @@ export function formatPreflight(result: PreflightResult): string {
   }
   const rows = result.steps.flatMap((s) =>
     s.blockedBy.length > 0
-      ? [[s.stepId, s.kind, 'skipped', 'connection', `not checked: connection ${s.blockedBy.map((n) => `"${n}"`).join(', ')} not opened (see above)`, '']]
+      ? [[s.stepId, s.kind, 'skipped', 'connection', `not checked: connection ${s.blockedBy.map((n) => `"${n}"`).join(', ')} ${blockedText(result, s.blockedBy)}`, '']]
       : s.findings.map((f) => [s.stepId, s.kind, f.severity, f.check, f.message, f.severity === 'ok' ? '' : (f.fix ?? '')]),
   );
   if (rows.length > 0) lines.push('', 'Steps:', table(['step', 'kind', 'result', 'check', 'found', 'what to fix'], rows));
@@ -54,3 +54,9 @@ export const checkCommand: CommandModule<object, { runbook: string; json: boolea
     process.exitCode = result.ok ? ExitCode.ok : ExitCode.invalidInput;
   },
 };
+
+/** Why a step's connections were not opened: they failed, or a step of the runbook starts their server. */
+function blockedText(result: { readonly connections: readonly { readonly name: string; readonly status: string }[] }, names: readonly string[]): string {
+  const failed = names.some((n) => result.connections.find((c) => c.name === n)?.status === 'failed');
+  return failed ? 'failed (see above)' : 'is started by a step of this runbook (see above)';
+}
