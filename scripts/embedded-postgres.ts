@@ -54,7 +54,10 @@ export interface TestServer {
   readonly binDir: string;
   /** A connection URL for another database on this server. */
   urlFor(database: string): string;
+  /** One statement on the harness's own session for `database` (one per database, kept open; calls on it run one after another). */
   query<Row extends pg.QueryResultRow = pg.QueryResultRow>(sql: string, params?: unknown[], database?: string): Promise<Row[]>;
+  /** Closes the harness's session for `database`: a test that makes many databases must not hold a connection slot for each. */
+  release(database: string): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -172,20 +175,26 @@ export async function startPostgres(
     throw error;
   }
   const urlFor = (database: string) => `postgres://postgres@127.0.0.1:${port}/${database}`;
-  const clients = new Map<string, pg.Client>();
-  const clientFor = async (database: string) => {
-    let client = clients.get(database);
-    if (!client) {
+  // One session per database, and a chain per session so that concurrent callers take turns on it.
+  const clients = new Map<string, { client: Promise<pg.Client>; turn: Promise<unknown> }>();
+  const sessionFor = (database: string) => {
+    let session = clients.get(database);
+    if (!session) {
       // With password authentication on TCP, the harness logs in through the (trusted) socket.
-      client =
+      const client =
         serverOptions.auth === undefined
           ? new pg.Client({ connectionString: urlFor(database) })
           : new pg.Client({ host: base, port, user: 'postgres', database });
       client.on('error', () => {});
-      await client.connect();
-      clients.set(database, client);
+      session = { client: client.connect().then(() => client), turn: Promise.resolve() };
+      clients.set(database, session);
     }
-    return client;
+    return session;
+  };
+  const closeSession = async (database: string) => {
+    const session = clients.get(database);
+    clients.delete(database);
+    await session?.client.then((c) => c.end()).catch(() => {});
   };
   const server: TestServer = {
     version,
@@ -196,12 +205,15 @@ export async function startPostgres(
     socketDir: base,
     binDir: bin,
     urlFor,
-    async query(sql, params, database = 'postgres') {
-      const client = await clientFor(database);
-      return (await client.query(sql, params)).rows;
+    async query<Row extends pg.QueryResultRow>(sql: string, params?: unknown[], database = 'postgres') {
+      const session = sessionFor(database);
+      const result = session.turn.catch(() => {}).then(async () => (await (await session.client).query<Row>(sql, params)).rows);
+      session.turn = result;
+      return result;
     },
+    release: closeSession,
     async stop() {
-      await Promise.all([...clients.values()].map((c) => c.end().catch(() => {})));
+      await Promise.all([...clients.keys()].map(closeSession));
       await run(path.join(bin, 'pg_ctl'), ['-D', data, '-m', 'immediate', '-w', 'stop'], { ...as, env }).catch(() => {});
       rmSync(base, { recursive: true, force: true });
     },

@@ -104,7 +104,13 @@ steps:
       const shell = existsSync(log) ? readFileSync(log, 'utf8').split('\n').filter((l) => l.length > 0) : [];
       return { tx: row?.tx ?? -1, seq: row?.seq ?? '', shell, frozen: row?.frozen === true, analyzed: row?.analyzed === true };
     };
-    return { file, env, effects, journal: () => journalOf(env.CUTOVER_STATE_DIR) };
+    // A case's database is dropped when it is done: the matrix makes ~90 of them, and a session left
+    // open on each would use up max_connections (the role under test would then be refused a slot).
+    const drop = async () => {
+      await server.release(db);
+      await server.query(`DROP DATABASE ${db} WITH (FORCE)`);
+    };
+    return { file, env, effects, drop, journal: () => journalOf(env.CUTOVER_STATE_DIR) };
   }
 
   function journalOf(stateDir: string): string {
@@ -118,6 +124,7 @@ steps:
     const run = await cutover(['run', clean.file, '--yes'], clean.env);
     assert.equal(run.code, 0, run.stderr);
     assert.deepEqual(await clean.effects(), { tx: 1, seq: '101/f', shell: ['ran'], frozen: true, analyzed: true });
+    await clean.drop();
     const points: string[] = [];
     for (const line of readFileSync(clean.journal(), 'utf8').split('\n').filter((l) => l.length > 0)) {
       const event = (JSON.parse(line) as { record: { event: { type: string; stepId?: string } } }).record.event;
@@ -163,6 +170,7 @@ steps:
       }
       const audit = await cutover(['audit', 'verify', '--last'], f.env);
       assert.equal(audit.code, 0, `${point}, then ${recovery}: ${audit.stderr}`);
+      await f.drop();
     };
     // Cases are independent (own database, own state directory): a few at a time.
     const queue = points.flatMap((point) => (['resume', 'rollback'] as const).map((recovery) => ({ point, recovery })));
