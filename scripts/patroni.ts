@@ -44,6 +44,12 @@ export interface TestPatroniCluster {
   cluster(): Promise<ClusterView>;
   /** The members HAProxy routes to now (its checks of GET /primary pass), from its stats page. */
   routes(): Promise<string[]>;
+  /**
+   * Waits (up to 60 s) until `leader` leads, every other member runs and streams from it with no lag
+   * and answers GET /patroni, and HAProxy routes to `leader` only: the state each test starts from.
+   * A switch-back just before may leave the old leader restarting as a replica for a while.
+   */
+  settled(leader: string): Promise<void>;
   /** Rewrites a member's `tags` in its configuration and has Patroni reload it (POST /reload); resolves once /cluster shows them. */
   setTags(member: string, tags: Readonly<Record<string, boolean>>): Promise<void>;
   /** What the log of a process says, for failure messages. */
@@ -286,8 +292,8 @@ export async function startPatroniCluster(options: { readonly timeoutMs?: number
       if (response?.status !== 200) throw new Error(`GET /cluster answered ${response?.status ?? 'nothing'}`);
       return JSON.parse(response.body) as ClusterView;
     };
-    const leaderReplication = async () => {
-      const response = await get(`${members[0]?.api ?? ''}/patroni`);
+    const leaderReplication = async (api = members[0]?.api ?? '') => {
+      const response = await get(`${api}/patroni`);
       const body = response?.status === 200 ? (JSON.parse(response.body) as { replication?: { application_name: string; state: string }[] }) : {};
       return body.replication ?? [];
     };
@@ -325,6 +331,29 @@ export async function startPatroniCluster(options: { readonly timeoutMs?: number
       memberUrl: (member, database) => `postgres://postgres@127.0.0.1:${member.port}/${database}`,
       cluster,
       routes,
+      async settled(leader) {
+        const lead = members.find((m) => m.name === leader);
+        if (lead === undefined) throw new Error(`no member ${leader}`);
+        const others = members.filter((m) => m !== lead);
+        const state = async () => {
+          const view = await cluster().catch(() => undefined);
+          const replication = await leaderReplication(lead.api).catch(() => []);
+          const answers = await Promise.all(others.map(async (m) => (await get(`${m.api}/patroni`))?.status === 200));
+          return (
+            view !== undefined &&
+            view.members.filter((m) => m.role === 'leader').map((m) => m.name).join() === leader &&
+            others.every((o) => view.members.some((m) => m.name === o.name && m.state === 'running' && (m.lag === 0 || m.lag === undefined))) &&
+            others.every((o) => replication.some((r) => r.application_name === o.name && r.state === 'streaming')) &&
+            answers.every(Boolean) &&
+            (await routes()).join() === leader
+          );
+        };
+        const until = Date.now() + 60_000;
+        while (!(await state())) {
+          if (Date.now() > until) throw new Error(`the cluster did not settle with ${leader} leading within 60 s: ${JSON.stringify(await cluster().catch((e: unknown) => String(e)))}`);
+          await sleep(250);
+        }
+      },
       async setTags(name, tags) {
         const spec = specs.find((x) => x.name === name);
         if (spec === undefined) throw new Error(`no member ${name}`);

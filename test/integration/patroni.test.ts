@@ -3,7 +3,7 @@
  * etcd and PostgreSQL 15, two members) behind a real HAProxy that routes by
  * `GET /primary`, while clients write through HAProxy: a switchover ends with
  * the candidate leading and taking the writes, rollback switches back; a
- * candidate whose replay is paused is refused in the plan; a wrong REST API
+ * candidate whose replay is paused, or that lags, is refused in the plan; a wrong REST API
  * password switches nothing. One cluster serves every test in this file.
  */
 import assert from 'node:assert/strict';
@@ -30,7 +30,7 @@ describe('patroni on a two-member Patroni 3 cluster (PostgreSQL 15, etcd) behind
   });
 
   async function query<R extends pg.QueryResultRow>(url: string, sql: string): Promise<R[]> {
-    const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2_000 });
+    const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 10_000 });
     client.on('error', () => {});
     await client.connect();
     try {
@@ -94,7 +94,7 @@ ${fields}`;
   });
 
   it('switches over under client load through HAProxy: the candidate leads and takes the writes; rollback switches back', async (t) => {
-    assert.deepEqual(await leader(), ['node1']);
+    await cluster.settled('node1');
     const traffic = await startLoad(cluster.proxyUrl('postgres'), { clients: 4, table: 't', reconnect: true, maxMs: 180_000 });
     await traffic.warm(20);
     const { runbook, dir } = load('    candidate: node2\n');
@@ -137,7 +137,7 @@ ${fields}`;
   });
 
   it('a scheduled switchover: Patroni accepts it (202), the step waits for the time and the new leader; rollback switches back', async () => {
-    assert.deepEqual(await leader(), ['node1']);
+    await cluster.settled('node1');
     const at = new Date(Date.now() + 3_000).toISOString();
     const { runbook, dir } = load(`    candidate: node2\n    scheduledAt: "${at}"\n`);
     const events: RunEvent[] = [];
@@ -152,7 +152,7 @@ ${fields}`;
   });
 
   it('a scheduled switchover that the step gives up waiting for is cancelled by the rollback: nothing switches later', async () => {
-    assert.deepEqual(await leader(), ['node1']);
+    await cluster.settled('node1');
     const at = new Date(Date.now() + 60_000).toISOString();
     const { runbook, dir } = load(`    candidate: node2\n    scheduledAt: "${at}"\n    timeout: 3s\n`);
     const result = await runRunbook(runbook, { registry, stateDir: dir });
@@ -162,11 +162,25 @@ ${fields}`;
     assert.deepEqual(await leader(), ['node1']);
   });
 
-  it('a candidate whose WAL replay is paused is refused in the plan, with the reason', async () => {
-    assert.deepEqual(await leader(), ['node1']);
+  /** PATCH /config on the leader with the REST API's credentials. */
+  const patchConfig = async (body: object) => {
+    const response = await fetch(`${member('node1').api}/config`, {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/json', authorization: `Basic ${Buffer.from(`${cluster.apiUser}:${cluster.apiPassword}`).toString('base64')}` },
+      body: JSON.stringify(body),
+    });
+    assert.equal(response.status, 200, await response.text());
+  };
+
+  it('a candidate whose WAL replay is paused is refused in the plan, with the reason (maintenance mode, where Patroni leaves a paused replay alone)', async () => {
+    await cluster.settled('node1');
+    // Outside maintenance mode Patroni 3 resumes a paused replay on PostgreSQL 14+ within a loop (handle_parameter_change),
+    // so the state lasts about a second there; paused, the cluster keeps it, and only a named candidate may be switched to.
+    await patchConfig({ pause: true });
     const node2 = cluster.memberUrl(member('node2'), 'postgres');
-    await query(node2, 'SELECT pg_wal_replay_pause()');
     try {
+      await until('the cluster to be paused', async () => (await cluster.cluster()).pause === true);
+      await query(node2, 'SELECT pg_wal_replay_pause()');
       await until('Patroni to report the paused replay', async () => {
         const response = await fetch(`${member('node2').api}/patroni`);
         return ((await response.json()) as { xlog?: { paused?: boolean } }).xlog?.paused === true;
@@ -181,11 +195,40 @@ ${fields}`;
       assert.deepEqual(await leader(), ['node1'], 'nothing was sent');
     } finally {
       await query(node2, 'SELECT pg_wal_replay_resume()');
+      await patchConfig({ pause: false });
+      await until('the cluster to leave maintenance mode', async () => (await cluster.cluster()).pause !== true);
+    }
+  });
+
+  it('a candidate that lags more than maxLag is refused in the plan, with the lag; nothing is sent', async () => {
+    await cluster.settled('node1');
+    // The lag Patroni reports is from the WAL a replica has received: stop node2's WAL receiver (SIGSTOP) and write.
+    const node2 = cluster.memberUrl(member('node2'), 'postgres');
+    const [receiver] = await query<{ pid: number }>(node2, 'SELECT pid FROM pg_stat_wal_receiver');
+    assert.ok(receiver !== undefined, 'node2 has a WAL receiver');
+    process.kill(receiver.pid, 'SIGSTOP');
+    try {
+      await query(cluster.memberUrl(member('node1'), 'postgres'), "CREATE TABLE lag_fill AS SELECT g, repeat('x', 1000) AS pad FROM generate_series(1, 4000) g");
+      await until('Patroni to report node2 more than 1MB behind', async () => {
+        const lag = (await cluster.cluster()).members.find((m) => m.name === 'node2')?.lag;
+        return typeof lag === 'number' && lag > 1024 * 1024;
+      });
+      const { runbook, dir } = load('    candidate: node2\n    maxLag: 1MB\n');
+      const result = await planRunbook(runbook, { registry, stateDir: dir });
+      assert.equal(result.status, 'failed');
+      assert.equal(result.steps[0]?.error?.name, 'PlanBlockedError');
+      assert.match(result.steps[0]?.error?.message ?? '', /node2 lags \d+\.\dMB behind node1, more than maxLag 1\.0MB/);
+      const applied = await runRunbook(runbook, { registry, stateDir: dir });
+      assert.notEqual(applied.status, 'succeeded');
+      assert.deepEqual(await leader(), ['node1'], 'nothing was sent');
+    } finally {
+      process.kill(receiver.pid, 'SIGCONT');
+      await query(cluster.memberUrl(member('node1'), 'postgres'), 'DROP TABLE IF EXISTS lag_fill');
     }
   });
 
   it('a candidate tagged nofailover is refused in the plan, with the reason', async () => {
-    assert.deepEqual(await leader(), ['node1']);
+    await cluster.settled('node1');
     await cluster.setTags('node2', { nofailover: true });
     try {
       const { runbook, dir } = load('    candidate: node2\n');
@@ -200,15 +243,7 @@ ${fields}`;
   });
 
   it('in synchronous mode, a candidate that is not a synchronous standby (tagged nosync) is refused in the plan', async () => {
-    assert.deepEqual(await leader(), ['node1']);
-    const patchConfig = async (body: object) => {
-      const response = await fetch(`${member('node1').api}/config`, {
-        method: 'PATCH',
-        headers: { 'content-type': 'application/json', authorization: `Basic ${Buffer.from(`${cluster.apiUser}:${cluster.apiPassword}`).toString('base64')}` },
-        body: JSON.stringify(body),
-      });
-      assert.equal(response.status, 200, await response.text());
-    };
+    await cluster.settled('node1');
     await cluster.setTags('node2', { nosync: true });
     await patchConfig({ synchronous_mode: true });
     try {
@@ -224,7 +259,7 @@ ${fields}`;
   });
 
   it('a wrong REST API password: Patroni refuses the POST, the message says why, the leader stays', async () => {
-    assert.deepEqual(await leader(), ['node1']);
+    await cluster.settled('node1');
     const { runbook, dir } = load('    candidate: node2\n', { password: 'not-the-password' });
     const result = await runRunbook(runbook, { registry, stateDir: dir });
     assert.notEqual(result.status, 'succeeded');
@@ -234,7 +269,7 @@ ${fields}`;
   });
 
   it('templates/patroni-switchover.yaml runs end to end: pre-check, switchover, writes through HAProxy, statistics; rollback switches back', async () => {
-    assert.deepEqual(await leader(), ['node1']);
+    await cluster.settled('node1');
     const dir = tempDir();
     const file = path.join(dir, 'cutover.yaml');
     const text = template('patroni-switchover').text;
