@@ -4,7 +4,8 @@
  * first where it can). A shop database on the old primary replicates to the
  * new one while an application keeps writing orders through PgBouncer; the
  * real CLI plans and runs templates/logical-replication-cutover.yaml (freeze,
- * caught up, compare, sequences, switch the pooler, detach, statistics),
+ * caught up, compare, sequences, fallback slot, switch the pooler, detach,
+ * statistics, fallback subscription), checks that the way back works,
  * shows the sequences a naive START WITH would have left behind next to what
  * cutover set, writes the HTML report, and stops everything it started.
  */
@@ -131,6 +132,7 @@ async function main(): Promise<void> {
       PGBOUNCER_DATABASES_FILE: bouncer.databasesFile,
       NEW_HOST: '127.0.0.1',
       NEW_PORT: String(fresh.port),
+      FALLBACK_CONNINFO: `host=127.0.0.1 port=${fresh.port} dbname=shop user=postgres`,
       CUTOVER_STATE_DIR: stateDir,
     };
     const steps: [string[], number][] = [
@@ -149,8 +151,13 @@ async function main(): Promise<void> {
     await until(async () => (await onNew()) >= before + 10, 'orders on the new primary');
     const { written, refused, moved } = await app.stop();
     app = undefined;
+    // The way back: every order the new primary took reaches the old one over the fallback subscription.
+    const webOrders = "SELECT count(*)::int AS n FROM orders WHERE note = 'web'";
+    const [{ n: onNewTotal } = { n: -1 }] = await fresh.query<{ n: number }>(webOrders, [], 'shop');
+    await until(async () => (await old.query<{ n: number }>(webOrders, [], 'shop'))[0]?.n === onNewTotal, 'the fallback subscription to bring the new orders to the old primary');
     process.stdout.write(
-      `\nthe application wrote ${written} orders, ${refused} writes were refused after the freeze, then ${moved} orders went to the new primary through PgBouncer\n`,
+      `\nthe application wrote ${written} orders, ${refused} writes were refused after the freeze, then ${moved} orders went to the new primary through PgBouncer` +
+        ` and reached the old primary over the fallback subscription\n`,
     );
 
     const run = listRuns(stateDir).find((r) => r.mode === 'run');

@@ -22,7 +22,7 @@ export interface Template {
 function load(file: string): Template {
   const text = readFileSync(file, 'utf8');
   const summary = text.split('\n').find((l) => l.startsWith('# ') && !l.includes('yaml-language-server'))?.slice(2) ?? '';
-  const variables = [...new Set([...text.matchAll(/(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g)].map((m) => m[1] ?? ''))];
+  const variables = [...new Set([...text.matchAll(/(?<!\$)\$\{(?:secret:)?([A-Za-z_][A-Za-z0-9_]*)\}/g)].map((m) => m[1] ?? ''))];
   return { name: path.basename(file, '.yaml'), summary, text, variables };
 }
 
