@@ -11,13 +11,14 @@ import { shellStep } from './shell.js';
 import { freezeWritesStep } from './freeze-writes.js';
 import { patroniStep } from './patroni.js';
 import { pgbouncerStep } from './pgbouncer.js';
+import { planCheckStep } from './plan-check.js';
 import { replicationSlotsStep } from './replication-slots.js';
 import { sequenceResetStep } from './sequence-reset.js';
 import { upgradePrecheckStep } from './upgrade-precheck.js';
 import { sqlStep } from './sql.js';
 import { waitStep } from './wait.js';
 
-export type StepKind = 'sql' | 'shell' | 'confirm' | 'wait' | 'sequence-reset' | 'replication-slots' | 'freeze-writes' | 'compare' | 'analyze' | 'upgrade-precheck' | 'pgbouncer' | 'patroni';
+export type StepKind = 'sql' | 'shell' | 'confirm' | 'wait' | 'sequence-reset' | 'replication-slots' | 'freeze-writes' | 'compare' | 'analyze' | 'upgrade-precheck' | 'pgbouncer' | 'patroni' | 'plan-check';
 
 // Each definition keeps its own config type; the table is checked against the
 // contract, so a kind named in StepKind without a definition does not compile.
@@ -34,6 +35,7 @@ export const stepKinds = {
   'upgrade-precheck': upgradePrecheckStep,
   pgbouncer: pgbouncerStep,
   patroni: patroniStep,
+  'plan-check': planCheckStep,
 } satisfies Record<StepKind, AnyStepDefinition>;
 
 // A definition's functions take its own config type, so definitions are
