@@ -226,7 +226,7 @@ export async function startPostgres(
 }
 
 /** A CA and a server certificate for localhost and 127.0.0.1, made with openssl; the key is the server user's, mode 0600. */
-async function makeCertificates(dir: string, owner: { uid: number; gid: number } | undefined) {
+export async function makeCertificates(dir: string, owner: { uid: number; gid: number } | undefined) {
   const caKey = path.join(dir, 'ca.key');
   const caFile = path.join(dir, 'ca.crt');
   const keyFile = path.join(dir, 'server.key');

@@ -10,11 +10,13 @@
  * PostgreSQL trusts loopback.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import http from 'node:http';
+import https from 'node:https';
 import { chownSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { freePort, osUser } from './embedded-postgres.js';
+import { freePort, makeCertificates, osUser } from './embedded-postgres.js';
 import { etcdPath, haproxyPath, patroniPath, systemPgBinDir } from './tools.js';
 
 export interface PatroniMember {
@@ -33,6 +35,8 @@ export interface TestPatroniCluster {
   readonly proxyPort: number;
   readonly apiUser: string;
   readonly apiPassword: string;
+  /** With `tls`: the CA of the REST APIs' certificates and a client certificate they accept. */
+  readonly tls?: ApiTls;
   /** How long from the first spawn until a leader and a streaming replica (ms). */
   readonly startedInMs: number;
   readonly dir: string;
@@ -117,14 +121,46 @@ function openLog(file: string): number {
   return openSync(file, 'a');
 }
 
-async function get(url: string): Promise<{ status: number; body: string } | undefined> {
-  try {
-    const response = await fetch(url, { signal: AbortSignal.timeout(2_000) });
-    return { status: response.status, body: await response.text() };
-  } catch {
-    return undefined;
-  }
+/** PEM files for an https REST API: the CA that signed it and a client certificate it accepts. */
+export interface ApiTls {
+  readonly caFile: string;
+  readonly certFile: string;
+  readonly keyFile: string;
 }
+
+/**
+ * One request to a REST API, http or https (fetch cannot present a client
+ * certificate or trust a private CA without undici); undefined when nothing
+ * answered within 2 s.
+ */
+function request(
+  url: string,
+  init: { readonly method?: string; readonly body?: string; readonly headers?: Record<string, string>; readonly tls?: ApiTls; readonly clientCert?: boolean } = {},
+): Promise<{ status: number; body: string } | undefined> {
+  return new Promise((resolve) => {
+    const tls = init.tls;
+    const options = {
+      method: init.method ?? 'GET',
+      headers: { ...init.headers, ...(init.body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      timeout: 2_000,
+      ...(tls !== undefined
+        ? { ca: readFileSync(tls.caFile), ...(init.clientCert !== false ? { cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) } : {}) }
+        : {}),
+    };
+    const req = (url.startsWith('https:') ? https : http).request(url, options, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('error', () => resolve(undefined));
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(undefined));
+    req.end(init.body);
+  });
+}
+
+const get = (url: string, tls?: ApiTls) => request(url, tls !== undefined ? { tls } : {});
 
 function memberConfig(options: {
   name: string;
@@ -134,6 +170,8 @@ function memberConfig(options: {
   etcdPort: number;
   apiUser: string;
   apiPassword: string;
+  /** https with these files; the server certificate also serves as the member's client certificate towards the others. */
+  tls?: { caFile: string; certFile: string; keyFile: string };
 }): string {
   const data = path.join(options.dir, 'data');
   // JSON is YAML: no YAML writer needed.
@@ -146,6 +184,8 @@ function memberConfig(options: {
         listen: `127.0.0.1:${options.apiPort}`,
         connect_address: `127.0.0.1:${options.apiPort}`,
         authentication: { username: options.apiUser, password: options.apiPassword },
+        // verify_client optional: a client certificate is asked for, and required for POST, PATCH and DELETE.
+        ...(options.tls !== undefined ? { certfile: options.tls.certFile, keyfile: options.tls.keyFile, cafile: options.tls.caFile, verify_client: 'optional' } : {}),
       },
       etcd3: { hosts: `127.0.0.1:${options.etcdPort}` },
       bootstrap: {
@@ -183,7 +223,7 @@ function memberConfig(options: {
   );
 }
 
-function haproxyConfig(port: number, statsPort: number, members: readonly { name: string; pgPort: number; apiPort: number }[]): string {
+function haproxyConfig(port: number, statsPort: number, members: readonly { name: string; pgPort: number; apiPort: number }[], tls: boolean): string {
   return [
     'global',
     '  maxconn 200',
@@ -204,13 +244,13 @@ function haproxyConfig(port: number, statsPort: number, members: readonly { name
     '  http-check expect status 200',
     // A member that stops answering /primary loses its sessions at once, so clients reconnect to the new leader.
     '  default-server inter 500ms fall 2 rise 1 on-marked-down shutdown-sessions',
-    ...members.map((m) => `  server ${m.name} 127.0.0.1:${m.pgPort} maxconn 100 check port ${m.apiPort}`),
+    ...members.map((m) => `  server ${m.name} 127.0.0.1:${m.pgPort} maxconn 100 check port ${m.apiPort}${tls ? ' check-ssl verify none' : ''}`),
     '',
   ].join('\n');
 }
 
 /** etcd, two Patroni members and HAProxy; resolves once one member leads and the other streams from it. */
-export async function startPatroniCluster(options: { readonly timeoutMs?: number } = {}): Promise<TestPatroniCluster> {
+export async function startPatroniCluster(options: { readonly timeoutMs?: number; readonly tls?: boolean } = {}): Promise<TestPatroniCluster> {
   const user = osUser();
   const dir = mkdtempSync(path.join(os.tmpdir(), 'cutover-patroni-'));
   const own = (p: string) => {
@@ -235,6 +275,10 @@ export async function startPatroniCluster(options: { readonly timeoutMs?: number
   const started = Date.now();
   try {
     const [etcdPort = 0, etcdPeer = 0, proxyPort = 0, statsPort = 0, ...ports] = await Promise.all(Array.from({ length: 8 }, () => freePort()));
+    // With tls: the REST APIs speak https with a certificate of a private CA and ask for client certificates.
+    const certs = options.tls === true ? await makeCertificates(dir, user) : undefined;
+    const tls: ApiTls | undefined = certs !== undefined ? { caFile: certs.caFile, certFile: certs.clientCertFile, keyFile: certs.clientKeyFile } : undefined;
+    const scheme = tls !== undefined ? 'https' : 'http';
     const apiUser = 'cutover';
     const apiPassword = `api-${Math.random().toString(36).slice(2, 10)}`;
 
@@ -279,21 +323,22 @@ export async function startPatroniCluster(options: { readonly timeoutMs?: number
       mkdirSync(spec.dir, { mode: 0o700 });
       own(spec.dir);
       const config = path.join(spec.dir, 'patroni.yml');
-      writeFileSync(config, memberConfig({ ...spec, etcdPort, apiUser, apiPassword }), { mode: 0o600 });
+      const memberTls = certs !== undefined ? { caFile: certs.caFile, certFile: certs.certFile, keyFile: certs.keyFile } : undefined;
+      writeFileSync(config, memberConfig({ ...spec, etcdPort, apiUser, apiPassword, ...(memberTls !== undefined ? { tls: memberTls } : {}) }), { mode: 0o600 });
       own(config);
       logs.set(spec.name, path.join(spec.dir, 'patroni.log'));
       daemons.push(Daemon.start(spec.name, [patroniPath(), config], { logFile: path.join(spec.dir, 'patroni.log'), cwd: spec.dir, env: { HOME: spec.dir } }));
       // The first member bootstraps alone, so it is the leader; the second then clones it.
-      if (i === 0) await waitFor('node1 to lead', async () => (await get(`http://127.0.0.1:${spec.apiPort}/primary`))?.status === 200);
+      if (i === 0) await waitFor('node1 to lead', async () => (await get(`${scheme}://127.0.0.1:${spec.apiPort}/primary`, tls))?.status === 200);
     }
-    const members: PatroniMember[] = specs.map((s) => ({ name: s.name, port: s.pgPort, api: `http://127.0.0.1:${s.apiPort}`, dataDir: path.join(s.dir, 'data') }));
+    const members: PatroniMember[] = specs.map((s) => ({ name: s.name, port: s.pgPort, api: `${scheme}://127.0.0.1:${s.apiPort}`, dataDir: path.join(s.dir, 'data') }));
     const cluster = async (): Promise<ClusterView> => {
-      const response = await get(`${members[0]?.api ?? ''}/cluster`);
+      const response = await get(`${members[0]?.api ?? ''}/cluster`, tls);
       if (response?.status !== 200) throw new Error(`GET /cluster answered ${response?.status ?? 'nothing'}`);
       return JSON.parse(response.body) as ClusterView;
     };
     const leaderReplication = async (api = members[0]?.api ?? '') => {
-      const response = await get(`${api}/patroni`);
+      const response = await get(`${api}/patroni`, tls);
       const body = response?.status === 200 ? (JSON.parse(response.body) as { replication?: { application_name: string; state: string }[] }) : {};
       return body.replication ?? [];
     };
@@ -303,7 +348,7 @@ export async function startPatroniCluster(options: { readonly timeoutMs?: number
     mkdirSync(haproxyDir);
     own(haproxyDir);
     const haproxyFile = path.join(haproxyDir, 'haproxy.cfg');
-    writeFileSync(haproxyFile, haproxyConfig(proxyPort, statsPort, specs));
+    writeFileSync(haproxyFile, haproxyConfig(proxyPort, statsPort, specs, tls !== undefined));
     own(haproxyFile);
     logs.set('haproxy', path.join(haproxyDir, 'haproxy.log'));
     daemons.push(Daemon.start('haproxy', [haproxyPath(), '-db', '-f', haproxyFile], { logFile: path.join(haproxyDir, 'haproxy.log'), cwd: haproxyDir }));
@@ -325,6 +370,7 @@ export async function startPatroniCluster(options: { readonly timeoutMs?: number
       proxyPort,
       apiUser,
       apiPassword,
+      ...(tls !== undefined ? { tls } : {}),
       startedInMs,
       dir,
       proxyUrl: (database) => `postgres://postgres@127.0.0.1:${proxyPort}/${database}`,
@@ -338,7 +384,7 @@ export async function startPatroniCluster(options: { readonly timeoutMs?: number
         const state = async () => {
           const view = await cluster().catch(() => undefined);
           const replication = await leaderReplication(lead.api).catch(() => []);
-          const answers = await Promise.all(others.map(async (m) => (await get(`${m.api}/patroni`))?.status === 200));
+          const answers = await Promise.all(others.map(async (m) => (await get(`${m.api}/patroni`, tls))?.status === 200));
           return (
             view !== undefined &&
             view.members.filter((m) => m.role === 'leader').map((m) => m.name).join() === leader &&
@@ -361,11 +407,12 @@ export async function startPatroniCluster(options: { readonly timeoutMs?: number
         const config = JSON.parse(readFileSync(file, 'utf8')) as { tags: Record<string, boolean> };
         config.tags = { ...config.tags, ...tags };
         writeFileSync(file, JSON.stringify(config, null, 2));
-        const response = await fetch(`http://127.0.0.1:${spec.apiPort}/reload`, {
+        const response = await request(`${scheme}://127.0.0.1:${spec.apiPort}/reload`, {
           method: 'POST',
           headers: { authorization: `Basic ${Buffer.from(`${apiUser}:${apiPassword}`).toString('base64')}` },
+          ...(tls !== undefined ? { tls } : {}),
         });
-        if (response.status !== 202) throw new Error(`POST /reload answered ${response.status}: ${await response.text()}`);
+        if (response?.status !== 202) throw new Error(`POST /reload answered ${response?.status ?? 'nothing'}: ${response?.body ?? ''}`);
         const shown = async () => {
           const member = (await cluster()).members.find((m) => m.name === name) as { tags?: Record<string, unknown> } | undefined;
           return Object.entries(tags).every(([k, v]) => (member?.tags?.[k] ?? false) === v);

@@ -217,8 +217,14 @@ async function settle(
 async function postSwitchover(ctx: BaseContext, api: PatroniApi, url: string, body: z.output<typeof postBodySchema>): Promise<string> {
   const response = await api.request('POST', url, { body, auth: true, timeoutMs: POST_TIMEOUT_MS, signal: ctx.signal });
   const text = response.body.trim();
-  if (response.status === 401 || response.status === 403) {
-    throw new UsageError(`POST /switchover was refused (${response.status}): the connection's username/password or client certificate is not what restapi.authentication expects`);
+  if (response.status === 401) {
+    throw new UsageError(`POST /switchover was refused (401): the connection's username/password or client certificate is not what restapi.authentication expects`);
+  }
+  if (response.status === 403) {
+    const why = /certificate/i.test(text)
+      ? 'restapi.verify_client wants a client certificate signed by its cafile: give the connection certFile and keyFile'
+      : "this address is not in restapi.allowlist, or the client certificate is not accepted";
+    throw new UsageError(`POST /switchover was refused (403, Patroni: ${JSON.stringify(text.slice(0, 200))}): ${why}`);
   }
   if (response.status === 202) return text;
   // Patroni gave up its own wait, but the switchover may still happen: our wait decides.
