@@ -4,8 +4,9 @@
  * first where it can). A shop database on the old primary replicates to the
  * new one while an application keeps writing orders through PgBouncer; the
  * real CLI plans and runs templates/logical-replication-cutover.yaml (freeze,
- * caught up, compare, sequences, fallback slot, switch the pooler, detach,
- * statistics, fallback subscription), checks that the way back works,
+ * caught up, compare, sequences, statistics, plan check, fallback slot,
+ * switch the pooler, detach, fallback subscription), checks that the way
+ * back works,
  * shows the sequences a naive START WITH would have left behind next to what
  * cutover set, writes the HTML report, and stops everything it started.
  */
@@ -33,7 +34,8 @@ function cutover(args: string[], env: NodeJS.ProcessEnv): Promise<number> {
 }
 
 const SHOP = `CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL);
-  CREATE TABLE orders (id bigserial PRIMARY KEY, customer_id int NOT NULL REFERENCES customers, amount numeric(10, 2), note text);`;
+  CREATE TABLE orders (id bigserial PRIMARY KEY, customer_id int NOT NULL REFERENCES customers, amount numeric(10, 2), note text);
+  CREATE INDEX orders_customer ON orders (customer_id);`;
 
 async function until(check: () => Promise<boolean>, what: string): Promise<void> {
   for (const deadline = Date.now() + 30_000; !(await check()); await sleep(100)) {
@@ -50,7 +52,7 @@ interface Traffic {
   readonly moved: number;
 }
 
-/** The application: inserts an order every 20 ms as shop_app through PgBouncer, until told to stop. */
+/** The application: reads a customer's last orders and inserts an order every 20 ms as shop_app through PgBouncer, until told to stop. */
 function application(url: string): { stop(): Promise<Traffic> } {
   let running = true;
   let written = 0;
@@ -65,7 +67,9 @@ function application(url: string): { stop(): Promise<Traffic> } {
           client.on('error', () => {});
           await client.connect();
         }
-        await client.query("INSERT INTO orders (customer_id, amount, note) VALUES (1 + floor(random() * 200)::int, 9.99, 'web')");
+        const customer = 1 + Math.floor(Math.random() * 200);
+        await client.query('SELECT id, amount FROM orders WHERE customer_id = $1 ORDER BY id DESC LIMIT 5', [customer]);
+        await client.query("INSERT INTO orders (customer_id, amount, note) VALUES ($1, 9.99, 'web')", [customer]);
         if (refused === 0) written++;
         else moved++;
       } catch {
@@ -88,7 +92,11 @@ function application(url: string): { stop(): Promise<Traffic> } {
 
 async function main(): Promise<void> {
   process.stdout.write('starting two embedded PostgreSQL 18 servers (old primary, new primary) …\n');
-  const [old, fresh] = await Promise.all([startPostgres(18, { wal_level: 'logical' }), startPostgres(18, { wal_level: 'logical' })]);
+  // pg_stat_statements on the old primary tells plan-check which queries the application runs.
+  const [old, fresh] = await Promise.all([
+    startPostgres(18, { wal_level: 'logical', shared_preload_libraries: 'pg_stat_statements' }),
+    startPostgres(18, { wal_level: 'logical' }),
+  ]);
   process.stdout.write(`old primary: port ${old.port}, ${old.dataDir}\nnew primary: port ${fresh.port}, ${fresh.dataDir}\n`);
   let app: ReturnType<typeof application> | undefined;
   let bouncer: Awaited<ReturnType<typeof startPgBouncer>> | undefined;
@@ -102,7 +110,8 @@ async function main(): Promise<void> {
       await server.query('GRANT SELECT, INSERT ON customers, orders TO shop_app; GRANT USAGE ON SEQUENCE orders_id_seq TO shop_app', [], 'shop');
     }
     await old.query(
-      `INSERT INTO customers (name) SELECT 'customer ' || g FROM generate_series(1, 200) g;
+      `CREATE EXTENSION pg_stat_statements;
+       INSERT INTO customers (name) SELECT 'customer ' || g FROM generate_series(1, 200) g;
        INSERT INTO orders (customer_id, amount, note) SELECT 1 + g % 200, (g % 500) / 10.0, 'shop' FROM generate_series(1, 5000) g;
        CREATE PUBLICATION shop_pub FOR TABLE customers, orders;`,
       [],
