@@ -59,7 +59,9 @@ interface Query {
   readonly calls?: number;
 }
 
+/** One row of the table; the columns show the first six, --json and reports carry the rest. */
 interface Row {
+  readonly [key: string]: Json;
   readonly query: string;
   readonly calls: number | null;
   readonly sourceCost: string;
@@ -217,6 +219,13 @@ export const planCheckStep = defineStep({
       targetCost: cost(j.target),
       ratio: Number.isFinite(j.judgement.costRatio) ? `x${j.judgement.costRatio.toFixed(2)}` : '-',
       verdict: j.judgement.verdict,
+      name: j.query.name,
+      sql: j.query.sql,
+      reasons: [...j.judgement.reasons],
+      sourcePlan: describePlan(j.source),
+      sourceShape: [...j.source.shape],
+      targetPlan: j.target !== undefined ? describePlan(j.target) : null,
+      targetShape: j.target !== undefined ? [...j.target.shape] : null,
     }));
     // Each plan that moved, with both sides and why: what a reviewer reads before the switch.
     for (const j of judged.filter((x) => x.judgement.verdict !== 'same')) {
@@ -236,7 +245,7 @@ export const planCheckStep = defineStep({
           { key: 'ratio', title: 'ratio', align: 'right' },
           { key: 'verdict', title: 'verdict' },
         ],
-        rows: rows.map((r) => ({ ...r })),
+        rows,
         footer: `${judged.length} planned: ${count('same')} same, ${count('improved')} improved, ${count('changed')} changed, ${count('regressed')} regressed, ${count('error')} error; ${skipped.length} skipped`,
       },
     ];
@@ -256,15 +265,7 @@ export const planCheckStep = defineStep({
     const failOn = c.failOn ?? 'regressed';
     const failing = judged.filter((j) => j.judgement.verdict === 'error' || (failOn === 'regressed' && j.judgement.verdict === 'regressed'));
     if (failOn !== 'never') for (const j of failing) blockers.push(`${j.query.name} ${j.judgement.verdict}: ${j.judgement.reasons.join('; ')}`);
-    const details: Json = judged.map((j) => ({
-      query: j.query.name,
-      sql: j.query.sql,
-      verdict: j.judgement.verdict,
-      reasons: [...j.judgement.reasons],
-      source: { plan: describePlan(j.source), shape: [...j.source.shape], cost: j.source.totalCost, rows: j.source.rows, costliest: j.source.costliest ?? null },
-      target: j.target === undefined ? null : { plan: describePlan(j.target), shape: [...j.target.shape], cost: j.target.totalCost, rows: j.target.rows, costliest: j.target.costliest ?? null },
-    }));
-    return { actions: [], tables, notes, details, ...(blockers.length > 0 ? { blockers } : {}) };
+    return { actions: [], tables, notes, ...(blockers.length > 0 ? { blockers } : {}) };
   },
 
   async apply() {
