@@ -134,6 +134,37 @@ export const planCheckStep = defineStep({
       .filter((side) => runbook.connectionKind(c[side]) !== 'postgres')
       .map((side) => ({ path: [side], message: `${side} must be a postgres connection` }));
   },
+  async check(ctx, step) {
+    if (step.config.queries.topStatements === undefined) return [];
+    const { rows } = await (await ctx.session(step.config.source)).query<{ installed: boolean; loaded: boolean; visible: boolean }>(
+      `${TAG}SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements') AS installed,
+              'pg_stat_statements' = ANY (string_to_array(replace(current_setting('shared_preload_libraries'), ' ', ''), ',')) AS loaded,
+              pg_has_role('pg_read_all_stats', 'USAGE') AS visible`,
+    );
+    const row = rows[0];
+    if (row?.installed !== true || !row.loaded) {
+      return [
+        {
+          severity: 'error',
+          check: 'pg_stat_statements',
+          message: row?.loaded === true ? 'not installed in the source database' : 'not in shared_preload_libraries on the source server',
+          fix: row?.loaded === true
+            ? 'CREATE EXTENSION pg_stat_statements in the source database'
+            : "add pg_stat_statements to shared_preload_libraries (a restart), then CREATE EXTENSION pg_stat_statements; or give queries.file instead",
+        },
+      ];
+    }
+    return [
+      row.visible
+        ? { severity: 'ok', check: 'pg_stat_statements', message: 'installed; this role sees every role\'s statements' }
+        : {
+            severity: 'warning',
+            check: 'pg_stat_statements',
+            message: "this role sees only its own statements' text (others show as <insufficient privilege>)",
+            fix: 'GRANT pg_read_all_stats to the role the runbook connects as',
+          },
+    ];
+  },
   effects: () => 'none',
   reversibility: () => ({ kind: 'nothing-to-undo' }),
 
