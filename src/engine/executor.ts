@@ -492,10 +492,11 @@ async function runStep(rc: RunContext, step: Step): Promise<StepOutcome> {
     // The saved plan was written redacted: compare it with this plan as it would be written.
     const redacted = JSON.parse(rc.redactor.redact(JSON.stringify(plan))) as StepPlan;
     const drift = planDrift(saved, redacted);
+    const reviewed = rc.definition(step).planned.safeParse(saved.planned);
     const error =
       drift.length > 0
         ? new PlanDriftError(step.id, drift)
-        : rc.definition(step).planned.safeParse(saved.planned).success
+        : reviewed.success
           ? undefined
           : new UsageError(`step "${step.id}": the saved plan's payload is not what a ${step.kind} step plans; plan again`);
     if (error !== undefined) {
@@ -504,7 +505,7 @@ async function runStep(rc: RunContext, step: Step): Promise<StepOutcome> {
     }
     // The same payload: execute the reviewed plan itself, unless secrets were
     // masked out of it; then this plan is the reviewed one with its secrets in.
-    if (JSON.stringify(redacted) === JSON.stringify(plan)) payload = rc.definition(step).planned.parse(saved.planned);
+    if (reviewed.success && JSON.stringify(redacted) === JSON.stringify(plan)) payload = reviewed.data;
   }
 
   if (step.confirm !== undefined) {

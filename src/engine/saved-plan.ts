@@ -1,10 +1,10 @@
 /**
  * Saved plans: a change board reviews `cutover plan --out plan.json`, and
  * `cutover run --plan plan.json` executes exactly that. Before each step the
- * engine plans it again; if the exact statements, commands or parameters
- * differ from the saved ones (the state drifted: a sequence moved, a slot
- * appeared), the step stops with the difference instead of doing something
- * nobody reviewed.
+ * engine plans it again; if the step's planned payload (what its apply
+ * executes) or its exact statements, commands or parameters differ from the
+ * saved ones (the state drifted: a sequence moved, a slot appeared), the step
+ * stops with the difference instead of doing something nobody reviewed.
  */
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';

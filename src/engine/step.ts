@@ -3,9 +3,12 @@
  * a step kind is one module under src/steps/ exporting a `StepDefinition`,
  * listed in the registry (src/steps/index.ts).
  *
- * Life of a step: `plan` (read-only, returns the exact actions) -> `apply`
- * (executes that plan, returns the before-state needed to undo it) ->
- * `verify` (post-condition) -> maybe `rollback` (from the before-state).
+ * Life of a step: `plan` (read-only, returns the exact actions and the
+ * kind's typed `planned` payload) -> `apply` (executes that payload and
+ * nothing else, returns the before-state needed to undo it) -> `verify`
+ * (post-condition) -> maybe `rollback` (from the before-state). Payload and
+ * before-state cross the journal and saved plans as JSON and come back
+ * parsed with the kind's schemas, never cast.
  */
 import { z } from 'zod';
 import type { Queryable } from '../db/session.js';
