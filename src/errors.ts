@@ -177,14 +177,21 @@ export class RefusedError extends Error {
   override readonly name = 'RefusedError';
 }
 
-/** A step's state drifted from the saved plan: what was reviewed is not what would run. */
+/**
+ * A step's state drifted from its plan: what was reviewed is not what would
+ * run. `since: 'saved'` for a saved plan (`run --plan`); `'planned'` when a
+ * kind planned again at apply time and found the state moved.
+ */
 export class PlanDriftError extends Error {
   override readonly name = 'PlanDriftError';
   constructor(
     readonly stepId: string,
     readonly differences: readonly string[],
+    readonly since: 'saved' | 'planned' = 'saved',
   ) {
-    super(`the state changed since the plan was saved; nothing was done:\n${differences.map((d) => `  ${d}`).join('\n')}`);
+    super(
+      `the state changed since the plan${since === 'saved' ? ' was saved' : ' of this step'}; nothing was done:\n${differences.map((d) => `  ${d}`).join('\n')}`,
+    );
   }
 }
 

@@ -423,7 +423,13 @@ async function forward(rc: RunContext, steps: readonly Step[]): Promise<StepOutc
     if (state?.applied === true) {
       // Applied before a crash but never verified: verify now, do not re-apply.
       if (state.status === 'applied') {
-        const verified = await verifyStep(rc, step, state.plan ?? { actions: [] });
+        let planned: Json;
+        try {
+          planned = rc.journaled(step, 'planned');
+        } catch (error) {
+          return afterFailure(rc, step, { ok: false, stop: 'stopped', error });
+        }
+        const verified = await verifyStep(rc, step, planned);
         if (!verified.ok) return afterFailure(rc, step, verified);
       }
       continue;
@@ -479,20 +485,27 @@ async function planStep(rc: RunContext, step: Step): Promise<{ plan: StepPlan } 
 async function runStep(rc: RunContext, step: Step): Promise<StepOutcome> {
   const planned = await planStep(rc, step);
   if (!('plan' in planned)) return { ok: false, stop: 'failed', error: planned.error };
-  let { plan } = planned;
+  const { plan } = planned;
+  let payload = plan.planned;
   const saved = rc.options.savedPlan?.steps.find((s) => s.id === step.id)?.plan;
   if (saved !== undefined) {
     // The saved plan was written redacted: compare it with this plan as it would be written.
     const redacted = JSON.parse(rc.redactor.redact(JSON.stringify(plan))) as StepPlan;
     const drift = planDrift(saved, redacted);
-    if (drift.length > 0) {
-      const error = new PlanDriftError(step.id, drift);
+    const reviewed = rc.definition(step).planned.safeParse(saved.planned);
+    const error =
+      drift.length > 0
+        ? new PlanDriftError(step.id, drift)
+        : reviewed.success
+          ? undefined
+          : new UsageError(`step "${step.id}": the saved plan's payload is not what a ${step.kind} step plans; plan again`);
+    if (error !== undefined) {
       rc.emit({ type: 'step.failed', stepId: step.id, phase: 'plan', error: serializeError(error), durationMs: 0 });
       return { ok: false, stop: 'failed', error: new StepFailedError(step.id, 'plan', error) };
     }
-    // The same statements: execute the reviewed plan itself, unless secrets were
+    // The same payload: execute the reviewed plan itself, unless secrets were
     // masked out of it; then this plan is the reviewed one with its secrets in.
-    if (JSON.stringify(redacted) === JSON.stringify(plan)) plan = saved;
+    if (reviewed.success && JSON.stringify(redacted) === JSON.stringify(plan)) payload = reviewed.data;
   }
 
   if (step.confirm !== undefined) {
@@ -504,7 +517,7 @@ async function runStep(rc: RunContext, step: Step): Promise<StepOutcome> {
     rc.emit({ type: 'step.started', stepId: step.id, attempt });
     const started = Date.now();
     try {
-      const { outcome, recorded } = await applyOnce(rc, step, plan);
+      const { outcome, recorded } = await applyOnce(rc, step, payload);
       rc.emit({
         type: 'step.applied',
         stepId: step.id,
@@ -536,7 +549,7 @@ async function runStep(rc: RunContext, step: Step): Promise<StepOutcome> {
       return { ok: false, stop: 'failed', error: new StepFailedError(step.id, 'apply', error) };
     }
   }
-  return verifyStep(rc, step, plan);
+  return verifyStep(rc, step, payload);
 }
 
 async function confirmGate(rc: RunContext, step: Step, question: string): Promise<StepOutcome> {
@@ -549,7 +562,7 @@ async function confirmGate(rc: RunContext, step: Step, question: string): Promis
 }
 
 /** Applies once; `recorded` is the before-state the step journaled itself, if it did. */
-async function applyOnce(rc: RunContext, step: Step, plan: StepPlan): Promise<{ outcome: ApplyOutcome; recorded: Json | undefined }> {
+async function applyOnce(rc: RunContext, step: Step, planned: Json): Promise<{ outcome: ApplyOutcome; recorded: Json | undefined }> {
   const definition = rc.definition(step);
   const effects = definition.effects(step.config);
   // A step that declares it writes nothing gets read-only sessions: a bug in it cannot write.
@@ -557,12 +570,12 @@ async function applyOnce(rc: RunContext, step: Step, plan: StepPlan): Promise<{ 
   const scope = rc.stepScope(step, 'apply', effects === 'none');
   try {
     if (effects !== 'transaction') {
-      const outcome = await definition.apply(scope.context(), step, plan);
+      const outcome = await definition.apply(scope.context(), step, planned);
       return { outcome, recorded: scope.recordedBefore };
     }
     const session = await scope.session(requireConnection(step));
     const outcome = await session.transaction(async (tx) => {
-      const applied = await definition.apply(scope.context(tx), step, plan);
+      const applied = await definition.apply(scope.context(tx), step, planned);
       // No COMMIT without the lock: a lost lock rolls this transaction back.
       if (rc.stopCause !== undefined) throw rc.stopCause;
       await rc.locks?.check();
@@ -578,7 +591,7 @@ async function applyOnce(rc: RunContext, step: Step, plan: StepPlan): Promise<{ 
   }
 }
 
-async function verifyStep(rc: RunContext, step: Step, plan: StepPlan): Promise<StepOutcome> {
+async function verifyStep(rc: RunContext, step: Step, planned: Json): Promise<StepOutcome> {
   const definition = rc.definition(step);
   const started = Date.now();
   if (definition.verify === undefined) {
@@ -587,7 +600,7 @@ async function verifyStep(rc: RunContext, step: Step, plan: StepPlan): Promise<S
   }
   const scope = rc.stepScope(step, 'verify', true);
   try {
-    await definition.verify(scope.context(), step, plan, recordedBefore(rc, step));
+    await definition.verify(scope.context(), step, planned, rc.journaled(step, 'before'));
     rc.emit({ type: 'step.completed', stepId: step.id, verified: true, durationMs: Date.now() - started });
     return ok;
   } catch (thrown) {
@@ -605,23 +618,6 @@ function requireConnection(step: Step): string {
 }
 
 // ----------------------------------------------------------------- rollback
-
-/**
- * The before-state the journal holds for a step, parsed with its kind's
- * schema: a journal edited into another shape is refused, never obeyed.
- */
-function recordedBefore(rc: RunContext, step: Step): Json {
-  const recorded = rc.state.steps.get(step.id)?.before ?? null;
-  const schema = rc.definition(step).before;
-  if (schema === undefined) return recorded;
-  const parsed = schema.safeParse(recorded);
-  if (parsed.success) return parsed.data;
-  const issue = parsed.error.issues[0];
-  const where = issue !== undefined && issue.path.length > 0 ? ` at ${issue.path.join('.')}` : '';
-  throw new JournalUntrustedError(
-    `step "${step.id}": the journaled before-state is not what a ${step.kind} step records (${issue?.message ?? 'invalid'}${where}); refusing to use it`,
-  );
-}
 
 async function rollbackApplied(rc: RunContext, reason: string): Promise<'rolled-back' | 'needs-attention' | 'stopped'> {
   const ids = appliedSteps(rc.state).reverse();
@@ -647,7 +643,7 @@ async function rollbackApplied(rc: RunContext, reason: string): Promise<'rolled-
     rc.emit({ type: 'rollback.step.started', stepId: id });
     const started = Date.now();
     try {
-      await rollbackOnce(rc, step, recordedBefore(rc, step));
+      await rollbackOnce(rc, step, rc.journaled(step, 'before'));
       rc.emit({ type: 'rollback.step.done', stepId: id, durationMs: Date.now() - started });
     } catch (error) {
       // Stop at the first failure: earlier steps may depend on this one being undone first.
@@ -762,7 +758,7 @@ async function reconcileInFlight(rc: RunContext, command: 'resume' | 'rollback')
   const rerun = async (reason: string): Promise<StepOutcome> => {
     // An apply is re-run by the forward pass. A rollback is re-run here, and
     // journaled as done only after it succeeded.
-    if (phase === 'rollback') await rollbackOnce(rc, step, recordedBefore(rc, step));
+    if (phase === 'rollback') await rollbackOnce(rc, step, rc.journaled(step, 'before'));
     reconciled(phase === 'apply' ? 'not-done' : 'done', reason);
     return ok;
   };

@@ -14,7 +14,7 @@ import path from 'node:path';
 import type { SavedPlan } from './saved-plan.js';
 import type { RunLocks } from './lock.js';
 import { failpoint } from './failpoint.js';
-import { CommandError, ConfirmationRequiredError, StepTimeoutError, UsageError } from '../errors.js';
+import { CommandError, ConfirmationRequiredError, JournalUntrustedError, StepTimeoutError, UsageError } from '../errors.js';
 import type { Runbook, StepRegistry } from '../runbook/load.js';
 import { execaRunner, type CommandRunner } from './commands.js';
 import type { RunEvent } from './events.js';
@@ -183,7 +183,7 @@ export class RunContext {
       failpoint(`after:${event.type}`, stepId);
       redacted = record.event;
       if (this.current === undefined) this.current = foldJournal([record]);
-      else applyEvent(this.current, record.event, record.ts);
+      else applyEvent(this.current, record.event, record.ts, record.seq);
     }
     try {
       this.options.onEvent?.(redacted);
@@ -202,6 +202,25 @@ export class RunContext {
     const definition = this.options.registry[step.kind];
     if (definition === undefined) throw new UsageError(`step "${step.id}": unknown kind "${step.kind}"`);
     return definition;
+  }
+
+  /**
+   * What the journal holds for a step, its before-state or its planned
+   * payload, parsed with its kind's schema: a journal edited into another
+   * shape is refused, naming the step and the journal line, never obeyed.
+   */
+  journaled(step: Step, what: 'before' | 'planned'): Json {
+    const recorded = this.state.steps.get(step.id);
+    const value = what === 'before' ? (recorded?.before ?? null) : recorded?.plan?.planned;
+    const line = what === 'before' ? recorded?.beforeLine : recorded?.planLine;
+    const parsed = this.definition(step)[what].safeParse(value);
+    if (parsed.success) return parsed.data;
+    const issue = parsed.error.issues[0];
+    const where = issue !== undefined && issue.path.length > 0 ? ` at ${issue.path.join('.')}` : '';
+    const noun = what === 'before' ? 'before-state' : 'planned payload';
+    throw new JournalUntrustedError(
+      `step "${step.id}": the journaled ${noun}${line !== undefined ? ` (journal line ${line})` : ''} is not what a ${step.kind} step records (${issue?.message ?? 'invalid'}${where}); refusing to use it`,
+    );
   }
 
   resolved(name: string): ResolvedConnection {
@@ -392,7 +411,7 @@ export class StepScope {
         rc.emit({ type: 'step.before', stepId, before });
         this.recordedBefore = before;
       },
-      priorBefore: recorded?.touched === true ? recorded.before : undefined,
+      priorBefore: recorded?.touched === true ? rc.journaled(this.step, 'before') : undefined,
       force: rc.options.force === true,
     };
   }

@@ -1,20 +1,49 @@
 /**
  * Saved plans: a change board reviews `cutover plan --out plan.json`, and
  * `cutover run --plan plan.json` executes exactly that. Before each step the
- * engine plans it again; if the exact statements, commands or parameters
- * differ from the saved ones (the state drifted: a sequence moved, a slot
- * appeared), the step stops with the difference instead of doing something
- * nobody reviewed.
+ * engine plans it again; if the step's planned payload (what its apply
+ * executes) or its exact statements, commands or parameters differ from the
+ * saved ones (the state drifted: a sequence moved, a slot appeared), the step
+ * stops with the difference instead of doing something nobody reviewed.
  */
 import { readFileSync } from 'node:fs';
+import { z } from 'zod';
 import { UsageError } from '../errors.js';
-import type { ConnectionIdentity } from '../db/connections.js';
 import type { Runbook } from '../runbook/load.js';
-import type { Json, StepPlan } from './step.js';
+import { jsonDifferences, jsonValue, type Json, type StepPlan } from './step.js';
 import type { RunResult } from './executor.js';
 import { TOOL_VERSION, resolveAll } from './run-context.js';
 
-export const SAVED_PLAN_FORMAT = 'cutover-plan/1';
+/**
+ * 2: each step keeps its kind's full `planned` payload (1 kept the actions
+ * only, so a kind that executes its payload could run what nobody reviewed).
+ */
+export const SAVED_PLAN_FORMAT = 'cutover-plan/2';
+
+const tableSchema = z.object({
+  title: z.string(),
+  columns: z.array(z.object({ key: z.string(), title: z.string() })),
+  rows: z.array(z.record(z.string(), jsonValue)),
+});
+
+/** What a saved plan keeps of a step's plan: what runs, and the tables that explain a difference. */
+const savedStepPlan = z.object({
+  actions: z.array(jsonValue),
+  planned: jsonValue,
+  tables: z.array(tableSchema).optional(),
+});
+
+const savedPlanSchema = z.object({
+  format: z.literal(SAVED_PLAN_FORMAT),
+  createdAt: z.string(),
+  toolVersion: z.string(),
+  runId: z.string(),
+  runbook: z.object({ file: z.string(), sha256: z.string(), name: z.string(), ticket: z.string().optional() }),
+  connections: z.array(z.object({ name: z.string(), kind: z.string(), target: z.string() })),
+  steps: z.array(z.object({ id: z.string(), kind: z.string(), plan: savedStepPlan })),
+});
+
+export type SavedStepPlan = z.output<typeof savedStepPlan>;
 
 export interface SavedPlan {
   readonly format: typeof SAVED_PLAN_FORMAT;
@@ -22,9 +51,9 @@ export interface SavedPlan {
   readonly toolVersion: string;
   /** The dry run it was made by. */
   readonly runId: string;
-  readonly runbook: { readonly file: string; readonly sha256: string; readonly name: string; readonly ticket?: string };
-  readonly connections: readonly ConnectionIdentity[];
-  readonly steps: readonly { readonly id: string; readonly kind: string; readonly plan: StepPlan }[];
+  readonly runbook: { readonly file: string; readonly sha256: string; readonly name: string; readonly ticket?: string | undefined };
+  readonly connections: readonly { readonly name: string; readonly kind: string; readonly target: string }[];
+  readonly steps: readonly { readonly id: string; readonly kind: string; readonly plan: SavedStepPlan | StepPlan }[];
 }
 
 /** The plan of a dry run, to be reviewed and then executed as it is. */
@@ -44,7 +73,7 @@ export function makeSavedPlan(runbook: Runbook, result: RunResult, now = new Dat
       ...(runbook.ticket !== undefined ? { ticket: runbook.ticket } : {}),
     },
     connections: [...resolveAll(runbook).values()].map((c) => c.identity),
-    steps: result.steps.map((s) => ({ id: s.id, kind: s.kind, plan: s.plan ?? { actions: [] } })),
+    steps: result.steps.map((s) => ({ id: s.id, kind: s.kind, plan: s.plan ?? { actions: [], planned: null } })),
   };
 }
 
@@ -55,11 +84,21 @@ export function readSavedPlan(file: string): SavedPlan {
   } catch (error) {
     throw new UsageError(`cannot read saved plan ${file}: ${error instanceof Error ? error.message : String(error)}`);
   }
-  const plan = value as Partial<SavedPlan> | null;
-  if (plan?.format !== SAVED_PLAN_FORMAT || !Array.isArray(plan.steps) || typeof plan.createdAt !== 'string' || plan.runbook === undefined) {
-    throw new UsageError(`${file} is not a saved plan (expected "format": "${SAVED_PLAN_FORMAT}"; make one with cutover plan --out)`);
+  const format = value !== null && typeof value === 'object' && 'format' in value ? value.format : undefined;
+  if (typeof format === 'string' && format.startsWith('cutover-plan/') && format !== SAVED_PLAN_FORMAT) {
+    throw new UsageError(
+      `${file} is a saved plan of another cutover version (format ${format}; this version reads ${SAVED_PLAN_FORMAT}): plan again with cutover plan --out`,
+    );
   }
-  return plan as SavedPlan;
+  const parsed = savedPlanSchema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue !== undefined && issue.path.length > 0 ? ` at ${issue.path.join('.')}` : '';
+    throw new UsageError(
+      `${file} is not a saved plan (${issue?.message ?? 'invalid'}${where}; expected "format": "${SAVED_PLAN_FORMAT}"; make one with cutover plan --out)`,
+    );
+  }
+  return parsed.data;
 }
 
 /** Refuses a plan made for another version of the runbook, or too long ago to still describe the databases. */
@@ -77,33 +116,23 @@ export function checkSavedPlan(plan: SavedPlan, runbook: Runbook, maxAgeMs: numb
 
 const canonical = (value: unknown): string => JSON.stringify(value, (_key, v: unknown) =>
   v !== null && typeof v === 'object' && !Array.isArray(v)
-    ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => a.localeCompare(b)))
+    ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b)))
     : v,
 );
-
-/** Every leaf under `value` as `path = value`, for a readable difference. */
-function leaves(value: unknown, at: string, out: Map<string, string>): Map<string, string> {
-  if (value !== null && typeof value === 'object') {
-    for (const [k, v] of Object.entries(value as Record<string, unknown>)) leaves(v, Array.isArray(value) ? `${at}[${k}]` : `${at}.${k}`, out);
-  } else out.set(at, JSON.stringify(value));
-  return out;
-}
 
 const MAX_LINES = 20;
 
 /**
- * How a fresh plan differs from the saved one: empty when the actions (exact
- * SQL, commands, parameters) are the same. Differing table rows are added
- * as context, keyed by their first column, so a reader sees which object moved.
+ * How a fresh plan differs from the saved one: empty when the planned
+ * payload and the actions (exact SQL, commands, parameters) are the same.
+ * The payload's differing values come first (the actions' only when the
+ * payload is the same), then differing table rows as context, keyed by their
+ * first column, so a reader sees which object moved.
  */
-export function planDrift(saved: StepPlan, fresh: StepPlan): string[] {
-  if (canonical(saved.actions) === canonical(fresh.actions)) return [];
-  const lines: string[] = [];
-  const before = leaves(saved.actions, 'actions', new Map());
-  const after = leaves(fresh.actions, 'actions', new Map());
-  for (const key of new Set([...before.keys(), ...after.keys()])) {
-    if (before.get(key) !== after.get(key)) lines.push(`${key}: ${before.get(key) ?? '(none)'} -> ${after.get(key) ?? '(none)'}`);
-  }
+export function planDrift(saved: SavedStepPlan | StepPlan, fresh: StepPlan): string[] {
+  if (canonical(saved.planned) === canonical(fresh.planned) && canonical(saved.actions) === canonical(fresh.actions)) return [];
+  const lines = jsonDifferences(saved.planned, fresh.planned, 'planned');
+  if (lines.length === 0) lines.push(...jsonDifferences(saved.actions, fresh.actions, 'actions'));
   for (const table of fresh.tables ?? []) {
     const old = (saved.tables ?? []).find((t) => t.title === table.title);
     const keyOf = (row: { readonly [key: string]: Json }) => JSON.stringify(row[table.columns[0]?.key ?? ''] ?? null);

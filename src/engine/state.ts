@@ -29,6 +29,10 @@ export interface StepState {
    */
   touched: boolean;
   before?: Json;
+  /** The journal line (record number) `before` comes from, for messages. */
+  beforeLine?: number | undefined;
+  /** The journal line of the step's last plan. */
+  planLine?: number | undefined;
   attempts: number;
   durationMs?: number;
   error?: SerializedError;
@@ -61,7 +65,7 @@ export interface RunState {
   readonly targets: readonly string[];
 }
 
-export function foldJournal(records: readonly { readonly ts: string; readonly event: RunEvent }[]): RunState {
+export function foldJournal(records: readonly { readonly ts: string; readonly event: RunEvent; readonly seq?: number }[]): RunState {
   const first = records[0];
   if (first === undefined || first.event.type !== 'run.started') {
     throw new Error('journal does not start with run.started');
@@ -85,11 +89,11 @@ export function foldJournal(records: readonly { readonly ts: string; readonly ev
     process: { host: start.host, pid: start.pid },
     targets: start.connections.map((c) => c.target),
   };
-  for (const { ts, event } of records.slice(1)) applyEvent(state, event, ts);
+  for (const { ts, event, seq } of records.slice(1)) applyEvent(state, event, ts, seq);
   return state;
 }
 
-export function applyEvent(state: RunState, event: RunEvent, ts: string): void {
+export function applyEvent(state: RunState, event: RunEvent, ts: string, seq?: number): void {
   state.lastTs = ts;
   const step = 'stepId' in event && event.stepId !== undefined ? state.steps.get(event.stepId) : undefined;
   switch (event.type) {
@@ -106,7 +110,7 @@ export function applyEvent(state: RunState, event: RunEvent, ts: string): void {
       if (step) step.committing = { phase: event.phase, xid: event.xid, ...(event.before !== undefined ? { before: event.before } : {}) };
       return;
     case 'step.planned':
-      if (step) [step.status, step.plan] = ['planned', event.plan];
+      if (step) [step.status, step.plan, step.planLine] = ['planned', event.plan, seq];
       return;
     case 'step.started':
       if (step) {
@@ -115,12 +119,13 @@ export function applyEvent(state: RunState, event: RunEvent, ts: string): void {
       }
       return;
     case 'step.before':
-      if (step) Object.assign(step, { before: event.before, touched: true });
+      if (step) Object.assign(step, { before: event.before, beforeLine: seq, touched: true });
       return;
     case 'step.applied':
       if (step) {
         Object.assign(step, { status: 'applied', applied: true, durationMs: event.durationMs });
-        step.before = event.before ?? step.before ?? null;
+        if (event.before !== undefined) [step.before, step.beforeLine] = [event.before, seq];
+        step.before ??= null;
         if (event.output !== undefined) step.output = event.output;
       }
       return;
@@ -133,7 +138,7 @@ export function applyEvent(state: RunState, event: RunEvent, ts: string): void {
     case 'step.reconciled':
       if (!step) return;
       if (event.phase === 'apply' && event.outcome === 'done') {
-        Object.assign(step, { status: 'applied', applied: true, before: event.before ?? null });
+        Object.assign(step, { status: 'applied', applied: true, before: event.before ?? null, beforeLine: seq });
       } else if (event.phase === 'apply' && event.outcome === 'not-done') {
         step.status = 'pending';
       } else if (event.phase === 'rollback' && event.outcome === 'done') {

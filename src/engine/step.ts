@@ -3,9 +3,12 @@
  * a step kind is one module under src/steps/ exporting a `StepDefinition`,
  * listed in the registry (src/steps/index.ts).
  *
- * Life of a step: `plan` (read-only, returns the exact actions) -> `apply`
- * (executes that plan, returns the before-state needed to undo it) ->
- * `verify` (post-condition) -> maybe `rollback` (from the before-state).
+ * Life of a step: `plan` (read-only, returns the exact actions and the
+ * kind's typed `planned` payload) -> `apply` (executes that payload and
+ * nothing else, returns the before-state needed to undo it) -> `verify`
+ * (post-condition) -> maybe `rollback` (from the before-state). Payload and
+ * before-state cross the journal and saved plans as JSON and come back
+ * parsed with the kind's schemas, never cast.
  */
 import { z } from 'zod';
 import type { Queryable } from '../db/session.js';
@@ -98,8 +101,15 @@ export interface PlanTable {
   readonly footer?: string;
 }
 
-export interface StepPlan {
+/**
+ * What `plan` returns. `planned` is the kind's typed payload: everything
+ * `apply` executes, and nothing volatile (counts, lags, pids shown to a
+ * reviewer go in `tables`). A saved plan stores it, and `run --plan` refuses
+ * to go on when a fresh plan's payload differs.
+ */
+export interface StepPlan<Planned = Json> {
   readonly actions: readonly Action[];
+  readonly planned: Planned;
   readonly changes?: readonly Change[];
   readonly notes?: readonly string[];
   readonly tables?: readonly PlanTable[];
@@ -109,8 +119,6 @@ export interface StepPlan {
    * too, so a reviewer sees both the plan and the reasons.
    */
   readonly blockers?: readonly string[];
-  /** Kind-specific structured data (tables, findings), shown by --json and reports. */
-  readonly details?: Json;
   /** Read-only output a plan produced (e.g. a `readOnly` shell step in dry-run). */
   readonly output?: string;
 }
@@ -133,9 +141,9 @@ export type Reversibility =
   | { readonly kind: 'nothing-to-undo' }
   | { readonly kind: 'irreversible'; readonly reason: string };
 
-export interface ApplyOutcome {
+export interface ApplyOutcome<Before = Json> {
   /** What `rollback` needs to restore the previous state exactly (null if nothing). */
-  readonly before: Json;
+  readonly before: Before;
   /** Output worth keeping in the journal (redacted and truncated by the engine). */
   readonly output?: string;
   readonly details?: Json;
@@ -157,6 +165,14 @@ export interface Step<Config = Record<string, unknown>> {
   /** Where the step starts in the runbook file, for messages. */
   readonly line: number;
 }
+
+/** A validated step of a kind that requires a connection: validation refused it without one. */
+export interface ConnectedStep<Config = Record<string, unknown>> extends Step<Config> {
+  readonly connection: string;
+}
+
+/** The step a kind's functions receive: with `connection` when the kind requires one. */
+export type StepOf<Config, Connected extends boolean> = Connected extends true ? ConnectedStep<Config> : Step<Config>;
 
 /** Asked by `confirm` steps and `confirm:` gates; the CLI decides how to ask. */
 export type ConfirmFn = (question: string) => Promise<boolean>;
@@ -194,7 +210,7 @@ export interface BaseContext {
   progress(message: string): void;
 }
 
-export interface ApplyContext extends BaseContext {
+export interface ApplyContext<Before = Json> extends BaseContext {
   /**
    * For `transaction` steps: the open transaction on `step.connection`. The
    * engine journals its transaction id, then commits it.
@@ -208,13 +224,14 @@ export interface ApplyContext extends BaseContext {
    * records its before-state promises that `rollback(before)` is correct
    * whatever part of its apply happened.
    */
-  recordBefore(before: Json): void;
+  recordBefore(before: Before): void;
   /**
    * The before-state an earlier attempt of this step recorded in this run
    * (a retry, or a re-run after a crash), which may already have written:
    * merge it, so rollback restores the state from before the first attempt.
+   * Parsed with the kind's `before` schema.
    */
-  readonly priorBefore: Json | undefined;
+  readonly priorBefore: Before | undefined;
   /** `cutover rollback --force`: override a rollback's safety refusals. */
   readonly force: boolean;
 }
@@ -256,14 +273,33 @@ export interface CheckContext {
   resolvePath(file: string): string;
 }
 
-export interface StepDefinition<Schema extends z.ZodObject = z.ZodObject> {
+/** A schema for data that crosses the journal or a saved plan: JSON in, JSON out. */
+export type JsonSchema = z.ZodType<Json>;
+
+export interface StepDefinition<
+  Schema extends z.ZodObject = z.ZodObject,
+  Planned extends JsonSchema = JsonSchema,
+  Before extends JsonSchema = JsonSchema,
+  Connected extends boolean = boolean,
+> {
   readonly kind: string;
   /** One line for `cutover kinds` and the JSON Schema. */
   readonly summary: string;
   /** The kind's own fields (besides id, kind, connection, ...). Unknown keys are rejected. */
   readonly config: Schema;
+  /**
+   * The payload `plan` returns and `apply` executes. The engine parses a
+   * journaled or saved payload with it before `apply` or `verify` sees it.
+   */
+  readonly planned: Planned;
+  /**
+   * The shape of the before-state `apply` returns (or records). The engine
+   * parses the journaled before-state with it before `verify` or `rollback`
+   * sees it: a journal edited into another shape is refused, not obeyed.
+   */
+  readonly before: Before;
   /** Whether `step.connection` is required, and which connection kinds it may name. */
-  readonly connection: { readonly required: boolean; readonly kinds: readonly ConnectionKind[] };
+  readonly connection: { readonly required: Connected; readonly kinds: readonly ConnectionKind[] };
   /**
    * Rules across fields that a schema cannot say (e.g. `drop` needs an
    * explicit selection). Reported at validation with the key's position.
@@ -290,28 +326,54 @@ export interface StepDefinition<Schema extends z.ZodObject = z.ZodObject> {
    * settings and programs the step will need, checked cheaply and read-only.
    * Called only when every connection the step uses could be opened.
    */
-  check?(ctx: CheckContext, step: Step<z.output<Schema>>): Promise<readonly CheckFinding[]>;
+  check?(ctx: CheckContext, step: StepOf<z.output<Schema>, Connected>): Promise<readonly CheckFinding[]>;
   /**
    * Re-running apply after an unknown outcome converges on the same state,
    * whatever the runbook says (see `recordBefore`). Lets `resume --yes` re-run it.
    */
   readonly idempotent?: boolean;
   reversibility(config: z.output<Schema>): Reversibility;
+  /** Reads only; returns the exact actions and the payload `apply` will execute. */
+  plan(ctx: BaseContext, step: StepOf<z.output<Schema>, Connected>): Promise<StepPlan<z.output<Planned>>>;
   /**
-   * The shape of the before-state `apply` returns (or records). The engine
-   * parses the journaled before-state with it before `verify` or `rollback`
-   * sees it: a journal edited into another shape is refused, not obeyed.
+   * Executes `planned` and nothing else. A kind that must look at the state
+   * again (a session that could have appeared) plans again, compares with
+   * `planned`, and throws `StateDriftError` when they differ. Returns the
+   * before-state that `rollback` needs.
    */
-  readonly before?: z.ZodType<Json>;
-  plan(ctx: BaseContext, step: Step<z.output<Schema>>): Promise<StepPlan>;
-  /** Executes `plan`; returns the before-state that `rollback` needs. */
-  apply(ctx: ApplyContext, step: Step<z.output<Schema>>, plan: StepPlan): Promise<ApplyOutcome>;
+  apply(
+    ctx: ApplyContext<z.output<Before>>,
+    step: StepOf<z.output<Schema>, Connected>,
+    planned: z.output<Planned>,
+  ): Promise<ApplyOutcome<z.output<Before>>>;
   /** Throws VerificationError when the post-condition does not hold. */
-  verify?(ctx: BaseContext, step: Step<z.output<Schema>>, plan: StepPlan, before: Json): Promise<void>;
-  rollback?(ctx: ApplyContext, step: Step<z.output<Schema>>, before: Json): Promise<void>;
+  verify?(ctx: BaseContext, step: StepOf<z.output<Schema>, Connected>, planned: z.output<Planned>, before: z.output<Before>): Promise<void>;
+  rollback?(ctx: ApplyContext<z.output<Before>>, step: StepOf<z.output<Schema>, Connected>, before: z.output<Before>): Promise<void>;
 }
 
-/** Keeps each definition's config type while checking it against the contract. */
-export function defineStep<Schema extends z.ZodObject>(definition: StepDefinition<Schema>): StepDefinition<Schema> {
+/** Keeps each definition's config, payload and before-state types while checking them against the contract. */
+export function defineStep<Schema extends z.ZodObject, Planned extends JsonSchema, Before extends JsonSchema, Connected extends boolean>(
+  definition: StepDefinition<Schema, Planned, Before, Connected>,
+): StepDefinition<Schema, Planned, Before, Connected> {
   return definition;
+}
+
+/** `path: old -> new` for every leaf that differs between two JSON values, for a readable difference. */
+export function jsonDifferences(before: unknown, after: unknown, at = ''): string[] {
+  const left = leaves(before, at, new Map());
+  const right = leaves(after, at, new Map());
+  const lines: string[] = [];
+  for (const key of new Set([...left.keys(), ...right.keys()])) {
+    if (left.get(key) !== right.get(key)) lines.push(`${key || '(value)'}: ${left.get(key) ?? '(none)'} -> ${right.get(key) ?? '(none)'}`);
+  }
+  return lines;
+}
+
+function leaves(value: unknown, at: string, out: Map<string, string>): Map<string, string> {
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value);
+    if (entries.length === 0) out.set(at, Array.isArray(value) ? '[]' : '{}');
+    for (const [k, v] of entries) leaves(v, Array.isArray(value) ? `${at}[${k}]` : at === '' ? k : `${at}.${k}`, out);
+  } else out.set(at, JSON.stringify(value));
+  return out;
 }

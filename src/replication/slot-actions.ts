@@ -4,18 +4,21 @@
  * step's `action` from the table in src/steps/replication-slots.ts.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { RefusedError, UsageError, VerificationError } from '../errors.js';
-import type {
-  Action,
-  ApplyContext,
-  ApplyOutcome,
-  BaseContext,
-  Effects,
-  Json,
-  PlanTable,
-  Reversibility,
-  Step,
-  StepPlan,
+import { z } from 'zod';
+import { JournalUntrustedError, PlanDriftError, RefusedError, VerificationError } from '../errors.js';
+import {
+  jsonDifferences,
+  type Action,
+  type ApplyContext,
+  type ApplyOutcome,
+  type BaseContext,
+  type ConnectedStep,
+  type Effects,
+  type Json,
+  type JsonSchema,
+  type PlanTable,
+  type Reversibility,
+  type StepPlan,
 } from '../engine/step.js';
 import type { Queryable } from '../db/session.js';
 import { globMatcher } from '../steps/patterns.js';
@@ -30,14 +33,45 @@ import {
   type SlotDefinition,
 } from './slots.js';
 
-export interface ActionHandler {
+type SlotsStep = ConnectedStep<SlotsConfig>;
+
+/** One action of `replication-slots`: the step contract, with the action's own payload and before-state schemas. */
+export interface ActionHandler<Planned extends JsonSchema = JsonSchema, Before extends JsonSchema = JsonSchema> {
   readonly effects: Effects;
   readonly reversibility: Reversibility;
-  plan(ctx: BaseContext, step: Step<SlotsConfig>): Promise<StepPlan>;
-  apply(ctx: ApplyContext, step: Step<SlotsConfig>, plan: StepPlan): Promise<ApplyOutcome>;
-  verify?(ctx: BaseContext, step: Step<SlotsConfig>, plan: StepPlan, before: Json): Promise<void>;
-  rollback?(ctx: ApplyContext, step: Step<SlotsConfig>, before: Json): Promise<void>;
+  readonly planned: Planned;
+  readonly before: Before;
+  plan(ctx: BaseContext, step: SlotsStep): Promise<StepPlan<z.output<Planned>>>;
+  apply(ctx: ApplyContext<z.output<Before>>, step: SlotsStep, planned: z.output<Planned>): Promise<ApplyOutcome<z.output<Before>>>;
+  verify?(ctx: BaseContext, step: SlotsStep, planned: z.output<Planned>, before: z.output<Before>): Promise<void>;
+  rollback?(ctx: ApplyContext<z.output<Before>>, step: SlotsStep, before: z.output<Before>): Promise<void>;
 }
+
+/** Keeps a handler's payload and before-state types while checking it against ActionHandler. */
+export function handler<Planned extends JsonSchema, Before extends JsonSchema>(h: ActionHandler<Planned, Before>): ActionHandler<Planned, Before> {
+  return h;
+}
+
+/**
+ * A journaled or saved value parsed with one action's schema: the step's
+ * schema admits every action's shape, so one recorded by another action is
+ * refused here, never obeyed.
+ */
+export function parsedFor<T extends JsonSchema>(schema: T, value: Json, step: SlotsStep, what: string): z.output<T> {
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  throw new JournalUntrustedError(`step "${step.id}": the ${what} is not what a replication-slots ${step.config.action} step records; refusing to use it`);
+}
+
+const slotDefinition = z.strictObject({
+  name: z.string(),
+  type: z.enum(['logical', 'physical']),
+  plugin: z.string().nullable(),
+  database: z.string().nullable(),
+  twoPhase: z.boolean(),
+  failover: z.boolean(),
+  reserveWal: z.boolean(),
+});
 
 export const DEFAULT_WAIT_TIMEOUT_MS = 10 * 60_000;
 const DEFAULT_INTERVAL_MS = 500;
@@ -56,11 +90,6 @@ export function formatBytes(bytes: number | null): string | null {
   }
   return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
 }
-
-export const connectionOf = (step: Step<SlotsConfig>): string => {
-  if (step.connection === undefined) throw new UsageError(`step "${step.id}" needs a connection`);
-  return step.connection;
-};
 
 const isPattern = (name: string) => /[*?]/.test(name);
 
@@ -101,11 +130,14 @@ function flagsOf(slot: Slot, retainedWarning: number): string[] {
   return flags;
 }
 
-export const inventory: ActionHandler = {
+export const inventory = handler({
   effects: 'none',
   reversibility: { kind: 'nothing-to-undo' },
+  // Reads only: the inventory is in the table.
+  planned: z.strictObject({ action: z.literal('inventory') }),
+  before: z.null(),
   async plan(ctx, step) {
-    const { selected } = select(await readSlots(await ctx.session(connectionOf(step))), step.config);
+    const { selected } = select(await readSlots(await ctx.session(step.connection)), step.config);
     const threshold = step.config.retainedWarning ?? DEFAULT_RETAINED_WARNING;
     const rows = selected.map((s) => ({
       slot: s.name,
@@ -130,6 +162,7 @@ export const inventory: ActionHandler = {
     const flagged = rows.filter((r) => r.flags !== '');
     return {
       actions: [],
+      planned: { action: 'inventory' as const },
       tables: [{ title: 'replication slots', columns: INVENTORY_COLUMNS, rows, footer: `${rows.length} slot(s), ${flagged.length} flagged` }],
       notes: flagged.map((r) => `${r.slot}: ${r.flags}`),
     };
@@ -137,7 +170,7 @@ export const inventory: ActionHandler = {
   async apply() {
     return { before: null };
   },
-};
+});
 
 // ----------------------------------------------------------- assert-caught-up
 
@@ -182,14 +215,35 @@ export class CatchUpTimeoutError extends Error {
   override readonly name = 'CatchUpTimeoutError';
 }
 
-export const assertCaughtUp: ActionHandler = {
+/** Which consumers assert-caught-up waits for: standbys by application_name, or logical slots (names or patterns; none: all). */
+const watchedOf = (planned: { readonly standbys: readonly string[] | null; readonly slots: readonly string[] }): SlotsConfig => ({
+  action: 'assert-caught-up',
+  ...(planned.standbys !== null ? { standbys: [...planned.standbys] } : { slots: [...planned.slots] }),
+});
+
+export const assertCaughtUp = handler({
   effects: 'none',
   reversibility: { kind: 'nothing-to-undo' },
+  planned: z.strictObject({
+    action: z.literal('assert-caught-up'),
+    standbys: z.array(z.string()).nullable(),
+    slots: z.array(z.string()),
+    intervalMs: z.number(),
+    timeoutMs: z.number(),
+  }),
+  before: z.null(),
   async plan(ctx, step) {
-    const connection = connectionOf(step);
+    const connection = step.connection;
     const { target, positions: now, unmatched } = await positions(await ctx.session(connection), step.config);
     const what = step.config.standbys !== undefined ? 'standby' : 'slot';
     return {
+      planned: {
+        action: 'assert-caught-up' as const,
+        standbys: step.config.standbys ?? null,
+        slots: step.config.slots ?? [],
+        intervalMs: step.config.interval ?? DEFAULT_INTERVAL_MS,
+        timeoutMs: step.timeoutMs ?? DEFAULT_WAIT_TIMEOUT_MS,
+      },
       actions: [
         {
           type: 'poll',
@@ -216,13 +270,13 @@ export const assertCaughtUp: ActionHandler = {
       ...(unmatched.length > 0 ? { blockers: unmatched.map((n) => `no ${what} named ${n}`) } : {}),
     };
   },
-  async apply(ctx, step) {
-    const db = await ctx.session(connectionOf(step));
-    const timeoutMs = step.timeoutMs ?? DEFAULT_WAIT_TIMEOUT_MS;
-    const intervalMs = step.config.interval ?? DEFAULT_INTERVAL_MS;
+  async apply(ctx, step, planned) {
+    const db = await ctx.session(step.connection);
+    const { timeoutMs, intervalMs } = planned;
+    const watching = watchedOf(planned);
     const started = Date.now();
     // The position to reach is fixed once, when the step starts: writes are frozen by then.
-    let { target, positions: watched } = await positions(db, step.config);
+    let { target, positions: watched } = await positions(db, watching);
     for (;;) {
       const laggards = watched.filter((p) => p.behind === null || p.behind > 0);
       if (laggards.length === 0) {
@@ -237,10 +291,10 @@ export const assertCaughtUp: ActionHandler = {
         throw new CatchUpTimeoutError(`not caught up with ${target} after ${timeoutMs}ms: ${laggards.map(behindText).join(', ')}`);
       }
       await sleep(intervalMs, undefined, { signal: ctx.signal });
-      ({ positions: watched } = await positions(db, step.config, target));
+      ({ positions: watched } = await positions(db, watching, target));
     }
   },
-};
+});
 
 // ----------------------------------------------------------------------- drop
 
@@ -253,11 +307,6 @@ const DROP_COLUMNS: PlanTable['columns'] = [
   { key: 'action', title: 'action' },
 ];
 
-interface DropBefore {
-  readonly slots: readonly SlotDefinition[];
-}
-
-const dropBefore = (json: Json | undefined): DropBefore => ({ slots: ((json as unknown as DropBefore | null)?.slots ?? []) as SlotDefinition[] });
 
 /** Waits until no process holds the slot (a terminated walsender takes a moment to exit). */
 async function waitReleased(db: Queryable, name: string, signal: AbortSignal): Promise<void> {
@@ -270,11 +319,14 @@ async function waitReleased(db: Queryable, name: string, signal: AbortSignal): P
   }
 }
 
-export const drop: ActionHandler = {
+export const drop = handler({
   effects: 'external',
   reversibility: { kind: 'reversible' },
+  planned: z.strictObject({ action: z.literal('drop'), slots: z.array(slotDefinition), terminate: z.boolean() }),
+  /** The definitions of the dropped slots, which rollback recreates. */
+  before: z.strictObject({ slots: z.array(slotDefinition) }),
   async plan(ctx, step) {
-    const connection = connectionOf(step);
+    const connection = step.connection;
     const db = await ctx.session(connection);
     const database = await currentDatabase(db);
     const { selected, unmatched } = select(await readSlots(db), step.config);
@@ -311,50 +363,50 @@ export const drop: ActionHandler = {
         ...unmatched.map((n) => `no slot named ${n} (already dropped?)`),
       ],
       ...(blockers.length > 0 ? { blockers } : {}),
-      details: { slots: selected.map(definitionOf) as unknown as Json },
+      planned: { action: 'drop' as const, slots: selected.map(definitionOf), terminate: step.config.terminate === true },
     };
   },
-  async apply(ctx, step, plan) {
-    const db = await ctx.session(connectionOf(step));
-    const planned = new Set(dropBefore(plan.details).slots.map((d) => d.name));
-    const present = (await readSlots(db)).filter((s) => planned.has(s.name));
-    const prior = dropBefore(ctx.priorBefore).slots;
-    const before: DropBefore = { slots: [...prior, ...present.filter((s) => !prior.some((p) => p.name === s.name)).map(definitionOf)] };
-    ctx.recordBefore(before as unknown as Json);
+  async apply(ctx, step, planned) {
+    const db = await ctx.session(step.connection);
+    const names = new Set(planned.slots.map((d) => d.name));
+    const present = (await readSlots(db)).filter((s) => names.has(s.name));
+    // A slot dropped and recreated since the plan is another slot: rollback would recreate the wrong one.
+    const drift = present.flatMap((s) => {
+      const was = planned.slots.find((d) => d.name === s.name);
+      return jsonDifferences(was, definitionOf(s), s.name);
+    });
+    if (drift.length > 0) throw new PlanDriftError(step.id, drift, 'planned');
+    const prior = ctx.priorBefore?.slots ?? [];
+    const before = { slots: [...prior, ...present.filter((s) => !prior.some((p) => p.name === s.name)).map(definitionOf)] };
+    ctx.recordBefore(before);
     for (const slot of present) {
       if (slot.active) {
-        if (step.config.terminate !== true) throw new RefusedError(`slot ${slot.name} became active (pid ${slot.activePid ?? '?'}) since the plan; not dropped`);
+        if (!planned.terminate) throw new RefusedError(`slot ${slot.name} became active (pid ${slot.activePid ?? '?'}) since the plan; not dropped`);
         await db.query(TERMINATE_SQL, [slot.activePid]);
         await waitReleased(db, slot.name, ctx.signal);
       }
       // A temporary slot goes away with its terminated session.
       if ((await readSlots(db)).some((s) => s.name === slot.name)) await db.query(DROP_SLOT_SQL, [slot.name]);
     }
-    return { before: before as unknown as Json, output: `dropped ${present.length} slot(s)` };
+    return { before, output: `dropped ${present.length} slot(s)` };
   },
-  async verify(ctx, step, plan) {
-    const names = dropBefore(plan.details).slots.map((d) => d.name);
-    const left = (await readSlots(await ctx.session(connectionOf(step)))).filter((s) => names.includes(s.name));
+  async verify(ctx, step, planned) {
+    const names = planned.slots.map((d) => d.name);
+    const left = (await readSlots(await ctx.session(step.connection))).filter((s) => names.includes(s.name));
     if (left.length > 0) throw new VerificationError(`still present: ${left.map((s) => s.name).join(', ')}`);
   },
   async rollback(ctx, step, before) {
-    const db = await ctx.session(connectionOf(step));
+    const db = await ctx.session(step.connection);
     const existing = new Set((await readSlots(db)).map((s) => s.name));
-    for (const definition of dropBefore(before).slots) {
+    for (const definition of before.slots) {
       if (existing.has(definition.name)) continue; // recreated already
       const { sql, params } = createSlotStatement(definition);
       await db.query(sql, params);
     }
   },
-};
+});
 
 // --------------------------------------------------------------------- create
-
-interface CreateBefore {
-  readonly created: readonly string[];
-}
-
-const createdOf = (json: Json | undefined): readonly string[] => (json as unknown as CreateBefore | null)?.created ?? [];
 
 function wantedDefinitions(config: SlotsConfig, database: string): SlotDefinition[] {
   return (config.slots ?? []).map((name) => ({
@@ -368,11 +420,14 @@ function wantedDefinitions(config: SlotsConfig, database: string): SlotDefinitio
   }));
 }
 
-export const create: ActionHandler = {
+export const create = handler({
   effects: 'external',
   reversibility: { kind: 'reversible' },
+  planned: z.strictObject({ action: z.literal('create'), slots: z.array(slotDefinition) }),
+  /** The slots this step created (not those that existed already), which rollback drops. */
+  before: z.strictObject({ created: z.array(z.string()) }),
   async plan(ctx, step) {
-    const connection = connectionOf(step);
+    const connection = step.connection;
     const db = await ctx.session(connection);
     const existing = await readSlots(db);
     const wanted = wantedDefinitions(step.config, await currentDatabase(db));
@@ -390,33 +445,34 @@ export const create: ActionHandler = {
       actions: missing.map((d) => ({ type: 'sql', connection, ...createSlotStatement(d) })),
       notes,
       ...(blockers.length > 0 ? { blockers } : {}),
-      details: { slots: missing as unknown as Json },
+      planned: { action: 'create' as const, slots: missing },
     };
   },
-  async apply(ctx, step, plan) {
-    const db = await ctx.session(connectionOf(step));
-    const planned = ((plan.details as { slots?: SlotDefinition[] } | undefined)?.slots ?? []) as SlotDefinition[];
+  async apply(ctx, step, planned) {
+    const db = await ctx.session(step.connection);
     const existing = new Set((await readSlots(db)).map((s) => s.name));
-    const prior = createdOf(ctx.priorBefore);
-    const toCreate = planned.filter((d) => !existing.has(d.name));
+    const prior = ctx.priorBefore?.created ?? [];
+    // One created by someone else since the plan is not ours to drop on rollback, nor to create again.
+    const drift = planned.slots.filter((d) => existing.has(d.name) && !prior.includes(d.name)).map((d) => `${d.name}: (none) -> exists`);
+    if (drift.length > 0) throw new PlanDriftError(step.id, drift, 'planned');
+    const toCreate = planned.slots.filter((d) => !existing.has(d.name));
     // Names an earlier attempt created stay ours even though they exist now.
-    const before: CreateBefore = { created: [...new Set([...prior, ...toCreate.map((d) => d.name)])] };
-    ctx.recordBefore(before as unknown as Json);
+    const before = { created: [...new Set([...prior, ...toCreate.map((d) => d.name)])] };
+    ctx.recordBefore(before);
     for (const definition of toCreate) {
       const { sql, params } = createSlotStatement(definition);
       await db.query(sql, params);
     }
-    return { before: before as unknown as Json, output: `created ${toCreate.length} slot(s)` };
+    return { before, output: `created ${toCreate.length} slot(s)` };
   },
-  async verify(ctx, step, plan) {
-    const planned = ((plan.details as { slots?: SlotDefinition[] } | undefined)?.slots ?? []) as SlotDefinition[];
-    const slots = await readSlots(await ctx.session(connectionOf(step)));
-    const wrong = planned.filter((d) => !slots.some((s) => s.name === d.name && s.type === d.type));
+  async verify(ctx, step, planned) {
+    const slots = await readSlots(await ctx.session(step.connection));
+    const wrong = planned.slots.filter((d) => !slots.some((s) => s.name === d.name && s.type === d.type));
     if (wrong.length > 0) throw new VerificationError(`not created: ${wrong.map((d) => d.name).join(', ')}`);
   },
   async rollback(ctx, step, before) {
-    const db = await ctx.session(connectionOf(step));
-    const created = new Set(createdOf(before));
+    const db = await ctx.session(step.connection);
+    const created = new Set(before.created);
     for (const slot of (await readSlots(db)).filter((s) => created.has(s.name))) {
       if (slot.active) {
         if (!ctx.force) throw new RefusedError(`slot ${slot.name} is in use (pid ${slot.activePid ?? '?'}); roll back with --force to end that session and drop it`);
@@ -426,4 +482,4 @@ export const create: ActionHandler = {
       if ((await readSlots(db)).some((s) => s.name === slot.name)) await db.query(DROP_SLOT_SQL, [slot.name]);
     }
   },
-};
+});

@@ -5,23 +5,24 @@
  * optionally drop its slot on the publisher), which cannot be undone.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { RefusedError, UsageError, VerificationError } from '../errors.js';
-import type { Action, Json, Step } from '../engine/step.js';
+import { z } from 'zod';
+import { PlanDriftError, RefusedError, UsageError, VerificationError } from '../errors.js';
+import { jsonDifferences, type Action, type ConnectedStep } from '../engine/step.js';
 import type { Queryable } from '../db/session.js';
 import { quoteIdent } from '../db/quote.js';
 import type { SlotsConfig } from './config.js';
-import { connectionOf, type ActionHandler } from './slot-actions.js';
+import { handler } from './slot-actions.js';
 import { DROP_SLOT_SQL, readSlots, readSubscriptions, type Subscription } from './slots.js';
 
 /** How long a stopped apply worker (and its walsender on the publisher) may take to exit. */
 const WORKER_EXIT_TIMEOUT_MS = 30_000;
 
-interface Toggled {
-  readonly subscriptions: readonly { readonly name: string; readonly enabled: boolean }[];
-}
+/** The subscriptions a toggle changes, each with its `enabled` before: the payload, and the before-state rollback restores. */
+const toggled = z.strictObject({ subscriptions: z.array(z.strictObject({ name: z.string(), enabled: z.boolean() })) });
 
-const toggledOf = (json: Json | undefined): Toggled['subscriptions'] =>
-  (json as unknown as Toggled | null)?.subscriptions ?? [];
+/** What disable or enable changes, as the catalog says now. */
+const togglesOf = (subs: readonly Subscription[], config: SlotsConfig, enable: boolean) =>
+  select(subs, config).selected.filter((s) => s.enabled !== enable).map((s) => ({ name: s.name, enabled: s.enabled }));
 
 /** The selected subscriptions; explicit names that do not exist are returned apart. */
 function select(subs: readonly Subscription[], config: SlotsConfig): { selected: Subscription[]; missing: string[] } {
@@ -46,19 +47,22 @@ async function waitWorkers(db: Queryable, names: readonly string[], running: boo
   }
 }
 
-function toggle(enable: boolean): ActionHandler {
+function toggle<const A extends 'enable-subscriptions' | 'disable-subscriptions'>(action: A) {
+  const enable = action === 'enable-subscriptions';
   const verb = enable ? 'enable' : 'disable';
-  return {
+  return handler({
     effects: 'transaction',
     reversibility: { kind: 'reversible' },
+    planned: toggled.extend({ action: z.literal(action) }),
+    before: toggled,
     async plan(ctx, step) {
-      const connection = connectionOf(step);
-      const { selected, missing } = select(await readSubscriptions(await ctx.session(connection)), step.config);
-      const actions: Action[] = selected
-        .filter((s) => s.enabled !== enable)
-        .map((s) => ({ type: 'sql', connection, sql: alter(s.name, enable) }));
+      const connection = step.connection;
+      const subs = await readSubscriptions(await ctx.session(connection));
+      const { selected, missing } = select(subs, step.config);
+      const subscriptions = togglesOf(subs, step.config, enable);
       return {
-        actions,
+        actions: subscriptions.map((s): Action => ({ type: 'sql', connection, sql: alter(s.name, enable) })),
+        planned: { action, subscriptions },
         tables: [
           {
             title: 'subscriptions',
@@ -81,18 +85,18 @@ function toggle(enable: boolean): ActionHandler {
         ...(missing.length > 0 ? { blockers: missing.map((n) => `no subscription named ${n} in this database`) } : {}),
       };
     },
-    async apply(ctx, step) {
+    async apply(ctx, step, planned) {
       const tx = ctx.tx;
       if (tx === undefined) throw new UsageError(`step "${step.id}" runs in a transaction but got none`);
-      const { selected } = select(await readSubscriptions(tx), step.config);
-      const changed = selected.filter((s) => s.enabled !== enable);
-      for (const s of changed) await tx.query(alter(s.name, enable));
-      const before: Toggled = { subscriptions: changed.map((s) => ({ name: s.name, enabled: s.enabled })) };
-      return { before: before as unknown as Json, output: `${verb}d ${changed.length} subscription(s)` };
+      // Planned again inside the transaction: a subscription created, dropped or switched since is not what was reviewed.
+      const drift = jsonDifferences(planned.subscriptions, togglesOf(await readSubscriptions(tx), step.config, enable), 'subscriptions');
+      if (drift.length > 0) throw new PlanDriftError(step.id, drift, 'planned');
+      for (const s of planned.subscriptions) await tx.query(alter(s.name, enable));
+      return { before: { subscriptions: planned.subscriptions }, output: `${verb}d ${planned.subscriptions.length} subscription(s)` };
     },
-    async verify(ctx, step, _plan, before) {
-      const db = await ctx.session(connectionOf(step));
-      const names = toggledOf(before).map((s) => s.name);
+    async verify(ctx, step, _planned, before) {
+      const db = await ctx.session(step.connection);
+      const names = before.subscriptions.map((s) => s.name);
       const wrong = (await readSubscriptions(db)).filter((s) => names.includes(s.name) && s.enabled !== enable);
       if (wrong.length > 0) throw new VerificationError(`not ${verb}d: ${wrong.map((s) => s.name).join(', ')}`);
       if (!enable) {
@@ -103,19 +107,18 @@ function toggle(enable: boolean): ActionHandler {
     async rollback(ctx, step, before) {
       const tx = ctx.tx;
       if (tx === undefined) throw new UsageError(`step "${step.id}" runs in a transaction but got none`);
-      for (const s of toggledOf(before)) await tx.query(alter(s.name, s.enabled));
+      for (const s of before.subscriptions) await tx.query(alter(s.name, s.enabled));
     },
-  };
+  });
 }
 
-export const disableSubscriptions = toggle(false);
-export const enableSubscriptions = toggle(true);
+export const disableSubscriptions = toggle('disable-subscriptions');
+export const enableSubscriptions = toggle('enable-subscriptions');
 
 // ---------------------------------------------------------------------- detach
 
-interface Detached {
-  readonly subscriptions: readonly { readonly name: string; readonly slot: string | null }[];
-}
+/** The subscriptions detach drops, each with its slot on the publisher. */
+const detached = z.strictObject({ subscriptions: z.array(z.strictObject({ name: z.string(), slot: z.string().nullable() })) });
 
 const detachStatements = (name: string): string[] => [
   alter(name, false),
@@ -124,17 +127,19 @@ const detachStatements = (name: string): string[] => [
   `DROP SUBSCRIPTION ${quoteIdent(name)}`,
 ];
 
-const publisherOf = (step: Step<SlotsConfig>): string | undefined =>
+const publisherOf = (step: ConnectedStep<SlotsConfig>): string | undefined =>
   step.config.dropRemoteSlot === true ? step.config.publisher : undefined;
 
-export const detachSubscription: ActionHandler = {
+export const detachSubscription = handler({
   effects: 'external',
   reversibility: {
     kind: 'irreversible',
     reason: 'a dropped subscription cannot be recreated at its replication position',
   },
+  planned: detached.extend({ action: z.literal('detach-subscription') }),
+  before: detached,
   async plan(ctx, step) {
-    const connection = connectionOf(step);
+    const connection = step.connection;
     const { selected, missing } = select(await readSubscriptions(await ctx.session(connection)), step.config);
     const publisher = publisherOf(step);
     const remote = publisher === undefined ? [] : await readSlots(await ctx.session(publisher));
@@ -149,17 +154,21 @@ export const detachSubscription: ActionHandler = {
         notes.push(`slot ${s.slot} of ${s.name} stays on the publisher (dropRemoteSlot is not set): drop it, or it keeps WAL forever`);
       }
     }
-    return { actions, notes, details: { subscriptions: selected.map((s) => ({ name: s.name, slot: s.slot })) } };
+    return { actions, notes, planned: { action: 'detach-subscription' as const, subscriptions: selected.map((s) => ({ name: s.name, slot: s.slot })) } };
   },
-  async apply(ctx, step) {
-    const db = await ctx.session(connectionOf(step));
-    const { selected } = select(await readSubscriptions(db), step.config);
-    const prior = (ctx.priorBefore as unknown as Detached | undefined)?.subscriptions ?? [];
-    const before: Detached = {
-      subscriptions: [...prior, ...selected.filter((s) => !prior.some((p) => p.name === s.name)).map((s) => ({ name: s.name, slot: s.slot }))],
+  async apply(ctx, step, planned) {
+    const db = await ctx.session(step.connection);
+    const prior = ctx.priorBefore?.subscriptions ?? [];
+    // Planned again: what an earlier attempt already detached is gone, anything else must be as planned.
+    const now = select(await readSubscriptions(db), step.config).selected.map((s) => ({ name: s.name, slot: s.slot }));
+    const expected = planned.subscriptions.filter((p) => !prior.some((d) => d.name === p.name) || now.some((n) => n.name === p.name));
+    const drift = jsonDifferences(expected, now, 'subscriptions');
+    if (drift.length > 0) throw new PlanDriftError(step.id, drift, 'planned');
+    const before = {
+      subscriptions: [...prior, ...now.filter((s) => !prior.some((p) => p.name === s.name))],
     };
-    ctx.recordBefore(before as unknown as Json);
-    for (const s of selected) for (const sql of detachStatements(s.name)) await db.query(sql);
+    ctx.recordBefore(before);
+    for (const s of now) for (const sql of detachStatements(s.name)) await db.query(sql);
     const publisher = publisherOf(step);
     if (publisher !== undefined) {
       const remote = await ctx.session(publisher);
@@ -179,17 +188,17 @@ export const detachSubscription: ActionHandler = {
         }
       }
     }
-    return { before: before as unknown as Json, output: `detached ${selected.length} subscription(s)` };
+    return { before, output: `detached ${now.length} subscription(s)` };
   },
-  async verify(ctx, step, _plan, before) {
-    const detached = (before as unknown as Detached | null)?.subscriptions ?? [];
-    const left = (await readSubscriptions(await ctx.session(connectionOf(step)))).filter((s) => detached.some((d) => d.name === s.name));
+  async verify(ctx, step, _planned, before) {
+    const gone = before.subscriptions;
+    const left = (await readSubscriptions(await ctx.session(step.connection))).filter((s) => gone.some((d) => d.name === s.name));
     const problems = left.map((s) => `subscription ${s.name} still exists`);
     const publisher = publisherOf(step);
     if (publisher !== undefined) {
       const remote = await readSlots(await ctx.session(publisher));
-      problems.push(...detached.filter((d) => remote.some((r) => r.name === d.slot)).map((d) => `slot ${d.slot ?? ''} still on ${publisher}`));
+      problems.push(...gone.filter((d) => remote.some((r) => r.name === d.slot)).map((d) => `slot ${d.slot ?? ''} still on ${publisher}`));
     }
     if (problems.length > 0) throw new VerificationError(problems.join('; '));
   },
-};
+});

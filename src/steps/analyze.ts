@@ -12,8 +12,8 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
-import { UsageError, VerificationError } from '../errors.js';
-import { defineStep, type Action, type BaseContext, type Json, type Step } from '../engine/step.js';
+import { VerificationError } from '../errors.js';
+import { defineStep, type Action, type BaseContext, type ConnectedStep } from '../engine/step.js';
 import type { Queryable } from '../db/session.js';
 import { quoteQualified } from '../db/quote.js';
 import {
@@ -52,10 +52,29 @@ interface Job {
   readonly bytes: number;
 }
 
-interface Copied {
-  readonly relations: readonly { readonly schema: string; readonly name: string }[];
-  readonly columns: readonly { readonly schema: string; readonly name: string; readonly column: string; readonly inherited: boolean }[];
-}
+const relationRef = z.object({ schema: z.string(), name: z.string() });
+
+/**
+ * What apply executes: the ANALYZE statements in order (largest relation
+ * first when planned; sizes themselves stay in the plan's table, they move
+ * all the time), the statistics targets of each pass, the relations whose
+ * statistics are copied, and what verify checks.
+ */
+const plannedSchema = z.object({
+  jobs: z.array(z.object({ relation: z.string(), sql: z.string() })),
+  passes: z.array(z.number().nullable()),
+  copy: z.array(relationRef),
+  selected: z.array(z.string()),
+});
+
+const beforeSchema = z
+  .object({
+    copied: z.object({
+      relations: z.array(relationRef),
+      columns: z.array(z.object({ schema: z.string(), name: z.string(), column: z.string(), inherited: z.boolean() })),
+    }),
+  })
+  .nullable();
 
 interface Planned {
   readonly jobs: readonly Job[];
@@ -68,10 +87,6 @@ interface Planned {
 const PROGRESS_INTERVAL_MS = 1_000;
 const STAGES = [1, 10, null] as const;
 
-const target = (step: Step<Config>): string => {
-  if (step.connection === undefined) throw new UsageError(`step "${step.id}" needs a connection`);
-  return step.connection;
-};
 
 async function serverVersion(db: Queryable): Promise<number> {
   const { rows } = await db.query<{ v: number }>("SELECT current_setting('server_version_num')::int AS v");
@@ -110,9 +125,9 @@ function uncopyable(r: Relation, onSource: ReadonlyMap<string, string>, sourceTy
   return undefined;
 }
 
-async function planWork(ctx: BaseContext, step: Step<Config>) {
+async function planWork(ctx: BaseContext, step: ConnectedStep<Config>) {
   const c = step.config;
-  const db = await ctx.session(target(step));
+  const db = await ctx.session(step.connection);
   const version = await serverVersion(db);
   const selected = select(await readRelations(db), c);
   let todo = c.onlyMissing === true ? selected.filter((r) => r.missing.length > 0) : selected;
@@ -217,21 +232,15 @@ export const analyzeStep = defineStep({
       : [];
   },
   effects: () => 'external',
-  before: z
-    .object({
-      copied: z.object({
-        relations: z.array(z.object({ schema: z.string(), name: z.string() })),
-        columns: z.array(z.object({ schema: z.string(), name: z.string(), column: z.string(), inherited: z.boolean() })),
-      }),
-    })
-    .nullable(),
+  planned: plannedSchema,
+  before: beforeSchema,
   idempotent: true,
   reversibility: (c) =>
     c.copyFrom !== undefined ? { kind: 'reversible' } : { kind: 'nothing-to-undo' },
 
   async check(ctx, step) {
     // Without the privilege, ANALYZE only warns and skips the table: the planner would go without statistics, silently.
-    const db = await ctx.session(target(step));
+    const db = await ctx.session(step.connection);
     const { rows } = await db.query<{ relation: string; allowed: boolean }>(
       `SELECT format('%s.%s', n.nspname, c.relname) AS relation,
          (r.rolsuper OR pg_has_role(c.relowner, 'USAGE')
@@ -258,7 +267,7 @@ export const analyzeStep = defineStep({
   },
 
   async plan(ctx, step) {
-    const connection = target(step);
+    const connection = step.connection;
     const { planned, selected, copy, reasons, notes } = await planWork(ctx, step);
     const analyzed = new Set(planned.jobs.flatMap((j) => j.relation.split(', ')));
     const copied = new Set(copy.map(qualifiedName));
@@ -276,6 +285,12 @@ export const analyzeStep = defineStep({
     const jobs = step.config.jobs ?? 1;
     return {
       actions,
+      planned: {
+        jobs: [...planned.jobs].sort((a, b) => b.bytes - a.bytes).map((j) => ({ relation: j.relation, sql: j.sql })),
+        passes: [...planned.passes],
+        copy: copy.map((r) => ({ schema: r.schema, name: r.name })),
+        selected: [...planned.selected],
+      },
       tables: [
         {
           title: 'relations',
@@ -308,25 +323,24 @@ export const analyzeStep = defineStep({
             ]
           : ['nothing to analyze']),
       ],
-      details: planned as unknown as Json,
     };
   },
 
-  async apply(ctx, step, plan) {
-    const connection = target(step);
-    const planned = plan.details as unknown as Planned;
+  async apply(ctx, step, planned) {
+    const connection = step.connection;
     const db = await ctx.session(connection);
     let output = '';
-    let recorded: Json = null;
+    let recorded: z.output<typeof beforeSchema> = null;
     if (planned.copy.length > 0 && step.config.copyFrom !== undefined) {
       const source = await ctx.session(step.config.copyFrom);
       const relations = await readRelationStats(source, planned.copy);
       const columns = await readColumnStats(source, planned.copy);
-      const copied: Copied = {
-        relations: relations.map((r) => ({ schema: r.schema, name: r.relation })),
-        columns: columns.map((col) => ({ schema: col.schema, name: col.relation, column: col.column, inherited: col.inherited })),
+      recorded = {
+        copied: {
+          relations: relations.map((r) => ({ schema: r.schema, name: r.relation })),
+          columns: columns.map((col) => ({ schema: col.schema, name: col.relation, column: col.column, inherited: col.inherited })),
+        },
       };
-      recorded = { copied } as unknown as Json;
       ctx.recordBefore(recorded);
       const params = restoreParams(relations, columns);
       const { rows: r1 } = await db.query<{ failed: string }>(RESTORE_RELATIONS_SQL, params.relations);
@@ -335,7 +349,7 @@ export const analyzeStep = defineStep({
     }
 
     const jobs = Math.max(1, Math.min(step.config.jobs ?? 1, planned.jobs.length));
-    const order = [...planned.jobs].sort((a, b) => b.bytes - a.bytes);
+    const order = planned.jobs;
     let pass = 0;
     for (const statisticsTarget of planned.passes) {
       pass++;
@@ -359,19 +373,18 @@ export const analyzeStep = defineStep({
     return { before: recorded ?? ctx.priorBefore ?? null, output };
   },
 
-  async verify(ctx, step, plan) {
-    const planned = plan.details as unknown as Planned;
+  async verify(ctx, step, planned) {
     const wanted = new Set(planned.selected);
-    const lacking = (await readRelations(await ctx.session(target(step)))).filter((r) => wanted.has(qualifiedName(r)) && r.missing.length > 0);
+    const lacking = (await readRelations(await ctx.session(step.connection))).filter((r) => wanted.has(qualifiedName(r)) && r.missing.length > 0);
     if (lacking.length > 0) {
       throw new VerificationError(`still without statistics: ${lacking.map((r) => `${qualifiedName(r)} (${r.missing.join('; ')})`).join(', ')}`);
     }
   },
 
   async rollback(ctx, step, before) {
-    const copied = (before as unknown as { copied?: Copied } | null)?.copied;
+    const copied = before?.copied;
     if (copied === undefined) return;
-    const db = await ctx.session(target(step));
+    const db = await ctx.session(step.connection);
     await db.query(CLEAR_COLUMNS_SQL, [
       copied.columns.map((c) => c.schema),
       copied.columns.map((c) => c.name),

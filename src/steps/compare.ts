@@ -9,7 +9,7 @@
  */
 import { z } from 'zod';
 import { UsageError } from '../errors.js';
-import { defineStep, type BaseContext, type Json, type Step } from '../engine/step.js';
+import { defineStep, type BaseContext, type Step } from '../engine/step.js';
 import type { Queryable } from '../db/session.js';
 import type { OracleSession } from '../db/oracle.js';
 import { quoteLiteral } from '../db/quote.js';
@@ -276,6 +276,9 @@ export const compareStep = defineStep({
     return issues;
   },
   effects: () => 'none',
+  // Reads only: apply executes nothing, so nothing is planned; the results are in the table.
+  planned: z.null(),
+  before: z.null(),
   reversibility: () => ({ kind: 'nothing-to-undo' }),
 
   async plan(ctx, step) {
@@ -286,6 +289,7 @@ export const compareStep = defineStep({
     const countOnly = results.filter((r) => r.status === 'count-only');
     return {
       actions: [],
+      planned: null,
       tables: [
         {
           title: `${description}${tolerance > 0 ? `, tolerance ${tolerance} row(s)` : ''}`,
@@ -296,7 +300,7 @@ export const compareStep = defineStep({
             { key: 'status', title: 'status' },
             { key: 'firstDifference', title: 'first differing range' },
           ],
-          rows: results as unknown as { [key: string]: Json }[],
+          rows: results.map((r) => ({ ...r })),
           footer: `${results.length - differing.length} same, ${differing.length} different`,
         },
       ],

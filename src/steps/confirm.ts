@@ -17,15 +17,18 @@ export const confirmStep = defineStep({
   config,
   connection: { required: false, kinds: [] },
   effects: () => 'none',
+  planned: z.object({ question: z.string() }),
+  before: z.null(),
   reversibility: () => ({ kind: 'nothing-to-undo' }),
 
   async plan(_ctx, step) {
-    return { actions: [{ type: 'prompt', question: step.config.message }] };
+    const question = step.config.message;
+    return { actions: [{ type: 'prompt', question }], planned: { question } };
   },
 
-  async apply(ctx, step) {
-    if (!(await ctx.confirm(step.config.message))) {
-      throw new ConfirmationDeclinedError(step.id, step.config.message);
+  async apply(ctx, step, planned) {
+    if (!(await ctx.confirm(planned.question))) {
+      throw new ConfirmationDeclinedError(step.id, planned.question);
     }
     return { before: null };
   },

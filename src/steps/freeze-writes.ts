@@ -18,8 +18,8 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
-import { DatabaseError, UsageError, VerificationError } from '../errors.js';
-import { defineStep, type Action, type BaseContext, type CheckFinding, type Json, type Step } from '../engine/step.js';
+import { DatabaseError, PlanDriftError, UsageError, VerificationError } from '../errors.js';
+import { defineStep, jsonDifferences, type Action, type BaseContext, type CheckFinding } from '../engine/step.js';
 import { inTransaction, type Queryable } from '../db/session.js';
 import { quoteIdent, quoteLiteral } from '../db/quote.js';
 import { duration } from '../runbook/schema.js';
@@ -48,18 +48,39 @@ const READ_ONLY_SQLSTATE = '25006';
 const CANNOT_LOGIN_SQLSTATE = '28000';
 const PROBE_SQL = 'CREATE TEMP TABLE cutover_write_probe (x int)';
 
-interface Setting {
-  readonly role: string;
-  readonly database: string;
-  /** The role-in-database value before the step; null: not set. */
-  readonly value: string | null;
-}
+const settingSchema = z.object({ role: z.string(), database: z.string(), value: z.string().nullable() });
+const loginSchema = z.object({ role: z.string(), canLogin: z.boolean() });
 
-interface Before {
-  readonly settings: readonly Setting[];
-  readonly logins: readonly { readonly role: string; readonly canLogin: boolean }[];
-  readonly probe: { readonly role: string; readonly database: string; readonly writable: boolean } | null;
-}
+/** One role-in-database setting: its value before the step (null: not set). */
+type Setting = z.output<typeof settingSchema>;
+
+/**
+ * Everything apply does, from the catalogs as the plan read them: the
+ * settings it overrides (with their values, which rollback restores), the
+ * logins it blocks, the sessions' scope it terminates, and the probe.
+ */
+const plannedSchema = z.object({
+  roles: z.array(z.string()),
+  databases: z.array(z.string()),
+  settings: z.array(settingSchema),
+  blockConnections: z.boolean(),
+  /** With blockConnections: each frozen role's LOGIN before the step. */
+  logins: z.array(loginSchema),
+  graceMs: z.number(),
+  probe: z.object({ role: z.string(), database: z.string() }).nullable(),
+});
+
+type Planned = z.output<typeof plannedSchema>;
+
+const beforeSchema = z
+  .object({
+    settings: z.array(settingSchema),
+    logins: z.array(loginSchema),
+    probe: z.object({ role: z.string(), database: z.string(), writable: z.boolean() }).nullable(),
+  })
+  .nullable();
+
+type Before = NonNullable<z.output<typeof beforeSchema>>;
 
 interface RoleRow {
   name: string;
@@ -106,15 +127,12 @@ const TERMINATE_SQL = `SELECT count(pg_terminate_backend(pid)) AS terminated
 const freezeStatement = (s: Pick<Setting, 'role' | 'database'>) =>
   `ALTER ROLE ${quoteIdent(s.role)} IN DATABASE ${quoteIdent(s.database)} SET ${READ_ONLY} = on`;
 
+const blockStatement = (role: string) => `ALTER ROLE ${quoteIdent(role)} NOLOGIN`;
+
 const restoreStatement = (s: Setting) =>
   s.value === null
     ? `ALTER ROLE ${quoteIdent(s.role)} IN DATABASE ${quoteIdent(s.database)} RESET ${READ_ONLY}`
     : `ALTER ROLE ${quoteIdent(s.role)} IN DATABASE ${quoteIdent(s.database)} SET ${READ_ONLY} = ${quoteLiteral(s.value)}`;
-
-const target = (step: Step<Config>): string => {
-  if (step.connection === undefined) throw new UsageError(`step "${step.id}" needs a connection`);
-  return step.connection;
-};
 
 interface Scope {
   readonly roles: string[];
@@ -175,7 +193,47 @@ async function canWrite(ctx: BaseContext, connection: string, role: string, data
   }
 }
 
-const beforeOf = (json: Json | undefined): Before | undefined => (json ?? undefined) as unknown as Before | undefined;
+/** What the step would do now, and what a reviewer reads besides. */
+async function planFreeze(db: Queryable, c: Config): Promise<{ planned: Planned; scope: Scope }> {
+  const scope = await scopeOf(db, c);
+  const { rows: settings } = await db.query<Setting>(SETTINGS_SQL, [scope.roles, scope.databases]);
+  const blockConnections = c.blockConnections === true;
+  const { rows: logins } = blockConnections
+    ? await db.query<{ role: string; canLogin: boolean }>(
+        'SELECT rolname AS role, rolcanlogin AS "canLogin" FROM pg_roles WHERE rolname = ANY($1) ORDER BY 1',
+        [scope.roles],
+      )
+    : { rows: [] };
+  const probeRole = probeRoleOf(c, scope.roles);
+  const probeDatabase = scope.databases[0];
+  return {
+    planned: {
+      roles: scope.roles,
+      databases: scope.databases,
+      settings,
+      blockConnections,
+      logins,
+      graceMs: c.grace ?? 0,
+      probe: probeRole === undefined || probeDatabase === undefined ? null : { role: probeRole, database: probeDatabase },
+    },
+    scope,
+  };
+}
+
+/**
+ * A plan as it would read had an earlier attempt of this step not written:
+ * the values that attempt recorded replace the ones it changed, so a retry
+ * compares like with like.
+ */
+function withoutOurWrites(planned: Planned, prior: Before | undefined): Planned {
+  if (prior === undefined) return planned;
+  const same = (a: { role: string; database?: string }, b: { role: string; database?: string }) => a.role === b.role && a.database === b.database;
+  return {
+    ...planned,
+    settings: planned.settings.map((s) => prior.settings.find((p) => same(p, s)) ?? s),
+    logins: planned.logins.map((l) => prior.logins.find((p) => p.role === l.role) ?? l),
+  };
+}
 
 export const freezeWritesStep = defineStep({
   kind: 'freeze-writes',
@@ -184,31 +242,26 @@ export const freezeWritesStep = defineStep({
   connection: { required: true, kinds: ['postgres'] },
   // Terminating sessions cannot be part of a transaction; everything is journaled first.
   effects: () => 'external',
-  before: z
-    .object({
-      settings: z.array(z.object({ role: z.string(), database: z.string(), value: z.string().nullable() })),
-      logins: z.array(z.object({ role: z.string(), canLogin: z.boolean() })),
-      probe: z.object({ role: z.string(), database: z.string(), writable: z.boolean() }).nullable(),
-    })
-    .nullable(),
+  planned: plannedSchema,
+  before: beforeSchema,
   idempotent: true,
   reversibility: () => ({ kind: 'reversible' }),
 
   async check(ctx, step) {
-    const role = await roleFacts(await ctx.session(step.connection ?? ''));
+    const role = await roleFacts(await ctx.session(step.connection));
     const findings: CheckFinding[] = [
       privilege('ALTER ROLE ... SET', role.superuser || role.createrole, role.role, 'is neither superuser nor has CREATEROLE', `run as a superuser, or ALTER ROLE ${role.role} CREATEROLE (with ADMIN on the frozen roles on PostgreSQL 16+)`),
       privilege('pg_signal_backend', role.superuser || role.signalBackend, role.role, 'cannot terminate other sessions', `GRANT pg_signal_backend TO ${role.role}`),
     ];
     if (step.config.probe !== false) {
       // The same role and database the probe will use: pg_hba must admit it without this connection's password.
-      const scope = await scopeOf(await ctx.session(step.connection ?? ''), step.config);
+      const scope = await scopeOf(await ctx.session(step.connection), step.config);
       const probeRole = probeRoleOf(step.config, scope.roles);
       const database = scope.databases[0];
       if (probeRole === undefined) {
         findings.push({ severity: 'warning', check: 'probe login', message: 'no role to probe with (no role would be frozen)' });
       } else {
-        const login = await ctx.canLogIn(step.connection ?? '', probeRole, database);
+        const login = await ctx.canLogIn(step.connection, probeRole, database);
         findings.push(
           login.ok
             ? { severity: 'ok', check: 'probe login', message: `pg_hba admits ${probeRole}${database !== undefined ? ` to ${database}` : ''} without a password` }
@@ -225,19 +278,20 @@ export const freezeWritesStep = defineStep({
   },
 
   async plan(ctx, step) {
-    const connection = target(step);
+    const connection = step.connection;
     const db = await ctx.session(connection);
-    const scope = await scopeOf(db, step.config);
-    const { rows: settings } = await db.query<Setting>(SETTINGS_SQL, [scope.roles, scope.databases]);
+    const { planned, scope } = await planFreeze(db, step.config);
+    const { settings } = planned;
     const { rows: sessions } = await db.query<SessionRow>(SESSIONS_SQL, [scope.roles, scope.databases]);
     const actions: Action[] = [
       ...settings.map((s): Action => ({ type: 'sql', connection, sql: freezeStatement(s) })),
-      ...(step.config.blockConnections === true ? scope.roles.map((r): Action => ({ type: 'sql', connection, sql: `ALTER ROLE ${quoteIdent(r)} NOLOGIN` })) : []),
-      { type: 'sql', connection, sql: TERMINATE_SQL, params: [scope.roles, scope.databases], transaction: false },
+      ...(planned.blockConnections ? planned.roles.map((r): Action => ({ type: 'sql', connection, sql: blockStatement(r) })) : []),
+      { type: 'sql', connection, sql: TERMINATE_SQL, params: [planned.roles, planned.databases], transaction: false },
     ];
-    const probeRole = probeRoleOf(step.config, scope.roles);
+    const probeRole = planned.probe?.role;
     return {
       actions,
+      planned,
       tables: [
         {
           title: `roles made read-only (${READ_ONLY}, role in database)`,
@@ -259,7 +313,7 @@ export const freezeWritesStep = defineStep({
             { key: 'state', title: 'state' },
             { key: 'query', title: 'query' },
           ],
-          rows: sessions.map((s) => ({ ...s, query: (s.query ?? '').replace(/\s+/g, ' ').slice(0, 60) })) as unknown as { [key: string]: Json }[],
+          rows: sessions.map((s) => ({ ...s, query: (s.query ?? '').replace(/\s+/g, ' ').slice(0, 60) })),
         },
       ],
       notes: [
@@ -274,56 +328,49 @@ export const freezeWritesStep = defineStep({
     };
   },
 
-  async apply(ctx, step) {
-    const connection = target(step);
+  async apply(ctx, step, planned) {
+    const connection = step.connection;
     const db = await ctx.session(connection);
-    const scope = await scopeOf(db, step.config);
-    if (scope.problems.length > 0) throw new UsageError(scope.problems.join('; '));
-    const { rows: settings } = await db.query<Setting>(SETTINGS_SQL, [scope.roles, scope.databases]);
-    const { rows: logins } = await db.query<{ role: string; canLogin: boolean }>(
-      'SELECT rolname AS role, rolcanlogin AS "canLogin" FROM pg_roles WHERE rolname = ANY($1) ORDER BY 1',
-      [scope.roles],
-    );
-    const prior = beforeOf(ctx.priorBefore);
-    const probeRole = probeRoleOf(step.config, scope.roles);
-    const probeDatabase = scope.databases[0];
+    const prior = ctx.priorBefore ?? undefined;
+    // Sessions and roles come and go: plan again, and do nothing unless it is what was planned.
+    const fresh = await planFreeze(db, step.config);
+    if (fresh.scope.problems.length > 0) throw new UsageError(fresh.scope.problems.join('; '));
+    const drift = jsonDifferences(withoutOurWrites(planned, prior), withoutOurWrites(fresh.planned, prior));
+    if (drift.length > 0) throw new PlanDriftError(step.id, drift, 'planned');
+    const { probe: planProbe } = planned;
     // Whether the probe role could write before: what rollback must give back.
     const probe =
-      prior?.probe ??
-      (probeRole === undefined || probeDatabase === undefined
-        ? null
-        : { role: probeRole, database: probeDatabase, writable: await canWrite(ctx, connection, probeRole, probeDatabase) });
+      prior?.probe ?? (planProbe === null ? null : { ...planProbe, writable: await canWrite(ctx, connection, planProbe.role, planProbe.database) });
     // What an earlier attempt recorded is the state before any freeze; it wins.
     const keep = <T extends { role: string }>(earlier: readonly T[] | undefined, now: readonly T[], same: (a: T, b: T) => boolean) => [
       ...(earlier ?? []),
       ...now.filter((n) => !(earlier ?? []).some((e) => same(e, n))),
     ];
     const before: Before = {
-      settings: keep(prior?.settings, settings, (a, b) => a.role === b.role && a.database === b.database),
-      logins: step.config.blockConnections === true ? keep(prior?.logins, logins, (a, b) => a.role === b.role) : (prior?.logins ?? []),
+      settings: keep(prior?.settings, planned.settings, (a, b) => a.role === b.role && a.database === b.database),
+      logins: planned.blockConnections ? keep(prior?.logins, planned.logins, (a, b) => a.role === b.role) : (prior?.logins ?? []),
       probe,
     };
-    ctx.recordBefore(before as unknown as Json);
+    ctx.recordBefore(before);
 
     await inTransaction(db, async () => {
-      for (const s of settings) await db.query(freezeStatement(s));
-      if (step.config.blockConnections === true) for (const r of scope.roles) await db.query(`ALTER ROLE ${quoteIdent(r)} NOLOGIN`);
+      for (const s of planned.settings) await db.query(freezeStatement(s));
+      if (planned.blockConnections) for (const r of planned.roles) await db.query(blockStatement(r));
     });
-    if (step.config.grace !== undefined && step.config.grace > 0) {
-      ctx.progress(`frozen; ${step.config.grace}ms for running sessions to finish`);
-      await sleep(step.config.grace, undefined, { signal: ctx.signal });
+    if (planned.graceMs > 0) {
+      ctx.progress(`frozen; ${planned.graceMs}ms for running sessions to finish`);
+      await sleep(planned.graceMs, undefined, { signal: ctx.signal });
     }
-    const { rows } = await db.query<{ terminated: string }>(TERMINATE_SQL, [scope.roles, scope.databases]);
+    const { rows } = await db.query<{ terminated: string }>(TERMINATE_SQL, [planned.roles, planned.databases]);
     return {
-      before: before as unknown as Json,
-      output: `froze ${scope.roles.length} role(s) in ${scope.databases.join(', ')}; terminated ${rows[0]?.terminated ?? 0} session(s)`,
+      before,
+      output: `froze ${planned.roles.length} role(s) in ${planned.databases.join(', ')}; terminated ${rows[0]?.terminated ?? 0} session(s)`,
     };
   },
 
-  async verify(ctx, step, _plan, beforeJson) {
-    const connection = target(step);
+  async verify(ctx, step, _planned, before) {
+    const connection = step.connection;
     const db = await ctx.session(connection);
-    const before = beforeOf(beforeJson);
     const roles = [...new Set(before?.settings.map((s) => s.role) ?? [])];
     const databases = [...new Set(before?.settings.map((s) => s.database) ?? [])];
     const { rows: writing } = await db.query<SessionRow>(SESSIONS_SQL, [roles, databases]);
@@ -337,11 +384,10 @@ export const freezeWritesStep = defineStep({
     if (problems.length > 0) throw new VerificationError(problems.join('; '));
   },
 
-  async rollback(ctx, step, beforeJson) {
-    const connection = target(step);
+  async rollback(ctx, step, before) {
+    const connection = step.connection;
     const db = await ctx.session(connection);
-    const before = beforeOf(beforeJson);
-    if (before === undefined) return;
+    if (before === null) return;
     await inTransaction(db, async () => {
       for (const s of before.settings) await db.query(restoreStatement(s));
       for (const l of before.logins) await db.query(`ALTER ROLE ${quoteIdent(l.role)} ${l.canLogin ? 'LOGIN' : 'NOLOGIN'}`);

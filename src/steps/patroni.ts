@@ -20,7 +20,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { PatroniApi, type Cluster, type Member, type MemberStatus } from '../db/patroni-api.js';
 import { UsageError, VerificationError } from '../errors.js';
-import { defineStep, type Action, type BaseContext, type Json, type PlanTable, type Step } from '../engine/step.js';
+import { defineStep, type BaseContext, type ConnectedStep, type Json, type PlanTable, type Step } from '../engine/step.js';
 import { byteSize, duration } from '../runbook/schema.js';
 
 const memberName = z.string().min(1).max(255).regex(/^[^\s"]+$/, "a Patroni member's name");
@@ -58,16 +58,25 @@ const POLL_MS = 500;
 const beforeSchema = z.strictObject({ leader: z.string(), candidate: z.string(), scheduledAt: z.string().nullable() });
 type Before = z.output<typeof beforeSchema>;
 
-/** The body of the planned POST, read back from the plan. */
-const postBodySchema = z.strictObject({ leader: z.string(), candidate: z.string(), scheduled_at: z.string().optional() });
+/** The POST /switchover apply sends (null: the candidate already leads, nothing to send). */
+const plannedSchema = z.object({
+  post: z.object({ url: z.string(), leader: z.string(), candidate: z.string(), scheduledAt: z.string().nullable() }).nullable(),
+});
+type Post = NonNullable<z.output<typeof plannedSchema>['post']>;
+
+const bodyOf = (post: Post): { [key: string]: Json } => ({
+  leader: post.leader,
+  candidate: post.candidate,
+  ...(post.scheduledAt !== null ? { scheduled_at: post.scheduledAt } : {}),
+});
 
 /** Patroni switched, refused, or switched to someone else. */
 export class SwitchoverError extends Error {
   override readonly name = 'SwitchoverError';
 }
 
-function apiFor(ctx: BaseContext, step: Step<Config>): PatroniApi {
-  const name = step.connection ?? '';
+function apiFor(ctx: BaseContext, step: ConnectedStep<Config>): PatroniApi {
+  const name = step.connection;
   const resolved = ctx.resolved(name);
   if (resolved.kind !== 'patroni') throw new UsageError(`connection "${name}" is ${resolved.kind}, not patroni`);
   return new PatroniApi(name, resolved);
@@ -214,7 +223,7 @@ async function settle(
 }
 
 /** Sends POST /switchover and judges Patroni's answer; a scheduled one answers 202. */
-async function postSwitchover(ctx: BaseContext, api: PatroniApi, url: string, body: z.output<typeof postBodySchema>): Promise<string> {
+async function postSwitchover(ctx: BaseContext, api: PatroniApi, url: string, body: { readonly [key: string]: Json }): Promise<string> {
   const response = await api.request('POST', url, { body, auth: true, timeoutMs: POST_TIMEOUT_MS, signal: ctx.signal });
   const text = response.body.trim();
   if (response.status === 401) {
@@ -233,14 +242,6 @@ async function postSwitchover(ctx: BaseContext, api: PatroniApi, url: string, bo
   const instead = /over to "([^"]*)" instead of "([^"]*)"/.exec(text);
   if (instead !== null) throw new SwitchoverError(`Patroni switched over to ${instead[1] ?? '?'} instead of ${instead[2] ?? '?'}`);
   return text;
-}
-
-function plannedPost(actions: readonly Action[]): { url: string; connection: string; body: z.output<typeof postBodySchema> } | undefined {
-  const action = actions.find((a): a is Extract<Action, { type: 'http' }> => a.type === 'http' && a.method === 'POST');
-  if (action === undefined) return undefined;
-  const body = postBodySchema.safeParse(action.body);
-  if (!body.success) throw new UsageError('the planned POST /switchover has no leader and candidate; plan again');
-  return { url: action.url, connection: action.connection, body: body.data };
 }
 
 const waitMsOf = (step: Step<Config>) => step.config.waitTimeout ?? DEFAULT_WAIT_MS;
@@ -271,6 +272,7 @@ export const patroniStep = defineStep({
   reversibility: () => ({ kind: 'reversible' }),
   // null when there was nothing to do (the candidate already led).
   before: beforeSchema.nullable(),
+  planned: plannedSchema,
 
   async plan(ctx, step) {
     const api = apiFor(ctx, step);
@@ -302,7 +304,7 @@ export const patroniStep = defineStep({
       const named = step.config.candidate;
       if (named !== undefined && named === leader.name) {
         notes.push(`${named} already leads: nothing to do`);
-        return { actions: [], tables: [clusterTable(snap, named)], notes, ...(blockers.length > 0 ? { blockers } : {}) };
+        return { actions: [], planned: { post: null }, tables: [clusterTable(snap, named)], notes, ...(blockers.length > 0 ? { blockers } : {}) };
       }
       if (named !== undefined) {
         const member = snap.cluster.members.find((m) => m.name === named);
@@ -320,10 +322,10 @@ export const patroniStep = defineStep({
       }
     }
     const tables = [clusterTable(snap, chosen)];
-    if (leader === undefined || chosen === undefined) return { actions: [], tables, notes, blockers };
+    if (leader === undefined || chosen === undefined) return { actions: [], planned: { post: null }, tables, notes, blockers };
 
     const leaderBase = PatroniApi.baseOf(leader) ?? '';
-    const body: { [key: string]: Json } = { leader: leader.name, candidate: chosen, ...(step.config.scheduledAt !== undefined ? { scheduled_at: step.config.scheduledAt } : {}) };
+    const post: Post = { url: `${leaderBase}/switchover`, leader: leader.name, candidate: chosen, scheduledAt: step.config.scheduledAt ?? null };
     const waitS = Math.round(waitMsOf(step) / 1000);
     notes.push(
       `Patroni demotes ${leader.name} (its clients are disconnected), promotes ${chosen} on a new timeline, and rejoins ${leader.name} as a replica; clients through HAProxy reconnect to ${chosen} once its GET /primary answers 200`,
@@ -333,28 +335,26 @@ export const patroniStep = defineStep({
       actions: [
         {
           type: 'http',
-          connection: step.connection ?? '',
+          connection: step.connection,
           method: 'POST',
-          url: `${leaderBase}/switchover`,
-          body,
+          url: post.url,
+          body: bodyOf(post),
           then: `poll GET /cluster, GET /patroni and GET /primary every ${POLL_MS}ms for up to ${waitS}s${step.config.scheduledAt === undefined ? '' : ` after ${step.config.scheduledAt}`} until ${chosen} leads, ${leader.name} streams from it on its timeline, and /primary answers 200 on ${chosen} only`,
         },
       ],
+      planned: { post },
       tables,
       notes,
-      details: { leader: leader.name, candidate: chosen, synchronousMode: synchronous, maxLag },
       ...(blockers.length > 0 ? { blockers } : {}),
     };
   },
 
-  async apply(ctx, step, plan) {
-    const post = plannedPost(plan.actions);
-    if (post === undefined) return { before: null, output: 'nothing to do' };
+  async apply(ctx, step, { post }) {
+    if (post === null) return { before: null, output: 'nothing to do' };
     const api = apiFor(ctx, step);
-    const { leader, candidate } = post.body;
-    const prior = ctx.priorBefore === undefined || ctx.priorBefore === null ? undefined : beforeSchema.parse(ctx.priorBefore);
+    const { leader, candidate } = post;
     // A re-run keeps the first attempt's leader: that is where rollback must go back to.
-    const before: Before = prior ?? { leader, candidate, scheduledAt: post.body.scheduled_at ?? null };
+    const before: Before = ctx.priorBefore ?? { leader, candidate, scheduledAt: post.scheduledAt };
     ctx.recordBefore(before);
 
     const now = await api.cluster({ signal: ctx.signal });
@@ -364,24 +364,20 @@ export const patroniStep = defineStep({
       if (!(current.length === 1 && current[0] === leader)) {
         throw new SwitchoverError(`the leader is ${current.join(', ') || 'nobody'} now, the plan was made with ${leader}; nothing was sent, plan again`);
       }
-      answer = await postSwitchover(ctx, api, post.url, post.body);
+      answer = await postSwitchover(ctx, api, post.url, bodyOf(post));
     }
-    const tookMs = await settle(ctx, api, { leader: candidate, replica: leader }, { deadline: deadlineOf(step, post.body.scheduled_at), timeoutMs: waitMsOf(step) });
+    const tookMs = await settle(ctx, api, { leader: candidate, replica: leader }, { deadline: deadlineOf(step, post.scheduledAt ?? undefined), timeoutMs: waitMsOf(step) });
     return { before, output: `${answer}; ${candidate} leads, ${leader} streams from it, /primary answers on ${candidate} only (${tookMs}ms after Patroni's answer)` };
   },
 
-  async verify(ctx, step, plan) {
-    const post = plannedPost(plan.actions);
-    if (post === undefined) return;
-    const state = await missing(apiFor(ctx, step), { leader: post.body.candidate, replica: post.body.leader }, ctx.signal);
+  async verify(ctx, step, { post }) {
+    if (post === null) return;
+    const state = await missing(apiFor(ctx, step), { leader: post.candidate, replica: post.leader }, ctx.signal);
     if (state.missing.length > 0) throw new VerificationError(`after the switchover: still waiting for ${state.missing.join('; ')}`);
   },
 
-  async rollback(ctx, step, raw) {
-    if (raw === null) return;
-    const parsed = beforeSchema.safeParse(raw);
-    if (!parsed.success) throw new UsageError(`step "${step.id}": the journaled before-state is not one this step wrote; rollback refused`);
-    const before = parsed.data;
+  async rollback(ctx, step, before) {
+    if (before === null) return;
     const api = apiFor(ctx, step);
     const cluster = await api.cluster({ signal: ctx.signal });
     if (cluster.scheduled_switchover !== undefined && before.scheduledAt !== null) {

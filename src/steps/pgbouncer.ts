@@ -23,7 +23,7 @@ import { z } from 'zod';
 import { AdminTimeoutError, PgBouncerAdmin } from '../db/pgbouncer-admin.js';
 import { probePostgres } from '../db/probe.js';
 import { errorMessage, UsageError, VerificationError } from '../errors.js';
-import { defineStep, type Action, type BaseContext, type FileEdit, type PlanTable, type Step } from '../engine/step.js';
+import { defineStep, type ConnectedStep, type Action, type BaseContext, type FileEdit, type PlanTable, type Step } from '../engine/step.js';
 import {
   backupDatabasesFile,
   entryTarget,
@@ -114,11 +114,32 @@ const beforeSchema = z.strictObject({
 });
 type Before = z.output<typeof beforeSchema>;
 
+const entryValues = z.record(z.string(), z.string().nullable());
+
+/** What apply sends and writes: the databases it pauses and resumes, and the file edit (null: none). */
+const plannedSchema = z.object({
+  pause: z.array(z.string()),
+  resume: z.array(z.string()),
+  file: z
+    .object({ path: z.string(), sha256: z.string(), edits: z.array(z.object({ entry: z.string(), from: entryValues, to: entryValues })) })
+    .nullable(),
+});
+type Planned = z.output<typeof plannedSchema>;
+
+/** The admin-console commands and the file rewrite of a planned payload, in the order apply runs them. */
+function actionsOf(connection: string, planned: Planned): Action[] {
+  const console_ = (sql: string): Action => ({ type: 'sql', connection, sql });
+  return [
+    ...planned.pause.map((d) => console_(`PAUSE ${adminIdent(d)}`)),
+    ...(planned.file !== null ? [{ type: 'file' as const, ...planned.file }, console_('RELOAD')] : []),
+    ...planned.resume.map((d) => console_(`RESUME ${adminIdent(d)}`)),
+  ];
+}
+
 /** A PgBouncer admin-console identifier: bare when it can be, else double-quoted. */
 export function adminIdent(name: string): string {
   return /^[a-z0-9_]+$/.test(name) ? name : `"${name.replace(/"/g, '""')}"`;
 }
-const unident = (word: string) => (word.startsWith('"') ? word.slice(1, -1).replace(/""/g, '"') : word);
 
 const count = (value: number | string | undefined) => Number(value ?? 0);
 const timeoutOf = (step: Step<Config>) => step.config.pauseTimeout ?? DEFAULT_PAUSE_TIMEOUT_MS;
@@ -129,8 +150,8 @@ function names(c: Config): string[] {
   return c.action === 'switch' ? Object.keys(c.to ?? {}) : (c.databases ?? []);
 }
 
-async function admin(ctx: BaseContext, step: Step<Config>, purpose: string): Promise<PgBouncerAdmin> {
-  const name = step.connection ?? '';
+async function admin(ctx: BaseContext, step: ConnectedStep<Config>, purpose: string): Promise<PgBouncerAdmin> {
+  const name = step.connection;
   const resolved = ctx.resolved(name);
   if (resolved.kind !== 'pgbouncer') throw new UsageError(`connection "${name}" is ${resolved.kind}, not pgbouncer`);
   const console = await PgBouncerAdmin.open(name, resolved, `cutover/${ctx.runId}/${step.id}/${purpose}`);
@@ -228,7 +249,7 @@ class PauseWindow {
     private readonly pausing: PgBouncerAdmin,
   ) {}
 
-  static async open(ctx: BaseContext, step: Step<Config>): Promise<PauseWindow> {
+  static async open(ctx: BaseContext, step: ConnectedStep<Config>): Promise<PauseWindow> {
     const [control, pausing] = await Promise.all([admin(ctx, step, 'control'), admin(ctx, step, 'pause')]);
     return new PauseWindow(ctx, control, pausing);
   }
@@ -316,7 +337,7 @@ class PauseWindow {
 }
 
 /** RESUME outside a pause window (a resume step, the rollback of a pause). */
-async function resumeOnly(ctx: BaseContext, step: Step<Config>, databases: readonly string[]): Promise<void> {
+async function resumeOnly(ctx: BaseContext, step: ConnectedStep<Config>, databases: readonly string[]): Promise<void> {
   if (databases.length === 0) return;
   const console = await admin(ctx, step, 'resume');
   try {
@@ -329,19 +350,10 @@ async function resumeOnly(ctx: BaseContext, step: Step<Config>, databases: reado
   }
 }
 
-function fileAction(actions: readonly Action[]): Extract<Action, { type: 'file' }> | undefined {
-  return actions.find((a): a is Extract<Action, { type: 'file' }> => a.type === 'file');
-}
-
 function targetsOf(edits: readonly FileEdit[], side: 'from' | 'to'): Record<string, Target> {
   return Object.fromEntries(
     edits.map((e) => [e.entry, { host: e[side]['host'] ?? null, port: e[side]['port'] ?? null, dbname: e[side]['dbname'] ?? null }]),
   );
-}
-
-/** The databases the planned actions send `command` for, in order. */
-function commandedBy(actions: readonly Action[], command: 'PAUSE' | 'RESUME'): string[] {
-  return actions.flatMap((a) => (a.type === 'sql' && a.sql.startsWith(`${command} `) ? [unident(a.sql.slice(command.length + 1))] : []));
 }
 
 const POOL_COLUMNS: PlanTable['columns'] = [
@@ -371,6 +383,7 @@ export const pgbouncerStep = defineStep({
     }
     return issues;
   },
+  planned: plannedSchema,
   before: beforeSchema,
   files: (c) => (c.file !== undefined ? [{ path: ['file'], file: c.file }] : []),
   async check(ctx, step) {
@@ -438,17 +451,17 @@ export const pgbouncerStep = defineStep({
         for (const d of pausedNow) blockers.push(`${d} is already paused: someone else is in a pause window; RESUME it or wait`);
       }
       const timeoutMs = timeoutOf(step);
-      const console_ = (sql: string): Action => ({ type: 'sql', connection: step.connection ?? '', sql });
       const blocked = blockers.length > 0 ? { blockers } : {};
+      const planOf = (planned: Planned) => ({ actions: actionsOf(step.connection, planned), planned });
 
       if (step.config.action === 'pause') {
         notes.push(`PAUSE waits until each database's server connections are released, for up to ${timeoutMs}ms; past that it resumes and fails, naming the clients holding it`);
-        return { actions: present.map((d) => console_(`PAUSE ${adminIdent(d)}`)), tables: [poolTable], notes, ...blocked };
+        return { ...planOf({ pause: present, resume: [], file: null }), tables: [poolTable], notes, ...blocked };
       }
       if (step.config.action === 'resume') {
         const idle = present.filter((d) => !pausedNow.includes(d));
         if (idle.length > 0) notes.push(`not paused, nothing to resume: ${idle.join(', ')}`);
-        return { actions: pausedNow.map((d) => console_(`RESUME ${adminIdent(d)}`)), tables: [poolTable], notes, ...blocked };
+        return { ...planOf({ pause: [], resume: pausedNow, file: null }), tables: [poolTable], notes, ...blocked };
       }
 
       const file = ctx.resolvePath(step.config.file ?? '');
@@ -475,7 +488,7 @@ export const pgbouncerStep = defineStep({
       ];
       if (edits.length === 0 && blockers.length === 0) {
         notes.push('every entry already points where asked: nothing to do');
-        return { actions: [], tables, notes };
+        return { ...planOf({ pause: [], resume: [], file: null }), tables, notes };
       }
       const moving = edits.map((e) => e.entry);
       notes.push(
@@ -483,12 +496,7 @@ export const pgbouncerStep = defineStep({
         `after RELOAD, SHOW DATABASES must show every entry where planned, else the file is restored, reloaded and resumed; a backup is kept as ${file}.${backupSuffix(ctx, step)}`,
       );
       return {
-        actions: [
-          ...moving.map((d) => console_(`PAUSE ${adminIdent(d)}`)),
-          { type: 'file', path: file, sha256: sha256(text), edits },
-          console_('RELOAD'),
-          ...moving.map((d) => console_(`RESUME ${adminIdent(d)}`)),
-        ],
+        ...planOf({ pause: moving, resume: moving, file: { path: file, sha256: sha256(text), edits } }),
         tables,
         notes,
         ...(blockers.length > 0 ? { blockers } : {}),
@@ -498,10 +506,9 @@ export const pgbouncerStep = defineStep({
     }
   },
 
-  async apply(ctx, step, plan) {
-    const file = fileAction(plan.actions);
-    const toPause = commandedBy(plan.actions, 'PAUSE');
-    const prior = ctx.priorBefore === undefined ? undefined : beforeSchema.parse(ctx.priorBefore);
+  async apply(ctx, step, planned) {
+    const { file, pause: toPause } = planned;
+    const prior = ctx.priorBefore;
     const before: Before = {
       file: file?.path ?? null,
       // A re-run keeps the first attempt's "from": that is where rollback must go back to.
@@ -512,11 +519,11 @@ export const pgbouncerStep = defineStep({
     ctx.recordBefore(before);
 
     if (step.config.action === 'resume') {
-      const resuming = commandedBy(plan.actions, 'RESUME');
+      const resuming = planned.resume;
       await resumeOnly(ctx, step, resuming);
       return { before: { ...before, resumed: resuming }, output: `resumed ${resuming.join(', ') || 'nothing'}` };
     }
-    const down = file === undefined ? [] : await unreachable(file.edits);
+    const down = file === null ? [] : await unreachable(file.edits);
     if (down.length > 0) throw new VerificationError(`nothing was paused: ${down.join('; ')}`);
     const window = await PauseWindow.open(ctx, step);
     try {
@@ -529,7 +536,7 @@ export const pgbouncerStep = defineStep({
       const pausedMs = window.heldMs();
       if (step.config.action === 'pause') return { before, output: `paused ${toPause.join(', ')} in ${pausedMs}ms` };
       try {
-        if (file !== undefined) await window.repoint(file.path, file.sha256, targetsOf(file.edits, 'to'), backupSuffix(ctx, step));
+        if (file !== null) await window.repoint(file.path, file.sha256, targetsOf(file.edits, 'to'), backupSuffix(ctx, step));
       } finally {
         await window.resume();
       }
@@ -539,15 +546,15 @@ export const pgbouncerStep = defineStep({
     }
   },
 
-  async verify(ctx, step, plan) {
+  async verify(ctx, step, planned) {
     const console = await admin(ctx, step, 'verify');
     try {
       const rows = await console.show<DatabaseRow>('DATABASES');
-      const file = fileAction(plan.actions);
-      const wrong = file === undefined ? [] : mismatches(rows, targetsOf(file.edits, 'to'));
+      const { file } = planned;
+      const wrong = file === null ? [] : mismatches(rows, targetsOf(file.edits, 'to'));
       const pausedNow = names(step.config).filter((d) => count(rows.find((r) => r.name === d)?.paused) > 0);
       if (step.config.action === 'pause') {
-        const running = commandedBy(plan.actions, 'PAUSE').filter((d) => !pausedNow.includes(d));
+        const running = planned.pause.filter((d) => !pausedNow.includes(d));
         if (running.length > 0) wrong.push(`not paused: ${running.join(', ')}`);
       } else if (pausedNow.length > 0) wrong.push(`still paused: ${pausedNow.join(', ')}`);
       if (wrong.length > 0) throw new VerificationError(wrong.join('; '));
@@ -556,10 +563,7 @@ export const pgbouncerStep = defineStep({
     }
   },
 
-  async rollback(ctx, step, raw) {
-    const parsed = beforeSchema.safeParse(raw);
-    if (!parsed.success) throw new UsageError(`step "${step.id}": the journaled before-state is not one this step wrote; rollback refused`);
-    const before = parsed.data;
+  async rollback(ctx, step, before) {
     if (step.config.action === 'resume') {
       // Undoing a resume pauses again.
       const window = await PauseWindow.open(ctx, step);

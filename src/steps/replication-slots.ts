@@ -6,10 +6,10 @@
  * own plan/apply/verify/rollback in src/replication/.
  */
 import { z } from 'zod';
-import { defineStep, jsonValue, type CheckFinding } from '../engine/step.js';
+import { defineStep, type CheckFinding, type JsonSchema } from '../engine/step.js';
 import { privilege, roleFacts, setting } from './check-helpers.js';
 import { config, validateConfig, type SlotAction } from '../replication/config.js';
-import { assertCaughtUp, create, drop, inventory, type ActionHandler } from '../replication/slot-actions.js';
+import { assertCaughtUp, create, drop, inventory, parsedFor, type ActionHandler } from '../replication/slot-actions.js';
 import { detachSubscription, disableSubscriptions, enableSubscriptions } from '../replication/subscription-actions.js';
 
 const actions: Record<SlotAction, ActionHandler> = {
@@ -22,6 +22,18 @@ const actions: Record<SlotAction, ActionHandler> = {
   'detach-subscription': detachSubscription,
 };
 
+// Typed as any JSON at this level: apply, verify and rollback parse again with the chosen action's own schema.
+const plannedSchema: JsonSchema = z.discriminatedUnion('action', [
+  inventory.planned,
+  assertCaughtUp.planned,
+  drop.planned,
+  create.planned,
+  disableSubscriptions.planned,
+  enableSubscriptions.planned,
+  detachSubscription.planned,
+]);
+const beforeSchema: JsonSchema = z.union([inventory.before, drop.before, create.before, disableSubscriptions.before, detachSubscription.before]);
+
 export const replicationSlotsStep = defineStep({
   kind: 'replication-slots',
   summary: 'Inventory replication slots, wait until consumers caught up, drop/create slots, switch subscriptions',
@@ -30,13 +42,14 @@ export const replicationSlotsStep = defineStep({
   validate: validateConfig,
   connections: (c) => (c.dropRemoteSlot === true && c.publisher !== undefined ? [c.publisher] : []),
   effects: (c) => actions[c.action].effects,
-  // Each action records its own shape (slot definitions, created names, subscriptions); checked loosely here.
-  before: z.union([z.null(), z.record(z.string(), jsonValue)]),
+  // Each action plans and records its own shape; the dispatch below parses with the action's own schema.
+  planned: plannedSchema,
+  before: beforeSchema,
   // Each action converges when run again: it reads what is there and records the first before-state.
   idempotent: true,
   reversibility: (c) => actions[c.action].reversibility,
   async check(ctx, step) {
-    const db = await ctx.session(step.connection ?? '');
+    const db = await ctx.session(step.connection);
     const role = await roleFacts(db);
     const c = step.config;
     const findings: CheckFinding[] = [];
@@ -76,11 +89,17 @@ export const replicationSlotsStep = defineStep({
     return findings;
   },
   plan: (ctx, step) => actions[step.config.action].plan(ctx, step),
-  apply: (ctx, step, plan) => actions[step.config.action].apply(ctx, step, plan),
-  async verify(ctx, step, plan, before) {
-    await actions[step.config.action].verify?.(ctx, step, plan, before);
+  apply(ctx, step, planned) {
+    const action = actions[step.config.action];
+    const prior = ctx.priorBefore === undefined ? undefined : parsedFor(action.before, ctx.priorBefore, step, 'journaled before-state');
+    return action.apply({ ...ctx, priorBefore: prior }, step, parsedFor(action.planned, planned, step, 'planned payload'));
+  },
+  async verify(ctx, step, planned, before) {
+    const action = actions[step.config.action];
+    await action.verify?.(ctx, step, parsedFor(action.planned, planned, step, 'planned payload'), parsedFor(action.before, before, step, 'journaled before-state'));
   },
   async rollback(ctx, step, before) {
-    await actions[step.config.action].rollback?.(ctx, step, before);
+    const action = actions[step.config.action];
+    await action.rollback?.(ctx, step, parsedFor(action.before, before, step, 'journaled before-state'));
   },
 });

@@ -73,36 +73,25 @@ const config = z.object({
 
 type Config = z.output<typeof config>;
 
-/** One sequence to move, as planned. Values are strings: they are bigints. */
-interface PlannedChange {
-  readonly sequence: string;
-  readonly schema: string;
-  readonly name: string;
-  readonly lastValue: string;
-  readonly isCalled: boolean;
-  readonly next: string;
-}
+const integerText = z.string().regex(/^-?\d+$/, 'an integer');
+
+/** One sequence to move, as planned, with its state when planned. Values are strings: they are bigints. */
+const changeSchema = z.object({
+  sequence: z.string(),
+  schema: z.string(),
+  name: z.string(),
+  lastValue: integerText,
+  isCalled: z.boolean(),
+  next: integerText,
+});
+
+type PlannedChange = z.output<typeof changeSchema>;
+
+/** What apply executes: one setval per change, each only if the sequence is still where the plan saw it. */
+const plannedSchema = z.object({ changes: z.array(changeSchema) });
 
 /** What rollback restores: the previous state of every sequence the step moved. */
-interface Before {
-  readonly sequences: readonly PlannedChange[];
-}
-
-const integerText = z.string().regex(/^-?\d+$/, 'an integer');
-const beforeSchema = z
-  .object({
-    sequences: z.array(
-      z.object({
-        sequence: z.string(),
-        schema: z.string(),
-        name: z.string(),
-        lastValue: integerText,
-        isCalled: z.boolean(),
-        next: integerText,
-      }),
-    ),
-  })
-  .nullable();
+const beforeSchema = z.object({ sequences: z.array(changeSchema) }).nullable();
 
 /**
  * Compare-and-set, one pass, one statement: each sequence is moved only if it
@@ -132,11 +121,6 @@ function listSome(items: readonly string[]): string {
   const shown = items.slice(0, MAX_LISTED).join(', ');
   return items.length > MAX_LISTED ? `${shown} and ${items.length - MAX_LISTED} more` : shown;
 }
-
-const target = (step: Step<Config>): string => {
-  if (step.connection === undefined) throw new UsageError(`step "${step.id}" needs a connection (the target database)`);
-  return step.connection;
-};
 
 interface Sourced {
   readonly values: readonly SourceValue[] | 'data';
@@ -293,11 +277,6 @@ const COLUMNS: PlanTable['columns'] = [
   { key: 'source', title: 'source sequence' },
 ];
 
-function parseBefore(before: Json): Before {
-  const value = before as unknown as Before | null;
-  return { sequences: value?.sequences ?? [] };
-}
-
 export const sequenceResetStep = defineStep({
   kind: 'sequence-reset',
   summary: 'Set every target sequence to continue exactly where the source left off (setval, set-based), reversibly',
@@ -307,12 +286,13 @@ export const sequenceResetStep = defineStep({
   files: (c) => (typeof c.from === 'object' && 'file' in c.from ? [{ path: ['from', 'file'], file: c.from.file }] : []),
   // setval is not transactional, so the step is not either; see recordBefore in apply.
   effects: () => 'external',
+  planned: plannedSchema,
   before: beforeSchema,
   idempotent: true,
   reversibility: () => ({ kind: 'reversible' }),
 
   async check(ctx, step) {
-    const db = await ctx.session(step.connection ?? '');
+    const db = await ctx.session(step.connection);
     const { rows } = await db.query<{ total: number; denied: number; example: string | null }>(
       `SELECT count(*)::int AS total,
          count(*) FILTER (WHERE NOT has_sequence_privilege(c.oid, 'UPDATE'))::int AS denied,
@@ -334,7 +314,7 @@ export const sequenceResetStep = defineStep({
   },
 
   async plan(ctx, step) {
-    const db = await ctx.session(target(step));
+    const db = await ctx.session(step.connection);
     const source = await readSource(ctx, step);
     const { sequences, states } = await readTargets(db, step.config);
     const pairs =
@@ -369,33 +349,33 @@ export const sequenceResetStep = defineStep({
     const actions: Action[] =
       changes.length === 0
         ? []
-        : [{ type: 'sql', connection: target(step), sql: SETVAL_SQL, params: setvalParams(changes), transaction: true }];
+        : [{ type: 'sql', connection: step.connection, sql: SETVAL_SQL, params: setvalParams(changes), transaction: true }];
     return {
       actions,
+      planned: { changes },
       tables: [
         {
           title: 'sequences (new next = the value the first nextval() returns after this step)',
           columns: COLUMNS,
-          rows: rows as unknown as PlanTable['rows'],
+          rows: rows.map((r) => ({ ...r })),
           footer: Object.entries(totals).map(([action, n]) => `${action}: ${n}`).join(', ') || 'no sequences in scope',
         },
       ],
       notes,
       ...(blockers.length > 0 ? { blockers } : {}),
-      details: { source: source.description, totals, changes: changes as unknown as Json },
     };
   },
 
-  async apply(ctx, step, plan) {
-    const changes = ((plan.details as { changes?: PlannedChange[] } | undefined)?.changes ?? []) as readonly PlannedChange[];
-    const prior = parseBefore(ctx.priorBefore ?? null).sequences;
+  async apply(ctx, step, planned) {
+    const { changes } = planned;
+    const prior = ctx.priorBefore?.sequences ?? [];
     const priorBy = new Map(prior.map((c) => [c.sequence, c]));
-    if (changes.length === 0) return { before: { sequences: prior } as unknown as Json };
-    const db = await ctx.session(target(step));
+    if (changes.length === 0) return { before: { sequences: prior } };
+    const db = await ctx.session(step.connection);
 
     const merged = new Map(prior.map((c) => [c.sequence, c]));
     for (const c of changes) merged.set(c.sequence, { ...c, ...pick(priorBy.get(c.sequence)) });
-    const recorded = { sequences: [...merged.values()] } as unknown as Json;
+    const recorded = { sequences: [...merged.values()] };
     ctx.recordBefore(recorded);
 
     const { rows: skipped } = await db.query<{ i: number }>(SETVAL_SQL, setvalParams(changes));
@@ -409,7 +389,7 @@ export const sequenceResetStep = defineStep({
     });
     if (foreign.length > 0) {
       for (const c of foreign) merged.delete(c.sequence);
-      ctx.recordBefore({ sequences: [...merged.values()] } as unknown as Json);
+      ctx.recordBefore({ sequences: [...merged.values()] });
       throw new RefusedError(
         `${foreign.length} sequence(s) handed out values since the plan read them (are writes frozen?) and were left alone: ${listSome(
           foreign.map((c) => displayName(c.schema, c.name)),
@@ -419,9 +399,9 @@ export const sequenceResetStep = defineStep({
     return { before: recorded, output: `moved ${changes.length} sequence(s)` };
   },
 
-  async verify(ctx, step, plan) {
-    const db = await ctx.session(target(step));
-    const changes = ((plan.details as { changes?: PlannedChange[] } | undefined)?.changes ?? []) as readonly PlannedChange[];
+  async verify(ctx, step, planned) {
+    const db = await ctx.session(step.connection);
+    const { changes } = planned;
     const { sequences, states } = await readTargets(db, step.config);
     const byName = new Map(sequences.map((s) => [quoteQualified(s.schema, s.name), s]));
     const problems: string[] = [];
@@ -446,10 +426,10 @@ export const sequenceResetStep = defineStep({
     if (problems.length > 0) throw new VerificationError(`${problems.length} sequence problem(s): ${listSome(problems)}`);
   },
 
-  async rollback(ctx, step, beforeJson) {
-    const { sequences: entries } = parseBefore(beforeJson);
+  async rollback(ctx, step, before) {
+    const entries = before?.sequences ?? [];
     if (entries.length === 0) return;
-    const db = await ctx.session(target(step));
+    const db = await ctx.session(step.connection);
     const catalog = new Map((await readSequences(db)).map((s) => [quoteQualified(s.schema, s.name), s]));
     const present = entries.flatMap((e) => {
       const seq = catalog.get(e.sequence);

@@ -27,13 +27,13 @@ type Config = z.output<typeof config>;
 
 const OUTPUT_LIMIT = 16 * 1024;
 
-async function run(ctx: BaseContext, step: Step<Config>, command: readonly string[]): Promise<string> {
+async function run(ctx: BaseContext, step: Step<Config>, command: readonly string[], cwd: string | null): Promise<string> {
   const env = {
     ...(step.connection !== undefined ? ctx.connectionEnv(step.connection) : {}),
     ...step.config.env,
   };
   const result = await ctx.commands(command, {
-    ...(step.config.cwd !== undefined ? { cwd: ctx.resolvePath(step.config.cwd) } : {}),
+    ...(cwd !== null ? { cwd } : {}),
     env,
     ...(step.timeoutMs !== undefined ? { timeoutMs: step.timeoutMs } : {}),
     signal: ctx.signal,
@@ -54,6 +54,8 @@ export const shellStep = defineStep({
       runbook.connectionKind(name) === 'postgres' ? [] : [{ path: ['stops', i], message: `"${name}" is not a postgres connection of this runbook` }],
     );
   },
+  // What runs: argv and the directory. Environment values stay out (they may be secrets) and come from the runbook.
+  planned: z.object({ argv: z.array(z.string()).min(1), cwd: z.string().nullable() }),
   before: z.null(),
   reversibility: (c) =>
     c.rollback !== undefined
@@ -75,23 +77,25 @@ export const shellStep = defineStep({
       ...(step.connection !== undefined ? Object.keys(ctx.connectionEnv(step.connection)) : []),
       ...Object.keys(step.config.env ?? {}),
     ];
+    const planned = { argv: [...step.config.command], cwd: step.config.cwd !== undefined ? ctx.resolvePath(step.config.cwd) : null };
     const action = {
       type: 'command' as const,
-      argv: step.config.command,
-      ...(step.config.cwd !== undefined ? { cwd: ctx.resolvePath(step.config.cwd) } : {}),
+      argv: planned.argv,
+      ...(planned.cwd !== null ? { cwd: planned.cwd } : {}),
       ...(envKeys.length > 0 ? { envKeys } : {}),
     };
     if (ctx.dryRun && step.config.readOnly === true) {
-      return { actions: [action], output: await run(ctx, step, step.config.command) };
+      return { actions: [action], planned, output: await run(ctx, step, planned.argv, planned.cwd) };
     }
-    return { actions: [action] };
+    return { actions: [action], planned };
   },
 
-  async apply(ctx, step) {
-    return { before: null, output: await run(ctx, step, step.config.command) };
+  async apply(ctx, step, planned) {
+    return { before: null, output: await run(ctx, step, planned.argv, planned.cwd) };
   },
 
   async rollback(ctx, step) {
-    if (step.config.rollback !== undefined) await run(ctx, step, step.config.rollback);
+    const cwd = step.config.cwd !== undefined ? ctx.resolvePath(step.config.cwd) : null;
+    if (step.config.rollback !== undefined) await run(ctx, step, step.config.rollback, cwd);
   },
 });

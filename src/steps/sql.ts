@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { VerificationError } from '../errors.js';
-import { defineStep, type Action } from '../engine/step.js';
+import { defineStep } from '../engine/step.js';
 import { expectSchema, firstValue, matches } from './expect.js';
 
 const statements = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]);
@@ -31,6 +31,8 @@ export const sqlStep = defineStep({
   config,
   connection: { required: true, kinds: ['postgres'] },
   effects: (c) => (inTransaction(c) ? 'transaction' : 'external'),
+  // The statements, exactly as they run; rollback and verify come from the runbook, whose sha256 the journal holds.
+  planned: z.object({ statements: z.array(z.string()), transaction: z.boolean() }),
   before: z.null(),
   reversibility: (c) =>
     c.rollback !== undefined
@@ -38,28 +40,25 @@ export const sqlStep = defineStep({
       : { kind: 'irreversible', reason: 'no rollback SQL was given' },
 
   async plan(_ctx, step) {
-    const connection = step.connection ?? '';
-    const transaction = inTransaction(step.config);
-    const actions: Action[] = list(step.config.sql).map((sql) => ({ type: 'sql', connection, sql, transaction }));
+    const planned = { statements: [...list(step.config.sql)], transaction: inTransaction(step.config) };
     const verify = step.config.verify;
     return {
-      actions,
+      actions: planned.statements.map((sql) => ({ type: 'sql', connection: step.connection, sql, transaction: planned.transaction })),
+      planned,
       ...(verify ? { notes: [`verify: ${verify.query} = ${JSON.stringify(verify.expect)}`] } : {}),
     };
   },
 
-  async apply(ctx, step, plan) {
-    const session = ctx.tx ?? (await ctx.session(step.connection ?? ''));
-    for (const action of plan.actions) {
-      if (action.type === 'sql') await session.query(action.sql);
-    }
+  async apply(ctx, step, planned) {
+    const session = ctx.tx ?? (await ctx.session(step.connection));
+    for (const sql of planned.statements) await session.query(sql);
     return { before: null };
   },
 
   async verify(ctx, step) {
     const verify = step.config.verify;
     if (verify === undefined) return;
-    const actual = await firstValue(await ctx.session(step.connection ?? ''), verify.query);
+    const actual = await firstValue(await ctx.session(step.connection), verify.query);
     if (!matches(actual, verify.expect)) {
       throw new VerificationError(
         `verify query returned ${JSON.stringify(actual)}, expected ${JSON.stringify(verify.expect)}: ${verify.query}`,
@@ -68,7 +67,7 @@ export const sqlStep = defineStep({
   },
 
   async rollback(ctx, step) {
-    const session = ctx.tx ?? (await ctx.session(step.connection ?? ''));
+    const session = ctx.tx ?? (await ctx.session(step.connection));
     for (const sql of list(step.config.rollback ?? [])) await session.query(sql);
   },
 });

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { statfs } from 'node:fs/promises';
 import { z } from 'zod';
 import { UsageError } from '../errors.js';
-import { defineStep, type BaseContext, type Json, type Step } from '../engine/step.js';
+import { defineStep, type BaseContext, type ConnectedStep } from '../engine/step.js';
 import {
   clusterFacts,
   databaseChecks,
@@ -61,14 +61,9 @@ type Config = z.output<typeof config>;
 
 const RANK = { error: 2, warning: 1, info: 0 } as const;
 
-const connectionOf = (step: Step<Config>): string => {
-  if (step.connection === undefined) throw new UsageError(`step "${step.id}" needs a connection (the old cluster)`);
-  return step.connection;
-};
-
-async function precheck(ctx: BaseContext, step: Step<Config>): Promise<{ findings: Finding[]; output?: string }> {
+async function precheck(ctx: BaseContext, step: ConnectedStep<Config>): Promise<{ findings: Finding[]; output?: string }> {
   const c = step.config;
-  const connection = connectionOf(step);
+  const connection = step.connection;
   const db = await ctx.session(connection);
   const facts = await clusterFacts(db);
   const oldMajor = major(facts.versionNum);
@@ -148,6 +143,9 @@ export const upgradePrecheckStep = defineStep({
   connection: { required: true, kinds: ['postgres'] },
   connections: (c) => (c.newCluster !== undefined ? [c.newCluster] : []),
   effects: () => 'none',
+  // Reads only: apply executes nothing, so nothing is planned; the findings are in the table.
+  planned: z.null(),
+  before: z.null(),
   reversibility: () => ({ kind: 'nothing-to-undo' }),
 
   async check(ctx, step) {
@@ -168,6 +166,7 @@ export const upgradePrecheckStep = defineStep({
     const count = (s: Finding['severity']) => findings.filter((f) => f.severity === s).length;
     return {
       actions: [],
+      planned: null,
       tables: [
         {
           title: `pg_upgrade to ${step.config.targetVersion}: findings`,
@@ -178,13 +177,12 @@ export const upgradePrecheckStep = defineStep({
             { key: 'objects', title: 'objects' },
             { key: 'remediation', title: 'what to do' },
           ],
-          rows: findings.map((f) => ({ ...f, database: f.database ?? null, objects: f.objects.join(', ') })) as unknown as { [key: string]: Json }[],
+          rows: findings.map((f) => ({ ...f, database: f.database ?? null, objects: f.objects.join(', ') })),
           footer: `${count('error')} error(s), ${count('warning')} warning(s), ${count('info')} to verify`,
         },
       ],
       ...(output !== undefined ? { output } : {}),
       ...(blocking.length > 0 ? { blockers: blocking.map((f) => `${f.id}${f.database ? ` in ${f.database}` : ''}: ${f.message} (${f.objects.slice(0, 5).join(', ')}${f.objects.length > 5 ? ', ...' : ''})`) } : {}),
-      details: { findings: findings as unknown as Json },
     };
   },
 

@@ -28,38 +28,37 @@ export const waitStep = defineStep({
   config,
   connection: { required: true, kinds: ['postgres'] },
   effects: () => 'none',
+  planned: z.object({ query: z.string(), expect: expectSchema, intervalMs: z.number(), timeoutMs: z.number() }),
+  before: z.null(),
   reversibility: () => ({ kind: 'nothing-to-undo' }),
 
   async plan(ctx, step) {
-    const connection = step.connection ?? '';
+    const connection = step.connection;
     const current = await firstValue(await ctx.session(connection), step.config.query);
+    const planned = {
+      query: step.config.query,
+      expect: step.config.expect,
+      intervalMs: step.config.interval ?? DEFAULT_INTERVAL_MS,
+      timeoutMs: step.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+    };
     return {
-      actions: [
-        {
-          type: 'poll',
-          connection,
-          sql: step.config.query,
-          expect: step.config.expect,
-          intervalMs: step.config.interval ?? DEFAULT_INTERVAL_MS,
-          timeoutMs: step.timeoutMs ?? DEFAULT_TIMEOUT_MS,
-        },
-      ],
+      actions: [{ type: 'poll', connection, sql: planned.query, expect: planned.expect, intervalMs: planned.intervalMs, timeoutMs: planned.timeoutMs }],
+      planned,
       changes: [{ subject: 'query result', current, desired: step.config.expect }],
     };
   },
 
-  async apply(ctx, step) {
-    const session = await ctx.session(step.connection ?? '');
-    const timeoutMs = step.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    const intervalMs = step.config.interval ?? DEFAULT_INTERVAL_MS;
+  async apply(ctx, step, planned) {
+    const session = await ctx.session(step.connection);
+    const { query, expect, intervalMs, timeoutMs } = planned;
     const deadline = Date.now() + timeoutMs;
     for (let polls = 1; ; polls++) {
-      const value = await firstValue(session, step.config.query);
-      if (matches(value, step.config.expect)) return { before: null, output: `matched after ${polls} poll(s)` };
-      ctx.progress(`got ${JSON.stringify(value)}, waiting for ${JSON.stringify(step.config.expect)} (poll ${polls})`);
+      const value = await firstValue(session, query);
+      if (matches(value, expect)) return { before: null, output: `matched after ${polls} poll(s)` };
+      ctx.progress(`got ${JSON.stringify(value)}, waiting for ${JSON.stringify(expect)} (poll ${polls})`);
       if (Date.now() + intervalMs > deadline) {
         throw new WaitTimeoutError(
-          `timed out after ${timeoutMs}ms: last value ${JSON.stringify(value)}, expected ${JSON.stringify(step.config.expect)}`,
+          `timed out after ${timeoutMs}ms: last value ${JSON.stringify(value)}, expected ${JSON.stringify(expect)}`,
         );
       }
       await sleep(intervalMs, undefined, { signal: ctx.signal });

@@ -59,8 +59,10 @@ describe(`step deadlines on PostgreSQL ${version}`, () => {
       connection: { required: false, kinds: ['postgres'] },
       effects: () => 'external',
       reversibility: () => ({ kind: 'nothing-to-undo' }),
+      planned: z.null(),
+      before: z.null(),
       async plan() {
-        return { actions: [] };
+        return { actions: [], planned: null };
       },
       async apply(ctx) {
         await sleep(60_000, undefined, { signal: ctx.signal });

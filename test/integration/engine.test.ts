@@ -120,9 +120,11 @@ for (const version of VERSIONS) {
         connection: { required: true, kinds: ['postgres'] },
         effects: () => 'transaction',
         reversibility: () => ({ kind: 'nothing-to-undo' }),
+        planned: z.null(),
+        before: z.null(),
         async plan(ctx, step) {
           await (await ctx.session(step.connection ?? '')).query('INSERT INTO t VALUES (1)');
-          return { actions: [] };
+          return { actions: [], planned: null };
         },
         async apply() {
           return { before: null };

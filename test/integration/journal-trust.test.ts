@@ -112,7 +112,10 @@ steps:
     assert.equal((await cutover(['audit', 'verify', runId], env)).code, 0, 'without a key a recomputed chain verifies');
     const result = await cutover(['rollback', runId, '--yes'], env);
     assert.equal(result.code, 3, result.stderr);
-    assert.match(result.stdout + result.stderr, /step "a": the journaled before-state is not what a sql step records/);
+    // The message names the journal line the forged before-state was read from.
+    const forgedLine = readFileSync(journal, 'utf8').split('\n').findLastIndex((l) => l.includes('"forged"')) + 1;
+    assert.ok(forgedLine > 0);
+    assert.match(result.stdout + result.stderr, new RegExp(`step "a": the journaled before-state \\(journal line ${forgedLine}\\) is not what a sql step records`));
     assert.deepEqual(await rows(), [{ v: 'a' }]);
   });
 

@@ -11,7 +11,7 @@ import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { parseRunbook, planRunbook, registry, rollbackRun, runRunbook, type RunEvent } from '../../src/index.js';
+import { makeSavedPlan, parseRunbook, planRunbook, registry, rollbackRun, runRunbook, type RunEvent } from '../../src/index.js';
 import { startPgBouncer, type TestPgBouncer } from '../../scripts/pgbouncer.js';
 import { startPostgres, type TestServer } from '../helpers/pg.js';
 import { tempDir } from '../helpers/cli.js';
@@ -92,6 +92,22 @@ ${fields}`;
     assert.deepEqual(plan?.tables?.[0]?.rows, [{ database: name, now: `127.0.0.1:${old.port}/${name}`, after: `127.0.0.1:${next.port}/${name}` }]);
     assert.equal(plan?.tables?.[1]?.rows[0]?.['mode'], 'transaction');
     assert.equal(readFileSync(bouncer.databasesFile, 'utf8'), fileBefore);
+    assert.deepEqual(await entry(name), { port: old.port, paused: 0 });
+  });
+
+  it('a saved switch plan stops with the difference when the databases file changed since: nothing paused, nothing written', async () => {
+    const name = await fresh();
+    const { runbook, dir } = load(`    action: switch\n    file: ${bouncer.databasesFile}\n    to:\n      ${name}: { host: 127.0.0.1, port: ${next.port} }\n`);
+    const planned = await planRunbook(runbook, { registry, stateDir: dir });
+    assert.equal(planned.status, 'planned', JSON.stringify(planned.steps[0]?.error));
+    const savedPlan = makeSavedPlan(runbook, planned);
+    const edited = `${readFileSync(bouncer.databasesFile, 'utf8')}; edited by hand after the review\n`;
+    writeFileSync(bouncer.databasesFile, edited);
+    const result = await runRunbook(runbook, { registry, stateDir: dir, savedPlan, yes: true });
+    assert.equal(result.status, 'rolled-back', 'the step failed at its plan; nothing was applied to undo');
+    assert.equal(result.steps[0]?.status, 'failed');
+    assert.match(result.steps[0]?.error?.message ?? '', /^the state changed since the plan was saved; nothing was done:\n {2}planned\.file\.sha256: "[0-9a-f]{64}" -> "[0-9a-f]{64}"$/);
+    assert.equal(readFileSync(bouncer.databasesFile, 'utf8'), edited);
     assert.deepEqual(await entry(name), { port: old.port, paused: 0 });
   });
 

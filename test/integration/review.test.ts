@@ -51,7 +51,15 @@ steps:
       const saved = path.join(dir, 'plan.json');
       const planned = await cutover(['plan', runbook, '--out', saved, '--state-dir', state]);
       assert.equal(planned.code, 0, planned.stderr);
-      assert.equal((JSON.parse(readFileSync(saved, 'utf8')) as SavedPlan).format, 'cutover-plan/1');
+      const savedText = readFileSync(saved, 'utf8');
+      assert.equal((JSON.parse(savedText) as SavedPlan).format, 'cutover-plan/2');
+
+      // A plan saved by an older cutover kept the statements only: refused, with what to do.
+      const older = path.join(dir, 'plan-v1.json');
+      writeFileSync(older, savedText.replace('"cutover-plan/2"', '"cutover-plan/1"'));
+      const refused = await cutover(['run', runbook, '--plan', older, '--yes', '--state-dir', state]);
+      assert.equal(refused.code, 2, refused.stderr);
+      assert.match(refused.stderr, /is a saved plan of another cutover version \(format cutover-plan\/1; this version reads cutover-plan\/2\): plan again with cutover plan --out/);
 
       // Another session moves the source sequence after the review.
       await server.query("SELECT setval('a', 200)", [], 'src');
