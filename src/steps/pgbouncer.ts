@@ -65,6 +65,10 @@ const config = z.object({
     .describe('switch: each entry to move and where; a key left out keeps its value'),
   databases: z.array(entryName).min(1).optional().describe('pause / resume: the entries'),
   pauseTimeout: duration.optional().describe('how long PAUSE may wait for transactions to finish before the step gives up, resumes and fails (default 30s)'),
+  waitClose: z
+    .boolean()
+    .optional()
+    .describe('switch: after RESUME, WAIT_CLOSE each moved entry, so the step ends only once no server connection to the old target is left (waits up to pauseTimeout)'),
   allowSessionPooling: z
     .boolean()
     .optional()
@@ -123,6 +127,8 @@ const plannedSchema = z.object({
   file: z
     .object({ path: z.string(), sha256: z.string(), edits: z.array(z.object({ entry: z.string(), from: entryValues, to: entryValues })) })
     .nullable(),
+  /** Databases to WAIT_CLOSE after RESUME (`waitClose: true`). */
+  waitClose: z.array(z.string()),
 });
 type Planned = z.output<typeof plannedSchema>;
 
@@ -133,6 +139,7 @@ function actionsOf(connection: string, planned: Planned): Action[] {
     ...planned.pause.map((d) => console_(`PAUSE ${adminIdent(d)}`)),
     ...(planned.file !== null ? [{ type: 'file' as const, ...planned.file }, console_('RELOAD')] : []),
     ...planned.resume.map((d) => console_(`RESUME ${adminIdent(d)}`)),
+    ...planned.waitClose.map((d) => console_(`WAIT_CLOSE ${adminIdent(d)}`)),
   ];
 }
 
@@ -310,6 +317,26 @@ class PauseWindow {
   }
 
   /**
+   * WAIT_CLOSE each database after the switch: returns once PgBouncer holds no
+   * server connection marked close_needed (to the old target). In session
+   * pooling a client keeps its old connection until it disconnects, so this
+   * has a deadline; past it the step fails naming what is still open.
+   */
+  async waitClose(databases: readonly string[], timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (const database of databases) {
+      try {
+        await this.control.command(`WAIT_CLOSE ${adminIdent(database)}`, { timeoutMs: Math.max(1, deadline - Date.now()), signal: this.ctx.signal });
+      } catch (error) {
+        if (!(error instanceof AdminTimeoutError)) throw error;
+        throw new VerificationError(
+          `WAIT_CLOSE ${database}: server connections to the old target were still open after ${timeoutMs}ms (the entry does point to the new one; clients in session pooling keep their old connection until they disconnect)`,
+        );
+      }
+    }
+  }
+
+  /**
    * Rewrites the file with `targets`, reloads, verifies; on any failure puts
    * the previous contents back and reloads again before rethrowing.
    */
@@ -456,12 +483,12 @@ export const pgbouncerStep = defineStep({
 
       if (step.config.action === 'pause') {
         notes.push(`PAUSE waits until each database's server connections are released, for up to ${timeoutMs}ms; past that it resumes and fails, naming the clients holding it`);
-        return { ...planOf({ pause: present, resume: [], file: null }), tables: [poolTable], notes, ...blocked };
+        return { ...planOf({ pause: present, resume: [], file: null, waitClose: [] }), tables: [poolTable], notes, ...blocked };
       }
       if (step.config.action === 'resume') {
         const idle = present.filter((d) => !pausedNow.includes(d));
         if (idle.length > 0) notes.push(`not paused, nothing to resume: ${idle.join(', ')}`);
-        return { ...planOf({ pause: [], resume: pausedNow, file: null }), tables: [poolTable], notes, ...blocked };
+        return { ...planOf({ pause: [], resume: pausedNow, file: null, waitClose: [] }), tables: [poolTable], notes, ...blocked };
       }
 
       const file = ctx.resolvePath(step.config.file ?? '');
@@ -488,15 +515,18 @@ export const pgbouncerStep = defineStep({
       ];
       if (edits.length === 0 && blockers.length === 0) {
         notes.push('every entry already points where asked: nothing to do');
-        return { ...planOf({ pause: [], resume: [], file: null }), tables, notes };
+        return { ...planOf({ pause: [], resume: [], file: null, waitClose: [] }), tables, notes };
       }
       const moving = edits.map((e) => e.entry);
       notes.push(
         `clients of ${moving.join(', ')} are held inside PgBouncer from PAUSE to RESUME; PAUSE waits up to ${timeoutMs}ms for running transactions, then the step resumes and fails without repointing`,
         `after RELOAD, SHOW DATABASES must show every entry where planned, else the file is restored, reloaded and resumed; a backup is kept as ${file}.${backupSuffix(ctx, step)}`,
       );
+      if (step.config.waitClose === true) {
+        notes.push(`after RESUME, WAIT_CLOSE each moved entry: the step ends once no server connection to the old target is left, or fails after ${timeoutMs}ms`);
+      }
       return {
-        ...planOf({ pause: moving, resume: moving, file: { path: file, sha256: sha256(text), edits } }),
+        ...planOf({ pause: moving, resume: moving, file: { path: file, sha256: sha256(text), edits }, waitClose: step.config.waitClose === true ? moving : [] }),
         tables,
         notes,
         ...(blockers.length > 0 ? { blockers } : {}),
@@ -540,7 +570,12 @@ export const pgbouncerStep = defineStep({
       } finally {
         await window.resume();
       }
-      return { before, output: `moved ${toPause.join(', ')}; clients were held ${window.heldMs()}ms (PAUSE took ${pausedMs}ms, then rewrite, RELOAD, verify, RESUME)` };
+      const heldMs = window.heldMs();
+      const closing = planned.waitClose;
+      const waitStarted = Date.now();
+      await window.waitClose(closing, timeoutOf(step));
+      const closed = closing.length > 0 ? `; old server connections closed ${Date.now() - waitStarted}ms after RESUME` : '';
+      return { before, output: `moved ${toPause.join(', ')}; clients were held ${heldMs}ms (PAUSE took ${pausedMs}ms, then rewrite, RELOAD, verify, RESUME)${closed}` };
     } finally {
       await window.close();
     }

@@ -166,6 +166,9 @@ export const planCheckStep = defineStep({
     ];
   },
   effects: () => 'none',
+  // Reads only: apply executes nothing, so nothing is planned; the judgements are in the table.
+  planned: z.null(),
+  before: z.null(),
   reversibility: () => ({ kind: 'nothing-to-undo' }),
 
   async plan(ctx, step) {
@@ -296,7 +299,7 @@ export const planCheckStep = defineStep({
     const failOn = c.failOn ?? 'regressed';
     const failing = judged.filter((j) => j.judgement.verdict === 'error' || (failOn === 'regressed' && j.judgement.verdict === 'regressed'));
     if (failOn !== 'never') for (const j of failing) blockers.push(`${j.query.name} ${j.judgement.verdict}: ${j.judgement.reasons.join('; ')}`);
-    return { actions: [], tables, notes, ...(blockers.length > 0 ? { blockers } : {}) };
+    return { actions: [], planned: null, tables, notes, ...(blockers.length > 0 ? { blockers } : {}) };
   },
 
   async apply() {

@@ -133,6 +133,32 @@ ${fields}`;
     t.diagnostic(`${traffic2.committed} transactions by 4 clients across switch and rollback; longest client stall ${traffic2.longestMs} ms; ${applied?.type === 'step.applied' ? applied.output : ''}`);
   });
 
+  it('waitClose: under load, the step ends only once PgBouncer holds no server connection to the old server', async () => {
+    const name = await fresh();
+    const traffic = await startLoad(bouncer.urlFor(name), { clients: 4, table: 't' });
+    await traffic.warm(20);
+    const { runbook, dir } = load(`    action: switch\n    file: ${bouncer.databasesFile}\n    to:\n      ${name}: { host: 127.0.0.1, port: ${next.port} }\n    waitClose: true\n`);
+    const planned = await planRunbook(runbook, { registry, stateDir: dir });
+    assert.deepEqual(
+      planned.steps[0]?.plan?.actions.filter((a) => a.type === 'sql').map((a) => (a.type === 'sql' ? a.sql : '')),
+      [`PAUSE ${name}`, 'RELOAD', `RESUME ${name}`, `WAIT_CLOSE ${name}`],
+    );
+    const events: RunEvent[] = [];
+    const result = await runRunbook(runbook, { registry, stateDir: dir, onEvent: (e) => events.push(e) });
+    assert.equal(result.status, 'succeeded', JSON.stringify(result.steps[0]?.error));
+    const admin = await bouncer.admin();
+    try {
+      const servers = (await admin.query('SHOW SERVERS')).rows as { database: string; port: number }[];
+      assert.deepEqual(servers.filter((s) => s.database === name && Number(s.port) === old.port), [], 'no server connection to the old server is left');
+    } finally {
+      await admin.end();
+    }
+    const applied = events.find((e) => e.type === 'step.applied');
+    assert.match(applied?.type === 'step.applied' ? (applied.output ?? '') : '', /old server connections closed \d+ms after RESUME$/);
+    const done = await traffic.stop();
+    assert.deepEqual(done.failures, [], 'no client saw an error');
+  });
+
   it('a transaction that holds the pause past pauseTimeout: PAUSE given up, pooler resumed, the client named, nothing repointed', async () => {
     const name = await fresh();
     const holder = new pg.Client({ connectionString: bouncer.urlFor(name), application_name: 'long-report' });
