@@ -581,7 +581,7 @@ async function applyOnce(rc: RunContext, step: Step, plan: StepPlan): Promise<{ 
 async function verifyStep(rc: RunContext, step: Step, plan: StepPlan): Promise<StepOutcome> {
   const definition = rc.definition(step);
   const started = Date.now();
-  if (definition.verify === undefined) {
+  if (definition.verify === undefined || definition.verifies?.(step.config) === false) {
     rc.emit({ type: 'step.completed', stepId: step.id, verified: false, durationMs: 0 });
     return ok;
   }

@@ -306,6 +306,12 @@ export interface StepDefinition<Schema extends z.ZodObject = z.ZodObject> {
   plan(ctx: BaseContext, step: Step<z.output<Schema>>): Promise<StepPlan>;
   /** Executes `plan`; returns the before-state that `rollback` needs. */
   apply(ctx: ApplyContext, step: Step<z.output<Schema>>, plan: StepPlan): Promise<ApplyOutcome>;
+  /**
+   * Whether `verify` checks anything for this config (default: it does when
+   * defined). A step whose verification is optional says so, so nobody reads
+   * "verified" where nothing was checked.
+   */
+  verifies?(config: z.output<Schema>): boolean;
   /** Throws VerificationError when the post-condition does not hold. */
   verify?(ctx: BaseContext, step: Step<z.output<Schema>>, plan: StepPlan, before: Json): Promise<void>;
   rollback?(ctx: ApplyContext, step: Step<z.output<Schema>>, before: Json): Promise<void>;

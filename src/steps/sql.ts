@@ -56,6 +56,8 @@ export const sqlStep = defineStep({
     return { before: null };
   },
 
+  verifies: (c) => c.verify !== undefined,
+
   async verify(ctx, step) {
     const verify = step.config.verify;
     if (verify === undefined) return;
