@@ -3,6 +3,7 @@ import {
   describeFileEdit,
   displayCommand,
   formatDuration,
+  formatPhases,
   type Action,
   type Json,
   type PlanTable,
@@ -83,8 +84,9 @@ export function formatTable(table: PlanTable): string[] {
 export function formatRunResult(result: RunResult, title: string): string {
   const lines = [title];
   result.steps.forEach((step, index) => {
-    const duration = step.durationMs !== undefined ? ` (${formatDuration(step.durationMs)})` : '';
-    lines.push(`${String(index + 1).padStart(2)}. ${step.id} [${step.kind}] ${step.status}${duration}`);
+    const phases = step.phases !== undefined ? formatPhases(step.phases) : undefined;
+    const duration = phases !== undefined ? ` [${phases}]` : '';
+    lines.push(`${String(index + 1).padStart(2)}. ${step.id} [${step.kind}] ${step.status}${step.verified === true ? ' (verified)' : ''}${duration}`);
     if (step.plan) lines.push(...formatPlan(step.plan).map((l) => `      ${l.split('\n').join('\n      ')}`));
     if (step.error) lines.push(...formatSerialized(step.error).split('\n').map((l) => `      ! ${l}`));
   });
@@ -106,8 +108,10 @@ export function formatState(state: RunState): string {
   for (const id of state.order) {
     const step = state.steps.get(id);
     if (!step) continue;
-    const duration = step.durationMs !== undefined ? ` (${formatDuration(step.durationMs)})` : '';
-    lines.push(`  ${id}: ${step.status}${duration}${step.attempts > 1 ? `, ${step.attempts} attempts` : ''}`);
+    const phases = formatPhases(step.phases);
+    const duration = phases !== undefined ? ` [${phases}]` : '';
+    const undo = step.rollbackMs !== undefined ? `, rollback ${formatDuration(step.rollbackMs)}` : '';
+    lines.push(`  ${id}: ${step.status}${step.verified === true && step.status === 'completed' ? ' (verified)' : ''}${duration}${undo}${step.attempts > 1 ? `, ${step.attempts} attempts` : ''}`);
     if (step.error) lines.push(...formatSerialized(step.error).split('\n').map((l) => `      ! ${l}`));
   }
   return lines.join('\n');

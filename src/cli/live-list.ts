@@ -6,8 +6,8 @@
  * the list do not garble each other.
  */
 import { ListrEnquirerPromptAdapter } from '@listr2/prompt-adapter-enquirer';
-import { Listr, PRESET_TIMER, type DefaultRenderer, type ListrTaskWrapper, type SimpleRenderer } from 'listr2';
-import { formatDuration, type RunEvent } from '../index.js';
+import { Listr, type DefaultRenderer, type ListrTaskWrapper, type SimpleRenderer } from 'listr2';
+import { formatPhases, type RunEvent, type StepPhases } from '../index.js';
 import { createInterface } from 'node:readline/promises';
 import { formatSerialized } from './format-error.js';
 
@@ -44,6 +44,9 @@ export class LiveList {
   private readonly slots = new Map<string, Slot>();
   private rollbackSlot: Slot = {};
   private rollbackIds: string[] = [];
+  private rollbackStarted = false;
+  /** Phase times per step, as the engine reports them: the list shows a step's true duration, planning included. */
+  private readonly phases = new Map<string, StepPhases>();
   private readonly rollbackSlots = new Map<string, Slot>();
   private running: Promise<void> | undefined;
   private readonly listr: Listr<unknown>;
@@ -57,14 +60,23 @@ export class LiveList {
     this.listr = new Listr<unknown>(
       [
         ...stepTasks,
-        ...(mode === 'plan' ? [] : [{ title: 'rollback', task: (_: unknown, task: Wrapper) => this.rollbackTask(task) }]),
+        ...(mode === 'plan'
+          ? []
+          : [
+              {
+                title: 'rollback',
+                // Shown only once a rollback started (listr2 asks again just before the task would run): a successful run has none.
+                enabled: () => this.mode === 'rollback' || this.rollbackStarted,
+                task: (_: unknown, task: Wrapper) => this.rollbackTask(task),
+              },
+            ]),
       ],
       {
         concurrent: false,
         exitOnError: false,
         registerSignalListeners: false,
-        rendererOptions: { timer: PRESET_TIMER, collapseSubtasks: false, showErrorMessage: true, formatOutput: 'wrap' },
-        fallbackRendererOptions: { timer: PRESET_TIMER },
+        // No listr2 timer: it would time the task, not the step; titles carry the step's phases instead.
+        rendererOptions: { collapseSubtasks: false, showErrorMessage: true, formatOutput: 'wrap' },
       } as never,
     );
   }
@@ -95,12 +107,26 @@ export class LiveList {
     return answer === true;
   }
 
+  /** `[12.4s: plan 12.1s, apply 0.3s]`, or '' before any phase ended. */
+  private timing(stepId: string): string {
+    const text = formatPhases(this.phases.get(stepId) ?? {});
+    return text === undefined ? '' : ` [${text}]`;
+  }
+
+  private addPhase(stepId: string, phase: keyof StepPhases, ms: number): void {
+    const phases = this.phases.get(stepId) ?? {};
+    phases[phase] = (phases[phase] ?? 0) + ms;
+    this.phases.set(stepId, phases);
+  }
+
   handle(event: RunEvent): void {
     const slot = 'stepId' in event && event.stepId !== undefined ? this.slots.get(event.stepId) : undefined;
     switch (event.type) {
       case 'step.planned':
+        this.addPhase(event.stepId, 'plan', event.durationMs);
         // The plan itself is printed once, after the list (plan) or kept in the journal (run).
-        if (slot && this.mode === 'plan') this.settle(slot, { kind: 'done' });
+        if (slot && this.mode === 'plan') this.settle(slot, { kind: 'done', title: `${event.stepId}${this.timing(event.stepId)}` });
+        else if (slot?.wrapper) slot.wrapper.title = `${event.stepId}: planned${this.timing(event.stepId)}`;
         return;
       case 'step.started':
         if (slot?.wrapper) slot.wrapper.title = `${event.stepId}: applying${event.attempt > 1 ? ` (attempt ${event.attempt})` : ''}`;
@@ -109,22 +135,30 @@ export class LiveList {
         if (slot?.wrapper) slot.wrapper.output = event.message;
         return;
       case 'step.applied':
-        if (slot?.wrapper) slot.wrapper.title = `${event.stepId}: applied in ${formatDuration(event.durationMs)}, verifying`;
+        this.addPhase(event.stepId, 'apply', event.durationMs);
+        if (slot?.wrapper) slot.wrapper.title = `${event.stepId}: applied${this.timing(event.stepId)}, verifying`;
         return;
       case 'step.retrying':
+        if (event.durationMs !== undefined) this.addPhase(event.stepId, 'apply', event.durationMs);
         if (slot?.wrapper) slot.wrapper.output = `attempt ${event.attempt} failed: ${event.error.message}; retrying`;
         return;
       case 'step.completed':
-        if (slot) this.settle(slot, { kind: 'done', title: `${event.stepId}${event.verified ? ' (verified)' : ''}` });
+        if (event.verified) this.addPhase(event.stepId, 'verify', event.durationMs);
+        if (slot) this.settle(slot, { kind: 'done', title: `${event.stepId}${event.verified ? ' (verified)' : ''}${this.timing(event.stepId)}` });
         return;
-      case 'step.failed':
-        if (slot) this.settle(slot, { kind: 'failed', message: `${event.phase} failed: ${formatSerialized(event.error)}` });
+      case 'step.failed': {
+        // A plan refused for blockers was timed from the plan's start, like step.planned: count it once.
+        const planned = event.phase === 'plan' ? (this.phases.get(event.stepId)?.plan ?? 0) : 0;
+        this.addPhase(event.stepId, event.phase, Math.max(0, event.durationMs - planned));
+        if (slot) this.settle(slot, { kind: 'failed', message: `${event.stepId}: ${event.phase} failed${this.timing(event.stepId)}: ${formatSerialized(event.error)}` });
         return;
+      }
       case 'step.reconciled':
         if (slot?.wrapper) slot.wrapper.output = `after the crash: ${event.outcome} (${event.reason})`;
         if (slot && event.phase === 'apply' && event.outcome === 'done') this.settle(slot, { kind: 'done', title: `${event.stepId} (reconciled)` });
         return;
       case 'rollback.started':
+        this.rollbackStarted = true;
         this.rollbackIds = [...event.steps];
         for (const id of event.steps) this.rollbackSlots.set(id, newSlot());
         this.settle(this.rollbackSlot, { kind: 'done', title: `rollback (${event.reason})` });

@@ -75,7 +75,8 @@ export type RunEvent =
       readonly output?: string;
       readonly details?: Json;
     }
-  | { readonly type: 'step.retrying'; readonly stepId: string; readonly attempt: number; readonly error: SerializedError }
+  /** `durationMs`: how long the failed attempt took (absent in journals from before it was recorded). */
+  | { readonly type: 'step.retrying'; readonly stepId: string; readonly attempt: number; readonly error: SerializedError; readonly durationMs?: number }
   /** The step's forward work is done; `verified` says whether a post-condition was checked. */
   | { readonly type: 'step.completed'; readonly stepId: string; readonly verified: boolean; readonly durationMs: number }
   | {

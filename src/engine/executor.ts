@@ -34,7 +34,7 @@ import { RunLocks } from './lock.js';
 import { currentXid, readLegacyMarker, xactStatus } from './marker.js';
 import { RunContext, TOOL_VERSION, operatorName, redactorFor, resolveAll, type EngineOptions } from './run-context.js';
 import { DEFAULT_STATE_DIR, findRun, lockRunDir, newRunId, runsDir } from './runs.js';
-import { appliedSteps, foldJournal, inFlight, type RunState, type StepState } from './state.js';
+import { appliedSteps, foldJournal, inFlight, type RunState, type StepPhases, type StepState } from './state.js';
 import type { ApplyOutcome, Json, Step, StepPlan } from './step.js';
 import { planDrift } from './saved-plan.js';
 
@@ -53,7 +53,11 @@ export interface StepResult {
   readonly status: StepState['status'];
   readonly plan?: StepPlan;
   readonly error?: SerializedError;
+  /** plan + apply + verify. */
   readonly durationMs?: number;
+  readonly phases?: StepPhases;
+  /** A post-condition was checked (false: the kind has no verify, or it did not get that far). */
+  readonly verified?: boolean;
 }
 
 export interface RunResult {
@@ -388,7 +392,8 @@ async function finish(rc: RunContext, outcome: StepOutcome, started: number): Pr
         status: s?.status ?? 'pending',
         ...(s?.plan !== undefined ? { plan: s.plan } : {}),
         ...(s?.error !== undefined ? { error: s.error } : {}),
-        ...(s?.durationMs !== undefined ? { durationMs: s.durationMs } : {}),
+        ...(s?.durationMs !== undefined ? { durationMs: s.durationMs, phases: { ...s.phases } } : {}),
+        ...(s?.verified !== undefined ? { verified: s.verified } : {}),
       };
     }),
     ...(!outcome.ok && outcome.error !== undefined ? { error: outcome.error } : {}),
@@ -525,7 +530,7 @@ async function runStep(rc: RunContext, step: Step): Promise<StepOutcome> {
         return { ok: false, stop: 'stopped', error: rc.stopCause };
       }
       if (attempt <= step.retries && !rc.signal.aborted) {
-        rc.emit({ type: 'step.retrying', stepId: step.id, attempt, error: serializeError(error) });
+        rc.emit({ type: 'step.retrying', stepId: step.id, attempt, error: serializeError(error), durationMs: Date.now() - started });
         // The backoff ends early on an interrupt or a lost lock; the check below then stops the run.
         await sleep(Math.min(30_000, 500 * 2 ** (attempt - 1)), undefined, { signal: rc.signal }).catch(() => {});
         const allowed = await mayWrite(rc, step.id);

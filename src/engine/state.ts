@@ -4,6 +4,7 @@
  */
 import type { RunEvent, RunStatus, SerializedError } from './events.js';
 import type { Json, StepPlan } from './step.js';
+import { formatDuration } from '../runbook/duration.js';
 
 export type StepStatus =
   | 'pending'
@@ -30,11 +31,43 @@ export interface StepState {
   touched: boolean;
   before?: Json;
   attempts: number;
+  /**
+   * Time spent in each phase (summed over attempts and resumes); the step's
+   * duration is their sum. Planning counts: a compare does its work there.
+   */
+  phases: StepPhases;
+  /** plan + apply + verify, once any phase ran. */
   durationMs?: number;
+  /** Time its rollback took, when it was rolled back. */
+  rollbackMs?: number;
+  /** Its forward work finished (step.completed) at some point, even if rolled back since. */
+  completed: boolean;
+  /** Its last verification actually ran a post-condition. */
+  verified?: boolean;
   error?: SerializedError;
   output?: string;
   /** The transaction id journaled before the COMMIT of this step's last transaction (apply or rollback). */
   committing?: { readonly phase: 'apply' | 'rollback'; readonly xid: string; readonly before?: Json };
+}
+
+export interface StepPhases {
+  plan?: number;
+  apply?: number;
+  verify?: number;
+}
+
+/** A step's duration: the sum of the phases that ran (undefined if none did). */
+export function phaseTotal(phases: StepPhases): number | undefined {
+  const values = [phases.plan, phases.apply, phases.verify].filter((v): v is number => v !== undefined);
+  return values.length === 0 ? undefined : values.reduce((a, b) => a + b, 0);
+}
+
+/** The phases as a person reads them: `12.4s: plan 12.1s, apply 0.3s` (only the phases that ran). */
+export function formatPhases(phases: StepPhases): string | undefined {
+  const total = phaseTotal(phases);
+  if (total === undefined) return undefined;
+  const parts = (['plan', 'apply', 'verify'] as const).flatMap((p) => (phases[p] === undefined ? [] : [`${p} ${formatDuration(phases[p])}`]));
+  return `${formatDuration(total)}: ${parts.join(', ')}`;
 }
 
 export interface RunState {
@@ -78,7 +111,7 @@ export function foldJournal(records: readonly { readonly ts: string; readonly ev
     operator: start.operator,
     ...(start.options.label !== undefined ? { label: start.options.label } : {}),
     ...(start.options.environment !== undefined ? { environment: start.options.environment } : {}),
-    steps: new Map(start.steps.map((id) => [id, { id, status: 'pending', applied: false, touched: false, attempts: 0 }])),
+    steps: new Map(start.steps.map((id) => [id, { id, status: 'pending', applied: false, touched: false, attempts: 0, phases: {}, completed: false }])),
     order: start.steps,
     status: 'running',
     lastTs: first.ts,
@@ -92,6 +125,7 @@ export function foldJournal(records: readonly { readonly ts: string; readonly ev
 export function applyEvent(state: RunState, event: RunEvent, ts: string): void {
   state.lastTs = ts;
   const step = 'stepId' in event && event.stepId !== undefined ? state.steps.get(event.stepId) : undefined;
+  if (step !== undefined && event.type !== 'step.planned' && event.type !== 'step.failed') planJustEnded.delete(step);
   switch (event.type) {
     case 'run.resumed':
       state.status = event.command === 'rollback' ? 'rolling-back' : 'running';
@@ -106,7 +140,11 @@ export function applyEvent(state: RunState, event: RunEvent, ts: string): void {
       if (step) step.committing = { phase: event.phase, xid: event.xid, ...(event.before !== undefined ? { before: event.before } : {}) };
       return;
     case 'step.planned':
-      if (step) [step.status, step.plan] = ['planned', event.plan];
+      if (step) {
+        [step.status, step.plan] = ['planned', event.plan];
+        addPhase(step, 'plan', event.durationMs);
+        planJustEnded.set(step, event.durationMs);
+      }
       return;
     case 'step.started':
       if (step) {
@@ -119,16 +157,26 @@ export function applyEvent(state: RunState, event: RunEvent, ts: string): void {
       return;
     case 'step.applied':
       if (step) {
-        Object.assign(step, { status: 'applied', applied: true, durationMs: event.durationMs });
+        Object.assign(step, { status: 'applied', applied: true });
+        addPhase(step, 'apply', event.durationMs);
         step.before = event.before ?? step.before ?? null;
         if (event.output !== undefined) step.output = event.output;
       }
       return;
     case 'step.completed':
-      if (step) step.status = 'completed';
+      if (step) {
+        Object.assign(step, { status: 'completed', completed: true, verified: event.verified });
+        if (event.verified) addPhase(step, 'verify', event.durationMs);
+      }
       return;
     case 'step.failed':
-      if (step) [step.status, step.error] = ['failed', event.error];
+      if (step) {
+        [step.status, step.error] = ['failed', event.error];
+        // A plan refused for its blockers was timed from the same start as step.planned: count that time once.
+        const planned = event.phase === 'plan' ? (planJustEnded.get(step) ?? 0) : 0;
+        planJustEnded.delete(step);
+        addPhase(step, event.phase, Math.max(0, event.durationMs - planned));
+      }
       return;
     case 'step.reconciled':
       if (!step) return;
@@ -152,7 +200,7 @@ export function applyEvent(state: RunState, event: RunEvent, ts: string): void {
       }
       return;
     case 'rollback.step.done':
-      if (step) Object.assign(step, { status: 'rolled-back', applied: false, touched: false });
+      if (step) Object.assign(step, { status: 'rolled-back', applied: false, touched: false, rollbackMs: (step.rollbackMs ?? 0) + event.durationMs });
       return;
     case 'rollback.step.skipped':
       // Nothing to undo means the step no longer holds anything to roll back;
@@ -173,10 +221,21 @@ export function applyEvent(state: RunState, event: RunEvent, ts: string): void {
     case 'target.locked':
     case 'step.confirmed':
     case 'step.progress':
-    case 'step.retrying':
     case 'rollback.finished':
       return;
+    case 'step.retrying':
+      if (step && event.durationMs !== undefined) addPhase(step, 'apply', event.durationMs);
+      return;
   }
+}
+
+/** The plan time of a step.planned just folded, until the step's next event. */
+const planJustEnded = new WeakMap<StepState, number>();
+
+function addPhase(step: StepState, phase: keyof StepPhases, ms: number): void {
+  step.phases[phase] = (step.phases[phase] ?? 0) + ms;
+  const total = phaseTotal(step.phases);
+  if (total !== undefined) step.durationMs = total;
 }
 
 /** Steps whose effects are (or may partly be) in place, in runbook order. */

@@ -184,7 +184,7 @@ describe('reports on PostgreSQL 18', () => {
     for (const step of ['freeze (window)', 'copy (window)', 'report-back']) {
       assert.match(md.stdout, new RegExp(`^\\| ${step.replace(/[()]/g, '\\$&')} \\| \\d+ms \\| \\d+ms \\| [+-]\\d+ms \\|`, 'm'));
     }
-    assert.match(md.stdout, /Projected window \(first to last step marked `window: true`\): rehearsal-1 \d+ms, rehearsal-2 \d+ms/);
+    assert.match(md.stdout, /Projected window \(first to last step marked `window: true`, sum of their plan, apply and verify times\): rehearsal-1 \d+ms, rehearsal-2 \d+ms/);
     const html = await cutover(['report', '--compare', ...ids, '--format', 'html', '--state-dir', state]);
     assert.match(html.stdout, /Projected window/);
     const runs = await cutover(['runs', '--json', '--state-dir', state]);

@@ -4,7 +4,7 @@
  * printable. A timeline has one bar per step on a time axis; failed and
  * rolled-back steps are marked; SQL is collapsible.
  */
-import { formatDuration, type Comparison, type PlanTable, type RunReport, type StepReport } from '../../index.js';
+import { describeWindow, formatDuration, type Comparison, type PlanTable, type RunReport, type StepReport } from '../../index.js';
 import { actionText } from './markdown.js';
 
 const esc = (value: unknown): string =>
@@ -121,6 +121,6 @@ export function comparisonHtml(c: Comparison, slowerThan: number): string {
     .join('');
   const body = `<h1>${esc(c.runs[0]?.runbook.name ?? '')}: ${c.runs.map((r) => esc(label(r))).join(' vs ')}</h1>
 <table><thead><tr><th class="sortable">step</th>${c.runs.map((r) => `<th class="sortable">${esc(label(r))}</th>`).join('')}<th class="sortable">delta</th><th class="sortable">slower than ${Math.round(slowerThan * 100)}%</th></tr></thead><tbody>${rows}</tbody></table>
-<p>Projected window (first to last step marked <code>window: true</code>): ${c.windows.map((w, i) => `${esc(label(c.runs[i] as RunReport))} <strong>${ms(w)}</strong>`).join(', ')}</p>`;
+<p>Projected window (first to last step marked <code>window: true</code>, sum of their plan, apply and verify times): ${c.windows.map((w, i) => `${esc(label(c.runs[i] as RunReport))} <strong>${esc(describeWindow(w, formatDuration) ?? '–')}</strong>`).join(', ')}</p>`;
   return page(`comparison of ${c.runs.map(label).join(', ')}`, body);
 }
