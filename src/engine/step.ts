@@ -315,6 +315,13 @@ export interface StepDefinition<Schema extends z.ZodObject = z.ZodObject> {
   /** Throws VerificationError when the post-condition does not hold. */
   verify?(ctx: BaseContext, step: Step<z.output<Schema>>, plan: StepPlan, before: Json): Promise<void>;
   rollback?(ctx: ApplyContext, step: Step<z.output<Schema>>, before: Json): Promise<void>;
+  /**
+   * What `rollback` would do with this before-state, read-only, in the plan
+   * format (`cutover rollback --dry-run`). Kinds with a rollback implement it
+   * from the same statements their rollback runs; without it the preview
+   * says only that the step would be rolled back.
+   */
+  planRollback?(ctx: BaseContext, step: Step<z.output<Schema>>, before: Json): Promise<StepPlan>;
 }
 
 /** Keeps each definition's config type while checking it against the contract. */

@@ -94,4 +94,22 @@ export const shellStep = defineStep({
   async rollback(ctx, step) {
     if (step.config.rollback !== undefined) await run(ctx, step, step.config.rollback);
   },
+
+  async planRollback(ctx, step) {
+    if (step.config.rollback === undefined) return { actions: [] };
+    const envKeys = [
+      ...(step.connection !== undefined ? Object.keys(ctx.connectionEnv(step.connection)) : []),
+      ...Object.keys(step.config.env ?? {}),
+    ];
+    return {
+      actions: [
+        {
+          type: 'command',
+          argv: step.config.rollback,
+          ...(step.config.cwd !== undefined ? { cwd: ctx.resolvePath(step.config.cwd) } : {}),
+          ...(envKeys.length > 0 ? { envKeys } : {}),
+        },
+      ],
+    };
+  },
 });

@@ -73,4 +73,10 @@ export const sqlStep = defineStep({
     const session = ctx.tx ?? (await ctx.session(step.connection ?? ''));
     for (const sql of list(step.config.rollback ?? [])) await session.query(sql);
   },
+
+  async planRollback(_ctx, step) {
+    const connection = step.connection ?? '';
+    const transaction = inTransaction(step.config);
+    return { actions: list(step.config.rollback ?? []).map((sql): Action => ({ type: 'sql', connection, sql, transaction })) };
+  },
 });
