@@ -18,6 +18,7 @@ export {
   type StepResult,
 } from './engine/executor.js';
 export { TOOL_VERSION, type EngineOptions } from './engine/run-context.js';
+export { previewRollback, type RollbackPreview, type RollbackPreviewStep } from './engine/rollback-preview.js';
 export { preflight, type ConnectionCheck, type PreflightOptions, type PreflightResult, type StepCheck } from './engine/preflight.js';
 export { Redactor, REDACTED } from './audit/redact.js';
 export { SAVED_PLAN_FORMAT, checkSavedPlan, makeSavedPlan, planDrift, readSavedPlan, type SavedPlan } from './engine/saved-plan.js';

@@ -88,7 +88,10 @@ export function formatRunResult(result: RunResult, title: string): string {
     const duration = phases !== undefined ? ` [${phases}]` : '';
     lines.push(`${String(index + 1).padStart(2)}. ${step.id} [${step.kind}] ${step.status}${step.verified === true ? ' (verified)' : ''}${duration}`);
     if (step.plan) lines.push(...formatPlan(step.plan).map((l) => `      ${l.split('\n').join('\n      ')}`));
-    if (step.error) lines.push(...formatSerialized(step.error).split('\n').map((l) => `      ! ${l}`));
+    // A blocked plan's error only repeats the `! blocked:` lines of its plan.
+    if (step.error && !(step.error.name === 'PlanBlockedError' && step.plan?.blockers?.length)) {
+      lines.push(...formatSerialized(step.error).split('\n').map((l) => `      ! ${l}`));
+    }
   });
   return lines.join('\n');
 }

@@ -34,6 +34,13 @@ interface Slot {
   onStart?: (wrapper: Wrapper) => void;
 }
 
+/**
+ * A skipped or failed task's line: on a terminal listr2 replaces the title
+ * with the message, so the message names the step; in plain lines it prints
+ * `title [SKIPPED: message]`, so it must not name it twice.
+ */
+const skipped = (id: string, message: string) => (process.stdout.isTTY === true ? `${id}: ${message}` : message);
+
 function newSlot(): Slot {
   const slot: Slot = {};
   slot.started = new Promise<Wrapper>((resolve) => (slot.onStart = resolve));
@@ -90,11 +97,9 @@ export class LiveList {
 
   /** Waits until the list has drawn its final state. */
   async done(): Promise<void> {
-    for (const slot of [...this.slots.values(), this.rollbackSlot, ...this.rollbackSlots.values()]) {
-      if (slot.final === undefined) {
-        this.settle(slot, { kind: 'skip', message: slot === this.rollbackSlot ? 'nothing to roll back' : 'not run' });
-      }
-    }
+    for (const [id, slot] of this.slots) if (slot.final === undefined) this.settle(slot, { kind: 'skip', message: skipped(id, 'not run') });
+    if (this.rollbackSlot.final === undefined) this.settle(this.rollbackSlot, { kind: 'skip', message: 'nothing to roll back' });
+    for (const [id, slot] of this.rollbackSlots) if (slot.final === undefined) this.settle(slot, { kind: 'skip', message: skipped(id, 'not rolled back') });
     await this.running;
   }
 
@@ -125,7 +130,8 @@ export class LiveList {
       case 'step.planned':
         this.addPhase(event.stepId, 'plan', event.durationMs);
         // The plan itself is printed once, after the list (plan) or kept in the journal (run).
-        if (slot && this.mode === 'plan') this.settle(slot, { kind: 'done', title: `${event.stepId}${this.timing(event.stepId)}` });
+        // A plan with blockers is settled by the step.failed that follows it.
+        if (slot && this.mode === 'plan' && (event.plan.blockers?.length ?? 0) === 0) this.settle(slot, { kind: 'done', title: `${event.stepId}${this.timing(event.stepId)}` });
         else if (slot?.wrapper) slot.wrapper.title = `${event.stepId}: planned${this.timing(event.stepId)}`;
         return;
       case 'step.started':
@@ -150,7 +156,10 @@ export class LiveList {
         // A plan refused for blockers was timed from the plan's start, like step.planned: count it once.
         const planned = event.phase === 'plan' ? (this.phases.get(event.stepId)?.plan ?? 0) : 0;
         this.addPhase(event.stepId, event.phase, Math.max(0, event.durationMs - planned));
-        if (slot) this.settle(slot, { kind: 'failed', message: `${event.stepId}: ${event.phase} failed${this.timing(event.stepId)}: ${formatSerialized(event.error)}` });
+        // One line here; the cause in full is printed once, after the list.
+        const cause = event.error.name === 'PlanBlockedError' ? 'blocked (reasons below)' : (formatSerialized(event.error).split('\n')[0] ?? '');
+        if (slot?.wrapper) slot.wrapper.title = event.stepId;
+        if (slot) this.settle(slot, { kind: 'failed', message: skipped(event.stepId, `${event.phase} failed${this.timing(event.stepId)}: ${cause}`) });
         return;
       }
       case 'step.reconciled':
@@ -167,14 +176,14 @@ export class LiveList {
         this.settleRollback(event.stepId, { kind: 'done', title: `${event.stepId} rolled back` });
         return;
       case 'rollback.step.skipped':
-        this.settleRollback(event.stepId, { kind: 'skip', message: `${event.stepId}: ${event.irreversible ? 'IRREVERSIBLE, ' : ''}${event.reason}` });
+        this.settleRollback(event.stepId, { kind: 'skip', message: skipped(event.stepId, `${event.irreversible ? 'IRREVERSIBLE, ' : ''}${event.reason}`) });
         return;
       case 'rollback.step.failed':
-        this.settleRollback(event.stepId, { kind: 'failed', message: `rollback failed: ${formatSerialized(event.error)}` });
+        this.settleRollback(event.stepId, { kind: 'failed', message: skipped(event.stepId, `rollback failed: ${formatSerialized(event.error).split('\n')[0] ?? ''}`) });
         return;
       case 'run.finished':
       case 'run.stopped':
-        for (const [, s] of this.slots) if (s.final === undefined && s.wrapper) this.settle(s, { kind: 'skip', message: event.type === 'run.stopped' ? `stopped: ${event.reason}` : 'not run' });
+        for (const [id, s] of this.slots) if (s.final === undefined && s.wrapper) this.settle(s, { kind: 'skip', message: skipped(id, event.type === 'run.stopped' ? `stopped: ${event.reason}` : 'not run') });
         return;
       default:
         return;

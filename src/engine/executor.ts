@@ -58,6 +58,10 @@ export interface StepResult {
   readonly phases?: StepPhases;
   /** A post-condition was checked (false: the kind has no verify, or it did not get that far). */
   readonly verified?: boolean;
+  /** The connections the step uses (its own first), for messages about it. */
+  readonly connections: readonly string[];
+  /** Why a rollback left it alone. */
+  readonly rollbackSkipped?: { readonly reason: string; readonly irreversible: boolean };
 }
 
 export interface RunResult {
@@ -65,6 +69,8 @@ export interface RunResult {
   readonly dryRun: boolean;
   readonly runDir: string;
   readonly journalFile: string;
+  /** The runbook the run executes (absolute path). */
+  readonly runbookFile?: string;
   readonly status: RunStatus;
   readonly steps: readonly StepResult[];
   /** What ended the run early: a step failure, a lock held elsewhere, a missing confirmation. */
@@ -383,12 +389,16 @@ async function finish(rc: RunContext, outcome: StepOutcome, started: number): Pr
     dryRun: rc.dryRun,
     runDir: rc.runDir,
     journalFile: rc.journal.file,
+    runbookFile: rc.state.runbookFile,
     status,
     steps: rc.state.order.map((id) => {
       const s = rc.state.steps.get(id);
+      const step = rc.step(id);
       return {
         id,
-        kind: rc.step(id).kind,
+        kind: step.kind,
+        connections: [...new Set([...(step.connection !== undefined ? [step.connection] : []), ...(rc.definition(step).connections?.(step.config) ?? [])])],
+        ...(s?.rollbackSkipped !== undefined ? { rollbackSkipped: s.rollbackSkipped } : {}),
         status: s?.status ?? 'pending',
         ...(s?.plan !== undefined ? { plan: s.plan } : {}),
         ...(s?.error !== undefined ? { error: s.error } : {}),
@@ -615,7 +625,7 @@ function requireConnection(step: Step): string {
  * The before-state the journal holds for a step, parsed with its kind's
  * schema: a journal edited into another shape is refused, never obeyed.
  */
-function recordedBefore(rc: RunContext, step: Step): Json {
+export function recordedBefore(rc: RunContext, step: Step): Json {
   const recorded = rc.state.steps.get(step.id)?.before ?? null;
   const schema = rc.definition(step).before;
   if (schema === undefined) return recorded;

@@ -97,6 +97,9 @@ function redactedCommands(runner: CommandRunner, redactor: Redactor): CommandRun
   };
 }
 
+/** What a run context writes its events to: the journal, or (a read-only preview) something that refuses every write. */
+export type JournalWriter = Pick<Journal, 'append' | 'file' | 'headHash' | 'close'>;
+
 export class RunContext {
   readonly commands: CommandRunner;
   /** Aborted by the caller's signal, or when the run must stop at once (lock lost, interrupt). */
@@ -116,7 +119,7 @@ export class RunContext {
     readonly runbook: Runbook,
     readonly runId: string,
     readonly runDir: string,
-    readonly journal: Journal,
+    readonly journal: JournalWriter,
     readonly redactor: Redactor,
     readonly connections: ReadonlyMap<string, ResolvedConnection>,
     readonly options: EngineOptions,

@@ -40,6 +40,8 @@ export interface StepState {
   durationMs?: number;
   /** Time its rollback took, when it was rolled back. */
   rollbackMs?: number;
+  /** Why a rollback left it alone (irreversible, or nothing to undo). */
+  rollbackSkipped?: { readonly reason: string; readonly irreversible: boolean };
   /** Its forward work finished (step.completed) at some point, even if rolled back since. */
   completed: boolean;
   /** Its last verification actually ran a post-condition. */
@@ -205,7 +207,10 @@ export function applyEvent(state: RunState, event: RunEvent, ts: string): void {
     case 'rollback.step.skipped':
       // Nothing to undo means the step no longer holds anything to roll back;
       // an irreversible one stays applied, for the record.
-      if (step) Object.assign(step, { status: 'rollback-skipped', applied: event.irreversible && step.applied, touched: false });
+      if (step) {
+        Object.assign(step, { status: 'rollback-skipped', applied: event.irreversible && step.applied, touched: false });
+        step.rollbackSkipped = { reason: event.reason, irreversible: event.irreversible };
+      }
       return;
     case 'rollback.step.failed':
       if (step) [step.status, step.error] = ['rollback-failed', event.error];
