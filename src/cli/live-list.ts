@@ -6,7 +6,7 @@
  * the list do not garble each other.
  */
 import { ListrEnquirerPromptAdapter } from '@listr2/prompt-adapter-enquirer';
-import { Listr, type DefaultRenderer, type ListrTaskWrapper, type SimpleRenderer } from 'listr2';
+import { Listr, PRESET_TIMESTAMP, type DefaultRenderer, type ListrTaskWrapper, type SimpleRenderer } from 'listr2';
 import { formatPhases, type RunEvent, type StepPhases } from '../index.js';
 import { createInterface } from 'node:readline/promises';
 import { formatSerialized } from './format-error.js';
@@ -39,7 +39,7 @@ interface Slot {
  * with the message, so the message names the step; in plain lines it prints
  * `title [SKIPPED: message]`, so it must not name it twice.
  */
-const skipped = (id: string, message: string) => (process.stdout.isTTY === true ? `${id}: ${message}` : message);
+const named = (plain: boolean, id: string, message: string) => (plain ? message : `${id}: ${message}`);
 
 function newSlot(): Slot {
   const slot: Slot = {};
@@ -58,10 +58,15 @@ export class LiveList {
   private running: Promise<void> | undefined;
   private readonly listr: Listr<unknown>;
 
+  /** Plain lines (no terminal, or --timestamps) rather than a list redrawn in place. */
+  private readonly plain: boolean;
+
   constructor(
     stepIds: readonly string[],
     private readonly mode: 'plan' | 'run' | 'resume' | 'rollback',
+    options: { readonly timestamps?: boolean } = {},
   ) {
+    this.plain = options.timestamps === true || process.stdout.isTTY !== true;
     for (const id of stepIds) this.slots.set(id, newSlot());
     const stepTasks = mode === 'rollback' ? [] : stepIds.map((id) => ({ title: id, task: (_: unknown, task: Wrapper) => this.wait(this.slots.get(id) ?? {}, task) }));
     this.listr = new Listr<unknown>(
@@ -83,7 +88,9 @@ export class LiveList {
         exitOnError: false,
         registerSignalListeners: false,
         // No listr2 timer: it would time the task, not the step; titles carry the step's phases instead.
-        rendererOptions: { collapseSubtasks: false, showErrorMessage: true, formatOutput: 'wrap' },
+        ...(options.timestamps === true
+          ? { renderer: 'simple', rendererOptions: { timestamp: PRESET_TIMESTAMP } }
+          : { rendererOptions: { collapseSubtasks: false, showErrorMessage: true, formatOutput: 'wrap' } }),
       } as never,
     );
   }
@@ -97,9 +104,9 @@ export class LiveList {
 
   /** Waits until the list has drawn its final state. */
   async done(): Promise<void> {
-    for (const [id, slot] of this.slots) if (slot.final === undefined) this.settle(slot, { kind: 'skip', message: skipped(id, 'not run') });
+    for (const [id, slot] of this.slots) if (slot.final === undefined) this.settle(slot, { kind: 'skip', message: this.named(id, 'not run') });
     if (this.rollbackSlot.final === undefined) this.settle(this.rollbackSlot, { kind: 'skip', message: 'nothing to roll back' });
-    for (const [id, slot] of this.rollbackSlots) if (slot.final === undefined) this.settle(slot, { kind: 'skip', message: skipped(id, 'not rolled back') });
+    for (const [id, slot] of this.rollbackSlots) if (slot.final === undefined) this.settle(slot, { kind: 'skip', message: this.named(id, 'not rolled back') });
     await this.running;
   }
 
@@ -110,6 +117,10 @@ export class LiveList {
     if (wrapper === undefined) return plainAsk(question);
     const answer: unknown = await wrapper.prompt(ListrEnquirerPromptAdapter).run({ type: 'Toggle', message: question, enabled: 'yes', disabled: 'no', initial: false } as never);
     return answer === true;
+  }
+
+  private named(id: string, message: string): string {
+    return named(this.plain, id, message);
   }
 
   /** `[12.4s: plan 12.1s, apply 0.3s]`, or '' before any phase ended. */
@@ -159,7 +170,7 @@ export class LiveList {
         // One line here; the cause in full is printed once, after the list.
         const cause = event.error.name === 'PlanBlockedError' ? 'blocked (reasons below)' : (formatSerialized(event.error).split('\n')[0] ?? '');
         if (slot?.wrapper) slot.wrapper.title = event.stepId;
-        if (slot) this.settle(slot, { kind: 'failed', message: skipped(event.stepId, `${event.phase} failed${this.timing(event.stepId)}: ${cause}`) });
+        if (slot) this.settle(slot, { kind: 'failed', message: this.named(event.stepId, `${event.phase} failed${this.timing(event.stepId)}: ${cause}`) });
         return;
       }
       case 'step.reconciled':
@@ -176,14 +187,14 @@ export class LiveList {
         this.settleRollback(event.stepId, { kind: 'done', title: `${event.stepId} rolled back` });
         return;
       case 'rollback.step.skipped':
-        this.settleRollback(event.stepId, { kind: 'skip', message: skipped(event.stepId, `${event.irreversible ? 'IRREVERSIBLE, ' : ''}${event.reason}`) });
+        this.settleRollback(event.stepId, { kind: 'skip', message: this.named(event.stepId, `${event.irreversible ? 'IRREVERSIBLE, ' : ''}${event.reason}`) });
         return;
       case 'rollback.step.failed':
-        this.settleRollback(event.stepId, { kind: 'failed', message: skipped(event.stepId, `rollback failed: ${formatSerialized(event.error).split('\n')[0] ?? ''}`) });
+        this.settleRollback(event.stepId, { kind: 'failed', message: this.named(event.stepId, `rollback failed: ${formatSerialized(event.error).split('\n')[0] ?? ''}`) });
         return;
       case 'run.finished':
       case 'run.stopped':
-        for (const [id, s] of this.slots) if (s.final === undefined && s.wrapper) this.settle(s, { kind: 'skip', message: skipped(id, event.type === 'run.stopped' ? `stopped: ${event.reason}` : 'not run') });
+        for (const [id, s] of this.slots) if (s.final === undefined && s.wrapper) this.settle(s, { kind: 'skip', message: this.named(id, event.type === 'run.stopped' ? `stopped: ${event.reason}` : 'not run') });
         return;
       default:
         return;

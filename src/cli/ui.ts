@@ -2,7 +2,7 @@
  * Runs an engine call with the live list subscribed (or silently for --json),
  * then prints the outcome. Returns the exit code.
  */
-import { InterruptedError, PlanBlockedError, StepFailedError, type EngineOptions, type RunResult } from '../index.js';
+import { InterruptedError, PlanBlockedError, StepFailedError, formatDuration, type EngineOptions, type RunEvent, type RunResult } from '../index.js';
 import { formatError, formatSerialized } from './format-error.js';
 import { formatRunResult } from './format-plan.js';
 import { io } from './io.js';
@@ -52,18 +52,21 @@ export async function runWithUi(
   let result: RunResult;
   const protect = (secrets: readonly string[]) => io.protect(secrets);
   if (json) {
-    result = await withInterrupts((signal) => body({ protect, signal }));
+    result = await withInterrupts((signal) => body({ protect, signal, onEvent: (event) => io.log(eventLine(event)) }));
     io.out(JSON.stringify({ ...jsonExtra, ...toJson(result) }, null, 2));
     return { result, code: exitCodeFor(result) };
   }
-  const list = new LiveList(stepIds, mode);
+  const list = new LiveList(stepIds, mode, { timestamps: io.timestamps });
   list.start();
   try {
     result = await withInterrupts((signal) =>
       body({
       protect,
       signal,
-      onEvent: (event) => list.handle(event),
+      onEvent: (event) => {
+        io.log(eventLine(event));
+        list.handle(event);
+      },
       ...(io.interactive() ? { confirm: (question: string, stepId: string) => list.ask(question, stepId) } : {}),
     }),
     );
@@ -97,6 +100,22 @@ function statusLine(result: RunResult): string {
 function toJson(result: RunResult): Record<string, unknown> {
   const { error, ...rest } = result;
   return { ...rest, ...(error !== undefined ? { error: formatError(error) } : {}) };
+}
+
+/** One engine event as a line of the log file: `step.failed compare (plan, 1.2s): ...`. */
+export function eventLine(event: RunEvent): string {
+  const parts: string[] = [];
+  if ('stepId' in event && event.stepId !== undefined) parts.push(event.stepId);
+  if ('connection' in event) parts.push(event.connection);
+  if ('phase' in event) parts.push(`(${event.phase})`);
+  if (event.type === 'step.completed') parts.push(event.verified ? `verified in ${formatDuration(event.durationMs)}` : 'nothing to verify');
+  else if ('durationMs' in event && typeof event.durationMs === 'number') parts.push(formatDuration(event.durationMs));
+  if ('status' in event) parts.push(event.status);
+  if ('runId' in event) parts.push(event.runId);
+  if ('reason' in event) parts.push(`: ${event.reason}`);
+  if ('error' in event) parts.push(`: ${event.error.sqlstate ? `${event.error.sqlstate} ` : ''}${event.error.message}`);
+  if (event.type === 'step.progress') parts.push(`: ${event.message}`);
+  return `${event.type} ${parts.join(' ')}`.replaceAll(' :', ':').trimEnd();
 }
 
 const PHASE_WORDS = { plan: 'planning', apply: 'applying', verify: 'verifying', rollback: 'rolling back' } as const;
