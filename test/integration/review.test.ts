@@ -140,9 +140,9 @@ describe('reports on PostgreSQL 18', () => {
       await page.screenshot({ path: path.join(dir, 'report.png'), fullPage: true });
       assert.deepEqual(problems, []);
       assert.deepEqual(requests, [url], 'the page loads nothing but itself');
-      assert.equal(await page.locator('svg .bar').count(), 3);
-      assert.equal(await page.locator('svg .bar.failed').count(), 1);
-      assert.equal(await page.locator('svg .undo').count(), 2, 'the two rolled-back steps show their rollback');
+      assert.equal(await page.locator('svg g.step').count(), 3, 'one timeline row per step');
+      assert.equal(await page.locator('svg .seg.failed').count(), 1);
+      assert.equal(await page.locator('svg .seg.rollback').count(), 2, 'the two rolled-back steps show their rollback');
       assert.ok(existsSync(path.join(dir, 'report.png')));
       await page.locator('th.sortable').first().click().catch(() => undefined);
       assert.deepEqual(problems, [], 'sorting raises nothing');

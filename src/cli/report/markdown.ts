@@ -61,9 +61,9 @@ function table(t: PlanTable): string[] {
 }
 
 /** Steps by status: `3 completed, 1 failed, 2 pending`. */
-export function statusCounts(r: RunReport): string {
+export function statusCounts(r: RunReport, label: (s: StepReport) => string = (s) => s.status): string {
   const counts = new Map<string, number>();
-  for (const s of r.steps) counts.set(s.status, (counts.get(s.status) ?? 0) + 1);
+  for (const s of r.steps) counts.set(label(s), (counts.get(label(s)) ?? 0) + 1);
   return [...counts].map(([status, n]) => `${n} ${status}`).join(', ');
 }
 
