@@ -144,6 +144,7 @@ export async function runRunbook(runbook: Runbook, options: RunOptions): Promise
     }
     return await withTargets(rc, steps, started, { fresh: true }, () => forward(rc, steps));
   } finally {
+    await rc.drainNotifications();
     rc.journal.close();
     unlock();
   }
@@ -283,6 +284,7 @@ async function reopen(
       const steps = state.order.map((stepId) => rc.step(stepId));
       return await withTargets(rc, steps, started, { fresh: false }, () => body(rc, steps, state));
     } finally {
+      await rc.drainNotifications();
       journal.close();
     }
   } finally {

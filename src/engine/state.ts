@@ -227,6 +227,7 @@ export function applyEvent(state: RunState, event: RunEvent, ts: string): void {
     case 'step.confirmed':
     case 'step.progress':
     case 'rollback.finished':
+    case 'notify.failed':
       return;
     case 'step.retrying':
       if (step && event.durationMs !== undefined) addPhase(step, 'apply', event.durationMs);

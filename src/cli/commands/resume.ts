@@ -14,10 +14,16 @@ interface ReopenArgs {
   json: boolean;
   force: boolean;
   'dry-run': boolean;
+  notify: string[] | undefined;
   'state-dir': string;
 }
 
-const builder = (y: Argv) => withJson(withYes(withStateDir(withRunId(y)))) as unknown as Argv<ReopenArgs>;
+const builder = (y: Argv) =>
+  withJson(withYes(withStateDir(withRunId(y)))).option('notify', {
+    type: 'string',
+    array: true,
+    describe: "webhook URL(s) to POST run events to, besides the runbook's notify:",
+  }) as unknown as Argv<ReopenArgs>;
 
 async function reopen(args: ReopenArgs, command: 'resume' | 'rollback'): Promise<{ result: RunResult; code: number }> {
   const picked = pickRun(args['state-dir'], args.runId, command);
@@ -28,7 +34,7 @@ async function reopen(args: ReopenArgs, command: 'resume' | 'rollback'): Promise
   // Steps already done stay off the live list; it shows what this command will do.
   const remaining = state.order.filter((id) => state.steps.get(id)?.status !== 'completed');
   return runWithUi(command, remaining, args.json, (hooks) =>
-    call(state.runId, { registry, stateDir: args['state-dir'], yes: args.yes, force: args.force, ...hooks }),
+    call(state.runId, { registry, stateDir: args['state-dir'], yes: args.yes, force: args.force, ...(args.notify !== undefined ? { notify: args.notify } : {}), ...hooks }),
   );
 }
 

@@ -31,6 +31,7 @@ interface RunArgs {
   'max-plan-age'?: string | undefined;
   label?: string | undefined;
   environment?: string | undefined;
+  notify?: string[] | undefined;
 }
 
 /** `plan` and `run --dry-run` are the same code path. */
@@ -69,6 +70,7 @@ export async function runOrPlan(args: RunArgs, dryRun: boolean): Promise<number>
       ...(savedPlan !== undefined ? { savedPlan } : {}),
       ...(args.label !== undefined ? { label: args.label } : {}),
       ...(args.environment !== undefined ? { environment: args.environment } : {}),
+      ...(args.notify !== undefined ? { notify: args.notify } : {}),
       ...hooks,
     }),
     { check },
@@ -99,6 +101,11 @@ export const runCommand: CommandModule<object, RunArgs> = {
       .option('max-plan-age', { type: 'string', default: '24h', describe: 'refuse a saved plan older than this' })
       .option('label', { type: 'string', describe: 'a name for this run in reports, e.g. rehearsal-3' })
       .option('environment', { type: 'string', describe: 'where it runs, e.g. staging or production' })
+      .option('notify', {
+        type: 'string',
+        array: true,
+        describe: "webhook URL(s) to POST run events to, besides the runbook's notify: (run started, step failed, waiting for confirmation, finished)",
+      })
       .example('$0 run runbook.yaml --label rehearsal-2 --environment staging', 'a rehearsal, named for reports and --compare')
       .example('$0 run runbook.yaml --plan plan.json', 'execute exactly a reviewed plan; stop where the state drifted')
       .example('$0 run runbook.yaml --yes --log-file cutover.log', 'no prompts (CI); a timestamped log besides the terminal') as never,
