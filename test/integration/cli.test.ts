@@ -406,7 +406,7 @@ steps:
       const tampered = await cutover(['audit', 'verify', '--last'], env);
       assert.equal(tampered.code, 3);
       assert.match(tampered.stderr, /journal does NOT verify/);
-      assert.match(tampered.stderr, /line \d+: record does not match its hash/);
+      assert.match(tampered.stderr, /first break at line \d+: the line was changed after it was written \(record does not match its hash\)/);
     });
 
     it('a dry run is physically read-only: a wait query that tries SET ...; COMMIT; INSERT fails in plan and in run, and writes nothing', async () => {
