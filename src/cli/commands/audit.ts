@@ -61,12 +61,15 @@ export function summarise(problems: readonly { readonly line: number; readonly p
   const atFirst = problems.filter((p) => p.line === first.line).map((p) => p.problem);
   const sequence = atFirst.map((p) => /sequence number (\d+), expected (\d+)/.exec(p)).find((m) => m !== null);
   let kind: string;
-  if (atFirst.some((p) => p.includes('does not match its'))) kind = 'the line was changed after it was written';
+  const everyHmac = problems.length > 1 && problems.every((p) => p.problem.includes('HMAC'));
+  if (everyHmac) kind = 'no record matches its HMAC: the chain was rewritten without the key, or with another';
+  else if (atFirst.some((p) => p.includes('does not match its'))) kind = 'the line was changed after it was written';
   else if (sequence && Number(sequence[1]) > Number(sequence[2])) kind = `${Number(sequence[1]) - Number(sequence[2])} line(s) before it were removed`;
   else if (sequence) kind = 'lines before it were repeated or reordered';
   else if (atFirst.some((p) => p.includes('link is broken'))) kind = 'the line before it was replaced or reordered';
   else kind = atFirst.join('; ');
-  const lines = [`  first break at line ${first.line}: ${kind} (${atFirst.join('; ')})`];
+  const what = atFirst.join('; ');
+  const lines = [`  first break at line ${first.line}: ${kind}${kind === what ? '' : ` (${what})`}`];
   const later = problems.filter((p) => p.line !== first.line);
   if (later.length > 0) {
     const after = new Set(later.map((p) => p.line)).size;
