@@ -18,13 +18,15 @@ export {
   type StepResult,
 } from './engine/executor.js';
 export { TOOL_VERSION, type EngineOptions } from './engine/run-context.js';
+export { previewRollback, type RollbackPreview, type RollbackPreviewStep } from './engine/rollback-preview.js';
 export { preflight, type ConnectionCheck, type PreflightOptions, type PreflightResult, type StepCheck } from './engine/preflight.js';
 export { Redactor, REDACTED } from './audit/redact.js';
 export { SAVED_PLAN_FORMAT, checkSavedPlan, makeSavedPlan, planDrift, readSavedPlan, type SavedPlan } from './engine/saved-plan.js';
 export { parseDuration } from './runbook/duration.js';
 export type { RunEvent, RunStatus, SerializedError } from './engine/events.js';
-export type { RunState, StepState, StepStatus } from './engine/state.js';
-export type { Action, Change, CheckContext, CheckFinding, ConfigIssue, FileEdit, PlanTable, StepPlan, StepDefinition, Step, Json } from './engine/step.js';
+export type { RunState, StepState, StepStatus, StepPhases } from './engine/state.js';
+export { formatPhases, phaseTotal } from './engine/state.js';
+export type { Action, Change, CheckContext, CheckFinding, ConfigIssue, FileEdit, PlanTable, RollbackPlan, StepPlan, StepDefinition, Step, Json } from './engine/step.js';
 export type { OracleConnection, OracleConnector } from './db/oracle.js';
 export { defineStep, describeFileEdit } from './engine/step.js';
 export { displayCommand, type CommandRunner } from './engine/commands.js';
@@ -33,7 +35,19 @@ export { pickRun, effectiveStatus, describeProgress, type PickedRun } from './en
 export { verifyJournal, readJournal, journalFile, type VerifyResult, type VerifyOptions } from './audit/journal.js';
 export { journalKeyFromEnv } from './audit/journal-key.js';
 export { trustJournal } from './engine/trust.js';
-export { buildReport, compareRuns, listRuns, type Comparison, type RunReport, type RunSummary, type StepReport } from './audit/report.js';
+export {
+  buildReport,
+  compareRuns,
+  describeWindow,
+  listRuns,
+  windowOf,
+  type Comparison,
+  type PhaseSegment,
+  type RunReport,
+  type RunSummary,
+  type StepReport,
+  type WindowSize,
+} from './audit/report.js';
 export { quoteIdent, quoteQualified } from './db/quote.js';
 export * from './errors.js';
 export { listTemplates, template, TEMPLATES_DIR, type Template } from './templates.js';

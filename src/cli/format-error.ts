@@ -53,7 +53,8 @@ export function formatError(error: unknown): string {
     return error.message;
   }
   if (error instanceof Error) {
-    return process.env['CUTOVER_DEBUG'] ? (error.stack ?? error.message) : `${error.name}: ${error.message}`;
+    // Never an internal class name: the message is what a person can act on.
+    return process.env['CUTOVER_DEBUG'] ? (error.stack ?? error.message) : error.message;
   }
   return String(error);
 }

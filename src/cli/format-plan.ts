@@ -3,11 +3,13 @@ import {
   describeFileEdit,
   displayCommand,
   formatDuration,
+  formatPhases,
   type Action,
   type Json,
   type PlanTable,
   type RunResult,
   type RunState,
+  type RollbackPlan,
   type StepPlan,
 } from '../index.js';
 import { formatSerialized } from './format-error.js';
@@ -53,7 +55,7 @@ function formatAction(action: Action): string[] {
   }
 }
 
-export function formatPlan(plan: StepPlan): string[] {
+export function formatPlan(plan: RollbackPlan | StepPlan): string[] {
   const lines: string[] = [];
   for (const action of plan.actions) lines.push(...formatAction(action));
   for (const change of plan.changes ?? []) lines.push(`~ ${change.subject}: ${show(change.current)} -> ${show(change.desired)}`);
@@ -83,10 +85,14 @@ export function formatTable(table: PlanTable): string[] {
 export function formatRunResult(result: RunResult, title: string): string {
   const lines = [title];
   result.steps.forEach((step, index) => {
-    const duration = step.durationMs !== undefined ? ` (${formatDuration(step.durationMs)})` : '';
-    lines.push(`${String(index + 1).padStart(2)}. ${step.id} [${step.kind}] ${step.status}${duration}`);
+    const phases = step.phases !== undefined ? formatPhases(step.phases) : undefined;
+    const duration = phases !== undefined ? ` [${phases}]` : '';
+    lines.push(`${String(index + 1).padStart(2)}. ${step.id} [${step.kind}] ${step.status}${step.verified === true ? ' (verified)' : ''}${duration}`);
     if (step.plan) lines.push(...formatPlan(step.plan).map((l) => `      ${l.split('\n').join('\n      ')}`));
-    if (step.error) lines.push(...formatSerialized(step.error).split('\n').map((l) => `      ! ${l}`));
+    // A blocked plan's error only repeats the `! blocked:` lines of its plan.
+    if (step.error && !(step.error.name === 'PlanBlockedError' && step.plan?.blockers?.length)) {
+      lines.push(...formatSerialized(step.error).split('\n').map((l) => `      ! ${l}`));
+    }
   });
   return lines.join('\n');
 }
@@ -106,8 +112,10 @@ export function formatState(state: RunState): string {
   for (const id of state.order) {
     const step = state.steps.get(id);
     if (!step) continue;
-    const duration = step.durationMs !== undefined ? ` (${formatDuration(step.durationMs)})` : '';
-    lines.push(`  ${id}: ${step.status}${duration}${step.attempts > 1 ? `, ${step.attempts} attempts` : ''}`);
+    const phases = formatPhases(step.phases);
+    const duration = phases !== undefined ? ` [${phases}]` : '';
+    const undo = step.rollbackMs !== undefined ? `, rollback ${formatDuration(step.rollbackMs)}` : '';
+    lines.push(`  ${id}: ${step.status}${step.verified === true && step.status === 'completed' ? ' (verified)' : ''}${duration}${undo}${step.attempts > 1 ? `, ${step.attempts} attempts` : ''}`);
     if (step.error) lines.push(...formatSerialized(step.error).split('\n').map((l) => `      ! ${l}`));
   }
   return lines.join('\n');

@@ -6,11 +6,32 @@
  * writes (reports, saved plans) can carry them. The streams themselves are
  * wrapped too, so output from libraries (listr2) is covered.
  */
-import { writeFileSync } from 'node:fs';
+import { closeSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { Redactor } from '../index.js';
 
 const redactor = new Redactor();
 let installed = false;
+/** `--log-file`: plain, timestamped lines appended to it (see io.logTo). */
+let logFd: number | undefined;
+
+// eslint-disable-next-line no-control-regex -- ANSI escapes are exactly what a log file must not hold.
+const ANSI = /\u001b\[[0-9;?]*[A-Za-z]/g;
+
+function logLines(text: string): void {
+  if (logFd === undefined) return;
+  const ts = new Date().toISOString();
+  const lines = redactor
+    .redact(text.replace(ANSI, ''))
+    .split('\n')
+    .filter((l) => l.trim().length > 0)
+    .map((l) => `${ts} ${l}\n`)
+    .join('');
+  try {
+    writeSync(logFd, lines);
+  } catch {
+    // A log file that cannot be written (disk full) must not stop a cutover.
+  }
+}
 
 function wrap(stream: NodeJS.WriteStream): void {
   const write = stream.write.bind(stream) as (...args: unknown[]) => boolean;
@@ -46,9 +67,25 @@ export function installRedaction(): void {
 export const io = {
   out(text: string): void {
     process.stdout.write(redactor.redact(text.endsWith('\n') ? text : `${text}\n`));
+    logLines(text);
   },
   err(text: string): void {
     process.stderr.write(redactor.redact(text.endsWith('\n') ? text : `${text}\n`));
+    logLines(text);
+  },
+  /** A line for the log file only (e.g. each engine event); nothing without --log-file. */
+  log(text: string): void {
+    logLines(text);
+  },
+  /**
+   * `--log-file`: from now on everything this process prints through io (and
+   * each line given to io.log) is appended to `file` as plain lines, each
+   * with an ISO timestamp, redacted like the terminal. Always appended: one
+   * file can hold every run of a night.
+   */
+  logTo(file: string): void {
+    if (logFd !== undefined) closeSync(logFd);
+    logFd = openSync(file, 'a', 0o600);
   },
   /** Writes a file the user asked for (a report, a saved plan), redacted like the terminal. */
   writeFile(file: string, text: string): void {
@@ -61,6 +98,8 @@ export const io = {
   protect(secrets: Iterable<string>): void {
     redactor.add(secrets);
   },
+  /** `--timestamps`: the live list prints plain lines, each with the time. */
+  timestamps: false,
   interactive(): boolean {
     return process.stdin.isTTY === true && process.stdout.isTTY === true;
   },

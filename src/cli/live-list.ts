@@ -6,8 +6,8 @@
  * the list do not garble each other.
  */
 import { ListrEnquirerPromptAdapter } from '@listr2/prompt-adapter-enquirer';
-import { Listr, PRESET_TIMER, type DefaultRenderer, type ListrTaskWrapper, type SimpleRenderer } from 'listr2';
-import { formatDuration, type RunEvent } from '../index.js';
+import { Listr, PRESET_TIMESTAMP, type DefaultRenderer, type ListrTaskWrapper, type SimpleRenderer } from 'listr2';
+import { formatPhases, type RunEvent, type StepPhases } from '../index.js';
 import { createInterface } from 'node:readline/promises';
 import { formatSerialized } from './format-error.js';
 
@@ -34,6 +34,13 @@ interface Slot {
   onStart?: (wrapper: Wrapper) => void;
 }
 
+/**
+ * A skipped or failed task's line: on a terminal listr2 replaces the title
+ * with the message, so the message names the step; in plain lines it prints
+ * `title [SKIPPED: message]`, so it must not name it twice.
+ */
+const named = (plain: boolean, id: string, message: string) => (plain ? message : `${id}: ${message}`);
+
 function newSlot(): Slot {
   const slot: Slot = {};
   slot.started = new Promise<Wrapper>((resolve) => (slot.onStart = resolve));
@@ -44,27 +51,46 @@ export class LiveList {
   private readonly slots = new Map<string, Slot>();
   private rollbackSlot: Slot = {};
   private rollbackIds: string[] = [];
+  private rollbackStarted = false;
+  /** Phase times per step, as the engine reports them: the list shows a step's true duration, planning included. */
+  private readonly phases = new Map<string, StepPhases>();
   private readonly rollbackSlots = new Map<string, Slot>();
   private running: Promise<void> | undefined;
   private readonly listr: Listr<unknown>;
 
+  /** Plain lines (no terminal, or --timestamps) rather than a list redrawn in place. */
+  private readonly plain: boolean;
+
   constructor(
     stepIds: readonly string[],
     private readonly mode: 'plan' | 'run' | 'resume' | 'rollback',
+    options: { readonly timestamps?: boolean } = {},
   ) {
+    this.plain = options.timestamps === true || process.stdout.isTTY !== true;
     for (const id of stepIds) this.slots.set(id, newSlot());
     const stepTasks = mode === 'rollback' ? [] : stepIds.map((id) => ({ title: id, task: (_: unknown, task: Wrapper) => this.wait(this.slots.get(id) ?? {}, task) }));
     this.listr = new Listr<unknown>(
       [
         ...stepTasks,
-        ...(mode === 'plan' ? [] : [{ title: 'rollback', task: (_: unknown, task: Wrapper) => this.rollbackTask(task) }]),
+        ...(mode === 'plan'
+          ? []
+          : [
+              {
+                title: 'rollback',
+                // Shown only once a rollback started (listr2 asks again just before the task would run): a successful run has none.
+                enabled: () => this.mode === 'rollback' || this.rollbackStarted,
+                task: (_: unknown, task: Wrapper) => this.rollbackTask(task),
+              },
+            ]),
       ],
       {
         concurrent: false,
         exitOnError: false,
         registerSignalListeners: false,
-        rendererOptions: { timer: PRESET_TIMER, collapseSubtasks: false, showErrorMessage: true, formatOutput: 'wrap' },
-        fallbackRendererOptions: { timer: PRESET_TIMER },
+        // No listr2 timer: it would time the task, not the step; titles carry the step's phases instead.
+        ...(options.timestamps === true
+          ? { renderer: 'simple', rendererOptions: { timestamp: PRESET_TIMESTAMP } }
+          : { rendererOptions: { collapseSubtasks: false, showErrorMessage: true, formatOutput: 'wrap' } }),
       } as never,
     );
   }
@@ -78,11 +104,9 @@ export class LiveList {
 
   /** Waits until the list has drawn its final state. */
   async done(): Promise<void> {
-    for (const slot of [...this.slots.values(), this.rollbackSlot, ...this.rollbackSlots.values()]) {
-      if (slot.final === undefined) {
-        this.settle(slot, { kind: 'skip', message: slot === this.rollbackSlot ? 'nothing to roll back' : 'not run' });
-      }
-    }
+    for (const [id, slot] of this.slots) if (slot.final === undefined) this.settle(slot, { kind: 'skip', message: this.named(id, 'not run') });
+    if (this.rollbackSlot.final === undefined) this.settle(this.rollbackSlot, { kind: 'skip', message: 'nothing to roll back' });
+    for (const [id, slot] of this.rollbackSlots) if (slot.final === undefined) this.settle(slot, { kind: 'skip', message: this.named(id, 'not rolled back') });
     await this.running;
   }
 
@@ -95,12 +119,31 @@ export class LiveList {
     return answer === true;
   }
 
+  private named(id: string, message: string): string {
+    return named(this.plain, id, message);
+  }
+
+  /** `[12.4s: plan 12.1s, apply 0.3s]`, or '' before any phase ended. */
+  private timing(stepId: string): string {
+    const text = formatPhases(this.phases.get(stepId) ?? {});
+    return text === undefined ? '' : ` [${text}]`;
+  }
+
+  private addPhase(stepId: string, phase: keyof StepPhases, ms: number): void {
+    const phases = this.phases.get(stepId) ?? {};
+    phases[phase] = (phases[phase] ?? 0) + ms;
+    this.phases.set(stepId, phases);
+  }
+
   handle(event: RunEvent): void {
     const slot = 'stepId' in event && event.stepId !== undefined ? this.slots.get(event.stepId) : undefined;
     switch (event.type) {
       case 'step.planned':
+        this.addPhase(event.stepId, 'plan', event.durationMs);
         // The plan itself is printed once, after the list (plan) or kept in the journal (run).
-        if (slot && this.mode === 'plan') this.settle(slot, { kind: 'done' });
+        // A plan with blockers is settled by the step.failed that follows it.
+        if (slot && this.mode === 'plan' && (event.plan.blockers?.length ?? 0) === 0) this.settle(slot, { kind: 'done', title: `${event.stepId}${this.timing(event.stepId)}` });
+        else if (slot?.wrapper) slot.wrapper.title = `${event.stepId}: planned${this.timing(event.stepId)}`;
         return;
       case 'step.started':
         if (slot?.wrapper) slot.wrapper.title = `${event.stepId}: applying${event.attempt > 1 ? ` (attempt ${event.attempt})` : ''}`;
@@ -109,22 +152,33 @@ export class LiveList {
         if (slot?.wrapper) slot.wrapper.output = event.message;
         return;
       case 'step.applied':
-        if (slot?.wrapper) slot.wrapper.title = `${event.stepId}: applied in ${formatDuration(event.durationMs)}, verifying`;
+        this.addPhase(event.stepId, 'apply', event.durationMs);
+        if (slot?.wrapper) slot.wrapper.title = `${event.stepId}: applied${this.timing(event.stepId)}, verifying`;
         return;
       case 'step.retrying':
+        if (event.durationMs !== undefined) this.addPhase(event.stepId, 'apply', event.durationMs);
         if (slot?.wrapper) slot.wrapper.output = `attempt ${event.attempt} failed: ${event.error.message}; retrying`;
         return;
       case 'step.completed':
-        if (slot) this.settle(slot, { kind: 'done', title: `${event.stepId}${event.verified ? ' (verified)' : ''}` });
+        if (event.verified) this.addPhase(event.stepId, 'verify', event.durationMs);
+        if (slot) this.settle(slot, { kind: 'done', title: `${event.stepId}${event.verified ? ' (verified)' : ''}${this.timing(event.stepId)}` });
         return;
-      case 'step.failed':
-        if (slot) this.settle(slot, { kind: 'failed', message: `${event.phase} failed: ${formatSerialized(event.error)}` });
+      case 'step.failed': {
+        // A plan refused for blockers was timed from the plan's start, like step.planned: count it once.
+        const planned = event.phase === 'plan' ? (this.phases.get(event.stepId)?.plan ?? 0) : 0;
+        this.addPhase(event.stepId, event.phase, Math.max(0, event.durationMs - planned));
+        // One line here; the cause in full is printed once, after the list.
+        const cause = event.error.name === 'PlanBlockedError' ? 'blocked (reasons below)' : (formatSerialized(event.error).split('\n')[0] ?? '');
+        if (slot?.wrapper) slot.wrapper.title = event.stepId;
+        if (slot) this.settle(slot, { kind: 'failed', message: this.named(event.stepId, `${event.phase} failed${this.timing(event.stepId)}: ${cause}`) });
         return;
+      }
       case 'step.reconciled':
         if (slot?.wrapper) slot.wrapper.output = `after the crash: ${event.outcome} (${event.reason})`;
         if (slot && event.phase === 'apply' && event.outcome === 'done') this.settle(slot, { kind: 'done', title: `${event.stepId} (reconciled)` });
         return;
       case 'rollback.started':
+        this.rollbackStarted = true;
         this.rollbackIds = [...event.steps];
         for (const id of event.steps) this.rollbackSlots.set(id, newSlot());
         this.settle(this.rollbackSlot, { kind: 'done', title: `rollback (${event.reason})` });
@@ -133,14 +187,14 @@ export class LiveList {
         this.settleRollback(event.stepId, { kind: 'done', title: `${event.stepId} rolled back` });
         return;
       case 'rollback.step.skipped':
-        this.settleRollback(event.stepId, { kind: 'skip', message: `${event.stepId}: ${event.irreversible ? 'IRREVERSIBLE, ' : ''}${event.reason}` });
+        this.settleRollback(event.stepId, { kind: 'skip', message: this.named(event.stepId, `${event.irreversible ? 'IRREVERSIBLE, ' : ''}${event.reason}`) });
         return;
       case 'rollback.step.failed':
-        this.settleRollback(event.stepId, { kind: 'failed', message: `rollback failed: ${formatSerialized(event.error)}` });
+        this.settleRollback(event.stepId, { kind: 'failed', message: this.named(event.stepId, `rollback failed: ${formatSerialized(event.error).split('\n')[0] ?? ''}`) });
         return;
       case 'run.finished':
       case 'run.stopped':
-        for (const [, s] of this.slots) if (s.final === undefined && s.wrapper) this.settle(s, { kind: 'skip', message: event.type === 'run.stopped' ? `stopped: ${event.reason}` : 'not run' });
+        for (const [id, s] of this.slots) if (s.final === undefined && s.wrapper) this.settle(s, { kind: 'skip', message: this.named(id, event.type === 'run.stopped' ? `stopped: ${event.reason}` : 'not run') });
         return;
       default:
         return;

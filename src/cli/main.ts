@@ -37,6 +37,29 @@ async function main(argv: string[]): Promise<void> {
     .command(reportCommand)
     .command(auditCommand)
     .command(schemaCommand)
+    .option('log-file', {
+      type: 'string',
+      global: true,
+      describe: 'also append what is printed, and every run event, to this file: plain lines with timestamps, secrets redacted',
+    })
+    .option('timestamps', { type: 'boolean', global: true, default: false, describe: 'the live list as plain lines, each with the time' })
+    .option('color', {
+      type: 'boolean',
+      global: true,
+      default: true,
+      describe: 'colour in the live list; --no-color (or NO_COLOR set) turns it off',
+    })
+    .middleware((args) => {
+      if (typeof args['log-file'] === 'string') io.logTo(args['log-file']);
+      io.timestamps = args['timestamps'] === true;
+      // listr2's colours (colorette) already honour NO_COLOR and --no-color; this covers anything else that looks.
+      if (args['color'] === false) process.env['NO_COLOR'] = '1';
+    })
+    .example('$0 validate runbook.yaml', 'check the file, connect to nothing')
+    .example('$0 plan runbook.yaml --out plan.json', 'what each step would do, saved for review')
+    .example('$0 run runbook.yaml --plan plan.json --label rehearsal-2', 'execute exactly the reviewed plan')
+    .example('$0 rollback --dry-run --last', 'what undoing the newest run would do')
+    .example('$0 report --format html --out report.html', 'the newest run for the change board')
     .demandCommand(1, 'name a command')
     .strict()
     .epilogue(

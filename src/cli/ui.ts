@@ -2,13 +2,13 @@
  * Runs an engine call with the live list subscribed (or silently for --json),
  * then prints the outcome. Returns the exit code.
  */
-import { InterruptedError, type EngineOptions, type RunResult } from '../index.js';
-import { formatError } from './format-error.js';
+import { InterruptedError, PlanBlockedError, StepFailedError, formatDuration, type EngineOptions, type RunEvent, type RunResult } from '../index.js';
+import { formatError, formatSerialized } from './format-error.js';
 import { formatRunResult } from './format-plan.js';
 import { io } from './io.js';
 import { LiveList } from './live-list.js';
 import { exitCodeFor } from './options.js';
-import type { ExitCode } from './exit-codes.js';
+import { ExitCode } from './exit-codes.js';
 
 type Hooks = Pick<EngineOptions, 'onEvent' | 'confirm' | 'protect' | 'signal'>;
 
@@ -52,18 +52,21 @@ export async function runWithUi(
   let result: RunResult;
   const protect = (secrets: readonly string[]) => io.protect(secrets);
   if (json) {
-    result = await withInterrupts((signal) => body({ protect, signal }));
+    result = await withInterrupts((signal) => body({ protect, signal, onEvent: (event) => io.log(eventLine(event)) }));
     io.out(JSON.stringify({ ...jsonExtra, ...toJson(result) }, null, 2));
     return { result, code: exitCodeFor(result) };
   }
-  const list = new LiveList(stepIds, mode);
+  const list = new LiveList(stepIds, mode, { timestamps: io.timestamps });
   list.start();
   try {
     result = await withInterrupts((signal) =>
       body({
       protect,
       signal,
-      onEvent: (event) => list.handle(event),
+      onEvent: (event) => {
+        io.log(eventLine(event));
+        list.handle(event);
+      },
       ...(io.interactive() ? { confirm: (question: string, stepId: string) => list.ask(question, stepId) } : {}),
     }),
     );
@@ -71,6 +74,8 @@ export async function runWithUi(
     await list.done();
   }
   if (mode === 'plan') io.out(formatRunResult(result, `\nPlan (nothing was changed):`));
+  const screen = afterRun(result, mode);
+  if (screen !== undefined) io.err(screen.explain);
   io.out(
     [
       '',
@@ -80,8 +85,7 @@ export async function runWithUi(
       `  (record it in the change ticket: cutover audit verify ${result.runId} --head ${result.journalHead} proves the journal still ends there)`,
     ].join('\n'),
   );
-  if (result.error !== undefined) io.err(`\n${formatError(result.error)}`);
-  if (mode !== 'plan' && (result.status === 'interrupted' || result.status === 'stopped')) io.err(whereItStands(result));
+  if (screen !== undefined && screen.next.length > 0) io.err(screen.next);
   return { result, code: exitCodeFor(result) };
 }
 
@@ -98,15 +102,96 @@ function toJson(result: RunResult): Record<string, unknown> {
   return { ...rest, ...(error !== undefined ? { error: formatError(error) } : {}) };
 }
 
-/** What is in place after a run stopped short, and the two ways on. */
-function whereItStands(result: RunResult): string {
-  const applied = result.steps.filter((s) => s.status === 'applied' || s.status === 'completed').map((s) => `${s.id} (${s.kind})`);
-  const unfinished = result.steps.filter((s) => s.status === 'failed' || s.status === 'applying').map((s) => s.id);
-  return [
-    '',
-    applied.length > 0 ? `applied and still in place: ${applied.join(', ')}` : 'nothing applied is in place',
-    ...(unfinished.length > 0 ? [`stopped in: ${unfinished.join(', ')} (its transaction, if any, was rolled back; what it recorded before writing is kept)`] : []),
-    `continue: cutover resume ${result.runId}`,
-    `undo:     cutover rollback ${result.runId}`,
-  ].join('\n');
+/** One engine event as a line of the log file: `step.failed compare (plan, 1.2s): ...`. */
+export function eventLine(event: RunEvent): string {
+  const parts: string[] = [];
+  if ('stepId' in event && event.stepId !== undefined) parts.push(event.stepId);
+  if ('connection' in event) parts.push(event.connection);
+  if ('phase' in event) parts.push(`(${event.phase})`);
+  if (event.type === 'step.completed') parts.push(event.verified ? `verified in ${formatDuration(event.durationMs)}` : 'nothing to verify');
+  else if ('durationMs' in event && typeof event.durationMs === 'number') parts.push(formatDuration(event.durationMs));
+  if ('status' in event) parts.push(event.status);
+  if ('runId' in event) parts.push(event.runId);
+  if ('reason' in event) parts.push(`: ${event.reason}`);
+  if ('error' in event) parts.push(`: ${event.error.sqlstate ? `${event.error.sqlstate} ` : ''}${event.error.message}`);
+  if (event.type === 'step.progress') parts.push(`: ${event.message}`);
+  return `${event.type} ${parts.join(' ')}`.replaceAll(' :', ':').trimEnd();
+}
+
+const PHASE_WORDS = { plan: 'planning', apply: 'applying', verify: 'verifying', rollback: 'rolling back' } as const;
+
+/** The failing step by id, kind and connection(s), then its cause (blockers once, SQLSTATE, hint). */
+function cause(result: RunResult, mode: 'plan' | 'run' | 'resume' | 'rollback'): string[] {
+  const error = result.error;
+  if (error === undefined) return [];
+  if (!(error instanceof StepFailedError)) return ['', formatError(error)];
+  const step = result.steps.find((s) => s.id === error.stepId);
+  const where = step === undefined ? '' : ` (${step.kind}${step.connections.length > 0 ? `, ${step.connections.length === 1 ? 'connection' : 'connections'} ${step.connections.join(', ')}` : ''})`;
+  if (mode === 'plan' && error.cause instanceof PlanBlockedError) {
+    // The plan above lists its blockers (`! blocked:`): name the step, do not repeat them.
+    const n = error.cause.blockers.length;
+    return ['', `✖ step "${error.stepId}"${where} cannot be applied: ${n} blocker${n === 1 ? '' : 's'}, marked "! blocked" in its plan above`];
+  }
+  const body = error.cause instanceof PlanBlockedError ? ['blocked:', ...error.cause.blockers.map((b) => `  - ${b}`)] : formatError(error.cause).split('\n');
+  return ['', `✖ step "${error.stepId}"${where} failed while ${PHASE_WORDS[error.phase]}:`, ...body.map((l) => `  ${l}`)];
+}
+
+/** What is in place now, step by step, after anything but success. */
+function whereItStands(result: RunResult): string[] {
+  const named = (s: RunResult['steps'][number]) => `${s.id} (${s.kind})`;
+  const by = (...statuses: string[]) => result.steps.filter((s) => statuses.includes(s.status));
+  const rolledBack = by('rolled-back');
+  const inPlace = by('applied', 'completed');
+  const irreversible = result.steps.filter((s) => s.rollbackSkipped?.irreversible === true);
+  const rollbackFailed = by('rollback-failed');
+  const midway = by('applying', 'rolling-back');
+  const lines: string[] = [];
+  if (rolledBack.length > 0) lines.push(`  rolled back: ${rolledBack.map(named).join(', ')}`);
+  for (const s of irreversible) lines.push(`  still in place, cannot be rolled back: ${named(s)}: ${s.rollbackSkipped?.reason ?? ''}`);
+  for (const s of rollbackFailed) {
+    lines.push(`  rollback failed, may be partly undone: ${named(s)}`);
+    if (s.error !== undefined) lines.push(...formatSerialized(s.error).split('\n').map((l) => `    ${l}`));
+  }
+  if (inPlace.length > 0) lines.push(`  applied and still in place: ${inPlace.map(named).join(', ')}`);
+  if (midway.length > 0) lines.push(`  stopped in the middle of: ${midway.map(named).join(', ')} (its transaction, if any, was rolled back; what it recorded before writing is kept)`);
+  if (lines.length === 0) lines.push('  nothing of this run is in place');
+  return ['', 'Where things stand:', ...lines];
+}
+
+/** The next command, as the outcome allows. */
+function next(result: RunResult, mode: 'run' | 'resume' | 'rollback'): string[] {
+  const id = result.runId;
+  const code = exitCodeFor(result);
+  const rerun = result.runbookFile !== undefined ? `cutover run ${result.runbookFile}` : 'cutover run <runbook>';
+  switch (result.status) {
+    case 'rolled-back':
+      return mode === 'rollback' ? [] : ['', 'Next: fix the cause, then run the runbook again:', `  ${rerun}`];
+    case 'needs-attention': {
+      const failed = result.steps.filter((s) => s.status === 'rollback-failed');
+      const irreversible = result.steps.filter((s) => s.rollbackSkipped?.irreversible === true);
+      return [
+        '',
+        'Next:',
+        ...(failed.length > 0 ? [`  fix why the rollback of ${failed.map((s) => s.id).join(', ')} failed, then continue it: cutover rollback ${id}`] : []),
+        ...(irreversible.length > 0 ? [`  undo ${irreversible.map((s) => s.id).join(', ')} by hand if it must be undone: cutover cannot`] : []),
+        ...(failed.length === 0 && irreversible.length === 0 ? [`  check by hand what is in place: cutover status ${id} shows each step`] : []),
+      ];
+    }
+    case 'stopped':
+    case 'interrupted':
+    case 'failed':
+      if (code !== ExitCode.stopped) return [];
+      return ['', 'Next, one of:', `  cutover resume ${id}      continue from where it stopped`, `  cutover rollback ${id}    undo what is applied`, `  cutover abandon ${id} --reason "..."   give up on it (it can still be rolled back)`];
+    default:
+      return [];
+  }
+}
+
+/** What a person needs after the list: the cause once and where things stand, then (after the journal lines) the next command. */
+function afterRun(result: RunResult, mode: 'plan' | 'run' | 'resume' | 'rollback'): { readonly explain: string; readonly next: string } | undefined {
+  if (result.status === 'succeeded' || result.status === 'planned') return undefined;
+  if (mode === 'plan') return { explain: [...cause(result, mode), '', 'Nothing was changed (a plan only reads).'].join('\n'), next: '' };
+  // Refused before any step ran: the cause says why; nothing is in place.
+  if (result.status === 'refused') return { explain: [...cause(result, mode), '', 'Nothing was changed: the run did not start a step.'].join('\n'), next: '' };
+  return { explain: [...cause(result, mode), ...whereItStands(result)].join('\n'), next: next(result, mode).join('\n') };
 }

@@ -75,7 +75,8 @@ export type RunEvent =
       readonly output?: string;
       readonly details?: Json;
     }
-  | { readonly type: 'step.retrying'; readonly stepId: string; readonly attempt: number; readonly error: SerializedError }
+  /** `durationMs`: how long the failed attempt took (absent in journals from before it was recorded). */
+  | { readonly type: 'step.retrying'; readonly stepId: string; readonly attempt: number; readonly error: SerializedError; readonly durationMs?: number }
   /** The step's forward work is done; `verified` says whether a post-condition was checked. */
   | { readonly type: 'step.completed'; readonly stepId: string; readonly verified: boolean; readonly durationMs: number }
   | {
@@ -114,6 +115,8 @@ export type RunEvent =
   | { readonly type: 'step.committing'; readonly stepId: string; readonly phase: 'apply' | 'rollback'; readonly xid: string; readonly before?: Json }
   /** The run's lock session on a target ended or lost its lock. */
   | { readonly type: 'lock.lost'; readonly connection: string; readonly reason: string }
-  | { readonly type: 'run.finished'; readonly status: RunStatus; readonly durationMs: number };
+  | { readonly type: 'run.finished'; readonly status: RunStatus; readonly durationMs: number }
+  /** A notification hook failed or did not answer in time; the run went on. */
+  | { readonly type: 'notify.failed'; readonly url: string; readonly event: string; readonly reason: string };
 
 export type RunEventType = RunEvent['type'];

@@ -34,7 +34,7 @@ import { RunLocks } from './lock.js';
 import { currentXid, readLegacyMarker, xactStatus } from './marker.js';
 import { RunContext, TOOL_VERSION, operatorName, redactorFor, resolveAll, type EngineOptions } from './run-context.js';
 import { DEFAULT_STATE_DIR, findRun, lockRunDir, newRunId, runsDir } from './runs.js';
-import { appliedSteps, foldJournal, inFlight, type RunState, type StepState } from './state.js';
+import { appliedSteps, foldJournal, inFlight, type RunState, type StepPhases, type StepState } from './state.js';
 import type { ApplyOutcome, Json, Step, StepPlan } from './step.js';
 import { planDrift } from './saved-plan.js';
 
@@ -53,7 +53,15 @@ export interface StepResult {
   readonly status: StepState['status'];
   readonly plan?: StepPlan;
   readonly error?: SerializedError;
+  /** plan + apply + verify. */
   readonly durationMs?: number;
+  readonly phases?: StepPhases;
+  /** A post-condition was checked (false: the kind has no verify, or it did not get that far). */
+  readonly verified?: boolean;
+  /** The connections the step uses (its own first), for messages about it. */
+  readonly connections: readonly string[];
+  /** Why a rollback left it alone. */
+  readonly rollbackSkipped?: { readonly reason: string; readonly irreversible: boolean };
 }
 
 export interface RunResult {
@@ -61,6 +69,8 @@ export interface RunResult {
   readonly dryRun: boolean;
   readonly runDir: string;
   readonly journalFile: string;
+  /** The runbook the run executes (absolute path). */
+  readonly runbookFile?: string;
   readonly status: RunStatus;
   readonly steps: readonly StepResult[];
   /** What ended the run early: a step failure, a lock held elsewhere, a missing confirmation. */
@@ -134,6 +144,7 @@ export async function runRunbook(runbook: Runbook, options: RunOptions): Promise
     }
     return await withTargets(rc, steps, started, { fresh: true }, () => forward(rc, steps));
   } finally {
+    await rc.drainNotifications();
     rc.journal.close();
     unlock();
   }
@@ -273,6 +284,7 @@ async function reopen(
       const steps = state.order.map((stepId) => rc.step(stepId));
       return await withTargets(rc, steps, started, { fresh: false }, () => body(rc, steps, state));
     } finally {
+      await rc.drainNotifications();
       journal.close();
     }
   } finally {
@@ -379,16 +391,21 @@ async function finish(rc: RunContext, outcome: StepOutcome, started: number): Pr
     dryRun: rc.dryRun,
     runDir: rc.runDir,
     journalFile: rc.journal.file,
+    runbookFile: rc.state.runbookFile,
     status,
     steps: rc.state.order.map((id) => {
       const s = rc.state.steps.get(id);
+      const step = rc.step(id);
       return {
         id,
-        kind: rc.step(id).kind,
+        kind: step.kind,
+        connections: [...new Set([...(step.connection !== undefined ? [step.connection] : []), ...(rc.definition(step).connections?.(step.config) ?? [])])],
+        ...(s?.rollbackSkipped !== undefined ? { rollbackSkipped: s.rollbackSkipped } : {}),
         status: s?.status ?? 'pending',
         ...(s?.plan !== undefined ? { plan: s.plan } : {}),
         ...(s?.error !== undefined ? { error: s.error } : {}),
-        ...(s?.durationMs !== undefined ? { durationMs: s.durationMs } : {}),
+        ...(s?.durationMs !== undefined ? { durationMs: s.durationMs, phases: { ...s.phases } } : {}),
+        ...(s?.verified !== undefined ? { verified: s.verified } : {}),
       };
     }),
     ...(!outcome.ok && outcome.error !== undefined ? { error: outcome.error } : {}),
@@ -538,7 +555,7 @@ async function runStep(rc: RunContext, step: Step): Promise<StepOutcome> {
         return { ok: false, stop: 'stopped', error: rc.stopCause };
       }
       if (attempt <= step.retries && !rc.signal.aborted) {
-        rc.emit({ type: 'step.retrying', stepId: step.id, attempt, error: serializeError(error) });
+        rc.emit({ type: 'step.retrying', stepId: step.id, attempt, error: serializeError(error), durationMs: Date.now() - started });
         // The backoff ends early on an interrupt or a lost lock; the check below then stops the run.
         await sleep(Math.min(30_000, 500 * 2 ** (attempt - 1)), undefined, { signal: rc.signal }).catch(() => {});
         const allowed = await mayWrite(rc, step.id);
@@ -594,7 +611,7 @@ async function applyOnce(rc: RunContext, step: Step, planned: Json): Promise<{ o
 async function verifyStep(rc: RunContext, step: Step, planned: Json): Promise<StepOutcome> {
   const definition = rc.definition(step);
   const started = Date.now();
-  if (definition.verify === undefined) {
+  if (definition.verify === undefined || definition.verifies?.(step.config) === false) {
     rc.emit({ type: 'step.completed', stepId: step.id, verified: false, durationMs: 0 });
     return ok;
   }

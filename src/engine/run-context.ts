@@ -14,6 +14,7 @@ import path from 'node:path';
 import type { SavedPlan } from './saved-plan.js';
 import type { RunLocks } from './lock.js';
 import { failpoint } from './failpoint.js';
+import { Notifier } from './notify.js';
 import { CommandError, ConfirmationRequiredError, JournalUntrustedError, StepTimeoutError, UsageError } from '../errors.js';
 import type { Runbook, StepRegistry } from '../runbook/load.js';
 import { execaRunner, type CommandRunner } from './commands.js';
@@ -50,6 +51,10 @@ export interface EngineOptions {
   /** Recorded in the journal, for reports and rehearsal comparison (e.g. rehearsal-3, staging). */
   readonly label?: string;
   readonly environment?: string;
+  /** Webhook URLs notified besides the runbook's `notify:` (`--notify`). */
+  readonly notify?: readonly string[];
+  /** How long a notification hook may take (default 5 s). */
+  readonly notifyTimeoutMs?: number;
   /** Chains the journal with HMAC-SHA256; default: CUTOVER_JOURNAL_KEY or CUTOVER_JOURNAL_KEY_FILE, if set. */
   readonly journalKey?: Buffer;
 }
@@ -97,6 +102,9 @@ function redactedCommands(runner: CommandRunner, redactor: Redactor): CommandRun
   };
 }
 
+/** What a run context writes its events to: the journal, or (a read-only preview) something that refuses every write. */
+export type JournalWriter = Pick<Journal, 'append' | 'file' | 'headHash' | 'close'>;
+
 export class RunContext {
   readonly commands: CommandRunner;
   /** Aborted by the caller's signal, or when the run must stop at once (lock lost, interrupt). */
@@ -109,6 +117,8 @@ export class RunContext {
   stopCause: Error | undefined;
   private readonly controller = new AbortController();
   private current: RunState | undefined;
+  /** Webhooks told about the run's start, failures, confirmations and end. */
+  readonly notifier: Notifier;
   /** Step sessions open right now: an interrupt cancels what they run. */
   private readonly openSessions = new Set<Session>();
 
@@ -116,7 +126,7 @@ export class RunContext {
     readonly runbook: Runbook,
     readonly runId: string,
     readonly runDir: string,
-    readonly journal: Journal,
+    readonly journal: JournalWriter,
     readonly redactor: Redactor,
     readonly connections: ReadonlyMap<string, ResolvedConnection>,
     readonly options: EngineOptions,
@@ -133,6 +143,46 @@ export class RunContext {
       else outer.addEventListener('abort', forward, { once: true });
     }
     this.current = state;
+    // A dry run changes nothing: nobody is woken for it.
+    const urls = dryRun ? [] : [...new Set([...runbook.notify, ...(options.notify ?? [])])];
+    this.notifier = new Notifier(
+      urls,
+      (text) => redactor.redact(text),
+      (url, reason, event) => this.emit({ type: 'notify.failed', url, event, reason }),
+      options.notifyTimeoutMs,
+    );
+  }
+
+  /** What a journaled event tells the webhooks, if anything. */
+  private notify(event: RunEvent): void {
+    const base = { runId: this.runId, runbook: this.runbook.name, ...(this.runbook.ticket !== undefined ? { ticket: this.runbook.ticket } : {}) };
+    const name = `"${this.runbook.name}"${this.runbook.ticket !== undefined ? ` (${this.runbook.ticket})` : ''}`;
+    if (event.type === 'run.started' || event.type === 'run.resumed') {
+      const what = event.type === 'run.started' ? 'run' : event.command;
+      this.notifier.send({ ...base, event: 'run.started', text: `cutover: ${what} of ${name} started (run ${this.runId})` });
+    } else if (event.type === 'step.failed') {
+      this.notifier.send({
+        ...base,
+        event: 'step.failed',
+        stepId: event.stepId,
+        message: event.error.message,
+        text: `cutover: step "${event.stepId}" of ${name} failed while ${event.phase === 'plan' ? 'planning' : event.phase === 'apply' ? 'applying' : 'verifying'}: ${event.error.sqlstate ? `${event.error.sqlstate} ` : ''}${event.error.message.split('\n')[0] ?? ''}`,
+      });
+    } else if (event.type === 'run.finished') {
+      this.notifier.send({
+        ...base,
+        event: 'run.finished',
+        status: event.status,
+        journal: this.journal.file,
+        report: `cutover report ${this.runId} --format html`,
+        text: `cutover: run ${this.runId} of ${name} finished: ${event.status}`,
+      });
+    }
+  }
+
+  /** Before the journal closes: the hooks still in flight answer or time out (their failures are journaled). */
+  drainNotifications(): Promise<void> {
+    return this.notifier.drain();
   }
 
   /** Stops the run before its next write: aborts every wait and poll of the step in flight. */
@@ -184,6 +234,7 @@ export class RunContext {
       redacted = record.event;
       if (this.current === undefined) this.current = foldJournal([record]);
       else applyEvent(this.current, record.event, record.ts, record.seq);
+      this.notify(record.event);
     }
     try {
       this.options.onEvent?.(redacted);
@@ -287,6 +338,14 @@ export class RunContext {
       return true;
     }
     if (this.options.confirm === undefined) throw new ConfirmationRequiredError(stepId, question);
+    this.notifier.send({
+      event: 'confirmation.waiting',
+      runId: this.runId,
+      runbook: this.runbook.name,
+      stepId,
+      message: question,
+      text: `cutover: run ${this.runId} of "${this.runbook.name}" waits for a person at step "${stepId}": ${question}`,
+    });
     const answer = await this.options.confirm(question, stepId);
     if (answer) this.emit({ type: 'step.confirmed', stepId, by: 'prompt', question });
     return answer;

@@ -4,6 +4,7 @@
  */
 import type { RunEvent, RunStatus, SerializedError } from './events.js';
 import type { Json, StepPlan } from './step.js';
+import { formatDuration } from '../runbook/duration.js';
 
 export type StepStatus =
   | 'pending'
@@ -34,11 +35,45 @@ export interface StepState {
   /** The journal line of the step's last plan. */
   planLine?: number | undefined;
   attempts: number;
+  /**
+   * Time spent in each phase (summed over attempts and resumes); the step's
+   * duration is their sum. Planning counts: a compare does its work there.
+   */
+  phases: StepPhases;
+  /** plan + apply + verify, once any phase ran. */
   durationMs?: number;
+  /** Time its rollback took, when it was rolled back. */
+  rollbackMs?: number;
+  /** Why a rollback left it alone (irreversible, or nothing to undo). */
+  rollbackSkipped?: { readonly reason: string; readonly irreversible: boolean };
+  /** Its forward work finished (step.completed) at some point, even if rolled back since. */
+  completed: boolean;
+  /** Its last verification actually ran a post-condition. */
+  verified?: boolean;
   error?: SerializedError;
   output?: string;
   /** The transaction id journaled before the COMMIT of this step's last transaction (apply or rollback). */
   committing?: { readonly phase: 'apply' | 'rollback'; readonly xid: string; readonly before?: Json };
+}
+
+export interface StepPhases {
+  plan?: number;
+  apply?: number;
+  verify?: number;
+}
+
+/** A step's duration: the sum of the phases that ran (undefined if none did). */
+export function phaseTotal(phases: StepPhases): number | undefined {
+  const values = [phases.plan, phases.apply, phases.verify].filter((v): v is number => v !== undefined);
+  return values.length === 0 ? undefined : values.reduce((a, b) => a + b, 0);
+}
+
+/** The phases as a person reads them: `12.4s: plan 12.1s, apply 0.3s` (only the phases that ran). */
+export function formatPhases(phases: StepPhases): string | undefined {
+  const total = phaseTotal(phases);
+  if (total === undefined) return undefined;
+  const parts = (['plan', 'apply', 'verify'] as const).flatMap((p) => (phases[p] === undefined ? [] : [`${p} ${formatDuration(phases[p])}`]));
+  return `${formatDuration(total)}: ${parts.join(', ')}`;
 }
 
 export interface RunState {
@@ -82,7 +117,7 @@ export function foldJournal(records: readonly { readonly ts: string; readonly ev
     operator: start.operator,
     ...(start.options.label !== undefined ? { label: start.options.label } : {}),
     ...(start.options.environment !== undefined ? { environment: start.options.environment } : {}),
-    steps: new Map(start.steps.map((id) => [id, { id, status: 'pending', applied: false, touched: false, attempts: 0 }])),
+    steps: new Map(start.steps.map((id) => [id, { id, status: 'pending', applied: false, touched: false, attempts: 0, phases: {}, completed: false }])),
     order: start.steps,
     status: 'running',
     lastTs: first.ts,
@@ -96,6 +131,7 @@ export function foldJournal(records: readonly { readonly ts: string; readonly ev
 export function applyEvent(state: RunState, event: RunEvent, ts: string, seq?: number): void {
   state.lastTs = ts;
   const step = 'stepId' in event && event.stepId !== undefined ? state.steps.get(event.stepId) : undefined;
+  if (step !== undefined && event.type !== 'step.planned' && event.type !== 'step.failed') planJustEnded.delete(step);
   switch (event.type) {
     case 'run.resumed':
       state.status = event.command === 'rollback' ? 'rolling-back' : 'running';
@@ -110,7 +146,11 @@ export function applyEvent(state: RunState, event: RunEvent, ts: string, seq?: n
       if (step) step.committing = { phase: event.phase, xid: event.xid, ...(event.before !== undefined ? { before: event.before } : {}) };
       return;
     case 'step.planned':
-      if (step) [step.status, step.plan, step.planLine] = ['planned', event.plan, seq];
+      if (step) {
+        [step.status, step.plan, step.planLine] = ['planned', event.plan, seq];
+        addPhase(step, 'plan', event.durationMs);
+        planJustEnded.set(step, event.durationMs);
+      }
       return;
     case 'step.started':
       if (step) {
@@ -123,17 +163,27 @@ export function applyEvent(state: RunState, event: RunEvent, ts: string, seq?: n
       return;
     case 'step.applied':
       if (step) {
-        Object.assign(step, { status: 'applied', applied: true, durationMs: event.durationMs });
+        Object.assign(step, { status: 'applied', applied: true });
+        addPhase(step, 'apply', event.durationMs);
         if (event.before !== undefined) [step.before, step.beforeLine] = [event.before, seq];
         step.before ??= null;
         if (event.output !== undefined) step.output = event.output;
       }
       return;
     case 'step.completed':
-      if (step) step.status = 'completed';
+      if (step) {
+        Object.assign(step, { status: 'completed', completed: true, verified: event.verified });
+        if (event.verified) addPhase(step, 'verify', event.durationMs);
+      }
       return;
     case 'step.failed':
-      if (step) [step.status, step.error] = ['failed', event.error];
+      if (step) {
+        [step.status, step.error] = ['failed', event.error];
+        // A plan refused for its blockers was timed from the same start as step.planned: count that time once.
+        const planned = event.phase === 'plan' ? (planJustEnded.get(step) ?? 0) : 0;
+        planJustEnded.delete(step);
+        addPhase(step, event.phase, Math.max(0, event.durationMs - planned));
+      }
       return;
     case 'step.reconciled':
       if (!step) return;
@@ -157,12 +207,15 @@ export function applyEvent(state: RunState, event: RunEvent, ts: string, seq?: n
       }
       return;
     case 'rollback.step.done':
-      if (step) Object.assign(step, { status: 'rolled-back', applied: false, touched: false });
+      if (step) Object.assign(step, { status: 'rolled-back', applied: false, touched: false, rollbackMs: (step.rollbackMs ?? 0) + event.durationMs });
       return;
     case 'rollback.step.skipped':
       // Nothing to undo means the step no longer holds anything to roll back;
       // an irreversible one stays applied, for the record.
-      if (step) Object.assign(step, { status: 'rollback-skipped', applied: event.irreversible && step.applied, touched: false });
+      if (step) {
+        Object.assign(step, { status: 'rollback-skipped', applied: event.irreversible && step.applied, touched: false });
+        step.rollbackSkipped = { reason: event.reason, irreversible: event.irreversible };
+      }
       return;
     case 'rollback.step.failed':
       if (step) [step.status, step.error] = ['rollback-failed', event.error];
@@ -178,10 +231,22 @@ export function applyEvent(state: RunState, event: RunEvent, ts: string, seq?: n
     case 'target.locked':
     case 'step.confirmed':
     case 'step.progress':
-    case 'step.retrying':
     case 'rollback.finished':
+    case 'notify.failed':
+      return;
+    case 'step.retrying':
+      if (step && event.durationMs !== undefined) addPhase(step, 'apply', event.durationMs);
       return;
   }
+}
+
+/** The plan time of a step.planned just folded, until the step's next event. */
+const planJustEnded = new WeakMap<StepState, number>();
+
+function addPhase(step: StepState, phase: keyof StepPhases, ms: number): void {
+  step.phases[phase] = (step.phases[phase] ?? 0) + ms;
+  const total = phaseTotal(step.phases);
+  if (total !== undefined) step.durationMs = total;
 }
 
 /** Steps whose effects are (or may partly be) in place, in runbook order. */

@@ -346,10 +346,26 @@ export interface StepDefinition<
     step: StepOf<z.output<Schema>, Connected>,
     planned: z.output<Planned>,
   ): Promise<ApplyOutcome<z.output<Before>>>;
+  /**
+   * Whether `verify` checks anything for this config (default: it does when
+   * defined). A step whose verification is optional says so, so nobody reads
+   * "verified" where nothing was checked.
+   */
+  verifies?(config: z.output<Schema>): boolean;
   /** Throws VerificationError when the post-condition does not hold. */
   verify?(ctx: BaseContext, step: StepOf<z.output<Schema>, Connected>, planned: z.output<Planned>, before: z.output<Before>): Promise<void>;
   rollback?(ctx: ApplyContext<z.output<Before>>, step: StepOf<z.output<Schema>, Connected>, before: z.output<Before>): Promise<void>;
+  /**
+   * What `rollback` would do with this before-state, read-only, in the plan
+   * format (`cutover rollback --dry-run`). Kinds with a rollback implement it
+   * from the same statements their rollback runs; without it the preview
+   * says only that the step would be rolled back.
+   */
+  planRollback?(ctx: BaseContext, step: StepOf<z.output<Schema>, Connected>, before: z.output<Before>): Promise<RollbackPlan>;
 }
+
+/** What a rollback would do: the plan format without a payload (a rollback executes its before-state). */
+export type RollbackPlan = Omit<StepPlan<never>, 'planned'>;
 
 /** Keeps each definition's config, payload and before-state types while checking them against the contract. */
 export function defineStep<Schema extends z.ZodObject, Planned extends JsonSchema, Before extends JsonSchema, Connected extends boolean>(

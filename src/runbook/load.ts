@@ -34,6 +34,8 @@ export interface Runbook {
   readonly name: string;
   readonly description?: string;
   readonly ticket?: string;
+  /** Webhook URLs for run notifications (may hold secrets: `${secret:NAME}`). */
+  readonly notify: readonly string[];
   readonly connections: Readonly<Record<string, ConnectionSpec>>;
   readonly defaults: {
     readonly lockTimeoutMs: number;
@@ -169,6 +171,7 @@ function parseUnguarded(text: string, file: string, options: LoadOptions, digest
     name: value.name,
     ...(value.description !== undefined ? { description: value.description } : {}),
     ...(value.ticket !== undefined ? { ticket: value.ticket } : {}),
+    notify: value.notify ?? [],
     connections: value.connections,
     defaults: {
       lockTimeoutMs: value.defaults?.lockTimeout ?? DEFAULT_LOCK_TIMEOUT_MS,
@@ -448,7 +451,7 @@ function knownKeysAt(
     const definition = typeof kind === 'string' ? registry[kind] : undefined;
     return [...BASE_KEYS, ...Object.keys(definition?.config.shape ?? {})];
   }
-  if (at.length === 0) return ['version', 'name', 'description', 'ticket', 'connections', 'defaults', 'steps'];
+  if (at.length === 0) return ['version', 'name', 'description', 'ticket', 'notify', 'connections', 'defaults', 'steps'];
   if (at.length === 1 && at[0] === 'defaults') return Object.keys(defaultsSchema.shape);
   if (at.length === 2 && at[0] === 'connections') {
     const kind = object?.['kind'];

@@ -191,6 +191,10 @@ export function runbookSchema(stepSchema: z.ZodType) {
     name: z.string().min(1),
     description: z.string().optional(),
     ticket: z.string().optional().describe('change ticket id, recorded in the journal'),
+    notify: z
+      .array(z.string().regex(/^https?:\/\/\S+$/, 'expected an http:// or https:// URL'))
+      .optional()
+      .describe('URLs to POST a small JSON event to (run started, step failed, waiting for confirmation, run finished), with a Slack-compatible text field; a failing hook never fails the run'),
     connections: z.record(identifier, connectionSchema).default({}),
     defaults: defaultsSchema.optional(),
     steps: z.array(stepSchema).min(1),

@@ -235,6 +235,14 @@ function withoutOurWrites(planned: Planned, prior: Before | undefined): Planned 
   };
 }
 
+/** What rollback runs, in one transaction: the settings and logins as they were. */
+function restoreStatements(before: Before): string[] {
+  return [
+    ...before.settings.map(restoreStatement),
+    ...before.logins.map((l) => `ALTER ROLE ${quoteIdent(l.role)} ${l.canLogin ? 'LOGIN' : 'NOLOGIN'}`),
+  ];
+}
+
 export const freezeWritesStep = defineStep({
   kind: 'freeze-writes',
   summary: 'Make the application roles read-only on the source, end their sessions, prove it, and give writes back on rollback',
@@ -384,13 +392,20 @@ export const freezeWritesStep = defineStep({
     if (problems.length > 0) throw new VerificationError(problems.join('; '));
   },
 
+  async planRollback(_ctx, step, before) {
+    const connection = step.connection;
+    return {
+      actions: before === null ? [] : restoreStatements(before).map((sql) => ({ type: 'sql' as const, connection, sql })),
+      ...(before?.probe?.writable === true ? { notes: [`then checks that ${before.probe.role} can write in ${before.probe.database} again`] } : {}),
+    };
+  },
+
   async rollback(ctx, step, before) {
     const connection = step.connection;
     const db = await ctx.session(connection);
     if (before === null) return;
     await inTransaction(db, async () => {
-      for (const s of before.settings) await db.query(restoreStatement(s));
-      for (const l of before.logins) await db.query(`ALTER ROLE ${quoteIdent(l.role)} ${l.canLogin ? 'LOGIN' : 'NOLOGIN'}`);
+      for (const sql of restoreStatements(before)) await db.query(sql);
     });
     const probe = before.probe;
     if (probe?.writable === true && !(await canWrite(ctx, connection, probe.role, probe.database))) {

@@ -98,4 +98,22 @@ export const shellStep = defineStep({
     const cwd = step.config.cwd !== undefined ? ctx.resolvePath(step.config.cwd) : null;
     if (step.config.rollback !== undefined) await run(ctx, step, step.config.rollback, cwd);
   },
+
+  async planRollback(ctx, step) {
+    if (step.config.rollback === undefined) return { actions: [] };
+    const envKeys = [
+      ...(step.connection !== undefined ? Object.keys(ctx.connectionEnv(step.connection)) : []),
+      ...Object.keys(step.config.env ?? {}),
+    ];
+    return {
+      actions: [
+        {
+          type: 'command',
+          argv: step.config.rollback,
+          ...(step.config.cwd !== undefined ? { cwd: ctx.resolvePath(step.config.cwd) } : {}),
+          ...(envKeys.length > 0 ? { envKeys } : {}),
+        },
+      ],
+    };
+  },
 });

@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { VerificationError } from '../errors.js';
-import { defineStep } from '../engine/step.js';
+import { defineStep, type Action } from '../engine/step.js';
 import { expectSchema, firstValue, matches } from './expect.js';
 
 const statements = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]);
@@ -55,6 +55,8 @@ export const sqlStep = defineStep({
     return { before: null };
   },
 
+  verifies: (c) => c.verify !== undefined,
+
   async verify(ctx, step) {
     const verify = step.config.verify;
     if (verify === undefined) return;
@@ -69,5 +71,11 @@ export const sqlStep = defineStep({
   async rollback(ctx, step) {
     const session = ctx.tx ?? (await ctx.session(step.connection));
     for (const sql of list(step.config.rollback ?? [])) await session.query(sql);
+  },
+
+  async planRollback(_ctx, step) {
+    const connection = step.connection;
+    const transaction = inTransaction(step.config);
+    return { actions: list(step.config.rollback ?? []).map((sql): Action => ({ type: 'sql', connection, sql, transaction })) };
   },
 });

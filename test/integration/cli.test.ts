@@ -262,7 +262,7 @@ steps:
       assert.equal(stopped.code, 5, stopped.stderr);
       assert.match(stopped.stdout, /: interrupted/);
       assert.match(stopped.stderr, /applied and still in place: s1 \(sql\)/);
-      assert.match(stopped.stderr, /continue: cutover resume \S+/);
+      assert.match(stopped.stderr, /cutover resume \S+ +continue from where it stopped/);
       assert.doesNotMatch(stopped.stderr, /\n\s+at /);
       const journal = readFileSync(journalOf(stateDir), 'utf8');
       assert.match(journal, /"type":"run.interrupted","signal":"SIGINT","stepId":"s2","applied":\["s1"\]/);
@@ -406,7 +406,7 @@ steps:
       const tampered = await cutover(['audit', 'verify', '--last'], env);
       assert.equal(tampered.code, 3);
       assert.match(tampered.stderr, /journal does NOT verify/);
-      assert.match(tampered.stderr, /line \d+: record does not match its hash/);
+      assert.match(tampered.stderr, /first break at line \d+: the line was changed after it was written \(record does not match its hash\)/);
     });
 
     it('a dry run is physically read-only: a wait query that tries SET ...; COMMIT; INSERT fails in plan and in run, and writes nothing', async () => {
@@ -475,7 +475,9 @@ steps:
       const result = await cutover(['run', file], env);
       assert.equal(result.code, 1);
       assert.match(result.stderr, /db: ERROR 42703: column "nosuchcolumn" does not exist/);
-      const [line, caret] = result.stderr.split('\n').slice(-3);
+      const lines = result.stderr.split('\n');
+      const at = lines.findIndex((l) => /LINE 1: /.test(l));
+      const [line, caret] = [lines[at], lines[at + 1]];
       assert.match(line ?? '', /LINE 1: SELECT nosuchcolumn FROM pg_class$/);
       assert.equal(caret?.indexOf('^'), line?.indexOf('nosuchcolumn'), 'the caret points at the bad column');
     });

@@ -148,9 +148,9 @@ describe('reports on PostgreSQL 18', () => {
       await page.screenshot({ path: path.join(dir, 'report.png'), fullPage: true });
       assert.deepEqual(problems, []);
       assert.deepEqual(requests, [url], 'the page loads nothing but itself');
-      assert.equal(await page.locator('svg .bar').count(), 3);
-      assert.equal(await page.locator('svg .bar.failed').count(), 1);
-      assert.equal(await page.locator('svg .undo').count(), 2, 'the two rolled-back steps show their rollback');
+      assert.equal(await page.locator('svg g.step').count(), 3, 'one timeline row per step');
+      assert.equal(await page.locator('svg .seg.failed').count(), 1);
+      assert.equal(await page.locator('svg .seg.rollback').count(), 2, 'the two rolled-back steps show their rollback');
       assert.ok(existsSync(path.join(dir, 'report.png')));
       await page.locator('th.sortable').first().click().catch(() => undefined);
       assert.deepEqual(problems, [], 'sorting raises nothing');
@@ -192,7 +192,7 @@ describe('reports on PostgreSQL 18', () => {
     for (const step of ['freeze (window)', 'copy (window)', 'report-back']) {
       assert.match(md.stdout, new RegExp(`^\\| ${step.replace(/[()]/g, '\\$&')} \\| \\d+ms \\| \\d+ms \\| [+-]\\d+ms \\|`, 'm'));
     }
-    assert.match(md.stdout, /Projected window \(first to last step marked `window: true`\): rehearsal-1 \d+ms, rehearsal-2 \d+ms/);
+    assert.match(md.stdout, /Projected window \(first to last step marked `window: true`, sum of their plan, apply and verify times\): rehearsal-1 \d+ms, rehearsal-2 \d+ms/);
     const html = await cutover(['report', '--compare', ...ids, '--format', 'html', '--state-dir', state]);
     assert.match(html.stdout, /Projected window/);
     const runs = await cutover(['runs', '--json', '--state-dir', state]);

@@ -10,6 +10,7 @@ interface AuditArgs {
   last: boolean;
   json: boolean;
   head: string | undefined;
+  verbose: boolean;
   'state-dir': string;
 }
 
@@ -22,10 +23,13 @@ export const auditCommand: CommandModule = {
         command: 'verify [runId]',
         describe: "Re-compute every record's hash (HMAC with CUTOVER_JOURNAL_KEY) and link; fails on any changed, removed or reordered line",
         builder: (v) =>
-          withJson(withStateDir(withRunId(v))).option('head', {
-            type: 'string',
-            describe: 'the head hash recorded elsewhere (ticket, report): the journal must end exactly there',
-          }) as never,
+          withJson(withStateDir(withRunId(v)))
+            .option('head', {
+              type: 'string',
+              describe: 'the head hash recorded elsewhere (ticket, report): the journal must end exactly there',
+            })
+            .option('verbose', { type: 'boolean', default: false, describe: 'list every line that does not hold, not only the first break' })
+            .example('$0 audit verify --last --head <hash from the ticket>', 'the newest journal, unchanged and ending where the ticket says') as never,
         handler: (args) => {
           const id = findRun(args['state-dir'], args.runId);
           const key = journalKeyFromEnv();
@@ -36,7 +40,8 @@ export const auditCommand: CommandModule = {
             io.out(`run ${id}: journal verifies: ${result.records} records, head ${result.head} (${result.chain} chain${anchored})`);
           } else {
             io.err(`run ${id}: journal does NOT verify:`);
-            for (const p of result.problems) io.err(`  line ${p.line}: ${p.problem}`);
+            if (args.verbose) for (const p of result.problems) io.err(`  line ${p.line}: ${p.problem}`);
+            else io.err(summarise(result.problems, result.records));
           }
           process.exitCode = result.ok ? ExitCode.ok : ExitCode.needsAttention;
         },
@@ -44,3 +49,31 @@ export const auditCommand: CommandModule = {
       .demandCommand(1),
   handler: () => {},
 };
+
+/**
+ * The first break and what kind it is; the problems after it mostly follow
+ * from it (one removed line shifts every sequence number after it), so they
+ * are counted, not listed, unless --verbose.
+ */
+export function summarise(problems: readonly { readonly line: number; readonly problem: string }[], records: number): string {
+  const first = problems[0];
+  if (first === undefined) return '';
+  const atFirst = problems.filter((p) => p.line === first.line).map((p) => p.problem);
+  const sequence = atFirst.map((p) => /sequence number (\d+), expected (\d+)/.exec(p)).find((m) => m !== null);
+  let kind: string;
+  const everyHmac = problems.length > 1 && problems.every((p) => p.problem.includes('HMAC'));
+  if (everyHmac) kind = 'no record matches its HMAC: the chain was rewritten without the key, or with another';
+  else if (atFirst.some((p) => p.includes('does not match its'))) kind = 'the line was changed after it was written';
+  else if (sequence && Number(sequence[1]) > Number(sequence[2])) kind = `${Number(sequence[1]) - Number(sequence[2])} line(s) before it were removed`;
+  else if (sequence) kind = 'lines before it were repeated or reordered';
+  else if (atFirst.some((p) => p.includes('link is broken'))) kind = 'the line before it was replaced or reordered';
+  else kind = atFirst.join('; ');
+  const what = atFirst.join('; ');
+  const lines = [`  first break at line ${first.line}: ${kind}${kind === what ? '' : ` (${what})`}`];
+  const later = problems.filter((p) => p.line !== first.line);
+  if (later.length > 0) {
+    const after = new Set(later.map((p) => p.line)).size;
+    lines.push(`  ${after} later line(s) of ${records} do not hold either, most as a consequence of it (--verbose lists them)`);
+  }
+  return lines.join('\n');
+}

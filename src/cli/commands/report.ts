@@ -23,7 +23,13 @@ export const reportCommand: CommandModule<object, ReportArgs> = {
     withStateDir(y)
       .positional('runIds', { type: 'string', array: true, describe: 'run id(s); default: the newest run' })
       .option('compare', { type: 'boolean', default: false, describe: 'compare the given runs step by step' })
-      .option('format', { choices: ['md', 'html', 'json'] as const, default: 'md' as const })
+      .option('format', {
+        choices: ['md', 'html', 'json'] as const,
+        default: 'md' as const,
+        describe: 'md for the change ticket, html for one self-contained page (phone and print), json for programs',
+      })
+      .example('$0 report --format html --out report.html', 'the newest run as one HTML page')
+      .example('$0 report --compare <run1> <run2>', 'two rehearsals step by step, with the projected window')
       .option('out', { type: 'string', describe: 'write to this file instead of standard output' })
       .option('slower-than', { type: 'number', default: 20, describe: 'with --compare: flag steps slower by more than this percentage' }) as never,
   handler: (args) => {
@@ -59,22 +65,40 @@ export const reportCommand: CommandModule<object, ReportArgs> = {
 
 interface RunsArgs {
   json: boolean;
+  all: boolean;
+  label: string | undefined;
+  environment: string | undefined;
   'state-dir': string;
 }
 
 export const runsCommand: CommandModule<object, RunsArgs> = {
   command: 'runs',
   describe: 'List past runs, newest first: id, label, environment, runbook, start, outcome, duration',
-  builder: (y) => withJson(withStateDir(y)) as never,
+  builder: (y) =>
+    withJson(withStateDir(y))
+      .option('all', { type: 'boolean', default: false, describe: 'also list plans (dry runs) and runs refused before any step ran' })
+      .option('label', { type: 'string', describe: 'only runs with this label (cutover run --label)' })
+      .option('environment', { type: 'string', describe: 'only runs in this environment (cutover run --environment)' })
+      .example('$0 runs --environment staging', 'the staging rehearsals') as never,
   handler: (args) => {
-    const runs = listRuns(args['state-dir']);
+    const every = listRuns(args['state-dir']);
+    // Plans and refused runs never got past planning: dozens of them would hide the runs that did something.
+    const runs = every.filter(
+      (r) =>
+        (args.all || (r.mode === 'run' && r.status !== 'refused')) &&
+        (args.label === undefined || r.label === args.label) &&
+        (args.environment === undefined || r.environment === args.environment),
+    );
+    const hidden = every.length - runs.length;
+    const note = !args.all && hidden > 0 ? `(${hidden} more not shown: plans, refused runs${args.label !== undefined || args.environment !== undefined ? ', other labels or environments' : ''}; --all lists plans and refused runs)` : '';
     if (args.json) io.out(JSON.stringify(runs, null, 2));
-    else if (runs.length === 0) io.out('no runs yet');
+    else if (runs.length === 0) io.out(every.length === 0 ? 'no runs yet' : `no run matches ${note}`);
     else {
       const rows = runs.map((r) => [r.runId, r.mode, r.label ?? '', r.environment ?? '', r.runbook, r.startedAt, r.status, r.durationMs === undefined ? '' : `${(r.durationMs / 1000).toFixed(1)}s`]);
       const head = ['run', 'mode', 'label', 'environment', 'runbook', 'started', 'outcome', 'duration'];
       const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
       for (const r of [head, ...rows]) io.out(r.map((c, i) => (c ?? '').padEnd(widths[i] ?? 0)).join('  ').trimEnd());
+      if (note !== '') io.out(note);
     }
     process.exitCode = ExitCode.ok;
   },

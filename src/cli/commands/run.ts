@@ -31,6 +31,7 @@ interface RunArgs {
   'max-plan-age'?: string | undefined;
   label?: string | undefined;
   environment?: string | undefined;
+  notify?: string[] | undefined;
 }
 
 /** `plan` and `run --dry-run` are the same code path. */
@@ -69,6 +70,7 @@ export async function runOrPlan(args: RunArgs, dryRun: boolean): Promise<number>
       ...(savedPlan !== undefined ? { savedPlan } : {}),
       ...(args.label !== undefined ? { label: args.label } : {}),
       ...(args.environment !== undefined ? { environment: args.environment } : {}),
+      ...(args.notify !== undefined ? { notify: args.notify } : {}),
       ...hooks,
     }),
     { check },
@@ -91,14 +93,22 @@ export const runCommand: CommandModule<object, RunArgs> = {
   describe: 'Execute a runbook: plan, apply and verify each step; roll back on failure',
   builder: (y) =>
     withJson(withYes(withStateDir(y)))
-      .positional('runbook', { type: 'string', demandOption: true })
+      .positional('runbook', { type: 'string', demandOption: true, describe: 'the runbook file (YAML)' })
       .option('dry-run', { type: 'boolean', default: false, describe: 'plan only (same as cutover plan)' })
       .option('only', { type: 'string', array: true, describe: 'run only these step ids' })
       .option('from', { type: 'string', describe: 'start at this step id' })
       .option('plan', { type: 'string', describe: 'execute exactly this saved plan (cutover plan --out); stop where the state drifted' })
       .option('max-plan-age', { type: 'string', default: '24h', describe: 'refuse a saved plan older than this' })
       .option('label', { type: 'string', describe: 'a name for this run in reports, e.g. rehearsal-3' })
-      .option('environment', { type: 'string', describe: 'where it runs, e.g. staging or production' }) as never,
+      .option('environment', { type: 'string', describe: 'where it runs, e.g. staging or production' })
+      .option('notify', {
+        type: 'string',
+        array: true,
+        describe: "webhook URL(s) to POST run events to, besides the runbook's notify: (run started, step failed, waiting for confirmation, finished)",
+      })
+      .example('$0 run runbook.yaml --label rehearsal-2 --environment staging', 'a rehearsal, named for reports and --compare')
+      .example('$0 run runbook.yaml --plan plan.json', 'execute exactly a reviewed plan; stop where the state drifted')
+      .example('$0 run runbook.yaml --yes --log-file cutover.log', 'no prompts (CI); a timestamped log besides the terminal') as never,
   handler: async (args) => {
     process.exitCode = await runOrPlan(args, args['dry-run']);
   },
@@ -109,10 +119,12 @@ export const planCommand: CommandModule<object, RunArgs> = {
   describe: 'Dry run: connect read-only and print exactly what each step would do; changes nothing',
   builder: (y) =>
     withJson(withStateDir(y))
-      .positional('runbook', { type: 'string', demandOption: true })
+      .positional('runbook', { type: 'string', demandOption: true, describe: 'the runbook file (YAML)' })
       .option('only', { type: 'string', array: true, describe: 'plan only these step ids' })
       .option('from', { type: 'string', describe: 'start at this step id' })
-      .option('out', { type: 'string', describe: 'save the plan to this file, for review and cutover run --plan' }) as never,
+      .option('out', { type: 'string', describe: 'save the plan to this file, for review and cutover run --plan' })
+      .example('$0 plan runbook.yaml', 'what each step would do, read-only')
+      .example('$0 plan runbook.yaml --out plan.json', 'save it for review; cutover run --plan executes exactly it') as never,
   handler: async (args) => {
     process.exitCode = await runOrPlan({ ...args, yes: false }, true);
   },

@@ -1,13 +1,21 @@
 import type { CommandModule } from 'yargs';
-import { loadRunbook, registry } from '../../index.js';
+import { RunbookValidationError, loadRunbook, registry } from '../../index.js';
+import { withJson } from '../options.js';
 import { ExitCode } from '../exit-codes.js';
 import { io } from '../io.js';
 
-export const validateCommand: CommandModule<object, { runbook: string }> = {
+export const validateCommand: CommandModule<object, { runbook: string; json: boolean }> = {
   command: 'validate <runbook>',
   describe: 'Check a runbook file: YAML, schema, ids and connection references (connects to nothing)',
-  builder: (y) => y.positional('runbook', { type: 'string', demandOption: true }),
+  builder: (y) =>
+    withJson(y)
+      .positional('runbook', { type: 'string', demandOption: true, describe: 'the runbook file (YAML)' })
+      .example('$0 validate runbook.yaml', 'file:line:column for every problem') as never,
   handler: (args) => {
+    if (args.json) {
+      process.exitCode = validateJson(args.runbook);
+      return;
+    }
     const runbook = loadRunbook(args.runbook, { registry });
     io.protect(runbook.secrets);
     for (const warning of runbook.warnings) io.err(`warning: ${warning}`);
@@ -17,3 +25,18 @@ export const validateCommand: CommandModule<object, { runbook: string }> = {
     process.exitCode = ExitCode.ok;
   },
 };
+
+/** `validate --json`: {valid, name, steps, warnings} or {valid: false, issues with file, line, column, path, message}. */
+function validateJson(file: string): number {
+  try {
+    const runbook = loadRunbook(file, { registry });
+    io.protect(runbook.secrets);
+    io.out(JSON.stringify({ valid: true, file, name: runbook.name, steps: runbook.steps.map((s) => ({ id: s.id, kind: s.kind, line: s.line })), warnings: runbook.warnings }, null, 2));
+    return ExitCode.ok;
+  } catch (error) {
+    if (!(error instanceof RunbookValidationError)) throw error;
+    const issues = error.issues.map((i) => ({ file: i.position.file, line: i.position.line, column: i.position.column, path: i.path, message: i.message }));
+    io.out(JSON.stringify({ valid: false, file, issues }, null, 2));
+    return ExitCode.invalidInput;
+  }
+}

@@ -1,7 +1,33 @@
 /** Reports as Markdown: for the change ticket and for diffing rehearsals. */
-import { describeFileEdit, displayCommand, formatDuration, type Action, type Comparison, type PlanTable, type RunReport } from '../../index.js';
+import {
+  describeFileEdit,
+  describeWindow,
+  displayCommand,
+  formatDuration,
+  formatPhases,
+  type Action,
+  type Comparison,
+  type PlanTable,
+  type RunReport,
+  type StepReport,
+  type WindowSize,
+} from '../../index.js';
 
 const ms = (value: number | null | undefined) => (value === null || value === undefined ? '–' : formatDuration(value));
+/** `12.4s (plan 12.1s, apply 0.3s)`: the step's duration and what it was spent on. */
+export const stepTime = (s: Pick<StepReport, 'phases'>): string => {
+  const text = formatPhases(s.phases);
+  if (text === undefined) return '–';
+  const [total, parts] = text.split(': ');
+  return `${total ?? ''} (${parts ?? ''})`;
+};
+
+/** The projected window as one phrase, with the measured one beside it. */
+export function windowText(w: WindowSize | null): string {
+  const projected = describeWindow(w, formatDuration) ?? 'no step is marked `window: true`';
+  return w?.elapsedMs !== null && w?.elapsedMs !== undefined ? `${projected} (measured ${formatDuration(w.elapsedMs)} from the first window step's planning to the last one's end)` : projected;
+}
+
 const cell = (value: unknown) => (value === null || value === undefined ? '' : String(typeof value === 'string' ? value : JSON.stringify(value))).replaceAll('|', '\\|').replaceAll('\n', ' ');
 
 /** One action as a reader sees it in a report: SQL with its connection and parameters, or the command line. */
@@ -34,9 +60,30 @@ function table(t: PlanTable): string[] {
   ];
 }
 
+/** Steps by status: `3 completed, 1 failed, 2 pending`. */
+export function statusCounts(r: RunReport, label: (s: StepReport) => string = (s) => s.status): string {
+  const counts = new Map<string, number>();
+  for (const s of r.steps) counts.set(label(s), (counts.get(label(s)) ?? 0) + 1);
+  return [...counts].map(([status, n]) => `${n} ${status}`).join(', ');
+}
+
+/** The failed step and its cause, in one line (no internal error class names). */
+export function failureText(r: RunReport): string | undefined {
+  if (r.failure === undefined) return r.stopReason;
+  const e = r.failure.error;
+  return `${r.failure.stepId} (${r.failure.phase}): ${e.message}${e.sqlstate ? ` (SQLSTATE ${e.sqlstate})` : ''}${e.hint ? `; hint: ${e.hint}` : ''}`;
+}
+
 export function reportMarkdown(r: RunReport): string {
+  const failure = failureText(r);
   const lines = [
     `# ${r.runbook.name}: run ${r.runId}`,
+    '',
+    `**${r.status}**${failure !== undefined ? `: ${failure.replaceAll('\n', ' ')}` : ''}`,
+    '',
+    `- window: ${windowText(r.window)}`,
+    `- steps: ${statusCounts(r)}`,
+    `- ${r.runbook.ticket ? `ticket ${r.runbook.ticket}, ` : ''}run by ${r.operator} on ${r.host}, ${r.startedAt} to ${r.finishedAt ?? '(not finished)'}`,
     '',
     `| | |`,
     `| --- | --- |`,
@@ -56,7 +103,7 @@ export function reportMarkdown(r: RunReport): string {
     '',
     '| step | status | duration | attempts | rollback |',
     '| --- | --- | ---: | ---: | --- |',
-    ...r.steps.map((s) => `| ${s.id}${s.window ? ' (window)' : ''} | ${s.status} | ${ms(s.durationMs)} | ${s.attempts} | ${s.rollback ? `${s.rollback.outcome}${s.rollback.reason ? `: ${cell(s.rollback.reason)}` : ''}` : ''} |`),
+    ...r.steps.map((s) => `| ${s.id}${s.window ? ' (window)' : ''} | ${s.status} | ${stepTime(s)} | ${s.attempts} | ${s.rollback ? `${s.rollback.outcome}${s.rollback.reason ? `: ${cell(s.rollback.reason)}` : ''}` : ''} |`),
     '',
   ];
   for (const s of r.steps) {
@@ -67,7 +114,7 @@ export function reportMarkdown(r: RunReport): string {
     if (s.notes.length > 0) lines.push('');
     if (s.output) lines.push('Output:', '', '```', s.output.trimEnd(), '```', '');
     for (const e of s.errors) {
-      lines.push(`> **${e.name}${e.sqlstate ? ` ${e.sqlstate}` : ''}**: ${e.message.replaceAll('\n', ' ')}${e.detail ? ` DETAIL: ${e.detail}` : ''}${e.hint ? ` HINT: ${e.hint}` : ''}`, '');
+      lines.push(`> **${e.sqlstate ? `SQLSTATE ${e.sqlstate}` : 'error'}**: ${e.message.replaceAll('\n', ' ')}${e.detail ? ` DETAIL: ${e.detail}` : ''}${e.hint ? ` HINT: ${e.hint}` : ''}`, '');
     }
   }
   return lines.join('\n');
@@ -93,7 +140,7 @@ export function comparisonMarkdown(c: Comparison, slowerThan: number): string {
   }
   lines.push(
     '',
-    `Projected window (first to last step marked \`window: true\`): ${c.windows.map((w, i) => `${label(c.runs[i] as RunReport)} ${ms(w)}`).join(', ')}`,
+    `Projected window (first to last step marked \`window: true\`, sum of their plan, apply and verify times): ${c.windows.map((w, i) => `${label(c.runs[i] as RunReport)} ${describeWindow(w, formatDuration) ?? '–'}`).join(', ')}`,
     '',
     slower.length > 0 ? `Slower: ${slower.join(', ')}` : 'No step got slower by more than the threshold.',
     '',

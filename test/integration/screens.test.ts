@@ -1,0 +1,174 @@
+/**
+ * What a person reads after a run, a failure and a rollback preview, from
+ * the real CLI against a real PostgreSQL 18: the failing step by id, kind and
+ * connection; blockers once; SQLSTATE and hint; what is in place; the next
+ * command; "(verified)" only where a verification ran; no rollback task after
+ * a success; no internal error class name anywhere. `rollback --dry-run`
+ * shows the statements each rollback would run and names the irreversible
+ * step and why, and changes nothing.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { journalFile, type RollbackPreview } from '../../src/index.js';
+import { startPostgres, type TestServer } from '../helpers/pg.js';
+import { cutover, tempDir } from '../helpers/cli.js';
+
+/** An internal class name such as PlanBlockedError or DatabaseError. */
+const CLASS_NAME = /\b[A-Z][a-z]+(?:[A-Z][a-z]+)*Error\b/;
+
+const count = (text: string, part: string) => text.split(part).length - 1;
+
+describe('failure screens and rollback preview on PostgreSQL 18', () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startPostgres(18);
+    for (const [db, rows] of [
+      ['src', 1000],
+      ['tgt', 990],
+    ] as const) {
+      await server.query(`CREATE DATABASE ${db}`);
+      await server.query(`CREATE TABLE orders (id int PRIMARY KEY); INSERT INTO orders SELECT generate_series(1, ${rows})`, [], db);
+    }
+  });
+  after(async () => {
+    await server.stop();
+  });
+
+  const runbook = (dir: string, steps: string) => {
+    const file = path.join(dir, 'runbook.yaml');
+    writeFileSync(
+      file,
+      `version: 1
+name: screens
+connections:
+  source: { kind: postgres, url: "${server.urlFor('src')}" }
+  target: { kind: postgres, url: "${server.urlFor('tgt')}" }
+steps:
+${steps}`,
+    );
+    return file;
+  };
+
+  it('a blocked plan: the step with its kind and connections, the blocker once, what was rolled back, and the next command', async () => {
+    const dir = tempDir();
+    const file = runbook(
+      dir,
+      `  - id: freeze
+    kind: sql
+    connection: source
+    sql: SELECT 1
+    rollback: SELECT 2
+  - id: compare
+    kind: compare
+    source: source
+    target: target
+  - id: detach
+    kind: sql
+    connection: target
+    sql: SELECT 3
+`,
+    );
+    const run = await cutover(['run', file, '--yes', '--state-dir', path.join(dir, 'state')]);
+    assert.equal(run.code, 1, run.stderr);
+    const all = run.stdout + run.stderr;
+    assert.match(run.stderr, /✖ step "compare" \(compare, connections source, target\) failed while planning:\n {2}blocked:\n {4}- public\.orders: count-differs \(source 1000, target 990\)/);
+    assert.equal(count(all, 'count-differs (source 1000, target 990)'), 1, 'the blocker is printed once');
+    // Without a terminal the list is plain lines (listr2 prints a failed task's line on stderr).
+    assert.match(all, /✖ compare \[FAILED: plan failed \[\S+: plan \S+\]: blocked \(reasons below\)\]/);
+    assert.match(run.stdout, /↓ detach \[SKIPPED: not run\]/, 'a step that did not run keeps its name');
+    assert.match(run.stderr, /Where things stand:\n {2}rolled back: freeze \(sql\)/);
+    assert.match(run.stderr, new RegExp(`Next: fix the cause, then run the runbook again:\\n {2}cutover run ${file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}`));
+    assert.doesNotMatch(all, CLASS_NAME);
+
+    const plan = await cutover(['plan', file, '--state-dir', path.join(dir, 'state')]);
+    assert.equal(plan.code, 1, plan.stderr);
+    const planned = plan.stdout + plan.stderr;
+    assert.equal(count(planned, 'count-differs (source 1000, target 990)'), 1, 'a plan prints the blocker once, in the plan');
+    assert.match(plan.stderr, /✖ step "compare" \(compare, connections source, target\) cannot be applied: 1 blocker, marked "! blocked" in its plan above\n\nNothing was changed/);
+    assert.doesNotMatch(planned, CLASS_NAME);
+  });
+
+  it('a failed statement: SQLSTATE and hint under the step that ran it', async () => {
+    const dir = tempDir();
+    const file = runbook(
+      dir,
+      `  - id: prepare
+    kind: sql
+    connection: target
+    sql: SELECT 1
+    rollback: SELECT 1
+  - id: call
+    kind: sql
+    connection: target
+    sql: SELECT no_such_function(1)
+`,
+    );
+    const run = await cutover(['run', file, '--yes', '--state-dir', path.join(dir, 'state')]);
+    assert.equal(run.code, 1, run.stderr);
+    assert.match(run.stderr, /✖ step "call" \(sql, connection target\) failed while applying:\n {2}target: ERROR 42883: function no_such_function\(integer\) does not exist/);
+    assert.match(run.stderr, /HINT: No function matches the given name and argument types/);
+    assert.equal(count(run.stdout + run.stderr, 'HINT: No function matches'), 1, 'the cause in full once, after the list');
+    assert.doesNotMatch(run.stdout + run.stderr, CLASS_NAME);
+  });
+
+  it('a success shows no rollback task and "(verified)" only where a verification ran; rollback --dry-run previews, changes nothing; the rollback says what it left', async () => {
+    const dir = tempDir();
+    const state = path.join(dir, 'state');
+    const file = runbook(
+      dir,
+      `  - id: add-column
+    kind: sql
+    connection: target
+    sql: ALTER TABLE orders ADD COLUMN note text
+    rollback: ALTER TABLE orders DROP COLUMN note
+  - id: check
+    kind: sql
+    connection: target
+    sql: SELECT 1
+    verify: { query: "SELECT count(*) FROM orders", expect: 990 }
+    rollback: SELECT 1
+  - id: detach
+    kind: sql
+    connection: target
+    sql: SELECT 2
+`,
+    );
+    const run = await cutover(['run', file, '--yes', '--state-dir', state]);
+    assert.equal(run.code, 0, run.stderr);
+    assert.doesNotMatch(run.stdout, /rollback/, 'no rollback task after a success');
+    assert.match(run.stdout, /✔ check \(verified\) \[\S+: plan \S+, apply \S+, verify \S+\]/);
+    assert.match(run.stdout, /✔ add-column \[\S+: plan \S+, apply \S+\]/);
+    assert.doesNotMatch(run.stdout, /add-column \(verified\)|detach \(verified\)/);
+    assert.equal(run.stderr, '');
+
+    const journalBefore = readFileSync(journalFile(path.join(state, 'runs', (/run (\S+): succeeded/.exec(run.stdout) ?? [])[1] ?? '')), 'utf8');
+    const preview = await cutover(['rollback', '--dry-run', '--last', '--state-dir', state]);
+    assert.equal(preview.code, 0, preview.stderr);
+    assert.match(
+      preview.stdout,
+      /^Rollback of run \S+ would \(nothing was changed\):\n 1\. detach \[sql\] IRREVERSIBLE, left as it is: no rollback SQL was given\n 2\. check \[sql\] undo\n {6}\[target\] SELECT 1\n 3\. add-column \[sql\] undo\n {6}\[target\] ALTER TABLE orders DROP COLUMN note\n\nIt would end needs-attention \(exit 3\): detach cannot be rolled back \(no rollback SQL was given\)\.\nTo do it: cutover rollback \S+\n$/,
+    );
+    const json = JSON.parse((await cutover(['rollback', '--dry-run', '--json', '--state-dir', state])).stdout) as RollbackPreview;
+    assert.deepEqual(
+      json.steps.map((s) => [s.id, s.action, s.plan?.actions.map((a) => (a.type === 'sql' ? a.sql : a.type))]),
+      [
+        ['detach', 'irreversible', undefined],
+        ['check', 'undo', ['SELECT 1']],
+        ['add-column', 'undo', ['ALTER TABLE orders DROP COLUMN note']],
+      ],
+    );
+    assert.equal(json.outcome, 'needs-attention');
+    const runDir = path.join(state, 'runs', json.runId);
+    assert.equal(readFileSync(journalFile(runDir), 'utf8'), journalBefore, 'the preview journals nothing');
+    assert.deepEqual(await server.query("SELECT count(*)::int AS n FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'note'", [], 'tgt'), [{ n: 1 }], 'the preview changed nothing');
+
+    const rollback = await cutover(['rollback', '--last', '--state-dir', state]);
+    assert.equal(rollback.code, 3, rollback.stderr);
+    assert.match(rollback.stderr, /rolled back: add-column \(sql\), check \(sql\)\n {2}still in place, cannot be rolled back: detach \(sql\): no rollback SQL was given/);
+    assert.match(rollback.stderr, /undo detach by hand if it must be undone: cutover cannot/);
+    assert.doesNotMatch(rollback.stdout + rollback.stderr, CLASS_NAME);
+    assert.deepEqual(await server.query("SELECT count(*)::int AS n FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'note' AND NOT attisdropped", [], 'tgt'), [{ n: 0 }]);
+  });
+});
