@@ -37,3 +37,4 @@ export { buildReport, compareRuns, listRuns, type Comparison, type RunReport, ty
 export { quoteIdent, quoteQualified } from './db/quote.js';
 export * from './errors.js';
 export { listTemplates, template, TEMPLATES_DIR, type Template } from './templates.js';
+export * from './fleet/index.js';
