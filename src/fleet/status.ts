@@ -3,6 +3,7 @@
  * target's own journal (verified before it is read), and approvals.
  * Reading needs no secret and no database.
  */
+import os from 'node:os';
 import { RunbookValidationError, UsageError, errorMessage } from '../errors.js';
 import { effectiveStatus } from '../engine/run-selection.js';
 import type { RunState } from '../engine/state.js';
@@ -166,6 +167,6 @@ export function approveFleet(
   return store.approve({
     name,
     ...(options.step !== undefined ? { step: options.step } : {}),
-    operator: options.operator ?? process.env['CUTOVER_OPERATOR'] ?? (process.env['USER'] || 'unknown'),
+    operator: options.operator ?? process.env['CUTOVER_OPERATOR'] ?? os.userInfo().username,
   });
 }

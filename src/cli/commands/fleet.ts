@@ -123,17 +123,20 @@ export function formatStatus(status: FleetStatus): string {
   ];
   const notes = status.targets.flatMap((t) => [
     ...(t.waiting !== undefined ? [`  ${t.name} waits at ${t.waiting.stepId}: ${t.waiting.question}`] : []),
-    ...(t.message !== undefined && t.status !== 'succeeded' ? [`  ${t.name}: ${t.message}`] : []),
+    ...(t.message !== undefined && t.status !== 'succeeded' ? [`  ${t.name}: ${t.message.replace(/\n/g, '\n    ')}`] : []),
   ]);
   if (notes.length > 0) lines.push('', ...notes);
   lines.push('', `Summary: ${Object.entries(status.summary).map(([k, n]) => `${n} ${k}`).join(', ')}`);
   return lines.join('\n');
 }
 
-function progressLine(event: FleetEvent, approveHint: (name: string) => string): string | undefined {
+/** A message of several lines (a plan's blockers) stays under its target. */
+const indented = (text: string) => text.replace(/\n/g, '\n      ');
+
+function progressLine(event: FleetEvent, approveHint: (name: string) => string, what: string): string | undefined {
   switch (event.type) {
     case 'fleet.started':
-      return `fleet ${event.command}: --jobs ${event.jobs}`;
+      return `fleet ${event.command}: ${what}, --jobs ${event.jobs}`;
     case 'wave.waiting':
       return yellow(`wave ${event.wave} waits for approval: ${approveHint(event.wave)}`);
     case 'wave.approved':
@@ -151,7 +154,7 @@ function progressLine(event: FleetEvent, approveHint: (name: string) => string):
     case 'target.approved':
       return `  ${event.target}: step "${event.stepId}" approved (${event.approval}, by ${event.operator})`;
     case 'target.finished': {
-      const text = `  ${event.target}: ${event.status}${event.durationMs > 0 ? ` [${formatDuration(event.durationMs)}]` : ''}${event.message !== undefined && event.status !== 'succeeded' ? `: ${event.message}` : ''}`;
+      const text = `  ${event.target}: ${event.status}${event.durationMs > 0 ? ` [${formatDuration(event.durationMs)}]` : ''}${event.message !== undefined && event.status !== 'succeeded' ? `: ${indented(event.message)}` : ''}`;
       return event.status === 'succeeded' ? text : red(text);
     }
     case 'fleet.finished':
@@ -189,6 +192,7 @@ async function runOrResume(args: FleetArgs, command: 'run' | 'resume'): Promise<
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  const what = `${inventory.targets.length} targets in ${inventory.waves.length} wave(s) (${waveCounts(inventory.waves)})`;
   const hint = (name: string) => `cutover fleet approve ${args.inventory} ${args.runbook} ${name}`;
   let result: FleetRunResult;
   try {
@@ -201,7 +205,7 @@ async function runOrResume(args: FleetArgs, command: 'run' | 'resume'): Promise<
       ...(journalKeyFromEnv() !== undefined ? { journalKey: journalKeyFromEnv() as Buffer } : {}),
       onEvent: (event) => {
         if (args.json) return;
-        const line = progressLine(event, hint);
+        const line = progressLine(event, hint, what);
         if (line !== undefined) io.err(line);
       },
     });
@@ -225,7 +229,7 @@ async function runOrResume(args: FleetArgs, command: 'run' | 'resume'): Promise<
     succeeded: 'every target succeeded',
     'completed-with-failures': 'every wave ran; some targets failed within maxFailures (see above)',
     halted: `wave ${result.haltedWave ?? ''} went beyond maxFailures: no target started after that. Fix the failed targets, then: cutover fleet resume ${args.inventory} ${args.runbook}`,
-    stopped: `stopped; running targets stopped at a safe point. Continue: cutover fleet resume ${args.inventory} ${args.runbook}`,
+    stopped: `running targets stopped at a safe point (journaled, resumable); no new target started. Continue: cutover fleet resume ${args.inventory} ${args.runbook}`,
     'needs-attention': 'a target needs a person (a rollback failed or an outcome is unknown): see cutover status <runId> --state-dir <its state dir>',
   };
   io.out(`\nfleet ${result.outcome}: ${next[result.outcome]}`);
