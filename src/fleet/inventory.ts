@@ -29,7 +29,7 @@ const variables = z
 const secretRef = z.union([
   z.strictObject({ env: z.string().regex(VARIABLE).describe('an environment variable of the machine running the fleet') }),
   z.strictObject({ file: z.string().min(1).describe('a file holding the secret (first line), relative to the inventory') }),
-]);
+], { error: 'a secret is given by reference, never inline: { env: NAME } or { file: path }' });
 const secrets = z
   .record(z.string().regex(VARIABLE, 'a variable name: letters, digits and _, not starting with a digit'), secretRef)
   .describe('values for the runbook\'s ${secret:NAME} references, by reference only: { env: NAME } or { file: path }');
