@@ -18,5 +18,5 @@ export {
   type TargetOutcome,
   type TargetPlan,
 } from './runner.js';
-export { approveFleet, fleetStatus, type FleetStatus, type FleetTargetStatus, type TargetStatus, type WaveStatus } from './status.js';
+export { approveFleet, fleetLog, fleetStatus, type FleetStatus, type FleetTargetStatus, type TargetStatus, type WaveStatus } from './status.js';
 export { FileFleetStore, FleetBusyError, type Approval, type FleetEvent, type FleetStore } from './store.js';

@@ -16,7 +16,8 @@ import type { EngineOptions } from '../engine/run-context.js';
 import { effectiveStatus } from '../engine/run-selection.js';
 import { listRunIds } from '../engine/runs.js';
 import type { RunState, StepStatus } from '../engine/state.js';
-import { readFileSync } from 'node:fs';
+import { readRegularFile, valueFileLimit } from '../runbook/files.js';
+import { Redactor } from '../audit/redact.js';
 import { allowedFailures, type Inventory, type Target, type Wave } from './inventory.js';
 import { FileFleetStore, type Approval, type FleetEvent, type FleetStore } from './store.js';
 
@@ -75,9 +76,9 @@ export function loadTargets(inventory: Inventory, runbookFile: string, registry:
   const secretNames = new Set(inventory.targets.flatMap((t) => Object.keys(t.secrets)));
   let text = '';
   try {
-    text = readFileSync(runbookFile, 'utf8');
+    text = readRegularFile(runbookFile, valueFileLimit()).toString('utf8');
   } catch {
-    // loadRunbook below reports an unreadable file with its position.
+    // loadRunbook below reports an unreadable (or irregular) file with its position.
   }
   // A secret read as plain ${NAME} would be journaled in clear: it must be ${secret:NAME}.
   for (const [i, line] of text.split('\n').entries()) {
@@ -293,6 +294,7 @@ class FleetRun {
   /** Running targets' stop hooks: called once when the fleet stops. */
   private readonly running = new Map<string, () => void>();
   private readonly groupCounts = new Map<string, number>();
+  private readonly redactor: Redactor;
 
   constructor(
     private readonly inventory: Inventory,
@@ -305,6 +307,7 @@ class FleetRun {
     this.jobs = Math.max(1, options.jobs ?? 1);
     this.operator = options.operator ?? process.env['CUTOVER_OPERATOR'] ?? os.userInfo().username;
     this.pollMs = options.pollMs ?? 250;
+    this.redactor = new Redactor(loaded.flatMap((l) => [...Object.values(l.target.secrets), ...l.runbook.secrets]));
     options.signal?.addEventListener('abort', () => {
       for (const stop of this.running.values()) stop();
     });
@@ -315,7 +318,11 @@ class FleetRun {
   }
 
   private emit(event: Parameters<FleetStore['append']>[0]): void {
-    const record = this.store.append(event);
+    // Messages come from errors in memory (not from the redacted journals): redact before they are written.
+    const redacted = Object.fromEntries(
+      Object.entries(event).map(([k, v]) => [k, typeof v === 'string' ? this.redactor.redact(v) : v]),
+    ) as typeof event;
+    const record = this.store.append(redacted);
     try {
       this.options.onEvent?.(record);
     } catch {

@@ -170,3 +170,8 @@ export function approveFleet(
     operator: options.operator ?? process.env['CUTOVER_OPERATOR'] ?? os.userInfo().username,
   });
 }
+
+/** The fleet's own log, every run and resume of it, oldest first (for reports). */
+export function fleetLog(inventory: Inventory, runbookFile: string, options: Pick<FleetStatusOptions, 'stateDir' | 'store'>): FleetEvent[] {
+  return fleetStore(inventory, runbookFile, options).events();
+}

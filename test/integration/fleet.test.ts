@@ -8,8 +8,11 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { chromium } from 'playwright-core';
+import { chromiumPath } from '../../scripts/tools.js';
 import {
   fleetStatus,
   journalKeyFromEnv,
@@ -261,5 +264,40 @@ waves:
     const parsed = JSON.parse(json.stdout) as { summary: Record<string, number>; lastOutcome: string; waves: { status: string }[] };
     assert.deepEqual(parsed.summary, { succeeded: 20 });
     assert.equal(parsed.lastOutcome, 'succeeded');
+
+    // No password in anything the fleet wrote: its log, approvals, every journal.
+    const files = (readdirSync(stateDir, { recursive: true }) as string[]).map((f) => path.join(stateDir, f)).filter((f) => statSync(f).isFile());
+    assert.ok(files.some((f) => f.endsWith('fleet.jsonl')));
+    for (const f of files) assert.doesNotMatch(readFileSync(f, 'utf8'), new RegExp(`${PASSWORD_A}|${PASSWORD_B}`), f);
+  });
+
+  test('fleet report: one page that opens in Chromium, a timeline per wave, and a working link to each target\'s own report', async () => {
+    const out = path.join(dir, 'report', 'fleet.html');
+    const cli = await cutover(['fleet', 'report', inventoryFile, runbookFile, '--state-dir', stateDir, '--out', out]);
+    assert.equal(cli.code, 0, cli.stderr);
+    assert.match(cli.stdout, /wrote .*fleet\.html and 20 target report\(s\)/);
+    const browser = await chromium.launch({ executablePath: chromiumPath(), args: ['--no-sandbox'] });
+    try {
+      const page = await browser.newPage({ viewport: { width: 390, height: 844 } });
+      const problems: string[] = [];
+      page.on('console', (m) => m.type() === 'error' && problems.push(m.text()));
+      page.on('pageerror', (e) => problems.push(e.message));
+      await page.goto(pathToFileURL(out).href);
+      assert.equal(await page.locator('h1').textContent(), `Fleet tenants: ${runbookFile}`);
+      assert.equal(await page.locator('svg[aria-label^="timeline of wave"]').count(), 3);
+      // t15 was rolled back once, stopped targets were interrupted once: every attempt is a bar.
+      assert.ok((await page.locator('svg .bar').count()) > 20);
+      assert.ok((await page.locator('svg .bar.undo[data-target="t15"]').count()) >= 1, 't15 shows its rolled-back attempt');
+      const links = page.locator('tbody a');
+      assert.equal(await links.count(), 20);
+      const href = await links.nth(14).getAttribute('href');
+      assert.ok(href !== null && existsSync(path.join(path.dirname(out), href)), `${href} exists`);
+      await links.nth(14).click();
+      await page.waitForLoadState();
+      assert.match((await page.locator('h1').textContent()) ?? '', /tenant cutover: run /);
+      assert.deepEqual(problems, []);
+    } finally {
+      await browser.close();
+    }
   });
 });

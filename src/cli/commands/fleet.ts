@@ -3,13 +3,17 @@
  * runbook across the inventory's targets, wave by wave, in this process
  * (`--jobs N`). Prints; the library (src/fleet/) decides.
  */
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import {
   FleetAlreadyStartedError,
   FleetBusyError,
   UsageError,
   approveFleet,
+  buildReport,
+  fleetLog,
+  runsDir,
   fleetStatus,
   formatDuration,
   inventoryJsonSchema,
@@ -27,6 +31,8 @@ import {
 import { ExitCode } from '../exit-codes.js';
 import { io } from '../io.js';
 import { withJson, withStateDir } from '../options.js';
+import { reportHtml } from '../report/html.js';
+import { fleetReportHtml } from '../report/fleet-html.js';
 
 interface FleetArgs {
   inventory: string;
@@ -301,6 +307,31 @@ const sub = {
       io.out(`approved ${what}${approval.step !== undefined ? `, step ${approval.step}` : ''} as ${approval.operator} at ${approval.at}; the running fleet picks it up within a second`);
     },
   },
+  report: {
+    command: 'report <inventory> <runbook>',
+    describe: "One HTML page for the fleet (summary, waves, every target's outcome), linking each target's own report",
+    builder: (y: Argv) =>
+      positionals(y).option('out', { type: 'string', default: 'fleet-report.html', describe: 'the page; target reports go beside it in <name>-targets/' }) as unknown as Argv<
+        FleetArgs & { out: string }
+      >,
+    handler: (args: FleetArgs & { out: string }) => {
+      const inventory = loadInventory(args.inventory, { resolveSecrets: false });
+      const key = journalKeyFromEnv();
+      const options = { registry, stateDir: args['state-dir'], ...(key !== undefined ? { journalKey: key } : {}) };
+      const status = fleetStatus(inventory, args.runbook, options);
+      const folder = `${path.basename(args.out).replace(/\.html?$/i, '')}-targets`;
+      const links = new Map<string, string>();
+      for (const t of status.targets) {
+        if (t.runId === undefined || t.status === 'unreadable') continue;
+        mkdirSync(path.join(path.dirname(args.out), folder), { recursive: true });
+        const file = `${folder}/${t.name}.html`;
+        io.writeFile(path.join(path.dirname(args.out), file), reportHtml(buildReport(path.join(runsDir(t.stateDir), t.runId), { key })));
+        links.set(t.name, file);
+      }
+      io.writeFile(args.out, fleetReportHtml(status, fleetLog(inventory, args.runbook, options), links));
+      io.out(`wrote ${args.out} and ${links.size} target report(s) in ${path.join(path.dirname(args.out), folder)}`);
+    },
+  },
   schema: {
     command: 'schema',
     describe: 'Print the JSON Schema of the inventory format',
@@ -325,6 +356,7 @@ export const fleetCommand: CommandModule = {
       .command(sub.resume as unknown as CommandModule)
       .command(sub.status as unknown as CommandModule)
       .command(sub.approve as unknown as CommandModule)
+      .command(sub.report as unknown as CommandModule)
       .command(sub.schema as unknown as CommandModule)
       .demandCommand(1, 'name a fleet command'),
   handler: () => {},
