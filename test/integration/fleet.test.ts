@@ -27,7 +27,8 @@ import {
 } from '../../src/index.js';
 import { FileFleetStore } from '../../src/fleet/store.js';
 import { startPostgres, type TestServer } from '../helpers/pg.js';
-import { cutover, tempDir, writeRunbook } from '../helpers/cli.js';
+import { cutover, startCutover, tempDir, writeRunbook } from '../helpers/cli.js';
+import { until } from '../helpers/wait.js';
 
 const PASSWORD_A = 'fleet-secret-a-4711';
 const PASSWORD_B = 'fleet-secret-b-0815';
@@ -269,6 +270,74 @@ waves:
     const files = (readdirSync(stateDir, { recursive: true }) as string[]).map((f) => path.join(stateDir, f)).filter((f) => statSync(f).isFile());
     assert.ok(files.some((f) => f.endsWith('fleet.jsonl')));
     for (const f of files) assert.doesNotMatch(readFileSync(f, 'utf8'), new RegExp(`${PASSWORD_A}|${PASSWORD_B}`), f);
+  });
+
+  test('the CLI across processes: confirm steps wait, status shows them, approve releases one, Ctrl-C stops the waiting ones at once, resume finishes', async () => {
+    const names = ['c1', 'c2', 'c3'];
+    for (const t of names) {
+      await a.query(`CREATE DATABASE ${t}`);
+      await a.query('CREATE TABLE effects (id serial PRIMARY KEY, step text NOT NULL); CREATE TABLE orders (id serial PRIMARY KEY)', [], t);
+      await a.release(t);
+    }
+    const inv = writeRunbook(
+      dir,
+      'cli-fleet.yaml',
+      `version: 1
+name: cli-fleet
+secrets:
+  DB_PASSWORD: { env: FLEET_TEST_PW_A }
+targets:
+${names.map((t) => `  - name: ${t}
+    variables: { DB_URL: "postgres://app@127.0.0.1:${a.port}/${t}" }`).join('\n')}
+`,
+    );
+    const env = { FLEET_TEST_PW_A: PASSWORD_A, CUTOVER_STATE_DIR: stateDir, CUTOVER_OPERATOR: 'alice' };
+    const run = startCutover(['fleet', 'run', inv, runbookFile, '--jobs', '3'], env);
+    let stderr = '';
+    run.child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+    await until('three targets waiting for approval', () => (stderr.match(/waits at step "switch"/g) ?? []).length === 3, 60_000);
+
+    const waiting = await cutover(['fleet', 'status', inv, runbookFile, '--json'], env);
+    assert.equal(waiting.code, 0, waiting.stderr);
+    const live = JSON.parse(waiting.stdout) as { runningPid: number; targets: { name: string; status: string; steps: Record<string, string> }[] };
+    assert.equal(live.runningPid, run.child.pid);
+    assert.deepEqual(live.targets.map((t) => [t.name, t.status, t.steps['switch']]), names.map((t) => [t, 'waiting-approval', 'waiting']));
+
+    const approved = await cutover(['fleet', 'approve', inv, runbookFile, 'c1', '--step', 'switch'], env);
+    assert.equal(approved.code, 0, approved.stderr);
+    assert.match(approved.stdout, /^approved target c1, step switch as alice at /);
+    await until('c1 to finish', () => /c1: succeeded/.test(stderr), 60_000);
+
+    run.child.kill('SIGINT');
+    const stopped = await run.done;
+    assert.equal(stopped.code, 5, stopped.stderr);
+    assert.match(stopped.stderr, /SIGINT: no new target starts/);
+    assert.match(stopped.stderr, /c2: interrupted/);
+    assert.match(stopped.stdout, /fleet stopped: running targets stopped at a safe point/);
+    assert.match(stopped.stdout, /^ {2}c2 +all +interrupted +done +done /m);
+    for (const t of names) {
+      const rows = await a.query<{ n: number }>("SELECT count(*)::int AS n FROM effects WHERE step = 'done'", [], t);
+      await a.release(t);
+      assert.equal(rows[0]?.n, t === 'c1' ? 1 : 0, t);
+    }
+
+    // `run` again is refused (it already ran); approve the wave and resume.
+    const again = await cutover(['fleet', 'run', inv, runbookFile], env);
+    assert.equal(again.code, 4, again.stderr);
+    assert.match(again.stderr, /has already run 3 target\(s\) .*continue it with: cutover fleet resume/);
+    assert.equal((await cutover(['fleet', 'approve', inv, runbookFile, 'all'], env)).code, 0);
+    const resumed = await cutover(['fleet', 'resume', inv, runbookFile, '--jobs', '2'], env);
+    assert.equal(resumed.code, 0, resumed.stderr);
+    assert.match(resumed.stderr, /c2: resuming run /);
+    assert.match(resumed.stdout, /fleet succeeded: every target succeeded/);
+    for (const t of names) {
+      const rows = await a.query<{ step: string; n: number }>('SELECT step, count(*)::int AS n FROM effects GROUP BY step ORDER BY step', [], t);
+      await a.release(t);
+      assert.deepEqual(rows.map((r) => [r.step, r.n]), [['done', 1], ['migrate', 1]], t);
+    }
+    const unknown = await cutover(['fleet', 'approve', inv, runbookFile, 'nobody'], env);
+    assert.equal(unknown.code, 2);
+    assert.equal(unknown.stderr.trim(), `"nobody" is neither a wave nor a target of ${inv} (waves: all)`);
   });
 
   test('fleet report: one page that opens in Chromium, a timeline per wave, and a working link to each target\'s own report', async () => {
