@@ -88,7 +88,7 @@ ${last !== undefined ? `<tr><th>last finished</th><td>${esc(last.ts)}</td></tr>`
       const bad = targets.filter((t) => BAD.has(t.status) || t.status === 'rolled-back').length;
       const approvals = events.filter((e) => e.type === 'wave.approved' && e.wave === w.name);
       return `<section><h3>${esc(w.name)} <span class="status-${esc(w.status)}">${esc(w.status)}</span></h3>
-<p>${targets.length} targets: ${ok} succeeded, ${bad} failed or rolled back${approvals.length > 0 ? `; approved by ${esc([...new Set(approvals.map((a) => (a.type === 'wave.approved' ? a.operator : '')))].join(', '))}` : ''}</p>
+<p>${targets.length} target${targets.length === 1 ? '' : 's'}: ${ok} succeeded, ${bad} failed or rolled back${approvals.length > 0 ? `; approved by ${esc([...new Set(approvals.map((a) => (a.type === 'wave.approved' ? a.operator : '')))].join(', '))}` : ''}</p>
 ${timeline(spans(events, w.name), w.name)}</section>`;
     })
     .join('');
