@@ -3,10 +3,11 @@
  * file:line:column and words a person can act on. No server needed.
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { allowedFailures, inventoryJsonSchema, loadInventory, loadTargets, registry, RunbookValidationError } from '../../src/index.js';
+import { FileFleetStore, FleetBusyError, allowedFailures, inventoryJsonSchema, loadInventory, loadTargets, registry, RunbookValidationError } from '../../src/index.js';
 import { cutover, tempDir, writeRunbook } from '../helpers/cli.js';
 
 const dir = tempDir('cutover-inventory-');
@@ -208,5 +209,20 @@ steps:
     const cli = await cutover(['fleet', 'schema']);
     assert.equal(cli.code, 0);
     assert.equal(JSON.parse(cli.stdout).title, 'cutover fleet inventory');
+  });
+
+  test('one fleet process at a time: a live holder is named, a dead one is taken over', () => {
+    const store = new FileFleetStore(path.join(dir, 'state'), 'locked', 'cutover.yaml');
+    mkdirSync(store.location, { recursive: true });
+    const lockFile = path.join(store.location, 'lock');
+    // The test runner's parent is alive and is not this process.
+    writeFileSync(lockFile, `${process.ppid} ${os.hostname()}`);
+    assert.equal(store.holder(), process.ppid);
+    assert.throws(() => store.lock(), (error: unknown) => error instanceof FleetBusyError && error.message === `fleet ${store.location} is being run by process ${process.ppid}; wait for it, or stop it (Ctrl-C) first`);
+    writeFileSync(lockFile, `2147483646 ${os.hostname()}`);
+    const release = store.lock();
+    assert.equal(store.holder(), process.pid);
+    release();
+    assert.equal(existsSync(lockFile), false);
   });
 });
