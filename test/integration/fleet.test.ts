@@ -303,6 +303,10 @@ ${names.map((t) => `  - name: ${t}
     assert.equal(live.runningPid, run.child.pid);
     assert.deepEqual(live.targets.map((t) => [t.name, t.status, t.steps['switch']]), names.map((t) => [t, 'waiting-approval', 'waiting']));
 
+    const watch = startCutover(['fleet', 'status', inv, runbookFile, '--watch'], env);
+    let watchOut = '';
+    watch.child.stdout?.on('data', (d: Buffer) => (watchOut += d.toString()));
+    await until('the watcher to show the waiting targets', () => /c3 +all +waiting-approval/.test(watchOut), 60_000);
     const approved = await cutover(['fleet', 'approve', inv, runbookFile, 'c1', '--step', 'switch'], env);
     assert.equal(approved.code, 0, approved.stderr);
     assert.match(approved.stdout, /^approved target c1, step switch as alice at /);
@@ -315,6 +319,11 @@ ${names.map((t) => `  - name: ${t}
     assert.match(stopped.stderr, /c2: interrupted/);
     assert.match(stopped.stdout, /fleet stopped: running targets stopped at a safe point/);
     assert.match(stopped.stdout, /^ {2}c2 +all +interrupted +done +done /m);
+    // The watcher showed the waiting matrix, then the end, and left when the fleet's process did.
+    const watched = await watch.done;
+    assert.equal(watched.code, 0, watched.stderr);
+    assert.match(watched.stdout, /running now \(pid \d+\)[\s\S]*^ {2}c1 +all +waiting-approval /m);
+    assert.match(watched.stdout, /last run: stopped[\s\S]*^ {2}c1 +all +succeeded /m);
     for (const t of names) {
       const rows = await a.query<{ n: number }>("SELECT count(*)::int AS n FROM effects WHERE step = 'done'", [], t);
       await a.release(t);

@@ -5,6 +5,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Argv, CommandModule } from 'yargs';
 import {
   FleetAlreadyStartedError,
@@ -281,12 +282,34 @@ const sub = {
   status: {
     command: 'status <inventory> <runbook>',
     describe: 'Where every target stands, from the journals (needs no secret, no database)',
-    builder: (y: Argv) => withJson(positionals(y)) as unknown as Argv<FleetArgs>,
-    handler: (args: FleetArgs) => {
+    builder: (y: Argv) =>
+      withJson(positionals(y)).option('watch', {
+        type: 'boolean',
+        default: false,
+        describe: 'while the fleet runs, show the matrix again whenever it changes (redrawn on a terminal)',
+      }) as unknown as Argv<FleetArgs & { watch: boolean }>,
+    handler: async (args: FleetArgs & { watch: boolean }) => {
       const inventory = loadInventory(args.inventory, { resolveSecrets: false });
       const key = journalKeyFromEnv();
-      const status = fleetStatus(inventory, args.runbook, { registry, stateDir: args['state-dir'], ...(key !== undefined ? { journalKey: key } : {}) });
-      io.out(args.json ? JSON.stringify(status, null, 2) : formatStatus(status));
+      const read = () => fleetStatus(inventory, args.runbook, { registry, stateDir: args['state-dir'], ...(key !== undefined ? { journalKey: key } : {}) });
+      if (!args.watch) {
+        const status = read();
+        io.out(args.json ? JSON.stringify(status, null, 2) : formatStatus(status));
+        return;
+      }
+      // Until the fleet's process is gone: a compact redraw on a terminal, a new block per change otherwise.
+      let last = '';
+      for (;;) {
+        const status = read();
+        const text = args.json ? JSON.stringify(status) : formatStatus(status);
+        if (text !== last) {
+          if (process.stdout.isTTY === true && !args.json) process.stdout.write('\x1b[H\x1b[2J');
+          io.out(args.json || last === '' || process.stdout.isTTY === true ? text : `\n${text}`);
+          last = text;
+        }
+        if (status.runningPid === undefined) return;
+        await sleep(1_000);
+      }
     },
   },
   approve: {
@@ -305,6 +328,11 @@ const sub = {
       });
       const what = inventory.waves.some((w) => w.name === args.name) ? `wave ${args.name}` : `target ${args.name}`;
       io.out(`approved ${what}${approval.step !== undefined ? `, step ${approval.step}` : ''} as ${approval.operator} at ${approval.at}; the running fleet picks it up within a second`);
+      // Seen in use: --step on a wave answers its confirms but leaves its gate shut, which surprised.
+      const first = inventory.waves[0]?.name;
+      if (approval.step !== undefined && what.startsWith('wave') && inventory.approval === 'between-waves' && args.name !== first) {
+        io.out(`the wave's gate stays closed: open it with cutover fleet approve ${args.inventory} ${args.runbook} ${args.name}`);
+      }
     },
   },
   report: {
