@@ -7,7 +7,8 @@
  *   npm run bench -- --only compare     compare (about 2 GB per server)
  *   npm run bench -- --only analyze     analyze (500 tables)
  *   npm run bench -- --only validate    validating 5,000- and 65,536-step runbooks (no server)
- * Options: --pg 17|18 (default 18), --repeat N, --count N (sequences), --size-mb N (compare), --tables N (analyze)
+ *   npm run bench -- --only fleet       one runbook over 100 databases: fleet --jobs 1/2/4 vs shell loops of cutover run
+ * Options: --pg 17|18 (default 18), --repeat N, --count N (sequences), --size-mb N (compare), --tables N (analyze), --targets N (fleet)
  */
 import { parseArgs } from 'node:util';
 import os from 'node:os';
@@ -16,6 +17,7 @@ import { benchAnalyze } from './bench/analyze.js';
 import { benchCompare } from './bench/compare.js';
 import { benchSequences } from './bench/sequences.js';
 import { benchValidate } from './bench/validate.js';
+import { benchFleet } from './bench/fleet.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -25,6 +27,7 @@ const { values: args } = parseArgs({
     count: { type: 'string', default: '10000' },
     'size-mb': { type: 'string', default: '2048' },
     tables: { type: 'string', default: '500' },
+    targets: { type: 'string', default: '100' },
   },
 });
 const version = Number(args.pg) as PgVersion;
@@ -46,6 +49,10 @@ async function main(): Promise<void> {
   }
   if (args.only === undefined || args.only === 'validate') {
     await benchValidate({ repeat });
+    console.log('');
+  }
+  if (args.only === undefined || args.only === 'fleet') {
+    await benchFleet({ version, repeat, targets: Number(args.targets) });
   }
 }
 

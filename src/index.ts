@@ -51,3 +51,4 @@ export {
 export { quoteIdent, quoteQualified } from './db/quote.js';
 export * from './errors.js';
 export { listTemplates, template, TEMPLATES_DIR, type Template } from './templates.js';
+export * from './fleet/index.js';

@@ -16,6 +16,7 @@ import { schemaCommand } from './commands/schema.js';
 import { statusCommand } from './commands/status.js';
 import { validateCommand } from './commands/validate.js';
 import { checkCommand } from './commands/check.js';
+import { fleetCommand } from './commands/fleet.js';
 import { ExitCode } from './exit-codes.js';
 import { formatError } from './format-error.js';
 import { installRedaction, io } from './io.js';
@@ -37,6 +38,7 @@ async function main(argv: string[]): Promise<void> {
     .command(reportCommand)
     .command(auditCommand)
     .command(schemaCommand)
+    .command(fleetCommand)
     .option('log-file', {
       type: 'string',
       global: true,

@@ -267,7 +267,7 @@ async function reopen(
         `run ${id} was abandoned by ${recorded.abandoned.operator} at ${recorded.abandoned.at} ("${recorded.abandoned.reason}"); it cannot be resumed, only rolled back: cutover rollback ${id}`,
       );
     }
-    const runbook = loadRunbook(recorded.runbookFile, { registry: options.registry });
+    const runbook = loadRunbook(recorded.runbookFile, { registry: options.registry, ...(options.env !== undefined ? { env: options.env } : {}) });
     if (runbook.sha256 !== recorded.runbookSha256) {
       throw new JournalUntrustedError(
         `runbook ${recorded.runbookFile} changed since run ${id} started (sha256 ${recorded.runbookSha256.slice(0, 12)}…, now ${runbook.sha256.slice(0, 12)}…); restore it to ${command} this run`,

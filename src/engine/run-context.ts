@@ -57,6 +57,11 @@ export interface EngineOptions {
   readonly notifyTimeoutMs?: number;
   /** Chains the journal with HMAC-SHA256; default: CUTOVER_JOURNAL_KEY or CUTOVER_JOURNAL_KEY_FILE, if set. */
   readonly journalKey?: Buffer;
+  /**
+   * What `${NAME}` reads when resume or rollback loads the runbook again
+   * (default process.env): a fleet target's own variables.
+   */
+  readonly env?: Readonly<Record<string, string | undefined>>;
 }
 
 /** The installed package's version, recorded in every journal. Compiled to dist/src/engine/. */

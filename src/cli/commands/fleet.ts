@@ -1,0 +1,391 @@
+/**
+ * `cutover fleet plan|run|resume|status|approve <inventory> <runbook>`: one
+ * runbook across the inventory's targets, wave by wave, in this process
+ * (`--jobs N`). Prints; the library (src/fleet/) decides.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Argv, CommandModule } from 'yargs';
+import {
+  FleetAlreadyStartedError,
+  FleetBusyError,
+  UsageError,
+  approveFleet,
+  buildReport,
+  fleetLog,
+  runsDir,
+  fleetStatus,
+  formatDuration,
+  inventoryJsonSchema,
+  journalKeyFromEnv,
+  loadInventory,
+  planFleet,
+  registry,
+  runFleet,
+  type CellStatus,
+  type FleetEvent,
+  type FleetPlan,
+  type FleetRunResult,
+  type FleetStatus,
+} from '../../index.js';
+import { ExitCode } from '../exit-codes.js';
+import { io } from '../io.js';
+import { withJson, withStateDir } from '../options.js';
+import { reportHtml } from '../report/html.js';
+import { fleetReportHtml } from '../report/fleet-html.js';
+
+interface FleetArgs {
+  inventory: string;
+  runbook: string;
+  jobs: number;
+  json: boolean;
+  'state-dir': string;
+}
+
+interface ApproveArgs extends FleetArgs {
+  name: string;
+  step: string | undefined;
+}
+
+const positionals = <T>(y: Argv<T>) =>
+  withStateDir(y)
+    .positional('inventory', { type: 'string', demandOption: true, describe: 'the inventory file (targets, waves)' })
+    .positional('runbook', { type: 'string', demandOption: true, describe: 'the runbook every target runs' });
+
+const withJobs = <T>(y: Argv<T>) =>
+  y.option('jobs', { alias: 'j', type: 'number', default: 1, describe: 'targets planned or run at once in this process' });
+
+function jobsOf(args: FleetArgs): number {
+  if (!Number.isInteger(args.jobs) || args.jobs < 1) throw new UsageError(`--jobs: expected a whole number of at least 1, got ${args.jobs}`);
+  return args.jobs;
+}
+
+// ------------------------------------------------------------------ output
+
+const color = () => process.stdout.isTTY === true && process.env['NO_COLOR'] === undefined;
+const red = (text: string) => (color() ? `\x1b[1;31m${text}\x1b[0m` : text);
+const yellow = (text: string) => (color() ? `\x1b[33m${text}\x1b[0m` : text);
+
+const CELL: Record<CellStatus, string> = {
+  ok: 'ok',
+  blocked: 'BLOCKED',
+  failed: 'FAILED',
+  'not-planned': '-',
+  pending: '-',
+  planned: 'planned',
+  applying: 'applying',
+  applied: 'applied',
+  completed: 'done',
+  'rolling-back': 'undoing',
+  'rolled-back': 'undone',
+  'rollback-failed': 'UNDO-FAILED',
+  'rollback-skipped': 'kept',
+  waiting: 'WAITING',
+};
+const LOUD = new Set(['BLOCKED', 'FAILED', 'UNDO-FAILED', 'needs-attention', 'failed', 'unreadable', 'refused']);
+
+/** Targets x steps, cells padded before they are coloured so columns stay aligned. */
+function matrix(head: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const paint = (cell: string, padded: string) => (LOUD.has(cell) ? red(padded) : cell === 'WAITING' || cell === 'waiting-approval' ? yellow(padded) : padded);
+  const line = (cells: readonly string[], header: boolean) =>
+    cells
+      .map((cell, i) => {
+        const padded = i === cells.length - 1 ? cell : cell.padEnd(widths[i] ?? 0);
+        return header ? padded : paint(cell, padded);
+      })
+      .join('  ')
+      .trimEnd();
+  return [line(head, true), ...rows.map((r) => line(r, false))].map((l) => `  ${l}`).join('\n');
+}
+
+function waveCounts(waves: readonly { name: string; targets: readonly string[] }[]): string {
+  return waves.map((w) => `${w.name} ${w.targets.length}`).join(', ');
+}
+
+function formatPlan(plan: FleetPlan): string {
+  const rows = plan.targets.map((t) => [t.name, t.wave, t.status === 'planned' ? 'ready' : t.status, ...t.steps.map((s) => CELL[s.status])]);
+  const lines = [`Plan of ${plan.runbook} on ${plan.summary.targets} targets (nothing was changed):`, matrix(['target', 'wave', 'plan', ...plan.steps], rows)];
+  const problems = plan.targets.flatMap((t) => [
+    ...(t.error !== undefined ? [`  ${t.name}: ${t.error}`] : []),
+    ...t.steps.flatMap((s) => s.reasons.map((r) => `  ${t.name} ${s.id}: ${r}`)),
+  ]);
+  if (problems.length > 0) lines.push('', red('Blockers and failures:'), ...problems);
+  lines.push(
+    '',
+    `Summary: ${plan.summary.targets} targets in ${plan.waves.length} wave(s) (${waveCounts(plan.waves)}): ${plan.summary.planned} ready, ${plan.summary.blocked} blocked, ${plan.summary.failed} failed to plan`,
+  );
+  return lines.join('\n');
+}
+
+export function formatStatus(status: FleetStatus): string {
+  const rows = status.targets.map((t) => [t.name, t.wave, t.status, ...status.steps.map((id) => CELL[t.steps[id] ?? 'pending'])]);
+  const waves = status.waves.map((w) => `${w.name} (${w.targets.length}): ${w.status}`).join(', ');
+  const lines = [
+    `fleet ${status.name}, runbook ${status.runbook}`,
+    `state: ${status.location}${status.runningPid !== undefined ? `; running now (pid ${status.runningPid})` : status.lastOutcome !== undefined ? `; last run: ${status.lastOutcome}` : ''}`,
+    `waves: ${waves}`,
+    matrix(['target', 'wave', 'status', ...status.steps], rows),
+  ];
+  const notes = status.targets.flatMap((t) => [
+    ...(t.waiting !== undefined ? [`  ${t.name} waits at ${t.waiting.stepId}: ${t.waiting.question}`] : []),
+    ...(t.message !== undefined && t.status !== 'succeeded' ? [`  ${t.name}: ${t.message.replace(/\n/g, '\n    ')}`] : []),
+  ]);
+  if (notes.length > 0) lines.push('', ...notes);
+  lines.push('', `Summary: ${Object.entries(status.summary).map(([k, n]) => `${n} ${k}`).join(', ')}`);
+  return lines.join('\n');
+}
+
+/** A message of several lines (a plan's blockers) stays under its target. */
+const indented = (text: string) => text.replace(/\n/g, '\n      ');
+
+function progressLine(event: FleetEvent, approveHint: (name: string) => string, what: string): string | undefined {
+  switch (event.type) {
+    case 'fleet.started':
+      return `fleet ${event.command}: ${what}, --jobs ${event.jobs}`;
+    case 'wave.waiting':
+      return yellow(`wave ${event.wave} waits for approval: ${approveHint(event.wave)}`);
+    case 'wave.approved':
+      return `wave ${event.wave} approved by ${event.operator}`;
+    case 'wave.started':
+      return `wave ${event.wave}: started`;
+    case 'wave.finished':
+      return event.outcome === 'halted'
+        ? red(`wave ${event.wave}: HALTED: ${event.failures} failed, ${event.allowed} allowed (maxFailures); no new target starts`)
+        : `wave ${event.wave}: ${event.outcome} (${event.failures} failed, ${event.allowed} allowed)`;
+    case 'target.started':
+      return `  ${event.target}: ${event.action === 'resume' ? 'resuming' : 'started'} run ${event.runId}`;
+    case 'target.waiting':
+      return yellow(`  ${event.target}: waits at step "${event.stepId}": ${event.question}\n    approve: ${approveHint(event.target)} (or the wave, or --step ${event.stepId})`);
+    case 'target.approved':
+      return `  ${event.target}: step "${event.stepId}" approved (${event.approval}, by ${event.operator})`;
+    case 'target.finished': {
+      const text = `  ${event.target}: ${event.status}${event.durationMs > 0 ? ` [${formatDuration(event.durationMs)}]` : ''}${event.message !== undefined && event.status !== 'succeeded' ? `: ${indented(event.message)}` : ''}`;
+      return event.status === 'succeeded' ? text : red(text);
+    }
+    case 'fleet.finished':
+      return undefined;
+  }
+}
+
+const OUTCOME_CODE: Record<FleetRunResult['outcome'], number> = {
+  succeeded: ExitCode.ok,
+  'completed-with-failures': ExitCode.rolledBack,
+  halted: ExitCode.stopped,
+  stopped: ExitCode.stopped,
+  'needs-attention': ExitCode.needsAttention,
+};
+
+/** Exit code of a second Ctrl-C: out at once. */
+const EXIT_AT_ONCE = 130;
+
+async function runOrResume(args: FleetArgs, command: 'run' | 'resume'): Promise<number> {
+  const jobs = jobsOf(args);
+  const inventory = loadInventory(args.inventory);
+  io.protect(inventory.targets.flatMap((t) => Object.values(t.secrets)));
+  const controller = new AbortController();
+  let received = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    received++;
+    if (received > 1) {
+      io.err(`\n${signal} again: exiting now. Every journal is consistent; cutover fleet status shows where each target is.`);
+      process.exit(EXIT_AT_ONCE);
+    }
+    io.err(
+      `\n${signal}: no new target starts; running targets stop after the step in flight (at once while waiting for approval). Ctrl-C again to exit at once`,
+    );
+    controller.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const what = `${inventory.targets.length} targets in ${inventory.waves.length} wave(s) (${waveCounts(inventory.waves)})`;
+  const hint = (name: string) => `cutover fleet approve ${args.inventory} ${args.runbook} ${name}`;
+  let result: FleetRunResult;
+  try {
+    result = await runFleet(inventory, args.runbook, command, {
+      registry,
+      stateDir: args['state-dir'],
+      jobs,
+      signal: controller.signal,
+      protect: (secrets) => io.protect(secrets),
+      ...(journalKeyFromEnv() !== undefined ? { journalKey: journalKeyFromEnv() as Buffer } : {}),
+      onEvent: (event) => {
+        if (args.json) return;
+        const line = progressLine(event, hint, what);
+        if (line !== undefined) io.err(line);
+      },
+    });
+  } catch (error) {
+    if (error instanceof FleetBusyError || error instanceof FleetAlreadyStartedError) {
+      io.err(error.message);
+      return ExitCode.locked;
+    }
+    throw error;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+  const status = fleetStatus(inventory, args.runbook, { registry, stateDir: args['state-dir'] });
+  if (args.json) {
+    io.out(JSON.stringify({ ...result, status }, null, 2));
+    return OUTCOME_CODE[result.outcome];
+  }
+  io.out(`\n${formatStatus(status)}`);
+  const next: Record<FleetRunResult['outcome'], string> = {
+    succeeded: 'every target succeeded',
+    'completed-with-failures': 'every wave ran; some targets failed within maxFailures (see above)',
+    halted: `wave ${result.haltedWave ?? ''} went beyond maxFailures: no target started after that. Fix the failed targets, then: cutover fleet resume ${args.inventory} ${args.runbook}`,
+    stopped: `running targets stopped at a safe point (journaled, resumable); no new target started. Continue: cutover fleet resume ${args.inventory} ${args.runbook}`,
+    'needs-attention': 'a target needs a person (a rollback failed or an outcome is unknown): see cutover status <runId> --state-dir <its state dir>',
+  };
+  io.out(`\nfleet ${result.outcome}: ${next[result.outcome]}`);
+  return OUTCOME_CODE[result.outcome];
+}
+
+const sub = {
+  plan: {
+    command: 'plan <inventory> <runbook>',
+    describe: 'Plan every target (read-only, --jobs at a time): one matrix of targets x steps, blockers highlighted',
+    builder: (y: Argv) => withJson(withJobs(positionals(y))) as unknown as Argv<FleetArgs>,
+    handler: async (args: FleetArgs) => {
+      const jobs = jobsOf(args);
+      const inventory = loadInventory(args.inventory);
+      io.protect(inventory.targets.flatMap((t) => Object.values(t.secrets)));
+      const plan = await planFleet(inventory, args.runbook, {
+        registry,
+        stateDir: args['state-dir'],
+        jobs,
+        protect: (secrets) => io.protect(secrets),
+      });
+      if (args.json) io.out(JSON.stringify(plan, null, 2));
+      else io.out(formatPlan(plan));
+      process.exitCode = plan.summary.planned === plan.summary.targets ? ExitCode.ok : ExitCode.rolledBack;
+    },
+  },
+  run: {
+    command: 'run <inventory> <runbook>',
+    describe: 'Run the runbook on every target, wave by wave; each target is an ordinary run with its own journal',
+    builder: (y: Argv) => withJson(withJobs(positionals(y))) as unknown as Argv<FleetArgs>,
+    handler: async (args: FleetArgs) => {
+      process.exitCode = await runOrResume(args, 'run');
+    },
+  },
+  resume: {
+    command: 'resume <inventory> <runbook>',
+    describe: 'Continue a stopped or halted fleet: succeeded targets are skipped, stopped ones resumed, rolled-back ones run again',
+    builder: (y: Argv) => withJson(withJobs(positionals(y))) as unknown as Argv<FleetArgs>,
+    handler: async (args: FleetArgs) => {
+      process.exitCode = await runOrResume(args, 'resume');
+    },
+  },
+  status: {
+    command: 'status <inventory> <runbook>',
+    describe: 'Where every target stands, from the journals (needs no secret, no database)',
+    builder: (y: Argv) =>
+      withJson(positionals(y)).option('watch', {
+        type: 'boolean',
+        default: false,
+        describe: 'while the fleet runs, show the matrix again whenever it changes (redrawn on a terminal)',
+      }) as unknown as Argv<FleetArgs & { watch: boolean }>,
+    handler: async (args: FleetArgs & { watch: boolean }) => {
+      const inventory = loadInventory(args.inventory, { resolveSecrets: false });
+      const key = journalKeyFromEnv();
+      const read = () => fleetStatus(inventory, args.runbook, { registry, stateDir: args['state-dir'], ...(key !== undefined ? { journalKey: key } : {}) });
+      if (!args.watch) {
+        const status = read();
+        io.out(args.json ? JSON.stringify(status, null, 2) : formatStatus(status));
+        return;
+      }
+      // Until the fleet's process is gone: a compact redraw on a terminal, a new block per change otherwise.
+      let last = '';
+      for (;;) {
+        const status = read();
+        const text = args.json ? JSON.stringify(status) : formatStatus(status);
+        if (text !== last) {
+          if (process.stdout.isTTY === true && !args.json) process.stdout.write('\x1b[H\x1b[2J');
+          io.out(args.json || last === '' || process.stdout.isTTY === true ? text : `\n${text}`);
+          last = text;
+        }
+        if (status.runningPid === undefined) return;
+        await sleep(1_000);
+      }
+    },
+  },
+  approve: {
+    command: 'approve <inventory> <runbook> <name>',
+    describe: "Approve a wave (its gate and its targets' confirm steps) or a target (its confirm steps)",
+    builder: (y: Argv) =>
+      positionals(y)
+        .positional('name', { type: 'string', demandOption: true, describe: 'a wave or a target' })
+        .option('step', { type: 'string', describe: 'only this confirm step (no wave gate)' }) as unknown as Argv<ApproveArgs>,
+    handler: (args: ApproveArgs) => {
+      const inventory = loadInventory(args.inventory, { resolveSecrets: false });
+      const approval = approveFleet(inventory, args.runbook, args.name, {
+        registry,
+        stateDir: args['state-dir'],
+        ...(args.step !== undefined ? { step: args.step } : {}),
+      });
+      const what = inventory.waves.some((w) => w.name === args.name) ? `wave ${args.name}` : `target ${args.name}`;
+      io.out(`approved ${what}${approval.step !== undefined ? `, step ${approval.step}` : ''} as ${approval.operator} at ${approval.at}; the running fleet picks it up within a second`);
+      // Seen in use: --step on a wave answers its confirms but leaves its gate shut, which surprised.
+      const first = inventory.waves[0]?.name;
+      if (approval.step !== undefined && what.startsWith('wave') && inventory.approval === 'between-waves' && args.name !== first) {
+        io.out(`the wave's gate stays closed: open it with cutover fleet approve ${args.inventory} ${args.runbook} ${args.name}`);
+      }
+    },
+  },
+  report: {
+    command: 'report <inventory> <runbook>',
+    describe: "One HTML page for the fleet (summary, waves, every target's outcome), linking each target's own report",
+    builder: (y: Argv) =>
+      positionals(y).option('out', { type: 'string', default: 'fleet-report.html', describe: 'the page; target reports go beside it in <name>-targets/' }) as unknown as Argv<
+        FleetArgs & { out: string }
+      >,
+    handler: (args: FleetArgs & { out: string }) => {
+      const inventory = loadInventory(args.inventory, { resolveSecrets: false });
+      const key = journalKeyFromEnv();
+      const options = { registry, stateDir: args['state-dir'], ...(key !== undefined ? { journalKey: key } : {}) };
+      const status = fleetStatus(inventory, args.runbook, options);
+      const folder = `${path.basename(args.out).replace(/\.html?$/i, '')}-targets`;
+      const links = new Map<string, string>();
+      for (const t of status.targets) {
+        if (t.runId === undefined || t.status === 'unreadable') continue;
+        mkdirSync(path.join(path.dirname(args.out), folder), { recursive: true });
+        const file = `${folder}/${t.name}.html`;
+        io.writeFile(path.join(path.dirname(args.out), file), reportHtml(buildReport(path.join(runsDir(t.stateDir), t.runId), { key })));
+        links.set(t.name, file);
+      }
+      io.writeFile(args.out, fleetReportHtml(status, fleetLog(inventory, args.runbook, options), links));
+      io.out(`wrote ${args.out} and ${links.size} target report(s) in ${path.join(path.dirname(args.out), folder)}`);
+    },
+  },
+  schema: {
+    command: 'schema',
+    describe: 'Print the JSON Schema of the inventory format',
+    builder: (y: Argv) => y.option('out', { type: 'string', describe: 'write it to this file instead' }) as unknown as Argv<{ out: string | undefined }>,
+    handler: (args: { out: string | undefined }) => {
+      const text = `${JSON.stringify(inventoryJsonSchema(), null, 2)}\n`;
+      if (args.out !== undefined) {
+        writeFileSync(args.out, text);
+        io.out(`wrote ${args.out}`);
+      } else io.out(text);
+    },
+  },
+};
+
+export const fleetCommand: CommandModule = {
+  command: 'fleet <command>',
+  describe: 'One runbook across many databases: waves, maxFailures, approvals (see README, Fleet)',
+  builder: (y) =>
+    y
+      .command(sub.plan as unknown as CommandModule)
+      .command(sub.run as unknown as CommandModule)
+      .command(sub.resume as unknown as CommandModule)
+      .command(sub.status as unknown as CommandModule)
+      .command(sub.approve as unknown as CommandModule)
+      .command(sub.report as unknown as CommandModule)
+      .command(sub.schema as unknown as CommandModule)
+      .demandCommand(1, 'name a fleet command'),
+  handler: () => {},
+};

@@ -1,0 +1,22 @@
+/** The fleet's public API: re-exported by src/index.ts. */
+export { allowedFailures, inventoryJsonSchema, loadInventory, type Inventory, type LoadInventoryOptions, type Target, type Wave } from './inventory.js';
+export {
+  FleetAlreadyStartedError,
+  FleetStoppedError,
+  inProcessExecutor,
+  latestRun,
+  loadTargets,
+  planFleet,
+  runFleet,
+  type CellStatus,
+  type FleetOptions,
+  type FleetOutcome,
+  type FleetPlan,
+  type FleetRunOptions,
+  type FleetRunResult,
+  type TargetExecutor,
+  type TargetOutcome,
+  type TargetPlan,
+} from './runner.js';
+export { approveFleet, fleetLog, fleetStatus, type FleetStatus, type FleetTargetStatus, type TargetStatus, type WaveStatus } from './status.js';
+export { FileFleetStore, FleetBusyError, type Approval, type FleetEvent, type FleetStore } from './store.js';
