@@ -7,6 +7,7 @@
  *   npm run bench -- --only compare     compare (about 2 GB per server)
  *   npm run bench -- --only analyze     analyze (500 tables)
  *   npm run bench -- --only validate    validating 5,000- and 65,536-step runbooks (no server)
+ *   npm run bench -- --only startup     CLI start-up against yargs alone (no server)
  * Options: --pg 17|18 (default 18), --repeat N, --count N (sequences), --size-mb N (compare), --tables N (analyze)
  */
 import { parseArgs } from 'node:util';
@@ -16,12 +17,14 @@ import { benchAnalyze } from './bench/analyze.js';
 import { benchCompare } from './bench/compare.js';
 import { benchSequences } from './bench/sequences.js';
 import { benchValidate } from './bench/validate.js';
+import { benchStartup } from './bench/startup.js';
+import { writeResults } from './bench/measure.js';
 
 const { values: args } = parseArgs({
   options: {
     only: { type: 'string' },
     pg: { type: 'string', default: '18' },
-    repeat: { type: 'string', default: '3' },
+    repeat: { type: 'string', default: '5' },
     count: { type: 'string', default: '10000' },
     'size-mb': { type: 'string', default: '2048' },
     tables: { type: 'string', default: '500' },
@@ -31,7 +34,12 @@ const version = Number(args.pg) as PgVersion;
 const repeat = Number(args.repeat);
 
 async function main(): Promise<void> {
-  console.log(`machine: ${os.cpus().length} x ${os.cpus()[0]?.model ?? 'unknown cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, node ${process.version}\n`);
+  const machine = `${os.cpus().length} x ${os.cpus()[0]?.model ?? 'unknown cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, node ${process.version}`;
+  console.log(`machine: ${machine}\n`);
+  if (args.only === undefined || args.only === 'startup') {
+    await benchStartup({ repeat });
+    console.log('');
+  }
   if (args.only === undefined || args.only === 'sequences') {
     await benchSequences({ count: Number(args.count), version, repeat });
     console.log('');
@@ -47,6 +55,7 @@ async function main(): Promise<void> {
   if (args.only === undefined || args.only === 'validate') {
     await benchValidate({ repeat });
   }
+  writeResults(machine);
 }
 
 main().catch((error: unknown) => {
