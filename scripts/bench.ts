@@ -4,7 +4,7 @@
  *
  *   npm run bench                       all of them
  *   npm run bench -- --only sequences   sequence-reset (10,000 sequences)
- *   npm run bench -- --only compare     compare (about 2 GB per server)
+ *   npm run bench -- --only compare     compare (about 256 MB per server, and a 1,000,000-row table)
  *   npm run bench -- --only analyze     analyze (500 tables)
  *   npm run bench -- --only validate    validating 5,000- and 65,536-step runbooks (no server)
  *   npm run bench -- --only startup     CLI start-up against yargs alone (no server)
@@ -26,7 +26,7 @@ const { values: args } = parseArgs({
     pg: { type: 'string', default: '18' },
     repeat: { type: 'string', default: '5' },
     count: { type: 'string', default: '10000' },
-    'size-mb': { type: 'string', default: '2048' },
+    'size-mb': { type: 'string', default: '256' },
     tables: { type: 'string', default: '500' },
   },
 });
