@@ -127,8 +127,10 @@ async function digestParts(side: Side, chunk: Chunk, parts: readonly Chunk[]): P
   const where = chunkWhere(side, chunk, params);
   const width = BigInt(parts[0]?.to ?? '0') - BigInt(parts[0]?.from ?? '0');
   params.push(chunk.from, width.toString());
+  // int8 arithmetic where key - from cannot overflow (every range but the widest), numeric otherwise.
+  const type = BigInt(chunk.to ?? '0') - BigInt(chunk.from ?? '0') < 2n ** 62n ? 'int8' : 'numeric';
   const { rows } = await side.db.query<{ part: string; n: string; h: string }>(
-    `SELECT floor((${quoteIdent(key.name)}::numeric - $${params.length - 1}::numeric) / $${params.length}::numeric)::int8 AS part,
+    `SELECT floor((${quoteIdent(key.name)}::${type} - $${params.length - 1}::${type}) / $${params.length}::${type})::int8 AS part,
             count(*)::text AS n, COALESCE(sum(${rowHash(side.columns)}), 0)::text AS h
        FROM ${quoteQualified(side.table.schema, side.table.name)}${where} GROUP BY 1`,
     params,

@@ -19,12 +19,11 @@ import { quoteQualified } from '../db/quote.js';
 import {
   CLEAR_COLUMNS_SQL,
   CLEAR_RELATIONS_SQL,
-  RESTORE_COLUMNS_SQL,
-  RESTORE_RELATIONS_SQL,
+  RESTORE_SQL,
   columnTypes,
   readColumnStats,
   readRelationStats,
-  restoreParams,
+  restoreInParallel,
 } from '../analyze/copy.js';
 import { qualifiedName, readRelations, type Relation } from '../analyze/relations.js';
 import { globMatcher } from './patterns.js';
@@ -264,9 +263,10 @@ export const analyzeStep = defineStep({
     const copied = new Set(copy.map(qualifiedName));
     const actions: Action[] = [];
     if (copy.length > 0) {
-      actions.push({ type: 'sql', connection, sql: RESTORE_RELATIONS_SQL, params: [copy.map((r) => r.schema), copy.map((r) => r.name)] });
-      actions.push({ type: 'sql', connection, sql: RESTORE_COLUMNS_SQL, params: [copy.map((r) => r.schema), copy.map((r) => r.name)] });
-      notes.push(`copy: the statistics values are read from ${step.config.copyFrom ?? '?'} when the step runs and bound to these two statements`);
+      actions.push({ type: 'sql', connection, sql: RESTORE_SQL, params: [copy.map((r) => r.schema), copy.map((r) => r.name)] });
+      notes.push(
+        `copy: the statistics values are read from ${step.config.copyFrom ?? '?'} when the step runs and bound to this statement, once per session (${step.config.jobs ?? 1}), each for its share of the relations`,
+      );
     }
     for (const pass of planned.passes) {
       if (planned.jobs.length === 0) break;
@@ -315,7 +315,6 @@ export const analyzeStep = defineStep({
   async apply(ctx, step, plan) {
     const connection = target(step);
     const planned = plan.details as unknown as Planned;
-    const db = await ctx.session(connection);
     let output = '';
     let recorded: Json = null;
     if (planned.copy.length > 0 && step.config.copyFrom !== undefined) {
@@ -328,10 +327,9 @@ export const analyzeStep = defineStep({
       };
       recorded = { copied } as unknown as Json;
       ctx.recordBefore(recorded);
-      const params = restoreParams(relations, columns);
-      const { rows: r1 } = await db.query<{ failed: string }>(RESTORE_RELATIONS_SQL, params.relations);
-      const { rows: r2 } = await db.query<{ failed: string }>(RESTORE_COLUMNS_SQL, params.columns);
-      output += `copied statistics of ${relations.length} relation(s), ${columns.length} column(s); ${Number(r1[0]?.failed ?? 0) + Number(r2[0]?.failed ?? 0)} with warnings. `;
+      const sessions = await Promise.all(Array.from({ length: step.config.jobs ?? 1 }, (_, worker) => ctx.session(connection, worker)));
+      const failed = await restoreInParallel(sessions, relations, columns);
+      output += `copied statistics of ${relations.length} relation(s), ${columns.length} column(s) in ${sessions.length} session(s); ${failed} with warnings. `;
     }
 
     const jobs = Math.max(1, Math.min(step.config.jobs ?? 1, planned.jobs.length));
