@@ -403,11 +403,21 @@ const DATABASE_CHECKS: readonly DatabaseCheck[] = [
   },
 ];
 
+/**
+ * Every applicable check of one database in one statement, so one round trip
+ * (a read-only session sends statements one at a time): each check's objects
+ * as one array, in the check's own order.
+ */
+export function databaseChecksSql(checks: readonly { readonly sql: string }[]): string {
+  return `SELECT ${checks.map((k, i) => `ARRAY(SELECT q.object::text FROM (${k.sql}) AS q) AS c${i}`).join(',\n       ')}`;
+}
+
 export async function databaseChecks(db: Queryable, c: DatabaseContext): Promise<Finding[]> {
   const checks = DATABASE_CHECKS.filter((k) => k.applies(c));
-  const results = await db.queryMany<{ object: string }>(checks.map((k) => k.sql));
+  if (checks.length === 0) return [];
+  const { rows } = await db.query<Record<string, string[] | null>>(databaseChecksSql(checks));
   return checks.flatMap((k, i) => {
-    const found = (results[i] ?? []).map((r) => r.object);
+    const found = rows[0]?.[`c${i}`] ?? [];
     return found.length === 0 ? [] : [{ ...k.finding(c), database: c.database, objects: found }];
   });
 }
