@@ -45,15 +45,21 @@ export const ATTRIBUTE_FIELDS = [
   ['range_bounds_histogram', 'text'],
 ] as const;
 
-/** Column types by relation, to refuse copying across a type change. */
-export async function columnTypes(db: Queryable): Promise<Map<string, string>> {
-  const { rows } = await db.query<{ key: string; type: string }>(
-    `SELECT format('%s.%s.%s', n.nspname, c.relname, a.attname) AS key, format_type(a.atttypid, a.atttypmod) AS type
+/** Column types (`schema.relation.column` -> type), and the same grouped by `schema.relation`, to refuse copying across a type change. */
+export async function columnTypes(db: Queryable): Promise<{ byKey: Map<string, string>; byRelation: Map<string, [string, string][]> }> {
+  const { rows } = await db.query<{ rel: string; key: string; type: string }>(
+    `SELECT format('%s.%s', n.nspname, c.relname) AS rel, format('%s.%s.%s', n.nspname, c.relname, a.attname) AS key, format_type(a.atttypid, a.atttypmod) AS type
        FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
       WHERE c.relkind IN ('r', 'p', 'm') AND a.attnum > 0 AND NOT a.attisdropped
         AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_'`,
   );
-  return new Map(rows.map((r) => [r.key, r.type]));
+  const byRelation = new Map<string, [string, string][]>();
+  for (const r of rows) {
+    const list = byRelation.get(r.rel);
+    if (list === undefined) byRelation.set(r.rel, [[r.key, r.type]]);
+    else list.push([r.key, r.type]);
+  }
+  return { byKey: new Map(rows.map((r) => [r.key, r.type])), byRelation };
 }
 
 export async function readRelationStats(db: Queryable, relations: readonly { schema: string; name: string }[]): Promise<RelationStats[]> {

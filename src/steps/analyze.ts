@@ -94,14 +94,18 @@ function select(all: readonly Relation[], c: Config): Relation[] {
 }
 
 /** Why a relation's statistics cannot be copied from the source, or undefined if they can. */
-function uncopyable(r: Relation, onSource: ReadonlyMap<string, string>, sourceTypes: ReadonlyMap<string, string>, targetTypes: ReadonlyMap<string, string>): string | undefined {
+function uncopyable(
+  r: Relation,
+  onSource: ReadonlyMap<string, string>,
+  sourceTypes: ReadonlyMap<string, string>,
+  targetTypes: ReadonlyMap<string, readonly (readonly [string, string])[]>,
+): string | undefined {
   const tuples = onSource.get(qualifiedName(r));
   if (tuples === undefined) return 'not on the source';
   if (Number(tuples) < 0) return 'never analyzed on the source';
   if (r.missing.some((m) => m.startsWith('expression') || m.startsWith('extended'))) return 'expression index or extended statistics (PostgreSQL 18 cannot restore them)';
   const prefix = `${qualifiedName(r)}.`;
-  for (const [key, type] of targetTypes) {
-    if (!key.startsWith(prefix)) continue;
+  for (const [key, type] of targetTypes.get(qualifiedName(r)) ?? []) {
     const other = sourceTypes.get(key);
     if (other === undefined) return `column ${key.slice(prefix.length)} is not on the source`;
     if (other !== type) return `column ${key.slice(prefix.length)} is ${other} on the source, ${type} here`;
@@ -126,9 +130,11 @@ async function planWork(ctx: BaseContext, step: Step<Config>) {
       const source = await ctx.session(c.copyFrom);
       const [sourceTypes, targetTypes] = await Promise.all([columnTypes(source), columnTypes(db)]);
       const onSource = new Map((await readRelationStats(source, todo)).map((r) => [`${r.schema}.${r.relation}`, r.reltuples]));
+
       // Only into relations without statistics: rollback can then clear exactly what it wrote.
       for (const r of todo.filter((x) => x.missing.length > 0)) {
-        const why = uncopyable(r, onSource, sourceTypes, targetTypes);
+        // Target columns by relation: looked up per relation, not scanned whole for each.
+        const why = uncopyable(r, onSource, sourceTypes.byKey, targetTypes.byRelation);
         if (why === undefined) copy.push(r);
         else reasons.set(qualifiedName(r), `not copied (${why}): analyzed`);
       }
