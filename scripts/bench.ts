@@ -8,7 +8,8 @@
  *   npm run bench -- --only analyze     analyze (500 tables)
  *   npm run bench -- --only validate    validating 5,000- and 65,536-step runbooks (no server)
  *   npm run bench -- --only startup     CLI start-up against yargs alone (no server)
- * Options: --pg 17|18 (default 18), --repeat N, --count N (sequences), --size-mb N (compare), --tables N (analyze)
+ *   npm run bench -- --only precheck    upgrade-precheck against pg_upgrade --check (10,000 tables, Debian's 15)
+ * Options: --pg 17|18 (default 18), --repeat N (default 5), --count N (sequences), --size-mb N (compare), --tables N (analyze), --precheck-tables N
  */
 import { parseArgs } from 'node:util';
 import os from 'node:os';
@@ -18,6 +19,7 @@ import { benchCompare } from './bench/compare.js';
 import { benchSequences } from './bench/sequences.js';
 import { benchValidate } from './bench/validate.js';
 import { benchStartup } from './bench/startup.js';
+import { benchPrecheck } from './bench/precheck.js';
 import { writeResults } from './bench/measure.js';
 
 const { values: args } = parseArgs({
@@ -28,6 +30,7 @@ const { values: args } = parseArgs({
     count: { type: 'string', default: '10000' },
     'size-mb': { type: 'string', default: '256' },
     tables: { type: 'string', default: '500' },
+    'precheck-tables': { type: 'string', default: '10000' },
   },
 });
 const version = Number(args.pg) as PgVersion;
@@ -50,6 +53,10 @@ async function main(): Promise<void> {
   }
   if (args.only === undefined || args.only === 'analyze') {
     await benchAnalyze({ version, repeat, tables: Number(args.tables) });
+    console.log('');
+  }
+  if (args.only === undefined || args.only === 'precheck') {
+    await benchPrecheck({ repeat, tables: Number(args['precheck-tables']) });
     console.log('');
   }
   if (args.only === undefined || args.only === 'validate') {
