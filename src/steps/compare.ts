@@ -35,7 +35,7 @@ const config = z.object({
     .min(10)
     .max(1_000_000)
     .optional()
-    .describe('checksum: a differing chunk is halved on both sides until at most this many rows, whose keys are then matched (default 1000)'),
+    .describe('checksum: a differing chunk is narrowed down on both sides (16 parts at a time for an integer key, halves otherwise) until at most this many rows, whose keys are then matched (default 1000)'),
   maxReportedRows: z.number().int().min(0).max(100_000).optional().describe('checksum: differing rows listed per table; the rest are counted (default 100)'),
 });
 
