@@ -171,20 +171,23 @@ const UNSUPPORTED_TYPES: readonly { id: string; base: string; oldMax: number; ne
 // The recursive step is three equality joins (arrays, domains, composites
 // holding a column of the type), not one join on an OR: with an OR the planner
 // can only pair every type with every type found so far, seconds on an empty
-// cluster and minutes with 10,000 tables (two pg_type rows each). The inner
-// WITH lets the step name the recursive relation once, as pg_upgrade does.
-const typeUsageSql = (base: string) => `WITH RECURSIVE base AS (
+// cluster and minutes with 10,000 tables (two pg_type rows each). Which
+// composite holds which type is read once (every table's row type is a
+// composite), not once per step of the recursion.
+const typeUsageSql = (base: string) => `WITH RECURSIVE holds AS MATERIALIZED (
+    SELECT a.atttypid AS held, t.oid AS holder FROM pg_type t JOIN pg_attribute a ON a.attrelid = t.typrelid
+     WHERE t.typtype = 'c' AND NOT a.attisdropped AND a.atttypid <> t.oid),
+  steps AS MATERIALIZED (
+    SELECT t.typelem AS held, t.oid AS holder FROM pg_type t WHERE t.typelem <> 0 AND t.typlen = -1
+    UNION ALL
+    SELECT t.typbasetype, t.oid FROM pg_type t WHERE t.typbasetype <> 0
+    UNION ALL
+    SELECT held, holder FROM holds),
+  base AS (
     SELECT t.oid FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
      WHERE ${base}
     UNION
-    SELECT more.oid FROM (
-      WITH x AS (SELECT oid FROM base)
-      SELECT t.oid FROM pg_type t JOIN x ON t.typelem = x.oid WHERE t.typlen = -1
-      UNION ALL
-      SELECT t.oid FROM pg_type t JOIN x ON t.typbasetype = x.oid
-      UNION ALL
-      SELECT t.oid FROM pg_type t JOIN pg_attribute a ON a.attrelid = t.typrelid JOIN x ON a.atttypid = x.oid
-       WHERE t.typtype = 'c' AND t.oid <> x.oid AND NOT a.attisdropped) AS more)
+    SELECT s.holder FROM steps s JOIN base ON s.held = base.oid)
   SELECT DISTINCT format('%I.%I.%I', n.nspname, c.relname, a.attname) AS object
     FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
    WHERE a.atttypid IN (SELECT oid FROM base) AND NOT a.attisdropped AND a.attnum > 0
@@ -412,20 +415,15 @@ export const DATABASE_CHECKS: readonly DatabaseCheck[] = [
 ];
 
 /**
- * Every applicable check of one database in one statement, so one round trip
- * (a read-only session sends statements one at a time): each check's objects
- * as one array, in the check's own order.
+ * Each check its own statement: put into one statement (one round trip) the
+ * type-usage checks ran at about twice their separate time with 10,000
+ * tables, far more than the round trips it saves.
  */
-export function databaseChecksSql(checks: readonly { readonly sql: string }[]): string {
-  return `SELECT ${checks.map((k, i) => `ARRAY(SELECT q.object::text FROM (${k.sql}) AS q) AS c${i}`).join(',\n       ')}`;
-}
-
 export async function databaseChecks(db: Queryable, c: DatabaseContext): Promise<Finding[]> {
   const checks = DATABASE_CHECKS.filter((k) => k.applies(c));
-  if (checks.length === 0) return [];
-  const { rows } = await db.query<Record<string, string[] | null>>(databaseChecksSql(checks));
+  const results = await db.queryMany<{ object: string }>(checks.map((k) => k.sql));
   return checks.flatMap((k, i) => {
-    const found = rows[0]?.[`c${i}`] ?? [];
+    const found = (results[i] ?? []).map((r) => r.object);
     return found.length === 0 ? [] : [{ ...k.finding(c), database: c.database, objects: found }];
   });
 }
