@@ -421,7 +421,8 @@ export const DATABASE_CHECKS: readonly DatabaseCheck[] = [
  */
 export async function databaseChecks(db: Queryable, c: DatabaseContext): Promise<Finding[]> {
   const checks = DATABASE_CHECKS.filter((k) => k.applies(c));
-  const results = await db.queryMany<{ object: string }>(checks.map((k) => k.sql));
+  // AS MATERIALIZED is 12+; before 12 every CTE is materialized anyway.
+  const results = await db.queryMany<{ object: string }>(checks.map((k) => (c.oldMajor >= 12 ? k.sql : k.sql.replaceAll(' AS MATERIALIZED (', ' AS ('))));
   return checks.flatMap((k, i) => {
     const found = (results[i] ?? []).map((r) => r.object);
     return found.length === 0 ? [] : [{ ...k.finding(c), database: c.database, objects: found }];
