@@ -60,7 +60,7 @@ interface Result {
   readonly sourceRows: string | null;
   readonly targetRows: string | null;
   readonly status: Status;
-  /** By checksum: the differing rows found, by kind, and the ranges not narrowed down; otherwise the first differing range. */
+  /** By checksum: the differing rows found and the ranges not narrowed down; the first differing range if no row could be named. */
   readonly firstDifference: string | null;
   readonly note?: string;
   readonly rows?: readonly DifferingRow[];
