@@ -4,11 +4,14 @@
  *
  *   npm run bench                       all of them
  *   npm run bench -- --only sequences   sequence-reset (10,000 sequences)
- *   npm run bench -- --only compare     compare (about 2 GB per server)
+ *   npm run bench -- --only compare     compare (about 256 MB per server, and a 1,000,000-row table)
  *   npm run bench -- --only analyze     analyze (500 tables)
  *   npm run bench -- --only validate    validating 5,000- and 65,536-step runbooks (no server)
- *   npm run bench -- --only fleet       one runbook over 100 databases: fleet --jobs 1/2/4 vs shell loops of cutover run
- * Options: --pg 17|18 (default 18), --repeat N, --count N (sequences), --size-mb N (compare), --tables N (analyze), --targets N (fleet)
+ *   npm run bench -- --only startup     CLI start-up against yargs alone (no server)
+ *   npm run bench -- --only precheck    upgrade-precheck against pg_upgrade --check (10,000 tables, Debian's 15)
+ *   npm run bench -- --only fleet       one runbook over 100 databases: fleet --jobs 1/2/4 vs shell loops of cutover run (at most 3 repeats)
+ * Options: --pg 17|18 (default 18), --repeat N (default 5), --count N (sequences), --size-mb N (compare), --tables N (analyze),
+ *          --precheck-tables N, --targets N (fleet)
  */
 import { parseArgs } from 'node:util';
 import os from 'node:os';
@@ -18,23 +21,32 @@ import { benchCompare } from './bench/compare.js';
 import { benchSequences } from './bench/sequences.js';
 import { benchValidate } from './bench/validate.js';
 import { benchFleet } from './bench/fleet.js';
+import { benchStartup } from './bench/startup.js';
+import { benchPrecheck } from './bench/precheck.js';
+import { writeResults } from './bench/measure.js';
 
 const { values: args } = parseArgs({
   options: {
     only: { type: 'string' },
     pg: { type: 'string', default: '18' },
-    repeat: { type: 'string', default: '3' },
+    repeat: { type: 'string', default: '5' },
     count: { type: 'string', default: '10000' },
-    'size-mb': { type: 'string', default: '2048' },
+    'size-mb': { type: 'string', default: '256' },
     tables: { type: 'string', default: '500' },
     targets: { type: 'string', default: '100' },
+    'precheck-tables': { type: 'string', default: '10000' },
   },
 });
 const version = Number(args.pg) as PgVersion;
 const repeat = Number(args.repeat);
 
 async function main(): Promise<void> {
-  console.log(`machine: ${os.cpus().length} x ${os.cpus()[0]?.model ?? 'unknown cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, node ${process.version}\n`);
+  const machine = `${os.cpus().length} x ${os.cpus()[0]?.model ?? 'unknown cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, node ${process.version}`;
+  console.log(`machine: ${machine}\n`);
+  if (args.only === undefined || args.only === 'startup') {
+    await benchStartup({ repeat });
+    console.log('');
+  }
   if (args.only === undefined || args.only === 'sequences') {
     await benchSequences({ count: Number(args.count), version, repeat });
     console.log('');
@@ -47,13 +59,19 @@ async function main(): Promise<void> {
     await benchAnalyze({ version, repeat, tables: Number(args.tables) });
     console.log('');
   }
+  if (args.only === undefined || args.only === 'precheck') {
+    await benchPrecheck({ repeat, tables: Number(args['precheck-tables']) });
+    console.log('');
+  }
   if (args.only === undefined || args.only === 'validate') {
     await benchValidate({ repeat });
     console.log('');
   }
   if (args.only === undefined || args.only === 'fleet') {
-    await benchFleet({ version, repeat, targets: Number(args.targets) });
+    // Its shell loops take seconds per target: three repeats bound the whole part.
+    await benchFleet({ version, repeat: Math.min(repeat, 3), targets: Number(args.targets) });
   }
+  writeResults(machine);
 }
 
 main().catch((error: unknown) => {

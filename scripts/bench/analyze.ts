@@ -15,7 +15,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { parseRunbook, registry, runRunbook, type RunEvent } from '../../src/index.js';
 import { startPostgres, type PgVersion, type TestServer } from '../embedded-postgres.js';
-import { median, time } from './measure.js';
+import { report, spread, time } from './measure.js';
 import { systemPgTool } from '../tools.js';
 
 export interface AnalyzeBenchOptions {
@@ -64,7 +64,7 @@ async function clearStats(server: TestServer, db: string): Promise<void> {
 
 export async function benchAnalyze(options: AnalyzeBenchOptions): Promise<void> {
   const { version, repeat, tables } = options;
-  console.log(`analyze bench: ${tables} tables (3 of 1,000,000 rows, ${Math.round(tables * 0.05)} of 50,000, the rest 500-2,000), PostgreSQL ${version}, median of ${repeat}`);
+  console.log(`analyze: ${tables} tables (3 of 1,000,000 rows, ${Math.round(tables * 0.05)} of 50,000, the rest 500-2,000), PostgreSQL ${version}, min/median/max of ${repeat}, order alternated`);
   const server = await startPostgres(version, { autovacuum: 'off' });
   const dir = mkdtempSync(path.join(os.tmpdir(), 'cutover-bench-'));
   try {
@@ -108,30 +108,29 @@ ${fields}`;
     const full: number[] = [];
     const missing: number[] = [];
     const copied: number[] = [];
-    for (let r = 0; r < repeat; r++) {
-      vacuumdb.push(await time(() => void execFileSync(vacuumdbPath, ['--analyze-only', '--jobs=2', '--quiet', '-d', server.urlFor('bare')], { stdio: 'inherit' })));
-      full.push(await time(() => run('bare', '    jobs: 2\n')));
-      missing.push(await time(() => run('bare', '    jobs: 2\n    onlyMissing: true\n')));
-      if (version >= 18) {
-        await clearStats(server, 'bare');
-        copied.push(await time(() => run('bare', '    jobs: 2\n    copyFrom: source\n')));
-      }
-    }
-    const step = median(full);
-    console.log('');
-    for (const [fields, timing] of phases) console.log(`  ${fields.replace(/\s+/g, ' ')}: ${timing}`);
-    console.log(`vacuumdb --analyze-only --jobs=2:          ${median(vacuumdb).toFixed(0)} ms`);
-    console.log(`analyze, jobs: 2:                          ${step.toFixed(0)} ms`);
-    console.log(`analyze, jobs: 2, onlyMissing (after it):  ${median(missing).toFixed(0)} ms`);
-    if (copied.length > 0) console.log(`analyze, jobs: 2, copyFrom (no stats yet): ${median(copied).toFixed(0)} ms`);
-    console.log('');
-    const ratio = step / median(vacuumdb);
-    console.log(`step / vacuumdb      = ${ratio.toFixed(2)}x   (target <= 1x)   ${ratio <= 1 ? 'met' : 'MISSED'}`);
-    const share = median(missing) / step;
-    console.log(`onlyMissing / full   = ${(share * 100).toFixed(1)}%   (target < 5%)    ${share < 0.05 ? 'met' : 'MISSED'}`);
+    const candidates: (() => Promise<void>)[] = [
+      async () => void vacuumdb.push(await time(() => void execFileSync(vacuumdbPath, ['--analyze-only', '--jobs=2', '--quiet', '-d', server.urlFor('bare')], { stdio: 'inherit' }))),
+      async () => {
+        full.push(await time(() => run('bare', '    jobs: 2\n')));
+        // Right after a full run: everything has statistics, only the fixed cost is left.
+        missing.push(await time(() => run('bare', '    jobs: 2\n    onlyMissing: true\n')));
+      },
+      ...(version >= 18
+        ? [
+            async () => {
+              await clearStats(server, 'bare');
+              copied.push(await time(() => run('bare', '    jobs: 2\n    copyFrom: source\n')));
+            },
+          ]
+        : []),
+    ];
+    // Order alternated: forwards, then backwards, so no candidate always runs on a cold or a warm cache.
+    for (let r = 0; r < repeat; r++) for (const c of r % 2 === 0 ? candidates : [...candidates].reverse()) await c();
+    for (const [fields, timing] of phases) console.log(`  engine phases, last run of ${fields.replace(/\s+/g, ' ')}: ${timing}`);
+    report({ bench: 'analyze', what: 'analyze jobs: 2 (whole step, in-process)', baseline: 'vacuumdb --analyze-only --jobs=2 (Debian 15 client, its own process)', baselineMs: spread(vacuumdb), candidateMs: spread(full), target: 1 });
+    report({ bench: 'analyze', what: 'analyze jobs: 2, onlyMissing right after a full run', baseline: 'the full run', baselineMs: spread(full), candidateMs: spread(missing), target: 0.05 });
     if (copied.length > 0) {
-      const speedup = step / median(copied);
-      console.log(`full / copyFrom      = ${speedup.toFixed(1)}x   (target >= 5x)   ${speedup >= 5 ? 'met' : 'MISSED'}`);
+      report({ bench: 'analyze', what: 'analyze jobs: 2, copyFrom into the data without statistics', baseline: 'the full run (ANALYZE)', baselineMs: spread(full), candidateMs: spread(copied), target: 0.2 });
     }
   } finally {
     await server.stop();

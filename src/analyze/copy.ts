@@ -1,7 +1,10 @@
 /**
  * Statistics copied from a source into a PostgreSQL 18+ target with
  * pg_restore_relation_stats / pg_restore_attribute_stats, mapped by schema,
- * table and column name, in two set-based statements whatever the count.
+ * table and column name, in set-based statements whatever the count: one
+ * statement per session, the relations shared out between the step's
+ * sessions so that the restores run in parallel (each restore locks only its
+ * own relation).
  * Values travel as text and are cast by the target, as pg_dump does; NULL
  * arguments are ignored by the restore functions. What cannot be copied
  * (missing on the source, a column whose type differs, expression index or
@@ -42,15 +45,21 @@ export const ATTRIBUTE_FIELDS = [
   ['range_bounds_histogram', 'text'],
 ] as const;
 
-/** Column types by relation, to refuse copying across a type change. */
-export async function columnTypes(db: Queryable): Promise<Map<string, string>> {
-  const { rows } = await db.query<{ key: string; type: string }>(
-    `SELECT format('%s.%s.%s', n.nspname, c.relname, a.attname) AS key, format_type(a.atttypid, a.atttypmod) AS type
+/** Column types (`schema.relation.column` -> type), and the same grouped by `schema.relation`, to refuse copying across a type change. */
+export async function columnTypes(db: Queryable): Promise<{ byKey: Map<string, string>; byRelation: Map<string, [string, string][]> }> {
+  const { rows } = await db.query<{ rel: string; key: string; type: string }>(
+    `SELECT format('%s.%s', n.nspname, c.relname) AS rel, format('%s.%s.%s', n.nspname, c.relname, a.attname) AS key, format_type(a.atttypid, a.atttypmod) AS type
        FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
       WHERE c.relkind IN ('r', 'p', 'm') AND a.attnum > 0 AND NOT a.attisdropped
         AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_'`,
   );
-  return new Map(rows.map((r) => [r.key, r.type]));
+  const byRelation = new Map<string, [string, string][]>();
+  for (const r of rows) {
+    const list = byRelation.get(r.rel);
+    if (list === undefined) byRelation.set(r.rel, [[r.key, r.type]]);
+    else list.push([r.key, r.type]);
+  }
+  return { byKey: new Map(rows.map((r) => [r.key, r.type])), byRelation };
 }
 
 export async function readRelationStats(db: Queryable, relations: readonly { schema: string; name: string }[]): Promise<RelationStats[]> {
@@ -125,3 +134,40 @@ export const CLEAR_COLUMNS_SQL = `SELECT count(pg_clear_attribute_stats(a.schema
 
 export const CLEAR_RELATIONS_SQL = `SELECT count(pg_clear_relation_stats(r.schema, r.name)) AS relations
   FROM unnest($1::text[], $2::text[]) AS r(schema, name)`;
+
+/** Relations and column statistics restored together: one statement, one round trip. */
+export const RESTORE_SQL = `SELECT (${RESTORE_RELATIONS_SQL})
+     + (${RESTORE_COLUMNS_SQL.replaceAll(/\$(\d+)/g, (_, n: string) => `$${Number(n) + 5}`)}) AS failed`;
+
+/**
+ * Restores `relations` and `columns` on `sessions` in parallel, each session
+ * one statement for its share of the relations (shared out by column count,
+ * largest first). Returns how many restores warned.
+ */
+export async function restoreInParallel(sessions: readonly Queryable[], relations: readonly RelationStats[], columns: readonly ColumnStats[]): Promise<number> {
+  const key = (schema: string, name: string) => `${schema}\u0000${name}`;
+  const columnsOf = new Map<string, ColumnStats[]>();
+  for (const c of columns) {
+    const k = key(c.schema, c.relation);
+    columnsOf.set(k, [...(columnsOf.get(k) ?? []), c]);
+  }
+  const shares = sessions.map(() => ({ relations: [] as RelationStats[], columns: [] as ColumnStats[] }));
+  const order = [...relations].sort((a, b) => (columnsOf.get(key(b.schema, b.relation))?.length ?? 0) - (columnsOf.get(key(a.schema, a.relation))?.length ?? 0));
+  for (const r of order) {
+    const share = shares.reduce((least, s) => (s.columns.length + s.relations.length < least.columns.length + least.relations.length ? s : least));
+    share.relations.push(r);
+    share.columns.push(...(columnsOf.get(key(r.schema, r.relation)) ?? []));
+  }
+  // Columns of relations without a relation row (not expected) still go somewhere.
+  const placed = new Set(relations.map((r) => key(r.schema, r.relation)));
+  for (const c of columns) if (!placed.has(key(c.schema, c.relation))) shares[0]?.columns.push(c);
+  const failed = await Promise.all(
+    shares.map(async (share, i) => {
+      if (share.relations.length === 0 && share.columns.length === 0) return 0;
+      const params = restoreParams(share.relations, share.columns);
+      const { rows } = await sessions[i]!.query<{ failed: string }>(RESTORE_SQL, [...params.relations, ...params.columns]);
+      return Number(rows[0]?.failed ?? 0);
+    }),
+  );
+  return failed.reduce((a, b) => a + b, 0);
+}

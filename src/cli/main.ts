@@ -2,43 +2,52 @@
 /**
  * The CLI only registers commands; each lives in src/cli/commands/. Errors
  * from any command end here and become a message and an exit code.
+ *
+ * Start-up is paid by every call (a fleet of targets, a CI pipeline), so only
+ * yargs and the command table are imported here. The module of the command
+ * being run is imported on demand, and with it the library; `--version` and
+ * `--help` load no command module at all. Where the command cannot be told
+ * from the arguments (an option before it), every module is loaded, as before.
  */
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { RunbookValidationError, TOOL_VERSION, UsageError } from '../index.js';
-import { abandonCommand } from './commands/abandon.js';
-import { auditCommand } from './commands/audit.js';
-import { reportCommand, runsCommand } from './commands/report.js';
-import { resumeCommand, rollbackCommand } from './commands/resume.js';
-import { initCommand } from './commands/init.js';
-import { planCommand, runCommand } from './commands/run.js';
-import { schemaCommand } from './commands/schema.js';
-import { statusCommand } from './commands/status.js';
-import { validateCommand } from './commands/validate.js';
-import { checkCommand } from './commands/check.js';
-import { fleetCommand } from './commands/fleet.js';
-import { ExitCode } from './exit-codes.js';
-import { formatError } from './format-error.js';
-import { installRedaction, io } from './io.js';
+import { TOOL_VERSION } from '../version.js';
+import { commandTable, type AnyCommand, type CommandEntry } from './command-table.js';
+
+/** A yargs usage failure, turned into the library's UsageError once that is loaded. */
+class YargsUsage extends Error {}
+
+/** Lists a command in `--help` without loading its module; never the one that runs. */
+function listed(entry: CommandEntry): AnyCommand {
+  return {
+    command: entry.command,
+    describe: entry.describe,
+    handler: () => {
+      throw new YargsUsage(`cannot tell which command to run; put the command name first: cutover ${entry.name} ...`);
+    },
+  };
+}
 
 async function main(argv: string[]): Promise<void> {
-  await yargs(argv)
+  const first = argv.find((arg) => !arg.startsWith('-'));
+  const named = commandTable.find((entry) => entry.name === first);
+  // No word at all: --help, --version or nothing; no command can run.
+  const loadAll = first !== undefined && named === undefined;
+  if (first !== undefined) {
+    (await import('./io.js')).installRedaction();
+    // One process parses one runbook: zod's compiled fast path (built with
+    // new Function on the first parse of each schema) costs more than it
+    // saves here, about 30 ms of a validate.
+    (await import('zod')).z.config({ jitless: true });
+  }
+  const commands = await Promise.all(
+    commandTable.map((entry) => (entry === named || loadAll ? entry.load() : Promise.resolve(listed(entry)))),
+  );
+  let cli = yargs(argv)
     .scriptName('cutover')
-    .usage('$0 <command>\n\nDeclarative, audited, reversible runbooks for database cutovers.')
-    .command(initCommand)
-    .command(validateCommand)
-    .command(checkCommand)
-    .command(planCommand)
-    .command(runCommand)
-    .command(resumeCommand)
-    .command(rollbackCommand)
-    .command(abandonCommand)
-    .command(statusCommand)
-    .command(runsCommand)
-    .command(reportCommand)
-    .command(auditCommand)
-    .command(schemaCommand)
-    .command(fleetCommand)
+    .usage('$0 <command>\n\nDeclarative, audited, reversible runbooks for database cutovers.');
+  for (const command of commands) cli = cli.command(command);
+  await cli
     .option('log-file', {
       type: 'string',
       global: true,
@@ -51,7 +60,8 @@ async function main(argv: string[]): Promise<void> {
       default: true,
       describe: 'colour in the live list; --no-color (or NO_COLOR set) turns it off',
     })
-    .middleware((args) => {
+    .middleware(async (args) => {
+      const { io } = await import('./io.js');
       if (typeof args['log-file'] === 'string') io.logTo(args['log-file']);
       io.timestamps = args['timestamps'] === true;
       // listr2's colours (colorette) already honour NO_COLOR and --no-color; this covers anything else that looks.
@@ -68,16 +78,25 @@ async function main(argv: string[]): Promise<void> {
       'Exit codes: 0 ok, 1 step failed and rolled back, 2 invalid input or environment (nothing ran), 3 needs attention, 4 locked or blocked by an unfinished run, 5 stopped or interrupted (resumable), 130 a second Ctrl-C.',
     )
     .fail((message, error) => {
-      throw error ?? new UsageError(message);
+      throw error ?? new YargsUsage(message);
     })
     .help()
     .version(TOOL_VERSION)
     .parseAsync();
 }
 
-installRedaction();
-main(hideBin(process.argv)).catch((error: unknown) => {
+async function fail(thrown: unknown): Promise<void> {
+  const [{ RunbookValidationError, UsageError }, { formatError }, { ExitCode }, { installRedaction, io }] = await Promise.all([
+    import('../index.js'),
+    import('./format-error.js'),
+    import('./exit-codes.js'),
+    import('./io.js'),
+  ]);
+  installRedaction();
+  const error = thrown instanceof YargsUsage ? new UsageError(thrown.message) : thrown;
   io.err(formatError(error));
   const invalid = error instanceof RunbookValidationError || error instanceof UsageError;
   process.exitCode = invalid ? ExitCode.invalidInput : ExitCode.needsAttention;
-});
+}
+
+main(hideBin(process.argv)).catch(fail);

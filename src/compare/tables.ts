@@ -19,11 +19,16 @@ export interface Table {
   /** Key columns in index order; null: no usable key (compared by count only). */
   readonly key: readonly Column[] | null;
   readonly bytes: number;
-  readonly estimatedRows: number;
+  /** The main fork's size on disk: a fact right after a load, unlike reltuples (-1 or 0 before the first ANALYZE). */
+  readonly heapBytes: number;
 }
 
 const TABLES_SQL = `SELECT n.nspname AS schema, c.relname AS name,
-       pg_total_relation_size(c.oid)::int8 AS bytes, greatest(c.reltuples, 0)::int8 AS rows,
+       pg_total_relation_size(c.oid)::int8 AS bytes,
+       CASE WHEN c.relkind = 'p'
+            THEN (WITH RECURSIVE tree(oid) AS (SELECT c.oid UNION ALL SELECT i.inhrelid FROM pg_inherits i JOIN tree ON i.inhparent = tree.oid)
+                  SELECT COALESCE(sum(pg_relation_size(tree.oid)), 0) FROM tree)
+            ELSE pg_relation_size(c.oid) END::int8 AS heap,
        (SELECT json_agg(json_build_object('name', a.attname, 'type', format_type(a.atttypid, a.atttypmod)) ORDER BY a.attnum)
           FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns,
        (SELECT json_agg(json_build_object('name', a.attname, 'type', format_type(a.atttypid, a.atttypmod)) ORDER BY k.ord)
@@ -44,7 +49,7 @@ export async function readTables(db: Queryable): Promise<Table[]> {
     schema: string;
     name: string;
     bytes: string;
-    rows: string;
+    heap: string;
     columns: Column[] | null;
     key: Column[] | null;
   }>(TABLES_SQL);
@@ -54,15 +59,15 @@ export async function readTables(db: Queryable): Promise<Table[]> {
     columns: r.columns ?? [],
     key: r.key,
     bytes: Number(r.bytes),
-    estimatedRows: Number(r.rows),
+    heapBytes: Number(r.heap),
   }));
 }
 
 /** Oracle tables of the given owners (names as Oracle stores them). */
 export async function readOracleTables(db: OracleSession, owners: readonly string[]): Promise<Table[]> {
   const binds = Object.fromEntries(owners.map((o, i) => [`o${i}`, o]));
-  const rows = await db.query<{ OWNER: string; TABLE_NAME: string; NUM_ROWS: string | null; BLOCKS: string | null }>(
-    `SELECT owner AS "OWNER", table_name AS "TABLE_NAME", TO_CHAR(num_rows) AS "NUM_ROWS", TO_CHAR(blocks) AS "BLOCKS"
+  const rows = await db.query<{ OWNER: string; TABLE_NAME: string; BLOCKS: string | null }>(
+    `SELECT owner AS "OWNER", table_name AS "TABLE_NAME", TO_CHAR(blocks) AS "BLOCKS"
        FROM all_tables WHERE owner IN (${owners.map((_, i) => `:o${i}`).join(', ')}) AND nested = 'NO' AND secondary = 'N'
       ORDER BY owner, table_name`,
     binds,
@@ -73,7 +78,7 @@ export async function readOracleTables(db: OracleSession, owners: readonly strin
     columns: [],
     key: null,
     bytes: Number(r.BLOCKS ?? 0) * 8192,
-    estimatedRows: Number(r.NUM_ROWS ?? 0),
+    heapBytes: Number(r.BLOCKS ?? 0) * 8192,
   }));
 }
 

@@ -10,8 +10,9 @@
  * command run with a deadline ends its own console connection when the
  * deadline passes, and the caller resumes from a fresh one.
  */
-import pg from 'pg';
+import type pg from 'pg';
 import type { QueryResultRow } from 'pg';
+import { loadPg } from './pg-driver.js';
 import { DatabaseError, errorMessage } from '../errors.js';
 import type { ResolvedPgBouncer } from './connections.js';
 
@@ -33,7 +34,8 @@ export class PgBouncerAdmin {
   ) {}
 
   static async open(connectionName: string, resolved: ResolvedPgBouncer, applicationName: string): Promise<PgBouncerAdmin> {
-    const client = new pg.Client({ ...resolved.clientConfig, application_name: applicationName.slice(0, 63) });
+    const { Client } = await loadPg();
+    const client = new Client({ ...resolved.clientConfig, application_name: applicationName.slice(0, 63) });
     // A closed console connection (our own deadline, a pooler restart) must not crash the process.
     client.on('error', () => {});
     try {

@@ -5,8 +5,9 @@
  * application_name, lock_timeout, statement_timeout and, for anything that
  * must not write, default_transaction_read_only.
  */
-import pg from 'pg';
+import type pg from 'pg';
 import type { QueryResultRow } from 'pg';
+import { loadPg } from './pg-driver.js';
 import { ConnectionFailedError, DatabaseError } from '../errors.js';
 import type { ResolvedPostgres } from './connections.js';
 
@@ -73,7 +74,8 @@ export class Session implements Queryable {
     if (this.active === 0) return;
     const pid = (this.client as pg.Client & { readonly processID?: number | null }).processID;
     if (typeof pid !== 'number') return;
-    const canceller = new pg.Client({ ...this.cancelConfig, application_name: 'cutover/cancel', connectionTimeoutMillis: 5_000 });
+    const { Client } = await loadPg();
+    const canceller = new Client({ ...this.cancelConfig, application_name: 'cutover/cancel', connectionTimeoutMillis: 5_000 });
     canceller.on('error', () => {});
     try {
       await canceller.connect();
@@ -89,6 +91,7 @@ export class Session implements Queryable {
       `-c statement_timeout=${options.statementTimeoutMs}`,
       ...(options.readOnly === undefined ? [] : [`-c default_transaction_read_only=${options.readOnly ? 'on' : 'off'}`]),
     ].join(' ');
+    const { Client } = await loadPg();
     const config: pg.ClientConfig = { ...resolved.clientConfig };
     if (options.user !== undefined && options.user !== config.user) {
       // Another role's password is not ours: trust, peer, cert or ~/.pgpass must let it in.
@@ -97,7 +100,7 @@ export class Session implements Queryable {
     }
     if (options.database !== undefined) config.database = options.database;
     const connect = async (ssl: pg.ClientConfig['ssl']): Promise<pg.Client> => {
-      const client = new pg.Client({
+      const client = new Client({
         ...config,
         ssl,
         application_name: options.applicationName.slice(0, 63),

@@ -3,7 +3,6 @@
  * runner. The default runs argv with execa: no shell, so nothing is
  * re-interpreted, and the command is shown escaped in errors.
  */
-import { execa } from 'execa';
 import { CommandError } from '../errors.js';
 
 export interface CommandOptions {
@@ -30,6 +29,8 @@ export function displayCommand(argv: readonly string[]): string {
 export const execaRunner: CommandRunner = async (argv, options) => {
   const [file, ...args] = argv;
   if (file === undefined) throw new CommandError('empty command', '', undefined, '');
+  // Loaded on first use: commands that run no external program do not pay for execa at start-up.
+  const { execa } = await import('execa');
   const result = await execa(file, args, {
     reject: false,
     stdin: 'ignore',

@@ -3,7 +3,6 @@
  * journal, resolved connections, the live state, sessions and confirmations.
  * Knows the step contract, never a step kind.
  */
-import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { Journal } from '../audit/journal.js';
 import { Redactor } from '../audit/redact.js';
@@ -64,10 +63,7 @@ export interface EngineOptions {
   readonly env?: Readonly<Record<string, string | undefined>>;
 }
 
-/** The installed package's version, recorded in every journal. Compiled to dist/src/engine/. */
-export const TOOL_VERSION: string = (
-  JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }
-).version;
+export { TOOL_VERSION } from '../version.js';
 
 export function operatorName(options: Pick<EngineOptions, 'operator'>): string {
   return options.operator ?? process.env['CUTOVER_OPERATOR'] ?? os.userInfo().username;

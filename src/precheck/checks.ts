@@ -168,15 +168,26 @@ const UNSUPPORTED_TYPES: readonly { id: string; base: string; oldMax: number; ne
  * t and pg_namespace n), or an array, domain or composite over one
  * (recursively), as pg_upgrade's data type check does.
  */
-const typeUsageSql = (base: string) => `WITH RECURSIVE base AS (
+// The recursive step is three equality joins (arrays, domains, composites
+// holding a column of the type), not one join on an OR: with an OR the planner
+// can only pair every type with every type found so far, seconds on an empty
+// cluster and minutes with 10,000 tables (two pg_type rows each). Which
+// composite holds which type is read once (every table's row type is a
+// composite), not once per step of the recursion.
+const typeUsageSql = (base: string) => `WITH RECURSIVE holds AS MATERIALIZED (
+    SELECT a.atttypid AS held, t.oid AS holder FROM pg_type t JOIN pg_attribute a ON a.attrelid = t.typrelid
+     WHERE t.typtype = 'c' AND NOT a.attisdropped AND a.atttypid <> t.oid),
+  steps AS MATERIALIZED (
+    SELECT t.typelem AS held, t.oid AS holder FROM pg_type t WHERE t.typelem <> 0 AND t.typlen = -1
+    UNION ALL
+    SELECT t.typbasetype, t.oid FROM pg_type t WHERE t.typbasetype <> 0
+    UNION ALL
+    SELECT held, holder FROM holds),
+  base AS (
     SELECT t.oid FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
      WHERE ${base}
     UNION
-    SELECT t.oid FROM pg_type t, base
-     WHERE t.typelem = base.oid AND t.typlen = -1
-        OR t.typbasetype = base.oid
-        OR t.typtype = 'c' AND t.oid <> base.oid AND EXISTS (
-             SELECT 1 FROM pg_attribute a WHERE a.attrelid = t.typrelid AND a.atttypid = base.oid AND NOT a.attisdropped))
+    SELECT s.holder FROM steps s JOIN base ON s.held = base.oid)
   SELECT DISTINCT format('%I.%I.%I', n.nspname, c.relname, a.attname) AS object
     FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
    WHERE a.atttypid IN (SELECT oid FROM base) AND NOT a.attisdropped AND a.attnum > 0
@@ -317,7 +328,7 @@ interface DatabaseCheck {
  * run as one batch of statements: one round trip per database, whatever
  * their number.
  */
-const DATABASE_CHECKS: readonly DatabaseCheck[] = [
+export const DATABASE_CHECKS: readonly DatabaseCheck[] = [
   ...UNSUPPORTED_TYPES.map((t) => ({
     applies: (c: DatabaseContext) => c.oldMajor <= t.oldMax && c.targetMajor >= t.newMin,
     sql: typeUsageSql(t.base),
@@ -403,9 +414,15 @@ const DATABASE_CHECKS: readonly DatabaseCheck[] = [
   },
 ];
 
+/**
+ * Each check its own statement: put into one statement (one round trip) the
+ * type-usage checks ran at about twice their separate time with 10,000
+ * tables, far more than the round trips it saves.
+ */
 export async function databaseChecks(db: Queryable, c: DatabaseContext): Promise<Finding[]> {
   const checks = DATABASE_CHECKS.filter((k) => k.applies(c));
-  const results = await db.queryMany<{ object: string }>(checks.map((k) => k.sql));
+  // AS MATERIALIZED is 12+; before 12 every CTE is materialized anyway.
+  const results = await db.queryMany<{ object: string }>(checks.map((k) => (c.oldMajor >= 12 ? k.sql : k.sql.replaceAll(' AS MATERIALIZED (', ' AS ('))));
   return checks.flatMap((k, i) => {
     const found = (results[i] ?? []).map((r) => r.object);
     return found.length === 0 ? [] : [{ ...k.finding(c), database: c.database, objects: found }];

@@ -19,12 +19,11 @@ import { quoteQualified } from '../db/quote.js';
 import {
   CLEAR_COLUMNS_SQL,
   CLEAR_RELATIONS_SQL,
-  RESTORE_COLUMNS_SQL,
-  RESTORE_RELATIONS_SQL,
+  RESTORE_SQL,
   columnTypes,
   readColumnStats,
   readRelationStats,
-  restoreParams,
+  restoreInParallel,
 } from '../analyze/copy.js';
 import { qualifiedName, readRelations, type Relation } from '../analyze/relations.js';
 import { globMatcher } from './patterns.js';
@@ -110,14 +109,18 @@ function select(all: readonly Relation[], c: Config): Relation[] {
 }
 
 /** Why a relation's statistics cannot be copied from the source, or undefined if they can. */
-function uncopyable(r: Relation, onSource: ReadonlyMap<string, string>, sourceTypes: ReadonlyMap<string, string>, targetTypes: ReadonlyMap<string, string>): string | undefined {
+function uncopyable(
+  r: Relation,
+  onSource: ReadonlyMap<string, string>,
+  sourceTypes: ReadonlyMap<string, string>,
+  targetTypes: ReadonlyMap<string, readonly (readonly [string, string])[]>,
+): string | undefined {
   const tuples = onSource.get(qualifiedName(r));
   if (tuples === undefined) return 'not on the source';
   if (Number(tuples) < 0) return 'never analyzed on the source';
   if (r.missing.some((m) => m.startsWith('expression') || m.startsWith('extended'))) return 'expression index or extended statistics (PostgreSQL 18 cannot restore them)';
   const prefix = `${qualifiedName(r)}.`;
-  for (const [key, type] of targetTypes) {
-    if (!key.startsWith(prefix)) continue;
+  for (const [key, type] of targetTypes.get(qualifiedName(r)) ?? []) {
     const other = sourceTypes.get(key);
     if (other === undefined) return `column ${key.slice(prefix.length)} is not on the source`;
     if (other !== type) return `column ${key.slice(prefix.length)} is ${other} on the source, ${type} here`;
@@ -142,9 +145,11 @@ async function planWork(ctx: BaseContext, step: ConnectedStep<Config>) {
       const source = await ctx.session(c.copyFrom);
       const [sourceTypes, targetTypes] = await Promise.all([columnTypes(source), columnTypes(db)]);
       const onSource = new Map((await readRelationStats(source, todo)).map((r) => [`${r.schema}.${r.relation}`, r.reltuples]));
+
       // Only into relations without statistics: rollback can then clear exactly what it wrote.
       for (const r of todo.filter((x) => x.missing.length > 0)) {
-        const why = uncopyable(r, onSource, sourceTypes, targetTypes);
+        // Target columns by relation: looked up per relation, not scanned whole for each.
+        const why = uncopyable(r, onSource, sourceTypes.byKey, targetTypes.byRelation);
         if (why === undefined) copy.push(r);
         else reasons.set(qualifiedName(r), `not copied (${why}): analyzed`);
       }
@@ -273,9 +278,10 @@ export const analyzeStep = defineStep({
     const copied = new Set(copy.map(qualifiedName));
     const actions: Action[] = [];
     if (copy.length > 0) {
-      actions.push({ type: 'sql', connection, sql: RESTORE_RELATIONS_SQL, params: [copy.map((r) => r.schema), copy.map((r) => r.name)] });
-      actions.push({ type: 'sql', connection, sql: RESTORE_COLUMNS_SQL, params: [copy.map((r) => r.schema), copy.map((r) => r.name)] });
-      notes.push(`copy: the statistics values are read from ${step.config.copyFrom ?? '?'} when the step runs and bound to these two statements`);
+      actions.push({ type: 'sql', connection, sql: RESTORE_SQL, params: [copy.map((r) => r.schema), copy.map((r) => r.name)] });
+      notes.push(
+        `copy: the statistics values are read from ${step.config.copyFrom ?? '?'} when the step runs and bound to this statement, once per session (${step.config.jobs ?? 1}), each for its share of the relations`,
+      );
     }
     for (const pass of planned.passes) {
       if (planned.jobs.length === 0) break;
@@ -328,7 +334,6 @@ export const analyzeStep = defineStep({
 
   async apply(ctx, step, planned) {
     const connection = step.connection;
-    const db = await ctx.session(connection);
     let output = '';
     let recorded: z.output<typeof beforeSchema> = null;
     if (planned.copy.length > 0 && step.config.copyFrom !== undefined) {
@@ -342,10 +347,9 @@ export const analyzeStep = defineStep({
         },
       };
       ctx.recordBefore(recorded);
-      const params = restoreParams(relations, columns);
-      const { rows: r1 } = await db.query<{ failed: string }>(RESTORE_RELATIONS_SQL, params.relations);
-      const { rows: r2 } = await db.query<{ failed: string }>(RESTORE_COLUMNS_SQL, params.columns);
-      output += `copied statistics of ${relations.length} relation(s), ${columns.length} column(s); ${Number(r1[0]?.failed ?? 0) + Number(r2[0]?.failed ?? 0)} with warnings. `;
+      const sessions = await Promise.all(Array.from({ length: step.config.jobs ?? 1 }, (_, worker) => ctx.session(connection, worker)));
+      const failed = await restoreInParallel(sessions, relations, columns);
+      output += `copied statistics of ${relations.length} relation(s), ${columns.length} column(s) in ${sessions.length} session(s); ${failed} with warnings. `;
     }
 
     const jobs = Math.max(1, Math.min(step.config.jobs ?? 1, planned.jobs.length));

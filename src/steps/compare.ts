@@ -4,8 +4,8 @@
  * in parallel, read-only. The plan is the comparison, so it runs in a dry run
  * too; each side is read inside one REPEATABLE READ snapshot shared by all its
  * sessions (pg_export_snapshot), so each side is consistent with itself. Any
- * difference beyond `tolerance` blocks the step, naming the table and the
- * first differing key range.
+ * difference beyond `tolerance` blocks the step, naming the table and, by
+ * checksum, the keys of the rows that differ (src/compare/locate.ts).
  */
 import { z } from 'zod';
 import { UsageError } from '../errors.js';
@@ -13,7 +13,8 @@ import { defineStep, type BaseContext, type Step } from '../engine/step.js';
 import type { Queryable } from '../db/session.js';
 import type { OracleSession } from '../db/oracle.js';
 import { quoteLiteral } from '../db/quote.js';
-import { chunksOf, countRows, describeChunk, digestChunk, type Chunk } from '../compare/digest.js';
+import { chunksOf, countRows, describeChunk, digestChunk, type Chunk, type Side } from '../compare/digest.js';
+import { emptyLocated, locate, type DifferingRow, type Located } from '../compare/locate.js';
 import { oracleCount, readOracleTables, readTables, type Table } from '../compare/tables.js';
 import { oracleOwners } from '../sequences/oracle-source.js';
 import { globMatcher } from './patterns.js';
@@ -28,12 +29,22 @@ const config = z.object({
   jobs: z.number().int().min(1).max(32).optional().describe('sessions per side working in parallel (default 2)'),
   tolerance: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional().describe('allowed row-count difference per table (default 0)'),
   chunkRows: z.number().int().min(1000).max(2 ** 31 - 1).optional().describe('checksum: about this many rows per chunk (default 100000)'),
+  bisectRows: z
+    .number()
+    .int()
+    .min(10)
+    .max(1_000_000)
+    .optional()
+    .describe('checksum: a differing chunk is narrowed down on both sides (16 parts at a time for an integer key, halves otherwise) until at most this many rows, whose keys are then matched (default 1000)'),
+  maxReportedRows: z.number().int().min(0).max(100_000).optional().describe('checksum: differing rows listed per table; the rest are counted (default 100)'),
 });
 
 type Config = z.output<typeof config>;
 
 const DEFAULT_JOBS = 2;
 const DEFAULT_CHUNK_ROWS = 100_000;
+const DEFAULT_BISECT_ROWS = 1_000;
+const DEFAULT_MAX_REPORTED_ROWS = 100;
 
 type Status = 'ok' | 'count-differs' | 'checksum-differs' | 'missing-on-target' | 'missing-on-source' | 'count-only';
 
@@ -49,8 +60,10 @@ interface Result {
   readonly sourceRows: string | null;
   readonly targetRows: string | null;
   readonly status: Status;
+  /** By checksum: the differing rows found and the ranges not narrowed down; the first differing range if no row could be named. */
   readonly firstDifference: string | null;
   readonly note?: string;
+  readonly rows?: readonly DifferingRow[];
 }
 
 /** Oracle names are upper case unless created quoted; PostgreSQL folds to lower. */
@@ -156,7 +169,7 @@ async function compare(ctx: BaseContext, step: Step<Config>): Promise<{ results:
     };
 
     const results = new Map<Pair, Result>();
-    const tasks: { pair: Pair; chunk?: Chunk; columns?: string[] }[] = [];
+    const tasks: { pair: Pair; chunk?: Chunk; sides?: readonly [Side, Side] }[] = [];
     for (const pair of pairs) {
       if (pair.source === undefined || pair.target === undefined) {
         results.set(pair, {
@@ -174,14 +187,19 @@ async function compare(ctx: BaseContext, step: Step<Config>): Promise<{ results:
     if (checksum) {
       await pool(tasks, jobs, async (task, worker) => {
         const { source, target } = task.pair;
-        const first = source?.key?.[0];
-        if (source === undefined || target === undefined || first === undefined || !target.columns.some((col) => col.name === first.name)) {
+        const targetKey = source?.key?.map((k) => target?.columns.find((col) => col.name === k.name));
+        if (source?.key == null || target === undefined || targetKey === undefined || targetKey.length === 0 || targetKey.some((k) => k === undefined)) {
           chunked.push(task);
           return;
         }
         const columns = source.columns.map((col) => col.name).filter((name) => target.columns.some((col) => col.name === name));
-        for (const chunk of await chunksOf(session(sources, worker), source, c.chunkRows ?? DEFAULT_CHUNK_ROWS)) {
-          chunked.push({ pair: task.pair, chunk, columns });
+        // Sessions are chosen per chunk below; these carry the tables, key types and columns.
+        const sides = [
+          { db: session(sources, worker), table: source, key: source.key, columns },
+          { db: session(targets, worker), table: target, key: targetKey.filter((k) => k !== undefined), columns },
+        ] as const;
+        for (const chunk of await chunksOf(sides[0], sides[1], Math.max(source.heapBytes, target.heapBytes), c.chunkRows ?? DEFAULT_CHUNK_ROWS)) {
+          chunked.push({ pair: task.pair, chunk, sides });
         }
       });
     } else chunked.push(...tasks);
@@ -193,25 +211,25 @@ async function compare(ctx: BaseContext, step: Step<Config>): Promise<{ results:
       targetRows: bigint;
       firstDifference: Chunk | undefined;
       chunks: number;
+      located: Located;
     }
+    const locateOptions = { bisectRows: c.bisectRows ?? DEFAULT_BISECT_ROWS, maxReportedRows: c.maxReportedRows ?? DEFAULT_MAX_REPORTED_ROWS };
     const tallies = new Map<Pair, Tally>();
     let done = 0;
-    await pool(chunked, jobs, async ({ pair, chunk, columns }, worker) => {
+    await pool(chunked, jobs, async ({ pair, chunk, sides }, worker) => {
       const { source, target } = pair;
       if (source === undefined || target === undefined) return;
-      const tally = tallies.get(pair) ?? { sourceRows: 0n, targetRows: 0n, firstDifference: undefined, chunks: 0 };
+      const tally = tallies.get(pair) ?? { sourceRows: 0n, targetRows: 0n, firstDifference: undefined, chunks: 0, located: emptyLocated() };
       tallies.set(pair, tally);
-      if (chunk === undefined || columns === undefined) {
+      if (chunk === undefined || sides === undefined) {
         const [s, t] = await Promise.all([sourceCount(source, worker), countRows(session(targets, worker), target)]);
         tally.sourceRows += s;
         tally.targetRows += t;
       } else {
         const sourceKey = source.key?.[0];
-        const targetKey = target.columns.find((col) => col.name === sourceKey?.name);
-        const [s, t] = await Promise.all([
-          digestChunk(session(sources, worker), source, columns, sourceKey, chunk),
-          digestChunk(session(targets, worker), target, columns, targetKey, chunk),
-        ]);
+        // This worker's own sessions: chunks of one table are digested in parallel.
+        const [sourceSide, targetSide] = [{ ...sides[0], db: session(sources, worker) }, { ...sides[1], db: session(targets, worker) }];
+        const [s, t] = await Promise.all([digestChunk(sourceSide, chunk), digestChunk(targetSide, chunk)]);
         tally.sourceRows += s.rows;
         tally.targetRows += t.rows;
         tally.chunks++;
@@ -221,6 +239,7 @@ async function compare(ctx: BaseContext, step: Step<Config>): Promise<{ results:
           if (earlier === undefined || (earlier.from !== null && (chunk.from === null || compareBounds(chunk.from, earlier.from, sourceKey?.type) < 0))) {
             tally.firstDifference = chunk;
           }
+          await locate(sourceSide, targetSide, chunk, [s, t], tally.located, locateOptions);
         }
       }
       ctx.progress(`compared ${++done} of ${chunked.length} ${checksum ? 'chunks' : 'tables'}`);
@@ -238,8 +257,9 @@ async function compare(ctx: BaseContext, step: Step<Config>): Promise<{ results:
         sourceRows: tally.sourceRows.toString(),
         targetRows: tally.targetRows.toString(),
         status,
-        firstDifference: tally.firstDifference ? describeChunk(key, tally.firstDifference) : null,
+        firstDifference: tally.firstDifference ? summarize(tally.located) || `in ${describeChunk(key, tally.firstDifference)}` : null,
         ...(checksum && !keyed ? { note: 'no primary key or unique NOT NULL key: compared by count only' } : {}),
+        ...(tally.located.rows.length > 0 ? { rows: [...tally.located.rows].sort(byKey) } : {}),
       });
     }
     const description = `${checksum ? 'checksum' : 'counts'} of ${pairs.length} table(s), ${jobs} session(s) per side`;
@@ -247,6 +267,32 @@ async function compare(ctx: BaseContext, step: Step<Config>): Promise<{ results:
   } finally {
     await endAll([...sources, ...targets]);
   }
+}
+
+const KIND_TEXT = { 'missing-on-target': 'missing on target', 'missing-on-source': 'missing on source', different: 'different' } as const;
+
+/** `id=7 different, id=10 missing on target`, the first 10 by key; then how many more, by kind; then ranges not narrowed down. */
+function summarize(found: Located): string {
+  const sorted = [...found.rows].sort(byKey);
+  const listed = sorted.slice(0, 10).map((r) => `${r.key} ${KIND_TEXT[r.difference]}`);
+  const total = { ...found.counts };
+  for (const r of found.rows) total[r.difference]++;
+  const unlisted = found.rows.length - listed.length + found.counts['missing-on-target'] + found.counts['missing-on-source'] + found.counts.different;
+  const byKind = (['different', 'missing-on-target', 'missing-on-source'] as const)
+    .filter((kind) => total[kind] > 0)
+    .map((kind) => `${total[kind]} ${KIND_TEXT[kind]}`)
+    .join(', ');
+  return [
+    `${listed.join(', ')}${unlisted > 0 ? `, and ${unlisted} more (in all ${byKind})` : ''}`,
+    ...(found.ranges.length > 0 ? [`not narrowed down: ${found.ranges.slice(0, 5).join('; ')}${found.ranges.length > 5 ? `; and ${found.ranges.length - 5} more range(s)` : ''}`] : []),
+  ]
+    .filter(Boolean)
+    .join('; ');
+}
+
+/** Keys in a stable order for output: numerically where both are numbers. */
+function byKey(a: DifferingRow, b: DifferingRow): number {
+  return a.key.localeCompare(b.key, 'en', { numeric: true });
 }
 
 /** Orders two bounds of the first key column: numerically for integer keys, as text otherwise. */
@@ -298,11 +344,24 @@ export const compareStep = defineStep({
             { key: 'sourceRows', title: 'source rows', align: 'right' },
             { key: 'targetRows', title: 'target rows', align: 'right' },
             { key: 'status', title: 'status' },
-            { key: 'firstDifference', title: 'first differing range' },
+            { key: 'firstDifference', title: 'differences' },
           ],
-          rows: results.map((r) => ({ ...r })),
+          rows: results.map(({ rows: _rows, ...r }) => ({ ...r })),
           footer: `${results.length - differing.length} same, ${differing.length} different`,
         },
+        ...(results.some((r) => r.rows !== undefined)
+          ? [
+              {
+                title: `rows that differ (at most ${step.config.maxReportedRows ?? DEFAULT_MAX_REPORTED_ROWS} listed per table)`,
+                columns: [
+                  { key: 'table', title: 'table' },
+                  { key: 'key', title: 'key' },
+                  { key: 'difference', title: 'difference' },
+                ],
+                rows: results.flatMap((r) => (r.rows ?? []).map((row) => ({ table: r.table, key: row.key, difference: row.difference }))),
+              },
+            ]
+          : []),
       ],
       notes: [
         ...(countOnly.length > 0 ? [`compared by count only (no key to chunk by): ${countOnly.map((r) => r.table).join(', ')}`] : []),
@@ -312,7 +371,7 @@ export const compareStep = defineStep({
         ? {
             blockers: differing.map(
               (r) =>
-                `${r.table}: ${r.status}${r.sourceRows !== null ? ` (source ${r.sourceRows}, target ${r.targetRows})` : ''}${r.firstDifference ? `, first in ${r.firstDifference}` : ''}`,
+                `${r.table}: ${r.status}${r.sourceRows !== null ? ` (source ${r.sourceRows}, target ${r.targetRows})` : ''}${r.firstDifference ? `: ${r.firstDifference}` : ''}`,
             ),
           }
         : {}),

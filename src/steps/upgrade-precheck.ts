@@ -61,6 +61,21 @@ type Config = z.output<typeof config>;
 
 const RANK = { error: 2, warning: 1, info: 0 } as const;
 
+/** Databases checked at once, each in its own session. */
+const DATABASE_SESSIONS = 4;
+
+/** `work` over `items`, at most `limit` at a time; results in the items' order. */
+async function inParallel<T, R>(items: readonly T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array<R>(items.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      for (let i = next++; i < items.length; i = next++) results[i] = await work(items[i] as T);
+    }),
+  );
+  return results;
+}
+
 async function precheck(ctx: BaseContext, step: ConnectedStep<Config>): Promise<{ findings: Finding[]; output?: string }> {
   const c = step.config;
   const connection = step.connection;
@@ -88,22 +103,24 @@ async function precheck(ctx: BaseContext, step: ConnectedStep<Config>): Promise<
 
   const extensions = new Map<string, string[]>();
   const libraries = new Map<string, string[]>();
-  for (const d of facts.databases.filter((x) => x.allowConn && !x.invalid)) {
+  const perDatabase = await inParallel(facts.databases.filter((x) => x.allowConn && !x.invalid), DATABASE_SESSIONS, async (d) => {
     const session = await ctx.sessionIn(connection, d.name);
-    findings.push(
-      ...(await databaseChecks(session, {
-        database: d.name,
-        oldMajor,
-        targetMajor: target,
-        logical: slots.length > 0 || (pubs[0]?.n ?? 0) > 0,
-        int8PassingDiffers,
-        unicodeChange: unicode,
-      })),
-    );
-    if (oldMajor >= 17) findings.push(...(await subscriptionStates(session, d.name)));
-    const found = await extensionsAndLibraries(session);
-    for (const e of found.extensions) extensions.set(e.name, [...(extensions.get(e.name) ?? []), d.name]);
-    for (const l of found.libraries) libraries.set(l, [...(libraries.get(l) ?? []), d.name]);
+    const checked = await databaseChecks(session, {
+      database: d.name,
+      oldMajor,
+      targetMajor: target,
+      logical: slots.length > 0 || (pubs[0]?.n ?? 0) > 0,
+      int8PassingDiffers,
+      unicodeChange: unicode,
+    });
+    const states = oldMajor >= 17 ? await subscriptionStates(session, d.name) : [];
+    return { d, findings: [...checked, ...states], found: await extensionsAndLibraries(session) };
+  });
+  // In the databases' order, as when they were checked one after another.
+  for (const { d, findings: found, found: { extensions: exts, libraries: libs } } of perDatabase) {
+    findings.push(...found);
+    for (const e of exts) extensions.set(e.name, [...(extensions.get(e.name) ?? []), d.name]);
+    for (const l of libs) libraries.set(l, [...(libraries.get(l) ?? []), d.name]);
   }
 
   if (c.newCluster !== undefined && fresh !== undefined) {

@@ -157,37 +157,43 @@ ${fields}`;
       const schema = (idType: string) => `
         CREATE TABLE orders (id int PRIMARY KEY, status text, amount numeric) ${OFF};
         INSERT INTO orders SELECT g, (ARRAY['new','paid','shipped'])[g % 3 + 1], g % 97 FROM generate_series(1, 3000) g;
+        CREATE TABLE lines (order_id int, sku text) ${OFF}; INSERT INTO lines SELECT g % 3000, 'sku-' || (g % 50) FROM generate_series(1, 6000) g;
         CREATE TABLE typed (id ${idType}) ${OFF}; INSERT INTO typed SELECT generate_series(1, 100);`;
       const sourceDb = await fresh(`${schema('int')} ANALYZE;`, source);
       const db = `a${++n}`;
       await server.query(`CREATE DATABASE ${db}`);
       await server.query(`${schema('bigint')} CREATE TABLE only_target (id int) ${OFF}; INSERT INTO only_target VALUES (1);`, [], db);
-      const { runbook, dir } = load(db, '    copyFrom: src\n', `  src: { kind: postgres, url: "${source.urlFor(sourceDb)}" }\n`);
-      const result = await runRunbook(runbook, { registry, stateDir: dir });
+      // Two sessions: the copied relations are shared out between them, one restore statement each.
+      const { runbook, dir } = load(db, '    copyFrom: src\n    jobs: 2\n', `  src: { kind: postgres, url: "${source.urlFor(sourceDb)}" }\n`);
+      const outputs: string[] = [];
+      const result = await runRunbook(runbook, { registry, stateDir: dir, onEvent: (e) => void ('output' in e && typeof e.output === 'string' && outputs.push(e.output)) });
       assert.equal(result.status, 'succeeded', JSON.stringify(result.steps));
       const actions = Object.fromEntries(rowsOf(result).map((r) => [r.relation, r.action]));
       const statsOf = (on: TestServer, d: string) =>
         on.query(
           `SELECT attname, null_frac, n_distinct, most_common_vals::text AS mcv, histogram_bounds::text AS hist
-             FROM pg_stats WHERE tablename = 'orders' ORDER BY attname`,
+             FROM pg_stats WHERE tablename IN ('orders', 'lines') ORDER BY tablename, attname`,
           [],
           d,
         );
       if (version >= 18) {
         assert.deepEqual(actions, {
+          'public.lines': 'copy',
           'public.orders': 'copy',
           'public.typed': 'not copied (column id is integer on the source, bigint here): analyzed',
           'public.only_target': 'not copied (not on the source): analyzed',
         });
         assert.deepEqual(await statsOf(server, db), await statsOf(source, sourceDb), 'pg_stats equal for every copied column');
+        assert.equal((await statsOf(server, db)).length, 5);
+        assert.match(outputs.join('\n'), /copied statistics of 2 relation\(s\), 5 column\(s\) in 2 session\(s\); 0 with warnings/);
         const back = await rollbackRun(result.runId, { registry, stateDir: dir });
         assert.equal(back.status, 'rolled-back', JSON.stringify(back.steps));
         assert.deepEqual(await statsOf(server, db), [], 'rollback cleared the copied statistics');
         assert.deepEqual(await server.query("SELECT reltuples FROM pg_class WHERE relname = 'orders'", [], db), [{ reltuples: -1 }]);
       } else {
-        assert.deepEqual(actions, { 'public.orders': 'analyze', 'public.typed': 'analyze', 'public.only_target': 'analyze' });
+        assert.deepEqual(actions, { 'public.lines': 'analyze', 'public.orders': 'analyze', 'public.typed': 'analyze', 'public.only_target': 'analyze' });
         assert.match(result.steps[0]?.plan?.notes?.[0] ?? '', /^copyFrom needs PostgreSQL 18 or later on the target \(this is 17\)/);
-        assert.equal((await statsOf(server, db)).length, 3, 'analyzed instead');
+        assert.equal((await statsOf(server, db)).length, 5, 'analyzed instead');
       }
     });
   });

@@ -97,24 +97,81 @@ ${fields}`;
       }
     });
 
-    it('checksum: each difference is found in its key range; physical order alone is no difference', async () => {
+    it('checksum: each difference is found down to its row; physical order alone is no difference', async () => {
       const db = await fresh(SOURCE, TARGET);
       const { runbook, dir } = load(db, '    mode: checksum\n    chunkRows: 1000\n    jobs: 3\n');
       const result = await planRunbook(runbook, { registry, stateDir: dir });
       assert.equal(result.status, 'failed');
       assert.deepEqual(statusOf(result), {
         'public.same': 'ok',
-        'public.changed': 'checksum-differs: id >= 3001 and id < 4001',
-        'public.missing': 'count-differs: id < 1001',
-        'public.extra': 'count-differs: id >= 4001',
-        'public.nulls': 'checksum-differs: id < 1001',
+        'public.changed': 'checksum-differs: id=3500 different',
+        'public.missing': 'count-differs: id=10 missing on target',
+        'public.extra': 'count-differs: id=5001 missing on source',
+        'public.nulls': 'checksum-differs: id=7 different',
         'public.ordered': 'ok',
         'public.nokey': 'count-only',
         'public.only_source': 'missing-on-target',
       });
       assert.deepEqual(result.steps[0]?.plan?.notes, ['compared by count only (no key to chunk by): public.nokey']);
       assert.equal(result.steps[0]?.error?.name, 'PlanBlockedError');
-      assert.match(result.steps[0]?.error?.message ?? '', /public\.changed: checksum-differs \(source 5000, target 5000\), first in id >= 3001 and id < 4001/);
+      assert.match(result.steps[0]?.error?.message ?? '', /public\.changed: checksum-differs \(source 5000, target 5000\): id=3500 different/);
+    });
+
+    it('checksum right after a load, without statistics: names exactly the differing rows and their kind', async () => {
+      // autovacuum off: no ANALYZE may run behind the test's back; reltuples stays -1 (or 0) on both sides.
+      const load300k = (order: 'asc' | 'desc') =>
+        `CREATE TABLE big (id bigint PRIMARY KEY, v text, n numeric) WITH (autovacuum_enabled = off);
+         INSERT INTO big SELECT g, md5(g::text), g / 7.0 FROM generate_series(1, 300000) g;
+         CREATE TABLE shuffled (id int PRIMARY KEY, v text) WITH (autovacuum_enabled = off);
+         INSERT INTO shuffled SELECT g, 'v' || g FROM generate_series(1, 50000) g ORDER BY g ${order === 'asc' ? '' : 'DESC'};
+         CREATE TABLE words (k text PRIMARY KEY, v int) WITH (autovacuum_enabled = off);
+         INSERT INTO words SELECT 'key-' || lpad(g::text, 6, '0'), g FROM generate_series(1, 20000) g;
+         CREATE TABLE pairs (a int, b int, v text, PRIMARY KEY (a, b)) WITH (autovacuum_enabled = off);
+         INSERT INTO pairs SELECT g % 10, g, 'x' FROM generate_series(1, 20000) g;`;
+      const db = await fresh(
+        load300k('asc'),
+        `${load300k('desc')}
+         UPDATE big SET v = 'changed' WHERE id = 123457;
+         DELETE FROM big WHERE id = 250001;
+         INSERT INTO big VALUES (300001, 'extra', 1);
+         UPDATE words SET v = -1 WHERE k = 'key-012345';
+         DELETE FROM words WHERE k = 'key-000002';
+         UPDATE pairs SET v = 'y' WHERE a = 3 AND b = 17773;`,
+      );
+      const statistics = await Promise.all([source, target].map((server) => server.query("SELECT reltuples::int8 AS n FROM pg_class WHERE relname = 'big'", [], db)));
+      assert.ok(statistics.every((rows) => Number(rows[0]?.["n"]) <= 0), `no statistics expected: ${JSON.stringify(statistics)}`);
+
+      const { runbook, dir } = load(db, '    mode: checksum\n    jobs: 2\n');
+      const result = await planRunbook(runbook, { registry, stateDir: dir });
+      assert.deepEqual(statusOf(result), {
+        'public.big': 'checksum-differs: id=123457 different, id=250001 missing on target, id=300001 missing on source',
+        'public.pairs': 'checksum-differs: (a, b)=(3,17773) different',
+        'public.shuffled': 'ok',
+        'public.words': 'count-differs: k=key-000002 missing on target, k=key-012345 different',
+      });
+      const listed = [...((result.steps[0]?.plan?.tables?.[1]?.rows ?? []) as { table: string; key: string }[])];
+      listed.sort((a, b) => a.table.localeCompare(b.table) || a.key.localeCompare(b.key));
+      assert.deepEqual(listed, [
+        { table: 'public.big', key: 'id=123457', difference: 'different' },
+        { table: 'public.big', key: 'id=250001', difference: 'missing-on-target' },
+        { table: 'public.big', key: 'id=300001', difference: 'missing-on-source' },
+        { table: 'public.pairs', key: '(a, b)=(3,17773)', difference: 'different' },
+        { table: 'public.words', key: 'k=key-000002', difference: 'missing-on-target' },
+        { table: 'public.words', key: 'k=key-012345', difference: 'different' },
+      ]);
+      assert.match(
+        result.steps[0]?.error?.message ?? '',
+        /public\.big: checksum-differs \(source 300000, target 300000\): id=123457 different, id=250001 missing on target, id=300001 missing on source/,
+      );
+    });
+
+    it('checksum: at most maxReportedRows rows are listed per table, the rest counted by kind', async () => {
+      const table = `CREATE TABLE t (id int PRIMARY KEY, v int) WITH (autovacuum_enabled = off); INSERT INTO t SELECT g, g FROM generate_series(1, 20000) g;`;
+      const db = await fresh(table, `${table} UPDATE t SET v = 0 WHERE id IN (5, 500, 5000, 15000); DELETE FROM t WHERE id = 19999;`);
+      const { runbook, dir } = load(db, '    mode: checksum\n    bisectRows: 100\n    maxReportedRows: 2\n');
+      const result = await planRunbook(runbook, { registry, stateDir: dir });
+      assert.deepEqual(statusOf(result), { 'public.t': 'count-differs: id=5 different, id=500 different, and 3 more (in all 4 different, 1 missing on target)' });
+      assert.equal(result.steps[0]?.plan?.tables?.[1]?.rows.length, 2);
     });
 
     it('counts: only what changes a count is found; tolerance allows a small difference', async () => {

@@ -1,0 +1,99 @@
+/**
+ * The CLI's start-up (issue 23): a command loads only what it needs. Which
+ * packages a process loaded is recorded by a module resolve hook, so these
+ * tests say what is imported, never how long it takes (that is
+ * `npm run bench -- --only startup`).
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { commandTable } from '../../src/cli/command-table.js';
+
+// This file runs from dist/test/unit/; the CLI is dist/src/cli/main.js.
+const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/cli/main.js');
+const HEAVY = ['pg', 'execa', 'listr2', 'enquirer', '@listr2/prompt-adapter-enquirer', 'oracledb'];
+
+const dir = mkdtempSync(path.join(os.tmpdir(), 'cutover-startup-test-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+writeFileSync(
+  path.join(dir, 'hooks.mjs'),
+  `import { appendFileSync } from 'node:fs';
+export async function resolve(specifier, context, next) {
+  const resolved = await next(specifier, context);
+  if (resolved.url.includes('/node_modules/')) appendFileSync(process.env.CUTOVER_TEST_LOADED, resolved.url + '\\n');
+  return resolved;
+}
+`,
+);
+writeFileSync(path.join(dir, 'register.mjs'), `import { register } from 'node:module';\nregister(${JSON.stringify(pathToFileURL(path.join(dir, 'hooks.mjs')).href)});\n`);
+
+/** Runs the CLI; returns its exit code, output and the npm packages it imported. */
+function run(args: readonly string[]): { code: number | null; stdout: string; stderr: string; packages: Set<string> } {
+  const log = path.join(dir, `loaded-${Math.random().toString(36).slice(2)}.txt`);
+  writeFileSync(log, '');
+  const result = spawnSync(process.execPath, ['--import', pathToFileURL(path.join(dir, 'register.mjs')).href, CLI, ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, CUTOVER_TEST_LOADED: log },
+    timeout: 30_000,
+  });
+  const packages = new Set(
+    readFileSync(log, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((url) => /\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url)?.[1] ?? url),
+  );
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr, packages };
+}
+
+describe('CLI start-up: only what the command needs is imported', () => {
+  it('--version and --help import yargs and nothing of the library (no zod, yaml, pg, execa, listr2, enquirer)', () => {
+    for (const flag of ['--version', '--help']) {
+      const { code, stdout, packages } = run([flag]);
+      assert.equal(code, 0, flag);
+      assert.ok(packages.has('yargs'), `${flag} should load yargs (the hook sees packages): ${[...packages].join(', ')}`);
+      for (const heavy of [...HEAVY, 'zod', 'yaml']) assert.ok(!packages.has(heavy), `${flag} imported ${heavy}`);
+      if (flag === '--help') for (const entry of commandTable) assert.ok(stdout.includes(`cutover ${entry.command}`), `help lists ${entry.command}`);
+    }
+  });
+
+  it('validate loads the schema code but connects to nothing: no pg, execa, listr2, enquirer or oracledb', () => {
+    const file = path.join(dir, 'cutover.yaml');
+    writeFileSync(file, 'version: 1\nname: n\nconnections:\n  db:\n    kind: postgres\n    url: postgres://u@localhost/db\nsteps:\n  - id: a\n    kind: sql\n    connection: db\n    sql: SELECT 1\n');
+    const { code, stdout, packages } = run(['validate', file]);
+    assert.equal(code, 0);
+    assert.match(stdout, /valid: "n", 1 step\(s\): a \[sql\]/);
+    assert.ok(packages.has('zod') && packages.has('yaml'));
+    for (const heavy of HEAVY) assert.ok(!packages.has(heavy), `validate imported ${heavy}`);
+  });
+
+  it('help of one command still shows its own options (its module is loaded for it)', () => {
+    const { code, stdout } = run(['run', '--help']);
+    assert.equal(code, 0);
+    assert.match(stdout, /--state-dir/);
+  });
+
+  it('an option before the command still runs the command', () => {
+    // The first word is the option's value, so every module is loaded and yargs picks the command.
+    const { code, stdout, stderr } = run(['--state-dir', path.join(dir, 'no-runs'), 'status']);
+    assert.equal(code, 2, stdout);
+    assert.match(stdout + stderr, /no runs under .*no-runs/);
+  });
+});
+
+describe('command table', () => {
+  it('lists each command with the usage and description of its own module, in help order', async () => {
+    for (const entry of commandTable) {
+      const module = await entry.load();
+      assert.equal(module.command, entry.command, entry.name);
+      assert.equal(module.describe, entry.describe, entry.name);
+    }
+    assert.deepEqual(
+      commandTable.map((e) => e.name),
+      ['init', 'validate', 'check', 'plan', 'run', 'resume', 'rollback', 'abandon', 'status', 'runs', 'report', 'audit', 'schema'],
+    );
+  });
+});
