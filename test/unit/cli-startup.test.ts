@@ -93,7 +93,7 @@ describe('command table', () => {
     }
     assert.deepEqual(
       commandTable.map((e) => e.name),
-      ['init', 'validate', 'check', 'plan', 'run', 'resume', 'rollback', 'abandon', 'status', 'runs', 'report', 'audit', 'schema'],
+      ['init', 'validate', 'check', 'plan', 'run', 'resume', 'rollback', 'abandon', 'status', 'runs', 'report', 'audit', 'schema', 'fleet'],
     );
   });
 });
