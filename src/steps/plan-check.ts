@@ -41,6 +41,11 @@ const config = z.object({
       topStatements: z.number().int().min(1).max(1000).optional().describe('the N busiest plain queries from pg_stat_statements on the source'),
       by: z.enum(['total_time', 'calls', 'mean_time']).optional().describe('what makes a statement busy (default total_time)'),
       minCalls: z.number().int().min(1).optional().describe('leave out statements called fewer times (default 1)'),
+      roles: z
+        .array(z.string().min(1))
+        .min(1)
+        .optional()
+        .describe("only statements these roles ran (default: every role but the one this runbook connects as, so cutover's own statements are left out)"),
       file: z.string().min(1).optional().describe('named queries, each after a `-- name: ...` line; `$n` parameters allowed; relative to the runbook'),
     })
     .refine((q) => q.topStatements !== undefined || q.file !== undefined, 'name topStatements, a file, or both')
@@ -92,9 +97,11 @@ async function topStatements(session: Queryable, q: Config['queries'], limit: nu
        FROM ${quoteIdent(schema)}.pg_stat_statements
       WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
         AND calls >= $1 AND starts_with(query, $3) IS NOT TRUE
+        AND CASE WHEN $4::text[] IS NULL THEN userid <> (SELECT oid FROM pg_roles WHERE rolname = current_user)
+                 ELSE userid IN (SELECT oid FROM pg_roles WHERE rolname = ANY ($4::text[])) END
       ORDER BY ${ORDER[q.by ?? 'total_time']} DESC
       LIMIT $2`,
-    [q.minCalls ?? 1, limit, TAG.trim()],
+    [q.minCalls ?? 1, limit, TAG.trim(), q.roles ?? null],
   );
   return rows.map((r) => ({ name: `queryid ${r.id}`, sql: r.query, calls: Number(r.calls) }));
 }
@@ -292,6 +299,10 @@ export const planCheckStep = defineStep({
         ],
         rows: skipped.map((s) => ({ query: `${s.query.name}: ${short(s.query.sql)}`, reason: s.reason })),
       });
+    }
+    if (wanted !== undefined && c.queries.roles === undefined) {
+      const { rows: me } = await source.query<{ role: string }>(`${TAG}SELECT current_user AS role`);
+      notes.push(`statements run by ${me[0]?.role ?? 'this role'} (the role this runbook connects as) are left out; name queries.roles to choose whose statements count`);
     }
     if (wanted !== undefined && candidates !== undefined && fromStats < wanted) {
       notes.push(`pg_stat_statements held ${fromStats} plain queries of the ${wanted} asked for`);
