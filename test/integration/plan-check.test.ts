@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { parseRunbook, planRunbook, registry, runRunbook, type RunResult } from '../../src/index.js';
+import { preflight } from '../../src/engine/preflight.js';
 import { startAll, type TestServer } from '../helpers/pg.js';
 import { tempDir, writeRunbook } from '../helpers/cli.js';
 
@@ -230,10 +231,17 @@ steps:
     await source.release('shop');
   });
 
-  it('without pg_stat_statements on the source, the plan says how to install it', async () => {
+  it('cutover check: pg_stat_statements installed and readable; without it, check and the plan say how to install it', async () => {
     const { runbook: r, dir } = runbook('same');
+    const ready = await preflight(r, { registry });
+    assert.deepEqual(ready.steps[0]?.findings.map((f) => [f.severity, f.check]), [['ok', 'pg_stat_statements']]);
     await source.query('DROP EXTENSION pg_stat_statements', [], 'shop');
     try {
+      const missing = await preflight(r, { registry });
+      assert.equal(missing.ok, false);
+      assert.deepEqual(missing.steps[0]?.findings, [
+        { severity: 'error', check: 'pg_stat_statements', message: 'not installed in the source database', fix: 'CREATE EXTENSION pg_stat_statements in the source database' },
+      ]);
       const result = await planRunbook(r, { registry, stateDir: dir });
       assert.equal(result.status, 'failed');
       assert.match(result.steps[0]?.error?.message ?? '', /pg_stat_statements is not installed in the source database: CREATE EXTENSION pg_stat_statements/);
