@@ -69,9 +69,10 @@ export async function readIndexes(session: Queryable): Promise<IndexMap> {
 /**
  * EXPLAIN's JSON for one query. A query with `$n` parameters is planned the
  * way a driver's prepared statement is, without values: PREPARE, then
- * EXPLAIN EXECUTE with plan_cache_mode = force_generic_plan (the plan
+ * EXPLAIN EXECUTE with NULLs, on a session where the caller has set
+ * `plan_cache_mode = force_generic_plan` (see `GENERIC_PLANS`): the plan
  * EXPLAIN (GENERIC_PLAN) prints on 16+, and it works on 12+ and over the
- * extended protocol, where a bare `$1` would be a protocol parameter). The
+ * extended protocol, where a bare `$1` would be a protocol parameter. The
  * session must be read-only: EXPLAIN runs nothing, and PREPARE takes one
  * statement only.
  */
@@ -79,16 +80,17 @@ export async function explain(session: Queryable, sql: string): Promise<unknown>
   const params = Math.max(0, ...[...sql.matchAll(/\$(\d+)/g)].map((m) => Number(m[1])));
   const options = `${TAG}EXPLAIN (VERBOSE, COSTS, FORMAT JSON)`;
   if (params === 0) return (await session.query<{ 'QUERY PLAN': unknown }>(`${options} ${sql}`)).rows[0]?.['QUERY PLAN'];
-  await session.query(`${TAG}SET plan_cache_mode = force_generic_plan`);
   await session.query(`${TAG}PREPARE cutover_plan_check AS ${sql}`);
   try {
     const values = Array.from({ length: params }, () => 'NULL').join(', ');
     return (await session.query<{ 'QUERY PLAN': unknown }>(`${options} EXECUTE cutover_plan_check(${values})`)).rows[0]?.['QUERY PLAN'];
   } finally {
     await session.query(`${TAG}DEALLOCATE cutover_plan_check`).catch(() => {});
-    await session.query(`${TAG}RESET plan_cache_mode`).catch(() => {});
   }
 }
+
+/** Set once per session before `explain`: prepared statements are planned without their values. */
+export const GENERIC_PLANS = `${TAG}SET plan_cache_mode = force_generic_plan`;
 
 const SCANS = new Set(['Seq Scan', 'Index Scan', 'Index Only Scan', 'Bitmap Heap Scan', 'Bitmap Index Scan', 'Tid Scan', 'Tid Range Scan', 'Sample Scan']);
 const INDEX_SCANS = new Set(['Index Scan', 'Index Only Scan', 'Bitmap Index Scan']);

@@ -13,12 +13,13 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { DatabaseError, UsageError } from '../errors.js';
-import { defineStep, type Json, type PlanTable } from '../engine/step.js';
+import { defineStep, type CheckFinding, type Json, type PlanTable } from '../engine/step.js';
 import type { Queryable } from '../db/session.js';
 import { quoteIdent } from '../db/quote.js';
 import {
   describePlan,
   explain,
+  GENERIC_PLANS,
   judge,
   notAQuery,
   parseQueryFile,
@@ -143,27 +144,26 @@ export const planCheckStep = defineStep({
   },
   async check(ctx, step) {
     if (step.config.queries.topStatements === undefined) return [];
-    const { rows } = await (await ctx.session(step.config.source)).query<{ installed: boolean; loaded: boolean; visible: boolean }>(
-      `${TAG}SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements') AS installed,
-              'pg_stat_statements' = ANY (string_to_array(replace(current_setting('shared_preload_libraries'), ' ', ''), ',')) AS loaded,
+    const db = await ctx.session(step.config.source);
+    const { rows } = await db.query<{ schema: string | null; visible: boolean }>(
+      `${TAG}SELECT (SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_stat_statements') AS schema,
               pg_has_role('pg_read_all_stats', 'USAGE') AS visible`,
     );
-    const row = rows[0];
-    if (row?.installed !== true || !row.loaded) {
-      return [
-        {
-          severity: 'error',
-          check: 'pg_stat_statements',
-          message: row?.loaded === true ? 'not installed in the source database' : 'not in shared_preload_libraries on the source server',
-          fix: row?.loaded === true
-            ? 'CREATE EXTENSION pg_stat_statements in the source database'
-            : "add pg_stat_statements to shared_preload_libraries (a restart), then CREATE EXTENSION pg_stat_statements; or give queries.file instead",
-        },
-      ];
+    const schema = rows[0]?.schema ?? null;
+    const finding = (message: string, fix: string): CheckFinding[] => [{ severity: 'error', check: 'pg_stat_statements', message, fix }];
+    if (schema === null) return finding('not installed in the source database', 'CREATE EXTENSION pg_stat_statements in the source database');
+    // shared_preload_libraries can be read only by superusers: ask the view itself, which refuses when the library is not loaded.
+    try {
+      await db.query(`${TAG}SELECT 1 FROM ${quoteIdent(schema)}.pg_stat_statements LIMIT 1`);
+    } catch (error) {
+      return finding(
+        `installed but not usable: ${failure(error)}`,
+        'add pg_stat_statements to shared_preload_libraries on the source server (a restart), or give queries.file instead',
+      );
     }
     return [
-      row.visible
-        ? { severity: 'ok', check: 'pg_stat_statements', message: 'installed; this role sees every role\'s statements' }
+      rows[0]?.visible === true
+        ? { severity: 'ok', check: 'pg_stat_statements', message: "installed; this role sees every role's statements" }
         : {
             severity: 'warning',
             check: 'pg_stat_statements',
@@ -184,6 +184,8 @@ export const planCheckStep = defineStep({
     const limits: Thresholds = { costRatio: c.costRatio ?? 2, seqScanRows: c.seqScanRows ?? 10_000, rowsRatio: c.rowsRatio ?? 10 };
     const [source, target] = await Promise.all([ctx.session(c.source), ctx.session(c.target)]);
     const [sourceVersion, targetVersion] = await Promise.all([serverVersion(source), serverVersion(target)]);
+    // Sessions of this step's plan only: closed with it.
+    await Promise.all([source.query(GENERIC_PLANS), target.query(GENERIC_PLANS)]);
     const blockers: string[] = [];
     const notes: string[] = [];
 

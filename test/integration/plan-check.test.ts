@@ -235,6 +235,12 @@ steps:
     const { runbook: r, dir } = runbook('same');
     const ready = await preflight(r, { registry });
     assert.deepEqual(ready.steps[0]?.findings.map((f) => [f.severity, f.check]), [['ok', 'pg_stat_statements']]);
+    // A role that is not a superuser (shared_preload_libraries is hidden from it) is checked too, and told what it misses.
+    const text = `version: 1\nname: as app\nconnections:\n  old: { kind: postgres, url: "${source.urlFor('shop').replace('//postgres@', '//shop_app@')}" }\n  new: { kind: postgres, url: "${target.urlFor('same')}" }\nsteps:\n  - id: plans\n    kind: plan-check\n    source: old\n    target: new\n    queries: { topStatements: 5 }\n`;
+    const asApp = await preflight(parseRunbook(text, writeRunbook(tempDir(), 'r.yaml', text), { registry }), { registry });
+    assert.deepEqual(asApp.steps[0]?.findings.map((f) => [f.severity, f.message]), [
+      ['warning', "this role sees only its own statements' text (others show as <insufficient privilege>)"],
+    ]);
     await source.query('DROP EXTENSION pg_stat_statements', [], 'shop');
     try {
       const missing = await preflight(r, { registry });
