@@ -17,7 +17,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { listRuns, readJournal, runsDir } from '../src/index.js';
+import { jsonText, listRuns, readJournal, runsDir } from '../src/index.js';
 import { startPostgres } from './embedded-postgres.js';
 import { startPgBouncer } from './pgbouncer.js';
 
@@ -178,7 +178,7 @@ async function main(): Promise<void> {
     process.stdout.write('\nsequences on the new primary:\n  sequence                  next after START WITH   next set by cutover\n');
     for (const row of rows) {
       // START WITH changes only what RESTART goes back to: the counter stays where it was.
-      process.stdout.write(`  ${String(row['sequence']).padEnd(26)}${String(row['current']).padStart(20)}${String(row['next']).padStart(22)}\n`);
+      process.stdout.write(`  ${jsonText(row['sequence']).padEnd(26)}${jsonText(row['current']).padStart(20)}${jsonText(row['next']).padStart(22)}\n`);
     }
     const [{ max } = { max: '?' }] = await fresh.query<{ max: string }>('SELECT max(id)::text AS max FROM orders', [], 'shop');
     process.stdout.write(`  (orders already holds ids up to ${max}: the first insert after START WITH would have collided)\n`);

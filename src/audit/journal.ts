@@ -11,7 +11,7 @@
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync, ftruncateSync } from 'node:fs';
 import path from 'node:path';
 import { createHash, createHmac } from 'node:crypto';
-import type { RunEvent } from '../engine/events.js';
+import type { RunEvent } from './events.js';
 import type { Redactor } from './redact.js';
 
 export const GENESIS = '0'.repeat(64);

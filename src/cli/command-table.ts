@@ -10,6 +10,7 @@
 import type { CommandModule } from 'yargs';
 
 // The modules' argument types differ (each types its own); yargs only needs the shape.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- yargs' own type for a list of differently typed commands
 export type AnyCommand = CommandModule<any, any>;
 
 export interface CommandEntry {

@@ -53,7 +53,7 @@ function wrap(stream: NodeJS.WriteStream): void {
       else if (chunk instanceof Uint8Array) chunk = redactor.redact(Buffer.from(chunk).toString('utf8'));
     }
     return write(chunk, ...rest);
-  }) as typeof stream.write;
+  });
 }
 
 /** Wraps stdout and stderr once, so every writer in the process is redacted. */

@@ -115,7 +115,7 @@ export class LiveList {
     // The engine may ask before listr2 has drawn the step's task: wait for it.
     const wrapper = await (this.slots.get(stepId) ?? this.rollbackSlots.get(stepId))?.started;
     if (wrapper === undefined) return plainAsk(question);
-    const answer: unknown = await wrapper.prompt(ListrEnquirerPromptAdapter).run({ type: 'Toggle', message: question, enabled: 'yes', disabled: 'no', initial: false } as never);
+    const answer: unknown = await wrapper.prompt(ListrEnquirerPromptAdapter).run({ type: 'Toggle', message: question, enabled: 'yes', disabled: 'no', initial: false });
     return answer === true;
   }
 

@@ -46,6 +46,7 @@ async function main(argv: string[]): Promise<void> {
   let cli = yargs(argv)
     .scriptName('cutover')
     .usage('$0 <command>\n\nDeclarative, audited, reversible runbooks for database cutovers.');
+  // eslint-disable-next-line @typescript-eslint/no-unsafe-argument -- see AnyCommand: yargs takes each module's own argument type
   for (const command of commands) cli = cli.command(command);
   await cli
     .option('log-file', {

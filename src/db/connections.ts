@@ -23,9 +23,9 @@ import type {
   PgBouncerConnectionSpec,
   PostgresConnectionSpec,
   SslMode,
-} from '../runbook/schema.js';
+} from './connection-spec.js';
 import { UsageError } from '../errors.js';
-import { FileRefusal, SMALL_FILE_LIMIT, checkRegularFile, readRegularFile, readableByOthers } from '../runbook/files.js';
+import { FileRefusal, SMALL_FILE_LIMIT, checkRegularFile, readRegularFile, readableByOthers } from '../files.js';
 
 export interface ConnectionIdentity {
   readonly name: string;

@@ -68,3 +68,12 @@ function oracleError(connection: string, error: unknown, sql?: string, prefix?: 
     ...(sql !== undefined ? { sql } : {}),
   });
 }
+
+/** The schemas to read: the runbook's `schemas` keys, else the connecting user's current schema. */
+export async function oracleOwners(db: OracleSession, mapped: readonly string[]): Promise<string[]> {
+  if (mapped.length > 0) return [...mapped];
+  const rows = await db.query<{ SCHEMA: string }>(`SELECT SYS_CONTEXT('USERENV', 'CURRENT_SCHEMA') AS "SCHEMA" FROM dual`);
+  const schema = rows[0]?.SCHEMA;
+  if (schema === undefined) throw new Error(`${db.connectionName}: could not read the current schema`);
+  return [schema];
+}

@@ -29,13 +29,15 @@ import {
 import { journalKey, trustJournal } from './trust.js';
 import { describeProgress, isLive, pickRun, unfinishedRuns, effectiveStatus } from './run-selection.js';
 import { loadRunbook, type Runbook } from '../runbook/load.js';
-import type { RunEvent, RunStatus, SerializedError } from './events.js';
+import type { RunEvent, RunStatus, SerializedError } from '../audit/events.js';
 import { RunLocks } from './lock.js';
 import { currentXid, readLegacyMarker, xactStatus } from './marker.js';
-import { RunContext, TOOL_VERSION, operatorName, redactorFor, resolveAll, type EngineOptions } from './run-context.js';
+import { RunContext, operatorName, redactorFor, type EngineOptions } from './run-context.js';
+import { resolveAll } from '../runbook/connections.js';
+import { TOOL_VERSION } from '../version.js';
 import { DEFAULT_STATE_DIR, findRun, lockRunDir, newRunId, runsDir } from './runs.js';
-import { appliedSteps, foldJournal, inFlight, type RunState, type StepPhases, type StepState } from './state.js';
-import type { ApplyOutcome, Json, Step, StepPlan } from './step.js';
+import { appliedSteps, foldJournal, inFlight, type RunState, type StepState } from './state.js';
+import type { ApplyOutcome, Json, Step, StepPlan } from '../step/contract.js';
 import { planDrift } from './saved-plan.js';
 
 export interface RunOptions extends EngineOptions {
@@ -47,36 +49,8 @@ export interface RunOptions extends EngineOptions {
   readonly from?: string;
 }
 
-export interface StepResult {
-  readonly id: string;
-  readonly kind: string;
-  readonly status: StepState['status'];
-  readonly plan?: StepPlan;
-  readonly error?: SerializedError;
-  /** plan + apply + verify. */
-  readonly durationMs?: number;
-  readonly phases?: StepPhases;
-  /** A post-condition was checked (false: the kind has no verify, or it did not get that far). */
-  readonly verified?: boolean;
-  /** The connections the step uses (its own first), for messages about it. */
-  readonly connections: readonly string[];
-  /** Why a rollback left it alone. */
-  readonly rollbackSkipped?: { readonly reason: string; readonly irreversible: boolean };
-}
-
-export interface RunResult {
-  readonly runId: string;
-  readonly dryRun: boolean;
-  readonly runDir: string;
-  readonly journalFile: string;
-  /** The runbook the run executes (absolute path). */
-  readonly runbookFile?: string;
-  readonly status: RunStatus;
-  readonly steps: readonly StepResult[];
-  /** What ended the run early: a step failure, a lock held elsewhere, a missing confirmation. */
-  readonly error?: unknown;
-  readonly journalHead: string;
-}
+import type { RunResult } from './result.js';
+export type { RunResult, StepResult } from './result.js';
 
 type StepOutcome =
   | { readonly ok: true }
@@ -678,17 +652,17 @@ async function rollbackApplied(rc: RunContext, reason: string): Promise<'rolled-
 
 async function rollbackOnce(rc: RunContext, step: Step, before: Json): Promise<void> {
   const definition = rc.definition(step);
-  const rollback = definition.rollback;
-  if (rollback === undefined) return;
+  if (definition.rollback === undefined) return;
   // Undoing a step that stops or moves a server (a switchover) stops or moves it again.
   for (const name of definition.stopsServerOf?.(step.config) ?? []) await rc.locks?.releaseFor(name);
   const scope = rc.stepScope(step, 'rollback', false);
+  const rollback = (context: ReturnType<typeof scope.context>) => definition.rollback?.(context, step, before);
   try {
     await lockLate(rc, step);
-    if (definition.effects(step.config) !== 'transaction') return await rollback(scope.context(), step, before);
+    if (definition.effects(step.config) !== 'transaction') return await rollback(scope.context());
     const session = await scope.session(requireConnection(step));
     await session.transaction(async (tx) => {
-      await rollback(scope.context(tx), step, before);
+      await rollback(scope.context(tx));
       if (rc.stopCause !== undefined) throw rc.stopCause;
       await rc.locks?.check();
       rc.emit({ type: 'step.committing', stepId: step.id, phase: 'rollback', xid: await currentXid(tx) });

@@ -191,6 +191,10 @@ export class RunLocks {
 
   private checking: Promise<void> | undefined;
 
+  private lostError(): LockLostError | undefined {
+    return this.lost;
+  }
+
   private async checkNow(): Promise<void> {
     if (this.lost !== undefined) throw this.lost;
     for (const { connection, session } of this.held) {
@@ -203,7 +207,9 @@ export class RunLocks {
       }
       if (!held) this.markLost(connection, 'the lock session no longer holds the advisory lock');
     }
-    if (this.lost !== undefined) throw this.lost;
+    // Read again through a method: markLost set it, which the narrowing above cannot see.
+    const lost = this.lostError();
+    if (lost !== undefined) throw lost;
   }
 
   /** A keepalive query every `intervalMs` while steps run. */

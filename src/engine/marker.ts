@@ -13,7 +13,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Queryable } from '../db/session.js';
-import type { Json } from './step.js';
+import type { Json } from '../step/contract.js';
 
 async function serverVersionNum(db: Queryable): Promise<number> {
   const { rows } = await db.query<{ v: string }>("SELECT current_setting('server_version_num') AS v");

@@ -15,11 +15,12 @@ import { errorMessage } from '../errors.js';
 import { Session } from '../db/session.js';
 import { PgBouncerAdmin } from '../db/pgbouncer-admin.js';
 import { PatroniApi } from '../db/patroni-api.js';
-import type { ConnectionKind } from '../runbook/schema.js';
+import type { ConnectionKind } from '../db/connection-spec.js';
 import type { Runbook } from '../runbook/load.js';
-import { execaRunner, type CommandRunner } from './commands.js';
-import { resolveAll, type EngineOptions } from './run-context.js';
-import type { CheckContext, CheckFinding, Step } from './step.js';
+import { execaRunner, type CommandRunner } from '../step/commands.js';
+import type { EngineOptions } from './run-context.js';
+import { resolveAll } from '../runbook/connections.js';
+import type { CheckContext, CheckFinding, Step } from '../step/contract.js';
 
 export interface ConnectionCheck {
   readonly name: string;

@@ -8,13 +8,14 @@ import path from 'node:path';
 import { readJournal } from '../audit/journal.js';
 import { JournalUntrustedError, UsageError } from '../errors.js';
 import { loadRunbook } from '../runbook/load.js';
-import type { SerializedError } from './events.js';
+import type { SerializedError } from '../audit/events.js';
 import { serializeError } from './executor.js';
-import { RunContext, redactorFor, resolveAll, type EngineOptions, type JournalWriter } from './run-context.js';
+import { RunContext, redactorFor, type EngineOptions, type JournalWriter } from './run-context.js';
+import { resolveAll } from '../runbook/connections.js';
 import { pickRun } from './run-selection.js';
 import { DEFAULT_STATE_DIR, runsDir } from './runs.js';
 import { appliedSteps, foldJournal, inFlight } from './state.js';
-import type { RollbackPlan } from './step.js';
+import type { RollbackPlan } from '../step/contract.js';
 import { journalKey, trustJournal } from './trust.js';
 
 export interface RollbackPreviewStep {

@@ -6,7 +6,7 @@
 import os from 'node:os';
 import { Journal } from '../audit/journal.js';
 import { Redactor } from '../audit/redact.js';
-import { resolveConnection, type ResolvedConnection, type ResolvedPostgres } from '../db/connections.js';
+import type { ResolvedConnection, ResolvedPostgres } from '../db/connections.js';
 import { Session, type Queryable } from '../db/session.js';
 import { openOracle, type OracleConnector, type OracleSession } from '../db/oracle.js';
 import path from 'node:path';
@@ -15,11 +15,12 @@ import type { RunLocks } from './lock.js';
 import { failpoint } from './failpoint.js';
 import { Notifier } from './notify.js';
 import { CommandError, ConfirmationRequiredError, JournalUntrustedError, StepTimeoutError, UsageError } from '../errors.js';
-import type { Runbook, StepRegistry } from '../runbook/load.js';
-import { execaRunner, type CommandRunner } from './commands.js';
-import type { RunEvent } from './events.js';
+import type { Runbook } from '../runbook/load.js';
+import type { StepRegistry } from '../step/contract.js';
+import { execaRunner, type CommandRunner } from '../step/commands.js';
+import type { RunEvent } from '../audit/events.js';
 import { applyEvent, foldJournal, type RunState } from './state.js';
-import type { ApplyContext, BaseContext, Json, Step, StepDefinition } from './step.js';
+import type { ApplyContext, BaseContext, Json, Step, StepDefinition } from '../step/contract.js';
 
 export interface EngineOptions {
   readonly registry: StepRegistry;
@@ -63,17 +64,11 @@ export interface EngineOptions {
   readonly env?: Readonly<Record<string, string | undefined>>;
 }
 
-export { TOOL_VERSION } from '../version.js';
 
 export function operatorName(options: Pick<EngineOptions, 'operator'>): string {
   return options.operator ?? process.env['CUTOVER_OPERATOR'] ?? os.userInfo().username;
 }
 
-export function resolveAll(runbook: Runbook): Map<string, ResolvedConnection> {
-  return new Map(
-    Object.entries(runbook.connections).map(([name, spec]) => [name, resolveConnection(name, spec, { baseDir: runbook.dir })]),
-  );
-}
 
 /** Every secret of the run: the runbook's own (${secret:NAME}, passwords) and what resolving its connections found (~/.pgpass). */
 export function redactorFor(runbook: Runbook, connections: ReadonlyMap<string, ResolvedConnection>): Redactor {

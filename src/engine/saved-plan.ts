@@ -10,9 +10,10 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { UsageError } from '../errors.js';
 import type { Runbook } from '../runbook/load.js';
-import { jsonDifferences, jsonValue, type Json, type StepPlan } from './step.js';
-import type { RunResult } from './executor.js';
-import { TOOL_VERSION, resolveAll } from './run-context.js';
+import { jsonDifferences, jsonText, jsonValue, type Json, type StepPlan } from '../step/contract.js';
+import type { RunResult } from './result.js';
+import { resolveAll } from '../runbook/connections.js';
+import { TOOL_VERSION } from '../version.js';
 
 /**
  * 2: each step keeps its kind's full `planned` payload (1 kept the actions
@@ -141,7 +142,7 @@ export function planDrift(saved: SavedStepPlan | StepPlan, fresh: StepPlan): str
       const was = oldRows.get(keyOf(row));
       const changed = table.columns.filter((c) => JSON.stringify(was?.[c.key] ?? null) !== JSON.stringify(row[c.key] ?? null));
       if (changed.length > 0) {
-        lines.push(`${table.title.split(' (')[0]}: ${String(row[table.columns[0]?.key ?? ''])}: ${changed.map((c) => `${c.title} ${JSON.stringify(was?.[c.key] ?? null)} -> ${JSON.stringify(row[c.key] ?? null)}`).join(', ')}`);
+        lines.push(`${table.title.split(' (')[0]}: ${jsonText(row[table.columns[0]?.key ?? ''])}: ${changed.map((c) => `${c.title} ${JSON.stringify(was?.[c.key] ?? null)} -> ${JSON.stringify(row[c.key] ?? null)}`).join(', ')}`);
       }
     }
   }

@@ -2,8 +2,8 @@
  * A run's state is a fold over its journal: nothing else is trusted after a
  * crash. `resume`, `rollback` and `status` all start here.
  */
-import type { RunEvent, RunStatus, SerializedError } from './events.js';
-import type { Json, StepPlan } from './step.js';
+import type { RunEvent, RunStatus, SerializedError } from '../audit/events.js';
+import type { Json, StepPlan } from '../step/contract.js';
 import { formatDuration } from '../runbook/duration.js';
 
 export type StepStatus =

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
 import { RunbookValidationError, type ValidationIssue } from '../errors.js';
-import { FileRefusal, SMALL_FILE_LIMIT, readRegularFile, valueFileLimit } from '../runbook/files.js';
+import { FileRefusal, SMALL_FILE_LIMIT, readRegularFile, valueFileLimit } from '../files.js';
 import { MIN_SECRET_LENGTH } from '../runbook/interpolate.js';
 import { formatPath, SourceMap, type PathKey } from '../runbook/positions.js';
 

@@ -10,13 +10,14 @@
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { InterruptedError, JournalUntrustedError, RunbookValidationError, errorMessage, type ValidationIssue } from '../errors.js';
-import { loadRunbook, type Runbook, type StepRegistry } from '../runbook/load.js';
+import { loadRunbook, type Runbook } from '../runbook/load.js';
+import type { StepRegistry } from '../step/contract.js';
 import { planRunbook, resumeRun, runRunbook, loadRunState, type RunOptions, type RunResult } from '../engine/executor.js';
 import type { EngineOptions } from '../engine/run-context.js';
 import { effectiveStatus } from '../engine/run-selection.js';
 import { listRunIds } from '../engine/runs.js';
 import type { RunState, StepStatus } from '../engine/state.js';
-import { readRegularFile, valueFileLimit } from '../runbook/files.js';
+import { readRegularFile, valueFileLimit } from '../files.js';
 import { Redactor } from '../audit/redact.js';
 import { allowedFailures, type Inventory, type Target, type Wave } from './inventory.js';
 import { FileFleetStore, type Approval, type FleetEvent, type FleetStore } from './store.js';

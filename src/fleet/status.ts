@@ -7,7 +7,7 @@ import os from 'node:os';
 import { RunbookValidationError, UsageError, errorMessage } from '../errors.js';
 import { effectiveStatus } from '../engine/run-selection.js';
 import type { RunState } from '../engine/state.js';
-import type { StepRegistry } from '../runbook/load.js';
+import type { StepRegistry } from '../step/contract.js';
 import type { Inventory } from './inventory.js';
 import { fleetStore, latestRun, loadTargets, type CellStatus } from './runner.js';
 import type { Approval, FleetEvent, FleetStore } from './store.js';

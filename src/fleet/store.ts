@@ -112,7 +112,7 @@ export class FileFleetStore implements FleetStore {
 
   append(event: NewFleetEvent): FleetEvent {
     mkdirSync(this.location, { recursive: true });
-    const record = { ...event, ts: new Date().toISOString() } as FleetEvent;
+    const record = { ...event, ts: new Date().toISOString() };
     const fd = openSync(this.log, 'a', 0o600);
     try {
       appendFileSync(fd, `${JSON.stringify(record)}\n`);

@@ -7,7 +7,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { CommandError } from '../errors.js';
-import type { CommandRunner } from '../engine/commands.js';
+import type { CommandRunner } from '../step/commands.js';
 import type { Finding } from './checks.js';
 
 export interface PgUpgradeConfig {

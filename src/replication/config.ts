@@ -4,7 +4,7 @@
  * no-op.
  */
 import { z } from 'zod';
-import type { ConfigIssue } from '../engine/step.js';
+import type { ConfigIssue } from '../step/contract.js';
 import { byteSize, duration } from '../runbook/schema.js';
 
 export const ACTIONS = [

@@ -19,9 +19,9 @@ import {
   type PlanTable,
   type Reversibility,
   type StepPlan,
-} from '../engine/step.js';
+} from '../step/contract.js';
 import type { Queryable } from '../db/session.js';
-import { globMatcher } from '../steps/patterns.js';
+import { globMatcher } from '../runbook/patterns.js';
 import type { SlotsConfig } from './config.js';
 import {
   DROP_SLOT_SQL,
@@ -276,7 +276,9 @@ export const assertCaughtUp = handler({
     const watching = watchedOf(planned);
     const started = Date.now();
     // The position to reach is fixed once, when the step starts: writes are frozen by then.
-    let { target, positions: watched } = await positions(db, watching);
+    const first = await positions(db, watching);
+    const target = first.target;
+    let watched = first.positions;
     for (;;) {
       const laggards = watched.filter((p) => p.behind === null || p.behind > 0);
       if (laggards.length === 0) {
@@ -291,7 +293,7 @@ export const assertCaughtUp = handler({
         throw new CatchUpTimeoutError(`not caught up with ${target} after ${timeoutMs}ms: ${laggards.map(behindText).join(', ')}`);
       }
       await sleep(intervalMs, undefined, { signal: ctx.signal });
-      ({ positions: watched } = await positions(db, watching, target));
+      watched = (await positions(db, watching, target)).positions;
     }
   },
 });

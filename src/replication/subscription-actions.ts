@@ -7,7 +7,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { PlanDriftError, RefusedError, UsageError, VerificationError } from '../errors.js';
-import { jsonDifferences, type Action, type ConnectedStep } from '../engine/step.js';
+import { jsonDifferences, type Action, type ConnectedStep } from '../step/contract.js';
 import type { Queryable } from '../db/session.js';
 import { quoteIdent } from '../db/quote.js';
 import type { SlotsConfig } from './config.js';

@@ -1,8 +1,9 @@
 import { z } from 'zod';
-import { buildRunbookSchema, type StepRegistry } from './load.js';
+import { buildRunbookSchema } from './load.js';
+import type { KindRulesRegistry } from './kind.js';
 
 /** The published JSON Schema of the runbook format, from the same schema that validates it. */
-export function runbookJsonSchema(registry: StepRegistry): Record<string, unknown> {
+export function runbookJsonSchema(registry: KindRulesRegistry): Record<string, unknown> {
   const schema = z.toJSONSchema(buildRunbookSchema(registry), { io: 'input', unrepresentable: 'any' });
   return { ...schema, title: 'cutover runbook', $id: 'https://cutover.dev/schema/runbook-v1.json' };
 }

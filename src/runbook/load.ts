@@ -9,21 +9,19 @@ import path from 'node:path';
 import { LineCounter, isAlias, isCollection, isPair, parseDocument, type Document } from 'yaml';
 import { z } from 'zod';
 import { RunbookValidationError, type SourcePosition, type ValidationIssue } from '../errors.js';
-import type { Step, StepDefinition } from '../engine/step.js';
+import type { KindRulesRegistry, Step } from './kind.js';
 import { ConnectionSpecError, resolveConnection } from '../db/connections.js';
-import { FileRefusal, checkRegularFile, readRegularFile, valueFileLimit } from './files.js';
+import { FileRefusal, checkRegularFile, readRegularFile, valueFileLimit } from '../files.js';
 import { MIN_SECRET_LENGTH, interpolateEnv } from './interpolate.js';
 import { formatPath, SourceMap, type PathKey } from './positions.js';
 import {
-  baseStepShape,
-  defaultsSchema,
   oracleConnectionSchema,
   pgbouncerConnectionSchema,
   patroniConnectionSchema,
   postgresConnectionSchema,
-  runbookSchema,
   type ConnectionSpec,
-} from './schema.js';
+} from '../db/connection-spec.js';
+import { baseStepShape, defaultsSchema, runbookSchema } from './schema.js';
 
 export interface Runbook {
   readonly file: string;
@@ -53,7 +51,6 @@ export interface Runbook {
   readonly warnings: readonly string[];
 }
 
-export type StepRegistry = Readonly<Record<string, StepDefinition>>;
 
 export const DEFAULT_LOCK_TIMEOUT_MS = 5_000;
 export const DEFAULT_STATEMENT_TIMEOUT_MS = 15 * 60_000;
@@ -68,7 +65,7 @@ const RESERVED_NAMES = new Set(['__proto__', 'constructor', 'prototype', ...Obje
 const BASE_KEYS = new Set(['kind', ...Object.keys(baseStepShape)]);
 
 /** One schema per kind, joined on `kind`; also the source of the JSON Schema. */
-export function buildRunbookSchema(registry: StepRegistry) {
+export function buildRunbookSchema(registry: KindRulesRegistry) {
   const variants = Object.values(registry).map((definition) =>
     z
       .strictObject({ ...baseStepShape, kind: z.literal(definition.kind), ...definition.config.shape })
@@ -80,7 +77,7 @@ export function buildRunbookSchema(registry: StepRegistry) {
 }
 
 export interface LoadOptions {
-  readonly registry: StepRegistry;
+  readonly registry: KindRulesRegistry;
   readonly env?: Readonly<Record<string, string | undefined>>;
 }
 
@@ -310,7 +307,7 @@ function crossChecks(
   env: Readonly<Record<string, string | undefined>>,
   raw: unknown,
   parsedSteps: readonly unknown[] | undefined,
-  registry: StepRegistry,
+  registry: KindRulesRegistry,
   source: SourceMap,
   /** Receives each validated step, when the whole file parsed. */
   built: Step[],
@@ -391,7 +388,7 @@ function describeIssue(
   issue: z.core.$ZodIssue,
   raw: unknown,
   source: SourceMap,
-  registry: StepRegistry,
+  registry: KindRulesRegistry,
 ): ValidationIssue[] {
   const at = issue.path.filter((k): k is PathKey => typeof k !== 'symbol');
   // Steps are named by id wherever the id is known: "step \"copy\": ...".
@@ -444,7 +441,7 @@ function valueAt(raw: unknown, at: readonly PathKey[]): unknown {
 function knownKeysAt(
   at: readonly PathKey[],
   object: Record<string, unknown> | undefined,
-  registry: StepRegistry,
+  registry: KindRulesRegistry,
 ): string[] {
   if (at[0] === 'steps' && at.length === 2) {
     const kind = object?.['kind'];

@@ -25,7 +25,7 @@ export function pathFromAncestors(ancestors: readonly unknown[], node: unknown):
     const parent = chain[i];
     const child = chain[i + 1];
     if (isPair(parent) && child === parent.value && isScalar(parent.key)) path.push(String(parent.key.value));
-    if (isSeq(parent)) path.push(parent.items.indexOf(child as never));
+    if (isSeq(parent)) path.push(parent.items.indexOf(child));
   }
   return path;
 }

@@ -2,7 +2,7 @@
  * The runbook reference in the README, generated from the same JSON Schema
  * that validates runbooks, so the two cannot drift (a test compares them).
  */
-import type { StepRegistry } from './load.js';
+import type { KindRulesRegistry } from './kind.js';
 import { runbookJsonSchema } from './json-schema.js';
 import { DURATION_PATTERN, MAX_DURATION_MS } from './duration.js';
 
@@ -19,10 +19,10 @@ function typeOf(node: Node): string {
   if (variants !== undefined) return [...new Set(variants.map(typeOf))].join(' or ');
   if (node['type'] === 'array') return `${typeOf((node['items'] ?? {}) as Node)}[]`;
   if (node['type'] === 'object') {
-    const props = Object.keys((node['properties'] ?? {}) as Node);
+    const props = Object.keys((node['properties'] ?? {}));
     return props.length > 0 ? `{ ${props.join(', ')} }` : 'map';
   }
-  return Array.isArray(node['type']) ? (node['type'] as string[]).join(' or ') : String(node['type'] ?? 'any');
+  return Array.isArray(node['type']) ? (node['type'] as string[]).join(' or ') : (typeof node['type'] === 'string' ? node['type'] : 'any');
 }
 
 /** Durations are an integer of milliseconds or a string matching DURATION_PATTERN (see "Durations"). */
@@ -41,9 +41,9 @@ function fieldTable(props: Node, required: ReadonlySet<string>, skip: ReadonlySe
   ];
 }
 
-const oneLine = (text: unknown) => String(text ?? '').replaceAll('|', '\\|').replaceAll('\n', ' ');
+const oneLine = (text: unknown) => (typeof text === 'string' ? text : '').replaceAll('|', '\\|').replaceAll('\n', ' ');
 
-export function runbookReference(registry: StepRegistry): string {
+export function runbookReference(registry: KindRulesRegistry): string {
   const schema = runbookJsonSchema(registry) as Node;
   const steps = ((schema['properties'] as Node)['steps'] as Node)['items'] as Node;
   const variants = (steps['oneOf'] ?? steps['anyOf']) as Node[];

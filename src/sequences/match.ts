@@ -6,7 +6,7 @@
  * orders_id_seq.
  */
 import type { PgSequence, SourceValue } from './model.js';
-import { globMatcher } from '../steps/patterns.js';
+import { globMatcher } from '../runbook/patterns.js';
 
 export interface Scope {
   /** source schema -> target schema */

@@ -11,7 +11,7 @@
  * Not run against a live Oracle server (none can run here): the queries and
  * row mapping are tested against an injected connection.
  */
-import type { OracleSession } from '../db/oracle.js';
+import { oracleOwners, type OracleSession } from '../db/oracle.js';
 import type { SourceValue } from './model.js';
 
 export interface OracleSequenceRow {
@@ -57,14 +57,6 @@ export function identityQuery(owners: readonly string[]) {
   };
 }
 
-/** The schemas to read: the runbook's `schemas` keys, else the connecting user's current schema. */
-export async function oracleOwners(db: OracleSession, mapped: readonly string[]): Promise<string[]> {
-  if (mapped.length > 0) return [...mapped];
-  const rows = await db.query<{ SCHEMA: string }>(`SELECT SYS_CONTEXT('USERENV', 'CURRENT_SCHEMA') AS "SCHEMA" FROM dual`);
-  const schema = rows[0]?.SCHEMA;
-  if (schema === undefined) throw new Error(`${db.connectionName}: could not read the current schema`);
-  return [schema];
-}
 
 /** Rows to source values; identity sequences carry their table and column. */
 export function oracleSourceValues(sequences: readonly OracleSequenceRow[], identities: readonly OracleIdentityRow[]): SourceValue[] {

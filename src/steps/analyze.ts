@@ -13,7 +13,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { VerificationError } from '../errors.js';
-import { defineStep, type Action, type BaseContext, type ConnectedStep } from '../engine/step.js';
+import { defineStep, type Action, type BaseContext, type ConnectedStep } from '../step/contract.js';
 import type { Queryable } from '../db/session.js';
 import { quoteQualified } from '../db/quote.js';
 import {
@@ -26,7 +26,7 @@ import {
   restoreInParallel,
 } from '../analyze/copy.js';
 import { qualifiedName, readRelations, type Relation } from '../analyze/relations.js';
-import { globMatcher } from './patterns.js';
+import { globMatcher } from '../runbook/patterns.js';
 
 const config = z.object({
   include: z.array(z.string().min(1)).optional().describe('`schema.table` patterns (* and ?); default all'),
@@ -137,7 +137,7 @@ async function planWork(ctx: BaseContext, step: ConnectedStep<Config>) {
   const notes: string[] = [];
   const reasons = new Map<string, string>();
 
-  let copy: Relation[] = [];
+  const copy: Relation[] = [];
   if (c.copyFrom !== undefined) {
     if (version < 180000) {
       notes.push(`copyFrom needs PostgreSQL 18 or later on the target (this is ${Math.floor(version / 10000)}): everything is analyzed instead`);

@@ -9,15 +9,14 @@
  */
 import { z } from 'zod';
 import { UsageError } from '../errors.js';
-import { defineStep, type BaseContext, type Step } from '../engine/step.js';
+import { defineStep, type BaseContext, type Step } from '../step/contract.js';
 import type { Queryable } from '../db/session.js';
-import type { OracleSession } from '../db/oracle.js';
+import { oracleOwners, type OracleSession } from '../db/oracle.js';
 import { quoteLiteral } from '../db/quote.js';
 import { chunksOf, countRows, describeChunk, digestChunk, type Chunk, type Side } from '../compare/digest.js';
 import { emptyLocated, locate, type DifferingRow, type Located } from '../compare/locate.js';
 import { oracleCount, readOracleTables, readTables, type Table } from '../compare/tables.js';
-import { oracleOwners } from '../sequences/oracle-source.js';
-import { globMatcher } from './patterns.js';
+import { globMatcher } from '../runbook/patterns.js';
 
 const config = z.object({
   source: z.string().min(1).describe('the connection holding the original data (postgres, or oracle for counts)'),

@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { ConfirmationDeclinedError } from '../errors.js';
-import { defineStep } from '../engine/step.js';
+import { defineStep } from '../step/contract.js';
 
 const config = z.object({
   message: z.string().min(1).describe('the question asked, e.g. "Application servers stopped?"'),

@@ -19,11 +19,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { DatabaseError, PlanDriftError, UsageError, VerificationError } from '../errors.js';
-import { defineStep, jsonDifferences, type Action, type BaseContext, type CheckFinding } from '../engine/step.js';
+import { defineStep, jsonDifferences, type Action, type BaseContext, type CheckFinding } from '../step/contract.js';
 import { inTransaction, type Queryable } from '../db/session.js';
 import { quoteIdent, quoteLiteral } from '../db/quote.js';
 import { duration } from '../runbook/schema.js';
-import { privilege, roleFacts } from './check-helpers.js';
+import { privilege, roleFacts } from '../step/check-helpers.js';
 
 const config = z.object({
   databases: z.array(z.string().min(1)).optional().describe("databases to freeze (default: the connection's database)"),

@@ -3,7 +3,7 @@
  * line here; the engine does not change.
  */
 import type { z } from 'zod';
-import type { StepDefinition } from '../engine/step.js';
+import type { StepDefinition } from '../step/contract.js';
 import { analyzeStep } from './analyze.js';
 import { compareStep } from './compare.js';
 import { confirmStep } from './confirm.js';
@@ -44,4 +44,4 @@ export const stepKinds = {
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type AnyStepDefinition = StepDefinition<z.ZodObject<any>>;
 
-export const registry: Readonly<Record<string, StepDefinition>> = stepKinds as Readonly<Record<string, AnyStepDefinition>>;
+export const registry: Readonly<Record<string, StepDefinition>> = stepKinds;

@@ -20,7 +20,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { PatroniApi, type Cluster, type Member, type MemberStatus } from '../db/patroni-api.js';
 import { UsageError, VerificationError } from '../errors.js';
-import { defineStep, type BaseContext, type ConnectedStep, type Json, type PlanTable, type Step } from '../engine/step.js';
+import { defineStep, type BaseContext, type ConnectedStep, type Json, type PlanTable, type Step } from '../step/contract.js';
 import { byteSize, duration } from '../runbook/schema.js';
 
 const memberName = z.string().min(1).max(255).regex(/^[^\s"]+$/, "a Patroni member's name");

@@ -23,7 +23,7 @@ import { z } from 'zod';
 import { AdminTimeoutError, PgBouncerAdmin } from '../db/pgbouncer-admin.js';
 import { probePostgres } from '../db/probe.js';
 import { errorMessage, UsageError, VerificationError } from '../errors.js';
-import { defineStep, type ConnectedStep, type Action, type BaseContext, type FileEdit, type PlanTable, type Step } from '../engine/step.js';
+import { defineStep, type ConnectedStep, type Action, type BaseContext, type FileEdit, type PlanTable, type Step } from '../step/contract.js';
 import {
   backupDatabasesFile,
   entryTarget,

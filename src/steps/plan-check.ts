@@ -13,7 +13,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { DatabaseError, UsageError } from '../errors.js';
-import { defineStep, type CheckFinding, type Json, type PlanTable } from '../engine/step.js';
+import { defineStep, type CheckFinding, type Json, type PlanTable } from '../step/contract.js';
 import type { Queryable } from '../db/session.js';
 import { quoteIdent } from '../db/quote.js';
 import {

@@ -6,8 +6,8 @@
  * own plan/apply/verify/rollback in src/replication/.
  */
 import { z } from 'zod';
-import { defineStep, type CheckFinding, type JsonSchema } from '../engine/step.js';
-import { privilege, roleFacts, setting } from './check-helpers.js';
+import { defineStep, type CheckFinding, type JsonSchema } from '../step/contract.js';
+import { privilege, roleFacts, setting } from '../step/check-helpers.js';
 import { config, validateConfig, type SlotAction } from '../replication/config.js';
 import { assertCaughtUp, create, drop, inventory, parsedFor, type ActionHandler } from '../replication/slot-actions.js';
 import { detachSubscription, disableSubscriptions, enableSubscriptions } from '../replication/subscription-actions.js';

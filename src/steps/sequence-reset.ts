@@ -17,7 +17,7 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { RefusedError, UsageError, VerificationError } from '../errors.js';
-import { defineStep, type Action, type BaseContext, type Json, type PlanTable, type Step } from '../engine/step.js';
+import { defineStep, type Action, type BaseContext, type Json, type PlanTable, type Step } from '../step/contract.js';
 import type { Queryable } from '../db/session.js';
 import { quoteQualified } from '../db/quote.js';
 import { readColumnExtremes, readSequences, readStates } from '../sequences/catalog.js';
@@ -35,7 +35,7 @@ import {
   type SourceValue,
 } from '../sequences/model.js';
 import { readOracleSequences } from '../sequences/oracle-source.js';
-import { FileRefusal, readRegularFile, valueFileLimit } from '../runbook/files.js';
+import { FileRefusal, readRegularFile, valueFileLimit } from '../files.js';
 
 // Numbers past 2^53-1 lose digits in YAML/JavaScript: write them quoted; bigint ends at 2^63-1.
 const integer = z.union([

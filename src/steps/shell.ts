@@ -6,8 +6,8 @@
  */
 import { z } from 'zod';
 import path from 'node:path';
-import { defineStep, type BaseContext, type Step } from '../engine/step.js';
-import { programFinding } from './check-helpers.js';
+import { defineStep, type BaseContext, type Step } from '../step/contract.js';
+import { programFinding } from '../step/check-helpers.js';
 
 const argv = z.array(z.string()).min(1);
 

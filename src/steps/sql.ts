@@ -5,8 +5,8 @@
  */
 import { z } from 'zod';
 import { VerificationError } from '../errors.js';
-import { defineStep, type Action } from '../engine/step.js';
-import { expectSchema, firstValue, matches } from './expect.js';
+import { defineStep, type Action } from '../step/contract.js';
+import { expectSchema, firstValue, matches } from '../step/expect.js';
 
 const statements = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]);
 

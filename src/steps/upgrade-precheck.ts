@@ -11,7 +11,7 @@ import path from 'node:path';
 import { statfs } from 'node:fs/promises';
 import { z } from 'zod';
 import { UsageError } from '../errors.js';
-import { defineStep, type BaseContext, type ConnectedStep } from '../engine/step.js';
+import { defineStep, type BaseContext, type ConnectedStep } from '../step/contract.js';
 import {
   clusterFacts,
   databaseChecks,
@@ -33,7 +33,7 @@ import {
 } from '../precheck/checks.js';
 import { newClusterChecks } from '../precheck/new-cluster.js';
 import { runPgUpgradeCheck } from '../precheck/pg-upgrade.js';
-import { programFinding } from './check-helpers.js';
+import { programFinding } from '../step/check-helpers.js';
 
 const config = z.object({
   targetVersion: z.number().int().min(13).max(30).describe('the major version to upgrade to'),

@@ -6,8 +6,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { duration } from '../runbook/schema.js';
-import { defineStep } from '../engine/step.js';
-import { expectSchema, firstValue, matches } from './expect.js';
+import { defineStep } from '../step/contract.js';
+import { expectSchema, firstValue, matches } from '../step/expect.js';
 
 const DEFAULT_TIMEOUT_MS = 10 * 60_000;
 const DEFAULT_INTERVAL_MS = 2_000;

@@ -82,7 +82,7 @@ export function malformedRunbooks(dir: string): fc.Arbitrary<string> {
     }
     if (node === null || typeof node !== 'object') return root;
     // defineProperty, so "__proto__" becomes a key, as YAML would write it.
-    Object.defineProperty(node as object, at[at.length - 1] as PropertyKey, { value: v, enumerable: true, writable: true, configurable: true });
+    Object.defineProperty(node, at[at.length - 1] as PropertyKey, { value: v, enumerable: true, writable: true, configurable: true });
     return root;
   }
 

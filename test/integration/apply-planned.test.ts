@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import pg, { type QueryResultRow } from 'pg';
 import type { z } from 'zod';
 import { PlanDriftError } from '../../src/errors.js';
-import type { ApplyContext, ConnectedStep } from '../../src/engine/step.js';
+import type { ApplyContext, ConnectedStep } from '../../src/step/contract.js';
 import type { Queryable } from '../../src/db/session.js';
 import { sqlStep } from '../../src/steps/sql.js';
 import { sequenceResetStep } from '../../src/steps/sequence-reset.js';

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { parseRunbook, planRunbook, registry, runRunbook, type RunResult } from '../../src/index.js';
+import { jsonText, parseRunbook, planRunbook, registry, runRunbook, type RunResult } from '../../src/index.js';
 import { preflight } from '../../src/engine/preflight.js';
 import { startAll, type TestServer } from '../helpers/pg.js';
 import { tempDir, writeRunbook } from '../helpers/cli.js';
@@ -116,9 +116,9 @@ ${fields}`;
   /** The step's table rows: what --json and reports carry beside the columns shown. */
   const judged = (result: RunResult, id = 'plans'): Judged[] =>
     (result.steps.find((s) => s.id === id)?.plan?.tables?.[0]?.rows ?? []).map((row) => ({
-      query: String(row['name']),
-      sql: String(row['sql']),
-      verdict: String(row['verdict']),
+      query: jsonText(row['name']),
+      sql: jsonText(row['sql']),
+      verdict: jsonText(row['verdict']),
       reasons: Array.isArray(row['reasons']) ? row['reasons'].map(String) : [],
       sourceShape: Array.isArray(row['sourceShape']) ? row['sourceShape'].map(String) : [],
     }));
@@ -131,10 +131,10 @@ ${fields}`;
     const rows = judged(result);
     assert.equal(rows.length, 19, JSON.stringify(verdicts(rows)));
     // The function call scans no table; it is compared only by whether the target can plan it at all (see (d)).
-    const skipped = result.steps[0]?.plan?.tables?.[1]?.rows.map((row) => [String(row['query']).replace(/^queryid -?\d+: /, ''), row['reason']]) ?? [];
-    assert.deepEqual(skipped.filter(([q]) => String(q).startsWith('SELECT order_total')), [['SELECT order_total($1)', 'reads no table, and plans on the target']]);
+    const skipped = result.steps[0]?.plan?.tables?.[1]?.rows.map((row) => [jsonText(row['query']).replace(/^queryid -?\d+: /, ''), row['reason']]) ?? [];
+    assert.deepEqual(skipped.filter(([q]) => jsonText(q).startsWith('SELECT order_total')), [['SELECT order_total($1)', 'reads no table, and plans on the target']]);
     // The set-up's DDL and inserts ran as postgres, the runbook's own role: left out, and the plan says so.
-    assert.deepEqual(skipped.filter(([q]) => /^(CREATE|INSERT|ANALYZE)/.test(String(q))), []);
+    assert.deepEqual(skipped.filter(([q]) => /^(CREATE|INSERT|ANALYZE)/.test(jsonText(q))), []);
     assert.ok(result.steps[0]?.plan?.notes?.includes('statements run by postgres (the role this runbook connects as) are left out; name queries.roles to choose whose statements count'));
     for (const row of rows) assert.ok(row.verdict === 'same' || row.verdict === 'improved', `${row.sql}: ${row.verdict} ${row.reasons.join('; ')}`);
   });
@@ -220,7 +220,7 @@ steps:
     const plan = result.steps[0]?.plan;
     assert.deepEqual(judged(result).map((row) => [row.query, row.verdict]), [['recent-orders', 'same']]);
     assert.deepEqual(
-      plan?.tables?.[1]?.rows.map((row) => [String(row['query']).split(':')[0], row['reason']]),
+      plan?.tables?.[1]?.rows.map((row) => [jsonText(row['query']).split(':')[0], row['reason']]),
       [
         ['purge', 'modifies data (a data-modifying WITH): never planned here'],
         ['mark-paid', 'UPDATE statement: only queries are planned'],

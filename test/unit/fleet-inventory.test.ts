@@ -208,7 +208,7 @@ steps:
     assert.deepEqual(Object.keys(schema.properties).sort(), ['approval', 'concurrencyGroups', 'description', 'maxFailures', 'name', 'secrets', 'targets', 'variables', 'version', 'waves']);
     const cli = await cutover(['fleet', 'schema']);
     assert.equal(cli.code, 0);
-    assert.equal(JSON.parse(cli.stdout).title, 'cutover fleet inventory');
+    assert.equal((JSON.parse(cli.stdout) as { title: string }).title, 'cutover fleet inventory');
   });
 
   test('one fleet process at a time: a live holder is named, a dead one is taken over', () => {

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { Journal, journalFile, readJournal, verifyJournal } from '../../src/audit/journal.js';
 import { Redactor } from '../../src/audit/redact.js';
-import type { RunEvent } from '../../src/engine/events.js';
+import type { RunEvent } from '../../src/audit/events.js';
 import { tempDir } from '../helpers/cli.js';
 
 const stopped = (reason: string): RunEvent => ({ type: 'run.stopped', reason });

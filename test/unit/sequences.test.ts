@@ -17,7 +17,7 @@ import {
   type SequenceState,
   type SourceValue,
 } from '../../src/sequences/model.js';
-import { globMatcher } from '../../src/steps/patterns.js';
+import { globMatcher } from '../../src/runbook/patterns.js';
 import { readOracleSequences } from '../../src/sequences/oracle-source.js';
 
 const INT_MAX = 2147483647n;
@@ -636,6 +636,7 @@ describe('oracle source', () => {
   it('a non-Error thrown by the driver still becomes a DatabaseError', async () => {
     const connection: OracleConnection = {
       execute: async () => {
+        // eslint-disable-next-line @typescript-eslint/only-throw-error -- what this test is about: a driver that throws a string
         throw 'socket closed';
       },
       close: async () => {

@@ -16,7 +16,7 @@ export const abandonCommand: CommandModule<object, AbandonArgs> = {
   builder: (y) =>
     withStateDir(y)
       .positional('runId', { type: 'string', demandOption: true })
-      .option('reason', { type: 'string', demandOption: true, describe: 'why, kept in the journal' }) as never,
+      .option('reason', { type: 'string', demandOption: true, describe: 'why, kept in the journal' }),
   handler: (args) => {
     const state = abandonRun(args.runId, { reason: args.reason, stateDir: args['state-dir'] });
     io.out(`run ${state.runId}: abandoned (${args.reason.trim()})`);

@@ -29,7 +29,7 @@ export const auditCommand: CommandModule = {
               describe: 'the head hash recorded elsewhere (ticket, report): the journal must end exactly there',
             })
             .option('verbose', { type: 'boolean', default: false, describe: 'list every line that does not hold, not only the first break' })
-            .example('$0 audit verify --last --head <hash from the ticket>', 'the newest journal, unchanged and ending where the ticket says') as never,
+            .example('$0 audit verify --last --head <hash from the ticket>', 'the newest journal, unchanged and ending where the ticket says'),
         handler: (args) => {
           const id = findRun(args['state-dir'], args.runId);
           const key = journalKeyFromEnv();

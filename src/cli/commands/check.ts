@@ -45,7 +45,7 @@ export function formatPreflight(result: PreflightResult): string {
 export const checkCommand: CommandModule<object, { runbook: string; json: boolean }> = {
   command: 'check <runbook>',
   describe: 'Preflight: open every connection (auth, TLS, version, recovery) and check each step\'s privileges, settings and programs',
-  builder: (y) => withJson(y.positional('runbook', { type: 'string', demandOption: true })) as never,
+  builder: (y) => withJson(y.positional('runbook', { type: 'string', demandOption: true })),
   handler: async (args) => {
     const runbook = loadRunbook(args.runbook, { registry });
     io.protect(runbook.secrets);

@@ -17,7 +17,7 @@ export const initCommand: CommandModule<object, InitArgs> = {
     y
       .option('template', { type: 'string', describe: 'the template to start from' })
       .option('list', { type: 'boolean', default: false, describe: 'list the templates' })
-      .option('out', { type: 'string', describe: 'the runbook file to write (default: <template>.yaml)' }) as never,
+      .option('out', { type: 'string', describe: 'the runbook file to write (default: <template>.yaml)' }),
   handler: (args) => {
     if (args.list || args.template === undefined) {
       for (const t of listTemplates()) io.out(`${t.name.padEnd(30)} ${t.summary}`);

@@ -31,7 +31,7 @@ export const reportCommand: CommandModule<object, ReportArgs> = {
       .example('$0 report --format html --out report.html', 'the newest run as one HTML page')
       .example('$0 report --compare <run1> <run2>', 'two rehearsals step by step, with the projected window')
       .option('out', { type: 'string', describe: 'write to this file instead of standard output' })
-      .option('slower-than', { type: 'number', default: 20, describe: 'with --compare: flag steps slower by more than this percentage' }) as never,
+      .option('slower-than', { type: 'number', default: 20, describe: 'with --compare: flag steps slower by more than this percentage' }),
   handler: (args) => {
     const stateDir = args['state-dir'];
     const ids = args.runIds?.length ? args.runIds : [findRun(stateDir, undefined)];
@@ -79,7 +79,7 @@ export const runsCommand: CommandModule<object, RunsArgs> = {
       .option('all', { type: 'boolean', default: false, describe: 'also list plans (dry runs) and runs refused before any step ran' })
       .option('label', { type: 'string', describe: 'only runs with this label (cutover run --label)' })
       .option('environment', { type: 'string', describe: 'only runs in this environment (cutover run --environment)' })
-      .example('$0 runs --environment staging', 'the staging rehearsals') as never,
+      .example('$0 runs --environment staging', 'the staging rehearsals'),
   handler: (args) => {
     const every = listRuns(args['state-dir']);
     // Plans and refused runs never got past planning: dozens of them would hide the runs that did something.

@@ -62,7 +62,7 @@ export const rollbackCommand: CommandModule<object, ReopenArgs> = {
         describe: 'print what the rollback would do (statements, irreversible steps and why), read-only; change nothing',
       })
       .example('$0 rollback --dry-run --last', 'what undoing the newest run would do')
-      .example('$0 rollback 20260301T020000Z-ab12', 'undo that run') as unknown as Argv<ReopenArgs>,
+      .example('$0 rollback 20260301T020000Z-ab12', 'undo that run'),
   handler: async (args) => {
     if (args['dry-run']) {
       const picked = pickRun(args['state-dir'], args.runId, 'rollback');

@@ -108,7 +108,7 @@ export const runCommand: CommandModule<object, RunArgs> = {
       })
       .example('$0 run runbook.yaml --label rehearsal-2 --environment staging', 'a rehearsal, named for reports and --compare')
       .example('$0 run runbook.yaml --plan plan.json', 'execute exactly a reviewed plan; stop where the state drifted')
-      .example('$0 run runbook.yaml --yes --log-file cutover.log', 'no prompts (CI); a timestamped log besides the terminal') as never,
+      .example('$0 run runbook.yaml --yes --log-file cutover.log', 'no prompts (CI); a timestamped log besides the terminal'),
   handler: async (args) => {
     process.exitCode = await runOrPlan(args, args['dry-run']);
   },

@@ -15,7 +15,7 @@ interface StatusArgs {
 export const statusCommand: CommandModule<object, StatusArgs> = {
   command: 'status [runId]',
   describe: "Show a run's state from its journal (default: the newest run) and list recent runs",
-  builder: (y) => withJson(withStateDir(withRunId(y))) as never,
+  builder: (y) => withJson(withStateDir(withRunId(y))),
   handler: (args) => {
     const { state } = loadRunState(args.runId, args['state-dir']);
     if (args.json) {

@@ -10,7 +10,7 @@ export const validateCommand: CommandModule<object, { runbook: string; json: boo
   builder: (y) =>
     withJson(y)
       .positional('runbook', { type: 'string', demandOption: true, describe: 'the runbook file (YAML)' })
-      .example('$0 validate runbook.yaml', 'file:line:column for every problem') as never,
+      .example('$0 validate runbook.yaml', 'file:line:column for every problem'),
   handler: (args) => {
     if (args.json) {
       process.exitCode = validateJson(args.runbook);

@@ -4,9 +4,8 @@
  * targets, and every target's outcome linking to the target's own report.
  */
 import { formatDuration, type FleetEvent, type FleetStatus } from '../../index.js';
+import { esc } from './escape.js';
 
-const esc = (value: unknown): string =>
-  String(value ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] ?? c);
 
 const STYLE = `
 :root { --ok: #2e7d32; --bad: #c62828; --undo: #ef6c00; --wait: #f9a825; --muted: #666; font-family: system-ui, sans-serif; }

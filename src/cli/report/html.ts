@@ -6,9 +6,8 @@
  */
 import { describeWindow, formatDuration, type Action, type Comparison, type Json, type PlanTable, type RunReport, type StepReport } from '../../index.js';
 import { actionText, failureText, statusCounts, stepTime, windowText } from './markdown.js';
+import { esc } from './escape.js';
 
-const esc = (value: unknown): string =>
-  String(value ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] ?? c);
 const text = (value: unknown) => esc(value === null || value === undefined ? '' : typeof value === 'string' ? value : JSON.stringify(value));
 const ms = (value: number | null | undefined) => (value === null || value === undefined ? '–' : formatDuration(value));
 

@@ -3,7 +3,7 @@
  * role's attributes and memberships, a server setting, a program on PATH.
  */
 import type { Queryable } from '../db/session.js';
-import type { CheckContext, CheckFinding } from '../engine/step.js';
+import type { CheckContext, CheckFinding } from './contract.js';
 
 export interface RoleFacts {
   readonly role: string;

@@ -15,7 +15,10 @@ import type { Queryable } from '../db/session.js';
 import type { CommandRunner } from './commands.js';
 import type { ResolvedConnection } from '../db/connections.js';
 import type { OracleSession } from '../db/oracle.js';
-import type { ConnectionKind } from '../runbook/schema.js';
+import type { ConnectionKind } from '../db/connection-spec.js';
+import type { ConnectedStep, ConfigIssue, Effects, KindRules, Step, ValidationContext } from '../runbook/kind.js';
+
+export type { ConnectedStep, ConfigIssue, Effects, Step, ValidationContext };
 
 export type Json = null | boolean | number | string | readonly Json[] | { readonly [key: string]: Json };
 
@@ -123,18 +126,6 @@ export interface StepPlan<Planned = Json> {
   readonly output?: string;
 }
 
-/**
- * How a step's effects relate to its connection, which decides crash recovery:
- * - `none`: it writes nothing; after a crash it is simply run again.
- * - `transaction`: everything it writes happens in one transaction on
- *   `step.connection`, which the engine opens; it journals the transaction's
- *   id before COMMIT, so after a crash the server's pg_xact_status says
- *   exactly whether it committed.
- * - `external`: side effects outside one transaction; after a crash its
- *   outcome is unknown, and it is re-run only if marked `idempotent`.
- */
-export type Effects = 'none' | 'transaction' | 'external';
-
 /** What rolling back means for a step (may depend on its config). */
 export type Reversibility =
   | { readonly kind: 'reversible' }
@@ -147,28 +138,6 @@ export interface ApplyOutcome<Before = Json> {
   /** Output worth keeping in the journal (redacted and truncated by the engine). */
   readonly output?: string;
   readonly details?: Json;
-}
-
-/** A validated step; `Config` holds the kind's own fields. */
-export interface Step<Config = Record<string, unknown>> {
-  readonly id: string;
-  readonly kind: string;
-  readonly description?: string;
-  readonly connection?: string;
-  readonly timeoutMs?: number;
-  readonly retries: number;
-  readonly confirm?: string;
-  readonly idempotent: boolean;
-  /** Part of the downtime window (for reports' projected window). */
-  readonly window: boolean;
-  readonly config: Config;
-  /** Where the step starts in the runbook file, for messages. */
-  readonly line: number;
-}
-
-/** A validated step of a kind that requires a connection: validation refused it without one. */
-export interface ConnectedStep<Config = Record<string, unknown>> extends Step<Config> {
-  readonly connection: string;
 }
 
 /** The step a kind's functions receive: with `connection` when the kind requires one. */
@@ -236,17 +205,6 @@ export interface ApplyContext<Before = Json> extends BaseContext {
   readonly force: boolean;
 }
 
-/** What a kind's `validate` may ask of the runbook around it. */
-export interface ValidationContext {
-  connectionKind(name: string): ConnectionKind | undefined;
-}
-
-/** A problem in a step's own fields; `path` is relative to the step (e.g. `['acceptPositionLoss']`). */
-export interface ConfigIssue {
-  readonly path: readonly (string | number)[];
-  readonly message: string;
-}
-
 /** One line of `cutover check`: what was checked, what was found, and what to do about it. */
 export interface CheckFinding {
   readonly severity: 'ok' | 'warning' | 'error';
@@ -281,12 +239,7 @@ export interface StepDefinition<
   Planned extends JsonSchema = JsonSchema,
   Before extends JsonSchema = JsonSchema,
   Connected extends boolean = boolean,
-> {
-  readonly kind: string;
-  /** One line for `cutover kinds` and the JSON Schema. */
-  readonly summary: string;
-  /** The kind's own fields (besides id, kind, connection, ...). Unknown keys are rejected. */
-  readonly config: Schema;
+> extends KindRules<Schema> {
   /**
    * The payload `plan` returns and `apply` executes. The engine parses a
    * journaled or saved payload with it before `apply` or `verify` sees it.
@@ -301,37 +254,18 @@ export interface StepDefinition<
   /** Whether `step.connection` is required, and which connection kinds it may name. */
   readonly connection: { readonly required: Connected; readonly kinds: readonly ConnectionKind[] };
   /**
-   * Rules across fields that a schema cannot say (e.g. `drop` needs an
-   * explicit selection). Reported at validation with the key's position.
-   */
-  validate?(config: z.output<Schema>, runbook: ValidationContext): readonly ConfigIssue[];
-  /**
-   * Files the step reads, relative to the runbook (`path` relative to the
-   * step). Validation refuses any that is not a regular file within the value
-   * file size cap, with its position.
-   */
-  files?(config: z.output<Schema>): readonly { readonly path: readonly (string | number)[]; readonly file: string }[];
-  /**
    * Connections whose server this step stops (pg_ctl stop, systemctl stop):
    * the engine lets go of their locks before apply and before rollback, so
    * the stop does not read as a lost lock. A later step that uses one locks
    * it again.
    */
   stopsServerOf?(config: z.output<Schema>): readonly string[];
-  /** Connections besides `step.connection` that the step uses (checked at validation, locked at run). */
-  connections?(config: z.output<Schema>): readonly string[];
-  effects(config: z.output<Schema>): Effects;
   /**
    * Preflight (`cutover check`, and first thing in `plan`): the privileges,
    * settings and programs the step will need, checked cheaply and read-only.
    * Called only when every connection the step uses could be opened.
    */
   check?(ctx: CheckContext, step: StepOf<z.output<Schema>, Connected>): Promise<readonly CheckFinding[]>;
-  /**
-   * Re-running apply after an unknown outcome converges on the same state,
-   * whatever the runbook says (see `recordBefore`). Lets `resume --yes` re-run it.
-   */
-  readonly idempotent?: boolean;
   reversibility(config: z.output<Schema>): Reversibility;
   /** Reads only; returns the exact actions and the payload `apply` will execute. */
   plan(ctx: BaseContext, step: StepOf<z.output<Schema>, Connected>): Promise<StepPlan<z.output<Planned>>>;
@@ -364,6 +298,9 @@ export interface StepDefinition<
   planRollback?(ctx: BaseContext, step: StepOf<z.output<Schema>, Connected>, before: z.output<Before>): Promise<RollbackPlan>;
 }
 
+/** Every step kind the engine may run, by name (the registry in src/steps/index.ts). */
+export type StepRegistry = Readonly<Record<string, StepDefinition>>;
+
 /** What a rollback would do: the plan format without a payload (a rollback executes its before-state). */
 export type RollbackPlan = Omit<StepPlan<never>, 'planned'>;
 
@@ -372,6 +309,12 @@ export function defineStep<Schema extends z.ZodObject, Planned extends JsonSchem
   definition: StepDefinition<Schema, Planned, Before, Connected>,
 ): StepDefinition<Schema, Planned, Before, Connected> {
   return definition;
+}
+
+/** A JSON value as a person reads it in a table cell or a message: strings bare, absent values empty, the rest as JSON. */
+export function jsonText(value: Json | undefined): string {
+  if (value === undefined || value === null) return '';
+  return typeof value === 'string' ? value : JSON.stringify(value);
 }
 
 /** `path: old -> new` for every leaf that differs between two JSON values, for a readable difference. */

@@ -3,7 +3,7 @@
  * journal (before the next action starts) and handed to subscribers such as
  * the CLI's live list. The run's state is a fold over them (state.ts).
  */
-import type { Json, StepPlan } from './step.js';
+import type { Json, StepPlan } from '../step/contract.js';
 import type { ConnectionIdentity } from '../db/connections.js';
 
 export interface SerializedError {

@@ -6,11 +6,11 @@
  * so they cannot reach a report.
  */
 import path from 'node:path';
-import type { RunEvent, SerializedError } from '../engine/events.js';
-import { foldJournal, type StepPhases, type StepStatus } from '../engine/state.js';
-import type { Action, PlanTable } from '../engine/step.js';
-import { listRunIds, runsDir } from '../engine/runs.js';
-import { readJournal, verifyJournal } from './journal.js';
+import type { RunEvent, SerializedError } from '../audit/events.js';
+import { foldJournal, type StepPhases, type StepStatus } from './state.js';
+import type { Action, PlanTable } from '../step/contract.js';
+import { listRunIds, runsDir } from './runs.js';
+import { readJournal, verifyJournal } from '../audit/journal.js';
 
 /** One stretch of a step's time at its true position: planning, applying, verifying or undoing it. */
 export interface PhaseSegment {

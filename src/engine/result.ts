@@ -1,0 +1,35 @@
+/** What a run returns: every step's status, and what ended it early. Runs never throw for step failures. */
+import type { RunStatus, SerializedError } from '../audit/events.js';
+import type { StepPlan } from '../step/contract.js';
+import type { StepPhases, StepState } from './state.js';
+
+export interface StepResult {
+  readonly id: string;
+  readonly kind: string;
+  readonly status: StepState['status'];
+  readonly plan?: StepPlan;
+  readonly error?: SerializedError;
+  /** plan + apply + verify. */
+  readonly durationMs?: number;
+  readonly phases?: StepPhases;
+  /** A post-condition was checked (false: the kind has no verify, or it did not get that far). */
+  readonly verified?: boolean;
+  /** The connections the step uses (its own first), for messages about it. */
+  readonly connections: readonly string[];
+  /** Why a rollback left it alone. */
+  readonly rollbackSkipped?: { readonly reason: string; readonly irreversible: boolean };
+}
+
+export interface RunResult {
+  readonly runId: string;
+  readonly dryRun: boolean;
+  readonly runDir: string;
+  readonly journalFile: string;
+  /** The runbook the run executes (absolute path). */
+  readonly runbookFile?: string;
+  readonly status: RunStatus;
+  readonly steps: readonly StepResult[];
+  /** What ended the run early: a step failure, a lock held elsewhere, a missing confirmation. */
+  readonly error?: unknown;
+  readonly journalHead: string;
+}
