@@ -56,7 +56,7 @@ export class LiveList {
   private readonly phases = new Map<string, StepPhases>();
   private readonly rollbackSlots = new Map<string, Slot>();
   private running: Promise<void> | undefined;
-  private readonly listr: Listr<unknown>;
+  private readonly listr: Listr<unknown, 'default' | 'simple'>;
 
   /** Plain lines (no terminal, or --timestamps) rather than a list redrawn in place. */
   private readonly plain: boolean;
@@ -69,7 +69,7 @@ export class LiveList {
     this.plain = options.timestamps === true || process.stdout.isTTY !== true;
     for (const id of stepIds) this.slots.set(id, newSlot());
     const stepTasks = mode === 'rollback' ? [] : stepIds.map((id) => ({ title: id, task: (_: unknown, task: Wrapper) => this.wait(this.slots.get(id) ?? {}, task) }));
-    this.listr = new Listr<unknown>(
+    this.listr = new Listr<unknown, 'default' | 'simple'>(
       [
         ...stepTasks,
         ...(mode === 'plan'
@@ -89,9 +89,9 @@ export class LiveList {
         registerSignalListeners: false,
         // No listr2 timer: it would time the task, not the step; titles carry the step's phases instead.
         ...(options.timestamps === true
-          ? { renderer: 'simple', rendererOptions: { timestamp: PRESET_TIMESTAMP } }
-          : { rendererOptions: { collapseSubtasks: false, showErrorMessage: true, formatOutput: 'wrap' } }),
-      } as never,
+          ? { renderer: 'simple' as const, rendererOptions: { timestamp: PRESET_TIMESTAMP } }
+          : { renderer: 'default' as const, rendererOptions: { collapseSubtasks: false, showErrorMessage: true, formatOutput: 'wrap' as const } }),
+      },
     );
   }
 

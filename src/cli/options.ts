@@ -3,6 +3,9 @@ import type { Argv } from 'yargs';
 import { ConnectionFailedError, DEFAULT_STATE_DIR, LockedError, UnfinishedRunError, type RunResult } from '../index.js';
 import { ExitCode } from './exit-codes.js';
 
+/** The arguments a builder declares, as yargs parses them: the command's types come from its options, not a hand-written copy. */
+export type ArgsOf<Builder extends (y: Argv) => Argv<unknown>> = ReturnType<Builder> extends Argv<infer Args> ? Args : never;
+
 export function withStateDir<T>(y: Argv<T>) {
   return y.option('state-dir', {
     type: 'string',

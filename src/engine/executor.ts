@@ -75,7 +75,7 @@ export async function runRunbook(runbook: Runbook, options: RunOptions): Promise
   const dryRun = options.dryRun === true;
   const redactor = redactorFor(runbook, connections);
   const key = journalKey(options.journalKey);
-  const rc = new RunContext(runbook, runId, runDir, Journal.create(runDir, redactor, key), redactor, connections, options, dryRun);
+  const rc = new RunContext({ runbook, runId, runDir, journal: Journal.create(runDir, redactor, key), redactor, connections, options, dryRun });
   const unlock = lockRunDir(runDir);
   const started = Date.now();
   try {
@@ -251,7 +251,7 @@ async function reopen(
     const redactor = redactorFor(runbook, connections);
     const { journal, records } = Journal.open(runDir, redactor, key);
     const state = foldJournal(records);
-    const rc = new RunContext(runbook, id, runDir, journal, redactor, connections, options, false, state);
+    const rc = new RunContext({ runbook, runId: id, runDir, journal, redactor, connections, options, dryRun: false, state });
     const started = Date.now();
     try {
       rc.emit({ type: 'run.resumed', operator: operatorName(options), host: os.hostname(), pid: process.pid, command });
@@ -451,7 +451,7 @@ async function afterFailure(rc: RunContext, step: Step, outcome: StepOutcome & {
 
 async function planStep(rc: RunContext, step: Step): Promise<{ plan: StepPlan } | { error: unknown }> {
   const definition = rc.definition(step);
-  const scope = rc.stepScope(step, 'plan', true);
+  const scope = rc.stepScope(step, { phase: 'plan', readOnly: true });
   const started = Date.now();
   try {
     await lockLate(rc, step);
@@ -558,7 +558,7 @@ async function applyOnce(rc: RunContext, step: Step, planned: Json): Promise<{ o
   const effects = definition.effects(step.config);
   // A step that declares it writes nothing gets read-only sessions: a bug in it cannot write.
   for (const name of definition.stopsServerOf?.(step.config) ?? []) await rc.locks?.releaseFor(name);
-  const scope = rc.stepScope(step, 'apply', effects === 'none');
+  const scope = rc.stepScope(step, { phase: 'apply', readOnly: effects === 'none' });
   try {
     if (effects !== 'transaction') {
       const outcome = await definition.apply(scope.context(), step, planned);
@@ -589,7 +589,7 @@ async function verifyStep(rc: RunContext, step: Step, planned: Json): Promise<St
     rc.emit({ type: 'step.completed', stepId: step.id, verified: false, durationMs: 0 });
     return ok;
   }
-  const scope = rc.stepScope(step, 'verify', true);
+  const scope = rc.stepScope(step, { phase: 'verify', readOnly: true });
   try {
     await definition.verify(scope.context(), step, planned, rc.journaled(step, 'before'));
     rc.emit({ type: 'step.completed', stepId: step.id, verified: true, durationMs: Date.now() - started });
@@ -655,7 +655,7 @@ async function rollbackOnce(rc: RunContext, step: Step, before: Json): Promise<v
   if (definition.rollback === undefined) return;
   // Undoing a step that stops or moves a server (a switchover) stops or moves it again.
   for (const name of definition.stopsServerOf?.(step.config) ?? []) await rc.locks?.releaseFor(name);
-  const scope = rc.stepScope(step, 'rollback', false);
+  const scope = rc.stepScope(step, { phase: 'rollback', readOnly: false });
   const rollback = (context: ReturnType<typeof scope.context>) => definition.rollback?.(context, step, before);
   try {
     await lockLate(rc, step);
@@ -708,7 +708,7 @@ async function reconcileInFlight(rc: RunContext, command: 'resume' | 'rollback')
     return ok;
   }
   if (effects === 'transaction') {
-    const scope = rc.stepScope(step, 'reconcile', true);
+    const scope = rc.stepScope(step, { phase: 'reconcile', readOnly: true });
     try {
       const session = await scope.session(requireConnection(step));
       const committing = rc.state.steps.get(step.id)?.committing;

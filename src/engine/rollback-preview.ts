@@ -68,7 +68,7 @@ export async function previewRollback(runId: string | undefined, options: Engine
     );
   }
   const connections = resolveAll(runbook);
-  const rc = new RunContext(runbook, id, runDir, refuseWrites, redactorFor(runbook, connections), connections, options, true, state);
+  const rc = new RunContext({ runbook, runId: id, runDir, journal: refuseWrites, redactor: redactorFor(runbook, connections), connections, options, dryRun: true, state });
   const flying = inFlight(state);
   const ids = appliedSteps(state);
   if (flying !== undefined && !ids.includes(flying.id)) ids.push(flying.id);
@@ -91,7 +91,7 @@ export async function previewRollback(runId: string | undefined, options: Engine
       steps.push({ ...base, action: 'undo', reason: `its rollback restores the recorded before-state (no statement preview for ${step.kind} steps)` });
       continue;
     }
-    const scope = rc.stepScope(step, 'rollback-preview', true);
+    const scope = rc.stepScope(step, { phase: 'rollback-preview', readOnly: true });
     try {
       const plan = await definition.planRollback(scope.context(), step, rc.journaled(step, 'before'));
       // Shown as a saved plan would be: secrets masked.

@@ -101,6 +101,31 @@ function redactedCommands(runner: CommandRunner, redactor: Redactor): CommandRun
 /** What a run context writes its events to: the journal, or (a read-only preview) something that refuses every write. */
 export type JournalWriter = Pick<Journal, 'append' | 'file' | 'headHash' | 'close'>;
 
+/** What a run context is made of. */
+export interface RunContextInit {
+  readonly runbook: Runbook;
+  readonly runId: string;
+  readonly runDir: string;
+  readonly journal: JournalWriter;
+  readonly redactor: Redactor;
+  readonly connections: ReadonlyMap<string, ResolvedConnection>;
+  readonly options: EngineOptions;
+  /** Plans only: every session is read-only at the server, nobody is notified. */
+  readonly dryRun: boolean;
+  /** The state folded from the journal so far (resume, rollback). */
+  readonly state?: RunState;
+}
+
+/** How a session is opened: what for, and whether it may write. */
+export interface SessionOptions {
+  /** Ends up in application_name, after the run id. */
+  readonly purpose: string;
+  readonly readOnly: boolean;
+  readonly statementTimeoutMs?: number | undefined;
+  /** Another database on the same server. */
+  readonly database?: string | undefined;
+}
+
 export class RunContext {
   readonly commands: CommandRunner;
   /** Aborted by the caller's signal, or when the run must stop at once (lock lost, interrupt). */
@@ -118,17 +143,25 @@ export class RunContext {
   /** Step sessions open right now: an interrupt cancels what they run. */
   private readonly openSessions = new Set<Session>();
 
-  constructor(
-    readonly runbook: Runbook,
-    readonly runId: string,
-    readonly runDir: string,
-    readonly journal: JournalWriter,
-    readonly redactor: Redactor,
-    readonly connections: ReadonlyMap<string, ResolvedConnection>,
-    readonly options: EngineOptions,
-    readonly dryRun: boolean,
-    state?: RunState,
-  ) {
+  readonly runbook: Runbook;
+  readonly runId: string;
+  readonly runDir: string;
+  readonly journal: JournalWriter;
+  readonly redactor: Redactor;
+  readonly connections: ReadonlyMap<string, ResolvedConnection>;
+  readonly options: EngineOptions;
+  readonly dryRun: boolean;
+
+  constructor(init: RunContextInit) {
+    const { runbook, redactor, connections, options, dryRun, state } = init;
+    this.runbook = runbook;
+    this.runId = init.runId;
+    this.runDir = init.runDir;
+    this.journal = init.journal;
+    this.redactor = redactor;
+    this.connections = connections;
+    this.options = options;
+    this.dryRun = dryRun;
     this.commands = redactedCommands(options.commands ?? execaRunner, redactor);
     options.protect?.([...runbook.secrets, ...[...connections.values()].flatMap((c) => c.secrets)]);
     this.signal = this.controller.signal;
@@ -301,7 +334,7 @@ export class RunContext {
     return [...names];
   }
 
-  openSession(name: string, purpose: string, readOnly: boolean, statementTimeoutMs?: number, database?: string): Promise<Session> {
+  openSession(name: string, { purpose, readOnly, statementTimeoutMs, database }: SessionOptions): Promise<Session> {
     return this.track(Session.open(name, this.postgres(name), {
       applicationName: `cutover/${this.runId}/${purpose}`,
       readOnly: readOnly || this.dryRun,
@@ -312,7 +345,7 @@ export class RunContext {
   }
 
   /** A session as another role that keeps the server's default_transaction_read_only (see BaseContext.sessionAs). */
-  openProbeSession(name: string, user: string, database: string | undefined, purpose: string, statementTimeoutMs?: number): Promise<Session> {
+  openProbeSession(name: string, { user, database, purpose, statementTimeoutMs }: Omit<SessionOptions, 'readOnly'> & { readonly user: string }): Promise<Session> {
     if (this.dryRun) throw new UsageError('a probe session is not available in a dry run');
     return this.track(Session.open(name, this.postgres(name), {
       applicationName: `cutover/${this.runId}/${purpose}`,
@@ -348,7 +381,7 @@ export class RunContext {
   }
 
   /** Sessions a step opens during one phase; all closed when the phase ends. */
-  stepScope(step: Step, phase: string, readOnly: boolean): StepScope {
+  stepScope(step: Step, { phase, readOnly }: { readonly phase: string; readonly readOnly: boolean }): StepScope {
     return new StepScope(this, step, phase, readOnly);
   }
 }
@@ -401,7 +434,7 @@ export class StepScope {
     let session = this.sessions.get(key);
     if (session === undefined) {
       const base = this.phase === 'apply' ? this.step.id : `${this.step.id}/${this.phase}`;
-      session = this.rc.openSession(name, base, this.readOnly, this.step.timeoutMs, database);
+      session = this.rc.openSession(name, { purpose: base, readOnly: this.readOnly, statementTimeoutMs: this.step.timeoutMs, database });
       this.sessions.set(key, session);
     }
     return session;
@@ -411,7 +444,7 @@ export class StepScope {
     const key = `${name}\u0000${user}\u0000${database ?? ''}`;
     let session = this.sessions.get(key);
     if (session === undefined) {
-      session = this.rc.openProbeSession(name, user, database, `${this.step.id}/${this.phase}/probe`, this.step.timeoutMs);
+      session = this.rc.openProbeSession(name, { user, database, purpose: `${this.step.id}/${this.phase}/probe`, statementTimeoutMs: this.step.timeoutMs });
       this.sessions.set(key, session);
     }
     return session;
@@ -423,7 +456,7 @@ export class StepScope {
     if (session === undefined) {
       const base = this.phase === 'apply' ? this.step.id : `${this.step.id}/${this.phase}`;
       const purpose = worker === 0 ? base : `${base}/${worker}`;
-      session = this.rc.openSession(name, purpose, this.readOnly, this.step.timeoutMs);
+      session = this.rc.openSession(name, { purpose, readOnly: this.readOnly, statementTimeoutMs: this.step.timeoutMs });
       this.sessions.set(key, session);
     }
     return session;

@@ -4,28 +4,35 @@ import { formatPlan } from '../format-plan.js';
 import { formatSerialized } from '../format-error.js';
 import { io } from '../io.js';
 import { ExitCode } from '../exit-codes.js';
-import { withJson, withRunId, withStateDir, withYes } from '../options.js';
+import { withJson, withRunId, withStateDir, withYes, type ArgsOf } from '../options.js';
 import { runWithUi } from '../ui.js';
-
-interface ReopenArgs {
-  runId: string | undefined;
-  last: boolean;
-  yes: boolean;
-  json: boolean;
-  force: boolean;
-  'dry-run': boolean;
-  notify: string[] | undefined;
-  'state-dir': string;
-}
 
 const builder = (y: Argv) =>
   withJson(withYes(withStateDir(withRunId(y)))).option('notify', {
     type: 'string',
     array: true,
     describe: "webhook URL(s) to POST run events to, besides the runbook's notify:",
-  }) as unknown as Argv<ReopenArgs>;
+  });
 
-async function reopen(args: ReopenArgs, command: 'resume' | 'rollback'): Promise<{ result: RunResult; code: number }> {
+const rollbackBuilder = (y: Argv) =>
+  builder(y)
+    .option('force', {
+      type: 'boolean',
+      default: false,
+      describe: 'restore even where a step refuses (e.g. sequence values consumed since the run); read why first',
+    })
+    .option('dry-run', {
+      type: 'boolean',
+      default: false,
+      describe: 'print what the rollback would do (statements, irreversible steps and why), read-only; change nothing',
+    })
+    .example('$0 rollback --dry-run --last', 'what undoing the newest run would do')
+    .example('$0 rollback 20260301T020000Z-ab12', 'undo that run');
+
+type ResumeArgs = ArgsOf<typeof builder>;
+type RollbackArgs = ArgsOf<typeof rollbackBuilder>;
+
+async function reopen(args: ResumeArgs & Partial<RollbackArgs>, command: 'resume' | 'rollback'): Promise<{ result: RunResult; code: number }> {
   const picked = pickRun(args['state-dir'], args.runId, command);
   if (args.runId === undefined) io.err(`${command}: run ${picked.runId}: ${picked.reason}`);
   const { state } = loadRunState(picked.runId, args['state-dir']);
@@ -34,11 +41,11 @@ async function reopen(args: ReopenArgs, command: 'resume' | 'rollback'): Promise
   // Steps already done stay off the live list; it shows what this command will do.
   const remaining = state.order.filter((id) => state.steps.get(id)?.status !== 'completed');
   return runWithUi(command, remaining, args.json, (hooks) =>
-    call(state.runId, { registry, stateDir: args['state-dir'], yes: args.yes, force: args.force, ...(args.notify !== undefined ? { notify: args.notify } : {}), ...hooks }),
+    call(state.runId, { registry, stateDir: args['state-dir'], yes: args.yes, force: args.force ?? false, ...(args.notify !== undefined ? { notify: args.notify } : {}), ...hooks }),
   );
 }
 
-export const resumeCommand: CommandModule<object, ReopenArgs> = {
+export const resumeCommand: CommandModule<object, ResumeArgs> = {
   command: 'resume [runId]',
   describe: 'Continue a stopped or crashed run from its journal; no completed step runs twice',
   builder,
@@ -47,22 +54,10 @@ export const resumeCommand: CommandModule<object, ReopenArgs> = {
   },
 };
 
-export const rollbackCommand: CommandModule<object, ReopenArgs> = {
+export const rollbackCommand: CommandModule<object, RollbackArgs> = {
   command: 'rollback [runId]',
   describe: "Undo a run's applied steps, newest first, from their recorded before-state",
-  builder: (y: Argv) =>
-    builder(y).option('force', {
-      type: 'boolean',
-      default: false,
-      describe: 'restore even where a step refuses (e.g. sequence values consumed since the run); read why first',
-    })
-      .option('dry-run', {
-        type: 'boolean',
-        default: false,
-        describe: 'print what the rollback would do (statements, irreversible steps and why), read-only; change nothing',
-      })
-      .example('$0 rollback --dry-run --last', 'what undoing the newest run would do')
-      .example('$0 rollback 20260301T020000Z-ab12', 'undo that run'),
+  builder: rollbackBuilder,
   handler: async (args) => {
     if (args['dry-run']) {
       const picked = pickRun(args['state-dir'], args.runId, 'rollback');

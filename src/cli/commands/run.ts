@@ -1,4 +1,4 @@
-import type { CommandModule } from 'yargs';
+import type { Argv, CommandModule } from 'yargs';
 import {
   UsageError,
   checkSavedPlan,
@@ -15,27 +15,45 @@ import {
 import { ExitCode } from '../exit-codes.js';
 import { io } from '../io.js';
 import { formatPreflight } from './check.js';
-import { withJson, withStateDir, withYes } from '../options.js';
+import { withJson, withStateDir, withYes, type ArgsOf } from '../options.js';
 import { runWithUi } from '../ui.js';
 
-interface RunArgs {
-  runbook: string;
-  'dry-run': boolean;
-  only: string[] | undefined;
-  from: string | undefined;
-  yes: boolean;
-  json: boolean;
-  'state-dir': string;
-  out?: string | undefined;
-  plan?: string | undefined;
-  'max-plan-age'?: string | undefined;
-  label?: string | undefined;
-  environment?: string | undefined;
-  notify?: string[] | undefined;
-}
+/** What `plan` and `run` both take. */
+const planOrRunOptions = <T>(y: Argv<T>) =>
+  withJson(withStateDir(y))
+    .positional('runbook', { type: 'string', demandOption: true, describe: 'the runbook file (YAML)' })
+    .option('only', { type: 'string', array: true, describe: 'only these step ids' })
+    .option('from', { type: 'string', describe: 'start at this step id' });
+
+const planBuilder = (y: Argv) =>
+  planOrRunOptions(y)
+    .option('out', { type: 'string', describe: 'save the plan to this file, for review and cutover run --plan' })
+    .example('$0 plan runbook.yaml', 'what each step would do, read-only')
+    .example('$0 plan runbook.yaml --out plan.json', 'save it for review; cutover run --plan executes exactly it');
+
+const runBuilder = (y: Argv) =>
+  withYes(planOrRunOptions(y))
+    .option('dry-run', { type: 'boolean', default: false, describe: 'plan only (same as cutover plan)' })
+    .option('plan', { type: 'string', describe: 'execute exactly this saved plan (cutover plan --out); stop where the state drifted' })
+    .option('max-plan-age', { type: 'string', default: '24h', describe: 'refuse a saved plan older than this' })
+    .option('label', { type: 'string', describe: 'a name for this run in reports, e.g. rehearsal-3' })
+    .option('environment', { type: 'string', describe: 'where it runs, e.g. staging or production' })
+    .option('notify', {
+      type: 'string',
+      array: true,
+      describe: "webhook URL(s) to POST run events to, besides the runbook's notify: (run started, step failed, waiting for confirmation, finished)",
+    })
+    .example('$0 run runbook.yaml --label rehearsal-2 --environment staging', 'a rehearsal, named for reports and --compare')
+    .example('$0 run runbook.yaml --plan plan.json', 'execute exactly a reviewed plan; stop where the state drifted')
+    .example('$0 run runbook.yaml --yes --log-file cutover.log', 'no prompts (CI); a timestamped log besides the terminal');
+
+type PlanArgs = ArgsOf<typeof planBuilder>;
+type RunArgs = ArgsOf<typeof runBuilder>;
+/** `plan` has no --yes or --plan; `run` has no --out. */
+type RunOrPlanArgs = Omit<PlanArgs, 'out'> & Partial<Pick<PlanArgs, 'out'>> & Partial<RunArgs>;
 
 /** `plan` and `run --dry-run` are the same code path. */
-export async function runOrPlan(args: RunArgs, dryRun: boolean): Promise<number> {
+export async function runOrPlan(args: RunOrPlanArgs, dryRun: boolean): Promise<number> {
   const runbook = loadRunbook(args.runbook, { registry });
   io.protect(runbook.secrets);
   const selection = { ...(args.only ? { only: args.only } : {}), ...(args.from ? { from: args.from } : {}) };
@@ -64,7 +82,7 @@ export async function runOrPlan(args: RunArgs, dryRun: boolean): Promise<number>
     runRunbook(runbook, {
       registry,
       stateDir: args['state-dir'],
-      yes: args.yes,
+      yes: args.yes ?? false,
       dryRun,
       ...selection,
       ...(savedPlan !== undefined ? { savedPlan } : {}),
@@ -88,44 +106,20 @@ export async function runOrPlan(args: RunArgs, dryRun: boolean): Promise<number>
   return code;
 }
 
-export const runCommand: CommandModule<object, RunArgs> = {
-  command: 'run <runbook>',
-  describe: 'Execute a runbook: plan, apply and verify each step; roll back on failure',
-  builder: (y) =>
-    withJson(withYes(withStateDir(y)))
-      .positional('runbook', { type: 'string', demandOption: true, describe: 'the runbook file (YAML)' })
-      .option('dry-run', { type: 'boolean', default: false, describe: 'plan only (same as cutover plan)' })
-      .option('only', { type: 'string', array: true, describe: 'run only these step ids' })
-      .option('from', { type: 'string', describe: 'start at this step id' })
-      .option('plan', { type: 'string', describe: 'execute exactly this saved plan (cutover plan --out); stop where the state drifted' })
-      .option('max-plan-age', { type: 'string', default: '24h', describe: 'refuse a saved plan older than this' })
-      .option('label', { type: 'string', describe: 'a name for this run in reports, e.g. rehearsal-3' })
-      .option('environment', { type: 'string', describe: 'where it runs, e.g. staging or production' })
-      .option('notify', {
-        type: 'string',
-        array: true,
-        describe: "webhook URL(s) to POST run events to, besides the runbook's notify: (run started, step failed, waiting for confirmation, finished)",
-      })
-      .example('$0 run runbook.yaml --label rehearsal-2 --environment staging', 'a rehearsal, named for reports and --compare')
-      .example('$0 run runbook.yaml --plan plan.json', 'execute exactly a reviewed plan; stop where the state drifted')
-      .example('$0 run runbook.yaml --yes --log-file cutover.log', 'no prompts (CI); a timestamped log besides the terminal'),
+export const planCommand: CommandModule<object, PlanArgs> = {
+  command: 'plan <runbook>',
+  describe: 'Dry run: connect read-only and print exactly what each step would do; changes nothing',
+  builder: planBuilder,
   handler: async (args) => {
-    process.exitCode = await runOrPlan(args, args['dry-run']);
+    process.exitCode = await runOrPlan(args, true);
   },
 };
 
-export const planCommand: CommandModule<object, RunArgs> = {
-  command: 'plan <runbook>',
-  describe: 'Dry run: connect read-only and print exactly what each step would do; changes nothing',
-  builder: (y) =>
-    withJson(withStateDir(y))
-      .positional('runbook', { type: 'string', demandOption: true, describe: 'the runbook file (YAML)' })
-      .option('only', { type: 'string', array: true, describe: 'plan only these step ids' })
-      .option('from', { type: 'string', describe: 'start at this step id' })
-      .option('out', { type: 'string', describe: 'save the plan to this file, for review and cutover run --plan' })
-      .example('$0 plan runbook.yaml', 'what each step would do, read-only')
-      .example('$0 plan runbook.yaml --out plan.json', 'save it for review; cutover run --plan executes exactly it') as never,
+export const runCommand: CommandModule<object, RunArgs> = {
+  command: 'run <runbook>',
+  describe: 'Execute a runbook: plan, apply and verify each step; roll back on failure',
+  builder: runBuilder,
   handler: async (args) => {
-    process.exitCode = await runOrPlan({ ...args, yes: false }, true);
+    process.exitCode = await runOrPlan(args, args['dry-run']);
   },
 };
