@@ -298,6 +298,13 @@ export interface StepDefinition<
    * sees it: a journal edited into another shape is refused, not obeyed.
    */
   readonly before: Before;
+  /**
+   * The form runbooks wrote before this kind existed (`kind:
+   * replication-slots` with `action: drop`): the loader reads such a step as
+   * this kind, without that key, and says so in a deprecation note, so a
+   * runbook already written keeps working.
+   */
+  readonly replaces?: { readonly kind: string; readonly key: string; readonly value: string };
   /** Whether `step.connection` is required, and which connection kinds it may name. */
   readonly connection: { readonly required: Connected; readonly kinds: readonly ConnectionKind[] };
   /**

@@ -204,9 +204,8 @@ steps:
     connection: source
     roles: [${app}]
   - id: caught-up
-    kind: replication-slots
+    kind: replication-caught-up
     connection: source
-    action: assert-caught-up
     slots: [s_${db}]
     timeout: 60s
 `);
