@@ -322,8 +322,13 @@ ${steps}`;
       assert.equal(planned.code, 0, planned.stderr);
       assert.deepEqual(planned.stderr.split('\n').slice(0, 2), expected, 'the notes come first, before the check table');
 
+      const checked = await cutover(['check', file]);
+      assert.equal(checked.code, 0, checked.stderr);
+      assert.deepEqual(checked.stderr.trim().split('\n'), expected);
+
       const ran = await cutover(['run', file, '--yes', '--state-dir', state]);
       assert.equal(ran.code, 0, ran.stderr);
+      assert.deepEqual(ran.stderr.split('\n').slice(0, 2), expected);
       assert.deepEqual(await sub.query('SELECT subenabled FROM pg_subscription', [], db), [{ subenabled: false }]);
       assert.deepEqual(await slotNames(), [`s_${db}`, 'spare_old_form']);
       const undone = await cutover(['rollback', '--last', '--yes', '--state-dir', state]);
