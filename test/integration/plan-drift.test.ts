@@ -125,6 +125,30 @@ describe('run --plan stops where the planned payload drifted (PostgreSQL 18)', (
     ]);
   });
 
+  it('subscriptions-disable: a subscription disabled by someone else since the plan stops the run; none is disabled', async () => {
+    const s = await scenario('    kind: subscriptions-disable\n');
+    // Subscriptions that never connected, enabled: their workers retry a connection that fails, which is all this needs.
+    for (const name of ['sx_a', 'sx_b']) {
+      await server.query(`CREATE SUBSCRIPTION ${name} CONNECTION 'host=127.0.0.1 port=1 dbname=none' PUBLICATION p WITH (connect = false)`, [], s.db);
+      await server.query(`ALTER SUBSCRIPTION ${name} ENABLE`, [], s.db);
+    }
+    await s.save();
+    await server.query('ALTER SUBSCRIPTION sx_a DISABLE', [], s.db);
+    const result = await s.run();
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(result.stderr, DRIFT);
+    assert.match(result.stderr, /planned\.subscriptions\[0\]\.name: "sx_a" -> "sx_b"/);
+    assert.deepEqual(await server.query('SELECT subname, subenabled FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database()) ORDER BY 1', [], s.db), [
+      { subname: 'sx_a', subenabled: false },
+      { subname: 'sx_b', subenabled: true },
+    ]);
+    for (const name of ['sx_a', 'sx_b']) {
+      await server.query(`ALTER SUBSCRIPTION ${name} DISABLE`, [], s.db);
+      await server.query(`ALTER SUBSCRIPTION ${name} SET (slot_name = NONE)`, [], s.db);
+      await server.query(`DROP SUBSCRIPTION ${name}`, [], s.db);
+    }
+  });
+
   it('subscription-detach: a subscription whose slot changed since the plan stops the run; it is not dropped', async () => {
     const s = await scenario('    kind: subscription-detach\n    subscriptions: [sd_a]\n');
     await server.query("CREATE SUBSCRIPTION sd_a CONNECTION 'host=127.0.0.1 dbname=none' PUBLICATION p WITH (connect = false, slot_name = 'sd_slot')", [], s.db);
