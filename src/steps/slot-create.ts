@@ -7,7 +7,7 @@
  */
 import { z } from 'zod';
 import { PlanDriftError, RefusedError, VerificationError } from '../errors.js';
-import { defineStep, type CheckFinding } from '../engine/step.js';
+import { defineStep, type Action, type CheckFinding } from '../engine/step.js';
 import { privilege, roleFacts, setting } from './check-helpers.js';
 import {
   DROP_SLOT_SQL,
@@ -139,6 +139,21 @@ export const slotCreateStep = defineStep({
     const slots = await readSlots(await ctx.session(step.connection));
     const wrong = planned.slots.filter((d) => !slots.some((s) => s.name === d.name && s.type === d.type));
     if (wrong.length > 0) throw new VerificationError(`not created: ${wrong.map((d) => d.name).join(', ')}`);
+  },
+  async planRollback(ctx, step, before) {
+    const created = new Set(before.created);
+    const slots = (await readSlots(await ctx.session(step.connection))).filter((s) => created.has(s.name));
+    const actions: Action[] = [];
+    const notes: string[] = [];
+    for (const slot of slots) {
+      if (slot.active) {
+        notes.push(`${slot.name} is in use (pid ${slot.activePid ?? '?'}): rollback refuses unless --force, which ends that session first`);
+        actions.push({ type: 'sql', connection: step.connection, sql: TERMINATE_SQL, params: [slot.activePid] });
+      }
+      actions.push({ type: 'sql', connection: step.connection, sql: DROP_SLOT_SQL, params: [slot.name] });
+    }
+    notes.push(...before.created.filter((name) => !slots.some((s) => s.name === name)).map((name) => `${name} is gone already`));
+    return { actions, notes };
   },
   async rollback(ctx, step, before) {
     const db = await ctx.session(step.connection);

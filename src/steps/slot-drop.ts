@@ -19,6 +19,7 @@ import {
   selectSlots,
   slotDefinitionSchema,
   waitReleased,
+  type SlotDefinition,
 } from '../replication/slots.js';
 
 const config = z.strictObject({
@@ -135,13 +136,29 @@ export const slotDropStep = defineStep({
     const left = (await readSlots(await ctx.session(step.connection))).filter((s) => names.includes(s.name));
     if (left.length > 0) throw new VerificationError(`still present: ${left.map((s) => s.name).join(', ')}`);
   },
+  async planRollback(ctx, step, before) {
+    const existing = new Set((await readSlots(await ctx.session(step.connection))).map((s) => s.name));
+    const { recreate, present } = recreations(before.slots, existing);
+    const logical = recreate.filter((d) => d.type === 'logical').map((d) => d.name);
+    return {
+      actions: recreate.map((d): Action => ({ type: 'sql', connection: step.connection, ...createSlotStatement(d) })),
+      notes: [
+        ...present.map((d) => `${d.name} exists again; left as it is`),
+        ...(logical.length > 0 ? [`${logical.join(', ')}: recreated at the WAL position of the rollback, not where dropped`] : []),
+      ],
+    };
+  },
   async rollback(ctx, step, before) {
     const db = await ctx.session(step.connection);
-    const existing = new Set((await readSlots(db)).map((s) => s.name));
-    for (const definition of before.slots) {
-      if (existing.has(definition.name)) continue; // recreated already
+    const { recreate } = recreations(before.slots, new Set((await readSlots(db)).map((s) => s.name)));
+    for (const definition of recreate) {
       const { sql, params } = createSlotStatement(definition);
       await db.query(sql, params);
     }
   },
 });
+
+/** What rollback recreates: each dropped slot that does not exist again (one that does was recreated already). */
+function recreations(dropped: readonly SlotDefinition[], existing: ReadonlySet<string>): { recreate: SlotDefinition[]; present: SlotDefinition[] } {
+  return { recreate: dropped.filter((d) => !existing.has(d.name)), present: dropped.filter((d) => existing.has(d.name)) };
+}

@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { PlanDriftError, UsageError, VerificationError } from '../errors.js';
-import { jsonDifferences, type Action, type ApplyContext, type ApplyOutcome, type BaseContext, type CheckFinding, type ConnectedStep, type StepPlan } from '../engine/step.js';
+import { jsonDifferences, type Action, type ApplyContext, type ApplyOutcome, type BaseContext, type CheckFinding, type ConnectedStep, type RollbackPlan, type StepPlan } from '../engine/step.js';
 import { roleFacts } from './check-helpers.js';
 import type { Queryable } from '../db/session.js';
 import { alterSubscription, readSubscriptions, selectSubscriptions, togglesOf, waitWorkers } from '../replication/subscriptions.js';
@@ -87,9 +87,16 @@ export async function verifyToggle(ctx: BaseContext, step: Step, before: Toggled
   }
 }
 
-/** Puts each subscription back as it was: the opposite switch, for the ones the step changed. */
+/** What rollback runs: the opposite switch, for the ones the step changed. */
+const restoreStatements = (before: Toggled): string[] => before.subscriptions.map((s) => alterSubscription(s.name, s.enabled));
+
+export async function planRollbackToggle(_ctx: BaseContext, step: Step, before: Toggled): Promise<RollbackPlan> {
+  return { actions: restoreStatements(before).map((sql): Action => ({ type: 'sql', connection: step.connection, sql })) };
+}
+
+/** Puts each subscription back as it was. */
 export async function rollbackToggle(ctx: ApplyContext<Toggled>, step: Step, before: Toggled): Promise<void> {
   const tx = ctx.tx;
   if (tx === undefined) throw new UsageError(`step "${step.id}" runs in a transaction but got none`);
-  for (const s of before.subscriptions) await tx.query(alterSubscription(s.name, s.enabled));
+  for (const sql of restoreStatements(before)) await tx.query(sql);
 }

@@ -5,7 +5,7 @@
  * enables the ones it disabled.
  */
 import { defineStep } from '../engine/step.js';
-import { applyToggle, checkOwner, planToggle, rollbackToggle, toggleConfig, toggled, verifyToggle } from './subscription-toggle.js';
+import { applyToggle, checkOwner, planRollbackToggle, planToggle, rollbackToggle, toggleConfig, toggled, verifyToggle } from './subscription-toggle.js';
 
 export const subscriptionsDisableStep = defineStep({
   kind: 'subscriptions-disable',
@@ -22,5 +22,6 @@ export const subscriptionsDisableStep = defineStep({
   plan: (ctx, step) => planToggle(ctx, step, false),
   apply: (ctx, step, planned) => applyToggle(ctx, step, planned, false),
   verify: (ctx, step, _planned, before) => verifyToggle(ctx, step, before, false),
+  planRollback: planRollbackToggle,
   rollback: rollbackToggle,
 });

@@ -4,7 +4,7 @@
  * transaction. Rollback disables the ones it enabled.
  */
 import { defineStep } from '../engine/step.js';
-import { applyToggle, checkOwner, planToggle, rollbackToggle, toggleConfig, toggled, verifyToggle } from './subscription-toggle.js';
+import { applyToggle, checkOwner, planRollbackToggle, planToggle, rollbackToggle, toggleConfig, toggled, verifyToggle } from './subscription-toggle.js';
 
 export const subscriptionsEnableStep = defineStep({
   kind: 'subscriptions-enable',
@@ -21,5 +21,6 @@ export const subscriptionsEnableStep = defineStep({
   plan: (ctx, step) => planToggle(ctx, step, true),
   apply: (ctx, step, planned) => applyToggle(ctx, step, planned, true),
   verify: (ctx, step, _planned, before) => verifyToggle(ctx, step, before, true),
+  planRollback: planRollbackToggle,
   rollback: rollbackToggle,
 });

@@ -14,6 +14,7 @@ import {
   RunbookValidationError,
   parseRunbook,
   planRunbook,
+  previewRollback,
   registry,
   rollbackRun,
   runRunbook,
@@ -25,6 +26,14 @@ import { cutover, tempDir } from '../helpers/cli.js';
 import { until } from '../helpers/wait.js';
 
 const LOGICAL = { wal_level: 'logical', max_replication_slots: '20', max_wal_senders: '20' };
+
+/** What `rollback --dry-run` shows for each step of a run: statement and parameters, newest step first. */
+const previewOf = async (runId: string, stateDir: string) =>
+  (await previewRollback(runId, { registry, stateDir })).steps.map((s) => ({
+    id: s.id,
+    actions: (s.plan?.actions ?? []).map((a) => (a.type === 'sql' ? [a.sql, ...(a.params ?? [])] : [a.type])),
+    notes: s.plan?.notes ?? [],
+  }));
 
 const rowsOf = (result: RunResult, index = 0) =>
   (result.steps[index]?.plan?.tables?.[0]?.rows ?? []) as unknown as Record<string, unknown>[];
@@ -191,6 +200,14 @@ ${steps}`;
       assert.equal(dropped.status, 'succeeded', JSON.stringify(dropped.steps));
       assert.deepEqual(await slotNames(), []);
 
+      assert.deepEqual(await previewOf(dropped.runId, forced.dir), [
+        {
+          id: 'drop',
+          actions: [['SELECT pg_create_logical_replication_slot(slot_name => $1, plugin => $2, twophase => $3) IS NOT NULL AS created', slot, 'pgoutput', false]],
+          notes: [`${slot}: recreated at the WAL position of the rollback, not where dropped`],
+        },
+      ]);
+      assert.deepEqual(await slotNames(), [], 'the preview changed nothing');
       const back = await rollbackRun(dropped.runId, { registry, stateDir: forced.dir });
       assert.equal(back.status, 'rolled-back');
       assert.deepEqual(
@@ -226,6 +243,11 @@ ${steps}`;
           { slot_name: `s_${db}`, slot_type: 'logical', plugin: 'pgoutput' },
         ],
       );
+      const drop = 'SELECT pg_drop_replication_slot($1) IS NULL AS dropped';
+      assert.deepEqual(await previewOf(result.runId, dir), [
+        { id: 'standby', actions: [[drop, 'fallback_p']], notes: [] },
+        { id: 'fallback', actions: [[drop, 'fallback_l']], notes: [] },
+      ]);
       const back = await rollbackRun(result.runId, { registry, stateDir: dir });
       assert.equal(back.status, 'rolled-back');
       assert.deepEqual(await slotNames(), [`s_${db}`]);
@@ -242,6 +264,7 @@ ${steps}`;
       await pub.query(`INSERT INTO t VALUES (200, 'held back')`, [], db);
       assert.equal(await count(sub), 10, 'nothing is applied while disabled');
 
+      assert.deepEqual(await previewOf(off.runId, dir), [{ id: 'off', actions: [[`ALTER SUBSCRIPTION "s_${db}" ENABLE`]], notes: [] }]);
       const back = await rollbackRun(off.runId, { registry, stateDir: dir });
       assert.equal(back.status, 'rolled-back');
       assert.deepEqual(await sub.query('SELECT subenabled FROM pg_subscription', [], db), [{ subenabled: true }]);
