@@ -23,11 +23,19 @@ import {
   type SerializedError,
 } from '../index.js';
 
+/** `file:line:column: path: message`, as validation problems and deprecation notes are printed. */
+export function formatIssue(issue: { readonly position: { readonly file: string; readonly line: number; readonly column: number }; readonly path: string; readonly message: string }): string {
+  return `${issue.position.file}:${issue.position.line}:${issue.position.column}: ${issue.path}: ${issue.message}`;
+}
+
+/** The deprecation notes of a runbook that loaded, one line each, for stderr. */
+export function deprecationLines(runbook: { readonly deprecations: readonly Parameters<typeof formatIssue>[0][] }): string[] {
+  return runbook.deprecations.map((d) => `deprecated: ${formatIssue(d)}`);
+}
+
 export function formatError(error: unknown): string {
   if (error instanceof RunbookValidationError) {
-    const lines = error.issues.map(
-      (i) => `${i.position.file}:${i.position.line}:${i.position.column}: ${i.path}: ${i.message}`,
-    );
+    const lines = error.issues.map(formatIssue);
     return [...lines, `${error.issues.length} problem${error.issues.length === 1 ? '' : 's'} in ${error.file}`].join('\n');
   }
   if (error instanceof StepFailedError) return `step "${error.stepId}" failed (${error.phase}):\n${indent(formatError(error.cause))}`;

@@ -485,7 +485,7 @@ export function slotFindings(slots: readonly Slot[], oldMajor: number, writesFro
       severity: writesFrozen ? 'error' : 'warning',
       objects: behind,
       message: 'pg_upgrade carries only logical slots that have consumed all WAL up to the shutdown',
-      remediation: 'Freeze writes and let every consumer catch up (replication-slots assert-caught-up) before the upgrade.',
+      remediation: 'Freeze writes and let every consumer catch up (a replication-caught-up step) before the upgrade.',
     });
   }
   return out;

@@ -4,7 +4,11 @@
  * invalidation_reason: 17+) are read through to_jsonb, so one query serves
  * every version.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { z } from 'zod';
+import { RefusedError } from '../errors.js';
 import type { Queryable } from '../db/session.js';
+import { globMatcher } from '../runbook/patterns.js';
 
 export interface Slot {
   readonly name: string;
@@ -76,6 +80,17 @@ export interface SlotDefinition {
   readonly reserveWal: boolean;
 }
 
+/** A SlotDefinition as it crosses the journal and saved plans. */
+export const slotDefinitionSchema = z.strictObject({
+  name: z.string(),
+  type: z.enum(['logical', 'physical']),
+  plugin: z.string().nullable(),
+  database: z.string().nullable(),
+  twoPhase: z.boolean(),
+  failover: z.boolean(),
+  reserveWal: z.boolean(),
+});
+
 export function definitionOf(slot: Slot): SlotDefinition {
   return {
     name: slot.name,
@@ -108,22 +123,51 @@ export function createSlotStatement(d: SlotDefinition): { sql: string; params: (
 export const DROP_SLOT_SQL = 'SELECT pg_drop_replication_slot($1) IS NULL AS dropped';
 export const TERMINATE_SQL = 'SELECT pg_terminate_backend($1) AS terminated';
 
-export interface Subscription {
-  readonly name: string;
-  readonly enabled: boolean;
-  readonly slot: string | null;
-  /** The apply worker's pid, when one runs. */
-  readonly workerPid: number | null;
+/** How long a terminated walsender may take to let go of its slot. */
+const RELEASE_TIMEOUT_MS = 30_000;
+
+export const isPattern = (name: string): boolean => /[*?]/.test(name);
+
+/** `1.5 kB`, `5.0 GB`: 1024-based units with one decimal (null stays null). */
+export function formatBytes(bytes: number | null): string | null {
+  if (bytes === null) return null;
+  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
+  let value = bytes;
+  let unit = 0;
+  while (Math.abs(value) >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
 }
 
-/** Subscriptions of the connected database (subconninfo is not read: it may hold a password). */
-export async function readSubscriptions(db: Queryable): Promise<Subscription[]> {
-  const { rows } = await db.query<{ name: string; enabled: boolean; slot: string | null; pid: number | null }>(
-    `SELECT s.subname AS name, s.subenabled AS enabled, s.subslotname AS slot,
-            (SELECT max(w.pid) FROM pg_stat_subscription w WHERE w.subid = s.oid AND w.relid IS NULL) AS pid
-       FROM pg_subscription s
-      WHERE s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-      ORDER BY s.subname`,
-  );
-  return rows.map((r) => ({ name: r.name, enabled: r.enabled, slot: r.slot, workerPid: r.pid }));
+/**
+ * The slots a selection names (names or patterns; none: all), of one type
+ * if given; explicit names that match nothing are returned apart.
+ */
+export function selectSlots(
+  slots: readonly Slot[],
+  selection: { readonly names?: readonly string[] | undefined; readonly type?: 'logical' | 'physical' | undefined },
+): { selected: Slot[]; unmatched: string[] } {
+  const names = selection.names ?? [];
+  const wanted = names.length === 0 ? () => true : globMatcher(names);
+  const selected = slots.filter((s) => wanted(s.name) && (selection.type === undefined || s.type === selection.type));
+  const unmatched = names.filter((n) => !isPattern(n) && !selected.some((s) => s.name === n));
+  return { selected, unmatched };
+}
+
+export async function currentDatabase(db: Queryable): Promise<string> {
+  const { rows } = await db.query<{ db: string }>('SELECT current_database() AS db');
+  return rows[0]?.db ?? '';
+}
+
+/** Waits until no process holds the slot (a terminated walsender takes a moment to exit). */
+export async function waitReleased(db: Queryable, name: string, signal: AbortSignal): Promise<void> {
+  const deadline = Date.now() + RELEASE_TIMEOUT_MS;
+  for (;;) {
+    const slot = (await readSlots(db)).find((s) => s.name === name);
+    if (slot === undefined || !slot.active) return;
+    if (Date.now() > deadline) throw new RefusedError(`slot ${name} is still held by pid ${slot.activePid ?? '?'} after ${RELEASE_TIMEOUT_MS}ms`);
+    await sleep(100, undefined, { signal });
+  }
 }

@@ -76,6 +76,13 @@ export interface KindRules<Schema extends z.ZodObject = z.ZodObject> {
   connections?(config: z.output<Schema>): readonly string[];
   effects(config: z.output<Schema>): Effects;
   /**
+   * The form runbooks wrote before this kind existed (`kind:
+   * replication-slots` with `action: drop`): the loader reads such a step as
+   * this kind, without that key, and says so in a deprecation note, so a
+   * runbook already written keeps working.
+   */
+  readonly replaces?: { readonly kind: string; readonly key: string; readonly value: string };
+  /**
    * Re-running apply after an unknown outcome converges on the same state,
    * whatever the runbook says. Lets `resume --yes` re-run it.
    */

@@ -14,6 +14,7 @@ import { ConnectionSpecError, resolveConnection } from '../db/connections.js';
 import { FileRefusal, checkRegularFile, readRegularFile, valueFileLimit } from '../files.js';
 import { MIN_SECRET_LENGTH, interpolateEnv } from './interpolate.js';
 import { formatPath, SourceMap, type PathKey } from './positions.js';
+import { mapReplacedKinds } from './replaced-kinds.js';
 import {
   oracleConnectionSchema,
   pgbouncerConnectionSchema,
@@ -49,6 +50,12 @@ export interface Runbook {
   readonly secrets: readonly string[];
   /** Problems that do not stop a run (a password file others can read). */
   readonly warnings: readonly string[];
+  /**
+   * Steps written in a form that still works but is deprecated (`kind:
+   * replication-slots` with `action:`), each at its position in the file,
+   * naming the kind it runs as.
+   */
+  readonly deprecations: readonly ValidationIssue[];
 }
 
 
@@ -125,9 +132,9 @@ function parseUnguarded(text: string, file: string, options: LoadOptions, digest
   if (structural.length > 0) throw new RunbookValidationError(file, structural);
 
   const { issues, secrets } = interpolateEnv(doc, env, source);
-  let raw: unknown;
+  let written: unknown;
   try {
-    raw = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+    written = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     throw new RunbookValidationError(file, [
@@ -140,10 +147,19 @@ function parseUnguarded(text: string, file: string, options: LoadOptions, digest
       },
     ]);
   }
-  issues.push(...reservedNames(raw, source));
+  issues.push(...reservedNames(written, source));
+  // Steps in the form of a kind that was split are read as the kind that replaced it.
+  const replaced = mapReplacedKinds(written, Object.values(options.registry), source);
+  const raw = replaced.raw;
+  issues.push(...replaced.issues);
   const parsed = buildRunbookSchema(options.registry).safeParse(raw);
   if (!parsed.success) {
-    issues.push(...parsed.error.issues.flatMap((issue) => describeIssue(issue, raw, source, options.registry)));
+    issues.push(
+      ...parsed.error.issues
+        // An old-form step that maps to no kind is reported once, by the mapping.
+        .filter((issue) => !(issue.path[0] === 'steps' && typeof issue.path[1] === 'number' && replaced.unmapped.has(issue.path[1])))
+        .flatMap((issue) => describeIssue(issue, raw, source, options.registry, replaced.rewritten)),
+    );
   }
   // Whole-file checks run on the tree as written, so they are reported with schema errors, not after them.
   const built: Step[] = [];
@@ -178,6 +194,7 @@ function parseUnguarded(text: string, file: string, options: LoadOptions, digest
     steps,
     secrets: [...new Set(secrets)],
     warnings,
+    deprecations: replaced.deprecations,
   };
 }
 
@@ -389,6 +406,8 @@ function describeIssue(
   raw: unknown,
   source: SourceMap,
   registry: KindRulesRegistry,
+  /** Steps read as another kind than written (index -> the form written), for messages. */
+  rewritten: ReadonlyMap<number, string>,
 ): ValidationIssue[] {
   const at = issue.path.filter((k): k is PathKey => typeof k !== 'symbol');
   // Steps are named by id wherever the id is known: "step \"copy\": ...".
@@ -399,10 +418,18 @@ function describeIssue(
     return value !== null && typeof value === 'object' ? (value as Record<string, unknown>) : undefined;
   };
   if (issue.code === 'unrecognized_keys') {
+    const form = at.length === 2 && typeof at[1] === 'number' ? rewritten.get(at[1]) : undefined;
+    const known = knownKeysAt(at, stepAt(), registry);
+    // A key the old form took for another action: say which kind the step runs as, and what that kind takes.
+    const kind = stepAt()?.['kind'];
+    const why =
+      form === undefined
+        ? ''
+        : ` (${form} runs as kind: ${String(kind)}, which takes: ${known.filter((k) => !BASE_KEYS.has(k)).join(', ') || 'no fields of its own'})`;
     return issue.keys.map((key) => ({
       position: source.keyAt(at, key),
       path: formatPath([...at, key]),
-      message: `${named}unknown key "${key}"${suggest(key, knownKeysAt(at, stepAt(), registry))}`,
+      message: `${named}unknown key "${key}"${suggest(key, known)}${why}`,
     }));
   }
   // zod reports a bad discriminator at steps[i].kind (or at steps[i] in older releases).

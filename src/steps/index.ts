@@ -12,13 +12,38 @@ import { freezeWritesStep } from './freeze-writes.js';
 import { patroniStep } from './patroni.js';
 import { pgbouncerStep } from './pgbouncer.js';
 import { planCheckStep } from './plan-check.js';
-import { replicationSlotsStep } from './replication-slots.js';
+import { replicationCaughtUpStep } from './replication-caught-up.js';
+import { slotCreateStep } from './slot-create.js';
+import { slotDropStep } from './slot-drop.js';
+import { slotsInventoryStep } from './slots-inventory.js';
+import { subscriptionDetachStep } from './subscription-detach.js';
+import { subscriptionsDisableStep } from './subscriptions-disable.js';
+import { subscriptionsEnableStep } from './subscriptions-enable.js';
 import { sequenceResetStep } from './sequence-reset.js';
 import { upgradePrecheckStep } from './upgrade-precheck.js';
 import { sqlStep } from './sql.js';
 import { waitStep } from './wait.js';
 
-export type StepKind = 'sql' | 'shell' | 'confirm' | 'wait' | 'sequence-reset' | 'replication-slots' | 'freeze-writes' | 'compare' | 'analyze' | 'upgrade-precheck' | 'pgbouncer' | 'patroni' | 'plan-check';
+export type StepKind =
+  | 'sql'
+  | 'shell'
+  | 'confirm'
+  | 'wait'
+  | 'sequence-reset'
+  | 'slots-inventory'
+  | 'replication-caught-up'
+  | 'slot-drop'
+  | 'slot-create'
+  | 'subscriptions-disable'
+  | 'subscriptions-enable'
+  | 'subscription-detach'
+  | 'freeze-writes'
+  | 'compare'
+  | 'analyze'
+  | 'upgrade-precheck'
+  | 'pgbouncer'
+  | 'patroni'
+  | 'plan-check';
 
 // Each definition keeps its own config type; the table is checked against the
 // contract, so a kind named in StepKind without a definition does not compile.
@@ -28,7 +53,13 @@ export const stepKinds = {
   confirm: confirmStep,
   wait: waitStep,
   'sequence-reset': sequenceResetStep,
-  'replication-slots': replicationSlotsStep,
+  'slots-inventory': slotsInventoryStep,
+  'replication-caught-up': replicationCaughtUpStep,
+  'slot-drop': slotDropStep,
+  'slot-create': slotCreateStep,
+  'subscriptions-disable': subscriptionsDisableStep,
+  'subscriptions-enable': subscriptionsEnableStep,
+  'subscription-detach': subscriptionDetachStep,
   'freeze-writes': freezeWritesStep,
   compare: compareStep,
   analyze: analyzeStep,

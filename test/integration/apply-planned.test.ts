@@ -14,6 +14,10 @@ import type { Queryable } from '../../src/db/session.js';
 import { sqlStep } from '../../src/steps/sql.js';
 import { sequenceResetStep } from '../../src/steps/sequence-reset.js';
 import { freezeWritesStep } from '../../src/steps/freeze-writes.js';
+import { slotCreateStep } from '../../src/steps/slot-create.js';
+import { slotDropStep } from '../../src/steps/slot-drop.js';
+import { subscriptionsEnableStep } from '../../src/steps/subscriptions-enable.js';
+import { subscriptionDetachStep } from '../../src/steps/subscription-detach.js';
 import { startPostgres, type TestServer } from '../helpers/pg.js';
 
 /** A session that records every statement sent through it. */
@@ -37,7 +41,7 @@ function recording(client: pg.Client, log: string[]): Queryable {
 }
 
 /** What a kind may use here: one session; anything else is a test failure. */
-function contextOn<Before>(db: Queryable, recorded: Before[]): ApplyContext<Before> {
+function contextOn<Before>(db: Queryable, recorded: Before[], tx?: Queryable): ApplyContext<Before> {
   const unused = (): never => {
     throw new Error('not used by this test');
   };
@@ -54,7 +58,7 @@ function contextOn<Before>(db: Queryable, recorded: Before[]): ApplyContext<Befo
     connectionEnv: () => ({}),
     commands: unused,
     progress: () => {},
-    tx: undefined,
+    tx,
     confirm: async () => true,
     recordBefore: (before) => recorded.push(before),
     priorBefore: undefined,
@@ -139,5 +143,85 @@ describe('apply executes exactly the planned payload (PostgreSQL 18)', () => {
     assert.deepEqual(writes, plan.actions.map((a) => (a.type === 'sql' ? a.sql : a.type)));
     assert.deepEqual(recorded, [{ settings: plan.planned.settings, logins: [], probe: null }]);
     await client.query('ALTER ROLE ap_a IN DATABASE ap RESET ALL; ALTER ROLE ap_b IN DATABASE ap RESET ALL');
+  });
+
+  const slotNames = async () => (await client.query<{ name: string }>("SELECT slot_name AS name FROM pg_replication_slots WHERE slot_name LIKE 'ap\\_%' ORDER BY 1")).rows.map((r) => r.name);
+  const writesOf = (log: readonly string[]) => log.filter((sql) => /pg_create_|pg_drop_|^ALTER|^DROP/.test(sql));
+  const sqlOf = (actions: readonly { readonly type: string; readonly sql?: string }[]) => actions.map((a) => a.sql ?? a.type);
+
+  it('slot-create: creates the slots of the payload and no other; one created since the plan is refused before any write', async () => {
+    const step = stepOf('slot-create', slotCreateStep.config.parse({ slots: ['ap_a', 'ap_b'], type: 'physical' }));
+    const plan = await slotCreateStep.plan(contextOn(recording(client, []), []), step);
+    assert.deepEqual(plan.planned.slots.map((d) => d.name), ['ap_a', 'ap_b']);
+    const log: string[] = [];
+    const recorded: BeforeOf<typeof slotCreateStep>[] = [];
+    await slotCreateStep.apply(contextOn(recording(client, log), recorded), step, { slots: plan.planned.slots.filter((d) => d.name === 'ap_b') });
+    assert.deepEqual(writesOf(log), [sqlOf(plan.actions)[1]]);
+    assert.deepEqual(recorded, [{ created: ['ap_b'] }]);
+    assert.deepEqual(await slotNames(), ['ap_b']);
+
+    const refusedLog: string[] = [];
+    await assert.rejects(slotCreateStep.apply(contextOn(recording(client, refusedLog), []), step, plan.planned), (error: unknown) => {
+      assert.ok(error instanceof PlanDriftError);
+      assert.match(error.message, /\n {2}ap_b: \(none\) -> exists$/);
+      return true;
+    });
+    assert.deepEqual(writesOf(refusedLog), [], 'nothing but reads before the refusal');
+    assert.deepEqual(await slotNames(), ['ap_b']);
+    await client.query("SELECT pg_drop_replication_slot('ap_b')");
+  });
+
+  it('slot-drop: drops the slots of the payload and no other, though the pattern selects more', async () => {
+    await client.query("SELECT pg_create_physical_replication_slot('ap_x'), pg_create_physical_replication_slot('ap_y')");
+    const step = stepOf('slot-drop', slotDropStep.config.parse({ slots: ['ap_*'], type: 'physical' }));
+    const plan = await slotDropStep.plan(contextOn(recording(client, []), []), step);
+    assert.deepEqual(plan.planned.slots.map((d) => d.name), ['ap_x', 'ap_y']);
+    const only = { ...plan.planned, slots: plan.planned.slots.filter((d) => d.name === 'ap_y') };
+    const log: string[] = [];
+    const recorded: BeforeOf<typeof slotDropStep>[] = [];
+    await slotDropStep.apply(contextOn(recording(client, log), recorded), step, only);
+    assert.deepEqual(writesOf(log), [sqlOf(plan.actions)[1]]);
+    assert.deepEqual(recorded, [{ slots: only.slots }]);
+    assert.deepEqual(await slotNames(), ['ap_x']);
+    await client.query("SELECT pg_drop_replication_slot('ap_x')");
+  });
+
+  it('subscriptions-enable: the statements sent are the planned ones, in its transaction; a stale payload is refused before any write', async () => {
+    // Subscriptions that never connected: created disabled, nothing on the other side is needed.
+    for (const name of ['ap_s1', 'ap_s2']) {
+      await client.query(`CREATE SUBSCRIPTION ${name} CONNECTION 'host=127.0.0.1 dbname=none' PUBLICATION p WITH (connect = false)`);
+    }
+    const step = stepOf('subscriptions-enable', subscriptionsEnableStep.config.parse({}));
+    const plan = await subscriptionsEnableStep.plan(contextOn(recording(client, []), []), step);
+    assert.deepEqual(plan.planned, { subscriptions: [{ name: 'ap_s1', enabled: false }, { name: 'ap_s2', enabled: false }] });
+
+    const refusedLog: string[] = [];
+    const stale = { subscriptions: plan.planned.subscriptions.slice(0, 1) };
+    await assert.rejects(subscriptionsEnableStep.apply(contextOn(recording(client, []), [], recording(client, refusedLog)), step, stale), (error: unknown) => {
+      assert.ok(error instanceof PlanDriftError);
+      assert.match(error.message, /subscriptions\[1\]\.name: \(none\) -> "ap_s2"/);
+      return true;
+    });
+    assert.deepEqual(writesOf(refusedLog), []);
+
+    const log: string[] = [];
+    await client.query('BEGIN');
+    const outcome = await subscriptionsEnableStep.apply(contextOn(recording(client, []), [], recording(client, log)), step, plan.planned);
+    // Enabling a subscription that cannot connect is fine in the catalog; roll the transaction back so no worker starts.
+    await client.query('ROLLBACK');
+    assert.deepEqual(writesOf(log), sqlOf(plan.actions));
+    assert.deepEqual(outcome.before, plan.planned);
+  });
+
+  it('subscription-detach: detaches what the payload names, with the planned statements, and touches no publisher it does not name', async () => {
+    const step = stepOf('subscription-detach', subscriptionDetachStep.config.parse({ subscriptions: ['ap_s1', 'ap_s2'] }));
+    const plan = await subscriptionDetachStep.plan(contextOn(recording(client, []), []), step);
+    assert.deepEqual(plan.planned, { subscriptions: [{ name: 'ap_s1', slot: 'ap_s1' }, { name: 'ap_s2', slot: 'ap_s2' }], publisher: null });
+    const log: string[] = [];
+    const recorded: BeforeOf<typeof subscriptionDetachStep>[] = [];
+    await subscriptionDetachStep.apply(contextOn(recording(client, log), recorded), step, plan.planned);
+    assert.deepEqual(writesOf(log), sqlOf(plan.actions));
+    assert.deepEqual(recorded, [{ subscriptions: plan.planned.subscriptions }]);
+    assert.deepEqual((await client.query("SELECT subname FROM pg_subscription WHERE subname LIKE 'ap\\_%'")).rows, []);
   });
 });

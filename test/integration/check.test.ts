@@ -47,9 +47,8 @@ connections:
     url: postgres://limited@127.0.0.1:${server.port}/postgres
 steps:
   - id: slot
-    kind: replication-slots
+    kind: slot-create
     connection: db
-    action: create
     type: logical
     slots: [cutover_test]
   - id: freeze
@@ -164,7 +163,7 @@ steps:
     assert.equal(result.code, 2, result.stdout + result.stderr);
     assert.match(result.stderr, /^Connections:/);
     assert.match(result.stderr, /tool\s+shell\s+error\s+program no-such-program-cutover-test\s+no-such-program-cutover-test is not found on PATH\s+install it, or give its full path/);
-    assert.doesNotMatch(result.stderr, /\bslot\s+replication-slots/, '--only limits the checked steps too');
+    assert.doesNotMatch(result.stderr, /\bslot\s+slot-create/, '--only limits the checked steps too');
     assert.match(result.stdout, /run \S+: planned/);
   });
 });

@@ -3,7 +3,7 @@
  * kind whose payload comes from the database, a plan is saved, the state
  * that kind reads changes, and `run --plan` stops with the difference before
  * writing anything. (sequence-reset: test/integration/review.test.ts;
- * compare, upgrade-precheck, wait, inventory and assert-caught-up plan no
+ * compare, upgrade-precheck, wait, slots-inventory and replication-caught-up plan no
  * payload from the database: apply executes nothing they read.)
  */
 import assert from 'node:assert/strict';
@@ -81,8 +81,8 @@ describe('run --plan stops where the planned payload drifted (PostgreSQL 18)', (
     assert.deepEqual(await server.query("SELECT count(*)::int AS n FROM pg_stats WHERE tablename = 't2'", [], s.db), [{ n: 0 }], 't2 was not analyzed');
   });
 
-  it('replication-slots create: a slot created by someone else since the plan stops the run; none is created', async () => {
-    const s = await scenario('    kind: replication-slots\n    action: create\n    type: logical\n    slots: [dc_a, dc_b]\n');
+  it('slot-create: a slot created by someone else since the plan stops the run; none is created', async () => {
+    const s = await scenario('    kind: slot-create\n    type: logical\n    slots: [dc_a, dc_b]\n');
     await s.save();
     await server.query("SELECT pg_create_logical_replication_slot('dc_b', 'pgoutput')", [], s.db);
     const result = await s.run();
@@ -93,8 +93,8 @@ describe('run --plan stops where the planned payload drifted (PostgreSQL 18)', (
     await server.query("SELECT pg_drop_replication_slot('dc_b')");
   });
 
-  it('replication-slots drop: a slot recreated with other options since the plan stops the run; it is not dropped', async () => {
-    const s = await scenario('    kind: replication-slots\n    action: drop\n    type: physical\n    slots: [dd_a]\n');
+  it('slot-drop: a slot recreated with other options since the plan stops the run; it is not dropped', async () => {
+    const s = await scenario('    kind: slot-drop\n    type: physical\n    slots: [dd_a]\n');
     await server.query("SELECT pg_create_physical_replication_slot('dd_a', false)");
     await s.save();
     await server.query("SELECT pg_drop_replication_slot('dd_a'); SELECT pg_create_physical_replication_slot('dd_a', true)");
@@ -108,8 +108,8 @@ describe('run --plan stops where the planned payload drifted (PostgreSQL 18)', (
     await server.query("SELECT pg_drop_replication_slot('dd_a')");
   });
 
-  it('replication-slots enable-subscriptions: a subscription added since the plan stops the run; none is enabled', async () => {
-    const s = await scenario('    kind: replication-slots\n    action: enable-subscriptions\n');
+  it('subscriptions-enable: a subscription added since the plan stops the run; none is enabled', async () => {
+    const s = await scenario('    kind: subscriptions-enable\n');
     // Subscriptions that never connected: nothing on the other side is needed to plan them.
     const sub = (name: string) => `CREATE SUBSCRIPTION ${name} CONNECTION 'host=127.0.0.1 dbname=none' PUBLICATION p WITH (connect = false)`;
     await server.query(sub('se_a'), [], s.db);
@@ -125,8 +125,32 @@ describe('run --plan stops where the planned payload drifted (PostgreSQL 18)', (
     ]);
   });
 
-  it('replication-slots detach-subscription: a subscription whose slot changed since the plan stops the run; it is not dropped', async () => {
-    const s = await scenario('    kind: replication-slots\n    action: detach-subscription\n    subscriptions: [sd_a]\n');
+  it('subscriptions-disable: a subscription disabled by someone else since the plan stops the run; none is disabled', async () => {
+    const s = await scenario('    kind: subscriptions-disable\n');
+    // Subscriptions that never connected, enabled: their workers retry a connection that fails, which is all this needs.
+    for (const name of ['sx_a', 'sx_b']) {
+      await server.query(`CREATE SUBSCRIPTION ${name} CONNECTION 'host=127.0.0.1 port=1 dbname=none' PUBLICATION p WITH (connect = false)`, [], s.db);
+      await server.query(`ALTER SUBSCRIPTION ${name} ENABLE`, [], s.db);
+    }
+    await s.save();
+    await server.query('ALTER SUBSCRIPTION sx_a DISABLE', [], s.db);
+    const result = await s.run();
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(result.stderr, DRIFT);
+    assert.match(result.stderr, /planned\.subscriptions\[0\]\.name: "sx_a" -> "sx_b"/);
+    assert.deepEqual(await server.query('SELECT subname, subenabled FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database()) ORDER BY 1', [], s.db), [
+      { subname: 'sx_a', subenabled: false },
+      { subname: 'sx_b', subenabled: true },
+    ]);
+    for (const name of ['sx_a', 'sx_b']) {
+      await server.query(`ALTER SUBSCRIPTION ${name} DISABLE`, [], s.db);
+      await server.query(`ALTER SUBSCRIPTION ${name} SET (slot_name = NONE)`, [], s.db);
+      await server.query(`DROP SUBSCRIPTION ${name}`, [], s.db);
+    }
+  });
+
+  it('subscription-detach: a subscription whose slot changed since the plan stops the run; it is not dropped', async () => {
+    const s = await scenario('    kind: subscription-detach\n    subscriptions: [sd_a]\n');
     await server.query("CREATE SUBSCRIPTION sd_a CONNECTION 'host=127.0.0.1 dbname=none' PUBLICATION p WITH (connect = false, slot_name = 'sd_slot')", [], s.db);
     await s.save();
     await server.query('ALTER SUBSCRIPTION sd_a SET (slot_name = NONE)', [], s.db);

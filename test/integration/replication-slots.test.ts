@@ -1,5 +1,7 @@
 /**
- * replication-slots on real logical replication: two PostgreSQL servers per
+ * The replication kinds (slots-inventory, replication-caught-up, slot-drop,
+ * slot-create, subscriptions-disable/-enable, subscription-detach) on real
+ * logical replication: two PostgreSQL servers per
  * version (wal_level=logical), a publication, a subscription, rows flowing.
  * Every test ends by checking the exact set of slots on the publisher, so no
  * step leaves a slot the runbook did not ask for.
@@ -12,6 +14,7 @@ import {
   RunbookValidationError,
   parseRunbook,
   planRunbook,
+  previewRollback,
   registry,
   rollbackRun,
   runRunbook,
@@ -19,16 +22,24 @@ import {
   type RunResult,
 } from '../../src/index.js';
 import { startPostgres, VERSIONS, type TestServer } from '../helpers/pg.js';
-import { tempDir } from '../helpers/cli.js';
+import { cutover, tempDir } from '../helpers/cli.js';
 import { until } from '../helpers/wait.js';
 
 const LOGICAL = { wal_level: 'logical', max_replication_slots: '20', max_wal_senders: '20' };
+
+/** What `rollback --dry-run` shows for each step of a run: statement and parameters, newest step first. */
+const previewOf = async (runId: string, stateDir: string) =>
+  (await previewRollback(runId, { registry, stateDir })).steps.map((s) => ({
+    id: s.id,
+    actions: (s.plan?.actions ?? []).map((a) => (a.type === 'sql' ? [a.sql, ...(a.params ?? [])] : [a.type])),
+    notes: s.plan?.notes ?? [],
+  }));
 
 const rowsOf = (result: RunResult, index = 0) =>
   (result.steps[index]?.plan?.tables?.[0]?.rows ?? []) as unknown as Record<string, unknown>[];
 
 for (const version of VERSIONS) {
-  describe(`replication-slots on PostgreSQL ${version}`, () => {
+  describe(`replication kinds on PostgreSQL ${version}`, () => {
     let pub: TestServer;
     let sub: TestServer;
     let n = 0;
@@ -94,10 +105,10 @@ ${steps}`;
       await Promise.all([pub.stop(), sub.stop()]);
     });
 
-    it('inventory lists the slot with plugin, activity and lag, and flags an inactive one', async () => {
+    it('slots-inventory lists the slot with plugin, activity and lag, and flags an inactive one', async () => {
       await pair();
       await pub.query("SELECT pg_create_physical_replication_slot('spare', true)");
-      const { runbook, dir } = load('  - id: look\n    kind: replication-slots\n    connection: pub\n    action: inventory\n    retainedWarning: 1kB\n');
+      const { runbook, dir } = load('  - id: look\n    kind: slots-inventory\n    connection: pub\n    retainedWarning: 1kB\n');
       const result = await planRunbook(runbook, { registry, stateDir: dir });
       assert.equal(result.status, 'planned');
       const rows = rowsOf(result);
@@ -113,12 +124,12 @@ ${steps}`;
       assert.deepEqual(await slotNames(), [`s_${db}`, 'spare']);
     });
 
-    it('assert-caught-up waits while changes are still on their way and passes once they arrived', async () => {
+    it('replication-caught-up waits while changes are still on their way and passes once they arrived', async () => {
       await pair();
       await stopSubscriber();
       await pub.query(`INSERT INTO t SELECT g, 'y' FROM generate_series(11, 2000) g`, [], db);
       const { runbook, dir } = load(
-        `  - id: caught-up\n    kind: replication-slots\n    connection: pub\n    action: assert-caught-up\n    slots: [s_${db}]\n    timeout: 60s\n`,
+        `  - id: caught-up\n    kind: replication-caught-up\n    connection: pub\n    slots: [s_${db}]\n    timeout: 60s\n`,
       );
       const progress: string[] = [];
       const running = runRunbook(runbook, {
@@ -135,12 +146,12 @@ ${steps}`;
       assert.deepEqual(await slotNames(), [`s_${db}`]);
     });
 
-    it('assert-caught-up fails on timeout naming the slot when the subscriber is stopped', async () => {
+    it('replication-caught-up fails on timeout naming the slot when the subscriber is stopped', async () => {
       await pair();
       await stopSubscriber();
       await pub.query(`INSERT INTO t VALUES (100, 'late')`, [], db);
       const { runbook, dir } = load(
-        `  - id: caught-up\n    kind: replication-slots\n    connection: pub\n    action: assert-caught-up\n    timeout: 2s\n    interval: 200ms\n`,
+        `  - id: caught-up\n    kind: replication-caught-up\n    connection: pub\n    timeout: 2s\n    interval: 200ms\n`,
       );
       const result = await runRunbook(runbook, { registry, stateDir: dir });
       assert.equal(result.status, 'rolled-back');
@@ -149,9 +160,9 @@ ${steps}`;
       assert.deepEqual(await slotNames(), [`s_${db}`]);
     });
 
-    it('assert-caught-up on standbys names a standby that is not connected', async () => {
+    it('replication-caught-up on standbys names a standby that is not connected', async () => {
       await pair();
-      const { runbook, dir } = load('  - id: standbys\n    kind: replication-slots\n    connection: pub\n    action: assert-caught-up\n    standbys: [replica1]\n');
+      const { runbook, dir } = load('  - id: standbys\n    kind: replication-caught-up\n    connection: pub\n    standbys: [replica1]\n');
       const result = await planRunbook(runbook, { registry, stateDir: dir });
       assert.equal(result.steps[0]?.error?.message, 'plan blocked:\n  - no standby named replica1');
       assert.deepEqual(await slotNames(), [`s_${db}`]);
@@ -160,7 +171,7 @@ ${steps}`;
     it('a logical slot drop without acceptPositionLoss is rejected at validation', () => {
       db = '';
       assert.throws(
-        () => load('  - id: drop\n    kind: replication-slots\n    connection: pub\n    action: drop\n    slots: [s_x]\n'),
+        () => load('  - id: drop\n    kind: slot-drop\n    connection: pub\n    slots: [s_x]\n'),
         (error: unknown) =>
           error instanceof RunbookValidationError &&
           error.issues.length === 1 &&
@@ -170,17 +181,17 @@ ${steps}`;
       );
     });
 
-    it('drop refuses an active slot, terminates its walsender with terminate: true, and rollback recreates it', async () => {
+    it('slot-drop refuses an active slot, terminates its walsender with terminate: true, and rollback recreates it', async () => {
       await pair();
       const slot = `s_${db}`;
-      const refused = load(`  - id: drop\n    kind: replication-slots\n    connection: pub\n    action: drop\n    slots: [${slot}]\n    acceptPositionLoss: true\n`);
+      const refused = load(`  - id: drop\n    kind: slot-drop\n    connection: pub\n    slots: [${slot}]\n    acceptPositionLoss: true\n`);
       const blocked = await runRunbook(refused.runbook, { registry, stateDir: refused.dir });
       assert.equal(blocked.steps[0]?.error?.name, 'PlanBlockedError');
       assert.match(blocked.steps[0]?.error?.message ?? '', new RegExp(`${slot} is active \\(pid \\d+\\); set terminate: true`));
       assert.deepEqual(await slotNames(), [slot]);
 
       const forced = load(
-        `  - id: drop\n    kind: replication-slots\n    connection: pub\n    action: drop\n    slots: [${slot}]\n    acceptPositionLoss: true\n    terminate: true\n`,
+        `  - id: drop\n    kind: slot-drop\n    connection: pub\n    slots: [${slot}]\n    acceptPositionLoss: true\n    terminate: true\n`,
       );
       const planned = await planRunbook(forced.runbook, { registry, stateDir: forced.dir });
       assert.match(planned.steps[0]?.plan?.notes?.[0] ?? '', /^position loss \(accepted by acceptPositionLoss\): rollback recreates s_r\d+ /);
@@ -189,6 +200,14 @@ ${steps}`;
       assert.equal(dropped.status, 'succeeded', JSON.stringify(dropped.steps));
       assert.deepEqual(await slotNames(), []);
 
+      assert.deepEqual(await previewOf(dropped.runId, forced.dir), [
+        {
+          id: 'drop',
+          actions: [['SELECT pg_create_logical_replication_slot(slot_name => $1, plugin => $2, twophase => $3) IS NOT NULL AS created', slot, 'pgoutput', false]],
+          notes: [`${slot}: recreated at the WAL position of the rollback, not where dropped`],
+        },
+      ]);
+      assert.deepEqual(await slotNames(), [], 'the preview changed nothing');
       const back = await rollbackRun(dropped.runId, { registry, stateDir: forced.dir });
       assert.equal(back.status, 'rolled-back');
       assert.deepEqual(
@@ -201,18 +220,16 @@ ${steps}`;
       assert.deepEqual(await slotNames(), [slot]);
     });
 
-    it('create makes physical and logical slots; rollback drops exactly those', async () => {
+    it('slot-create makes physical and logical slots; rollback drops exactly those', async () => {
       await pair();
       const { runbook, dir } = load(`  - id: fallback
-    kind: replication-slots
+    kind: slot-create
     connection: pub
-    action: create
     type: logical
     slots: [fallback_l]
   - id: standby
-    kind: replication-slots
+    kind: slot-create
     connection: pub
-    action: create
     type: physical
     slots: [fallback_p]
 `);
@@ -226,14 +243,19 @@ ${steps}`;
           { slot_name: `s_${db}`, slot_type: 'logical', plugin: 'pgoutput' },
         ],
       );
+      const drop = 'SELECT pg_drop_replication_slot($1) IS NULL AS dropped';
+      assert.deepEqual(await previewOf(result.runId, dir), [
+        { id: 'standby', actions: [[drop, 'fallback_p']], notes: [] },
+        { id: 'fallback', actions: [[drop, 'fallback_l']], notes: [] },
+      ]);
       const back = await rollbackRun(result.runId, { registry, stateDir: dir });
       assert.equal(back.status, 'rolled-back');
       assert.deepEqual(await slotNames(), [`s_${db}`]);
     });
 
-    it('disable-subscriptions stops the apply worker; rollback enables it again; enable round-trips too', async () => {
+    it('subscriptions-disable stops the apply worker; rollback enables it again; enable round-trips too', async () => {
       await pair();
-      const { runbook, dir } = load('  - id: off\n    kind: replication-slots\n    connection: sub\n    action: disable-subscriptions\n');
+      const { runbook, dir } = load('  - id: off\n    kind: subscriptions-disable\n    connection: sub\n');
       const off = await runRunbook(runbook, { registry, stateDir: dir });
       assert.equal(off.status, 'succeeded', JSON.stringify(off.steps));
       assert.deepEqual(await sub.query('SELECT subenabled FROM pg_subscription', [], db), [{ subenabled: false }]);
@@ -242,13 +264,14 @@ ${steps}`;
       await pub.query(`INSERT INTO t VALUES (200, 'held back')`, [], db);
       assert.equal(await count(sub), 10, 'nothing is applied while disabled');
 
+      assert.deepEqual(await previewOf(off.runId, dir), [{ id: 'off', actions: [[`ALTER SUBSCRIPTION "s_${db}" ENABLE`]], notes: [] }]);
       const back = await rollbackRun(off.runId, { registry, stateDir: dir });
       assert.equal(back.status, 'rolled-back');
       assert.deepEqual(await sub.query('SELECT subenabled FROM pg_subscription', [], db), [{ subenabled: true }]);
       await until('the held-back row', async () => (await count(sub)) === 11);
 
       await sub.query(`ALTER SUBSCRIPTION s_${db} DISABLE`, [], db);
-      const enable = load(`  - id: on\n    kind: replication-slots\n    connection: sub\n    action: enable-subscriptions\n    subscriptions: [s_${db}]\n`);
+      const enable = load(`  - id: on\n    kind: subscriptions-enable\n    connection: sub\n    subscriptions: [s_${db}]\n`);
       const on = await runRunbook(enable.runbook, { registry, stateDir: enable.dir });
       assert.equal(on.status, 'succeeded');
       assert.deepEqual(await sub.query('SELECT subenabled FROM pg_subscription', [], db), [{ subenabled: true }]);
@@ -258,12 +281,11 @@ ${steps}`;
       assert.deepEqual(await slotNames(), [`s_${db}`]);
     });
 
-    it('detach-subscription with dropRemoteSlot leaves no subscription and no slot behind', async () => {
+    it('subscription-detach with dropRemoteSlot leaves no subscription and no slot behind', async () => {
       await pair();
       const { runbook, dir } = load(`  - id: detach
-    kind: replication-slots
+    kind: subscription-detach
     connection: sub
-    action: detach-subscription
     subscriptions: [s_${db}]
     dropRemoteSlot: true
     publisher: pub
@@ -282,6 +304,60 @@ ${steps}`;
       assert.equal(result.status, 'succeeded', JSON.stringify(result.steps));
       assert.deepEqual(await sub.query('SELECT subname FROM pg_subscription'), []);
       assert.deepEqual(await slotNames(), []);
+    });
+
+    it('a runbook in the old form (kind: replication-slots, action:) still validates, plans, runs and rolls back, saying which kind to write', async () => {
+      await pair();
+      const dir = tempDir();
+      const lines = [
+        'version: 1',
+        'name: old form',
+        'connections:',
+        `  pub: { kind: postgres, url: "${pub.urlFor(db)}" }`,
+        `  sub: { kind: postgres, url: "${sub.urlFor(db)}" }`,
+        'steps:',
+        '  - id: off',
+        '    kind: replication-slots',
+        '    connection: sub',
+        '    action: disable-subscriptions',
+        '  - id: spare',
+        '    kind: replication-slots',
+        '    connection: pub',
+        '    action: create',
+        '    type: physical',
+        '    slots: [spare_old_form]',
+      ];
+      const file = path.join(dir, 'old-form.yaml');
+      writeFileSync(file, `${lines.join('\n')}\n`);
+      const note = (line: number, id: string, action: string, kind: string) =>
+        `deprecated: ${file}:${line}:11: steps[${id === 'off' ? 0 : 1}].kind: step "${id}": kind: replication-slots with action: ${action} is deprecated and runs as kind: ${kind}; write "kind: ${kind}" without "action"`;
+      const expected = [note(8, 'off', 'disable-subscriptions', 'subscriptions-disable'), note(12, 'spare', 'create', 'slot-create')];
+
+      const validated = await cutover(['validate', file]);
+      assert.equal(validated.code, 0, validated.stderr);
+      assert.deepEqual(validated.stderr.trim().split('\n'), expected);
+      assert.match(validated.stdout, /2 step\(s\): off \[subscriptions-disable\], spare \[slot-create\]/);
+      const json = JSON.parse((await cutover(['validate', file, '--json'])).stdout) as { deprecations: { line: number; column: number; path: string }[] };
+      assert.deepEqual(json.deprecations.map((d) => [d.line, d.column, d.path]), [[8, 11, 'steps[0].kind'], [12, 11, 'steps[1].kind']]);
+
+      const state = path.join(dir, 'state');
+      const planned = await cutover(['plan', file, '--state-dir', state]);
+      assert.equal(planned.code, 0, planned.stderr);
+      assert.deepEqual(planned.stderr.split('\n').slice(0, 2), expected, 'the notes come first, before the check table');
+
+      const checked = await cutover(['check', file]);
+      assert.equal(checked.code, 0, checked.stderr);
+      assert.deepEqual(checked.stderr.trim().split('\n'), expected);
+
+      const ran = await cutover(['run', file, '--yes', '--state-dir', state]);
+      assert.equal(ran.code, 0, ran.stderr);
+      assert.deepEqual(ran.stderr.split('\n').slice(0, 2), expected);
+      assert.deepEqual(await sub.query('SELECT subenabled FROM pg_subscription', [], db), [{ subenabled: false }]);
+      assert.deepEqual(await slotNames(), [`s_${db}`, 'spare_old_form']);
+      const undone = await cutover(['rollback', '--last', '--yes', '--state-dir', state]);
+      assert.equal(undone.code, 0, undone.stderr);
+      assert.deepEqual(await sub.query('SELECT subenabled FROM pg_subscription', [], db), [{ subenabled: true }]);
+      assert.deepEqual(await slotNames(), [`s_${db}`]);
     });
   });
 }

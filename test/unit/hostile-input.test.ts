@@ -93,11 +93,11 @@ describe('hostile input: values', () => {
 
   it('sizes and integers past what JavaScript or PostgreSQL hold exactly', () => {
     const issues = issuesOf(
-      `${head()}  - id: slots\n    kind: replication-slots\n    connection: db\n    action: inventory\n    retainedWarning: 999999999999999TB\n  - id: seq\n    kind: sequence-reset\n    connection: db\n    from: data\n    margin: 100000000000000000000\n  - id: seq2\n    kind: sequence-reset\n    connection: db\n    from: data\n    margin: "9223372036854775808"\n`,
+      `${head()}  - id: slots\n    kind: slots-inventory\n    connection: db\n    retainedWarning: 999999999999999TB\n  - id: seq\n    kind: sequence-reset\n    connection: db\n    from: data\n    margin: 100000000000000000000\n  - id: seq2\n    kind: sequence-reset\n    connection: db\n    from: data\n    margin: "9223372036854775808"\n`,
     );
-    one(issues, { line: 12, path: 'steps[0].retainedWarning' }, /999999999999999TB is more than 9007199254740991 bytes/);
-    one(issues, { line: 17, path: 'steps[1].margin' }, /at most 9007199254740991 as a number; quote larger values/);
-    one(issues, { line: 22, path: 'steps[2].margin' }, /at most 9223372036854775807 \(the largest bigint\)/);
+    one(issues, { line: 11, path: 'steps[0].retainedWarning' }, /999999999999999TB is more than 9007199254740991 bytes/);
+    one(issues, { line: 16, path: 'steps[1].margin' }, /at most 9007199254740991 as a number; quote larger values/);
+    one(issues, { line: 21, path: 'steps[2].margin' }, /at most 9223372036854775807 \(the largest bigint\)/);
   });
 
   it('a URL password with a bad percent-encoding (%zz), never echoing it', () => {

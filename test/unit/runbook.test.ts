@@ -99,7 +99,8 @@ function rejects(cases: readonly RejectCase[]): void {
   }
 }
 
-const KINDS = 'sql, shell, confirm, wait, sequence-reset, replication-slots, freeze-writes, compare, analyze, upgrade-precheck, pgbouncer, patroni, plan-check';
+const KINDS =
+  'sql, shell, confirm, wait, sequence-reset, slots-inventory, replication-caught-up, slot-drop, slot-create, subscriptions-disable, subscriptions-enable, subscription-detach, freeze-writes, compare, analyze, upgrade-precheck, pgbouncer, patroni, plan-check';
 const RETRIES_NEED_IDEMPOTENT =
   'step "a": retries on a step with side effects outside a transaction needs "idempotent: true" (a retry would run it twice)';
 

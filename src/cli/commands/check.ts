@@ -7,6 +7,7 @@ import type { CommandModule } from 'yargs';
 import { loadRunbook, preflight, registry, type PreflightResult } from '../../index.js';
 import { ExitCode } from '../exit-codes.js';
 import { io } from '../io.js';
+import { deprecationLines } from '../format-error.js';
 import { withJson } from '../options.js';
 import { table } from '../table.js';
 
@@ -49,6 +50,7 @@ export const checkCommand: CommandModule<object, { runbook: string; json: boolea
   handler: async (args) => {
     const runbook = loadRunbook(args.runbook, { registry });
     io.protect(runbook.secrets);
+    for (const line of deprecationLines(runbook)) io.err(line);
     const result = await preflight(runbook, { registry, protect: (secrets) => io.protect(secrets) });
     io.out(args.json ? JSON.stringify(result, null, 2) : formatPreflight(result));
     process.exitCode = result.ok ? ExitCode.ok : ExitCode.invalidInput;

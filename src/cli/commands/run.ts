@@ -14,6 +14,7 @@ import {
 } from '../../index.js';
 import { ExitCode } from '../exit-codes.js';
 import { io } from '../io.js';
+import { deprecationLines } from '../format-error.js';
 import { formatPreflight } from './check.js';
 import { withJson, withStateDir, withYes, type ArgsOf } from '../options.js';
 import { runWithUi } from '../ui.js';
@@ -56,6 +57,7 @@ type RunOrPlanArgs = Omit<PlanArgs, 'out'> & Partial<Pick<PlanArgs, 'out'>> & Pa
 export async function runOrPlan(args: RunOrPlanArgs, dryRun: boolean): Promise<number> {
   const runbook = loadRunbook(args.runbook, { registry });
   io.protect(runbook.secrets);
+  for (const line of deprecationLines(runbook)) io.err(line);
   const selection = { ...(args.only ? { only: args.only } : {}), ...(args.from ? { from: args.from } : {}) };
   const selected = selectSteps(runbook, selection);
   const ids = selected.map((s) => s.id);

@@ -3,6 +3,7 @@ import { RunbookValidationError, loadRunbook, registry } from '../../index.js';
 import { withJson } from '../options.js';
 import { ExitCode } from '../exit-codes.js';
 import { io } from '../io.js';
+import { deprecationLines, formatIssue } from '../format-error.js';
 
 export const validateCommand: CommandModule<object, { runbook: string; json: boolean }> = {
   command: 'validate <runbook>',
@@ -19,6 +20,7 @@ export const validateCommand: CommandModule<object, { runbook: string; json: boo
     const runbook = loadRunbook(args.runbook, { registry });
     io.protect(runbook.secrets);
     for (const warning of runbook.warnings) io.err(`warning: ${warning}`);
+    for (const line of deprecationLines(runbook)) io.err(line);
     io.out(
       `${args.runbook}: valid: "${runbook.name}", ${runbook.steps.length} step(s): ${runbook.steps.map((s) => `${s.id} [${s.kind}]`).join(', ')}`,
     );
@@ -26,12 +28,12 @@ export const validateCommand: CommandModule<object, { runbook: string; json: boo
   },
 };
 
-/** `validate --json`: {valid, name, steps, warnings} or {valid: false, issues with file, line, column, path, message}. */
+/** `validate --json`: {valid, name, steps, warnings, deprecations} or {valid: false, issues with file, line, column, path, message}. */
 function validateJson(file: string): number {
   try {
     const runbook = loadRunbook(file, { registry });
     io.protect(runbook.secrets);
-    io.out(JSON.stringify({ valid: true, file, name: runbook.name, steps: runbook.steps.map((s) => ({ id: s.id, kind: s.kind, line: s.line })), warnings: runbook.warnings }, null, 2));
+    io.out(JSON.stringify({ valid: true, file, name: runbook.name, steps: runbook.steps.map((s) => ({ id: s.id, kind: s.kind, line: s.line })), warnings: runbook.warnings, deprecations: runbook.deprecations.map((d) => ({ file: d.position.file, line: d.position.line, column: d.position.column, path: d.path, message: d.message, text: formatIssue(d) })) }, null, 2));
     return ExitCode.ok;
   } catch (error) {
     if (!(error instanceof RunbookValidationError)) throw error;
