@@ -6,7 +6,7 @@ import tseslint from 'typescript-eslint';
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**'] },
   js.configs.recommended,
-  ...tseslint.configs.recommendedTypeChecked,
+  ...tseslint.configs.strictTypeChecked,
   {
     languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
     rules: {
@@ -18,6 +18,8 @@ export default tseslint.config(
       // A step kind's plan/apply/verify are async by contract; one that needs no
       // query still returns a promise, which is what this rule objects to.
       '@typescript-eslint/require-await': 'off',
+      // Numbers and booleans read fine in messages; objects and undefined do not, and stay errors.
+      '@typescript-eslint/restrict-template-expressions': ['error', { allowNumber: true, allowBoolean: true }],
       // Destructuring a field away (`{ rows: _rows, ...rest }`) is how we omit it.
       '@typescript-eslint/no-unused-vars': ['error', { ignoreRestSiblings: true, argsIgnorePattern: '^_' }],
     },

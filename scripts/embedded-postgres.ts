@@ -108,7 +108,7 @@ export async function freePort(): Promise<number> {
     server.listen(0, '127.0.0.1', () => {
       const address = server.address();
       const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
+      server.close(() => { resolve(port); });
     });
   });
 }
@@ -130,7 +130,7 @@ export async function initPostgres(version: PgVersion, initdbArgs: readonly stri
     ...(user ? { uid: user.uid, gid: user.gid } : {}),
     env,
   });
-  return { dataDir: data, binDir: bin, remove: () => rmSync(base, { recursive: true, force: true }) };
+  return { dataDir: data, binDir: bin, remove: () => { rmSync(base, { recursive: true, force: true }); } };
 }
 
 export async function startPostgres(

@@ -151,11 +151,11 @@ function request(
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => (body += chunk));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      res.on('error', () => resolve(undefined));
+      res.on('end', () => { resolve({ status: res.statusCode ?? 0, body }); });
+      res.on('error', () => { resolve(undefined); });
     });
     req.on('timeout', () => req.destroy());
-    req.on('error', () => resolve(undefined));
+    req.on('error', () => { resolve(undefined); });
     req.end(init.body);
   });
 }

@@ -106,6 +106,8 @@ export async function startPgBouncer(options: PgBouncerOptions): Promise<TestPgB
       await (await admin()).end();
       break;
     } catch (error) {
+      // exited is set by the child's exit handler while this loop awaits.
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
       if (exited || Date.now() > deadline) {
         const log = (() => {
           try {
@@ -133,7 +135,9 @@ export async function startPgBouncer(options: PgBouncerOptions): Promise<TestPgB
       if (!exited) {
         child.kill('SIGTERM');
         const until = Date.now() + 10_000;
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- set by the exit handler meanwhile
         while (!exited && Date.now() < until) await sleep(20);
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- likewise
         if (!exited) child.kill('SIGKILL');
       }
       rmSync(dir, { recursive: true, force: true });

@@ -101,6 +101,6 @@ export const io = {
   /** `--timestamps`: the live list prints plain lines, each with the time. */
   timestamps: false,
   interactive(): boolean {
-    return process.stdin.isTTY === true && process.stdout.isTTY === true;
+    return process.stdin.isTTY && process.stdout.isTTY;
   },
 };

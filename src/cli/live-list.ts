@@ -66,7 +66,7 @@ export class LiveList {
     private readonly mode: 'plan' | 'run' | 'resume' | 'rollback',
     options: { readonly timestamps?: boolean } = {},
   ) {
-    this.plain = options.timestamps === true || process.stdout.isTTY !== true;
+    this.plain = options.timestamps === true || !process.stdout.isTTY;
     for (const id of stepIds) this.slots.set(id, newSlot());
     const stepTasks = mode === 'rollback' ? [] : stepIds.map((id) => ({ title: id, task: (_: unknown, task: Wrapper) => this.wait(this.slots.get(id) ?? {}, task) }));
     this.listr = new Listr<unknown, 'default' | 'simple'>(
@@ -136,7 +136,7 @@ export class LiveList {
   }
 
   handle(event: RunEvent): void {
-    const slot = 'stepId' in event && event.stepId !== undefined ? this.slots.get(event.stepId) : undefined;
+    const slot = 'stepId' in event ? this.slots.get(event.stepId) : undefined;
     switch (event.type) {
       case 'step.planned':
         this.addPhase(event.stepId, 'plan', event.durationMs);

@@ -64,9 +64,9 @@ async function main(argv: string[]): Promise<void> {
     .middleware(async (args) => {
       const { io } = await import('./io.js');
       if (typeof args['log-file'] === 'string') io.logTo(args['log-file']);
-      io.timestamps = args['timestamps'] === true;
+      io.timestamps = args['timestamps'];
       // listr2's colours (colorette) already honour NO_COLOR and --no-color; this covers anything else that looks.
-      if (args['color'] === false) process.env['NO_COLOR'] = '1';
+      if (!args['color']) process.env['NO_COLOR'] = '1';
     })
     .example('$0 validate runbook.yaml', 'check the file, connect to nothing')
     .example('$0 plan runbook.yaml --out plan.json', 'what each step would do, saved for review')
@@ -79,6 +79,8 @@ async function main(argv: string[]): Promise<void> {
       'Exit codes: 0 ok, 1 step failed and rolled back, 2 invalid input or environment (nothing ran), 3 needs attention, 4 locked or blocked by an unfinished run, 5 stopped or interrupted (resumable), 130 a second Ctrl-C.',
     )
     .fail((message, error) => {
+      // yargs passes no error for a usage mistake, whatever its types say.
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
       throw error ?? new YargsUsage(message);
     })
     .help()

@@ -50,9 +50,9 @@ export async function runWithUi(
   jsonExtra: Readonly<Record<string, unknown>> = {},
 ): Promise<{ result: RunResult; code: ExitCode }> {
   let result: RunResult;
-  const protect = (secrets: readonly string[]) => io.protect(secrets);
+  const protect = (secrets: readonly string[]) => { io.protect(secrets); };
   if (json) {
-    result = await withInterrupts((signal) => body({ protect, signal, onEvent: (event) => io.log(eventLine(event)) }));
+    result = await withInterrupts((signal) => body({ protect, signal, onEvent: (event) => { io.log(eventLine(event)); } }));
     io.out(JSON.stringify({ ...jsonExtra, ...toJson(result) }, null, 2));
     return { result, code: exitCodeFor(result) };
   }
@@ -105,7 +105,7 @@ function toJson(result: RunResult): Record<string, unknown> {
 /** One engine event as a line of the log file: `step.failed compare (plan, 1.2s): ...`. */
 export function eventLine(event: RunEvent): string {
   const parts: string[] = [];
-  if ('stepId' in event && event.stepId !== undefined) parts.push(event.stepId);
+  if ('stepId' in event) parts.push(event.stepId);
   if ('connection' in event) parts.push(event.connection);
   if ('phase' in event) parts.push(`(${event.phase})`);
   if (event.type === 'step.completed') parts.push(event.verified ? `verified in ${formatDuration(event.durationMs)}` : 'nothing to verify');

@@ -193,8 +193,8 @@ export function lookupPgpass(
     const fields: string[] = [];
     let current = '';
     for (let i = 0; i < line.length; i++) {
-      const char = line[i];
-      if (char === '\\' && i + 1 < line.length) current += line[++i];
+      const char = line.charAt(i);
+      if (char === '\\' && i + 1 < line.length) current += line.charAt(++i);
       else if (char === ':' && fields.length < 4) {
         fields.push(current);
         current = '';

@@ -148,8 +148,8 @@ export class Session implements Queryable {
       called = true;
       listener(reason);
     };
-    this.client.on('error', (error: Error) => once(error.message));
-    this.client.on('end', () => once('the connection closed'));
+    this.client.on('error', (error: Error) => { once(error.message); });
+    this.client.on('end', () => { once('the connection closed'); });
   }
 
   async query<Row extends QueryResultRow = QueryResultRow>(
@@ -213,7 +213,7 @@ function explainConnectError(error: unknown, resolved: ResolvedPostgres, user: s
   }
   const code = (error as { code?: unknown }).code ?? (error instanceof AggregateError ? (error.errors[0] as { code?: unknown } | undefined)?.code : undefined);
   if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EHOSTUNREACH' || code === 'ETIMEDOUT') {
-    return new Error(`${errorText(error)} (${String(code)}: is the server running and the host and port right?)`);
+    return new Error(`${errorText(error)} (${code}: is the server running and the host and port right?)`);
   }
   return error;
 }

@@ -442,6 +442,8 @@ async function afterFailure(rc: RunContext, step: Step, outcome: StepOutcome & {
   }
   if (rc.runbook.defaults.onFailure === 'rollback') {
     const undone = await rollbackApplied(rc, `step "${step.id}" failed`);
+    // An interrupt sets stopCause while the rollback awaits: not the value narrowed above.
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
     if (undone === 'stopped' && rc.stopCause !== undefined) return { ok: false, stop: 'stopped', error: rc.stopCause };
     return outcome;
   }
@@ -689,15 +691,14 @@ async function reconcileInFlight(rc: RunContext, command: 'resume' | 'rollback')
   const definition = rc.definition(step);
   const effects = definition.effects(step.config);
   const phase = flying.phase;
-  const reconciled = (outcome: 'done' | 'not-done' | 'rerun', reason: string, before?: StepState['before']) =>
-    rc.emit({
+  const reconciled = (outcome: 'done' | 'not-done' | 'rerun', reason: string, before?: StepState['before']) => { rc.emit({
       type: 'step.reconciled',
       stepId: step.id,
       phase,
       outcome,
       reason,
       ...(before !== undefined ? { before } : {}),
-    });
+    }); };
 
   if (effects === 'none') {
     reconciled(phase === 'apply' ? 'not-done' : 'done', 'the step writes nothing; it is safe to run again');

@@ -152,7 +152,9 @@ export class RunLocks {
       this.covered.set(connection, physical);
       keep = true;
       // A lock let go on purpose (releaseFor) ends its session too: that is not a loss.
-      session.onEnd((reason) => this.held.includes(held) && this.markLost(connection, `the lock session ended: ${reason}`));
+      session.onEnd((reason) => {
+        if (this.held.includes(held)) this.markLost(connection, `the lock session ended: ${reason}`);
+      });
       return { physical, serverVersion };
     } finally {
       if (!keep) await session.close();

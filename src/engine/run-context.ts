@@ -167,7 +167,7 @@ export class RunContext {
     this.signal = this.controller.signal;
     const outer = options.signal;
     if (outer !== undefined) {
-      const forward = () => this.halt(outer.reason instanceof Error ? outer.reason : new Error(String(outer.reason)));
+      const forward = () => { this.halt(outer.reason instanceof Error ? outer.reason : new Error(String(outer.reason))); };
       if (outer.aborted) forward();
       else outer.addEventListener('abort', forward, { once: true });
     }
@@ -177,7 +177,7 @@ export class RunContext {
     this.notifier = new Notifier(
       urls,
       (text) => redactor.redact(text),
-      (url, reason, event) => this.emit({ type: 'notify.failed', url, event, reason }),
+      (url, reason, event) => { this.emit({ type: 'notify.failed', url, event, reason }); },
       options.notifyTimeoutMs,
     );
   }
@@ -418,7 +418,7 @@ export class StepScope {
     const controller = new AbortController();
     const ceilingMs = stepCeilingMs(step.timeoutMs);
     const timeoutMs = step.timeoutMs;
-    const timer = setTimeout(() => controller.abort(new StepTimeoutError(step.id, timeoutMs, ceilingMs)), ceilingMs).unref();
+    const timer = setTimeout(() => { controller.abort(new StepTimeoutError(step.id, timeoutMs, ceilingMs)); }, ceilingMs).unref();
     this.ceiling = { timer, signal: controller.signal };
     this.signal = AbortSignal.any([rc.signal, controller.signal]);
   }
@@ -489,7 +489,7 @@ export class StepScope {
       resolvePath: (file) => path.resolve(rc.runbook.dir, file),
       connectionEnv: (name) => rc.postgres(name).env,
       commands: rc.commands,
-      progress: (message) => rc.emit({ type: 'step.progress', stepId, message: rc.redactor.redact(message) }),
+      progress: (message) => { rc.emit({ type: 'step.progress', stepId, message: rc.redactor.redact(message) }); },
     };
     return {
       ...base,

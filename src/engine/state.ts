@@ -130,7 +130,7 @@ export function foldJournal(records: readonly { readonly ts: string; readonly ev
 
 export function applyEvent(state: RunState, event: RunEvent, ts: string, seq?: number): void {
   state.lastTs = ts;
-  const step = 'stepId' in event && event.stepId !== undefined ? state.steps.get(event.stepId) : undefined;
+  const step = 'stepId' in event ? state.steps.get(event.stepId) : undefined;
   if (step !== undefined && event.type !== 'step.planned' && event.type !== 'step.failed') planJustEnded.delete(step);
   switch (event.type) {
     case 'run.resumed':

@@ -48,7 +48,7 @@ export const execaRunner: CommandRunner = async (argv, options) => {
         : result.exitCode !== undefined
           ? `exited with code ${result.exitCode}`
           : (result.originalMessage ?? result.shortMessage);
-    throw new CommandError(`command ${why}: ${command}`, command, result.exitCode, String(result.stderr ?? ''), String(result.stdout ?? ''));
+    throw new CommandError(`command ${why}: ${command}`, command, result.exitCode, result.stderr, result.stdout);
   }
-  return { stdout: String(result.stdout ?? ''), stderr: String(result.stderr ?? ''), exitCode: result.exitCode ?? 0 };
+  return { stdout: result.stdout, stderr: result.stderr, exitCode: result.exitCode ?? 0 };
 };

@@ -282,8 +282,11 @@ class PauseWindow {
       const progress = (async () => {
         for (;;) {
           await Promise.race([sleep(250), done.catch(() => {})]);
+          // settled is set by the code below this loop while it awaits.
+          // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
           if (settled) return;
           const pools = (await this.control.show<PoolRow>('POOLS').catch(() => [])).filter((p) => p.database === database);
+          // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
           if (settled) return;
           const busy = pools.reduce((n, p) => n + count(p.sv_active), 0);
           const waiting = pools.reduce((n, p) => n + count(p.cl_waiting), 0);

@@ -104,7 +104,7 @@ async function topStatements(session: Queryable, q: Config['queries'], limit: nu
       LIMIT $2`,
     [q.minCalls ?? 1, limit, TAG.trim(), q.roles ?? null],
   );
-  return rows.map((r) => ({ name: `queryid ${r.id}`, sql: r.query, calls: Number(r.calls) }));
+  return rows.map((r) => ({ name: `queryid ${r.id}`, sql: r.query, calls: r.calls }));
 }
 
 const failure = (error: unknown) =>

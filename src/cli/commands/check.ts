@@ -51,7 +51,7 @@ export const checkCommand: CommandModule<object, { runbook: string; json: boolea
     const runbook = loadRunbook(args.runbook, { registry });
     io.protect(runbook.secrets);
     for (const line of deprecationLines(runbook)) io.err(line);
-    const result = await preflight(runbook, { registry, protect: (secrets) => io.protect(secrets) });
+    const result = await preflight(runbook, { registry, protect: (secrets) => { io.protect(secrets); } });
     io.out(args.json ? JSON.stringify(result, null, 2) : formatPreflight(result));
     process.exitCode = result.ok ? ExitCode.ok : ExitCode.invalidInput;
   },

@@ -97,7 +97,7 @@ export const runsCommand: CommandModule<object, RunsArgs> = {
       const rows = runs.map((r) => [r.runId, r.mode, r.label ?? '', r.environment ?? '', r.runbook, r.startedAt, r.status, r.durationMs === undefined ? '' : `${(r.durationMs / 1000).toFixed(1)}s`]);
       const head = ['run', 'mode', 'label', 'environment', 'runbook', 'started', 'outcome', 'duration'];
       const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-      for (const r of [head, ...rows]) io.out(r.map((c, i) => (c ?? '').padEnd(widths[i] ?? 0)).join('  ').trimEnd());
+      for (const r of [head, ...rows]) io.out(r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd());
       if (note !== '') io.out(note);
     }
     process.exitCode = ExitCode.ok;

@@ -62,7 +62,7 @@ export const rollbackCommand: CommandModule<object, RollbackArgs> = {
     if (args['dry-run']) {
       const picked = pickRun(args['state-dir'], args.runId, 'rollback');
       if (args.runId === undefined) io.err(`rollback --dry-run: run ${picked.runId}: ${picked.reason}`);
-      const preview = await previewRollback(picked.runId, { registry, stateDir: args['state-dir'], protect: (secrets) => io.protect(secrets) });
+      const preview = await previewRollback(picked.runId, { registry, stateDir: args['state-dir'], protect: (secrets) => { io.protect(secrets); } });
       io.out(args.json ? JSON.stringify(preview, null, 2) : formatPreview(preview));
       process.exitCode = ExitCode.ok;
       return;

@@ -62,7 +62,7 @@ export async function runOrPlan(args: RunOrPlanArgs, dryRun: boolean): Promise<n
   const selected = selectSteps(runbook, selection);
   const ids = selected.map((s) => s.id);
   // Preflight first: a wrong password or a missing privilege shows up here, not inside the window.
-  const check = await preflight(runbook, { registry, steps: selected, protect: (secrets) => io.protect(secrets) });
+  const check = await preflight(runbook, { registry, steps: selected, protect: (secrets) => { io.protect(secrets); } });
   const checkFailed = !check.ok;
   if (!args.json && (dryRun || checkFailed)) io.err(`${formatPreflight(check)}\n`);
   // The table lists connection warnings (a readable password file); without it, say them anyway.

@@ -28,7 +28,7 @@ export function windowText(w: WindowSize | null): string {
   return w?.elapsedMs !== null && w?.elapsedMs !== undefined ? `${projected} (measured ${formatDuration(w.elapsedMs)} from the first window step's planning to the last one's end)` : projected;
 }
 
-const cell = (value: unknown) => (value === null || value === undefined ? '' : String(typeof value === 'string' ? value : JSON.stringify(value))).replaceAll('|', '\\|').replaceAll('\n', ' ');
+const cell = (value: unknown) => (value === null || value === undefined ? '' : (typeof value === 'string' ? value : JSON.stringify(value))).replaceAll('|', '\\|').replaceAll('\n', ' ');
 
 /** One action as a reader sees it in a report: SQL with its connection and parameters, or the command line. */
 export function actionText(a: Action): string {
