@@ -11,7 +11,7 @@
  * transaction instead. Databases that hold that table keep working: a run
  * journaled without transaction ids is reconciled from its row.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
+import { done, notYet, poll } from '../poll.js';
 import type { Queryable } from '../db/session.js';
 import type { Json } from '../step/contract.js';
 
@@ -39,15 +39,16 @@ export type XactStatus = 'committed' | 'aborted' | 'in progress' | 'unknown';
  */
 export async function xactStatus(db: Queryable, xid: string, options: { readonly waitMs: number; readonly signal?: AbortSignal }): Promise<XactStatus> {
   const fn = (await serverVersionNum(db)) >= 130000 ? 'pg_xact_status($1::text::xid8)' : 'txid_status($1::bigint)';
-  const deadline = Date.now() + options.waitMs;
-  for (;;) {
-    const { rows } = await db.query<{ status: string | null }>(`SELECT ${fn} AS status`, [xid]);
-    const status = rows[0]?.status ?? null;
-    if (status === 'committed' || status === 'aborted') return status;
-    if (status === null) return 'unknown';
-    if (Date.now() > deadline) return 'in progress';
-    await sleep(200, undefined, options.signal !== undefined ? { signal: options.signal } : {});
-  }
+  const found = await poll<XactStatus, string>(
+    async () => {
+      const { rows } = await db.query<{ status: string | null }>(`SELECT ${fn} AS status`, [xid]);
+      const status = rows[0]?.status ?? null;
+      if (status === 'committed' || status === 'aborted') return done(status);
+      return status === null ? done('unknown') : notYet(status);
+    },
+    { intervalMs: 200, timeoutMs: options.waitMs, signal: options.signal },
+  );
+  return found.done ? found.value : 'in progress';
 }
 
 export interface LegacyMarker {

@@ -4,7 +4,7 @@
  * invalidation_reason: 17+) are read through to_jsonb, so one query serves
  * every version.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
+import { done, notYet, poll } from '../poll.js';
 import { z } from 'zod';
 import { RefusedError } from '../errors.js';
 import type { Queryable } from '../db/session.js';
@@ -163,11 +163,12 @@ export async function currentDatabase(db: Queryable): Promise<string> {
 
 /** Waits until no process holds the slot (a terminated walsender takes a moment to exit). */
 export async function waitReleased(db: Queryable, name: string, signal: AbortSignal): Promise<void> {
-  const deadline = Date.now() + RELEASE_TIMEOUT_MS;
-  for (;;) {
-    const slot = (await readSlots(db)).find((s) => s.name === name);
-    if (slot === undefined || !slot.active) return;
-    if (Date.now() > deadline) throw new RefusedError(`slot ${name} is still held by pid ${slot.activePid ?? '?'} after ${RELEASE_TIMEOUT_MS}ms`);
-    await sleep(100, undefined, { signal });
-  }
+  const found = await poll(
+    async () => {
+      const slot = (await readSlots(db)).find((s) => s.name === name);
+      return slot === undefined || !slot.active ? done(undefined) : notYet(slot.activePid);
+    },
+    { intervalMs: 100, timeoutMs: RELEASE_TIMEOUT_MS, signal },
+  );
+  if (!found.done) throw new RefusedError(`slot ${name} is still held by pid ${found.seen ?? '?'} after ${RELEASE_TIMEOUT_MS}ms`);
 }

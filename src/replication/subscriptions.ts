@@ -3,7 +3,7 @@
  * statements that switch and detach them, and the wait for their apply
  * workers. What the subscription kinds plan and apply from.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
+import { done, notYet, poll } from '../poll.js';
 import type { Queryable } from '../db/session.js';
 import { quoteIdent } from '../db/quote.js';
 
@@ -60,11 +60,13 @@ export const detachStatements = (name: string): string[] => [
  * Returns the names still not there at the deadline.
  */
 export async function waitWorkers(db: Queryable, names: readonly string[], running: boolean, signal: AbortSignal): Promise<string[]> {
-  const deadline = Date.now() + WORKER_EXIT_TIMEOUT_MS;
-  for (;;) {
-    const subs = (await readSubscriptions(db)).filter((s) => names.includes(s.name));
-    const waiting = subs.filter((s) => (s.workerPid !== null) !== running).map((s) => s.name);
-    if (waiting.length === 0 || Date.now() > deadline) return waiting;
-    await sleep(200, undefined, { signal });
-  }
+  const found = await poll(
+    async () => {
+      const subs = (await readSubscriptions(db)).filter((s) => names.includes(s.name));
+      const waiting = subs.filter((s) => (s.workerPid !== null) !== running).map((s) => s.name);
+      return waiting.length === 0 ? done([]) : notYet(waiting);
+    },
+    { intervalMs: 200, timeoutMs: WORKER_EXIT_TIMEOUT_MS, signal },
+  );
+  return found.done ? found.value : found.seen;
 }

@@ -16,7 +16,7 @@
  * "Switched over to X instead of Y" is a failure. Rollback switches back to
  * the leader recorded before the POST.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
+import { done, notYet, poll } from '../poll.js';
 import { z } from 'zod';
 import { PatroniApi, type Cluster, type Member, type MemberStatus } from '../db/patroni-api.js';
 import { UsageError, VerificationError } from '../errors.js';
@@ -210,16 +210,18 @@ async function settle(
   options: { readonly deadline: number; readonly timeoutMs: number },
 ): Promise<number> {
   const started = Date.now();
-  for (;;) {
-    const state = await missing(api, names, ctx.signal);
-    if (state.wrongLeader !== undefined) throw new SwitchoverError(`Patroni made ${state.wrongLeader} the leader instead of ${names.leader}`);
-    if (state.missing.length === 0) return Date.now() - started;
-    if (Date.now() > options.deadline) {
-      throw new VerificationError(`after ${Math.round(options.timeoutMs / 1000)}s still waiting for: ${state.missing.join('; ')}`);
-    }
-    ctx.progress(`waiting ${((Date.now() - started) / 1000).toFixed(1)}s for: ${state.missing.join('; ')}`);
-    await sleep(POLL_MS, undefined, { signal: ctx.signal });
-  }
+  const found = await poll(
+    async () => {
+      const state = await missing(api, names, ctx.signal);
+      if (state.wrongLeader !== undefined) throw new SwitchoverError(`Patroni made ${state.wrongLeader} the leader instead of ${names.leader}`);
+      if (state.missing.length === 0) return done(Date.now() - started);
+      ctx.progress(`waiting ${((Date.now() - started) / 1000).toFixed(1)}s for: ${state.missing.join('; ')}`);
+      return notYet(state.missing);
+    },
+    { intervalMs: POLL_MS, timeoutMs: Math.max(0, options.deadline - started), signal: ctx.signal },
+  );
+  if (!found.done) throw new VerificationError(`after ${Math.round(options.timeoutMs / 1000)}s still waiting for: ${found.seen.join('; ')}`);
+  return found.value;
 }
 
 /** Sends POST /switchover and judges Patroni's answer; a scheduled one answers 202. */

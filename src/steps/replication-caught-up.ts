@@ -5,7 +5,7 @@
  * for the insert position, so a commit made with synchronous_commit off
  * counts too. It reads only; it fails naming the laggards at its timeout.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
+import { done, notYet, poll } from '../poll.js';
 import { z } from 'zod';
 import { defineStep } from '../step/contract.js';
 import { duration } from '../runbook/schema.js';
@@ -97,22 +97,22 @@ export const replicationCaughtUpStep = defineStep({
     const watching = watchedOf(planned);
     const started = Date.now();
     // The position to reach is fixed once, when the step starts: writes are frozen by then.
-    const first = await positions(db, watching);
-    const target = first.target;
-    let watched = first.positions;
-    for (;;) {
-      const laggards = watched.filter((p) => p.behind === null || p.behind > 0);
-      if (laggards.length === 0) {
-        return {
-          before: null,
-          output: `${watched.length} caught up with ${target} after ${Date.now() - started}ms`,
-          details: { lsn: target, waitedMs: Date.now() - started },
-        };
-      }
-      ctx.progress(`waiting for ${target}: ${laggards.map(behindText).join(', ')}`);
-      if (Date.now() + intervalMs - started > timeoutMs) throw new CatchUpTimeoutError(target, timeoutMs, laggards);
-      await sleep(intervalMs, undefined, { signal: ctx.signal });
-      watched = (await positions(db, watching, target)).positions;
-    }
+    const { target, positions: first } = await positions(db, watching);
+    const found = await poll(
+      async (attempt) => {
+        const watched = attempt === 1 ? first : (await positions(db, watching, target)).positions;
+        const laggards = watched.filter((p) => p.behind === null || p.behind > 0);
+        if (laggards.length === 0) return done(watched.length);
+        ctx.progress(`waiting for ${target}: ${laggards.map(behindText).join(', ')}`);
+        return notYet(laggards);
+      },
+      { intervalMs, timeoutMs, signal: ctx.signal },
+    );
+    if (!found.done) throw new CatchUpTimeoutError(target, timeoutMs, found.seen);
+    return {
+      before: null,
+      output: `${found.value} caught up with ${target} after ${Date.now() - started}ms`,
+      details: { lsn: target, waitedMs: Date.now() - started },
+    };
   },
 });

@@ -5,7 +5,7 @@
  * once the walsender there has let go of it. A dropped subscription cannot be
  * recreated at its replication position: irreversible.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
+import { done, notYet, poll } from '../poll.js';
 import { z } from 'zod';
 import { PlanDriftError, RefusedError, VerificationError } from '../errors.js';
 import { defineStep, jsonDifferences, type Action } from '../step/contract.js';
@@ -75,18 +75,17 @@ export const subscriptionDetachStep = defineStep({
       const remote = await ctx.session(publisher);
       for (const { slot } of before.subscriptions) {
         if (slot === null) continue;
-        const deadline = Date.now() + WORKER_EXIT_TIMEOUT_MS;
         // The publisher's walsender for the subscription exits after the apply worker does.
-        for (;;) {
-          const found = (await readSlots(remote)).find((r) => r.name === slot);
-          if (found === undefined) break;
-          if (!found.active) {
-            await remote.query(DROP_SLOT_SQL, [slot]);
-            break;
-          }
-          if (Date.now() > deadline) throw new RefusedError(`slot ${slot} on ${publisher} is still in use by pid ${found.activePid ?? '?'}; not dropped`);
-          await sleep(200, undefined, { signal: ctx.signal });
-        }
+        const released = await poll(
+          async () => {
+            const found = (await readSlots(remote)).find((r) => r.name === slot);
+            if (found === undefined) return done(false);
+            return found.active ? notYet(found.activePid) : done(true);
+          },
+          { intervalMs: 200, timeoutMs: WORKER_EXIT_TIMEOUT_MS, signal: ctx.signal },
+        );
+        if (!released.done) throw new RefusedError(`slot ${slot} on ${publisher} is still in use by pid ${released.seen ?? '?'}; not dropped`);
+        if (released.value) await remote.query(DROP_SLOT_SQL, [slot]);
       }
     }
     return { before, output: `detached ${now.length} subscription(s)` };

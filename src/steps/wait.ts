@@ -3,7 +3,7 @@
  * `interval`, for at most the step's `timeout` (default 10 minutes). Reads
  * only, so dry-run shows the current value without waiting.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
+import { done, notYet, poll } from '../poll.js';
 import { z } from 'zod';
 import { duration } from '../runbook/schema.js';
 import { defineStep } from '../step/contract.js';
@@ -51,17 +51,18 @@ export const waitStep = defineStep({
   async apply(ctx, step, planned) {
     const session = await ctx.session(step.connection);
     const { query, expect, intervalMs, timeoutMs } = planned;
-    const deadline = Date.now() + timeoutMs;
-    for (let polls = 1; ; polls++) {
-      const value = await firstValue(session, query);
-      if (matches(value, expect)) return { before: null, output: `matched after ${polls} poll(s)` };
-      ctx.progress(`got ${JSON.stringify(value)}, waiting for ${JSON.stringify(expect)} (poll ${polls})`);
-      if (Date.now() + intervalMs > deadline) {
-        throw new WaitTimeoutError(
-          `timed out after ${timeoutMs}ms: last value ${JSON.stringify(value)}, expected ${JSON.stringify(expect)}`,
-        );
-      }
-      await sleep(intervalMs, undefined, { signal: ctx.signal });
+    const found = await poll(
+      async (polls) => {
+        const value = await firstValue(session, query);
+        if (matches(value, expect)) return done(polls);
+        ctx.progress(`got ${JSON.stringify(value)}, waiting for ${JSON.stringify(expect)} (poll ${polls})`);
+        return notYet(value);
+      },
+      { intervalMs, timeoutMs, signal: ctx.signal },
+    );
+    if (!found.done) {
+      throw new WaitTimeoutError(`timed out after ${timeoutMs}ms: last value ${JSON.stringify(found.seen)}, expected ${JSON.stringify(expect)}`);
     }
+    return { before: null, output: `matched after ${found.value} poll(s)` };
   },
 });
