@@ -3,7 +3,7 @@
  * PostgreSQL servers and Debian's PgBouncer (which `npm run demo` installs
  * first where it can). A shop database on the old primary replicates to the
  * new one while an application keeps writing orders through PgBouncer; the
- * real CLI plans and runs templates/logical-replication-cutover.yaml (freeze,
+ * real CLI plans and runs runbooks/shop-cutover.yaml (freeze,
  * caught up, compare, sequences, statistics, plan check, fallback slot,
  * switch the pooler, detach, fallback subscription), checks that the way
  * back works,
@@ -18,12 +18,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { jsonText, listRuns, readJournal, runsDir } from '../src/index.js';
+import { DEMO_RUNBOOK as runbook, demoRunbookEnv } from './demo-runbook.js';
 import { startPostgres } from './embedded-postgres.js';
 import { startPgBouncer } from './pgbouncer.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const cli = path.join(root, 'dist', 'src', 'cli', 'main.js');
-const runbook = path.join(root, 'templates', 'logical-replication-cutover.yaml');
+/** The name runbooks/shop-cutover.yaml waits for and detaches. */
 const SUBSCRIPTION = 'cutover_sub';
 
 /** Asynchronous, so the shop application keeps writing while the CLI runs. */
@@ -136,15 +137,13 @@ async function main(): Promise<void> {
     const stateDir = mkdtempSync(path.join(os.tmpdir(), 'cutover-demo-'));
     const env = {
       ...process.env,
-      CHANGE_TICKET: 'CHG-DEMO',
-      OLD_URL: old.urlFor('shop'),
-      NEW_URL: fresh.urlFor('shop'),
-      SUBSCRIPTION,
-      PGBOUNCER_ADMIN_URL: `postgres://${bouncer.adminUser}:${bouncer.adminPassword}@127.0.0.1:${bouncer.port}/pgbouncer`,
-      PGBOUNCER_DATABASES_FILE: bouncer.databasesFile,
-      NEW_HOST: '127.0.0.1',
-      NEW_PORT: String(fresh.port),
-      FALLBACK_CONNINFO: `host=127.0.0.1 port=${fresh.port} dbname=shop user=postgres`,
+      ...demoRunbookEnv({
+        oldPort: old.port,
+        newPort: fresh.port,
+        pgbouncerPort: bouncer.port,
+        pgbouncerAdminPassword: bouncer.adminPassword,
+        pgbouncerDatabasesFile: bouncer.databasesFile,
+      }),
       CUTOVER_STATE_DIR: stateDir,
     };
     const steps: [string[], number][] = [

@@ -7,24 +7,24 @@
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DEMO_RUNBOOK, demoRunbookEnv } from '../demo-runbook.js';
 import { alternate, report, runProcess, showSpread, spread } from './measure.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../../..');
 const cli = path.join(root, 'dist/src/cli/main.js');
 const baseline = path.join(here, 'yargs-baseline.js');
-const demo = path.join(root, 'templates/logical-replication-cutover.yaml');
-/** The variables the demo template names, so it validates as the demo runs it. */
+/** The demo's runbook with the environment the demo gives it (made-up ports, an existing file), so it validates as the demo runs it. */
+const demo = DEMO_RUNBOOK;
 const demoEnv: NodeJS.ProcessEnv = {
   ...process.env,
-  CHANGE_TICKET: 'CHG-1',
-  OLD_URL: 'postgres://cutover@old.internal/shop',
-  NEW_URL: 'postgres://cutover@new.internal/shop',
-  PGBOUNCER_ADMIN_URL: 'postgres://admin@pooler.internal:6432/pgbouncer',
-  SUBSCRIPTION: 'shop_sub',
-  PGBOUNCER_DATABASES_FILE: path.join(root, 'package.json'),
-  NEW_HOST: 'new.internal',
-  NEW_PORT: '5432',
+  ...demoRunbookEnv({
+    oldPort: 5432,
+    newPort: 5433,
+    pgbouncerPort: 6432,
+    pgbouncerAdminPassword: 'admin-bench',
+    pgbouncerDatabasesFile: path.join(root, 'package.json'),
+  }),
 };
 
 export async function benchStartup(options: { readonly repeat: number }): Promise<void> {

@@ -1,8 +1,8 @@
 /**
  * The templates validate as `cutover init` writes them, the README's runbook
  * reference is what the schema generates, and the demo performs the whole
- * logical-replication cutover (templates/logical-replication-cutover.yaml on
- * two real servers) and leaves no PostgreSQL running.
+ * logical-replication cutover (runbooks/shop-cutover.yaml, the template
+ * filled in for it, on two real servers) and leaves no PostgreSQL running.
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
