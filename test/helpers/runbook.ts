@@ -68,6 +68,29 @@ export function loadRunbookText(text: string, options: LoadTextOptions = {}): Lo
   return { ...written, runbook: parseRunbook(text, written.file, load) };
 }
 
+export interface PostgresRunbookSpec {
+  readonly name: string;
+  /** Connection name -> URL; each is written on one line, `name: { kind: postgres, url: "..." }`. */
+  readonly connections: Readonly<Record<string, string>>;
+  /** Lines between `name:` and `connections:` (ticket, defaults, notify), each ending in a newline. */
+  readonly head?: string;
+  /** The step lines as they stand under `steps:` (indented by two). */
+  readonly steps: string;
+}
+
+/**
+ * The runbook text most integration tests write: a header naming PostgreSQL
+ * connections one line each, then the test's own steps. The header has one
+ * line per connection plus `version`, `name`, `connections:` and `steps:`,
+ * so a step's line number is easy to see from the spec.
+ */
+export function postgresRunbook(spec: PostgresRunbookSpec): string {
+  const connections = Object.entries(spec.connections)
+    .map(([name, url]) => `  ${name}: { kind: postgres, url: "${url}" }\n`)
+    .join('');
+  return `version: 1\nname: ${spec.name}\n${spec.head ?? ''}connections:\n${connections}steps:\n${spec.steps}`;
+}
+
 /** A place marked in a fixture: 1-based line and column, and what the marker line said after the caret. */
 export interface Mark {
   readonly line: number;
@@ -172,3 +195,28 @@ export function marked(template: TemplateStringsArray | string, ...values: reado
     },
   };
 }
+
+/** The tables GATED_STEPS reads and writes, with the gate closed. */
+export const GATED_TABLES = 'CREATE TABLE effects (step text); CREATE TABLE go (ok boolean); INSERT INTO go VALUES (false)';
+
+/**
+ * Three steps on connection `db` for runs that are stopped in the middle: s1
+ * inserts 's1' into effects, s2 waits (up to 60 s) until go.ok is true, s3
+ * inserts 's3'. A test opens the gate with `UPDATE go SET ok = true`.
+ */
+export const GATED_STEPS = `  - id: s1
+    kind: sql
+    connection: db
+    sql: INSERT INTO effects VALUES ('s1')
+  - id: s2
+    kind: wait
+    connection: db
+    query: SELECT ok FROM go
+    expect: true
+    interval: 100ms
+    timeout: 60s
+  - id: s3
+    kind: sql
+    connection: db
+    sql: INSERT INTO effects VALUES ('s3')
+`;
