@@ -271,16 +271,15 @@ function setSearchPath(c: Cursor): string | undefined {
 
 // ---------------------------------------------------------------- csv
 
-interface Field {
-  readonly value: string;
-  readonly line: number;
-  readonly column: number;
-}
-
 /** A place in the text: 1-based line and column (in characters, as an editor counts them). */
 interface Place {
   readonly line: number;
   readonly column: number;
+}
+
+/** A CSV field and the place it starts at. */
+interface Field extends Place {
+  readonly value: string;
 }
 
 /** Where `text.slice(0, offset)` ends, counted from `start` (the place of text[0]). */
