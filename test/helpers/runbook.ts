@@ -160,11 +160,15 @@ function asIs(text: string): SourceLine {
  *
  * Used as a tag (marked`...`), the template is read as written: a caret sits
  * under the character it means even after an escaped `\${NAME}`, and the
- * runbook gets `${NAME}`; values in `${...}` are put in as they are written.
+ * runbook gets `${NAME}`. Only `\${`, `\t`, `\\` and a backslash-backtick are read
+ * as escapes (write line breaks as line breaks); values in `${...}` go in as
+ * they are.
  * Called with a plain string, the string is the text.
  */
 export function marked(template: TemplateStringsArray | string, ...values: readonly unknown[]): MarkedText {
-  const source = typeof template === 'string' ? template : String.raw({ raw: template.raw }, ...values);
+  // A value is text already: its backslashes are doubled so that reading the escapes gives them back.
+  const source =
+    typeof template === 'string' ? template : String.raw({ raw: template.raw }, ...values.map((v) => String(v).replaceAll('\\', '\\\\')));
   const body = source.startsWith('\n') ? source.slice(1) : source;
   const lines: SourceLine[] = [];
   const marks: Mark[] = [];

@@ -11,7 +11,7 @@ import { z } from 'zod';
 import { defineStep, registry, runRunbook, type StepDefinition } from '../../src/index.js';
 import { stepCeilingMs } from '../../src/engine/run-context.js';
 import { startPostgres, VERSIONS, type TestServer } from '../helpers/pg.js';
-import { loadRunbookText } from '../helpers/runbook.js';
+import { loadRunbookText, postgresRunbook } from '../helpers/runbook.js';
 
 const version = VERSIONS[VERSIONS.length - 1] ?? 18;
 
@@ -25,10 +25,7 @@ describe(`step deadlines on PostgreSQL ${version}`, () => {
   });
 
   const load = (steps: string, extra = registry) =>
-    loadRunbookText(`version: 1\nname: deadlines\nconnections:\n  db: { kind: postgres, url: "${server.url}" }\nsteps:\n${steps}`, {
-      registry: extra,
-      env: {},
-    });
+    loadRunbookText(postgresRunbook({ name: 'deadlines', connections: { db: server.url }, steps }), { registry: extra, env: {} });
 
   it('the grace is at least 5 s and a quarter of the timeout', () => {
     assert.equal(stepCeilingMs(2_000), 7_000);

@@ -8,19 +8,13 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { planRunbook, registry, runRunbook, type RunResult } from '../../src/index.js';
 import { startAll, type TestServer } from '../helpers/pg.js';
-import { loadRunbookText, type LoadedRunbook } from '../helpers/runbook.js';
+import { loadRunbookText, postgresRunbook, type LoadedRunbook } from '../helpers/runbook.js';
 
 const SOURCES = [11, 13] as const;
 
 function runbook(source: TestServer, target: TestServer, db: string, step: string): LoadedRunbook {
   return loadRunbookText(
-    `version: 1
-name: old-source
-connections:
-  source: { kind: postgres, url: "${source.urlFor(db)}" }
-  target: { kind: postgres, url: "${target.urlFor(db)}" }
-steps:
-${step}`,
+    postgresRunbook({ name: 'old-source', connections: { source: source.urlFor(db), target: target.urlFor(db) }, steps: step }),
     { env: {} },
   );
 }

@@ -39,6 +39,14 @@ a: "\${X}", "\${Y}"
     assert.equal(doc.text.split('\n')[0]?.charAt(11), '"');
   });
 
+  it('as a tag, puts values in as they are, backslashes and all', () => {
+    const value = 'C:\\temp\\${x}';
+    const doc = marked`
+path: ${value}
+`;
+    assert.equal(doc.text, `path: ${value}\n`);
+  });
+
   it('called with a string, takes it as the text; a tab counts one column', () => {
     const doc = marked('x: 1\n\ty: 2\n ^\n');
     assert.equal(doc.text, 'x: 1\n\ty: 2\n');
