@@ -187,17 +187,8 @@ export function marked(template: TemplateStringsArray | string, ...values: reado
       label: typeof template === 'string' ? (marker[2] ?? '') : cook(marker[2] ?? '').text,
     });
   }
-  const texts = lines.map((l) => l.text);
-  return {
-    text: `${texts.join('\n')}\n`,
-    marks,
-    end: { line: texts.length + 1, column: 1 },
-    lineOf(content) {
-      const index = texts.findIndex((l) => l.includes(content));
-      if (index < 0) throw new Error(`no line contains ${JSON.stringify(content)}`);
-      return index + 1;
-    },
-  };
+  const text = `${lines.map((l) => l.text).join('\n')}\n`;
+  return { text, marks, end: { line: lines.length + 1, column: 1 }, lineOf: (content) => lineOf(text, content) };
 }
 
 /** The tables GATED_STEPS reads and writes, with the gate closed. */
@@ -224,3 +215,11 @@ export const GATED_STEPS = `  - id: s1
     connection: db
     sql: INSERT INTO effects VALUES ('s3')
 `;
+
+/** The 1-based number of the `nth` line of `text` that contains `content`; throws if there is none. */
+export function lineOf(text: string, content: string, nth = 1): number {
+  let seen = 0;
+  const index = text.split('\n').findIndex((line) => line.includes(content) && ++seen === nth);
+  if (index < 0) throw new Error(`no line ${nth > 1 ? `(the ${nth}th) ` : ''}contains ${JSON.stringify(content)}`);
+  return index + 1;
+}
