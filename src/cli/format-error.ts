@@ -22,6 +22,7 @@ import {
   UsageError,
   type SerializedError,
 } from '../index.js';
+import { displayWidth } from './table.js';
 
 /** `file:line:column: path: message`, as validation problems and deprecation notes are printed. */
 export function formatIssue(issue: { readonly position: { readonly file: string; readonly line: number; readonly column: number }; readonly path: string; readonly message: string }): string {
@@ -77,14 +78,20 @@ export function formatDatabaseError(error: DatabaseError): string {
   return lines.join('\n');
 }
 
-/** Shows the failing line of the SQL with a caret under the reported position. */
+/**
+ * Shows the failing line of the SQL with a caret under the reported position.
+ * The server counts characters (code points); the caret is pushed along by
+ * what a terminal draws before it: two columns for a CJK character or an
+ * emoji, and a tab kept as a tab so it reaches the same tab stop.
+ */
 function caret(sql: string, position: number): string[] {
-  const before = sql.slice(0, Math.max(0, position - 1));
+  const before = Array.from(sql).slice(0, Math.max(0, position - 1)).join('');
   const lineNumber = before.split('\n').length;
   const line = sql.split('\n')[lineNumber - 1] ?? '';
-  const column = before.length - before.lastIndexOf('\n') - 1;
   const prefix = `  LINE ${lineNumber}: `;
-  return [`${prefix}${line}`, `${' '.repeat(prefix.length + column)}^`];
+  const onLine = before.slice(before.lastIndexOf('\n') + 1);
+  const pad = Array.from(onLine, (ch) => (ch === '\t' ? '\t' : ' '.repeat(displayWidth(ch)))).join('');
+  return [`${prefix}${line}`, `${' '.repeat(prefix.length)}${pad}^`];
 }
 
 function firstLines(sql: string): string {

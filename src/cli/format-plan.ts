@@ -13,6 +13,7 @@ import {
   type StepPlan,
 } from '../index.js';
 import { formatSerialized } from './format-error.js';
+import { tableLines } from './table.js';
 
 const show = (value: Json): string => (typeof value === 'string' ? value : JSON.stringify(value));
 
@@ -68,16 +69,13 @@ export function formatPlan(plan: RollbackPlan | StepPlan): string[] {
 
 export function formatTable(table: PlanTable): string[] {
   const cell = (value: Json | undefined): string => (value === undefined || value === null ? '' : show(value));
-  const widths = table.columns.map((c) => Math.max(c.title.length, ...table.rows.map((r) => cell(r[c.key]).length)));
-  const line = (values: readonly string[]) =>
-    values
-      .map((v, i) => (table.columns[i]?.align === 'right' ? v.padStart(widths[i] ?? 0) : v.padEnd(widths[i] ?? 0)))
-      .join('  ')
-      .trimEnd();
   return [
     `${table.title}:`,
-    `  ${line(table.columns.map((c) => c.title))}`,
-    ...table.rows.map((row) => `  ${line(table.columns.map((c) => cell(row[c.key])))}`),
+    ...tableLines(
+      table.columns.map((c) => c.title),
+      table.rows.map((row) => table.columns.map((c) => cell(row[c.key]))),
+      { align: table.columns.map((c) => c.align ?? 'left') },
+    ),
     ...(table.footer !== undefined ? [`  ${table.footer}`] : []),
   ];
 }

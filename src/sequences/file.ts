@@ -19,6 +19,8 @@
  * so everything unrecognised is a UsageError with its file:line:column.
  */
 import path from 'node:path';
+import { CsvError, parse as parseCsvText } from 'csv-parse/sync';
+import { z } from 'zod';
 import { UsageError } from '../errors.js';
 import { displayName, type SourceValue } from './model.js';
 
@@ -269,80 +271,106 @@ function setSearchPath(c: Cursor): string | undefined {
 
 // ---------------------------------------------------------------- csv
 
-interface Field {
-  readonly value: string;
+/** A place in the text: 1-based line and column (in characters, as an editor counts them). */
+interface Place {
   readonly line: number;
   readonly column: number;
 }
 
-/** RFC 4180 records: quoted fields may hold commas, `""` and line breaks. Blank lines are skipped. */
-function csvRecords(text: string, file: string): Field[][] {
-  const records: Field[][] = [];
-  let record: Field[] = [];
-  let i = 0;
-  let line = 1;
-  let lineStart = 0;
-  const column = (from: number, at: number) => Array.from(text.slice(from, at)).length + 1;
-  const fail = (message: string, at: number, atLine = line, from = lineStart): never => {
-    throw new UsageError(`${file}:${atLine}:${column(from, at)}: ${message}`);
-  };
-  const newline = (at: number): number => (text.startsWith('\r\n', at) ? 2 : text.charAt(at) === '\n' ? 1 : 0);
+/** A CSV field and the place it starts at. */
+interface Field extends Place {
+  readonly value: string;
+}
 
-  for (;;) {
-    if (record.length === 0) {
-      const blank = /[ \t]*/y;
-      blank.lastIndex = i;
-      blank.test(text);
-      const end = newline(blank.lastIndex);
-      if (end > 0) {
-        i = blank.lastIndex + end;
-        line++;
-        lineStart = i;
-        continue;
-      }
-      if (blank.lastIndex >= text.length) break;
-    }
-    const start = i;
-    const fieldLine = line;
-    const fieldLineStart = lineStart;
-    let value = '';
-    if (text.charAt(i) === '"') {
-      for (i++; ; i++) {
-        if (i >= text.length) fail('unterminated quoted field', start, fieldLine, fieldLineStart);
-        const ch = text.charAt(i);
-        if (ch === '"') {
-          if (text.charAt(i + 1) !== '"') break;
-          i++;
-        } else if (ch === '\n') {
-          line++;
-          lineStart = i + 1;
-        }
-        value += ch;
-      }
-      i++;
-    } else {
-      const plain = /[^,"\r\n]*/y;
-      plain.lastIndex = i;
-      value = plain.exec(text)?.[0] ?? '';
-      i = plain.lastIndex;
-      if (text.charAt(i) === '"') fail('unexpected \'"\' inside an unquoted field (quote the whole field)', i);
-    }
-    record.push({ value, line: fieldLine, column: column(fieldLineStart, start) });
-    if (text.charAt(i) === ',') {
-      i++;
-      continue;
-    }
-    const end = newline(i);
-    if (end === 0 && i < text.length) fail('expected "," or the end of the line after the field', i);
-    records.push(record);
-    record = [];
-    if (end === 0) break;
-    i += end;
-    line++;
-    lineStart = i;
+/** Where `text.slice(0, offset)` ends, counted from `start` (the place of text[0]). */
+function placeAfter(start: Place, text: string, offset: number): Place {
+  const before = text.slice(0, offset);
+  const lastBreak = before.lastIndexOf('\n');
+  if (lastBreak < 0) return { line: start.line, column: start.column + Array.from(before).length };
+  return { line: start.line + (before.split('\n').length - 1), column: Array.from(before.slice(lastBreak + 1)).length + 1 };
+}
+
+/** How a field stood in the file; csv-parse wrote it back only as its value. */
+function rawLength(raw: string, offset: number, value: string): number {
+  return raw.charAt(offset) === '"' ? value.length + 2 + (value.match(/"/g)?.length ?? 0) : value.length;
+}
+
+/** Where csv-parse stopped, in the words and at the place the file's author needs. */
+function csvFailure(error: unknown, file: string, recordStart: Place): never {
+  if (!(error instanceof CsvError)) throw error;
+  const raw = typeof error['raw'] === 'string' ? error['raw'] : '';
+  const at = (offset: number, message: string): never => {
+    const place = placeAfter(recordStart, raw, offset);
+    throw new UsageError(`${file}:${place.line}:${place.column}: ${message}`);
+  };
+  switch (error.code) {
+    case 'CSV_QUOTE_NOT_CLOSED':
+      return at(openingQuote(raw), 'unterminated quoted field');
+    case 'INVALID_OPENING_QUOTE':
+      return at(raw.length - 1, 'unexpected \'"\' inside an unquoted field (quote the whole field)');
+    case 'CSV_INVALID_CLOSING_QUOTE':
+      return at(raw.length, 'expected "," or the end of the line after the field');
+    default:
+      return at(raw.length, error.message);
+  }
+}
+
+/**
+ * The quote that opened the field still open at the end of `raw`: scanning
+ * back, `""` is an escaped quote and the first lone one is where it began.
+ */
+function openingQuote(raw: string): number {
+  for (let i = raw.length - 1; i >= 0; i--) {
+    if (raw.charAt(i) !== '"') continue;
+    if (i > 0 && raw.charAt(i - 1) === '"') i--;
+    else return i;
+  }
+  return 0;
+}
+
+/**
+ * RFC 4180 records (quoted fields may hold commas, `""` and line breaks), read
+ * by csv-parse; each field keeps the line and column it starts at. Blank lines
+ * are skipped.
+ */
+function csvRecords(text: string, file: string): Field[][] {
+  // One record delimiter, so csv-parse hands back every record's raw text whole.
+  const body = text.replaceAll('\r\n', '\n');
+  let read = ''; // the raw text of the records read so far: where a failing record starts
+  let parsed: unknown;
+  try {
+    parsed = parseCsvText(body, {
+      raw: true,
+      relax_column_count: true,
+      record_delimiter: '\n',
+      on_record: (record, context) => {
+        read += context.raw ?? '';
+        return record;
+      },
+    });
+  } catch (error) {
+    csvFailure(error, file, placeAfter({ line: 1, column: 1 }, read, read.length));
+  }
+  const records: Field[][] = [];
+  let start: Place = { line: 1, column: 1 };
+  // csv-parse's types do not describe `raw: true` records, so they are parsed, not cast.
+  for (const { record, raw } of CSV_RAW_RECORDS.parse(parsed)) {
+    const recordStart = start;
+    start = placeAfter(start, raw, raw.length);
+    if (/^[ \t]*\n?$/.test(raw)) continue;
+    let offset = 0;
+    records.push(
+      record.map((value) => {
+        const place = placeAfter(recordStart, raw, offset);
+        offset += rawLength(raw, offset, value) + 1;
+        return { value, ...place };
+      }),
+    );
   }
   return records;
 }
+
+const CSV_RAW_RECORDS = z.array(z.object({ record: z.array(z.string()), raw: z.string() }));
 
 const CSV_COLUMNS = {
   schema: ['schema'],
@@ -402,6 +430,28 @@ function parseCsv(text: string, file: string): Entry[] {
 
 // ---------------------------------------------------------------- json
 
+const JSON_INTEGER = z.union(
+  [
+    z.string().regex(INTEGER, { error: (issue) => `${JSON.stringify(issue.input)} is not an integer` }),
+    // JSON.parse has already rounded an integer beyond 2^53 - 1, so its digits cannot be trusted.
+    z.number().refine(Number.isSafeInteger, {
+      error: (issue) =>
+        Number.isInteger(issue.input)
+          ? `${String(issue.input)} is beyond the safe integer range of JSON numbers (2^53 - 1) and may have been rounded; write it as a string`
+          : `${String(issue.input)} is not an integer`,
+    }),
+  ],
+  { error: 'expected an integer or a string holding one' },
+);
+
+const NON_EMPTY = z.string({ error: 'expected a non-empty string' }).min(1, { error: 'expected a non-empty string' });
+
+/** Keys other than these are allowed (a comment, the source's own value), as in a CSV file. */
+const JSON_FILE = z.array(
+  z.object({ schema: NON_EMPTY, name: NON_EMPTY, next: JSON_INTEGER }, { error: 'expected an object with schema, name and next' }),
+  { error: 'expected an array of { schema, name, next } objects' },
+);
+
 function parseJson(text: string, file: string): Entry[] {
   let data: unknown;
   try {
@@ -409,40 +459,18 @@ function parseJson(text: string, file: string): Entry[] {
   } catch (error) {
     throw new UsageError(`${file}: ${error instanceof Error ? error.message : String(error)}`);
   }
-  if (!Array.isArray(data)) throw new UsageError(`${file}: expected an array of { schema, name, next } objects`);
-  return data.map((item: unknown, i): Entry => {
-    const where = `${file}: [${i}]`;
-    if (typeof item !== 'object' || item === null || Array.isArray(item)) {
-      throw new UsageError(`${where}: expected an object with schema, name and next`);
-    }
-    const record = item as Record<string, unknown>;
-    const text = (key: 'schema' | 'name'): string => {
-      const v = record[key];
-      if (typeof v !== 'string' || v === '') throw new UsageError(`${where}.${key}: expected a non-empty string`);
-      return v;
-    };
-    return {
-      value: { schema: text('schema'), name: text('name'), next: jsonInteger(record['next'], `${where}.next`), evidence: `json [${i}]` },
-      where,
+  const result = JSON_FILE.safeParse(data);
+  if (!result.success) {
+    // The first problem, as the file's author reads it: `file: [1].next: ...`.
+    const issue = result.error.issues[0];
+    const where = (issue?.path ?? []).map((key) => (typeof key === 'number' ? `[${key}]` : `.${String(key)}`)).join('');
+    throw new UsageError(`${file}: ${where === '' ? '' : `${where}: `}${issue?.message ?? 'not a list of sequence values'}`);
+  }
+  return result.data.map(
+    (item, i): Entry => ({
+      value: { schema: item.schema, name: item.name, next: BigInt(item.next), evidence: `json [${i}]` },
+      where: `${file}: [${i}]`,
       label: `[${i}]`,
-    };
-  });
-}
-
-function jsonInteger(v: unknown, where: string): bigint {
-  if (typeof v === 'string') {
-    if (!INTEGER.test(v)) throw new UsageError(`${where}: "${v}" is not an integer`);
-    return BigInt(v);
-  }
-  if (typeof v === 'number') {
-    if (!Number.isInteger(v)) throw new UsageError(`${where}: ${v} is not an integer`);
-    // JSON.parse has already rounded such a number, so its digits cannot be trusted.
-    if (!Number.isSafeInteger(v)) {
-      throw new UsageError(
-        `${where}: ${v} is beyond the safe integer range of JSON numbers (2^53 - 1) and may have been rounded; write it as a string`,
-      );
-    }
-    return BigInt(v);
-  }
-  throw new UsageError(`${where}: expected an integer or a string holding one`);
+    }),
+  );
 }

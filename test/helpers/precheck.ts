@@ -1,8 +1,6 @@
 /** Planning an upgrade-precheck runbook against test servers, and reading its findings. */
-import { writeFileSync } from 'node:fs';
-import path from 'node:path';
-import { parseRunbook, planRunbook, registry, type RunResult } from '../../src/index.js';
-import { tempDir } from './cli.js';
+import { planRunbook, registry, type RunResult } from '../../src/index.js';
+import { loadRunbookText } from './runbook.js';
 import type { TestServer } from './pg.js';
 
 export interface FindingRow {
@@ -31,8 +29,6 @@ ${extra}steps:
     connection: old
     targetVersion: ${targetVersion}
 ${fields}`;
-  const dir = tempDir();
-  const file = path.join(dir, 'runbook.yaml');
-  writeFileSync(file, text);
-  return planRunbook(parseRunbook(text, file, { registry, env: {} }), { registry, stateDir: dir });
+  const { runbook, dir } = loadRunbookText(text, { env: {} });
+  return planRunbook(runbook, { registry, stateDir: dir });
 }

@@ -10,7 +10,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { startPostgres, VERSIONS, type TestServer } from '../helpers/pg.js';
 import { spawn } from 'node:child_process';
-import { CLI, cutover, startCutover, tempDir, writeRunbook } from '../helpers/cli.js';
+import { CLI, cutover, startCutover, tempDir } from '../helpers/cli.js';
+import { GATED_STEPS, GATED_TABLES, runbookFile } from '../helpers/runbook.js';
 import { until as until2 } from '../helpers/wait.js';
 
 function journalOf(stateDir: string): string {
@@ -61,12 +62,10 @@ steps:
 
     it('kill -9 mid-run, then resume: every step takes effect exactly once', async () => {
       const name = await freshDb();
-      await server.query('CREATE TABLE effects (step text); CREATE TABLE go (ok boolean); INSERT INTO go VALUES (false)', [], name);
+      await server.query(GATED_TABLES, [], name);
       const dir = tempDir();
       const marker = path.join(dir, 'shell-ran');
-      const file = writeRunbook(
-        dir,
-        'r.yaml',
+      const { file } = runbookFile(
         `${header}  - id: first
     kind: sql
     connection: db
@@ -88,6 +87,7 @@ steps:
     connection: db
     sql: INSERT INTO effects VALUES ('last')
 `,
+        { dir, name: 'r.yaml' },
       );
       const stateDir = path.join(dir, 'state');
       const env = { TEST_URL: server.urlFor(name), CUTOVER_STATE_DIR: stateDir };
@@ -118,27 +118,10 @@ steps:
 
     it('a run refused while another is mid-step, then kill -9 of the first: resume --last picks the first, each step once', async () => {
       const name = await freshDb();
-      await server.query('CREATE TABLE effects (step text); CREATE TABLE go (ok boolean); INSERT INTO go VALUES (false)', [], name);
-      const dir = tempDir();
-      const file = writeRunbook(
-        dir,
-        'r.yaml',
-        `${header}  - id: s1
-    kind: sql
-    connection: db
-    sql: INSERT INTO effects VALUES ('s1')
-  - id: s2
-    kind: wait
-    connection: db
-    query: SELECT ok FROM go
-    expect: true
-    interval: 100ms
-    timeout: 60s
-  - id: s3
-    kind: sql
-    connection: db
-    sql: INSERT INTO effects VALUES ('s3')
-`,
+      await server.query(GATED_TABLES, [], name);
+      const { dir, file } = runbookFile(
+        `${header}${GATED_STEPS}`,
+        { name: 'r.yaml' },
       );
       const stateDir = path.join(dir, 'state');
       const env = { TEST_URL: server.urlFor(name), CUTOVER_STATE_DIR: stateDir };
@@ -184,10 +167,7 @@ steps:
     it('abandon: journaled, lets the runbook run afresh, refuses resume, still allows rollback', async () => {
       const name = await freshDb();
       await server.query('CREATE TABLE t (v text)', [], name);
-      const dir = tempDir();
-      const file = writeRunbook(
-        dir,
-        'r.yaml',
+      const { dir, file } = runbookFile(
         `${header}  - id: a
     kind: sql
     connection: db
@@ -197,6 +177,7 @@ steps:
     kind: confirm
     message: go on?
 `,
+        { name: 'r.yaml' },
       );
       const stateDir = path.join(dir, 'state');
       const env = { TEST_URL: server.urlFor(name), CUTOVER_STATE_DIR: stateDir };
@@ -250,9 +231,8 @@ steps:
 
     it('Ctrl-C mid-statement: the statement is cancelled, run.interrupted journaled, exit 5 saying what is applied; status interrupted; resume applies each effect once', async () => {
       const name = await freshDb();
-      await server.query('CREATE TABLE effects (step text); CREATE TABLE go (ok boolean); INSERT INTO go VALUES (false)', [], name);
-      const dir = tempDir();
-      const file = writeRunbook(dir, 'r.yaml', interruptible);
+      await server.query(GATED_TABLES, [], name);
+      const { dir, file } = runbookFile(interruptible, { name: 'r.yaml' });
       const stateDir = path.join(dir, 'state');
       const env = { TEST_URL: server.urlFor(name), CUTOVER_STATE_DIR: stateDir };
       const run = startInGroup(['run', file, '--yes'], env);
@@ -282,9 +262,8 @@ steps:
 
     it('SIGTERM stops the same way (exit 5, resumable)', async () => {
       const name = await freshDb();
-      await server.query('CREATE TABLE effects (step text); CREATE TABLE go (ok boolean); INSERT INTO go VALUES (false)', [], name);
-      const dir = tempDir();
-      const file = writeRunbook(dir, 'r.yaml', interruptible);
+      await server.query(GATED_TABLES, [], name);
+      const { dir, file } = runbookFile(interruptible, { name: 'r.yaml' });
       const env = { TEST_URL: server.urlFor(name), CUTOVER_STATE_DIR: path.join(dir, 'state') };
       const run = startInGroup(['run', file, '--yes'], env);
       await until2('s2 to sleep in the server', sleeping(name));
@@ -299,13 +278,12 @@ steps:
       const dir = tempDir();
       const pidFile = path.join(dir, 'stubborn.pid');
       // Ignores SIGINT and SIGTERM, so stopping it takes execa's grace period.
-      const file = writeRunbook(
-        dir,
-        'r.yaml',
+      const { file } = runbookFile(
         `${header}  - id: stubborn
     kind: shell
     command: [node, -e, "process.on('SIGINT', () => {}); process.on('SIGTERM', () => {}); require('fs').writeFileSync('${pidFile}', String(process.pid)); setInterval(() => {}, 1000)"]
 `,
+        { dir, name: 'r.yaml' },
       );
       const env = { TEST_URL: server.urlFor(name), CUTOVER_STATE_DIR: path.join(dir, 'state') };
       const run = startInGroup(['run', file, '--yes'], env);
@@ -332,14 +310,12 @@ steps:
 
     it('a shell step in flight at the crash is not re-run by --yes unless idempotent: exit 3 (needs attention)', async () => {
       const name = await freshDb();
-      const dir = tempDir();
-      const file = writeRunbook(
-        dir,
-        'r.yaml',
+      const { dir, file } = runbookFile(
         `${header}  - id: slow
     kind: shell
     command: [node, -e, "setTimeout(() => {}, 60000)"]
 `,
+        { name: 'r.yaml' },
       );
       const stateDir = path.join(dir, 'state');
       const env = { TEST_URL: server.urlFor(name), CUTOVER_STATE_DIR: stateDir };
@@ -359,10 +335,7 @@ steps:
     it('a confirm step without a terminal and without --yes stops (exit 5); resume --yes passes it', async () => {
       const name = await freshDb();
       await server.query('CREATE TABLE t (v text)', [], name);
-      const dir = tempDir();
-      const file = writeRunbook(
-        dir,
-        'r.yaml',
+      const { dir, file } = runbookFile(
         `${header}  - id: before-gate
     kind: sql
     connection: db
@@ -375,6 +348,7 @@ steps:
     connection: db
     sql: INSERT INTO t VALUES ('after')
 `,
+        { name: 'r.yaml' },
       );
       const env = { TEST_URL: server.urlFor(name), CUTOVER_STATE_DIR: path.join(dir, 'state') };
       const stopped = await cutover(['run', file], env);
@@ -390,8 +364,7 @@ steps:
 
     it('audit verify passes on a real run and fails when one byte of the journal changes', async () => {
       const name = await freshDb();
-      const dir = tempDir();
-      const file = writeRunbook(dir, 'r.yaml', `${header}  - id: one\n    kind: sql\n    connection: db\n    sql: SELECT 1\n`);
+      const { dir, file } = runbookFile(`${header}  - id: one\n    kind: sql\n    connection: db\n    sql: SELECT 1\n`, { name: 'r.yaml' });
       const env = { TEST_URL: server.urlFor(name), CUTOVER_STATE_DIR: path.join(dir, 'state') };
       assert.equal((await cutover(['run', file], env)).code, 0);
       const ok = await cutover(['audit', 'verify', '--last'], env);
@@ -412,10 +385,7 @@ steps:
     it('a dry run is physically read-only: a wait query that tries SET ...; COMMIT; INSERT fails in plan and in run, and writes nothing', async () => {
       const name = await freshDb();
       await server.query('CREATE TABLE t (v int)', [], name);
-      const dir = tempDir();
-      const file = writeRunbook(
-        dir,
-        'r.yaml',
+      const { dir, file } = runbookFile(
         `${header}  - id: sneaky
     kind: wait
     connection: db
@@ -424,6 +394,7 @@ steps:
     interval: 100ms
     timeout: 2s
 `,
+        { name: 'r.yaml' },
       );
       const env = { TEST_URL: server.urlFor(name), CUTOVER_STATE_DIR: path.join(dir, 'state') };
       const plan = await cutover(['plan', file], env);
@@ -439,9 +410,7 @@ steps:
       const name = await freshDb();
       const dir = tempDir();
       const touched = path.join(dir, 'touched');
-      const file = writeRunbook(
-        dir,
-        'r.yaml',
+      const { file } = runbookFile(
         `${header}  - id: writes
     kind: shell
     command: [node, -e, "require('fs').writeFileSync('${touched}', 'x')"]
@@ -450,6 +419,7 @@ steps:
     command: [node, -e, "console.log('read-only output')"]
     readOnly: true
 `,
+        { dir, name: 'r.yaml' },
       );
       const env = { TEST_URL: server.urlFor(name), CUTOVER_STATE_DIR: path.join(dir, 'state') };
       const plan = await cutover(['plan', file], env);
@@ -461,15 +431,13 @@ steps:
 
     it('a failed step exits 1 after rolling back, with SQLSTATE and a caret at the failing SQL', async () => {
       const name = await freshDb();
-      const dir = tempDir();
-      const file = writeRunbook(
-        dir,
-        'r.yaml',
+      const { dir, file } = runbookFile(
         `${header}  - id: bad
     kind: sql
     connection: db
     sql: SELECT nosuchcolumn FROM pg_class
 `,
+        { name: 'r.yaml' },
       );
       const env = { TEST_URL: server.urlFor(name), CUTOVER_STATE_DIR: path.join(dir, 'state') };
       const result = await cutover(['run', file], env);

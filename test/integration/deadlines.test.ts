@@ -5,15 +5,13 @@
  * step that ignores its deadline, and then says so.
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
-import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { z } from 'zod';
-import { defineStep, parseRunbook, registry, runRunbook, type StepDefinition } from '../../src/index.js';
+import { defineStep, registry, runRunbook, type StepDefinition } from '../../src/index.js';
 import { stepCeilingMs } from '../../src/engine/run-context.js';
 import { startPostgres, VERSIONS, type TestServer } from '../helpers/pg.js';
-import { tempDir } from '../helpers/cli.js';
+import { loadRunbookText, postgresRunbook } from '../helpers/runbook.js';
 
 const version = VERSIONS[VERSIONS.length - 1] ?? 18;
 
@@ -26,13 +24,8 @@ describe(`step deadlines on PostgreSQL ${version}`, () => {
     await server.stop();
   });
 
-  const load = (steps: string, extra = registry) => {
-    const dir = tempDir();
-    const file = path.join(dir, 'runbook.yaml');
-    const text = `version: 1\nname: deadlines\nconnections:\n  db: { kind: postgres, url: "${server.url}" }\nsteps:\n${steps}`;
-    writeFileSync(file, text);
-    return { runbook: parseRunbook(text, file, { registry: extra, env: {} }), dir };
-  };
+  const load = (steps: string, extra = registry) =>
+    loadRunbookText(postgresRunbook({ name: 'deadlines', connections: { db: server.url }, steps }), { registry: extra, env: {} });
 
   it('the grace is at least 5 s and a quarter of the timeout', () => {
     assert.equal(stepCeilingMs(2_000), 7_000);

@@ -12,7 +12,6 @@ import {
   LockedError,
   defineStep,
   journalFile,
-  parseRunbook,
   planRunbook,
   registry,
   resumeRun,
@@ -23,6 +22,7 @@ import {
   type StepDefinition,
 } from '../../src/index.js';
 import { startPostgres, VERSIONS, type TestServer } from '../helpers/pg.js';
+import { loadRunbookText } from '../helpers/runbook.js';
 import { tempDir } from '../helpers/cli.js';
 
 function runbookText(url: string, steps: string, defaults = ''): string {
@@ -48,11 +48,7 @@ for (const version of VERSIONS) {
       return name;
     }
     /** Written to a file because resume and rollback re-read the runbook from disk. */
-    const load = (text: string, extra = registry) => {
-      const file = path.join(tempDir(), 'runbook.yaml');
-      writeFileSync(file, text);
-      return parseRunbook(text, file, { registry: extra, env: {} });
-    };
+    const load = (text: string, extra = registry) => loadRunbookText(text, { registry: extra, env: {} }).runbook;
 
     before(async () => {
       server = await startPostgres(version);
@@ -199,10 +195,7 @@ for (const version of VERSIONS) {
     async function ranOnce(): Promise<{ name: string; stateDir: string; runId: string; runDir: string; lines: string[] }> {
       const name = await freshDb();
       await server.query('CREATE TABLE t (v text)', [], name);
-      const dir = tempDir();
-      const file = path.join(dir, 'r.yaml');
-      writeFileSync(
-        file,
+      const { runbook, dir } = loadRunbookText(
         runbookText(
           server.urlFor(name),
           `  - id: once
@@ -215,9 +208,9 @@ for (const version of VERSIONS) {
     connection: db
     sql: INSERT INTO t VALUES ('second')`,
         ),
+        { name: 'r.yaml', env: {} },
       );
       const stateDir = path.join(dir, 'state');
-      const runbook = parseRunbook(readFileSync(file, 'utf8'), file, { registry, env: {} });
       const first = await runRunbook(runbook, { registry, stateDir, only: ['once'] });
       assert.equal(first.status, 'succeeded');
       const lines = readFileSync(journalFile(first.runDir), 'utf8').split('\n');

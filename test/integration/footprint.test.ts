@@ -4,11 +4,10 @@
  * and the subscriber applying without errors (pg_stat_subscription_stats).
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { parseRunbook, registry, rollbackRun, runRunbook } from '../../src/index.js';
+import { registry, rollbackRun, runRunbook } from '../../src/index.js';
 import { startPostgres, VERSIONS, type TestServer } from '../helpers/pg.js';
+import { loadRunbookText } from '../helpers/runbook.js';
 import { tempDir } from '../helpers/cli.js';
 import { until } from '../helpers/wait.js';
 
@@ -59,10 +58,8 @@ steps:
     sql: INSERT INTO t VALUES (2, 'two')
     rollback: DELETE FROM t WHERE id = 2
 `;
-      const file = path.join(tempDir(), 'runbook.yaml');
-      writeFileSync(file, text);
       const stateDir = tempDir();
-      const result = await runRunbook(parseRunbook(text, file, { registry, env: {} }), { registry, stateDir });
+      const result = await runRunbook(loadRunbookText(text, { env: {} }).runbook, { registry, stateDir });
       assert.equal(result.status, 'succeeded');
       const count = async () => (await sub.query<{ n: number }>('SELECT count(*)::int AS n FROM t', [], 'app'))[0]?.n;
       await until('the subscriber to apply both rows', async () => (await count()) === 2);

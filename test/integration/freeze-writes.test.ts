@@ -8,14 +8,13 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, afterEach, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { jsonText, parseRunbook, planRunbook, registry, rollbackRun, runRunbook } from '../../src/index.js';
+import { jsonText, planRunbook, registry, rollbackRun, runRunbook } from '../../src/index.js';
 import { startPostgres, VERSIONS, type TestServer } from '../helpers/pg.js';
-import { tempDir } from '../helpers/cli.js';
+import { loadRunbookText } from '../helpers/runbook.js';
 import { until } from '../helpers/wait.js';
 
 const WRITER = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'helpers', 'writer.js');
@@ -74,12 +73,7 @@ for (const version of VERSIONS) {
         `SELECT setrole::regrole::text AS role, COALESCE(d.datname, '(all)') AS db, setconfig
            FROM pg_db_role_setting s LEFT JOIN pg_database d ON d.oid = s.setdatabase ORDER BY 1, 2`,
       );
-    const load = (text: string) => {
-      const dir = tempDir();
-      const file = path.join(dir, 'runbook.yaml');
-      writeFileSync(file, text);
-      return { runbook: parseRunbook(text, file, { registry, env: {} }), dir };
-    };
+    const load = (text: string) => loadRunbookText(text, { env: {} });
     const runbookFor = (db: string, step: string) =>
       load(`version: 1
 name: freeze

@@ -4,14 +4,15 @@
  * and a run that loses it stops before its next write.
  */
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { LockedError, LockLostError, parseRunbook, registry, resumeRun, runRunbook, type RunEvent } from '../../src/index.js';
+import { LockedError, LockLostError, registry, resumeRun, runRunbook, type RunEvent } from '../../src/index.js';
 import { startPostgres, VERSIONS, type TestServer } from '../helpers/pg.js';
+import { GATED_STEPS, GATED_TABLES, loadRunbookText } from '../helpers/runbook.js';
 import { tempDir } from '../helpers/cli.js';
 import { until } from '../helpers/wait.js';
 
@@ -36,29 +37,10 @@ for (const version of VERSIONS) {
       }
     }
     const load = (name: string, steps: string, connections = `  db:\n    kind: postgres\n    url: ${server.urlFor(name)}\n`) => {
-      const text = `version: 1\nname: lock test\nconnections:\n${connections}steps:\n${steps}`;
-      const file = path.join(tempDir(), 'runbook.yaml');
-      writeFileSync(file, text);
-      return parseRunbook(text, file, { registry, env: {} });
+      return loadRunbookText(`version: 1\nname: lock test\nconnections:\n${connections}steps:\n${steps}`, { env: {} }).runbook;
     };
-    const gated = `  - id: s1
-    kind: sql
-    connection: db
-    sql: INSERT INTO effects VALUES ('s1')
-  - id: s2
-    kind: wait
-    connection: db
-    query: SELECT ok FROM go
-    expect: true
-    interval: 100ms
-    timeout: 60s
-  - id: s3
-    kind: sql
-    connection: db
-    sql: INSERT INTO effects VALUES ('s3')
-`;
     const setup = (name: string) =>
-      once(name, 'CREATE TABLE effects (step text); CREATE TABLE go (ok boolean); INSERT INTO go VALUES (false)');
+      once(name, GATED_TABLES);
     const effects = async (name: string) => (await once<{ step: string }>(name, 'SELECT step FROM effects ORDER BY step')).map((r) => r.step);
 
     before(async () => {
@@ -103,7 +85,7 @@ for (const version of VERSIONS) {
     it('the refusal names the holding run id, operator, host and CLI pid', async () => {
       const name = await freshDb();
       await setup(name);
-      const runbook = load(name, gated);
+      const runbook = load(name, GATED_STEPS);
       let started!: (runId: string) => void;
       const holding = new Promise<string>((resolve) => (started = resolve));
       const first = runRunbook(runbook, {
@@ -126,7 +108,7 @@ for (const version of VERSIONS) {
     it('pg_terminate_backend on the lock session mid-step: the run stops before its next write, journaled, and resume finishes it', async () => {
       const name = await freshDb();
       await setup(name);
-      const runbook = load(name, gated);
+      const runbook = load(name, GATED_STEPS);
       const stateDir = tempDir();
       let inS2!: () => void;
       const reachedS2 = new Promise<void>((resolve) => (inS2 = resolve));
@@ -161,7 +143,7 @@ for (const version of VERSIONS) {
       const name = await freshDb();
       await setup(name);
       await server.query(`ALTER DATABASE ${name} SET idle_session_timeout = '300ms'`);
-      const runbook = load(name, gated);
+      const runbook = load(name, GATED_STEPS);
       const events: RunEvent[] = [];
       let inS2!: () => void;
       const reachedS2 = new Promise<void>((resolve) => (inS2 = resolve));
@@ -195,7 +177,7 @@ for (const version of VERSIONS) {
     it('a server restart (pg_ctl restart -m fast) mid-step: the lock is lost, the run stops before its next write, resume finishes it', async () => {
       const name = await freshDb();
       await setup(name);
-      const runbook = load(name, gated);
+      const runbook = load(name, GATED_STEPS);
       const stateDir = tempDir();
       let inS2!: () => void;
       const reachedS2 = new Promise<void>((resolve) => (inS2 = resolve));

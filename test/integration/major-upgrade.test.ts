@@ -9,14 +9,15 @@
  * starts, so the run locks it when the first step that uses it starts.
  */
 import assert from 'node:assert/strict';
-import { chmodSync, chownSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { parse, stringify } from 'yaml';
-import { parseRunbook, registry, runRunbook } from '../../src/index.js';
+import { registry, runRunbook } from '../../src/index.js';
 import { freePort, osUser } from '../../scripts/embedded-postgres.js';
 import { binDir, initPostgres, startPostgres, type TestServer } from '../helpers/pg.js';
+import { loadRunbookText } from '../helpers/runbook.js';
 import { tempDir } from '../helpers/cli.js';
 import { TEMPLATES_DIR } from '../../src/templates.js';
 
@@ -87,10 +88,8 @@ describe('pg-major-upgrade template: the freeze does not outlive pg_upgrade', ()
         thaw,
       ],
     };
-    const file = path.join(dir, 'runbook.yaml');
-    const text = stringify(runbook);
-    writeFileSync(file, text);
-    const result = await runRunbook(parseRunbook(text, file, { registry, env: { APP_ROLE: 'shop_app' } }), { registry, stateDir: dir });
+    const loaded = loadRunbookText(stringify(runbook), { dir, env: { APP_ROLE: 'shop_app' } });
+    const result = await runRunbook(loaded.runbook, { registry, stateDir: dir });
     assert.equal(result.status, 'succeeded', JSON.stringify(result.steps.map((s) => [s.id, s.status, s.error?.message])));
     const journal = readFileSync(result.journalFile, 'utf8');
     const locked = [...journal.matchAll(/"type":"target.locked","connection":"(\w+)"/g)].map((m) => m[1]);

@@ -5,32 +5,23 @@
  * floats print). One 11, one 13 and one 18 server, shared by all cases.
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { parseRunbook, planRunbook, registry, runRunbook, type RunResult } from '../../src/index.js';
+import { planRunbook, registry, runRunbook, type RunResult } from '../../src/index.js';
 import { startAll, type TestServer } from '../helpers/pg.js';
-import { tempDir } from '../helpers/cli.js';
+import { loadRunbookText, postgresRunbook, type LoadedRunbook } from '../helpers/runbook.js';
 
 const SOURCES = [11, 13] as const;
 
-function runbook(source: TestServer, target: TestServer, db: string, step: string): { text: string; file: string; dir: string } {
-  const text = `version: 1
-name: old-source
-connections:
-  source: { kind: postgres, url: "${source.urlFor(db)}" }
-  target: { kind: postgres, url: "${target.urlFor(db)}" }
-steps:
-${step}`;
-  const dir = tempDir();
-  const file = path.join(dir, 'runbook.yaml');
-  writeFileSync(file, text);
-  return { text, file, dir };
+function runbook(source: TestServer, target: TestServer, db: string, step: string): LoadedRunbook {
+  return loadRunbookText(
+    postgresRunbook({ name: 'old-source', connections: { source: source.urlFor(db), target: target.urlFor(db) }, steps: step }),
+    { env: {} },
+  );
 }
 
 async function run(source: TestServer, target: TestServer, db: string, step: string): Promise<RunResult> {
-  const { text, file, dir } = runbook(source, target, db, step);
-  return runRunbook(parseRunbook(text, file, { registry, env: {} }), { registry, stateDir: dir });
+  const { runbook: rb, dir } = runbook(source, target, db, step);
+  return runRunbook(rb, { registry, stateDir: dir });
 }
 
 const tableOf = <T>(result: RunResult) => (result.steps[0]?.plan?.tables?.[0]?.rows ?? []) as unknown as T[];
@@ -165,10 +156,7 @@ describe('an 11 or 13 source, an 18 target', () => {
         db,
       );
       const text = `version: 1\nname: stats\nconnections:\n  db: { kind: postgres, url: "${server.urlFor(db)}" }\nsteps:\n  - id: stats\n    kind: analyze\n    connection: db\n    onlyMissing: true\n`;
-      const dir = tempDir();
-      const file = path.join(dir, 'runbook.yaml');
-      writeFileSync(file, text);
-      const rb = parseRunbook(text, file, { registry, env: {} });
+      const { runbook: rb, dir } = loadRunbookText(text, { env: {} });
       const planned = await planRunbook(rb, { registry, stateDir: dir });
       assert.deepEqual(
         Object.fromEntries(tableOf<{ relation: string; missing: string }>(planned).filter((r) => r.missing !== '').map((r) => [r.relation, r.missing])),

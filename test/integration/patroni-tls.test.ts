@@ -8,12 +8,10 @@
  * a CA that did not sign the API's certificate reaches no member.
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { parseRunbook, planRunbook, registry, rollbackRun, runRunbook } from '../../src/index.js';
+import { planRunbook, registry, rollbackRun, runRunbook } from '../../src/index.js';
 import { startPatroniCluster, type TestPatroniCluster } from '../../scripts/patroni.js';
-import { tempDir } from '../helpers/cli.js';
+import { loadRunbookText } from '../helpers/runbook.js';
 
 describe('patroni over https with client certificates (Patroni 3, PostgreSQL 15, etcd, HAProxy)', () => {
   let cluster: TestPatroniCluster;
@@ -28,8 +26,6 @@ describe('patroni over https with client certificates (Patroni 3, PostgreSQL 15,
 
   const leader = async () => (await cluster.cluster()).members.filter((m) => m.role === 'leader').map((m) => m.name);
   const load = (tls: string) => {
-    const dir = tempDir();
-    const file = path.join(dir, 'runbook.yaml');
     const [node1, node2] = cluster.members;
     const text = `version: 1
 name: switchover over https
@@ -47,8 +43,7 @@ ${tls}steps:
     action: switchover
     candidate: node2
 `;
-    writeFileSync(file, text);
-    return { runbook: parseRunbook(text, file, { registry }), dir };
+    return loadRunbookText(text);
   };
   const files = () => {
     assert.ok(cluster.tls !== undefined);

@@ -7,14 +7,13 @@
  * password switches nothing. One cluster serves every test in this file.
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { parseRunbook, planRunbook, registry, rollbackRun, runRunbook, template, type RunEvent } from '../../src/index.js';
+import { planRunbook, registry, rollbackRun, runRunbook, template, type RunEvent } from '../../src/index.js';
 import { startPatroniCluster, type TestPatroniCluster } from '../../scripts/patroni.js';
 import { tempDir } from '../helpers/cli.js';
 import { startLoad } from '../helpers/load.js';
+import { loadRunbookText } from '../helpers/runbook.js';
 import { until } from '../helpers/wait.js';
 
 describe('patroni on a two-member Patroni 3 cluster (PostgreSQL 15, etcd) behind HAProxy', () => {
@@ -52,10 +51,8 @@ describe('patroni on a two-member Patroni 3 cluster (PostgreSQL 15, etcd) behind
   };
 
   /** A runbook of one patroni step with these fields. */
-  const load = (fields: string, options: { readonly password?: string } = {}) => {
-    const dir = tempDir();
-    const runbook = path.join(dir, 'runbook.yaml');
-    const text = `version: 1
+  const load = (fields: string, options: { readonly password?: string } = {}) =>
+    loadRunbookText(`version: 1
 name: switchover
 connections:
   ha:
@@ -69,10 +66,7 @@ steps:
     kind: patroni
     connection: ha
     action: switchover
-${fields}`;
-    writeFileSync(runbook, text);
-    return { runbook: parseRunbook(text, runbook, { registry }), dir };
-  };
+${fields}`);
 
   it('plans read-only: the cluster table, the healthiest replica as candidate, the POST it would send', async (t) => {
     t.diagnostic(`etcd, two Patroni members and HAProxy up in ${cluster.startedInMs} ms`);
@@ -271,9 +265,7 @@ ${fields}`;
   it('templates/patroni-switchover.yaml runs end to end: pre-check, switchover, writes through HAProxy, statistics; rollback switches back', async () => {
     await cluster.settled('node1');
     const dir = tempDir();
-    const file = path.join(dir, 'cutover.yaml');
     const text = template('patroni-switchover').text;
-    writeFileSync(file, text);
     Object.assign(process.env, {
       CHANGE_TICKET: 'CHG-17',
       PATRONI_HOST: '127.0.0.1',
@@ -282,7 +274,7 @@ ${fields}`;
       PATRONI_API_PASSWORD: cluster.apiPassword,
       APP_URL: cluster.proxyUrl('postgres'),
     });
-    const runbook = parseRunbook(text, file, { registry });
+    const { runbook } = loadRunbookText(text, { dir, name: 'cutover.yaml' });
     const result = await runRunbook(runbook, { registry, stateDir: dir, yes: true });
     assert.equal(result.status, 'succeeded', JSON.stringify(result.steps.map((s) => s.error)));
     assert.deepEqual(

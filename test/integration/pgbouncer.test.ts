@@ -11,10 +11,10 @@ import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { makeSavedPlan, parseRunbook, planRunbook, registry, rollbackRun, runRunbook, type RunEvent } from '../../src/index.js';
+import { makeSavedPlan, planRunbook, registry, rollbackRun, runRunbook, type RunEvent } from '../../src/index.js';
 import { startPgBouncer, type TestPgBouncer } from '../../scripts/pgbouncer.js';
 import { startPostgres, type TestServer } from '../helpers/pg.js';
-import { tempDir } from '../helpers/cli.js';
+import { loadRunbookText } from '../helpers/runbook.js';
 import { startLoad } from '../helpers/load.js';
 import { until } from '../helpers/wait.js';
 
@@ -48,10 +48,8 @@ describe('pgbouncer on PgBouncer in front of PostgreSQL 17 -> 18', () => {
   });
 
   /** A runbook of one pgbouncer step with these fields; switches name the file. */
-  const load = (fields: string) => {
-    const dir = tempDir();
-    const runbook = path.join(dir, 'runbook.yaml');
-    const text = `version: 1
+  const load = (fields: string) =>
+    loadRunbookText(`version: 1
 name: switch
 connections:
   bouncer:
@@ -62,10 +60,7 @@ steps:
   - id: switch
     kind: pgbouncer
     connection: bouncer
-${fields}`;
-    writeFileSync(runbook, text);
-    return { runbook: parseRunbook(text, runbook, { registry }), dir };
-  };
+${fields}`);
   const entry = async (name: string) => {
     const admin = await bouncer.admin();
     try {

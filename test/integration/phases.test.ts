@@ -7,7 +7,6 @@
  * projected window, only "incomplete: k of n window steps ran".
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -15,6 +14,7 @@ import pg from 'pg';
 import { readJournal, type RunReport } from '../../src/index.js';
 import { startPostgres, type TestServer } from '../helpers/pg.js';
 import { cutover, startCutover, tempDir } from '../helpers/cli.js';
+import { postgresRunbook, runbookFile } from '../helpers/runbook.js';
 import { until } from '../helpers/wait.js';
 
 /** `2.1s` or `340ms` as printed, in milliseconds. */
@@ -37,17 +37,12 @@ describe('phase times on PostgreSQL 18', () => {
     await server.stop();
   });
 
-  const runbook = (dir: string, extra = '') => {
-    const file = path.join(dir, 'runbook.yaml');
-    writeFileSync(
-      file,
-      `version: 1
-name: phases
-connections:
-  source: { kind: postgres, url: "${server.urlFor('src')}" }
-  target: { kind: postgres, url: "${server.urlFor('tgt')}" }
-steps:
-  - id: freeze
+  const runbook = (dir: string, extra = '') =>
+    runbookFile(
+      postgresRunbook({
+        name: 'phases',
+        connections: { source: server.urlFor('src'), target: server.urlFor('tgt') },
+        steps: `  - id: freeze
     kind: sql
     connection: target
     window: true
@@ -65,9 +60,9 @@ steps:
     sql: SELECT 1
     rollback: SELECT 1
 ${extra}`,
-    );
-    return file;
-  };
+      }),
+      { dir },
+    ).file;
 
   it('a compare held up while planning shows its true time everywhere, and the projected window is the real one', async () => {
     const dir = tempDir();

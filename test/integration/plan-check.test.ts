@@ -8,9 +8,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { jsonText, parseRunbook, planRunbook, registry, runRunbook, type RunResult } from '../../src/index.js';
+import { jsonText, planRunbook, registry, runRunbook, type RunResult } from '../../src/index.js';
 import { preflight } from '../../src/engine/preflight.js';
 import { startAll, type TestServer } from '../helpers/pg.js';
+import { loadRunbookText, postgresRunbook } from '../helpers/runbook.js';
 import { tempDir, writeRunbook } from '../helpers/cli.js';
 
 const SCHEMA = `
@@ -90,22 +91,17 @@ describe('plan-check on PostgreSQL 17 -> 18 with pg_stat_statements', () => {
     await Promise.all([source?.stop(), target?.stop()]);
   });
 
-  const runbook = (db: string, fields = '    queries: { topStatements: 20 }\n', extra = '') => {
-    const dir = tempDir();
-    const text = `version: 1
-name: plan-check
-connections:
-  old: { kind: postgres, url: "${source.urlFor('shop')}" }
-  new: { kind: postgres, url: "${target.urlFor(db)}" }
-steps:
-${extra}  - id: plans
-    kind: plan-check
-    source: old
-    target: new
-${fields}`;
-    const file = writeRunbook(dir, 'r.yaml', text);
-    return { runbook: parseRunbook(text, file, { registry }), dir };
-  };
+  /** The plan-check step without its queries line. */
+  const PLANS_STEP = '  - id: plans\n    kind: plan-check\n    source: old\n    target: new\n';
+  const runbook = (db: string, fields = '    queries: { topStatements: 20 }\n', extra = '') =>
+    loadRunbookText(
+      postgresRunbook({
+        name: 'plan-check',
+        connections: { old: source.urlFor('shop'), new: target.urlFor(db) },
+        steps: `${extra}${PLANS_STEP}${fields}`,
+      }),
+      { name: 'r.yaml' },
+    );
   interface Judged {
     readonly query: string;
     readonly sql: string;
@@ -201,21 +197,14 @@ UPDATE orders SET status = 'paid' WHERE id = $1;
 SELECT * FROM orders WHERE id = $1 FOR UPDATE;
 `,
     );
-    const text = `version: 1
-name: plan-check file
-connections:
-  old: { kind: postgres, url: "${source.urlFor('shop')}" }
-  new: { kind: postgres, url: "${target.urlFor('fromfile')}" }
-steps:
-  - id: plans
-    kind: plan-check
-    source: old
-    target: new
-    queries: { file: queries.sql }
-`;
-    const file = writeRunbook(dir, 'r.yaml', text);
+    const text = postgresRunbook({
+      name: 'plan-check file',
+      connections: { old: source.urlFor('shop'), new: target.urlFor('fromfile') },
+      steps: `${PLANS_STEP}    queries: { file: queries.sql }\n`,
+    });
+    const { runbook: fromFile } = loadRunbookText(text, { dir, name: 'r.yaml' });
     const rowsBefore = await source.query<{ n: number; paid: number }>("SELECT count(*)::int AS n, count(*) FILTER (WHERE status = 'paid')::int AS paid FROM orders", [], 'shop');
-    const result = await runRunbook(parseRunbook(text, file, { registry }), { registry, stateDir: dir });
+    const result = await runRunbook(fromFile, { registry, stateDir: dir });
     assert.equal(result.status, 'succeeded', JSON.stringify(result.steps[0]?.error));
     const plan = result.steps[0]?.plan;
     assert.deepEqual(judged(result).map((row) => [row.query, row.verdict]), [['recent-orders', 'same']]);
@@ -236,8 +225,12 @@ steps:
     const ready = await preflight(r, { registry });
     assert.deepEqual(ready.steps[0]?.findings.map((f) => [f.severity, f.check]), [['ok', 'pg_stat_statements']]);
     // A role that is not a superuser (shared_preload_libraries is hidden from it) is checked too, and told what it misses.
-    const text = `version: 1\nname: as app\nconnections:\n  old: { kind: postgres, url: "${source.urlFor('shop').replace('//postgres@', '//shop_app@')}" }\n  new: { kind: postgres, url: "${target.urlFor('same')}" }\nsteps:\n  - id: plans\n    kind: plan-check\n    source: old\n    target: new\n    queries: { topStatements: 5 }\n`;
-    const asApp = await preflight(parseRunbook(text, writeRunbook(tempDir(), 'r.yaml', text), { registry }), { registry });
+    const text = postgresRunbook({
+      name: 'as app',
+      connections: { old: source.urlFor('shop').replace('//postgres@', '//shop_app@'), new: target.urlFor('same') },
+      steps: `${PLANS_STEP}    queries: { topStatements: 5 }\n`,
+    });
+    const asApp = await preflight(loadRunbookText(text, { name: 'r.yaml' }).runbook, { registry });
     assert.deepEqual(asApp.steps[0]?.findings.map((f) => [f.severity, f.message]), [
       ['warning', "this role sees only its own statements' text (others show as <insufficient privilege>)"],
     ]);

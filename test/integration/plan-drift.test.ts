@@ -8,10 +8,10 @@
  */
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { startPostgres, type TestServer } from '../helpers/pg.js';
 import { cutover, tempDir } from '../helpers/cli.js';
+import { postgresRunbook, runbookFile } from '../helpers/runbook.js';
 
 const LOGICAL = { wal_level: 'logical', max_replication_slots: '20', max_wal_senders: '20' };
 const DRIFT = /the state changed since the plan was saved; nothing was done:/;
@@ -32,10 +32,9 @@ describe('run --plan stops where the planned payload drifted (PostgreSQL 18)', (
     await server.query(`CREATE DATABASE ${db}`);
     const dir = tempDir();
     const state = path.join(dir, 'state');
-    const runbook = path.join(dir, 'runbook.yaml');
-    writeFileSync(
-      runbook,
-      `version: 1\nname: drift\nconnections:\n  db: { kind: postgres, url: "${server.urlFor(db)}" }\nsteps:\n  - id: s\n    connection: db\n${step}`,
+    const { file: runbook } = runbookFile(
+      postgresRunbook({ name: 'drift', connections: { db: server.urlFor(db) }, steps: `  - id: s\n    connection: db\n${step}` }),
+      { dir },
     );
     const saved = path.join(dir, 'plan.json');
     return {

@@ -9,7 +9,7 @@
  * person to look at.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { pathToFileURL } from 'node:url';
@@ -17,6 +17,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import type { RunReport } from '../../src/index.js';
 import { startPostgres, type TestServer } from '../helpers/pg.js';
 import { cutover, tempDir } from '../helpers/cli.js';
+import { postgresRunbook, runbookFile } from '../helpers/runbook.js';
 import { chromiumPath } from '../../scripts/tools.js';
 
 const shots = process.env['CUTOVER_SCREENSHOT_DIR'] ?? tempDir('cutover-report-shots-');
@@ -40,10 +41,14 @@ describe('the HTML report in headless Chromium, PostgreSQL 18', () => {
   async function render(name: string, onFailure: 'rollback' | 'stop', steps: string): Promise<{ page: Page; report: RunReport; problems: string[] }> {
     const dir = tempDir();
     const state = path.join(dir, 'state');
-    const file = path.join(dir, 'runbook.yaml');
-    writeFileSync(
-      file,
-      `version: 1\nname: shop cutover\nticket: CHG-42\ndefaults: { onFailure: ${onFailure} }\nconnections:\n  db: { kind: postgres, url: "${server.urlFor('shop')}" }\nsteps:\n${steps}`,
+    const { file } = runbookFile(
+      postgresRunbook({
+        name: 'shop cutover',
+        head: `ticket: CHG-42\ndefaults: { onFailure: ${onFailure} }\n`,
+        connections: { db: server.urlFor('shop') },
+        steps,
+      }),
+      { dir },
     );
     const run = await cutover(['run', file, '--yes', '--label', name, '--state-dir', state]);
     assert.ok(run.code !== null && run.code !== 2, run.stderr);

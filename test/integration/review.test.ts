@@ -13,6 +13,7 @@ import { chromium } from 'playwright-core';
 import { journalFile, readJournal, type SavedPlan } from '../../src/index.js';
 import { startPostgres, VERSIONS, type TestServer } from '../helpers/pg.js';
 import { cutover, tempDir } from '../helpers/cli.js';
+import { postgresRunbook, runbookFile } from '../helpers/runbook.js';
 import { chromiumPath } from '../../scripts/tools.js';
 
 
@@ -33,20 +34,17 @@ for (const version of VERSIONS) {
       await server.query('CREATE SEQUENCE a', [], 'tgt');
       const dir = tempDir();
       const state = path.join(dir, 'state');
-      const runbook = path.join(dir, 'runbook.yaml');
-      writeFileSync(
-        runbook,
-        `version: 1
-name: reviewed
-connections:
-  source: { kind: postgres, url: "${server.urlFor('src')}" }
-  target: { kind: postgres, url: "${server.urlFor('tgt')}" }
-steps:
-  - id: sequences
+      const { file: runbook } = runbookFile(
+        postgresRunbook({
+          name: 'reviewed',
+          connections: { source: server.urlFor('src'), target: server.urlFor('tgt') },
+          steps: `  - id: sequences
     kind: sequence-reset
     connection: target
     from: { connection: source }
 `,
+        }),
+        { dir },
       );
       const saved = path.join(dir, 'plan.json');
       const planned = await cutover(['plan', runbook, '--out', saved, '--state-dir', state]);
@@ -98,11 +96,8 @@ describe('reports on PostgreSQL 18', () => {
     await server.stop();
   });
 
-  const runbookWith = (dir: string, steps: string) => {
-    const file = path.join(dir, 'runbook.yaml');
-    writeFileSync(file, `version: 1\nname: shop cutover\nticket: CHG-42\nconnections:\n  db: { kind: postgres, url: "${server.urlFor('shop')}" }\nsteps:\n${steps}`);
-    return file;
-  };
+  const runbookWith = (dir: string, steps: string) =>
+    runbookFile(postgresRunbook({ name: 'shop cutover', head: 'ticket: CHG-42\n', connections: { db: server.urlFor('shop') }, steps }), { dir }).file;
 
   it('the HTML report of a failed and rolled-back run renders in headless Chromium: no console error, no network request, one bar per step', async () => {
     const dir = tempDir();

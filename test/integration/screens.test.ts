@@ -8,12 +8,13 @@
  * step and why, and changes nothing.
  */
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { journalFile, type RollbackPreview } from '../../src/index.js';
 import { startPostgres, type TestServer } from '../helpers/pg.js';
 import { cutover, tempDir } from '../helpers/cli.js';
+import { postgresRunbook, runbookFile } from '../helpers/runbook.js';
 
 /** An internal class name such as PlanBlockedError or DatabaseError. */
 const CLASS_NAME = /\b[A-Z][a-z]+(?:[A-Z][a-z]+)*Error\b/;
@@ -36,20 +37,8 @@ describe('failure screens and rollback preview on PostgreSQL 18', () => {
     await server.stop();
   });
 
-  const runbook = (dir: string, steps: string) => {
-    const file = path.join(dir, 'runbook.yaml');
-    writeFileSync(
-      file,
-      `version: 1
-name: screens
-connections:
-  source: { kind: postgres, url: "${server.urlFor('src')}" }
-  target: { kind: postgres, url: "${server.urlFor('tgt')}" }
-steps:
-${steps}`,
-    );
-    return file;
-  };
+  const runbook = (dir: string, steps: string) =>
+    runbookFile(postgresRunbook({ name: 'screens', connections: { source: server.urlFor('src'), target: server.urlFor('tgt') }, steps }), { dir }).file;
 
   it('a blocked plan: the step with its kind and connections, the blocker once, what was rolled back, and the next command', async () => {
     const dir = tempDir();

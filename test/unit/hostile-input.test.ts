@@ -13,6 +13,7 @@ import { RunbookValidationError, type ValidationIssue } from '../../src/errors.j
 import { loadRunbook, parseRunbook } from '../../src/runbook/load.js';
 import { registry } from '../../src/steps/index.js';
 import { tempDir } from '../helpers/cli.js';
+import { lineOf } from '../helpers/runbook.js';
 
 const FILE = 'hostile.yaml';
 const JS_ERROR = /\b(RangeError|TypeError|ReferenceError|URIError|SyntaxError|Maximum call stack|\[object Object\]|function \w*\()/;
@@ -42,7 +43,8 @@ const confirmStep = '  - id: a\n    kind: confirm\n    message: ok?\n';
 
 describe('hostile input: YAML structure', () => {
   it('an unresolved alias is reported at the alias', () => {
-    one(issuesOf(`${head()}  - id: a\n    kind: confirm\n    message: *nothing\n`), { line: 10, column: 14, path: '(yaml)' }, /alias \*nothing/);
+    const text = `${head()}  - id: a\n    kind: confirm\n    message: *nothing\n`;
+    one(issuesOf(text), { line: lineOf(text, 'message: *nothing'), column: 14, path: '(yaml)' }, /alias \*nothing/);
   });
 
   it('an alias bomb is refused at the first alias, without expanding it', () => {
@@ -53,7 +55,7 @@ describe('hostile input: YAML structure', () => {
       levels.push(`${name}: &${name} [${Array.from({ length: 9 }, () => `*${prev}`).join(',')}]`);
     }
     const text = `version: 1\nname: bomb\n${levels.join('\n')}\nsteps:\n${confirmStep}`;
-    one(issuesOf(text), { line: 4, column: 8, path: '(yaml)' }, /alias bomb/);
+    one(issuesOf(text), { line: lineOf(text, 'b: &b'), column: 8, path: '(yaml)' }, /alias bomb/);
   });
 
   for (const [label, nested] of [
@@ -61,13 +63,15 @@ describe('hostile input: YAML structure', () => {
     ['flow mappings', `${'{a: '.repeat(2000)}1${'}'.repeat(2000)}`],
   ] as const) {
     it(`2000-deep ${label} are refused at the level that is too deep`, () => {
-      one(issuesOf(`${head()}${confirmStep}    description: ${nested}\n`), { line: 11, path: '(yaml)' }, /nested more than 64 levels deep/);
+      const text = `${head()}${confirmStep}    description: ${nested}\n`;
+      one(issuesOf(text), { line: lineOf(text, 'description:'), path: '(yaml)' }, /nested more than 64 levels deep/);
     });
   }
 
   it('100-deep nesting (which the parser survives) is refused at the first level past 64', () => {
     // The top-level map is level 1, steps 2, the step 3: the first "[" is level 4, the 62nd level 65.
-    one(issuesOf(`${head()}${confirmStep}    description: ${'['.repeat(100)}${']'.repeat(100)}\n`), { line: 11, column: 18 + 61, path: '(yaml)' }, /nested more than 64 levels deep/);
+    const text = `${head()}${confirmStep}    description: ${'['.repeat(100)}${']'.repeat(100)}\n`;
+    one(issuesOf(text), { line: lineOf(text, 'description:'), column: 18 + 61, path: '(yaml)' }, /nested more than 64 levels deep/);
   });
 
   it('2000-deep block sequences too', () => {
@@ -82,51 +86,57 @@ describe('hostile input: YAML structure', () => {
 
 describe('hostile input: values', () => {
   it('timeout: 9999999999999 (past what a timer takes)', () => {
-    one(issuesOf(`${head()}${confirmStep}    timeout: 9999999999999\n`), { line: 11, column: 14, path: 'steps[0].timeout' }, /at most 2147483647 ms/);
+    const text = `${head()}${confirmStep}    timeout: 9999999999999\n`;
+    one(issuesOf(text), { line: lineOf(text, 'timeout:'), column: 14, path: 'steps[0].timeout' }, /at most 2147483647 ms/);
   });
 
   it('lockTimeout and statementTimeout past 2^31-1 ms', () => {
-    const issues = issuesOf(`version: 1\nname: t\ndefaults:\n  lockTimeout: 2147483648\n  statementTimeout: 9999h\nsteps:\n${confirmStep}`);
-    one(issues, { line: 4, path: 'defaults.lockTimeout' }, /at most 2147483647 ms/);
-    one(issues, { line: 5, path: 'defaults.statementTimeout' }, /9999h is more than 2147483647 ms/);
+    const text = `version: 1\nname: t\ndefaults:\n  lockTimeout: 2147483648\n  statementTimeout: 9999h\nsteps:\n${confirmStep}`;
+    const issues = issuesOf(text);
+    one(issues, { line: lineOf(text, 'lockTimeout:'), path: 'defaults.lockTimeout' }, /at most 2147483647 ms/);
+    one(issues, { line: lineOf(text, 'statementTimeout:'), path: 'defaults.statementTimeout' }, /9999h is more than 2147483647 ms/);
   });
 
   it('sizes and integers past what JavaScript or PostgreSQL hold exactly', () => {
-    const issues = issuesOf(
-      `${head()}  - id: slots\n    kind: slots-inventory\n    connection: db\n    retainedWarning: 999999999999999TB\n  - id: seq\n    kind: sequence-reset\n    connection: db\n    from: data\n    margin: 100000000000000000000\n  - id: seq2\n    kind: sequence-reset\n    connection: db\n    from: data\n    margin: "9223372036854775808"\n`,
-    );
-    one(issues, { line: 11, path: 'steps[0].retainedWarning' }, /999999999999999TB is more than 9007199254740991 bytes/);
-    one(issues, { line: 16, path: 'steps[1].margin' }, /at most 9007199254740991 as a number; quote larger values/);
-    one(issues, { line: 21, path: 'steps[2].margin' }, /at most 9223372036854775807 \(the largest bigint\)/);
+    const text =
+      `${head()}  - id: slots\n    kind: slots-inventory\n    connection: db\n    retainedWarning: 999999999999999TB\n  - id: seq\n    kind: sequence-reset\n    connection: db\n    from: data\n    margin: 100000000000000000000\n  - id: seq2\n    kind: sequence-reset\n    connection: db\n    from: data\n    margin: "9223372036854775808"\n`;
+    const issues = issuesOf(text);
+    one(issues, { line: lineOf(text, 'retainedWarning:'), path: 'steps[0].retainedWarning' }, /999999999999999TB is more than 9007199254740991 bytes/);
+    one(issues, { line: lineOf(text, 'margin: 1000'), path: 'steps[1].margin' }, /at most 9007199254740991 as a number; quote larger values/);
+    one(issues, { line: lineOf(text, 'margin: "9223'), path: 'steps[2].margin' }, /at most 9223372036854775807 \(the largest bigint\)/);
   });
 
   it('a URL password with a bad percent-encoding (%zz), never echoing it', () => {
-    const issues = issuesOf(`${head('    url: postgres://u:pa%zzss@localhost/db')}${confirmStep}`);
-    one(issues, { line: 6, column: 10, path: 'connections.db.url' }, /the URL's password has an invalid percent-encoding/);
+    const text = `${head('    url: postgres://u:pa%zzss@localhost/db')}${confirmStep}`;
+    const issues = issuesOf(text);
+    one(issues, { line: lineOf(text, 'url:'), column: 10, path: 'connections.db.url' }, /the URL's password has an invalid percent-encoding/);
     assert.ok(issues.every((i) => !i.message.includes('pa%zzss')));
   });
 
   it('a URL that is not a URL, and an unsupported URL parameter', () => {
-    one(issuesOf(`${head('    url: "postgres://u@[::1/db"')}${confirmStep}`), { line: 6, path: 'connections.db.url' }, /not a valid postgres:\/\/ URL/);
-    one(issuesOf(`${head('    url: postgres://u@h/db?sslmod=require')}${confirmStep}`), { line: 6, path: 'connections.db.url' }, /unsupported URL parameter "sslmod"/);
+    const notUrl = `${head('    url: "postgres://u@[::1/db"')}${confirmStep}`;
+    one(issuesOf(notUrl), { line: lineOf(notUrl, 'url:'), path: 'connections.db.url' }, /not a valid postgres:\/\/ URL/);
+    const typo = `${head('    url: postgres://u@h/db?sslmod=require')}${confirmStep}`;
+    one(issuesOf(typo), { line: lineOf(typo, 'url:'), path: 'connections.db.url' }, /unsupported URL parameter "sslmod"/);
   });
 
   for (const name of ['__proto__', 'constructor', 'toString', 'hasOwnProperty', 'valueOf']) {
     it(`\${${name}} is an unset variable, not an object's internals`, () => {
-      one(issuesOf(`${head()}  - id: a\n    kind: confirm\n    message: "x \${${name}} y"\n`), { line: 10, column: 14 }, new RegExp(`^unset variable ${name}:`));
+      const text = `${head()}  - id: a\n    kind: confirm\n    message: "x \${${name}} y"\n`;
+      one(issuesOf(text), { line: lineOf(text, 'message:'), column: 14 }, new RegExp(`^unset variable ${name}:`));
     });
   }
 
   it('a connection named __proto__ or constructor is refused, not silently dropped', () => {
-    const issues = issuesOf(
-      `version: 1\nname: t\nconnections:\n  __proto__:\n    kind: postgres\n  constructor:\n    kind: postgres\nsteps:\n  - id: a\n    kind: sql\n    connection: __proto__\n    sql: SELECT 1\n`,
-    );
-    one(issues, { line: 4, column: 3, path: 'connections.__proto__' }, /"__proto__" is a reserved name/);
-    one(issues, { line: 6, column: 3, path: 'connections.constructor' }, /"constructor" is a reserved name/);
+    const text = `version: 1\nname: t\nconnections:\n  __proto__:\n    kind: postgres\n  constructor:\n    kind: postgres\nsteps:\n  - id: a\n    kind: sql\n    connection: __proto__\n    sql: SELECT 1\n`;
+    const issues = issuesOf(text);
+    one(issues, { line: lineOf(text, '  __proto__:'), column: 3, path: 'connections.__proto__' }, /"__proto__" is a reserved name/);
+    one(issues, { line: lineOf(text, '  constructor:'), column: 3, path: 'connections.constructor' }, /"constructor" is a reserved name/);
   });
 
   it('a step connection named like an object internal is an unknown connection', () => {
-    one(issuesOf(`${head()}  - id: a\n    kind: sql\n    connection: toString\n    sql: SELECT 1\n`), { line: 10, path: 'steps[0].connection' }, /unknown connection "toString"/);
+    const text = `${head()}  - id: a\n    kind: sql\n    connection: toString\n    sql: SELECT 1\n`;
+    one(issuesOf(text), { line: lineOf(text, 'connection: toString'), path: 'steps[0].connection' }, /unknown connection "toString"/);
   });
 });
 
@@ -147,7 +157,8 @@ describe('hostile input: files a runbook names', () => {
     ['a file past the 64 KiB cap', big, /big\.pw is 65537 bytes; the limit is 65536/],
   ] as const) {
     it(`passwordFile: ${label} is refused at validation with its path and line`, () => {
-      one(issuesOf(`${head(`    url: postgres://u@localhost/db\n    passwordFile: ${file}`)}${confirmStep}`), { line: 7, column: 19, path: 'connections.db.passwordFile' }, message);
+      const text = `${head(`    url: postgres://u@localhost/db\n    passwordFile: ${file}`)}${confirmStep}`;
+      one(issuesOf(text), { line: lineOf(text, 'passwordFile:'), column: 19, path: 'connections.db.passwordFile' }, message);
     });
   }
 
@@ -156,16 +167,14 @@ describe('hostile input: files a runbook names', () => {
     ['a FIFO', fifo, /fifo is a FIFO/],
   ] as const) {
     it(`sequence-reset from.file: ${label} is refused at validation with its path and line`, () => {
-      one(
-        issuesOf(`${head()}  - id: seq\n    kind: sequence-reset\n    connection: db\n    from: { file: ${file} }\n`),
-        { line: 11, path: 'steps[0].from.file' },
-        message,
-      );
+      const text = `${head()}  - id: seq\n    kind: sequence-reset\n    connection: db\n    from: { file: ${file} }\n`;
+      one(issuesOf(text), { line: lineOf(text, 'from: { file:'), path: 'steps[0].from.file' }, message);
     });
   }
 
   it('sslrootcert as a device', () => {
-    one(issuesOf(`${head('    url: postgres://u@localhost/db\n    sslmode: verify-full\n    sslrootcert: /dev/zero')}${confirmStep}`), { line: 8, path: 'connections.db.sslrootcert' }, /\/dev\/zero is a device/);
+    const text = `${head('    url: postgres://u@localhost/db\n    sslmode: verify-full\n    sslrootcert: /dev/zero')}${confirmStep}`;
+    one(issuesOf(text), { line: lineOf(text, 'sslrootcert:'), path: 'connections.db.sslrootcert' }, /\/dev\/zero is a device/);
   });
 
   it('the runbook itself as a FIFO or a directory', () => {
@@ -183,16 +192,16 @@ describe('hostile input: files a runbook names', () => {
 
 describe('hostile input: validation reports everything at once, by step id, with suggestions', () => {
   it('schema errors and cross-field errors together', () => {
-    const issues = issuesOf(
-      `${head()}  - id: a\n    kind: comapre\n  - id: a\n    kind: sql\n    connection: dbb\n    sql: SELECT 1\n    timeout: forever\n`,
-    );
-    one(issues, { line: 9, path: 'steps[0].kind' }, /^step "a": unknown step kind "comapre" \(did you mean "compare"\?\)/);
-    one(issues, { line: 10, path: 'steps[1].id' }, /^step "a": duplicate step id "a"/);
-    one(issues, { line: 12, path: 'steps[1].connection' }, /^step "a": unknown connection "dbb" \(did you mean "db"\?\)/);
-    one(issues, { line: 14, path: 'steps[1].timeout' }, /^step "a": expected a duration/);
+    const text = `${head()}  - id: a\n    kind: comapre\n  - id: a\n    kind: sql\n    connection: dbb\n    sql: SELECT 1\n    timeout: forever\n`;
+    const issues = issuesOf(text);
+    one(issues, { line: lineOf(text, 'kind: comapre'), path: 'steps[0].kind' }, /^step "a": unknown step kind "comapre" \(did you mean "compare"\?\)/);
+    one(issues, { line: lineOf(text, '- id: a', 2), path: 'steps[1].id' }, /^step "a": duplicate step id "a"/);
+    one(issues, { line: lineOf(text, 'connection: dbb'), path: 'steps[1].connection' }, /^step "a": unknown connection "dbb" \(did you mean "db"\?\)/);
+    one(issues, { line: lineOf(text, 'timeout: forever'), path: 'steps[1].timeout' }, /^step "a": expected a duration/);
   });
 
   it('a mistyped enum value gets the closest one', () => {
-    one(issuesOf(`version: 1\nname: t\ndefaults:\n  onFailure: rolback\nsteps:\n${confirmStep}`), { line: 4, path: 'defaults.onFailure' }, /\(did you mean "rollback"\?\)$/);
+    const text = `version: 1\nname: t\ndefaults:\n  onFailure: rolback\nsteps:\n${confirmStep}`;
+    one(issuesOf(text), { line: lineOf(text, 'onFailure:'), path: 'defaults.onFailure' }, /\(did you mean "rollback"\?\)$/);
   });
 });

@@ -3,42 +3,48 @@
  * checks. Every rejection is checked for its exact position (1-based line and
  * column), its path and its message; the last tests run the compiled CLI.
  *
- * Runbooks are written as arrays of lines so a line number in an expectation
- * is the line's index + 1; HEADER is lines 1-7 and steps start at line 8.
+ * Expected problems are written under the YAML they are about: a marker line
+ * `^ path: message` points at the line above, at the caret's column (see
+ * test/helpers/runbook.ts), and is not part of the runbook. A message between
+ * slashes is a pattern (for wording that belongs to the YAML parser). In these
+ * templates a YAML `${NAME}` is written `\${NAME}`; a caret still sits under
+ * the character it means.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RunbookValidationError, type ValidationIssue } from '../../src/errors.js';
 import { DEFAULT_LOCK_TIMEOUT_MS, DEFAULT_STATEMENT_TIMEOUT_MS, parseRunbook, type Runbook } from '../../src/runbook/load.js';
 import { registry } from '../../src/steps/index.js';
+import { marked, runbookFile, type Mark, type MarkedText } from '../helpers/runbook.js';
 
 const FILE = 'cutover.yaml';
 
 type Env = Readonly<Record<string, string>>;
 
-/** Joins lines into a runbook text (with a final newline). */
-function yaml(...lines: string[]): string {
-  return `${lines.join('\n')}\n`;
-}
+/** The header most cases share: the connection `db`, then `steps:`. */
+const HEADER = `version: 1
+name: test cutover
+connections:
+  db:
+    kind: postgres
+    host: localhost
+steps:
+`;
 
-const HEADER = [
-  'version: 1', // 1
-  'name: test cutover', // 2
-  'connections:', // 3
-  '  db:', // 4
-  '    kind: postgres', // 5
-  '    host: localhost', // 6
-  'steps:', // 7
-];
+/** One confirm step, for runbooks whose problem is above the steps. */
+const ONE_STEP = `steps:
+  - id: a
+    kind: confirm
+    message: ok?`;
 
-/** A runbook with HEADER's connection `db`; the first step line is line 8. */
-function withSteps(...stepLines: string[]): string {
-  return yaml(...HEADER, ...stepLines);
+/** A runbook of HEADER and these step lines (marker lines allowed); a tag, like `marked`. */
+function withSteps(template: TemplateStringsArray, ...values: readonly unknown[]): MarkedText {
+  const [first = '', ...rest] = template.raw;
+  const raw = [HEADER + first.replace(/^\n/, ''), ...rest];
+  return marked(Object.assign([...raw], { raw }), ...values);
 }
 
 function parse(text: string, env: Env = {}): Runbook {
@@ -65,6 +71,20 @@ interface ExpectedIssue {
   readonly message: string | RegExp;
 }
 
+/** A marker's label `path: message` (or `path: /pattern/`) at the marker's place. */
+function expectedAt(mark: Mark): ExpectedIssue {
+  const split = mark.label.indexOf(': ');
+  assert.ok(split > 0, `marker "${mark.label}" should read "path: message"`);
+  const message = mark.label.slice(split + 2);
+  const pattern = /^\/(.*)\/$/.exec(message);
+  return {
+    line: mark.line,
+    column: mark.column,
+    path: mark.label.slice(0, split),
+    message: pattern === null ? message : new RegExp(pattern[1] ?? ''),
+  };
+}
+
 function show(issues: readonly ValidationIssue[]): string {
   return issues.map((i) => `  ${i.position.line}:${i.position.column} ${i.path}: ${i.message}`).join('\n');
 }
@@ -86,16 +106,21 @@ function assertIssues(actual: readonly ValidationIssue[], expected: readonly Exp
   });
 }
 
+/** The runbook is rejected with exactly the problems its marker lines name, in their order. */
+function assertMarkedIssues(doc: MarkedText, env: Env = {}): void {
+  assert.ok(doc.marks.length > 0, 'a rejected runbook needs at least one marker');
+  assertIssues(issuesOf(doc.text, env), doc.marks.map(expectedAt));
+}
+
 interface RejectCase {
   readonly name: string;
-  readonly text: string;
+  readonly doc: MarkedText;
   readonly env?: Env;
-  readonly expected: readonly ExpectedIssue[];
 }
 
 function rejects(cases: readonly RejectCase[]): void {
   for (const c of cases) {
-    it(c.name, () => assertIssues(issuesOf(c.text, c.env), c.expected));
+    it(c.name, () => assertMarkedIssues(c.doc, c.env));
   }
 }
 
@@ -105,34 +130,34 @@ const RETRIES_NEED_IDEMPOTENT =
   'step "a": retries on a step with side effects outside a transaction needs "idempotent: true" (a retry would run it twice)';
 
 describe('parseRunbook: YAML syntax errors', () => {
+  it('an unclosed flow sequence is reported where the parser expected the "]" (end of file)', () => {
+    const doc = withSteps`
+  - id: a
+    kind: shell
+    command: [echo, hi
+`;
+    assertIssues(issuesOf(doc.text), [
+      { ...doc.end, path: '(yaml)', message: /^Flow sequence in block collection must .*end with a \]$/ },
+    ]);
+  });
+
   rejects([
     {
-      name: 'an unclosed flow sequence is reported where the parser expected the "]" (end of file)',
-      text: withSteps(
-        '  - id: a', // 8
-        '    kind: shell', // 9
-        '    command: [echo, hi', // 10
-      ),
-      expected: [
-        { line: 11, column: 1, path: '(yaml)', message: /^Flow sequence in block collection must .*end with a \]$/ },
-      ],
-    },
-    {
       name: 'mapping keys at different indentation are reported on the misindented line',
-      text: withSteps(
-        '  - id: a', // 8
-        '    kind: confirm', // 9
-        '  message: ok?', // 10
-      ),
-      expected: [{ line: 10, column: 1, path: '(yaml)', message: /^All mapping items must start at the same column$/ }],
+      doc: withSteps`
+  - id: a
+    kind: confirm
+  message: ok?
+^ (yaml): /^All mapping items must start at the same column$/
+`,
     },
     {
       name: 'a tab used as indentation is reported on its line',
-      text: withSteps(
-        '  - id: a', // 8
-        '\tkind: confirm', // 9
-      ),
-      expected: [{ line: 9, column: 1, path: '(yaml)', message: /^Tabs are not allowed as indentation$/ }],
+      doc: withSteps`
+  - id: a
+\tkind: confirm
+^ (yaml): /^Tabs are not allowed as indentation$/
+`,
     },
   ]);
 });
@@ -141,27 +166,24 @@ describe('parseRunbook: duplicate keys', () => {
   rejects([
     {
       name: 'a duplicate key in a step points at the second occurrence',
-      text: withSteps(
-        '  - id: a', // 8
-        '    kind: sql', // 9
-        '    connection: db', // 10
-        '    sql: SELECT 1', // 11
-        '    sql: SELECT 2', // 12
-      ),
-      expected: [{ line: 12, column: 5, path: '(yaml)', message: /^Map keys must be unique/ }],
+      doc: withSteps`
+  - id: a
+    kind: sql
+    connection: db
+    sql: SELECT 1
+    sql: SELECT 2
+    ^ (yaml): /^Map keys must be unique/
+`,
     },
     {
       name: 'a duplicate top-level key points at the second occurrence',
-      text: yaml(
-        'version: 1', // 1
-        'name: first', // 2
-        'name: second', // 3
-        'steps:', // 4
-        '  - id: a', // 5
-        '    kind: confirm', // 6
-        '    message: ok?', // 7
-      ),
-      expected: [{ line: 3, column: 1, path: '(yaml)', message: /^Map keys must be unique/ }],
+      doc: marked`
+version: 1
+name: first
+name: second
+^ (yaml): /^Map keys must be unique/
+${ONE_STEP}
+`,
     },
   ]);
 });
@@ -170,163 +192,136 @@ describe('parseRunbook: unknown keys', () => {
   rejects([
     {
       name: 'at top level, at the key',
-      text: yaml(
-        'version: 1', // 1
-        'name: t', // 2
-        'owner: me', // 3
-        'steps:', // 4
-        '  - id: a', // 5
-        '    kind: confirm', // 6
-        '    message: ok?', // 7
-      ),
-      expected: [{ line: 3, column: 1, path: 'owner', message: 'unknown key "owner"' }],
+      doc: marked`
+version: 1
+name: t
+owner: me
+^ owner: unknown key "owner"
+${ONE_STEP}
+`,
     },
     {
       name: 'at top level, with a suggestion for a typo',
-      text: yaml(
-        'version: 1', // 1
-        'name: t', // 2
-        'tickt: CHG-1', // 3
-        'steps:', // 4
-        '  - id: a', // 5
-        '    kind: confirm', // 6
-        '    message: ok?', // 7
-      ),
-      expected: [{ line: 3, column: 1, path: 'tickt', message: 'unknown key "tickt" (did you mean "ticket"?)' }],
+      doc: marked`
+version: 1
+name: t
+tickt: CHG-1
+^ tickt: unknown key "tickt" (did you mean "ticket"?)
+${ONE_STEP}
+`,
     },
     {
       name: 'in a connection, at the key',
-      text: yaml(
-        'version: 1', // 1
-        'name: t', // 2
-        'connections:', // 3
-        '  db:', // 4
-        '    kind: postgres', // 5
-        '    hostname: localhost', // 6
-        'steps:', // 7
-        '  - id: a', // 8
-        '    kind: confirm', // 9
-        '    message: ok?', // 10
-      ),
-      expected: [{ line: 6, column: 5, path: 'connections.db.hostname', message: 'unknown key "hostname"' }],
+      doc: marked`
+version: 1
+name: t
+connections:
+  db:
+    kind: postgres
+    hostname: localhost
+    ^ connections.db.hostname: unknown key "hostname"
+${ONE_STEP}
+`,
     },
     {
       name: 'in a step, a misspelt base key gets a suggestion',
-      text: withSteps(
-        '  - id: a', // 8
-        '    kind: confirm', // 9
-        '    message: ok?', // 10
-        '    idempotnet: true', // 11
-      ),
-      expected: [
-        { line: 11, column: 5, path: 'steps[0].idempotnet', message: 'step "a": unknown key "idempotnet" (did you mean "idempotent"?)' },
-      ],
+      doc: withSteps`
+  - id: a
+    kind: confirm
+    message: ok?
+    idempotnet: true
+    ^ steps[0].idempotnet: step "a": unknown key "idempotnet" (did you mean "idempotent"?)
+`,
     },
   ]);
 
   it('in a step, a misspelt kind-specific key ("sqll") suggests "sql"', () => {
-    const issues = issuesOf(
-      withSteps(
-        '  - id: a', // 8
-        '    kind: sql', // 9
-        '    connection: db', // 10
-        '    sqll: SELECT 1', // 11
-      ),
-    );
+    const doc = withSteps`
+  - id: a
+    kind: sql
+    connection: db
+    sqll: SELECT 1
+    ^
+`;
+    const issues = issuesOf(doc.text);
     // The typo also leaves `sql` missing, which is the other issue.
     assert.equal(issues.length, 2, show(issues));
     const unknown = issues.find((i) => i.path === 'steps[0].sqll');
     assert.ok(unknown, show(issues));
-    assert.deepEqual(unknown.position, { file: FILE, line: 11, column: 5 });
+    const [at] = doc.marks;
+    assert.deepEqual(unknown.position, { file: FILE, line: at?.line, column: at?.column });
     assert.equal(unknown.message, 'step "a": unknown key "sqll" (did you mean "sql"?)');
   });
 });
 
 describe('parseRunbook: duplicate step ids', () => {
-  rejects([
-    {
-      name: 'the second use is reported at its id value, naming the id and the line of the first use',
-      text: withSteps(
-        '  - id: a', // 8
-        '    kind: confirm', // 9
-        '    message: one?', // 10
-        '  - id: b', // 11
-        '    kind: confirm', // 12
-        '    message: two?', // 13
-        '  - id: a', // 14
-        '    kind: confirm', // 15
-        '    message: three?', // 16
-      ),
-      expected: [{ line: 14, column: 9, path: 'steps[2].id', message: 'step "a": duplicate step id "a" (first used at line 8)' }],
-    },
-  ]);
+  it('the second use is reported at its id value, naming the id and the line of the first use', () => {
+    const doc = withSteps`
+  - id: a
+    kind: confirm
+    message: one?
+  - id: b
+    kind: confirm
+    message: two?
+  - id: a
+        ^
+    kind: confirm
+    message: three?
+`;
+    const [at] = doc.marks;
+    assert.ok(at);
+    assertIssues(issuesOf(doc.text), [
+      { line: at.line, column: at.column, path: 'steps[2].id', message: `step "a": duplicate step id "a" (first used at line ${doc.lineOf('  - id: a')})` },
+    ]);
+  });
 });
 
 describe('parseRunbook: wrong types, at the value', () => {
   rejects([
     {
       name: 'retries: "three"',
-      text: withSteps(
-        '  - id: a', // 8
-        '    kind: sql', // 9
-        '    connection: db', // 10
-        '    sql: SELECT 1', // 11
-        '    retries: "three"', // 12
-      ),
-      expected: [
-        { line: 12, column: 14, path: 'steps[0].retries', message: 'step "a": Invalid input: expected number, received string' },
-      ],
+      doc: withSteps`
+  - id: a
+    kind: sql
+    connection: db
+    sql: SELECT 1
+    retries: "three"
+             ^ steps[0].retries: step "a": Invalid input: expected number, received string
+`,
     },
     {
       name: 'port: "x" in a connection',
-      text: yaml(
-        'version: 1', // 1
-        'name: t', // 2
-        'connections:', // 3
-        '  db:', // 4
-        '    kind: postgres', // 5
-        '    port: "x"', // 6
-        'steps:', // 7
-        '  - id: a', // 8
-        '    kind: confirm', // 9
-        '    message: ok?', // 10
-      ),
-      expected: [
-        { line: 6, column: 11, path: 'connections.db.port', message: 'Invalid input: expected number, received string' },
-      ],
+      doc: marked`
+version: 1
+name: t
+connections:
+  db:
+    kind: postgres
+    port: "x"
+          ^ connections.db.port: Invalid input: expected number, received string
+${ONE_STEP}
+`,
     },
     {
       name: 'idempotent: "yes"',
-      text: withSteps(
-        '  - id: a', // 8
-        '    kind: confirm', // 9
-        '    message: ok?', // 10
-        '    idempotent: "yes"', // 11
-      ),
-      expected: [
-        { line: 11, column: 17, path: 'steps[0].idempotent', message: 'step "a": Invalid input: expected boolean, received string' },
-      ],
+      doc: withSteps`
+  - id: a
+    kind: confirm
+    message: ok?
+    idempotent: "yes"
+                ^ steps[0].idempotent: step "a": Invalid input: expected boolean, received string
+`,
     },
     {
       name: 'a duration that is not one',
-      text: yaml(
-        'version: 1', // 1
-        'name: t', // 2
-        'defaults:', // 3
-        '  lockTimeout: 5 minutes', // 4
-        'steps:', // 5
-        '  - id: a', // 6
-        '    kind: confirm', // 7
-        '    message: ok?', // 8
-      ),
-      expected: [
-        {
-          line: 4,
-          column: 16,
-          path: 'defaults.lockTimeout',
-          message: 'expected a duration such as "250ms", "30s", "2min", "5 min", "1h" or "1d" (units: us, ms, s, min or m, h, d)',
-        },
-      ],
+      doc: marked`
+version: 1
+name: t
+defaults:
+  lockTimeout: 5 minutes
+               ^ defaults.lockTimeout: expected a duration such as "250ms", "30s", "2min", "5 min", "1h" or "1d" (units: us, ms, s, min or m, h, d)
+${ONE_STEP}
+`,
     },
   ]);
 });
@@ -335,20 +330,20 @@ describe('parseRunbook: step kind', () => {
   rejects([
     {
       name: 'an unknown kind is reported at its value, naming it and listing the known kinds',
-      text: withSteps(
-        '  - id: a', // 8
-        '    kind: sqlx', // 9
-        '    sql: SELECT 1', // 10
-      ),
-      expected: [{ line: 9, column: 11, path: 'steps[0].kind', message: `step "a": unknown step kind "sqlx" (did you mean "sql"?) (one of: ${KINDS})` }],
+      doc: withSteps`
+  - id: a
+    kind: sqlx
+          ^ steps[0].kind: step "a": unknown step kind "sqlx" (did you mean "sql"?) (one of: ${KINDS})
+    sql: SELECT 1
+`,
     },
     {
       name: 'a missing kind is reported at the step, listing the known kinds',
-      text: withSteps(
-        '  - id: a', // 8
-        '    sql: SELECT 1', // 9
-      ),
-      expected: [{ line: 8, column: 5, path: 'steps[0].kind', message: `step "a": missing key "kind" (one of: ${KINDS})` }],
+      doc: withSteps`
+  - id: a
+    ^ steps[0].kind: step "a": missing key "kind" (one of: ${KINDS})
+    sql: SELECT 1
+`,
     },
   ]);
 });
@@ -357,62 +352,56 @@ describe('parseRunbook: missing required keys, at the enclosing mapping', () => 
   rejects([
     {
       name: 'a sql step without sql',
-      text: withSteps(
-        '  - id: a', // 8
-        '    kind: sql', // 9
-        '    connection: db', // 10
-      ),
-      expected: [{ line: 8, column: 5, path: 'steps[0].sql', message: 'step "a": missing required key "sql"' }],
+      doc: withSteps`
+  - id: a
+    ^ steps[0].sql: step "a": missing required key "sql"
+    kind: sql
+    connection: db
+`,
     },
     {
       name: 'a wait step without expect',
-      text: withSteps(
-        '  - id: a', // 8
-        '    kind: wait', // 9
-        '    connection: db', // 10
-        '    query: SELECT 1', // 11
-      ),
-      expected: [{ line: 8, column: 5, path: 'steps[0].expect', message: 'step "a": missing required key "expect"' }],
+      doc: withSteps`
+  - id: a
+    ^ steps[0].expect: step "a": missing required key "expect"
+    kind: wait
+    connection: db
+    query: SELECT 1
+`,
     },
     {
       name: 'a wait step without query',
-      text: withSteps(
-        '  - id: a', // 8
-        '    kind: wait', // 9
-        '    connection: db', // 10
-        '    expect: 1', // 11
-      ),
-      expected: [{ line: 8, column: 5, path: 'steps[0].query', message: 'step "a": missing required key "query"' }],
+      doc: withSteps`
+  - id: a
+    ^ steps[0].query: step "a": missing required key "query"
+    kind: wait
+    connection: db
+    expect: 1
+`,
     },
     {
       name: 'a confirm step without message',
-      text: withSteps(
-        '  - id: a', // 8
-        '    kind: confirm', // 9
-      ),
-      expected: [{ line: 8, column: 5, path: 'steps[0].message', message: 'step "a": missing required key "message"' }],
+      doc: withSteps`
+  - id: a
+    ^ steps[0].message: step "a": missing required key "message"
+    kind: confirm
+`,
     },
     {
       name: 'a runbook without name',
-      text: yaml(
-        'version: 1', // 1
-        'steps:', // 2
-        '  - id: a', // 3
-        '    kind: confirm', // 4
-        '    message: ok?', // 5
-      ),
-      expected: [{ line: 1, column: 1, path: 'name', message: 'missing required key "name"' }],
+      doc: marked`
+version: 1
+^ name: missing required key "name"
+${ONE_STEP}
+`,
     },
     {
       name: 'a runbook without version',
-      text: yaml(
-        'name: t', // 1
-        'steps:', // 2
-        '  - id: a', // 3
-        '    kind: confirm', // 4
-        '    message: ok?', // 5
-      ),
-      expected: [{ line: 1, column: 1, path: 'version', message: 'missing required key "version"' }],
+      doc: marked`
+name: t
+^ version: missing required key "version"
+${ONE_STEP}
+`,
     },
   ]);
 });
@@ -421,75 +410,66 @@ describe('parseRunbook: connection references', () => {
   rejects([
     {
       name: 'an unknown connection is reported at the reference, listing the defined ones',
-      text: withSteps(
-        '  - id: a', // 8
-        '    kind: sql', // 9
-        '    connection: dbb', // 10
-        '    sql: SELECT 1', // 11
-      ),
-      expected: [{ line: 10, column: 17, path: 'steps[0].connection', message: 'step "a": unknown connection "dbb" (did you mean "db"?) (defined: db)' }],
+      doc: withSteps`
+  - id: a
+    kind: sql
+    connection: dbb
+                ^ steps[0].connection: step "a": unknown connection "dbb" (did you mean "db"?) (defined: db)
+    sql: SELECT 1
+`,
     },
     {
       name: 'an unknown connection when none are defined says so',
-      text: yaml(
-        'version: 1', // 1
-        'name: t', // 2
-        'steps:', // 3
-        '  - id: a', // 4
-        '    kind: sql', // 5
-        '    connection: db', // 6
-        '    sql: SELECT 1', // 7
-      ),
-      expected: [
-        { line: 6, column: 17, path: 'steps[0].connection', message: 'step "a": unknown connection "db" (no connections are defined)' },
-      ],
+      doc: marked`
+version: 1
+name: t
+steps:
+  - id: a
+    kind: sql
+    connection: db
+                ^ steps[0].connection: step "a": unknown connection "db" (no connections are defined)
+    sql: SELECT 1
+`,
     },
     {
       name: 'a connection of the wrong kind is reported at the reference',
-      text: yaml(
-        'version: 1', // 1
-        'name: t', // 2
-        'connections:', // 3
-        '  legacy:', // 4
-        '    kind: oracle', // 5
-        '    connectString: db.example:1521/ORCL', // 6
-        '    user: app', // 7
-        'steps:', // 8
-        '  - id: a', // 9
-        '    kind: sql', // 10
-        '    connection: legacy', // 11
-        '    sql: SELECT 1', // 12
-      ),
-      expected: [
-        {
-          line: 11,
-          column: 17,
-          path: 'steps[0].connection',
-          message: 'step "a": connection "legacy" is oracle; a sql step needs postgres',
-        },
-      ],
+      doc: marked`
+version: 1
+name: t
+connections:
+  legacy:
+    kind: oracle
+    connectString: db.example:1521/ORCL
+    user: app
+steps:
+  - id: a
+    kind: sql
+    connection: legacy
+                ^ steps[0].connection: step "a": connection "legacy" is oracle; a sql step needs postgres
+    sql: SELECT 1
+`,
     },
     {
       name: 'a sql step without a connection is reported at the step',
-      text: withSteps(
-        '  - id: a', // 8
-        '    kind: sql', // 9
-        '    sql: SELECT 1', // 10
-      ),
-      expected: [{ line: 8, column: 5, path: 'steps[0]', message: 'step "a": a sql step needs "connection"' }],
+      doc: withSteps`
+  - id: a
+    ^ steps[0]: step "a": a sql step needs "connection"
+    kind: sql
+    sql: SELECT 1
+`,
     },
     {
       name: 'a wait step without a connection is reported at the step',
-      text: withSteps(
-        '  - id: a', // 8
-        '    kind: confirm', // 9
-        '    message: ok?', // 10
-        '  - id: b', // 11
-        '    kind: wait', // 12
-        '    query: SELECT 1', // 13
-        '    expect: 1', // 14
-      ),
-      expected: [{ line: 11, column: 5, path: 'steps[1]', message: 'step "b": a wait step needs "connection"' }],
+      doc: withSteps`
+  - id: a
+    kind: confirm
+    message: ok?
+  - id: b
+    ^ steps[1]: step "b": a wait step needs "connection"
+    kind: wait
+    query: SELECT 1
+    expect: 1
+`,
     },
   ]);
 });
@@ -498,66 +478,56 @@ describe('parseRunbook: ${NAME} interpolation errors, at the scalar', () => {
   rejects([
     {
       name: 'an unset variable in a step',
-      text: withSteps(
-        '  - id: a', // 8
-        '    kind: sql', // 9
-        '    connection: db', // 10
-        '    sql: SELECT ${MISSING_VAR}', // 11
-      ),
+      doc: withSteps`
+  - id: a
+    kind: sql
+    connection: db
+    sql: SELECT \${MISSING_VAR}
+         ^ steps[0].sql: unset variable MISSING_VAR: the environment variable MISSING_VAR is not set
+`,
       env: { OTHER_VAR: 'x' },
-      expected: [{ line: 11, column: 10, path: 'steps[0].sql', message: 'unset variable MISSING_VAR: the environment variable MISSING_VAR is not set' }],
     },
     {
       name: 'an unset variable in a quoted connection url',
-      text: yaml(
-        'version: 1', // 1
-        'name: t', // 2
-        'connections:', // 3
-        '  db:', // 4
-        '    kind: postgres', // 5
-        '    url: "${DB_URL}"', // 6
-        'steps:', // 7
-        '  - id: a', // 8
-        '    kind: confirm', // 9
-        '    message: ok?', // 10
-      ),
-      expected: [{ line: 6, column: 10, path: 'connections.db.url', message: 'unset variable DB_URL: the environment variable DB_URL is not set' }],
+      doc: marked`
+version: 1
+name: t
+connections:
+  db:
+    kind: postgres
+    url: "\${DB_URL}"
+         ^ connections.db.url: unset variable DB_URL: the environment variable DB_URL is not set
+${ONE_STEP}
+`,
     },
     {
       name: 'an unset variable inside a flow sequence item',
-      text: withSteps(
-        '  - id: a', // 8
-        '    kind: shell', // 9
-        '    command: [echo, "${NOPE}"]', // 10
-      ),
-      expected: [{ line: 10, column: 21, path: 'steps[0].command[1]', message: 'unset variable NOPE: the environment variable NOPE is not set' }],
+      doc: withSteps`
+  - id: a
+    kind: shell
+    command: [echo, "\${NOPE}"]
+                    ^ steps[0].command[1]: unset variable NOPE: the environment variable NOPE is not set
+`,
     },
     {
       // PATH is set in any test process: the env passed in is the only source.
       name: 'only the env passed in counts, not process.env',
-      text: withSteps(
-        '  - id: a', // 8
-        '    kind: confirm', // 9
-        '    message: ${PATH}', // 10
-      ),
+      doc: withSteps`
+  - id: a
+    kind: confirm
+    message: \${PATH}
+             ^ steps[0].message: unset variable PATH: the environment variable PATH is not set
+`,
       env: {},
-      expected: [{ line: 10, column: 14, path: 'steps[0].message', message: 'unset variable PATH: the environment variable PATH is not set' }],
     },
     {
       name: 'a malformed reference explains the syntax',
-      text: withSteps(
-        '  - id: a', // 8
-        '    kind: confirm', // 9
-        '    message: cost ${1X}', // 10
-      ),
-      expected: [
-        {
-          line: 10,
-          column: 14,
-          path: 'steps[0].message',
-          message: '"${1X" is not a valid reference: write ${NAME} or ${secret:NAME} (letters, digits, _), or $${ for a literal "${"',
-        },
-      ],
+      doc: withSteps`
+  - id: a
+    kind: confirm
+    message: cost \${1X}
+             ^ steps[0].message: "\${1X" is not a valid reference: write \${NAME} or \${secret:NAME} (letters, digits, _), or $\${ for a literal "\${"
+`,
     },
   ]);
 });
@@ -566,58 +536,58 @@ describe('parseRunbook: retries on steps with external side effects', () => {
   rejects([
     {
       name: 'a shell step with retries and without idempotent: true',
-      text: withSteps(
-        '  - id: a', // 8
-        '    kind: shell', // 9
-        '    command: [./switch.sh]', // 10
-        '    retries: 2', // 11
-      ),
-      expected: [{ line: 11, column: 14, path: 'steps[0].retries', message: RETRIES_NEED_IDEMPOTENT }],
+      doc: withSteps`
+  - id: a
+    kind: shell
+    command: [./switch.sh]
+    retries: 2
+             ^ steps[0].retries: ${RETRIES_NEED_IDEMPOTENT}
+`,
     },
     {
       name: 'a shell step with retries and idempotent: false',
-      text: withSteps(
-        '  - id: a', // 8
-        '    kind: shell', // 9
-        '    command: [./switch.sh]', // 10
-        '    idempotent: false', // 11
-        '    retries: 1', // 12
-      ),
-      expected: [{ line: 12, column: 14, path: 'steps[0].retries', message: RETRIES_NEED_IDEMPOTENT }],
+      doc: withSteps`
+  - id: a
+    kind: shell
+    command: [./switch.sh]
+    idempotent: false
+    retries: 1
+             ^ steps[0].retries: ${RETRIES_NEED_IDEMPOTENT}
+`,
     },
     {
       name: 'a sql step outside a transaction with retries',
-      text: withSteps(
-        '  - id: a', // 8
-        '    kind: sql', // 9
-        '    connection: db', // 10
-        '    transaction: false', // 11
-        '    sql: CREATE INDEX CONCURRENTLY i ON t (c)', // 12
-        '    retries: 3', // 13
-      ),
-      expected: [{ line: 13, column: 14, path: 'steps[0].retries', message: RETRIES_NEED_IDEMPOTENT }],
+      doc: withSteps`
+  - id: a
+    kind: sql
+    connection: db
+    transaction: false
+    sql: CREATE INDEX CONCURRENTLY i ON t (c)
+    retries: 3
+             ^ steps[0].retries: ${RETRIES_NEED_IDEMPOTENT}
+`,
     },
   ]);
 
   it('accepts retries on an idempotent shell step, a read-only one, and a transactional sql step', () => {
     const runbook = parse(
-      withSteps(
-        '  - id: idempotent-shell',
-        '    kind: shell',
-        '    command: [./switch.sh]',
-        '    idempotent: true',
-        '    retries: 2',
-        '  - id: read-only-shell',
-        '    kind: shell',
-        '    command: [./check.sh]',
-        '    readOnly: true',
-        '    retries: 2',
-        '  - id: transactional-sql',
-        '    kind: sql',
-        '    connection: db',
-        '    sql: UPDATE t SET c = 1',
-        '    retries: 2',
-      ),
+      withSteps`
+  - id: idempotent-shell
+    kind: shell
+    command: [./switch.sh]
+    idempotent: true
+    retries: 2
+  - id: read-only-shell
+    kind: shell
+    command: [./check.sh]
+    readOnly: true
+    retries: 2
+  - id: transactional-sql
+    kind: sql
+    connection: db
+    sql: UPDATE t SET c = 1
+    retries: 2
+`.text,
     );
     assert.deepEqual(
       runbook.steps.map((s) => [s.id, s.retries, s.idempotent]),
@@ -632,124 +602,124 @@ describe('parseRunbook: retries on steps with external side effects', () => {
 
 describe('parseRunbook: several problems in one file', () => {
   it('reports every schema and interpolation problem at once, sorted by line then column', () => {
-    const issues = issuesOf(
-      yaml(
-        'version: 1', // 1
-        'name: multi', // 2
-        'owner: me', // 3  unknown key
-        'connections:', // 4
-        '  db:', // 5
-        '    kind: postgres', // 6
-        '    port: "x"', // 7  wrong type
-        '    password: ${DB_PASSWORD}', // 8  unset variable
-        'steps:', // 9
-        '  - id: wait-a', // 10 missing query (reported at the step)
-        '    kind: wait', // 11
-        '    connection: db', // 12
-        '    expect: 1', // 13
-        '    retries: "three"', // 14 wrong type
-        '  - id: gate', // 15 missing message (reported at the step)
-        '    kind: confirm', // 16
-        '    mesage: ok?', // 17 unknown key
-      ),
+    assertMarkedIssues(
+      marked`
+version: 1
+name: multi
+owner: me
+^ owner: unknown key "owner"
+connections:
+  db:
+    kind: postgres
+    port: "x"
+          ^ connections.db.port: Invalid input: expected number, received string
+    password: \${DB_PASSWORD}
+              ^ connections.db.password: unset variable DB_PASSWORD: the environment variable DB_PASSWORD is not set
+steps:
+  - id: wait-a
+    ^ steps[0].query: step "wait-a": missing required key "query"
+    kind: wait
+    connection: db
+    expect: 1
+    retries: "three"
+             ^ steps[0].retries: step "wait-a": Invalid input: expected number, received string
+  - id: gate
+    ^ steps[1].message: step "gate": missing required key "message"
+    kind: confirm
+    mesage: ok?
+    ^ steps[1].mesage: step "gate": unknown key "mesage" (did you mean "message"?)
+`,
     );
-    assertIssues(issues, [
-      { line: 3, column: 1, path: 'owner', message: 'unknown key "owner"' },
-      { line: 7, column: 11, path: 'connections.db.port', message: 'Invalid input: expected number, received string' },
-      { line: 8, column: 15, path: 'connections.db.password', message: 'unset variable DB_PASSWORD: the environment variable DB_PASSWORD is not set' },
-      { line: 10, column: 5, path: 'steps[0].query', message: 'step "wait-a": missing required key "query"' },
-      { line: 14, column: 14, path: 'steps[0].retries', message: 'step "wait-a": Invalid input: expected number, received string' },
-      { line: 15, column: 5, path: 'steps[1].message', message: 'step "gate": missing required key "message"' },
-      { line: 17, column: 5, path: 'steps[1].mesage', message: 'step "gate": unknown key "mesage" (did you mean "message"?)' },
-    ]);
   });
 
   it('reports every whole-file and interpolation problem at once, sorted by line then column', () => {
-    const issues = issuesOf(
-      withSteps(
-        '  - id: copy', // 8
-        '    kind: sql', // 9
-        '    connection: replica', // 10 unknown connection
-        '    sql: SELECT ${UNSET_A}', // 11 unset variable
-        '  - id: copy', // 12 duplicate id
-        '    kind: shell', // 13
-        '    command: [sync, "${UNSET_B}", "${UNSET_C}"]', // 14 two unset variables
-        '    retries: 1', // 15 retries without idempotent
-        '  - id: poll', // 16 no connection
-        '    kind: wait', // 17
-        '    query: SELECT 1', // 18
-        '    expect: 1', // 19
-      ),
+    const doc = withSteps`
+  - id: copy
+    kind: sql
+    connection: replica
+                ^ steps[0].connection: step "copy": unknown connection "replica" (defined: db)
+    sql: SELECT \${UNSET_A}
+         ^ steps[0].sql: unset variable UNSET_A: the environment variable UNSET_A is not set
+  - id: copy
+        ^ steps[1].id: step "copy": duplicate step id "copy" (first used at line {first})
+    kind: shell
+    command: [sync, "\${UNSET_B}", "\${UNSET_C}"]
+                    ^ steps[1].command[1]: unset variable UNSET_B: the environment variable UNSET_B is not set
+                                   ^ steps[1].command[2]: unset variable UNSET_C: the environment variable UNSET_C is not set
+    retries: 1
+             ^ steps[1].retries: ${RETRIES_NEED_IDEMPOTENT.replace('"a"', '"copy"')}
+  - id: poll
+    ^ steps[2]: step "poll": a wait step needs "connection"
+    kind: wait
+    query: SELECT 1
+    expect: 1
+`;
+    const first = String(doc.lineOf('  - id: copy'));
+    assertIssues(
+      issuesOf(doc.text),
+      doc.marks.map((mark) => expectedAt({ ...mark, label: mark.label.replace('{first}', first) })),
     );
-    assertIssues(issues, [
-      { line: 10, column: 17, path: 'steps[0].connection', message: 'step "copy": unknown connection "replica" (defined: db)' },
-      { line: 11, column: 10, path: 'steps[0].sql', message: 'unset variable UNSET_A: the environment variable UNSET_A is not set' },
-      { line: 12, column: 9, path: 'steps[1].id', message: 'step "copy": duplicate step id "copy" (first used at line 8)' },
-      { line: 14, column: 21, path: 'steps[1].command[1]', message: 'unset variable UNSET_B: the environment variable UNSET_B is not set' },
-      { line: 14, column: 35, path: 'steps[1].command[2]', message: 'unset variable UNSET_C: the environment variable UNSET_C is not set' },
-      { line: 15, column: 14, path: 'steps[1].retries', message: RETRIES_NEED_IDEMPOTENT.replace('"a"', '"copy"') },
-      { line: 16, column: 5, path: 'steps[2]', message: 'step "poll": a wait step needs "connection"' },
-    ]);
   });
 });
 
 describe('parseRunbook: valid runbooks', () => {
-  const ALL_KINDS = yaml(
-    'version: 1', // 1
-    'name: all kinds', // 2
-    'description: one step of each kind', // 3
-    'ticket: CHG-42', // 4
-    'connections:', // 5
-    '  target:', // 6
-    '    kind: postgres', // 7
-    '    url: ${TARGET_URL}', // 8
-    'defaults:', // 9
-    '  lockTimeout: 2s', // 10
-    '  statementTimeout: 5m', // 11
-    '  onFailure: stop', // 12
-    'steps:', // 13
-    '  - id: rows-copied', // 14
-    '    kind: wait', // 15
-    '    connection: target', // 16
-    '    query: SELECT count(*) FROM orders', // 17
-    '    expect: 3', // 18
-    '    interval: 1s', // 19
-    '    timeout: 30s', // 20
-    '  - id: add-column', // 21
-    '    kind: sql', // 22
-    '    description: add the audit column', // 23
-    '    connection: target', // 24
-    '    sql: ALTER TABLE orders ADD COLUMN migrated_at timestamptz', // 25
-    '    rollback: ALTER TABLE orders DROP COLUMN migrated_at', // 26
-    '    verify:', // 27
-    '      query: SELECT 1', // 28
-    '      expect: 1', // 29
-    '  - id: gate', // 30
-    '    kind: confirm', // 31
-    '    message: Point the application at the new database?', // 32
-    '  - id: announce', // 33
-    '    kind: shell', // 34
-    '    command: [echo, switched]', // 35
-    '    env:', // 36
-    '      CHANNEL: ops', // 37
-    '    readOnly: true', // 38
-  );
+  const ALL_KINDS = marked`
+version: 1
+name: all kinds
+description: one step of each kind
+ticket: CHG-42
+connections:
+  target:
+    kind: postgres
+    url: \${TARGET_URL}
+defaults:
+  lockTimeout: 2s
+  statementTimeout: 5m
+  onFailure: stop
+steps:
+  - id: rows-copied
+    kind: wait
+    connection: target
+    query: SELECT count(*) FROM orders
+    expect: 3
+    interval: 1s
+    timeout: 30s
+  - id: add-column
+    kind: sql
+    description: add the audit column
+    connection: target
+    sql: ALTER TABLE orders ADD COLUMN migrated_at timestamptz
+    rollback: ALTER TABLE orders DROP COLUMN migrated_at
+    verify:
+      query: SELECT 1
+      expect: 1
+  - id: gate
+    kind: confirm
+    message: Point the application at the new database?
+  - id: announce
+    kind: shell
+    command: [echo, switched]
+    env:
+      CHANNEL: ops
+    readOnly: true
+`;
 
   it('parses a runbook with all four kinds', () => {
-    const runbook = parse(ALL_KINDS, { TARGET_URL: 'postgres://app@db.example/orders' });
+    const runbook = parse(ALL_KINDS.text, { TARGET_URL: 'postgres://app@db.example/orders' });
     assert.equal(runbook.file, FILE);
     assert.equal(runbook.name, 'all kinds');
     assert.equal(runbook.description, 'one step of each kind');
     assert.equal(runbook.ticket, 'CHG-42');
     assert.deepEqual(runbook.connections, { target: { kind: 'postgres', url: 'postgres://app@db.example/orders' } });
     assert.deepEqual(runbook.defaults, { lockTimeoutMs: 2_000, statementTimeoutMs: 300_000, onFailure: 'stop' });
+    const line = (id: string) => ALL_KINDS.lineOf(`  - id: ${id}`);
     assert.deepEqual(
       runbook.steps.map((s) => ({ id: s.id, kind: s.kind, line: s.line, connection: s.connection })),
       [
-        { id: 'rows-copied', kind: 'wait', line: 14, connection: 'target' },
-        { id: 'add-column', kind: 'sql', line: 21, connection: 'target' },
-        { id: 'gate', kind: 'confirm', line: 30, connection: undefined },
-        { id: 'announce', kind: 'shell', line: 33, connection: undefined },
+        { id: 'rows-copied', kind: 'wait', line: line('rows-copied'), connection: 'target' },
+        { id: 'add-column', kind: 'sql', line: line('add-column'), connection: 'target' },
+        { id: 'gate', kind: 'confirm', line: line('gate'), connection: undefined },
+        { id: 'announce', kind: 'shell', line: line('announce'), connection: undefined },
       ],
     );
     assert.deepEqual(
@@ -771,7 +741,7 @@ describe('parseRunbook: valid runbooks', () => {
   });
 
   it('uses the default timeouts and onFailure when there are no defaults', () => {
-    const runbook = parse(yaml('version: 1', 'name: t', 'steps:', '  - id: a', '    kind: confirm', '    message: ok?'));
+    const runbook = parse(marked(`version: 1\nname: t\n${ONE_STEP}`).text);
     assert.deepEqual(runbook.defaults, {
       lockTimeoutMs: DEFAULT_LOCK_TIMEOUT_MS,
       statementTimeoutMs: DEFAULT_STATEMENT_TIMEOUT_MS,
@@ -804,23 +774,23 @@ describe('parseRunbook: valid runbooks', () => {
     for (const [written, ms] of durations) {
       it(`${written} -> ${ms} in timeoutMs, defaults.lockTimeoutMs, defaults.statementTimeoutMs and a wait interval`, () => {
         const runbook = parse(
-          yaml(
-            'version: 1',
-            'name: t',
-            'connections:',
-            '  db: { kind: postgres }',
-            'defaults:',
-            `  lockTimeout: ${written}`,
-            `  statementTimeout: ${written}`,
-            'steps:',
-            '  - id: a',
-            '    kind: wait',
-            '    connection: db',
-            '    query: SELECT 1',
-            '    expect: 1',
-            `    timeout: ${written}`,
-            `    interval: ${written}`,
-          ),
+          marked`
+version: 1
+name: t
+connections:
+  db: { kind: postgres }
+defaults:
+  lockTimeout: ${written}
+  statementTimeout: ${written}
+steps:
+  - id: a
+    kind: wait
+    connection: db
+    query: SELECT 1
+    expect: 1
+    timeout: ${written}
+    interval: ${written}
+`.text,
         );
         assert.equal(runbook.steps[0]?.timeoutMs, ms);
         assert.equal(runbook.steps[0]?.config['interval'], ms);
@@ -839,41 +809,52 @@ describe('parseRunbook: valid runbooks', () => {
     ];
     for (const [written, message] of tooLong) {
       it(`timeout: ${written}`, () => {
-        assertIssues(issuesOf(withSteps('  - id: a', '    kind: confirm', '    message: ok?', `    timeout: ${written}`)), [
-          { line: 11, column: 14, path: 'steps[0].timeout', message: `step "a": ${message}` },
-        ]);
+        assertMarkedIssues(
+          withSteps`
+  - id: a
+    kind: confirm
+    message: ok?
+    timeout: ${written}
+             ^ steps[0].timeout: step "a": ${message}
+`,
+        );
       });
     }
     it('defaults.lockTimeout and statementTimeout too', () => {
-      const issues = issuesOf(
-        yaml('version: 1', 'name: t', 'defaults:', '  lockTimeout: 3000000000', '  statementTimeout: 30d', 'steps:', '  - id: a', '    kind: confirm', '    message: ok?'),
+      assertMarkedIssues(
+        marked`
+version: 1
+name: t
+defaults:
+  lockTimeout: 3000000000
+               ^ defaults.lockTimeout: at most 2147483647 ms (24.8 days)
+  statementTimeout: 30d
+                    ^ defaults.statementTimeout: 30d is more than 2147483647 ms (24.8 days), the largest timeout accepted
+${ONE_STEP}
+`,
       );
-      assertIssues(issues, [
-        { line: 4, column: 16, path: 'defaults.lockTimeout', message: 'at most 2147483647 ms (24.8 days)' },
-        { line: 5, column: 21, path: 'defaults.statementTimeout', message: '30d is more than 2147483647 ms (24.8 days), the largest timeout accepted' },
-      ]);
     });
   });
 
   it('turns confirm: true into a question naming the step, and keeps a string as written', () => {
     const runbook = parse(
-      withSteps(
-        '  - id: drop-old',
-        '    kind: sql',
-        '    connection: db',
-        '    sql: DROP TABLE old_orders',
-        '    confirm: true',
-        '  - id: own-question',
-        '    kind: sql',
-        '    connection: db',
-        '    sql: DROP TABLE old_items',
-        '    confirm: Really drop old_items?',
-        '  - id: no-question',
-        '    kind: sql',
-        '    connection: db',
-        '    sql: SELECT 1',
-        '    confirm: false',
-      ),
+      withSteps`
+  - id: drop-old
+    kind: sql
+    connection: db
+    sql: DROP TABLE old_orders
+    confirm: true
+  - id: own-question
+    kind: sql
+    connection: db
+    sql: DROP TABLE old_items
+    confirm: Really drop old_items?
+  - id: no-question
+    kind: sql
+    connection: db
+    sql: SELECT 1
+    confirm: false
+`.text,
     );
     assert.deepEqual(
       runbook.steps.map((s) => s.confirm),
@@ -884,11 +865,11 @@ describe('parseRunbook: valid runbooks', () => {
 
   it('replaces ${NAME} from the env given, and $${ writes a literal ${', () => {
     const runbook = parse(
-      withSteps(
-        '  - id: a',
-        '    kind: shell',
-        '    command: [echo, "$${HOME}", "${GREETING}", "a $${b} ${GREETING}!"]',
-      ),
+      withSteps`
+  - id: a
+    kind: shell
+    command: [echo, "$\${HOME}", "\${GREETING}", "a $\${b} \${GREETING}!"]
+`.text,
       { GREETING: 'hello', HOME: '/should/not/be/used' },
     );
     assert.deepEqual(runbook.steps[0]?.config['command'], ['echo', '${HOME}', 'hello', 'a ${b} hello!']);
@@ -896,19 +877,19 @@ describe('parseRunbook: valid runbooks', () => {
 
   it('puts kind-specific fields in step.config and keeps base fields out of it', () => {
     const runbook = parse(
-      withSteps(
-        '  - id: move-rows',
-        '    kind: sql',
-        '    description: copy the rows',
-        '    connection: db',
-        '    timeout: 10s',
-        '    retries: 2',
-        '    idempotent: true',
-        '    confirm: Go?',
-        '    transaction: false',
-        '    sql: [INSERT INTO a SELECT * FROM b, DELETE FROM b]',
-        '    rollback: DELETE FROM a',
-      ),
+      withSteps`
+  - id: move-rows
+    kind: sql
+    description: copy the rows
+    connection: db
+    timeout: 10s
+    retries: 2
+    idempotent: true
+    confirm: Go?
+    transaction: false
+    sql: [INSERT INTO a SELECT * FROM b, DELETE FROM b]
+    rollback: DELETE FROM a
+`.text,
     );
     const step = runbook.steps[0];
     assert.ok(step);
@@ -950,53 +931,47 @@ describe('cutover validate (compiled CLI)', () => {
   const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/cli/main.js');
 
   function validate(text: string): { code: number | null; stdout: string; stderr: string; file: string } {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'cutover-runbook-test-'));
+    const written = runbookFile(text, { name: 'cutover.yaml' });
     try {
-      const file = path.join(dir, 'cutover.yaml');
-      writeFileSync(file, text);
       const env: NodeJS.ProcessEnv = { ...process.env };
       delete env['CUTOVER_DEBUG'];
-      const result = spawnSync(process.execPath, [CLI, 'validate', file], { encoding: 'utf8', env, timeout: 30_000 });
-      return { code: result.status, stdout: result.stdout, stderr: result.stderr, file };
+      const result = spawnSync(process.execPath, [CLI, 'validate', written.file], { encoding: 'utf8', env, timeout: 30_000 });
+      return { code: result.status, stdout: result.stdout, stderr: result.stderr, file: written.file };
     } finally {
-      rmSync(dir, { recursive: true, force: true });
+      written.dispose();
     }
   }
 
   it('exits 2 on an invalid runbook and prints file:line:col: path: message for each problem, without a stack trace', () => {
-    const { code, stdout, stderr, file } = validate(
-      yaml(
-        'version: 1', // 1
-        'name: broken', // 2
-        'owner: me', // 3
-        'connections:', // 4
-        '  db:', // 5
-        '    kind: postgres', // 6
-        '    port: "x"', // 7
-        'steps:', // 8
-        '  - id: a', // 9
-        '    kind: sql', // 10
-        '    connection: db', // 11
-        '    sql: SELECT 1', // 12
-        '    retries: "three"', // 13
-      ),
-    );
+    const doc = marked`
+version: 1
+name: broken
+owner: me
+^ owner: unknown key "owner"
+connections:
+  db:
+    kind: postgres
+    port: "x"
+          ^ connections.db.port: Invalid input: expected number, received string
+steps:
+  - id: a
+    kind: sql
+    connection: db
+    sql: SELECT 1
+    retries: "three"
+             ^ steps[0].retries: step "a": Invalid input: expected number, received string
+`;
+    const { code, stdout, stderr, file } = validate(doc.text);
     assert.equal(code, 2, `stderr:\n${stderr}`);
     assert.equal(stdout, '');
-    const expected = [
-      `${file}:3:1: owner: unknown key "owner"`,
-      `${file}:7:11: connections.db.port: Invalid input: expected number, received string`,
-      `${file}:13:14: steps[0].retries: step "a": Invalid input: expected number, received string`,
-    ];
+    const expected = doc.marks.map((m) => `${file}:${m.line}:${m.column}: ${m.label}`);
     const lines = stderr.trimEnd().split('\n');
     assert.deepEqual(lines, [...expected, `3 problems in ${file}`]);
     assert.doesNotMatch(stderr, /^ {4}at /m, 'no stack trace');
   });
 
   it('exits 0 on a valid runbook and names its steps', () => {
-    const { code, stdout, stderr, file } = validate(
-      yaml('version: 1', 'name: fine', 'steps:', '  - id: gate', '    kind: confirm', '    message: ok?'),
-    );
+    const { code, stdout, stderr, file } = validate(marked(`version: 1\nname: fine\nsteps:\n  - id: gate\n    kind: confirm\n    message: ok?`).text);
     assert.equal(code, 0, `stderr:\n${stderr}`);
     assert.equal(stderr, '');
     assert.equal(stdout, `${file}: valid: "fine", 1 step(s): gate [confirm]\n`);

@@ -159,6 +159,28 @@ describe('csv', () => {
   });
 });
 
+describe('csv: positions through quoting, line breaks and wide characters', () => {
+  const csv = (text: string, message: string) => rejects(text, message, 'csv', 'values.csv');
+
+  it('points at the opening quote of an unterminated field, after a field that spans two lines', () => {
+    csv(lines('schema,name,next', 'a,"b', 'c",1', 'q,"unter', 'minated'), 'values.csv:4:3: unterminated quoted field');
+  });
+
+  it('points at a quote inside an unquoted field, and at what follows a closing quote', () => {
+    csv(lines('schema,name,next', 'a,b"c,1'), 'values.csv:2:4: unexpected \'"\' inside an unquoted field (quote the whole field)');
+    csv(lines('schema,name,next', 'a,"b"c,1'), 'values.csv:2:6: expected "," or the end of the line after the field');
+  });
+
+  it('counts lines across CRLF ends and blank lines of spaces or tabs', () => {
+    csv(['schema,name,next', '  ', 'a,b,1', '\t', 'c,d', ''].join('\r\n'), 'values.csv:5:1: expected 3 fields as in the header, found 2');
+  });
+
+  it('counts columns in characters: wide and accented names before the field', () => {
+    csv(lines('schema,name,next', '日本,"名前",x'), 'values.csv:2:9: next value "x" is not an integer');
+    csv(lines('schema,name,next', 'a,"x', 'y",1', 'c,"é""",,'), 'values.csv:4:10: expected 3 fields as in the header, found 4');
+  });
+});
+
 describe('json', () => {
   it('reads numbers and strings of integers', () => {
     const text = JSON.stringify([
@@ -184,6 +206,10 @@ describe('json', () => {
 
   it('rejects bad fields, duplicates and invalid JSON', () => {
     rejects('[{"schema":"hr","next":1}]', 'values.json: [0].name: expected a non-empty string', 'json', 'values.json');
+    rejects('{"schema":"hr"}', 'values.json: expected an array of { schema, name, next } objects', 'json', 'values.json');
+    rejects('[null]', 'values.json: [0]: expected an object with schema, name and next', 'json', 'values.json');
+    rejects('[{"schema":"hr","name":"a","next":1.5}]', 'values.json: [0].next: 1.5 is not an integer', 'json', 'values.json');
+    rejects('[{"schema":"hr","name":"a","next":true}]', 'values.json: [0].next: expected an integer or a string holding one', 'json', 'values.json');
     rejects('[{"schema":"hr","name":"a","next":"1e3"}]', 'values.json: [0].next: "1e3" is not an integer', 'json', 'values.json');
     rejects(
       '[{"schema":"hr","name":"a","next":1},{"schema":"hr","name":"a","next":2}]',

@@ -3,6 +3,7 @@ import type { CommandModule } from 'yargs';
 import { UsageError, buildReport, compareRuns, findRun, listRuns, runsDir, journalKeyFromEnv, trustJournal } from '../../index.js';
 import { ExitCode } from '../exit-codes.js';
 import { io } from '../io.js';
+import { tableLines } from '../table.js';
 import { withJson, withStateDir } from '../options.js';
 import { comparisonHtml, reportHtml } from '../report/html.js';
 import { comparisonMarkdown, reportMarkdown } from '../report/markdown.js';
@@ -96,8 +97,7 @@ export const runsCommand: CommandModule<object, RunsArgs> = {
     else {
       const rows = runs.map((r) => [r.runId, r.mode, r.label ?? '', r.environment ?? '', r.runbook, r.startedAt, r.status, r.durationMs === undefined ? '' : `${(r.durationMs / 1000).toFixed(1)}s`]);
       const head = ['run', 'mode', 'label', 'environment', 'runbook', 'started', 'outcome', 'duration'];
-      const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-      for (const r of [head, ...rows]) io.out(r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd());
+      for (const line of tableLines(head, rows, { indent: '' })) io.out(line);
       if (note !== '') io.out(note);
     }
     process.exitCode = ExitCode.ok;
