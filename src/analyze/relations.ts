@@ -68,8 +68,9 @@ const relationsSqlWith = (neverAnalyzed: string, extendedData: string) => `SELEC
  WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'cutover') AND n.nspname !~ '^pg_'
  ORDER BY bytes DESC, 1, 2`;
 
-export async function readRelations(db: Queryable): Promise<Relation[]> {
-  const { rows: version } = await db.query<{ v: number }>("SELECT current_setting('server_version_num')::int AS v");
+/** `version` (server_version_num) if the caller knows it already: one round trip fewer. */
+export async function readRelations(db: Queryable, version?: number): Promise<Relation[]> {
+  const v = version ?? (await db.query<{ v: number }>("SELECT current_setting('server_version_num')::int AS v")).rows[0]?.v ?? 0;
   const { rows } = await db.query<{
     schema: string;
     name: string;
@@ -78,7 +79,7 @@ export async function readRelations(db: Queryable): Promise<Relation[]> {
     parent_name: string | null;
     bytes: string;
     missing: string[];
-  }>(relationsSql(version[0]?.v ?? 0));
+  }>(relationsSql(v));
   return rows.map((r) => ({
     schema: r.schema,
     name: r.name,
