@@ -25,6 +25,7 @@ const demoEnv: NodeJS.ProcessEnv = {
   PGBOUNCER_DATABASES_FILE: path.join(root, 'package.json'),
   NEW_HOST: 'new.internal',
   NEW_PORT: '5432',
+  FALLBACK_CONNINFO: 'host=old.internal dbname=shop user=cutover',
 };
 
 export async function benchStartup(options: { readonly repeat: number }): Promise<void> {
