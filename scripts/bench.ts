@@ -51,26 +51,32 @@ async function main(): Promise<void> {
   console.log(`machine: ${machine}\n`);
   if (wanted('startup')) {
     await benchStartup({ repeat });
+    writeResults(machine);
     console.log('');
   }
   if (wanted('sequences')) {
     await benchSequences({ count: Number(args.count), version, repeat });
+    writeResults(machine);
     console.log('');
   }
   if (wanted('compare')) {
     await benchCompare({ sizeMb: Number(args['size-mb']), version, repeat, jobs: 2 });
+    writeResults(machine);
     console.log('');
   }
   if (wanted('analyze')) {
     await benchAnalyze({ version, repeat, tables: Number(args.tables) });
+    writeResults(machine);
     console.log('');
   }
   if (wanted('precheck')) {
     await benchPrecheck({ repeat, tables: Number(args['precheck-tables']) });
+    writeResults(machine);
     console.log('');
   }
   if (wanted('validate')) {
     await benchValidate({ repeat });
+    writeResults(machine);
     console.log('');
   }
   if (wanted('fleet')) {

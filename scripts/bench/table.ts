@@ -15,6 +15,9 @@ export interface Results {
 
 export const readResults = (): Results => JSON.parse(readFileSync(resultsFile, 'utf8')) as Results;
 
+/** A table cell: `<demo runbook>` would read as an HTML tag, `|` would end the cell. */
+const cell = (text: string) => text.replaceAll('<', '&lt;').replaceAll('>', '&gt;').replaceAll('|', '\\|');
+
 const ms = (s: Spread) => `${[s.min, s.median, s.max].map((x) => Math.round(x).toLocaleString('en-US')).join(' / ')} ms`;
 
 /** The markdown of one bench's results, exactly as the README shows it. */
@@ -24,25 +27,25 @@ export function table(bench: string, { machine, results }: Results = readResults
   const loads = [...new Set(rows.map((r) => (r.load === undefined ? 'not recorded' : r.load.join(' / '))))].join(', then ');
   const day = rows[0]?.at?.slice(0, 16).replace('T', ' ') ?? 'unknown date';
   return [
-    `Generated from \`npm run bench -- --only ${bench}\` (${day} UTC; ${machine}; min / median / max of ${rows[0]?.candidateMs.runs ?? '?'} runs, order alternated; load average 1 / 5 / 15 min as it ended: ${loads}, on a machine other test suites share):`,
+    `Generated from bench/results.json, part \`${bench}\` of \`npm run bench\` (${day} UTC; ${machine}; min / median / max of ${rows[0]?.candidateMs.runs ?? '?'} runs, order alternated; load average 1 / 5 / 15 min as it ended: ${loads}, on a machine other test suites share):`,
     '',
     '| measured | time | against | its time | ratio of medians | target |',
     '| --- | --- | --- | --- | --- | --- |',
     ...rows.map((r) => {
       const target = r.target === undefined ? '' : `<= ${r.target}x: ${r.met === true ? 'met' : 'missed'}`;
-      return `| ${r.what} | ${ms(r.candidateMs)} | ${r.baseline} | ${ms(r.baselineMs)} | ${r.ratio.toFixed(2)}x | ${target} |`;
+      return `| ${cell(r.what)} | ${ms(r.candidateMs)} | ${cell(r.baseline)} | ${ms(r.baselineMs)} | ${r.ratio.toFixed(2)}x | ${target} |`;
     }),
   ].join('\n');
 }
 
-const MARKED = /(<!-- bench:([a-z-]+) -->\n)[\s\S]*?(\n<!-- \/bench:\2 -->)/g;
+const MARKED = /(<!-- bench:([a-z-]+) -->)[\s\S]*?(<!-- \/bench:\2 -->)/g;
 
 /** `text` with every section between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->` replaced by NAME's table. */
 export function rewriteMarked(text: string, results: Results = readResults()): { text: string; benches: string[] } {
   const benches: string[] = [];
   const out = text.replace(MARKED, (_, open: string, bench: string, close: string) => {
     benches.push(bench);
-    return `${open}${table(bench, results)}${close}`;
+    return `${open}\n${table(bench, results)}\n${close}`;
   });
   return { text: out, benches };
 }
