@@ -1,24 +1,24 @@
 /**
- * Markdown tables for the README from the last `npm run bench`
- * (bench/results.json), one per bench: what was measured, min / median / max
- * of the candidate and of its baseline, the ratio of medians and the target.
+ * The README's performance tables from the last `npm run bench`
+ * (bench/results.json):
  *
- *   node dist/scripts/bench-table.js [bench]
+ *   node dist/scripts/bench-table.js [bench]     prints the tables (all benches, or one)
+ *   node dist/scripts/bench-table.js --readme    rewrites every README section between
+ *                                                <!-- bench:NAME --> and <!-- /bench:NAME -->
+ *                                                with NAME's table (fails if NAME has no results)
  */
-import { readFileSync } from 'node:fs';
-import { resultsFile, type BenchResult, type Spread } from './bench/measure.js';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { readResults, rewriteReadme, table } from './bench/table.js';
 
-const { machine, results } = JSON.parse(readFileSync(resultsFile, 'utf8')) as { machine: string; results: BenchResult[] };
-const only = process.argv[2];
-const ms = (s: Spread) => `${[s.min, s.median, s.max].map((x) => Math.round(x).toLocaleString('en-US')).join(' / ')} ms`;
+const readme = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../README.md');
 
-for (const bench of [...new Set(results.map((r) => r.bench))].filter((b) => only === undefined || b === only)) {
-  console.log(`${bench} (${machine}; min / median / max of ${results.find((r) => r.bench === bench)?.candidateMs.runs ?? '?'} runs):\n`);
-  console.log('| measured | time | against | its time | ratio of medians | target |');
-  console.log('| --- | --- | --- | --- | --- | --- |');
-  for (const r of results.filter((x) => x.bench === bench)) {
-    const target = r.target === undefined ? '' : `<= ${r.target}x: ${r.met === true ? 'met' : 'missed'}`;
-    console.log(`| ${r.what} | ${ms(r.candidateMs)} | ${r.baseline} | ${ms(r.baselineMs)} | ${r.ratio.toFixed(2)}x | ${target} |`);
+if (process.argv[2] === '--readme') {
+  const benches = rewriteReadme(readme);
+  console.log(`README.md: tables of ${benches.join(', ') || 'no bench'} rewritten from bench/results.json`);
+} else {
+  const results = readResults();
+  for (const bench of [...new Set(results.results.map((r) => r.bench))].filter((b) => process.argv[2] === undefined || b === process.argv[2])) {
+    console.log(`${bench}:\n\n${table(bench, results)}\n`);
   }
-  console.log('');
 }

@@ -10,6 +10,8 @@
  *   npm run bench -- --only startup     CLI start-up against yargs alone (no server)
  *   npm run bench -- --only precheck    upgrade-precheck against pg_upgrade --check (10,000 tables, Debian's 15)
  *   npm run bench -- --only fleet       one runbook over 100 databases: fleet --jobs 1/2/4 vs shell loops of cutover run (at most 3 repeats)
+ * --only takes a comma-separated list too (--only sequences,analyze). --markdown prints each part's table
+ * as the README shows it at the end; `node dist/scripts/bench-table.js --readme` writes them into README.md.
  * Options: --pg 17|18 (default 18), --repeat N (default 5), --count N (sequences), --size-mb N (compare), --tables N (analyze),
  *          --precheck-tables N, --targets N (fleet)
  */
@@ -24,10 +26,12 @@ import { benchFleet } from './bench/fleet.js';
 import { benchStartup } from './bench/startup.js';
 import { benchPrecheck } from './bench/precheck.js';
 import { writeResults } from './bench/measure.js';
+import { readResults, table } from './bench/table.js';
 
 const { values: args } = parseArgs({
   options: {
     only: { type: 'string' },
+    markdown: { type: 'boolean', default: false },
     pg: { type: 'string', default: '18' },
     repeat: { type: 'string', default: '5' },
     count: { type: 'string', default: '10000' },
@@ -39,39 +43,52 @@ const { values: args } = parseArgs({
 });
 const version = Number(args.pg) as PgVersion;
 const repeat = Number(args.repeat);
+const parts = args.only?.split(',');
+const wanted = (part: string) => parts === undefined || parts.includes(part);
 
 async function main(): Promise<void> {
   const machine = `${os.cpus().length} x ${os.cpus()[0]?.model ?? 'unknown cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, node ${process.version}`;
   console.log(`machine: ${machine}\n`);
-  if (args.only === undefined || args.only === 'startup') {
+  if (wanted('startup')) {
     await benchStartup({ repeat });
+    writeResults(machine);
     console.log('');
   }
-  if (args.only === undefined || args.only === 'sequences') {
+  if (wanted('sequences')) {
     await benchSequences({ count: Number(args.count), version, repeat });
+    writeResults(machine);
     console.log('');
   }
-  if (args.only === undefined || args.only === 'compare') {
+  if (wanted('compare')) {
     await benchCompare({ sizeMb: Number(args['size-mb']), version, repeat, jobs: 2 });
+    writeResults(machine);
     console.log('');
   }
-  if (args.only === undefined || args.only === 'analyze') {
+  if (wanted('analyze')) {
     await benchAnalyze({ version, repeat, tables: Number(args.tables) });
+    writeResults(machine);
     console.log('');
   }
-  if (args.only === undefined || args.only === 'precheck') {
+  if (wanted('precheck')) {
     await benchPrecheck({ repeat, tables: Number(args['precheck-tables']) });
+    writeResults(machine);
     console.log('');
   }
-  if (args.only === undefined || args.only === 'validate') {
+  if (wanted('validate')) {
     await benchValidate({ repeat });
+    writeResults(machine);
     console.log('');
   }
-  if (args.only === undefined || args.only === 'fleet') {
+  if (wanted('fleet')) {
     // Its shell loops take seconds per target: three repeats bound the whole part.
     await benchFleet({ version, repeat: Math.min(repeat, 3), targets: Number(args.targets) });
   }
   writeResults(machine);
+  if (args.markdown === true) {
+    // After writeResults: the tables read bench/results.json, as the README generator does.
+    const results = readResults();
+    for (const part of new Set(results.results.map((r) => r.bench))) if (wanted(part)) console.log(`\n${part}:\n\n${table(part, results)}`);
+  }
 }
 
 main().catch((error: unknown) => {

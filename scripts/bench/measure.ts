@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -42,6 +43,29 @@ export async function alternate(repeat: number, candidates: readonly (() => Prom
   return times;
 }
 
+/** One candidate of `alternateUntimed`: `prepare` and `check` run around each timed `run`, untimed. */
+export interface Candidate {
+  readonly prepare?: () => Promise<void>;
+  readonly run: () => Promise<void>;
+  readonly check?: () => Promise<void>;
+}
+
+/** `alternate`, with untimed work before and after each timed run (a reset, a proof that the run did the job). */
+export async function alternateUntimed(repeat: number, candidates: readonly Candidate[]): Promise<number[][]> {
+  const times = candidates.map((): number[] => []);
+  for (let r = 0; r < repeat; r++) {
+    const order = candidates.map((_, i) => i);
+    if (r % 2 === 1) order.reverse();
+    for (const i of order) {
+      const c = candidates[i]!;
+      await c.prepare?.();
+      times[i]!.push(await time(c.run));
+      await c.check?.();
+    }
+  }
+  return times;
+}
+
 /** A whole process, from spawn to exit, with stdout and stderr discarded; a non-zero exit is an error. */
 export function runProcess(argv: readonly string[], options: { readonly env?: NodeJS.ProcessEnv; readonly cwd?: string } = {}): Promise<void> {
   const [file, ...args] = argv;
@@ -66,6 +90,10 @@ export interface BenchResult {
   /** The ratio the issue asks for (at most), if any. */
   readonly target?: number;
   readonly met?: boolean;
+  /** The machine's load average (1, 5, 15 minutes) when the comparison ended: the machine is shared. */
+  readonly load?: readonly [number, number, number];
+  /** When it was measured (ISO). */
+  readonly at?: string;
 }
 
 const results: BenchResult[] = [];
@@ -73,7 +101,14 @@ const results: BenchResult[] = [];
 /** Prints one comparison line pair and keeps it for bench/results.json. */
 export function report(result: Omit<BenchResult, 'ratio' | 'met'>): BenchResult {
   const ratio = result.candidateMs.median / result.baselineMs.median;
-  const full: BenchResult = { ...result, ratio, ...(result.target !== undefined ? { met: ratio <= result.target } : {}) };
+  const [l1 = 0, l5 = 0, l15 = 0] = os.loadavg().map((x) => Math.round(x * 10) / 10);
+  const full: BenchResult = {
+    ...result,
+    ratio,
+    ...(result.target !== undefined ? { met: ratio <= result.target } : {}),
+    load: [l1, l5, l15],
+    at: new Date().toISOString(),
+  };
   results.push(full);
   const verdict = full.target === undefined ? '' : `  target <= ${full.target}x: ${full.met === true ? 'MET' : 'MISSED'}`;
   console.log(`  ${result.what}: ${showSpread(result.candidateMs)}  vs ${result.baseline}: ${showSpread(result.baselineMs)}  (min/median/max of ${result.candidateMs.runs})  = ${ratio.toFixed(2)}x${verdict}`);

@@ -1,10 +1,12 @@
 /**
  * Statistics copied from a source into a PostgreSQL 18+ target with
  * pg_restore_relation_stats / pg_restore_attribute_stats, mapped by schema,
- * table and column name, in set-based statements whatever the count: one
- * statement per session, the relations shared out between the step's
- * sessions so that the restores run in parallel (each restore locks only its
- * own relation).
+ * table and column name, in set-based statements whatever the count. The
+ * relations are cut into batches; each of the step's sessions takes the next
+ * batch, reads it from the source in one statement (relation and column
+ * statistics together) and restores it on the target in one statement, so
+ * reading one batch overlaps restoring another, and restores run in parallel
+ * (each locks only its own relations).
  * Values travel as text and are cast by the target, as pg_dump does; NULL
  * arguments are ignored by the restore functions. What cannot be copied
  * (missing on the source, a column whose type differs, expression index or
@@ -45,56 +47,82 @@ export const ATTRIBUTE_FIELDS = [
   ['range_bounds_histogram', 'text'],
 ] as const;
 
-/** Column types (`schema.relation.column` -> type), and the same grouped by `schema.relation`, to refuse copying across a type change. */
-export async function columnTypes(db: Queryable): Promise<{ byKey: Map<string, string>; byRelation: Map<string, [string, string][]> }> {
-  const { rows } = await db.query<{ rel: string; key: string; type: string }>(
-    `SELECT format('%s.%s', n.nspname, c.relname) AS rel, format('%s.%s.%s', n.nspname, c.relname, a.attname) AS key, format_type(a.atttypid, a.atttypmod) AS type
-       FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE c.relkind IN ('r', 'p', 'm') AND a.attnum > 0 AND NOT a.attisdropped
-        AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_'`,
-  );
-  const byRelation = new Map<string, [string, string][]>();
-  for (const r of rows) {
-    const list = byRelation.get(r.rel);
-    if (list === undefined) byRelation.set(r.rel, [[r.key, r.type]]);
-    else list.push([r.key, r.type]);
-  }
-  return { byKey: new Map(rows.map((r) => [r.key, r.type])), byRelation };
+/** What the plan needs to know of a relation on either side: whether it was analyzed, and its columns' types. */
+export interface RelationShape {
+  /** -1: never analyzed (before 14 too, where that reads 0). */
+  readonly reltuples: number;
+  /** column -> format_type */
+  readonly columns: ReadonlyMap<string, string>;
 }
 
-export async function readRelationStats(db: Queryable, relations: readonly { schema: string; name: string }[]): Promise<RelationStats[]> {
-  const { rows } = await db.query<RelationStats>(
+/** `relations` as they are on `db`, keyed `schema.name`; absent ones are left out. One statement. */
+export async function describeRelations(db: Queryable, relations: readonly { schema: string; name: string }[]): Promise<Map<string, RelationShape>> {
+  const { rows } = await db.query<{ rel: string; reltuples: number; names: string[]; types: string[] }>(
     // Before 14 a relation never vacuumed or analyzed has reltuples 0, which 14+ reads as "analyzed, empty"; -1 is "unknown" there.
+    `SELECT format('%s.%s', n.nspname, c.relname) AS rel,
+            CASE WHEN current_setting('server_version_num')::int < 140000 AND c.reltuples = 0 AND c.relpages = 0 THEN -1
+                 ELSE c.reltuples END::float8 AS reltuples,
+            COALESCE(array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE a.attnum IS NOT NULL), '{}') AS names,
+            COALESCE(array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum) FILTER (WHERE a.attnum IS NOT NULL), '{}') AS types
+       FROM unnest($1::text[], $2::text[]) AS r(schema, name)
+       JOIN pg_namespace n ON n.nspname = r.schema JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = r.name
+       LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+      GROUP BY n.nspname, c.relname, c.reltuples, c.relpages`,
+    [relations.map((r) => r.schema), relations.map((r) => r.name)],
+  );
+  return new Map(rows.map((r) => [r.rel, { reltuples: Number(r.reltuples), columns: new Map(r.names.map((name, i) => [name, r.types[i] ?? ''])) }]));
+}
+
+/** The pg_stats fields this server has (they were added over the releases: the range histograms in 17). */
+export async function statsFields(db: Queryable): Promise<ReadonlySet<string>> {
+  const { rows } = await db.query<{ name: string }>(
+    `SELECT attname AS name FROM pg_attribute WHERE attrelid = 'pg_catalog.pg_stats'::regclass AND attnum > 0 AND NOT attisdropped`,
+  );
+  return new Set(rows.map((p) => p.name));
+}
+
+/**
+ * Relation and column statistics of `relations` on the source, in one
+ * statement: a row per pg_stats row, each carrying its relation's figures,
+ * and one row without a column for a relation that has no column statistics.
+ */
+export async function readBatch(
+  db: Queryable,
+  has: ReadonlySet<string>,
+  relations: readonly { schema: string; name: string }[],
+): Promise<{ relations: RelationStats[]; columns: ColumnStats[] }> {
+  const { rows } = await db.query<Record<string, string | boolean | null>>(
     `SELECT n.nspname AS schema, c.relname AS relation, c.relpages::text AS relpages,
             CASE WHEN current_setting('server_version_num')::int < 140000 AND c.reltuples = 0 AND c.relpages = 0 THEN '-1'
                  ELSE c.reltuples::text END AS reltuples,
-            c.relallvisible::text AS relallvisible
-       FROM unnest($1::text[], $2::text[]) AS r(schema, name)
-       JOIN pg_namespace n ON n.nspname = r.schema JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = r.name`,
-    [relations.map((r) => r.schema), relations.map((r) => r.name)],
-  );
-  return rows;
-}
-
-export async function readColumnStats(db: Queryable, relations: readonly { schema: string; name: string }[]): Promise<ColumnStats[]> {
-  // pg_stats gained fields over the releases (the range histograms in 17): read what the source has, NULL for the rest.
-  const { rows: present } = await db.query<{ name: string }>(
-    `SELECT attname AS name FROM pg_attribute WHERE attrelid = 'pg_catalog.pg_stats'::regclass AND attnum > 0 AND NOT attisdropped`,
-  );
-  const has = new Set(present.map((p) => p.name));
-  const { rows } = await db.query<Record<string, string | boolean | null>>(
-    `SELECT s.schemaname, s.tablename, s.attname, s.inherited,
+            c.relallvisible::text AS relallvisible,
+            s.attname, s.inherited,
             ${ATTRIBUTE_FIELDS.map(([f]) => `${has.has(f) ? `s.${f}::text` : 'NULL::text'} AS ${f}`).join(', ')}
-       FROM pg_stats s JOIN unnest($1::text[], $2::text[]) AS r(schema, name) ON s.schemaname = r.schema AND s.tablename = r.name`,
+       FROM unnest($1::text[], $2::text[]) AS r(schema, name)
+       JOIN pg_namespace n ON n.nspname = r.schema JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = r.name
+       LEFT JOIN pg_stats s ON s.schemaname = r.schema AND s.tablename = r.name`,
     [relations.map((r) => r.schema), relations.map((r) => r.name)],
   );
-  return rows.map((r) => ({
-    schema: String(r['schemaname']),
-    relation: String(r['tablename']),
-    column: String(r['attname']),
-    inherited: r['inherited'] === true,
-    values: Object.fromEntries(ATTRIBUTE_FIELDS.map(([f]) => [f, (r[f] ?? null) as string | null])) as ColumnStats['values'],
-  }));
+  const seen = new Set<string>();
+  const out = { relations: [] as RelationStats[], columns: [] as ColumnStats[] };
+  for (const r of rows) {
+    const schema = String(r['schema']);
+    const relation = String(r['relation']);
+    const key = `${schema}\u0000${relation}`;
+    if (!seen.has(key)) {
+      seen.add(key);
+      out.relations.push({ schema, relation, relpages: String(r['relpages']), reltuples: String(r['reltuples']), relallvisible: String(r['relallvisible']) });
+    }
+    if (r['attname'] === null) continue;
+    out.columns.push({
+      schema,
+      relation,
+      column: String(r['attname']),
+      inherited: r['inherited'] === true,
+      values: Object.fromEntries(ATTRIBUTE_FIELDS.map(([f]) => [f, (r[f] ?? null) as string | null])) as ColumnStats['values'],
+    });
+  }
+  return out;
 }
 
 export const RESTORE_RELATIONS_SQL = `SELECT count(*) FILTER (WHERE NOT pg_restore_relation_stats(
@@ -139,35 +167,59 @@ export const CLEAR_RELATIONS_SQL = `SELECT count(pg_clear_relation_stats(r.schem
 export const RESTORE_SQL = `SELECT (${RESTORE_RELATIONS_SQL})
      + (${RESTORE_COLUMNS_SQL.replaceAll(/\$(\d+)/g, (_, n: string) => `$${Number(n) + 5}`)}) AS failed`;
 
+/** What a copy has written so far: what rollback clears. */
+export interface Copied {
+  readonly relations: readonly { readonly schema: string; readonly name: string }[];
+  readonly columns: readonly { readonly schema: string; readonly name: string; readonly column: string; readonly inherited: boolean }[];
+}
+
+export interface CopyOptions {
+  /** One source and one target session per worker; as many workers as the shorter list. */
+  readonly sources: readonly Queryable[];
+  readonly targets: readonly Queryable[];
+  readonly relations: readonly { readonly schema: string; readonly name: string }[];
+  /**
+   * Called before each batch is restored, with everything written so far and
+   * that batch: journaled, so that after a crash rollback knows what to clear.
+   */
+  readonly record: (copied: Copied) => void;
+  /** Batches per worker (default 2): more overlap of reading and restoring, more before-state records. */
+  readonly batchesPerWorker?: number;
+}
+
+export interface CopyResult {
+  readonly relations: number;
+  readonly columns: number;
+  /** Restores that warned (returned false). */
+  readonly failed: number;
+}
+
 /**
- * Restores `relations` and `columns` on `sessions` in parallel, each session
- * one statement for its share of the relations (shared out by column count,
- * largest first). Returns how many restores warned.
+ * Copies the statistics of `relations` in batches, each worker reading one
+ * from its source session while another worker restores the previous one on
+ * its target session. Relations are dealt round-robin into batches of about
+ * the same number of relations.
  */
-export async function restoreInParallel(sessions: readonly Queryable[], relations: readonly RelationStats[], columns: readonly ColumnStats[]): Promise<number> {
-  const key = (schema: string, name: string) => `${schema}\u0000${name}`;
-  const columnsOf = new Map<string, ColumnStats[]>();
-  for (const c of columns) {
-    const k = key(c.schema, c.relation);
-    columnsOf.set(k, [...(columnsOf.get(k) ?? []), c]);
-  }
-  const shares = sessions.map(() => ({ relations: [] as RelationStats[], columns: [] as ColumnStats[] }));
-  const order = [...relations].sort((a, b) => (columnsOf.get(key(b.schema, b.relation))?.length ?? 0) - (columnsOf.get(key(a.schema, a.relation))?.length ?? 0));
-  for (const r of order) {
-    const share = shares.reduce((least, s) => (s.columns.length + s.relations.length < least.columns.length + least.relations.length ? s : least));
-    share.relations.push(r);
-    share.columns.push(...(columnsOf.get(key(r.schema, r.relation)) ?? []));
-  }
-  // Columns of relations without a relation row (not expected) still go somewhere.
-  const placed = new Set(relations.map((r) => key(r.schema, r.relation)));
-  for (const c of columns) if (!placed.has(key(c.schema, c.relation))) shares[0]?.columns.push(c);
-  const failed = await Promise.all(
-    shares.map(async (share, i) => {
-      if (share.relations.length === 0 && share.columns.length === 0) return 0;
-      const params = restoreParams(share.relations, share.columns);
-      const { rows } = await sessions[i]!.query<{ failed: string }>(RESTORE_SQL, [...params.relations, ...params.columns]);
-      return Number(rows[0]?.failed ?? 0);
+export async function copyStatistics(options: CopyOptions): Promise<CopyResult> {
+  const workers = Math.max(1, Math.min(options.sources.length, options.targets.length));
+  const count = Math.min(options.relations.length, workers * (options.batchesPerWorker ?? 2));
+  const queue = Array.from({ length: count }, (_, b) => options.relations.filter((_, i) => i % count === b));
+  if (count === 0) return { relations: 0, columns: 0, failed: 0 };
+  const has = await statsFields(options.sources[0]!);
+  const written = { relations: [] as Copied['relations'][number][], columns: [] as Copied['columns'][number][] };
+  let failed = 0;
+  await Promise.all(
+    Array.from({ length: workers }, async (_, w) => {
+      for (let batch = queue.shift(); batch !== undefined; batch = queue.shift()) {
+        const read = await readBatch(options.sources[w]!, has, batch);
+        written.relations.push(...read.relations.map((r) => ({ schema: r.schema, name: r.relation })));
+        written.columns.push(...read.columns.map((c) => ({ schema: c.schema, name: c.relation, column: c.column, inherited: c.inherited })));
+        options.record({ relations: [...written.relations], columns: [...written.columns] });
+        const params = restoreParams(read.relations, read.columns);
+        const { rows } = await options.targets[w]!.query<{ failed: string }>(RESTORE_SQL, [...params.relations, ...params.columns]);
+        failed += Number(rows[0]?.failed ?? 0);
+      }
     }),
   );
-  return failed.reduce((a, b) => a + b, 0);
+  return { relations: written.relations.length, columns: written.columns.length, failed };
 }

@@ -20,10 +20,9 @@ import {
   CLEAR_COLUMNS_SQL,
   CLEAR_RELATIONS_SQL,
   RESTORE_SQL,
-  columnTypes,
-  readColumnStats,
-  readRelationStats,
-  restoreInParallel,
+  copyStatistics,
+  describeRelations,
+  type RelationShape,
 } from '../analyze/copy.js';
 import { qualifiedName, readRelations, type Relation } from '../analyze/relations.js';
 import { globMatcher } from '../runbook/patterns.js';
@@ -109,21 +108,14 @@ function select(all: readonly Relation[], c: Config): Relation[] {
 }
 
 /** Why a relation's statistics cannot be copied from the source, or undefined if they can. */
-function uncopyable(
-  r: Relation,
-  onSource: ReadonlyMap<string, string>,
-  sourceTypes: ReadonlyMap<string, string>,
-  targetTypes: ReadonlyMap<string, readonly (readonly [string, string])[]>,
-): string | undefined {
-  const tuples = onSource.get(qualifiedName(r));
-  if (tuples === undefined) return 'not on the source';
-  if (Number(tuples) < 0) return 'never analyzed on the source';
+function uncopyable(r: Relation, onSource: RelationShape | undefined, here: RelationShape | undefined): string | undefined {
+  if (onSource === undefined) return 'not on the source';
+  if (onSource.reltuples < 0) return 'never analyzed on the source';
   if (r.missing.some((m) => m.startsWith('expression') || m.startsWith('extended'))) return 'expression index or extended statistics (PostgreSQL 18 cannot restore them)';
-  const prefix = `${qualifiedName(r)}.`;
-  for (const [key, type] of targetTypes.get(qualifiedName(r)) ?? []) {
-    const other = sourceTypes.get(key);
-    if (other === undefined) return `column ${key.slice(prefix.length)} is not on the source`;
-    if (other !== type) return `column ${key.slice(prefix.length)} is ${other} on the source, ${type} here`;
+  for (const [column, type] of here?.columns ?? []) {
+    const other = onSource.columns.get(column);
+    if (other === undefined) return `column ${column} is not on the source`;
+    if (other !== type) return `column ${column} is ${other} on the source, ${type} here`;
   }
   return undefined;
 }
@@ -132,7 +124,7 @@ async function planWork(ctx: BaseContext, step: ConnectedStep<Config>) {
   const c = step.config;
   const db = await ctx.session(step.connection);
   const version = await serverVersion(db);
-  const selected = select(await readRelations(db), c);
+  const selected = select(await readRelations(db, version), c);
   let todo = c.onlyMissing === true ? selected.filter((r) => r.missing.length > 0) : selected;
   const notes: string[] = [];
   const reasons = new Map<string, string>();
@@ -142,14 +134,13 @@ async function planWork(ctx: BaseContext, step: ConnectedStep<Config>) {
     if (version < 180000) {
       notes.push(`copyFrom needs PostgreSQL 18 or later on the target (this is ${Math.floor(version / 10000)}): everything is analyzed instead`);
     } else {
-      const source = await ctx.session(c.copyFrom);
-      const [sourceTypes, targetTypes] = await Promise.all([columnTypes(source), columnTypes(db)]);
-      const onSource = new Map((await readRelationStats(source, todo)).map((r) => [`${r.schema}.${r.relation}`, r.reltuples]));
-
       // Only into relations without statistics: rollback can then clear exactly what it wrote.
-      for (const r of todo.filter((x) => x.missing.length > 0)) {
-        // Target columns by relation: looked up per relation, not scanned whole for each.
-        const why = uncopyable(r, onSource, sourceTypes.byKey, targetTypes.byRelation);
+      const candidates = todo.filter((x) => x.missing.length > 0);
+      const source = await ctx.session(c.copyFrom);
+      // Both sides at once, each one statement for just these relations.
+      const [onSource, here] = await Promise.all([describeRelations(source, candidates), describeRelations(db, candidates)]);
+      for (const r of candidates) {
+        const why = uncopyable(r, onSource.get(qualifiedName(r)), here.get(qualifiedName(r)));
         if (why === undefined) copy.push(r);
         else reasons.set(qualifiedName(r), `not copied (${why}): analyzed`);
       }
@@ -337,20 +328,25 @@ export const analyzeStep = defineStep({
     let output = '';
     let recorded: z.output<typeof beforeSchema> = null;
     if (planned.copy.length > 0 && step.config.copyFrom !== undefined) {
-      const source = await ctx.session(step.config.copyFrom);
-      const relations = await readRelationStats(source, planned.copy);
-      const columns = await readColumnStats(source, planned.copy);
-      recorded = {
-        copied: {
-          relations: relations.map((r) => ({ schema: r.schema, name: r.relation })),
-          columns: columns.map((col) => ({ schema: col.schema, name: col.relation, column: col.column, inherited: col.inherited })),
+      const from = step.config.copyFrom;
+      const workers = Math.min(step.config.jobs ?? 1, planned.copy.length);
+      const [sources, targets] = await Promise.all([
+        Promise.all(Array.from({ length: workers }, (_, worker) => ctx.session(from, worker))),
+        Promise.all(Array.from({ length: workers }, (_, worker) => ctx.session(connection, worker))),
+      ]);
+      const copied = await copyStatistics({
+        sources,
+        targets,
+        relations: planned.copy,
+        record: (written) => {
+          recorded = { copied: { relations: [...written.relations], columns: [...written.columns] } };
+          ctx.recordBefore(recorded);
         },
-      };
-      ctx.recordBefore(recorded);
-      const sessions = await Promise.all(Array.from({ length: step.config.jobs ?? 1 }, (_, worker) => ctx.session(connection, worker)));
-      const failed = await restoreInParallel(sessions, relations, columns);
-      output += `copied statistics of ${relations.length} relation(s), ${columns.length} column(s) in ${sessions.length} session(s); ${failed} with warnings. `;
+      });
+      output += `copied statistics of ${copied.relations} relation(s), ${copied.columns} column(s) in ${workers} session(s); ${copied.failed} with warnings. `;
     }
+    // Nothing to analyze (all copied, or onlyMissing found nothing): no session, no statement.
+    if (planned.jobs.length === 0) return { before: recorded ?? ctx.priorBefore ?? null, output: `${output}analyzed 0 relation(s)` };
 
     const jobs = Math.max(1, Math.min(step.config.jobs ?? 1, planned.jobs.length));
     const order = planned.jobs;

@@ -196,5 +196,56 @@ ${fields}`;
         assert.equal((await statsOf(server, db)).length, 5, 'analyzed instead');
       }
     });
+
+    it('copyFrom in batches over several sessions: every column of every relation has the source pg_stats row, field for field', { skip: version < 18 ? 'copyFrom needs PostgreSQL 18' : false }, async () => {
+      // Enough relations for 3 sessions x 2 batches each, and every kind of statistic a column can have:
+      // scalars, MCVs and histograms, element statistics (arrays, tsvector), range histograms, inherited ones (partitioned).
+      const tables = Array.from({ length: 14 }, (_, i) => `
+        CREATE TABLE w${i} (id int PRIMARY KEY, label text, amount numeric, at timestamptz, flag boolean, tags int[], doc tsvector, span int4range, extra jsonb) ${OFF};
+        INSERT INTO w${i} SELECT g, 'l' || (g % (7 + ${i})), (g % 97) / 3.0, '2026-01-01'::timestamptz + g * interval '1 hour', g % 5 = 0,
+            ARRAY[g % 10, g % 7], to_tsvector('simple', 'w' || (g % 13) || ' x' || (g % 3)), int4range(g, g + g % 20 + 1),
+            jsonb_build_object('k', g % 4)
+          FROM generate_series(1, ${500 + i * 150}) g;`).join('');
+      const schema = `${tables}
+        CREATE TABLE parted (id int, region text) PARTITION BY LIST (region);
+        CREATE TABLE parted_eu PARTITION OF parted FOR VALUES IN ('eu') ${OFF};
+        CREATE TABLE parted_us PARTITION OF parted FOR VALUES IN ('us') ${OFF};
+        INSERT INTO parted SELECT g, CASE WHEN g % 3 = 0 THEN 'eu' ELSE 'us' END FROM generate_series(1, 3000) g;
+        CREATE TABLE analyzed_empty (id int) ${OFF};`;
+      const sourceDb = await fresh(`${schema} ANALYZE;`, source);
+      const db = await fresh(schema);
+      const { runbook, dir } = load(db, '    copyFrom: src\n    jobs: 3\n', `  src: { kind: postgres, url: "${source.urlFor(sourceDb)}" }\n`);
+      const outputs: string[] = [];
+      const result = await runRunbook(runbook, { registry, stateDir: dir, onEvent: (e) => void ('output' in e && typeof e.output === 'string' && outputs.push(e.output)) });
+      assert.equal(result.status, 'succeeded', JSON.stringify(result.steps));
+      const actions = new Set(rowsOf(result).map((r) => r.action));
+      assert.deepEqual([...actions], ['copy'], 'every relation copied, none analyzed instead');
+      const stats = (on: TestServer, d: string) =>
+        on.query<{ key: string; row: string }>(
+          `SELECT format('%s.%s.%s/%s', schemaname, tablename, attname, inherited) AS key, s::text AS row
+             FROM pg_stats s WHERE schemaname = 'public' ORDER BY 1`,
+          [],
+          d,
+        );
+      const [want, got] = await Promise.all([stats(source, sourceDb), stats(server, db)]);
+      // 14 tables x 9 columns, the partitioned parent's 2 (inherited) and its partitions' 2 each.
+      assert.equal(want.length, 14 * 9 + 2 + 2 * 2);
+      assert.deepEqual(got.map((r) => r.key), want.map((r) => r.key), 'the same columns have statistics');
+      assert.deepEqual(got, want, 'every field of every pg_stats row equal');
+      const relationStats = (on: TestServer, d: string) =>
+        on.query(
+          `SELECT c.relname, c.relpages, c.reltuples, c.relallvisible FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') ORDER BY 1`,
+          [],
+          d,
+        );
+      assert.deepEqual(await relationStats(server, db), await relationStats(source, sourceDb));
+      assert.match(outputs.join('\n'), /copied statistics of 18 relation\(s\), 132 column\(s\) in 3 session\(s\); 0 with warnings/);
+
+      // Rollback clears every batch, not only the last one recorded.
+      const back = await rollbackRun(result.runId, { registry, stateDir: dir });
+      assert.equal(back.status, 'rolled-back', JSON.stringify(back.steps));
+      assert.deepEqual(await stats(server, db), [], 'rollback cleared the statistics of every batch');
+    });
   });
 }
