@@ -188,20 +188,64 @@ class QueueExecutor implements TargetExecutor {
         [this.data.fleet, target.name, id],
       );
     }
-    for (;;) {
-      const job = await this.boss.getJobById<JobData>(QUEUE_NAME, id);
-      if (job === null) throw new QueueJobError(`target ${target.name}: job ${id} is gone from the queue`);
-      if (job.state === 'completed') {
-        const output = jobOutputSchema.safeParse(job.output);
-        if (!output.success) throw new QueueJobError(`target ${target.name}: job ${id} completed without a result`);
-        return toResult(output.data);
+    return toResult(await this.waitFor(target.name, id, signal));
+  }
+
+  /** Jobs waited for, by id: one query per poll for all of them, not one per target. */
+  private readonly waiting = new Map<string, { readonly target: string; readonly resolve: (o: JobOutput) => void; readonly reject: (e: Error) => void }>();
+  private polling = false;
+
+  private waitFor(target: string, id: string, signal: AbortSignal | undefined): Promise<JobOutput> {
+    return new Promise<JobOutput>((resolve, reject) => {
+      this.waiting.set(id, { target, resolve, reject });
+      signal?.addEventListener('abort', () => {
+        // The fleet stopping (Ctrl-C) does not stop a job a worker runs: it finishes there, and `fleet resume` picks up its result.
+        void this.boss.getJobById(QUEUE_NAME, id).then((job) => {
+          if (job !== null && job.state !== 'active' && this.waiting.delete(id)) resolve({ status: 'stopped', worker: '' });
+        });
+      });
+      if (!this.polling) void this.poll();
+    });
+  }
+
+  private async poll(): Promise<void> {
+    this.polling = true;
+    try {
+      for (let tick = 0; this.waiting.size > 0; tick++) {
+        const ids = [...this.waiting.keys()];
+        // A worker writes the result before it completes the job.
+        for (const row of this.store.db.query<{ job_id: string; output: string }>(`SELECT job_id, output FROM ${S}.result WHERE job_id = ANY($1::text[])`, [ids]).rows) {
+          const w = this.waiting.get(row.job_id);
+          if (w === undefined) continue;
+          this.waiting.delete(row.job_id);
+          const output = jobOutputSchema.safeParse(JSON.parse(row.output));
+          if (output.success) w.resolve(output.data);
+          else w.reject(new QueueJobError(`target ${w.target}: job ${row.job_id} left a result that is not one`));
+        }
+        // Now and then, ask the queue about the others: a job that failed for good leaves no result.
+        if (tick % 20 === 19) {
+          for (const id of [...this.waiting.keys()]) {
+            const job = await this.boss.getJobById(QUEUE_NAME, id);
+            const w = this.waiting.get(id);
+            if (w === undefined) continue;
+            if (job === null) {
+              this.waiting.delete(id);
+              w.reject(new QueueJobError(`target ${w.target}: job ${id} is gone from the queue`));
+            } else if (job.state === 'failed' || job.state === 'cancelled') {
+              this.waiting.delete(id);
+              w.reject(new QueueJobError(`target ${w.target}: job ${id} ${job.state}: ${JSON.stringify(job.output ?? {})}`));
+            }
+          }
+        }
+        await sleep(this.pollMs);
       }
-      if (job.state === 'failed' || job.state === 'cancelled') {
-        throw new QueueJobError(`target ${target.name}: job ${id} ${job.state}: ${JSON.stringify(job.output ?? {})}`);
+    } catch (error) {
+      for (const [id, w] of this.waiting) {
+        this.waiting.delete(id);
+        w.reject(error instanceof Error ? error : new Error(String(error)));
       }
-      // The fleet stopping (Ctrl-C) does not stop a job a worker runs: it finishes there, and `fleet resume` picks up its result.
-      if (signal?.aborted === true && job.state !== 'active') return { runId: '', status: 'stopped', steps: [] };
-      await sleep(this.pollMs);
+    } finally {
+      this.polling = false;
     }
   }
 }
@@ -299,6 +343,8 @@ export async function startQueueWorker(options: WorkerOptions): Promise<QueueWor
   };
   const boss = await startBoss(options, x, 'worker');
   const running = new Map<string, AbortController>();
+  /** Handlers waiting for a free slot, woken when a target ends here. */
+  const slotFreed: (() => void)[] = [];
   let stopping = false;
 
   const handle = async (jobId: string, raw: unknown): Promise<JobOutput> => {
@@ -320,7 +366,13 @@ export async function startQueueWorker(options: WorkerOptions): Promise<QueueWor
     // This process runs at most `concurrency` targets, even when pg-boss hands over a job whose earlier delivery still runs here.
     while (running.size >= concurrency) {
       if (stopping || Date.now() > deadline) throw new RetryLater('this worker is busy');
-      await sleep(pollMs);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.max(0, deadline - Date.now()) + 10);
+        slotFreed.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
     }
     // The lease: free, stale (its holder stopped renewing it) or ours.
     for (;;) {
@@ -360,6 +412,7 @@ export async function startQueueWorker(options: WorkerOptions): Promise<QueueWor
     } finally {
       clearInterval(heartbeat);
       running.delete(me);
+      slotFreed.shift()?.();
       try {
         db.query(`DELETE FROM ${S}.lease WHERE fleet = $1 AND target = $2 AND owner = $3`, [data.fleet, data.target, me]);
       } catch {
@@ -431,7 +484,10 @@ export async function startQueueWorker(options: WorkerOptions): Promise<QueueWor
 
   const stopHooks = new Map<string, () => void>();
   const workIds: string[] = [];
-  for (let i = 0; i < concurrency; i++) {
+  // Twice as many fetch loops as slots: pg-boss's loop waits out its polling
+  // interval after each job, so a job fetched ahead starts the moment a slot
+  // frees (it waits for the slot in handle(), at most until its expiry).
+  for (let i = 0; i < concurrency * 2; i++) {
     workIds.push(
       await boss.work<JobData>(QUEUE_NAME, { batchSize: 1, pollingIntervalSeconds: x.polling }, async ([job]) => {
         if (job === undefined) return undefined;

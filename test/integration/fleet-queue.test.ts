@@ -13,7 +13,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
-import { takeoverBoundSeconds } from '../../src/index.js';
+import { LeaseLostError, loadInventory, queueFleetStore, takeoverBoundSeconds } from '../../src/index.js';
 import { startPostgres, type TestServer } from '../helpers/pg.js';
 import { cutover, startCutover, tempDir, writeRunbook, type CliResult } from '../helpers/cli.js';
 import { until } from '../helpers/wait.js';
@@ -154,6 +154,12 @@ waves:
     ctx.diagnostic(`takeover ${takeoverSeconds.toFixed(1)} s after the kill (bound ${bound} s)`);
     assert.ok(takeoverSeconds <= bound, `takeover took ${takeoverSeconds} s, documented bound ${bound} s`);
 
+    // q1 now waits at its confirm longer than its job may stay active: pg-boss fails the job and offers it
+    // again, but the delivery that gets it finds B's lease alive and waits: q1 is not taken over from B.
+    await new Promise((resolve) => setTimeout(resolve, (TIMING.takeoverAfterSeconds + TIMING.maintenanceSeconds + TIMING.retryDelaySeconds + 2) * 1000));
+    const redelivered = await queue.query<{ retry_count: number }>("SELECT retry_count FROM cutover_queue.job WHERE singleton_key = 'qtenants/cutover:q1'");
+    assert.ok((redelivered.rows[0]?.retry_count ?? 0) >= 2, `q1's job was offered again while B held it (retries: ${redelivered.rows[0]?.retry_count})`);
+
     // Approvals from other processes: the canary's confirm, then the next wave's gate (and its targets' confirms).
     const approveCanary = await cutover(['fleet', 'approve', '--queue', queueUrl, inventoryFile, runbookFile, 'canary']);
     assert.equal(approveCanary.code, 0, approveCanary.stderr);
@@ -166,6 +172,14 @@ waves:
     assert.match(result.stdout, /fleet succeeded/);
 
     for (const name of TARGETS) assert.deepEqual(await effects(name), { done: 1, load: 1 }, `effects of ${name}`);
+    // Any machine sees the fleet as it stands, from the queue database.
+    const status = await cutover(['fleet', 'status', '--queue', queueUrl, '--json', inventoryFile, runbookFile]);
+    assert.equal(status.code, 0, status.stderr);
+    const parsed = JSON.parse(status.stdout) as { targets: { name: string; status: string }[] };
+    assert.deepEqual(
+      parsed.targets.map((t) => [t.name, t.status]),
+      TARGETS.map((t) => [t, 'succeeded']),
+    );
     // The column was added once per target: a second apply would have failed on it.
     for (const t of TARGETS) {
       const cols = await server(t).query<{ n: string }>("SELECT count(*)::text AS n FROM information_schema.columns WHERE table_name = 'orders' AND column_name = 'moved'", [], t);
@@ -173,6 +187,12 @@ waves:
       assert.equal(cols[0]?.n, '1');
     }
 
+    // Started by A, resumed by B, and never again: waiting past its job's expiry did not hand q1 to another delivery.
+    const q1Starts = (await events()).filter((e) => e.type === 'target.started' && e.target === 'q1');
+    assert.deepEqual(
+      q1Starts.map((e) => e.action),
+      ['run', 'resume'],
+    );
     // q1's journal shows the crash was reconciled from the transaction id, not guessed.
     const lines = await queue.query<{ line: string }>("SELECT line FROM cutover_fleet.journal_line WHERE target = 'q1' ORDER BY run_id, seq");
     const types = lines.rows.map((r) => (JSON.parse(r.line) as { record: { event: { type: string } } }).record.event.type);
@@ -206,6 +226,18 @@ waves:
       const ours = await server(t).query<{ n: string }>("SELECT count(*)::text AS n FROM pg_namespace WHERE nspname LIKE 'cutover%'", [], t);
       await server(t).release(t);
       assert.equal(ours[0]?.n, '0', t);
+    }
+
+    // A worker that no longer holds a target's lease cannot add a line to its journal.
+    const store = queueFleetStore(queueUrl, loadInventory(inventoryFile), runbookFile);
+    try {
+      await queue.query("INSERT INTO cutover_fleet.lease (fleet, target, owner, heartbeat_at) VALUES ('qtenants/cutover', 'q2', 'the-new-holder', now())");
+      const runId = store.journals('q2').runIds()[0] as string;
+      const before = store.journals('q2').text(runId);
+      assert.throws(() => store.journals('q2').sink('a-stalled-worker').append({ runId, seq: 99, text: 'a late line' }), LeaseLostError);
+      assert.equal(store.journals('q2').text(runId), before);
+    } finally {
+      store.db.close();
     }
 
     workerB.child.kill('SIGTERM');

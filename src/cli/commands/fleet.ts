@@ -361,26 +361,26 @@ const sub = {
       const key = journalKeyFromEnv();
       const { store, close } = storeFor(args, inventory);
       try {
-      const read = () =>
-        fleetStatus(inventory, args.runbook, { registry, stateDir: args['state-dir'], ...(key !== undefined ? { journalKey: key } : {}), ...(store !== undefined ? { store } : {}) });
-      if (!args.watch) {
-        const status = read();
-        io.out(args.json ? JSON.stringify(status, null, 2) : formatStatus(status));
-        return;
-      }
-      // Until the fleet's process is gone: a compact redraw on a terminal, a new block per change otherwise.
-      let last = '';
-      for (;;) {
-        const status = read();
-        const text = args.json ? JSON.stringify(status) : formatStatus(status);
-        if (text !== last) {
-          if (process.stdout.isTTY === true && !args.json) process.stdout.write('\x1b[H\x1b[2J');
-          io.out(args.json || last === '' || process.stdout.isTTY === true ? text : `\n${text}`);
-          last = text;
+        const read = () =>
+          fleetStatus(inventory, args.runbook, { registry, stateDir: args['state-dir'], ...(key !== undefined ? { journalKey: key } : {}), ...(store !== undefined ? { store } : {}) });
+        if (!args.watch) {
+          const status = read();
+          io.out(args.json ? JSON.stringify(status, null, 2) : formatStatus(status));
+          return;
         }
-        if (status.runningPid === undefined) return;
-        await sleep(1_000);
-      }
+        // Until the fleet's process is gone: a compact redraw on a terminal, a new block per change otherwise.
+        let last = '';
+        for (;;) {
+          const status = read();
+          const text = args.json ? JSON.stringify(status) : formatStatus(status);
+          if (text !== last) {
+            if (process.stdout.isTTY === true && !args.json) process.stdout.write('\x1b[H\x1b[2J');
+            io.out(args.json || last === '' || process.stdout.isTTY === true ? text : `\n${text}`);
+            last = text;
+          }
+          if (status.runningPid === undefined) return;
+          await sleep(1_000);
+        }
       } finally {
         close();
       }
@@ -420,25 +420,30 @@ const sub = {
     command: 'report <inventory> <runbook>',
     describe: "One HTML page for the fleet (summary, waves, every target's outcome), linking each target's own report",
     builder: (y: Argv) =>
-      positionals(y).option('out', { type: 'string', default: 'fleet-report.html', describe: 'the page; target reports go beside it in <name>-targets/' }) as unknown as Argv<
+      withQueue(positionals(y)).option('out', { type: 'string', default: 'fleet-report.html', describe: 'the page; target reports go beside it in <name>-targets/' }) as unknown as Argv<
         FleetArgs & { out: string }
       >,
     handler: (args: FleetArgs & { out: string }) => {
       const inventory = loadInventory(args.inventory, { resolveSecrets: false });
       const key = journalKeyFromEnv();
-      const options = { registry, stateDir: args['state-dir'], ...(key !== undefined ? { journalKey: key } : {}) };
-      const status = fleetStatus(inventory, args.runbook, options);
-      const folder = `${path.basename(args.out).replace(/\.html?$/i, '')}-targets`;
-      const links = new Map<string, string>();
-      for (const t of status.targets) {
-        if (t.runId === undefined || t.status === 'unreadable') continue;
-        mkdirSync(path.join(path.dirname(args.out), folder), { recursive: true });
-        const file = `${folder}/${t.name}.html`;
-        io.writeFile(path.join(path.dirname(args.out), file), reportHtml(buildReport(path.join(runsDir(t.stateDir), t.runId), { key })));
-        links.set(t.name, file);
+      const { store, close } = storeFor(args, inventory);
+      try {
+        const options = { registry, stateDir: args['state-dir'], ...(key !== undefined ? { journalKey: key } : {}), ...(store !== undefined ? { store } : {}) };
+        const status = fleetStatus(inventory, args.runbook, options);
+        const folder = `${path.basename(args.out).replace(/\.html?$/i, '')}-targets`;
+        const links = new Map<string, string>();
+        for (const t of status.targets) {
+          if (t.runId === undefined || t.status === 'unreadable') continue;
+          mkdirSync(path.join(path.dirname(args.out), folder), { recursive: true });
+          const file = `${folder}/${t.name}.html`;
+          io.writeFile(path.join(path.dirname(args.out), file), reportHtml(buildReport(path.join(runsDir(t.stateDir), t.runId), { key })));
+          links.set(t.name, file);
+        }
+        io.writeFile(args.out, fleetReportHtml(status, fleetLog(inventory, args.runbook, options), links));
+        io.out(`wrote ${args.out} and ${links.size} target report(s) in ${path.join(path.dirname(args.out), folder)}`);
+      } finally {
+        close();
       }
-      io.writeFile(args.out, fleetReportHtml(status, fleetLog(inventory, args.runbook, options), links));
-      io.out(`wrote ${args.out} and ${links.size} target report(s) in ${path.join(path.dirname(args.out), folder)}`);
     },
   },
   worker: {
