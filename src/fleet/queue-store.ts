@@ -42,6 +42,8 @@ export function advisoryKey(name: string): bigint {
 }
 
 export function ensureSchema(db: SyncPg): void {
+  // Already there (every start but the first): one query instead of the DDL and its lock.
+  if (db.query<{ ok: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS ok`, [`${FLEET_SCHEMA}.fleet_lock`]).rows[0]?.ok === true) return;
   db.query('BEGIN');
   try {
     db.query('SELECT pg_advisory_xact_lock($1::bigint)', [advisoryKey('cutover_fleet schema').toString()]);
@@ -222,8 +224,8 @@ export class PgFleetStore implements FleetStore {
   }
 }
 
-/** Opens the queue database for the fleet stores (creating our schema on first use). */
-export function openQueueStore(url: string, fleet: string): PgFleetStore {
+/** A session on the queue database with our schema in place (created on first use). */
+export function openQueueDb(url: string): SyncPg {
   const db = new SyncPg(url, { applicationName: `cutover fleet ${randomBytes(2).toString('hex')}` });
   try {
     ensureSchema(db);
@@ -231,7 +233,12 @@ export function openQueueStore(url: string, fleet: string): PgFleetStore {
     db.close();
     throw new UsageError(`--queue ${redactUrl(url)}: ${(error as Error).message}`);
   }
-  return new PgFleetStore(db, fleet, redactUrl(url));
+  return db;
+}
+
+/** Opens the queue database for one fleet's stores. */
+export function openQueueStore(url: string, fleet: string): PgFleetStore {
+  return new PgFleetStore(openQueueDb(url), fleet, redactUrl(url));
 }
 
 /** One target's journals in a queue database, for `cutover audit verify --queue`. */

@@ -17,8 +17,8 @@
  *   resumes the target from the journal in the database: the engine's
  *   reconciliation makes each effect happen once.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -31,7 +31,7 @@ import { errorMessage, InterruptedError, RunbookValidationError, UsageError } fr
 import { loadRunbook, type StepRegistry } from '../runbook/load.js';
 import { quoteIdent } from '../db/quote.js';
 import { loadInventory, type Inventory, type Target } from './inventory.js';
-import { FLEET_SCHEMA, fleetId, LeaseLostError, openQueueStore, type PgFleetStore } from './queue-store.js';
+import { FLEET_SCHEMA, fleetId, LeaseLostError, openQueueDb, openQueueStore, PgFleetStore, redactUrl } from './queue-store.js';
 import { decide, FleetStoppedError, latestRun, runFleet, type FleetRunOptions, type FleetRunResult, type TargetExecutor, type TargetRunResult } from './runner.js';
 import type { Approval } from './store.js';
 
@@ -332,11 +332,13 @@ export async function startQueueWorker(options: WorkerOptions): Promise<QueueWor
   if (!Number.isInteger(concurrency) || concurrency < 1) throw new UsageError(`--concurrency: a whole number of at least 1 (got ${concurrency})`);
   const log = options.log ?? (() => {});
   const pollMs = options.pollMs ?? 250;
+  // One session for every fleet this worker serves, opened before the first job.
+  const db = openQueueDb(options.url);
   const stores = new Map<string, PgFleetStore>();
   const storeOf = (fleet: string) => {
     let store = stores.get(fleet);
     if (store === undefined) {
-      store = openQueueStore(options.url, fleet);
+      store = new PgFleetStore(db, fleet, redactUrl(options.url));
       stores.set(fleet, store);
     }
     return store;
@@ -353,7 +355,6 @@ export async function startQueueWorker(options: WorkerOptions): Promise<QueueWor
     if (!parsed.success) return { status: 'error', message: `job ${jobId} is not a cutover target job`, worker: me };
     const data = parsed.data;
     const store = storeOf(data.fleet);
-    const db = store.db;
     const takeoverAfter = data.takeoverAfter;
     const deadline = Date.now() + (takeoverAfter - 1) * 1000;
     const earlier = () => {
@@ -427,7 +428,7 @@ export async function startQueueWorker(options: WorkerOptions): Promise<QueueWor
     let target: Target | undefined;
     let env: Record<string, string | undefined>;
     try {
-      const inventory = loadInventory(data.inventory.file);
+      const inventory = inventoryOf(data.inventory.file, data.inventory.sha256);
       if (inventory.sha256 !== data.inventory.sha256) {
         return { ...base, status: 'error', message: `inventory ${data.inventory.file} on this worker differs from the one the fleet was started with (sha256 ${inventory.sha256.slice(0, 12)}…, expected ${data.inventory.sha256.slice(0, 12)}…)` };
       }
@@ -483,6 +484,29 @@ export async function startQueueWorker(options: WorkerOptions): Promise<QueueWor
   };
 
   const stopHooks = new Map<string, () => void>();
+  /**
+   * Inventories loaded by this worker, by file and sha256: parsing a
+   * 200-target inventory for each of its 200 jobs would cost the fleet
+   * O(n²). Secrets are resolved when an inventory is first loaded here.
+   */
+  const inventories = new Map<string, Inventory>();
+  const inventoryOf = (file: string, sha256: string): Inventory => {
+    const key = `${file}\0${sha256}`;
+    const known = inventories.get(key);
+    if (known !== undefined) {
+      try {
+        if (createHash('sha256').update(readFileSync(file)).digest('hex') === sha256) return known;
+      } catch {
+        // Gone or unreadable now: loadInventory says so, with the file's name.
+      }
+    }
+    const inventory = loadInventory(file);
+    if (inventory.sha256 === sha256) {
+      if (inventories.size >= 8) inventories.delete(inventories.keys().next().value as string);
+      inventories.set(key, inventory);
+    }
+    return inventory;
+  };
   const workIds: string[] = [];
   // Twice as many fetch loops as slots: pg-boss's loop waits out its polling
   // interval after each job, so a job fetched ahead starts the moment a slot
@@ -508,7 +532,7 @@ export async function startQueueWorker(options: WorkerOptions): Promise<QueueWor
       for (const stop of stopHooks.values()) stop();
       while (running.size > 0) await sleep(100);
       await boss.stop({ graceful: true, wait: true, timeout: 10_000 }).catch(() => {});
-      for (const store of stores.values()) store.db.close();
+      db.close();
       resolveStopped();
       return stopped;
     },

@@ -142,6 +142,7 @@ waves:
       }),
     );
     await until('worker A holds the canary', () => tolerant(async () => (await queue.query("SELECT 1 FROM cutover_fleet.lease WHERE target = 'q1' AND owner LIKE $1", [`%:${workerA.child.pid}:%`])).rowCount === 1, false), 30_000);
+    assert.equal(workerA.child.exitCode, null, `worker A ended before it took the canary: ${(await workerA.done).stderr}`);
     const workerB = worker();
     assert.equal(await exitA, 'SIGKILL', `worker A should die by SIGKILL at the failpoint: ${(await workerA.done).stderr}`);
 
