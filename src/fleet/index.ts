@@ -19,6 +19,7 @@ export {
   type TargetPlan,
   type TargetRunResult,
 } from './runner.js';
+export { rollbackFleet, type FleetRollbackOptions, type TargetRollback } from './rollback.js';
 export { approveFleet, fleetLog, fleetStatus, type FleetStatus, type FleetTargetStatus, type TargetStatus, type WaveStatus } from './status.js';
 export { FileFleetStore, FleetBusyError, type Approval, type FleetEvent, type FleetStore } from './store.js';
 export {

@@ -24,6 +24,7 @@ import {
   registry,
   queueFleetStore,
   redactUrl,
+  rollbackFleet,
   runFleet,
   runFleetOnQueue,
   startQueueWorker,
@@ -446,6 +447,52 @@ const sub = {
       }
     },
   },
+  rollback: {
+    command: 'rollback <inventory> <runbook>',
+    describe: "Roll back every target's newest run, the last wave first (the canary last); one machine, --jobs at a time",
+    builder: (y: Argv) => withJson(withJobs(positionals(y))) as unknown as Argv<FleetArgs>,
+    handler: async (args: FleetArgs) => {
+      const inventory = loadInventory(args.inventory);
+      io.protect(inventory.targets.flatMap((t) => Object.values(t.secrets)));
+      const controller = new AbortController();
+      const onSignal = () => controller.abort();
+      process.on('SIGINT', onSignal);
+      let results;
+      try {
+        const key = journalKeyFromEnv();
+        results = await rollbackFleet(inventory, args.runbook, {
+          registry,
+          stateDir: args['state-dir'],
+          jobs: jobsOf(args),
+          signal: controller.signal,
+          protect: (secrets) => io.protect(secrets),
+          ...(key !== undefined ? { journalKey: key } : {}),
+          onTarget: (r) => {
+            if (args.json) return;
+            const line = `  ${r.name} (${r.wave}): ${r.status}${r.runId !== undefined ? ` run ${r.runId}` : ''}${r.message !== undefined ? `: ${indented(r.message)}` : ''}`;
+            io.err(r.status === 'rolled-back' || r.status === 'nothing-to-undo' ? line : red(line));
+          },
+        });
+      } catch (error) {
+        if (error instanceof FleetBusyError) {
+          io.err(error.message);
+          process.exitCode = ExitCode.locked;
+          return;
+        }
+        throw error;
+      } finally {
+        process.off('SIGINT', onSignal);
+      }
+      if (args.json) io.out(JSON.stringify(results, null, 2));
+      const count = (s: string) => results.filter((r) => r.status === s).length;
+      if (!args.json) io.out(`fleet rollback: ${count('rolled-back')} rolled back, ${count('nothing-to-undo')} had nothing to undo, ${results.length - count('rolled-back') - count('nothing-to-undo')} not rolled back`);
+      process.exitCode = results.some((r) => r.status === 'needs-attention')
+        ? ExitCode.needsAttention
+        : results.every((r) => r.status === 'rolled-back' || r.status === 'nothing-to-undo') && results.length === inventory.targets.length
+          ? ExitCode.ok
+          : ExitCode.stopped;
+    },
+  },
   worker: {
     command: 'worker',
     describe: 'Take target jobs from the queue (--queue) until stopped; run any number, on any machines that see the inventory, the runbook and the targets',
@@ -503,6 +550,7 @@ export const fleetCommand: CommandModule = {
       .command(sub.status as unknown as CommandModule)
       .command(sub.approve as unknown as CommandModule)
       .command(sub.report as unknown as CommandModule)
+      .command(sub.rollback as unknown as CommandModule)
       .command(sub.worker as unknown as CommandModule)
       .command(sub.schema as unknown as CommandModule)
       .demandCommand(1, 'name a fleet command'),
