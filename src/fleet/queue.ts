@@ -406,9 +406,10 @@ export async function startQueueWorker(options: WorkerOptions): Promise<QueueWor
     const stateDir = mkdtempSync(path.join(os.tmpdir(), 'cutover-worker-'));
     try {
       const output = await runTarget(data, me, store, stateDir, controller.signal);
-      db.query(`INSERT INTO ${S}.result (job_id, output) VALUES ($1, $2) ON CONFLICT (job_id) DO NOTHING`, [jobId, JSON.stringify(output)]);
       log(`${data.target}: ${output.status}${output.runId !== undefined ? ` (run ${output.runId})` : ''}${output.message !== undefined && output.status !== 'succeeded' ? `: ${output.message}` : ''}`);
+      // Stopped by this worker's SIGTERM: no result, so the job's next delivery resumes the target.
       if (stopping && (output.status === 'interrupted' || output.status === 'stopped')) throw new RetryLater(`worker stopped while ${data.target} ran; another worker resumes it`);
+      db.query(`INSERT INTO ${S}.result (job_id, output) VALUES ($1, $2) ON CONFLICT (job_id) DO NOTHING`, [jobId, JSON.stringify(output)]);
       return output;
     } finally {
       clearInterval(heartbeat);
