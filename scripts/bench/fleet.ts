@@ -7,19 +7,24 @@
  *     (the work itself, no fleet);
  *   - `runFleet` in this process with --jobs 1, 2 and 4;
  *   - a shell loop of `cutover run` processes, and `xargs -P 4` of them:
- *     what people do today.
+ *     what people do today;
+ *   - queue mode: `runFleetOnQueue` here (the coordinator) with two
+ *     `cutover fleet worker` processes (started before the clock, as a
+ *     deployment keeps them running) at --concurrency 1 and 2, against
+ *     in-process --jobs 2 and 4: equal concurrency. The queue database is a
+ *     database on the first server.
  *
  * Per-target overhead of the fleet = (fleet --jobs 1 wall - floor wall) / N.
  * A `cutover run` process costs seconds on a busy 2-core machine, so the two
  * shell loops run over the first `shellTargets` databases only (default 20)
  * and are compared per target.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadInventory, loadRunbook, registry, runFleet, runRunbook } from '../../src/index.js';
+import { loadInventory, loadRunbook, registry, runFleet, runFleetOnQueue, runRunbook } from '../../src/index.js';
 import { startPostgres, type PgVersion, type TestServer } from '../embedded-postgres.js';
 import { median, time } from './measure.js';
 
@@ -130,6 +135,27 @@ export async function benchFleet(options: FleetBenchOptions): Promise<void> {
       ]),
     );
 
+    // Queue mode: a fresh fleet (inventory name) per round, the same databases.
+    await servers[0]?.query('CREATE DATABASE fleet_queue');
+    const queueUrl = (servers[0] as TestServer).urlFor('fleet_queue');
+    const timing = ['--poll-interval', '0.5', '--maintenance-interval', '30', '--takeover-after', '300'];
+    for (const concurrency of [1, 2]) {
+      const workers: ChildProcess[] = [0, 1].map(() =>
+        spawn(process.execPath, [CLI, 'fleet', 'worker', '--queue', queueUrl, '--concurrency', String(concurrency), ...timing], { stdio: 'ignore' }),
+      );
+      try {
+        await measure(`queue: 2 workers x --concurrency ${concurrency}`, n, async () => {
+          const file = path.join(dir, `inventory-q${round++}.yaml`);
+          writeFileSync(file, `version: 1\nname: benchq${round}\ntargets:\n${names.map((name, i) => `  - name: ${name}\n    variables: { DB_URL: "${url(i)}" }`).join('\n')}\n`);
+          const result = await runFleetOnQueue(loadInventory(file), runbookFile, 'run', { registry, queue: { url: queueUrl, pollingSeconds: 0.5 }, pollMs: 100 });
+          if (result.outcome !== 'succeeded') throw new Error(`fleet on the queue: ${result.outcome} ${JSON.stringify(result.targets.filter((t) => t.status !== 'succeeded').slice(0, 3))}`);
+        });
+      } finally {
+        for (const w of workers) w.kill('SIGTERM');
+        await Promise.all(workers.map((w) => new Promise((resolve) => (w.exitCode !== null ? resolve(null) : w.on('exit', resolve)))));
+      }
+    }
+
     const row = (label: string) => rows.find((r) => r.label.startsWith(label));
     const med = (label: string) => median(row(label)?.times ?? []);
     const perTarget = (label: string) => med(label) / (row(label)?.count ?? 1);
@@ -139,6 +165,7 @@ export async function benchFleet(options: FleetBenchOptions): Promise<void> {
     console.log(`  fleet overhead per target (--jobs 1 minus the floor, / ${n}): ${((jobs1 - floor) / n).toFixed(1)} ms`);
     console.log(`  per target, shell loop / fleet --jobs 1: ${(perTarget('shell loop') / perTarget('cutover fleet run --jobs 1')).toFixed(1)}x`);
     console.log(`  per target, xargs -P 4 / fleet --jobs 4: ${(perTarget('xargs') / perTarget('cutover fleet run --jobs 4')).toFixed(1)}x`);
+    console.log(`  queue mode / in-process at equal concurrency: 2 workers x 1 / --jobs 2 ${(med('queue: 2 workers x --concurrency 1') / med('cutover fleet run --jobs 2')).toFixed(2)}x, 2 workers x 2 / --jobs 4 ${(med('queue: 2 workers x --concurrency 2') / med('cutover fleet run --jobs 4')).toFixed(2)}x (target: within 1.5x)`);
     console.log(`  fleet speed-up over --jobs 1: --jobs 2 ${(jobs1 / med('cutover fleet run --jobs 2')).toFixed(2)}x, --jobs 4 ${(jobs1 / med('cutover fleet run --jobs 4')).toFixed(2)}x`);
   } finally {
     await Promise.all(servers.map((s) => s.stop()));

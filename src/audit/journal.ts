@@ -37,6 +37,16 @@ const hashOf = (text: string, key: Buffer | undefined) =>
 
 export type ChainKind = 'sha256' | 'hmac-sha256';
 
+/**
+ * A second place every journal line must reach before the engine acts on it
+ * (queue mode: the queue's database). Called synchronously before the line
+ * is written to the file; throwing refuses the line, and the run stops as it
+ * does when the file cannot be written.
+ */
+export interface JournalSink {
+  append(line: { readonly runId: string; readonly seq: number; readonly text: string }): void;
+}
+
 export class Journal {
   private constructor(
     readonly file: string,
@@ -45,21 +55,22 @@ export class Journal {
     private head: string,
     private readonly redactor: Redactor,
     private readonly key: Buffer | undefined,
+    private readonly sink?: JournalSink,
   ) {}
 
   /** Starts a new journal; fails if one exists (run ids are unique). With a key, the chain is HMAC-SHA256. */
-  static create(runDir: string, redactor: Redactor, key?: Buffer): Journal {
+  static create(runDir: string, redactor: Redactor, key?: Buffer, sink?: JournalSink): Journal {
     mkdirSync(runDir, { recursive: true, mode: 0o700 });
     const file = journalFile(runDir);
     const fd = openSync(file, 'wx', 0o600);
-    return new Journal(file, fd, 0, GENESIS, redactor, key);
+    return new Journal(file, fd, 0, GENESIS, redactor, key, sink);
   }
 
   /**
    * Opens an existing journal to append to it. A torn last line (the process
    * died mid-write) is moved aside to `journal.torn` so the chain stays whole.
    */
-  static open(runDir: string, redactor: Redactor, key?: Buffer): { journal: Journal; records: JournalRecord[]; tornBytes: number } {
+  static open(runDir: string, redactor: Redactor, key?: Buffer, sink?: JournalSink): { journal: Journal; records: JournalRecord[]; tornBytes: number } {
     const file = journalFile(runDir);
     const text = readFileSync(file, 'utf8');
     const end = text.lastIndexOf('\n') + 1;
@@ -77,7 +88,7 @@ export class Journal {
     closeSync(fd);
     const last = parseLines(text.slice(0, end)).at(-1);
     return {
-      journal: new Journal(file, openSync(file, 'a', 0o600), records.length, last?.hash ?? GENESIS, redactor, chainOf(records) === 'hmac-sha256' ? key : undefined),
+      journal: new Journal(file, openSync(file, 'a', 0o600), records.length, last?.hash ?? GENESIS, redactor, chainOf(records) === 'hmac-sha256' ? key : undefined, sink),
       records,
       tornBytes,
     };
@@ -87,7 +98,9 @@ export class Journal {
     const record: JournalRecord = { seq: this.seq + 1, ts: new Date().toISOString(), prev: this.head, event };
     const body = this.redactor.redact(JSON.stringify(record));
     const hash = hashOf(body, this.key);
-    writeSync(this.fd, `${PREFIX}${hash}","record":${body}}\n`);
+    const line = `${PREFIX}${hash}","record":${body}}`;
+    this.sink?.append({ runId: path.basename(path.dirname(this.file)), seq: record.seq, text: line });
+    writeSync(this.fd, `${line}\n`);
     fsyncSync(this.fd);
     this.seq += 1;
     this.head = hash;
@@ -178,7 +191,11 @@ export interface VerifyResult {
  * rewrote the journal without the key would have produced exactly that.
  */
 export function verifyJournal(runDir: string, options: VerifyOptions = {}): VerifyResult {
-  const text = readFileSync(journalFile(runDir), 'utf8');
+  return verifyJournalText(readFileSync(journalFile(runDir), 'utf8'), options);
+}
+
+/** The same check over a journal's text, wherever it is kept (a file, the queue's database). */
+export function verifyJournalText(text: string, options: VerifyOptions = {}): VerifyResult {
   const problems: { line: number; problem: string }[] = [];
   let prev = GENESIS;
   let count = 0;

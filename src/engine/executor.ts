@@ -75,7 +75,7 @@ export async function runRunbook(runbook: Runbook, options: RunOptions): Promise
   const dryRun = options.dryRun === true;
   const redactor = redactorFor(runbook, connections);
   const key = journalKey(options.journalKey);
-  const rc = new RunContext({ runbook, runId, runDir, journal: Journal.create(runDir, redactor, key), redactor, connections, options, dryRun });
+  const rc = new RunContext({ runbook, runId, runDir, journal: Journal.create(runDir, redactor, key, options.journalSink), redactor, connections, options, dryRun });
   const unlock = lockRunDir(runDir);
   const started = Date.now();
   try {
@@ -249,7 +249,7 @@ async function reopen(
     }
     const connections = resolveAll(runbook);
     const redactor = redactorFor(runbook, connections);
-    const { journal, records } = Journal.open(runDir, redactor, key);
+    const { journal, records } = Journal.open(runDir, redactor, key, options.journalSink);
     const state = foldJournal(records);
     const rc = new RunContext({ runbook, runId: id, runDir, journal, redactor, connections, options, dryRun: false, state });
     const started = Date.now();

@@ -4,7 +4,7 @@
  * Knows the step contract, never a step kind.
  */
 import os from 'node:os';
-import { Journal } from '../audit/journal.js';
+import { Journal, type JournalSink } from '../audit/journal.js';
 import { Redactor } from '../audit/redact.js';
 import type { ResolvedConnection, ResolvedPostgres } from '../db/connections.js';
 import { Session, type Queryable } from '../db/session.js';
@@ -57,6 +57,8 @@ export interface EngineOptions {
   readonly notifyTimeoutMs?: number;
   /** Chains the journal with HMAC-SHA256; default: CUTOVER_JOURNAL_KEY or CUTOVER_JOURNAL_KEY_FILE, if set. */
   readonly journalKey?: Buffer;
+  /** Where every journal line also goes, before the engine acts on it (queue mode: the queue's database). */
+  readonly journalSink?: JournalSink;
   /**
    * What `${NAME}` reads when resume or rollback loads the runbook again
    * (default process.env): a fleet target's own variables.

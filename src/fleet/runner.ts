@@ -22,14 +22,17 @@ import { Redactor } from '../audit/redact.js';
 import { allowedFailures, type Inventory, type Target, type Wave } from './inventory.js';
 import { FileFleetStore, type Approval, type FleetEvent, type FleetStore } from './store.js';
 
+/** What the fleet reads from a target's run, wherever it ran. */
+export type TargetRunResult = Pick<RunResult, 'runId' | 'status' | 'steps' | 'error'>;
+
 /**
- * How a target's run is carried out. In-process by default; a job queue can
- * implement the same three calls later without the scheduler changing.
+ * How a target's run is carried out: in this process by default, or as a
+ * job on the queue (src/fleet/queue.ts) without the scheduler changing.
  */
 export interface TargetExecutor {
   plan(runbook: Runbook, options: Omit<RunOptions, 'dryRun'>): Promise<RunResult>;
-  run(runbook: Runbook, options: RunOptions): Promise<RunResult>;
-  resume(runId: string, options: EngineOptions): Promise<RunResult>;
+  run(runbook: Runbook, options: RunOptions, target: Target): Promise<TargetRunResult>;
+  resume(runId: string, options: EngineOptions, target: Target): Promise<TargetRunResult>;
 }
 
 export const inProcessExecutor: TargetExecutor = { plan: planRunbook, run: runRunbook, resume: resumeRun };
@@ -238,7 +241,7 @@ export interface FleetRunResult {
 const FAILED: readonly string[] = ['failed', 'rolled-back', 'needs-attention', 'refused', 'error'];
 
 /** What to do with a target, from its newest run. */
-function decide(latest: RunState | undefined): { action: 'run' | 'resume' | 'skip' | 'attention'; why?: string } {
+export function decide(latest: RunState | undefined): { action: 'run' | 'resume' | 'skip' | 'attention'; why?: string } {
   if (latest === undefined) return { action: 'run' };
   const status = effectiveStatus(latest);
   if (status === 'succeeded') return { action: 'skip', why: `run ${latest.runId} succeeded` };
@@ -508,12 +511,12 @@ class FleetRun {
         this.waitForApproval(target, stepId, question, { register: (reject) => (waiting = reject), halt }).finally(() => (waiting = undefined)),
     };
     try {
-      let result: RunResult;
+      let result: TargetRunResult;
       if (decision.action === 'resume' && latest !== undefined) {
         this.emit({ type: 'target.started', target: target.name, wave: target.wave, runId: latest.runId, action: 'resume' });
-        result = await this.executor.resume(latest.runId, engine);
+        result = await this.executor.resume(latest.runId, engine, target);
       } else {
-        result = await this.executor.run(runbook, engine);
+        result = await this.executor.run(runbook, engine, target);
       }
       const failedStep = result.steps.find((s) => s.status === 'failed' || s.error !== undefined);
       const message = result.error !== undefined ? errorMessage(result.error) : failedStep?.error?.message;

@@ -39,7 +39,16 @@ export const fleetEventSchema = z.discriminatedUnion('type', [
     failures: z.number(),
     allowed: z.number(),
   }),
-  z.object({ type: z.literal('target.started'), ts, target: z.string(), wave: z.string(), runId: z.string(), action: z.enum(['run', 'resume']) }),
+  z.object({
+    type: z.literal('target.started'),
+    ts,
+    target: z.string(),
+    wave: z.string(),
+    runId: z.string(),
+    action: z.enum(['run', 'resume']),
+    /** Queue mode: the worker that runs it (host:pid:job). */
+    worker: z.string().optional(),
+  }),
   z.object({ type: z.literal('target.waiting'), ts, target: z.string(), stepId: z.string(), question: z.string() }),
   z.object({ type: z.literal('target.approved'), ts, target: z.string(), stepId: z.string(), approval: z.string(), operator: z.string() }),
   z.object({

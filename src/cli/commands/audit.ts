@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { CommandModule } from 'yargs';
-import { findRun, journalKeyFromEnv, runsDir, verifyJournal } from '../../index.js';
+import { findRun, journalKeyFromEnv, openQueueJournals, runsDir, verifyJournal, verifyStoredJournal, UsageError, type VerifyResult } from '../../index.js';
 import { ExitCode } from '../exit-codes.js';
 import { io } from '../io.js';
 import { withJson, withRunId, withStateDir } from '../options.js';
@@ -12,6 +12,25 @@ interface AuditArgs {
   head: string | undefined;
   verbose: boolean;
   'state-dir': string;
+  queue: string | undefined;
+  fleet: string | undefined;
+  target: string | undefined;
+}
+
+/** A journal kept in a fleet's queue database (queue mode): same bytes, same check. */
+function verifyInQueue(args: AuditArgs, key: Buffer | undefined): { id: string; result: VerifyResult } {
+  if (args.fleet === undefined || args.target === undefined) throw new UsageError('--queue needs --fleet <inventory name>/<runbook name> and --target <name>');
+  const { journals, close } = openQueueJournals(args.queue as string, args.fleet, args.target);
+  try {
+    const ids = journals.runIds();
+    const id = args.runId ?? ids.at(-1);
+    if (id === undefined || !ids.includes(id)) {
+      throw new UsageError(`no run ${args.runId !== undefined ? `"${args.runId}" ` : ''}in ${journals.location}${ids.length > 0 ? ` (newest: ${ids.at(-1)})` : ''}`);
+    }
+    return { id, result: verifyStoredJournal(journals, id, { key, head: args.head }) };
+  } finally {
+    close();
+  }
 }
 
 export const auditCommand: CommandModule = {
@@ -29,11 +48,19 @@ export const auditCommand: CommandModule = {
               describe: 'the head hash recorded elsewhere (ticket, report): the journal must end exactly there',
             })
             .option('verbose', { type: 'boolean', default: false, describe: 'list every line that does not hold, not only the first break' })
+            .option('queue', { type: 'string', describe: 'the journal is in this fleet queue database (queue mode), not under --state-dir' })
+            .option('fleet', { type: 'string', describe: 'with --queue: the fleet, <inventory name>/<runbook file name without .yaml>' })
+            .option('target', { type: 'string', describe: 'with --queue: the target whose run it is' })
             .example('$0 audit verify --last --head <hash from the ticket>', 'the newest journal, unchanged and ending where the ticket says'),
         handler: (args) => {
-          const id = findRun(args['state-dir'], args.runId);
           const key = journalKeyFromEnv();
-          const result = verifyJournal(path.join(runsDir(args['state-dir']), id), { key, head: args.head });
+          let id: string;
+          let result: VerifyResult;
+          if (args.queue !== undefined) ({ id, result } = verifyInQueue(args, key));
+          else {
+            id = findRun(args['state-dir'], args.runId);
+            result = verifyJournal(path.join(runsDir(args['state-dir']), id), { key, head: args.head });
+          }
           if (args.json) io.out(JSON.stringify({ runId: id, ...result }, null, 2));
           else if (result.ok) {
             const anchored = args.head !== undefined ? ', ends exactly at the given head' : '';

@@ -22,8 +22,17 @@ import {
   loadInventory,
   planFleet,
   registry,
+  queueFleetStore,
+  redactUrl,
+  rollbackFleet,
   runFleet,
+  runFleetOnQueue,
+  startQueueWorker,
+  takeoverBoundSeconds,
   type CellStatus,
+  type FleetStore,
+  type PgFleetStore,
+  type QueueTiming,
   type FleetEvent,
   type FleetPlan,
   type FleetRunResult,
@@ -35,10 +44,18 @@ import { withJson, withStateDir } from '../options.js';
 import { reportHtml } from '../report/html.js';
 import { fleetReportHtml } from '../report/fleet-html.js';
 
-interface FleetArgs {
+interface QueueArgs {
+  queue: string | undefined;
+  'takeover-after': number;
+  'maintenance-interval': number;
+  'poll-interval': number;
+  'retry-delay': number;
+}
+
+interface FleetArgs extends QueueArgs {
   inventory: string;
   runbook: string;
-  jobs: number;
+  jobs: number | undefined;
   json: boolean;
   'state-dir': string;
 }
@@ -54,11 +71,51 @@ const positionals = <T>(y: Argv<T>) =>
     .positional('runbook', { type: 'string', demandOption: true, describe: 'the runbook every target runs' });
 
 const withJobs = <T>(y: Argv<T>) =>
-  y.option('jobs', { alias: 'j', type: 'number', default: 1, describe: 'targets planned or run at once in this process' });
+  y.option('jobs', {
+    alias: 'j',
+    type: 'number',
+    describe: 'targets planned or run at once in this process (default 1); with --queue, jobs queued at once (default: no limit but the waves\' and the workers\')',
+  });
 
-function jobsOf(args: FleetArgs): number {
+function jobsOf(args: Pick<FleetArgs, 'jobs'>, fallback = 1): number {
+  if (args.jobs === undefined) return fallback;
   if (!Number.isInteger(args.jobs) || args.jobs < 1) throw new UsageError(`--jobs: expected a whole number of at least 1, got ${args.jobs}`);
   return args.jobs;
+}
+
+/** Queue mode's options; the URL may come from CUTOVER_QUEUE_URL (a Kubernetes Secret, say) so it stays off command lines. */
+const withQueue = <T>(y: Argv<T>) =>
+  y
+    .option('queue', {
+      type: 'string',
+      describe: 'run on the PostgreSQL job queue at this URL (env CUTOVER_QUEUE_URL): workers take the targets (cutover fleet worker)',
+      ...(process.env['CUTOVER_QUEUE_URL'] !== undefined && process.env['CUTOVER_QUEUE_URL'] !== '' ? { default: process.env['CUTOVER_QUEUE_URL'] } : {}),
+    })
+    .option('takeover-after', { type: 'number', default: 300, describe: 'queue: seconds a job may stay active (and a lease go without a heartbeat) before another worker takes the target over' })
+    .option('maintenance-interval', { type: 'number', default: 30, describe: 'queue: seconds between looks for expired jobs' })
+    .option('poll-interval', { type: 'number', default: 1, describe: 'queue: seconds between an idle worker\'s asks for a job (at least 0.5)' })
+    .option('retry-delay', { type: 'number', default: 1, describe: 'queue: seconds before a failed or expired job is offered again' });
+
+function timingOf(args: QueueArgs): QueueTiming {
+  return {
+    takeoverAfterSeconds: args['takeover-after'],
+    maintenanceSeconds: args['maintenance-interval'],
+    pollingSeconds: args['poll-interval'],
+    retryDelaySeconds: args['retry-delay'],
+  };
+}
+
+/** The fleet store: the queue's database with --queue, files under --state-dir otherwise. Close with the returned function. */
+function storeFor(args: FleetArgs, inventory: ReturnType<typeof loadInventory>): { store?: FleetStore; close: () => void } {
+  if (args.queue === undefined) return { close: () => {} };
+  const store: PgFleetStore = queueFleetStore(args.queue, inventory, args.runbook);
+  return {
+    store,
+    close: () => {
+      store.dispose();
+      store.db.close();
+    },
+  };
 }
 
 // ------------------------------------------------------------------ output
@@ -181,7 +238,7 @@ const OUTCOME_CODE: Record<FleetRunResult['outcome'], number> = {
 const EXIT_AT_ONCE = 130;
 
 async function runOrResume(args: FleetArgs, command: 'run' | 'resume'): Promise<number> {
-  const jobs = jobsOf(args);
+  const jobs = jobsOf(args, args.queue !== undefined ? 1000 : 1);
   const inventory = loadInventory(args.inventory);
   io.protect(inventory.targets.flatMap((t) => Object.values(t.secrets)));
   const controller = new AbortController();
@@ -203,19 +260,25 @@ async function runOrResume(args: FleetArgs, command: 'run' | 'resume'): Promise<
   const hint = (name: string) => `cutover fleet approve ${args.inventory} ${args.runbook} ${name}`;
   let result: FleetRunResult;
   try {
-    result = await runFleet(inventory, args.runbook, command, {
+    const options = {
       registry,
       stateDir: args['state-dir'],
       jobs,
       signal: controller.signal,
-      protect: (secrets) => io.protect(secrets),
+      protect: (secrets: readonly string[]) => io.protect(secrets),
       ...(journalKeyFromEnv() !== undefined ? { journalKey: journalKeyFromEnv() as Buffer } : {}),
-      onEvent: (event) => {
+      onEvent: (event: FleetEvent) => {
         if (args.json) return;
         const line = progressLine(event, hint, what);
         if (line !== undefined) io.err(line);
       },
-    });
+    };
+    if (args.queue !== undefined) {
+      io.err(`queue ${redactUrl(args.queue)}: a worker's death is taken over within ${takeoverBoundSeconds(timingOf(args))} s`);
+      result = await runFleetOnQueue(inventory, args.runbook, command, { ...options, queue: { url: args.queue, ...timingOf(args) } });
+    } else {
+      result = await runFleet(inventory, args.runbook, command, options);
+    }
   } catch (error) {
     if (error instanceof FleetBusyError || error instanceof FleetAlreadyStartedError) {
       io.err(error.message);
@@ -226,7 +289,13 @@ async function runOrResume(args: FleetArgs, command: 'run' | 'resume'): Promise<
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
-  const status = fleetStatus(inventory, args.runbook, { registry, stateDir: args['state-dir'] });
+  const { store, close } = storeFor(args, inventory);
+  let status: FleetStatus;
+  try {
+    status = fleetStatus(inventory, args.runbook, { registry, stateDir: args['state-dir'], ...(store !== undefined ? { store } : {}) });
+  } finally {
+    close();
+  }
   if (args.json) {
     io.out(JSON.stringify({ ...result, status }, null, 2));
     return OUTCOME_CODE[result.outcome];
@@ -266,7 +335,7 @@ const sub = {
   run: {
     command: 'run <inventory> <runbook>',
     describe: 'Run the runbook on every target, wave by wave; each target is an ordinary run with its own journal',
-    builder: (y: Argv) => withJson(withJobs(positionals(y))) as unknown as Argv<FleetArgs>,
+    builder: (y: Argv) => withQueue(withJson(withJobs(positionals(y)))) as unknown as Argv<FleetArgs>,
     handler: async (args: FleetArgs) => {
       process.exitCode = await runOrResume(args, 'run');
     },
@@ -274,7 +343,7 @@ const sub = {
   resume: {
     command: 'resume <inventory> <runbook>',
     describe: 'Continue a stopped or halted fleet: succeeded targets are skipped, stopped ones resumed, rolled-back ones run again',
-    builder: (y: Argv) => withJson(withJobs(positionals(y))) as unknown as Argv<FleetArgs>,
+    builder: (y: Argv) => withQueue(withJson(withJobs(positionals(y)))) as unknown as Argv<FleetArgs>,
     handler: async (args: FleetArgs) => {
       process.exitCode = await runOrResume(args, 'resume');
     },
@@ -283,7 +352,7 @@ const sub = {
     command: 'status <inventory> <runbook>',
     describe: 'Where every target stands, from the journals (needs no secret, no database)',
     builder: (y: Argv) =>
-      withJson(positionals(y)).option('watch', {
+      withQueue(withJson(positionals(y))).option('watch', {
         type: 'boolean',
         default: false,
         describe: 'while the fleet runs, show the matrix again whenever it changes (redrawn on a terminal)',
@@ -291,24 +360,30 @@ const sub = {
     handler: async (args: FleetArgs & { watch: boolean }) => {
       const inventory = loadInventory(args.inventory, { resolveSecrets: false });
       const key = journalKeyFromEnv();
-      const read = () => fleetStatus(inventory, args.runbook, { registry, stateDir: args['state-dir'], ...(key !== undefined ? { journalKey: key } : {}) });
-      if (!args.watch) {
-        const status = read();
-        io.out(args.json ? JSON.stringify(status, null, 2) : formatStatus(status));
-        return;
-      }
-      // Until the fleet's process is gone: a compact redraw on a terminal, a new block per change otherwise.
-      let last = '';
-      for (;;) {
-        const status = read();
-        const text = args.json ? JSON.stringify(status) : formatStatus(status);
-        if (text !== last) {
-          if (process.stdout.isTTY === true && !args.json) process.stdout.write('\x1b[H\x1b[2J');
-          io.out(args.json || last === '' || process.stdout.isTTY === true ? text : `\n${text}`);
-          last = text;
+      const { store, close } = storeFor(args, inventory);
+      try {
+        const read = () =>
+          fleetStatus(inventory, args.runbook, { registry, stateDir: args['state-dir'], ...(key !== undefined ? { journalKey: key } : {}), ...(store !== undefined ? { store } : {}) });
+        if (!args.watch) {
+          const status = read();
+          io.out(args.json ? JSON.stringify(status, null, 2) : formatStatus(status));
+          return;
         }
-        if (status.runningPid === undefined) return;
-        await sleep(1_000);
+        // Until the fleet's process is gone: a compact redraw on a terminal, a new block per change otherwise.
+        let last = '';
+        for (;;) {
+          const status = read();
+          const text = args.json ? JSON.stringify(status) : formatStatus(status);
+          if (text !== last) {
+            if (process.stdout.isTTY === true && !args.json) process.stdout.write('\x1b[H\x1b[2J');
+            io.out(args.json || last === '' || process.stdout.isTTY === true ? text : `\n${text}`);
+            last = text;
+          }
+          if (status.runningPid === undefined) return;
+          await sleep(1_000);
+        }
+      } finally {
+        close();
       }
     },
   },
@@ -316,16 +391,23 @@ const sub = {
     command: 'approve <inventory> <runbook> <name>',
     describe: "Approve a wave (its gate and its targets' confirm steps) or a target (its confirm steps)",
     builder: (y: Argv) =>
-      positionals(y)
+      withQueue(positionals(y))
         .positional('name', { type: 'string', demandOption: true, describe: 'a wave or a target' })
         .option('step', { type: 'string', describe: 'only this confirm step (no wave gate)' }) as unknown as Argv<ApproveArgs>,
     handler: (args: ApproveArgs) => {
       const inventory = loadInventory(args.inventory, { resolveSecrets: false });
-      const approval = approveFleet(inventory, args.runbook, args.name, {
-        registry,
-        stateDir: args['state-dir'],
-        ...(args.step !== undefined ? { step: args.step } : {}),
-      });
+      const { store, close } = storeFor(args, inventory);
+      let approval;
+      try {
+        approval = approveFleet(inventory, args.runbook, args.name, {
+          registry,
+          stateDir: args['state-dir'],
+          ...(args.step !== undefined ? { step: args.step } : {}),
+          ...(store !== undefined ? { store } : {}),
+        });
+      } finally {
+        close();
+      }
       const what = inventory.waves.some((w) => w.name === args.name) ? `wave ${args.name}` : `target ${args.name}`;
       io.out(`approved ${what}${approval.step !== undefined ? `, step ${approval.step}` : ''} as ${approval.operator} at ${approval.at}; the running fleet picks it up within a second`);
       // Seen in use: --step on a wave answers its confirms but leaves its gate shut, which surprised.
@@ -339,25 +421,108 @@ const sub = {
     command: 'report <inventory> <runbook>',
     describe: "One HTML page for the fleet (summary, waves, every target's outcome), linking each target's own report",
     builder: (y: Argv) =>
-      positionals(y).option('out', { type: 'string', default: 'fleet-report.html', describe: 'the page; target reports go beside it in <name>-targets/' }) as unknown as Argv<
+      withQueue(positionals(y)).option('out', { type: 'string', default: 'fleet-report.html', describe: 'the page; target reports go beside it in <name>-targets/' }) as unknown as Argv<
         FleetArgs & { out: string }
       >,
     handler: (args: FleetArgs & { out: string }) => {
       const inventory = loadInventory(args.inventory, { resolveSecrets: false });
       const key = journalKeyFromEnv();
-      const options = { registry, stateDir: args['state-dir'], ...(key !== undefined ? { journalKey: key } : {}) };
-      const status = fleetStatus(inventory, args.runbook, options);
-      const folder = `${path.basename(args.out).replace(/\.html?$/i, '')}-targets`;
-      const links = new Map<string, string>();
-      for (const t of status.targets) {
-        if (t.runId === undefined || t.status === 'unreadable') continue;
-        mkdirSync(path.join(path.dirname(args.out), folder), { recursive: true });
-        const file = `${folder}/${t.name}.html`;
-        io.writeFile(path.join(path.dirname(args.out), file), reportHtml(buildReport(path.join(runsDir(t.stateDir), t.runId), { key })));
-        links.set(t.name, file);
+      const { store, close } = storeFor(args, inventory);
+      try {
+        const options = { registry, stateDir: args['state-dir'], ...(key !== undefined ? { journalKey: key } : {}), ...(store !== undefined ? { store } : {}) };
+        const status = fleetStatus(inventory, args.runbook, options);
+        const folder = `${path.basename(args.out).replace(/\.html?$/i, '')}-targets`;
+        const links = new Map<string, string>();
+        for (const t of status.targets) {
+          if (t.runId === undefined || t.status === 'unreadable') continue;
+          mkdirSync(path.join(path.dirname(args.out), folder), { recursive: true });
+          const file = `${folder}/${t.name}.html`;
+          io.writeFile(path.join(path.dirname(args.out), file), reportHtml(buildReport(path.join(runsDir(t.stateDir), t.runId), { key })));
+          links.set(t.name, file);
+        }
+        io.writeFile(args.out, fleetReportHtml(status, fleetLog(inventory, args.runbook, options), links));
+        io.out(`wrote ${args.out} and ${links.size} target report(s) in ${path.join(path.dirname(args.out), folder)}`);
+      } finally {
+        close();
       }
-      io.writeFile(args.out, fleetReportHtml(status, fleetLog(inventory, args.runbook, options), links));
-      io.out(`wrote ${args.out} and ${links.size} target report(s) in ${path.join(path.dirname(args.out), folder)}`);
+    },
+  },
+  rollback: {
+    command: 'rollback <inventory> <runbook>',
+    describe: "Roll back every target's newest run, the last wave first (the canary last); one machine, --jobs at a time",
+    builder: (y: Argv) => withJson(withJobs(positionals(y))) as unknown as Argv<FleetArgs>,
+    handler: async (args: FleetArgs) => {
+      const inventory = loadInventory(args.inventory);
+      io.protect(inventory.targets.flatMap((t) => Object.values(t.secrets)));
+      const controller = new AbortController();
+      const onSignal = () => controller.abort();
+      process.on('SIGINT', onSignal);
+      let results;
+      try {
+        const key = journalKeyFromEnv();
+        results = await rollbackFleet(inventory, args.runbook, {
+          registry,
+          stateDir: args['state-dir'],
+          jobs: jobsOf(args),
+          signal: controller.signal,
+          protect: (secrets) => io.protect(secrets),
+          ...(key !== undefined ? { journalKey: key } : {}),
+          onTarget: (r) => {
+            if (args.json) return;
+            const line = `  ${r.name} (${r.wave}): ${r.status}${r.runId !== undefined ? ` run ${r.runId}` : ''}${r.message !== undefined ? `: ${indented(r.message)}` : ''}`;
+            io.err(r.status === 'rolled-back' || r.status === 'nothing-to-undo' ? line : red(line));
+          },
+        });
+      } catch (error) {
+        if (error instanceof FleetBusyError) {
+          io.err(error.message);
+          process.exitCode = ExitCode.locked;
+          return;
+        }
+        throw error;
+      } finally {
+        process.off('SIGINT', onSignal);
+      }
+      if (args.json) io.out(JSON.stringify(results, null, 2));
+      const count = (s: string) => results.filter((r) => r.status === s).length;
+      if (!args.json) io.out(`fleet rollback: ${count('rolled-back')} rolled back, ${count('nothing-to-undo')} had nothing to undo, ${results.length - count('rolled-back') - count('nothing-to-undo')} not rolled back`);
+      process.exitCode = results.some((r) => r.status === 'needs-attention')
+        ? ExitCode.needsAttention
+        : results.every((r) => r.status === 'rolled-back' || r.status === 'nothing-to-undo') && results.length === inventory.targets.length
+          ? ExitCode.ok
+          : ExitCode.stopped;
+    },
+  },
+  worker: {
+    command: 'worker',
+    describe: 'Take target jobs from the queue (--queue) until stopped; run any number, on any machines that see the inventory, the runbook and the targets',
+    builder: (y: Argv) =>
+      withQueue(y)
+        .option('concurrency', { type: 'number', default: 1, describe: 'targets this worker runs at once' })
+        .check((a) => {
+          if (a.queue === undefined) throw new UsageError('fleet worker needs --queue <postgres-url> (or CUTOVER_QUEUE_URL)');
+          return true;
+        }) as unknown as Argv<QueueArgs & { concurrency: number }>,
+    handler: async (args: QueueArgs & { concurrency: number }) => {
+      const key = journalKeyFromEnv();
+      const worker = await startQueueWorker({
+        url: args.queue as string,
+        ...timingOf(args),
+        registry,
+        concurrency: args.concurrency,
+        protect: (secrets) => io.protect(secrets),
+        ...(key !== undefined ? { journalKey: key } : {}),
+        log: (line) => io.err(line),
+      });
+      const onSignal = (signal: NodeJS.Signals) => {
+        io.err(`${signal}: taking no new job; running targets stop after the step in flight and go back to the queue`);
+        void worker.stop();
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+      await worker.stopped;
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
     },
   },
   schema: {
@@ -385,6 +550,8 @@ export const fleetCommand: CommandModule = {
       .command(sub.status as unknown as CommandModule)
       .command(sub.approve as unknown as CommandModule)
       .command(sub.report as unknown as CommandModule)
+      .command(sub.rollback as unknown as CommandModule)
+      .command(sub.worker as unknown as CommandModule)
       .command(sub.schema as unknown as CommandModule)
       .demandCommand(1, 'name a fleet command'),
   handler: () => {},

@@ -1,0 +1,248 @@
+/**
+ * Queue mode's state, in the queue's database (never in a target database):
+ * the fleet log, approvals and wave gates, each target's journals, the
+ * lease that says which worker holds a target, and each job's result.
+ * Everything lives in the schema `cutover_fleet`; pg-boss keeps its jobs in
+ * `cutover_queue`.
+ *
+ * The FleetStore and JournalStore contracts are synchronous (a journal line
+ * is durable before the engine's next action), so these stores talk to
+ * PostgreSQL through SyncPg.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { materialize, type JournalStore } from '../audit/journal-store.js';
+import type { JournalSink } from '../audit/journal.js';
+import { quoteIdent } from '../db/quote.js';
+import { SyncPg } from '../db/sync-pg.js';
+import { UsageError } from '../errors.js';
+import { approvalSchema, fleetEventSchema, FleetBusyError, type Approval, type FleetEvent, type FleetStore, type NewFleetEvent } from './store.js';
+
+export const FLEET_SCHEMA = 'cutover_fleet';
+const S = quoteIdent(FLEET_SCHEMA);
+
+/** Our tables; created on first use, under an advisory lock so two processes do not race the DDL. */
+const DDL = [
+  `CREATE SCHEMA IF NOT EXISTS ${S}`,
+  `CREATE TABLE IF NOT EXISTS ${S}.event (fleet text NOT NULL, id bigserial, record text NOT NULL, PRIMARY KEY (fleet, id))`,
+  `CREATE TABLE IF NOT EXISTS ${S}.approval (fleet text NOT NULL, id bigserial, record text NOT NULL, PRIMARY KEY (fleet, id))`,
+  `CREATE TABLE IF NOT EXISTS ${S}.journal_line (fleet text NOT NULL, target text NOT NULL, run_id text NOT NULL, seq integer NOT NULL, line text NOT NULL,
+     written_at timestamptz NOT NULL DEFAULT clock_timestamp(), PRIMARY KEY (fleet, target, run_id, seq))`,
+  `CREATE TABLE IF NOT EXISTS ${S}.lease (fleet text NOT NULL, target text NOT NULL, owner text NOT NULL, heartbeat_at timestamptz NOT NULL, PRIMARY KEY (fleet, target))`,
+  `CREATE TABLE IF NOT EXISTS ${S}.job (fleet text NOT NULL, target text NOT NULL, job_id text NOT NULL, PRIMARY KEY (fleet, target))`,
+  `CREATE TABLE IF NOT EXISTS ${S}.result (job_id text PRIMARY KEY, output text NOT NULL)`,
+  `CREATE TABLE IF NOT EXISTS ${S}.fleet_lock (fleet text PRIMARY KEY, host text NOT NULL, pid integer NOT NULL)`,
+];
+
+/** A bigint advisory-lock key from a name (63 bits of its sha256). */
+export function advisoryKey(name: string): bigint {
+  return BigInt(`0x${createHash('sha256').update(name).digest('hex').slice(0, 16)}`) & 0x7fff_ffff_ffff_ffffn;
+}
+
+export function ensureSchema(db: SyncPg): void {
+  // Already there (every start but the first): one query instead of the DDL and its lock.
+  if (db.query<{ ok: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS ok`, [`${FLEET_SCHEMA}.fleet_lock`]).rows[0]?.ok === true) return;
+  db.query('BEGIN');
+  try {
+    db.query('SELECT pg_advisory_xact_lock($1::bigint)', [advisoryKey('cutover_fleet schema').toString()]);
+    for (const statement of DDL) db.query(statement);
+    db.query('COMMIT');
+  } catch (error) {
+    db.query('ROLLBACK');
+    throw error;
+  }
+}
+
+/** The fleet's name in the queue database: inventory name and runbook file stem, as the file store's directory. */
+export function fleetId(inventoryName: string, runbookFile: string): string {
+  const stem = path.basename(runbookFile).replace(/\.ya?ml$/i, '').replace(/[^A-Za-z0-9._-]/g, '_') || 'runbook';
+  return `${inventoryName}/${stem}`;
+}
+
+/** A connection URL without its password, for messages. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password !== '') parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return '(queue database)';
+  }
+}
+
+/** One target's journals in the queue database. */
+export class PgJournalStore implements JournalStore {
+  readonly location: string;
+  constructor(
+    private readonly db: SyncPg,
+    private readonly fleet: string,
+    private readonly target: string,
+    where: string,
+  ) {
+    this.location = `${where} ${FLEET_SCHEMA}.journal_line (fleet ${fleet}, target ${target})`;
+  }
+
+  runIds(): string[] {
+    return this.db
+      .query<{ run_id: string }>(`SELECT DISTINCT run_id FROM ${S}.journal_line WHERE fleet = $1 AND target = $2 ORDER BY run_id`, [this.fleet, this.target])
+      .rows.map((r) => r.run_id);
+  }
+
+  text(runId: string): string {
+    const { rows } = this.db.query<{ line: string }>(
+      `SELECT line FROM ${S}.journal_line WHERE fleet = $1 AND target = $2 AND run_id = $3 ORDER BY seq`,
+      [this.fleet, this.target, runId],
+    );
+    return rows.map((r) => `${r.line}\n`).join('');
+  }
+
+  /**
+   * Appends lines for the worker that holds the target's lease, and only
+   * while it holds it: a worker that lost its lease (it stalled past the
+   * takeover time and another worker took the target) cannot write one more
+   * line, and the (run, seq) key refuses a second line at the same place.
+   */
+  sink(owner: string): JournalSink {
+    return {
+      append: ({ runId, seq, text }) => {
+        const { rowCount } = this.db.query(
+          `INSERT INTO ${S}.journal_line (fleet, target, run_id, seq, line)
+           SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM ${S}.lease WHERE fleet = $1 AND target = $2 AND owner = $6)`,
+          [this.fleet, this.target, runId, seq, text, owner],
+        );
+        if (rowCount !== 1) throw new LeaseLostError(this.target, owner);
+      },
+    };
+  }
+}
+
+/** This worker no longer holds the target: another worker took it over. */
+export class LeaseLostError extends Error {
+  override readonly name = 'LeaseLostError';
+  constructor(
+    readonly target: string,
+    readonly owner: string,
+  ) {
+    super(`target ${target}: this worker (${owner}) no longer holds the target's lease; another worker took it over`);
+  }
+}
+
+/**
+ * The fleet's log, approvals and lock in the queue database, so `fleet
+ * approve` and `fleet status` work from any machine. `targetStateDir` writes
+ * the target's journals from the database to a local cache first: readers
+ * (status, resume decisions) fold files, as in the one-machine mode.
+ */
+export class PgFleetStore implements FleetStore {
+  readonly location: string;
+  private cache: string | undefined;
+  private readonly lockKey: bigint;
+
+  constructor(
+    readonly db: SyncPg,
+    readonly fleet: string,
+    private readonly where: string,
+  ) {
+    this.location = `${where} (fleet ${fleet})`;
+    this.lockKey = advisoryKey(`cutover fleet ${fleet}`);
+  }
+
+  journals(target: string): PgJournalStore {
+    return new PgJournalStore(this.db, this.fleet, target, this.where);
+  }
+
+  targetStateDir(target: string): string {
+    this.cache ??= mkdtempSync(path.join(os.tmpdir(), 'cutover-fleet-'));
+    const dir = path.join(this.cache, target);
+    materialize(this.journals(target), dir);
+    return dir;
+  }
+
+  append(event: NewFleetEvent): FleetEvent {
+    const record = { ...event, ts: new Date().toISOString() } as FleetEvent;
+    this.db.query(`INSERT INTO ${S}.event (fleet, record) VALUES ($1, $2)`, [this.fleet, JSON.stringify(record)]);
+    return record;
+  }
+
+  events(): FleetEvent[] {
+    return this.db.query<{ id: string; record: string }>(`SELECT id::text, record FROM ${S}.event WHERE fleet = $1 ORDER BY id`, [this.fleet]).rows.map((row) => {
+      const parsed = fleetEventSchema.safeParse(JSON.parse(row.record));
+      if (!parsed.success) throw new UsageError(`${FLEET_SCHEMA}.event id ${row.id}: not a fleet record (${parsed.error.issues[0]?.message ?? 'invalid'})`);
+      return parsed.data;
+    });
+  }
+
+  approvals(): Approval[] {
+    return this.db
+      .query<{ record: string }>(`SELECT record FROM ${S}.approval WHERE fleet = $1 ORDER BY id`, [this.fleet])
+      .rows.flatMap((row) => {
+        const parsed = approvalSchema.safeParse(JSON.parse(row.record));
+        return parsed.success ? [parsed.data] : [];
+      });
+  }
+
+  approve(approval: Omit<Approval, 'at'>): Approval {
+    const record: Approval = { ...approval, at: new Date().toISOString() };
+    this.db.query(`INSERT INTO ${S}.approval (fleet, record) VALUES ($1, $2)`, [this.fleet, JSON.stringify(record)]);
+    return record;
+  }
+
+  /** A session advisory lock in the queue database: it goes with the process (or machine) that holds it. */
+  lock(): () => void {
+    const { rows } = this.db.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1::bigint) AS locked', [this.lockKey.toString()]);
+    if (rows[0]?.locked !== true) {
+      const holder = this.db.query<{ host: string; pid: number }>(`SELECT host, pid FROM ${S}.fleet_lock WHERE fleet = $1`, [this.fleet]).rows[0];
+      throw new FleetBusyError(
+        `fleet ${this.fleet} is being run by ${holder !== undefined ? `process ${holder.pid} on ${holder.host}` : 'another process'}; wait for it, or stop it (Ctrl-C) first`,
+      );
+    }
+    this.db.query(
+      `INSERT INTO ${S}.fleet_lock (fleet, host, pid) VALUES ($1, $2, $3) ON CONFLICT (fleet) DO UPDATE SET host = EXCLUDED.host, pid = EXCLUDED.pid`,
+      [this.fleet, os.hostname(), process.pid],
+    );
+    return () => {
+      this.db.query('SELECT pg_advisory_unlock($1::bigint)', [this.lockKey.toString()]);
+    };
+  }
+
+  holder(): number | undefined {
+    const key = this.lockKey;
+    const { rows } = this.db.query<{ pid: number }>(
+      `SELECT f.pid FROM ${S}.fleet_lock f WHERE f.fleet = $1 AND EXISTS (
+         SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted AND l.classid::bigint = $2 AND l.objid::bigint = $3 AND l.objsubid = 1)`,
+      [this.fleet, (key >> 32n).toString(), (key & 0xffff_ffffn).toString()],
+    );
+    return rows[0]?.pid;
+  }
+
+  /** Removes the local cache of journals. */
+  dispose(): void {
+    if (this.cache !== undefined) rmSync(this.cache, { recursive: true, force: true });
+    this.cache = undefined;
+  }
+}
+
+/** A session on the queue database with our schema in place (created on first use). */
+export function openQueueDb(url: string): SyncPg {
+  const db = new SyncPg(url, { applicationName: `cutover fleet ${randomBytes(2).toString('hex')}` });
+  try {
+    ensureSchema(db);
+  } catch (error) {
+    db.close();
+    throw new UsageError(`--queue ${redactUrl(url)}: ${(error as Error).message}`);
+  }
+  return db;
+}
+
+/** Opens the queue database for one fleet's stores. */
+export function openQueueStore(url: string, fleet: string): PgFleetStore {
+  return new PgFleetStore(openQueueDb(url), fleet, redactUrl(url));
+}
+
+/** One target's journals in a queue database, for `cutover audit verify --queue`. */
+export function openQueueJournals(url: string, fleet: string, target: string): { journals: PgJournalStore; close: () => void } {
+  const store = openQueueStore(url, fleet);
+  return { journals: store.journals(target), close: () => store.db.close() };
+}

@@ -1,0 +1,558 @@
+/**
+ * Queue mode: the fleet on a PostgreSQL-backed job queue (pg-boss 10), so
+ * any number of worker processes on any number of machines run targets.
+ *
+ * - `fleet run --queue URL` runs the same scheduler as the one-machine mode
+ *   (waves, approvals, maxFailures, concurrency groups) with an executor
+ *   that sends one job per target (singleton key per fleet + target) and
+ *   waits for its result.
+ * - `fleet worker --queue URL` takes jobs. A job holds the target's lease
+ *   (a row in the queue database, renewed while the target runs); every
+ *   journal line goes to the queue database before the engine acts on it,
+ *   and only while the lease is held.
+ * - A worker that dies: pg-boss fails its job once it has been active for
+ *   `expireInSeconds` (checked every `maintenanceIntervalSeconds`), retries
+ *   it after `retryDelay`, another worker fetches it within its polling
+ *   interval, finds the lease stale (no heartbeat for `takeoverAfter`) and
+ *   resumes the target from the journal in the database: the engine's
+ *   reconciliation makes each effect happen once.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import PgBoss from 'pg-boss';
+import { z } from 'zod';
+import { materialize } from '../audit/journal-store.js';
+import { planRunbook, resumeRun as resumeRunOf, runRunbook as runOf, type RunResult } from '../engine/executor.js';
+import type { EngineOptions } from '../engine/run-context.js';
+import { errorMessage, InterruptedError, RunbookValidationError, UsageError } from '../errors.js';
+import { loadRunbook } from '../runbook/load.js';
+import type { StepRegistry } from '../step/contract.js';
+import { quoteIdent } from '../db/quote.js';
+import { loadInventory, type Inventory, type Target } from './inventory.js';
+import { FLEET_SCHEMA, fleetId, LeaseLostError, openQueueDb, openQueueStore, PgFleetStore, redactUrl } from './queue-store.js';
+import { decide, FleetStoppedError, latestRun, runFleet, type FleetRunOptions, type FleetRunResult, type TargetExecutor, type TargetRunResult } from './runner.js';
+import type { Approval } from './store.js';
+
+export const QUEUE_NAME = 'cutover-fleet-target';
+export const QUEUE_SCHEMA = 'cutover_queue';
+const S = quoteIdent(FLEET_SCHEMA);
+
+/** How fast a dead worker's target is taken over; every figure is configurable. */
+export interface QueueTiming {
+  /** A job active this long is failed and retried elsewhere; a lease without a heartbeat this long is stale (default 300 s). */
+  readonly takeoverAfterSeconds?: number;
+  /** How often pg-boss looks for expired jobs (default 30 s). */
+  readonly maintenanceSeconds?: number;
+  /** How often an idle worker asks for a job (default 1 s; pg-boss's minimum is 0.5 s). */
+  readonly pollingSeconds?: number;
+  /** How long a failed job waits before it is offered again (default 1 s). */
+  readonly retryDelaySeconds?: number;
+}
+
+interface Timing {
+  readonly takeoverAfter: number;
+  readonly maintenance: number;
+  readonly polling: number;
+  readonly retryDelay: number;
+}
+
+function timing(t: QueueTiming): Timing {
+  const out = {
+    takeoverAfter: t.takeoverAfterSeconds ?? 300,
+    maintenance: t.maintenanceSeconds ?? 30,
+    polling: t.pollingSeconds ?? 1,
+    retryDelay: t.retryDelaySeconds ?? 1,
+  };
+  if (!Number.isInteger(out.takeoverAfter) || out.takeoverAfter < 2) throw new UsageError(`--takeover-after: a whole number of seconds, at least 2 (got ${out.takeoverAfter})`);
+  if (!Number.isInteger(out.maintenance) || out.maintenance < 1) throw new UsageError(`--maintenance-interval: a whole number of seconds, at least 1 (got ${out.maintenance})`);
+  if (!(out.polling >= 0.5)) throw new UsageError(`--poll-interval: at least 0.5 s (got ${out.polling})`);
+  if (!Number.isInteger(out.retryDelay) || out.retryDelay < 0) throw new UsageError(`--retry-delay: a whole number of seconds (got ${out.retryDelay})`);
+  return out;
+}
+
+/**
+ * The longest a dead worker's target waits before another worker resumes
+ * it, in seconds: its job expires (takeoverAfter) and is noticed at the next
+ * maintenance, is offered again after the retry delay and fetched at the
+ * next poll. The lease it holds is stale by then (its last heartbeat was
+ * before the worker died, at least takeoverAfter earlier). Two seconds cover
+ * the queries themselves.
+ */
+export function takeoverBoundSeconds(t: QueueTiming = {}): number {
+  const x = timing(t);
+  return x.takeoverAfter + x.maintenance + x.retryDelay + x.polling + 2;
+}
+
+export interface QueueOptions extends QueueTiming {
+  /** The queue database (postgres://...). */
+  readonly url: string;
+}
+
+const jobDataSchema = z.object({
+  fleet: z.string(),
+  inventory: z.object({ file: z.string(), sha256: z.string() }),
+  runbook: z.object({ file: z.string(), sha256: z.string() }),
+  target: z.string(),
+  /** The expiry the job was sent with: the lease goes stale after as long without a heartbeat. */
+  takeoverAfter: z.number().int().min(2),
+});
+type JobData = z.output<typeof jobDataSchema>;
+
+const jobOutputSchema = z.object({
+  status: z.enum(['succeeded', 'failed', 'rolled-back', 'stopped', 'needs-attention', 'planned', 'refused', 'interrupted', 'error']),
+  runId: z.string().optional(),
+  message: z.string().optional(),
+  worker: z.string(),
+});
+type JobOutput = z.output<typeof jobOutputSchema>;
+
+async function startBoss(options: QueueOptions, x: Timing, role: 'coordinator' | 'worker'): Promise<PgBoss> {
+  const boss = new PgBoss({
+    connectionString: options.url,
+    schema: QUEUE_SCHEMA,
+    application_name: `cutover fleet ${role}`,
+    maintenanceIntervalSeconds: x.maintenance,
+    // The coordinator only sends and reads jobs; workers keep the queue maintained.
+    supervise: role === 'worker',
+    schedule: false,
+    max: role === 'worker' ? 4 : 2,
+  });
+  boss.on('error', () => {
+    // Reported through the failing call; pg-boss retries its own maintenance.
+  });
+  await boss.start();
+  if ((await boss.getQueue(QUEUE_NAME)) === null) {
+    try {
+      await boss.createQueue(QUEUE_NAME, {
+        name: QUEUE_NAME,
+        policy: 'stately',
+        retryLimit: 100_000,
+        retryDelay: x.retryDelay,
+        expireInSeconds: x.takeoverAfter,
+      });
+    } catch (error) {
+      // Two processes creating it at once: the other one won.
+      if ((await boss.getQueue(QUEUE_NAME)) === null) throw error;
+    }
+  }
+  return boss;
+}
+
+// ------------------------------------------------------------ coordinator
+
+/** A target's job failed for good, or the worker could not run it. */
+export class QueueJobError extends Error {
+  override readonly name = 'QueueJobError';
+}
+
+class QueueExecutor implements TargetExecutor {
+  readonly plan = planRunbook;
+
+  constructor(
+    private readonly boss: PgBoss,
+    private readonly store: PgFleetStore,
+    private readonly data: Omit<JobData, 'target' | 'takeoverAfter'>,
+    private readonly x: Timing,
+    private readonly pollMs: number,
+  ) {}
+
+  run(_runbook: unknown, options: EngineOptions, target: Target): Promise<TargetRunResult> {
+    return this.dispatch(target, options.signal);
+  }
+
+  resume(_runId: string, options: EngineOptions, target: Target): Promise<TargetRunResult> {
+    return this.dispatch(target, options.signal);
+  }
+
+  /** One job per fleet + target: a job of the target that is still queued or running is waited for, never sent twice. */
+  private async dispatch(target: Target, signal: AbortSignal | undefined): Promise<TargetRunResult> {
+    const known = this.store.db.query<{ job_id: string }>(`SELECT job_id FROM ${S}.job WHERE fleet = $1 AND target = $2`, [this.data.fleet, target.name]).rows[0];
+    let id: string | undefined;
+    if (known !== undefined) {
+      const job = await this.boss.getJobById(QUEUE_NAME, known.job_id);
+      if (job !== null && ['created', 'retry', 'active'].includes(job.state)) id = known.job_id;
+    }
+    if (id === undefined) {
+      const sent = await this.boss.send(QUEUE_NAME, { ...this.data, target: target.name, takeoverAfter: this.x.takeoverAfter } satisfies JobData, {
+        singletonKey: `${this.data.fleet}:${target.name}`,
+        retryLimit: 100_000,
+        retryDelay: this.x.retryDelay,
+        expireInSeconds: this.x.takeoverAfter,
+      });
+      if (sent === null) throw new QueueJobError(`target ${target.name}: the queue already holds a job for it (singleton key ${this.data.fleet}:${target.name}) that this fleet did not send`);
+      id = sent;
+      this.store.db.query(
+        `INSERT INTO ${S}.job (fleet, target, job_id) VALUES ($1, $2, $3) ON CONFLICT (fleet, target) DO UPDATE SET job_id = EXCLUDED.job_id`,
+        [this.data.fleet, target.name, id],
+      );
+    }
+    return toResult(await this.waitFor(target.name, id, signal));
+  }
+
+  /** Jobs waited for, by id: one query per poll for all of them, not one per target. */
+  private readonly waiting = new Map<string, { readonly target: string; readonly resolve: (o: JobOutput) => void; readonly reject: (e: Error) => void }>();
+  private polling = false;
+
+  private waitFor(target: string, id: string, signal: AbortSignal | undefined): Promise<JobOutput> {
+    return new Promise<JobOutput>((resolve, reject) => {
+      this.waiting.set(id, { target, resolve, reject });
+      signal?.addEventListener('abort', () => {
+        // The fleet stopping (Ctrl-C) does not stop a job a worker runs: it finishes there, and `fleet resume` picks up its result.
+        void this.boss.getJobById(QUEUE_NAME, id).then((job) => {
+          if (job !== null && job.state !== 'active' && this.waiting.delete(id)) resolve({ status: 'stopped', worker: '' });
+        });
+      });
+      if (!this.polling) void this.poll();
+    });
+  }
+
+  private async poll(): Promise<void> {
+    this.polling = true;
+    try {
+      for (let tick = 0; this.waiting.size > 0; tick++) {
+        const ids = [...this.waiting.keys()];
+        // A worker writes the result before it completes the job.
+        for (const row of this.store.db.query<{ job_id: string; output: string }>(`SELECT job_id, output FROM ${S}.result WHERE job_id = ANY($1::text[])`, [ids]).rows) {
+          const w = this.waiting.get(row.job_id);
+          if (w === undefined) continue;
+          this.waiting.delete(row.job_id);
+          const output = jobOutputSchema.safeParse(JSON.parse(row.output));
+          if (output.success) w.resolve(output.data);
+          else w.reject(new QueueJobError(`target ${w.target}: job ${row.job_id} left a result that is not one`));
+        }
+        // Now and then, ask the queue about the others: a job that failed for good leaves no result.
+        if (tick % 20 === 19) {
+          for (const id of [...this.waiting.keys()]) {
+            const job = await this.boss.getJobById(QUEUE_NAME, id);
+            const w = this.waiting.get(id);
+            if (w === undefined) continue;
+            if (job === null) {
+              this.waiting.delete(id);
+              w.reject(new QueueJobError(`target ${w.target}: job ${id} is gone from the queue`));
+            } else if (job.state === 'failed' || job.state === 'cancelled') {
+              this.waiting.delete(id);
+              w.reject(new QueueJobError(`target ${w.target}: job ${id} ${job.state}: ${JSON.stringify(job.output ?? {})}`));
+            }
+          }
+        }
+        await sleep(this.pollMs);
+      }
+    } catch (error) {
+      for (const [id, w] of this.waiting) {
+        this.waiting.delete(id);
+        w.reject(error instanceof Error ? error : new Error(String(error)));
+      }
+    } finally {
+      this.polling = false;
+    }
+  }
+}
+
+function toResult(output: JobOutput): TargetRunResult {
+  if (output.status === 'error') throw new QueueJobError(output.message ?? 'the worker could not run this target');
+  const result: TargetRunResult = {
+    runId: output.runId ?? '',
+    status: output.status,
+    steps: [],
+    ...(output.message !== undefined && output.status !== 'succeeded' ? { error: new QueueJobError(output.message) } : {}),
+  };
+  return result;
+}
+
+export interface QueueFleetRunOptions extends Omit<FleetRunOptions, 'store' | 'executor'> {
+  readonly queue: QueueOptions;
+}
+
+/** `fleet run|resume --queue`: the scheduler here, the targets on the workers. */
+export async function runFleetOnQueue(inventory: Inventory, runbookFile: string, command: 'run' | 'resume', options: QueueFleetRunOptions): Promise<FleetRunResult> {
+  const x = timing(options.queue);
+  const store = openQueueStore(options.queue.url, fleetId(inventory.name, runbookFile));
+  let boss: PgBoss | undefined;
+  try {
+    boss = await startBoss(options.queue, x, 'coordinator');
+    const runbook = loadRunbook(runbookFile, { registry: options.registry, env: { ...process.env, ...(inventory.targets[0]?.variables ?? {}), ...(inventory.targets[0]?.secrets ?? {}) } });
+    const executor = new QueueExecutor(
+      boss,
+      store,
+      {
+        fleet: store.fleet,
+        inventory: { file: path.resolve(inventory.file), sha256: inventory.sha256 },
+        runbook: { file: path.resolve(runbookFile), sha256: runbook.sha256 },
+      },
+      x,
+      options.pollMs ?? 250,
+    );
+    return await runFleet(inventory, runbookFile, command, { ...options, jobs: options.jobs ?? 1000, store, executor });
+  } finally {
+    await boss?.stop({ graceful: false, wait: true }).catch(() => {});
+    store.dispose();
+    store.db.close();
+  }
+}
+
+/** The fleet store of a queue, for `fleet status|approve|report --queue`; close its `db` when done. */
+export function queueFleetStore(url: string, inventory: Inventory, runbookFile: string): PgFleetStore {
+  return openQueueStore(url, fleetId(inventory.name, runbookFile));
+}
+
+// ----------------------------------------------------------------- worker
+
+export interface WorkerOptions extends QueueOptions {
+  readonly registry: StepRegistry;
+  /** Targets this process runs at once (default 1). */
+  readonly concurrency?: number;
+  readonly operator?: string;
+  readonly journalKey?: Buffer;
+  /** How often waits (approvals, a lease held elsewhere) look again (default 250 ms). */
+  readonly pollMs?: number;
+  /** Told each secret a target brings, before its run starts. */
+  readonly protect?: (secrets: readonly string[]) => void;
+  /** One line per thing the worker does, for its log. */
+  readonly log?: (line: string) => void;
+}
+
+export interface QueueWorker {
+  /** Stops taking jobs; running targets stop after the step in flight (journaled) and their jobs go back to the queue. */
+  stop(): Promise<void>;
+  /** Resolves when the worker has stopped. */
+  readonly stopped: Promise<void>;
+}
+
+/** A job the worker should not finish now: pg-boss offers it again after the retry delay. */
+class RetryLater extends Error {
+  override readonly name = 'RetryLater';
+}
+
+/** `fleet worker --queue`: takes target jobs until stopped. */
+export async function startQueueWorker(options: WorkerOptions): Promise<QueueWorker> {
+  const x = timing(options);
+  const concurrency = options.concurrency ?? 1;
+  if (!Number.isInteger(concurrency) || concurrency < 1) throw new UsageError(`--concurrency: a whole number of at least 1 (got ${concurrency})`);
+  const log = options.log ?? (() => {});
+  const pollMs = options.pollMs ?? 250;
+  // One session for every fleet this worker serves, opened before the first job.
+  const db = openQueueDb(options.url);
+  const stores = new Map<string, PgFleetStore>();
+  const storeOf = (fleet: string) => {
+    let store = stores.get(fleet);
+    if (store === undefined) {
+      store = new PgFleetStore(db, fleet, redactUrl(options.url));
+      stores.set(fleet, store);
+    }
+    return store;
+  };
+  const boss = await startBoss(options, x, 'worker');
+  const running = new Map<string, AbortController>();
+  /** Handlers waiting for a free slot, woken when a target ends here. */
+  const slotFreed: (() => void)[] = [];
+  let stopping = false;
+
+  const handle = async (jobId: string, raw: unknown): Promise<JobOutput> => {
+    const parsed = jobDataSchema.safeParse(raw);
+    const me = `${os.hostname()}:${process.pid}:${jobId.slice(0, 8)}:${randomBytes(2).toString('hex')}`;
+    if (!parsed.success) return { status: 'error', message: `job ${jobId} is not a cutover target job`, worker: me };
+    const data = parsed.data;
+    const store = storeOf(data.fleet);
+    const takeoverAfter = data.takeoverAfter;
+    const deadline = Date.now() + (takeoverAfter - 1) * 1000;
+    const earlier = () => {
+      const row = db.query<{ output: string }>(`SELECT output FROM ${S}.result WHERE job_id = $1`, [jobId]).rows[0];
+      return row !== undefined ? jobOutputSchema.parse(JSON.parse(row.output)) : undefined;
+    };
+    // This job ran before (its first delivery outlived the job's expiry and finished since): its result stands.
+    const done = earlier();
+    if (done !== undefined) return done;
+    // This process runs at most `concurrency` targets, even when pg-boss hands over a job whose earlier delivery still runs here.
+    while (running.size >= concurrency) {
+      if (stopping || Date.now() > deadline) throw new RetryLater('this worker is busy');
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.max(0, deadline - Date.now()) + 10);
+        slotFreed.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+    // The lease: free, stale (its holder stopped renewing it) or ours.
+    for (;;) {
+      const taken = db.query<{ owner: string }>(
+        `INSERT INTO ${S}.lease AS l (fleet, target, owner, heartbeat_at) VALUES ($1, $2, $3, clock_timestamp())
+         ON CONFLICT (fleet, target) DO UPDATE SET owner = EXCLUDED.owner, heartbeat_at = EXCLUDED.heartbeat_at
+         WHERE l.heartbeat_at < clock_timestamp() - make_interval(secs => $4::double precision)
+         RETURNING owner`,
+        [data.fleet, data.target, me, takeoverAfter],
+      );
+      if (taken.rowCount === 1) break;
+      const result = earlier();
+      if (result !== undefined) return result;
+      if (stopping || Date.now() > deadline) throw new RetryLater(`target ${data.target} is held by a live worker`);
+      await sleep(pollMs);
+    }
+    const controller = new AbortController();
+    running.set(me, controller);
+    const heartbeat = setInterval(
+      () => {
+        try {
+          const { rowCount } = db.query(`UPDATE ${S}.lease SET heartbeat_at = clock_timestamp() WHERE fleet = $1 AND target = $2 AND owner = $3`, [data.fleet, data.target, me]);
+          if (rowCount !== 1) controller.abort(new LeaseLostError(data.target, me));
+        } catch {
+          // The next beat tries again; the lease goes stale only after takeoverAfter.
+        }
+      },
+      Math.max(250, (takeoverAfter * 1000) / 4),
+    );
+    const stateDir = mkdtempSync(path.join(os.tmpdir(), 'cutover-worker-'));
+    try {
+      const output = await runTarget(data, me, store, stateDir, controller.signal);
+      log(`${data.target}: ${output.status}${output.runId !== undefined ? ` (run ${output.runId})` : ''}${output.message !== undefined && output.status !== 'succeeded' ? `: ${output.message}` : ''}`);
+      // Stopped by this worker's SIGTERM: no result, so the job's next delivery resumes the target.
+      if (stopping && (output.status === 'interrupted' || output.status === 'stopped')) throw new RetryLater(`worker stopped while ${data.target} ran; another worker resumes it`);
+      db.query(`INSERT INTO ${S}.result (job_id, output) VALUES ($1, $2) ON CONFLICT (job_id) DO NOTHING`, [jobId, JSON.stringify(output)]);
+      return output;
+    } finally {
+      clearInterval(heartbeat);
+      running.delete(me);
+      slotFreed.shift()?.();
+      try {
+        db.query(`DELETE FROM ${S}.lease WHERE fleet = $1 AND target = $2 AND owner = $3`, [data.fleet, data.target, me]);
+      } catch {
+        // Stale after takeoverAfter anyway.
+      }
+      rmSync(stateDir, { recursive: true, force: true });
+    }
+  };
+
+  const runTarget = async (data: JobData, me: string, store: PgFleetStore, stateDir: string, signal: AbortSignal): Promise<JobOutput> => {
+    const base = { worker: me };
+    let target: Target | undefined;
+    let env: Record<string, string | undefined>;
+    try {
+      const inventory = inventoryOf(data.inventory.file, data.inventory.sha256);
+      if (inventory.sha256 !== data.inventory.sha256) {
+        return { ...base, status: 'error', message: `inventory ${data.inventory.file} on this worker differs from the one the fleet was started with (sha256 ${inventory.sha256.slice(0, 12)}…, expected ${data.inventory.sha256.slice(0, 12)}…)` };
+      }
+      target = inventory.targets.find((t) => t.name === data.target);
+      if (target === undefined) return { ...base, status: 'error', message: `target ${data.target} is not in inventory ${data.inventory.file}` };
+      const processEnv = Object.fromEntries(Object.entries(process.env).filter(([, v]) => v !== undefined));
+      env = { ...processEnv, ...target.variables, ...target.secrets };
+      const runbook = loadRunbook(data.runbook.file, { registry: options.registry, env });
+      if (runbook.sha256 !== data.runbook.sha256) {
+        return { ...base, status: 'error', message: `runbook ${data.runbook.file} on this worker differs from the one the fleet was started with` };
+      }
+      options.protect?.([...Object.values(target.secrets), ...runbook.secrets]);
+      const journals = store.journals(target.name);
+      materialize(journals, stateDir);
+      const latest = latestRun(stateDir, options.journalKey);
+      // This worker holds the lease: a run the journal shows as running lost its worker.
+      const decision = latest !== undefined && latest.status === 'running' ? { action: 'resume' as const } : decide(latest);
+      if (decision.action === 'skip') return { ...base, status: latest?.status === 'succeeded' ? 'succeeded' : 'error', ...(latest !== undefined ? { runId: latest.runId } : {}), ...(decision.why !== undefined ? { message: decision.why } : {}) };
+      if (decision.action === 'attention') return { ...base, status: 'needs-attention', ...(latest !== undefined ? { runId: latest.runId } : {}), message: decision.why ?? '' };
+      const t = target;
+      const controller = new AbortController();
+      signal.addEventListener('abort', () => controller.abort(signal.reason));
+      const engine: EngineOptions = {
+        registry: options.registry,
+        stateDir,
+        env,
+        signal: controller.signal,
+        ...(options.operator !== undefined ? { operator: options.operator } : {}),
+        ...(options.journalKey !== undefined ? { journalKey: options.journalKey } : {}),
+        journalSink: journals.sink(me),
+        onEvent: (event) => {
+          if (event.type === 'run.started' || event.type === 'run.resumed') {
+            const runId = event.type === 'run.started' ? event.runId : (latest?.runId ?? '');
+            store.append({ type: 'target.started', target: t.name, wave: t.wave, runId, action: event.type === 'run.started' ? 'run' : 'resume', worker: me });
+          }
+        },
+        confirm: (question, stepId) => waitForApproval(store, t, stepId, question, controller, pollMs),
+      };
+      stopHooks.set(me, () => controller.abort(new InterruptedError('SIGTERM')));
+      let result: RunResult;
+      try {
+        result = decision.action === 'resume' && latest !== undefined ? await resumeRunOf(latest.runId, engine) : await runOf(runbook, engine);
+      } finally {
+        stopHooks.delete(me);
+      }
+      const failedStep = result.steps.find((s) => s.status === 'failed' || s.error !== undefined);
+      const message = result.error !== undefined ? errorMessage(result.error) : failedStep?.error?.message;
+      return { ...base, status: result.status, runId: result.runId, ...(message !== undefined ? { message } : {}) };
+    } catch (error) {
+      if (error instanceof UsageError || error instanceof RunbookValidationError) return { ...base, status: 'error', message: errorMessage(error) };
+      throw error;
+    }
+  };
+
+  const stopHooks = new Map<string, () => void>();
+  /**
+   * Inventories loaded by this worker, by file and sha256: parsing a
+   * 200-target inventory for each of its 200 jobs would cost the fleet
+   * O(n²). Secrets are resolved when an inventory is first loaded here.
+   */
+  const inventories = new Map<string, Inventory>();
+  const inventoryOf = (file: string, sha256: string): Inventory => {
+    const key = `${file}\0${sha256}`;
+    const known = inventories.get(key);
+    if (known !== undefined) {
+      try {
+        if (createHash('sha256').update(readFileSync(file)).digest('hex') === sha256) return known;
+      } catch {
+        // Gone or unreadable now: loadInventory says so, with the file's name.
+      }
+    }
+    const inventory = loadInventory(file);
+    if (inventory.sha256 === sha256) {
+      if (inventories.size >= 8) inventories.delete(inventories.keys().next().value as string);
+      inventories.set(key, inventory);
+    }
+    return inventory;
+  };
+  const workIds: string[] = [];
+  // Twice as many fetch loops as slots: pg-boss's loop waits out its polling
+  // interval after each job, so a job fetched ahead starts the moment a slot
+  // frees (it waits for the slot in handle(), at most until its expiry).
+  for (let i = 0; i < concurrency * 2; i++) {
+    workIds.push(
+      await boss.work<JobData>(QUEUE_NAME, { batchSize: 1, pollingIntervalSeconds: x.polling }, async ([job]) => {
+        if (job === undefined) return undefined;
+        if (stopping) throw new RetryLater('worker stopping');
+        return handle(job.id, job.data);
+      }),
+    );
+  }
+  log(`worker ${os.hostname()}:${process.pid}: ${concurrency} at a time; takeover after ${x.takeoverAfter} s, within ${takeoverBoundSeconds(options)} s of a worker's death`);
+  let resolveStopped: () => void = () => {};
+  const stopped = new Promise<void>((resolve) => (resolveStopped = resolve));
+  return {
+    stopped,
+    stop: async () => {
+      if (stopping) return stopped;
+      stopping = true;
+      for (const id of workIds) await boss.offWork({ id }).catch(() => {});
+      for (const stop of stopHooks.values()) stop();
+      while (running.size > 0) await sleep(100);
+      await boss.stop({ graceful: true, wait: true, timeout: 10_000 }).catch(() => {});
+      db.close();
+      resolveStopped();
+      return stopped;
+    },
+  };
+}
+
+async function waitForApproval(store: PgFleetStore, target: Target, stepId: string, question: string, controller: AbortController, pollMs: number): Promise<boolean> {
+  const match = (a: Approval) => (a.name === target.name || a.name === target.wave) && (a.step === undefined || a.step === stepId);
+  let approval = store.approvals().find(match);
+  if (approval === undefined) {
+    store.append({ type: 'target.waiting', target: target.name, stepId, question });
+    while (approval === undefined) {
+      if (controller.signal.aborted) throw new FleetStoppedError('the worker stopped while this target waited for approval');
+      await sleep(pollMs);
+      approval = store.approvals().find(match);
+    }
+  }
+  store.append({ type: 'target.approved', target: target.name, stepId, approval: approval.step === undefined ? approval.name : `${approval.name} --step ${approval.step}`, operator: approval.operator });
+  return true;
+}
+

@@ -1,0 +1,82 @@
+/**
+ * `cutover fleet rollback`: rolls back each target's newest run, the last
+ * wave first (and, within a wave, the inventory's last target first), so
+ * the canary is undone last. Each rollback is an ordinary `rollbackRun` on
+ * the target's own journal, with the target's variables.
+ */
+import os from 'node:os';
+import { errorMessage } from '../errors.js';
+import { rollbackRun } from '../engine/executor.js';
+import { isLive } from '../engine/run-selection.js';
+import { hasSomethingToUndo } from '../engine/state.js';
+import type { Inventory } from './inventory.js';
+import { FileFleetStore } from './store.js';
+import { fleetStore, latestRun, loadTargets, type FleetOptions } from './runner.js';
+
+export interface TargetRollback {
+  readonly name: string;
+  readonly wave: string;
+  /** `nothing-to-undo`: no run, or its newest run holds nothing applied. */
+  readonly status: 'rolled-back' | 'nothing-to-undo' | 'in-progress' | 'needs-attention' | 'failed' | 'stopped' | 'error';
+  readonly runId?: string;
+  readonly message?: string;
+}
+
+export interface FleetRollbackOptions extends FleetOptions {
+  readonly signal?: AbortSignal;
+  /** Each target as it is done, for a front end. */
+  readonly onTarget?: (result: TargetRollback) => void;
+}
+
+export async function rollbackFleet(inventory: Inventory, runbookFile: string, options: FleetRollbackOptions): Promise<TargetRollback[]> {
+  const loaded = loadTargets(inventory, runbookFile, options.registry);
+  options.protect?.(loaded.flatMap((l) => [...Object.values(l.target.secrets), ...l.runbook.secrets]));
+  const store = fleetStore(inventory, runbookFile, options);
+  if (store instanceof FileFleetStore) store.claim(runbookFile);
+  const release = store.lock();
+  const results: TargetRollback[] = [];
+  try {
+    for (const wave of [...inventory.waves].reverse()) {
+      const targets = loaded.filter((l) => l.target.wave === wave.name).reverse();
+      let next = 0;
+      const one = async () => {
+        while (next < targets.length && options.signal?.aborted !== true) {
+          const { target, env } = targets[next++] as (typeof targets)[number];
+          const stateDir = store.targetStateDir(target.name);
+          const base = { name: target.name, wave: wave.name };
+          let result: TargetRollback;
+          const latest = latestRun(stateDir, options.journalKey);
+          if (latest === undefined || !hasSomethingToUndo(latest)) result = { ...base, status: 'nothing-to-undo', ...(latest !== undefined ? { runId: latest.runId } : {}) };
+          else if (isLive(latest)) result = { ...base, status: 'in-progress', runId: latest.runId, message: `run ${latest.runId} is in progress (pid ${latest.process.pid})` };
+          else {
+            try {
+              const run = await rollbackRun(latest.runId, {
+                registry: options.registry,
+                stateDir,
+                env,
+                operator: options.operator ?? process.env['CUTOVER_OPERATOR'] ?? os.userInfo().username,
+                ...(options.signal !== undefined ? { signal: options.signal } : {}),
+                ...(options.journalKey !== undefined ? { journalKey: options.journalKey } : {}),
+              });
+              const status = run.status === 'rolled-back' ? 'rolled-back' : run.status === 'needs-attention' ? 'needs-attention' : run.status === 'stopped' || run.status === 'interrupted' ? 'stopped' : 'failed';
+              result = { ...base, status, runId: run.runId, ...(run.error !== undefined && status !== 'rolled-back' ? { message: errorMessage(run.error) } : {}) };
+            } catch (error) {
+              result = { ...base, status: 'error', runId: latest.runId, message: errorMessage(error) };
+            }
+          }
+          results.push(result);
+          try {
+            options.onTarget?.(result);
+          } catch {
+            // A subscriber never breaks a rollback.
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: Math.max(1, Math.min(options.jobs ?? 1, targets.length)) }, one));
+      if (options.signal?.aborted === true) break;
+    }
+  } finally {
+    release();
+  }
+  return results;
+}

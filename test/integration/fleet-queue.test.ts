@@ -1,0 +1,248 @@
+/**
+ * Queue mode on real PostgreSQL: the queue database is a database on one of
+ * the two test servers; six targets over both servers; two worker processes
+ * running the built CLI. Worker A dies by SIGKILL at a known point of its
+ * first target (the failpoint after the `load` step's COMMIT, before the
+ * journal says it was applied); worker B takes the target over within the
+ * documented bound and resumes it from the journal kept in the queue
+ * database. Approvals (a wave gate and confirm steps) are given by separate
+ * `cutover fleet approve --queue` processes. Every effect is counted in the
+ * target databases, every journal verifies with `cutover audit verify
+ * --queue`, and nothing of ours is left in a target database.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import pg from 'pg';
+import { LeaseLostError, loadInventory, queueFleetStore, takeoverBoundSeconds } from '../../src/index.js';
+import { startPostgres, type TestServer } from '../helpers/pg.js';
+import { cutover, startCutover, tempDir, writeRunbook, type CliResult } from '../helpers/cli.js';
+import { until } from '../helpers/wait.js';
+
+const TARGETS = ['q1', 'q2', 'q3', 'q4', 'q5', 'q6'];
+const onA = (t: string) => Number(t.slice(1)) % 2 === 1;
+const TIMING = { takeoverAfterSeconds: 4, maintenanceSeconds: 1, pollingSeconds: 0.5, retryDelaySeconds: 1 };
+const TIMING_ARGS = ['--takeover-after', '4', '--maintenance-interval', '1', '--poll-interval', '0.5', '--retry-delay', '1'];
+
+const RUNBOOK = `version: 1
+name: queue tenant cutover
+connections:
+  db:
+    kind: postgres
+    url: \${DB_URL}
+steps:
+  - id: load
+    kind: sql
+    connection: db
+    sql:
+      - INSERT INTO effects(step) VALUES ('load')
+      - ALTER TABLE orders ADD COLUMN moved boolean
+    rollback:
+      - ALTER TABLE orders DROP COLUMN moved
+      - DELETE FROM effects WHERE step = 'load'
+  - id: switch
+    kind: confirm
+    message: Point this tenant's application at the new database?
+  - id: done
+    kind: sql
+    connection: db
+    sql: INSERT INTO effects(step) VALUES ('done')
+    rollback: DELETE FROM effects WHERE step = 'done'
+`;
+
+describe('fleet on a queue: two workers, one killed mid-target', { timeout: 120_000 }, () => {
+  let a: TestServer;
+  let b: TestServer;
+  let dir: string;
+  let inventoryFile: string;
+  let runbookFile: string;
+  let queueUrl: string;
+  let queue: pg.Client;
+  const server = (t: string) => (onA(t) ? a : b);
+  const children: ReturnType<typeof startCutover>[] = [];
+
+  before(async () => {
+    [a, b] = (await Promise.all([startPostgres(18, { max_connections: '80' }), startPostgres(18, { max_connections: '80' })])) as [TestServer, TestServer];
+    dir = tempDir('cutover-fleet-queue-');
+    await a.query('CREATE DATABASE fleet_queue');
+    queueUrl = a.urlFor('fleet_queue');
+    for (const t of TARGETS) {
+      const s = server(t);
+      await s.query(`CREATE DATABASE ${t}`);
+      await s.query(
+        `CREATE TABLE effects (id serial PRIMARY KEY, step text NOT NULL);
+         CREATE TABLE orders (id serial PRIMARY KEY, note text);
+         INSERT INTO orders (note) SELECT 'o' || g FROM generate_series(1, 10) g;`,
+        [],
+        t,
+      );
+      await s.release(t);
+    }
+    inventoryFile = writeRunbook(
+      dir,
+      'tenants.yaml',
+      `version: 1
+name: qtenants
+approval: between-waves
+maxFailures: 0
+targets:
+${TARGETS.map((t) => `  - name: ${t}\n    variables:\n      DB_URL: ${server(t).urlFor(t)}`).join('\n')}
+waves:
+  - name: canary
+    targets: [q1]
+  - name: rest
+`,
+    );
+    runbookFile = writeRunbook(dir, 'cutover.yaml', RUNBOOK);
+    queue = new pg.Client({ connectionString: queueUrl });
+    await queue.connect();
+  });
+
+  after(async () => {
+    for (const c of children) if (c.child.exitCode === null && c.child.signalCode === null) c.child.kill('SIGKILL');
+    await queue?.end();
+    await Promise.all([a?.stop(), b?.stop()]);
+  });
+
+  /** Our tables appear when the first process opens the queue: until then, nothing has happened. */
+  const tolerant = async <T>(read: () => Promise<T>, none: T): Promise<T> => {
+    try {
+      return await read();
+    } catch (error) {
+      if ((error as { code?: string }).code === '42P01' || (error as { code?: string }).code === '3F000') return none;
+      throw error;
+    }
+  };
+  const events = async () =>
+    tolerant(async () => (await queue.query<{ record: string }>("SELECT record FROM cutover_fleet.event WHERE fleet = 'qtenants/cutover' ORDER BY id")).rows.map(
+      (r) => JSON.parse(r.record) as { type: string; ts: string; target?: string; wave?: string; action?: string; worker?: string },
+    ), []);
+  const effects = async (t: string) => {
+    const rows = await server(t).query<{ step: string; n: string }>('SELECT step, count(*)::text AS n FROM effects GROUP BY step ORDER BY step', [], t);
+    await server(t).release(t);
+    return Object.fromEntries(rows.map((r) => [r.step, Number(r.n)]));
+  };
+  const worker = (env: NodeJS.ProcessEnv = {}) => {
+    const w = startCutover(['fleet', 'worker', '--queue', queueUrl, '--concurrency', '2', ...TIMING_ARGS], env);
+    children.push(w);
+    return w;
+  };
+
+  test('every target finishes, the killed worker\'s target is taken over within the bound, each effect once, every journal verifies', async (ctx) => {
+    const bound = takeoverBoundSeconds(TIMING);
+    const run = startCutover(['fleet', 'run', '--queue', queueUrl, ...TIMING_ARGS, inventoryFile, runbookFile]);
+    children.push(run);
+    // Worker A alone first, so it takes the canary; it SIGKILLs itself after `load` COMMITted but before that is journaled:
+    // only the journaled transaction id tells the next worker the effect happened.
+    const workerA = worker({ CUTOVER_FAILPOINT: 'before:step.applied@load' });
+    let killedAt = 0;
+    const exitA = new Promise<NodeJS.Signals | null>((resolve) =>
+      workerA.child.on('exit', (_code, signal) => {
+        killedAt = Date.now();
+        resolve(signal);
+      }),
+    );
+    await until('worker A holds the canary', () => tolerant(async () => (await queue.query("SELECT 1 FROM cutover_fleet.lease WHERE target = 'q1' AND owner LIKE $1", [`%:${workerA.child.pid}:%`])).rowCount === 1, false), 30_000);
+    assert.equal(workerA.child.exitCode, null, `worker A ended before it took the canary: ${(await workerA.done).stderr}`);
+    const workerB = worker();
+    assert.equal(await exitA, 'SIGKILL', `worker A should die by SIGKILL at the failpoint: ${(await workerA.done).stderr}`);
+
+    // B resumes q1 from the journal in the queue database, then q1 waits at its confirm.
+    await until('q1 waits for approval', async () => (await events()).some((e) => e.type === 'target.waiting' && e.target === 'q1'), bound * 1000 + 15_000);
+    const takeover = (await events()).find((e) => e.type === 'target.started' && e.target === 'q1' && e.action === 'resume');
+    assert.ok(takeover !== undefined, 'q1 was resumed');
+    assert.match(takeover.worker ?? '', new RegExp(`:${workerB.child.pid}:`), 'by worker B');
+    const takeoverSeconds = (Date.parse(takeover.ts) - killedAt) / 1000;
+    ctx.diagnostic(`takeover ${takeoverSeconds.toFixed(1)} s after the kill (bound ${bound} s)`);
+    assert.ok(takeoverSeconds <= bound, `takeover took ${takeoverSeconds} s, documented bound ${bound} s`);
+
+    // q1 now waits at its confirm longer than its job may stay active: pg-boss fails the job and offers it
+    // again, but the delivery that gets it finds B's lease alive and waits: q1 is not taken over from B.
+    await new Promise((resolve) => setTimeout(resolve, (TIMING.takeoverAfterSeconds + TIMING.maintenanceSeconds + TIMING.retryDelaySeconds + 2) * 1000));
+    const redelivered = await queue.query<{ retry_count: number }>("SELECT retry_count FROM cutover_queue.job WHERE singleton_key = 'qtenants/cutover:q1'");
+    assert.ok((redelivered.rows[0]?.retry_count ?? 0) >= 2, `q1's job was offered again while B held it (retries: ${redelivered.rows[0]?.retry_count})`);
+
+    // Approvals from other processes: the canary's confirm, then the next wave's gate (and its targets' confirms).
+    const approveCanary = await cutover(['fleet', 'approve', '--queue', queueUrl, inventoryFile, runbookFile, 'canary']);
+    assert.equal(approveCanary.code, 0, approveCanary.stderr);
+    await until('wave rest waits for approval', async () => (await events()).some((e) => e.type === 'wave.waiting' && e.wave === 'rest'), 30_000);
+    const approveRest = await cutover(['fleet', 'approve', '--queue', queueUrl, inventoryFile, runbookFile, 'rest']);
+    assert.equal(approveRest.code, 0, approveRest.stderr);
+
+    const result: CliResult = await run.done;
+    assert.equal(result.code, 0, `${result.stdout}\n${result.stderr}`);
+    assert.match(result.stdout, /fleet succeeded/);
+
+    for (const name of TARGETS) assert.deepEqual(await effects(name), { done: 1, load: 1 }, `effects of ${name}`);
+    // Any machine sees the fleet as it stands, from the queue database.
+    const status = await cutover(['fleet', 'status', '--queue', queueUrl, '--json', inventoryFile, runbookFile]);
+    assert.equal(status.code, 0, status.stderr);
+    const parsed = JSON.parse(status.stdout) as { targets: { name: string; status: string }[] };
+    assert.deepEqual(
+      parsed.targets.map((t) => [t.name, t.status]),
+      TARGETS.map((t) => [t, 'succeeded']),
+    );
+    // The column was added once per target: a second apply would have failed on it.
+    for (const t of TARGETS) {
+      const cols = await server(t).query<{ n: string }>("SELECT count(*)::text AS n FROM information_schema.columns WHERE table_name = 'orders' AND column_name = 'moved'", [], t);
+      await server(t).release(t);
+      assert.equal(cols[0]?.n, '1');
+    }
+
+    // Started by A, resumed by B, and never again: waiting past its job's expiry did not hand q1 to another delivery.
+    const q1Starts = (await events()).filter((e) => e.type === 'target.started' && e.target === 'q1');
+    assert.deepEqual(
+      q1Starts.map((e) => e.action),
+      ['run', 'resume'],
+    );
+    // q1's journal shows the crash was reconciled from the transaction id, not guessed.
+    const lines = await queue.query<{ line: string }>("SELECT line FROM cutover_fleet.journal_line WHERE target = 'q1' ORDER BY run_id, seq");
+    const types = lines.rows.map((r) => (JSON.parse(r.line) as { record: { event: { type: string } } }).record.event.type);
+    assert.ok(types.includes('step.reconciled'), `q1 journal: ${types.join(', ')}`);
+    assert.equal(types.filter((t) => t === 'run.started').length, 1, 'one run, resumed: not a second run');
+
+    for (const t of TARGETS) {
+      const verify = await cutover(['audit', 'verify', '--queue', queueUrl, '--fleet', 'qtenants/cutover', '--target', t]);
+      assert.equal(verify.code, 0, `${t}: ${verify.stdout}${verify.stderr}`);
+      assert.match(verify.stdout, /journal verifies/);
+    }
+
+    // One job per target: the retry after the kill is the same job.
+    const jobs = await queue.query<{ key: string; n: string }>("SELECT singleton_key AS key, count(*)::text AS n FROM cutover_queue.job WHERE name = 'cutover-fleet-target' GROUP BY 1 ORDER BY 1");
+    assert.deepEqual(
+      jobs.rows.map((r) => [r.key, r.n]),
+      TARGETS.map((t) => [`qtenants/cutover:${t}`, '1']),
+    );
+
+    // Running the fleet again enqueues nothing new: it is refused, and resume finds every target done.
+    const again = await cutover(['fleet', 'run', '--queue', queueUrl, ...TIMING_ARGS, inventoryFile, runbookFile]);
+    assert.notEqual(again.code, 0);
+    assert.match(again.stderr, /already run 6 target/);
+    const resumed = await cutover(['fleet', 'resume', '--queue', queueUrl, ...TIMING_ARGS, inventoryFile, runbookFile]);
+    assert.equal(resumed.code, 0, resumed.stderr);
+    const after = await queue.query<{ n: string }>("SELECT count(*)::text AS n FROM cutover_queue.job WHERE name = 'cutover-fleet-target'");
+    assert.equal(after.rows[0]?.n, '6');
+
+    // Nothing of ours in a target database.
+    for (const t of TARGETS) {
+      const ours = await server(t).query<{ n: string }>("SELECT count(*)::text AS n FROM pg_namespace WHERE nspname LIKE 'cutover%'", [], t);
+      await server(t).release(t);
+      assert.equal(ours[0]?.n, '0', t);
+    }
+
+    // A worker that no longer holds a target's lease cannot add a line to its journal.
+    const store = queueFleetStore(queueUrl, loadInventory(inventoryFile), runbookFile);
+    try {
+      await queue.query("INSERT INTO cutover_fleet.lease (fleet, target, owner, heartbeat_at) VALUES ('qtenants/cutover', 'q2', 'the-new-holder', now())");
+      const runId = store.journals('q2').runIds()[0] as string;
+      const before = store.journals('q2').text(runId);
+      assert.throws(() => store.journals('q2').sink('a-stalled-worker').append({ runId, seq: 99, text: 'a late line' }), LeaseLostError);
+      assert.equal(store.journals('q2').text(runId), before);
+    } finally {
+      store.db.close();
+    }
+
+    workerB.child.kill('SIGTERM');
+    const stoppedB = await workerB.done;
+    assert.equal(stoppedB.code, 0, stoppedB.stderr);
+  });
+});

@@ -1,0 +1,106 @@
+/**
+ * `cutover fleet rollback`: four targets in two waves on one real
+ * PostgreSQL server. After the fleet ran, rollback undoes every target's
+ * run, the last wave first (the canary last), each from its own journal;
+ * a second rollback finds nothing to undo.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import path from 'node:path';
+import { loadInventory, registry, runFleet, loadRunState } from '../../src/index.js';
+import { FileFleetStore } from '../../src/fleet/store.js';
+import { startPostgres, type TestServer } from '../helpers/pg.js';
+import { cutover, tempDir, writeRunbook } from '../helpers/cli.js';
+
+const TARGETS = ['r1', 'r2', 'r3', 'r4'];
+
+describe('fleet rollback', { timeout: 120_000 }, () => {
+  let s: TestServer;
+  let dir: string;
+  let inventoryFile: string;
+  let runbookFile: string;
+  let stateDir: string;
+
+  before(async () => {
+    s = await startPostgres(18);
+    dir = tempDir('cutover-fleet-rollback-');
+    stateDir = path.join(dir, 'state');
+    for (const t of TARGETS) {
+      await s.query(`CREATE DATABASE ${t}`);
+      await s.query('CREATE TABLE effects (id serial PRIMARY KEY, step text NOT NULL)', [], t);
+      await s.release(t);
+    }
+    inventoryFile = writeRunbook(
+      dir,
+      'inv.yaml',
+      `version: 1\nname: rb\ntargets:\n${TARGETS.map((t) => `  - name: ${t}\n    variables: { DB_URL: "${s.urlFor(t)}" }`).join('\n')}\nwaves:\n  - name: canary\n    targets: [r1]\n  - name: rest\n`,
+    );
+    runbookFile = writeRunbook(
+      dir,
+      'cutover.yaml',
+      `version: 1
+name: rollback me
+connections:
+  db:
+    kind: postgres
+    url: \${DB_URL}
+steps:
+  - id: one
+    kind: sql
+    connection: db
+    sql: INSERT INTO effects (step) VALUES ('one')
+    rollback: DELETE FROM effects WHERE step = 'one'
+  - id: two
+    kind: sql
+    connection: db
+    sql: INSERT INTO effects (step) VALUES ('two')
+    rollback: DELETE FROM effects WHERE step = 'two'
+`,
+    );
+  });
+
+  after(async () => {
+    await s?.stop();
+  });
+
+  const count = async (t: string) => {
+    const rows = await s.query<{ n: string }>('SELECT count(*)::text AS n FROM effects', [], t);
+    await s.release(t);
+    return Number(rows[0]?.n);
+  };
+
+  test('undoes every target, the last wave first, then finds nothing to undo', async () => {
+    const ran = await runFleet(loadInventory(inventoryFile), runbookFile, 'run', { registry, stateDir, jobs: 2 });
+    assert.equal(ran.outcome, 'succeeded');
+    for (const t of TARGETS) assert.equal(await count(t), 2, t);
+
+    const rolled = await cutover(['fleet', 'rollback', inventoryFile, runbookFile, '--state-dir', stateDir, '--json']);
+    assert.equal(rolled.code, 0, rolled.stderr);
+    const results = JSON.parse(rolled.stdout) as { name: string; wave: string; status: string; runId: string }[];
+    assert.deepEqual(
+      results.map((r) => [r.name, r.status]),
+      [
+        ['r4', 'rolled-back'],
+        ['r3', 'rolled-back'],
+        ['r2', 'rolled-back'],
+        ['r1', 'rolled-back'],
+      ],
+    );
+    for (const t of TARGETS) assert.equal(await count(t), 0, t);
+
+    // The journals agree: each run is rolled back, and the canary's rollback finished after every other one.
+    const store = new FileFleetStore(stateDir, 'rb', runbookFile);
+    const finished = new Map(
+      results.map((r) => {
+        const state = loadRunState(r.runId, store.targetStateDir(r.name)).state;
+        assert.equal(state.status, 'rolled-back', r.name);
+        return [r.name, Date.parse(state.finishedAt ?? '')];
+      }),
+    );
+    for (const t of ['r2', 'r3', 'r4']) assert.ok((finished.get('r1') ?? 0) >= (finished.get(t) ?? Infinity), `r1 after ${t}`);
+
+    const again = await cutover(['fleet', 'rollback', inventoryFile, runbookFile, '--state-dir', stateDir]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stdout, /0 rolled back, 4 had nothing to undo/);
+  });
+});
