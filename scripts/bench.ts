@@ -84,7 +84,7 @@ async function main(): Promise<void> {
     await benchFleet({ version, repeat: Math.min(repeat, 3), targets: Number(args.targets) });
   }
   writeResults(machine);
-  if (args.markdown === true) {
+  if (args.markdown) {
     // After writeResults: the tables read bench/results.json, as the README generator does.
     const results = readResults();
     for (const part of new Set(results.results.map((r) => r.bench))) if (wanted(part)) console.log(`\n${part}:\n\n${table(part, results)}`);

@@ -148,9 +148,9 @@ export async function startPostgres(
   const env = { ...process.env, LC_ALL: 'C', LANG: 'C' };
   // Password authentication, when asked for, on TCP only: the harness itself logs in through the socket.
   const auth = serverOptions.auth === undefined ? [] : ['--auth-local=trust', `--auth-host=${serverOptions.auth}`];
-  const port = await freePort();
+  let port = await freePort();
   const tls = serverOptions.tls === true ? await makeCertificates(base, user) : undefined;
-  const options = Object.entries({
+  const optionsFor = (port: number) => Object.entries({
     port: String(port),
     listen_addresses: '127.0.0.1',
     unix_socket_directories: base,
@@ -165,7 +165,20 @@ export async function startPostgres(
     .join(' ');
   try {
     await run(path.join(bin, 'initdb'), initdbArgv(version, data, initdbArgs, auth), { ...as, env });
-    await run(path.join(bin, 'pg_ctl'), ['-D', data, '-o', options, '-l', path.join(base, 'log'), '-w', '-t', '60', 'start'], { ...as, env });
+    // freePort() cannot reserve the port: another process (a parallel test file) may bind it
+    // first. The server then fails to start with "Address already in use"; take another port.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await run(path.join(bin, 'pg_ctl'), ['-D', data, '-o', optionsFor(port), '-l', path.join(base, 'log'), '-w', '-t', '60', 'start'], { ...as, env });
+        break;
+      } catch (error) {
+        const log = existsSync(path.join(base, 'log')) ? readFileSync(path.join(base, 'log'), 'utf8') : '';
+        if (attempt >= 3 || !/could not bind|Address already in use/.test(log)) {
+          throw new Error(`PostgreSQL ${version} did not start: ${error instanceof Error ? error.message : String(error)}\n${log.slice(-2000)}`);
+        }
+        port = await freePort();
+      }
+    }
   } catch (error) {
     // Leave nothing behind: a server pg_ctl gave up waiting for may still be running.
     if (existsSync(path.join(data, 'postmaster.pid'))) {

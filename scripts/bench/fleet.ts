@@ -152,7 +152,10 @@ export async function benchFleet(options: FleetBenchOptions): Promise<void> {
         });
       } finally {
         for (const w of workers) w.kill('SIGTERM');
-        await Promise.all(workers.map((w) => new Promise((resolve) => (w.exitCode !== null ? resolve(null) : w.on('exit', resolve)))));
+        await Promise.all(workers.map((w) => new Promise((resolve) => {
+    if (w.exitCode !== null) resolve(null);
+    else w.on('exit', resolve);
+  })));
       }
     }
 

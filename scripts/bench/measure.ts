@@ -74,7 +74,7 @@ export function runProcess(argv: readonly string[], options: { readonly env?: No
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`${argv.join(' ')} exited with ${code}: ${stderr.slice(0, 2000)}`))));
+    child.on('close', (code) => { if (code === 0) resolve(); else reject(new Error(`${argv.join(' ')} exited with ${code}: ${stderr.slice(0, 2000)}`)); });
   });
 }
 

@@ -70,7 +70,7 @@ export async function describeRelations(db: Queryable, relations: readonly { sch
       GROUP BY n.nspname, c.relname, c.reltuples, c.relpages`,
     [relations.map((r) => r.schema), relations.map((r) => r.name)],
   );
-  return new Map(rows.map((r) => [r.rel, { reltuples: Number(r.reltuples), columns: new Map(r.names.map((name, i) => [name, r.types[i] ?? ''])) }]));
+  return new Map(rows.map((r) => [r.rel, { reltuples: r.reltuples, columns: new Map(r.names.map((name, i) => [name, r.types[i] ?? ''])) }]));
 }
 
 /** The pg_stats fields this server has (they were added over the releases: the range histograms in 17). */
@@ -205,18 +205,25 @@ export async function copyStatistics(options: CopyOptions): Promise<CopyResult> 
   const count = Math.min(options.relations.length, workers * (options.batchesPerWorker ?? 2));
   const queue = Array.from({ length: count }, (_, b) => options.relations.filter((_, i) => i % count === b));
   if (count === 0) return { relations: 0, columns: 0, failed: 0 };
-  const has = await statsFields(options.sources[0]!);
+  const sessionPair = (w: number) => {
+    const source = options.sources[w];
+    const target = options.targets[w];
+    if (source === undefined || target === undefined) throw new Error(`statistics copy: no session pair ${w} of ${workers}`);
+    return { source, target };
+  };
+  const has = await statsFields(sessionPair(0).source);
   const written = { relations: [] as Copied['relations'][number][], columns: [] as Copied['columns'][number][] };
   let failed = 0;
   await Promise.all(
     Array.from({ length: workers }, async (_, w) => {
       for (let batch = queue.shift(); batch !== undefined; batch = queue.shift()) {
-        const read = await readBatch(options.sources[w]!, has, batch);
+        const { source, target } = sessionPair(w);
+        const read = await readBatch(source, has, batch);
         written.relations.push(...read.relations.map((r) => ({ schema: r.schema, name: r.relation })));
         written.columns.push(...read.columns.map((c) => ({ schema: c.schema, name: c.relation, column: c.column, inherited: c.inherited })));
         options.record({ relations: [...written.relations], columns: [...written.columns] });
         const params = restoreParams(read.relations, read.columns);
-        const { rows } = await options.targets[w]!.query<{ failed: string }>(RESTORE_SQL, [...params.relations, ...params.columns]);
+        const { rows } = await target.query<{ failed: string }>(RESTORE_SQL, [...params.relations, ...params.columns]);
         failed += Number(rows[0]?.failed ?? 0);
       }
     }),

@@ -70,7 +70,11 @@ export async function locate(source: Side, target: Side, chunk: Chunk, digests: 
     // Integer keys: FANOUT parts in one pass per side, so a differing chunk is read about once more in all, not twice.
     const parts = integerParts(chunk);
     const [sourceParts, targetParts] = await Promise.all([digestParts(source, chunk, parts), digestParts(target, chunk, parts)]);
-    for (const [i, part] of parts.entries()) await locate(source, target, part, [sourceParts[i]!, targetParts[i]!], found, options);
+    for (const [i, part] of parts.entries()) {
+      const digests = [sourceParts[i], targetParts[i]] as const;
+      if (digests[0] === undefined || digests[1] === undefined) throw new Error(`compare: ${parts.length} parts asked, ${sourceParts.length} and ${targetParts.length} digested`);
+      await locate(source, target, part, [digests[0], digests[1]], found, options);
+    }
     return;
   }
   const middle = await splitPoint(source, chunk, s.rows >= t.rows ? source : target, rows);

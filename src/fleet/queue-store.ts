@@ -161,7 +161,7 @@ export class PgFleetStore implements FleetStore {
   }
 
   append(event: NewFleetEvent): FleetEvent {
-    const record = { ...event, ts: new Date().toISOString() } as FleetEvent;
+    const record = { ...event, ts: new Date().toISOString() };
     this.db.query(`INSERT INTO ${S}.event (fleet, record) VALUES ($1, $2)`, [this.fleet, JSON.stringify(record)]);
     return record;
   }
@@ -244,5 +244,5 @@ export function openQueueStore(url: string, fleet: string): PgFleetStore {
 /** One target's journals in a queue database, for `cutover audit verify --queue`. */
 export function openQueueJournals(url: string, fleet: string, target: string): { journals: PgJournalStore; close: () => void } {
   const store = openQueueStore(url, fleet);
-  return { journals: store.journals(target), close: () => store.db.close() };
+  return { journals: store.journals(target), close: () => { store.db.close(); } };
 }

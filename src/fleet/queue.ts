@@ -234,6 +234,8 @@ class QueueExecutor implements TargetExecutor {
               w.reject(new QueueJobError(`target ${w.target}: job ${id} is gone from the queue`));
             } else if (job.state === 'failed' || job.state === 'cancelled') {
               this.waiting.delete(id);
+              // pg-boss types output as an object; a job that failed before its handler returned has none.
+              // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
               w.reject(new QueueJobError(`target ${w.target}: job ${id} ${job.state}: ${JSON.stringify(job.output ?? {})}`));
             }
           }
@@ -452,7 +454,7 @@ export async function startQueueWorker(options: WorkerOptions): Promise<QueueWor
       if (decision.action === 'attention') return { ...base, status: 'needs-attention', ...(latest !== undefined ? { runId: latest.runId } : {}), message: decision.why ?? '' };
       const t = target;
       const controller = new AbortController();
-      signal.addEventListener('abort', () => controller.abort(signal.reason));
+      signal.addEventListener('abort', () => { controller.abort(signal.reason); });
       const engine: EngineOptions = {
         registry: options.registry,
         stateDir,
@@ -469,7 +471,7 @@ export async function startQueueWorker(options: WorkerOptions): Promise<QueueWor
         },
         confirm: (question, stepId) => waitForApproval(store, t, stepId, question, controller, pollMs),
       };
-      stopHooks.set(me, () => controller.abort(new InterruptedError('SIGTERM')));
+      stopHooks.set(me, () => { controller.abort(new InterruptedError('SIGTERM')); });
       let result: RunResult;
       try {
         result = decision.action === 'resume' && latest !== undefined ? await resumeRunOf(latest.runId, engine) : await runOf(runbook, engine);

@@ -88,9 +88,9 @@ export function loadTargets(inventory: Inventory, runbookFile: string, registry:
   for (const [i, line] of text.split('\n').entries()) {
     for (const match of line.matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g)) {
       const name = match[1] ?? '';
-      if (secretNames.has(name) && line[(match.index ?? 0) - 1] !== '$') {
+      if (secretNames.has(name) && line[match.index - 1] !== '$') {
         issues.push({
-          position: { file: runbookFile, line: i + 1, column: (match.index ?? 0) + 1 },
+          position: { file: runbookFile, line: i + 1, column: match.index + 1 },
           path: '(reference)',
           message: `\${${name}} is a secret in inventory ${inventory.file}: write \${secret:${name}} so it is redacted everywhere`,
         });
@@ -482,7 +482,7 @@ class FleetRun {
     let stopRequested = false;
     // Halting the run first makes the engine journal the stop as an interrupt
     // (resumable), never as a failed step that would be rolled back.
-    const halt = () => controller.abort(new InterruptedError('SIGINT'));
+    const halt = () => { controller.abort(new InterruptedError('SIGINT')); };
     const stopAtSafePoint = () => {
       stopRequested = true;
       if (waiting !== undefined) {

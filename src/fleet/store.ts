@@ -184,7 +184,7 @@ export class FileFleetStore implements FleetStore {
         const fd = openSync(file, 'wx', 0o600);
         writeSync(fd, `${process.pid} ${os.hostname()}`);
         closeSync(fd);
-        return () => rmSync(file, { force: true });
+        return () => { rmSync(file, { force: true }); };
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
         const holder = this.holder();

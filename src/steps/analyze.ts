@@ -206,6 +206,8 @@ async function watch(ctx: BaseContext, db: Queryable, label: () => string, done:
   done.then(stop, stop);
   // pg_stat_progress_analyze exists from 13; before, the run shows no live progress.
   if ((await serverVersion(db)) < 130000) return;
+  // finished is set by the caller's code while this loop awaits.
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
   while (!finished) {
     const { rows } = await db.query<{ rel: string; phase: string; done: string; total: string }>(
       `SELECT p.relid::regclass::text AS rel, p.phase, p.sample_blks_scanned::text AS done, p.sample_blks_total::text AS total
@@ -346,6 +348,8 @@ export const analyzeStep = defineStep({
       output += `copied statistics of ${copied.relations} relation(s), ${copied.columns} column(s) in ${workers} session(s); ${copied.failed} with warnings. `;
     }
     // Nothing to analyze (all copied, or onlyMissing found nothing): no session, no statement.
+    // recorded is set by the copy's record callback, which the narrowing here cannot see.
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
     if (planned.jobs.length === 0) return { before: recorded ?? ctx.priorBefore ?? null, output: `${output}analyzed 0 relation(s)` };
 
     const jobs = Math.max(1, Math.min(step.config.jobs ?? 1, planned.jobs.length));
@@ -370,6 +374,7 @@ export const analyzeStep = defineStep({
     }
     output += `analyzed ${order.flatMap((j) => j.relation.split(', ')).length} relation(s) in ${planned.passes.length} pass(es) with ${jobs} session(s)`;
     // A re-run after a crash copies nothing new (the statistics are there): keep the first record.
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- set by the record callback
     return { before: recorded ?? ctx.priorBefore ?? null, output };
   },
 

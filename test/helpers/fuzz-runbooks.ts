@@ -138,7 +138,7 @@ export function malformedRunbooks(dir: string): fc.Arbitrary<string> {
       for (const [op, at, arg] of edits) {
         const i = at % (text.length + 1);
         if (op === 'insert') text = text.slice(0, i) + arg + text.slice(i);
-        else if (op === 'delete') text = text.slice(0, i) + text.slice(i + Number(arg));
+        else if (op === 'delete') text = text.slice(0, i) + text.slice(i + arg);
         else {
           const lines = text.split('\n');
           const n = at % lines.length;

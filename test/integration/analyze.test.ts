@@ -166,7 +166,9 @@ ${fields}`;
       // Two sessions: the copied relations are shared out between them, one restore statement each.
       const { runbook, dir } = load(db, '    copyFrom: src\n    jobs: 2\n', `  src: { kind: postgres, url: "${source.urlFor(sourceDb)}" }\n`);
       const outputs: string[] = [];
-      const result = await runRunbook(runbook, { registry, stateDir: dir, onEvent: (e) => void ('output' in e && typeof e.output === 'string' && outputs.push(e.output)) });
+      const result = await runRunbook(runbook, { registry, stateDir: dir, onEvent: (e) => {
+        if ('output' in e && typeof e.output === 'string') outputs.push(e.output);
+      } });
       assert.equal(result.status, 'succeeded', JSON.stringify(result.steps));
       const actions = Object.fromEntries(rowsOf(result).map((r) => [r.relation, r.action]));
       const statsOf = (on: TestServer, d: string) =>
@@ -216,7 +218,9 @@ ${fields}`;
       const db = await fresh(schema);
       const { runbook, dir } = load(db, '    copyFrom: src\n    jobs: 3\n', `  src: { kind: postgres, url: "${source.urlFor(sourceDb)}" }\n`);
       const outputs: string[] = [];
-      const result = await runRunbook(runbook, { registry, stateDir: dir, onEvent: (e) => void ('output' in e && typeof e.output === 'string' && outputs.push(e.output)) });
+      const result = await runRunbook(runbook, { registry, stateDir: dir, onEvent: (e) => {
+        if ('output' in e && typeof e.output === 'string') outputs.push(e.output);
+      } });
       assert.equal(result.status, 'succeeded', JSON.stringify(result.steps));
       const actions = new Set(rowsOf(result).map((r) => r.action));
       assert.deepEqual([...actions], ['copy'], 'every relation copied, none analyzed instead');

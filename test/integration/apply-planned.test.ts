@@ -24,6 +24,7 @@ import { startPostgres, type TestServer } from '../helpers/pg.js';
 function recording(client: pg.Client, log: string[]): Queryable {
   return {
     connectionName: 'db',
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-parameters -- the Queryable interface's signature
     async query<Row extends QueryResultRow>(sql: string, params?: readonly unknown[]) {
       log.push(sql);
       const result = await client.query<Row>(sql, [...(params ?? [])]);

@@ -23,7 +23,7 @@ function withClosedStdout(args: readonly string[]): Promise<{ code: number | nul
     child.stdout.destroy();
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('close', (code) => resolve({ code, stderr }));
+    child.on('close', (code) => { resolve({ code, stderr }); });
   });
 }
 
@@ -97,5 +97,5 @@ describe('a run outcome has one exit code', () => {
     ['stopped at a confirmation', result('stopped', new Error('no terminal')), ExitCode.stopped],
     ['needs attention', result('needs-attention', new Error('x')), ExitCode.needsAttention],
   ];
-  for (const [label, run, code] of cases) it(`${label} -> ${code}`, () => assert.equal(exitCodeFor(run), code));
+  for (const [label, run, code] of cases) it(`${label} -> ${code}`, () => { assert.equal(exitCodeFor(run), code); });
 });

@@ -209,7 +209,7 @@ steps:
       child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
       child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
       const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
-        child.on('close', (code) => resolve({ code, stdout, stderr })),
+        child.on('close', (code) => { resolve({ code, stdout, stderr }); }),
       );
       return { signal: (name: NodeJS.Signals) => process.kill(-(child.pid ?? 0), name), stderr: () => stderr, done };
     }

@@ -278,7 +278,9 @@ for (const version of VERSIONS) {
       const first = runRunbook(waiting, {
         registry,
         stateDir: tempDir(),
-        onEvent: (e) => e.type === 'target.locked' && locked(),
+        onEvent: (e) => {
+          if (e.type === 'target.locked') locked();
+        },
       });
       await isLocked;
       // The first run holds the lock until the gate opens, and the gate opens only

@@ -61,7 +61,7 @@ describe('fleet on a queue: two workers, one killed mid-target', { timeout: 120_
   const children: ReturnType<typeof startCutover>[] = [];
 
   before(async () => {
-    [a, b] = (await Promise.all([startPostgres(18, { max_connections: '80' }), startPostgres(18, { max_connections: '80' })])) as [TestServer, TestServer];
+    [a, b] = await Promise.all([startPostgres(18, { max_connections: '80' }), startPostgres(18, { max_connections: '80' })]);
     dir = tempDir('cutover-fleet-queue-');
     await a.query('CREATE DATABASE fleet_queue');
     queueUrl = a.urlFor('fleet_queue');
@@ -235,7 +235,7 @@ waves:
       await queue.query("INSERT INTO cutover_fleet.lease (fleet, target, owner, heartbeat_at) VALUES ('qtenants/cutover', 'q2', 'the-new-holder', now())");
       const runId = store.journals('q2').runIds()[0] as string;
       const before = store.journals('q2').text(runId);
-      assert.throws(() => store.journals('q2').sink('a-stalled-worker').append({ runId, seq: 99, text: 'a late line' }), LeaseLostError);
+      assert.throws(() => { store.journals('q2').sink('a-stalled-worker').append({ runId, seq: 99, text: 'a late line' }); }, LeaseLostError);
       assert.equal(store.journals('q2').text(runId), before);
     } finally {
       store.db.close();

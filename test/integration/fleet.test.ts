@@ -161,7 +161,7 @@ waves:
         respond(
           event,
           (name, step) => setTimeout(() => store.approve({ name, ...(step !== undefined ? { step } : {}), operator: 'tester' }), 20),
-          () => controller.abort(),
+          () => { controller.abort(); },
         );
       },
     });

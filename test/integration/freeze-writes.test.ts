@@ -146,7 +146,7 @@ ${step}`);
         'the replication connection is untouched',
       );
       await own.query("INSERT INTO t (v) VALUES ('the runbook role still writes')");
-      void walsender;
+      await walsender.end();
 
       const back = await rollbackRun(result.runId, { registry, stateDir: dir });
       assert.equal(back.status, 'rolled-back', JSON.stringify(back.steps));

@@ -92,7 +92,9 @@ for (const version of VERSIONS) {
         registry,
         stateDir: tempDir(),
         operator: 'alice',
-        onEvent: (e) => e.type === 'step.started' && e.stepId === 's2' && started(''),
+        onEvent: (e) => {
+          if (e.type === 'step.started' && e.stepId === 's2') started('');
+        },
       });
       await holding;
       const runA = (await once<{ app: string }>(name, "SELECT application_name AS app FROM pg_stat_activity WHERE application_name LIKE 'cutover/%/lock'"))[0]?.app.split('/')[1];
@@ -115,7 +117,9 @@ for (const version of VERSIONS) {
       const running = runRunbook(runbook, {
         registry,
         stateDir,
-        onEvent: (e) => e.type === 'step.started' && e.stepId === 's2' && inS2(),
+        onEvent: (e) => {
+          if (e.type === 'step.started' && e.stepId === 's2') inS2();
+        },
       });
       await reachedS2;
       const killed = await once<{ ok: boolean }>(
@@ -184,7 +188,9 @@ for (const version of VERSIONS) {
       const running = runRunbook(runbook, {
         registry,
         stateDir,
-        onEvent: (e) => e.type === 'step.started' && e.stepId === 's2' && inS2(),
+        onEvent: (e) => {
+          if (e.type === 'step.started' && e.stepId === 's2') inS2();
+        },
       });
       await reachedS2;
       // -l and no pipes: a restarted postmaster would otherwise hold pg_ctl's stdout open forever.

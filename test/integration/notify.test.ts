@@ -45,11 +45,11 @@ describe('notifications', () => {
     const closed = createServer();
     await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
     refused = `http://127.0.0.1:${(closed.address() as AddressInfo).port}/nobody`;
-    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    await new Promise<void>((resolve) => closed.close(() => { resolve(); }));
   });
   after(async () => {
     server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await new Promise<void>((resolve) => server.close(() => { resolve(); }));
   });
 
   it('run started, step failed and run finished reach every hook; failing hooks are journaled and do not change the outcome', async () => {

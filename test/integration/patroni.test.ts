@@ -102,7 +102,7 @@ ${fields}`);
     // A connection HAProxy made just before the switch may still be cut: ask until one lands on node2 and it takes writes.
     await until('a connection through HAProxy to land on node2, which takes writes', async () => {
       const where = await routed().catch(() => undefined);
-      return where?.port === member('node2').port && where.recovery === false;
+      return where?.port === member('node2').port && !where.recovery;
     });
     const onNode2 = async () => (await query<{ n: number }>(cluster.memberUrl(member('node2'), 'postgres'), 'SELECT count(*)::int AS n FROM t'))[0]?.n ?? 0;
     const atSwitch = await onNode2();
@@ -117,7 +117,7 @@ ${fields}`);
     await until('HAProxy to route to node1 only', async () => (await cluster.routes()).join() === 'node1');
     await until('a connection through HAProxy to land on node1 again, which takes writes', async () => {
       const where = await routed().catch(() => undefined);
-      return where?.port === member('node1').port && where.recovery === false;
+      return where?.port === member('node1').port && !where.recovery;
     });
     const rollback = await traffic2.stop();
     assert.ok(during.committed > 0 && rollback.committed > 0);

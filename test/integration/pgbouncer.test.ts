@@ -143,7 +143,7 @@ ${fields}`);
     assert.equal(result.status, 'succeeded', JSON.stringify(result.steps[0]?.error));
     const admin = await bouncer.admin();
     try {
-      const servers = (await admin.query('SHOW SERVERS')).rows as { database: string; port: number }[];
+      const servers = (await admin.query('SHOW SERVERS')).rows as { database: string; port: number | string }[];
       assert.deepEqual(servers.filter((s) => s.database === name && Number(s.port) === old.port), [], 'no server connection to the old server is left');
     } finally {
       await admin.end();
@@ -216,7 +216,7 @@ ${fields}`);
     const insert = client.query('INSERT INTO t VALUES (1, 1)').then(() => (done = true));
     await until('the insert to wait in the pooler', async () => {
       const admin = await bouncer.admin();
-      const pools = (await admin.query('SHOW POOLS')).rows as { database: string; cl_waiting: number }[];
+      const pools = (await admin.query('SHOW POOLS')).rows as { database: string; cl_waiting: number | string }[];
       await admin.end();
       return pools.some((p) => p.database === name && Number(p.cl_waiting) > 0);
     });

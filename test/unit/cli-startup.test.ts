@@ -18,7 +18,7 @@ const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../sr
 const HEAVY = ['pg', 'execa', 'listr2', 'enquirer', '@listr2/prompt-adapter-enquirer', 'oracledb'];
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'cutover-startup-test-'));
-after(() => rmSync(dir, { recursive: true, force: true }));
+after(() => { rmSync(dir, { recursive: true, force: true }); });
 writeFileSync(
   path.join(dir, 'hooks.mjs'),
   `import { appendFileSync } from 'node:fs';

@@ -120,7 +120,7 @@ interface RejectCase {
 
 function rejects(cases: readonly RejectCase[]): void {
   for (const c of cases) {
-    it(c.name, () => assertMarkedIssues(c.doc, c.env));
+    it(c.name, () => { assertMarkedIssues(c.doc, c.env); });
   }
 }
 

@@ -160,7 +160,7 @@ describe('csv', () => {
 });
 
 describe('csv: positions through quoting, line breaks and wide characters', () => {
-  const csv = (text: string, message: string) => rejects(text, message, 'csv', 'values.csv');
+  const csv = (text: string, message: string) => { rejects(text, message, 'csv', 'values.csv'); };
 
   it('points at the opening quote of an unterminated field, after a field that spans two lines', () => {
     csv(lines('schema,name,next', 'a,"b', 'c",1', 'q,"unter', 'minated'), 'values.csv:4:3: unterminated quoted field');

@@ -120,7 +120,7 @@ function storeFor(args: FleetArgs, inventory: ReturnType<typeof loadInventory>):
 
 // ------------------------------------------------------------------ output
 
-const color = () => process.stdout.isTTY === true && process.env['NO_COLOR'] === undefined;
+const color = () => process.stdout.isTTY && process.env['NO_COLOR'] === undefined;
 const red = (text: string) => (color() ? `\x1b[1;31m${text}\x1b[0m` : text);
 const yellow = (text: string) => (color() ? `\x1b[33m${text}\x1b[0m` : text);
 
@@ -265,7 +265,7 @@ async function runOrResume(args: FleetArgs, command: 'run' | 'resume'): Promise<
       stateDir: args['state-dir'],
       jobs,
       signal: controller.signal,
-      protect: (secrets: readonly string[]) => io.protect(secrets),
+      protect: (secrets: readonly string[]) => { io.protect(secrets); },
       ...(journalKeyFromEnv() !== undefined ? { journalKey: journalKeyFromEnv() as Buffer } : {}),
       onEvent: (event: FleetEvent) => {
         if (args.json) return;
@@ -325,7 +325,7 @@ const sub = {
         registry,
         stateDir: args['state-dir'],
         jobs,
-        protect: (secrets) => io.protect(secrets),
+        protect: (secrets) => { io.protect(secrets); },
       });
       if (args.json) io.out(JSON.stringify(plan, null, 2));
       else io.out(formatPlan(plan));
@@ -375,8 +375,8 @@ const sub = {
           const status = read();
           const text = args.json ? JSON.stringify(status) : formatStatus(status);
           if (text !== last) {
-            if (process.stdout.isTTY === true && !args.json) process.stdout.write('\x1b[H\x1b[2J');
-            io.out(args.json || last === '' || process.stdout.isTTY === true ? text : `\n${text}`);
+            if (process.stdout.isTTY && !args.json) process.stdout.write('\x1b[H\x1b[2J');
+            io.out(args.json || last === '' || process.stdout.isTTY ? text : `\n${text}`);
             last = text;
           }
           if (status.runningPid === undefined) return;
@@ -455,7 +455,7 @@ const sub = {
       const inventory = loadInventory(args.inventory);
       io.protect(inventory.targets.flatMap((t) => Object.values(t.secrets)));
       const controller = new AbortController();
-      const onSignal = () => controller.abort();
+      const onSignal = () => { controller.abort(); };
       process.on('SIGINT', onSignal);
       let results;
       try {
@@ -465,7 +465,7 @@ const sub = {
           stateDir: args['state-dir'],
           jobs: jobsOf(args),
           signal: controller.signal,
-          protect: (secrets) => io.protect(secrets),
+          protect: (secrets) => { io.protect(secrets); },
           ...(key !== undefined ? { journalKey: key } : {}),
           onTarget: (r) => {
             if (args.json) return;
@@ -510,9 +510,9 @@ const sub = {
         ...timingOf(args),
         registry,
         concurrency: args.concurrency,
-        protect: (secrets) => io.protect(secrets),
+        protect: (secrets) => { io.protect(secrets); },
         ...(key !== undefined ? { journalKey: key } : {}),
-        log: (line) => io.err(line),
+        log: (line) => { io.err(line); },
       });
       const onSignal = (signal: NodeJS.Signals) => {
         io.err(`${signal}: taking no new job; running targets stop after the step in flight and go back to the queue`);
