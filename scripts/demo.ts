@@ -31,7 +31,11 @@ const SUBSCRIPTION = 'cutover_sub';
 function cutover(args: string[], env: NodeJS.ProcessEnv): Promise<number> {
   process.stdout.write(`\n$ cutover ${args.join(' ')}\n`);
   const child = spawn(process.execPath, [cli, ...args], { stdio: 'inherit', env });
-  return new Promise((resolve) => child.on('close', (code) => { resolve(code ?? 1); }));
+  return new Promise((resolve) =>
+    child.on('close', (code) => {
+      resolve(code ?? 1);
+    }),
+  );
 }
 
 const SHOP = `CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL);
@@ -39,7 +43,7 @@ const SHOP = `CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL)
   CREATE INDEX orders_customer ON orders (customer_id);`;
 
 async function until(check: () => Promise<boolean>, what: string): Promise<void> {
-  for (const deadline = Date.now() + 30_000; !(await check()); ) {
+  for (const deadline = Date.now() + 30_000; !(await check());) {
     await sleep(100);
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
   }
@@ -165,7 +169,10 @@ async function main(): Promise<void> {
     // The way back: every order the new primary took reaches the old one over the fallback subscription.
     const webOrders = "SELECT count(*)::int AS n FROM orders WHERE note = 'web'";
     const [{ n: onNewTotal } = { n: -1 }] = await fresh.query<{ n: number }>(webOrders, [], 'shop');
-    await until(async () => (await old.query<{ n: number }>(webOrders, [], 'shop'))[0]?.n === onNewTotal, 'the fallback subscription to bring the new orders to the old primary');
+    await until(
+      async () => (await old.query<{ n: number }>(webOrders, [], 'shop'))[0]?.n === onNewTotal,
+      'the fallback subscription to bring the new orders to the old primary',
+    );
     process.stdout.write(
       `\nthe application wrote ${written} orders, ${refused} writes were refused after the freeze, then ${moved} orders went to the new primary through PgBouncer` +
         ` and reached the old primary over the fallback subscription\n`,
@@ -173,9 +180,7 @@ async function main(): Promise<void> {
 
     const run = listRuns(stateDir).find((r) => r.mode === 'run');
     if (run === undefined) throw new Error('no run recorded');
-    const planned = readJournal(path.join(runsDir(stateDir), run.runId)).find(
-      (r) => r.event.type === 'step.planned' && r.event.stepId === 'sequences',
-    )?.event;
+    const planned = readJournal(path.join(runsDir(stateDir), run.runId)).find((r) => r.event.type === 'step.planned' && r.event.stepId === 'sequences')?.event;
     const rows = (planned?.type === 'step.planned' ? planned.plan.tables?.[0]?.rows : undefined) ?? [];
     process.stdout.write('\nsequences on the new primary:\n  sequence                  next after START WITH   next set by cutover\n');
     for (const row of rows) {

@@ -108,14 +108,27 @@ export async function freePort(): Promise<number> {
     server.listen(0, '127.0.0.1', () => {
       const address = server.address();
       const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => { resolve(port); });
+      server.close(() => {
+        resolve(port);
+      });
     });
   });
 }
 
 /** initdb's arguments; --no-instructions exists from 14 on. */
 function initdbArgv(version: PgVersion, data: string, extra: readonly string[], auth: readonly string[] = ['--auth=trust']): string[] {
-  return ['-D', data, '-U', 'postgres', ...(auth.length > 0 ? auth : ['--auth=trust']), '-E', 'UTF8', '--no-sync', ...(version >= 14 ? ['--no-instructions'] : []), ...extra];
+  return [
+    '-D',
+    data,
+    '-U',
+    'postgres',
+    ...(auth.length > 0 ? auth : ['--auth=trust']),
+    '-E',
+    'UTF8',
+    '--no-sync',
+    ...(version >= 14 ? ['--no-instructions'] : []),
+    ...extra,
+  ];
 }
 
 /** An initialised cluster that is not running (e.g. the new cluster of pg_upgrade --check). */
@@ -130,7 +143,13 @@ export async function initPostgres(version: PgVersion, initdbArgs: readonly stri
     ...(user ? { uid: user.uid, gid: user.gid } : {}),
     env,
   });
-  return { dataDir: data, binDir: bin, remove: () => { rmSync(base, { recursive: true, force: true }); } };
+  return {
+    dataDir: data,
+    binDir: bin,
+    remove: () => {
+      rmSync(base, { recursive: true, force: true });
+    },
+  };
 }
 
 export async function startPostgres(
@@ -150,19 +169,20 @@ export async function startPostgres(
   const auth = serverOptions.auth === undefined ? [] : ['--auth-local=trust', `--auth-host=${serverOptions.auth}`];
   let port = await freePort();
   const tls = serverOptions.tls === true ? await makeCertificates(base, user) : undefined;
-  const optionsFor = (port: number) => Object.entries({
-    port: String(port),
-    listen_addresses: '127.0.0.1',
-    unix_socket_directories: base,
-    fsync: 'off',
-    full_page_writes: 'off',
-    synchronous_commit: 'off',
-    ...(serverOptions.auth === 'md5' ? { password_encryption: 'md5' } : {}),
-    ...(tls !== undefined ? { ssl: 'on', ssl_cert_file: tls.certFile, ssl_key_file: tls.keyFile, ssl_ca_file: tls.caFile } : {}),
-    ...settings,
-  })
-    .map(([k, v]) => `-c ${k}=${v}`)
-    .join(' ');
+  const optionsFor = (port: number) =>
+    Object.entries({
+      port: String(port),
+      listen_addresses: '127.0.0.1',
+      unix_socket_directories: base,
+      fsync: 'off',
+      full_page_writes: 'off',
+      synchronous_commit: 'off',
+      ...(serverOptions.auth === 'md5' ? { password_encryption: 'md5' } : {}),
+      ...(tls !== undefined ? { ssl: 'on', ssl_cert_file: tls.certFile, ssl_key_file: tls.keyFile, ssl_ca_file: tls.caFile } : {}),
+      ...settings,
+    })
+      .map(([k, v]) => `-c ${k}=${v}`)
+      .join(' ');
   try {
     await run(path.join(bin, 'initdb'), initdbArgv(version, data, initdbArgs, auth), { ...as, env });
     // freePort() cannot reserve the port: another process (a parallel test file) may bind it

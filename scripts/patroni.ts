@@ -62,7 +62,13 @@ export interface TestPatroniCluster {
 }
 
 export interface ClusterView {
-  readonly members: readonly { readonly name: string; readonly role: string; readonly state: string; readonly timeline?: number; readonly lag?: number | string }[];
+  readonly members: readonly {
+    readonly name: string;
+    readonly role: string;
+    readonly state: string;
+    readonly timeline?: number;
+    readonly lag?: number | string;
+  }[];
   readonly pause?: boolean;
 }
 
@@ -135,7 +141,13 @@ export interface ApiTls {
  */
 function request(
   url: string,
-  init: { readonly method?: string; readonly body?: string; readonly headers?: Record<string, string>; readonly tls?: ApiTls; readonly clientCert?: boolean } = {},
+  init: {
+    readonly method?: string;
+    readonly body?: string;
+    readonly headers?: Record<string, string>;
+    readonly tls?: ApiTls;
+    readonly clientCert?: boolean;
+  } = {},
 ): Promise<{ status: number; body: string } | undefined> {
   return new Promise((resolve) => {
     const tls = init.tls;
@@ -151,11 +163,17 @@ function request(
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => (body += chunk));
-      res.on('end', () => { resolve({ status: res.statusCode ?? 0, body }); });
-      res.on('error', () => { resolve(undefined); });
+      res.on('end', () => {
+        resolve({ status: res.statusCode ?? 0, body });
+      });
+      res.on('error', () => {
+        resolve(undefined);
+      });
     });
     req.on('timeout', () => req.destroy());
-    req.on('error', () => { resolve(undefined); });
+    req.on('error', () => {
+      resolve(undefined);
+    });
     req.end(init.body);
   });
 }
@@ -185,7 +203,9 @@ function memberConfig(options: {
         connect_address: `127.0.0.1:${options.apiPort}`,
         authentication: { username: options.apiUser, password: options.apiPassword },
         // verify_client optional: a client certificate is asked for, and required for POST, PATCH and DELETE.
-        ...(options.tls !== undefined ? { certfile: options.tls.certFile, keyfile: options.tls.keyFile, cafile: options.tls.caFile, verify_client: 'optional' } : {}),
+        ...(options.tls !== undefined
+          ? { certfile: options.tls.certFile, keyfile: options.tls.keyFile, cafile: options.tls.caFile, verify_client: 'optional' }
+          : {}),
       },
       etcd3: { hosts: `127.0.0.1:${options.etcdPort}` },
       bootstrap: {
@@ -260,7 +280,12 @@ export async function startPatroniCluster(options: { readonly timeoutMs?: number
   const daemons: Daemon[] = [];
   const logs = new Map<string, string>();
   const stop = async () => {
-    await Promise.all([...daemons].reverse().filter((d) => d.name !== 'etcd').map((d) => d.stop(15_000)));
+    await Promise.all(
+      [...daemons]
+        .reverse()
+        .filter((d) => d.name !== 'etcd')
+        .map((d) => d.stop(15_000)),
+    );
     await Promise.all(daemons.filter((d) => d.name === 'etcd').map((d) => d.stop(5_000)));
     rmSync(dir, { recursive: true, force: true });
   };
@@ -331,7 +356,12 @@ export async function startPatroniCluster(options: { readonly timeoutMs?: number
       // The first member bootstraps alone, so it is the leader; the second then clones it.
       if (i === 0) await waitFor('node1 to lead', async () => (await get(`${scheme}://127.0.0.1:${spec.apiPort}/primary`, tls))?.status === 200);
     }
-    const members: PatroniMember[] = specs.map((s) => ({ name: s.name, port: s.pgPort, api: `${scheme}://127.0.0.1:${s.apiPort}`, dataDir: path.join(s.dir, 'data') }));
+    const members: PatroniMember[] = specs.map((s) => ({
+      name: s.name,
+      port: s.pgPort,
+      api: `${scheme}://127.0.0.1:${s.apiPort}`,
+      dataDir: path.join(s.dir, 'data'),
+    }));
     const cluster = async (): Promise<ClusterView> => {
       const response = await get(`${members[0]?.api ?? ''}/cluster`, tls);
       if (response?.status !== 200) throw new Error(`GET /cluster answered ${response?.status ?? 'nothing'}`);
@@ -387,7 +417,10 @@ export async function startPatroniCluster(options: { readonly timeoutMs?: number
           const answers = await Promise.all(others.map(async (m) => (await get(`${m.api}/patroni`, tls))?.status === 200));
           return (
             view !== undefined &&
-            view.members.filter((m) => m.role === 'leader').map((m) => m.name).join() === leader &&
+            view.members
+              .filter((m) => m.role === 'leader')
+              .map((m) => m.name)
+              .join() === leader &&
             others.every((o) => view.members.some((m) => m.name === o.name && m.state === 'running' && (m.lag === 0 || m.lag === undefined))) &&
             others.every((o) => replication.some((r) => r.application_name === o.name && r.state === 'streaming')) &&
             answers.every(Boolean) &&
@@ -396,7 +429,10 @@ export async function startPatroniCluster(options: { readonly timeoutMs?: number
         };
         const until = Date.now() + 60_000;
         while (!(await state())) {
-          if (Date.now() > until) throw new Error(`the cluster did not settle with ${leader} leading within 60 s: ${JSON.stringify(await cluster().catch((e: unknown) => String(e)))}`);
+          if (Date.now() > until)
+            throw new Error(
+              `the cluster did not settle with ${leader} leading within 60 s: ${JSON.stringify(await cluster().catch((e: unknown) => String(e)))}`,
+            );
           await sleep(250);
         }
       },

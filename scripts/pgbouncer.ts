@@ -58,7 +58,9 @@ export async function startPgBouncer(options: PgBouncerOptions): Promise<TestPgB
   const appPassword = `app-${Math.random().toString(36).slice(2, 10)}`;
   const databasesFile = path.join(dir, 'databases.ini');
   const files: Record<string, string> = {
-    [databasesFile]: `; the entries a cutover moves\n[databases]\n${Object.entries(options.databases).map(([n, e]) => entryLine(n, e)).join('\n')}\n`,
+    [databasesFile]: `; the entries a cutover moves\n[databases]\n${Object.entries(options.databases)
+      .map(([n, e]) => entryLine(n, e))
+      .join('\n')}\n`,
     [path.join(dir, 'users.txt')]: Object.entries({ [ADMIN]: adminPassword, [APP]: appPassword, ...options.users })
       .map(([name, password]) => `"${name}" "${password}"\n`)
       .join(''),

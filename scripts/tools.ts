@@ -75,8 +75,6 @@ export const chromium: SystemTool = {
   },
 };
 
-
-
 /** A tool found by its override, then on PATH, then at Debian's path. */
 function packaged(options: { name: string; why: string; debianPackage: string; override?: string; command: string; debianPath: string }): SystemTool {
   return {

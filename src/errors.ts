@@ -151,9 +151,7 @@ export class UnknownOutcomeError extends Error {
     readonly phase: 'apply' | 'rollback',
     readonly why?: string,
   ) {
-    super(
-      `step "${stepId}" was in flight (${phase}) when the previous run stopped and its outcome is unknown${why !== undefined ? ` (${why})` : ''}`,
-    );
+    super(`step "${stepId}" was in flight (${phase}) when the previous run stopped and its outcome is unknown${why !== undefined ? ` (${why})` : ''}`);
   }
 }
 

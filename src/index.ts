@@ -27,7 +27,21 @@ export { parseDuration } from './runbook/duration.js';
 export type { RunEvent, RunStatus, SerializedError } from './audit/events.js';
 export type { RunState, StepState, StepStatus, StepPhases } from './engine/state.js';
 export { formatPhases, phaseTotal } from './engine/state.js';
-export type { Action, Change, CheckContext, CheckFinding, ConfigIssue, FileEdit, PlanTable, RollbackPlan, StepPlan, StepDefinition, StepRegistry, Step, Json } from './step/contract.js';
+export type {
+  Action,
+  Change,
+  CheckContext,
+  CheckFinding,
+  ConfigIssue,
+  FileEdit,
+  PlanTable,
+  RollbackPlan,
+  StepPlan,
+  StepDefinition,
+  StepRegistry,
+  Step,
+  Json,
+} from './step/contract.js';
 export type { OracleConnection, OracleConnector } from './db/oracle.js';
 export { defineStep, describeFileEdit, jsonText } from './step/contract.js';
 export { displayCommand, type CommandRunner } from './step/commands.js';

@@ -21,7 +21,11 @@ export interface Template {
 
 function load(file: string): Template {
   const text = readFileSync(file, 'utf8');
-  const summary = text.split('\n').find((l) => l.startsWith('# ') && !l.includes('yaml-language-server'))?.slice(2) ?? '';
+  const summary =
+    text
+      .split('\n')
+      .find((l) => l.startsWith('# ') && !l.includes('yaml-language-server'))
+      ?.slice(2) ?? '';
   const variables = [...new Set([...text.matchAll(/(?<!\$)\$\{(?:secret:)?([A-Za-z_][A-Za-z0-9_]*)\}/g)].map((m) => m[1] ?? ''))];
   return { name: path.basename(file, '.yaml'), summary, text, variables };
 }
@@ -36,7 +40,11 @@ export function listTemplates(): Template[] {
 export function template(name: string): Template {
   const file = path.join(TEMPLATES_DIR, `${name}.yaml`);
   if (!existsSync(file)) {
-    throw new UsageError(`no template "${name}" (templates: ${listTemplates().map((t) => t.name).join(', ')})`);
+    throw new UsageError(
+      `no template "${name}" (templates: ${listTemplates()
+        .map((t) => t.name)
+        .join(', ')})`,
+    );
   }
   return load(file);
 }

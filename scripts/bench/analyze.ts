@@ -24,7 +24,6 @@ export interface AnalyzeBenchOptions {
   readonly tables: number;
 }
 
-
 function tableSizes(count: number): number[] {
   // 3 large, 5% medium, the rest small.
   return Array.from({ length: count }, (_, i) => (i < 3 ? 1_000_000 : i < 3 + Math.round(count * 0.05) ? 50_000 : 500 + ((i * 37) % 1500)));
@@ -61,10 +60,11 @@ async function clearStats(server: TestServer, db: string): Promise<void> {
   );
 }
 
-
 export async function benchAnalyze(options: AnalyzeBenchOptions): Promise<void> {
   const { version, repeat, tables } = options;
-  console.log(`analyze: ${tables} tables (3 of 1,000,000 rows, ${Math.round(tables * 0.05)} of 50,000, the rest 500-2,000), PostgreSQL ${version}, min/median/max of ${repeat}, order alternated`);
+  console.log(
+    `analyze: ${tables} tables (3 of 1,000,000 rows, ${Math.round(tables * 0.05)} of 50,000, the rest 500-2,000), PostgreSQL ${version}, min/median/max of ${repeat}, order alternated`,
+  );
   const server = await startPostgres(version, { autovacuum: 'off' });
   const dir = mkdtempSync(path.join(os.tmpdir(), 'cutover-bench-'));
   try {
@@ -109,7 +109,10 @@ ${fields}`;
     const missing: number[] = [];
     const copied: number[] = [];
     const candidates: (() => Promise<void>)[] = [
-      async () => void vacuumdb.push(await time(() => void execFileSync(vacuumdbPath, ['--analyze-only', '--jobs=2', '--quiet', '-d', server.urlFor('bare')], { stdio: 'inherit' }))),
+      async () =>
+        void vacuumdb.push(
+          await time(() => void execFileSync(vacuumdbPath, ['--analyze-only', '--jobs=2', '--quiet', '-d', server.urlFor('bare')], { stdio: 'inherit' })),
+        ),
       async () => {
         full.push(await time(() => run('bare', '    jobs: 2\n')));
         // Right after a full run: everything has statistics, only the fixed cost is left.
@@ -127,10 +130,31 @@ ${fields}`;
     // Order alternated: forwards, then backwards, so no candidate always runs on a cold or a warm cache.
     for (let r = 0; r < repeat; r++) for (const c of r % 2 === 0 ? candidates : [...candidates].reverse()) await c();
     for (const [fields, timing] of phases) console.log(`  engine phases, last run of ${fields.replace(/\s+/g, ' ')}: ${timing}`);
-    report({ bench: 'analyze', what: 'analyze jobs: 2 (whole step, in-process)', baseline: 'vacuumdb --analyze-only --jobs=2 (Debian 15 client, its own process)', baselineMs: spread(vacuumdb), candidateMs: spread(full), target: 1 });
-    report({ bench: 'analyze', what: 'analyze jobs: 2, onlyMissing right after a full run', baseline: 'the full run', baselineMs: spread(full), candidateMs: spread(missing), target: 0.05 });
+    report({
+      bench: 'analyze',
+      what: 'analyze jobs: 2 (whole step, in-process)',
+      baseline: 'vacuumdb --analyze-only --jobs=2 (Debian 15 client, its own process)',
+      baselineMs: spread(vacuumdb),
+      candidateMs: spread(full),
+      target: 1,
+    });
+    report({
+      bench: 'analyze',
+      what: 'analyze jobs: 2, onlyMissing right after a full run',
+      baseline: 'the full run',
+      baselineMs: spread(full),
+      candidateMs: spread(missing),
+      target: 0.05,
+    });
     if (copied.length > 0) {
-      report({ bench: 'analyze', what: 'analyze jobs: 2, copyFrom into the data without statistics', baseline: 'the full run (ANALYZE)', baselineMs: spread(full), candidateMs: spread(copied), target: 0.2 });
+      report({
+        bench: 'analyze',
+        what: 'analyze jobs: 2, copyFrom into the data without statistics',
+        baseline: 'the full run (ANALYZE)',
+        baselineMs: spread(full),
+        candidateMs: spread(copied),
+        target: 0.2,
+      });
     }
   } finally {
     await server.stop();

@@ -49,7 +49,10 @@ async function load(server: TestServer, sizeMb: number): Promise<string[]> {
   const rowsPerMb = 5_200; // about 200 bytes per row with its share of the primary key index
   const large = Math.round((sizeMb * 0.9 * rowsPerMb) / 3);
   const small = Math.max(100, Math.round((sizeMb * 0.1 * rowsPerMb) / SMALL_TABLES));
-  const tables = [...['large_1', 'large_2', 'large_3'].map((t) => [t, large] as const), ...Array.from({ length: SMALL_TABLES }, (_, i) => [`small_${i + 1}`, small] as const)];
+  const tables = [
+    ...['large_1', 'large_2', 'large_3'].map((t) => [t, large] as const),
+    ...Array.from({ length: SMALL_TABLES }, (_, i) => [`small_${i + 1}`, small] as const),
+  ];
   for (const [table, rows] of tables) await server.query(fill(table, rows), [], DB);
   return tables.map(([t]) => t);
 }
@@ -69,7 +72,6 @@ async function countByHand(server: TestServer, tables: readonly string[], jobs: 
     }),
   );
 }
-
 
 const LOCATE_DB = 'locate';
 const LOCATE_ROWS = 1_000_000;
@@ -91,14 +93,18 @@ async function loadLocate(server: TestServer, planted: boolean): Promise<void> {
 
 export async function benchCompare(options: CompareBenchOptions): Promise<void> {
   const { sizeMb, version, repeat, jobs } = options;
-  console.log(`compare: about ${sizeMb} MB per server, fresh load (no ANALYZE), two PostgreSQL ${version} servers, ${jobs} sessions per server, min/median/max of ${repeat}, order alternated`);
+  console.log(
+    `compare: about ${sizeMb} MB per server, fresh load (no ANALYZE), two PostgreSQL ${version} servers, ${jobs} sessions per server, min/median/max of ${repeat}, order alternated`,
+  );
   const [source, target] = await Promise.all([startPostgres(version), startPostgres(version)]);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'cutover-bench-'));
   try {
     const started = Date.now();
     const [tables] = await Promise.all([load(source, sizeMb), load(target, sizeMb), loadLocate(source, false), loadLocate(target, true)]);
     const [{ size } = { size: '?' }] = await source.query<{ size: string }>('SELECT pg_size_pretty(pg_database_size(current_database())) AS size', [], DB);
-    console.log(`  loaded ${tables.length} tables, ${size} per server, and a ${LOCATE_ROWS.toLocaleString('en-US')}-row table with 10 planted differences, in ${((Date.now() - started) / 1000).toFixed(0)}s`);
+    console.log(
+      `  loaded ${tables.length} tables, ${size} per server, and a ${LOCATE_ROWS.toLocaleString('en-US')}-row table with 10 planted differences, in ${((Date.now() - started) / 1000).toFixed(0)}s`,
+    );
 
     const runbookFile = (db: string, mode: string): string => {
       const file = path.join(dir, `${db}-${mode}.yaml`);
@@ -143,16 +149,43 @@ steps:
       },
       () => expectPlanned('counts'),
     ]);
-    report({ bench: 'compare', what: 'compare checksum (in-process plan)', baseline: 'the same per-row hash by hand, one statement per table per side', baselineMs: spread(floorMs!), candidateMs: spread(checksumMs!), target: 1.3 });
-    report({ bench: 'compare', what: 'compare counts (in-process plan)', baseline: 'count(*) by hand', baselineMs: spread(handMs!), candidateMs: spread(countsMs!), target: 1.2 });
-    report({ bench: 'compare', what: 'count(*) by hand, for context', baseline: 'the per-row hash by hand', baselineMs: spread(floorMs!), candidateMs: spread(handMs!) });
+    report({
+      bench: 'compare',
+      what: 'compare checksum (in-process plan)',
+      baseline: 'the same per-row hash by hand, one statement per table per side',
+      baselineMs: spread(floorMs!),
+      candidateMs: spread(checksumMs!),
+      target: 1.3,
+    });
+    report({
+      bench: 'compare',
+      what: 'compare counts (in-process plan)',
+      baseline: 'count(*) by hand',
+      baselineMs: spread(handMs!),
+      candidateMs: spread(countsMs!),
+      target: 1.2,
+    });
+    report({
+      bench: 'compare',
+      what: 'count(*) by hand, for context',
+      baseline: 'the per-row hash by hand',
+      baselineMs: spread(floorMs!),
+      candidateMs: spread(handMs!),
+    });
 
     const checksumFile = runbookFile(DB, 'checksum');
     const [floorProcess, planProcess] = await alternate(repeat, [
       () => runProcess([process.execPath, FLOOR, String(jobs), source.urlFor(DB), target.urlFor(DB), ...tables]),
       () => runProcess([process.execPath, CLI, 'plan', checksumFile, '--state-dir', dir]),
     ]);
-    report({ bench: 'compare', what: 'cutover plan, compare checksum (whole process)', baseline: 'the hand-written hash as its own process', baselineMs: spread(floorProcess!), candidateMs: spread(planProcess!), target: 1.3 });
+    report({
+      bench: 'compare',
+      what: 'cutover plan, compare checksum (whole process)',
+      baseline: 'the hand-written hash as its own process',
+      baselineMs: spread(floorProcess!),
+      candidateMs: spread(planProcess!),
+      target: 1.3,
+    });
 
     // Locating: the planted keys must be exactly what is reported.
     const locateColumns = await columnsOf(source.urlFor(LOCATE_DB), ['big']);
@@ -164,7 +197,13 @@ steps:
         if (rows.length !== 10) throw new Error(`expected the 10 planted differences, got ${JSON.stringify(rows)}`);
       },
     ]);
-    report({ bench: 'compare', what: 'compare checksum locating 10 planted rows in 1,000,000', baseline: 'the hash of that table by hand (finds no row)', baselineMs: spread(locateFloor!), candidateMs: spread(locateMs!) });
+    report({
+      bench: 'compare',
+      what: 'compare checksum locating 10 planted rows in 1,000,000',
+      baseline: 'the hash of that table by hand (finds no row)',
+      baselineMs: spread(locateFloor!),
+      candidateMs: spread(locateMs!),
+    });
   } finally {
     await Promise.all([source.stop(), target.stop()]);
   }

@@ -128,11 +128,14 @@ export async function benchFleet(options: FleetBenchOptions): Promise<void> {
     await measure('shell loop of cutover run', shell.length, (stateDir) => void execFileSync('sh', [script, stateDir]));
     const lines = path.join(dir, 'xargs.txt');
     writeFileSync(lines, `${shell.map((name, i) => `${url(i)} ${name}`).join('\n')}\n`);
-    await measure('xargs -P 4 of cutover run', shell.length, (stateDir) =>
-      void execFileSync('sh', [
-        '-c',
-        `xargs -P 4 -L 1 sh -c 'DB_URL="$0" "${process.execPath}" "${CLI}" run "${runbookFile}" --yes --state-dir "${stateDir}/$1" > /dev/null 2>&1' < "${lines}"`,
-      ]),
+    await measure(
+      'xargs -P 4 of cutover run',
+      shell.length,
+      (stateDir) =>
+        void execFileSync('sh', [
+          '-c',
+          `xargs -P 4 -L 1 sh -c 'DB_URL="$0" "${process.execPath}" "${CLI}" run "${runbookFile}" --yes --state-dir "${stateDir}/$1" > /dev/null 2>&1' < "${lines}"`,
+        ]),
     );
 
     // Queue mode: a fresh fleet (inventory name) per round, the same databases.
@@ -146,16 +149,29 @@ export async function benchFleet(options: FleetBenchOptions): Promise<void> {
       try {
         await measure(`queue: 2 workers x --concurrency ${concurrency}`, n, async () => {
           const file = path.join(dir, `inventory-q${round++}.yaml`);
-          writeFileSync(file, `version: 1\nname: benchq${round}\ntargets:\n${names.map((name, i) => `  - name: ${name}\n    variables: { DB_URL: "${url(i)}" }`).join('\n')}\n`);
-          const result = await runFleetOnQueue(loadInventory(file), runbookFile, 'run', { registry, queue: { url: queueUrl, pollingSeconds: 0.5 }, pollMs: 100 });
-          if (result.outcome !== 'succeeded') throw new Error(`fleet on the queue: ${result.outcome} ${JSON.stringify(result.targets.filter((t) => t.status !== 'succeeded').slice(0, 3))}`);
+          writeFileSync(
+            file,
+            `version: 1\nname: benchq${round}\ntargets:\n${names.map((name, i) => `  - name: ${name}\n    variables: { DB_URL: "${url(i)}" }`).join('\n')}\n`,
+          );
+          const result = await runFleetOnQueue(loadInventory(file), runbookFile, 'run', {
+            registry,
+            queue: { url: queueUrl, pollingSeconds: 0.5 },
+            pollMs: 100,
+          });
+          if (result.outcome !== 'succeeded')
+            throw new Error(`fleet on the queue: ${result.outcome} ${JSON.stringify(result.targets.filter((t) => t.status !== 'succeeded').slice(0, 3))}`);
         });
       } finally {
         for (const w of workers) w.kill('SIGTERM');
-        await Promise.all(workers.map((w) => new Promise((resolve) => {
-    if (w.exitCode !== null) resolve(null);
-    else w.on('exit', resolve);
-  })));
+        await Promise.all(
+          workers.map(
+            (w) =>
+              new Promise((resolve) => {
+                if (w.exitCode !== null) resolve(null);
+                else w.on('exit', resolve);
+              }),
+          ),
+        );
       }
     }
 
@@ -168,8 +184,12 @@ export async function benchFleet(options: FleetBenchOptions): Promise<void> {
     console.log(`  fleet overhead per target (--jobs 1 minus the floor, / ${n}): ${((jobs1 - floor) / n).toFixed(1)} ms`);
     console.log(`  per target, shell loop / fleet --jobs 1: ${(perTarget('shell loop') / perTarget('cutover fleet run --jobs 1')).toFixed(1)}x`);
     console.log(`  per target, xargs -P 4 / fleet --jobs 4: ${(perTarget('xargs') / perTarget('cutover fleet run --jobs 4')).toFixed(1)}x`);
-    console.log(`  queue mode / in-process at equal concurrency: 2 workers x 1 / --jobs 2 ${(med('queue: 2 workers x --concurrency 1') / med('cutover fleet run --jobs 2')).toFixed(2)}x, 2 workers x 2 / --jobs 4 ${(med('queue: 2 workers x --concurrency 2') / med('cutover fleet run --jobs 4')).toFixed(2)}x (target: within 1.5x)`);
-    console.log(`  fleet speed-up over --jobs 1: --jobs 2 ${(jobs1 / med('cutover fleet run --jobs 2')).toFixed(2)}x, --jobs 4 ${(jobs1 / med('cutover fleet run --jobs 4')).toFixed(2)}x`);
+    console.log(
+      `  queue mode / in-process at equal concurrency: 2 workers x 1 / --jobs 2 ${(med('queue: 2 workers x --concurrency 1') / med('cutover fleet run --jobs 2')).toFixed(2)}x, 2 workers x 2 / --jobs 4 ${(med('queue: 2 workers x --concurrency 2') / med('cutover fleet run --jobs 4')).toFixed(2)}x (target: within 1.5x)`,
+    );
+    console.log(
+      `  fleet speed-up over --jobs 1: --jobs 2 ${(jobs1 / med('cutover fleet run --jobs 2')).toFixed(2)}x, --jobs 4 ${(jobs1 / med('cutover fleet run --jobs 4')).toFixed(2)}x`,
+    );
   } finally {
     await Promise.all(servers.map((s) => s.stop()));
     rmSync(dir, { recursive: true, force: true });

@@ -57,7 +57,8 @@ export async function hashFloor(sourceUrl: string, targetUrl: string, tables: re
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const [jobs, sourceUrl, targetUrl, ...tables] = process.argv.slice(2);
-  if (jobs === undefined || sourceUrl === undefined || targetUrl === undefined) throw new Error('usage: hash-floor <jobs> <source url> <target url> <table>...');
+  if (jobs === undefined || sourceUrl === undefined || targetUrl === undefined)
+    throw new Error('usage: hash-floor <jobs> <source url> <target url> <table>...');
   const columns = await columnsOf(sourceUrl, tables);
   await hashFloor(sourceUrl, targetUrl, tables, columns, Number(jobs));
 }

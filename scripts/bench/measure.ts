@@ -74,7 +74,10 @@ export function runProcess(argv: readonly string[], options: { readonly env?: No
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('error', reject);
-    child.on('close', (code) => { if (code === 0) resolve(); else reject(new Error(`${argv.join(' ')} exited with ${code}: ${stderr.slice(0, 2000)}`)); });
+    child.on('close', (code) => {
+      if (code === 0) resolve();
+      else reject(new Error(`${argv.join(' ')} exited with ${code}: ${stderr.slice(0, 2000)}`));
+    });
   });
 }
 
@@ -111,7 +114,9 @@ export function report(result: Omit<BenchResult, 'ratio' | 'met'>): BenchResult 
   };
   results.push(full);
   const verdict = full.target === undefined ? '' : `  target <= ${full.target}x: ${full.met === true ? 'MET' : 'MISSED'}`;
-  console.log(`  ${result.what}: ${showSpread(result.candidateMs)}  vs ${result.baseline}: ${showSpread(result.baselineMs)}  (min/median/max of ${result.candidateMs.runs})  = ${ratio.toFixed(2)}x${verdict}`);
+  console.log(
+    `  ${result.what}: ${showSpread(result.candidateMs)}  vs ${result.baseline}: ${showSpread(result.baselineMs)}  (min/median/max of ${result.candidateMs.runs})  = ${ratio.toFixed(2)}x${verdict}`,
+  );
   return full;
 }
 

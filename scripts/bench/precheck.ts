@@ -17,7 +17,9 @@ const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../sr
 
 export async function benchPrecheck(options: { readonly repeat: number; readonly tables: number }): Promise<void> {
   const { repeat, tables } = options;
-  console.log(`upgrade-precheck: ${tables.toLocaleString('en-US')} tables on a live PostgreSQL 15 (Debian), whole processes, min/median/max of ${repeat}, order alternated`);
+  console.log(
+    `upgrade-precheck: ${tables.toLocaleString('en-US')} tables on a live PostgreSQL 15 (Debian), whole processes, min/median/max of ${repeat}, order alternated`,
+  );
   const old = await startPostgres(15);
   const fresh = await initPostgres(15);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'cutover-bench-'));
@@ -60,7 +62,14 @@ steps:
       () => runProcess(argv, { cwd: os.tmpdir() }),
       () => runProcess([process.execPath, CLI, 'run', file, '--yes', '--state-dir', dir]),
     ]);
-    report({ bench: 'precheck', what: 'cutover run of upgrade-precheck (whole process)', baseline: "pg_upgrade --check, 15 -> 15 (Debian's, live)", baselineMs: spread(pgUpgrade!), candidateMs: spread(ours!), target: 0.5 });
+    report({
+      bench: 'precheck',
+      what: 'cutover run of upgrade-precheck (whole process)',
+      baseline: "pg_upgrade --check, 15 -> 15 (Debian's, live)",
+      baselineMs: spread(pgUpgrade!),
+      candidateMs: spread(ours!),
+      target: 0.5,
+    });
   } finally {
     await old.stop();
     fresh.remove();

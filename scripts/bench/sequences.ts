@@ -31,7 +31,6 @@ import { fileURLToPath } from 'node:url';
 
 const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/cli/main.js');
 
-
 export interface SequenceBenchOptions {
   readonly count: number;
   readonly version: PgVersion;
@@ -44,17 +43,20 @@ const sourceValue = (i: number) => 1000 + i * 7;
 async function createSequences(server: TestServer, db: string, names: readonly string[]): Promise<void> {
   await server.query('CREATE SCHEMA bench', [], db);
   for (let i = 0; i < names.length; i += 1000) {
-    await server.query(names.slice(i, i + 1000).map((n) => `CREATE SEQUENCE bench.${n}`).join(';'), [], db);
+    await server.query(
+      names
+        .slice(i, i + 1000)
+        .map((n) => `CREATE SEQUENCE bench.${n}`)
+        .join(';'),
+      [],
+      db,
+    );
   }
 }
 
 /** Puts every target sequence back to (1, false), untimed, so each repetition does the same work. */
 async function resetTarget(server: TestServer, names: readonly string[]): Promise<void> {
-  await server.query(
-    `SELECT count(setval(format('bench.%I', n)::regclass, 1, false)) FROM unnest($1::text[]) AS n`,
-    [names],
-    'target',
-  );
+  await server.query(`SELECT count(setval(format('bench.%I', n)::regclass, 1, false)) FROM unnest($1::text[]) AS n`, [names], 'target');
 }
 
 /** Untimed proof that a method did the job: every target sequence's next value is the source's. */
@@ -106,12 +108,12 @@ steps:
     const setvalSql = `SELECT count(setval(format('bench.%I', n)::regclass, v, false)) FROM unnest($1::text[], $2::bigint[]) AS t(n, v)`;
     // The same statement with its values inline, for psql.
     const setvalFile = path.join(dir, 'setval.sql');
-    writeFileSync(setvalFile, `SELECT count(setval(format('bench.%I', n)::regclass, v, false)) FROM unnest('{${names.join(',')}}'::text[], '{${next.join(',')}}'::bigint[]) AS t(n, v);\n`);
-    const script = path.join(dir, 'SEQUENCE_VALUES_output.sql');
     writeFileSync(
-      script,
-      ['SET search_path = bench, public;', ...names.map((n, i) => `ALTER SEQUENCE ${n} RESTART WITH ${next[i]};`)].join('\n') + '\n',
+      setvalFile,
+      `SELECT count(setval(format('bench.%I', n)::regclass, v, false)) FROM unnest('{${names.join(',')}}'::text[], '{${next.join(',')}}'::bigint[]) AS t(n, v);\n`,
     );
+    const script = path.join(dir, 'SEQUENCE_VALUES_output.sql');
+    writeFileSync(script, ['SET search_path = bench, public;', ...names.map((n, i) => `ALTER SEQUENCE ${n} RESTART WITH ${next[i]};`)].join('\n') + '\n');
     const psql = systemPgTool('psql');
     const around = (method: string) => ({ prepare: () => resetTarget(server, names), check: () => assertAllAt(server, names, next, method) });
 
@@ -144,10 +146,36 @@ steps:
       },
     ]);
     const bench = 'sequences';
-    report({ bench, what: `cutover run of sequence-reset, ${count} sequences (whole process)`, baseline: `psql -f of ${count} ALTER SEQUENCE ... RESTART (whole process)`, baselineMs: spread(psqlScript!), candidateMs: spread(cliRun!), target: 0.2 });
-    report({ bench, what: 'cutover run of sequence-reset (whole process)', baseline: 'psql -f of one set-based setval statement (whole process, the floor)', baselineMs: spread(psqlSetval!), candidateMs: spread(cliRun!) });
-    report({ bench, what: 'library run of sequence-reset, in-process (plan, apply, verify, journal)', baseline: 'the setval statement in a new in-process session', baselineMs: spread(setvalSession!), candidateMs: spread(libraryRun!) });
-    report({ bench, what: 'sequence-reset apply phase (step.started to step.applied)', baseline: 'the setval statement in a new in-process session', baselineMs: spread(setvalSession!), candidateMs: spread(applyPhase), target: 2 });
+    report({
+      bench,
+      what: `cutover run of sequence-reset, ${count} sequences (whole process)`,
+      baseline: `psql -f of ${count} ALTER SEQUENCE ... RESTART (whole process)`,
+      baselineMs: spread(psqlScript!),
+      candidateMs: spread(cliRun!),
+      target: 0.2,
+    });
+    report({
+      bench,
+      what: 'cutover run of sequence-reset (whole process)',
+      baseline: 'psql -f of one set-based setval statement (whole process, the floor)',
+      baselineMs: spread(psqlSetval!),
+      candidateMs: spread(cliRun!),
+    });
+    report({
+      bench,
+      what: 'library run of sequence-reset, in-process (plan, apply, verify, journal)',
+      baseline: 'the setval statement in a new in-process session',
+      baselineMs: spread(setvalSession!),
+      candidateMs: spread(libraryRun!),
+    });
+    report({
+      bench,
+      what: 'sequence-reset apply phase (step.started to step.applied)',
+      baseline: 'the setval statement in a new in-process session',
+      baselineMs: spread(setvalSession!),
+      candidateMs: spread(applyPhase),
+      target: 2,
+    });
   } finally {
     await server.stop();
   }

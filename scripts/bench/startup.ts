@@ -41,7 +41,14 @@ export async function benchStartup(options: { readonly repeat: number }): Promis
       () => runProcess([process.execPath, baseline, ...c.argv], { env: demoEnv }),
       () => runProcess([process.execPath, cli, ...c.argv], { env: demoEnv }),
     ]);
-    report({ bench: 'startup', what: c.what, baseline: 'yargs parsing the same argv', baselineMs: spread(yargsOnly!), candidateMs: spread(ours!), target: c.target });
+    report({
+      bench: 'startup',
+      what: c.what,
+      baseline: 'yargs parsing the same argv',
+      baselineMs: spread(yargsOnly!),
+      candidateMs: spread(ours!),
+      target: c.target,
+    });
     console.log(`    (node -e 0: ${showSpread(spread(nodeOnly!))})`);
   }
 }

@@ -88,7 +88,15 @@ export class Journal {
     closeSync(fd);
     const last = parseLines(text.slice(0, end)).at(-1);
     return {
-      journal: new Journal(file, openSync(file, 'a', 0o600), records.length, last?.hash ?? GENESIS, redactor, chainOf(records) === 'hmac-sha256' ? key : undefined, sink),
+      journal: new Journal(
+        file,
+        openSync(file, 'a', 0o600),
+        records.length,
+        last?.hash ?? GENESIS,
+        redactor,
+        chainOf(records) === 'hmac-sha256' ? key : undefined,
+        sink,
+      ),
       records,
       tornBytes,
     };
@@ -210,7 +218,10 @@ export function verifyJournalText(text: string, options: VerifyOptions = {}): Ve
   if (chain === 'hmac-sha256' && options.key === undefined) {
     problems.push({ line: 1, problem: 'the journal is keyed (HMAC-SHA256): set CUTOVER_JOURNAL_KEY or CUTOVER_JOURNAL_KEY_FILE to verify it' });
   } else if (chain === 'sha256' && options.key !== undefined) {
-    problems.push({ line: 1, problem: 'a journal key is set but this journal is not keyed: it was written without the key, or rewritten by someone who lacked it' });
+    problems.push({
+      line: 1,
+      problem: 'a journal key is set but this journal is not keyed: it was written without the key, or rewritten by someone who lacked it',
+    });
   }
   const heads: string[] = [];
   complete.forEach((line, index) => {
@@ -224,7 +235,10 @@ export function verifyJournalText(text: string, options: VerifyOptions = {}): Ve
     }
     count++;
     if ((chain === 'sha256' || key !== undefined) && hashOf(parsed.body, key) !== parsed.hash) {
-      problems.push({ line: number, problem: key !== undefined ? 'record does not match its HMAC (edited, or another key)' : 'record does not match its hash' });
+      problems.push({
+        line: number,
+        problem: key !== undefined ? 'record does not match its HMAC (edited, or another key)' : 'record does not match its hash',
+      });
     }
     if (parsed.record.prev !== prev) problems.push({ line: number, problem: 'previous-hash link is broken' });
     if (parsed.record.seq !== count) problems.push({ line: number, problem: `sequence number ${parsed.record.seq}, expected ${count}` });

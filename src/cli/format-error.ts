@@ -25,7 +25,11 @@ import {
 import { displayWidth } from './table.js';
 
 /** `file:line:column: path: message`, as validation problems and deprecation notes are printed. */
-export function formatIssue(issue: { readonly position: { readonly file: string; readonly line: number; readonly column: number }; readonly path: string; readonly message: string }): string {
+export function formatIssue(issue: {
+  readonly position: { readonly file: string; readonly line: number; readonly column: number };
+  readonly path: string;
+  readonly message: string;
+}): string {
   return `${issue.position.file}:${issue.position.line}:${issue.position.column}: ${issue.path}: ${issue.message}`;
 }
 
@@ -85,7 +89,9 @@ export function formatDatabaseError(error: DatabaseError): string {
  * emoji, and a tab kept as a tab so it reaches the same tab stop.
  */
 function caret(sql: string, position: number): string[] {
-  const before = Array.from(sql).slice(0, Math.max(0, position - 1)).join('');
+  const before = Array.from(sql)
+    .slice(0, Math.max(0, position - 1))
+    .join('');
   const lineNumber = before.split('\n').length;
   const line = sql.split('\n')[lineNumber - 1] ?? '';
   const prefix = `  LINE ${lineNumber}: `;

@@ -23,9 +23,7 @@ const PARAMS_SHOWN = 400;
 function showParams(params: readonly Json[]): string {
   const full = JSON.stringify(params);
   if (full.length <= PARAMS_SHOWN) return full;
-  return params
-    .map((p, i) => `$${i + 1} ${Array.isArray(p) ? `[${p.length} values]` : JSON.stringify(p).slice(0, 60)}`)
-    .join(', ') + ' (all values: --json)';
+  return params.map((p, i) => `$${i + 1} ${Array.isArray(p) ? `[${p.length} values]` : JSON.stringify(p).slice(0, 60)}`).join(', ') + ' (all values: --json)';
 }
 
 function formatAction(action: Action): string[] {
@@ -63,7 +61,14 @@ export function formatPlan(plan: RollbackPlan | StepPlan): string[] {
   for (const table of plan.tables ?? []) lines.push(...formatTable(table));
   for (const note of plan.notes ?? []) lines.push(`# ${note}`);
   for (const blocker of plan.blockers ?? []) lines.push(`! blocked: ${blocker}`);
-  if (plan.output) lines.push('output:', ...plan.output.trimEnd().split('\n').map((l) => `  ${l}`));
+  if (plan.output)
+    lines.push(
+      'output:',
+      ...plan.output
+        .trimEnd()
+        .split('\n')
+        .map((l) => `  ${l}`),
+    );
   return lines;
 }
 
@@ -89,7 +94,11 @@ export function formatRunResult(result: RunResult, title: string): string {
     if (step.plan) lines.push(...formatPlan(step.plan).map((l) => `      ${l.split('\n').join('\n      ')}`));
     // A blocked plan's error only repeats the `! blocked:` lines of its plan.
     if (step.error && !(step.error.name === 'PlanBlockedError' && step.plan?.blockers?.length)) {
-      lines.push(...formatSerialized(step.error).split('\n').map((l) => `      ! ${l}`));
+      lines.push(
+        ...formatSerialized(step.error)
+          .split('\n')
+          .map((l) => `      ! ${l}`),
+      );
     }
   });
   return lines.join('\n');
@@ -113,8 +122,15 @@ export function formatState(state: RunState): string {
     const phases = formatPhases(step.phases);
     const duration = phases !== undefined ? ` [${phases}]` : '';
     const undo = step.rollbackMs !== undefined ? `, rollback ${formatDuration(step.rollbackMs)}` : '';
-    lines.push(`  ${id}: ${step.status}${step.verified === true && step.status === 'completed' ? ' (verified)' : ''}${duration}${undo}${step.attempts > 1 ? `, ${step.attempts} attempts` : ''}`);
-    if (step.error) lines.push(...formatSerialized(step.error).split('\n').map((l) => `      ! ${l}`));
+    lines.push(
+      `  ${id}: ${step.status}${step.verified === true && step.status === 'completed' ? ' (verified)' : ''}${duration}${undo}${step.attempts > 1 ? `, ${step.attempts} attempts` : ''}`,
+    );
+    if (step.error)
+      lines.push(
+        ...formatSerialized(step.error)
+          .split('\n')
+          .map((l) => `      ! ${l}`),
+      );
   }
   return lines.join('\n');
 }

@@ -42,7 +42,7 @@ function wrap(stream: NodeJS.WriteStream): void {
     if (error.code === 'EPIPE' || error.code === 'ERR_STREAM_DESTROYED') closed = true;
     else throw error;
   });
-  stream.write = ((chunk: unknown, ...rest: unknown[]) => {
+  stream.write = (chunk: unknown, ...rest: unknown[]) => {
     if (closed) {
       const callback = rest.find((r) => typeof r === 'function') as (() => void) | undefined;
       callback?.();
@@ -53,7 +53,7 @@ function wrap(stream: NodeJS.WriteStream): void {
       else if (chunk instanceof Uint8Array) chunk = redactor.redact(Buffer.from(chunk).toString('utf8'));
     }
     return write(chunk, ...rest);
-  });
+  };
 }
 
 /** Wraps stdout and stderr once, so every writer in the process is redacted. */

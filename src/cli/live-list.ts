@@ -23,7 +23,10 @@ async function plainAsk(question: string): Promise<boolean> {
 
 type Wrapper = ListrTaskWrapper<unknown, typeof DefaultRenderer, typeof SimpleRenderer>;
 
-type Final = { readonly kind: 'done'; readonly title?: string } | { readonly kind: 'failed'; readonly message: string } | { readonly kind: 'skip'; readonly message: string };
+type Final =
+  | { readonly kind: 'done'; readonly title?: string }
+  | { readonly kind: 'failed'; readonly message: string }
+  | { readonly kind: 'skip'; readonly message: string };
 
 interface Slot {
   wrapper?: Wrapper;
@@ -68,7 +71,8 @@ export class LiveList {
   ) {
     this.plain = options.timestamps === true || !process.stdout.isTTY;
     for (const id of stepIds) this.slots.set(id, newSlot());
-    const stepTasks = mode === 'rollback' ? [] : stepIds.map((id) => ({ title: id, task: (_: unknown, task: Wrapper) => this.wait(this.slots.get(id) ?? {}, task) }));
+    const stepTasks =
+      mode === 'rollback' ? [] : stepIds.map((id) => ({ title: id, task: (_: unknown, task: Wrapper) => this.wait(this.slots.get(id) ?? {}, task) }));
     this.listr = new Listr<unknown, 'default' | 'simple'>(
       [
         ...stepTasks,
@@ -115,7 +119,9 @@ export class LiveList {
     // The engine may ask before listr2 has drawn the step's task: wait for it.
     const wrapper = await (this.slots.get(stepId) ?? this.rollbackSlots.get(stepId))?.started;
     if (wrapper === undefined) return plainAsk(question);
-    const answer: unknown = await wrapper.prompt(ListrEnquirerPromptAdapter).run({ type: 'Toggle', message: question, enabled: 'yes', disabled: 'no', initial: false });
+    const answer: unknown = await wrapper
+      .prompt(ListrEnquirerPromptAdapter)
+      .run({ type: 'Toggle', message: question, enabled: 'yes', disabled: 'no', initial: false });
     return answer === true;
   }
 
@@ -142,7 +148,8 @@ export class LiveList {
         this.addPhase(event.stepId, 'plan', event.durationMs);
         // The plan itself is printed once, after the list (plan) or kept in the journal (run).
         // A plan with blockers is settled by the step.failed that follows it.
-        if (slot && this.mode === 'plan' && (event.plan.blockers?.length ?? 0) === 0) this.settle(slot, { kind: 'done', title: `${event.stepId}${this.timing(event.stepId)}` });
+        if (slot && this.mode === 'plan' && (event.plan.blockers?.length ?? 0) === 0)
+          this.settle(slot, { kind: 'done', title: `${event.stepId}${this.timing(event.stepId)}` });
         else if (slot?.wrapper) slot.wrapper.title = `${event.stepId}: planned${this.timing(event.stepId)}`;
         return;
       case 'step.started':
@@ -190,11 +197,16 @@ export class LiveList {
         this.settleRollback(event.stepId, { kind: 'skip', message: this.named(event.stepId, `${event.irreversible ? 'IRREVERSIBLE, ' : ''}${event.reason}`) });
         return;
       case 'rollback.step.failed':
-        this.settleRollback(event.stepId, { kind: 'failed', message: this.named(event.stepId, `rollback failed: ${formatSerialized(event.error).split('\n')[0] ?? ''}`) });
+        this.settleRollback(event.stepId, {
+          kind: 'failed',
+          message: this.named(event.stepId, `rollback failed: ${formatSerialized(event.error).split('\n')[0] ?? ''}`),
+        });
         return;
       case 'run.finished':
       case 'run.stopped':
-        for (const [id, s] of this.slots) if (s.final === undefined && s.wrapper) this.settle(s, { kind: 'skip', message: this.named(id, event.type === 'run.stopped' ? `stopped: ${event.reason}` : 'not run') });
+        for (const [id, s] of this.slots)
+          if (s.final === undefined && s.wrapper)
+            this.settle(s, { kind: 'skip', message: this.named(id, event.type === 'run.stopped' ? `stopped: ${event.reason}` : 'not run') });
         return;
       default:
         return;

@@ -40,12 +40,8 @@ async function main(argv: string[]): Promise<void> {
     // saves here, about 30 ms of a validate.
     (await import('zod')).z.config({ jitless: true });
   }
-  const commands = await Promise.all(
-    commandTable.map((entry) => (entry === named || loadAll ? entry.load() : Promise.resolve(listed(entry)))),
-  );
-  let cli = yargs(argv)
-    .scriptName('cutover')
-    .usage('$0 <command>\n\nDeclarative, audited, reversible runbooks for database cutovers.');
+  const commands = await Promise.all(commandTable.map((entry) => (entry === named || loadAll ? entry.load() : Promise.resolve(listed(entry)))));
+  let cli = yargs(argv).scriptName('cutover').usage('$0 <command>\n\nDeclarative, audited, reversible runbooks for database cutovers.');
   // eslint-disable-next-line @typescript-eslint/no-unsafe-argument -- see AnyCommand: yargs takes each module's own argument type
   for (const command of commands) cli = cli.command(command);
   await cli

@@ -50,9 +50,19 @@ export async function runWithUi(
   jsonExtra: Readonly<Record<string, unknown>> = {},
 ): Promise<{ result: RunResult; code: ExitCode }> {
   let result: RunResult;
-  const protect = (secrets: readonly string[]) => { io.protect(secrets); };
+  const protect = (secrets: readonly string[]) => {
+    io.protect(secrets);
+  };
   if (json) {
-    result = await withInterrupts((signal) => body({ protect, signal, onEvent: (event) => { io.log(eventLine(event)); } }));
+    result = await withInterrupts((signal) =>
+      body({
+        protect,
+        signal,
+        onEvent: (event) => {
+          io.log(eventLine(event));
+        },
+      }),
+    );
     io.out(JSON.stringify({ ...jsonExtra, ...toJson(result) }, null, 2));
     return { result, code: exitCodeFor(result) };
   }
@@ -61,14 +71,14 @@ export async function runWithUi(
   try {
     result = await withInterrupts((signal) =>
       body({
-      protect,
-      signal,
-      onEvent: (event) => {
-        io.log(eventLine(event));
-        list.handle(event);
-      },
-      ...(io.interactive() ? { confirm: (question: string, stepId: string) => list.ask(question, stepId) } : {}),
-    }),
+        protect,
+        signal,
+        onEvent: (event) => {
+          io.log(eventLine(event));
+          list.handle(event);
+        },
+        ...(io.interactive() ? { confirm: (question: string, stepId: string) => list.ask(question, stepId) } : {}),
+      }),
     );
   } finally {
     await list.done();
@@ -126,7 +136,10 @@ function cause(result: RunResult, mode: 'plan' | 'run' | 'resume' | 'rollback'):
   if (error === undefined) return [];
   if (!(error instanceof StepFailedError)) return ['', formatError(error)];
   const step = result.steps.find((s) => s.id === error.stepId);
-  const where = step === undefined ? '' : ` (${step.kind}${step.connections.length > 0 ? `, ${step.connections.length === 1 ? 'connection' : 'connections'} ${step.connections.join(', ')}` : ''})`;
+  const where =
+    step === undefined
+      ? ''
+      : ` (${step.kind}${step.connections.length > 0 ? `, ${step.connections.length === 1 ? 'connection' : 'connections'} ${step.connections.join(', ')}` : ''})`;
   if (mode === 'plan' && error.cause instanceof PlanBlockedError) {
     // The plan above lists its blockers (`! blocked:`): name the step, do not repeat them.
     const n = error.cause.blockers.length;
@@ -150,10 +163,18 @@ function whereItStands(result: RunResult): string[] {
   for (const s of irreversible) lines.push(`  still in place, cannot be rolled back: ${named(s)}: ${s.rollbackSkipped?.reason ?? ''}`);
   for (const s of rollbackFailed) {
     lines.push(`  rollback failed, may be partly undone: ${named(s)}`);
-    if (s.error !== undefined) lines.push(...formatSerialized(s.error).split('\n').map((l) => `    ${l}`));
+    if (s.error !== undefined)
+      lines.push(
+        ...formatSerialized(s.error)
+          .split('\n')
+          .map((l) => `    ${l}`),
+      );
   }
   if (inPlace.length > 0) lines.push(`  applied and still in place: ${inPlace.map(named).join(', ')}`);
-  if (midway.length > 0) lines.push(`  stopped in the middle of: ${midway.map(named).join(', ')} (its transaction, if any, was rolled back; what it recorded before writing is kept)`);
+  if (midway.length > 0)
+    lines.push(
+      `  stopped in the middle of: ${midway.map(named).join(', ')} (its transaction, if any, was rolled back; what it recorded before writing is kept)`,
+    );
   if (lines.length === 0) lines.push('  nothing of this run is in place');
   return ['', 'Where things stand:', ...lines];
 }
@@ -181,7 +202,13 @@ function next(result: RunResult, mode: 'run' | 'resume' | 'rollback'): string[] 
     case 'interrupted':
     case 'failed':
       if (code !== ExitCode.stopped) return [];
-      return ['', 'Next, one of:', `  cutover resume ${id}      continue from where it stopped`, `  cutover rollback ${id}    undo what is applied`, `  cutover abandon ${id} --reason "..."   give up on it (it can still be rolled back)`];
+      return [
+        '',
+        'Next, one of:',
+        `  cutover resume ${id}      continue from where it stopped`,
+        `  cutover rollback ${id}    undo what is applied`,
+        `  cutover abandon ${id} --reason "..."   give up on it (it can still be rolled back)`,
+      ];
     default:
       return [];
   }

@@ -53,7 +53,14 @@ const same = (a: Digest, b: Digest) => a.rows === b.rows && a.hash === b.hash;
 const larger = (a: Digest, b: Digest) => (a.rows > b.rows ? a.rows : b.rows);
 
 /** Narrows one differing chunk down to its rows, adding what it finds to `found`. */
-export async function locate(source: Side, target: Side, chunk: Chunk, digests: readonly [Digest, Digest], found: Located, options: LocateOptions): Promise<void> {
+export async function locate(
+  source: Side,
+  target: Side,
+  chunk: Chunk,
+  digests: readonly [Digest, Digest],
+  found: Located,
+  options: LocateOptions,
+): Promise<void> {
   const [s, t] = digests;
   if (same(s, t)) return;
   const listed = () => found.rows.length + found.counts['missing-on-target'] + found.counts['missing-on-source'] + found.counts.different;
@@ -72,7 +79,8 @@ export async function locate(source: Side, target: Side, chunk: Chunk, digests: 
     const [sourceParts, targetParts] = await Promise.all([digestParts(source, chunk, parts), digestParts(target, chunk, parts)]);
     for (const [i, part] of parts.entries()) {
       const digests = [sourceParts[i], targetParts[i]] as const;
-      if (digests[0] === undefined || digests[1] === undefined) throw new Error(`compare: ${parts.length} parts asked, ${sourceParts.length} and ${targetParts.length} digested`);
+      if (digests[0] === undefined || digests[1] === undefined)
+        throw new Error(`compare: ${parts.length} parts asked, ${sourceParts.length} and ${targetParts.length} digested`);
       await locate(source, target, part, [digests[0], digests[1]], found, options);
     }
     return;

@@ -20,14 +20,11 @@ const secretSource = {
 export const postgresConnectionSchema = z
   .strictObject({
     kind: z.literal('postgres'),
-    url: z
-      .string()
-      .optional()
-      .describe('postgres://user[:password]@host:port/database?sslmode=...&sslrootcert=... (percent-encode special characters)'),
-    host: z.string().optional().describe('overrides the URL\'s; default $PGHOST or localhost'),
-    port: z.number().int().min(1).max(65535).optional().describe('overrides the URL\'s; default $PGPORT or 5432'),
-    database: z.string().optional().describe('overrides the URL\'s; default $PGDATABASE or the user name'),
-    user: z.string().optional().describe('overrides the URL\'s; default $PGUSER or the OS user'),
+    url: z.string().optional().describe('postgres://user[:password]@host:port/database?sslmode=...&sslrootcert=... (percent-encode special characters)'),
+    host: z.string().optional().describe("overrides the URL's; default $PGHOST or localhost"),
+    port: z.number().int().min(1).max(65535).optional().describe("overrides the URL's; default $PGPORT or 5432"),
+    database: z.string().optional().describe("overrides the URL's; default $PGDATABASE or the user name"),
+    user: z.string().optional().describe("overrides the URL's; default $PGUSER or the OS user"),
     sslmode: z
       .enum(['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'])
       .optional()
@@ -75,14 +72,14 @@ export const pgbouncerConnectionSchema = z
     path: ['passwordFile'],
   });
 
-const httpUrl = z.string().regex(/^https?:\/\/[^\s/]+\/?$/, 'expected http(s)://host:port of a member\'s REST API, without a path');
+const httpUrl = z.string().regex(/^https?:\/\/[^\s/]+\/?$/, "expected http(s)://host:port of a member's REST API, without a path");
 
 /** Patroni's REST API (one member's, others optional), for the `patroni` step kind. */
 export const patroniConnectionSchema = z
   .strictObject({
     kind: z.literal('patroni'),
     url: httpUrl.describe("http(s)://host:8008: one member's REST API; the others are found from GET /cluster"),
-    members: z.array(httpUrl).optional().describe('further members\' REST APIs, asked when `url` does not answer'),
+    members: z.array(httpUrl).optional().describe("further members' REST APIs, asked when `url` does not answer"),
     username: z.string().optional().describe('basic auth (restapi.authentication), used for POST /switchover'),
     ...secretSource,
     caFile: z.string().optional().describe('CA certificate to verify an https REST API, relative to the runbook'),

@@ -184,10 +184,7 @@ export function readPasswordFile(name: string, file: string): { password: string
 }
 
 /** libpq's password file: `host:port:database:user:password`, `*` matches anything, `\` escapes. */
-export function lookupPgpass(
-  text: string,
-  want: { host: string; port: number; database: string; user: string },
-): string | undefined {
+export function lookupPgpass(text: string, want: { host: string; port: number; database: string; user: string }): string | undefined {
   for (const line of text.split(/\r?\n/)) {
     if (line.trim() === '' || line.startsWith('#')) continue;
     const fields: string[] = [];
@@ -217,7 +214,7 @@ function pgpassFile(env: Readonly<Record<string, string | undefined>>): string {
 
 function resolvePostgres(name: string, spec: PostgresConnectionSpec, options: ResolveOptions): ResolvedPostgres {
   const env = options.env ?? process.env;
-  const url = spec.url !== undefined ? parsePostgresUrl(name, spec.url) : { params: new Map<string, string>() } as ParsedUrl;
+  const url = spec.url !== undefined ? parsePostgresUrl(name, spec.url) : ({ params: new Map<string, string>() } as ParsedUrl);
   const secrets: string[] = [];
   const warnings: string[] = [];
   const host = spec.host ?? url.host ?? env['PGHOST'] ?? 'localhost';
@@ -365,8 +362,7 @@ function resolvePatroni(name: string, spec: PatroniConnectionSpec, options: Reso
   const fromFile = spec.passwordFile !== undefined ? readPasswordFile(name, path.resolve(baseDir, spec.passwordFile)) : undefined;
   const password = spec.password ?? fromFile?.password;
   if (password !== undefined && spec.username === undefined) throw new UsageError(`connection "${name}": a password needs a username`);
-  const authorization =
-    spec.username === undefined ? undefined : `Basic ${Buffer.from(`${spec.username}:${password ?? ''}`).toString('base64')}`;
+  const authorization = spec.username === undefined ? undefined : `Basic ${Buffer.from(`${spec.username}:${password ?? ''}`).toString('base64')}`;
   const tls = {
     ...(spec.caFile !== undefined ? { ca: readPemFile(name, 'caFile', spec.caFile, baseDir) } : {}),
     ...(spec.certFile !== undefined ? { cert: readPemFile(name, 'certFile', spec.certFile, baseDir) } : {}),

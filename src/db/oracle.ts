@@ -35,11 +35,7 @@ export const thinConnector: OracleConnector = async (spec) => {
   });
 };
 
-export async function openOracle(
-  name: string,
-  resolved: ResolvedOracle,
-  connector: OracleConnector = thinConnector,
-): Promise<OracleSession> {
+export async function openOracle(name: string, resolved: ResolvedOracle, connector: OracleConnector = thinConnector): Promise<OracleSession> {
   let connection: OracleConnection;
   try {
     connection = await connector(resolved.spec);

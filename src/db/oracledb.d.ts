@@ -1,11 +1,7 @@
 // node-oracledb ships no type declarations; this is the part src/db/oracle.ts uses.
 declare module 'oracledb' {
   interface Connection {
-    execute(
-      sql: string,
-      binds: Readonly<Record<string, string | number>>,
-      options: { outFormat: number },
-    ): Promise<{ rows?: unknown[] }>;
+    execute(sql: string, binds: Readonly<Record<string, string | number>>, options: { outFormat: number }): Promise<{ rows?: unknown[] }>;
     close(): Promise<void>;
   }
   const oracledb: {

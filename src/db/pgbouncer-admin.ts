@@ -75,11 +75,15 @@ export class PgBouncerAdmin {
       };
       if (options.timeoutMs !== undefined) {
         const timeoutMs = options.timeoutMs;
-        timer = setTimeout(() => { give(new AdminTimeoutError(sql, timeoutMs)); }, timeoutMs);
+        timer = setTimeout(() => {
+          give(new AdminTimeoutError(sql, timeoutMs));
+        }, timeoutMs);
       }
       if (options.signal !== undefined) {
         const signal = options.signal;
-        onAbort = () => { give(signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason))); };
+        onAbort = () => {
+          give(signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason)));
+        };
         if (signal.aborted) onAbort();
         else signal.addEventListener('abort', onAbort, { once: true });
       }

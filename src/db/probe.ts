@@ -15,10 +15,18 @@ export function probePostgres(host: string, port: number, timeoutMs: number): Pr
       socket.destroy();
       resolve(result);
     };
-    socket.setTimeout(timeoutMs, () => { done(`no answer within ${timeoutMs}ms`); });
-    socket.once('error', (error: NodeJS.ErrnoException) => { done(error.code ?? error.message); });
+    socket.setTimeout(timeoutMs, () => {
+      done(`no answer within ${timeoutMs}ms`);
+    });
+    socket.once('error', (error: NodeJS.ErrnoException) => {
+      done(error.code ?? error.message);
+    });
     socket.once('connect', () => socket.write(SSL_REQUEST));
-    socket.once('data', (data) => { done(data[0] === 0x53 || data[0] === 0x4e ? undefined : 'not a PostgreSQL server'); });
-    socket.once('end', () => { done('closed without answering'); });
+    socket.once('data', (data) => {
+      done(data[0] === 0x53 || data[0] === 0x4e ? undefined : 'not a PostgreSQL server');
+    });
+    socket.once('end', () => {
+      done('closed without answering');
+    });
   });
 }

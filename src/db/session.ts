@@ -35,10 +35,7 @@ export interface QueryResult<Row> {
 /** What steps get: run SQL, nothing else. */
 export interface Queryable {
   readonly connectionName: string;
-  query<Row extends QueryResultRow = QueryResultRow>(
-    sql: string,
-    params?: readonly unknown[],
-  ): Promise<QueryResult<Row>>;
+  query<Row extends QueryResultRow = QueryResultRow>(sql: string, params?: readonly unknown[]): Promise<QueryResult<Row>>;
   /**
    * Several statements, one row list per statement: in one round trip (the
    * simple query protocol) on a session that may write, one statement at a
@@ -148,14 +145,15 @@ export class Session implements Queryable {
       called = true;
       listener(reason);
     };
-    this.client.on('error', (error: Error) => { once(error.message); });
-    this.client.on('end', () => { once('the connection closed'); });
+    this.client.on('error', (error: Error) => {
+      once(error.message);
+    });
+    this.client.on('end', () => {
+      once('the connection closed');
+    });
   }
 
-  async query<Row extends QueryResultRow = QueryResultRow>(
-    sql: string,
-    params?: readonly unknown[],
-  ): Promise<QueryResult<Row>> {
+  async query<Row extends QueryResultRow = QueryResultRow>(sql: string, params?: readonly unknown[]): Promise<QueryResult<Row>> {
     try {
       const config: pg.QueryConfig & { queryMode?: 'extended' } = {
         text: sql,

@@ -24,10 +24,19 @@ port.on('message', (request: { text: string; params: unknown[] }) => {
   ready
     .then(() => client.query(request.text, request.params))
     .then(
-      (result) => { answer({ ok: true, rows: result.rows, rowCount: result.rowCount ?? 0 }); },
+      (result) => {
+        answer({ ok: true, rows: result.rows, rowCount: result.rowCount ?? 0 });
+      },
       (error: unknown) => {
         const e = error as { message?: string; code?: string; detail?: string };
-        answer({ ok: false, error: { message: e.message ?? String(error), ...(e.code !== undefined ? { code: e.code } : {}), ...(e.detail !== undefined ? { detail: e.detail } : {}) } });
+        answer({
+          ok: false,
+          error: {
+            message: e.message ?? String(error),
+            ...(e.code !== undefined ? { code: e.code } : {}),
+            ...(e.detail !== undefined ? { detail: e.detail } : {}),
+          },
+        });
       },
     );
 });

@@ -69,7 +69,11 @@ export class SyncPg {
     const waited = Atomics.wait(this.flag, 0, 0, this.timeoutMs);
     const message = receiveMessageOnPort(this.port);
     if (message === undefined) {
-      throw new SyncPgError(waited === 'timed-out' ? `no answer from the queue database within ${this.timeoutMs} ms` : 'no answer from the queue database', undefined, undefined);
+      throw new SyncPgError(
+        waited === 'timed-out' ? `no answer from the queue database within ${this.timeoutMs} ms` : 'no answer from the queue database',
+        undefined,
+        undefined,
+      );
     }
     const reply = message.message as Reply;
     if (!reply.ok) throw new SyncPgError(reply.error?.message ?? 'query failed', reply.error?.code, reply.error?.detail);

@@ -52,9 +52,7 @@ export interface RunOptions extends EngineOptions {
 import type { RunResult } from './result.js';
 export type { RunResult, StepResult } from './result.js';
 
-type StepOutcome =
-  | { readonly ok: true }
-  | { readonly ok: false; readonly stop: 'failed' | 'stopped' | 'refused' | 'interrupted'; readonly error: unknown };
+type StepOutcome = { readonly ok: true } | { readonly ok: false; readonly stop: 'failed' | 'stopped' | 'refused' | 'interrupted'; readonly error: unknown };
 
 const ok: StepOutcome = { ok: true };
 
@@ -75,7 +73,16 @@ export async function runRunbook(runbook: Runbook, options: RunOptions): Promise
   const dryRun = options.dryRun === true;
   const redactor = redactorFor(runbook, connections);
   const key = journalKey(options.journalKey);
-  const rc = new RunContext({ runbook, runId, runDir, journal: Journal.create(runDir, redactor, key, options.journalSink), redactor, connections, options, dryRun });
+  const rc = new RunContext({
+    runbook,
+    runId,
+    runDir,
+    journal: Journal.create(runDir, redactor, key, options.journalSink),
+    redactor,
+    connections,
+    options,
+    dryRun,
+  });
   const unlock = lockRunDir(runDir);
   const started = Date.now();
   try {
@@ -277,13 +284,10 @@ async function withTargets(
   options: { readonly fresh: boolean },
   body: () => Promise<StepOutcome>,
 ): Promise<RunResult> {
-  const locks = new RunLocks(
-    { runId: rc.runId, operator: operatorName(rc.options), host: os.hostname(), pid: process.pid },
-    (error) => {
-      rc.emit({ type: 'lock.lost', connection: error.connection, reason: error.reason });
-      rc.halt(error);
-    },
-  );
+  const locks = new RunLocks({ runId: rc.runId, operator: operatorName(rc.options), host: os.hostname(), pid: process.pid }, (error) => {
+    rc.emit({ type: 'lock.lost', connection: error.connection, reason: error.reason });
+    rc.halt(error);
+  });
   try {
     try {
       for (const name of rc.targets(steps)) {
@@ -691,14 +695,16 @@ async function reconcileInFlight(rc: RunContext, command: 'resume' | 'rollback')
   const definition = rc.definition(step);
   const effects = definition.effects(step.config);
   const phase = flying.phase;
-  const reconciled = (outcome: 'done' | 'not-done' | 'rerun', reason: string, before?: StepState['before']) => { rc.emit({
+  const reconciled = (outcome: 'done' | 'not-done' | 'rerun', reason: string, before?: StepState['before']) => {
+    rc.emit({
       type: 'step.reconciled',
       stepId: step.id,
       phase,
       outcome,
       reason,
       ...(before !== undefined ? { before } : {}),
-    }); };
+    });
+  };
 
   if (effects === 'none') {
     reconciled(phase === 'apply' ? 'not-done' : 'done', 'the step writes nothing; it is safe to run again');

@@ -66,15 +66,11 @@ export async function physicalDatabase(session: Session, fallback: string): Prom
 
 /** Makes the lock session immune to the server's idle timeouts (settings that do not exist on old servers are skipped). */
 export async function keepSessionAlive(session: Session): Promise<void> {
-  await session.query(
-    "SELECT set_config(name, '0', false) FROM pg_settings WHERE name IN ('idle_session_timeout', 'idle_in_transaction_session_timeout')",
-  );
+  await session.query("SELECT set_config(name, '0', false) FROM pg_settings WHERE name IN ('idle_session_timeout', 'idle_in_transaction_session_timeout')");
 }
 
 export async function acquireRunLock(session: Session, tag: LockTag): Promise<void> {
-  const { rows } = await session.query<{ locked: boolean }>(`SELECT ${tagComment(tag)} pg_try_advisory_lock($1::bigint) AS locked`, [
-    LOCK_KEY.toString(),
-  ]);
+  const { rows } = await session.query<{ locked: boolean }>(`SELECT ${tagComment(tag)} pg_try_advisory_lock($1::bigint) AS locked`, [LOCK_KEY.toString()]);
   if (rows[0]?.locked === true) return;
   const holder = await session.query<{ pid: number; application_name: string; usename: string; client: string | null; since: string; query: string | null }>(
     `SELECT a.pid, a.application_name, a.usename, a.client_addr::text AS client, a.backend_start::text AS since, a.query

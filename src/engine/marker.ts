@@ -58,9 +58,7 @@ export interface LegacyMarker {
 
 /** The 0.1 marker row of a step, if that version's table exists and holds one. */
 export async function readLegacyMarker(session: Queryable, runId: string, stepId: string): Promise<LegacyMarker | undefined> {
-  const exists = await session.query<{ present: boolean }>(
-    "SELECT to_regclass('cutover.applied_steps') IS NOT NULL AS present",
-  );
+  const exists = await session.query<{ present: boolean }>("SELECT to_regclass('cutover.applied_steps') IS NOT NULL AS present");
   if (exists.rows[0]?.present !== true) return undefined;
   const { rows } = await session.query<{ before_state: Json; rolled_back: boolean }>(
     'SELECT before_state, rolled_back_at IS NOT NULL AS rolled_back FROM cutover.applied_steps WHERE run_id = $1 AND step_id = $2',

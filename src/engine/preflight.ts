@@ -79,7 +79,8 @@ function fixFor(message: string, target: string): string {
     return 'check the password (password, passwordFile, the URL, PGPASSWORD or ~/.pgpass) and the user';
   }
   if (/pg_hba\.conf/i.test(message)) return `add a pg_hba.conf line admitting this user from this host on ${target}`;
-  if (/ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ETIMEDOUT|timeout/i.test(message)) return 'check the host and port, and that the server is running and reachable from here';
+  if (/ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|ETIMEDOUT|timeout/i.test(message))
+    return 'check the host and port, and that the server is running and reachable from here';
   if (/SSL|TLS|certificate|self[- ]signed/i.test(message)) return 'check sslmode and sslrootcert (the CA that signed the server certificate)';
   if (/does not exist/i.test(message)) return 'check the database and user names';
   return 'see the error above';
@@ -88,7 +89,10 @@ function fixFor(message: string, target: string): string {
 async function findProgram(name: string, commands: CommandRunner, signal: AbortSignal): Promise<{ path: string; version?: string } | undefined> {
   const candidates = name.includes('/')
     ? [name]
-    : (process.env['PATH'] ?? '').split(path.delimiter).filter((d) => d !== '').map((dir) => path.join(dir, name));
+    : (process.env['PATH'] ?? '')
+        .split(path.delimiter)
+        .filter((d) => d !== '')
+        .map((dir) => path.join(dir, name));
   for (const candidate of candidates) {
     try {
       await access(candidate, constants.X_OK);
@@ -117,10 +121,20 @@ export async function preflight(runbook: Runbook, options: PreflightOptions): Pr
   try {
     await Promise.all(
       [...resolved.entries()].map(async ([name, connection]) => {
-        const base = { name, kind: connection.kind, target: connection.identity.target, passwordFrom: connection.passwordSource, warnings: connection.warnings };
+        const base = {
+          name,
+          kind: connection.kind,
+          target: connection.identity.target,
+          passwordFrom: connection.passwordSource,
+          warnings: connection.warnings,
+        };
         const spec = runbook.connections[name];
         if (spec?.kind === 'postgres' && spec.startedByRunbook === true) {
-          connections.push({ ...base, status: 'not-checked', fix: 'started by a step of this runbook: opened and locked when the first step that uses it runs' });
+          connections.push({
+            ...base,
+            status: 'not-checked',
+            fix: 'started by a step of this runbook: opened and locked when the first step that uses it runs',
+          });
           return;
         }
         if (connection.kind === 'oracle') {
@@ -169,10 +183,7 @@ export async function preflight(runbook: Runbook, options: PreflightOptions): Pr
               ? {
                   serverVersion: facts.version,
                   inRecovery: facts.in_recovery,
-                  tls:
-                    facts.ssl === true
-                      ? `${facts.ssl_version ?? 'TLS'}${facts.client_dn ? ` (client certificate ${facts.client_dn})` : ''}`
-                      : 'none',
+                  tls: facts.ssl === true ? `${facts.ssl_version ?? 'TLS'}${facts.client_dn ? ` (client certificate ${facts.client_dn})` : ''}` : 'none',
                   role: facts.role,
                   superuser: facts.superuser,
                 }
@@ -192,7 +203,9 @@ export async function preflight(runbook: Runbook, options: PreflightOptions): Pr
       if (definition === undefined) continue;
       const used = [...new Set([step.connection, ...(definition.connections?.(step.config) ?? [])].filter((n): n is string => n !== undefined))];
       // A connection that failed blocks the step's checks; one the runbook starts itself cannot be checked yet.
-      const blockedBy = used.filter((n) => byName.get(n)?.status === 'failed' || (byName.get(n)?.status === 'not-checked' && byName.get(n)?.kind === 'postgres'));
+      const blockedBy = used.filter(
+        (n) => byName.get(n)?.status === 'failed' || (byName.get(n)?.status === 'not-checked' && byName.get(n)?.kind === 'postgres'),
+      );
       if (blockedBy.length > 0) {
         steps.push({ stepId: step.id, kind: step.kind, blockedBy, findings: [] });
         continue;

@@ -68,7 +68,17 @@ export async function previewRollback(runId: string | undefined, options: Engine
     );
   }
   const connections = resolveAll(runbook);
-  const rc = new RunContext({ runbook, runId: id, runDir, journal: refuseWrites, redactor: redactorFor(runbook, connections), connections, options, dryRun: true, state });
+  const rc = new RunContext({
+    runbook,
+    runId: id,
+    runDir,
+    journal: refuseWrites,
+    redactor: redactorFor(runbook, connections),
+    connections,
+    options,
+    dryRun: true,
+    state,
+  });
   const flying = inFlight(state);
   const ids = appliedSteps(state);
   if (flying !== undefined && !ids.includes(flying.id)) ids.push(flying.id);
@@ -102,6 +112,11 @@ export async function previewRollback(runId: string | undefined, options: Engine
       await scope.close();
     }
   }
-  const outcome = steps.length === 0 || steps.every((s) => s.action === 'nothing-to-undo') ? 'nothing-to-undo' : steps.some((s) => s.action === 'irreversible') ? 'needs-attention' : 'rolled-back';
+  const outcome =
+    steps.length === 0 || steps.every((s) => s.action === 'nothing-to-undo')
+      ? 'nothing-to-undo'
+      : steps.some((s) => s.action === 'irreversible')
+        ? 'needs-attention'
+        : 'rolled-back';
   return { runId: id, runbookFile: state.runbookFile, steps, outcome };
 }

@@ -66,11 +66,9 @@ export interface EngineOptions {
   readonly env?: Readonly<Record<string, string | undefined>>;
 }
 
-
 export function operatorName(options: Pick<EngineOptions, 'operator'>): string {
   return options.operator ?? process.env['CUTOVER_OPERATOR'] ?? os.userInfo().username;
 }
-
 
 /** Every secret of the run: the runbook's own (${secret:NAME}, passwords) and what resolving its connections found (~/.pgpass). */
 export function redactorFor(runbook: Runbook, connections: ReadonlyMap<string, ResolvedConnection>): Redactor {
@@ -169,7 +167,9 @@ export class RunContext {
     this.signal = this.controller.signal;
     const outer = options.signal;
     if (outer !== undefined) {
-      const forward = () => { this.halt(outer.reason instanceof Error ? outer.reason : new Error(String(outer.reason))); };
+      const forward = () => {
+        this.halt(outer.reason instanceof Error ? outer.reason : new Error(String(outer.reason)));
+      };
       if (outer.aborted) forward();
       else outer.addEventListener('abort', forward, { once: true });
     }
@@ -179,7 +179,9 @@ export class RunContext {
     this.notifier = new Notifier(
       urls,
       (text) => redactor.redact(text),
-      (url, reason, event) => { this.emit({ type: 'notify.failed', url, event, reason }); },
+      (url, reason, event) => {
+        this.emit({ type: 'notify.failed', url, event, reason });
+      },
       options.notifyTimeoutMs,
     );
   }
@@ -337,26 +339,33 @@ export class RunContext {
   }
 
   openSession(name: string, { purpose, readOnly, statementTimeoutMs, database }: SessionOptions): Promise<Session> {
-    return this.track(Session.open(name, this.postgres(name), {
-      applicationName: `cutover/${this.runId}/${purpose}`,
-      readOnly: readOnly || this.dryRun,
-      ...(database !== undefined ? { database } : {}),
-      lockTimeoutMs: this.runbook.defaults.lockTimeoutMs,
-      statementTimeoutMs: statementTimeoutMs ?? this.runbook.defaults.statementTimeoutMs,
-    }));
+    return this.track(
+      Session.open(name, this.postgres(name), {
+        applicationName: `cutover/${this.runId}/${purpose}`,
+        readOnly: readOnly || this.dryRun,
+        ...(database !== undefined ? { database } : {}),
+        lockTimeoutMs: this.runbook.defaults.lockTimeoutMs,
+        statementTimeoutMs: statementTimeoutMs ?? this.runbook.defaults.statementTimeoutMs,
+      }),
+    );
   }
 
   /** A session as another role that keeps the server's default_transaction_read_only (see BaseContext.sessionAs). */
-  openProbeSession(name: string, { user, database, purpose, statementTimeoutMs }: Omit<SessionOptions, 'readOnly'> & { readonly user: string }): Promise<Session> {
+  openProbeSession(
+    name: string,
+    { user, database, purpose, statementTimeoutMs }: Omit<SessionOptions, 'readOnly'> & { readonly user: string },
+  ): Promise<Session> {
     if (this.dryRun) throw new UsageError('a probe session is not available in a dry run');
-    return this.track(Session.open(name, this.postgres(name), {
-      applicationName: `cutover/${this.runId}/${purpose}`,
-      readOnly: undefined,
-      user,
-      ...(database !== undefined ? { database } : {}),
-      lockTimeoutMs: this.runbook.defaults.lockTimeoutMs,
-      statementTimeoutMs: statementTimeoutMs ?? this.runbook.defaults.statementTimeoutMs,
-    }));
+    return this.track(
+      Session.open(name, this.postgres(name), {
+        applicationName: `cutover/${this.runId}/${purpose}`,
+        readOnly: undefined,
+        user,
+        ...(database !== undefined ? { database } : {}),
+        lockTimeoutMs: this.runbook.defaults.lockTimeoutMs,
+        statementTimeoutMs: statementTimeoutMs ?? this.runbook.defaults.statementTimeoutMs,
+      }),
+    );
   }
 
   /**
@@ -420,7 +429,9 @@ export class StepScope {
     const controller = new AbortController();
     const ceilingMs = stepCeilingMs(step.timeoutMs);
     const timeoutMs = step.timeoutMs;
-    const timer = setTimeout(() => { controller.abort(new StepTimeoutError(step.id, timeoutMs, ceilingMs)); }, ceilingMs).unref();
+    const timer = setTimeout(() => {
+      controller.abort(new StepTimeoutError(step.id, timeoutMs, ceilingMs));
+    }, ceilingMs).unref();
     this.ceiling = { timer, signal: controller.signal };
     this.signal = AbortSignal.any([rc.signal, controller.signal]);
   }
@@ -491,7 +502,9 @@ export class StepScope {
       resolvePath: (file) => path.resolve(rc.runbook.dir, file),
       connectionEnv: (name) => rc.postgres(name).env,
       commands: rc.commands,
-      progress: (message) => { rc.emit({ type: 'step.progress', stepId, message: rc.redactor.redact(message) }); },
+      progress: (message) => {
+        rc.emit({ type: 'step.progress', stepId, message: rc.redactor.redact(message) });
+      },
     };
     return {
       ...base,

@@ -75,9 +75,7 @@ export function pickRun(stateDir: string, runId: string | undefined, purpose: 'r
     }
     skipped.push(`${id} (${state.mode === 'plan' ? 'dry run' : isLive(state) ? `in progress, pid ${state.process.pid}` : status})`);
   }
-  throw new UsageError(
-    `no run under ${runsDir(stateDir)} has anything to ${purpose}${skipped.length > 0 ? ` (runs: ${skipped.slice(0, 5).join(', ')})` : ''}`,
-  );
+  throw new UsageError(`no run under ${runsDir(stateDir)} has anything to ${purpose}${skipped.length > 0 ? ` (runs: ${skipped.slice(0, 5).join(', ')})` : ''}`);
 }
 
 /**

@@ -45,7 +45,6 @@ export function findRun(stateDir: string, runId: string | undefined, accept?: (i
   return last;
 }
 
-
 /**
  * Takes `<runDir>/lock` for this process. A lock left by a process that no
  * longer exists (kill -9) is taken over; a live holder is an error.
@@ -57,7 +56,9 @@ export function lockRunDir(runDir: string): () => void {
       const fd = openSync(file, 'wx', 0o600);
       writeSync(fd, String(process.pid));
       closeSync(fd);
-      return () => { rmSync(file, { force: true }); };
+      return () => {
+        rmSync(file, { force: true });
+      };
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
       const holder = Number(readFileSync(file, 'utf8'));

@@ -115,11 +115,10 @@ export function checkSavedPlan(plan: SavedPlan, runbook: Runbook, maxAgeMs: numb
   }
 }
 
-const canonical = (value: unknown): string => JSON.stringify(value, (_key, v: unknown) =>
-  v !== null && typeof v === 'object' && !Array.isArray(v)
-    ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b)))
-    : v,
-);
+const canonical = (value: unknown): string =>
+  JSON.stringify(value, (_key, v: unknown) =>
+    v !== null && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b))) : v,
+  );
 
 const MAX_LINES = 20;
 
@@ -142,7 +141,9 @@ export function planDrift(saved: SavedStepPlan | StepPlan, fresh: StepPlan): str
       const was = oldRows.get(keyOf(row));
       const changed = table.columns.filter((c) => JSON.stringify(was?.[c.key] ?? null) !== JSON.stringify(row[c.key] ?? null));
       if (changed.length > 0) {
-        lines.push(`${table.title.split(' (')[0]}: ${jsonText(row[table.columns[0]?.key ?? ''])}: ${changed.map((c) => `${c.title} ${JSON.stringify(was?.[c.key] ?? null)} -> ${JSON.stringify(row[c.key] ?? null)}`).join(', ')}`);
+        lines.push(
+          `${table.title.split(' (')[0]}: ${jsonText(row[table.columns[0]?.key ?? ''])}: ${changed.map((c) => `${c.title} ${JSON.stringify(was?.[c.key] ?? null)} -> ${JSON.stringify(row[c.key] ?? null)}`).join(', ')}`,
+        );
       }
     }
   }

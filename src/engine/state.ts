@@ -7,16 +7,7 @@ import type { Json, StepPlan } from '../step/contract.js';
 import { formatDuration } from '../runbook/duration.js';
 
 export type StepStatus =
-  | 'pending'
-  | 'planned'
-  | 'applying'
-  | 'applied'
-  | 'completed'
-  | 'failed'
-  | 'rolling-back'
-  | 'rolled-back'
-  | 'rollback-failed'
-  | 'rollback-skipped';
+  'pending' | 'planned' | 'applying' | 'applied' | 'completed' | 'failed' | 'rolling-back' | 'rolled-back' | 'rollback-failed' | 'rollback-skipped';
 
 export interface StepState {
   readonly id: string;

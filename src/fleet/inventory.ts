@@ -25,14 +25,17 @@ const SECRET_LIKE = /PASSWORD|PASSWD|SECRET|TOKEN|(^|_)PW$|(^|_)PASS$/i;
 const name = z.string().regex(NAME, 'a name of letters, digits, ".", "_" and "-" (it names a directory), starting with a letter or digit');
 const variables = z
   .record(z.string().regex(VARIABLE, 'a variable name: letters, digits and _, not starting with a digit'), z.union([z.string(), z.number(), z.boolean()]))
-  .describe('values for the runbook\'s ${NAME} references (never a password: use secrets)');
-const secretRef = z.union([
-  z.strictObject({ env: z.string().regex(VARIABLE).describe('an environment variable of the machine running the fleet') }),
-  z.strictObject({ file: z.string().min(1).describe('a file holding the secret (first line), relative to the inventory') }),
-], { error: 'a secret is given by reference, never inline: { env: NAME } or { file: path }' });
+  .describe("values for the runbook's ${NAME} references (never a password: use secrets)");
+const secretRef = z.union(
+  [
+    z.strictObject({ env: z.string().regex(VARIABLE).describe('an environment variable of the machine running the fleet') }),
+    z.strictObject({ file: z.string().min(1).describe('a file holding the secret (first line), relative to the inventory') }),
+  ],
+  { error: 'a secret is given by reference, never inline: { env: NAME } or { file: path }' },
+);
 const secrets = z
   .record(z.string().regex(VARIABLE, 'a variable name: letters, digits and _, not starting with a digit'), secretRef)
-  .describe('values for the runbook\'s ${secret:NAME} references, by reference only: { env: NAME } or { file: path }');
+  .describe("values for the runbook's ${secret:NAME} references, by reference only: { env: NAME } or { file: path }");
 const labels = z.record(z.string().regex(NAME, 'a label name of letters, digits, ".", "_" and "-"'), z.string());
 const maxFailures = z
   .union([z.number().int().min(0), z.string().regex(/^(100|[0-9]{1,2})(\.[0-9]+)?%$/, 'a percentage such as 10%')])
@@ -43,8 +46,8 @@ export const inventorySchema = z
     version: z.literal(1),
     name: name.describe('names the fleet: its state lives under <state-dir>/fleets/<name>/'),
     description: z.string().optional(),
-    variables: variables.optional().describe('variables every target gets (a target\'s own win)'),
-    secrets: secrets.optional().describe('secrets every target gets (a target\'s own win)'),
+    variables: variables.optional().describe("variables every target gets (a target's own win)"),
+    secrets: secrets.optional().describe("secrets every target gets (a target's own win)"),
     targets: z
       .array(
         z.strictObject({
@@ -123,7 +126,12 @@ export function allowedFailures(wave: Pick<Wave, 'maxFailures'>, size: number): 
 }
 
 function glob(pattern: string): RegExp {
-  return new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
+  return new RegExp(
+    `^${pattern
+      .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+      .replace(/\*/g, '.*')
+      .replace(/\?/g, '.')}$`,
+  );
 }
 
 export interface LoadInventoryOptions {
@@ -149,15 +157,19 @@ export function loadInventory(file: string, options: LoadInventoryOptions = {}):
   const lines = new LineCounter();
   const doc = parseDocument(bytes.toString('utf8'), { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   const source = new SourceMap(doc, lines, file);
-  const syntax = [...doc.errors, ...doc.warnings].map(
-    (e): ValidationIssue => ({ position: source.offset(e.pos[0]), path: '(yaml)', message: e.message.split('\n')[0] ?? e.code }),
-  );
+  const syntax = [...doc.errors, ...doc.warnings].map((e): ValidationIssue => ({
+    position: source.offset(e.pos[0]),
+    path: '(yaml)',
+    message: e.message.split('\n')[0] ?? e.code,
+  }));
   if (syntax.length > 0) throw new RunbookValidationError(file, syntax);
   let raw: unknown;
   try {
     raw = doc.toJS({ maxAliasCount: 100 });
   } catch {
-    throw new RunbookValidationError(file, [{ position: { file, line: 1, column: 1 }, path: '(yaml)', message: 'aliases expand too often or cannot be resolved' }]);
+    throw new RunbookValidationError(file, [
+      { position: { file, line: 1, column: 1 }, path: '(yaml)', message: 'aliases expand too often or cannot be resolved' },
+    ]);
   }
   const parsed = inventorySchema.safeParse(raw);
   if (!parsed.success) {
@@ -202,8 +214,7 @@ function build(
   readSecrets: boolean,
 ): Omit<Inventory, 'file' | 'sha256'> {
   const issue = (at: PathKey[], message: string) => issues.push({ position: source.valueAt(at), path: formatPath(at), message });
-  const keyIssue = (at: PathKey[], key: string, message: string) =>
-    issues.push({ position: source.keyAt(at, key), path: formatPath([...at, key]), message });
+  const keyIssue = (at: PathKey[], key: string, message: string) => issues.push({ position: source.keyAt(at, key), path: formatPath([...at, key]), message });
 
   const checkVariables = (vars: Record<string, string | number | boolean> | undefined, at: PathKey[]) => {
     for (const [key, v] of Object.entries(vars ?? {})) {
@@ -288,7 +299,10 @@ function build(
   });
   const unassigned = targets.filter((t) => !assigned.has(t.name)).map((t) => t.name);
   if (unassigned.length > 0) {
-    issue(['waves'], `no wave selects ${unassigned.length === 1 ? 'target' : 'targets'} ${unassigned.slice(0, 10).join(', ')}${unassigned.length > 10 ? ', …' : ''}: add a last wave without a selector to take every target left`);
+    issue(
+      ['waves'],
+      `no wave selects ${unassigned.length === 1 ? 'target' : 'targets'} ${unassigned.slice(0, 10).join(', ')}${unassigned.length > 10 ? ', …' : ''}: add a last wave without a selector to take every target left`,
+    );
   }
   return {
     name: value.name,

@@ -57,7 +57,11 @@ export function ensureSchema(db: SyncPg): void {
 
 /** The fleet's name in the queue database: inventory name and runbook file stem, as the file store's directory. */
 export function fleetId(inventoryName: string, runbookFile: string): string {
-  const stem = path.basename(runbookFile).replace(/\.ya?ml$/i, '').replace(/[^A-Za-z0-9._-]/g, '_') || 'runbook';
+  const stem =
+    path
+      .basename(runbookFile)
+      .replace(/\.ya?ml$/i, '')
+      .replace(/[^A-Za-z0-9._-]/g, '_') || 'runbook';
   return `${inventoryName}/${stem}`;
 }
 
@@ -91,10 +95,11 @@ export class PgJournalStore implements JournalStore {
   }
 
   text(runId: string): string {
-    const { rows } = this.db.query<{ line: string }>(
-      `SELECT line FROM ${S}.journal_line WHERE fleet = $1 AND target = $2 AND run_id = $3 ORDER BY seq`,
-      [this.fleet, this.target, runId],
-    );
+    const { rows } = this.db.query<{ line: string }>(`SELECT line FROM ${S}.journal_line WHERE fleet = $1 AND target = $2 AND run_id = $3 ORDER BY seq`, [
+      this.fleet,
+      this.target,
+      runId,
+    ]);
     return rows.map((r) => `${r.line}\n`).join('');
   }
 
@@ -167,20 +172,20 @@ export class PgFleetStore implements FleetStore {
   }
 
   events(): FleetEvent[] {
-    return this.db.query<{ id: string; record: string }>(`SELECT id::text, record FROM ${S}.event WHERE fleet = $1 ORDER BY id`, [this.fleet]).rows.map((row) => {
-      const parsed = fleetEventSchema.safeParse(JSON.parse(row.record));
-      if (!parsed.success) throw new UsageError(`${FLEET_SCHEMA}.event id ${row.id}: not a fleet record (${parsed.error.issues[0]?.message ?? 'invalid'})`);
-      return parsed.data;
-    });
+    return this.db
+      .query<{ id: string; record: string }>(`SELECT id::text, record FROM ${S}.event WHERE fleet = $1 ORDER BY id`, [this.fleet])
+      .rows.map((row) => {
+        const parsed = fleetEventSchema.safeParse(JSON.parse(row.record));
+        if (!parsed.success) throw new UsageError(`${FLEET_SCHEMA}.event id ${row.id}: not a fleet record (${parsed.error.issues[0]?.message ?? 'invalid'})`);
+        return parsed.data;
+      });
   }
 
   approvals(): Approval[] {
-    return this.db
-      .query<{ record: string }>(`SELECT record FROM ${S}.approval WHERE fleet = $1 ORDER BY id`, [this.fleet])
-      .rows.flatMap((row) => {
-        const parsed = approvalSchema.safeParse(JSON.parse(row.record));
-        return parsed.success ? [parsed.data] : [];
-      });
+    return this.db.query<{ record: string }>(`SELECT record FROM ${S}.approval WHERE fleet = $1 ORDER BY id`, [this.fleet]).rows.flatMap((row) => {
+      const parsed = approvalSchema.safeParse(JSON.parse(row.record));
+      return parsed.success ? [parsed.data] : [];
+    });
   }
 
   approve(approval: Omit<Approval, 'at'>): Approval {
@@ -244,5 +249,10 @@ export function openQueueStore(url: string, fleet: string): PgFleetStore {
 /** One target's journals in a queue database, for `cutover audit verify --queue`. */
 export function openQueueJournals(url: string, fleet: string, target: string): { journals: PgJournalStore; close: () => void } {
   const store = openQueueStore(url, fleet);
-  return { journals: store.journals(target), close: () => { store.db.close(); } };
+  return {
+    journals: store.journals(target),
+    close: () => {
+      store.db.close();
+    },
+  };
 }

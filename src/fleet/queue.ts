@@ -33,7 +33,16 @@ import type { StepRegistry } from '../step/contract.js';
 import { quoteIdent } from '../db/quote.js';
 import { loadInventory, type Inventory, type Target } from './inventory.js';
 import { FLEET_SCHEMA, fleetId, LeaseLostError, openQueueDb, openQueueStore, PgFleetStore, redactUrl } from './queue-store.js';
-import { decide, FleetStoppedError, latestRun, runFleet, type FleetRunOptions, type FleetRunResult, type TargetExecutor, type TargetRunResult } from './runner.js';
+import {
+  decide,
+  FleetStoppedError,
+  latestRun,
+  runFleet,
+  type FleetRunOptions,
+  type FleetRunResult,
+  type TargetExecutor,
+  type TargetRunResult,
+} from './runner.js';
 import type { Approval } from './store.js';
 
 export const QUEUE_NAME = 'cutover-fleet-target';
@@ -66,8 +75,10 @@ function timing(t: QueueTiming): Timing {
     polling: t.pollingSeconds ?? 1,
     retryDelay: t.retryDelaySeconds ?? 1,
   };
-  if (!Number.isInteger(out.takeoverAfter) || out.takeoverAfter < 2) throw new UsageError(`--takeover-after: a whole number of seconds, at least 2 (got ${out.takeoverAfter})`);
-  if (!Number.isInteger(out.maintenance) || out.maintenance < 1) throw new UsageError(`--maintenance-interval: a whole number of seconds, at least 1 (got ${out.maintenance})`);
+  if (!Number.isInteger(out.takeoverAfter) || out.takeoverAfter < 2)
+    throw new UsageError(`--takeover-after: a whole number of seconds, at least 2 (got ${out.takeoverAfter})`);
+  if (!Number.isInteger(out.maintenance) || out.maintenance < 1)
+    throw new UsageError(`--maintenance-interval: a whole number of seconds, at least 1 (got ${out.maintenance})`);
   if (!(out.polling >= 0.5)) throw new UsageError(`--poll-interval: at least 0.5 s (got ${out.polling})`);
   if (!Number.isInteger(out.retryDelay) || out.retryDelay < 0) throw new UsageError(`--retry-delay: a whole number of seconds (got ${out.retryDelay})`);
   return out;
@@ -169,7 +180,8 @@ class QueueExecutor implements TargetExecutor {
 
   /** One job per fleet + target: a job of the target that is still queued or running is waited for, never sent twice. */
   private async dispatch(target: Target, signal: AbortSignal | undefined): Promise<TargetRunResult> {
-    const known = this.store.db.query<{ job_id: string }>(`SELECT job_id FROM ${S}.job WHERE fleet = $1 AND target = $2`, [this.data.fleet, target.name]).rows[0];
+    const known = this.store.db.query<{ job_id: string }>(`SELECT job_id FROM ${S}.job WHERE fleet = $1 AND target = $2`, [this.data.fleet, target.name])
+      .rows[0];
     let id: string | undefined;
     if (known !== undefined) {
       const job = await this.boss.getJobById(QUEUE_NAME, known.job_id);
@@ -182,7 +194,10 @@ class QueueExecutor implements TargetExecutor {
         retryDelay: this.x.retryDelay,
         expireInSeconds: this.x.takeoverAfter,
       });
-      if (sent === null) throw new QueueJobError(`target ${target.name}: the queue already holds a job for it (singleton key ${this.data.fleet}:${target.name}) that this fleet did not send`);
+      if (sent === null)
+        throw new QueueJobError(
+          `target ${target.name}: the queue already holds a job for it (singleton key ${this.data.fleet}:${target.name}) that this fleet did not send`,
+        );
       id = sent;
       this.store.db.query(
         `INSERT INTO ${S}.job (fleet, target, job_id) VALUES ($1, $2, $3) ON CONFLICT (fleet, target) DO UPDATE SET job_id = EXCLUDED.job_id`,
@@ -215,7 +230,9 @@ class QueueExecutor implements TargetExecutor {
       for (let tick = 0; this.waiting.size > 0; tick++) {
         const ids = [...this.waiting.keys()];
         // A worker writes the result before it completes the job.
-        for (const row of this.store.db.query<{ job_id: string; output: string }>(`SELECT job_id, output FROM ${S}.result WHERE job_id = ANY($1::text[])`, [ids]).rows) {
+        for (const row of this.store.db.query<{ job_id: string; output: string }>(`SELECT job_id, output FROM ${S}.result WHERE job_id = ANY($1::text[])`, [
+          ids,
+        ]).rows) {
           const w = this.waiting.get(row.job_id);
           if (w === undefined) continue;
           this.waiting.delete(row.job_id);
@@ -269,13 +286,21 @@ export interface QueueFleetRunOptions extends Omit<FleetRunOptions, 'store' | 'e
 }
 
 /** `fleet run|resume --queue`: the scheduler here, the targets on the workers. */
-export async function runFleetOnQueue(inventory: Inventory, runbookFile: string, command: 'run' | 'resume', options: QueueFleetRunOptions): Promise<FleetRunResult> {
+export async function runFleetOnQueue(
+  inventory: Inventory,
+  runbookFile: string,
+  command: 'run' | 'resume',
+  options: QueueFleetRunOptions,
+): Promise<FleetRunResult> {
   const x = timing(options.queue);
   const store = openQueueStore(options.queue.url, fleetId(inventory.name, runbookFile));
   let boss: PgBoss | undefined;
   try {
     boss = await startBoss(options.queue, x, 'coordinator');
-    const runbook = loadRunbook(runbookFile, { registry: options.registry, env: { ...process.env, ...(inventory.targets[0]?.variables ?? {}), ...(inventory.targets[0]?.secrets ?? {}) } });
+    const runbook = loadRunbook(runbookFile, {
+      registry: options.registry,
+      env: { ...process.env, ...(inventory.targets[0]?.variables ?? {}), ...(inventory.targets[0]?.secrets ?? {}) },
+    });
     const executor = new QueueExecutor(
       boss,
       store,
@@ -398,7 +423,11 @@ export async function startQueueWorker(options: WorkerOptions): Promise<QueueWor
     const heartbeat = setInterval(
       () => {
         try {
-          const { rowCount } = db.query(`UPDATE ${S}.lease SET heartbeat_at = clock_timestamp() WHERE fleet = $1 AND target = $2 AND owner = $3`, [data.fleet, data.target, me]);
+          const { rowCount } = db.query(`UPDATE ${S}.lease SET heartbeat_at = clock_timestamp() WHERE fleet = $1 AND target = $2 AND owner = $3`, [
+            data.fleet,
+            data.target,
+            me,
+          ]);
           if (rowCount !== 1) controller.abort(new LeaseLostError(data.target, me));
         } catch {
           // The next beat tries again; the lease goes stale only after takeoverAfter.
@@ -409,9 +438,12 @@ export async function startQueueWorker(options: WorkerOptions): Promise<QueueWor
     const stateDir = mkdtempSync(path.join(os.tmpdir(), 'cutover-worker-'));
     try {
       const output = await runTarget(data, me, store, stateDir, controller.signal);
-      log(`${data.target}: ${output.status}${output.runId !== undefined ? ` (run ${output.runId})` : ''}${output.message !== undefined && output.status !== 'succeeded' ? `: ${output.message}` : ''}`);
+      log(
+        `${data.target}: ${output.status}${output.runId !== undefined ? ` (run ${output.runId})` : ''}${output.message !== undefined && output.status !== 'succeeded' ? `: ${output.message}` : ''}`,
+      );
       // Stopped by this worker's SIGTERM: no result, so the job's next delivery resumes the target.
-      if (stopping && (output.status === 'interrupted' || output.status === 'stopped')) throw new RetryLater(`worker stopped while ${data.target} ran; another worker resumes it`);
+      if (stopping && (output.status === 'interrupted' || output.status === 'stopped'))
+        throw new RetryLater(`worker stopped while ${data.target} ran; another worker resumes it`);
       db.query(`INSERT INTO ${S}.result (job_id, output) VALUES ($1, $2) ON CONFLICT (job_id) DO NOTHING`, [jobId, JSON.stringify(output)]);
       return output;
     } finally {
@@ -434,7 +466,11 @@ export async function startQueueWorker(options: WorkerOptions): Promise<QueueWor
     try {
       const inventory = inventoryOf(data.inventory.file, data.inventory.sha256);
       if (inventory.sha256 !== data.inventory.sha256) {
-        return { ...base, status: 'error', message: `inventory ${data.inventory.file} on this worker differs from the one the fleet was started with (sha256 ${inventory.sha256.slice(0, 12)}…, expected ${data.inventory.sha256.slice(0, 12)}…)` };
+        return {
+          ...base,
+          status: 'error',
+          message: `inventory ${data.inventory.file} on this worker differs from the one the fleet was started with (sha256 ${inventory.sha256.slice(0, 12)}…, expected ${data.inventory.sha256.slice(0, 12)}…)`,
+        };
       }
       target = inventory.targets.find((t) => t.name === data.target);
       if (target === undefined) return { ...base, status: 'error', message: `target ${data.target} is not in inventory ${data.inventory.file}` };
@@ -450,11 +486,20 @@ export async function startQueueWorker(options: WorkerOptions): Promise<QueueWor
       const latest = latestRun(stateDir, options.journalKey);
       // This worker holds the lease: a run the journal shows as running lost its worker.
       const decision = latest !== undefined && latest.status === 'running' ? { action: 'resume' as const } : decide(latest);
-      if (decision.action === 'skip') return { ...base, status: latest?.status === 'succeeded' ? 'succeeded' : 'error', ...(latest !== undefined ? { runId: latest.runId } : {}), ...(decision.why !== undefined ? { message: decision.why } : {}) };
-      if (decision.action === 'attention') return { ...base, status: 'needs-attention', ...(latest !== undefined ? { runId: latest.runId } : {}), message: decision.why ?? '' };
+      if (decision.action === 'skip')
+        return {
+          ...base,
+          status: latest?.status === 'succeeded' ? 'succeeded' : 'error',
+          ...(latest !== undefined ? { runId: latest.runId } : {}),
+          ...(decision.why !== undefined ? { message: decision.why } : {}),
+        };
+      if (decision.action === 'attention')
+        return { ...base, status: 'needs-attention', ...(latest !== undefined ? { runId: latest.runId } : {}), message: decision.why ?? '' };
       const t = target;
       const controller = new AbortController();
-      signal.addEventListener('abort', () => { controller.abort(signal.reason); });
+      signal.addEventListener('abort', () => {
+        controller.abort(signal.reason);
+      });
       const engine: EngineOptions = {
         registry: options.registry,
         stateDir,
@@ -471,7 +516,9 @@ export async function startQueueWorker(options: WorkerOptions): Promise<QueueWor
         },
         confirm: (question, stepId) => waitForApproval(store, t, stepId, question, controller, pollMs),
       };
-      stopHooks.set(me, () => { controller.abort(new InterruptedError('SIGTERM')); });
+      stopHooks.set(me, () => {
+        controller.abort(new InterruptedError('SIGTERM'));
+      });
       let result: RunResult;
       try {
         result = decision.action === 'resume' && latest !== undefined ? await resumeRunOf(latest.runId, engine) : await runOf(runbook, engine);
@@ -524,7 +571,9 @@ export async function startQueueWorker(options: WorkerOptions): Promise<QueueWor
       }),
     );
   }
-  log(`worker ${os.hostname()}:${process.pid}: ${concurrency} at a time; takeover after ${x.takeoverAfter} s, within ${takeoverBoundSeconds(options)} s of a worker's death`);
+  log(
+    `worker ${os.hostname()}:${process.pid}: ${concurrency} at a time; takeover after ${x.takeoverAfter} s, within ${takeoverBoundSeconds(options)} s of a worker's death`,
+  );
   let resolveStopped: () => void = () => {};
   const stopped = new Promise<void>((resolve) => (resolveStopped = resolve));
   return {
@@ -543,7 +592,14 @@ export async function startQueueWorker(options: WorkerOptions): Promise<QueueWor
   };
 }
 
-async function waitForApproval(store: PgFleetStore, target: Target, stepId: string, question: string, controller: AbortController, pollMs: number): Promise<boolean> {
+async function waitForApproval(
+  store: PgFleetStore,
+  target: Target,
+  stepId: string,
+  question: string,
+  controller: AbortController,
+  pollMs: number,
+): Promise<boolean> {
   const match = (a: Approval) => (a.name === target.name || a.name === target.wave) && (a.step === undefined || a.step === stepId);
   let approval = store.approvals().find(match);
   if (approval === undefined) {
@@ -554,7 +610,12 @@ async function waitForApproval(store: PgFleetStore, target: Target, stepId: stri
       approval = store.approvals().find(match);
     }
   }
-  store.append({ type: 'target.approved', target: target.name, stepId, approval: approval.step === undefined ? approval.name : `${approval.name} --step ${approval.step}`, operator: approval.operator });
+  store.append({
+    type: 'target.approved',
+    target: target.name,
+    stepId,
+    approval: approval.step === undefined ? approval.name : `${approval.name} --step ${approval.step}`,
+    operator: approval.operator,
+  });
   return true;
 }
-

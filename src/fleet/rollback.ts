@@ -46,8 +46,10 @@ export async function rollbackFleet(inventory: Inventory, runbookFile: string, o
           const base = { name: target.name, wave: wave.name };
           let result: TargetRollback;
           const latest = latestRun(stateDir, options.journalKey);
-          if (latest === undefined || !hasSomethingToUndo(latest)) result = { ...base, status: 'nothing-to-undo', ...(latest !== undefined ? { runId: latest.runId } : {}) };
-          else if (isLive(latest)) result = { ...base, status: 'in-progress', runId: latest.runId, message: `run ${latest.runId} is in progress (pid ${latest.process.pid})` };
+          if (latest === undefined || !hasSomethingToUndo(latest))
+            result = { ...base, status: 'nothing-to-undo', ...(latest !== undefined ? { runId: latest.runId } : {}) };
+          else if (isLive(latest))
+            result = { ...base, status: 'in-progress', runId: latest.runId, message: `run ${latest.runId} is in progress (pid ${latest.process.pid})` };
           else {
             try {
               const run = await rollbackRun(latest.runId, {
@@ -58,8 +60,20 @@ export async function rollbackFleet(inventory: Inventory, runbookFile: string, o
                 ...(options.signal !== undefined ? { signal: options.signal } : {}),
                 ...(options.journalKey !== undefined ? { journalKey: options.journalKey } : {}),
               });
-              const status = run.status === 'rolled-back' ? 'rolled-back' : run.status === 'needs-attention' ? 'needs-attention' : run.status === 'stopped' || run.status === 'interrupted' ? 'stopped' : 'failed';
-              result = { ...base, status, runId: run.runId, ...(run.error !== undefined && status !== 'rolled-back' ? { message: errorMessage(run.error) } : {}) };
+              const status =
+                run.status === 'rolled-back'
+                  ? 'rolled-back'
+                  : run.status === 'needs-attention'
+                    ? 'needs-attention'
+                    : run.status === 'stopped' || run.status === 'interrupted'
+                      ? 'stopped'
+                      : 'failed';
+              result = {
+                ...base,
+                status,
+                runId: run.runId,
+                ...(run.error !== undefined && status !== 'rolled-back' ? { message: errorMessage(run.error) } : {}),
+              };
             } catch (error) {
               result = { ...base, status: 'error', runId: latest.runId, message: errorMessage(error) };
             }

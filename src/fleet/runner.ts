@@ -130,13 +130,7 @@ async function pool<T>(items: readonly T[], limit: number, work: (item: T) => Pr
 
 // ---------------------------------------------------------------------- plan
 
-export type CellStatus =
-  | 'ok'
-  | 'blocked'
-  | 'failed'
-  | 'not-planned'
-  | StepStatus
-  | 'waiting';
+export type CellStatus = 'ok' | 'blocked' | 'failed' | 'not-planned' | StepStatus | 'waiting';
 
 export interface TargetPlan {
   readonly name: string;
@@ -271,12 +265,7 @@ export class FleetStoppedError extends Error {
  * targets that succeeded, resumes the ones that stopped, and runs again the
  * ones that were rolled back or refused.
  */
-export async function runFleet(
-  inventory: Inventory,
-  runbookFile: string,
-  command: 'run' | 'resume',
-  options: FleetRunOptions,
-): Promise<FleetRunResult> {
+export async function runFleet(inventory: Inventory, runbookFile: string, command: 'run' | 'resume', options: FleetRunOptions): Promise<FleetRunResult> {
   const loaded = loadTargets(inventory, runbookFile, options.registry);
   options.protect?.(loaded.flatMap((l) => [...Object.values(l.target.secrets), ...l.runbook.secrets]));
   const store = fleetStore(inventory, runbookFile, options);
@@ -323,9 +312,7 @@ class FleetRun {
 
   private emit(event: Parameters<FleetStore['append']>[0]): void {
     // Messages come from errors in memory (not from the redacted journals): redact before they are written.
-    const redacted = Object.fromEntries(
-      Object.entries(event).map(([k, v]) => [k, typeof v === 'string' ? this.redactor.redact(v) : v]),
-    ) as typeof event;
+    const redacted = Object.fromEntries(Object.entries(event).map(([k, v]) => [k, typeof v === 'string' ? this.redactor.redact(v) : v])) as typeof event;
     const record = this.store.append(redacted);
     try {
       this.options.onEvent?.(record);
@@ -362,7 +349,12 @@ class FleetRun {
       const todo = targets.filter((l) => {
         const decision = decide(latest.get(l.target.name));
         if (decision.action === 'skip') {
-          this.outcomes.set(l.target.name, { name: l.target.name, wave: wave.name, status: 'skipped', ...(decision.why !== undefined ? { message: decision.why } : {}) });
+          this.outcomes.set(l.target.name, {
+            name: l.target.name,
+            wave: wave.name,
+            status: 'skipped',
+            ...(decision.why !== undefined ? { message: decision.why } : {}),
+          });
           return false;
         }
         return true;
@@ -470,8 +462,21 @@ class FleetRun {
     const decision = decide(latest);
     const base = { name: target.name, wave: target.wave };
     if (decision.action === 'attention') {
-      const outcome: TargetOutcome = { ...base, status: 'needs-attention', ...(latest !== undefined ? { runId: latest.runId } : {}), message: decision.why ?? '' };
-      this.emit({ type: 'target.finished', target: target.name, wave: target.wave, ...(latest ? { runId: latest.runId } : {}), status: outcome.status, message: outcome.message ?? '', durationMs: 0 });
+      const outcome: TargetOutcome = {
+        ...base,
+        status: 'needs-attention',
+        ...(latest !== undefined ? { runId: latest.runId } : {}),
+        message: decision.why ?? '',
+      };
+      this.emit({
+        type: 'target.finished',
+        target: target.name,
+        wave: target.wave,
+        ...(latest ? { runId: latest.runId } : {}),
+        status: outcome.status,
+        message: outcome.message ?? '',
+        durationMs: 0,
+      });
       return outcome;
     }
     const controller = new AbortController();
@@ -482,7 +487,9 @@ class FleetRun {
     let stopRequested = false;
     // Halting the run first makes the engine journal the stop as an interrupt
     // (resumable), never as a failed step that would be rolled back.
-    const halt = () => { controller.abort(new InterruptedError('SIGINT')); };
+    const halt = () => {
+      controller.abort(new InterruptedError('SIGINT'));
+    };
     const stopAtSafePoint = () => {
       stopRequested = true;
       if (waiting !== undefined) {
@@ -521,12 +528,28 @@ class FleetRun {
       const failedStep = result.steps.find((s) => s.status === 'failed' || s.error !== undefined);
       const message = result.error !== undefined ? errorMessage(result.error) : failedStep?.error?.message;
       const outcome: TargetOutcome = { ...base, status: result.status, runId: result.runId, ...(message !== undefined ? { message } : {}) };
-      this.emit({ type: 'target.finished', target: target.name, wave: target.wave, runId: result.runId, status: result.status, ...(message !== undefined ? { message } : {}), durationMs: Date.now() - started });
+      this.emit({
+        type: 'target.finished',
+        target: target.name,
+        wave: target.wave,
+        runId: result.runId,
+        status: result.status,
+        ...(message !== undefined ? { message } : {}),
+        durationMs: Date.now() - started,
+      });
       return outcome;
     } catch (error) {
       const message = errorMessage(error);
       const status = error instanceof JournalUntrustedError ? 'needs-attention' : 'error';
-      this.emit({ type: 'target.finished', target: target.name, wave: target.wave, ...(runId !== undefined ? { runId } : {}), status, message, durationMs: Date.now() - started });
+      this.emit({
+        type: 'target.finished',
+        target: target.name,
+        wave: target.wave,
+        ...(runId !== undefined ? { runId } : {}),
+        status,
+        message,
+        durationMs: Date.now() - started,
+      });
       return { ...base, status, ...(runId !== undefined ? { runId } : {}), message };
     } finally {
       this.running.delete(target.name);
@@ -570,7 +593,13 @@ class FleetRun {
         poll();
       });
     }
-    this.emit({ type: 'target.approved', target: target.name, stepId, approval: approval.step === undefined ? approval.name : `${approval.name} --step ${approval.step}`, operator: approval.operator });
+    this.emit({
+      type: 'target.approved',
+      target: target.name,
+      stepId,
+      approval: approval.step === undefined ? approval.name : `${approval.name} --step ${approval.step}`,
+      operator: approval.operator,
+    });
     return true;
   }
 }

@@ -12,12 +12,7 @@ import type { Inventory } from './inventory.js';
 import { fleetStore, latestRun, loadTargets, type CellStatus } from './runner.js';
 import type { Approval, FleetEvent, FleetStore } from './store.js';
 
-export type TargetStatus =
-  | 'pending'
-  | 'running'
-  | 'waiting-approval'
-  | RunState['status']
-  | 'unreadable';
+export type TargetStatus = 'pending' | 'running' | 'waiting-approval' | RunState['status'] | 'unreadable';
 
 export interface FleetTargetStatus {
   readonly name: string;
@@ -155,9 +150,7 @@ export function approveFleet(
   const isWave = inventory.waves.some((w) => w.name === name);
   const isTarget = inventory.targets.some((t) => t.name === name);
   if (!isWave && !isTarget) {
-    throw new UsageError(
-      `"${name}" is neither a wave nor a target of ${inventory.file} (waves: ${inventory.waves.map((w) => w.name).join(', ')})`,
-    );
+    throw new UsageError(`"${name}" is neither a wave nor a target of ${inventory.file} (waves: ${inventory.waves.map((w) => w.name).join(', ')})`);
   }
   if (options.step !== undefined) {
     const steps = stepIds(inventory, runbookFile, options.registry, []);

@@ -9,7 +9,20 @@
  * files under `<state-dir>/fleets/<inventory name>/<runbook name>/`.
  */
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  appendFileSync,
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
@@ -98,7 +111,11 @@ export class FileFleetStore implements FleetStore {
   private readonly approvalsDir: string;
 
   constructor(stateDir: string, inventoryName: string, runbookFile: string) {
-    const stem = path.basename(runbookFile).replace(/\.ya?ml$/i, '').replace(/[^A-Za-z0-9._-]/g, '_') || 'runbook';
+    const stem =
+      path
+        .basename(runbookFile)
+        .replace(/\.ya?ml$/i, '')
+        .replace(/[^A-Za-z0-9._-]/g, '_') || 'runbook';
     this.location = path.join(stateDir, 'fleets', inventoryName, stem);
     this.log = path.join(this.location, 'fleet.jsonl');
     this.approvalsDir = path.join(this.location, 'approvals');
@@ -184,7 +201,9 @@ export class FileFleetStore implements FleetStore {
         const fd = openSync(file, 'wx', 0o600);
         writeSync(fd, `${process.pid} ${os.hostname()}`);
         closeSync(fd);
-        return () => { rmSync(file, { force: true }); };
+        return () => {
+          rmSync(file, { force: true });
+        };
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
         const holder = this.holder();

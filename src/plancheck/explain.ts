@@ -206,7 +206,9 @@ export function judge(source: PlanSummary, target: PlanSummary, facts: ReadonlyM
   if (reasons.length > 0) return { verdict: 'regressed', costRatio: ratio, reasons };
   if (ratio < 1 / limits.costRatio) return { verdict: 'improved', costRatio: ratio, reasons: [`cost ${fmt(source.totalCost)} -> ${fmt(target.totalCost)}`] };
   const sameShape = source.shape.length === target.shape.length && source.shape.every((s, i) => s === target.shape[i]);
-  return sameShape ? { verdict: 'same', costRatio: ratio, reasons: [] } : { verdict: 'changed', costRatio: ratio, reasons: ['plan shape differs, cost within costRatio'] };
+  return sameShape
+    ? { verdict: 'same', costRatio: ratio, reasons: [] }
+    : { verdict: 'changed', costRatio: ratio, reasons: ['plan shape differs, cost within costRatio'] };
 }
 
 const fmt = (n: number) => (n >= 100 ? Math.round(n).toLocaleString('en-US') : String(Math.round(n * 100) / 100));

@@ -54,41 +54,49 @@ export function databaseFindings(facts: ClusterFacts): Finding[] {
   const out: Finding[] = [];
   const noConn = facts.databases.filter((d) => d.name !== 'template0' && !d.allowConn).map((d) => d.name);
   if (noConn.length > 0) {
-    out.push(finding({
-      id: 'database-disallows-connections',
-      severity: 'error',
-      objects: noConn,
-      message: 'databases other than template0 must allow connections: pg_upgrade connects to every one',
-      remediation: 'ALTER DATABASE ... WITH ALLOW_CONNECTIONS true (or drop the database) before the upgrade.',
-    }));
+    out.push(
+      finding({
+        id: 'database-disallows-connections',
+        severity: 'error',
+        objects: noConn,
+        message: 'databases other than template0 must allow connections: pg_upgrade connects to every one',
+        remediation: 'ALTER DATABASE ... WITH ALLOW_CONNECTIONS true (or drop the database) before the upgrade.',
+      }),
+    );
   }
   if (facts.databases.some((d) => d.name === 'template0' && d.allowConn)) {
-    out.push(finding({
-      id: 'template0-allows-connections',
-      severity: 'error',
-      objects: ['template0'],
-      message: 'template0 must not allow connections',
-      remediation: 'ALTER DATABASE template0 WITH ALLOW_CONNECTIONS false.',
-    }));
+    out.push(
+      finding({
+        id: 'template0-allows-connections',
+        severity: 'error',
+        objects: ['template0'],
+        message: 'template0 must not allow connections',
+        remediation: 'ALTER DATABASE template0 WITH ALLOW_CONNECTIONS false.',
+      }),
+    );
   }
   const invalid = facts.databases.filter((d) => d.invalid).map((d) => d.name);
   if (invalid.length > 0) {
-    out.push(finding({
-      id: 'invalid-database',
-      severity: 'error',
-      objects: invalid,
-      message: 'databases left invalid by an interrupted DROP DATABASE',
-      remediation: 'DROP DATABASE them; they cannot be connected to or upgraded.',
-    }));
+    out.push(
+      finding({
+        id: 'invalid-database',
+        severity: 'error',
+        objects: invalid,
+        message: 'databases left invalid by an interrupted DROP DATABASE',
+        remediation: 'DROP DATABASE them; they cannot be connected to or upgraded.',
+      }),
+    );
   }
   if (facts.currentUser !== facts.installUser) {
-    out.push(finding({
-      id: 'not-install-user',
-      severity: 'warning',
-      objects: [facts.currentUser],
-      message: `the checks ran as ${facts.currentUser}; pg_upgrade must run as the install (bootstrap) superuser ${facts.installUser}`,
-      remediation: `Run pg_upgrade with -U ${facts.installUser}; some checks here may not see objects ${facts.currentUser} cannot read.`,
-    }));
+    out.push(
+      finding({
+        id: 'not-install-user',
+        severity: 'warning',
+        objects: [facts.currentUser],
+        message: `the checks ran as ${facts.currentUser}; pg_upgrade must run as the install (bootstrap) superuser ${facts.installUser}`,
+        remediation: `Run pg_upgrade with -U ${facts.installUser}; some checks here may not see objects ${facts.currentUser} cannot read.`,
+      }),
+    );
   }
   return out;
 }
@@ -97,13 +105,15 @@ export async function preparedTransactions(db: Queryable): Promise<Finding[]> {
   const { rows } = await db.query<{ gid: string; database: string }>('SELECT gid, database FROM pg_prepared_xacts ORDER BY gid');
   return rows.length === 0
     ? []
-    : [finding({
-        id: 'prepared-transactions',
-        severity: 'error',
-        objects: rows.map((r) => `${r.database}: ${r.gid}`),
-        message: 'prepared transactions exist; pg_upgrade refuses a cluster that has any',
-        remediation: 'COMMIT PREPARED or ROLLBACK PREPARED each one (find their owner first).',
-      })];
+    : [
+        finding({
+          id: 'prepared-transactions',
+          severity: 'error',
+          objects: rows.map((r) => `${r.database}: ${r.gid}`),
+          message: 'prepared transactions exist; pg_upgrade refuses a cluster that has any',
+          remediation: 'COMMIT PREPARED or ROLLBACK PREPARED each one (find their owner first).',
+        }),
+      ];
 }
 
 export async function longTransactions(db: Queryable): Promise<Finding[]> {
@@ -113,13 +123,15 @@ export async function longTransactions(db: Queryable): Promise<Finding[]> {
   );
   return rows.length === 0
     ? []
-    : [finding({
-        id: 'long-running-transactions',
-        severity: 'warning',
-        objects: rows.map((r) => `pid ${r.pid} (${r.datname ?? '?'}, ${r.age})`),
-        message: 'transactions open for more than 5 minutes: stopping the cluster for the upgrade will wait for or kill them',
-        remediation: 'Find out what they are and end them before the window (pg_terminate_backend), or plan for it.',
-      })];
+    : [
+        finding({
+          id: 'long-running-transactions',
+          severity: 'warning',
+          objects: rows.map((r) => `pid ${r.pid} (${r.datname ?? '?'}, ${r.age})`),
+          message: 'transactions open for more than 5 minutes: stopping the cluster for the upgrade will wait for or kill them',
+          remediation: 'Find out what they are and end them before the window (pg_terminate_backend), or plan for it.',
+        }),
+      ];
 }
 
 // ------------------------------------------------------------ per database
@@ -200,7 +212,6 @@ const typeUsageSql = (base: string) => `WITH RECURSIVE holds AS MATERIALIZED (
  * arrays, domains and composites: their OIDs differ in the new cluster.
  */
 const SYSTEM_COMPOSITE_SQL = typeUsageSql(`t.typtype = 'c' AND (t.oid < 16384 OR n.nspname = 'information_schema')`);
-
 
 export interface DatabaseContext {
   readonly database: string;
@@ -337,19 +348,34 @@ export const DATABASE_CHECKS: readonly DatabaseCheck[] = [
   {
     applies: () => true,
     sql: SYSTEM_COMPOSITE_SQL,
-    finding: () => ({ id: 'system-composite-types', severity: 'error', message: 'user columns of system composite types: their OIDs are not preserved', remediation: 'Change those columns to a user-defined type or text before the upgrade.' }),
+    finding: () => ({
+      id: 'system-composite-types',
+      severity: 'error',
+      message: 'user columns of system composite types: their OIDs are not preserved',
+      remediation: 'Change those columns to a user-defined type or text before the upgrade.',
+    }),
   },
   {
     applies: (c) => c.oldMajor <= 13,
     sql: `SELECT format('%I.%s(%s, NONE)', n.nspname, o.oprname, format_type(o.oprleft, NULL)) AS object
             FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace
            WHERE o.oprright = 0 AND o.oid >= 16384 ORDER BY 1`,
-    finding: () => ({ id: 'postfix-operators', severity: 'error', message: 'postfix operators were removed in PostgreSQL 14', remediation: 'Drop them (and what uses them) before the upgrade.' }),
+    finding: () => ({
+      id: 'postfix-operators',
+      severity: 'error',
+      message: 'postfix operators were removed in PostgreSQL 14',
+      remediation: 'Drop them (and what uses them) before the upgrade.',
+    }),
   },
   {
     applies: (c) => c.oldMajor <= 13,
     sql: `SELECT format('%I.%I', n.nspname, c.conname) AS object FROM pg_conversion c JOIN pg_namespace n ON n.oid = c.connamespace WHERE c.oid >= 16384 ORDER BY 1`,
-    finding: () => ({ id: 'user-encoding-conversions', severity: 'error', message: 'user-defined encoding conversions changed signature in PostgreSQL 14', remediation: 'Drop them before the upgrade and recreate them after.' }),
+    finding: () => ({
+      id: 'user-encoding-conversions',
+      severity: 'error',
+      message: 'user-defined encoding conversions changed signature in PostgreSQL 14',
+      remediation: 'Drop them before the upgrade and recreate them after.',
+    }),
   },
   {
     applies: (c) => c.oldMajor <= 13,
@@ -357,24 +383,42 @@ export const DATABASE_CHECKS: readonly DatabaseCheck[] = [
     finding: () => ({
       id: 'incompatible-polymorphics',
       severity: 'error',
-      message: 'user aggregates or operators built on array functions whose anyarray/anyelement signatures became anycompatiblearray/anycompatible in PostgreSQL 14',
+      message:
+        'user aggregates or operators built on array functions whose anyarray/anyelement signatures became anycompatiblearray/anycompatible in PostgreSQL 14',
       remediation: 'Drop them before the upgrade and create them again after it, declared with anycompatible and anycompatiblearray.',
     }),
   },
   {
     applies: (c) => c.int8PassingDiffers === true,
     sql: ISN_FUNCTIONS_SQL,
-    finding: () => ({ id: 'isn-int8-pass-by-value', severity: 'error', message: 'contrib/isn functions rely on bigint, which the old and new clusters pass differently (a 32-bit and a 64-bit build)', remediation: 'Dump the databases that use contrib/isn, drop the extension there, upgrade, then restore them.' }),
+    finding: () => ({
+      id: 'isn-int8-pass-by-value',
+      severity: 'error',
+      message: 'contrib/isn functions rely on bigint, which the old and new clusters pass differently (a 32-bit and a 64-bit build)',
+      remediation: 'Dump the databases that use contrib/isn, drop the extension there, upgrade, then restore them.',
+    }),
   },
   {
     applies: (c) => c.oldMajor <= 18,
     sql: NOT_NULL_INHERITANCE_SQL,
-    finding: () => ({ id: 'not-null-inheritance', severity: 'error', message: 'inheritance children lack a NOT NULL their parent column has; restoring the schema into the new cluster fails', remediation: 'ALTER TABLE child ALTER COLUMN ... SET NOT NULL (after removing NULLs), or detach the child (ALTER TABLE child NO INHERIT parent).' }),
+    finding: () => ({
+      id: 'not-null-inheritance',
+      severity: 'error',
+      message: 'inheritance children lack a NOT NULL their parent column has; restoring the schema into the new cluster fails',
+      remediation: 'ALTER TABLE child ALTER COLUMN ... SET NOT NULL (after removing NULLs), or detach the child (ALTER TABLE child NO INHERIT parent).',
+    }),
   },
   {
     applies: (c) => c.oldMajor <= 18 && c.targetMajor >= 19,
     sql: GIST_INET_OPS_SQL,
-    finding: () => ({ id: 'gist-inet-ops', severity: 'error', message: "indexes use btree_gist's gist_inet_ops or gist_cidr_ops, which are no longer the default for inet and cidr from PostgreSQL 19: the restored index definitions would not match the index files", remediation: 'Replace them before the upgrade with indexes on the core operator class: CREATE INDEX ... USING gist (col inet_ops), then drop the old ones.' }),
+    finding: () => ({
+      id: 'gist-inet-ops',
+      severity: 'error',
+      message:
+        "indexes use btree_gist's gist_inet_ops or gist_cidr_ops, which are no longer the default for inet and cidr from PostgreSQL 19: the restored index definitions would not match the index files",
+      remediation:
+        'Replace them before the upgrade with indexes on the core operator class: CREATE INDEX ... USING gist (col inet_ops), then drop the old ones.',
+    }),
   },
   {
     applies: (c) => c.oldMajor >= 17 && c.unicodeChange !== undefined,
@@ -383,26 +427,42 @@ export const DATABASE_CHECKS: readonly DatabaseCheck[] = [
       id: 'unicode-dependent-objects',
       severity: 'warning',
       message: `relations whose indexes, partition keys, check constraints or materialized view contents depend on Unicode character semantics, and the Unicode version changes from ${c.unicodeChange?.from ?? '?'} to ${c.unicodeChange?.to ?? "the new release's (unknown here; give newCluster to compare)"}`,
-      remediation: 'After the upgrade, REINDEX those indexes, REFRESH those materialized views, and re-check those constraints and partition keys (few values change between Unicode versions).',
+      remediation:
+        'After the upgrade, REINDEX those indexes, REFRESH those materialized views, and re-check those constraints and partition keys (few values change between Unicode versions).',
     }),
   },
   {
     applies: (c) => c.oldMajor <= 11,
     sql: `SELECT format('%I.%I', n.nspname, c.relname) AS object FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relhasoids AND n.nspname NOT IN ('pg_catalog') ORDER BY 1`,
-    finding: () => ({ id: 'tables-with-oids', severity: 'error', message: 'WITH OIDS tables cannot be upgraded past 11', remediation: 'ALTER TABLE ... SET WITHOUT OIDS before the upgrade.' }),
+    finding: () => ({
+      id: 'tables-with-oids',
+      severity: 'error',
+      message: 'WITH OIDS tables cannot be upgraded past 11',
+      remediation: 'ALTER TABLE ... SET WITHOUT OIDS before the upgrade.',
+    }),
   },
   // Beyond pg_upgrade: what goes wrong after it, or around it.
   {
     applies: () => true,
     sql: `SELECT format('%I.%I', n.nspname, c.relname) AS object FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
            WHERE c.relpersistence = 'u' AND c.relkind IN ('r', 'p') ORDER BY 1`,
-    finding: () => ({ id: 'unlogged-tables', severity: 'warning', message: 'unlogged tables are carried by pg_upgrade but never reach standbys', remediation: 'Make them logged if standbys need them, or accept they are empty after a failover.' }),
+    finding: () => ({
+      id: 'unlogged-tables',
+      severity: 'warning',
+      message: 'unlogged tables are carried by pg_upgrade but never reach standbys',
+      remediation: 'Make them logged if standbys need them, or accept they are empty after a failover.',
+    }),
   },
   {
     applies: () => true,
     sql: `SELECT format('%I.%I', n.nspname, c.relname) AS object FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
             JOIN pg_namespace n ON n.oid = c.relnamespace WHERE NOT i.indisvalid ORDER BY 1`,
-    finding: () => ({ id: 'invalid-indexes', severity: 'warning', message: 'invalid indexes (a failed CREATE INDEX CONCURRENTLY) are carried over invalid', remediation: 'REINDEX or drop and recreate them.' }),
+    finding: () => ({
+      id: 'invalid-indexes',
+      severity: 'warning',
+      message: 'invalid indexes (a failed CREATE INDEX CONCURRENTLY) are carried over invalid',
+      remediation: 'REINDEX or drop and recreate them.',
+    }),
   },
   {
     applies: (c) => c.logical,
@@ -410,7 +470,12 @@ export const DATABASE_CHECKS: readonly DatabaseCheck[] = [
            WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND c.relreplident = 'd'
              AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'cutover') AND n.nspname !~ '^pg_'
              AND NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) ORDER BY 1`,
-    finding: () => ({ id: 'tables-without-primary-key', severity: 'warning', message: 'logical replication cannot replicate UPDATE or DELETE of tables without a primary key or replica identity', remediation: 'Add a primary key, or set REPLICA IDENTITY FULL (slow) or USING INDEX.' }),
+    finding: () => ({
+      id: 'tables-without-primary-key',
+      severity: 'warning',
+      message: 'logical replication cannot replicate UPDATE or DELETE of tables without a primary key or replica identity',
+      remediation: 'Add a primary key, or set REPLICA IDENTITY FULL (slow) or USING INDEX.',
+    }),
   },
 ];
 
@@ -465,18 +530,26 @@ export async function logicalSlots(db: Queryable): Promise<Slot[]> {
 export function slotFindings(slots: readonly Slot[], oldMajor: number, writesFrozen: boolean): Finding[] {
   if (slots.length === 0) return [];
   if (oldMajor < 17) {
-    return [{
-      id: 'logical-slots-not-carried',
-      severity: 'warning',
-      objects: slots.map((s) => s.name),
-      message: `pg_upgrade carries logical slots only from 17 on; from ${oldMajor} they are lost`,
-      remediation: 'Record them (plugin, options) and recreate them on the new cluster after the upgrade; consumers must resynchronise.',
-    }];
+    return [
+      {
+        id: 'logical-slots-not-carried',
+        severity: 'warning',
+        objects: slots.map((s) => s.name),
+        message: `pg_upgrade carries logical slots only from 17 on; from ${oldMajor} they are lost`,
+        remediation: 'Record them (plugin, options) and recreate them on the new cluster after the upgrade; consumers must resynchronise.',
+      },
+    ];
   }
   const out: Finding[] = [];
   const invalid = slots.filter((s) => s.invalid).map((s) => s.name);
   if (invalid.length > 0) {
-    out.push({ id: 'invalid-logical-slots', severity: 'error', objects: invalid, message: 'invalidated logical slots make pg_upgrade fail', remediation: 'Drop them (pg_drop_replication_slot) and recreate after the upgrade.' });
+    out.push({
+      id: 'invalid-logical-slots',
+      severity: 'error',
+      objects: invalid,
+      message: 'invalidated logical slots make pg_upgrade fail',
+      remediation: 'Drop them (pg_drop_replication_slot) and recreate after the upgrade.',
+    });
   }
   const behind = slots.filter((s) => !s.invalid && (s.behind === null || s.behind > 0)).map((s) => `${s.name} (${s.behind ?? '?'} bytes behind)`);
   if (behind.length > 0) {
@@ -500,27 +573,31 @@ export async function subscriptionStates(db: Queryable, database: string): Promi
   );
   return rows.length === 0
     ? []
-    : [{
-        id: 'subscription-tables-syncing',
-        severity: 'error',
-        database,
-        objects: rows.map((r) => r.object),
-        message: "subscription tables must be in state 'i' or 'r' for pg_upgrade to carry the subscription",
-        remediation: 'Wait until the initial synchronisation is done (pg_subscription_rel.srsubstate = r).',
-      }];
+    : [
+        {
+          id: 'subscription-tables-syncing',
+          severity: 'error',
+          database,
+          objects: rows.map((r) => r.object),
+          message: "subscription tables must be in state 'i' or 'r' for pg_upgrade to carry the subscription",
+          remediation: 'Wait until the initial synchronisation is done (pg_subscription_rel.srsubstate = r).',
+        },
+      ];
 }
 
 /** Copy mode writes every file again: the new data directory's file system needs room for the old cluster. */
 export function diskSpaceFinding(neededBytes: number, freeBytes: number, where: string): Finding[] {
   if (freeBytes >= neededBytes) return [];
   const gib = (n: number) => `${(n / 2 ** 30).toFixed(1)} GiB`;
-  return [{
-    id: 'disk-space-for-copy',
-    severity: 'warning',
-    objects: [`${where}: ${gib(freeBytes)} free, the old cluster's databases take ${gib(neededBytes)}`],
-    message: 'pg_upgrade in copy mode would run out of space',
-    remediation: 'Free space, or run pg_upgrade with --link or --clone (no copy; --link means the old cluster cannot be started again once the new one ran).',
-  }];
+  return [
+    {
+      id: 'disk-space-for-copy',
+      severity: 'warning',
+      objects: [`${where}: ${gib(freeBytes)} free, the old cluster's databases take ${gib(neededBytes)}`],
+      message: 'pg_upgrade in copy mode would run out of space',
+      remediation: 'Free space, or run pg_upgrade with --link or --clone (no copy; --link means the old cluster cannot be started again once the new one ran).',
+    },
+  ];
 }
 
 // ------------------------------------------------------------ added by pg_upgrade 18 and 19
@@ -540,7 +617,12 @@ const UNICODE_OF: Readonly<Record<number, string>> = { 17: '15.1', 18: '16.0' };
  * target release is known to ship; an unknown target counts as a change, so
  * the warning errs on the side of naming the objects.
  */
-export async function unicodeChange(old: Queryable, oldMajor: number, targetMajor: number, fresh?: Queryable): Promise<{ from: string; to: string | undefined } | undefined> {
+export async function unicodeChange(
+  old: Queryable,
+  oldMajor: number,
+  targetMajor: number,
+  fresh?: Queryable,
+): Promise<{ from: string; to: string | undefined } | undefined> {
   if (oldMajor < 17) return undefined;
   const version = async (db: Queryable) => (await db.query<{ v: string }>('SELECT unicode_version() AS v')).rows[0]?.v;
   const from = await version(old);
@@ -561,13 +643,15 @@ export async function globalNamesWithNewlines(db: Queryable, oldMajor: number, t
   );
   return rows.length === 0
     ? []
-    : [{
-        id: 'global-names-with-newlines',
-        severity: 'error',
-        objects: rows.map((r) => r.object),
-        message: 'database, role or tablespace names contain a newline or carriage return, which PostgreSQL 19 rejects',
-        remediation: 'Rename them (ALTER DATABASE/ROLE/TABLESPACE ... RENAME TO ...) before the upgrade.',
-      }];
+    : [
+        {
+          id: 'global-names-with-newlines',
+          severity: 'error',
+          objects: rows.map((r) => r.object),
+          message: 'database, role or tablespace names contain a newline or carriage return, which PostgreSQL 19 rejects',
+          remediation: 'Rename them (ALTER DATABASE/ROLE/TABLESPACE ... RENAME TO ...) before the upgrade.',
+        },
+      ];
 }
 
 /** pg_conflict_detection is the slot PostgreSQL 19 reserves for retain_dead_tuples; an old logical slot of that name cannot be carried. */
@@ -576,7 +660,15 @@ export function reservedSlotNames(slots: readonly Slot[], oldMajor: number, targ
   const reserved = slots.filter((s) => s.name === 'pg_conflict_detection').map((s) => s.name);
   return reserved.length === 0
     ? []
-    : [{ id: 'reserved-slot-name', severity: 'error', objects: reserved, message: 'a logical slot is named pg_conflict_detection, a name PostgreSQL 19 reserves for itself', remediation: 'Drop the slot and create it again under another name (its consumer must then resynchronise or start from the new slot).' }];
+    : [
+        {
+          id: 'reserved-slot-name',
+          severity: 'error',
+          objects: reserved,
+          message: 'a logical slot is named pg_conflict_detection, a name PostgreSQL 19 reserves for itself',
+          remediation: 'Drop the slot and create it again under another name (its consumer must then resynchronise or start from the new slot).',
+        },
+      ];
 }
 
 /** Subscriptions whose replication origin (pg_<subscription oid>) is missing: pg_upgrade (17+) cannot carry their progress. */
@@ -588,5 +680,13 @@ export async function subscriptionsWithoutOrigin(db: Queryable, oldMajor: number
   );
   return rows.length === 0
     ? []
-    : [{ id: 'subscription-without-origin', severity: 'error', objects: rows.map((r) => r.object), message: 'subscriptions without their replication origin cannot be upgraded', remediation: 'Drop and recreate those subscriptions (copy_data = false if the tables are in sync).' }];
+    : [
+        {
+          id: 'subscription-without-origin',
+          severity: 'error',
+          objects: rows.map((r) => r.object),
+          message: 'subscriptions without their replication origin cannot be upgraded',
+          remediation: 'Drop and recreate those subscriptions (copy_data = false if the tables are in sync).',
+        },
+      ];
 }

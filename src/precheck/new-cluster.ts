@@ -44,35 +44,75 @@ export async function newClusterChecks(
   const out: Finding[] = [];
   const facts = await clusterFacts(fresh);
   if (major(facts.versionNum) !== targetMajor) {
-    out.push({ id: 'new-cluster-version', severity: 'error', objects: [String(major(facts.versionNum))], message: `the new cluster is PostgreSQL ${major(facts.versionNum)}, not ${targetMajor}`, remediation: 'Point newCluster at the cluster you will upgrade into, or fix targetVersion.' });
+    out.push({
+      id: 'new-cluster-version',
+      severity: 'error',
+      objects: [String(major(facts.versionNum))],
+      message: `the new cluster is PostgreSQL ${major(facts.versionNum)}, not ${targetMajor}`,
+      remediation: 'Point newCluster at the cluster you will upgrade into, or fix targetVersion.',
+    });
   }
   if (facts.installUser !== old.facts.installUser) {
-    out.push({ id: 'install-user-differs', severity: 'error', objects: [old.facts.installUser, facts.installUser], message: `the clusters were initialised by different install users (${old.facts.installUser}, ${facts.installUser})`, remediation: `initdb the new cluster with -U ${old.facts.installUser}.` });
+    out.push({
+      id: 'install-user-differs',
+      severity: 'error',
+      objects: [old.facts.installUser, facts.installUser],
+      message: `the clusters were initialised by different install users (${old.facts.installUser}, ${facts.installUser})`,
+      remediation: `initdb the new cluster with -U ${old.facts.installUser}.`,
+    });
   }
   const { rows: roles } = await fresh.query<{ name: string }>(`SELECT rolname AS name FROM pg_roles WHERE rolname !~ '^pg_' ORDER BY oid`);
   if (roles.length > 1) {
-    out.push({ id: 'new-cluster-has-other-roles', severity: 'error', objects: roles.map((r) => r.name), message: 'the new cluster has roles besides the install user; pg_upgrade allows only that one, because restoring the old roles would collide', remediation: 'Drop the other roles from the new cluster (or initdb it again) and create them only after the upgrade, if at all: the old roles come across.' });
+    out.push({
+      id: 'new-cluster-has-other-roles',
+      severity: 'error',
+      objects: roles.map((r) => r.name),
+      message: 'the new cluster has roles besides the install user; pg_upgrade allows only that one, because restoring the old roles would collide',
+      remediation:
+        'Drop the other roles from the new cluster (or initdb it again) and create them only after the upgrade, if at all: the old roles come across.',
+    });
   }
   const { rows: prepared } = await fresh.query<{ gid: string }>('SELECT gid FROM pg_prepared_xacts ORDER BY gid');
   if (prepared.length > 0) {
-    out.push({ id: 'new-cluster-prepared-transactions', severity: 'error', objects: prepared.map((p) => p.gid), message: 'the new cluster has prepared transactions', remediation: 'ROLLBACK PREPARED them on the new cluster, or initdb it again.' });
+    out.push({
+      id: 'new-cluster-prepared-transactions',
+      severity: 'error',
+      objects: prepared.map((p) => p.gid),
+      message: 'the new cluster has prepared transactions',
+      remediation: 'ROLLBACK PREPARED them on the new cluster, or initdb it again.',
+    });
   }
   try {
     out.push(...(await tablespaceDirectories(old.db, fresh, old.oldMajor)));
   } catch (error) {
     if (!(error instanceof DatabaseError)) throw error;
-    out.push({ id: 'tablespace-dirs-not-checked', severity: 'warning', objects: [error.message], message: 'could not look for existing tablespace directories of the new version', remediation: 'Run the precheck as a superuser (pg_stat_file and pg_control_system), or look for PG_<version>_* directories in each tablespace location by hand.' });
+    out.push({
+      id: 'tablespace-dirs-not-checked',
+      severity: 'warning',
+      objects: [error.message],
+      message: 'could not look for existing tablespace directories of the new version',
+      remediation:
+        'Run the precheck as a superuser (pg_stat_file and pg_control_system), or look for PG_<version>_* directories in each tablespace location by hand.',
+    });
   }
   const occupied: string[] = [];
   for (const d of facts.databases.filter((x) => x.allowConn)) {
-    const { rows } = await (await openDatabase(d.name)).query<{ object: string }>(
+    const { rows } = await (
+      await openDatabase(d.name)
+    ).query<{ object: string }>(
       `SELECT format('%I.%I', n.nspname, c.relname) AS object FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE c.oid >= 16384 AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast' ORDER BY 1 LIMIT 20`,
     );
     occupied.push(...rows.map((r) => `${d.name}: ${r.object}`));
   }
   if (occupied.length > 0) {
-    out.push({ id: 'new-cluster-not-empty', severity: 'error', objects: occupied, message: 'the new cluster holds user relations', remediation: 'Upgrade into a freshly initialised, empty cluster.' });
+    out.push({
+      id: 'new-cluster-not-empty',
+      severity: 'error',
+      objects: occupied,
+      message: 'the new cluster holds user relations',
+      remediation: 'Upgrade into a freshly initialised, empty cluster.',
+    });
   }
   const [oldSums, newSums] = [await setting(old.db, 'data_checksums'), await setting(fresh, 'data_checksums')];
   if (oldSums !== newSums) {
@@ -81,26 +121,47 @@ export async function newClusterChecks(
       severity: 'error',
       objects: [`old ${oldSums ?? '?'}`, `new ${newSums ?? '?'}`],
       message: 'data checksums must be on in both clusters or off in both (initdb enables them by default from PostgreSQL 18)',
-      remediation: newSums === 'on' ? 'initdb the new cluster with --no-data-checksums, or enable them on the old one with pg_checksums (offline).' : 'initdb the new cluster with --data-checksums.',
+      remediation:
+        newSums === 'on'
+          ? 'initdb the new cluster with --no-data-checksums, or enable them on the old one with pg_checksums (offline).'
+          : 'initdb the new cluster with --data-checksums.',
     });
   }
   try {
     out.push(...(await controlDataDiffers(old.db, fresh)));
   } catch (error) {
     if (!(error instanceof DatabaseError)) throw error;
-    out.push({ id: 'control-data-not-compared', severity: 'warning', objects: [error.message], message: 'could not read pg_control_init() to compare the build settings of the clusters', remediation: 'Run the precheck as a superuser, or compare pg_controldata of both clusters by hand.' });
+    out.push({
+      id: 'control-data-not-compared',
+      severity: 'warning',
+      objects: [error.message],
+      message: 'could not read pg_control_init() to compare the build settings of the clusters',
+      remediation: 'Run the precheck as a superuser, or compare pg_controldata of both clusters by hand.',
+    });
   }
   // From 16 on pg_upgrade gives the new cluster the old one's locale and encoding itself.
   const [oldT1, newT1] = targetMajor <= 15 ? [await template1(old.db), await template1(fresh)] : [{}, {}];
   const differing = Object.keys({ ...oldT1, ...newT1 }).filter((k) => JSON.stringify(oldT1[k]) !== JSON.stringify(newT1[k]));
   if (differing.length > 0) {
-    out.push({ id: 'template1-locale-differs', severity: 'error', objects: differing.map((k) => `${k}: ${JSON.stringify(oldT1[k])} -> ${JSON.stringify(newT1[k])}`), message: 'template1 encoding, locale or locale provider differ between the clusters', remediation: 'initdb the new cluster with the old one\'s encoding, locale and provider.' });
+    out.push({
+      id: 'template1-locale-differs',
+      severity: 'error',
+      objects: differing.map((k) => `${k}: ${JSON.stringify(oldT1[k])} -> ${JSON.stringify(newT1[k])}`),
+      message: 'template1 encoding, locale or locale provider differ between the clusters',
+      remediation: "initdb the new cluster with the old one's encoding, locale and provider.",
+    });
   }
   const { rows: available } = await fresh.query<{ name: string }>('SELECT name FROM pg_available_extensions');
   const offered = new Set(available.map((a) => a.name));
   const missing = [...old.extensions].filter(([name]) => !offered.has(name)).map(([name, dbs]) => `${name} (in ${dbs.join(', ')})`);
   if (missing.length > 0) {
-    out.push({ id: 'extension-not-available', severity: 'error', objects: missing, message: 'extensions installed in the old cluster that the new one does not offer', remediation: 'Install their packages for the new version on the new cluster\'s host.' });
+    out.push({
+      id: 'extension-not-available',
+      severity: 'error',
+      objects: missing,
+      message: 'extensions installed in the old cluster that the new one does not offer',
+      remediation: "Install their packages for the new version on the new cluster's host.",
+    });
   }
   const unloadable: string[] = [];
   for (const [library, dbs] of old.libraries) {
@@ -112,7 +173,13 @@ export async function newClusterChecks(
     }
   }
   if (unloadable.length > 0) {
-    out.push({ id: 'library-not-loadable', severity: 'error', objects: unloadable, message: 'shared libraries used by functions in the old cluster that the new one cannot load', remediation: 'Install the library for the new version, or drop the functions that use it.' });
+    out.push({
+      id: 'library-not-loadable',
+      severity: 'error',
+      objects: unloadable,
+      message: 'shared libraries used by functions in the old cluster that the new one cannot load',
+      remediation: 'Install the library for the new version, or drop the functions that use it.',
+    });
   }
   // Logical slots come across from 17 on; from 19, a subscription with retain_dead_tuples also needs the pg_conflict_detection slot.
   const conflictSlot = (old.retainDeadTuples ?? 0) > 0 ? 1 : 0;
@@ -124,20 +191,35 @@ export async function newClusterChecks(
     if (!accepted.includes(walLevel)) problems.push(`wal_level is ${walLevel}, must be ${accepted.join(' or ')}`);
     const needed = old.logicalSlots + conflictSlot;
     const maxSlots = Number((await setting(fresh, 'max_replication_slots')) ?? 0);
-    if (maxSlots < needed) problems.push(`max_replication_slots is ${maxSlots}, the old cluster needs ${needed} (${old.logicalSlots} logical slot(s)${conflictSlot ? ' and pg_conflict_detection' : ''})`);
+    if (maxSlots < needed)
+      problems.push(
+        `max_replication_slots is ${maxSlots}, the old cluster needs ${needed} (${old.logicalSlots} logical slot(s)${conflictSlot ? ' and pg_conflict_detection' : ''})`,
+      );
     const { rows: slots } = await fresh.query<{ logical: number; conflict: boolean }>(
       "SELECT count(*) FILTER (WHERE slot_type = 'logical' AND NOT temporary)::int AS logical, bool_or(slot_name = 'pg_conflict_detection') IS TRUE AS conflict FROM pg_replication_slots",
     );
     if ((slots[0]?.logical ?? 0) > 0) problems.push(`the new cluster already has ${slots[0]?.logical} logical slot(s)`);
     if (slots[0]?.conflict === true) problems.push('the new cluster already has a pg_conflict_detection slot');
     if (problems.length > 0) {
-      out.push({ id: 'new-cluster-cannot-take-slots', severity: 'error', objects: problems, message: 'the new cluster is not configured to receive the old cluster\'s logical slots', remediation: `Set wal_level = ${accepted.join(' or ')} and max_replication_slots on the new cluster, and drop its slots.` });
+      out.push({
+        id: 'new-cluster-cannot-take-slots',
+        severity: 'error',
+        objects: problems,
+        message: "the new cluster is not configured to receive the old cluster's logical slots",
+        remediation: `Set wal_level = ${accepted.join(' or ')} and max_replication_slots on the new cluster, and drop its slots.`,
+      });
     }
   }
   if (old.subscriptions > 0 && targetMajor >= 17) {
     const origins = Number((await setting(fresh, targetMajor >= 18 ? 'max_active_replication_origins' : 'max_replication_slots')) ?? 0);
     if (origins < old.subscriptions) {
-      out.push({ id: 'new-cluster-cannot-take-subscriptions', severity: 'error', objects: [`${origins} < ${old.subscriptions}`], message: `${targetMajor >= 18 ? 'max_active_replication_origins' : 'max_replication_slots'} on the new cluster is lower than the number of subscriptions`, remediation: 'Raise it on the new cluster before the upgrade.' });
+      out.push({
+        id: 'new-cluster-cannot-take-subscriptions',
+        severity: 'error',
+        objects: [`${origins} < ${old.subscriptions}`],
+        message: `${targetMajor >= 18 ? 'max_active_replication_origins' : 'max_replication_slots'} on the new cluster is lower than the number of subscriptions`,
+        remediation: 'Raise it on the new cluster before the upgrade.',
+      });
     }
   }
   return out;
@@ -167,7 +249,15 @@ async function tablespaceDirectories(old: Queryable, fresh: Queryable, oldMajor:
   );
   return rows.length === 0
     ? []
-    : [{ id: 'new-cluster-tablespace-dir-exists', severity: 'error', objects: rows.map((r) => r.dir), message: 'tablespace directories for the new version already exist (left by an earlier attempt?)', remediation: 'Remove those directories (after making sure no cluster uses them) before the upgrade.' }];
+    : [
+        {
+          id: 'new-cluster-tablespace-dir-exists',
+          severity: 'error',
+          objects: rows.map((r) => r.dir),
+          message: 'tablespace directories for the new version already exist (left by an earlier attempt?)',
+          remediation: 'Remove those directories (after making sure no cluster uses them) before the upgrade.',
+        },
+      ];
 }
 
 /**
@@ -194,5 +284,13 @@ async function controlDataDiffers(old: Queryable, fresh: Queryable): Promise<Fin
   const differing = CONTROL_FIELDS.filter((k) => String(a[k]) !== String(b[k])).map((k) => `${k}: ${String(a[k])} -> ${String(b[k])}`);
   return differing.length === 0
     ? []
-    : [{ id: 'control-data-differs', severity: 'error', objects: differing, message: 'the clusters were built or initialised with different storage settings, which pg_upgrade cannot convert', remediation: 'initdb the new cluster with the old one\'s settings (e.g. --wal-segsize), with binaries built with the same block size and alignment.' }];
+    : [
+        {
+          id: 'control-data-differs',
+          severity: 'error',
+          objects: differing,
+          message: 'the clusters were built or initialised with different storage settings, which pg_upgrade cannot convert',
+          remediation: "initdb the new cluster with the old one's settings (e.g. --wal-segsize), with binaries built with the same block size and alignment.",
+        },
+      ];
 }

@@ -30,12 +30,18 @@ export function pgUpgradeArgv(c: PgUpgradeConfig): string[] {
     ...(c.runAs ?? []),
     path.join(c.newBindir, 'pg_upgrade'),
     '--check',
-    '-b', c.oldBindir,
-    '-B', c.newBindir,
-    '-d', c.oldDatadir,
-    '-D', c.newDatadir,
-    '-U', c.user,
-    '-j', String(c.jobs ?? 1),
+    '-b',
+    c.oldBindir,
+    '-B',
+    c.newBindir,
+    '-d',
+    c.oldDatadir,
+    '-D',
+    c.newDatadir,
+    '-U',
+    c.user,
+    '-j',
+    String(c.jobs ?? 1),
     ...(c.oldPort !== undefined ? ['-p', String(c.oldPort)] : []),
     ...(c.newPort !== undefined ? ['-P', String(c.newPort)] : []),
     ...(c.socketDir !== undefined ? ['-s', c.socketDir] : []),
@@ -67,11 +73,7 @@ export function parsePgUpgradeOutput(output: string): Finding[] {
   return findings;
 }
 
-export async function runPgUpgradeCheck(
-  runner: CommandRunner,
-  config: PgUpgradeConfig,
-  signal: AbortSignal,
-): Promise<{ output: string; findings: Finding[] }> {
+export async function runPgUpgradeCheck(runner: CommandRunner, config: PgUpgradeConfig, signal: AbortSignal): Promise<{ output: string; findings: Finding[] }> {
   const argv = pgUpgradeArgv(config);
   try {
     const result = await runner(argv, { cwd: os.tmpdir(), signal });
@@ -84,7 +86,15 @@ export async function runPgUpgradeCheck(
       findings:
         findings.length > 0
           ? findings
-          : [{ id: 'pg-upgrade-check', severity: 'error', objects: [error.command], message: `pg_upgrade --check failed: ${error.message}`, remediation: error.stderr.trim().slice(0, 400) || 'See the pg_upgrade output in the journal.' }],
+          : [
+              {
+                id: 'pg-upgrade-check',
+                severity: 'error',
+                objects: [error.command],
+                message: `pg_upgrade --check failed: ${error.message}`,
+                remediation: error.stderr.trim().slice(0, 400) || 'See the pg_upgrade output in the journal.',
+              },
+            ],
     };
   }
 }

@@ -24,11 +24,7 @@ export const SLOT_POSITIONS_SQL = `SELECT slot_name AS name, confirmed_flush_lsn
   FROM pg_replication_slots WHERE slot_type = 'logical' ORDER BY slot_name`;
 
 /** Where each watched consumer is, relative to `target` (default: the current WAL insert position). */
-export async function positions(
-  db: Queryable,
-  watched: Watched,
-  target?: string,
-): Promise<{ target: string; positions: Position[]; unmatched: string[] }> {
+export async function positions(db: Queryable, watched: Watched, target?: string): Promise<{ target: string; positions: Position[]; unmatched: string[] }> {
   // The insert position, not pg_current_wal_lsn() (the write position): a
   // commit made with synchronous_commit off may not be written yet, and it
   // still has to reach every consumer.

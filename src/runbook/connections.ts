@@ -3,7 +3,5 @@ import { resolveConnection, type ResolvedConnection } from '../db/connections.js
 import type { Runbook } from './load.js';
 
 export function resolveAll(runbook: Runbook): Map<string, ResolvedConnection> {
-  return new Map(
-    Object.entries(runbook.connections).map(([name, spec]) => [name, resolveConnection(name, spec, { baseDir: runbook.dir })]),
-  );
+  return new Map(Object.entries(runbook.connections).map(([name, spec]) => [name, resolveConnection(name, spec, { baseDir: runbook.dir })]));
 }

@@ -22,11 +22,7 @@ export interface Interpolated {
   readonly secrets: string[];
 }
 
-export function interpolateEnv(
-  doc: Document,
-  env: Readonly<Record<string, string | undefined>>,
-  source: SourceMap,
-): Interpolated {
+export function interpolateEnv(doc: Document, env: Readonly<Record<string, string | undefined>>, source: SourceMap): Interpolated {
   const issues: ValidationIssue[] = [];
   const secrets: string[] = [];
   visit(doc, {
@@ -36,34 +32,31 @@ export function interpolateEnv(
         position: source.offset(node.range?.[0] ?? 0),
         path: formatPath(pathFromAncestors(ancestors, node)),
       });
-      node.value = node.value.replace(
-        REFERENCE,
-        (match, secret: string | undefined, name: string | undefined, bad: string | undefined) => {
-          if (match === '$${') return '${';
-          if (name === undefined) {
+      node.value = node.value.replace(REFERENCE, (match, secret: string | undefined, name: string | undefined, bad: string | undefined) => {
+        if (match === '$${') return '${';
+        if (name === undefined) {
+          issues.push({
+            ...where(),
+            message: `"\${${bad ?? ''}" is not a valid reference: write \${NAME} or \${secret:NAME} (letters, digits, _), or $\${ for a literal "\${"`,
+          });
+          return match;
+        }
+        const value = Object.hasOwn(env, name) ? env[name] : undefined;
+        if (typeof value !== 'string') {
+          issues.push({ ...where(), message: `unset variable ${name}: the environment variable ${name} is not set` });
+          return match;
+        }
+        if (secret !== undefined) {
+          if (value.length < MIN_SECRET_LENGTH) {
             issues.push({
               ...where(),
-              message: `"\${${bad ?? ''}" is not a valid reference: write \${NAME} or \${secret:NAME} (letters, digits, _), or $\${ for a literal "\${"`,
+              message: `secret ${name} is shorter than ${MIN_SECRET_LENGTH} characters: it could not be redacted from output without destroying it; use a longer one`,
             });
-            return match;
           }
-          const value = Object.hasOwn(env, name) ? env[name] : undefined;
-          if (typeof value !== 'string') {
-            issues.push({ ...where(), message: `unset variable ${name}: the environment variable ${name} is not set` });
-            return match;
-          }
-          if (secret !== undefined) {
-            if (value.length < MIN_SECRET_LENGTH) {
-              issues.push({
-                ...where(),
-                message: `secret ${name} is shorter than ${MIN_SECRET_LENGTH} characters: it could not be redacted from output without destroying it; use a longer one`,
-              });
-            }
-            secrets.push(value);
-          }
-          return value;
-        },
-      );
+          secrets.push(value);
+        }
+        return value;
+      });
     },
   });
   return { issues, secrets };

@@ -58,7 +58,6 @@ export interface Runbook {
   readonly deprecations: readonly ValidationIssue[];
 }
 
-
 export const DEFAULT_LOCK_TIMEOUT_MS = 5_000;
 export const DEFAULT_STATEMENT_TIMEOUT_MS = 15 * 60_000;
 /** Deeper YAML is refused before anything recursive walks it (runbooks need about 8). */
@@ -74,9 +73,7 @@ const BASE_KEYS = new Set(['kind', ...Object.keys(baseStepShape)]);
 /** One schema per kind, joined on `kind`; also the source of the JSON Schema. */
 export function buildRunbookSchema(registry: KindRulesRegistry) {
   const variants = Object.values(registry).map((definition) =>
-    z
-      .strictObject({ ...baseStepShape, kind: z.literal(definition.kind), ...definition.config.shape })
-      .describe(definition.summary),
+    z.strictObject({ ...baseStepShape, kind: z.literal(definition.kind), ...definition.config.shape }).describe(definition.summary),
   );
   const [first, ...rest] = variants;
   if (first === undefined) throw new Error('no step kinds registered');
@@ -110,9 +107,7 @@ export function parseRunbook(text: string, file: string, options: LoadOptions, d
     if (error instanceof RunbookValidationError) throw error;
     // Whatever slipped past the guards below still gets a position and exit 2, not a JavaScript error.
     const why = error instanceof RangeError ? 'it is too large or too deeply nested' : 'an unexpected problem in the file';
-    throw new RunbookValidationError(file, [
-      { position: { file, line: 1, column: 1 }, path: '(file)', message: `cannot validate the runbook: ${why}` },
-    ]);
+    throw new RunbookValidationError(file, [{ position: { file, line: 1, column: 1 }, path: '(file)', message: `cannot validate the runbook: ${why}` }]);
   }
 }
 
@@ -337,14 +332,12 @@ function crossChecks(
     const kind = ownValue(ownValue(connectionsRaw, name), 'kind');
     return kind === 'postgres' || kind === 'oracle' ? kind : undefined;
   };
-  const known =
-    connectionsRaw !== null && typeof connectionsRaw === 'object' ? Object.keys(connectionsRaw).filter((n) => !RESERVED_NAMES.has(n)) : [];
+  const known = connectionsRaw !== null && typeof connectionsRaw === 'object' ? Object.keys(connectionsRaw).filter((n) => !RESERVED_NAMES.has(n)) : [];
   const seen = new Map<string, number>();
   steps.forEach((rawStep: unknown, index) => {
     const id = ownValue(rawStep, 'id');
     const named = typeof id === 'string' ? `step "${id}": ` : '';
-    const issue = (at: PathKey[], message: string) =>
-      issues.push({ position: source.valueAt(at), path: formatPath(at), message: `${named}${message}` });
+    const issue = (at: PathKey[], message: string) => issues.push({ position: source.valueAt(at), path: formatPath(at), message: `${named}${message}` });
     if (typeof id === 'string') {
       const first = seen.get(id);
       if (first !== undefined) {
@@ -357,10 +350,7 @@ function crossChecks(
     const checkReference = (name: string, at: PathKey[], kinds: readonly string[]) => {
       const spec = connectionKind(name);
       if (!known.includes(name)) {
-        issue(
-          at,
-          `unknown connection "${name}"${suggest(name, known)}${known.length ? ` (defined: ${known.join(', ')})` : ' (no connections are defined)'}`,
-        );
+        issue(at, `unknown connection "${name}"${suggest(name, known)}${known.length ? ` (defined: ${known.join(', ')})` : ' (no connections are defined)'}`);
       } else if (spec !== undefined && !kinds.includes(spec)) {
         issue(at, `connection "${name}" is ${spec}; a ${definition.kind} step needs ${kinds.join(' or ')}`);
       }
@@ -392,10 +382,7 @@ function crossChecks(
     }
     const effects = definition.effects(step.config);
     if (step.retries > 0 && effects === 'external' && !step.idempotent && definition.idempotent !== true) {
-      issue(
-        ['steps', index, 'retries'],
-        'retries on a step with side effects outside a transaction needs "idempotent: true" (a retry would run it twice)',
-      );
+      issue(['steps', index, 'retries'], 'retries on a step with side effects outside a transaction needs "idempotent: true" (a retry would run it twice)');
     }
   });
   return issues;
@@ -465,11 +452,7 @@ function valueAt(raw: unknown, at: readonly PathKey[]): unknown {
   return node;
 }
 
-function knownKeysAt(
-  at: readonly PathKey[],
-  object: Record<string, unknown> | undefined,
-  registry: KindRulesRegistry,
-): string[] {
+function knownKeysAt(at: readonly PathKey[], object: Record<string, unknown> | undefined, registry: KindRulesRegistry): string[] {
   if (at[0] === 'steps' && at.length === 2) {
     const kind = object?.['kind'];
     const definition = typeof kind === 'string' ? registry[kind] : undefined;

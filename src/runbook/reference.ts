@@ -19,10 +19,10 @@ function typeOf(node: Node): string {
   if (variants !== undefined) return [...new Set(variants.map(typeOf))].join(' or ');
   if (node['type'] === 'array') return `${typeOf((node['items'] ?? {}) as Node)}[]`;
   if (node['type'] === 'object') {
-    const props = Object.keys((node['properties'] ?? {}));
+    const props = Object.keys(node['properties'] ?? {});
     return props.length > 0 ? `{ ${props.join(', ')} }` : 'map';
   }
-  return Array.isArray(node['type']) ? (node['type'] as string[]).join(' or ') : (typeof node['type'] === 'string' ? node['type'] : 'any');
+  return Array.isArray(node['type']) ? (node['type'] as string[]).join(' or ') : typeof node['type'] === 'string' ? node['type'] : 'any';
 }
 
 /** Durations are an integer of milliseconds or a string matching DURATION_PATTERN (see "Durations"). */

@@ -78,9 +78,7 @@ async function unionAll<Row extends { k: number }>(db: Queryable, branches: read
 export async function readStates(db: Queryable, seqs: readonly PgSequence[]): Promise<Map<string, SequenceState>> {
   const states = new Map<string, SequenceState>();
   if (seqs.length === 0) return states;
-  const { rows: probe } = await db.query<{ has: boolean }>(
-    "SELECT to_regprocedure('pg_get_sequence_data(regclass)') IS NOT NULL AS has",
-  );
+  const { rows: probe } = await db.query<{ has: boolean }>("SELECT to_regprocedure('pg_get_sequence_data(regclass)') IS NOT NULL AS has");
   if (probe[0]?.has === true) {
     const { rows } = await db.query<{ oid: string; last_value: string | null; is_called: boolean | null }>(
       `SELECT s.oid::text AS oid, d.last_value::text AS last_value, d.is_called

@@ -34,8 +34,7 @@ export function formatOf(file: string): SequenceFileFormat {
 export function parseSequenceFile(text: string, file: string, format: SequenceFileFormat): SourceValue[] {
   // Editors on Windows save a BOM; it would otherwise end up in the first name.
   const body = text.startsWith('\uFEFF') ? text.slice(1) : text;
-  const entries =
-    format === 'csv' ? parseCsv(body, file) : format === 'json' ? parseJson(body, file) : parseOra2pg(body, file);
+  const entries = format === 'csv' ? parseCsv(body, file) : format === 'json' ? parseJson(body, file) : parseOra2pg(body, file);
   return unique(file, entries);
 }
 
@@ -307,7 +306,7 @@ function csvFailure(error: unknown, file: string, recordStart: Place): never {
     case 'CSV_QUOTE_NOT_CLOSED':
       return at(openingQuote(raw), 'unterminated quoted field');
     case 'INVALID_OPENING_QUOTE':
-      return at(raw.length - 1, 'unexpected \'"\' inside an unquoted field (quote the whole field)');
+      return at(raw.length - 1, "unexpected '\"' inside an unquoted field (quote the whole field)");
     case 'CSV_INVALID_CLOSING_QUOTE':
       return at(raw.length, 'expected "," or the end of the line after the field');
     default:
@@ -388,9 +387,7 @@ function parseCsv(text: string, file: string): Entry[] {
   const index: Partial<Record<CsvColumn, number>> = {};
   header.forEach((field, i) => {
     const heading = field.value.trim().toLowerCase();
-    const column = (Object.keys(CSV_COLUMNS) as CsvColumn[]).find((c) =>
-      (CSV_COLUMNS[c] as readonly string[]).includes(heading),
-    );
+    const column = (Object.keys(CSV_COLUMNS) as CsvColumn[]).find((c) => (CSV_COLUMNS[c] as readonly string[]).includes(heading));
     if (column === undefined) return; // extra columns (a comment, the source's own value) are allowed
     const previous = index[column];
     if (previous !== undefined) {
@@ -447,10 +444,9 @@ const JSON_INTEGER = z.union(
 const NON_EMPTY = z.string({ error: 'expected a non-empty string' }).min(1, { error: 'expected a non-empty string' });
 
 /** Keys other than these are allowed (a comment, the source's own value), as in a CSV file. */
-const JSON_FILE = z.array(
-  z.object({ schema: NON_EMPTY, name: NON_EMPTY, next: JSON_INTEGER }, { error: 'expected an object with schema, name and next' }),
-  { error: 'expected an array of { schema, name, next } objects' },
-);
+const JSON_FILE = z.array(z.object({ schema: NON_EMPTY, name: NON_EMPTY, next: JSON_INTEGER }, { error: 'expected an object with schema, name and next' }), {
+  error: 'expected an array of { schema, name, next } objects',
+});
 
 function parseJson(text: string, file: string): Entry[] {
   let data: unknown;
@@ -466,11 +462,9 @@ function parseJson(text: string, file: string): Entry[] {
     const where = (issue?.path ?? []).map((key) => (typeof key === 'number' ? `[${key}]` : `.${String(key)}`)).join('');
     throw new UsageError(`${file}: ${where === '' ? '' : `${where}: `}${issue?.message ?? 'not a list of sequence values'}`);
   }
-  return result.data.map(
-    (item, i): Entry => ({
-      value: { schema: item.schema, name: item.name, next: BigInt(item.next), evidence: `json [${i}]` },
-      where: `${file}: [${i}]`,
-      label: `[${i}]`,
-    }),
-  );
+  return result.data.map((item, i): Entry => ({
+    value: { schema: item.schema, name: item.name, next: BigInt(item.next), evidence: `json [${i}]` },
+    where: `${file}: [${i}]`,
+    label: `[${i}]`,
+  }));
 }

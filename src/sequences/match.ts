@@ -35,22 +35,13 @@ export function inScope(scope: Scope): (schema: string, name: string) => boolean
   return (schema, name) => (schemas === undefined || schemas.has(schema)) && include(`${schema}.${name}`) && !exclude(`${schema}.${name}`);
 }
 
-export function matchSequences(
-  targets: readonly PgSequence[],
-  sources: readonly SourceValue[],
-  scope: Scope,
-  options: { readonly foldCase: boolean },
-): Pair[] {
+export function matchSequences(targets: readonly PgSequence[], sources: readonly SourceValue[], scope: Scope, options: { readonly foldCase: boolean }): Pair[] {
   const byName = new Map(targets.map((t) => [key(t.schema, t.name), t]));
-  const byOwner = new Map(
-    targets.flatMap((t) => (t.owner ? [[key(t.owner.schema, t.owner.table, t.owner.column), t] as const] : [])),
-  );
+  const byOwner = new Map(targets.flatMap((t) => (t.owner ? [[key(t.owner.schema, t.owner.table, t.owner.column), t] as const] : [])));
   const schemasOnTarget = new Set(targets.map((t) => t.schema));
   // Oracle names are upper case unless created quoted; PostgreSQL folds to lower.
-  const fold = (name: string, exists: (candidate: string) => boolean) =>
-    !options.foldCase || exists(name) ? name : name.toLowerCase();
-  const targetSchema = (schema: string) =>
-    scope.schemas?.[schema] ?? fold(schema, (s) => schemasOnTarget.has(s));
+  const fold = (name: string, exists: (candidate: string) => boolean) => (!options.foldCase || exists(name) ? name : name.toLowerCase());
+  const targetSchema = (schema: string) => scope.schemas?.[schema] ?? fold(schema, (s) => schemasOnTarget.has(s));
 
   const claimed = new Map<PgSequence, SourceValue>();
   const pairs: Pair[] = [];
@@ -62,9 +53,7 @@ export function matchSequences(
       const ownerSchema = targetSchema(source.owner.schema);
       target =
         byOwner.get(key(ownerSchema, source.owner.table, source.owner.column)) ??
-        (options.foldCase
-          ? byOwner.get(key(ownerSchema, source.owner.table.toLowerCase(), source.owner.column.toLowerCase()))
-          : undefined);
+        (options.foldCase ? byOwner.get(key(ownerSchema, source.owner.table.toLowerCase(), source.owner.column.toLowerCase())) : undefined);
     }
     const name = target?.name ?? fold(source.name, (n) => byName.has(key(schema, n)));
     target ??= byName.get(key(schema, name));

@@ -74,14 +74,7 @@ export function nextAfterData(seq: PgSequence, extreme: bigint | null): bigint |
   return seq.increment > 0n ? extreme + seq.increment : extreme - (seq.increment < 0n ? -seq.increment : seq.increment);
 }
 
-export type SequenceAction =
-  | 'advance'
-  | 'unchanged'
-  | 'decrease'
-  | 'blocked-decrease'
-  | 'out-of-range'
-  | 'missing-on-target'
-  | 'missing-on-source';
+export type SequenceAction = 'advance' | 'unchanged' | 'decrease' | 'blocked-decrease' | 'out-of-range' | 'missing-on-target' | 'missing-on-source';
 
 export interface Decision {
   readonly action: SequenceAction;
@@ -101,12 +94,7 @@ export interface DecideOptions {
  * source's. Never moves a sequence backwards unless allowed; a cycling
  * sequence has no "backwards", so it is set whenever it differs.
  */
-export function decide(
-  seq: PgSequence,
-  current: bigint | null,
-  source: bigint | null,
-  options: DecideOptions,
-): Decision {
+export function decide(seq: PgSequence, current: bigint | null, source: bigint | null, options: DecideOptions): Decision {
   const ascending = seq.increment > 0n;
   if (source === null) {
     return { action: 'out-of-range', next: null, reason: 'the source sequence is exhausted (its next nextval would fail)' };

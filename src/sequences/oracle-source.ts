@@ -57,7 +57,6 @@ export function identityQuery(owners: readonly string[]) {
   };
 }
 
-
 /** Rows to source values; identity sequences carry their table and column. */
 export function oracleSourceValues(sequences: readonly OracleSequenceRow[], identities: readonly OracleIdentityRow[]): SourceValue[] {
   const owners = new Map(identities.map((i) => [`${i.OWNER}\u0000${i.SEQUENCE_NAME}`, i]));
@@ -67,9 +66,7 @@ export function oracleSourceValues(sequences: readonly OracleSequenceRow[], iden
       schema: s.SEQUENCE_OWNER,
       name: s.SEQUENCE_NAME,
       next: BigInt(s.LAST_NUMBER),
-      ...(identity !== undefined
-        ? { owner: { schema: identity.OWNER, table: identity.TABLE_NAME, column: identity.COLUMN_NAME } }
-        : {}),
+      ...(identity !== undefined ? { owner: { schema: identity.OWNER, table: identity.TABLE_NAME, column: identity.COLUMN_NAME } } : {}),
       evidence: `LAST_NUMBER=${s.LAST_NUMBER} INCREMENT_BY=${s.INCREMENT_BY} CACHE=${s.CACHE_SIZE}`,
     };
   });

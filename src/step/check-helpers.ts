@@ -45,15 +45,18 @@ export async function setting(db: Queryable, name: string): Promise<string> {
 }
 
 export function privilege(check: string, ok: boolean, role: string, missing: string, fix: string): CheckFinding {
-  return ok
-    ? { severity: 'ok', check, message: `role ${role} has it` }
-    : { severity: 'error', check, message: `role ${role} ${missing}`, fix };
+  return ok ? { severity: 'ok', check, message: `role ${role} has it` } : { severity: 'error', check, message: `role ${role} ${missing}`, fix };
 }
 
 export async function programFinding(ctx: CheckContext, name: string): Promise<CheckFinding> {
   const found = await ctx.program(name);
   if (found === undefined) {
-    return { severity: 'error', check: `program ${name}`, message: `${name} is not found${name.includes('/') ? '' : ' on PATH'}`, fix: `install it, or give its full path` };
+    return {
+      severity: 'error',
+      check: `program ${name}`,
+      message: `${name} is not found${name.includes('/') ? '' : ' on PATH'}`,
+      fix: `install it, or give its full path`,
+    };
   }
   return { severity: 'ok', check: `program ${name}`, message: `${found.path}${found.version !== undefined ? ` (${found.version})` : ''}` };
 }

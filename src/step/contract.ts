@@ -127,10 +127,7 @@ export interface StepPlan<Planned = Json> {
 }
 
 /** What rolling back means for a step (may depend on its config). */
-export type Reversibility =
-  | { readonly kind: 'reversible' }
-  | { readonly kind: 'nothing-to-undo' }
-  | { readonly kind: 'irreversible'; readonly reason: string };
+export type Reversibility = { readonly kind: 'reversible' } | { readonly kind: 'nothing-to-undo' } | { readonly kind: 'irreversible'; readonly reason: string };
 
 export interface ApplyOutcome<Before = Json> {
   /** What `rollback` needs to restore the previous state exactly (null if nothing). */
@@ -275,11 +272,7 @@ export interface StepDefinition<
    * `planned`, and throws `StateDriftError` when they differ. Returns the
    * before-state that `rollback` needs.
    */
-  apply(
-    ctx: ApplyContext<z.output<Before>>,
-    step: StepOf<z.output<Schema>, Connected>,
-    planned: z.output<Planned>,
-  ): Promise<ApplyOutcome<z.output<Before>>>;
+  apply(ctx: ApplyContext<z.output<Before>>, step: StepOf<z.output<Schema>, Connected>, planned: z.output<Planned>): Promise<ApplyOutcome<z.output<Before>>>;
   /**
    * Whether `verify` checks anything for this config (default: it does when
    * defined). A step whose verification is optional says so, so nobody reads

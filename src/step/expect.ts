@@ -7,9 +7,7 @@ import { z } from 'zod';
 import type { Queryable } from '../db/session.js';
 import type { Json } from './contract.js';
 
-export const expectSchema = z
-  .union([z.string(), z.number(), z.boolean(), z.null()])
-  .describe('the value the first column of the first row must equal');
+export const expectSchema = z.union([z.string(), z.number(), z.boolean(), z.null()]).describe('the value the first column of the first row must equal');
 
 export type Expected = z.output<typeof expectSchema>;
 

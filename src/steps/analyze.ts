@@ -16,14 +16,7 @@ import { VerificationError } from '../errors.js';
 import { defineStep, type Action, type BaseContext, type ConnectedStep } from '../step/contract.js';
 import type { Queryable } from '../db/session.js';
 import { quoteQualified } from '../db/quote.js';
-import {
-  CLEAR_COLUMNS_SQL,
-  CLEAR_RELATIONS_SQL,
-  RESTORE_SQL,
-  copyStatistics,
-  describeRelations,
-  type RelationShape,
-} from '../analyze/copy.js';
+import { CLEAR_COLUMNS_SQL, CLEAR_RELATIONS_SQL, RESTORE_SQL, copyStatistics, describeRelations, type RelationShape } from '../analyze/copy.js';
 import { qualifiedName, readRelations, type Relation } from '../analyze/relations.js';
 import { globMatcher } from '../runbook/patterns.js';
 
@@ -34,11 +27,7 @@ const config = z.object({
   onlyMissing: z.boolean().optional().describe('analyze only relations that lack statistics (default false)'),
   stages: z.boolean().optional().describe('three passes: statistics target 1, 10, then the default (default false)'),
   jobs: z.number().int().min(1).max(32).optional().describe('parallel sessions (default 1)'),
-  copyFrom: z
-    .string()
-    .min(1)
-    .optional()
-    .describe('a PostgreSQL connection to copy statistics from (target 18+); what cannot be copied is analyzed'),
+  copyFrom: z.string().min(1).optional().describe('a PostgreSQL connection to copy statistics from (target 18+); what cannot be copied is analyzed'),
 });
 
 type Config = z.output<typeof config>;
@@ -85,7 +74,6 @@ interface Planned {
 const PROGRESS_INTERVAL_MS = 1_000;
 const STAGES = [1, 10, null] as const;
 
-
 async function serverVersion(db: Queryable): Promise<number> {
   const { rows } = await db.query<{ v: number }>("SELECT current_setting('server_version_num')::int AS v");
   return rows[0]?.v ?? 0;
@@ -95,9 +83,7 @@ async function serverVersion(db: Queryable): Promise<number> {
 function select(all: readonly Relation[], c: Config): Relation[] {
   const include = c.include?.length ? globMatcher(c.include) : () => true;
   const exclude = c.exclude?.length ? globMatcher(c.exclude) : () => false;
-  const chosen = new Set(
-    all.filter((r) => (r.kind !== 'm' || c.materializedViews === true) && include(qualifiedName(r)) && !exclude(qualifiedName(r))),
-  );
+  const chosen = new Set(all.filter((r) => (r.kind !== 'm' || c.materializedViews === true) && include(qualifiedName(r)) && !exclude(qualifiedName(r))));
   const byName = new Map(all.map((r) => [qualifiedName(r), r]));
   for (const r of [...chosen]) {
     for (let p = r.parent && byName.get(qualifiedName(r.parent)); p !== undefined && p !== null; p = p.parent && byName.get(qualifiedName(p.parent))) {
@@ -111,7 +97,8 @@ function select(all: readonly Relation[], c: Config): Relation[] {
 function uncopyable(r: Relation, onSource: RelationShape | undefined, here: RelationShape | undefined): string | undefined {
   if (onSource === undefined) return 'not on the source';
   if (onSource.reltuples < 0) return 'never analyzed on the source';
-  if (r.missing.some((m) => m.startsWith('expression') || m.startsWith('extended'))) return 'expression index or extended statistics (PostgreSQL 18 cannot restore them)';
+  if (r.missing.some((m) => m.startsWith('expression') || m.startsWith('extended')))
+    return 'expression index or extended statistics (PostgreSQL 18 cannot restore them)';
   for (const [column, type] of here?.columns ?? []) {
     const other = onSource.columns.get(column);
     if (other === undefined) return `column ${column} is not on the source`;
@@ -151,7 +138,8 @@ async function planWork(ctx: BaseContext, step: ConnectedStep<Config>) {
   if (version < 180000) {
     const parents = new Set(todo.filter((r) => r.kind === 'p').map(qualifiedName));
     const covered = todo.filter((r) => r.parent !== null && parents.has(qualifiedName(r.parent)));
-    if (covered.length > 0) notes.push(`before PostgreSQL 18, ANALYZE of a partitioned table also analyzes its partitions: ${covered.length} partition(s) are covered that way`);
+    if (covered.length > 0)
+      notes.push(`before PostgreSQL 18, ANALYZE of a partitioned table also analyzes its partitions: ${covered.length} partition(s) are covered that way`);
     todo = todo.filter((r) => !covered.includes(r));
   }
   const jobs = batch(todo, version);
@@ -233,8 +221,7 @@ export const analyzeStep = defineStep({
   planned: plannedSchema,
   before: beforeSchema,
   idempotent: true,
-  reversibility: (c) =>
-    c.copyFrom !== undefined ? { kind: 'reversible' } : { kind: 'nothing-to-undo' },
+  reversibility: (c) => (c.copyFrom !== undefined ? { kind: 'reversible' } : { kind: 'nothing-to-undo' }),
 
   async check(ctx, step) {
     // Without the privilege, ANALYZE only warns and skips the table: the planner would go without statistics, silently.
@@ -304,11 +291,7 @@ export const analyzeStep = defineStep({
             relation: qualifiedName(r),
             kind: r.kind === 'p' ? 'partitioned' : r.kind === 'm' ? 'matview' : r.parent !== null ? 'partition' : 'table',
             size: r.bytes,
-            action: copied.has(qualifiedName(r))
-              ? 'copy'
-              : analyzed.has(qualifiedName(r))
-                ? (reasons.get(qualifiedName(r)) ?? 'analyze')
-                : 'nothing to do',
+            action: copied.has(qualifiedName(r)) ? 'copy' : analyzed.has(qualifiedName(r)) ? (reasons.get(qualifiedName(r)) ?? 'analyze') : 'nothing to do',
             missing: r.missing.join('; '),
           })),
           footer: `${copy.length} to copy, ${planned.jobs.length} to analyze of ${selected.length} selected`,
@@ -359,7 +342,8 @@ export const analyzeStep = defineStep({
       pass++;
       const queue = [...order];
       let done = 0;
-      const label = () => `pass ${pass}/${planned.passes.length}${statisticsTarget !== null ? ` (target ${statisticsTarget})` : ''}, ${done}/${order.length} done`;
+      const label = () =>
+        `pass ${pass}/${planned.passes.length}${statisticsTarget !== null ? ` (target ${statisticsTarget})` : ''}, ${done}/${order.length} done`;
       const work = Promise.all(
         Array.from({ length: jobs }, async (_, worker) => {
           const session = await ctx.session(connection, worker);

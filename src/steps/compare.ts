@@ -27,14 +27,22 @@ const config = z.object({
   exclude: z.array(z.string().min(1)).optional().describe('target `schema.table` patterns to leave out'),
   jobs: z.number().int().min(1).max(32).optional().describe('sessions per side working in parallel (default 2)'),
   tolerance: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional().describe('allowed row-count difference per table (default 0)'),
-  chunkRows: z.number().int().min(1000).max(2 ** 31 - 1).optional().describe('checksum: about this many rows per chunk (default 100000)'),
+  chunkRows: z
+    .number()
+    .int()
+    .min(1000)
+    .max(2 ** 31 - 1)
+    .optional()
+    .describe('checksum: about this many rows per chunk (default 100000)'),
   bisectRows: z
     .number()
     .int()
     .min(10)
     .max(1_000_000)
     .optional()
-    .describe('checksum: a differing chunk is narrowed down on both sides (16 parts at a time for an integer key, halves otherwise) until at most this many rows, whose keys are then matched (default 1000)'),
+    .describe(
+      'checksum: a differing chunk is narrowed down on both sides (16 parts at a time for an integer key, halves otherwise) until at most this many rows, whose keys are then matched (default 1000)',
+    ),
   maxReportedRows: z.number().int().min(0).max(100_000).optional().describe('checksum: differing rows listed per table; the rest are counted (default 100)'),
 });
 
@@ -151,9 +159,7 @@ async function compare(ctx: BaseContext, step: Step<Config>): Promise<{ results:
   try {
     const floatNote = checksum && oracle === undefined ? await alignFloatText(sources, targets) : undefined;
     const sourceTables =
-      oracle !== undefined
-        ? await readOracleTables(oracle, await oracleOwners(oracle, Object.keys(c.schemas ?? {})))
-        : await readTables(session(sources, 0));
+      oracle !== undefined ? await readOracleTables(oracle, await oracleOwners(oracle, Object.keys(c.schemas ?? {}))) : await readTables(session(sources, 0));
     const pairs = pairTables(sourceTables, await readTables(session(targets, 0)), c, oracle !== undefined);
     // Largest first: the wall time is bounded by the largest table, not the sum.
     pairs.sort((a, b) => (b.source?.bytes ?? b.target?.bytes ?? 0) - (a.source?.bytes ?? a.target?.bytes ?? 0));
@@ -227,7 +233,10 @@ async function compare(ctx: BaseContext, step: Step<Config>): Promise<{ results:
       } else {
         const sourceKey = source.key?.[0];
         // This worker's own sessions: chunks of one table are digested in parallel.
-        const [sourceSide, targetSide] = [{ ...sides[0], db: session(sources, worker) }, { ...sides[1], db: session(targets, worker) }];
+        const [sourceSide, targetSide] = [
+          { ...sides[0], db: session(sources, worker) },
+          { ...sides[1], db: session(targets, worker) },
+        ];
         const [s, t] = await Promise.all([digestChunk(sourceSide, chunk), digestChunk(targetSide, chunk)]);
         tally.sourceRows += s.rows;
         tally.targetRows += t.rows;
@@ -283,7 +292,9 @@ function summarize(found: Located): string {
     .join(', ');
   return [
     `${listed.join(', ')}${unlisted > 0 ? `, and ${unlisted} more (in all ${byKind})` : ''}`,
-    ...(found.ranges.length > 0 ? [`not narrowed down: ${found.ranges.slice(0, 5).join('; ')}${found.ranges.length > 5 ? `; and ${found.ranges.length - 5} more range(s)` : ''}`] : []),
+    ...(found.ranges.length > 0
+      ? [`not narrowed down: ${found.ranges.slice(0, 5).join('; ')}${found.ranges.length > 5 ? `; and ${found.ranges.length - 5} more range(s)` : ''}`]
+      : []),
   ]
     .filter(Boolean)
     .join('; ');

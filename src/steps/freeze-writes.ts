@@ -237,10 +237,7 @@ function withoutOurWrites(planned: Planned, prior: Before | undefined): Planned 
 
 /** What rollback runs, in one transaction: the settings and logins as they were. */
 function restoreStatements(before: Before): string[] {
-  return [
-    ...before.settings.map(restoreStatement),
-    ...before.logins.map((l) => `ALTER ROLE ${quoteIdent(l.role)} ${l.canLogin ? 'LOGIN' : 'NOLOGIN'}`),
-  ];
+  return [...before.settings.map(restoreStatement), ...before.logins.map((l) => `ALTER ROLE ${quoteIdent(l.role)} ${l.canLogin ? 'LOGIN' : 'NOLOGIN'}`)];
 }
 
 export const freezeWritesStep = defineStep({
@@ -258,8 +255,20 @@ export const freezeWritesStep = defineStep({
   async check(ctx, step) {
     const role = await roleFacts(await ctx.session(step.connection));
     const findings: CheckFinding[] = [
-      privilege('ALTER ROLE ... SET', role.superuser || role.createrole, role.role, 'is neither superuser nor has CREATEROLE', `run as a superuser, or ALTER ROLE ${role.role} CREATEROLE (with ADMIN on the frozen roles on PostgreSQL 16+)`),
-      privilege('pg_signal_backend', role.superuser || role.signalBackend, role.role, 'cannot terminate other sessions', `GRANT pg_signal_backend TO ${role.role}`),
+      privilege(
+        'ALTER ROLE ... SET',
+        role.superuser || role.createrole,
+        role.role,
+        'is neither superuser nor has CREATEROLE',
+        `run as a superuser, or ALTER ROLE ${role.role} CREATEROLE (with ADMIN on the frozen roles on PostgreSQL 16+)`,
+      ),
+      privilege(
+        'pg_signal_backend',
+        role.superuser || role.signalBackend,
+        role.role,
+        'cannot terminate other sessions',
+        `GRANT pg_signal_backend TO ${role.role}`,
+      ),
     ];
     if (step.config.probe !== false) {
       // The same role and database the probe will use: pg_hba must admit it without this connection's password.
@@ -272,7 +281,11 @@ export const freezeWritesStep = defineStep({
         const login = await ctx.canLogIn(step.connection, probeRole, database);
         findings.push(
           login.ok
-            ? { severity: 'ok', check: 'probe login', message: `pg_hba admits ${probeRole}${database !== undefined ? ` to ${database}` : ''} without a password` }
+            ? {
+                severity: 'ok',
+                check: 'probe login',
+                message: `pg_hba admits ${probeRole}${database !== undefined ? ` to ${database}` : ''} without a password`,
+              }
             : {
                 severity: 'error',
                 check: 'probe login',
@@ -347,8 +360,7 @@ export const freezeWritesStep = defineStep({
     if (drift.length > 0) throw new PlanDriftError(step.id, drift, 'planned');
     const { probe: planProbe } = planned;
     // Whether the probe role could write before: what rollback must give back.
-    const probe =
-      prior?.probe ?? (planProbe === null ? null : { ...planProbe, writable: await canWrite(ctx, connection, planProbe.role, planProbe.database) });
+    const probe = prior?.probe ?? (planProbe === null ? null : { ...planProbe, writable: await canWrite(ctx, connection, planProbe.role, planProbe.database) });
     // What an earlier attempt recorded is the state before any freeze; it wins.
     const keep = <T extends { role: string }>(earlier: readonly T[] | undefined, now: readonly T[], same: (a: T, b: T) => boolean) => [
       ...(earlier ?? []),

@@ -23,7 +23,11 @@ import { UsageError, VerificationError } from '../errors.js';
 import { defineStep, type BaseContext, type ConnectedStep, type Json, type PlanTable, type Step } from '../step/contract.js';
 import { byteSize, duration } from '../runbook/schema.js';
 
-const memberName = z.string().min(1).max(255).regex(/^[^\s"]+$/, "a Patroni member's name");
+const memberName = z
+  .string()
+  .min(1)
+  .max(255)
+  .regex(/^[^\s"]+$/, "a Patroni member's name");
 
 const config = z.object({
   action: z.enum(['switchover']).describe('switchover: make another member the leader, planned and reversible'),
@@ -125,7 +129,8 @@ async function disqualified(
   const lag = lagOf(member);
   if (lag === undefined) why.push(`${member.name}'s lag is ${String(member.lag ?? 'unknown')}`);
   else if (lag > options.maxLag) why.push(`${member.name} lags ${mb(lag)} behind ${leader.name}, more than maxLag ${mb(options.maxLag)}`);
-  if (typeof status === 'object' && status.xlog?.paused === true) why.push(`WAL replay is paused on ${member.name} (pg_wal_replay_pause): it would be promoted behind`);
+  if (typeof status === 'object' && status.xlog?.paused === true)
+    why.push(`WAL replay is paused on ${member.name} (pg_wal_replay_pause): it would be promoted behind`);
   if (options.synchronous) {
     const sync = await api.probe(member, '/sync', { signal: options.signal });
     if (sync !== 200) why.push(`synchronous mode is on and ${member.name} is not a synchronous standby (GET /sync answered ${sync})`);
@@ -173,7 +178,11 @@ function clusterTable(snap: Snapshot, chosen: string | undefined): PlanTable {
  * What is still missing for `leader` to lead with `replica` streaming from it
  * and /primary answering on the leader only; empty when all holds.
  */
-async function missing(api: PatroniApi, names: { readonly leader: string; readonly replica: string }, signal: AbortSignal): Promise<{ missing: string[]; wrongLeader?: string }> {
+async function missing(
+  api: PatroniApi,
+  names: { readonly leader: string; readonly replica: string },
+  signal: AbortSignal,
+): Promise<{ missing: string[]; wrongLeader?: string }> {
   let snap: Snapshot;
   try {
     snap = await snapshot(api, signal);
@@ -229,12 +238,14 @@ async function postSwitchover(ctx: BaseContext, api: PatroniApi, url: string, bo
   const response = await api.request('POST', url, { body, auth: true, timeoutMs: POST_TIMEOUT_MS, signal: ctx.signal });
   const text = response.body.trim();
   if (response.status === 401) {
-    throw new UsageError(`POST /switchover was refused (401): the connection's username/password or client certificate is not what restapi.authentication expects`);
+    throw new UsageError(
+      `POST /switchover was refused (401): the connection's username/password or client certificate is not what restapi.authentication expects`,
+    );
   }
   if (response.status === 403) {
     const why = /certificate/i.test(text)
       ? 'restapi.verify_client wants a client certificate signed by its cafile: give the connection certFile and keyFile'
-      : "this address is not in restapi.allowlist, or the client certificate is not accepted";
+      : 'this address is not in restapi.allowlist, or the client certificate is not accepted';
     throw new UsageError(`POST /switchover was refused (403, Patroni: ${JSON.stringify(text.slice(0, 200))}): ${why}`);
   }
   if (response.status === 202) return text;
@@ -290,14 +301,18 @@ export const patroniStep = defineStep({
     const notes: string[] = [];
     const leader = snap.leaders.length === 1 ? snap.leaders[0] : undefined;
     if (leader === undefined) {
-      blockers.push(`the cluster has ${snap.leaders.length === 0 ? 'no leader' : `${snap.leaders.length} leaders (${snap.leaders.map((l) => l.name).join(', ')})`}; a switchover needs exactly one`);
+      blockers.push(
+        `the cluster has ${snap.leaders.length === 0 ? 'no leader' : `${snap.leaders.length} leaders (${snap.leaders.map((l) => l.name).join(', ')})`}; a switchover needs exactly one`,
+      );
     }
     if (snap.cluster.pause === true && step.config.candidate === undefined) {
       blockers.push('the cluster is paused (maintenance mode): Patroni switches over only to a named candidate; name one, or resume the cluster');
     }
     const scheduled = snap.cluster.scheduled_switchover;
     if (scheduled !== undefined) {
-      blockers.push(`a switchover is already scheduled at ${scheduled.at}${scheduled.to === undefined ? '' : ` to ${scheduled.to}`}; cancel it (DELETE /switchover) first`);
+      blockers.push(
+        `a switchover is already scheduled at ${scheduled.at}${scheduled.to === undefined ? '' : ` to ${scheduled.to}`}; cancel it (DELETE /switchover) first`,
+      );
     }
 
     let chosen: string | undefined;
@@ -316,10 +331,14 @@ export const patroniStep = defineStep({
       } else {
         const replicas = snap.cluster.members.filter((m) => !isLeader(m));
         const judged = await Promise.all(replicas.map(async (m) => ({ m, why: await disqualified(api, snap, m, leader, checks) })));
-        const fit = judged.filter((j) => j.why.length === 0).sort((a, b) => (lagOf(a.m) ?? Infinity) - (lagOf(b.m) ?? Infinity) || a.m.name.localeCompare(b.m.name));
+        const fit = judged
+          .filter((j) => j.why.length === 0)
+          .sort((a, b) => (lagOf(a.m) ?? Infinity) - (lagOf(b.m) ?? Infinity) || a.m.name.localeCompare(b.m.name));
         chosen = fit[0]?.m.name;
         if (chosen === undefined) {
-          blockers.push(replicas.length === 0 ? 'the cluster has no replica to switch over to' : `no replica qualifies: ${judged.flatMap((j) => j.why).join('; ')}`);
+          blockers.push(
+            replicas.length === 0 ? 'the cluster has no replica to switch over to' : `no replica qualifies: ${judged.flatMap((j) => j.why).join('; ')}`,
+          );
         } else notes.push(`candidate ${chosen}: the qualifying replica with the least lag (${mb(lagOf(fit[0]?.m ?? leader) ?? 0)})`);
       }
     }
@@ -368,8 +387,16 @@ export const patroniStep = defineStep({
       }
       answer = await postSwitchover(ctx, api, post.url, bodyOf(post));
     }
-    const tookMs = await settle(ctx, api, { leader: candidate, replica: leader }, { deadline: deadlineOf(step, post.scheduledAt ?? undefined), timeoutMs: waitMsOf(step) });
-    return { before, output: `${answer}; ${candidate} leads, ${leader} streams from it, /primary answers on ${candidate} only (${tookMs}ms after Patroni's answer)` };
+    const tookMs = await settle(
+      ctx,
+      api,
+      { leader: candidate, replica: leader },
+      { deadline: deadlineOf(step, post.scheduledAt ?? undefined), timeoutMs: waitMsOf(step) },
+    );
+    return {
+      before,
+      output: `${answer}; ${candidate} leads, ${leader} streams from it, /primary answers on ${candidate} only (${tookMs}ms after Patroni's answer)`,
+    };
   },
 
   async verify(ctx, step, { post }) {
@@ -395,6 +422,11 @@ export const patroniStep = defineStep({
       await postSwitchover(ctx, api, `${base}/switchover`, { leader: leader.name, candidate: before.leader });
     }
     const waitMs = waitMsOf(step);
-    await settle(ctx, api, { leader: before.leader, replica: leader.name === before.leader ? before.candidate : leader.name }, { deadline: Date.now() + waitMs, timeoutMs: waitMs });
+    await settle(
+      ctx,
+      api,
+      { leader: before.leader, replica: leader.name === before.leader ? before.candidate : leader.name },
+      { deadline: Date.now() + waitMs, timeoutMs: waitMs },
+    );
   },
 });

@@ -52,7 +52,10 @@ const config = z.object({
     .record(
       entryName,
       z.strictObject({
-        host: z.string().min(1).regex(/^[^\s'\\]+$/, 'a host name or address'),
+        host: z
+          .string()
+          .min(1)
+          .regex(/^[^\s'\\]+$/, 'a host name or address'),
         port: z
           .union([z.number(), z.string().regex(/^\d+$/, 'a port number').transform(Number)])
           .pipe(z.number().int().min(1).max(65535))
@@ -68,11 +71,10 @@ const config = z.object({
   waitClose: z
     .boolean()
     .optional()
-    .describe('switch: after RESUME, WAIT_CLOSE each moved entry, so the step ends only once no server connection to the old target is left (waits up to pauseTimeout)'),
-  allowSessionPooling: z
-    .boolean()
-    .optional()
-    .describe('switch or pause a database in session pooling (PAUSE then waits for every client to disconnect)'),
+    .describe(
+      'switch: after RESUME, WAIT_CLOSE each moved entry, so the step ends only once no server connection to the old target is left (waits up to pauseTimeout)',
+    ),
+  allowSessionPooling: z.boolean().optional().describe('switch or pause a database in session pooling (PAUSE then waits for every client to disconnect)'),
 });
 
 type Config = z.output<typeof config>;
@@ -124,9 +126,7 @@ const entryValues = z.record(z.string(), z.string().nullable());
 const plannedSchema = z.object({
   pause: z.array(z.string()),
   resume: z.array(z.string()),
-  file: z
-    .object({ path: z.string(), sha256: z.string(), edits: z.array(z.object({ entry: z.string(), from: entryValues, to: entryValues })) })
-    .nullable(),
+  file: z.object({ path: z.string(), sha256: z.string(), edits: z.array(z.object({ entry: z.string(), from: entryValues, to: entryValues })) }).nullable(),
   /** Databases to WAIT_CLOSE after RESUME (`waitClose: true`). */
   waitClose: z.array(z.string()),
 });
@@ -290,7 +290,9 @@ class PauseWindow {
           if (settled) return;
           const busy = pools.reduce((n, p) => n + count(p.sv_active), 0);
           const waiting = pools.reduce((n, p) => n + count(p.cl_waiting), 0);
-          this.ctx.progress(`PAUSE ${database}: ${busy} server connection(s) still in a transaction, ${waiting} client(s) held, ${((Date.now() - started) / 1000).toFixed(1)}s`);
+          this.ctx.progress(
+            `PAUSE ${database}: ${busy} server connection(s) still in a transaction, ${waiting} client(s) held, ${((Date.now() - started) / 1000).toFixed(1)}s`,
+          );
         }
       })();
       try {
@@ -346,7 +348,9 @@ class PauseWindow {
   async repoint(file: string, expectedSha: string, targets: Readonly<Record<string, Target>>, backupName: string): Promise<void> {
     const text = readDatabasesFile(file);
     if (sha256(text) !== expectedSha) {
-      throw new UsageError(`${file} changed since the plan read it (sha256 ${sha256(text).slice(0, 12)}, planned ${expectedSha.slice(0, 12)}); nothing was written`);
+      throw new UsageError(
+        `${file} changed since the plan read it (sha256 ${sha256(text).slice(0, 12)}, planned ${expectedSha.slice(0, 12)}); nothing was written`,
+      );
     }
     backupDatabasesFile(file, text, backupName);
     writeDatabasesFile(file, withTargets(text, targets));
@@ -381,9 +385,7 @@ async function resumeOnly(ctx: BaseContext, step: ConnectedStep<Config>, databas
 }
 
 function targetsOf(edits: readonly FileEdit[], side: 'from' | 'to'): Record<string, Target> {
-  return Object.fromEntries(
-    edits.map((e) => [e.entry, { host: e[side]['host'] ?? null, port: e[side]['port'] ?? null, dbname: e[side]['dbname'] ?? null }]),
-  );
+  return Object.fromEntries(edits.map((e) => [e.entry, { host: e[side]['host'] ?? null, port: e[side]['port'] ?? null, dbname: e[side]['dbname'] ?? null }]));
 }
 
 const POOL_COLUMNS: PlanTable['columns'] = [
@@ -485,7 +487,9 @@ export const pgbouncerStep = defineStep({
       const planOf = (planned: Planned) => ({ actions: actionsOf(step.connection, planned), planned });
 
       if (step.config.action === 'pause') {
-        notes.push(`PAUSE waits until each database's server connections are released, for up to ${timeoutMs}ms; past that it resumes and fails, naming the clients holding it`);
+        notes.push(
+          `PAUSE waits until each database's server connections are released, for up to ${timeoutMs}ms; past that it resumes and fails, naming the clients holding it`,
+        );
         return { ...planOf({ pause: present, resume: [], file: null, waitClose: [] }), tables: [poolTable], notes, ...blocked };
       }
       if (step.config.action === 'resume') {
@@ -506,14 +510,23 @@ export const pgbouncerStep = defineStep({
         }
         const running = rows.find((r) => r.name === name);
         const drift = running === undefined ? [] : mismatches([running], { [name]: current });
-        if (drift.length > 0) blockers.push(`the running pooler does not match ${file} (${drift.join('; ')}): a RELOAD is pending, or this is not the file it reads`);
+        if (drift.length > 0)
+          blockers.push(`the running pooler does not match ${file} (${drift.join('; ')}): a RELOAD is pending, or this is not the file it reads`);
         const desired: Target = { host: to.host, port: to.port !== undefined ? String(to.port) : current.port, dbname: to.dbname ?? current.dbname };
         entries.push({ database: name, now: describeTarget(current), after: describeTarget(desired) });
         if (TARGET_KEYS.some((k) => current[k] !== desired[k])) edits.push({ entry: name, from: { ...current }, to: { ...desired } });
       }
       blockers.push(...(await unreachable(edits)));
       const tables: PlanTable[] = [
-        { title: `entries in ${file}`, columns: [{ key: 'database', title: 'database' }, { key: 'now', title: 'now' }, { key: 'after', title: 'after' }], rows: entries },
+        {
+          title: `entries in ${file}`,
+          columns: [
+            { key: 'database', title: 'database' },
+            { key: 'now', title: 'now' },
+            { key: 'after', title: 'after' },
+          ],
+          rows: entries,
+        },
         poolTable,
       ];
       if (edits.length === 0 && blockers.length === 0) {
@@ -526,10 +539,17 @@ export const pgbouncerStep = defineStep({
         `after RELOAD, SHOW DATABASES must show every entry where planned, else the file is restored, reloaded and resumed; a backup is kept as ${file}.${backupSuffix(ctx, step)}`,
       );
       if (step.config.waitClose === true) {
-        notes.push(`after RESUME, WAIT_CLOSE each moved entry: the step ends once no server connection to the old target is left, or fails after ${timeoutMs}ms`);
+        notes.push(
+          `after RESUME, WAIT_CLOSE each moved entry: the step ends once no server connection to the old target is left, or fails after ${timeoutMs}ms`,
+        );
       }
       return {
-        ...planOf({ pause: moving, resume: moving, file: { path: file, sha256: sha256(text), edits }, waitClose: step.config.waitClose === true ? moving : [] }),
+        ...planOf({
+          pause: moving,
+          resume: moving,
+          file: { path: file, sha256: sha256(text), edits },
+          waitClose: step.config.waitClose === true ? moving : [],
+        }),
         tables,
         notes,
         ...(blockers.length > 0 ? { blockers } : {}),
@@ -578,7 +598,10 @@ export const pgbouncerStep = defineStep({
       const waitStarted = Date.now();
       await window.waitClose(closing, timeoutOf(step));
       const closed = closing.length > 0 ? `; old server connections closed ${Date.now() - waitStarted}ms after RESUME` : '';
-      return { before, output: `moved ${toPause.join(', ')}; clients were held ${heldMs}ms (PAUSE took ${pausedMs}ms, then rewrite, RELOAD, verify, RESUME)${closed}` };
+      return {
+        before,
+        output: `moved ${toPause.join(', ')}; clients were held ${heldMs}ms (PAUSE took ${pausedMs}ms, then rewrite, RELOAD, verify, RESUME)${closed}`,
+      };
     } finally {
       await window.close();
     }
@@ -624,7 +647,10 @@ export const pgbouncerStep = defineStep({
     }
     const window = await PauseWindow.open(ctx, step);
     try {
-      await window.pause(back.map(([name]) => name), timeoutOf(step));
+      await window.pause(
+        back.map(([name]) => name),
+        timeoutOf(step),
+      );
       await window.repoint(before.file, sha256(text), Object.fromEntries(back), `${backupSuffix(ctx, step)}-rollback`);
     } finally {
       await window.resume([...new Set([...window.paused, ...before.paused])]).catch(() => {});

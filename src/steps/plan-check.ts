@@ -52,7 +52,12 @@ const config = z.object({
     .refine((q) => q.topStatements !== undefined || q.file !== undefined, 'name topStatements, a file, or both')
     .describe('where the queries come from'),
   costRatio: z.number().gt(1).optional().describe('target cost beyond source cost times this is a regression, below source / this an improvement (default 2)'),
-  seqScanRows: z.number().int().min(0).optional().describe('a sequential scan on a relation above this many rows, where the source used an index, is a regression (default 10000)'),
+  seqScanRows: z
+    .number()
+    .int()
+    .min(0)
+    .optional()
+    .describe('a sequential scan on a relation above this many rows, where the source used an index, is a regression (default 10000)'),
   rowsRatio: z.number().gt(1).optional().describe('row estimates of the whole query further apart than this factor are a regression (default 10)'),
   failOn: z.enum(['regressed', 'error', 'never']).optional().describe('what blocks the step: regressed (or error), error only, or never (default regressed)'),
 });
@@ -108,7 +113,9 @@ async function topStatements(session: Queryable, q: Config['queries'], limit: nu
 }
 
 const failure = (error: unknown) =>
-  error instanceof DatabaseError ? `${error.message.split('\n')[0] ?? ''}${error.details.sqlstate !== undefined ? ` (SQLSTATE ${error.details.sqlstate})` : ''}` : String(error);
+  error instanceof DatabaseError
+    ? `${error.message.split('\n')[0] ?? ''}${error.details.sqlstate !== undefined ? ` (SQLSTATE ${error.details.sqlstate})` : ''}`
+    : String(error);
 
 /** reltuples and whether statistics exist, on the target, for the relations the target's plans scan. */
 async function relationFacts(session: Queryable, relations: readonly string[], sourceSession: Queryable): Promise<Map<string, RelationFacts>> {
@@ -126,7 +133,10 @@ async function relationFacts(session: Queryable, relations: readonly string[], s
   const [target, source] = await Promise.all([read(session), read(sourceSession)]);
   const sourceRows = new Map(source.map((r) => [r.relation, r.rows]));
   return new Map(
-    target.map((r) => [r.relation, { rows: r.rows >= 0 ? Math.max(r.rows, sourceRows.get(r.relation) ?? 0) : (sourceRows.get(r.relation) ?? 0), noStatistics: !r.stats }]),
+    target.map((r) => [
+      r.relation,
+      { rows: r.rows >= 0 ? Math.max(r.rows, sourceRows.get(r.relation) ?? 0) : (sourceRows.get(r.relation) ?? 0), noStatistics: !r.stats },
+    ]),
   );
 }
 
@@ -208,7 +218,9 @@ export const planCheckStep = defineStep({
     const wanted = c.queries.topStatements;
     const candidates = wanted === undefined ? [] : await topStatements(source, c.queries, wanted * 4 + 20);
     if (candidates === undefined) {
-      blockers.push(`pg_stat_statements is not installed in the source database: CREATE EXTENSION pg_stat_statements there (it must also be in shared_preload_libraries)`);
+      blockers.push(
+        `pg_stat_statements is not installed in the source database: CREATE EXTENSION pg_stat_statements there (it must also be in shared_preload_libraries)`,
+      );
     }
 
     const [sourceIndexes, targetIndexes] = await Promise.all([readIndexes(source), readIndexes(target)]);
@@ -251,7 +263,10 @@ export const planCheckStep = defineStep({
     const facts = await relationFacts(target, relations, source);
     const judged: { query: Query; source: PlanSummary; target?: PlanSummary; judgement: Judgement }[] = planned.map((p) => ({
       ...p,
-      judgement: p.target === undefined ? { verdict: 'error', costRatio: Number.NaN, reasons: [`does not plan on the target: ${p.error ?? ''}`] } : judge(p.source, p.target, facts, limits),
+      judgement:
+        p.target === undefined
+          ? { verdict: 'error', costRatio: Number.NaN, reasons: [`does not plan on the target: ${p.error ?? ''}`] }
+          : judge(p.source, p.target, facts, limits),
     }));
 
     const cost = (p: PlanSummary | undefined) => (p === undefined ? '-' : p.totalCost >= 100 ? String(Math.round(p.totalCost)) : p.totalCost.toFixed(2));
@@ -304,7 +319,9 @@ export const planCheckStep = defineStep({
     }
     if (wanted !== undefined && c.queries.roles === undefined) {
       const { rows: me } = await source.query<{ role: string }>(`${TAG}SELECT current_user AS role`);
-      notes.push(`statements run by ${me[0]?.role ?? 'this role'} (the role this runbook connects as) are left out; name queries.roles to choose whose statements count`);
+      notes.push(
+        `statements run by ${me[0]?.role ?? 'this role'} (the role this runbook connects as) are left out; name queries.roles to choose whose statements count`,
+      );
     }
     if (wanted !== undefined && candidates !== undefined && fromStats < wanted) {
       notes.push(`pg_stat_statements held ${fromStats} plain queries of the ${wanted} asked for`);

@@ -10,24 +10,14 @@ import { z } from 'zod';
 import { defineStep } from '../step/contract.js';
 import { duration } from '../runbook/schema.js';
 import { formatBytes } from '../replication/slots.js';
-import {
-  CatchUpTimeoutError,
-  SLOT_POSITIONS_SQL,
-  STANDBY_POSITIONS_SQL,
-  behindText,
-  positions,
-  type Watched,
-} from '../replication/positions.js';
+import { CatchUpTimeoutError, SLOT_POSITIONS_SQL, STANDBY_POSITIONS_SQL, behindText, positions, type Watched } from '../replication/positions.js';
 
 export const DEFAULT_WAIT_TIMEOUT_MS = 10 * 60_000;
 const DEFAULT_INTERVAL_MS = 500;
 
 const config = z.strictObject({
   slots: z.array(z.string().min(1)).optional().describe('logical slot names or patterns (* and ?) to wait for (default all logical slots)'),
-  standbys: z
-    .array(z.string().min(1))
-    .optional()
-    .describe('wait for these physical standbys (application_name patterns) instead of slots'),
+  standbys: z.array(z.string().min(1)).optional().describe('wait for these physical standbys (application_name patterns) instead of slots'),
   interval: duration.optional().describe('time between polls (default 500ms); `timeout` bounds the wait (default 10m)'),
 });
 
@@ -47,7 +37,8 @@ export const replicationCaughtUpStep = defineStep({
   summary: 'Wait until every logical slot (or physical standby) has confirmed the WAL position of the moment the step starts',
   config,
   connection: { required: true, kinds: ['postgres'] },
-  validate: (c) => (c.standbys !== undefined && c.slots !== undefined ? [{ path: ['standbys'], message: 'wait for slots or for standbys, not both in one step' }] : []),
+  validate: (c) =>
+    c.standbys !== undefined && c.slots !== undefined ? [{ path: ['standbys'], message: 'wait for slots or for standbys, not both in one step' }] : [],
   planned,
   before: z.null(),
   effects: () => 'none',

@@ -48,25 +48,22 @@ const integer = z.union([
 
 const config = z.object({
   from: z
-    .union([
-      z.literal('data'),
-      z.strictObject({ connection: z.string().min(1).describe('a postgres or oracle connection to read sequences from') }),
-      z.strictObject({
-        file: z.string().min(1).describe('ora2pg SEQUENCE_VALUES (.sql), CSV or JSON, relative to the runbook'),
-        format: z.enum(['ora2pg', 'csv', 'json']).optional().describe('default: by extension (.csv, .json, else ora2pg)'),
-      }),
-    ], { error: 'expected data, { connection: <name> } or { file: <path>, format: ora2pg | csv | json }' })
+    .union(
+      [
+        z.literal('data'),
+        z.strictObject({ connection: z.string().min(1).describe('a postgres or oracle connection to read sequences from') }),
+        z.strictObject({
+          file: z.string().min(1).describe('ora2pg SEQUENCE_VALUES (.sql), CSV or JSON, relative to the runbook'),
+          format: z.enum(['ora2pg', 'csv', 'json']).optional().describe('default: by extension (.csv, .json, else ora2pg)'),
+        }),
+      ],
+      { error: 'expected data, { connection: <name> } or { file: <path>, format: ora2pg | csv | json }' },
+    )
     .describe('where the next values come from; `data`: max(column) + increment of each owning column on the target'),
-  schemas: z
-    .record(z.string(), z.string())
-    .optional()
-    .describe('source schema -> target schema; when given, only these schemas are read and reset'),
+  schemas: z.record(z.string(), z.string()).optional().describe('source schema -> target schema; when given, only these schemas are read and reset'),
   include: z.array(z.string().min(1)).optional().describe('target `schema.name` patterns (* and ?) to reset; default all'),
   exclude: z.array(z.string().min(1)).optional().describe('target `schema.name` patterns (* and ?) to leave alone'),
-  missing: z
-    .enum(['error', 'warn'])
-    .optional()
-    .describe('a sequence on one side only: block the step (error, the default) or list it and go on (warn)'),
+  missing: z.enum(['error', 'warn']).optional().describe('a sequence on one side only: block the step (error, the default) or list it and go on (warn)'),
   allowDecrease: z.boolean().optional().describe('allow moving a sequence backwards (default false: never)'),
   margin: integer.optional().describe('headroom added to every next value, in the sequence direction (default 0)'),
 });
@@ -154,10 +151,7 @@ async function readSource(ctx: BaseContext, step: Step<Config>): Promise<Sourced
       values: parseSequenceFile(text, file, format),
       foldCase: false,
       description: `file ${file} (${format}, sha256 ${sha256})`,
-      notes:
-        format === 'ora2pg'
-          ? ['each value in the file is taken as the next value to hand out; its START WITH / RESTART WITH is not executed']
-          : [],
+      notes: format === 'ora2pg' ? ['each value in the file is taken as the next value to hand out; its START WITH / RESTART WITH is not executed'] : [],
     };
   }
   const resolved = ctx.resolved(from.connection);
@@ -263,7 +257,12 @@ async function dataPairs(db: Queryable, sequences: readonly PgSequence[]): Promi
     if (extreme === null) return [];
     const owner = s.owner;
     const where = owner ? `${displayName(owner.schema, owner.table)}.${owner.column}` : '';
-    const source: SourceValue = { schema: s.schema, name: s.name, next: nextAfterData(s, extreme), evidence: `${s.increment > 0n ? 'max' : 'min'}(${where})=${extreme}` };
+    const source: SourceValue = {
+      schema: s.schema,
+      name: s.name,
+      next: nextAfterData(s, extreme),
+      evidence: `${s.increment > 0n ? 'max' : 'min'}(${where})=${extreme}`,
+    };
     return [{ target: s, source, schema: s.schema, name: s.name }];
   });
 }
@@ -308,7 +307,7 @@ export const sequenceResetStep = defineStep({
             severity: 'error',
             check: 'UPDATE on sequences',
             message: `${facts.denied} of ${facts.total} sequences cannot be set by this role (e.g. ${facts.example})`,
-            fix: 'run as the sequences\' owner or a superuser, or GRANT UPDATE ON ALL SEQUENCES IN SCHEMA ... TO the role',
+            fix: "run as the sequences' owner or a superuser, or GRANT UPDATE ON ALL SEQUENCES IN SCHEMA ... TO the role",
           },
     ];
   },
@@ -318,9 +317,7 @@ export const sequenceResetStep = defineStep({
     const source = await readSource(ctx, step);
     const { sequences, states } = await readTargets(db, step.config);
     const pairs =
-      source.values === 'data'
-        ? await dataPairs(db, sequences)
-        : matchSequences(sequences, source.values, step.config, { foldCase: source.foldCase });
+      source.values === 'data' ? await dataPairs(db, sequences) : matchSequences(sequences, source.values, step.config, { foldCase: source.foldCase });
 
     const rows: Row[] = [];
     const changes: PlannedChange[] = [];
@@ -343,13 +340,13 @@ export const sequenceResetStep = defineStep({
     const notes = [
       `source: ${source.description}`,
       ...source.notes,
-      ...(decreases.length > 0 ? [`${decreases.length} sequence(s) already ahead of the source left as they are: ${listSome(decreases.map((r) => r.sequence))}`] : []),
+      ...(decreases.length > 0
+        ? [`${decreases.length} sequence(s) already ahead of the source left as they are: ${listSome(decreases.map((r) => r.sequence))}`]
+        : []),
       ...(step.config.missing === 'warn' && missing.length > 0 ? missing.map((r) => `missing (warn): ${missingText(r)}`) : []),
     ];
     const actions: Action[] =
-      changes.length === 0
-        ? []
-        : [{ type: 'sql', connection: step.connection, sql: SETVAL_SQL, params: setvalParams(changes), transaction: true }];
+      changes.length === 0 ? [] : [{ type: 'sql', connection: step.connection, sql: SETVAL_SQL, params: setvalParams(changes), transaction: true }];
     return {
       actions,
       planned: { changes },
@@ -358,7 +355,10 @@ export const sequenceResetStep = defineStep({
           title: 'sequences (new next = the value the first nextval() returns after this step)',
           columns: COLUMNS,
           rows: rows.map((r) => ({ ...r })),
-          footer: Object.entries(totals).map(([action, n]) => `${action}: ${n}`).join(', ') || 'no sequences in scope',
+          footer:
+            Object.entries(totals)
+              .map(([action, n]) => `${action}: ${n}`)
+              .join(', ') || 'no sequences in scope',
         },
       ],
       notes,
@@ -435,7 +435,10 @@ export const sequenceResetStep = defineStep({
       const seq = catalog.get(e.sequence);
       return seq ? [{ entry: e, seq }] : [];
     });
-    const states = await readStates(db, present.map((p) => p.seq));
+    const states = await readStates(
+      db,
+      present.map((p) => p.seq),
+    );
     const gone = entries.filter((e) => !catalog.has(e.sequence)).map((e) => `${displayName(e.schema, e.name)} no longer exists`);
     const restore: PlannedChange[] = [];
     const refused: string[] = [];
@@ -445,7 +448,8 @@ export const sequenceResetStep = defineStep({
       if (now.lastValue === was.lastValue && now.isCalled === was.isCalled) continue; // already restored
       const untouched = !now.isCalled && now.lastValue.toString() === entry.next;
       if (untouched || ctx.force) restore.push(entry);
-      else refused.push(`${displayName(entry.schema, entry.name)} (now last_value=${now.lastValue} is_called=${now.isCalled}; the step set next=${entry.next})`);
+      else
+        refused.push(`${displayName(entry.schema, entry.name)} (now last_value=${now.lastValue} is_called=${now.isCalled}; the step set next=${entry.next})`);
     }
     if (restore.length > 0) {
       await db.query(RESTORE_SQL, [restore.map((e) => e.sequence), restore.map((e) => e.lastValue), restore.map((e) => e.isCalled)]);

@@ -20,7 +20,7 @@ const config = z.object({
   stops: z
     .array(z.string().min(1))
     .optional()
-    .describe("connections whose server this command stops (pg_ctl stop, systemctl stop): the run lets go of their locks first"),
+    .describe('connections whose server this command stops (pg_ctl stop, systemctl stop): the run lets go of their locks first'),
 });
 
 type Config = z.output<typeof config>;
@@ -67,16 +67,11 @@ export const shellStep = defineStep({
   async check(ctx, step) {
     const dir = ctx.resolvePath(step.config.cwd ?? '.');
     const programs = [step.config.command[0], step.config.rollback?.[0]].filter((p): p is string => p !== undefined);
-    return Promise.all(
-      [...new Set(programs)].map((program) => programFinding(ctx, program.includes('/') ? path.resolve(dir, program) : program)),
-    );
+    return Promise.all([...new Set(programs)].map((program) => programFinding(ctx, program.includes('/') ? path.resolve(dir, program) : program)));
   },
 
   async plan(ctx, step) {
-    const envKeys = [
-      ...(step.connection !== undefined ? Object.keys(ctx.connectionEnv(step.connection)) : []),
-      ...Object.keys(step.config.env ?? {}),
-    ];
+    const envKeys = [...(step.connection !== undefined ? Object.keys(ctx.connectionEnv(step.connection)) : []), ...Object.keys(step.config.env ?? {})];
     const planned = { argv: [...step.config.command], cwd: step.config.cwd !== undefined ? ctx.resolvePath(step.config.cwd) : null };
     const action = {
       type: 'command' as const,
@@ -101,10 +96,7 @@ export const shellStep = defineStep({
 
   async planRollback(ctx, step) {
     if (step.config.rollback === undefined) return { actions: [] };
-    const envKeys = [
-      ...(step.connection !== undefined ? Object.keys(ctx.connectionEnv(step.connection)) : []),
-      ...Object.keys(step.config.env ?? {}),
-    ];
+    const envKeys = [...(step.connection !== undefined ? Object.keys(ctx.connectionEnv(step.connection)) : []), ...Object.keys(step.config.env ?? {})];
     return {
       actions: [
         {

@@ -69,7 +69,13 @@ export const slotCreateStep = defineStep({
     const db = await ctx.session(step.connection);
     const role = await roleFacts(db);
     const findings: CheckFinding[] = [
-      privilege('REPLICATION', role.superuser || role.replication, role.role, 'is neither superuser nor has REPLICATION', `ALTER ROLE ${role.role} REPLICATION`),
+      privilege(
+        'REPLICATION',
+        role.superuser || role.replication,
+        role.role,
+        'is neither superuser nor has REPLICATION',
+        `ALTER ROLE ${role.role} REPLICATION`,
+      ),
     ];
     const walLevel = await setting(db, 'wal_level');
     const needed = step.config.type === 'logical' ? 'logical' : 'replica';
@@ -92,7 +98,12 @@ export const slotCreateStep = defineStep({
     findings.push(
       free >= wanted
         ? { severity: 'ok', check: 'max_replication_slots', message: `${free} free (${rows[0]?.used}/${rows[0]?.max} used)` }
-        : { severity: 'error', check: 'max_replication_slots', message: `${free} free, ${wanted} to create`, fix: 'raise max_replication_slots, then restart the server' },
+        : {
+            severity: 'error',
+            check: 'max_replication_slots',
+            message: `${free} free, ${wanted} to create`,
+            fix: 'raise max_replication_slots, then restart the server',
+          },
     );
     return findings;
   },
@@ -160,7 +171,8 @@ export const slotCreateStep = defineStep({
     const created = new Set(before.created);
     for (const slot of (await readSlots(db)).filter((s) => created.has(s.name))) {
       if (slot.active) {
-        if (!ctx.force) throw new RefusedError(`slot ${slot.name} is in use (pid ${slot.activePid ?? '?'}); roll back with --force to end that session and drop it`);
+        if (!ctx.force)
+          throw new RefusedError(`slot ${slot.name} is in use (pid ${slot.activePid ?? '?'}); roll back with --force to end that session and drop it`);
         await db.query(TERMINATE_SQL, [slot.activePid]);
         await waitReleased(db, slot.name, ctx.signal);
       }

@@ -67,7 +67,15 @@ export const slotDropStep = defineStep({
   reversibility: () => ({ kind: 'reversible' }),
   async check(ctx, step): Promise<CheckFinding[]> {
     const role = await roleFacts(await ctx.session(step.connection));
-    return [privilege('REPLICATION', role.superuser || role.replication, role.role, 'is neither superuser nor has REPLICATION', `ALTER ROLE ${role.role} REPLICATION`)];
+    return [
+      privilege(
+        'REPLICATION',
+        role.superuser || role.replication,
+        role.role,
+        'is neither superuser nor has REPLICATION',
+        `ALTER ROLE ${role.role} REPLICATION`,
+      ),
+    ];
   },
   async plan(ctx, step) {
     const connection = step.connection;
@@ -115,7 +123,13 @@ export const slotDropStep = defineStep({
     const names = new Set(planned.slots.map((d) => d.name));
     const present = (await readSlots(db)).filter((s) => names.has(s.name));
     // A slot dropped and recreated since the plan is another slot: rollback would recreate the wrong one.
-    const drift = present.flatMap((s) => jsonDifferences(planned.slots.find((d) => d.name === s.name), definitionOf(s), s.name));
+    const drift = present.flatMap((s) =>
+      jsonDifferences(
+        planned.slots.find((d) => d.name === s.name),
+        definitionOf(s),
+        s.name,
+      ),
+    );
     if (drift.length > 0) throw new PlanDriftError(step.id, drift, 'planned');
     const prior = ctx.priorBefore?.slots ?? [];
     const before = { slots: [...prior, ...present.filter((s) => !prior.some((p) => p.name === s.name)).map(definitionOf)] };

@@ -34,10 +34,7 @@ export const sqlStep = defineStep({
   // The statements, exactly as they run; rollback and verify come from the runbook, whose sha256 the journal holds.
   planned: z.object({ statements: z.array(z.string()), transaction: z.boolean() }),
   before: z.null(),
-  reversibility: (c) =>
-    c.rollback !== undefined
-      ? { kind: 'reversible' }
-      : { kind: 'irreversible', reason: 'no rollback SQL was given' },
+  reversibility: (c) => (c.rollback !== undefined ? { kind: 'reversible' } : { kind: 'irreversible', reason: 'no rollback SQL was given' }),
 
   async plan(_ctx, step) {
     const planned = { statements: [...list(step.config.sql)], transaction: inTransaction(step.config) };
@@ -62,9 +59,7 @@ export const sqlStep = defineStep({
     if (verify === undefined) return;
     const actual = await firstValue(await ctx.session(step.connection), verify.query);
     if (!matches(actual, verify.expect)) {
-      throw new VerificationError(
-        `verify query returned ${JSON.stringify(actual)}, expected ${JSON.stringify(verify.expect)}: ${verify.query}`,
-      );
+      throw new VerificationError(`verify query returned ${JSON.stringify(actual)}, expected ${JSON.stringify(verify.expect)}: ${verify.query}`);
     }
   },
 

@@ -5,7 +5,17 @@
  */
 import { z } from 'zod';
 import { PlanDriftError, UsageError, VerificationError } from '../errors.js';
-import { jsonDifferences, type Action, type ApplyContext, type ApplyOutcome, type BaseContext, type CheckFinding, type ConnectedStep, type RollbackPlan, type StepPlan } from '../step/contract.js';
+import {
+  jsonDifferences,
+  type Action,
+  type ApplyContext,
+  type ApplyOutcome,
+  type BaseContext,
+  type CheckFinding,
+  type ConnectedStep,
+  type RollbackPlan,
+  type StepPlan,
+} from '../step/contract.js';
 import { roleFacts } from '../step/check-helpers.js';
 import type { Queryable } from '../db/session.js';
 import { alterSubscription, readSubscriptions, selectSubscriptions, togglesOf, waitWorkers } from '../replication/subscriptions.js';
@@ -29,7 +39,12 @@ export async function checkOwner(ctx: { session(connection: string): Promise<Que
   return [
     role.superuser
       ? { severity: 'ok', check: 'subscription owner', message: `role ${role.role} is superuser` }
-      : { severity: 'warning', check: 'subscription owner', message: `role ${role.role} is not superuser: it must own each subscription`, fix: "run as a superuser or the subscriptions' owner" },
+      : {
+          severity: 'warning',
+          check: 'subscription owner',
+          message: `role ${role.role} is not superuser: it must own each subscription`,
+          fix: "run as a superuser or the subscriptions' owner",
+        },
   ];
 }
 

@@ -103,21 +103,29 @@ async function precheck(ctx: BaseContext, step: ConnectedStep<Config>): Promise<
 
   const extensions = new Map<string, string[]>();
   const libraries = new Map<string, string[]>();
-  const perDatabase = await inParallel(facts.databases.filter((x) => x.allowConn && !x.invalid), DATABASE_SESSIONS, async (d) => {
-    const session = await ctx.sessionIn(connection, d.name);
-    const checked = await databaseChecks(session, {
-      database: d.name,
-      oldMajor,
-      targetMajor: target,
-      logical: slots.length > 0 || (pubs[0]?.n ?? 0) > 0,
-      int8PassingDiffers,
-      unicodeChange: unicode,
-    });
-    const states = oldMajor >= 17 ? await subscriptionStates(session, d.name) : [];
-    return { d, findings: [...checked, ...states], found: await extensionsAndLibraries(session) };
-  });
+  const perDatabase = await inParallel(
+    facts.databases.filter((x) => x.allowConn && !x.invalid),
+    DATABASE_SESSIONS,
+    async (d) => {
+      const session = await ctx.sessionIn(connection, d.name);
+      const checked = await databaseChecks(session, {
+        database: d.name,
+        oldMajor,
+        targetMajor: target,
+        logical: slots.length > 0 || (pubs[0]?.n ?? 0) > 0,
+        int8PassingDiffers,
+        unicodeChange: unicode,
+      });
+      const states = oldMajor >= 17 ? await subscriptionStates(session, d.name) : [];
+      return { d, findings: [...checked, ...states], found: await extensionsAndLibraries(session) };
+    },
+  );
   // In the databases' order, as when they were checked one after another.
-  for (const { d, findings: found, found: { extensions: exts, libraries: libs } } of perDatabase) {
+  for (const {
+    d,
+    findings: found,
+    found: { extensions: exts, libraries: libs },
+  } of perDatabase) {
     findings.push(...found);
     for (const e of exts) extensions.set(e.name, [...(extensions.get(e.name) ?? []), d.name]);
     for (const l of libs) libraries.set(l, [...(libraries.get(l) ?? []), d.name]);
@@ -134,10 +142,22 @@ async function precheck(ctx: BaseContext, step: ConnectedStep<Config>): Promise<
     );
   } else {
     if (extensions.size > 0) {
-      findings.push({ id: 'extensions-to-verify', severity: 'info', objects: [...extensions].map(([n, dbs]) => `${n} (in ${dbs.join(', ')})`), message: `extensions the new ${c.targetVersion} cluster must offer`, remediation: 'Give newCluster to check them, or install their packages for the new version.' });
+      findings.push({
+        id: 'extensions-to-verify',
+        severity: 'info',
+        objects: [...extensions].map(([n, dbs]) => `${n} (in ${dbs.join(', ')})`),
+        message: `extensions the new ${c.targetVersion} cluster must offer`,
+        remediation: 'Give newCluster to check them, or install their packages for the new version.',
+      });
     }
     if (libraries.size > 0) {
-      findings.push({ id: 'libraries-to-verify', severity: 'info', objects: [...libraries.keys()], message: `shared libraries the new ${c.targetVersion} cluster must load`, remediation: 'Give newCluster to check that each loads.' });
+      findings.push({
+        id: 'libraries-to-verify',
+        severity: 'info',
+        objects: [...libraries.keys()],
+        message: `shared libraries the new ${c.targetVersion} cluster must load`,
+        remediation: 'Give newCluster to check that each loads.',
+      });
     }
   }
 
@@ -199,7 +219,14 @@ export const upgradePrecheckStep = defineStep({
         },
       ],
       ...(output !== undefined ? { output } : {}),
-      ...(blocking.length > 0 ? { blockers: blocking.map((f) => `${f.id}${f.database ? ` in ${f.database}` : ''}: ${f.message} (${f.objects.slice(0, 5).join(', ')}${f.objects.length > 5 ? ', ...' : ''})`) } : {}),
+      ...(blocking.length > 0
+        ? {
+            blockers: blocking.map(
+              (f) =>
+                `${f.id}${f.database ? ` in ${f.database}` : ''}: ${f.message} (${f.objects.slice(0, 5).join(', ')}${f.objects.length > 5 ? ', ...' : ''})`,
+            ),
+          }
+        : {}),
     };
   },
 

@@ -23,7 +23,11 @@ export function startCutover(args: readonly string[], env: NodeJS.ProcessEnv = {
   let stderr = '';
   child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  const done = new Promise<CliResult>((resolve) => child.on('close', (code) => { resolve({ code, stdout, stderr }); }));
+  const done = new Promise<CliResult>((resolve) =>
+    child.on('close', (code) => {
+      resolve({ code, stdout, stderr });
+    }),
+  );
   return { child, done };
 }
 

@@ -13,7 +13,8 @@ import { RunbookValidationError } from '../../src/errors.js';
 import { parseRunbook } from '../../src/runbook/load.js';
 import { registry } from '../../src/steps/index.js';
 
-export const JS_ERROR = /\b(RangeError|TypeError|ReferenceError|URIError|SyntaxError|EvalError|AggregateError|Maximum call stack|\[object Object\]|undefined is not|Cannot read propert)/;
+export const JS_ERROR =
+  /\b(RangeError|TypeError|ReferenceError|URIError|SyntaxError|EvalError|AggregateError|Maximum call stack|\[object Object\]|undefined is not|Cannot read propert)/;
 export const ENV = { DEFINED: 'value-of-defined', SECRET: 'a-secret-value' };
 
 /** Files the generated runbooks name (a FIFO, a directory, a password file), in `dir`. */
@@ -45,21 +46,92 @@ export function malformedRunbooks(dir: string): fc.Arbitrary<string> {
 
   type PathKey = string | number;
   const PATHS: readonly PathKey[][] = [
-    [], ['version'], ['name'], ['connections'], ['connections', 'db'], ['connections', 'db', 'kind'], ['connections', 'db', 'url'],
-    ['connections', 'db', 'port'], ['connections', 'db', 'password'], ['connections', 'db', 'passwordFile'], ['connections', 'db', 'sslmode'],
-    ['connections', 'db', 'sslrootcert'], ['connections', '__proto__'], ['connections', 'constructor'], ['connections', 'ora', 'user'],
-    ['defaults'], ['defaults', 'lockTimeout'], ['defaults', 'statementTimeout'], ['defaults', 'onFailure'], ['steps'], ['steps', 0],
-    ['steps', 0, 'id'], ['steps', 0, 'kind'], ['steps', 0, 'connection'], ['steps', 0, 'sql'], ['steps', 0, 'timeout'], ['steps', 0, 'retries'],
-    ['steps', 1, 'command'], ['steps', 1, 'command', 0], ['steps', 1, 'env'], ['steps', 1, 'cwd'], ['steps', 2, 'expect'], ['steps', 2, 'interval'],
-    ['steps', 3, 'from'], ['steps', 3, 'from', 'file'], ['steps', 4, 'confirm'], ['steps', 4, 'id'], ['steps', 9], ['extra'], ['steps', 0, 'sqll'],
+    [],
+    ['version'],
+    ['name'],
+    ['connections'],
+    ['connections', 'db'],
+    ['connections', 'db', 'kind'],
+    ['connections', 'db', 'url'],
+    ['connections', 'db', 'port'],
+    ['connections', 'db', 'password'],
+    ['connections', 'db', 'passwordFile'],
+    ['connections', 'db', 'sslmode'],
+    ['connections', 'db', 'sslrootcert'],
+    ['connections', '__proto__'],
+    ['connections', 'constructor'],
+    ['connections', 'ora', 'user'],
+    ['defaults'],
+    ['defaults', 'lockTimeout'],
+    ['defaults', 'statementTimeout'],
+    ['defaults', 'onFailure'],
+    ['steps'],
+    ['steps', 0],
+    ['steps', 0, 'id'],
+    ['steps', 0, 'kind'],
+    ['steps', 0, 'connection'],
+    ['steps', 0, 'sql'],
+    ['steps', 0, 'timeout'],
+    ['steps', 0, 'retries'],
+    ['steps', 1, 'command'],
+    ['steps', 1, 'command', 0],
+    ['steps', 1, 'env'],
+    ['steps', 1, 'cwd'],
+    ['steps', 2, 'expect'],
+    ['steps', 2, 'interval'],
+    ['steps', 3, 'from'],
+    ['steps', 3, 'from', 'file'],
+    ['steps', 4, 'confirm'],
+    ['steps', 4, 'id'],
+    ['steps', 9],
+    ['extra'],
+    ['steps', 0, 'sqll'],
   ];
 
   const hostileString = fc.constantFrom(
-    '${__proto__}', '${constructor}', '${toString}', '${valueOf}', '${hasOwnProperty}', '${secret:ab}', '${secret:}', '${', '${1x}', '$${x}',
-    '${UNSET_VAR}', '%zz', 'postgres://u:%zz@h/db', 'postgres://u:p@h/db?sslmode=nope', 'postgres://u@[::1/db', 'postgresql://', 'mysql://u@h/db',
-    '/dev/zero', '/dev/urandom', '/dev/null', fifo, path.join(dir, 'a-dir'), 'no-such-file', '../../../../etc/shadow', '9999999999999',
-    '2147483648ms', '25d', '1e309', '5 mins', '1 min', '-1s', '0.0001us', 'NaN', 'Infinity', '__proto__', 'constructor', 'comapre', 'rolback',
-    '', ' ', '\u0000', '\uFEFF', 'x'.repeat(10_000),
+    '${__proto__}',
+    '${constructor}',
+    '${toString}',
+    '${valueOf}',
+    '${hasOwnProperty}',
+    '${secret:ab}',
+    '${secret:}',
+    '${',
+    '${1x}',
+    '$${x}',
+    '${UNSET_VAR}',
+    '%zz',
+    'postgres://u:%zz@h/db',
+    'postgres://u:p@h/db?sslmode=nope',
+    'postgres://u@[::1/db',
+    'postgresql://',
+    'mysql://u@h/db',
+    '/dev/zero',
+    '/dev/urandom',
+    '/dev/null',
+    fifo,
+    path.join(dir, 'a-dir'),
+    'no-such-file',
+    '../../../../etc/shadow',
+    '9999999999999',
+    '2147483648ms',
+    '25d',
+    '1e309',
+    '5 mins',
+    '1 min',
+    '-1s',
+    '0.0001us',
+    'NaN',
+    'Infinity',
+    '__proto__',
+    'constructor',
+    'comapre',
+    'rolback',
+    '',
+    ' ',
+    '\u0000',
+    '\uFEFF',
+    'x'.repeat(10_000),
   );
   const hugeNumber = fc.constantFrom(2 ** 31, 2 ** 31 - 1, 9_999_999_999_999, Number.MAX_SAFE_INTEGER + 2, -1, 0.5, 1e308, -0, 65_536);
   const value: fc.Arbitrary<unknown> = fc.oneof(
@@ -90,8 +162,21 @@ export function malformedRunbooks(dir: string): fc.Arbitrary<string> {
   // Values aimed at the field that must handle them: without this, a bad URL
   // lands on `url` once in thousands of cases.
   const urls = fc.oneof(
-    fc.constantFrom('postgres://u:%zz@h/db', 'postgres://u:%@h/db', 'postgres://%zz@h/db', 'postgres://u@h/%zz', 'postgres://u@h/db?sslmode=%zz',
-      'postgres://u@h/db?sslmode=nope', 'postgres://u@h/db?x=1', 'postgres://u@[::1/db', 'postgres://u@h:99999/db', 'postgres://u:ab@h/db', 'mysql://u@h/db', 'postgres:', ''),
+    fc.constantFrom(
+      'postgres://u:%zz@h/db',
+      'postgres://u:%@h/db',
+      'postgres://%zz@h/db',
+      'postgres://u@h/%zz',
+      'postgres://u@h/db?sslmode=%zz',
+      'postgres://u@h/db?sslmode=nope',
+      'postgres://u@h/db?x=1',
+      'postgres://u@[::1/db',
+      'postgres://u@h:99999/db',
+      'postgres://u:ab@h/db',
+      'mysql://u@h/db',
+      'postgres:',
+      '',
+    ),
     fc.string().map((t) => `postgres://u:${t}@h/db`),
     fc.string().map((t) => `postgres://${t}`),
   );
@@ -107,7 +192,10 @@ export function malformedRunbooks(dir: string): fc.Arbitrary<string> {
     files.map((v) => [['connections', 'db', 'passwordFile'], v] as const),
     files.map((v) => [['connections', 'db', 'sslrootcert'], v] as const),
     fc.tuple(fc.constant(['steps', 3, 'from', 'file'] as PathKey[]), files),
-    fc.tuple(fc.constantFrom<PathKey[]>(['steps', 0, 'timeout'], ['defaults', 'lockTimeout'], ['defaults', 'statementTimeout'], ['steps', 2, 'interval']), durations),
+    fc.tuple(
+      fc.constantFrom<PathKey[]>(['steps', 0, 'timeout'], ['defaults', 'lockTimeout'], ['defaults', 'statementTimeout'], ['steps', 2, 'interval']),
+      durations,
+    ),
     fc.tuple(fc.constantFrom<PathKey[]>(['steps', 0, 'connection'], ['steps', 2, 'connection'], ['steps', 3, 'connection']), names),
     names.map((n) => [['connections', n], { kind: 'postgres' }] as const),
     fc.tuple(fc.constantFrom<PathKey[]>(['steps', 0, 'sql'], ['name'], ['connections', 'db', 'password'], ['steps', 1, 'env', 'X']), hostileString),
@@ -119,7 +207,37 @@ export function malformedRunbooks(dir: string): fc.Arbitrary<string> {
     return stringify(doc, { aliasDuplicateObjects: false });
   });
 
-  const TOKENS = ['&a ', '*a', '*zz', '[', ']', '{', '}', ': ', '- ', '\t', '"', "'", '!!binary ', '!!js/function ', '!!python/object ', '<<: *a\n', '%YAML 1.1\n', '---\n', '...\n', '#', '\\', '? ', '|\n', '>-\n', '${', '}', '\n  - ', ':\n    ', '&b [*a, *a]\n'];
+  const TOKENS = [
+    '&a ',
+    '*a',
+    '*zz',
+    '[',
+    ']',
+    '{',
+    '}',
+    ': ',
+    '- ',
+    '\t',
+    '"',
+    "'",
+    '!!binary ',
+    '!!js/function ',
+    '!!python/object ',
+    '<<: *a\n',
+    '%YAML 1.1\n',
+    '---\n',
+    '...\n',
+    '#',
+    '\\',
+    '? ',
+    '|\n',
+    '>-\n',
+    '${',
+    '}',
+    '\n  - ',
+    ':\n    ',
+    '&b [*a, *a]\n',
+  ];
 
   /** YAML syntax mutations: tokens inserted, ranges deleted, lines duplicated in a valid file. */
   const textual = fc
@@ -165,12 +283,7 @@ export function malformedRunbooks(dir: string): fc.Arbitrary<string> {
     return `${lines.join('\n')}\n`;
   });
 
-  return fc.oneof(
-    { weight: 6, arbitrary: structural },
-    { weight: 5, arbitrary: textual },
-    { weight: 1, arbitrary: deep },
-    { weight: 1, arbitrary: bomb },
-  );
+  return fc.oneof({ weight: 6, arbitrary: structural }, { weight: 5, arbitrary: textual }, { weight: 1, arbitrary: deep }, { weight: 1, arbitrary: bomb });
 }
 
 export interface FuzzStats {

@@ -15,7 +15,13 @@ export const findingsOf = (result: RunResult) => (result.steps[0]?.plan?.tables?
 
 /** The distinct finding ids, sorted, optionally of one severity. */
 export const ids = (result: RunResult, severity?: string) =>
-  [...new Set(findingsOf(result).filter((f) => severity === undefined || f.severity === severity).map((f) => f.id))].sort();
+  [
+    ...new Set(
+      findingsOf(result)
+        .filter((f) => severity === undefined || f.severity === severity)
+        .map((f) => f.id),
+    ),
+  ].sort();
 
 /** Plans one upgrade-precheck step against `old`; `fields` are extra step lines, `extra` extra connection lines. */
 export function plan(old: TestServer, fields: string, extra = '', targetVersion = 18): Promise<RunResult> {

@@ -168,8 +168,7 @@ function asIs(text: string): SourceLine {
  */
 export function marked(template: TemplateStringsArray | string, ...values: readonly unknown[]): MarkedText {
   // A value is text already: its backslashes are doubled so that reading the escapes gives them back.
-  const source =
-    typeof template === 'string' ? template : String.raw({ raw: template.raw }, ...values.map((v) => String(v).replaceAll('\\', '\\\\')));
+  const source = typeof template === 'string' ? template : String.raw({ raw: template.raw }, ...values.map((v) => String(v).replaceAll('\\', '\\\\')));
   const body = source.startsWith('\n') ? source.slice(1) : source;
   const lines: SourceLine[] = [];
   const marks: Mark[] = [];

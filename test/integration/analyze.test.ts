@@ -17,8 +17,7 @@ import { until } from '../helpers/wait.js';
 
 const OFF = 'WITH (autovacuum_enabled = false)';
 
-const rowsOf = (result: RunResult) =>
-  (result.steps[0]?.plan?.tables?.[0]?.rows ?? []) as unknown as { relation: string; action: string; missing: string }[];
+const rowsOf = (result: RunResult) => (result.steps[0]?.plan?.tables?.[0]?.rows ?? []) as unknown as { relation: string; action: string; missing: string }[];
 
 for (const version of VERSIONS) {
   describe(`analyze on PostgreSQL ${version}`, () => {
@@ -77,7 +76,11 @@ ${fields}`;
       const { runbook, dir } = load(db, '    onlyMissing: true\n    jobs: 2\n');
       const planned = await planRunbook(runbook, { registry, stateDir: dir });
       assert.equal(planned.status, 'planned');
-      const missing = Object.fromEntries(rowsOf(planned).filter((r) => r.missing !== '').map((r) => [r.relation, r.missing]));
+      const missing = Object.fromEntries(
+        rowsOf(planned)
+          .filter((r) => r.missing !== '')
+          .map((r) => [r.relation, r.missing]),
+      );
       assert.deepEqual(missing, {
         'public.brand_new': 'never analyzed',
         'public.gets_column': 'columns without statistics: extra',
@@ -116,14 +119,25 @@ ${fields}`;
       assert.equal(result.status, 'succeeded', JSON.stringify(result.steps));
       assert.deepEqual(
         (result.steps[0]?.plan?.actions ?? []).map((a) => (a.type === 'sql' ? a.sql : '')),
-        ['SET default_statistics_target = 1', 'ANALYZE "public"."t"', 'SET default_statistics_target = 10', 'ANALYZE "public"."t"', 'RESET default_statistics_target', 'ANALYZE "public"."t"'],
+        [
+          'SET default_statistics_target = 1',
+          'ANALYZE "public"."t"',
+          'SET default_statistics_target = 10',
+          'ANALYZE "public"."t"',
+          'RESET default_statistics_target',
+          'ANALYZE "public"."t"',
+        ],
       );
       await until('three analyzes counted', async () => {
         const [row] = await server.query<{ n: number }>("SELECT analyze_count::int AS n FROM pg_stat_user_tables WHERE relname = 't'", [], db);
         return row?.n === 3;
       });
       // The last pass used the default target: a histogram of up to 100 buckets, not 10.
-      const [stats] = await server.query<{ buckets: number }>("SELECT array_length(histogram_bounds, 1) AS buckets FROM pg_stats WHERE tablename = 't'", [], db);
+      const [stats] = await server.query<{ buckets: number }>(
+        "SELECT array_length(histogram_bounds, 1) AS buckets FROM pg_stats WHERE tablename = 't'",
+        [],
+        db,
+      );
       assert.equal(stats?.buckets, 101);
     });
 
@@ -166,9 +180,13 @@ ${fields}`;
       // Two sessions: the copied relations are shared out between them, one restore statement each.
       const { runbook, dir } = load(db, '    copyFrom: src\n    jobs: 2\n', `  src: { kind: postgres, url: "${source.urlFor(sourceDb)}" }\n`);
       const outputs: string[] = [];
-      const result = await runRunbook(runbook, { registry, stateDir: dir, onEvent: (e) => {
-        if ('output' in e && typeof e.output === 'string') outputs.push(e.output);
-      } });
+      const result = await runRunbook(runbook, {
+        registry,
+        stateDir: dir,
+        onEvent: (e) => {
+          if ('output' in e && typeof e.output === 'string') outputs.push(e.output);
+        },
+      });
       assert.equal(result.status, 'succeeded', JSON.stringify(result.steps));
       const actions = Object.fromEntries(rowsOf(result).map((r) => [r.relation, r.action]));
       const statsOf = (on: TestServer, d: string) =>
@@ -199,57 +217,72 @@ ${fields}`;
       }
     });
 
-    it('copyFrom in batches over several sessions: every column of every relation has the source pg_stats row, field for field', { skip: version < 18 ? 'copyFrom needs PostgreSQL 18' : false }, async () => {
-      // Enough relations for 3 sessions x 2 batches each, and every kind of statistic a column can have:
-      // scalars, MCVs and histograms, element statistics (arrays, tsvector), range histograms, inherited ones (partitioned).
-      const tables = Array.from({ length: 14 }, (_, i) => `
+    it(
+      'copyFrom in batches over several sessions: every column of every relation has the source pg_stats row, field for field',
+      { skip: version < 18 ? 'copyFrom needs PostgreSQL 18' : false },
+      async () => {
+        // Enough relations for 3 sessions x 2 batches each, and every kind of statistic a column can have:
+        // scalars, MCVs and histograms, element statistics (arrays, tsvector), range histograms, inherited ones (partitioned).
+        const tables = Array.from(
+          { length: 14 },
+          (_, i) => `
         CREATE TABLE w${i} (id int PRIMARY KEY, label text, amount numeric, at timestamptz, flag boolean, tags int[], doc tsvector, span int4range, extra jsonb) ${OFF};
         INSERT INTO w${i} SELECT g, 'l' || (g % (7 + ${i})), (g % 97) / 3.0, '2026-01-01'::timestamptz + g * interval '1 hour', g % 5 = 0,
             ARRAY[g % 10, g % 7], to_tsvector('simple', 'w' || (g % 13) || ' x' || (g % 3)), int4range(g, g + g % 20 + 1),
             jsonb_build_object('k', g % 4)
-          FROM generate_series(1, ${500 + i * 150}) g;`).join('');
-      const schema = `${tables}
+          FROM generate_series(1, ${500 + i * 150}) g;`,
+        ).join('');
+        const schema = `${tables}
         CREATE TABLE parted (id int, region text) PARTITION BY LIST (region);
         CREATE TABLE parted_eu PARTITION OF parted FOR VALUES IN ('eu') ${OFF};
         CREATE TABLE parted_us PARTITION OF parted FOR VALUES IN ('us') ${OFF};
         INSERT INTO parted SELECT g, CASE WHEN g % 3 = 0 THEN 'eu' ELSE 'us' END FROM generate_series(1, 3000) g;
         CREATE TABLE analyzed_empty (id int) ${OFF};`;
-      const sourceDb = await fresh(`${schema} ANALYZE;`, source);
-      const db = await fresh(schema);
-      const { runbook, dir } = load(db, '    copyFrom: src\n    jobs: 3\n', `  src: { kind: postgres, url: "${source.urlFor(sourceDb)}" }\n`);
-      const outputs: string[] = [];
-      const result = await runRunbook(runbook, { registry, stateDir: dir, onEvent: (e) => {
-        if ('output' in e && typeof e.output === 'string') outputs.push(e.output);
-      } });
-      assert.equal(result.status, 'succeeded', JSON.stringify(result.steps));
-      const actions = new Set(rowsOf(result).map((r) => r.action));
-      assert.deepEqual([...actions], ['copy'], 'every relation copied, none analyzed instead');
-      const stats = (on: TestServer, d: string) =>
-        on.query<{ key: string; row: string }>(
-          `SELECT format('%s.%s.%s/%s', schemaname, tablename, attname, inherited) AS key, s::text AS row
+        const sourceDb = await fresh(`${schema} ANALYZE;`, source);
+        const db = await fresh(schema);
+        const { runbook, dir } = load(db, '    copyFrom: src\n    jobs: 3\n', `  src: { kind: postgres, url: "${source.urlFor(sourceDb)}" }\n`);
+        const outputs: string[] = [];
+        const result = await runRunbook(runbook, {
+          registry,
+          stateDir: dir,
+          onEvent: (e) => {
+            if ('output' in e && typeof e.output === 'string') outputs.push(e.output);
+          },
+        });
+        assert.equal(result.status, 'succeeded', JSON.stringify(result.steps));
+        const actions = new Set(rowsOf(result).map((r) => r.action));
+        assert.deepEqual([...actions], ['copy'], 'every relation copied, none analyzed instead');
+        const stats = (on: TestServer, d: string) =>
+          on.query<{ key: string; row: string }>(
+            `SELECT format('%s.%s.%s/%s', schemaname, tablename, attname, inherited) AS key, s::text AS row
              FROM pg_stats s WHERE schemaname = 'public' ORDER BY 1`,
-          [],
-          d,
+            [],
+            d,
+          );
+        const [want, got] = await Promise.all([stats(source, sourceDb), stats(server, db)]);
+        // 14 tables x 9 columns, the partitioned parent's 2 (inherited) and its partitions' 2 each.
+        assert.equal(want.length, 14 * 9 + 2 + 2 * 2);
+        assert.deepEqual(
+          got.map((r) => r.key),
+          want.map((r) => r.key),
+          'the same columns have statistics',
         );
-      const [want, got] = await Promise.all([stats(source, sourceDb), stats(server, db)]);
-      // 14 tables x 9 columns, the partitioned parent's 2 (inherited) and its partitions' 2 each.
-      assert.equal(want.length, 14 * 9 + 2 + 2 * 2);
-      assert.deepEqual(got.map((r) => r.key), want.map((r) => r.key), 'the same columns have statistics');
-      assert.deepEqual(got, want, 'every field of every pg_stats row equal');
-      const relationStats = (on: TestServer, d: string) =>
-        on.query(
-          `SELECT c.relname, c.relpages, c.reltuples, c.relallvisible FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        assert.deepEqual(got, want, 'every field of every pg_stats row equal');
+        const relationStats = (on: TestServer, d: string) =>
+          on.query(
+            `SELECT c.relname, c.relpages, c.reltuples, c.relallvisible FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
             WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') ORDER BY 1`,
-          [],
-          d,
-        );
-      assert.deepEqual(await relationStats(server, db), await relationStats(source, sourceDb));
-      assert.match(outputs.join('\n'), /copied statistics of 18 relation\(s\), 132 column\(s\) in 3 session\(s\); 0 with warnings/);
+            [],
+            d,
+          );
+        assert.deepEqual(await relationStats(server, db), await relationStats(source, sourceDb));
+        assert.match(outputs.join('\n'), /copied statistics of 18 relation\(s\), 132 column\(s\) in 3 session\(s\); 0 with warnings/);
 
-      // Rollback clears every batch, not only the last one recorded.
-      const back = await rollbackRun(result.runId, { registry, stateDir: dir });
-      assert.equal(back.status, 'rolled-back', JSON.stringify(back.steps));
-      assert.deepEqual(await stats(server, db), [], 'rollback cleared the statistics of every batch');
-    });
+        // Rollback clears every batch, not only the last one recorded.
+        const back = await rollbackRun(result.runId, { registry, stateDir: dir });
+        assert.equal(back.status, 'rolled-back', JSON.stringify(back.steps));
+        assert.deepEqual(await stats(server, db), [], 'rollback cleared the statistics of every batch');
+      },
+    );
   });
 }

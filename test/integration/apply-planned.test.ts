@@ -110,7 +110,13 @@ describe('apply executes exactly the planned payload (PostgreSQL 18)', () => {
                         CREATE TABLE b (id serial PRIMARY KEY); INSERT INTO b VALUES (20);`);
     const step = stepOf('sequence-reset', sequenceResetStep.config.parse({ from: 'data', include: ['public.a_id_seq', 'public.b_id_seq'] }));
     const plan = await sequenceResetStep.plan(contextOn(recording(client, []), []), step);
-    assert.deepEqual(plan.planned.changes.map((c) => [c.name, c.next]), [['a_id_seq', '11'], ['b_id_seq', '21']]);
+    assert.deepEqual(
+      plan.planned.changes.map((c) => [c.name, c.next]),
+      [
+        ['a_id_seq', '11'],
+        ['b_id_seq', '21'],
+      ],
+    );
     const only = { changes: plan.planned.changes.filter((c) => c.name === 'a_id_seq') };
     const log: string[] = [];
     const recorded: BeforeOf<typeof sequenceResetStep>[] = [];
@@ -135,25 +141,38 @@ describe('apply executes exactly the planned payload (PostgreSQL 18)', () => {
       assert.match(error.message, /^the state changed since the plan of this step; nothing was done:\n {2}settings\[1\]\.role: \(none\) -> "ap_b"/);
       return true;
     });
-    assert.deepEqual(refusedLog.filter((sql) => !/^\s*SELECT/.test(sql)), [], 'nothing but reads before the refusal');
+    assert.deepEqual(
+      refusedLog.filter((sql) => !/^\s*SELECT/.test(sql)),
+      [],
+      'nothing but reads before the refusal',
+    );
 
     const log: string[] = [];
     const recorded: BeforeOf<typeof freezeWritesStep>[] = [];
     await freezeWritesStep.apply(contextOn(recording(client, log), recorded), step, plan.planned);
     const writes = log.filter((sql) => !/^\s*SELECT (r|rolname|current_database|pid)/.test(sql) && !['BEGIN', 'COMMIT'].includes(sql));
-    assert.deepEqual(writes, plan.actions.map((a) => (a.type === 'sql' ? a.sql : a.type)));
+    assert.deepEqual(
+      writes,
+      plan.actions.map((a) => (a.type === 'sql' ? a.sql : a.type)),
+    );
     assert.deepEqual(recorded, [{ settings: plan.planned.settings, logins: [], probe: null }]);
     await client.query('ALTER ROLE ap_a IN DATABASE ap RESET ALL; ALTER ROLE ap_b IN DATABASE ap RESET ALL');
   });
 
-  const slotNames = async () => (await client.query<{ name: string }>("SELECT slot_name AS name FROM pg_replication_slots WHERE slot_name LIKE 'ap\\_%' ORDER BY 1")).rows.map((r) => r.name);
+  const slotNames = async () =>
+    (await client.query<{ name: string }>("SELECT slot_name AS name FROM pg_replication_slots WHERE slot_name LIKE 'ap\\_%' ORDER BY 1")).rows.map(
+      (r) => r.name,
+    );
   const writesOf = (log: readonly string[]) => log.filter((sql) => /pg_create_|pg_drop_|^ALTER|^DROP/.test(sql));
   const sqlOf = (actions: readonly { readonly type: string; readonly sql?: string }[]) => actions.map((a) => a.sql ?? a.type);
 
   it('slot-create: creates the slots of the payload and no other; one created since the plan is refused before any write', async () => {
     const step = stepOf('slot-create', slotCreateStep.config.parse({ slots: ['ap_a', 'ap_b'], type: 'physical' }));
     const plan = await slotCreateStep.plan(contextOn(recording(client, []), []), step);
-    assert.deepEqual(plan.planned.slots.map((d) => d.name), ['ap_a', 'ap_b']);
+    assert.deepEqual(
+      plan.planned.slots.map((d) => d.name),
+      ['ap_a', 'ap_b'],
+    );
     const log: string[] = [];
     const recorded: BeforeOf<typeof slotCreateStep>[] = [];
     await slotCreateStep.apply(contextOn(recording(client, log), recorded), step, { slots: plan.planned.slots.filter((d) => d.name === 'ap_b') });
@@ -176,7 +195,10 @@ describe('apply executes exactly the planned payload (PostgreSQL 18)', () => {
     await client.query("SELECT pg_create_physical_replication_slot('ap_x'), pg_create_physical_replication_slot('ap_y')");
     const step = stepOf('slot-drop', slotDropStep.config.parse({ slots: ['ap_*'], type: 'physical' }));
     const plan = await slotDropStep.plan(contextOn(recording(client, []), []), step);
-    assert.deepEqual(plan.planned.slots.map((d) => d.name), ['ap_x', 'ap_y']);
+    assert.deepEqual(
+      plan.planned.slots.map((d) => d.name),
+      ['ap_x', 'ap_y'],
+    );
     const only = { ...plan.planned, slots: plan.planned.slots.filter((d) => d.name === 'ap_y') };
     const log: string[] = [];
     const recorded: BeforeOf<typeof slotDropStep>[] = [];
@@ -194,7 +216,12 @@ describe('apply executes exactly the planned payload (PostgreSQL 18)', () => {
     }
     const step = stepOf('subscriptions-enable', subscriptionsEnableStep.config.parse({}));
     const plan = await subscriptionsEnableStep.plan(contextOn(recording(client, []), []), step);
-    assert.deepEqual(plan.planned, { subscriptions: [{ name: 'ap_s1', enabled: false }, { name: 'ap_s2', enabled: false }] });
+    assert.deepEqual(plan.planned, {
+      subscriptions: [
+        { name: 'ap_s1', enabled: false },
+        { name: 'ap_s2', enabled: false },
+      ],
+    });
 
     const refusedLog: string[] = [];
     const stale = { subscriptions: plan.planned.subscriptions.slice(0, 1) };
@@ -217,7 +244,13 @@ describe('apply executes exactly the planned payload (PostgreSQL 18)', () => {
   it('subscription-detach: detaches what the payload names, with the planned statements, and touches no publisher it does not name', async () => {
     const step = stepOf('subscription-detach', subscriptionDetachStep.config.parse({ subscriptions: ['ap_s1', 'ap_s2'] }));
     const plan = await subscriptionDetachStep.plan(contextOn(recording(client, []), []), step);
-    assert.deepEqual(plan.planned, { subscriptions: [{ name: 'ap_s1', slot: 'ap_s1' }, { name: 'ap_s2', slot: 'ap_s2' }], publisher: null });
+    assert.deepEqual(plan.planned, {
+      subscriptions: [
+        { name: 'ap_s1', slot: 'ap_s1' },
+        { name: 'ap_s2', slot: 'ap_s2' },
+      ],
+      publisher: null,
+    });
     const log: string[] = [];
     const recorded: BeforeOf<typeof subscriptionDetachStep>[] = [];
     await subscriptionDetachStep.apply(contextOn(recording(client, log), recorded), step, plan.planned);

@@ -98,7 +98,13 @@ steps:
     assert.equal(code, 2);
     assert.equal(json.ok, false);
     assert.deepEqual(
-      { status: json.connections[0]?.status, role: json.connections[0]?.role, superuser: json.connections[0]?.superuser, inRecovery: json.connections[0]?.inRecovery, tls: json.connections[0]?.tls },
+      {
+        status: json.connections[0]?.status,
+        role: json.connections[0]?.role,
+        superuser: json.connections[0]?.superuser,
+        inRecovery: json.connections[0]?.inRecovery,
+        tls: json.connections[0]?.tls,
+      },
       { status: 'ok', role: 'limited', superuser: false, inRecovery: false, tls: 'none' },
     );
     assert.match(json.connections[0]?.serverVersion ?? '', /^18\./);
@@ -121,10 +127,19 @@ steps:
       message: 'pg_hba admits shop_app to postgres without a password',
     });
     assert.equal(finding(json, 'probe-refused', 'probe login').severity, 'error');
-    assert.match(finding(json, 'probe-refused', 'probe login').message, /^cannot log in as cannot_login to probe the freeze: .*role "cannot_login" is not permitted to log in/);
+    assert.match(
+      finding(json, 'probe-refused', 'probe login').message,
+      /^cannot log in as cannot_login to probe the freeze: .*role "cannot_login" is not permitted to log in/,
+    );
     assert.equal(finding(json, 'stats', 'ANALYZE privilege').severity, 'error');
-    assert.match(finding(json, 'stats', 'ANALYZE privilege').message, /^1 of 1 relations cannot be analyzed by this role \(e\.g\. public\.orders\); ANALYZE would skip them with only a warning$/);
-    assert.match(finding(json, 'sequences', 'UPDATE on sequences').message, /^1 of 1 sequences cannot be set by this role \(e\.g\. public\.owned_by_postgres\)$/);
+    assert.match(
+      finding(json, 'stats', 'ANALYZE privilege').message,
+      /^1 of 1 relations cannot be analyzed by this role \(e\.g\. public\.orders\); ANALYZE would skip them with only a warning$/,
+    );
+    assert.match(
+      finding(json, 'sequences', 'UPDATE on sequences').message,
+      /^1 of 1 sequences cannot be set by this role \(e\.g\. public\.owned_by_postgres\)$/,
+    );
     assert.deepEqual(finding(json, 'tool', 'program no-such-program-cutover-test'), {
       severity: 'error',
       check: 'program no-such-program-cutover-test',
@@ -162,7 +177,10 @@ steps:
     const result = await cutover(['plan', file, '--only', 'tool', '--state-dir', path.join(dir, 'state')]);
     assert.equal(result.code, 2, result.stdout + result.stderr);
     assert.match(result.stderr, /^Connections:/);
-    assert.match(result.stderr, /tool\s+shell\s+error\s+program no-such-program-cutover-test\s+no-such-program-cutover-test is not found on PATH\s+install it, or give its full path/);
+    assert.match(
+      result.stderr,
+      /tool\s+shell\s+error\s+program no-such-program-cutover-test\s+no-such-program-cutover-test is not found on PATH\s+install it, or give its full path/,
+    );
     assert.doesNotMatch(result.stderr, /\bslot\s+slot-create/, '--only limits the checked steps too');
     assert.match(result.stdout, /run \S+: planned/);
   });

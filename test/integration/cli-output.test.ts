@@ -23,7 +23,9 @@ function withClosedStdout(args: readonly string[]): Promise<{ code: number | nul
     child.stdout.destroy();
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('close', (code) => { resolve({ code, stderr }); });
+    child.on('close', (code) => {
+      resolve({ code, stderr });
+    });
   });
 }
 
@@ -71,7 +73,10 @@ describe('the README lists every exit code', () => {
     const documented = [...section.matchAll(/^\| (\d+) \|/gm)].map((m) => Number(m[1]));
     // 130 is the shell's code for a process ended by SIGINT, which the CLI does not catch itself.
     const returned = [...Object.values(ExitCode), 130];
-    assert.deepEqual([...documented].sort((a, b) => a - b), [...returned].sort((a, b) => a - b));
+    assert.deepEqual(
+      [...documented].sort((a, b) => a - b),
+      [...returned].sort((a, b) => a - b),
+    );
   });
 });
 
@@ -90,12 +95,19 @@ describe('a run outcome has one exit code', () => {
     ['succeeded', result('succeeded', undefined), ExitCode.ok],
     ['planned', result('planned', undefined, true), ExitCode.ok],
     ['rolled back', result('rolled-back', new Error('x')), ExitCode.rolledBack],
-    ['a connection that could not be opened before any step (a wrong password)', result('failed', new ConnectionFailedError('password authentication failed', { connection: 'db' })), ExitCode.invalidInput],
+    [
+      'a connection that could not be opened before any step (a wrong password)',
+      result('failed', new ConnectionFailedError('password authentication failed', { connection: 'db' })),
+      ExitCode.invalidInput,
+    ],
     ['a failed real run under onFailure: stop', result('failed', new Error('step failed')), ExitCode.stopped],
     ['a failed dry run', result('failed', new Error('step failed'), true), ExitCode.rolledBack],
     ['locked', result('stopped', new LockedError('db', 'other run')), ExitCode.locked],
     ['stopped at a confirmation', result('stopped', new Error('no terminal')), ExitCode.stopped],
     ['needs attention', result('needs-attention', new Error('x')), ExitCode.needsAttention],
   ];
-  for (const [label, run, code] of cases) it(`${label} -> ${code}`, () => { assert.equal(exitCodeFor(run), code); });
+  for (const [label, run, code] of cases)
+    it(`${label} -> ${code}`, () => {
+      assert.equal(exitCodeFor(run), code);
+    });
 });

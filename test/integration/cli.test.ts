@@ -92,10 +92,7 @@ steps:
       const stateDir = path.join(dir, 'state');
       const env = { TEST_URL: server.urlFor(name), CUTOVER_STATE_DIR: stateDir };
       const { child, done } = startCutover(['run', file, '--yes'], env);
-      await until(
-        () => journalText(stateDir).includes('"type":"step.started","stepId":"hold"'),
-        'the run to reach the wait step',
-      );
+      await until(() => journalText(stateDir).includes('"type":"step.started","stepId":"hold"'), 'the run to reach the wait step');
       child.kill('SIGKILL');
       const killed = await done;
       assert.equal(killed.code, null, 'the CLI was killed, it did not exit');
@@ -119,17 +116,11 @@ steps:
     it('a run refused while another is mid-step, then kill -9 of the first: resume --last picks the first, each step once', async () => {
       const name = await freshDb();
       await server.query(GATED_TABLES, [], name);
-      const { dir, file } = runbookFile(
-        `${header}${GATED_STEPS}`,
-        { name: 'r.yaml' },
-      );
+      const { dir, file } = runbookFile(`${header}${GATED_STEPS}`, { name: 'r.yaml' });
       const stateDir = path.join(dir, 'state');
       const env = { TEST_URL: server.urlFor(name), CUTOVER_STATE_DIR: stateDir };
       const first = startCutover(['run', file, '--yes'], env);
-      await until(
-        () => journalText(stateDir).includes('"type":"step.started","stepId":"s2"'),
-        'run A to reach s2',
-      );
+      await until(() => journalText(stateDir).includes('"type":"step.started","stepId":"s2"'), 'run A to reach s2');
       const runA = path.basename(path.dirname(journalOf(stateDir)));
       const refused = await cutover(['run', file, '--yes'], env);
       assert.equal(refused.code, 4, refused.stderr);
@@ -209,7 +200,9 @@ steps:
       child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
       child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
       const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
-        child.on('close', (code) => { resolve({ code, stdout, stderr }); }),
+        child.on('close', (code) => {
+          resolve({ code, stdout, stderr });
+        }),
       );
       return { signal: (name: NodeJS.Signals) => process.kill(-(child.pid ?? 0), name), stderr: () => stderr, done };
     }
@@ -227,7 +220,13 @@ steps:
     sql: INSERT INTO effects VALUES ('s3')
 `;
     const sleeping = (name: string) => async () =>
-      (await server.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(CASE%' AND state = 'active'", [], name))[0]?.n === 1;
+      (
+        await server.query<{ n: number }>(
+          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(CASE%' AND state = 'active'",
+          [],
+          name,
+        )
+      )[0]?.n === 1;
 
     it('Ctrl-C mid-statement: the statement is cancelled, run.interrupted journaled, exit 5 saying what is applied; status interrupted; resume applies each effect once', async () => {
       const name = await freshDb();
@@ -320,10 +319,7 @@ steps:
       const stateDir = path.join(dir, 'state');
       const env = { TEST_URL: server.urlFor(name), CUTOVER_STATE_DIR: stateDir };
       const { child, done } = startCutover(['run', file, '--yes'], env);
-      await until(
-        () => journalText(stateDir).includes('"type":"step.started","stepId":"slow"'),
-        'the shell step to start',
-      );
+      await until(() => journalText(stateDir).includes('"type":"step.started","stepId":"slow"'), 'the shell step to start');
       child.kill('SIGKILL');
       await done;
       const resumed = await cutover(['resume', '--last', '--yes'], env);

@@ -8,15 +8,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import {
-  RunbookValidationError,
-  parseRunbook,
-  planRunbook,
-  registry,
-  runRunbook,
-  type OracleConnection,
-  type RunResult,
-} from '../../src/index.js';
+import { RunbookValidationError, parseRunbook, planRunbook, registry, runRunbook, type OracleConnection, type RunResult } from '../../src/index.js';
 import { startPostgres, VERSIONS, type TestServer } from '../helpers/pg.js';
 import { tempDir } from '../helpers/cli.js';
 
@@ -31,7 +23,9 @@ const SOURCE = `${TABLES.map((t) => `CREATE TABLE ${t} (id int PRIMARY KEY, v te
 
 /** The same, with one difference per table; `ordered` is written in reverse, so its physical order differs. */
 const TARGET = `${TABLES.map((t) => `CREATE TABLE ${t} (id int PRIMARY KEY, v text, n numeric);`).join('\n')}
-  ${TABLES.filter((t) => t !== 'ordered').map((t) => `INSERT INTO ${t} SELECT g, 'v' || g, g / 3.0 FROM generate_series(1, 5000) g;`).join('\n')}
+  ${TABLES.filter((t) => t !== 'ordered')
+    .map((t) => `INSERT INTO ${t} SELECT g, 'v' || g, g / 3.0 FROM generate_series(1, 5000) g;`)
+    .join('\n')}
   INSERT INTO ordered SELECT g, 'v' || g, g / 3.0 FROM generate_series(5000, 1, -1) g;
   UPDATE changed SET v = 'changed' WHERE id = 3500;
   DELETE FROM missing WHERE id = 10;
@@ -138,8 +132,13 @@ ${fields}`;
          DELETE FROM words WHERE k = 'key-000002';
          UPDATE pairs SET v = 'y' WHERE a = 3 AND b = 17773;`,
       );
-      const statistics = await Promise.all([source, target].map((server) => server.query("SELECT reltuples::int8 AS n FROM pg_class WHERE relname = 'big'", [], db)));
-      assert.ok(statistics.every((rows) => Number(rows[0]?.["n"]) <= 0), `no statistics expected: ${JSON.stringify(statistics)}`);
+      const statistics = await Promise.all(
+        [source, target].map((server) => server.query("SELECT reltuples::int8 AS n FROM pg_class WHERE relname = 'big'", [], db)),
+      );
+      assert.ok(
+        statistics.every((rows) => Number(rows[0]?.['n']) <= 0),
+        `no statistics expected: ${JSON.stringify(statistics)}`,
+      );
 
       const { runbook, dir } = load(db, '    mode: checksum\n    jobs: 2\n');
       const result = await planRunbook(runbook, { registry, stateDir: dir });
@@ -170,7 +169,9 @@ ${fields}`;
       const db = await fresh(table, `${table} UPDATE t SET v = 0 WHERE id IN (5, 500, 5000, 15000); DELETE FROM t WHERE id = 19999;`);
       const { runbook, dir } = load(db, '    mode: checksum\n    bisectRows: 100\n    maxReportedRows: 2\n');
       const result = await planRunbook(runbook, { registry, stateDir: dir });
-      assert.deepEqual(statusOf(result), { 'public.t': 'count-differs: id=5 different, id=500 different, and 3 more (in all 4 different, 1 missing on target)' });
+      assert.deepEqual(statusOf(result), {
+        'public.t': 'count-differs: id=5 different, id=500 different, and 3 more (in all 4 different, 1 missing on target)',
+      });
       assert.equal(result.steps[0]?.plan?.tables?.[1]?.rows.length, 2);
     });
 

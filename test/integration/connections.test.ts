@@ -122,7 +122,8 @@ describe('connection forms against password-authenticating servers', () => {
   it('scram over TLS: sslmode=verify-full with sslrootcert in the URL, and sslmode: require as a key', async () => {
     await logsIn(
       'tls-verify-full',
-      () => `url: postgres://${USER}@localhost:${scram.port}/postgres?sslmode=verify-full&sslrootcert=${encodeURIComponent(scram.caFile ?? '')}\npassword: \${secret:PW}`,
+      () =>
+        `url: postgres://${USER}@localhost:${scram.port}/postgres?sslmode=verify-full&sslrootcert=${encodeURIComponent(scram.caFile ?? '')}\npassword: \${secret:PW}`,
       { env: { PW: PASSWORD }, tls: true },
     );
     await logsIn('tls-require', () => `url: postgres://${USER}@127.0.0.1:${scram.port}/postgres\nsslmode: require\npassword: \${secret:PW}`, {
@@ -188,7 +189,10 @@ steps:
     assert.match(check.stdout, /uses-db\s+sql\s+skipped\s+connection\s+not checked: connection "db" failed/);
     assert.doesNotMatch(check.stdout, /uses-other\s+sql\s+skipped/);
     for (const command of ['plan', 'run']) {
-      const result = await cutover([command, file, '--yes', '--state-dir', stateDir].filter((a) => command === 'run' || a !== '--yes'), env);
+      const result = await cutover(
+        [command, file, '--yes', '--state-dir', stateDir].filter((a) => command === 'run' || a !== '--yes'),
+        env,
+      );
       assert.equal(result.code, 2, `${command}: ${result.stdout}\n${result.stderr}`);
       assert.match(result.stderr, new RegExp(`${command} not started: connection "db" could not be opened`));
       assert.doesNotMatch(result.stderr, /step "uses-/);

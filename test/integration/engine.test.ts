@@ -59,11 +59,7 @@ for (const version of VERSIONS) {
 
     it('plan writes nothing: catalog, data and sequences are unchanged and no cutover schema appears', async () => {
       const name = await freshDb();
-      await server.query(
-        `CREATE TABLE t (id serial PRIMARY KEY, v text); INSERT INTO t (v) VALUES ('a'), ('b');`,
-        [],
-        name,
-      );
+      await server.query(`CREATE TABLE t (id serial PRIMARY KEY, v text); INSERT INTO t (v) VALUES ('a'), ('b');`, [], name);
       const snapshot = async () =>
         JSON.stringify(
           await server.query(
@@ -230,7 +226,10 @@ for (const version of VERSIONS) {
       assert.equal(resumed.status, 'succeeded');
       assert.deepEqual(await server.query('SELECT v FROM t', [], name), [{ v: 'once' }]);
       const journal = readFileSync(journalFile(runDir), 'utf8');
-      assert.match(journal, /"type":"step.reconciled","stepId":"once","phase":"apply","outcome":"done","reason":"its apply transaction \d+ committed \(pg_xact_status\)"/);
+      assert.match(
+        journal,
+        /"type":"step.reconciled","stepId":"once","phase":"apply","outcome":"done","reason":"its apply transaction \d+ committed \(pg_xact_status\)"/,
+      );
       // The before-state journaled with the transaction id came back, so rollback still works.
       const undone = await rollbackRun(runId, { registry, stateDir });
       assert.equal(undone.status, 'rolled-back');
@@ -239,7 +238,7 @@ for (const version of VERSIONS) {
       assert.deepEqual(schemas, [], 'no cutover schema in the application database');
     });
 
-    it('a database that holds cutover 0.1\'s marker table: a run journaled without transaction ids is reconciled from its row', async () => {
+    it("a database that holds cutover 0.1's marker table: a run journaled without transaction ids is reconciled from its row", async () => {
       const { name, stateDir, runId, runDir, lines } = await ranOnce();
       await server.query(
         `CREATE SCHEMA cutover;
@@ -311,9 +310,7 @@ for (const version of VERSIONS) {
       );
       const result = await runRunbook(runbook, { registry, stateDir: tempDir() });
       assert.equal(result.status, 'succeeded');
-      assert.deepEqual(await server.query('SELECT * FROM seen', [], name), [
-        { app: `cutover/${result.runId}/look`, lock: '3s', stmt: '2min', ro: 'off' },
-      ]);
+      assert.deepEqual(await server.query('SELECT * FROM seen', [], name), [{ app: `cutover/${result.runId}/look`, lock: '3s', stmt: '2min', ro: 'off' }]);
     });
 
     it('passwords never reach the journal, even when a statement or error echoes them', async () => {

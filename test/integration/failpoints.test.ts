@@ -101,7 +101,11 @@ steps:
         [],
         db,
       );
-      const shell = existsSync(log) ? readFileSync(log, 'utf8').split('\n').filter((l) => l.length > 0) : [];
+      const shell = existsSync(log)
+        ? readFileSync(log, 'utf8')
+            .split('\n')
+            .filter((l) => l.length > 0)
+        : [];
       return { tx: row?.tx ?? -1, seq: row?.seq ?? '', shell, frozen: row?.frozen === true, analyzed: row?.analyzed === true };
     };
     // A case's database is dropped when it is done: the matrix makes ~90 of them, and a session left
@@ -126,7 +130,9 @@ steps:
     assert.deepEqual(await clean.effects(), { tx: 1, seq: '101/f', shell: ['ran'], frozen: true, analyzed: true });
     await clean.drop();
     const points: string[] = [];
-    for (const line of readFileSync(clean.journal(), 'utf8').split('\n').filter((l) => l.length > 0)) {
+    for (const line of readFileSync(clean.journal(), 'utf8')
+      .split('\n')
+      .filter((l) => l.length > 0)) {
       const event = (JSON.parse(line) as { record: { event: { type: string; stepId?: string } } }).record.event;
       if (event.stepId === undefined) continue;
       for (const side of ['before', 'after']) points.push(`${side}:${event.type}@${event.stepId}`);

@@ -113,9 +113,13 @@ waves:
     }
   };
   const events = async () =>
-    tolerant(async () => (await queue.query<{ record: string }>("SELECT record FROM cutover_fleet.event WHERE fleet = 'qtenants/cutover' ORDER BY id")).rows.map(
-      (r) => JSON.parse(r.record) as { type: string; ts: string; target?: string; wave?: string; action?: string; worker?: string },
-    ), []);
+    tolerant(
+      async () =>
+        (await queue.query<{ record: string }>("SELECT record FROM cutover_fleet.event WHERE fleet = 'qtenants/cutover' ORDER BY id")).rows.map(
+          (r) => JSON.parse(r.record) as { type: string; ts: string; target?: string; wave?: string; action?: string; worker?: string },
+        ),
+      [],
+    );
   const effects = async (t: string) => {
     const rows = await server(t).query<{ step: string; n: string }>('SELECT step, count(*)::text AS n FROM effects GROUP BY step ORDER BY step', [], t);
     await server(t).release(t);
@@ -127,7 +131,7 @@ waves:
     return w;
   };
 
-  test('every target finishes, the killed worker\'s target is taken over within the bound, each effect once, every journal verifies', async (ctx) => {
+  test("every target finishes, the killed worker's target is taken over within the bound, each effect once, every journal verifies", async (ctx) => {
     const bound = takeoverBoundSeconds(TIMING);
     const run = startCutover(['fleet', 'run', '--queue', queueUrl, ...TIMING_ARGS, inventoryFile, runbookFile]);
     children.push(run);
@@ -141,7 +145,16 @@ waves:
         resolve(signal);
       }),
     );
-    await until('worker A holds the canary', () => tolerant(async () => (await queue.query("SELECT 1 FROM cutover_fleet.lease WHERE target = 'q1' AND owner LIKE $1", [`%:${workerA.child.pid}:%`])).rowCount === 1, false), 30_000);
+    await until(
+      'worker A holds the canary',
+      () =>
+        tolerant(
+          async () =>
+            (await queue.query("SELECT 1 FROM cutover_fleet.lease WHERE target = 'q1' AND owner LIKE $1", [`%:${workerA.child.pid}:%`])).rowCount === 1,
+          false,
+        ),
+      30_000,
+    );
     assert.equal(workerA.child.exitCode, null, `worker A ended before it took the canary: ${(await workerA.done).stderr}`);
     const workerB = worker();
     assert.equal(await exitA, 'SIGKILL', `worker A should die by SIGKILL at the failpoint: ${(await workerA.done).stderr}`);
@@ -183,7 +196,11 @@ waves:
     );
     // The column was added once per target: a second apply would have failed on it.
     for (const t of TARGETS) {
-      const cols = await server(t).query<{ n: string }>("SELECT count(*)::text AS n FROM information_schema.columns WHERE table_name = 'orders' AND column_name = 'moved'", [], t);
+      const cols = await server(t).query<{ n: string }>(
+        "SELECT count(*)::text AS n FROM information_schema.columns WHERE table_name = 'orders' AND column_name = 'moved'",
+        [],
+        t,
+      );
       await server(t).release(t);
       assert.equal(cols[0]?.n, '1');
     }
@@ -207,7 +224,9 @@ waves:
     }
 
     // One job per target: the retry after the kill is the same job.
-    const jobs = await queue.query<{ key: string; n: string }>("SELECT singleton_key AS key, count(*)::text AS n FROM cutover_queue.job WHERE name = 'cutover-fleet-target' GROUP BY 1 ORDER BY 1");
+    const jobs = await queue.query<{ key: string; n: string }>(
+      "SELECT singleton_key AS key, count(*)::text AS n FROM cutover_queue.job WHERE name = 'cutover-fleet-target' GROUP BY 1 ORDER BY 1",
+    );
     assert.deepEqual(
       jobs.rows.map((r) => [r.key, r.n]),
       TARGETS.map((t) => [`qtenants/cutover:${t}`, '1']),
@@ -235,7 +254,9 @@ waves:
       await queue.query("INSERT INTO cutover_fleet.lease (fleet, target, owner, heartbeat_at) VALUES ('qtenants/cutover', 'q2', 'the-new-holder', now())");
       const runId = store.journals('q2').runIds()[0] as string;
       const before = store.journals('q2').text(runId);
-      assert.throws(() => { store.journals('q2').sink('a-stalled-worker').append({ runId, seq: 99, text: 'a late line' }); }, LeaseLostError);
+      assert.throws(() => {
+        store.journals('q2').sink('a-stalled-worker').append({ runId, seq: 99, text: 'a late line' });
+      }, LeaseLostError);
       assert.equal(store.journals('q2').text(runId), before);
     } finally {
       store.db.close();

@@ -76,11 +76,9 @@ describe('fleet: 20 databases on two servers', { timeout: 240_000 }, () => {
   const server = (t: string) => (onA(t) ? a : b);
 
   before(async () => {
-    [a, b] = await Promise.all(
-      [PASSWORD_A, PASSWORD_B].map((password) =>
-        startPostgres(18, { max_connections: '60' }, [], { auth: 'scram-sha-256', role: { user: 'app', password } }),
-      ),
-    ) as [TestServer, TestServer];
+    [a, b] = (await Promise.all(
+      [PASSWORD_A, PASSWORD_B].map((password) => startPostgres(18, { max_connections: '60' }, [], { auth: 'scram-sha-256', role: { user: 'app', password } })),
+    )) as [TestServer, TestServer];
     dir = tempDir('cutover-fleet-');
     stateDir = path.join(dir, 'state');
     writeFileSync(path.join(dir, 'b.pw'), `${PASSWORD_B}\n`, { mode: 0o600 });
@@ -137,8 +135,14 @@ waves:
     await server(t).release(t);
     return Object.fromEntries(rows.map((r) => [r.step, Number(r.n)]));
   };
-  const plant = (t: string) => server(t).query('ALTER SEQUENCE orders_id_seq MAXVALUE 5', [], t).finally(() => server(t).release(t));
-  const unplant = (t: string) => server(t).query('ALTER SEQUENCE orders_id_seq NO MAXVALUE', [], t).finally(() => server(t).release(t));
+  const plant = (t: string) =>
+    server(t)
+      .query('ALTER SEQUENCE orders_id_seq MAXVALUE 5', [], t)
+      .finally(() => server(t).release(t));
+  const unplant = (t: string) =>
+    server(t)
+      .query('ALTER SEQUENCE orders_id_seq NO MAXVALUE', [], t)
+      .finally(() => server(t).release(t));
 
   /** Runs the fleet while approving what the test says, as an operator in another terminal would. */
   async function fleet(
@@ -161,7 +165,9 @@ waves:
         respond(
           event,
           (name, step) => setTimeout(() => store.approve({ name, ...(step !== undefined ? { step } : {}), operator: 'tester' }), 20),
-          () => { controller.abort(); },
+          () => {
+            controller.abort();
+          },
         );
       },
     });
@@ -177,7 +183,14 @@ waves:
     assert.equal(t15?.status, 'blocked');
     assert.equal(t15?.steps.find((s) => s.id === 'sequences')?.status, 'blocked');
     assert.match(t15?.steps.find((s) => s.id === 'sequences')?.reasons.join('\n') ?? '', /orders_id_seq/);
-    assert.deepEqual(plan.waves.map((w) => [w.name, w.targets.length]), [['canary', 1], ['server-a', 9], ['rest', 10]]);
+    assert.deepEqual(
+      plan.waves.map((w) => [w.name, w.targets.length]),
+      [
+        ['canary', 1],
+        ['server-a', 9],
+        ['rest', 10],
+      ],
+    );
     for (const t of ['t01', 't15']) assert.deepEqual(await effects(t), {});
 
     // The CLI prints the same matrix, the blocker highlighted in its own list, and exits 1.
@@ -237,7 +250,11 @@ waves:
     assert.equal(status.targets.filter((t) => t.status === 'succeeded').length >= 10, true);
 
     const finished = await fleet('resume', () => {});
-    assert.equal(finished.result.outcome, 'succeeded', JSON.stringify(finished.result.targets.filter((t) => t.status !== 'succeeded' && t.status !== 'skipped')));
+    assert.equal(
+      finished.result.outcome,
+      'succeeded',
+      JSON.stringify(finished.result.targets.filter((t) => t.status !== 'succeeded' && t.status !== 'skipped')),
+    );
     for (const t of TARGETS) assert.deepEqual(await effects(t), { done: 1, migrate: 1 }, t);
     // Every sequence hands out the next free value.
     const next = await b.query<{ n: string }>("SELECT nextval('orders_id_seq')::text AS n", [], 't20');
@@ -287,8 +304,12 @@ name: cli-fleet
 secrets:
   DB_PASSWORD: { env: FLEET_TEST_PW_A }
 targets:
-${names.map((t) => `  - name: ${t}
-    variables: { DB_URL: "postgres://app@127.0.0.1:${a.port}/${t}" }`).join('\n')}
+${names
+  .map(
+    (t) => `  - name: ${t}
+    variables: { DB_URL: "postgres://app@127.0.0.1:${a.port}/${t}" }`,
+  )
+  .join('\n')}
 `,
     );
     const env = { FLEET_TEST_PW_A: PASSWORD_A, CUTOVER_STATE_DIR: stateDir, CUTOVER_OPERATOR: 'alice' };
@@ -301,7 +322,10 @@ ${names.map((t) => `  - name: ${t}
     assert.equal(waiting.code, 0, waiting.stderr);
     const live = JSON.parse(waiting.stdout) as { runningPid: number; targets: { name: string; status: string; steps: Record<string, string> }[] };
     assert.equal(live.runningPid, run.child.pid);
-    assert.deepEqual(live.targets.map((t) => [t.name, t.status, t.steps['switch']]), names.map((t) => [t, 'waiting-approval', 'waiting']));
+    assert.deepEqual(
+      live.targets.map((t) => [t.name, t.status, t.steps['switch']]),
+      names.map((t) => [t, 'waiting-approval', 'waiting']),
+    );
 
     const watch = startCutover(['fleet', 'status', inv, runbookFile, '--watch'], env);
     let watchOut = '';
@@ -342,14 +366,21 @@ ${names.map((t) => `  - name: ${t}
     for (const t of names) {
       const rows = await a.query<{ step: string; n: number }>('SELECT step, count(*)::int AS n FROM effects GROUP BY step ORDER BY step', [], t);
       await a.release(t);
-      assert.deepEqual(rows.map((r) => [r.step, r.n]), [['done', 1], ['migrate', 1]], t);
+      assert.deepEqual(
+        rows.map((r) => [r.step, r.n]),
+        [
+          ['done', 1],
+          ['migrate', 1],
+        ],
+        t,
+      );
     }
     const unknown = await cutover(['fleet', 'approve', inv, runbookFile, 'nobody'], env);
     assert.equal(unknown.code, 2);
     assert.equal(unknown.stderr.trim(), `"nobody" is neither a wave nor a target of ${inv} (waves: all)`);
   });
 
-  test('fleet report: one page that opens in Chromium, a timeline per wave, and a working link to each target\'s own report', async () => {
+  test("fleet report: one page that opens in Chromium, a timeline per wave, and a working link to each target's own report", async () => {
     const out = path.join(dir, 'report', 'fleet.html');
     const cli = await cutover(['fleet', 'report', inventoryFile, runbookFile, '--state-dir', stateDir, '--out', out]);
     assert.equal(cli.code, 0, cli.stderr);

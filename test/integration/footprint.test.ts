@@ -36,9 +36,13 @@ for (const version of VERSIONS) {
       await pub.query('CREATE PUBLICATION everything FOR ALL TABLES', [], 'app');
       await sub.query(`CREATE SUBSCRIPTION s CONNECTION 'host=127.0.0.1 port=${pub.port} dbname=app user=postgres' PUBLICATION everything`, [], 'app');
       const published = async () =>
-        (await pub.query<{ t: string }>("SELECT format('%I.%I', schemaname, tablename) AS t FROM pg_publication_tables WHERE pubname = 'everything' ORDER BY 1", [], 'app')).map(
-          (r) => r.t,
-        );
+        (
+          await pub.query<{ t: string }>(
+            "SELECT format('%I.%I', schemaname, tablename) AS t FROM pg_publication_tables WHERE pubname = 'everything' ORDER BY 1",
+            [],
+            'app',
+          )
+        ).map((r) => r.t);
       const tablesBefore = await published();
       assert.deepEqual(tablesBefore, ['public.t']);
 

@@ -141,7 +141,7 @@ ${step}`);
       await assert.rejects(idle.query('SELECT 1'), 'the idle-in-transaction session was terminated');
       assert.deepEqual(await server.query("SELECT count(*)::int AS n FROM t WHERE v = 'never committed'", [], db), [{ n: 0 }]);
       assert.deepEqual(
-        await server.query("SELECT backend_type FROM pg_stat_activity WHERE usename = $1", [repl]),
+        await server.query('SELECT backend_type FROM pg_stat_activity WHERE usename = $1', [repl]),
         [{ backend_type: 'walsender' }],
         'the replication connection is untouched',
       );
@@ -180,11 +180,7 @@ ${step}`);
         await subscriber.query(`CREATE DATABASE ${db}`);
         await subscriber.query('CREATE TABLE t (id bigserial PRIMARY KEY, v text)', [], db);
         await server.query('CREATE PUBLICATION p FOR TABLE t', [], db);
-        await subscriber.query(
-          `CREATE SUBSCRIPTION s_${db} CONNECTION 'host=127.0.0.1 port=${server.port} dbname=${db} user=postgres' PUBLICATION p`,
-          [],
-          db,
-        );
+        await subscriber.query(`CREATE SUBSCRIPTION s_${db} CONNECTION 'host=127.0.0.1 port=${server.port} dbname=${db} user=postgres' PUBLICATION p`, [], db);
         const writer = startWriter(urlAs(db, app));
         children.push(writer.child);
         await until('rows flowing', async () => writer.lines.filter((l) => l === 'ok').length >= 20);

@@ -63,7 +63,10 @@ describe('housekeeping', () => {
     assert.equal(summary.code, 3);
     const said = summary.stderr.trimEnd().split('\n');
     assert.equal(said.length, 3, summary.stderr);
-    assert.match(said[1] ?? '', /^ {2}first break at line 4: 1 line\(s\) before it were removed \(previous-hash link is broken; sequence number 5, expected 4\)$/);
+    assert.match(
+      said[1] ?? '',
+      /^ {2}first break at line 4: 1 line\(s\) before it were removed \(previous-hash link is broken; sequence number 5, expected 4\)$/,
+    );
     assert.match(said[2] ?? '', /^ {2}\d+ later line\(s\) of \d+ do not hold either, most as a consequence of it \(--verbose lists them\)$/);
     const verbose = await cutover(['audit', 'verify', ids['rehearsal-1'] ?? '', '--verbose', '--state-dir', copy]);
     assert.match(verbose.stderr, /line 5: sequence number 6, expected 5/);
@@ -82,11 +85,28 @@ describe('housekeeping', () => {
     assert.equal(invalid.code, 2);
     const parsed = JSON.parse(invalid.stdout) as { valid: boolean; issues: { line: number; column: number; message: string }[] };
     assert.equal(parsed.valid, false);
-    assert.ok(parsed.issues.some((i) => i.line === 6 && i.column === 5), invalid.stdout);
+    assert.ok(
+      parsed.issues.some((i) => i.line === 6 && i.column === 5),
+      invalid.stdout,
+    );
   });
 
   it('every option of every command is described, and the main commands show examples', async () => {
-    const commands = [['init'], ['validate'], ['check'], ['plan'], ['run'], ['resume'], ['rollback'], ['abandon'], ['status'], ['runs'], ['report'], ['audit', 'verify'], ['schema']];
+    const commands = [
+      ['init'],
+      ['validate'],
+      ['check'],
+      ['plan'],
+      ['run'],
+      ['resume'],
+      ['rollback'],
+      ['abandon'],
+      ['status'],
+      ['runs'],
+      ['report'],
+      ['audit', 'verify'],
+      ['schema'],
+    ];
     for (const command of commands) {
       const help = await cutover([...command, '--help']);
       assert.equal(help.code, 0, help.stderr);

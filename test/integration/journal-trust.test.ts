@@ -25,7 +25,9 @@ function journalOf(stateDir: string): string {
 function rechain(file: string, edit: (record: { event: Record<string, unknown> }) => void, hash: (body: string) => string): void {
   let prev = '0'.repeat(64);
   const out: string[] = [];
-  for (const line of readFileSync(file, 'utf8').split('\n').filter((l) => l.length > 0)) {
+  for (const line of readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l.length > 0)) {
     const record = (JSON.parse(line) as { record: { prev: string; event: Record<string, unknown> } }).record;
     record.prev = prev;
     edit(record);
@@ -91,7 +93,12 @@ steps:
     assert.ok(at > 0);
     writeFileSync(journal, `${text.slice(0, at)}X${text.slice(at + 1)}`);
     const bad = text.slice(0, at).split('\n').length;
-    for (const args of [['rollback', runId, '--yes'], ['resume', runId, '--yes'], ['status', runId], ['report', runId]]) {
+    for (const args of [
+      ['rollback', runId, '--yes'],
+      ['resume', runId, '--yes'],
+      ['status', runId],
+      ['report', runId],
+    ]) {
       const result = await cutover(args, env);
       assert.equal(result.code, 3, `${args[0]}: ${result.stderr}`);
       assert.match(result.stderr, new RegExp(`the journal of run ${runId} does not verify \\(line ${bad}: record does not match its hash\\)`), args[0]);
@@ -113,9 +120,15 @@ steps:
     const result = await cutover(['rollback', runId, '--yes'], env);
     assert.equal(result.code, 3, result.stderr);
     // The message names the journal line the forged before-state was read from.
-    const forgedLine = readFileSync(journal, 'utf8').split('\n').findLastIndex((l) => l.includes('"forged"')) + 1;
+    const forgedLine =
+      readFileSync(journal, 'utf8')
+        .split('\n')
+        .findLastIndex((l) => l.includes('"forged"')) + 1;
     assert.ok(forgedLine > 0);
-    assert.match(result.stdout + result.stderr, new RegExp(`step "a": the journaled before-state \\(journal line ${forgedLine}\\) is not what a sql step records`));
+    assert.match(
+      result.stdout + result.stderr,
+      new RegExp(`step "a": the journaled before-state \\(journal line ${forgedLine}\\) is not what a sql step records`),
+    );
     assert.deepEqual(await rows(), [{ v: 'a' }]);
   });
 
@@ -126,7 +139,9 @@ steps:
     const verified = await cutover(['audit', 'verify', runId], env);
     const head = /head ([0-9a-f]{64})/.exec(verified.stdout)?.[1] ?? '';
     assert.equal(head.length, 64);
-    const lines = readFileSync(journal, 'utf8').split('\n').filter((l) => l.length > 0);
+    const lines = readFileSync(journal, 'utf8')
+      .split('\n')
+      .filter((l) => l.length > 0);
     writeFileSync(journal, `${lines.slice(0, -2).join('\n')}\n`);
     assert.equal((await cutover(['audit', 'verify', runId], env)).code, 0, 'a truncated chain is still a chain');
     const anchored = await cutover(['audit', 'verify', runId, '--head', head], env);
@@ -152,7 +167,10 @@ steps:
     rechain(journal, edit, sha256);
     const plain = await cutover(['audit', 'verify', runId], env);
     assert.equal(plain.code, 3);
-    assert.match(plain.stderr, /first break at line 1: no record matches its HMAC: the chain was rewritten without the key, or with another \(record does not match its HMAC/);
+    assert.match(
+      plain.stderr,
+      /first break at line 1: no record matches its HMAC: the chain was rewritten without the key, or with another \(record does not match its HMAC/,
+    );
 
     writeFileSync(journal, original);
     rechain(journal, edit, (body) => createHmac('sha256', 'x'.repeat(32)).update(body).digest('hex'));

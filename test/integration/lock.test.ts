@@ -39,8 +39,7 @@ for (const version of VERSIONS) {
     const load = (name: string, steps: string, connections = `  db:\n    kind: postgres\n    url: ${server.urlFor(name)}\n`) => {
       return loadRunbookText(`version: 1\nname: lock test\nconnections:\n${connections}steps:\n${steps}`, { env: {} }).runbook;
     };
-    const setup = (name: string) =>
-      once(name, GATED_TABLES);
+    const setup = (name: string) => once(name, GATED_TABLES);
     const effects = async (name: string) => (await once<{ step: string }>(name, 'SELECT step FROM effects ORDER BY step')).map((r) => r.step);
 
     before(async () => {
@@ -97,7 +96,9 @@ for (const version of VERSIONS) {
         },
       });
       await holding;
-      const runA = (await once<{ app: string }>(name, "SELECT application_name AS app FROM pg_stat_activity WHERE application_name LIKE 'cutover/%/lock'"))[0]?.app.split('/')[1];
+      const runA = (
+        await once<{ app: string }>(name, "SELECT application_name AS app FROM pg_stat_activity WHERE application_name LIKE 'cutover/%/lock'")
+      )[0]?.app.split('/')[1];
       const second = await runRunbook(runbook, { registry, stateDir: tempDir(), operator: 'bob' });
       assert.equal(second.status, 'refused');
       assert.ok(second.error instanceof LockedError);
@@ -194,9 +195,20 @@ for (const version of VERSIONS) {
       });
       await reachedS2;
       // -l and no pipes: a restarted postmaster would otherwise hold pg_ctl's stdout open forever.
-      const pgCtl = [path.join(server.binDir, 'pg_ctl'), '-D', server.dataDir, '-l', path.join(path.dirname(server.dataDir), 'log'), '-m', 'fast', '-w', 'restart'];
+      const pgCtl = [
+        path.join(server.binDir, 'pg_ctl'),
+        '-D',
+        server.dataDir,
+        '-l',
+        path.join(path.dirname(server.dataDir), 'log'),
+        '-m',
+        'fast',
+        '-w',
+        'restart',
+      ];
       const options = { stdio: 'ignore' as const };
-      const restart = process.getuid?.() === 0 ? spawnSync('runuser', ['-u', 'postgres', '--', ...pgCtl], options) : spawnSync(pgCtl[0] ?? '', pgCtl.slice(1), options);
+      const restart =
+        process.getuid?.() === 0 ? spawnSync('runuser', ['-u', 'postgres', '--', ...pgCtl], options) : spawnSync(pgCtl[0] ?? '', pgCtl.slice(1), options);
       assert.equal(restart.status, 0, 'pg_ctl restart');
       await once(name, 'UPDATE go SET ok = true');
       const result = await running;

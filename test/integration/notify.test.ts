@@ -45,11 +45,19 @@ describe('notifications', () => {
     const closed = createServer();
     await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
     refused = `http://127.0.0.1:${(closed.address() as AddressInfo).port}/nobody`;
-    await new Promise<void>((resolve) => closed.close(() => { resolve(); }));
+    await new Promise<void>((resolve) =>
+      closed.close(() => {
+        resolve();
+      }),
+    );
   });
   after(async () => {
     server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => { resolve(); }));
+    await new Promise<void>((resolve) =>
+      server.close(() => {
+        resolve();
+      }),
+    );
   });
 
   it('run started, step failed and run finished reach every hook; failing hooks are journaled and do not change the outcome', async () => {
@@ -82,8 +90,14 @@ steps:
     assert.equal(run.code, 1, run.stderr);
     const { runId } = JSON.parse(run.stdout) as { runId: string };
     const to = (prefix: string) => received.filter((r) => r.path.startsWith(prefix));
-    assert.deepEqual(to('/hook').map((r) => r.body.event), ['run.started', 'step.failed', 'run.finished']);
-    assert.deepEqual(to('/extra').map((r) => r.body.event), ['run.started', 'step.failed', 'run.finished']);
+    assert.deepEqual(
+      to('/hook').map((r) => r.body.event),
+      ['run.started', 'step.failed', 'run.finished'],
+    );
+    assert.deepEqual(
+      to('/extra').map((r) => r.body.event),
+      ['run.started', 'step.failed', 'run.finished'],
+    );
     assert.equal(to('/hook')[0]?.path, `/hook?token=${SECRET}`, 'the hook gets its real URL');
     for (const r of to('/hook')) {
       assert.equal(r.contentType, 'application/json');
@@ -102,23 +116,37 @@ steps:
       .split('\n')
       .filter((l) => l.includes('"type":"notify.failed"'))
       .map((l) => (JSON.parse(l) as { record: { event: { url: string; event: string; reason: string } } }).record.event);
-    assert.deepEqual(failures.filter((f) => f.url === refused).map((f) => f.event), ['run.started', 'step.failed', 'run.finished']);
-    assert.ok(failures.filter((f) => f.url === refused).every((f) => /fetch failed/.test(f.reason)), JSON.stringify(failures));
-    assert.deepEqual(failures.filter((f) => f.url === `${base}/broken`).map((f) => f.reason), ['HTTP 500 Internal Server Error', 'HTTP 500 Internal Server Error', 'HTTP 500 Internal Server Error']);
+    assert.deepEqual(
+      failures.filter((f) => f.url === refused).map((f) => f.event),
+      ['run.started', 'step.failed', 'run.finished'],
+    );
+    assert.ok(
+      failures.filter((f) => f.url === refused).every((f) => /fetch failed/.test(f.reason)),
+      JSON.stringify(failures),
+    );
+    assert.deepEqual(
+      failures.filter((f) => f.url === `${base}/broken`).map((f) => f.reason),
+      ['HTTP 500 Internal Server Error', 'HTTP 500 Internal Server Error', 'HTTP 500 Internal Server Error'],
+    );
     assert.ok(!journal.includes(SECRET), 'the hook URL is redacted in the journal');
     assert.equal((await cutover(['audit', 'verify', runId, '--state-dir', state])).code, 0, 'the journal still verifies');
   });
 
   it('a run that waits for a person says so, with the question, before it asks', async () => {
     const dir = tempDir();
-    const file = writeRunbook(dir, 'r.yaml', `version: 1\nname: gated\nnotify: ["${base}/gate"]\nsteps:\n  - id: gate\n    kind: confirm\n    message: Application servers stopped?\n`);
+    const file = writeRunbook(
+      dir,
+      'r.yaml',
+      `version: 1\nname: gated\nnotify: ["${base}/gate"]\nsteps:\n  - id: gate\n    kind: confirm\n    message: Application servers stopped?\n`,
+    );
     let seenBeforeAnswer: string[] = [];
     const result = await runRunbook(loadRunbook(file, { registry }), {
       registry,
       stateDir: path.join(dir, 'state'),
       confirm: async () => {
         // The hook was sent before the question; give it the time it needs to arrive.
-        for (let i = 0; i < 200 && !received.some((r) => r.path === '/gate' && r.body.event === 'confirmation.waiting'); i++) await new Promise((r) => setTimeout(r, 50));
+        for (let i = 0; i < 200 && !received.some((r) => r.path === '/gate' && r.body.event === 'confirmation.waiting'); i++)
+          await new Promise((r) => setTimeout(r, 50));
         seenBeforeAnswer = received.filter((r) => r.path === '/gate').map((r) => r.body.event);
         return true;
       },

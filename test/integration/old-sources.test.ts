@@ -13,10 +13,9 @@ import { loadRunbookText, postgresRunbook, type LoadedRunbook } from '../helpers
 const SOURCES = [11, 13] as const;
 
 function runbook(source: TestServer, target: TestServer, db: string, step: string): LoadedRunbook {
-  return loadRunbookText(
-    postgresRunbook({ name: 'old-source', connections: { source: source.urlFor(db), target: target.urlFor(db) }, steps: step }),
-    { env: {} },
-  );
+  return loadRunbookText(postgresRunbook({ name: 'old-source', connections: { source: source.urlFor(db), target: target.urlFor(db) }, steps: step }), {
+    env: {},
+  });
 }
 
 async function run(source: TestServer, target: TestServer, db: string, step: string): Promise<RunResult> {
@@ -105,7 +104,9 @@ describe('an 11 or 13 source, an 18 target', () => {
       const changed = await run(source, target, db, step);
       assert.notEqual(changed.status, 'succeeded');
       assert.deepEqual(
-        tableOf<{ table: string; status: string; firstDifference: string | null }>(changed).map((r) => `${r.table} ${r.status} ${r.firstDifference ?? ''}`.trim()),
+        tableOf<{ table: string; status: string; firstDifference: string | null }>(changed).map((r) =>
+          `${r.table} ${r.status} ${r.firstDifference ?? ''}`.trim(),
+        ),
         ['public.m checksum-differs id=2500 different', 'public.parted ok'],
       );
     });
@@ -159,7 +160,11 @@ describe('an 11 or 13 source, an 18 target', () => {
       const { runbook: rb, dir } = loadRunbookText(text, { env: {} });
       const planned = await planRunbook(rb, { registry, stateDir: dir });
       assert.deepEqual(
-        Object.fromEntries(tableOf<{ relation: string; missing: string }>(planned).filter((r) => r.missing !== '').map((r) => [r.relation, r.missing])),
+        Object.fromEntries(
+          tableOf<{ relation: string; missing: string }>(planned)
+            .filter((r) => r.missing !== '')
+            .map((r) => [r.relation, r.missing]),
+        ),
         {
           'public.brand_new': 'never analyzed',
           'public.gets_column': 'columns without statistics: extra',

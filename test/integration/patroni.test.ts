@@ -46,7 +46,10 @@ describe('patroni on a two-member Patroni 3 cluster (PostgreSQL 15, etcd) behind
   };
   /** The port of the server a new connection through HAProxy reaches, and whether it takes writes. */
   const routed = async () => {
-    const [row] = await query<{ port: number; recovery: boolean }>(cluster.proxyUrl('postgres'), 'SELECT inet_server_port() AS port, pg_is_in_recovery() AS recovery');
+    const [row] = await query<{ port: number; recovery: boolean }>(
+      cluster.proxyUrl('postgres'),
+      'SELECT inet_server_port() AS port, pg_is_in_recovery() AS recovery',
+    );
     return row;
   };
 
@@ -76,7 +79,11 @@ ${fields}`);
     const plan = result.steps[0]?.plan;
     const [action] = plan?.actions ?? [];
     assert.equal(action?.type, 'http');
-    assert.deepEqual(action?.type === 'http' ? [action.method, action.url, action.body] : [], ['POST', `${member('node1').api}/switchover`, { leader: 'node1', candidate: 'node2' }]);
+    assert.deepEqual(action?.type === 'http' ? [action.method, action.url, action.body] : [], [
+      'POST',
+      `${member('node1').api}/switchover`,
+      { leader: 'node1', candidate: 'node2' },
+    ]);
     assert.deepEqual(
       plan?.tables?.[0]?.rows.map((r) => [r['member'], r['role'], r['streaming'], r['notes']]),
       [
@@ -202,7 +209,10 @@ ${fields}`);
     assert.ok(receiver !== undefined, 'node2 has a WAL receiver');
     process.kill(receiver.pid, 'SIGSTOP');
     try {
-      await query(cluster.memberUrl(member('node1'), 'postgres'), "CREATE TABLE lag_fill AS SELECT g, repeat('x', 1000) AS pad FROM generate_series(1, 4000) g");
+      await query(
+        cluster.memberUrl(member('node1'), 'postgres'),
+        "CREATE TABLE lag_fill AS SELECT g, repeat('x', 1000) AS pad FROM generate_series(1, 4000) g",
+      );
       await until('Patroni to report node2 more than 1MB behind', async () => {
         const lag = (await cluster.cluster()).members.find((m) => m.name === 'node2')?.lag;
         return typeof lag === 'number' && lag > 1024 * 1024;
@@ -242,7 +252,10 @@ ${fields}`);
     await patchConfig({ synchronous_mode: true });
     try {
       const { runbook, dir } = load('    candidate: node2\n');
-      await until('Patroni to run in synchronous mode', async () => ((await (await fetch(`${member('node1').api}/config`)).json()) as { synchronous_mode?: boolean }).synchronous_mode === true);
+      await until(
+        'Patroni to run in synchronous mode',
+        async () => ((await (await fetch(`${member('node1').api}/config`)).json()) as { synchronous_mode?: boolean }).synchronous_mode === true,
+      );
       const result = await planRunbook(runbook, { registry, stateDir: dir });
       assert.equal(result.status, 'failed');
       assert.match(result.steps[0]?.error?.message ?? '', /synchronous mode is on and node2 is not a synchronous standby \(GET \/sync answered 503\)/);
@@ -257,7 +270,10 @@ ${fields}`);
     const { runbook, dir } = load('    candidate: node2\n', { password: 'not-the-password' });
     const result = await runRunbook(runbook, { registry, stateDir: dir });
     assert.notEqual(result.status, 'succeeded');
-    assert.match(result.steps[0]?.error?.message ?? '', /^POST \/switchover was refused \(401\): the connection's username\/password or client certificate is not what restapi\.authentication expects$/);
+    assert.match(
+      result.steps[0]?.error?.message ?? '',
+      /^POST \/switchover was refused \(401\): the connection's username\/password or client certificate is not what restapi\.authentication expects$/,
+    );
     assert.doesNotMatch(JSON.stringify(result), /not-the-password/);
     assert.deepEqual(await leader(), ['node1']);
   });

@@ -81,7 +81,9 @@ ${fields}`);
     assert.equal(result.status, 'planned', JSON.stringify(result.steps[0]?.error));
     const plan = result.steps[0]?.plan;
     assert.deepEqual(
-      plan?.actions.map((a) => (a.type === 'sql' ? a.sql : a.type === 'file' ? `file ${a.edits.map((e) => `${e.entry} ${e.from['port']}->${e.to['port']}`).join()}` : a.type)),
+      plan?.actions.map((a) =>
+        a.type === 'sql' ? a.sql : a.type === 'file' ? `file ${a.edits.map((e) => `${e.entry} ${e.from['port']}->${e.to['port']}`).join()}` : a.type,
+      ),
       [`PAUSE ${name}`, `file ${name} ${old.port}->${next.port}`, 'RELOAD', `RESUME ${name}`],
     );
     assert.deepEqual(plan?.tables?.[0]?.rows, [{ database: name, now: `127.0.0.1:${old.port}/${name}`, after: `127.0.0.1:${next.port}/${name}` }]);
@@ -101,7 +103,10 @@ ${fields}`);
     const result = await runRunbook(runbook, { registry, stateDir: dir, savedPlan, yes: true });
     assert.equal(result.status, 'rolled-back', 'the step failed at its plan; nothing was applied to undo');
     assert.equal(result.steps[0]?.status, 'failed');
-    assert.match(result.steps[0]?.error?.message ?? '', /^the state changed since the plan was saved; nothing was done:\n {2}planned\.file\.sha256: "[0-9a-f]{64}" -> "[0-9a-f]{64}"$/);
+    assert.match(
+      result.steps[0]?.error?.message ?? '',
+      /^the state changed since the plan was saved; nothing was done:\n {2}planned\.file\.sha256: "[0-9a-f]{64}" -> "[0-9a-f]{64}"$/,
+    );
     assert.equal(readFileSync(bouncer.databasesFile, 'utf8'), edited);
     assert.deepEqual(await entry(name), { port: old.port, paused: 0 });
   });
@@ -125,14 +130,18 @@ ${fields}`);
     assert.equal(traffic2.committed, traffic2.attempted);
     assert.equal((await rows(old, name)) + (await rows(next, name)), traffic2.committed, 'every committed transaction is on one of the servers');
     const applied = events.find((e) => e.type === 'step.applied');
-    t.diagnostic(`${traffic2.committed} transactions by 4 clients across switch and rollback; longest client stall ${traffic2.longestMs} ms; ${applied?.type === 'step.applied' ? applied.output : ''}`);
+    t.diagnostic(
+      `${traffic2.committed} transactions by 4 clients across switch and rollback; longest client stall ${traffic2.longestMs} ms; ${applied?.type === 'step.applied' ? applied.output : ''}`,
+    );
   });
 
   it('waitClose: under load, the step ends only once PgBouncer holds no server connection to the old server', async () => {
     const name = await fresh();
     const traffic = await startLoad(bouncer.urlFor(name), { clients: 4, table: 't' });
     await traffic.warm(20);
-    const { runbook, dir } = load(`    action: switch\n    file: ${bouncer.databasesFile}\n    to:\n      ${name}: { host: 127.0.0.1, port: ${next.port} }\n    waitClose: true\n`);
+    const { runbook, dir } = load(
+      `    action: switch\n    file: ${bouncer.databasesFile}\n    to:\n      ${name}: { host: 127.0.0.1, port: ${next.port} }\n    waitClose: true\n`,
+    );
     const planned = await planRunbook(runbook, { registry, stateDir: dir });
     assert.deepEqual(
       planned.steps[0]?.plan?.actions.filter((a) => a.type === 'sql').map((a) => (a.type === 'sql' ? a.sql : '')),
@@ -144,7 +153,11 @@ ${fields}`);
     const admin = await bouncer.admin();
     try {
       const servers = (await admin.query('SHOW SERVERS')).rows as { database: string; port: number | string }[];
-      assert.deepEqual(servers.filter((s) => s.database === name && Number(s.port) === old.port), [], 'no server connection to the old server is left');
+      assert.deepEqual(
+        servers.filter((s) => s.database === name && Number(s.port) === old.port),
+        [],
+        'no server connection to the old server is left',
+      );
     } finally {
       await admin.end();
     }
@@ -162,11 +175,18 @@ ${fields}`);
     await holder.query('BEGIN');
     await holder.query('INSERT INTO t VALUES (99, 1)');
     const fileBefore = readFileSync(bouncer.databasesFile, 'utf8');
-    const { runbook, dir } = load(`    action: switch\n    file: ${bouncer.databasesFile}\n    pauseTimeout: 1s\n    to:\n      ${name}: { host: 127.0.0.1, port: ${next.port} }\n`);
+    const { runbook, dir } = load(
+      `    action: switch\n    file: ${bouncer.databasesFile}\n    pauseTimeout: 1s\n    to:\n      ${name}: { host: 127.0.0.1, port: ${next.port} }\n`,
+    );
     const result = await runRunbook(runbook, { registry, stateDir: dir });
     assert.equal(result.status, 'rolled-back');
     assert.equal(result.steps[0]?.error?.name, 'PauseTimeoutError');
-    assert.match(result.steps[0]?.error?.message ?? '', new RegExp(`^PAUSE ${name} did not complete within 1000ms; the pooler was resumed and nothing was repointed\\. Held by: postgres@127\\.0\\.0\\.1:\\d+ \\(long-report\\) on ${name}`));
+    assert.match(
+      result.steps[0]?.error?.message ?? '',
+      new RegExp(
+        `^PAUSE ${name} did not complete within 1000ms; the pooler was resumed and nothing was repointed\\. Held by: postgres@127\\.0\\.0\\.1:\\d+ \\(long-report\\) on ${name}`,
+      ),
+    );
     assert.deepEqual(await entry(name), { port: old.port, paused: 0 });
     assert.equal(readFileSync(bouncer.databasesFile, 'utf8'), fileBefore);
     await holder.query('COMMIT');
@@ -180,11 +200,16 @@ ${fields}`);
 
   it('a typo in the new host blocks the plan before anything pauses', async () => {
     const name = await fresh();
-    const { runbook, dir } = load(`    action: switch\n    file: ${bouncer.databasesFile}\n    to:\n      ${name}: { host: new-primary.invalid, port: ${next.port} }\n`);
+    const { runbook, dir } = load(
+      `    action: switch\n    file: ${bouncer.databasesFile}\n    to:\n      ${name}: { host: new-primary.invalid, port: ${next.port} }\n`,
+    );
     const result = await planRunbook(runbook, { registry, stateDir: dir });
     assert.equal(result.status, 'failed');
     assert.equal(result.steps[0]?.error?.name, 'PlanBlockedError');
-    assert.match(result.steps[0]?.error?.message ?? '', new RegExp(`${name}: the new target new-primary\\.invalid:${next.port} does not answer as a PostgreSQL server from here \\(ENOTFOUND\\)`));
+    assert.match(
+      result.steps[0]?.error?.message ?? '',
+      new RegExp(`${name}: the new target new-primary\\.invalid:${next.port} does not answer as a PostgreSQL server from here \\(ENOTFOUND\\)`),
+    );
     assert.deepEqual(await entry(name), { port: old.port, paused: 0 });
   });
 

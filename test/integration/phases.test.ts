@@ -77,10 +77,14 @@ ${extra}`,
       await holder.query('BEGIN');
       await holder.query('LOCK TABLE orders IN ACCESS EXCLUSIVE MODE');
       run = startCutover(['run', file, '--yes', '--state-dir', state]);
-      await until('the compare to wait for the lock', async () => {
-        const rows = await server.query("SELECT 1 FROM pg_stat_activity WHERE datname = 'tgt' AND wait_event_type = 'Lock'", [], 'tgt');
-        return rows.length > 0;
-      }, 60_000);
+      await until(
+        'the compare to wait for the lock',
+        async () => {
+          const rows = await server.query("SELECT 1 FROM pg_stat_activity WHERE datname = 'tgt' AND wait_event_type = 'Lock'", [], 'tgt');
+          return rows.length > 0;
+        },
+        60_000,
+      );
       await sleep(HELD_MS);
       await holder.query('COMMIT');
     } finally {

@@ -69,7 +69,7 @@ describe('plan-check on PostgreSQL 17 -> 18 with pg_stat_statements', () => {
     await source.query(`CREATE EXTENSION pg_stat_statements; ${SCHEMA} ${DATA} ANALYZE`, [], 'shop');
     await source.release('shop');
     // The application runs as its own role; statements of the runbook's role (postgres here) are left out by default.
-    await source.query("CREATE ROLE shop_app LOGIN; GRANT SELECT ON ALL TABLES IN SCHEMA public TO shop_app", [], 'shop');
+    await source.query('CREATE ROLE shop_app LOGIN; GRANT SELECT ON ALL TABLES IN SCHEMA public TO shop_app', [], 'shop');
     await source.release('shop');
     const client = new pg.Client({ connectionString: source.urlFor('shop').replace('//postgres@', '//shop_app@') });
     await client.connect();
@@ -128,10 +128,20 @@ describe('plan-check on PostgreSQL 17 -> 18 with pg_stat_statements', () => {
     assert.equal(rows.length, 19, JSON.stringify(verdicts(rows)));
     // The function call scans no table; it is compared only by whether the target can plan it at all (see (d)).
     const skipped = result.steps[0]?.plan?.tables?.[1]?.rows.map((row) => [jsonText(row['query']).replace(/^queryid -?\d+: /, ''), row['reason']]) ?? [];
-    assert.deepEqual(skipped.filter(([q]) => jsonText(q).startsWith('SELECT order_total')), [['SELECT order_total($1)', 'reads no table, and plans on the target']]);
+    assert.deepEqual(
+      skipped.filter(([q]) => jsonText(q).startsWith('SELECT order_total')),
+      [['SELECT order_total($1)', 'reads no table, and plans on the target']],
+    );
     // The set-up's DDL and inserts ran as postgres, the runbook's own role: left out, and the plan says so.
-    assert.deepEqual(skipped.filter(([q]) => /^(CREATE|INSERT|ANALYZE)/.test(jsonText(q))), []);
-    assert.ok(result.steps[0]?.plan?.notes?.includes('statements run by postgres (the role this runbook connects as) are left out; name queries.roles to choose whose statements count'));
+    assert.deepEqual(
+      skipped.filter(([q]) => /^(CREATE|INSERT|ANALYZE)/.test(jsonText(q))),
+      [],
+    );
+    assert.ok(
+      result.steps[0]?.plan?.notes?.includes(
+        'statements run by postgres (the role this runbook connects as) are left out; name queries.roles to choose whose statements count',
+      ),
+    );
     for (const row of rows) assert.ok(row.verdict === 'same' || row.verdict === 'improved', `${row.sql}: ${row.verdict} ${row.reasons.join('; ')}`);
   });
 
@@ -143,12 +153,18 @@ describe('plan-check on PostgreSQL 17 -> 18 with pg_stat_statements', () => {
     const usedIt = rows.filter((row) => row.sourceShape.some((s) => s.includes('using public.orders(customer_id)'))).map((row) => row.sql);
     assert.ok(usedIt.length >= 2, `the workload uses orders(customer_id): ${JSON.stringify(usedIt)}`);
     assert.deepEqual(
-      rows.filter((row) => row.verdict === 'regressed').map((row) => row.sql).sort(),
+      rows
+        .filter((row) => row.verdict === 'regressed')
+        .map((row) => row.sql)
+        .sort(),
       [...usedIt].sort(),
       JSON.stringify(verdicts(rows)),
     );
     for (const row of rows.filter((x) => x.verdict === 'regressed')) {
-      assert.ok(row.reasons.some((why) => /where the source used index public\.orders\(customer_id\)/.test(why) || /cost/.test(why)), row.reasons.join('; '));
+      assert.ok(
+        row.reasons.some((why) => /where the source used index public\.orders\(customer_id\)/.test(why) || /cost/.test(why)),
+        row.reasons.join('; '),
+      );
     }
     assert.match(result.steps[0]?.error?.message ?? '', /regressed: .*public\.orders\(customer_id\)/);
   });
@@ -160,7 +176,10 @@ describe('plan-check on PostgreSQL 17 -> 18 with pg_stat_statements', () => {
     const flagged = all.filter((row) => row.reasons.some((why) => why.includes('public.orders has no statistics on the target')));
     assert.ok(flagged.length >= 5, JSON.stringify(verdicts(all)));
     for (const row of flagged) assert.equal(row.verdict, 'regressed');
-    assert.ok(all.every((row) => flagged.includes(row) || !row.sourceShape.some((s) => s.includes('public.orders'))), 'only queries on orders are flagged');
+    assert.ok(
+      all.every((row) => flagged.includes(row) || !row.sourceShape.some((s) => s.includes('public.orders'))),
+      'only queries on orders are flagged',
+    );
     const { runbook: withAnalyze, dir: dir2 } = runbook(
       'nostats',
       '    queries: { topStatements: 20 }\n',
@@ -178,7 +197,10 @@ describe('plan-check on PostgreSQL 17 -> 18 with pg_stat_statements', () => {
     const result = await planRunbook(r, { registry, stateDir: dir });
     assert.equal(result.status, 'failed');
     const errors = judged(result).filter((row) => row.verdict === 'error');
-    assert.deepEqual(errors.map((row) => row.sql), ['SELECT order_total($1)']);
+    assert.deepEqual(
+      errors.map((row) => row.sql),
+      ['SELECT order_total($1)'],
+    );
     assert.match(errors[0]?.reasons[0] ?? '', /does not plan on the target: function order_total\(unknown\) does not exist \(SQLSTATE 42883\)/);
   });
 
@@ -203,11 +225,18 @@ SELECT * FROM orders WHERE id = $1 FOR UPDATE;
       steps: `${PLANS_STEP}    queries: { file: queries.sql }\n`,
     });
     const { runbook: fromFile } = loadRunbookText(text, { dir, name: 'r.yaml' });
-    const rowsBefore = await source.query<{ n: number; paid: number }>("SELECT count(*)::int AS n, count(*) FILTER (WHERE status = 'paid')::int AS paid FROM orders", [], 'shop');
+    const rowsBefore = await source.query<{ n: number; paid: number }>(
+      "SELECT count(*)::int AS n, count(*) FILTER (WHERE status = 'paid')::int AS paid FROM orders",
+      [],
+      'shop',
+    );
     const result = await runRunbook(fromFile, { registry, stateDir: dir });
     assert.equal(result.status, 'succeeded', JSON.stringify(result.steps[0]?.error));
     const plan = result.steps[0]?.plan;
-    assert.deepEqual(judged(result).map((row) => [row.query, row.verdict]), [['recent-orders', 'same']]);
+    assert.deepEqual(
+      judged(result).map((row) => [row.query, row.verdict]),
+      [['recent-orders', 'same']],
+    );
     assert.deepEqual(
       plan?.tables?.[1]?.rows.map((row) => [jsonText(row['query']).split(':')[0], row['reason']]),
       [
@@ -223,7 +252,10 @@ SELECT * FROM orders WHERE id = $1 FOR UPDATE;
   it('cutover check: pg_stat_statements installed and readable; without it, check and the plan say how to install it', async () => {
     const { runbook: r, dir } = runbook('same');
     const ready = await preflight(r, { registry });
-    assert.deepEqual(ready.steps[0]?.findings.map((f) => [f.severity, f.check]), [['ok', 'pg_stat_statements']]);
+    assert.deepEqual(
+      ready.steps[0]?.findings.map((f) => [f.severity, f.check]),
+      [['ok', 'pg_stat_statements']],
+    );
     // A role that is not a superuser (shared_preload_libraries is hidden from it) is checked too, and told what it misses.
     const text = postgresRunbook({
       name: 'as app',
@@ -231,15 +263,21 @@ SELECT * FROM orders WHERE id = $1 FOR UPDATE;
       steps: `${PLANS_STEP}    queries: { topStatements: 5 }\n`,
     });
     const asApp = await preflight(loadRunbookText(text, { name: 'r.yaml' }).runbook, { registry });
-    assert.deepEqual(asApp.steps[0]?.findings.map((f) => [f.severity, f.message]), [
-      ['warning', "this role sees only its own statements' text (others show as <insufficient privilege>)"],
-    ]);
+    assert.deepEqual(
+      asApp.steps[0]?.findings.map((f) => [f.severity, f.message]),
+      [['warning', "this role sees only its own statements' text (others show as <insufficient privilege>)"]],
+    );
     await source.query('DROP EXTENSION pg_stat_statements', [], 'shop');
     try {
       const missing = await preflight(r, { registry });
       assert.equal(missing.ok, false);
       assert.deepEqual(missing.steps[0]?.findings, [
-        { severity: 'error', check: 'pg_stat_statements', message: 'not installed in the source database', fix: 'CREATE EXTENSION pg_stat_statements in the source database' },
+        {
+          severity: 'error',
+          check: 'pg_stat_statements',
+          message: 'not installed in the source database',
+          fix: 'CREATE EXTENSION pg_stat_statements in the source database',
+        },
       ]);
       const result = await planRunbook(r, { registry, stateDir: dir });
       assert.equal(result.status, 'failed');

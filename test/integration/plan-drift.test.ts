@@ -118,10 +118,17 @@ describe('run --plan stops where the planned payload drifted (PostgreSQL 18)', (
     assert.equal(result.code, 1, result.stderr);
     assert.match(result.stderr, DRIFT);
     assert.match(result.stderr, /planned\.subscriptions\[1\]\.name: \(none\) -> "se_b"/);
-    assert.deepEqual(await server.query('SELECT subname, subenabled FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database()) ORDER BY 1', [], s.db), [
-      { subname: 'se_a', subenabled: false },
-      { subname: 'se_b', subenabled: false },
-    ]);
+    assert.deepEqual(
+      await server.query(
+        'SELECT subname, subenabled FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database()) ORDER BY 1',
+        [],
+        s.db,
+      ),
+      [
+        { subname: 'se_a', subenabled: false },
+        { subname: 'se_b', subenabled: false },
+      ],
+    );
   });
 
   it('subscriptions-disable: a subscription disabled by someone else since the plan stops the run; none is disabled', async () => {
@@ -137,10 +144,17 @@ describe('run --plan stops where the planned payload drifted (PostgreSQL 18)', (
     assert.equal(result.code, 1, result.stderr);
     assert.match(result.stderr, DRIFT);
     assert.match(result.stderr, /planned\.subscriptions\[0\]\.name: "sx_a" -> "sx_b"/);
-    assert.deepEqual(await server.query('SELECT subname, subenabled FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database()) ORDER BY 1', [], s.db), [
-      { subname: 'sx_a', subenabled: false },
-      { subname: 'sx_b', subenabled: true },
-    ]);
+    assert.deepEqual(
+      await server.query(
+        'SELECT subname, subenabled FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database()) ORDER BY 1',
+        [],
+        s.db,
+      ),
+      [
+        { subname: 'sx_a', subenabled: false },
+        { subname: 'sx_b', subenabled: true },
+      ],
+    );
     for (const name of ['sx_a', 'sx_b']) {
       await server.query(`ALTER SUBSCRIPTION ${name} DISABLE`, [], s.db);
       await server.query(`ALTER SUBSCRIPTION ${name} SET (slot_name = NONE)`, [], s.db);
@@ -150,13 +164,20 @@ describe('run --plan stops where the planned payload drifted (PostgreSQL 18)', (
 
   it('subscription-detach: a subscription whose slot changed since the plan stops the run; it is not dropped', async () => {
     const s = await scenario('    kind: subscription-detach\n    subscriptions: [sd_a]\n');
-    await server.query("CREATE SUBSCRIPTION sd_a CONNECTION 'host=127.0.0.1 dbname=none' PUBLICATION p WITH (connect = false, slot_name = 'sd_slot')", [], s.db);
+    await server.query(
+      "CREATE SUBSCRIPTION sd_a CONNECTION 'host=127.0.0.1 dbname=none' PUBLICATION p WITH (connect = false, slot_name = 'sd_slot')",
+      [],
+      s.db,
+    );
     await s.save();
     await server.query('ALTER SUBSCRIPTION sd_a SET (slot_name = NONE)', [], s.db);
     const result = await s.run();
     assert.equal(result.code, 1, result.stderr);
     assert.match(result.stderr, DRIFT);
     assert.match(result.stderr, /planned\.subscriptions\[0\]\.slot: "sd_slot" -> null/);
-    assert.deepEqual(await server.query('SELECT subname FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())', [], s.db), [{ subname: 'sd_a' }]);
+    assert.deepEqual(
+      await server.query('SELECT subname FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())', [], s.db),
+      [{ subname: 'sd_a' }],
+    );
   });
 });

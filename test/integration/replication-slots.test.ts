@@ -35,8 +35,7 @@ const previewOf = async (runId: string, stateDir: string) =>
     notes: s.plan?.notes ?? [],
   }));
 
-const rowsOf = (result: RunResult, index = 0) =>
-  (result.steps[index]?.plan?.tables?.[0]?.rows ?? []) as unknown as Record<string, unknown>[];
+const rowsOf = (result: RunResult, index = 0) => (result.steps[index]?.plan?.tables?.[0]?.rows ?? []) as unknown as Record<string, unknown>[];
 
 for (const version of VERSIONS) {
   describe(`replication kinds on PostgreSQL ${version}`, () => {
@@ -58,8 +57,7 @@ for (const version of VERSIONS) {
       await until('slot active', async () => (await slotNames()).includes(`s_${db}`));
       return db;
     }
-    const slotNames = async () =>
-      (await pub.query<{ slot_name: string }>('SELECT slot_name FROM pg_replication_slots ORDER BY 1')).map((r) => r.slot_name);
+    const slotNames = async () => (await pub.query<{ slot_name: string }>('SELECT slot_name FROM pg_replication_slots ORDER BY 1')).map((r) => r.slot_name);
     const slotActive = async (name: string) =>
       (await pub.query<{ a: boolean }>('SELECT active AS a FROM pg_replication_slots WHERE slot_name = $1', [name]))[0]?.a === true;
     /** DISABLE only asks the apply worker to stop: wait until its walsender let go of the slot. */
@@ -96,7 +94,10 @@ ${steps}`;
         await sub.query(`DROP SUBSCRIPTION ${subname}`, [], db).catch(() => {});
       }
       for (const name of await slotNames()) {
-        await until(`slot ${name} released`, async () => (await pub.query<{ a: boolean }>('SELECT active AS a FROM pg_replication_slots WHERE slot_name = $1', [name]))[0]?.a !== true);
+        await until(
+          `slot ${name} released`,
+          async () => (await pub.query<{ a: boolean }>('SELECT active AS a FROM pg_replication_slots WHERE slot_name = $1', [name]))[0]?.a !== true,
+        );
         await pub.query('SELECT pg_drop_replication_slot($1)', [name]);
       }
       db = '';
@@ -128,9 +129,7 @@ ${steps}`;
       await pair();
       await stopSubscriber();
       await pub.query(`INSERT INTO t SELECT g, 'y' FROM generate_series(11, 2000) g`, [], db);
-      const { runbook, dir } = load(
-        `  - id: caught-up\n    kind: replication-caught-up\n    connection: pub\n    slots: [s_${db}]\n    timeout: 60s\n`,
-      );
+      const { runbook, dir } = load(`  - id: caught-up\n    kind: replication-caught-up\n    connection: pub\n    slots: [s_${db}]\n    timeout: 60s\n`);
       const progress: string[] = [];
       const running = runRunbook(runbook, {
         registry,
@@ -150,9 +149,7 @@ ${steps}`;
       await pair();
       await stopSubscriber();
       await pub.query(`INSERT INTO t VALUES (100, 'late')`, [], db);
-      const { runbook, dir } = load(
-        `  - id: caught-up\n    kind: replication-caught-up\n    connection: pub\n    timeout: 2s\n    interval: 200ms\n`,
-      );
+      const { runbook, dir } = load(`  - id: caught-up\n    kind: replication-caught-up\n    connection: pub\n    timeout: 2s\n    interval: 200ms\n`);
       const result = await runRunbook(runbook, { registry, stateDir: dir });
       assert.equal(result.status, 'rolled-back');
       assert.equal(result.steps[0]?.error?.name, 'CatchUpTimeoutError');
@@ -190,9 +187,7 @@ ${steps}`;
       assert.match(blocked.steps[0]?.error?.message ?? '', new RegExp(`${slot} is active \\(pid \\d+\\); set terminate: true`));
       assert.deepEqual(await slotNames(), [slot]);
 
-      const forced = load(
-        `  - id: drop\n    kind: slot-drop\n    connection: pub\n    slots: [${slot}]\n    acceptPositionLoss: true\n    terminate: true\n`,
-      );
+      const forced = load(`  - id: drop\n    kind: slot-drop\n    connection: pub\n    slots: [${slot}]\n    acceptPositionLoss: true\n    terminate: true\n`);
       const planned = await planRunbook(forced.runbook, { registry, stateDir: forced.dir });
       assert.match(planned.steps[0]?.plan?.notes?.[0] ?? '', /^position loss \(accepted by acceptPositionLoss\): rollback recreates s_r\d+ /);
       // The apply worker retries only after wal_retrieve_retry_interval (5s), so the terminated slot stays free to drop.
@@ -203,17 +198,18 @@ ${steps}`;
       assert.deepEqual(await previewOf(dropped.runId, forced.dir), [
         {
           id: 'drop',
-          actions: [['SELECT pg_create_logical_replication_slot(slot_name => $1, plugin => $2, twophase => $3) IS NOT NULL AS created', slot, 'pgoutput', false]],
+          actions: [
+            ['SELECT pg_create_logical_replication_slot(slot_name => $1, plugin => $2, twophase => $3) IS NOT NULL AS created', slot, 'pgoutput', false],
+          ],
           notes: [`${slot}: recreated at the WAL position of the rollback, not where dropped`],
         },
       ]);
       assert.deepEqual(await slotNames(), [], 'the preview changed nothing');
       const back = await rollbackRun(dropped.runId, { registry, stateDir: forced.dir });
       assert.equal(back.status, 'rolled-back');
-      assert.deepEqual(
-        await pub.query(`SELECT slot_name, slot_type, plugin, database FROM pg_replication_slots`),
-        [{ slot_name: slot, slot_type: 'logical', plugin: 'pgoutput', database: db }],
-      );
+      assert.deepEqual(await pub.query(`SELECT slot_name, slot_type, plugin, database FROM pg_replication_slots`), [
+        { slot_name: slot, slot_type: 'logical', plugin: 'pgoutput', database: db },
+      ]);
       // The subscription streams again through the recreated slot (from its new position).
       await pub.query(`INSERT INTO t VALUES (500, 'after')`, [], db);
       await until('row through the recreated slot', async () => (await count(sub)) === 11);
@@ -235,14 +231,11 @@ ${steps}`;
 `);
       const result = await runRunbook(runbook, { registry, stateDir: dir });
       assert.equal(result.status, 'succeeded', JSON.stringify(result.steps));
-      assert.deepEqual(
-        await pub.query(`SELECT slot_name, slot_type, plugin FROM pg_replication_slots ORDER BY 1`),
-        [
-          { slot_name: 'fallback_l', slot_type: 'logical', plugin: 'pgoutput' },
-          { slot_name: 'fallback_p', slot_type: 'physical', plugin: null },
-          { slot_name: `s_${db}`, slot_type: 'logical', plugin: 'pgoutput' },
-        ],
-      );
+      assert.deepEqual(await pub.query(`SELECT slot_name, slot_type, plugin FROM pg_replication_slots ORDER BY 1`), [
+        { slot_name: 'fallback_l', slot_type: 'logical', plugin: 'pgoutput' },
+        { slot_name: 'fallback_p', slot_type: 'physical', plugin: null },
+        { slot_name: `s_${db}`, slot_type: 'logical', plugin: 'pgoutput' },
+      ]);
       const drop = 'SELECT pg_drop_replication_slot($1) IS NULL AS dropped';
       assert.deepEqual(await previewOf(result.runId, dir), [
         { id: 'standby', actions: [[drop, 'fallback_p']], notes: [] },
@@ -338,7 +331,13 @@ ${steps}`;
       assert.deepEqual(validated.stderr.trim().split('\n'), expected);
       assert.match(validated.stdout, /2 step\(s\): off \[subscriptions-disable\], spare \[slot-create\]/);
       const json = JSON.parse((await cutover(['validate', file, '--json'])).stdout) as { deprecations: { line: number; column: number; path: string }[] };
-      assert.deepEqual(json.deprecations.map((d) => [d.line, d.column, d.path]), [[8, 11, 'steps[0].kind'], [12, 11, 'steps[1].kind']]);
+      assert.deepEqual(
+        json.deprecations.map((d) => [d.line, d.column, d.path]),
+        [
+          [8, 11, 'steps[0].kind'],
+          [12, 11, 'steps[1].kind'],
+        ],
+      );
 
       const state = path.join(dir, 'state');
       const planned = await cutover(['plan', file, '--state-dir', state]);

@@ -16,7 +16,6 @@ import { cutover, tempDir } from '../helpers/cli.js';
 import { postgresRunbook, runbookFile } from '../helpers/runbook.js';
 import { chromiumPath } from '../../scripts/tools.js';
 
-
 for (const version of VERSIONS) {
   describe(`saved plans on PostgreSQL ${version}`, () => {
     let server: TestServer;
@@ -57,7 +56,10 @@ for (const version of VERSIONS) {
       writeFileSync(older, savedText.replace('"cutover-plan/2"', '"cutover-plan/1"'));
       const refused = await cutover(['run', runbook, '--plan', older, '--yes', '--state-dir', state]);
       assert.equal(refused.code, 2, refused.stderr);
-      assert.match(refused.stderr, /is a saved plan of another cutover version \(format cutover-plan\/1; this version reads cutover-plan\/2\): plan again with cutover plan --out/);
+      assert.match(
+        refused.stderr,
+        /is a saved plan of another cutover version \(format cutover-plan\/1; this version reads cutover-plan\/2\): plan again with cutover plan --out/,
+      );
 
       // Another session moves the source sequence after the review.
       await server.query("SELECT setval('a', 200)", [], 'src');
@@ -80,7 +82,7 @@ for (const version of VERSIONS) {
       assert.equal(start?.type === 'run.started' ? start.options.plan?.runId : undefined, savedPlan.runId);
       const journaled = readFileSync(journalFile(result.runDir), 'utf8');
       assert.ok(journaled.includes(JSON.stringify(savedPlan.steps[0]?.plan.actions)), 'the executed actions are the saved ones');
-      assert.deepEqual(await server.query('SELECT nextval(\'a\')::text AS v', [], 'tgt'), [{ v: '201' }]);
+      assert.deepEqual(await server.query("SELECT nextval('a')::text AS v", [], 'tgt'), [{ v: '201' }]);
     });
   });
 }
@@ -147,7 +149,11 @@ describe('reports on PostgreSQL 18', () => {
       assert.equal(await page.locator('svg .seg.failed').count(), 1);
       assert.equal(await page.locator('svg .seg.rollback').count(), 2, 'the two rolled-back steps show their rollback');
       assert.ok(existsSync(path.join(dir, 'report.png')));
-      await page.locator('th.sortable').first().click().catch(() => undefined);
+      await page
+        .locator('th.sortable')
+        .first()
+        .click()
+        .catch(() => undefined);
       assert.deepEqual(problems, [], 'sorting raises nothing');
     } finally {
       await browser.close();
@@ -187,14 +193,20 @@ describe('reports on PostgreSQL 18', () => {
     for (const step of ['freeze (window)', 'copy (window)', 'report-back']) {
       assert.match(md.stdout, new RegExp(`^\\| ${step.replace(/[()]/g, '\\$&')} \\| \\d+ms \\| \\d+ms \\| [+-]\\d+ms \\|`, 'm'));
     }
-    assert.match(md.stdout, /Projected window \(first to last step marked `window: true`, sum of their plan, apply and verify times\): rehearsal-1 \d+ms, rehearsal-2 \d+ms/);
+    assert.match(
+      md.stdout,
+      /Projected window \(first to last step marked `window: true`, sum of their plan, apply and verify times\): rehearsal-1 \d+ms, rehearsal-2 \d+ms/,
+    );
     const html = await cutover(['report', '--compare', ...ids, '--format', 'html', '--state-dir', state]);
     assert.match(html.stdout, /Projected window/);
     const runs = await cutover(['runs', '--json', '--state-dir', state]);
     const listed = JSON.parse(runs.stdout) as { runId: string; label: string; environment: string; status: string }[];
-    assert.deepEqual(listed.map((r) => [r.runId, r.label, r.environment, r.status]), [
-      [ids[1], 'rehearsal-2', 'staging', 'succeeded'],
-      [ids[0], 'rehearsal-1', 'staging', 'succeeded'],
-    ]);
+    assert.deepEqual(
+      listed.map((r) => [r.runId, r.label, r.environment, r.status]),
+      [
+        [ids[1], 'rehearsal-2', 'staging', 'succeeded'],
+        [ids[0], 'rehearsal-1', 'staging', 'succeeded'],
+      ],
+    );
   });
 });

@@ -62,7 +62,10 @@ describe('failure screens and rollback preview on PostgreSQL 18', () => {
     const run = await cutover(['run', file, '--yes', '--state-dir', path.join(dir, 'state')]);
     assert.equal(run.code, 1, run.stderr);
     const all = run.stdout + run.stderr;
-    assert.match(run.stderr, /✖ step "compare" \(compare, connections source, target\) failed while planning:\n {2}blocked:\n {4}- public\.orders: count-differs \(source 1000, target 990\)/);
+    assert.match(
+      run.stderr,
+      /✖ step "compare" \(compare, connections source, target\) failed while planning:\n {2}blocked:\n {4}- public\.orders: count-differs \(source 1000, target 990\)/,
+    );
     assert.equal(count(all, 'count-differs (source 1000, target 990)'), 1, 'the blocker is printed once');
     // Without a terminal the list is plain lines (listr2 prints a failed task's line on stderr).
     assert.match(all, /✖ compare \[FAILED: plan failed \[\S+: plan \S+\]: blocked \(reasons below\)\]/);
@@ -75,7 +78,10 @@ describe('failure screens and rollback preview on PostgreSQL 18', () => {
     assert.equal(plan.code, 1, plan.stderr);
     const planned = plan.stdout + plan.stderr;
     assert.equal(count(planned, 'count-differs (source 1000, target 990)'), 1, 'a plan prints the blocker once, in the plan');
-    assert.match(plan.stderr, /✖ step "compare" \(compare, connections source, target\) cannot be applied: 1 blocker, marked "! blocked" in its plan above\n\nNothing was changed/);
+    assert.match(
+      plan.stderr,
+      /✖ step "compare" \(compare, connections source, target\) cannot be applied: 1 blocker, marked "! blocked" in its plan above\n\nNothing was changed/,
+    );
     assert.doesNotMatch(planned, CLASS_NAME);
   });
 
@@ -96,7 +102,10 @@ describe('failure screens and rollback preview on PostgreSQL 18', () => {
     );
     const run = await cutover(['run', file, '--yes', '--state-dir', path.join(dir, 'state')]);
     assert.equal(run.code, 1, run.stderr);
-    assert.match(run.stderr, /✖ step "call" \(sql, connection target\) failed while applying:\n {2}target: ERROR 42883: function no_such_function\(integer\) does not exist/);
+    assert.match(
+      run.stderr,
+      /✖ step "call" \(sql, connection target\) failed while applying:\n {2}target: ERROR 42883: function no_such_function\(integer\) does not exist/,
+    );
     assert.match(run.stderr, /HINT: No function matches the given name and argument types/);
     assert.equal(count(run.stdout + run.stderr, 'HINT: No function matches'), 1, 'the cause in full once, after the list');
     assert.doesNotMatch(run.stdout + run.stderr, CLASS_NAME);
@@ -151,13 +160,27 @@ describe('failure screens and rollback preview on PostgreSQL 18', () => {
     assert.equal(json.outcome, 'needs-attention');
     const runDir = path.join(state, 'runs', json.runId);
     assert.equal(readFileSync(journalFile(runDir), 'utf8'), journalBefore, 'the preview journals nothing');
-    assert.deepEqual(await server.query("SELECT count(*)::int AS n FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'note'", [], 'tgt'), [{ n: 1 }], 'the preview changed nothing');
+    assert.deepEqual(
+      await server.query("SELECT count(*)::int AS n FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'note'", [], 'tgt'),
+      [{ n: 1 }],
+      'the preview changed nothing',
+    );
 
     const rollback = await cutover(['rollback', '--last', '--state-dir', state]);
     assert.equal(rollback.code, 3, rollback.stderr);
-    assert.match(rollback.stderr, /rolled back: add-column \(sql\), check \(sql\)\n {2}still in place, cannot be rolled back: detach \(sql\): no rollback SQL was given/);
+    assert.match(
+      rollback.stderr,
+      /rolled back: add-column \(sql\), check \(sql\)\n {2}still in place, cannot be rolled back: detach \(sql\): no rollback SQL was given/,
+    );
     assert.match(rollback.stderr, /undo detach by hand if it must be undone: cutover cannot/);
     assert.doesNotMatch(rollback.stdout + rollback.stderr, CLASS_NAME);
-    assert.deepEqual(await server.query("SELECT count(*)::int AS n FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'note' AND NOT attisdropped", [], 'tgt'), [{ n: 0 }]);
+    assert.deepEqual(
+      await server.query(
+        "SELECT count(*)::int AS n FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'note' AND NOT attisdropped",
+        [],
+        'tgt',
+      ),
+      [{ n: 0 }],
+    );
   });
 });

@@ -118,17 +118,14 @@ ${step}`;
       assert.equal(planned.status, 'planned');
       assert.deepEqual(await exactStates(target, names), original, 'a plan writes nothing');
       const rows = byName(rowsOf(planned));
-      assert.deepEqual(
-        Object.fromEntries([...rows].map(([k, r]) => [k, `${r.current}->${r.next} ${r.action}`])),
-        {
-          'app."Mixed Case Seq"': '1->50 advance',
-          'app.down': '-1->-3 advance',
-          'app.items_id_seq': '1->8 advance',
-          'app.never_used': '100->100 unchanged',
-          'app.orders_id_seq': '1->42 advance',
-          '"Other Schema"."odd ""quoted"" seq é"': '1->10 advance',
-        },
-      );
+      assert.deepEqual(Object.fromEntries([...rows].map(([k, r]) => [k, `${r.current}->${r.next} ${r.action}`])), {
+        'app."Mixed Case Seq"': '1->50 advance',
+        'app.down': '-1->-3 advance',
+        'app.items_id_seq': '1->8 advance',
+        'app.never_used': '100->100 unchanged',
+        'app.orders_id_seq': '1->42 advance',
+        '"Other Schema"."odd ""quoted"" seq é"': '1->10 advance',
+      });
 
       const result = await runRunbook(rb, { registry, stateDir: dir });
       assert.equal(result.status, 'succeeded', JSON.stringify(result.steps));
@@ -271,10 +268,7 @@ ALTER SEQUENCE hr."DEPT_SEQ" START WITH 77;
       const rows = byName(rowsOf(result));
       assert.equal(rows.get('hr.emp_id_seq')?.next, '1001');
       assert.equal(rows.get('hr."DEPT_SEQ"')?.next, '77');
-      assert.deepEqual(
-        await q(target, `SELECT nextval('hr.emp_id_seq')::text AS emp, nextval('hr."DEPT_SEQ"')::text AS dept`),
-        [{ emp: '1001', dept: '77' }],
-      );
+      assert.deepEqual(await q(target, `SELECT nextval('hr.emp_id_seq')::text AS emp, nextval('hr."DEPT_SEQ"')::text AS dept`), [{ emp: '1001', dept: '77' }]);
     });
 
     it('never moves a sequence backwards unless allowDecrease; margin adds headroom', async () => {
@@ -308,10 +302,10 @@ ALTER SEQUENCE hr."DEPT_SEQ" START WITH 77;
       const lenient = load(runbook(target, '    from: { connection: source }\n    missing: warn\n', source));
       const planned = await planRunbook(lenient.runbook, { registry, stateDir: lenient.dir });
       assert.equal(planned.status, 'planned');
-      assert.deepEqual(planned.steps[0]?.plan?.notes?.filter((note) => note.startsWith('missing')), [
-        'missing (warn): public.only_source has no target sequence (looked for public.only_source)',
-        'missing (warn): public.only_target has no source value',
-      ]);
+      assert.deepEqual(
+        planned.steps[0]?.plan?.notes?.filter((note) => note.startsWith('missing')),
+        ['missing (warn): public.only_source has no target sequence (looked for public.only_source)', 'missing (warn): public.only_target has no source value'],
+      );
     });
 
     it('from: data: next value is one past the owning column, for serial and identity, ascending and descending', async () => {

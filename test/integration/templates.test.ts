@@ -21,7 +21,10 @@ describe('templates', () => {
     const listed = await cutover(['init', '--list']);
     assert.equal(listed.code, 0);
     assert.deepEqual(
-      listed.stdout.trim().split('\n').map((l) => l.split(/\s+/)[0]),
+      listed.stdout
+        .trim()
+        .split('\n')
+        .map((l) => l.split(/\s+/)[0]),
       ['logical-replication-cutover', 'oracle-to-postgres', 'patroni-switchover', 'pg-major-upgrade'],
     );
   });
@@ -65,20 +68,27 @@ describe('npm run demo', () => {
     const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
     assert.equal(code, 0, stdout);
     assert.match(stdout, /^run \S+: succeeded$/m);
-    assert.match(stdout, /[1-9]\d* writes were refused after the freeze, then [1-9]\d* orders went to the new primary through PgBouncer and reached the old primary over the fallback subscription/);
+    assert.match(
+      stdout,
+      /[1-9]\d* writes were refused after the freeze, then [1-9]\d* orders went to the new primary through PgBouncer and reached the old primary over the fallback subscription/,
+    );
     const report = /^report: (.+)$/m.exec(stdout)?.[1];
     assert.ok(report !== undefined && existsSync(report), `no report at ${report}`);
     assert.match(readFileSync(report, 'utf8'), /logical replication cutover/);
     const dirs = [...stdout.matchAll(/primary: port \d+, (\S+)/g)].map((m) => m[1] ?? '');
     assert.equal(dirs.length, 2, 'the demo names both servers');
     for (const dir of dirs) {
-      const running = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n').filter((l) => l.includes(dir));
+      const running = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' })
+        .split('\n')
+        .filter((l) => l.includes(dir));
       assert.deepEqual(running, [], `a server of ${dir} is still running`);
     }
     const pooler = /^PgBouncer: port \d+, transaction pooling, \[databases\] in (\S+)$/m.exec(stdout)?.[1] ?? '';
     assert.notEqual(pooler, '', 'the demo names its PgBouncer');
     assert.deepEqual(
-      execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' }).split('\n').filter((l) => l.includes(path.dirname(pooler))),
+      execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' })
+        .split('\n')
+        .filter((l) => l.includes(path.dirname(pooler))),
       [],
       'PgBouncer is stopped',
     );

@@ -33,8 +33,19 @@ const DEFECTS: readonly { id: string; versions: (v: number) => boolean; targets:
     sql: "CREATE DATABASE broken; UPDATE pg_database SET datconnlimit = -2 WHERE datname = 'broken'",
     cluster: true,
   },
-  { id: 'template0-allows-connections', versions: () => true, targets: [18, 19], sql: "UPDATE pg_database SET datallowconn = true WHERE datname = 'template0'", cluster: true },
-  { id: 'system-composite-types', versions: () => true, targets: [18, 19], sql: 'CREATE DOMAIN activity AS pg_stat_activity; CREATE TABLE snapshots (s activity)' },
+  {
+    id: 'template0-allows-connections',
+    versions: () => true,
+    targets: [18, 19],
+    sql: "UPDATE pg_database SET datallowconn = true WHERE datname = 'template0'",
+    cluster: true,
+  },
+  {
+    id: 'system-composite-types',
+    versions: () => true,
+    targets: [18, 19],
+    sql: 'CREATE DOMAIN activity AS pg_stat_activity; CREATE TABLE snapshots (s activity)',
+  },
   {
     id: 'postfix-operators',
     versions: (v) => v <= 13,
@@ -42,7 +53,12 @@ const DEFECTS: readonly { id: string; versions: (v: number) => boolean; targets:
     sql: `CREATE FUNCTION fact(bigint) RETURNS numeric LANGUAGE sql AS 'SELECT $1::numeric';
           CREATE OPERATOR !!! (LEFTARG = bigint, PROCEDURE = fact)`,
   },
-  { id: 'user-encoding-conversions', versions: (v) => v <= 13, targets: [18, 19], sql: `CREATE CONVERSION latin_to_utf8 FOR 'LATIN1' TO 'UTF8' FROM iso8859_1_to_utf8` },
+  {
+    id: 'user-encoding-conversions',
+    versions: (v) => v <= 13,
+    targets: [18, 19],
+    sql: `CREATE CONVERSION latin_to_utf8 FOR 'LATIN1' TO 'UTF8' FROM iso8859_1_to_utf8`,
+  },
   {
     id: 'incompatible-polymorphics',
     versions: (v) => v <= 13,
@@ -71,7 +87,13 @@ const DEFECTS: readonly { id: string; versions: (v: number) => boolean; targets:
     sql: `CREATE SUBSCRIPTION orphan CONNECTION 'dbname=nowhere' PUBLICATION p WITH (connect = false); SELECT pg_replication_origin_drop('pg_' || oid) FROM pg_subscription`,
     cluster: true,
   },
-  { id: 'reserved-slot-name', versions: (v) => v >= 17, targets: [19], sql: `SELECT pg_create_logical_replication_slot('pg_conflict_detection', 'pgoutput')`, cluster: true },
+  {
+    id: 'reserved-slot-name',
+    versions: (v) => v >= 17,
+    targets: [19],
+    sql: `SELECT pg_create_logical_replication_slot('pg_conflict_detection', 'pgoutput')`,
+    cluster: true,
+  },
 ];
 
 /** Objects each finding must name, on every version that holds the defect. */
@@ -168,7 +190,10 @@ describe('upgrade-precheck on real old clusters (11 to 18)', () => {
     );
     const result = await plan(old, '    newCluster: new\n', `  new: { kind: postgres, url: "${fresh.url}" }\n`);
     const unicode = findingsOf(result).filter((f) => f.id === 'unicode-dependent-objects');
-    assert.deepEqual(unicode.map((f) => [f.severity, f.database, f.objects]), [['warning', 'uni', 'public.checked, public.words_lower, public.words_nfc']]);
+    assert.deepEqual(
+      unicode.map((f) => [f.severity, f.database, f.objects]),
+      [['warning', 'uni', 'public.checked, public.words_lower, public.words_nfc']],
+    );
     assert.match(unicode[0]?.message ?? '', /the Unicode version changes from 15\.1 to 16\.0$/);
     // Without newCluster: 18's Unicode version is known here, 19's is not, so it counts as a change.
     const messageFor = async (target: number) => findingsOf(await plan(old, '', '', target)).find((f) => f.id === 'unicode-dependent-objects')?.message;
@@ -195,7 +220,17 @@ describe('upgrade-precheck on real old clusters (11 to 18)', () => {
 
     const result = await plan(old, '    newCluster: new\n', `  new: { kind: postgres, url: "${fresh.url}" }\n`);
     // The 16 cluster carries its defects from the case above.
-    assert.deepEqual(ids(result, 'error'), [...expected(16, 18), 'control-data-differs', 'new-cluster-has-other-roles', 'new-cluster-not-empty', 'new-cluster-prepared-transactions', 'new-cluster-tablespace-dir-exists'].sort());
+    assert.deepEqual(
+      ids(result, 'error'),
+      [
+        ...expected(16, 18),
+        'control-data-differs',
+        'new-cluster-has-other-roles',
+        'new-cluster-not-empty',
+        'new-cluster-prepared-transactions',
+        'new-cluster-tablespace-dir-exists',
+      ].sort(),
+    );
     assert.equal(findingsOf(result).find((f) => f.id === 'control-data-differs')?.objects, 'bytes_per_wal_segment: 16777216 -> 33554432');
     assert.equal(findingsOf(result).find((f) => f.id === 'new-cluster-tablespace-dir-exists')?.objects, leftOver);
     assert.equal(findingsOf(result).find((f) => f.id === 'new-cluster-has-other-roles')?.objects, 'postgres, app_owner');
@@ -208,10 +243,17 @@ describe('upgrade-precheck on real old clusters (11 to 18)', () => {
     assert.ok(old);
     // The 16 cluster has a tablespace from the case above.
     await old.query('CREATE ROLE watcher LOGIN; GRANT pg_monitor TO watcher');
-    const result = await plan({ ...old, url: old.url.replace('postgres@', 'watcher@') }, '    newCluster: new\n', `  new: { kind: postgres, url: "${fresh.url}" }\n`);
+    const result = await plan(
+      { ...old, url: old.url.replace('postgres@', 'watcher@') },
+      '    newCluster: new\n',
+      `  new: { kind: postgres, url: "${fresh.url}" }\n`,
+    );
     const f = findingsOf(result).find((x) => x.id === 'tablespace-dirs-not-checked');
     assert.deepEqual([f?.severity, f?.objects], ['warning', 'permission denied for function pg_stat_file']);
-    assert.equal(findingsOf(result).find((x) => x.id === 'new-cluster-tablespace-dir-exists'), undefined);
+    assert.equal(
+      findingsOf(result).find((x) => x.id === 'new-cluster-tablespace-dir-exists'),
+      undefined,
+    );
   });
 
   it('the new cluster and logical replication: wal_level replica is enough for 19, not for 18; an existing pg_conflict_detection slot stops 19; no origin for the subscription', async () => {
@@ -272,7 +314,10 @@ describe('upgrade-precheck on real old clusters (11 to 18)', () => {
     } as Queryable;
     assert.equal(await int8PassByValue(codes), true);
     const { rows } = await codes.query<{ object: string }>(ISN_FUNCTIONS_SQL);
-    assert.ok(rows.some((r) => r.object === 'public.isbn13_in(cstring)'), rows.map((r) => r.object).join(', '));
+    assert.ok(
+      rows.some((r) => r.object === 'public.isbn13_in(cstring)'),
+      rows.map((r) => r.object).join(', '),
+    );
     assert.ok(rows.every((r) => r.object.startsWith('public.')));
   });
 

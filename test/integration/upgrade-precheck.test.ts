@@ -50,7 +50,9 @@ for (const version of VERSIONS) {
       const result = await plan(old, '');
       assert.equal(result.status, 'failed');
       assert.deepEqual(
-        findingsOf(result).filter((f) => f.id === 'reg-types').map((f) => `${f.database}: ${f.objects}`),
+        findingsOf(result)
+          .filter((f) => f.id === 'reg-types')
+          .map((f) => `${f.database}: ${f.objects}`),
         ['app: public.r.p, public.r.q'],
       );
     });
@@ -75,7 +77,10 @@ for (const version of VERSIONS) {
       await old.query(GONE_LIBRARY);
       const result = await plan(old, '    newCluster: new\n', newCluster());
       assert.deepEqual(ids(result, 'error'), ['data-checksums-differ', 'library-not-loadable']);
-      assert.match(findingsOf(result).find((f) => f.id === 'library-not-loadable')?.objects ?? '', /^\$libdir\/cutover_no_such_library \(used in postgres\): could not access file/);
+      assert.match(
+        findingsOf(result).find((f) => f.id === 'library-not-loadable')?.objects ?? '',
+        /^\$libdir\/cutover_no_such_library \(used in postgres\): could not access file/,
+      );
     });
 
     it('a lagging logical slot: a warning, an error once writes are frozen; and a new cluster with wal_level=replica cannot take it', async () => {
@@ -91,7 +96,6 @@ for (const version of VERSIONS) {
     });
   });
 }
-
 
 /** Which online finding stands for each check pg_upgrade prints. */
 const ONLINE_FOR: readonly [RegExp, string][] = [

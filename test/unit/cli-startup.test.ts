@@ -18,7 +18,9 @@ const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../sr
 const HEAVY = ['pg', 'execa', 'listr2', 'enquirer', '@listr2/prompt-adapter-enquirer', 'oracledb'];
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'cutover-startup-test-'));
-after(() => { rmSync(dir, { recursive: true, force: true }); });
+after(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
 writeFileSync(
   path.join(dir, 'hooks.mjs'),
   `import { appendFileSync } from 'node:fs';
@@ -29,7 +31,10 @@ export async function resolve(specifier, context, next) {
 }
 `,
 );
-writeFileSync(path.join(dir, 'register.mjs'), `import { register } from 'node:module';\nregister(${JSON.stringify(pathToFileURL(path.join(dir, 'hooks.mjs')).href)});\n`);
+writeFileSync(
+  path.join(dir, 'register.mjs'),
+  `import { register } from 'node:module';\nregister(${JSON.stringify(pathToFileURL(path.join(dir, 'hooks.mjs')).href)});\n`,
+);
 
 /** Runs the CLI; returns its exit code, output and the npm packages it imported. */
 function run(args: readonly string[]): { code: number | null; stdout: string; stderr: string; packages: Set<string> } {
@@ -62,7 +67,10 @@ describe('CLI start-up: only what the command needs is imported', () => {
 
   it('validate loads the schema code but connects to nothing: no pg, execa, listr2, enquirer or oracledb', () => {
     const file = path.join(dir, 'cutover.yaml');
-    writeFileSync(file, 'version: 1\nname: n\nconnections:\n  db:\n    kind: postgres\n    url: postgres://u@localhost/db\nsteps:\n  - id: a\n    kind: sql\n    connection: db\n    sql: SELECT 1\n');
+    writeFileSync(
+      file,
+      'version: 1\nname: n\nconnections:\n  db:\n    kind: postgres\n    url: postgres://u@localhost/db\nsteps:\n  - id: a\n    kind: sql\n    connection: db\n    sql: SELECT 1\n',
+    );
     const { code, stdout, packages } = run(['validate', file]);
     assert.equal(code, 0);
     assert.match(stdout, /valid: "n", 1 step\(s\): a \[sql\]/);

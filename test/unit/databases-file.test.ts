@@ -33,10 +33,10 @@ describe('the [databases] file', () => {
     });
     assert.equal(
       moved,
-      FILE.replace("shop = host=10.0.0.1 port=5432 dbname=shop password='s3cr et'", "shop = host=new.internal port=6543 dbname=shop password='s3cr et'").replace(
-        'billing=host=old.internal dbname=bill',
-        'billing=host=n2 port=5433',
-      ),
+      FILE.replace(
+        "shop = host=10.0.0.1 port=5432 dbname=shop password='s3cr et'",
+        "shop = host=new.internal port=6543 dbname=shop password='s3cr et'",
+      ).replace('billing=host=old.internal dbname=bill', 'billing=host=n2 port=5433'),
     );
     const back = withTargets(moved, {
       shop: { host: '10.0.0.1', port: '5432', dbname: 'shop' },
@@ -44,7 +44,15 @@ describe('the [databases] file', () => {
     });
     // The removed dbname comes back at the end of the line: same entry, same values.
     assert.deepEqual(entryTarget(back, 'billing'), { host: 'old.internal', port: null, dbname: 'bill' });
-    assert.equal(back.split('\n').filter((l) => !l.startsWith('billing')).join('\n'), FILE.split('\n').filter((l) => !l.startsWith('billing')).join('\n'));
+    assert.equal(
+      back
+        .split('\n')
+        .filter((l) => !l.startsWith('billing'))
+        .join('\n'),
+      FILE.split('\n')
+        .filter((l) => !l.startsWith('billing'))
+        .join('\n'),
+    );
   });
 
   it('quotes a value that needs it, and reads it back', () => {

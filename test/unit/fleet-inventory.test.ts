@@ -7,7 +7,16 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { FileFleetStore, FleetBusyError, allowedFailures, inventoryJsonSchema, loadInventory, loadTargets, registry, RunbookValidationError } from '../../src/index.js';
+import {
+  FileFleetStore,
+  FleetBusyError,
+  allowedFailures,
+  inventoryJsonSchema,
+  loadInventory,
+  loadTargets,
+  registry,
+  RunbookValidationError,
+} from '../../src/index.js';
 import { cutover, tempDir, writeRunbook } from '../helpers/cli.js';
 
 const dir = tempDir('cutover-inventory-');
@@ -24,7 +33,10 @@ function problems(text: string, env: Record<string, string> = {}): string[] {
 }
 
 const targets = (n: number, extra = '') =>
-  Array.from({ length: n }, (_, i) => `  - name: db${i + 1}\n    labels: { tier: ${i < 2 ? 'gold' : 'silver'} }\n    variables: { DB_URL: "postgres://app@h/db${i + 1}" }${extra}`).join('\n');
+  Array.from(
+    { length: n },
+    (_, i) => `  - name: db${i + 1}\n    labels: { tier: ${i < 2 ? 'gold' : 'silver'} }\n    variables: { DB_URL: "postgres://app@h/db${i + 1}" }${extra}`,
+  ).join('\n');
 
 describe('fleet inventory', () => {
   test('a full inventory: waves in order, the first wave that selects a target takes it, a wave without a selector takes the rest', () => {
@@ -72,7 +84,7 @@ waves:
     assert.equal(inventory.approval, 'between-waves');
     assert.deepEqual(inventory.concurrencyGroups, [{ label: 'tier', max: 1 }]);
     // Status and approve never need the secrets.
-    const blind = loadInventory(file, { env: {} , resolveSecrets: false });
+    const blind = loadInventory(file, { env: {}, resolveSecrets: false });
     assert.doesNotMatch(JSON.stringify(blind), /from-the-env-99|from-a-file-1234/);
   });
 
@@ -191,8 +203,14 @@ steps:
       (error: unknown) => {
         assert.ok(error instanceof RunbookValidationError);
         const lines = error.issues.map((i) => `${i.position.line}:${i.position.column} ${i.message}`);
-        assert.ok(lines.includes(`7:15 \${DB_PASSWORD} is a secret in inventory ${inventoryFile}: write \${secret:DB_PASSWORD} so it is redacted everywhere`), lines.join('\n'));
-        assert.ok(lines.some((l) => /^6:10 target "b": unset variable DB_URL/.test(l)), lines.join('\n'));
+        assert.ok(
+          lines.includes(`7:15 \${DB_PASSWORD} is a secret in inventory ${inventoryFile}: write \${secret:DB_PASSWORD} so it is redacted everywhere`),
+          lines.join('\n'),
+        );
+        assert.ok(
+          lines.some((l) => /^6:10 target "b": unset variable DB_URL/.test(l)),
+          lines.join('\n'),
+        );
         return true;
       },
     );
@@ -205,7 +223,18 @@ steps:
     assert.equal(result.stderr.trim(), `${file}:5:5: targets[0].labelz: unknown key "labelz"\n1 problem in ${file}`);
     const schema = inventoryJsonSchema() as { title: string; properties: Record<string, unknown> };
     assert.equal(schema.title, 'cutover fleet inventory');
-    assert.deepEqual(Object.keys(schema.properties).sort(), ['approval', 'concurrencyGroups', 'description', 'maxFailures', 'name', 'secrets', 'targets', 'variables', 'version', 'waves']);
+    assert.deepEqual(Object.keys(schema.properties).sort(), [
+      'approval',
+      'concurrencyGroups',
+      'description',
+      'maxFailures',
+      'name',
+      'secrets',
+      'targets',
+      'variables',
+      'version',
+      'waves',
+    ]);
     const cli = await cutover(['fleet', 'schema']);
     assert.equal(cli.code, 0);
     assert.equal((JSON.parse(cli.stdout) as { title: string }).title, 'cutover fleet inventory');
@@ -218,7 +247,12 @@ steps:
     // The test runner's parent is alive and is not this process.
     writeFileSync(lockFile, `${process.ppid} ${os.hostname()}`);
     assert.equal(store.holder(), process.ppid);
-    assert.throws(() => store.lock(), (error: unknown) => error instanceof FleetBusyError && error.message === `fleet ${store.location} is being run by process ${process.ppid}; wait for it, or stop it (Ctrl-C) first`);
+    assert.throws(
+      () => store.lock(),
+      (error: unknown) =>
+        error instanceof FleetBusyError &&
+        error.message === `fleet ${store.location} is being run by process ${process.ppid}; wait for it, or stop it (Ctrl-C) first`,
+    );
     writeFileSync(lockFile, `2147483646 ${os.hostname()}`);
     const release = store.lock();
     assert.equal(store.holder(), process.pid);

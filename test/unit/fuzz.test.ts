@@ -43,7 +43,9 @@ describe('fuzz: malformed runbooks get positioned errors in bounded time and mem
     const stats = await new Promise<FuzzStats>((resolve, reject) => {
       worker.once('message', resolve);
       worker.once('error', reject);
-      worker.once('exit', (code) => { reject(new Error(`the fuzz worker exited with ${code} before reporting`)); });
+      worker.once('exit', (code) => {
+        reject(new Error(`the fuzz worker exited with ${code} before reporting`));
+      });
     });
     await worker.terminate();
     // The generator makes malformed runbooks: nearly all must be refused, or it is not testing much.

@@ -98,8 +98,7 @@ describe('hostile input: values', () => {
   });
 
   it('sizes and integers past what JavaScript or PostgreSQL hold exactly', () => {
-    const text =
-      `${head()}  - id: slots\n    kind: slots-inventory\n    connection: db\n    retainedWarning: 999999999999999TB\n  - id: seq\n    kind: sequence-reset\n    connection: db\n    from: data\n    margin: 100000000000000000000\n  - id: seq2\n    kind: sequence-reset\n    connection: db\n    from: data\n    margin: "9223372036854775808"\n`;
+    const text = `${head()}  - id: slots\n    kind: slots-inventory\n    connection: db\n    retainedWarning: 999999999999999TB\n  - id: seq\n    kind: sequence-reset\n    connection: db\n    from: data\n    margin: 100000000000000000000\n  - id: seq2\n    kind: sequence-reset\n    connection: db\n    from: data\n    margin: "9223372036854775808"\n`;
     const issues = issuesOf(text);
     one(issues, { line: lineOf(text, 'retainedWarning:'), path: 'steps[0].retainedWarning' }, /999999999999999TB is more than 9007199254740991 bytes/);
     one(issues, { line: lineOf(text, 'margin: 1000'), path: 'steps[1].margin' }, /at most 9007199254740991 as a number; quote larger values/);

@@ -12,9 +12,10 @@ Checking cluster versions                                   ok
 Checking for prepared transactions
 The source cluster contains prepared transactions
 Failure, exiting`;
-    assert.deepEqual(parsePgUpgradeOutput(output).map((f) => f.message), [
-      'pg_upgrade --check: Checking for prepared transactions failed: The source cluster contains prepared transactions',
-    ]);
+    assert.deepEqual(
+      parsePgUpgradeOutput(output).map((f) => f.message),
+      ['pg_upgrade --check: Checking for prepared transactions failed: The source cluster contains prepared transactions'],
+    );
   });
 
   it('reads a failed check as later releases print it ("fatal")', () => {
@@ -22,7 +23,10 @@ Failure, exiting`;
 
 Your installation contains one of the reg* data types in user tables.
 Failure, exiting`;
-    assert.deepEqual(parsePgUpgradeOutput(output).map((f) => f.objects.join()), ['Checking for reg* data types in user tables']);
+    assert.deepEqual(
+      parsePgUpgradeOutput(output).map((f) => f.objects.join()),
+      ['Checking for reg* data types in user tables'],
+    );
   });
 
   it('finds nothing in a passing run', () => {
@@ -31,8 +35,36 @@ Failure, exiting`;
 
   it('builds argv, with the runAs prefix and live-check options', () => {
     assert.deepEqual(
-      pgUpgradeArgv({ oldBindir: '/o/bin', newBindir: '/n/bin', oldDatadir: '/o/data', newDatadir: '/n/data', user: 'postgres', oldPort: 5432, runAs: ['sudo', '-u', 'postgres'] }),
-      ['sudo', '-u', 'postgres', '/n/bin/pg_upgrade', '--check', '-b', '/o/bin', '-B', '/n/bin', '-d', '/o/data', '-D', '/n/data', '-U', 'postgres', '-j', '1', '-p', '5432'],
+      pgUpgradeArgv({
+        oldBindir: '/o/bin',
+        newBindir: '/n/bin',
+        oldDatadir: '/o/data',
+        newDatadir: '/n/data',
+        user: 'postgres',
+        oldPort: 5432,
+        runAs: ['sudo', '-u', 'postgres'],
+      }),
+      [
+        'sudo',
+        '-u',
+        'postgres',
+        '/n/bin/pg_upgrade',
+        '--check',
+        '-b',
+        '/o/bin',
+        '-B',
+        '/n/bin',
+        '-d',
+        '/o/data',
+        '-D',
+        '/n/data',
+        '-U',
+        'postgres',
+        '-j',
+        '1',
+        '-p',
+        '5432',
+      ],
     );
   });
 });

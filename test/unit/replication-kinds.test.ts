@@ -15,7 +15,16 @@ const FILE = 'slots.yaml';
 
 /** A runbook with connections `pub` and `sub` and these step lines (indented as list items under `steps:`). */
 const runbook = (...steps: string[]) =>
-  ['version: 1', 'name: slots', 'connections:', '  pub: { kind: postgres, host: localhost }', '  sub: { kind: postgres, host: localhost }', 'steps:', ...steps, ''].join('\n');
+  [
+    'version: 1',
+    'name: slots',
+    'connections:',
+    '  pub: { kind: postgres, host: localhost }',
+    '  sub: { kind: postgres, host: localhost }',
+    'steps:',
+    ...steps,
+    '',
+  ].join('\n');
 
 /** 1-based line and column of the first occurrence of `text` at or after line `from`. */
 function at(yaml: string, text: string, from = 1): { line: number; column: number } {
@@ -76,7 +85,9 @@ describe('replication kinds: rules across fields', () => {
     {
       name: 'subscription-detach needs subscriptions, and a publisher to drop the remote slot',
       step: ['  - id: x', '    kind: subscription-detach', '    connection: sub', '    subscriptions: [s]', '    dropRemoteSlot: true'],
-      want: (y) => [`${at(y, '- id: x').line}:${at(y, 'id: x').column} steps[0].publisher: step "x": dropRemoteSlot needs publisher: the connection where the slot lives`],
+      want: (y) => [
+        `${at(y, '- id: x').line}:${at(y, 'id: x').column} steps[0].publisher: step "x": dropRemoteSlot needs publisher: the connection where the slot lives`,
+      ],
     },
     {
       name: 'a field of another kind is an unknown key',
@@ -157,7 +168,9 @@ describe('kind: replication-slots, the form runbooks were written in before', ()
   });
 
   it('the new form has no deprecation note, and plans the same step', () => {
-    const old = parse(runbook('  - id: drop', '    kind: replication-slots', '    connection: pub', '    action: drop', '    slots: [a]', '    acceptPositionLoss: true'));
+    const old = parse(
+      runbook('  - id: drop', '    kind: replication-slots', '    connection: pub', '    action: drop', '    slots: [a]', '    acceptPositionLoss: true'),
+    );
     const now = parse(runbook('  - id: drop', '    kind: slot-drop', '    connection: pub', '    slots: [a]', '    acceptPositionLoss: true'));
     assert.equal(old.deprecations.length, 1);
     assert.deepEqual(now.deprecations, []);
@@ -178,7 +191,15 @@ describe('kind: replication-slots, the form runbooks were written in before', ()
   });
 
   it('a missing or unknown action is one problem, listing the actions and their kinds', () => {
-    const yaml = runbook('  - id: a', '    kind: replication-slots', '    connection: pub', '  - id: b', '    kind: replication-slots', '    connection: pub', '    action: dorp');
+    const yaml = runbook(
+      '  - id: a',
+      '    kind: replication-slots',
+      '    connection: pub',
+      '  - id: b',
+      '    kind: replication-slots',
+      '    connection: pub',
+      '    action: dorp',
+    );
     const kind = at(yaml, 'replication-slots');
     const action = at(yaml, 'dorp');
     const choices =

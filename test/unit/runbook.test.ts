@@ -120,14 +120,15 @@ interface RejectCase {
 
 function rejects(cases: readonly RejectCase[]): void {
   for (const c of cases) {
-    it(c.name, () => { assertMarkedIssues(c.doc, c.env); });
+    it(c.name, () => {
+      assertMarkedIssues(c.doc, c.env);
+    });
   }
 }
 
 const KINDS =
   'sql, shell, confirm, wait, sequence-reset, slots-inventory, replication-caught-up, slot-drop, slot-create, subscriptions-disable, subscriptions-enable, subscription-detach, freeze-writes, compare, analyze, upgrade-precheck, pgbouncer, patroni, plan-check';
-const RETRIES_NEED_IDEMPOTENT =
-  'step "a": retries on a step with side effects outside a transaction needs "idempotent: true" (a retry would run it twice)';
+const RETRIES_NEED_IDEMPOTENT = 'step "a": retries on a step with side effects outside a transaction needs "idempotent: true" (a retry would run it twice)';
 
 describe('parseRunbook: YAML syntax errors', () => {
   it('an unclosed flow sequence is reported where the parser expected the "]" (end of file)', () => {
@@ -136,9 +137,7 @@ describe('parseRunbook: YAML syntax errors', () => {
     kind: shell
     command: [echo, hi
 `;
-    assertIssues(issuesOf(doc.text), [
-      { ...doc.end, path: '(yaml)', message: /^Flow sequence in block collection must .*end with a \]$/ },
-    ]);
+    assertIssues(issuesOf(doc.text), [{ ...doc.end, path: '(yaml)', message: /^Flow sequence in block collection must .*end with a \]$/ }]);
   });
 
   rejects([

@@ -12,10 +12,7 @@ describe('runbook JSON Schema', () => {
 
   it('has one strict variant per registered step kind', () => {
     const variants = schema.properties.steps.items.oneOf ?? [];
-    assert.deepEqual(
-      variants.map((v) => v.properties.kind.const).sort(),
-      Object.keys(registry).sort(),
-    );
+    assert.deepEqual(variants.map((v) => v.properties.kind.const).sort(), Object.keys(registry).sort());
     for (const variant of variants) assert.equal(variant.additionalProperties, false);
   });
 

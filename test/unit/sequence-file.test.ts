@@ -105,16 +105,10 @@ describe('ora2pg SQL', () => {
       'seq.sql:3:3: expected "ALTER SEQUENCE name RESTART WITH n;" (or START WITH n), found "CREATE"',
     );
     rejects('ALTER TABLE t DISABLE TRIGGER ALL;', 'seq.sql:1:7: expected SEQUENCE after ALTER, found "TABLE"');
-    rejects(
-      'ALTER SEQUENCE s INCREMENT BY 5;',
-      'seq.sql:1:18: expected START WITH or RESTART WITH after the sequence name, found "INCREMENT"',
-    );
+    rejects('ALTER SEQUENCE s INCREMENT BY 5;', 'seq.sql:1:18: expected START WITH or RESTART WITH after the sequence name, found "INCREMENT"');
     rejects('ALTER SEQUENCE s RESTART WITH 1.5;', 'seq.sql:1:31: expected an integer after RESTART WITH, found "1.5"');
     rejects('ALTER SEQUENCE s START WITH 10', 'seq.sql:1:31: expected ";" after START WITH 10, found the end of the line');
-    rejects(
-      'ALTER SEQUENCE a RESTART 1; ALTER SEQUENCE b RESTART 2;',
-      'seq.sql:1:29: expected the end of the line (one statement per line), found "ALTER"',
-    );
+    rejects('ALTER SEQUENCE a RESTART 1; ALTER SEQUENCE b RESTART 2;', 'seq.sql:1:29: expected the end of the line (one statement per line), found "ALTER"');
     rejects('ALTER SEQUENCE "unterminated RESTART 1;', 'seq.sql:1:16: unterminated quoted identifier');
   });
 
@@ -150,24 +144,21 @@ describe('csv', () => {
     rejects(lines('schema,name', 'a,b'), 'values.csv:1:1: missing column "next" (or next_value, value) in the header', 'csv', 'values.csv');
     rejects(lines('schema,name,next', 'a,b,12.0'), 'values.csv:2:5: next value "12.0" is not an integer', 'csv', 'values.csv');
     rejects(lines('schema,name,next', 'a,b'), 'values.csv:2:1: expected 3 fields as in the header, found 2', 'csv', 'values.csv');
-    rejects(
-      lines('schema,name,value', 'a,b,1', 'a,b,2'),
-      'values.csv:3:3: sequence a.b is listed twice (line 2 and line 3)',
-      'csv',
-      'values.csv',
-    );
+    rejects(lines('schema,name,value', 'a,b,1', 'a,b,2'), 'values.csv:3:3: sequence a.b is listed twice (line 2 and line 3)', 'csv', 'values.csv');
   });
 });
 
 describe('csv: positions through quoting, line breaks and wide characters', () => {
-  const csv = (text: string, message: string) => { rejects(text, message, 'csv', 'values.csv'); };
+  const csv = (text: string, message: string) => {
+    rejects(text, message, 'csv', 'values.csv');
+  };
 
   it('points at the opening quote of an unterminated field, after a field that spans two lines', () => {
     csv(lines('schema,name,next', 'a,"b', 'c",1', 'q,"unter', 'minated'), 'values.csv:4:3: unterminated quoted field');
   });
 
   it('points at a quote inside an unquoted field, and at what follows a closing quote', () => {
-    csv(lines('schema,name,next', 'a,b"c,1'), 'values.csv:2:4: unexpected \'"\' inside an unquoted field (quote the whole field)');
+    csv(lines('schema,name,next', 'a,b"c,1'), "values.csv:2:4: unexpected '\"' inside an unquoted field (quote the whole field)");
     csv(lines('schema,name,next', 'a,"b"c,1'), 'values.csv:2:6: expected "," or the end of the line after the field');
   });
 

@@ -68,7 +68,9 @@ describe('nextValue', () => {
     ['bigint max, no cycle -> null', seq('a', 'b'), st(BIGINT_MAX, true), null],
   ];
   for (const [title, s, state, expected] of cases) {
-    it(title, () => { assert.equal(nextValue(s, state), expected); });
+    it(title, () => {
+      assert.equal(nextValue(s, state), expected);
+    });
   }
 });
 
@@ -121,7 +123,9 @@ describe('nextAfterData', () => {
     ['null stays null, descending', desc, null, null],
   ];
   for (const [title, s, extreme, expected] of cases) {
-    it(title, () => { assert.equal(nextAfterData(s, extreme), expected); });
+    it(title, () => {
+      assert.equal(nextAfterData(s, extreme), expected);
+    });
   }
 });
 
@@ -179,14 +183,7 @@ describe('decide', () => {
       { action: 'out-of-range', next: INT_MAX + 1n, reason: '2147483648 is outside integer sequence bounds [1, 2147483647]' },
     ],
     ['at the integer max exactly is in range', int4, 5n, INT_MAX, strict, { action: 'advance', next: INT_MAX }],
-    [
-      'out of range below min',
-      asc,
-      5n,
-      0n,
-      loose,
-      { action: 'out-of-range', next: 0n, reason: '0 is outside bigint sequence bounds [1, 100]' },
-    ],
+    ['out of range below min', asc, 5n, 0n, loose, { action: 'out-of-range', next: 0n, reason: '0 is outside bigint sequence bounds [1, 100]' }],
     [
       'descending margin below min is out of range',
       desc,
@@ -220,7 +217,9 @@ describe('decide', () => {
     ['exhausted target with allowDecrease is a decrease', asc, null, 50n, loose, { action: 'decrease', next: 50n }],
   ];
   for (const [title, s, current, source, options, expected] of cases) {
-    it(title, () => { assert.deepEqual(decide(s, current, source, options), expected); });
+    it(title, () => {
+      assert.deepEqual(decide(s, current, source, options), expected);
+    });
   }
 });
 
@@ -238,7 +237,9 @@ describe('displayName', () => {
     ['app', '', 'app.""'],
   ];
   for (const [schema, name, expected] of cases) {
-    it(`${JSON.stringify(schema)} ${JSON.stringify(name)} -> ${expected}`, () => { assert.equal(displayName(schema, name), expected); });
+    it(`${JSON.stringify(schema)} ${JSON.stringify(name)} -> ${expected}`, () => {
+      assert.equal(displayName(schema, name), expected);
+    });
   }
 });
 
@@ -272,7 +273,9 @@ describe('globMatcher', () => {
     [[], 'anything', false],
   ];
   for (const [patterns, name, expected] of cases) {
-    it(`${JSON.stringify(patterns)} ${expected ? 'matches' : 'does not match'} ${JSON.stringify(name)}`, () => { assert.equal(globMatcher(patterns)(name), expected); });
+    it(`${JSON.stringify(patterns)} ${expected ? 'matches' : 'does not match'} ${JSON.stringify(name)}`, () => {
+      assert.equal(globMatcher(patterns)(name), expected);
+    });
   }
 });
 
@@ -364,10 +367,7 @@ describe('matchSequences', () => {
   it('maps schemas, for names and owners', () => {
     const owned = seq('app', 'orders_id_seq', { owner: { schema: 'app', table: 'orders', column: 'id', identity: true } });
     const named = seq('app', 'emp_seq');
-    const sources = [
-      src('HR', 'ISEQ$$_7001', 1001n, { schema: 'HR', table: 'ORDERS', column: 'ID' }),
-      src('HR', 'EMP_SEQ', 7n),
-    ];
+    const sources = [src('HR', 'ISEQ$$_7001', 1001n, { schema: 'HR', table: 'ORDERS', column: 'ID' }), src('HR', 'EMP_SEQ', 7n)];
     const pairs = matchSequences([owned, named], sources, { schemas: { HR: 'app' } }, { foldCase: true });
     assert.deepEqual(brief(pairs), [
       { at: 'app.orders_id_seq', target: 'app.orders_id_seq', source: 'HR.ISEQ$$_7001' },
@@ -391,10 +391,7 @@ describe('matchSequences', () => {
 
   it('reports a conflict when an owned source and a named source reach the same target', () => {
     const target = seq('hr', 'orders_id_seq', { owner: { schema: 'hr', table: 'orders', column: 'id', identity: true } });
-    const sources = [
-      src('HR', 'ISEQ$$_7001', 1001n, { schema: 'HR', table: 'ORDERS', column: 'ID' }),
-      src('HR', 'ORDERS_ID_SEQ', 5n),
-    ];
+    const sources = [src('HR', 'ISEQ$$_7001', 1001n, { schema: 'HR', table: 'ORDERS', column: 'ID' }), src('HR', 'ORDERS_ID_SEQ', 5n)];
     const pairs = matchSequences([target], sources, {}, { foldCase: true });
     assert.deepEqual(brief(pairs), [
       { at: 'hr.orders_id_seq', target: 'hr.orders_id_seq', source: 'HR.ISEQ$$_7001' },
@@ -459,7 +456,9 @@ describe('inScope', () => {
     ['schema map and include both apply', { schemas: { HR: 'app' }, include: ['*.keep'] }, 'other', 'keep', false],
   ];
   for (const [title, scope, schema, name, expected] of cases) {
-    it(title, () => { assert.equal(inScope(scope)(schema, name), expected); });
+    it(title, () => {
+      assert.equal(inScope(scope)(schema, name), expected);
+    });
   }
 });
 

@@ -36,15 +36,7 @@ describe('table', () => {
         ['orders', '👩‍💻 review', '1000'],
       ],
     );
-    assert.equal(
-      text,
-      [
-        '  name    status     rows',
-        '  注文    ✅         12',
-        '  café    ok         3',
-        '  orders  👩‍💻 review  1000',
-      ].join('\n'),
-    );
+    assert.equal(text, ['  name    status     rows', '  注文    ✅         12', '  café    ok         3', '  orders  👩‍💻 review  1000'].join('\n'));
     // Every line puts its third column at the same terminal column.
     const starts = text.split('\n').map((line) => displayWidth(line.slice(0, line.search(/\S+$/))));
     assert.deepEqual(starts, [21, 21, 21, 21]);

@@ -25,7 +25,9 @@ function verifyInQueue(args: AuditArgs, key: Buffer | undefined): { id: string; 
     const ids = journals.runIds();
     const id = args.runId ?? ids.at(-1);
     if (id === undefined || !ids.includes(id)) {
-      throw new UsageError(`no run ${args.runId !== undefined ? `"${args.runId}" ` : ''}in ${journals.location}${ids.length > 0 ? ` (newest: ${ids.at(-1)})` : ''}`);
+      throw new UsageError(
+        `no run ${args.runId !== undefined ? `"${args.runId}" ` : ''}in ${journals.location}${ids.length > 0 ? ` (newest: ${ids.at(-1)})` : ''}`,
+      );
     }
     return { id, result: verifyStoredJournal(journals, id, { key, head: args.head }) };
   } finally {

@@ -33,11 +33,21 @@ export function formatPreflight(result: PreflightResult): string {
   }
   const rows = result.steps.flatMap((s) =>
     s.blockedBy.length > 0
-      ? [[s.stepId, s.kind, 'skipped', 'connection', `not checked: connection ${s.blockedBy.map((n) => `"${n}"`).join(', ')} ${blockedText(result, s.blockedBy)}`, '']]
+      ? [
+          [
+            s.stepId,
+            s.kind,
+            'skipped',
+            'connection',
+            `not checked: connection ${s.blockedBy.map((n) => `"${n}"`).join(', ')} ${blockedText(result, s.blockedBy)}`,
+            '',
+          ],
+        ]
       : s.findings.map((f) => [s.stepId, s.kind, f.severity, f.check, f.message, f.severity === 'ok' ? '' : (f.fix ?? '')]),
   );
   if (rows.length > 0) lines.push('', 'Steps:', table(['step', 'kind', 'result', 'check', 'found', 'what to fix'], rows));
-  const errors = result.connections.filter((c) => c.status === 'failed').length + result.steps.flatMap((s) => s.findings).filter((f) => f.severity === 'error').length;
+  const errors =
+    result.connections.filter((c) => c.status === 'failed').length + result.steps.flatMap((s) => s.findings).filter((f) => f.severity === 'error').length;
   const warnings = result.steps.flatMap((s) => s.findings).filter((f) => f.severity === 'warning').length;
   lines.push('', result.ok ? `check passed${warnings > 0 ? ` with ${warnings} warning(s)` : ''}` : `check failed: ${errors} problem(s) to fix`);
   return lines.join('\n');
@@ -45,13 +55,18 @@ export function formatPreflight(result: PreflightResult): string {
 
 export const checkCommand: CommandModule<object, { runbook: string; json: boolean }> = {
   command: 'check <runbook>',
-  describe: 'Preflight: open every connection (auth, TLS, version, recovery) and check each step\'s privileges, settings and programs',
+  describe: "Preflight: open every connection (auth, TLS, version, recovery) and check each step's privileges, settings and programs",
   builder: (y) => withJson(y.positional('runbook', { type: 'string', demandOption: true })),
   handler: async (args) => {
     const runbook = loadRunbook(args.runbook, { registry });
     io.protect(runbook.secrets);
     for (const line of deprecationLines(runbook)) io.err(line);
-    const result = await preflight(runbook, { registry, protect: (secrets) => { io.protect(secrets); } });
+    const result = await preflight(runbook, {
+      registry,
+      protect: (secrets) => {
+        io.protect(secrets);
+      },
+    });
     io.out(args.json ? JSON.stringify(result, null, 2) : formatPreflight(result));
     process.exitCode = result.ok ? ExitCode.ok : ExitCode.invalidInput;
   },

@@ -74,7 +74,8 @@ const withJobs = <T>(y: Argv<T>) =>
   y.option('jobs', {
     alias: 'j',
     type: 'number',
-    describe: 'targets planned or run at once in this process (default 1); with --queue, jobs queued at once (default: no limit but the waves\' and the workers\')',
+    describe:
+      "targets planned or run at once in this process (default 1); with --queue, jobs queued at once (default: no limit but the waves' and the workers')",
   });
 
 function jobsOf(args: Pick<FleetArgs, 'jobs'>, fallback = 1): number {
@@ -91,9 +92,13 @@ const withQueue = <T>(y: Argv<T>) =>
       describe: 'run on the PostgreSQL job queue at this URL (env CUTOVER_QUEUE_URL): workers take the targets (cutover fleet worker)',
       ...(process.env['CUTOVER_QUEUE_URL'] !== undefined && process.env['CUTOVER_QUEUE_URL'] !== '' ? { default: process.env['CUTOVER_QUEUE_URL'] } : {}),
     })
-    .option('takeover-after', { type: 'number', default: 300, describe: 'queue: seconds a job may stay active (and a lease go without a heartbeat) before another worker takes the target over' })
+    .option('takeover-after', {
+      type: 'number',
+      default: 300,
+      describe: 'queue: seconds a job may stay active (and a lease go without a heartbeat) before another worker takes the target over',
+    })
     .option('maintenance-interval', { type: 'number', default: 30, describe: 'queue: seconds between looks for expired jobs' })
-    .option('poll-interval', { type: 'number', default: 1, describe: 'queue: seconds between an idle worker\'s asks for a job (at least 0.5)' })
+    .option('poll-interval', { type: 'number', default: 1, describe: "queue: seconds between an idle worker's asks for a job (at least 0.5)" })
     .option('retry-delay', { type: 'number', default: 1, describe: 'queue: seconds before a failed or expired job is offered again' });
 
 function timingOf(args: QueueArgs): QueueTiming {
@@ -190,7 +195,12 @@ export function formatStatus(status: FleetStatus): string {
     ...(t.message !== undefined && t.status !== 'succeeded' ? [`  ${t.name}: ${t.message.replace(/\n/g, '\n    ')}`] : []),
   ]);
   if (notes.length > 0) lines.push('', ...notes);
-  lines.push('', `Summary: ${Object.entries(status.summary).map(([k, n]) => `${n} ${k}`).join(', ')}`);
+  lines.push(
+    '',
+    `Summary: ${Object.entries(status.summary)
+      .map(([k, n]) => `${n} ${k}`)
+      .join(', ')}`,
+  );
   return lines.join('\n');
 }
 
@@ -214,7 +224,9 @@ function progressLine(event: FleetEvent, approveHint: (name: string) => string, 
     case 'target.started':
       return `  ${event.target}: ${event.action === 'resume' ? 'resuming' : 'started'} run ${event.runId}`;
     case 'target.waiting':
-      return yellow(`  ${event.target}: waits at step "${event.stepId}": ${event.question}\n    approve: ${approveHint(event.target)} (or the wave, or --step ${event.stepId})`);
+      return yellow(
+        `  ${event.target}: waits at step "${event.stepId}": ${event.question}\n    approve: ${approveHint(event.target)} (or the wave, or --step ${event.stepId})`,
+      );
     case 'target.approved':
       return `  ${event.target}: step "${event.stepId}" approved (${event.approval}, by ${event.operator})`;
     case 'target.finished': {
@@ -265,7 +277,9 @@ async function runOrResume(args: FleetArgs, command: 'run' | 'resume'): Promise<
       stateDir: args['state-dir'],
       jobs,
       signal: controller.signal,
-      protect: (secrets: readonly string[]) => { io.protect(secrets); },
+      protect: (secrets: readonly string[]) => {
+        io.protect(secrets);
+      },
       ...(journalKeyFromEnv() !== undefined ? { journalKey: journalKeyFromEnv() as Buffer } : {}),
       onEvent: (event: FleetEvent) => {
         if (args.json) return;
@@ -325,7 +339,9 @@ const sub = {
         registry,
         stateDir: args['state-dir'],
         jobs,
-        protect: (secrets) => { io.protect(secrets); },
+        protect: (secrets) => {
+          io.protect(secrets);
+        },
       });
       if (args.json) io.out(JSON.stringify(plan, null, 2));
       else io.out(formatPlan(plan));
@@ -363,7 +379,12 @@ const sub = {
       const { store, close } = storeFor(args, inventory);
       try {
         const read = () =>
-          fleetStatus(inventory, args.runbook, { registry, stateDir: args['state-dir'], ...(key !== undefined ? { journalKey: key } : {}), ...(store !== undefined ? { store } : {}) });
+          fleetStatus(inventory, args.runbook, {
+            registry,
+            stateDir: args['state-dir'],
+            ...(key !== undefined ? { journalKey: key } : {}),
+            ...(store !== undefined ? { store } : {}),
+          });
         if (!args.watch) {
           const status = read();
           io.out(args.json ? JSON.stringify(status, null, 2) : formatStatus(status));
@@ -409,7 +430,9 @@ const sub = {
         close();
       }
       const what = inventory.waves.some((w) => w.name === args.name) ? `wave ${args.name}` : `target ${args.name}`;
-      io.out(`approved ${what}${approval.step !== undefined ? `, step ${approval.step}` : ''} as ${approval.operator} at ${approval.at}; the running fleet picks it up within a second`);
+      io.out(
+        `approved ${what}${approval.step !== undefined ? `, step ${approval.step}` : ''} as ${approval.operator} at ${approval.at}; the running fleet picks it up within a second`,
+      );
       // Seen in use: --step on a wave answers its confirms but leaves its gate shut, which surprised.
       const first = inventory.waves[0]?.name;
       if (approval.step !== undefined && what.startsWith('wave') && inventory.approval === 'between-waves' && args.name !== first) {
@@ -421,9 +444,11 @@ const sub = {
     command: 'report <inventory> <runbook>',
     describe: "One HTML page for the fleet (summary, waves, every target's outcome), linking each target's own report",
     builder: (y: Argv) =>
-      withQueue(positionals(y)).option('out', { type: 'string', default: 'fleet-report.html', describe: 'the page; target reports go beside it in <name>-targets/' }) as unknown as Argv<
-        FleetArgs & { out: string }
-      >,
+      withQueue(positionals(y)).option('out', {
+        type: 'string',
+        default: 'fleet-report.html',
+        describe: 'the page; target reports go beside it in <name>-targets/',
+      }) as unknown as Argv<FleetArgs & { out: string }>,
     handler: (args: FleetArgs & { out: string }) => {
       const inventory = loadInventory(args.inventory, { resolveSecrets: false });
       const key = journalKeyFromEnv();
@@ -455,7 +480,9 @@ const sub = {
       const inventory = loadInventory(args.inventory);
       io.protect(inventory.targets.flatMap((t) => Object.values(t.secrets)));
       const controller = new AbortController();
-      const onSignal = () => { controller.abort(); };
+      const onSignal = () => {
+        controller.abort();
+      };
       process.on('SIGINT', onSignal);
       let results;
       try {
@@ -465,7 +492,9 @@ const sub = {
           stateDir: args['state-dir'],
           jobs: jobsOf(args),
           signal: controller.signal,
-          protect: (secrets) => { io.protect(secrets); },
+          protect: (secrets) => {
+            io.protect(secrets);
+          },
           ...(key !== undefined ? { journalKey: key } : {}),
           onTarget: (r) => {
             if (args.json) return;
@@ -485,7 +514,10 @@ const sub = {
       }
       if (args.json) io.out(JSON.stringify(results, null, 2));
       const count = (s: string) => results.filter((r) => r.status === s).length;
-      if (!args.json) io.out(`fleet rollback: ${count('rolled-back')} rolled back, ${count('nothing-to-undo')} had nothing to undo, ${results.length - count('rolled-back') - count('nothing-to-undo')} not rolled back`);
+      if (!args.json)
+        io.out(
+          `fleet rollback: ${count('rolled-back')} rolled back, ${count('nothing-to-undo')} had nothing to undo, ${results.length - count('rolled-back') - count('nothing-to-undo')} not rolled back`,
+        );
       process.exitCode = results.some((r) => r.status === 'needs-attention')
         ? ExitCode.needsAttention
         : results.every((r) => r.status === 'rolled-back' || r.status === 'nothing-to-undo') && results.length === inventory.targets.length
@@ -510,9 +542,13 @@ const sub = {
         ...timingOf(args),
         registry,
         concurrency: args.concurrency,
-        protect: (secrets) => { io.protect(secrets); },
+        protect: (secrets) => {
+          io.protect(secrets);
+        },
         ...(key !== undefined ? { journalKey: key } : {}),
-        log: (line) => { io.err(line); },
+        log: (line) => {
+          io.err(line);
+        },
       });
       const onSignal = (signal: NodeJS.Signals) => {
         io.err(`${signal}: taking no new job; running targets stop after the step in flight and go back to the queue`);

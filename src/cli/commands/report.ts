@@ -49,7 +49,11 @@ export const reportCommand: CommandModule<object, ReportArgs> = {
       const comparison = compareRuns(reports);
       const threshold = args['slower-than'] / 100;
       output =
-        args.format === 'json' ? JSON.stringify(comparison, null, 2) : args.format === 'html' ? comparisonHtml(comparison, threshold) : comparisonMarkdown(comparison, threshold);
+        args.format === 'json'
+          ? JSON.stringify(comparison, null, 2)
+          : args.format === 'html'
+            ? comparisonHtml(comparison, threshold)
+            : comparisonMarkdown(comparison, threshold);
     } else {
       if (reports.length !== 1) throw new UsageError('one run id at a time, or --compare');
       const report = reports[0];
@@ -91,11 +95,23 @@ export const runsCommand: CommandModule<object, RunsArgs> = {
         (args.environment === undefined || r.environment === args.environment),
     );
     const hidden = every.length - runs.length;
-    const note = !args.all && hidden > 0 ? `(${hidden} more not shown: plans, refused runs${args.label !== undefined || args.environment !== undefined ? ', other labels or environments' : ''}; --all lists plans and refused runs)` : '';
+    const note =
+      !args.all && hidden > 0
+        ? `(${hidden} more not shown: plans, refused runs${args.label !== undefined || args.environment !== undefined ? ', other labels or environments' : ''}; --all lists plans and refused runs)`
+        : '';
     if (args.json) io.out(JSON.stringify(runs, null, 2));
     else if (runs.length === 0) io.out(every.length === 0 ? 'no runs yet' : `no run matches ${note}`);
     else {
-      const rows = runs.map((r) => [r.runId, r.mode, r.label ?? '', r.environment ?? '', r.runbook, r.startedAt, r.status, r.durationMs === undefined ? '' : `${(r.durationMs / 1000).toFixed(1)}s`]);
+      const rows = runs.map((r) => [
+        r.runId,
+        r.mode,
+        r.label ?? '',
+        r.environment ?? '',
+        r.runbook,
+        r.startedAt,
+        r.status,
+        r.durationMs === undefined ? '' : `${(r.durationMs / 1000).toFixed(1)}s`,
+      ]);
       const head = ['run', 'mode', 'label', 'environment', 'runbook', 'started', 'outcome', 'duration'];
       for (const line of tableLines(head, rows, { indent: '' })) io.out(line);
       if (note !== '') io.out(note);

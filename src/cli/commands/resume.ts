@@ -41,7 +41,14 @@ async function reopen(args: ResumeArgs & Partial<RollbackArgs>, command: 'resume
   // Steps already done stay off the live list; it shows what this command will do.
   const remaining = state.order.filter((id) => state.steps.get(id)?.status !== 'completed');
   return runWithUi(command, remaining, args.json, (hooks) =>
-    call(state.runId, { registry, stateDir: args['state-dir'], yes: args.yes, force: args.force ?? false, ...(args.notify !== undefined ? { notify: args.notify } : {}), ...hooks }),
+    call(state.runId, {
+      registry,
+      stateDir: args['state-dir'],
+      yes: args.yes,
+      force: args.force ?? false,
+      ...(args.notify !== undefined ? { notify: args.notify } : {}),
+      ...hooks,
+    }),
   );
 }
 
@@ -62,7 +69,13 @@ export const rollbackCommand: CommandModule<object, RollbackArgs> = {
     if (args['dry-run']) {
       const picked = pickRun(args['state-dir'], args.runId, 'rollback');
       if (args.runId === undefined) io.err(`rollback --dry-run: run ${picked.runId}: ${picked.reason}`);
-      const preview = await previewRollback(picked.runId, { registry, stateDir: args['state-dir'], protect: (secrets) => { io.protect(secrets); } });
+      const preview = await previewRollback(picked.runId, {
+        registry,
+        stateDir: args['state-dir'],
+        protect: (secrets) => {
+          io.protect(secrets);
+        },
+      });
       io.out(args.json ? JSON.stringify(preview, null, 2) : formatPreview(preview));
       process.exitCode = ExitCode.ok;
       return;
@@ -84,7 +97,12 @@ export function formatPreview(preview: RollbackPreview): string {
     else {
       lines.push(`${head} undo${flying}${s.plan === undefined && s.reason !== undefined ? `: ${s.reason}` : ''}`);
       if (s.plan !== undefined) lines.push(...formatPlan(s.plan).map((l) => `      ${l.split('\n').join('\n      ')}`));
-      if (s.error !== undefined) lines.push(...formatSerialized(s.error).split('\n').map((l) => `      ! could not preview: ${l}`));
+      if (s.error !== undefined)
+        lines.push(
+          ...formatSerialized(s.error)
+            .split('\n')
+            .map((l) => `      ! could not preview: ${l}`),
+        );
     }
   });
   const irreversible = preview.steps.filter((s) => s.action === 'irreversible');

@@ -62,7 +62,13 @@ export async function runOrPlan(args: RunOrPlanArgs, dryRun: boolean): Promise<n
   const selected = selectSteps(runbook, selection);
   const ids = selected.map((s) => s.id);
   // Preflight first: a wrong password or a missing privilege shows up here, not inside the window.
-  const check = await preflight(runbook, { registry, steps: selected, protect: (secrets) => { io.protect(secrets); } });
+  const check = await preflight(runbook, {
+    registry,
+    steps: selected,
+    protect: (secrets) => {
+      io.protect(secrets);
+    },
+  });
   const checkFailed = !check.ok;
   if (!args.json && (dryRun || checkFailed)) io.err(`${formatPreflight(check)}\n`);
   // The table lists connection warnings (a readable password file); without it, say them anyway.
@@ -70,7 +76,12 @@ export async function runOrPlan(args: RunOrPlanArgs, dryRun: boolean): Promise<n
   if (!check.connectionsOk) {
     // Nothing was started or journaled: the environment is wrong, not the run.
     if (args.json) io.out(JSON.stringify({ check }, null, 2));
-    io.err(`${dryRun ? 'plan' : 'run'} not started: ${check.connections.filter((c) => c.status === 'failed').map((c) => `connection "${c.name}" could not be opened`).join('; ')}`);
+    io.err(
+      `${dryRun ? 'plan' : 'run'} not started: ${check.connections
+        .filter((c) => c.status === 'failed')
+        .map((c) => `connection "${c.name}" could not be opened`)
+        .join('; ')}`,
+    );
     return ExitCode.invalidInput;
   }
   let savedPlan: SavedPlan | undefined;
@@ -80,19 +91,23 @@ export async function runOrPlan(args: RunOrPlanArgs, dryRun: boolean): Promise<n
     savedPlan = readSavedPlan(args.plan);
     checkSavedPlan(savedPlan, runbook, maxAge);
   }
-  const { result, code } = await runWithUi(dryRun ? 'plan' : 'run', ids, args.json, (hooks) =>
-    runRunbook(runbook, {
-      registry,
-      stateDir: args['state-dir'],
-      yes: args.yes ?? false,
-      dryRun,
-      ...selection,
-      ...(savedPlan !== undefined ? { savedPlan } : {}),
-      ...(args.label !== undefined ? { label: args.label } : {}),
-      ...(args.environment !== undefined ? { environment: args.environment } : {}),
-      ...(args.notify !== undefined ? { notify: args.notify } : {}),
-      ...hooks,
-    }),
+  const { result, code } = await runWithUi(
+    dryRun ? 'plan' : 'run',
+    ids,
+    args.json,
+    (hooks) =>
+      runRunbook(runbook, {
+        registry,
+        stateDir: args['state-dir'],
+        yes: args.yes ?? false,
+        dryRun,
+        ...selection,
+        ...(savedPlan !== undefined ? { savedPlan } : {}),
+        ...(args.label !== undefined ? { label: args.label } : {}),
+        ...(args.environment !== undefined ? { environment: args.environment } : {}),
+        ...(args.notify !== undefined ? { notify: args.notify } : {}),
+        ...hooks,
+      }),
     { check },
   );
   if (dryRun && args.out !== undefined) {

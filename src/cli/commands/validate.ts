@@ -21,9 +21,7 @@ export const validateCommand: CommandModule<object, { runbook: string; json: boo
     io.protect(runbook.secrets);
     for (const warning of runbook.warnings) io.err(`warning: ${warning}`);
     for (const line of deprecationLines(runbook)) io.err(line);
-    io.out(
-      `${args.runbook}: valid: "${runbook.name}", ${runbook.steps.length} step(s): ${runbook.steps.map((s) => `${s.id} [${s.kind}]`).join(', ')}`,
-    );
+    io.out(`${args.runbook}: valid: "${runbook.name}", ${runbook.steps.length} step(s): ${runbook.steps.map((s) => `${s.id} [${s.kind}]`).join(', ')}`);
     process.exitCode = ExitCode.ok;
   },
 };
@@ -33,7 +31,27 @@ function validateJson(file: string): number {
   try {
     const runbook = loadRunbook(file, { registry });
     io.protect(runbook.secrets);
-    io.out(JSON.stringify({ valid: true, file, name: runbook.name, steps: runbook.steps.map((s) => ({ id: s.id, kind: s.kind, line: s.line })), warnings: runbook.warnings, deprecations: runbook.deprecations.map((d) => ({ file: d.position.file, line: d.position.line, column: d.position.column, path: d.path, message: d.message, text: formatIssue(d) })) }, null, 2));
+    io.out(
+      JSON.stringify(
+        {
+          valid: true,
+          file,
+          name: runbook.name,
+          steps: runbook.steps.map((s) => ({ id: s.id, kind: s.kind, line: s.line })),
+          warnings: runbook.warnings,
+          deprecations: runbook.deprecations.map((d) => ({
+            file: d.position.file,
+            line: d.position.line,
+            column: d.position.column,
+            path: d.path,
+            message: d.message,
+            text: formatIssue(d),
+          })),
+        },
+        null,
+        2,
+      ),
+    );
     return ExitCode.ok;
   } catch (error) {
     if (!(error instanceof RunbookValidationError)) throw error;

@@ -6,7 +6,6 @@
 import { formatDuration, type FleetEvent, type FleetStatus } from '../../index.js';
 import { esc } from './escape.js';
 
-
 const STYLE = `
 :root { --ok: #2e7d32; --bad: #c62828; --undo: #ef6c00; --wait: #f9a825; --muted: #666; font-family: system-ui, sans-serif; }
 body { margin: 0 auto; max-width: 72rem; padding: 1rem; line-height: 1.4; color: #111; }
@@ -70,7 +69,9 @@ function timeline(list: readonly Span[], wave: string): string {
 export function fleetReportHtml(status: FleetStatus, events: readonly FleetEvent[], links: ReadonlyMap<string, string>): string {
   const first = events.find((e) => e.type === 'fleet.started');
   const last = [...events].reverse().find((e) => e.type === 'fleet.finished');
-  const counts = Object.entries(status.summary).map(([k, n]) => `<span class="status-${esc(k)}">${n} ${esc(k)}</span>`).join(', ');
+  const counts = Object.entries(status.summary)
+    .map(([k, n]) => `<span class="status-${esc(k)}">${n} ${esc(k)}</span>`)
+    .join(', ');
   const summary = `<h1>Fleet ${esc(status.name)}: ${esc(status.runbook)}</h1>
 <table><tbody>
 <tr><th>outcome</th><td class="status-${esc(status.lastOutcome ?? '')}"><strong>${esc(status.lastOutcome ?? (status.runningPid !== undefined ? 'running' : 'not run'))}</strong></td></tr>

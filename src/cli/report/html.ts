@@ -154,7 +154,10 @@ function timeline(r: RunReport): string {
   };
   const height = r.steps.length * row + 28;
   const ticks = [0, 0.25, 0.5, 0.75, 1]
-    .map((f) => `<line x1="${left + f * width}" x2="${left + f * width}" y1="0" y2="${height - 22}" stroke="#eee"/><text class="label" x="${left + f * width - (f === 1 ? 30 : f === 0 ? 0 : 15)}" y="${height - 6}">${esc(formatDuration(f * (end - start)))}</text>`)
+    .map(
+      (f) =>
+        `<line x1="${left + f * width}" x2="${left + f * width}" y1="0" y2="${height - 22}" stroke="#eee"/><text class="label" x="${left + f * width - (f === 1 ? 30 : f === 0 ? 0 : 15)}" y="${height - 6}">${esc(formatDuration(f * (end - start)))}</text>`,
+    )
     .join('');
   const axis = `<line x1="${left}" x2="${left + width}" y1="${height - 20}" y2="${height - 20}" stroke="#999"/>`;
   return `<svg viewBox="0 0 ${left + width + TIMELINE.right} ${height}" role="img" aria-label="timeline of the steps" data-start="${start}" data-end="${end}" data-left="${left}" data-width="${width}">${ticks}${r.steps.map(bar).join('')}${axis}</svg>
@@ -165,7 +168,16 @@ function timeline(r: RunReport): string {
 function paramsText(params: readonly Json[]): string {
   return params
     .map((p, i) => {
-      const value = Array.isArray(p) ? (p.length > 8 ? `[${p.length} values: ${p.slice(0, 3).map((v) => JSON.stringify(v)).join(', ')}, …]` : JSON.stringify(p)) : typeof p === 'string' ? `'${p}'` : JSON.stringify(p);
+      const value = Array.isArray(p)
+        ? p.length > 8
+          ? `[${p.length} values: ${p
+              .slice(0, 3)
+              .map((v) => JSON.stringify(v))
+              .join(', ')}, …]`
+          : JSON.stringify(p)
+        : typeof p === 'string'
+          ? `'${p}'`
+          : JSON.stringify(p);
       return `<code>$${i + 1}</code> = ${esc(value.length > 200 ? `${value.slice(0, 200)}…` : value)}`;
     })
     .join('<br>');
@@ -175,7 +187,11 @@ function paramsText(params: readonly Json[]): string {
 function actionsHtml(actions: readonly Action[]): string {
   if (actions.length === 0) return '';
   const readable = actions
-    .map((a) => (a.type === 'sql' && a.params !== undefined && a.params.length > 0 ? `<pre>-- [${esc(a.connection)}]\n${esc(a.sql.trim())};</pre><p class="params">${paramsText(a.params)}</p>` : `<pre>${esc(actionText(a))}</pre>`))
+    .map((a) =>
+      a.type === 'sql' && a.params !== undefined && a.params.length > 0
+        ? `<pre>-- [${esc(a.connection)}]\n${esc(a.sql.trim())};</pre><p class="params">${paramsText(a.params)}</p>`
+        : `<pre>${esc(actionText(a))}</pre>`,
+    )
     .join('');
   return `<details open><summary>SQL and commands (${actions.length})</summary>${readable}<details class="raw"><summary>raw, exactly as journaled</summary><pre>${esc(JSON.stringify(actions, null, 2))}</pre></details></details>`;
 }
@@ -183,7 +199,10 @@ function actionsHtml(actions: readonly Action[]): string {
 export function reportHtml(r: RunReport): string {
   const reason = failureText(r);
   // What a failed, stopped or half-rolled-back run leaves in place: the reviewer's first question.
-  const inPlace = r.status === 'succeeded' || r.mode === 'plan' ? [] : r.steps.filter((s) => s.status === 'applied' || s.status === 'completed' || s.rollback?.irreversible === true).map((s) => s.id);
+  const inPlace =
+    r.status === 'succeeded' || r.mode === 'plan'
+      ? []
+      : r.steps.filter((s) => s.status === 'applied' || s.status === 'completed' || s.rollback?.irreversible === true).map((s) => s.id);
   const summary = `<section class="summary outcome-${esc(r.status)}" id="summary">
 <p class="outcome status-${esc(r.status)}">${esc(r.status)}${r.mode === 'plan' ? ' (plan only)' : ''}</p>
 ${reason !== undefined ? `<p class="reason"><strong>${r.failure !== undefined ? 'Failed step' : 'Why'}:</strong> ${esc(reason)}</p>` : ''}
@@ -215,7 +234,10 @@ ${s.rollback ? `<p class="${s.rollback.outcome === 'skipped' && s.rollback.irrev
 </section>`;
     })
     .join('');
-  return page(`${r.runbook.name}: ${r.runId}`, `<h1>${esc(r.runbook.name)}: run ${esc(r.runId)}</h1>${summary}<h2>Timeline</h2>${timeline(r)}<h2>Steps</h2>${steps}${details}`);
+  return page(
+    `${r.runbook.name}: ${r.runId}`,
+    `<h1>${esc(r.runbook.name)}: run ${esc(r.runId)}</h1>${summary}<h2>Timeline</h2>${timeline(r)}<h2>Steps</h2>${steps}${details}`,
+  );
 }
 
 export function comparisonHtml(c: Comparison, slowerThan: number): string {

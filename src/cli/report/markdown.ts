@@ -25,10 +25,13 @@ export const stepTime = (s: Pick<StepReport, 'phases'>): string => {
 /** The projected window as one phrase, with the measured one beside it. */
 export function windowText(w: WindowSize | null): string {
   const projected = describeWindow(w, formatDuration) ?? 'no step is marked `window: true`';
-  return w?.elapsedMs !== null && w?.elapsedMs !== undefined ? `${projected} (measured ${formatDuration(w.elapsedMs)} from the first window step's planning to the last one's end)` : projected;
+  return w?.elapsedMs !== null && w?.elapsedMs !== undefined
+    ? `${projected} (measured ${formatDuration(w.elapsedMs)} from the first window step's planning to the last one's end)`
+    : projected;
 }
 
-const cell = (value: unknown) => (value === null || value === undefined ? '' : (typeof value === 'string' ? value : JSON.stringify(value))).replaceAll('|', '\\|').replaceAll('\n', ' ');
+const cell = (value: unknown) =>
+  (value === null || value === undefined ? '' : typeof value === 'string' ? value : JSON.stringify(value)).replaceAll('|', '\\|').replaceAll('\n', ' ');
 
 /** One action as a reader sees it in a report: SQL with its connection and parameters, or the command line. */
 export function actionText(a: Action): string {
@@ -103,7 +106,10 @@ export function reportMarkdown(r: RunReport): string {
     '',
     '| step | status | duration | attempts | rollback |',
     '| --- | --- | ---: | ---: | --- |',
-    ...r.steps.map((s) => `| ${s.id}${s.window ? ' (window)' : ''} | ${s.status} | ${stepTime(s)} | ${s.attempts} | ${s.rollback ? `${s.rollback.outcome}${s.rollback.reason ? `: ${cell(s.rollback.reason)}` : ''}` : ''} |`),
+    ...r.steps.map(
+      (s) =>
+        `| ${s.id}${s.window ? ' (window)' : ''} | ${s.status} | ${stepTime(s)} | ${s.attempts} | ${s.rollback ? `${s.rollback.outcome}${s.rollback.reason ? `: ${cell(s.rollback.reason)}` : ''}` : ''} |`,
+    ),
     '',
   ];
   for (const s of r.steps) {
@@ -114,7 +120,10 @@ export function reportMarkdown(r: RunReport): string {
     if (s.notes.length > 0) lines.push('');
     if (s.output) lines.push('Output:', '', '```', s.output.trimEnd(), '```', '');
     for (const e of s.errors) {
-      lines.push(`> **${e.sqlstate ? `SQLSTATE ${e.sqlstate}` : 'error'}**: ${e.message.replaceAll('\n', ' ')}${e.detail ? ` DETAIL: ${e.detail}` : ''}${e.hint ? ` HINT: ${e.hint}` : ''}`, '');
+      lines.push(
+        `> **${e.sqlstate ? `SQLSTATE ${e.sqlstate}` : 'error'}**: ${e.message.replaceAll('\n', ' ')}${e.detail ? ` DETAIL: ${e.detail}` : ''}${e.hint ? ` HINT: ${e.hint}` : ''}`,
+        '',
+      );
     }
   }
   return lines.join('\n');
@@ -136,7 +145,9 @@ export function comparisonMarkdown(c: Comparison, slowerThan: number): string {
     const delta = first !== null && last !== null ? last - first : null;
     const flagged = first !== null && last !== null && first > 0 && (last - first) / first > slowerThan;
     if (flagged) slower.push(s.id);
-    lines.push(`| ${s.id}${s.window ? ' (window)' : ''} | ${s.durations.map(ms).join(' | ')} | ${delta === null ? '–' : `${delta >= 0 ? '+' : '-'}${formatDuration(Math.abs(delta))}`} | ${flagged ? `slower by more than ${Math.round(slowerThan * 100)}%` : ''} |`);
+    lines.push(
+      `| ${s.id}${s.window ? ' (window)' : ''} | ${s.durations.map(ms).join(' | ')} | ${delta === null ? '–' : `${delta >= 0 ? '+' : '-'}${formatDuration(Math.abs(delta))}`} | ${flagged ? `slower by more than ${Math.round(slowerThan * 100)}%` : ''} |`,
+    );
   }
   lines.push(
     '',
