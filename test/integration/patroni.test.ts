@@ -73,6 +73,8 @@ ${fields}`);
 
   it('plans read-only: the cluster table, the healthiest replica as candidate, the POST it would send', async (t) => {
     t.diagnostic(`etcd, two Patroni members and HAProxy up in ${cluster.startedInMs} ms`);
+    // Up is not settled: node2 can still be "starting" (its timeline and lag unknown) when the cluster answers.
+    await cluster.settled('node1');
     const { runbook, dir } = load('');
     const result = await planRunbook(runbook, { registry, stateDir: dir });
     assert.equal(result.status, 'planned', JSON.stringify(result.steps[0]?.error));
