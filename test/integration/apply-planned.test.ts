@@ -2,9 +2,15 @@
  * `apply` executes the planned payload it is given, and only that: every
  * statement a kind sends is recorded and compared with the payload, on a
  * real PostgreSQL 18. A kind that plans again at apply time refuses a
- * payload that no longer matches the state, before writing.
+ * payload that no longer matches the state, before writing. Read-only
+ * checks (compare, upgrade-precheck, plan-check, slots-inventory) judge in
+ * their plan and execute nothing at apply: that is tested too. pgbouncer:
+ * test/integration/pgbouncer.test.ts; patroni: test/integration/patroni.test.ts.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg, { type QueryResultRow } from 'pg';
 import type { z } from 'zod';
@@ -18,6 +24,17 @@ import { slotCreateStep } from '../../src/steps/slot-create.js';
 import { slotDropStep } from '../../src/steps/slot-drop.js';
 import { subscriptionsEnableStep } from '../../src/steps/subscriptions-enable.js';
 import { subscriptionDetachStep } from '../../src/steps/subscription-detach.js';
+import { subscriptionsDisableStep } from '../../src/steps/subscriptions-disable.js';
+import { shellStep } from '../../src/steps/shell.js';
+import { waitStep } from '../../src/steps/wait.js';
+import { confirmStep } from '../../src/steps/confirm.js';
+import { analyzeStep } from '../../src/steps/analyze.js';
+import { compareStep } from '../../src/steps/compare.js';
+import { upgradePrecheckStep } from '../../src/steps/upgrade-precheck.js';
+import { planCheckStep } from '../../src/steps/plan-check.js';
+import { slotsInventoryStep } from '../../src/steps/slots-inventory.js';
+import { replicationCaughtUpStep } from '../../src/steps/replication-caught-up.js';
+import { execaRunner } from '../../src/step/commands.js';
 import { startPostgres, type TestServer } from '../helpers/pg.js';
 
 /** A session that records every statement sent through it. */
@@ -41,8 +58,8 @@ function recording(client: pg.Client, log: string[]): Queryable {
   };
 }
 
-/** What a kind may use here: one session; anything else is a test failure. */
-function contextOn<Before>(db: Queryable, recorded: Before[], tx?: Queryable): ApplyContext<Before> {
+/** What a kind may use here: one session (and what `extra` gives); anything else is a test failure. */
+function contextOn<Before>(db: Queryable, recorded: Before[], tx?: Queryable, extra: Partial<ApplyContext<Before>> = {}): ApplyContext<Before> {
   const unused = (): never => {
     throw new Error('not used by this test');
   };
@@ -64,6 +81,7 @@ function contextOn<Before>(db: Queryable, recorded: Before[], tx?: Queryable): A
     recordBefore: (before) => recorded.push(before),
     priorBefore: undefined,
     force: false,
+    ...extra,
   };
 }
 
@@ -85,7 +103,7 @@ describe('apply executes exactly the planned payload (PostgreSQL 18)', () => {
   let server: TestServer;
   let client: pg.Client;
   before(async () => {
-    server = await startPostgres(18);
+    server = await startPostgres(18, { wal_level: 'logical' });
     await server.query('CREATE DATABASE ap');
     client = new pg.Client({ connectionString: server.urlFor('ap') });
     await client.connect();
@@ -257,5 +275,138 @@ describe('apply executes exactly the planned payload (PostgreSQL 18)', () => {
     assert.deepEqual(writesOf(log), sqlOf(plan.actions));
     assert.deepEqual(recorded, [{ subscriptions: plan.planned.subscriptions }]);
     assert.deepEqual((await client.query("SELECT subname FROM pg_subscription WHERE subname LIKE 'ap\\_%'")).rows, []);
+  });
+
+  it('shell: runs the payload argv in the payload directory, not the runbook command', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'cutover-ap-'));
+    const step = stepOf('shell', shellStep.config.parse({ command: ['touch', 'from-runbook'] }));
+    const ran: (readonly [readonly string[], string | undefined])[] = [];
+    const ctx = contextOn<null>(recording(client, []), [], undefined, {
+      commands: async (argv, options) => {
+        ran.push([argv, options.cwd]);
+        return execaRunner(argv, options);
+      },
+    });
+    await shellStep.apply(ctx, step, { argv: ['touch', 'from-payload'], cwd: dir });
+    assert.deepEqual(ran, [[['touch', 'from-payload'], dir]]);
+    assert.deepEqual(readdirSync(dir), ['from-payload']);
+  });
+
+  it('wait: polls the payload query, not the runbook one', async () => {
+    const step = stepOf('wait', waitStep.config.parse({ query: 'SELECT false', expect: true }));
+    const log: string[] = [];
+    await waitStep.apply(contextOn(recording(client, log), []), step, { query: 'SELECT 1 = 1', expect: true, intervalMs: 10, timeoutMs: 5_000 });
+    assert.deepEqual(log, ['SELECT 1 = 1']);
+  });
+
+  it('confirm: asks the payload question, not the runbook one', async () => {
+    const asked: string[] = [];
+    const step = stepOf('confirm', confirmStep.config.parse({ message: 'From the runbook?' }));
+    const ctx = contextOn<null>(recording(client, []), [], undefined, {
+      confirm: async (question) => {
+        asked.push(question);
+        return true;
+      },
+    });
+    await confirmStep.apply(ctx, step, { question: 'From the payload?' });
+    assert.deepEqual(asked, ['From the payload?']);
+  });
+
+  it('analyze: analyzes the relations of the payload and no other, though the runbook selects more', async () => {
+    await client.query('CREATE TABLE an_a AS SELECT g AS v FROM generate_series(1, 100) g; CREATE TABLE an_b AS SELECT g AS v FROM generate_series(1, 100) g');
+    // The payload of a plan that selected an_a only; the runbook's step selects both.
+    const narrow = await analyzeStep.plan(contextOn(recording(client, []), []), stepOf('analyze', analyzeStep.config.parse({ include: ['public.an_a'] })));
+    const step = stepOf('analyze', analyzeStep.config.parse({ include: ['public.an_*'] }));
+    const only = narrow.planned;
+    assert.deepEqual(
+      only.jobs.map((j) => j.relation),
+      ['public.an_a'],
+    );
+    const log: string[] = [];
+    await analyzeStep.apply(contextOn(recording(client, log), []), step, only);
+    assert.deepEqual(
+      log.filter((sql) => /\bANALYZE\b/i.test(sql)),
+      only.jobs.map((j) => j.sql),
+    );
+    assert.deepEqual((await client.query("SELECT tablename, count(*)::int AS n FROM pg_stats WHERE tablename LIKE 'an\\_%' GROUP BY 1 ORDER BY 1")).rows, [
+      { tablename: 'an_a', n: 1 },
+    ]);
+  });
+
+  it('subscriptions-disable: the statements sent are the planned ones, in its transaction; a stale payload is refused before any write', async () => {
+    // Subscriptions that never connected, enabled: their workers retry a connection that fails.
+    for (const name of ['apd_1', 'apd_2']) {
+      await client.query(`CREATE SUBSCRIPTION ${name} CONNECTION 'host=127.0.0.1 port=1 dbname=none' PUBLICATION p WITH (connect = false)`);
+      await client.query(`ALTER SUBSCRIPTION ${name} ENABLE`);
+    }
+    const step = stepOf('subscriptions-disable', subscriptionsDisableStep.config.parse({ subscriptions: ['apd_1', 'apd_2'] }));
+    const plan = await subscriptionsDisableStep.plan(contextOn(recording(client, []), []), step);
+    assert.deepEqual(plan.planned, {
+      subscriptions: [
+        { name: 'apd_1', enabled: true },
+        { name: 'apd_2', enabled: true },
+      ],
+    });
+    const refusedLog: string[] = [];
+    const stale = { subscriptions: plan.planned.subscriptions.slice(1) };
+    await assert.rejects(subscriptionsDisableStep.apply(contextOn(recording(client, []), [], recording(client, refusedLog)), step, stale), PlanDriftError);
+    assert.deepEqual(writesOf(refusedLog), []);
+
+    const log: string[] = [];
+    await client.query('BEGIN');
+    await subscriptionsDisableStep.apply(contextOn(recording(client, []), [], recording(client, log)), step, plan.planned);
+    await client.query('COMMIT');
+    assert.deepEqual(writesOf(log), sqlOf(plan.actions));
+    assert.deepEqual((await client.query("SELECT subname, subenabled FROM pg_subscription WHERE subname LIKE 'apd\\_%' ORDER BY 1")).rows, [
+      { subname: 'apd_1', subenabled: false },
+      { subname: 'apd_2', subenabled: false },
+    ]);
+    for (const name of ['apd_1', 'apd_2']) await client.query(`ALTER SUBSCRIPTION ${name} SET (slot_name = NONE); DROP SUBSCRIPTION ${name}`);
+  });
+
+  it('compare, upgrade-precheck, plan-check, slots-inventory: they judge in the plan; apply sends nothing', async () => {
+    const cases = [
+      () => compareStep.apply(contextOn(recording(client, log), []), stepOf('compare', compareStep.config.parse({ source: 'db', target: 'db' })), null),
+      () =>
+        upgradePrecheckStep.apply(
+          contextOn(recording(client, log), []),
+          stepOf('upgrade-precheck', upgradePrecheckStep.config.parse({ targetVersion: 18 })),
+          null,
+        ),
+      () =>
+        planCheckStep.apply(
+          contextOn(recording(client, log), []),
+          stepOf('plan-check', planCheckStep.config.parse({ source: 'db', target: 'db', queries: { topStatements: 5 } })),
+          null,
+        ),
+      () => slotsInventoryStep.apply(contextOn(recording(client, log), []), stepOf('slots-inventory', slotsInventoryStep.config.parse({})), null),
+    ];
+    const log: string[] = [];
+    for (const apply of cases) assert.deepEqual(await apply(), { before: null });
+    assert.deepEqual(log, []);
+  });
+
+  it('replication-caught-up: waits for the slots of the payload only, with reads only', async () => {
+    for (const slot of ['aprc_1', 'aprc_2']) await client.query(`SELECT pg_create_logical_replication_slot('${slot}', 'pgoutput')`);
+    // WAL after the slots: neither has a consumer to confirm it, so both stay behind.
+    await client.query('CREATE TABLE aprc_moved (v int); INSERT INTO aprc_moved VALUES (1)');
+    const step = stepOf('replication-caught-up', replicationCaughtUpStep.config.parse({ slots: ['aprc_*'] }));
+    const log: string[] = [];
+    await assert.rejects(
+      replicationCaughtUpStep.apply(contextOn(recording(client, log), []), step, { standbys: null, slots: ['aprc_1'], intervalMs: 50, timeoutMs: 300 }),
+      (error: unknown) => {
+        assert.ok(error instanceof Error);
+        assert.match(error.message, /aprc_1/);
+        assert.doesNotMatch(error.message, /aprc_2/);
+        return true;
+      },
+    );
+    assert.ok(log.length > 0);
+    assert.deepEqual(
+      log.filter((sql) => !/^\s*SELECT\b/i.test(sql) && !/^\s*WITH\b/i.test(sql)),
+      [],
+      'reads only',
+    );
+    for (const slot of ['aprc_1', 'aprc_2']) await client.query(`SELECT pg_drop_replication_slot('${slot}')`);
   });
 });

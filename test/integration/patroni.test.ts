@@ -7,11 +7,15 @@
  * password switches nothing. One cluster serves every test in this file.
  */
 import assert from 'node:assert/strict';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { planRunbook, registry, rollbackRun, runRunbook, template, type RunEvent } from '../../src/index.js';
 import { startPatroniCluster, type TestPatroniCluster } from '../../scripts/patroni.js';
-import { tempDir } from '../helpers/cli.js';
+import { cutover, tempDir } from '../helpers/cli.js';
+import { resolveAll } from '../../src/runbook/connections.js';
+import type { ApplyContext } from '../../src/step/contract.js';
+import { patroniStep, SwitchoverError } from '../../src/steps/patroni.js';
 import { startLoad } from '../helpers/load.js';
 import { loadRunbookText } from '../helpers/runbook.js';
 import { until } from '../helpers/wait.js';
@@ -308,6 +312,84 @@ ${fields}`);
     assert.deepEqual(await routed(), { port: member('node2').port, recovery: false });
     const back = await rollbackRun(result.runId, { registry, stateDir: dir });
     assert.equal(back.status, 'rolled-back', JSON.stringify(back.steps));
+    assert.deepEqual(await leader(), ['node1']);
+  });
+
+  it('a saved switchover plan stops with the difference when another member leads since: nothing is sent', async () => {
+    await cluster.settled('node1');
+    const { file, dir } = load('    candidate: node2\n');
+    const saved = path.join(dir, 'plan.json');
+    const state = path.join(dir, 'state');
+    const planned = await cutover(['plan', file, '--out', saved, '--state-dir', state]);
+    assert.equal(planned.code, 0, planned.stdout + planned.stderr);
+    // Someone else switches over first.
+    const other = load('    candidate: node2\n');
+    const first = await runRunbook(other.runbook, { registry, stateDir: other.dir });
+    assert.equal(first.status, 'succeeded', JSON.stringify(first.steps[0]?.error));
+    const drifted = await cutover(['run', file, '--plan', saved, '--yes', '--state-dir', state]);
+    assert.equal(drifted.code, 1, drifted.stderr);
+    assert.match(drifted.stderr, /the state changed since the plan was saved; nothing was done:/);
+    assert.match(drifted.stderr, /planned\.post\b.* -> null/);
+    assert.deepEqual(await leader(), ['node2'], 'no switchover back was requested');
+    const back = await rollbackRun(first.runId, { registry, stateDir: other.dir });
+    assert.equal(back.status, 'rolled-back', JSON.stringify(back.steps));
+    assert.deepEqual(await leader(), ['node1']);
+  });
+
+  it('apply sends the POST of its payload, to its URL, only while the payload leader leads: a payload made with another leader is refused, nothing sent', async () => {
+    await cluster.settled('node1');
+    const { runbook } = load('    candidate: node2\n');
+    const connections = resolveAll(runbook);
+    const recorded: unknown[] = [];
+    const unused = (): never => {
+      throw new Error('not used by this test');
+    };
+    const ctx: ApplyContext<{ leader: string; candidate: string; scheduledAt: string | null }> = {
+      runId: 'apply-planned',
+      dryRun: false,
+      signal: new AbortController().signal,
+      session: unused,
+      resolved: (name) => connections.get(name) ?? unused(),
+      sessionIn: unused,
+      sessionAs: unused,
+      oracle: unused,
+      resolvePath: (f) => f,
+      connectionEnv: () => ({}),
+      commands: unused,
+      progress: () => {},
+      tx: undefined,
+      confirm: async () => true,
+      recordBefore: (b) => recorded.push(b),
+      priorBefore: undefined,
+      force: false,
+    };
+    const step = {
+      id: 'switch',
+      kind: 'patroni',
+      connection: 'ha',
+      retries: 0,
+      idempotent: false,
+      window: false,
+      line: 1,
+      config: patroniStep.config.parse({ action: 'switchover', candidate: 'node2' }),
+    };
+    // A payload planned while a member that has since left the cluster led: refused before anything is sent.
+    const stale = { url: `${member('node1').api}/switchover`, leader: 'node3', candidate: 'node2', scheduledAt: null };
+    await assert.rejects(patroniStep.apply(ctx, step, { post: stale }), (error: unknown) => {
+      assert.ok(error instanceof SwitchoverError);
+      assert.match(error.message, /the leader is node1 now, the plan was made with node3; nothing was sent/);
+      return true;
+    });
+    assert.deepEqual(await leader(), ['node1']);
+    assert.deepEqual(recorded, [{ leader: 'node3', candidate: 'node2', scheduledAt: null }], 'recorded before anything is sent');
+
+    // The payload's URL (node2's API, not the connection's node1) is where the POST goes: Patroni takes it on any member.
+    recorded.length = 0;
+    const post = { url: `${member('node2').api}/switchover`, leader: 'node1', candidate: 'node2', scheduledAt: null };
+    const outcome = await patroniStep.apply(ctx, step, { post });
+    assert.deepEqual(await leader(), ['node2']);
+    assert.deepEqual(outcome.before, { leader: 'node1', candidate: 'node2', scheduledAt: null });
+    await patroniStep.rollback?.(ctx, step, outcome.before);
     assert.deepEqual(await leader(), ['node1']);
   });
 });

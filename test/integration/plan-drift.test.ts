@@ -1,12 +1,24 @@
 /**
  * A saved plan is the planned payload, not only the statements: for each
- * kind whose payload comes from the database, a plan is saved, the state
- * that kind reads changes, and `run --plan` stops with the difference before
- * writing anything. (sequence-reset: test/integration/review.test.ts;
- * compare, upgrade-precheck, wait, slots-inventory and replication-caught-up plan no
- * payload from the database: apply executes nothing they read.)
+ * kind, a plan is saved, what that kind's plan reads changes, and `run
+ * --plan` stops with the difference before writing anything.
+ *
+ * What a kind's plan reads:
+ * - the database (freeze-writes, analyze, the slot and subscription kinds):
+ *   the state changes under a saved plan;
+ * - only the runbook (sql, shell, wait, confirm): the saved plan names the
+ *   runbook's sha256, but a `${NAME}` variable comes from the environment
+ *   of the run, so the payload can change while the file does not;
+ * - read-only checks (compare, upgrade-precheck, plan-check, slots-inventory,
+ *   replication-caught-up): apply writes nothing, and what they judge is
+ *   read when the step runs. Their promise is that a run from a saved plan
+ *   judges the database as it is then, not as it was when the plan was
+ *   saved: a finding that appeared since stops the run.
+ * sequence-reset: test/integration/review.test.ts; pgbouncer:
+ * test/integration/pgbouncer.test.ts; patroni: test/integration/patroni.test.ts.
  */
 import assert from 'node:assert/strict';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startPostgres, type TestServer } from '../helpers/pg.js';
@@ -26,25 +38,31 @@ describe('run --plan stops where the planned payload drifted (PostgreSQL 18)', (
     await server.stop();
   });
 
-  /** A fresh database and a runbook with one step on it; returns how to plan, change and run. */
-  async function scenario(step: string) {
+  /**
+   * A fresh database and a runbook with one step on it (on connection `db`
+   * unless `connected` is false); returns how to plan, change and run, each
+   * with the environment given (the runbook's `${NAME}` variables).
+   */
+  async function scenario(step: string, options: { connected?: boolean; connections?: Record<string, string> } = {}) {
     const db = `d${++n}`;
     await server.query(`CREATE DATABASE ${db}`);
     const dir = tempDir();
     const state = path.join(dir, 'state');
+    const head = options.connected === false ? '  - id: s\n' : '  - id: s\n    connection: db\n';
     const { file: runbook } = runbookFile(
-      postgresRunbook({ name: 'drift', connections: { db: server.urlFor(db) }, steps: `  - id: s\n    connection: db\n${step}` }),
+      postgresRunbook({ name: 'drift', connections: { db: server.urlFor(db), ...options.connections }, steps: `${head}${step}` }),
       { dir },
     );
     const saved = path.join(dir, 'plan.json');
     return {
       db,
-      async save() {
-        const planned = await cutover(['plan', runbook, '--out', saved, '--state-dir', state]);
+      dir,
+      async save(env: NodeJS.ProcessEnv = {}) {
+        const planned = await cutover(['plan', runbook, '--out', saved, '--state-dir', state], env);
         assert.equal(planned.code, 0, planned.stdout + planned.stderr);
       },
-      async run() {
-        return cutover(['run', runbook, '--plan', saved, '--yes', '--state-dir', state]);
+      async run(env: NodeJS.ProcessEnv = {}) {
+        return cutover(['run', runbook, '--plan', saved, '--yes', '--state-dir', state], env);
       },
     };
   }
@@ -179,5 +197,121 @@ describe('run --plan stops where the planned payload drifted (PostgreSQL 18)', (
       await server.query('SELECT subname FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())', [], s.db),
       [{ subname: 'sd_a' }],
     );
+  });
+
+  it('sql: a ${NAME} variable whose value changed since the plan stops the run, naming the statement; nothing runs', async () => {
+    const s = await scenario("    kind: sql\n    sql: INSERT INTO t VALUES ('${TAG}')\n");
+    await server.query('CREATE TABLE t (v text)', [], s.db);
+    await s.save({ TAG: 'reviewed' });
+    const result = await s.run({ TAG: 'other' });
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(result.stderr, DRIFT);
+    assert.match(result.stderr, /planned\.statements\[0\]: "INSERT INTO t VALUES \('reviewed'\)" -> "INSERT INTO t VALUES \('other'\)"/);
+    assert.deepEqual(await server.query('SELECT count(*)::int AS n FROM t', [], s.db), [{ n: 0 }], 'no statement ran');
+  });
+
+  it('shell: an argument from a variable that changed since the plan stops the run; the command does not run', async () => {
+    const s = await scenario('    kind: shell\n    command: [touch, "${OUT}"]\n', { connected: false });
+    const reviewed = path.join(s.dir, 'reviewed');
+    const other = path.join(s.dir, 'other');
+    await s.save({ OUT: reviewed });
+    const result = await s.run({ OUT: other });
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(result.stderr, DRIFT);
+    assert.match(result.stderr, /planned\.argv\[1\]: ".*\/reviewed" -> ".*\/other"/);
+    assert.equal(existsSync(reviewed) || existsSync(other), false, 'touch did not run');
+  });
+
+  it('wait: a query from a variable that changed since the plan stops the run, naming the query', async () => {
+    const s = await scenario('    kind: wait\n    query: SELECT count(*) >= ${MIN} FROM t\n    expect: true\n    timeout: 5s\n');
+    await server.query('CREATE TABLE t (v int); INSERT INTO t VALUES (1)', [], s.db);
+    await s.save({ MIN: '1' });
+    const result = await s.run({ MIN: '2' });
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(result.stderr, DRIFT);
+    assert.match(result.stderr, /planned\.query: "SELECT count\(\*\) >= 1 FROM t" -> "SELECT count\(\*\) >= 2 FROM t"/);
+  });
+
+  it('confirm: a question from a variable that changed since the plan stops the run before it is asked', async () => {
+    const s = await scenario('    kind: confirm\n    message: Stop ${APP} now?\n', { connected: false });
+    await s.save({ APP: 'shop' });
+    const result = await s.run({ APP: 'billing' });
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(result.stderr, DRIFT);
+    assert.match(result.stderr, /planned\.question: "Stop shop now\?" -> "Stop billing now\?"/);
+  });
+
+  it('upgrade-precheck: a finding that appeared since the plan stops the run: the check judges the cluster as it is at run time', async () => {
+    const s = await scenario('    kind: upgrade-precheck\n    targetVersion: 18\n');
+    await s.save();
+    // A table column of a reg* type other than regclass/regtype/... : pg_upgrade cannot carry its OIDs over.
+    await server.query('CREATE TABLE regs (p regproc)', [], s.db);
+    const result = await s.run();
+    assert.equal(result.code, 1, result.stderr);
+    assert.doesNotMatch(result.stderr, DRIFT, 'nothing of its payload changed: it plans nothing from the database');
+    assert.match(result.stderr, /reg-types in d\d+: .*\(public\.regs\.p\)/);
+    await server.query('DROP TABLE regs', [], s.db);
+  });
+
+  it('compare: a row changed since the plan fails the run: the data are compared when the step runs', async () => {
+    const target = `d${n}t`;
+    await server.query(`CREATE DATABASE ${target}`);
+    const s = await scenario('    kind: compare\n    source: db\n    target: target\n    mode: checksum\n', {
+      connected: false,
+      connections: { target: server.urlFor(target) },
+    });
+    for (const db of [s.db, target])
+      await server.query('CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, g::text FROM generate_series(1, 100) g', [], db);
+    await s.save();
+    await server.query("UPDATE t SET v = 'changed' WHERE id = 42", [], target);
+    const result = await s.run();
+    assert.equal(result.code, 1, result.stderr);
+    assert.doesNotMatch(result.stderr, DRIFT);
+    assert.match(result.stderr, /public\.t/);
+  });
+
+  it('plan-check: an index dropped on the target since the plan stops the run with the regression', async () => {
+    const target = `d${n}t`;
+    await server.query(`CREATE DATABASE ${target}`);
+    const s = await scenario('    kind: plan-check\n    source: db\n    target: target\n    queries: { file: queries.sql }\n', {
+      connected: false,
+      connections: { target: server.urlFor(target) },
+    });
+    writeFileSync(path.join(s.dir, 'queries.sql'), '-- name: by id\nSELECT v FROM t WHERE id = $1;\n');
+    for (const db of [s.db, target]) {
+      await server.query('CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, g::text FROM generate_series(1, 50000) g; ANALYZE t', [], db);
+    }
+    await s.save();
+    await server.query('ALTER TABLE t DROP CONSTRAINT t_pkey; ANALYZE t', [], target);
+    const result = await s.run();
+    assert.equal(result.code, 1, result.stderr);
+    assert.doesNotMatch(result.stderr, DRIFT);
+    assert.match(result.stderr, /regress/);
+  });
+
+  it('slots-inventory: a run from a saved plan lists the slots as they are at run time', async () => {
+    const s = await scenario("    kind: slots-inventory\n    slots: ['si_*']\n");
+    await server.query("SELECT pg_create_physical_replication_slot('si_a')");
+    await s.save();
+    await server.query("SELECT pg_create_physical_replication_slot('si_b')");
+    const result = await s.run();
+    assert.equal(result.code, 0, result.stderr);
+    const journal = /^journal: (.+)$/m.exec(result.stdout)?.[1];
+    assert.ok(journal !== undefined, result.stdout);
+    assert.match(readFileSync(journal, 'utf8'), /"slot":"si_b"/, 'the journal lists the slot created after the plan was saved');
+    await server.query("SELECT pg_drop_replication_slot('si_a'); SELECT pg_drop_replication_slot('si_b')");
+  });
+
+  it('replication-caught-up: a run from a saved plan waits for the slots as they are at run time, not as planned', async () => {
+    const s = await scenario("    kind: replication-caught-up\n    slots: ['rc_*']\n    interval: 100ms\n    timeout: 2s\n");
+    await server.query("SELECT pg_create_logical_replication_slot('rc_a', 'pgoutput')", [], s.db);
+    await s.save();
+    await server.query("SELECT pg_create_logical_replication_slot('rc_b', 'pgoutput')", [], s.db);
+    await server.query('CREATE TABLE moved (v int); INSERT INTO moved VALUES (1)', [], s.db);
+    const result = await s.run();
+    assert.equal(result.code, 1, result.stderr);
+    assert.doesNotMatch(result.stderr, DRIFT, 'its payload is the patterns, not the slots they matched');
+    assert.match(result.stderr, /rc_b/, 'the slot created after the plan is waited for');
+    await server.query("SELECT pg_drop_replication_slot('rc_a'); SELECT pg_drop_replication_slot('rc_b')", [], s.db);
   });
 });
