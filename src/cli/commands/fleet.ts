@@ -40,30 +40,9 @@ import {
 } from '../../index.js';
 import { ExitCode } from '../exit-codes.js';
 import { io } from '../io.js';
-import { withJson, withStateDir } from '../options.js';
+import { withJson, withStateDir, type ArgsOf } from '../options.js';
 import { reportHtml } from '../report/html.js';
 import { fleetReportHtml } from '../report/fleet-html.js';
-
-interface QueueArgs {
-  queue: string | undefined;
-  'takeover-after': number;
-  'maintenance-interval': number;
-  'poll-interval': number;
-  'retry-delay': number;
-}
-
-interface FleetArgs extends QueueArgs {
-  inventory: string;
-  runbook: string;
-  jobs: number | undefined;
-  json: boolean;
-  'state-dir': string;
-}
-
-interface ApproveArgs extends FleetArgs {
-  name: string;
-  step: string | undefined;
-}
 
 const positionals = <T>(y: Argv<T>) =>
   withStateDir(y)
@@ -78,7 +57,7 @@ const withJobs = <T>(y: Argv<T>) =>
       "targets planned or run at once in this process (default 1); with --queue, jobs queued at once (default: no limit but the waves' and the workers')",
   });
 
-function jobsOf(args: Pick<FleetArgs, 'jobs'>, fallback = 1): number {
+function jobsOf(args: { readonly jobs: number | undefined }, fallback = 1): number {
   if (args.jobs === undefined) return fallback;
   if (!Number.isInteger(args.jobs) || args.jobs < 1) throw new UsageError(`--jobs: expected a whole number of at least 1, got ${args.jobs}`);
   return args.jobs;
@@ -101,6 +80,42 @@ const withQueue = <T>(y: Argv<T>) =>
     .option('poll-interval', { type: 'number', default: 1, describe: "queue: seconds between an idle worker's asks for a job (at least 0.5)" })
     .option('retry-delay', { type: 'number', default: 1, describe: 'queue: seconds before a failed or expired job is offered again' });
 
+/** Each subcommand's options; its handler's arguments are typed from its builder (ArgsOf), never written by hand. */
+/** plan and rollback: the files, --jobs, --json; one machine. */
+const localBuilder = (y: Argv) => withJson(withJobs(positionals(y)));
+/** run and resume: the same, on the queue with --queue. */
+const runBuilder = (y: Argv) => withQueue(withJson(withJobs(positionals(y))));
+const statusBuilder = (y: Argv) =>
+  withQueue(withJson(positionals(y))).option('watch', {
+    type: 'boolean',
+    default: false,
+    describe: 'while the fleet runs, show the matrix again whenever it changes (redrawn on a terminal)',
+  });
+const approveBuilder = (y: Argv) =>
+  withQueue(positionals(y))
+    .positional('name', { type: 'string', demandOption: true, describe: 'a wave or a target' })
+    .option('step', { type: 'string', describe: 'only this confirm step (no wave gate)' });
+const reportBuilder = (y: Argv) =>
+  withQueue(positionals(y)).option('out', {
+    type: 'string',
+    default: 'fleet-report.html',
+    describe: 'the page; target reports go beside it in <name>-targets/',
+  });
+const workerBuilder = (y: Argv) =>
+  withQueue(y)
+    .option('concurrency', { type: 'number', default: 1, describe: 'targets this worker runs at once' })
+    .check((a) => {
+      if (a.queue === undefined) throw new UsageError('fleet worker needs --queue <postgres-url> (or CUTOVER_QUEUE_URL)');
+      return true;
+    });
+const schemaBuilder = (y: Argv) => y.option('out', { type: 'string', describe: 'write it to this file instead' });
+
+type QueueArgs = ArgsOf<(y: Argv) => ReturnType<typeof withQueue<object>>>;
+type RunArgs = ArgsOf<typeof runBuilder>;
+
+/** A subcommand whose handler's arguments are inferred from its builder. */
+const subcommand = <Args>(module: CommandModule<object, Args>): CommandModule<object, Args> => module;
+
 function timingOf(args: QueueArgs): QueueTiming {
   return {
     takeoverAfterSeconds: args['takeover-after'],
@@ -111,7 +126,10 @@ function timingOf(args: QueueArgs): QueueTiming {
 }
 
 /** The fleet store: the queue's database with --queue, files under --state-dir otherwise. Close with the returned function. */
-function storeFor(args: FleetArgs, inventory: ReturnType<typeof loadInventory>): { store?: FleetStore; close: () => void } {
+function storeFor(
+  args: { readonly queue: string | undefined; readonly runbook: string },
+  inventory: ReturnType<typeof loadInventory>,
+): { store?: FleetStore; close: () => void } {
   if (args.queue === undefined) return { close: () => {} };
   const store: PgFleetStore = queueFleetStore(args.queue, inventory, args.runbook);
   return {
@@ -249,7 +267,7 @@ const OUTCOME_CODE: Record<FleetRunResult['outcome'], number> = {
 /** Exit code of a second Ctrl-C: out at once. */
 const EXIT_AT_ONCE = 130;
 
-async function runOrResume(args: FleetArgs, command: 'run' | 'resume'): Promise<number> {
+async function runOrResume(args: RunArgs, command: 'run' | 'resume'): Promise<number> {
   const jobs = jobsOf(args, args.queue !== undefined ? 1000 : 1);
   const inventory = loadInventory(args.inventory);
   io.protect(inventory.targets.flatMap((t) => Object.values(t.secrets)));
@@ -327,11 +345,11 @@ async function runOrResume(args: FleetArgs, command: 'run' | 'resume'): Promise<
 }
 
 const sub = {
-  plan: {
+  plan: subcommand({
     command: 'plan <inventory> <runbook>',
     describe: 'Plan every target (read-only, --jobs at a time): one matrix of targets x steps, blockers highlighted',
-    builder: (y: Argv) => withJson(withJobs(positionals(y))) as unknown as Argv<FleetArgs>,
-    handler: async (args: FleetArgs) => {
+    builder: localBuilder,
+    handler: async (args) => {
       const jobs = jobsOf(args);
       const inventory = loadInventory(args.inventory);
       io.protect(inventory.targets.flatMap((t) => Object.values(t.secrets)));
@@ -347,33 +365,28 @@ const sub = {
       else io.out(formatPlan(plan));
       process.exitCode = plan.summary.planned === plan.summary.targets ? ExitCode.ok : ExitCode.rolledBack;
     },
-  },
-  run: {
+  }),
+  run: subcommand({
     command: 'run <inventory> <runbook>',
     describe: 'Run the runbook on every target, wave by wave; each target is an ordinary run with its own journal',
-    builder: (y: Argv) => withQueue(withJson(withJobs(positionals(y)))) as unknown as Argv<FleetArgs>,
-    handler: async (args: FleetArgs) => {
+    builder: runBuilder,
+    handler: async (args) => {
       process.exitCode = await runOrResume(args, 'run');
     },
-  },
-  resume: {
+  }),
+  resume: subcommand({
     command: 'resume <inventory> <runbook>',
     describe: 'Continue a stopped or halted fleet: succeeded targets are skipped, stopped ones resumed, rolled-back ones run again',
-    builder: (y: Argv) => withQueue(withJson(withJobs(positionals(y)))) as unknown as Argv<FleetArgs>,
-    handler: async (args: FleetArgs) => {
+    builder: runBuilder,
+    handler: async (args) => {
       process.exitCode = await runOrResume(args, 'resume');
     },
-  },
-  status: {
+  }),
+  status: subcommand({
     command: 'status <inventory> <runbook>',
     describe: 'Where every target stands, from the journals (needs no secret, no database)',
-    builder: (y: Argv) =>
-      withQueue(withJson(positionals(y))).option('watch', {
-        type: 'boolean',
-        default: false,
-        describe: 'while the fleet runs, show the matrix again whenever it changes (redrawn on a terminal)',
-      }) as unknown as Argv<FleetArgs & { watch: boolean }>,
-    handler: async (args: FleetArgs & { watch: boolean }) => {
+    builder: statusBuilder,
+    handler: async (args) => {
       const inventory = loadInventory(args.inventory, { resolveSecrets: false });
       const key = journalKeyFromEnv();
       const { store, close } = storeFor(args, inventory);
@@ -407,15 +420,12 @@ const sub = {
         close();
       }
     },
-  },
-  approve: {
+  }),
+  approve: subcommand({
     command: 'approve <inventory> <runbook> <name>',
     describe: "Approve a wave (its gate and its targets' confirm steps) or a target (its confirm steps)",
-    builder: (y: Argv) =>
-      withQueue(positionals(y))
-        .positional('name', { type: 'string', demandOption: true, describe: 'a wave or a target' })
-        .option('step', { type: 'string', describe: 'only this confirm step (no wave gate)' }) as unknown as Argv<ApproveArgs>,
-    handler: (args: ApproveArgs) => {
+    builder: approveBuilder,
+    handler: (args) => {
       const inventory = loadInventory(args.inventory, { resolveSecrets: false });
       const { store, close } = storeFor(args, inventory);
       let approval;
@@ -439,17 +449,12 @@ const sub = {
         io.out(`the wave's gate stays closed: open it with cutover fleet approve ${args.inventory} ${args.runbook} ${args.name}`);
       }
     },
-  },
-  report: {
+  }),
+  report: subcommand({
     command: 'report <inventory> <runbook>',
     describe: "One HTML page for the fleet (summary, waves, every target's outcome), linking each target's own report",
-    builder: (y: Argv) =>
-      withQueue(positionals(y)).option('out', {
-        type: 'string',
-        default: 'fleet-report.html',
-        describe: 'the page; target reports go beside it in <name>-targets/',
-      }) as unknown as Argv<FleetArgs & { out: string }>,
-    handler: (args: FleetArgs & { out: string }) => {
+    builder: reportBuilder,
+    handler: (args) => {
       const inventory = loadInventory(args.inventory, { resolveSecrets: false });
       const key = journalKeyFromEnv();
       const { store, close } = storeFor(args, inventory);
@@ -471,12 +476,12 @@ const sub = {
         close();
       }
     },
-  },
-  rollback: {
+  }),
+  rollback: subcommand({
     command: 'rollback <inventory> <runbook>',
     describe: "Roll back every target's newest run, the last wave first (the canary last); one machine, --jobs at a time",
-    builder: (y: Argv) => withJson(withJobs(positionals(y))) as unknown as Argv<FleetArgs>,
-    handler: async (args: FleetArgs) => {
+    builder: localBuilder,
+    handler: async (args) => {
       const inventory = loadInventory(args.inventory);
       io.protect(inventory.targets.flatMap((t) => Object.values(t.secrets)));
       const controller = new AbortController();
@@ -524,18 +529,12 @@ const sub = {
           ? ExitCode.ok
           : ExitCode.stopped;
     },
-  },
-  worker: {
+  }),
+  worker: subcommand({
     command: 'worker',
     describe: 'Take target jobs from the queue (--queue) until stopped; run any number, on any machines that see the inventory, the runbook and the targets',
-    builder: (y: Argv) =>
-      withQueue(y)
-        .option('concurrency', { type: 'number', default: 1, describe: 'targets this worker runs at once' })
-        .check((a) => {
-          if (a.queue === undefined) throw new UsageError('fleet worker needs --queue <postgres-url> (or CUTOVER_QUEUE_URL)');
-          return true;
-        }) as unknown as Argv<QueueArgs & { concurrency: number }>,
-    handler: async (args: QueueArgs & { concurrency: number }) => {
+    builder: workerBuilder,
+    handler: async (args) => {
       const key = journalKeyFromEnv();
       const worker = await startQueueWorker({
         url: args.queue as string,
@@ -560,19 +559,19 @@ const sub = {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
     },
-  },
-  schema: {
+  }),
+  schema: subcommand({
     command: 'schema',
     describe: 'Print the JSON Schema of the inventory format',
-    builder: (y: Argv) => y.option('out', { type: 'string', describe: 'write it to this file instead' }) as unknown as Argv<{ out: string | undefined }>,
-    handler: (args: { out: string | undefined }) => {
+    builder: schemaBuilder,
+    handler: (args) => {
       const text = `${JSON.stringify(inventoryJsonSchema(), null, 2)}\n`;
       if (args.out !== undefined) {
         writeFileSync(args.out, text);
         io.out(`wrote ${args.out}`);
       } else io.out(text);
     },
-  },
+  }),
 };
 
 export const fleetCommand: CommandModule = {
@@ -580,15 +579,15 @@ export const fleetCommand: CommandModule = {
   describe: 'One runbook across many databases: waves, maxFailures, approvals (see README, Fleet)',
   builder: (y) =>
     y
-      .command(sub.plan as unknown as CommandModule)
-      .command(sub.run as unknown as CommandModule)
-      .command(sub.resume as unknown as CommandModule)
-      .command(sub.status as unknown as CommandModule)
-      .command(sub.approve as unknown as CommandModule)
-      .command(sub.report as unknown as CommandModule)
-      .command(sub.rollback as unknown as CommandModule)
-      .command(sub.worker as unknown as CommandModule)
-      .command(sub.schema as unknown as CommandModule)
+      .command(sub.plan)
+      .command(sub.run)
+      .command(sub.resume)
+      .command(sub.status)
+      .command(sub.approve)
+      .command(sub.report)
+      .command(sub.rollback)
+      .command(sub.worker)
+      .command(sub.schema)
       .demandCommand(1, 'name a fleet command'),
   handler: () => {},
 };
