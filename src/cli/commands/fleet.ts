@@ -42,6 +42,7 @@ import { ExitCode } from '../exit-codes.js';
 import { io } from '../io.js';
 import { withJson, withStateDir, type ArgsOf } from '../options.js';
 import { reportHtml } from '../report/html.js';
+import { table } from '../table.js';
 import { fleetReportHtml } from '../report/fleet-html.js';
 
 const positionals = <T>(y: Argv<T>) =>
@@ -165,19 +166,13 @@ const CELL: Record<CellStatus, string> = {
 };
 const LOUD = new Set(['BLOCKED', 'FAILED', 'UNDO-FAILED', 'needs-attention', 'failed', 'unreadable', 'refused']);
 
-/** Targets x steps, cells padded before they are coloured so columns stay aligned. */
+/** Targets x steps: the one table renderer pads by terminal width, which colour codes do not take, so cells are coloured first. */
 function matrix(head: readonly string[], rows: readonly (readonly string[])[]): string {
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const paint = (cell: string, padded: string) => (LOUD.has(cell) ? red(padded) : cell === 'WAITING' || cell === 'waiting-approval' ? yellow(padded) : padded);
-  const line = (cells: readonly string[], header: boolean) =>
-    cells
-      .map((cell, i) => {
-        const padded = i === cells.length - 1 ? cell : cell.padEnd(widths[i] ?? 0);
-        return header ? padded : paint(cell, padded);
-      })
-      .join('  ')
-      .trimEnd();
-  return [line(head, true), ...rows.map((r) => line(r, false))].map((l) => `  ${l}`).join('\n');
+  const paint = (cell: string) => (LOUD.has(cell) ? red(cell) : cell === 'WAITING' || cell === 'waiting-approval' ? yellow(cell) : cell);
+  return table(
+    head,
+    rows.map((r) => r.map(paint)),
+  );
 }
 
 function waveCounts(waves: readonly { name: string; targets: readonly string[] }[]): string {
