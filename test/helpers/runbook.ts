@@ -17,6 +17,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { stringify } from 'yaml';
 import { parseRunbook, type LoadOptions, type Runbook } from '../../src/runbook/load.js';
 import type { StepRegistry } from '../../src/step/contract.js';
 import { registry as allKinds } from '../../src/steps/index.js';
@@ -90,6 +91,56 @@ export function postgresRunbook(spec: PostgresRunbookSpec): string {
     .map(([name, url]) => `  ${name}: { kind: postgres, url: "${url}" }\n`)
     .join('');
   return `version: 1\nname: ${spec.name}\n${spec.head ?? ''}connections:\n${connections}steps:\n${spec.steps}`;
+}
+
+/** A step as a runbook has it: its id, its kind and the kind's own keys. */
+export interface StepSpec {
+  readonly id: string;
+  readonly kind: string;
+  readonly [key: string]: unknown;
+}
+
+export interface RunbookSpec {
+  readonly name: string;
+  /** Connection name -> a PostgreSQL URL (written `{ kind: postgres, url }`) or the connection's own object. */
+  readonly connections?: Readonly<Record<string, string | Readonly<Record<string, unknown>>>>;
+  readonly steps: readonly StepSpec[];
+  /** Other top-level keys (ticket, defaults, notify, ...), written between name and connections. */
+  readonly [key: string]: unknown;
+}
+
+export interface RunbookText {
+  readonly text: string;
+  /** The line number of the first line that contains `content`; throws if none does. */
+  lineOf(content: string, nth?: number): number;
+  /** The line of the step with this id (its `- id:` line). */
+  stepLine(id: string): number;
+}
+
+/**
+ * A runbook's YAML from an object, as `yaml.stringify` writes it (the
+ * library the loader reads with), with line numbers found by content.
+ *
+ * @example
+ * const { text, stepLine } = runbookText({ name: 'r', connections: { db: url }, steps: [{ id: 's', kind: 'sql', connection: 'db', sql: 'SELECT 1' }] });
+ */
+export function runbookText(spec: RunbookSpec): RunbookText {
+  const { name, connections, steps, ...rest } = spec;
+  const doc = {
+    version: 1,
+    name,
+    ...rest,
+    ...(connections !== undefined
+      ? { connections: Object.fromEntries(Object.entries(connections).map(([key, c]) => [key, typeof c === 'string' ? { kind: 'postgres', url: c } : c])) }
+      : {}),
+    steps,
+  };
+  const text = stringify(doc, { lineWidth: 0 });
+  return {
+    text,
+    lineOf: (content, nth = 1) => lineOf(text, content, nth),
+    stepLine: (id) => lineOf(text, `- id: ${id}`),
+  };
 }
 
 /** A place marked in a fixture: 1-based line and column, and what the marker line said after the caret. */

@@ -23,7 +23,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startPostgres, type TestServer } from '../helpers/pg.js';
 import { cutover, tempDir } from '../helpers/cli.js';
-import { postgresRunbook, runbookFile } from '../helpers/runbook.js';
+import { runbookFile, runbookText } from '../helpers/runbook.js';
 
 const LOGICAL = { wal_level: 'logical', max_replication_slots: '20', max_wal_senders: '20' };
 const DRIFT = /the state changed since the plan was saved; nothing was done:/;
@@ -43,16 +43,20 @@ describe('run --plan stops where the planned payload drifted (PostgreSQL 18)', (
    * unless `connected` is false); returns how to plan, change and run, each
    * with the environment given (the runbook's `${NAME}` variables).
    */
-  async function scenario(step: string, options: { connected?: boolean; connections?: Record<string, string> } = {}) {
+  async function scenario(
+    step: { readonly kind: string; readonly [key: string]: unknown },
+    options: { connected?: boolean; connections?: Record<string, string> } = {},
+  ) {
     const db = `d${++n}`;
     await server.query(`CREATE DATABASE ${db}`);
     const dir = tempDir();
     const state = path.join(dir, 'state');
-    const head = options.connected === false ? '  - id: s\n' : '  - id: s\n    connection: db\n';
-    const { file: runbook } = runbookFile(
-      postgresRunbook({ name: 'drift', connections: { db: server.urlFor(db), ...options.connections }, steps: `${head}${step}` }),
-      { dir },
-    );
+    const { text } = runbookText({
+      name: 'drift',
+      connections: { db: server.urlFor(db), ...options.connections },
+      steps: [{ id: 's', ...(options.connected === false ? {} : { connection: 'db' }), ...step }],
+    });
+    const { file: runbook } = runbookFile(text, { dir });
     const saved = path.join(dir, 'plan.json');
     return {
       db,
@@ -68,7 +72,7 @@ describe('run --plan stops where the planned payload drifted (PostgreSQL 18)', (
   }
 
   it('freeze-writes: a role setting changed since the plan stops the run, naming the value', async () => {
-    const s = await scenario('    kind: freeze-writes\n    roles: [fw_app]\n    probe: false\n');
+    const s = await scenario({ kind: 'freeze-writes', roles: ['fw_app'], probe: false });
     await server.query('CREATE ROLE fw_app LOGIN');
     await s.save();
     await server.query(`ALTER ROLE fw_app IN DATABASE ${s.db} SET default_transaction_read_only = off`);
@@ -87,7 +91,7 @@ describe('run --plan stops where the planned payload drifted (PostgreSQL 18)', (
   });
 
   it('analyze: a relation that lost or gained statistics since the plan stops the run, naming the relation', async () => {
-    const s = await scenario('    kind: analyze\n    onlyMissing: true\n');
+    const s = await scenario({ kind: 'analyze', onlyMissing: true });
     await server.query('CREATE TABLE t1 AS SELECT g AS v FROM generate_series(1, 100) g', [], s.db);
     await s.save();
     await server.query('ANALYZE t1; CREATE TABLE t2 AS SELECT g AS v FROM generate_series(1, 100) g', [], s.db);
@@ -99,7 +103,7 @@ describe('run --plan stops where the planned payload drifted (PostgreSQL 18)', (
   });
 
   it('slot-create: a slot created by someone else since the plan stops the run; none is created', async () => {
-    const s = await scenario('    kind: slot-create\n    type: logical\n    slots: [dc_a, dc_b]\n');
+    const s = await scenario({ kind: 'slot-create', type: 'logical', slots: ['dc_a', 'dc_b'] });
     await s.save();
     await server.query("SELECT pg_create_logical_replication_slot('dc_b', 'pgoutput')", [], s.db);
     const result = await s.run();
@@ -111,7 +115,7 @@ describe('run --plan stops where the planned payload drifted (PostgreSQL 18)', (
   });
 
   it('slot-drop: a slot recreated with other options since the plan stops the run; it is not dropped', async () => {
-    const s = await scenario('    kind: slot-drop\n    type: physical\n    slots: [dd_a]\n');
+    const s = await scenario({ kind: 'slot-drop', type: 'physical', slots: ['dd_a'] });
     await server.query("SELECT pg_create_physical_replication_slot('dd_a', false)");
     await s.save();
     await server.query("SELECT pg_drop_replication_slot('dd_a'); SELECT pg_create_physical_replication_slot('dd_a', true)");
@@ -126,7 +130,7 @@ describe('run --plan stops where the planned payload drifted (PostgreSQL 18)', (
   });
 
   it('subscriptions-enable: a subscription added since the plan stops the run; none is enabled', async () => {
-    const s = await scenario('    kind: subscriptions-enable\n');
+    const s = await scenario({ kind: 'subscriptions-enable' });
     // Subscriptions that never connected: nothing on the other side is needed to plan them.
     const sub = (name: string) => `CREATE SUBSCRIPTION ${name} CONNECTION 'host=127.0.0.1 dbname=none' PUBLICATION p WITH (connect = false)`;
     await server.query(sub('se_a'), [], s.db);
@@ -150,7 +154,7 @@ describe('run --plan stops where the planned payload drifted (PostgreSQL 18)', (
   });
 
   it('subscriptions-disable: a subscription disabled by someone else since the plan stops the run; none is disabled', async () => {
-    const s = await scenario('    kind: subscriptions-disable\n');
+    const s = await scenario({ kind: 'subscriptions-disable' });
     // Subscriptions that never connected, enabled: their workers retry a connection that fails, which is all this needs.
     for (const name of ['sx_a', 'sx_b']) {
       await server.query(`CREATE SUBSCRIPTION ${name} CONNECTION 'host=127.0.0.1 port=1 dbname=none' PUBLICATION p WITH (connect = false)`, [], s.db);
@@ -181,7 +185,7 @@ describe('run --plan stops where the planned payload drifted (PostgreSQL 18)', (
   });
 
   it('subscription-detach: a subscription whose slot changed since the plan stops the run; it is not dropped', async () => {
-    const s = await scenario('    kind: subscription-detach\n    subscriptions: [sd_a]\n');
+    const s = await scenario({ kind: 'subscription-detach', subscriptions: ['sd_a'] });
     await server.query(
       "CREATE SUBSCRIPTION sd_a CONNECTION 'host=127.0.0.1 dbname=none' PUBLICATION p WITH (connect = false, slot_name = 'sd_slot')",
       [],
@@ -200,7 +204,7 @@ describe('run --plan stops where the planned payload drifted (PostgreSQL 18)', (
   });
 
   it('sql: a ${NAME} variable whose value changed since the plan stops the run, naming the statement; nothing runs', async () => {
-    const s = await scenario("    kind: sql\n    sql: INSERT INTO t VALUES ('${TAG}')\n");
+    const s = await scenario({ kind: 'sql', sql: "INSERT INTO t VALUES ('${TAG}')" });
     await server.query('CREATE TABLE t (v text)', [], s.db);
     await s.save({ TAG: 'reviewed' });
     const result = await s.run({ TAG: 'other' });
@@ -211,7 +215,7 @@ describe('run --plan stops where the planned payload drifted (PostgreSQL 18)', (
   });
 
   it('shell: an argument from a variable that changed since the plan stops the run; the command does not run', async () => {
-    const s = await scenario('    kind: shell\n    command: [touch, "${OUT}"]\n', { connected: false });
+    const s = await scenario({ kind: 'shell', command: ['touch', '${OUT}'] }, { connected: false });
     const reviewed = path.join(s.dir, 'reviewed');
     const other = path.join(s.dir, 'other');
     await s.save({ OUT: reviewed });
@@ -223,7 +227,7 @@ describe('run --plan stops where the planned payload drifted (PostgreSQL 18)', (
   });
 
   it('wait: a query from a variable that changed since the plan stops the run, naming the query', async () => {
-    const s = await scenario('    kind: wait\n    query: SELECT count(*) >= ${MIN} FROM t\n    expect: true\n    timeout: 5s\n');
+    const s = await scenario({ kind: 'wait', query: 'SELECT count(*) >= ${MIN} FROM t', expect: true, timeout: '5s' });
     await server.query('CREATE TABLE t (v int); INSERT INTO t VALUES (1)', [], s.db);
     await s.save({ MIN: '1' });
     const result = await s.run({ MIN: '2' });
@@ -233,7 +237,7 @@ describe('run --plan stops where the planned payload drifted (PostgreSQL 18)', (
   });
 
   it('confirm: a question from a variable that changed since the plan stops the run before it is asked', async () => {
-    const s = await scenario('    kind: confirm\n    message: Stop ${APP} now?\n', { connected: false });
+    const s = await scenario({ kind: 'confirm', message: 'Stop ${APP} now?' }, { connected: false });
     await s.save({ APP: 'shop' });
     const result = await s.run({ APP: 'billing' });
     assert.equal(result.code, 1, result.stderr);
@@ -242,7 +246,7 @@ describe('run --plan stops where the planned payload drifted (PostgreSQL 18)', (
   });
 
   it('upgrade-precheck: a finding that appeared since the plan stops the run: the check judges the cluster as it is at run time', async () => {
-    const s = await scenario('    kind: upgrade-precheck\n    targetVersion: 18\n');
+    const s = await scenario({ kind: 'upgrade-precheck', targetVersion: 18 });
     await s.save();
     // A table column of a reg* type other than regclass/regtype/... : pg_upgrade cannot carry its OIDs over.
     await server.query('CREATE TABLE regs (p regproc)', [], s.db);
@@ -256,10 +260,13 @@ describe('run --plan stops where the planned payload drifted (PostgreSQL 18)', (
   it('compare: a row changed since the plan fails the run: the data are compared when the step runs', async () => {
     const target = `d${n}t`;
     await server.query(`CREATE DATABASE ${target}`);
-    const s = await scenario('    kind: compare\n    source: db\n    target: target\n    mode: checksum\n', {
-      connected: false,
-      connections: { target: server.urlFor(target) },
-    });
+    const s = await scenario(
+      { kind: 'compare', source: 'db', target: 'target', mode: 'checksum' },
+      {
+        connected: false,
+        connections: { target: server.urlFor(target) },
+      },
+    );
     for (const db of [s.db, target])
       await server.query('CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, g::text FROM generate_series(1, 100) g', [], db);
     await s.save();
@@ -273,10 +280,13 @@ describe('run --plan stops where the planned payload drifted (PostgreSQL 18)', (
   it('plan-check: an index dropped on the target since the plan stops the run with the regression', async () => {
     const target = `d${n}t`;
     await server.query(`CREATE DATABASE ${target}`);
-    const s = await scenario('    kind: plan-check\n    source: db\n    target: target\n    queries: { file: queries.sql }\n', {
-      connected: false,
-      connections: { target: server.urlFor(target) },
-    });
+    const s = await scenario(
+      { kind: 'plan-check', source: 'db', target: 'target', queries: { file: 'queries.sql' } },
+      {
+        connected: false,
+        connections: { target: server.urlFor(target) },
+      },
+    );
     writeFileSync(path.join(s.dir, 'queries.sql'), '-- name: by id\nSELECT v FROM t WHERE id = $1;\n');
     for (const db of [s.db, target]) {
       await server.query('CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, g::text FROM generate_series(1, 50000) g; ANALYZE t', [], db);
@@ -290,7 +300,7 @@ describe('run --plan stops where the planned payload drifted (PostgreSQL 18)', (
   });
 
   it('slots-inventory: a run from a saved plan lists the slots as they are at run time', async () => {
-    const s = await scenario("    kind: slots-inventory\n    slots: ['si_*']\n");
+    const s = await scenario({ kind: 'slots-inventory', slots: ['si_*'] });
     await server.query("SELECT pg_create_physical_replication_slot('si_a')");
     await s.save();
     await server.query("SELECT pg_create_physical_replication_slot('si_b')");
@@ -303,7 +313,7 @@ describe('run --plan stops where the planned payload drifted (PostgreSQL 18)', (
   });
 
   it('replication-caught-up: a run from a saved plan waits for the slots as they are at run time, not as planned', async () => {
-    const s = await scenario("    kind: replication-caught-up\n    slots: ['rc_*']\n    interval: 100ms\n    timeout: 2s\n");
+    const s = await scenario({ kind: 'replication-caught-up', slots: ['rc_*'], interval: '100ms', timeout: '2s' });
     await server.query("SELECT pg_create_logical_replication_slot('rc_a', 'pgoutput')", [], s.db);
     await s.save();
     await server.query("SELECT pg_create_logical_replication_slot('rc_b', 'pgoutput')", [], s.db);
