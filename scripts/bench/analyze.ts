@@ -9,13 +9,14 @@
  * statistics".
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { parseRunbook, registry, runRunbook, type RunEvent } from '../../src/index.js';
+import { registry, runRunbook, type RunEvent } from '../../src/index.js';
 import { startPostgres, type PgVersion, type TestServer } from '../embedded-postgres.js';
 import { report, spread, time } from './measure.js';
+import { loadRunbookText, runbookText } from '../../test/helpers/runbook.js';
 import { systemPgTool } from '../tools.js';
 
 export interface AnalyzeBenchOptions {
@@ -75,32 +76,31 @@ export async function benchAnalyze(options: AnalyzeBenchOptions): Promise<void> 
     await server.query('ANALYZE', [], 'stats');
     console.log(`generated in ${((Date.now() - started) / 1000).toFixed(0)}s`);
 
-    const runbook = (db: string, fields: string) => {
-      const text = `version: 1
-name: bench
-connections:
-  db: { kind: postgres, url: "${server.urlFor(db)}" }
-  source: { kind: postgres, url: "${server.urlFor('stats')}" }
-steps:
-  - id: stats
-    kind: analyze
-    connection: db
-${fields}`;
-      const file = path.join(dir, 'bench.yaml');
-      writeFileSync(file, text);
-      return parseRunbook(text, file, { registry, env: {} });
-    };
+    const runbook = (db: string, fields: Readonly<Record<string, unknown>>) =>
+      loadRunbookText(
+        runbookText({
+          name: 'bench',
+          connections: { db: server.urlFor(db), source: server.urlFor('stats') },
+          steps: [{ id: 'stats', kind: 'analyze', connection: 'db', ...fields }],
+        }).text,
+        { dir, name: 'bench.yaml', env: {} },
+      ).runbook;
     /** The engine's own timings of the last run of each kind: plan, apply, verify. */
     const phases = new Map<string, string>();
-    const run = async (db: string, fields: string) => {
+    const run = async (db: string, fields: Readonly<Record<string, unknown>>) => {
       const events: RunEvent[] = [];
       const result = await runRunbook(runbook(db, fields), { registry, stateDir: dir, onEvent: (e) => events.push(e) });
-      if (result.status !== 'succeeded') throw new Error(`analyze ${fields.trim()} failed: ${JSON.stringify(result.steps[0]?.error)}`);
+      if (result.status !== 'succeeded') throw new Error(`analyze ${JSON.stringify(fields)} failed: ${JSON.stringify(result.steps[0]?.error)}`);
       const ms = (type: RunEvent['type']) => {
         const e = events.find((x) => x.type === type);
         return e !== undefined && 'durationMs' in e ? e.durationMs : NaN;
       };
-      phases.set(fields.trim().replaceAll('\n', ','), `plan ${ms('step.planned')} ms, apply ${ms('step.applied')} ms, verify ${ms('step.completed')} ms`);
+      phases.set(
+        Object.entries(fields)
+          .map(([k, v]) => `${k}: ${String(v)}`)
+          .join(','),
+        `plan ${ms('step.planned')} ms, apply ${ms('step.applied')} ms, verify ${ms('step.completed')} ms`,
+      );
     };
 
     const vacuumdbPath = systemPgTool('vacuumdb');
@@ -114,15 +114,15 @@ ${fields}`;
           await time(() => void execFileSync(vacuumdbPath, ['--analyze-only', '--jobs=2', '--quiet', '-d', server.urlFor('bare')], { stdio: 'inherit' })),
         ),
       async () => {
-        full.push(await time(() => run('bare', '    jobs: 2\n')));
+        full.push(await time(() => run('bare', { jobs: 2 })));
         // Right after a full run: everything has statistics, only the fixed cost is left.
-        missing.push(await time(() => run('bare', '    jobs: 2\n    onlyMissing: true\n')));
+        missing.push(await time(() => run('bare', { jobs: 2, onlyMissing: true })));
       },
       ...(version >= 18
         ? [
             async () => {
               await clearStats(server, 'bare');
-              copied.push(await time(() => run('bare', '    jobs: 2\n    copyFrom: source\n')));
+              copied.push(await time(() => run('bare', { jobs: 2, copyFrom: 'source' })));
             },
           ]
         : []),

@@ -13,7 +13,7 @@
  * - the time to locate 10 planted differences in a 1,000,000-row table,
  *   against the floor's hash of that table.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,6 +21,7 @@ import pg from 'pg';
 import { parseRunbook, registry, planRunbook, type RunResult } from '../../src/index.js';
 import { startPostgres, type PgVersion, type TestServer } from '../embedded-postgres.js';
 import { alternate, report, runProcess, spread } from './measure.js';
+import { runbookFile as writeRunbook, runbookText } from '../../test/helpers/runbook.js';
 import { columnsOf, hashFloor } from './hash-floor.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -106,26 +107,15 @@ export async function benchCompare(options: CompareBenchOptions): Promise<void> 
       `  loaded ${tables.length} tables, ${size} per server, and a ${LOCATE_ROWS.toLocaleString('en-US')}-row table with 10 planted differences, in ${((Date.now() - started) / 1000).toFixed(0)}s`,
     );
 
-    const runbookFile = (db: string, mode: string): string => {
-      const file = path.join(dir, `${db}-${mode}.yaml`);
-      writeFileSync(
-        file,
-        `version: 1
-name: bench
-connections:
-  source: { kind: postgres, url: "${source.urlFor(db)}" }
-  target: { kind: postgres, url: "${target.urlFor(db)}" }
-steps:
-  - id: compare
-    kind: compare
-    source: source
-    target: target
-    mode: ${mode}
-    jobs: ${jobs}
-`,
-      );
-      return file;
-    };
+    const runbookFile = (db: string, mode: string): string =>
+      writeRunbook(
+        runbookText({
+          name: 'bench',
+          connections: { source: source.urlFor(db), target: target.urlFor(db) },
+          steps: [{ id: 'compare', kind: 'compare', source: 'source', target: 'target', mode, jobs }],
+        }).text,
+        { dir, name: `${db}-${mode}.yaml` },
+      ).file;
     const plan = async (db: string, mode: string): Promise<RunResult> => {
       const file = runbookFile(db, mode);
       return planRunbook(parseRunbook(readFileSync(file, 'utf8'), file, { registry, env: {} }), { registry, stateDir: dir });

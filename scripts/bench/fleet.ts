@@ -27,6 +27,8 @@ import { fileURLToPath } from 'node:url';
 import { loadInventory, loadRunbook, registry, runFleet, runFleetOnQueue, runRunbook } from '../../src/index.js';
 import { startPostgres, type PgVersion, type TestServer } from '../embedded-postgres.js';
 import { median, time } from './measure.js';
+import { runbookText } from '../../test/helpers/runbook.js';
+import { inventoryText } from '../../test/helpers/fleet.js';
 
 export interface FleetBenchOptions {
   readonly version: PgVersion;
@@ -38,26 +40,21 @@ export interface FleetBenchOptions {
 // Compiled to dist/scripts/bench/: the CLI is at dist/src/cli/main.js.
 const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/cli/main.js');
 
-const RUNBOOK = `version: 1
-name: fleet bench
-connections:
-  db:
-    kind: postgres
-    url: \${DB_URL}
-steps:
-  - id: migrate
-    kind: sql
-    connection: db
-    sql: INSERT INTO effects (step) VALUES ('migrate')
-    rollback: DELETE FROM effects WHERE step = 'migrate'
-  - id: check
-    kind: wait
-    connection: db
-    query: SELECT count(*) > 0 FROM effects
-    expect: true
-    interval: 100ms
-    timeout: 10s
-`;
+/** Every target runs this: a transactional insert (with its undo) and a read-only wait; DB_URL comes from the inventory. */
+const RUNBOOK = runbookText({
+  name: 'fleet bench',
+  connections: { db: '${DB_URL}' },
+  steps: [
+    {
+      id: 'migrate',
+      kind: 'sql',
+      connection: 'db',
+      sql: "INSERT INTO effects (step) VALUES ('migrate')",
+      rollback: "DELETE FROM effects WHERE step = 'migrate'",
+    },
+    { id: 'check', kind: 'wait', connection: 'db', query: 'SELECT count(*) > 0 FROM effects', expect: true, interval: '100ms', timeout: '10s' },
+  ],
+}).text;
 
 function stats(xs: readonly number[]): string {
   const sorted = [...xs].sort((a, b) => a - b);
@@ -85,10 +82,7 @@ export async function benchFleet(options: FleetBenchOptions): Promise<void> {
     const runbookFile = path.join(dir, 'bench.yaml');
     writeFileSync(runbookFile, RUNBOOK);
     const inventoryFile = path.join(dir, 'inventory.yaml');
-    writeFileSync(
-      inventoryFile,
-      `version: 1\nname: bench\ntargets:\n${names.map((name, i) => `  - name: ${name}\n    variables: { DB_URL: "${url(i)}" }`).join('\n')}\n`,
-    );
+    writeFileSync(inventoryFile, inventoryText({ name: 'bench', targets: names.map((name, i) => ({ name, variables: { DB_URL: url(i) } })) }));
     const inventory = loadInventory(inventoryFile);
     let round = 0;
     const fresh = () => path.join(dir, `state-${round++}`);
@@ -149,10 +143,7 @@ export async function benchFleet(options: FleetBenchOptions): Promise<void> {
       try {
         await measure(`queue: 2 workers x --concurrency ${concurrency}`, n, async () => {
           const file = path.join(dir, `inventory-q${round++}.yaml`);
-          writeFileSync(
-            file,
-            `version: 1\nname: benchq${round}\ntargets:\n${names.map((name, i) => `  - name: ${name}\n    variables: { DB_URL: "${url(i)}" }`).join('\n')}\n`,
-          );
+          writeFileSync(file, inventoryText({ name: `benchq${round}`, targets: names.map((name, i) => ({ name, variables: { DB_URL: url(i) } })) }));
           const result = await runFleetOnQueue(loadInventory(file), runbookFile, 'run', {
             registry,
             queue: { url: queueUrl, pollingSeconds: 0.5 },

@@ -5,13 +5,14 @@
  * against the whole pg_upgrade process, order alternated, min/median/max.
  * Target (issue 23): at or under 0.5x.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pgUpgradeArgv } from '../../src/precheck/pg-upgrade.js';
 import { binDir, freePort, initPostgres, startPostgres } from '../embedded-postgres.js';
 import { alternate, report, runProcess, spread } from './measure.js';
+import { runbookFile as writeRunbook, runbookText } from '../../test/helpers/runbook.js';
 
 const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/cli/main.js');
 
@@ -33,19 +34,13 @@ export async function benchPrecheck(options: { readonly repeat: number; readonly
       );
     }
     console.log(`  created in ${((Date.now() - started) / 1000).toFixed(0)}s`);
-    const file = path.join(dir, 'precheck.yaml');
-    writeFileSync(
-      file,
-      `version: 1
-name: precheck bench
-connections:
-  old: { kind: postgres, url: "${old.url}" }
-steps:
-  - id: precheck
-    kind: upgrade-precheck
-    connection: old
-    targetVersion: 15
-`,
+    const { file } = writeRunbook(
+      runbookText({
+        name: 'precheck bench',
+        connections: { old: old.url },
+        steps: [{ id: 'precheck', kind: 'upgrade-precheck', connection: 'old', targetVersion: 15 }],
+      }).text,
+      { dir, name: 'precheck.yaml' },
     );
     const argv = pgUpgradeArgv({
       oldBindir: binDir(15),

@@ -23,9 +23,10 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { parseRunbook, registry, runRunbook, type RunEvent } from '../../src/index.js';
+import { loadRunbook, registry, runRunbook, type RunEvent } from '../../src/index.js';
 import { startPostgres, type PgVersion, type TestServer } from '../embedded-postgres.js';
 import { alternateUntimed, report, runProcess, spread } from './measure.js';
+import { runbookFile as writeRunbook, runbookText } from '../../test/helpers/runbook.js';
 import { systemPgTool } from '../tools.js';
 import { fileURLToPath } from 'node:url';
 
@@ -91,19 +92,14 @@ export async function benchSequences(options: SequenceBenchOptions): Promise<voi
     // The next values the source would hand out: what every method must set.
     const next = names.map((_, i) => sourceValue(i) + ((i + 1) % 2 === 0 ? 1 : 0));
 
-    const text = `version: 1
-name: bench
-connections:
-  source: { kind: postgres, url: "${server.urlFor('source')}" }
-  target: { kind: postgres, url: "${server.urlFor('target')}" }
-steps:
-  - id: reset
-    kind: sequence-reset
-    connection: target
-    from: { connection: source }
-`;
-    const file = path.join(dir, 'bench.yaml');
-    writeFileSync(file, text);
+    const { file } = writeRunbook(
+      runbookText({
+        name: 'bench',
+        connections: { source: server.urlFor('source'), target: server.urlFor('target') },
+        steps: [{ id: 'reset', kind: 'sequence-reset', connection: 'target', from: { connection: 'source' } }],
+      }).text,
+      { dir, name: 'bench.yaml' },
+    );
 
     const setvalSql = `SELECT count(setval(format('bench.%I', n)::regclass, v, false)) FROM unnest($1::text[], $2::bigint[]) AS t(n, v)`;
     // The same statement with its values inline, for psql.
@@ -130,7 +126,7 @@ steps:
             if (e.type === 'step.started') started = process.hrtime.bigint();
             if (e.type === 'step.applied') applyPhase.push(Number(process.hrtime.bigint() - started) / 1e6);
           };
-          const result = await runRunbook(parseRunbook(text, file, { registry, env: {} }), { registry, stateDir: dir, onEvent });
+          const result = await runRunbook(loadRunbook(file, { registry, env: {} }), { registry, stateDir: dir, onEvent });
           if (result.status !== 'succeeded') throw new Error(`bench run failed: ${JSON.stringify(result.steps[0]?.error)}`);
         },
       },

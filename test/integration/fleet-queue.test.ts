@@ -17,6 +17,7 @@ import { LeaseLostError, loadInventory, queueFleetStore, takeoverBoundSeconds } 
 import { startPostgres, type TestServer } from '../helpers/pg.js';
 import { cutover, startCutover, tempDir, writeRunbook, type CliResult } from '../helpers/cli.js';
 import { until } from '../helpers/wait.js';
+import { createTargets, inventoryText } from '../helpers/fleet.js';
 
 const TARGETS = ['q1', 'q2', 'q3', 'q4', 'q5', 'q6'];
 const onA = (t: string) => Number(t.slice(1)) % 2 === 1;
@@ -65,32 +66,17 @@ describe('fleet on a queue: two workers, one killed mid-target', { timeout: 120_
     dir = tempDir('cutover-fleet-queue-');
     await a.query('CREATE DATABASE fleet_queue');
     queueUrl = a.urlFor('fleet_queue');
-    for (const t of TARGETS) {
-      const s = server(t);
-      await s.query(`CREATE DATABASE ${t}`);
-      await s.query(
-        `CREATE TABLE effects (id serial PRIMARY KEY, step text NOT NULL);
-         CREATE TABLE orders (id serial PRIMARY KEY, note text);
-         INSERT INTO orders (note) SELECT 'o' || g FROM generate_series(1, 10) g;`,
-        [],
-        t,
-      );
-      await s.release(t);
-    }
+    await createTargets(TARGETS, server);
     inventoryFile = writeRunbook(
       dir,
       'tenants.yaml',
-      `version: 1
-name: qtenants
-approval: between-waves
-maxFailures: 0
-targets:
-${TARGETS.map((t) => `  - name: ${t}\n    variables:\n      DB_URL: ${server(t).urlFor(t)}`).join('\n')}
-waves:
-  - name: canary
-    targets: [q1]
-  - name: rest
-`,
+      inventoryText({
+        name: 'qtenants',
+        approval: 'between-waves',
+        maxFailures: 0,
+        targets: TARGETS.map((t) => ({ name: t, variables: { DB_URL: server(t).urlFor(t) } })),
+        waves: [{ name: 'canary', targets: ['q1'] }, { name: 'rest' }],
+      }),
     );
     runbookFile = writeRunbook(dir, 'cutover.yaml', RUNBOOK);
     queue = new pg.Client({ connectionString: queueUrl });

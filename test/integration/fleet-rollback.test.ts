@@ -11,6 +11,7 @@ import { loadInventory, registry, runFleet, loadRunState } from '../../src/index
 import { FileFleetStore } from '../../src/fleet/store.js';
 import { startPostgres, type TestServer } from '../helpers/pg.js';
 import { cutover, tempDir, writeRunbook } from '../helpers/cli.js';
+import { createTargets, inventoryText } from '../helpers/fleet.js';
 
 const TARGETS = ['r1', 'r2', 'r3', 'r4'];
 
@@ -25,15 +26,15 @@ describe('fleet rollback', { timeout: 120_000 }, () => {
     s = await startPostgres(18);
     dir = tempDir('cutover-fleet-rollback-');
     stateDir = path.join(dir, 'state');
-    for (const t of TARGETS) {
-      await s.query(`CREATE DATABASE ${t}`);
-      await s.query('CREATE TABLE effects (id serial PRIMARY KEY, step text NOT NULL)', [], t);
-      await s.release(t);
-    }
+    await createTargets(TARGETS, () => s);
     inventoryFile = writeRunbook(
       dir,
       'inv.yaml',
-      `version: 1\nname: rb\ntargets:\n${TARGETS.map((t) => `  - name: ${t}\n    variables: { DB_URL: "${s.urlFor(t)}" }`).join('\n')}\nwaves:\n  - name: canary\n    targets: [r1]\n  - name: rest\n`,
+      inventoryText({
+        name: 'rb',
+        targets: TARGETS.map((t) => ({ name: t, variables: { DB_URL: s.urlFor(t) } })),
+        waves: [{ name: 'canary', targets: ['r1'] }, { name: 'rest' }],
+      }),
     );
     runbookFile = writeRunbook(
       dir,

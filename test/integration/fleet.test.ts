@@ -29,6 +29,7 @@ import { FileFleetStore } from '../../src/fleet/store.js';
 import { startPostgres, type TestServer } from '../helpers/pg.js';
 import { cutover, startCutover, tempDir, writeRunbook } from '../helpers/cli.js';
 import { until } from '../helpers/wait.js';
+import { createTargets, inventoryText } from '../helpers/fleet.js';
 
 const PASSWORD_A = 'fleet-secret-a-4711';
 const PASSWORD_B = 'fleet-secret-b-0815';
@@ -82,44 +83,27 @@ describe('fleet: 20 databases on two servers', { timeout: 240_000 }, () => {
     dir = tempDir('cutover-fleet-');
     stateDir = path.join(dir, 'state');
     writeFileSync(path.join(dir, 'b.pw'), `${PASSWORD_B}\n`, { mode: 0o600 });
-    for (const t of TARGETS) {
-      const s = server(t);
-      await s.query(`CREATE DATABASE ${t}`);
-      await s.query(
-        `CREATE TABLE effects (id serial PRIMARY KEY, step text NOT NULL, at timestamptz DEFAULT now());
-         CREATE TABLE orders (id serial PRIMARY KEY, note text);
-         INSERT INTO orders (id, note) SELECT g, 'o' || g FROM generate_series(1, 10) g;`,
-        [],
-        t,
-      );
-      await s.release(t);
-    }
-    const target = (t: string) => `  - name: ${t}
-    labels: { server: ${onA(t) ? 'a' : 'b'} }
-    variables:
-      DB_URL: postgres://app@127.0.0.1:${server(t).port}/${t}
-    secrets:
-      DB_PASSWORD: ${onA(t) ? '{ env: FLEET_TEST_PW_A }' : '{ file: b.pw }'}`;
+    await createTargets(TARGETS, server);
     inventoryFile = writeRunbook(
       dir,
       'tenants.yaml',
-      `version: 1
-name: tenants
-approval: between-waves
-maxFailures: 0
-concurrencyGroups:
-  - { label: server, max: 2 }
-targets:
-${TARGETS.map(target).join('\n')}
-waves:
-  - name: canary
-    targets: [t01]
-  - name: server-a
-    labels: { server: a }
-    parallel: 3
-  - name: rest
-    parallel: 4
-`,
+      inventoryText({
+        name: 'tenants',
+        approval: 'between-waves',
+        maxFailures: 0,
+        concurrencyGroups: [{ label: 'server', max: 2 }],
+        targets: TARGETS.map((t) => ({
+          name: t,
+          labels: { server: onA(t) ? 'a' : 'b' },
+          variables: { DB_URL: `postgres://app@127.0.0.1:${server(t).port}/${t}` },
+          secrets: { DB_PASSWORD: onA(t) ? { env: 'FLEET_TEST_PW_A' } : { file: 'b.pw' } },
+        })),
+        waves: [
+          { name: 'canary', targets: ['t01'] },
+          { name: 'server-a', labels: { server: 'a' }, parallel: 3 },
+          { name: 'rest', parallel: 4 },
+        ],
+      }),
     );
     runbookFile = writeRunbook(dir, 'cutover.yaml', RUNBOOK);
     process.env['FLEET_TEST_PW_A'] = PASSWORD_A;
