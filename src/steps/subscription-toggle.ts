@@ -1,11 +1,12 @@
 /**
  * What `subscriptions-disable` and `subscriptions-enable` share: one is the
  * other's undo, so they plan, apply, verify and roll back with the same
- * functions, told which way to switch. Not a kind itself.
+ * functions, told which way to switch; toggleStep defines either. Not a kind itself.
  */
 import { z } from 'zod';
 import { PlanDriftError, UsageError, VerificationError } from '../errors.js';
 import {
+  defineStep,
   jsonDifferences,
   type Action,
   type ApplyContext,
@@ -114,4 +115,27 @@ export async function rollbackToggle(ctx: ApplyContext<Toggled>, step: Step, bef
   const tx = ctx.tx;
   if (tx === undefined) throw new UsageError(`step "${step.id}" runs in a transaction but got none`);
   for (const sql of restoreStatements(before)) await tx.query(sql);
+}
+
+/** One of the two switch kinds: its name, the `replication-slots` action it replaces, its summary, and which way it switches. */
+export function toggleStep(spec: { readonly kind: string; readonly action: string; readonly summary: string; readonly enable: boolean }) {
+  const { enable } = spec;
+  return defineStep({
+    kind: spec.kind,
+    replaces: { kind: 'replication-slots', key: 'action', value: spec.action },
+    summary: spec.summary,
+    config: toggleConfig,
+    connection: { required: true, kinds: ['postgres'] },
+    planned: toggled,
+    before: toggled,
+    effects: () => 'transaction',
+    idempotent: true,
+    reversibility: () => ({ kind: 'reversible' }),
+    check: checkOwner,
+    plan: (ctx, step) => planToggle(ctx, step, enable),
+    apply: (ctx, step, planned) => applyToggle(ctx, step, planned, enable),
+    verify: (ctx, step, _planned, before) => verifyToggle(ctx, step, before, enable),
+    planRollback: planRollbackToggle,
+    rollback: rollbackToggle,
+  });
 }
