@@ -18,7 +18,16 @@ import type { JournalSink } from '../audit/journal.js';
 import { quoteIdent } from '../db/quote.js';
 import { SyncPg } from '../db/sync-pg.js';
 import { UsageError } from '../errors.js';
-import { approvalSchema, fleetEventSchema, FleetBusyError, type Approval, type FleetEvent, type FleetStore, type NewFleetEvent } from './store.js';
+import {
+  approvalSchema,
+  fleetEventSchema,
+  FleetBusyError,
+  type Approval,
+  type FleetEvent,
+  type FleetStore,
+  type NewFleetEvent,
+  type TargetHold,
+} from './store.js';
 
 export const FLEET_SCHEMA = 'cutover_fleet';
 const S = quoteIdent(FLEET_SCHEMA);
@@ -149,6 +158,8 @@ export class PgFleetStore implements FleetStore {
     readonly db: SyncPg,
     readonly fleet: string,
     private readonly where: string,
+    /** A target's lease without a heartbeat this long is stale: its worker is gone (the fleet's --takeover-after). */
+    private readonly staleAfterSeconds = 300,
   ) {
     this.location = `${where} (fleet ${fleet})`;
     this.lockKey = advisoryKey(`cutover fleet ${fleet}`);
@@ -163,6 +174,55 @@ export class PgFleetStore implements FleetStore {
     const dir = path.join(this.cache, target);
     materialize(this.journals(target), dir);
     return dir;
+  }
+
+  /**
+   * Takes the target's lease as a worker does (free, or stale for
+   * staleAfterSeconds), so no worker runs it meanwhile and the journal lines
+   * written here are accepted by the queue database; renews it while held.
+   */
+  hold(target: string): TargetHold {
+    const owner = `${os.hostname()}:${process.pid}:here:${randomBytes(2).toString('hex')}`;
+    const taken = this.db.query(
+      `INSERT INTO ${S}.lease AS l (fleet, target, owner, heartbeat_at) VALUES ($1, $2, $3, clock_timestamp())
+       ON CONFLICT (fleet, target) DO UPDATE SET owner = EXCLUDED.owner, heartbeat_at = EXCLUDED.heartbeat_at
+       WHERE l.heartbeat_at < clock_timestamp() - make_interval(secs => $4::double precision)`,
+      [this.fleet, target, owner, this.staleAfterSeconds],
+    );
+    if (taken.rowCount !== 1) throw new FleetBusyError(`target ${target} is held by a live worker: let its job end first`);
+    const release = () => {
+      this.db.query(`DELETE FROM ${S}.lease WHERE fleet = $1 AND target = $2 AND owner = $3`, [this.fleet, target, owner]);
+    };
+    let stateDir: string;
+    try {
+      stateDir = mkdtempSync(path.join(os.tmpdir(), 'cutover-hold-'));
+      materialize(this.journals(target), stateDir);
+    } catch (error) {
+      release();
+      throw error;
+    }
+    const beat = setInterval(
+      () => {
+        try {
+          this.db.query(`UPDATE ${S}.lease SET heartbeat_at = clock_timestamp() WHERE fleet = $1 AND target = $2 AND owner = $3`, [this.fleet, target, owner]);
+        } catch {
+          // The next beat tries again; the lease goes stale only after staleAfterSeconds.
+        }
+      },
+      Math.max(250, (this.staleAfterSeconds * 1000) / 4),
+    );
+    return {
+      stateDir,
+      journalSink: this.journals(target).sink(owner),
+      release: () => {
+        clearInterval(beat);
+        try {
+          release();
+        } finally {
+          rmSync(stateDir, { recursive: true, force: true });
+        }
+      },
+    };
   }
 
   append(event: NewFleetEvent): FleetEvent {
@@ -242,8 +302,8 @@ export function openQueueDb(url: string): SyncPg {
 }
 
 /** Opens the queue database for one fleet's stores. */
-export function openQueueStore(url: string, fleet: string): PgFleetStore {
-  return new PgFleetStore(openQueueDb(url), fleet, redactUrl(url));
+export function openQueueStore(url: string, fleet: string, staleAfterSeconds?: number): PgFleetStore {
+  return new PgFleetStore(openQueueDb(url), fleet, redactUrl(url), staleAfterSeconds);
 }
 
 /** One target's journals in a queue database, for `cutover audit verify --queue`. */

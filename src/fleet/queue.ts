@@ -159,6 +159,9 @@ export class QueueJobError extends Error {
   override readonly name = 'QueueJobError';
 }
 
+/** How often the scheduler asks pg-boss about jobs that left no result yet (one that failed for good leaves none). */
+const QUEUE_LOOK_MS = 5_000;
+
 class QueueExecutor implements TargetExecutor {
   readonly plan = planRunbook;
 
@@ -227,7 +230,8 @@ class QueueExecutor implements TargetExecutor {
   private async poll(): Promise<void> {
     this.polling = true;
     try {
-      for (let tick = 0; this.waiting.size > 0; tick++) {
+      let asked = Date.now();
+      while (this.waiting.size > 0) {
         const ids = [...this.waiting.keys()];
         // A worker writes the result before it completes the job.
         for (const row of this.store.db.query<{ job_id: string; output: string }>(`SELECT job_id, output FROM ${S}.result WHERE job_id = ANY($1::text[])`, [
@@ -240,8 +244,9 @@ class QueueExecutor implements TargetExecutor {
           if (output.success) w.resolve(output.data);
           else w.reject(new QueueJobError(`target ${w.target}: job ${row.job_id} left a result that is not one`));
         }
-        // Now and then, ask the queue about the others: a job that failed for good leaves no result.
-        if (tick % 20 === 19) {
+        // Every few seconds, ask the queue about the others: a job that failed for good leaves no result.
+        if (Date.now() - asked >= QUEUE_LOOK_MS) {
+          asked = Date.now();
           for (const id of [...this.waiting.keys()]) {
             const job = await this.boss.getJobById(QUEUE_NAME, id);
             const w = this.waiting.get(id);
@@ -283,6 +288,12 @@ function toResult(output: JobOutput): TargetRunResult {
 
 export interface QueueFleetRunOptions extends Omit<FleetRunOptions, 'store' | 'executor'> {
   readonly queue: QueueOptions;
+  /**
+   * How often the scheduler looks for the results of the jobs it waits for
+   * (default 50 ms): one indexed query for all of them, and the time a wave's
+   * next target waits after a worker finished one.
+   */
+  readonly resultPollMs?: number;
 }
 
 /** `fleet run|resume --queue`: the scheduler here, the targets on the workers. */
@@ -310,7 +321,7 @@ export async function runFleetOnQueue(
         runbook: { file: path.resolve(runbookFile), sha256: runbook.sha256 },
       },
       x,
-      options.pollMs ?? 250,
+      options.resultPollMs ?? 50,
     );
     return await runFleet(inventory, runbookFile, command, { ...options, jobs: options.jobs ?? 1000, store, executor });
   } finally {
@@ -321,8 +332,8 @@ export async function runFleetOnQueue(
 }
 
 /** The fleet store of a queue, for `fleet status|approve|report --queue`; close its `db` when done. */
-export function queueFleetStore(url: string, inventory: Inventory, runbookFile: string): PgFleetStore {
-  return openQueueStore(url, fleetId(inventory.name, runbookFile));
+export function queueFleetStore(url: string, inventory: Inventory, runbookFile: string, staleAfterSeconds?: number): PgFleetStore {
+  return openQueueStore(url, fleetId(inventory.name, runbookFile), staleAfterSeconds);
 }
 
 // ----------------------------------------------------------------- worker
@@ -559,15 +570,24 @@ export async function startQueueWorker(options: WorkerOptions): Promise<QueueWor
     return inventory;
   };
   const workIds: string[] = [];
-  // Twice as many fetch loops as slots: pg-boss's loop waits out its polling
-  // interval after each job, so a job fetched ahead starts the moment a slot
-  // frees (it waits for the slot in handle(), at most until its expiry).
+  // Twice as many fetch loops as slots, so a job fetched ahead starts the
+  // moment a slot frees (it waits for the slot in handle(), at most until its
+  // expiry). pg-boss's loop waits out the rest of its polling interval after
+  // each fetch unless told otherwise: a loop that just ran a job is told
+  // (notifyWorker), so a busy worker asks for its next job at once and only an
+  // idle one waits.
   for (let i = 0; i < concurrency * 2; i++) {
+    const loop = i;
     workIds.push(
       await boss.work<JobData>(QUEUE_NAME, { batchSize: 1, pollingIntervalSeconds: x.polling }, async ([job]) => {
         if (job === undefined) return undefined;
         if (stopping) throw new RetryLater('worker stopping');
-        return handle(job.id, job.data);
+        try {
+          return await handle(job.id, job.data);
+        } finally {
+          const id = workIds[loop];
+          if (id !== undefined) boss.notifyWorker(id);
+        }
       }),
     );
   }

@@ -2,7 +2,11 @@
  * `cutover fleet rollback`: rolls back each target's newest run, the last
  * wave first (and, within a wave, the inventory's last target first), so
  * the canary is undone last. Each rollback is an ordinary `rollbackRun` on
- * the target's own journal, with the target's variables.
+ * the target's own journal, with the target's variables. With a queue
+ * store (`--queue`), each target's journals come from the queue database, its
+ * lease is held here meanwhile (a target a live worker runs is left alone,
+ * `in-progress`), and the rollback's journal lines go to the queue database
+ * as a worker's do, so `audit verify --queue` checks them.
  */
 import os from 'node:os';
 import { errorMessage } from '../errors.js';
@@ -10,7 +14,7 @@ import { rollbackRun } from '../engine/executor.js';
 import { isLive } from '../engine/run-selection.js';
 import { hasSomethingToUndo } from '../engine/state.js';
 import type { Inventory } from './inventory.js';
-import { FileFleetStore } from './store.js';
+import { FileFleetStore, FleetBusyError, type TargetHold } from './store.js';
 import { fleetStore, latestRun, loadTargets, type FleetOptions } from './runner.js';
 
 export interface TargetRollback {
@@ -35,6 +39,14 @@ export async function rollbackFleet(inventory: Inventory, runbookFile: string, o
   if (store instanceof FileFleetStore) store.claim(runbookFile);
   const release = store.lock();
   const results: TargetRollback[] = [];
+  const report = (result: TargetRollback) => {
+    results.push(result);
+    try {
+      options.onTarget?.(result);
+    } catch {
+      // A subscriber never breaks a rollback.
+    }
+  };
   try {
     for (const wave of [...inventory.waves].reverse()) {
       const targets = loaded.filter((l) => l.target.wave === wave.name).reverse();
@@ -42,47 +54,55 @@ export async function rollbackFleet(inventory: Inventory, runbookFile: string, o
       const one = async () => {
         while (next < targets.length && options.signal?.aborted !== true) {
           const { target, env } = targets[next++] as (typeof targets)[number];
-          const stateDir = store.targetStateDir(target.name);
           const base = { name: target.name, wave: wave.name };
           let result: TargetRollback;
-          const latest = latestRun(stateDir, options.journalKey);
-          if (latest === undefined || !hasSomethingToUndo(latest))
-            result = { ...base, status: 'nothing-to-undo', ...(latest !== undefined ? { runId: latest.runId } : {}) };
-          else if (isLive(latest))
-            result = { ...base, status: 'in-progress', runId: latest.runId, message: `run ${latest.runId} is in progress (pid ${latest.process.pid})` };
-          else {
-            try {
-              const run = await rollbackRun(latest.runId, {
-                registry: options.registry,
-                stateDir,
-                env,
-                operator: options.operator ?? process.env['CUTOVER_OPERATOR'] ?? os.userInfo().username,
-                ...(options.signal !== undefined ? { signal: options.signal } : {}),
-                ...(options.journalKey !== undefined ? { journalKey: options.journalKey } : {}),
-              });
-              const status =
-                run.status === 'rolled-back'
-                  ? 'rolled-back'
-                  : run.status === 'needs-attention'
-                    ? 'needs-attention'
-                    : run.status === 'stopped' || run.status === 'interrupted'
-                      ? 'stopped'
-                      : 'failed';
-              result = {
-                ...base,
-                status,
-                runId: run.runId,
-                ...(run.error !== undefined && status !== 'rolled-back' ? { message: errorMessage(run.error) } : {}),
-              };
-            } catch (error) {
-              result = { ...base, status: 'error', runId: latest.runId, message: errorMessage(error) };
-            }
-          }
-          results.push(result);
+          let hold: TargetHold;
           try {
-            options.onTarget?.(result);
-          } catch {
-            // A subscriber never breaks a rollback.
+            hold = store.hold?.(target.name) ?? { stateDir: store.targetStateDir(target.name), release: () => {} };
+          } catch (error) {
+            if (!(error instanceof FleetBusyError)) throw error;
+            report({ ...base, status: 'in-progress', message: error.message });
+            continue;
+          }
+          const { stateDir, journalSink } = hold;
+          try {
+            const latest = latestRun(stateDir, options.journalKey);
+            if (latest === undefined || !hasSomethingToUndo(latest))
+              result = { ...base, status: 'nothing-to-undo', ...(latest !== undefined ? { runId: latest.runId } : {}) };
+            else if (isLive(latest))
+              result = { ...base, status: 'in-progress', runId: latest.runId, message: `run ${latest.runId} is in progress (pid ${latest.process.pid})` };
+            else {
+              try {
+                const run = await rollbackRun(latest.runId, {
+                  registry: options.registry,
+                  stateDir,
+                  env,
+                  operator: options.operator ?? process.env['CUTOVER_OPERATOR'] ?? os.userInfo().username,
+                  ...(options.signal !== undefined ? { signal: options.signal } : {}),
+                  ...(options.journalKey !== undefined ? { journalKey: options.journalKey } : {}),
+                  ...(journalSink !== undefined ? { journalSink } : {}),
+                });
+                const status =
+                  run.status === 'rolled-back'
+                    ? 'rolled-back'
+                    : run.status === 'needs-attention'
+                      ? 'needs-attention'
+                      : run.status === 'stopped' || run.status === 'interrupted'
+                        ? 'stopped'
+                        : 'failed';
+                result = {
+                  ...base,
+                  status,
+                  runId: run.runId,
+                  ...(run.error !== undefined && status !== 'rolled-back' ? { message: errorMessage(run.error) } : {}),
+                };
+              } catch (error) {
+                result = { ...base, status: 'error', runId: latest.runId, message: errorMessage(error) };
+              }
+            }
+            report(result);
+          } finally {
+            hold.release();
           }
         }
       };

@@ -27,6 +27,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { UsageError } from '../errors.js';
+import type { JournalSink } from '../audit/journal.js';
 
 const ts = z.string();
 export const fleetEventSchema = z.discriminatedUnion('type', [
@@ -90,6 +91,13 @@ export const approvalSchema = z.object({
 });
 export type Approval = z.output<typeof approvalSchema>;
 
+/** A target held here for a rollback: where its journals are, where new journal lines go too, and how to let go. */
+export interface TargetHold {
+  readonly stateDir: string;
+  readonly journalSink?: JournalSink;
+  release(): void;
+}
+
 export interface FleetStore {
   /** Shown to people: where the fleet's state is. */
   readonly location: string;
@@ -103,6 +111,12 @@ export interface FleetStore {
   lock(): () => void;
   /** The pid of a live process holding the lock, if any. */
   holder(): number | undefined;
+  /**
+   * A store whose targets run elsewhere (a queue's workers) holds a target
+   * for a rollback here: refused (FleetBusyError) while a live worker has it.
+   * Without it, a rollback uses targetStateDir as a run does.
+   */
+  hold?(target: string): TargetHold;
 }
 
 export class FileFleetStore implements FleetStore {

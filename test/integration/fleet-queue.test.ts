@@ -248,6 +248,30 @@ describe('fleet on a queue: two workers, one killed mid-target', { timeout: 120_
       store.db.close();
     }
 
+    // fleet rollback --queue: from the journals in the queue database, on this machine. q2's lease was just
+    // given to 'the-new-holder' (a live worker, by its heartbeat): q2 is left alone, the others are undone.
+    const rollback = (...extra: string[]) => cutover(['fleet', 'rollback', '--queue', queueUrl, ...TIMING_ARGS, ...extra, inventoryFile, runbookFile]);
+    const first = await rollback();
+    assert.equal(first.code, 5, `${first.stdout}${first.stderr}`);
+    assert.match(first.stderr, /q2 \(rest\): in-progress: target q2 is held by a live worker/);
+    for (const t of TARGETS) assert.deepEqual(await effects(t), t === 'q2' ? { done: 1, load: 1 } : {}, `effects of ${t} after the first rollback`);
+    await queue.query("DELETE FROM cutover_fleet.lease WHERE target = 'q2'");
+    const second = await rollback('--json');
+    assert.equal(second.code, 0, second.stderr);
+    assert.deepEqual(
+      (JSON.parse(second.stdout) as { name: string; status: string }[]).map((r) => [r.name, r.status]).sort(),
+      TARGETS.map((t) => [t, t === 'q2' ? 'rolled-back' : 'nothing-to-undo']),
+    );
+    for (const t of TARGETS) {
+      assert.deepEqual(await effects(t), {}, `effects of ${t} after the second rollback`);
+      // The rollback's journal lines are in the queue database, in the same hash chain.
+      const verify = await cutover(['audit', 'verify', '--queue', queueUrl, '--fleet', 'qtenants/cutover', '--target', t]);
+      assert.equal(verify.code, 0, `${t}: ${verify.stdout}${verify.stderr}`);
+      const lines = await queue.query<{ line: string }>('SELECT line FROM cutover_fleet.journal_line WHERE target = $1 ORDER BY run_id, seq', [t]);
+      const types = lines.rows.map((r) => (JSON.parse(r.line) as { record: { event: { type: string } } }).record.event.type);
+      assert.ok(types.includes('rollback.finished'), `${t}: ${types.join(', ')}`);
+    }
+
     workerB.child.kill('SIGTERM');
     const stoppedB = await workerB.done;
     assert.equal(stoppedB.code, 0, stoppedB.stderr);

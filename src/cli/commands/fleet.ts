@@ -82,9 +82,9 @@ const withQueue = <T>(y: Argv<T>) =>
     .option('retry-delay', { type: 'number', default: 1, describe: 'queue: seconds before a failed or expired job is offered again' });
 
 /** Each subcommand's options; its handler's arguments are typed from its builder (ArgsOf), never written by hand. */
-/** plan and rollback: the files, --jobs, --json; one machine. */
+/** plan: the files, --jobs, --json; in this process. */
 const localBuilder = (y: Argv) => withJson(withJobs(positionals(y)));
-/** run and resume: the same, on the queue with --queue. */
+/** run, resume and rollback: the same, on the queue with --queue. */
 const runBuilder = (y: Argv) => withQueue(withJson(withJobs(positionals(y))));
 const statusBuilder = (y: Argv) =>
   withQueue(withJson(positionals(y))).option('watch', {
@@ -128,11 +128,11 @@ function timingOf(args: QueueArgs): QueueTiming {
 
 /** The fleet store: the queue's database with --queue, files under --state-dir otherwise. Close with the returned function. */
 function storeFor(
-  args: { readonly queue: string | undefined; readonly runbook: string },
+  args: { readonly queue: string | undefined; readonly runbook: string; readonly 'takeover-after': number },
   inventory: ReturnType<typeof loadInventory>,
 ): { store?: FleetStore; close: () => void } {
   if (args.queue === undefined) return { close: () => {} };
-  const store: PgFleetStore = queueFleetStore(args.queue, inventory, args.runbook);
+  const store: PgFleetStore = queueFleetStore(args.queue, inventory, args.runbook, args['takeover-after']);
   return {
     store,
     close: () => {
@@ -474,8 +474,9 @@ const sub = {
   }),
   rollback: subcommand({
     command: 'rollback <inventory> <runbook>',
-    describe: "Roll back every target's newest run, the last wave first (the canary last); one machine, --jobs at a time",
-    builder: localBuilder,
+    describe:
+      "Roll back every target's newest run, the last wave first (the canary last), --jobs at a time in this process; with --queue, from the journals in the queue database",
+    builder: runBuilder,
     handler: async (args) => {
       const inventory = loadInventory(args.inventory);
       io.protect(inventory.targets.flatMap((t) => Object.values(t.secrets)));
@@ -484,12 +485,14 @@ const sub = {
         controller.abort();
       };
       process.on('SIGINT', onSignal);
+      const { store, close } = storeFor(args, inventory);
       let results;
       try {
         const key = journalKeyFromEnv();
         results = await rollbackFleet(inventory, args.runbook, {
           registry,
           stateDir: args['state-dir'],
+          ...(store !== undefined ? { store } : {}),
           jobs: jobsOf(args),
           signal: controller.signal,
           protect: (secrets) => {
@@ -511,6 +514,7 @@ const sub = {
         throw error;
       } finally {
         process.off('SIGINT', onSignal);
+        close();
       }
       if (args.json) io.out(JSON.stringify(results, null, 2));
       const count = (s: string) => results.filter((r) => r.status === s).length;
