@@ -11,6 +11,7 @@
  * --queue`, and nothing of ours is left in a target database.
  */
 import assert from 'node:assert/strict';
+import { appendFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { LeaseLostError, loadInventory, queueFleetStore, takeoverBoundSeconds } from '../../src/index.js';
@@ -275,5 +276,29 @@ describe('fleet on a queue: two workers, one killed mid-target', { timeout: 120_
     workerB.child.kill('SIGTERM');
     const stoppedB = await workerB.done;
     assert.equal(stoppedB.code, 0, stoppedB.stderr);
+  });
+
+  test('a worker whose runbook differs from the one the fleet was started with refuses the job: the target fails naming the file, nothing runs', async () => {
+    await createTargets(['q7'], () => a);
+    const inventory = writeRunbook(
+      dir,
+      'changed-inventory.yaml',
+      inventoryText({ name: 'qfiles', targets: [{ name: 'q7', variables: { DB_URL: a.urlFor('q7') } }] }),
+    );
+    const runbook = writeRunbook(dir, 'changed.yaml', RUNBOOK);
+    const run = startCutover(['fleet', 'run', '--queue', queueUrl, ...TIMING_ARGS, inventory, runbook]);
+    children.push(run);
+    // Queued while no worker runs; then the runbook is edited where the workers read it.
+    await until(
+      'the job is queued',
+      () => tolerant(async () => (await queue.query("SELECT 1 FROM cutover_queue.job WHERE singleton_key = 'qfiles/changed:q7'")).rowCount === 1, false),
+      30_000,
+    );
+    appendFileSync(runbook, '# edited after the fleet started\n');
+    worker();
+    const result = await run.done;
+    assert.notEqual(result.code, 0, result.stdout);
+    assert.match(result.stderr, /q7: .*runbook .*changed\.yaml on this worker differs from the one the fleet was started with/);
+    assert.deepEqual(await effects('q7'), {}, 'nothing ran');
   });
 });
