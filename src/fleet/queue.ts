@@ -338,6 +338,61 @@ export function queueFleetStore(url: string, inventory: Inventory, runbookFile: 
 
 // ----------------------------------------------------------------- worker
 
+/**
+ * A worker's target slots, handed on first come, first served: when a target
+ * ends and a job waits for its slot, the slot goes to that job, so a job a
+ * busy loop fetches just then cannot overtake it (and leave it waiting until
+ * its deadline while the fleet waits for its target).
+ */
+class Slots {
+  private free: number;
+  private readonly waiting: { readonly give: (slot: boolean) => void }[] = [];
+  private closed = false;
+
+  constructor(count: number) {
+    this.free = count;
+  }
+
+  /** A slot, or false at `deadline` (ms since the epoch) or when the worker stops. */
+  acquire(deadline: number): Promise<boolean> {
+    if (this.closed) return Promise.resolve(false);
+    if (this.free > 0 && this.waiting.length === 0) {
+      this.free--;
+      return Promise.resolve(true);
+    }
+    return new Promise<boolean>((resolve) => {
+      const entry = {
+        give: (slot: boolean) => {
+          clearTimeout(timer);
+          resolve(slot);
+        },
+      };
+      const timer = setTimeout(
+        () => {
+          const at = this.waiting.indexOf(entry);
+          if (at >= 0) this.waiting.splice(at, 1);
+          resolve(false);
+        },
+        Math.max(0, deadline - Date.now()),
+      );
+      this.waiting.push(entry);
+    });
+  }
+
+  /** Hands the slot to the first job waiting, or frees it. */
+  release(): void {
+    const next = this.waiting.shift();
+    if (next !== undefined) next.give(true);
+    else this.free++;
+  }
+
+  /** The worker stops: every job still waiting gives up (it goes back to the queue). */
+  close(): void {
+    this.closed = true;
+    for (const w of this.waiting.splice(0)) w.give(false);
+  }
+}
+
 export interface WorkerOptions extends QueueOptions {
   readonly registry: StepRegistry;
   /** Targets this process runs at once (default 1). */
@@ -384,8 +439,7 @@ export async function startQueueWorker(options: WorkerOptions): Promise<QueueWor
   };
   const boss = await startBoss(options, x, 'worker');
   const running = new Map<string, AbortController>();
-  /** Handlers waiting for a free slot, woken when a target ends here. */
-  const slotFreed: (() => void)[] = [];
+  const slots = new Slots(concurrency);
   let stopping = false;
 
   const handle = async (jobId: string, raw: unknown): Promise<JobOutput> => {
@@ -404,16 +458,24 @@ export async function startQueueWorker(options: WorkerOptions): Promise<QueueWor
     const done = earlier();
     if (done !== undefined) return done;
     // This process runs at most `concurrency` targets, even when pg-boss hands over a job whose earlier delivery still runs here.
-    while (running.size >= concurrency) {
-      if (stopping || Date.now() > deadline) throw new RetryLater('this worker is busy');
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, Math.max(0, deadline - Date.now()) + 10);
-        slotFreed.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
+    if (!(await slots.acquire(deadline))) throw new RetryLater('this worker is busy');
+    try {
+      return await inSlot(jobId, data, me, store, deadline, earlier);
+    } finally {
+      slots.release();
     }
+  };
+
+  /** A job's target, with a slot of this worker: its lease, then its run. */
+  const inSlot = async (
+    jobId: string,
+    data: JobData,
+    me: string,
+    store: PgFleetStore,
+    deadline: number,
+    earlier: () => JobOutput | undefined,
+  ): Promise<JobOutput> => {
+    const takeoverAfter = data.takeoverAfter;
     // The lease: free, stale (its holder stopped renewing it) or ours.
     for (;;) {
       const taken = db.query<{ owner: string }>(
@@ -460,7 +522,6 @@ export async function startQueueWorker(options: WorkerOptions): Promise<QueueWor
     } finally {
       clearInterval(heartbeat);
       running.delete(me);
-      slotFreed.shift()?.();
       try {
         db.query(`DELETE FROM ${S}.lease WHERE fleet = $1 AND target = $2 AND owner = $3`, [data.fleet, data.target, me]);
       } catch {
@@ -602,6 +663,7 @@ export async function startQueueWorker(options: WorkerOptions): Promise<QueueWor
       if (stopping) return stopped;
       stopping = true;
       for (const id of workIds) await boss.offWork({ id }).catch(() => {});
+      slots.close();
       for (const stop of stopHooks.values()) stop();
       while (running.size > 0) await sleep(100);
       await boss.stop({ graceful: true, wait: true, timeout: 10_000 }).catch(() => {});
