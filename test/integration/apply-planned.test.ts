@@ -36,6 +36,7 @@ import { slotsInventoryStep } from '../../src/steps/slots-inventory.js';
 import { replicationCaughtUpStep } from '../../src/steps/replication-caught-up.js';
 import { execaRunner } from '../../src/step/commands.js';
 import { startPostgres, type TestServer } from '../helpers/pg.js';
+import { applyContext } from '../helpers/apply-context.js';
 
 /** A session that records every statement sent through it. */
 function recording(client: pg.Client, log: string[]): Queryable {
@@ -60,29 +61,13 @@ function recording(client: pg.Client, log: string[]): Queryable {
 
 /** What a kind may use here: one session (and what `extra` gives); anything else is a test failure. */
 function contextOn<Before>(db: Queryable, recorded: Before[], tx?: Queryable, extra: Partial<ApplyContext<Before>> = {}): ApplyContext<Before> {
-  const unused = (): never => {
-    throw new Error('not used by this test');
-  };
-  return {
+  return applyContext<Before>({
     runId: 'apply-planned',
-    dryRun: false,
-    signal: new AbortController().signal,
     session: async () => db,
-    resolved: unused,
-    sessionIn: unused,
-    sessionAs: unused,
-    oracle: unused,
-    resolvePath: (file) => file,
-    connectionEnv: () => ({}),
-    commands: unused,
-    progress: () => {},
     tx,
-    confirm: async () => true,
     recordBefore: (before) => recorded.push(before),
-    priorBefore: undefined,
-    force: false,
     ...extra,
-  };
+  });
 }
 
 /** The before-state type a kind declares. */

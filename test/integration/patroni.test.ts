@@ -14,10 +14,10 @@ import { planRunbook, registry, rollbackRun, runRunbook, template, type RunEvent
 import { startPatroniCluster, type TestPatroniCluster } from '../../scripts/patroni.js';
 import { cutover, tempDir } from '../helpers/cli.js';
 import { resolveAll } from '../../src/runbook/connections.js';
-import type { ApplyContext } from '../../src/step/contract.js';
 import { patroniStep, SwitchoverError } from '../../src/steps/patroni.js';
 import { startLoad } from '../helpers/load.js';
 import { loadRunbookText } from '../helpers/runbook.js';
+import { applyContext } from '../helpers/apply-context.js';
 import { until } from '../helpers/wait.js';
 
 describe('patroni on a two-member Patroni 3 cluster (PostgreSQL 15, etcd) behind HAProxy', () => {
@@ -341,28 +341,14 @@ ${fields}`);
     const { runbook } = load('    candidate: node2\n');
     const connections = resolveAll(runbook);
     const recorded: unknown[] = [];
-    const unused = (): never => {
-      throw new Error('not used by this test');
-    };
-    const ctx: ApplyContext<{ leader: string; candidate: string; scheduledAt: string | null }> = {
-      runId: 'apply-planned',
-      dryRun: false,
-      signal: new AbortController().signal,
-      session: unused,
-      resolved: (name) => connections.get(name) ?? unused(),
-      sessionIn: unused,
-      sessionAs: unused,
-      oracle: unused,
-      resolvePath: (f) => f,
-      connectionEnv: () => ({}),
-      commands: unused,
-      progress: () => {},
-      tx: undefined,
-      confirm: async () => true,
+    const ctx = applyContext<{ leader: string; candidate: string; scheduledAt: string | null }>({
+      resolved: (name) => {
+        const found = connections.get(name);
+        assert.ok(found, name);
+        return found;
+      },
       recordBefore: (b) => recorded.push(b),
-      priorBefore: undefined,
-      force: false,
-    };
+    });
     const step = {
       id: 'switch',
       kind: 'patroni',
