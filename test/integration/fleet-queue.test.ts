@@ -295,10 +295,54 @@ describe('fleet on a queue: two workers, one killed mid-target', { timeout: 120_
       30_000,
     );
     appendFileSync(runbook, '# edited after the fleet started\n');
-    worker();
+    const w = worker();
     const result = await run.done;
     assert.notEqual(result.code, 0, result.stdout);
     assert.match(result.stderr, /q7: .*runbook .*changed\.yaml on this worker differs from the one the fleet was started with/);
     assert.deepEqual(await effects('q7'), {}, 'nothing ran');
+    w.child.kill('SIGTERM');
+    assert.equal((await w.done).code, 0);
+  });
+
+  test('a worker stopped by SIGTERM mid-target hands it back: another worker resumes it, each effect once', async () => {
+    await createTargets(['q8'], server);
+    const inventory = writeRunbook(
+      dir,
+      'term-inventory.yaml',
+      inventoryText({ name: 'qterm', targets: [{ name: 'q8', variables: { DB_URL: server('q8').urlFor('q8') } }] }),
+    );
+    const runbook = writeRunbook(dir, 'term.yaml', RUNBOOK);
+    const termEvents = async () =>
+      tolerant(
+        async () =>
+          (await queue.query<{ record: string }>("SELECT record FROM cutover_fleet.event WHERE fleet = 'qterm/term' ORDER BY id")).rows.map(
+            (r) => JSON.parse(r.record) as { type: string; target?: string; action?: string; worker?: string },
+          ),
+        [],
+      );
+    const run = startCutover(['fleet', 'run', '--queue', queueUrl, ...TIMING_ARGS, inventory, runbook]);
+    children.push(run);
+    // Worker A runs q8 up to its confirm step, which waits for an approval: a target in the middle of its run.
+    const workerA = worker();
+    await until('q8 waits at its confirm on worker A', async () => (await termEvents()).some((e) => e.type === 'target.waiting'), 30_000);
+    workerA.child.kill('SIGTERM');
+    const stoppedA = await workerA.done;
+    assert.equal(stoppedA.code, 0, stoppedA.stderr);
+    assert.match(stoppedA.stderr, /SIGTERM: taking no new job/);
+    const workerB = worker();
+    await until(
+      'worker B resumes q8',
+      async () => (await termEvents()).some((e) => e.type === 'target.started' && e.action === 'resume' && (e.worker ?? '').includes(`:${workerB.child.pid}:`)),
+      30_000,
+    );
+    const approved = await cutover(['fleet', 'approve', '--queue', queueUrl, inventory, runbook, 'q8']);
+    assert.equal(approved.code, 0, approved.stderr);
+    const result = await run.done;
+    assert.equal(result.code, 0, `${result.stdout}${result.stderr}`);
+    assert.deepEqual(await effects('q8'), { done: 1, load: 1 }, 'each effect once');
+    const starts = (await termEvents()).filter((e) => e.type === 'target.started').map((e) => e.action);
+    assert.deepEqual(starts, ['run', 'resume'], 'one run, started by A and resumed by B');
+    workerB.child.kill('SIGTERM');
+    assert.equal((await workerB.done).code, 0);
   });
 });
