@@ -176,6 +176,18 @@ export class PgFleetStore implements FleetStore {
     return dir;
   }
 
+  /** Takes the target's lease for `owner` if it is free, or stale: no heartbeat for `staleAfterSeconds` (its holder is gone). */
+  takeLease(target: string, owner: string, staleAfterSeconds: number): boolean {
+    return (
+      this.db.query(
+        `INSERT INTO ${S}.lease AS l (fleet, target, owner, heartbeat_at) VALUES ($1, $2, $3, clock_timestamp())
+         ON CONFLICT (fleet, target) DO UPDATE SET owner = EXCLUDED.owner, heartbeat_at = EXCLUDED.heartbeat_at
+         WHERE l.heartbeat_at < clock_timestamp() - make_interval(secs => $4::double precision)`,
+        [this.fleet, target, owner, staleAfterSeconds],
+      ).rowCount === 1
+    );
+  }
+
   /**
    * Takes the target's lease as a worker does (free, or stale for
    * staleAfterSeconds), so no worker runs it meanwhile and the journal lines
@@ -183,13 +195,7 @@ export class PgFleetStore implements FleetStore {
    */
   hold(target: string): TargetHold {
     const owner = `${os.hostname()}:${process.pid}:here:${randomBytes(2).toString('hex')}`;
-    const taken = this.db.query(
-      `INSERT INTO ${S}.lease AS l (fleet, target, owner, heartbeat_at) VALUES ($1, $2, $3, clock_timestamp())
-       ON CONFLICT (fleet, target) DO UPDATE SET owner = EXCLUDED.owner, heartbeat_at = EXCLUDED.heartbeat_at
-       WHERE l.heartbeat_at < clock_timestamp() - make_interval(secs => $4::double precision)`,
-      [this.fleet, target, owner, this.staleAfterSeconds],
-    );
-    if (taken.rowCount !== 1) throw new FleetBusyError(`target ${target} is held by a live worker: let its job end first`);
+    if (!this.takeLease(target, owner, this.staleAfterSeconds)) throw new FleetBusyError(`target ${target} is held by a live worker: let its job end first`);
     const release = () => {
       this.db.query(`DELETE FROM ${S}.lease WHERE fleet = $1 AND target = $2 AND owner = $3`, [this.fleet, target, owner]);
     };

@@ -458,39 +458,27 @@ export async function startQueueWorker(options: WorkerOptions): Promise<QueueWor
     const done = earlier();
     if (done !== undefined) return done;
     // This process runs at most `concurrency` targets, even when pg-boss hands over a job whose earlier delivery still runs here.
-    if (!(await slots.acquire(deadline))) throw new RetryLater('this worker is busy');
-    try {
-      return await inSlot(jobId, data, me, store, deadline, earlier);
-    } finally {
-      slots.release();
-    }
-  };
-
-  /** A job's target, with a slot of this worker: its lease, then its run. */
-  const inSlot = async (
-    jobId: string,
-    data: JobData,
-    me: string,
-    store: PgFleetStore,
-    deadline: number,
-    earlier: () => JobOutput | undefined,
-  ): Promise<JobOutput> => {
-    const takeoverAfter = data.takeoverAfter;
-    // The lease: free, stale (its holder stopped renewing it) or ours.
+    // A slot is kept only with the lease: a delivery waiting for a lease that a live worker holds (a target running past its
+    // job's expiry) keeps no slot from other targets.
     for (;;) {
-      const taken = db.query<{ owner: string }>(
-        `INSERT INTO ${S}.lease AS l (fleet, target, owner, heartbeat_at) VALUES ($1, $2, $3, clock_timestamp())
-         ON CONFLICT (fleet, target) DO UPDATE SET owner = EXCLUDED.owner, heartbeat_at = EXCLUDED.heartbeat_at
-         WHERE l.heartbeat_at < clock_timestamp() - make_interval(secs => $4::double precision)
-         RETURNING owner`,
-        [data.fleet, data.target, me, takeoverAfter],
-      );
-      if (taken.rowCount === 1) break;
+      if (!(await slots.acquire(deadline))) throw new RetryLater('this worker is busy');
+      if (store.takeLease(data.target, me, data.takeoverAfter)) break;
+      slots.release();
       const result = earlier();
       if (result !== undefined) return result;
       if (stopping || Date.now() > deadline) throw new RetryLater(`target ${data.target} is held by a live worker`);
       await sleep(pollMs);
     }
+    try {
+      return await leased(jobId, data, me, store);
+    } finally {
+      slots.release();
+    }
+  };
+
+  /** A job's target, with its lease and a slot of this worker: its run, its result. */
+  const leased = async (jobId: string, data: JobData, me: string, store: PgFleetStore): Promise<JobOutput> => {
+    const takeoverAfter = data.takeoverAfter;
     const controller = new AbortController();
     running.set(me, controller);
     const heartbeat = setInterval(
