@@ -7,11 +7,15 @@
  * read all leave the pooler resumed and pointing where it was.
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { makeSavedPlan, planRunbook, registry, rollbackRun, runRunbook, type RunEvent } from '../../src/index.js';
+import { resolveAll } from '../../src/runbook/connections.js';
+import { pgbouncerStep } from '../../src/steps/pgbouncer.js';
+import { applyContext } from '../helpers/apply-context.js';
 import { startPgBouncer, type TestPgBouncer } from '../../scripts/pgbouncer.js';
 import { startPostgres, type TestServer } from '../helpers/pg.js';
 import { loadRunbookText } from '../helpers/runbook.js';
@@ -31,18 +35,21 @@ describe('pgbouncer on PgBouncer in front of PostgreSQL 17 -> 18', () => {
     await Promise.all([old.stop(), next.stop()]);
   });
 
-  /** A database of the same name on both servers, and a fresh pooler whose entry points at the old one. */
-  async function fresh(): Promise<string> {
-    const name = `shop${++db}`;
-    for (const server of [old, next]) {
-      await server.query(`CREATE DATABASE ${name}`);
-      await server.query('CREATE TABLE t (client int, n int)', [], name);
+  /** `count` databases, each of the same name on both servers, and a fresh pooler whose entries point at the old one. */
+  async function freshMany(count: number): Promise<string[]> {
+    const names = Array.from({ length: count }, () => `shop${++db}`);
+    for (const name of names) {
+      for (const server of [old, next]) {
+        await server.query(`CREATE DATABASE ${name}`);
+        await server.query('CREATE TABLE t (client int, n int)', [], name);
+      }
     }
     await bouncer?.stop();
-    bouncer = await startPgBouncer({ databases: { [name]: { host: '127.0.0.1', port: old.port, dbname: name } } });
+    bouncer = await startPgBouncer({ databases: Object.fromEntries(names.map((name) => [name, { host: '127.0.0.1', port: old.port, dbname: name }])) });
     process.env['BOUNCER_PASSWORD'] = bouncer.adminPassword;
-    return name;
+    return names;
   }
+  const fresh = async () => (await freshMany(1))[0] ?? '';
   after(async () => {
     await bouncer?.stop();
   });
@@ -133,6 +140,61 @@ ${fields}`);
     t.diagnostic(
       `${traffic2.committed} transactions by 4 clients across switch and rollback; longest client stall ${traffic2.longestMs} ms; ${applied?.type === 'step.applied' ? applied.output : ''}`,
     );
+  });
+
+  it('apply sends only its payload: of the two entries the runbook moves, the one the payload moves, to where the payload says', async () => {
+    const [a = '', b = ''] = await freshMany(2);
+    const { runbook } = load(
+      `    action: switch\n    file: ${bouncer.databasesFile}\n    to:\n      ${a}: { host: 127.0.0.1, port: ${next.port} }\n      ${b}: { host: 127.0.0.1, port: ${next.port} }\n`,
+    );
+    const connections = resolveAll(runbook);
+    const ctx = applyContext<Parameters<NonNullable<typeof pgbouncerStep.rollback>>[2]>({
+      runId: 'payload',
+      resolved: (connection) => {
+        const found = connections.get(connection);
+        assert.ok(found, connection);
+        return found;
+      },
+    });
+    const step = {
+      id: 'switch',
+      kind: 'pgbouncer',
+      connection: 'bouncer',
+      retries: 0,
+      idempotent: false,
+      window: false,
+      line: 1,
+      config: pgbouncerStep.config.parse(runbook.steps[0]?.config),
+    };
+    const text = readFileSync(bouncer.databasesFile, 'utf8');
+    const log = path.join(bouncer.dir, 'pgbouncer.log');
+    const logBefore = readFileSync(log, 'utf8').length;
+    // Moves only `a`, and to the database named `b` on the new server: neither is what the runbook says.
+    const edit = { entry: a, from: { host: '127.0.0.1', port: String(old.port), dbname: a }, to: { host: '127.0.0.1', port: String(next.port), dbname: b } };
+    const outcome = await pgbouncerStep.apply(ctx, step, {
+      pause: [a],
+      resume: [a],
+      file: { path: bouncer.databasesFile, sha256: createHash('sha256').update(text).digest('hex'), edits: [edit] },
+      waitClose: [],
+    });
+    const admin = await bouncer.admin();
+    const shown = (await admin.query('SHOW DATABASES')).rows as { name: string; port: number; database: string; paused: number }[];
+    await admin.end();
+    const where = (name: string) => shown.filter((r) => r.name === name).map((r) => ({ port: r.port, database: r.database, paused: r.paused }));
+    assert.deepEqual(where(a), [{ port: next.port, database: b, paused: 0 }]);
+    assert.deepEqual(where(b), [{ port: old.port, database: b, paused: 0 }], 'the entry only the runbook names stays where it was');
+    // PgBouncer logs each admin command it runs: only the payload's were sent.
+    const commands = readFileSync(log, 'utf8')
+      .slice(logBefore)
+      .split('\n')
+      .filter((line) => /(PAUSE|RESUME|RELOAD)\b.* command issued/.test(line))
+      .map((line) => line.replace(/^.* LOG /, ''));
+    assert.deepEqual(commands, [`PAUSE '${a}' command issued`, 'RELOAD command issued', `RESUME '${a}' command issued`]);
+    assert.deepEqual(outcome.before.entries, { [a]: edit.from });
+
+    await pgbouncerStep.rollback?.(ctx, step, outcome.before);
+    assert.deepEqual(await entry(a), { port: old.port, paused: 0 });
+    assert.equal(readFileSync(bouncer.databasesFile, 'utf8'), text);
   });
 
   it('waitClose: under load, the step ends only once PgBouncer holds no server connection to the old server', async () => {

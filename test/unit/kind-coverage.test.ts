@@ -52,7 +52,7 @@ const COVERAGE: Readonly<Record<string, { readonly drift: Where; readonly apply:
   'plan-check': { drift: { file: DRIFT, test: 'plan-check:' }, apply: { file: APPLY, test: 'compare, upgrade-precheck, plan-check, slots-inventory:' } },
   pgbouncer: {
     drift: { file: 'pgbouncer', test: 'a saved switch plan stops with the difference when the databases file changed since' },
-    apply: { file: 'pgbouncer', test: 'switches under continuous client load without losing a transaction' },
+    apply: { file: 'pgbouncer', test: 'apply sends only its payload' },
   },
   patroni: {
     drift: { file: 'patroni', test: 'a saved switchover plan stops with the difference when another member leads since' },
