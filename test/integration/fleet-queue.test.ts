@@ -11,7 +11,8 @@
  * --queue`, and nothing of ours is left in a target database.
  */
 import assert from 'node:assert/strict';
-import { appendFileSync } from 'node:fs';
+import { appendFileSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { LeaseLostError, loadInventory, queueFleetStore, takeoverBoundSeconds } from '../../src/index.js';
@@ -181,6 +182,22 @@ describe('fleet on a queue: two workers, one killed mid-target', { timeout: 120_
       parsed.targets.map((t) => [t.name, t.status]),
       TARGETS.map((t) => [t, 'succeeded']),
     );
+    // fleet report --queue: the page and every target's own report, from the journals in the queue database.
+    const out = path.join(dir, 'queue-report', 'fleet.html');
+    const report = await cutover(['fleet', 'report', '--queue', queueUrl, '--out', out, inventoryFile, runbookFile]);
+    assert.equal(report.code, 0, report.stderr);
+    assert.match(report.stdout, /wrote .*fleet\.html and 6 target report\(s\)/);
+    const page = readFileSync(out, 'utf8');
+    const links = [...page.matchAll(/<a href="([^"]+)"/g)].map((m) => m[1] ?? '');
+    assert.deepEqual(
+      links,
+      TARGETS.map((t) => `fleet-targets/${t}.html`),
+    );
+    for (const link of links) {
+      const target = readFileSync(path.join(path.dirname(out), link), 'utf8');
+      assert.match(target, /<h1>queue tenant cutover: run [^<]+<\/h1>/, link);
+      assert.match(target, /hash chain verifies/, link);
+    }
     // The column was added once per target: a second apply would have failed on it.
     for (const t of TARGETS) {
       const cols = await server(t).query<{ n: string }>(
@@ -278,31 +295,41 @@ describe('fleet on a queue: two workers, one killed mid-target', { timeout: 120_
     assert.equal(stoppedB.code, 0, stoppedB.stderr);
   });
 
-  test('a worker whose runbook differs from the one the fleet was started with refuses the job: the target fails naming the file, nothing runs', async () => {
-    await createTargets(['q7'], () => a);
-    const inventory = writeRunbook(
-      dir,
-      'changed-inventory.yaml',
-      inventoryText({ name: 'qfiles', targets: [{ name: 'q7', variables: { DB_URL: a.urlFor('q7') } }] }),
-    );
-    const runbook = writeRunbook(dir, 'changed.yaml', RUNBOOK);
-    const run = startCutover(['fleet', 'run', '--queue', queueUrl, ...TIMING_ARGS, inventory, runbook]);
-    children.push(run);
-    // Queued while no worker runs; then the runbook is edited where the workers read it.
-    await until(
-      'the job is queued',
-      () => tolerant(async () => (await queue.query("SELECT 1 FROM cutover_queue.job WHERE singleton_key = 'qfiles/changed:q7'")).rowCount === 1, false),
-      30_000,
-    );
-    appendFileSync(runbook, '# edited after the fleet started\n');
-    const w = worker();
-    const result = await run.done;
-    assert.notEqual(result.code, 0, result.stdout);
-    assert.match(result.stderr, /q7: .*runbook .*changed\.yaml on this worker differs from the one the fleet was started with/);
-    assert.deepEqual(await effects('q7'), {}, 'nothing ran');
-    w.child.kill('SIGTERM');
-    assert.equal((await w.done).code, 0);
-  });
+  for (const [changed, target] of [
+    ['runbook', 'q7'],
+    ['inventory', 'q9'],
+  ] as const) {
+    test(`a worker whose ${changed} differs from the one the fleet was started with refuses the job: the target fails naming the file, nothing runs`, async () => {
+      await createTargets([target], () => a);
+      const inventory = writeRunbook(
+        dir,
+        `changed-${target}.yaml`,
+        inventoryText({ name: `qfiles${target}`, targets: [{ name: target, variables: { DB_URL: a.urlFor(target) } }] }),
+      );
+      const runbook = writeRunbook(dir, 'changed.yaml', RUNBOOK);
+      const run = startCutover(['fleet', 'run', '--queue', queueUrl, ...TIMING_ARGS, inventory, runbook]);
+      children.push(run);
+      // Queued while no worker runs; then the file is edited where the workers read it.
+      await until(
+        'the job is queued',
+        () =>
+          tolerant(
+            async () => (await queue.query('SELECT 1 FROM cutover_queue.job WHERE singleton_key = $1', [`qfiles${target}/changed:${target}`])).rowCount === 1,
+            false,
+          ),
+        30_000,
+      );
+      appendFileSync(changed === 'runbook' ? runbook : inventory, '# edited after the fleet started\n');
+      const w = worker();
+      const result = await run.done;
+      assert.notEqual(result.code, 0, result.stdout);
+      const file = changed === 'runbook' ? 'changed\\.yaml' : `changed-${target}\\.yaml`;
+      assert.match(result.stderr, new RegExp(`${target}: .*${changed} .*${file} on this worker differs from the one the fleet was started with`));
+      assert.deepEqual(await effects(target), {}, 'nothing ran');
+      w.child.kill('SIGTERM');
+      assert.equal((await w.done).code, 0);
+    });
+  }
 
   test('a worker stopped by SIGTERM mid-target hands it back: another worker resumes it, each effect once', async () => {
     await createTargets(['q8'], server);
