@@ -32,7 +32,8 @@ import { loadRunbook } from '../runbook/load.js';
 import type { StepRegistry } from '../step/contract.js';
 import { quoteIdent } from '../db/quote.js';
 import { loadInventory, type Inventory, type Target } from './inventory.js';
-import { FLEET_SCHEMA, fleetId, LeaseLostError, openQueueDb, openQueueStore, PgFleetStore, redactUrl } from './queue-store.js';
+import { advisoryKey, FLEET_SCHEMA, fleetId, LeaseLostError, openQueueDb, openQueueStore, PgFleetStore, redactUrl } from './queue-store.js';
+import type { SyncPg } from '../db/sync-pg.js';
 import {
   decide,
   FleetStoppedError,
@@ -120,7 +121,9 @@ const jobOutputSchema = z.object({
 });
 type JobOutput = z.output<typeof jobOutputSchema>;
 
-async function startBoss(options: QueueOptions, x: Timing, role: 'coordinator' | 'worker'): Promise<PgBoss> {
+/** pg-boss on the queue database, started, with our queue created if it was not there; `db` is this process's session there. */
+export async function startBoss(options: QueueOptions, role: 'coordinator' | 'worker', db: SyncPg): Promise<PgBoss> {
+  const x = timing(options);
   const boss = new PgBoss({
     connectionString: options.url,
     schema: QUEUE_SCHEMA,
@@ -136,17 +139,23 @@ async function startBoss(options: QueueOptions, x: Timing, role: 'coordinator' |
   });
   await boss.start();
   if ((await boss.getQueue(QUEUE_NAME)) === null) {
+    // pg-boss 10 creates a queue without a lock of its own: two processes doing it at once (workers of a
+    // Deployment starting together) deadlock, and the loser may look before the winner commits. One at a time.
+    const key = advisoryKey(`cutover queue ${QUEUE_NAME}`).toString();
+    // Tried, not waited for: waiting in a synchronous session would stall this process, which may be the holder.
+    while (db.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1::bigint) AS ok', [key]).rows[0]?.ok !== true) await sleep(50);
     try {
-      await boss.createQueue(QUEUE_NAME, {
-        name: QUEUE_NAME,
-        policy: 'stately',
-        retryLimit: 100_000,
-        retryDelay: x.retryDelay,
-        expireInSeconds: x.takeoverAfter,
-      });
-    } catch (error) {
-      // Two processes creating it at once: the other one won.
-      if ((await boss.getQueue(QUEUE_NAME)) === null) throw error;
+      if ((await boss.getQueue(QUEUE_NAME)) === null) {
+        await boss.createQueue(QUEUE_NAME, {
+          name: QUEUE_NAME,
+          policy: 'stately',
+          retryLimit: 100_000,
+          retryDelay: x.retryDelay,
+          expireInSeconds: x.takeoverAfter,
+        });
+      }
+    } finally {
+      db.query('SELECT pg_advisory_unlock($1::bigint)', [key]);
     }
   }
   return boss;
@@ -307,7 +316,7 @@ export async function runFleetOnQueue(
   const store = openQueueStore(options.queue.url, fleetId(inventory.name, runbookFile));
   let boss: PgBoss | undefined;
   try {
-    boss = await startBoss(options.queue, x, 'coordinator');
+    boss = await startBoss(options.queue, 'coordinator', store.db);
     const runbook = loadRunbook(runbookFile, {
       registry: options.registry,
       env: { ...process.env, ...(inventory.targets[0]?.variables ?? {}), ...(inventory.targets[0]?.secrets ?? {}) },
@@ -437,7 +446,7 @@ export async function startQueueWorker(options: WorkerOptions): Promise<QueueWor
     }
     return store;
   };
-  const boss = await startBoss(options, x, 'worker');
+  const boss = await startBoss(options, 'worker', db);
   const running = new Map<string, AbortController>();
   const slots = new Slots(concurrency);
   let stopping = false;

@@ -15,7 +15,9 @@ import { appendFileSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
-import { LeaseLostError, loadInventory, queueFleetStore, takeoverBoundSeconds } from '../../src/index.js';
+import { errorMessage, LeaseLostError, loadInventory, queueFleetStore, takeoverBoundSeconds } from '../../src/index.js';
+import { advisoryKey, openQueueDb } from '../../src/fleet/queue-store.js';
+import { startBoss } from '../../src/fleet/queue.js';
 import { startPostgres, type TestServer } from '../helpers/pg.js';
 import { cutover, startCutover, tempDir, writeRunbook, type CliResult } from '../helpers/cli.js';
 import { until } from '../helpers/wait.js';
@@ -330,6 +332,36 @@ describe('fleet on a queue: two workers, one killed mid-target', { timeout: 120_
       assert.equal((await w.done).code, 0);
     });
   }
+
+  test('processes starting on a fresh queue database create the queue one at a time (pg-boss 10 alone deadlocks)', async () => {
+    // Four pg-boss 10 instances creating one queue at once deadlocked (40P01) in 13 of 40 tries here, and a
+    // worker died of it at start: cutover creates the queue under an advisory lock. Held here, it holds them.
+    await a.query('CREATE DATABASE fleet_queue_start');
+    const options = { url: a.urlFor('fleet_queue_start'), ...TIMING };
+    const holder = openQueueDb(options.url);
+    const key = advisoryKey('cutover queue cutover-fleet-target').toString();
+    holder.query('SELECT pg_advisory_lock($1::bigint)', [key]);
+    const sessions = [0, 1, 2].map(() => openQueueDb(options.url));
+    // Before pg-boss has installed its tables there is no queue either.
+    const queues = () =>
+      tolerant(async () => Number((await a.query<{ n: string }>('SELECT count(*)::text AS n FROM cutover_queue.queue', [], 'fleet_queue_start'))[0]?.n), 0);
+    try {
+      const starting = Promise.allSettled(sessions.map((db) => startBoss(options, 'worker', db)));
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      assert.equal(await queues(), 0, 'no process creates the queue while another holds the lock');
+      holder.query('SELECT pg_advisory_unlock($1::bigint)', [key]);
+      const started = await starting;
+      for (const s of started) if (s.status === 'fulfilled') await s.value.stop({ graceful: false, wait: true });
+      assert.deepEqual(
+        started.filter((s) => s.status === 'rejected').map((s) => errorMessage(s.reason)),
+        [],
+      );
+      assert.equal(await queues(), 1);
+    } finally {
+      for (const db of [holder, ...sessions]) db.close();
+      await a.release('fleet_queue_start');
+    }
+  });
 
   test('a worker stopped by SIGTERM mid-target hands it back: another worker resumes it, each effect once', async () => {
     await createTargets(['q8'], server);
