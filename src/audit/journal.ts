@@ -38,10 +38,13 @@ const hashOf = (text: string, key: Buffer | undefined) =>
 export type ChainKind = 'sha256' | 'hmac-sha256';
 
 /**
- * A second place every journal line must reach before the engine acts on it
- * (queue mode: the queue's database). Called synchronously before the line
- * is written to the file; throwing refuses the line, and the run stops as it
- * does when the file cannot be written.
+ * Where the durable copy of every journal line goes instead of the file's
+ * fsync (queue mode: the queue's database, committed). Called synchronously
+ * before the line is written to the file; throwing refuses the line, and the
+ * run stops as it does when the file cannot be written. With a sink the file
+ * is a working copy in a temporary directory, read back by the engine and
+ * rebuilt from the sink after a crash, so it is not fsync'ed: a second
+ * durable write per line would cost the run without protecting anything.
  */
 export interface JournalSink {
   append(line: { readonly runId: string; readonly seq: number; readonly text: string }): void;
@@ -109,7 +112,7 @@ export class Journal {
     const line = `${PREFIX}${hash}","record":${body}}`;
     this.sink?.append({ runId: path.basename(path.dirname(this.file)), seq: record.seq, text: line });
     writeSync(this.fd, `${line}\n`);
-    fsyncSync(this.fd);
+    if (this.sink === undefined) fsyncSync(this.fd);
     this.seq += 1;
     this.head = hash;
     return JSON.parse(body) as JournalRecord;

@@ -72,6 +72,22 @@ const BASE_KEYS = new Set(['kind', ...Object.keys(baseStepShape)]);
 
 /** One schema per kind, joined on `kind`; also the source of the JSON Schema. */
 export function buildRunbookSchema(registry: KindRulesRegistry) {
+  let schema = schemas.get(registry);
+  if (schema === undefined) {
+    schema = joinKinds(registry);
+    schemas.set(registry, schema);
+  }
+  return schema;
+}
+
+/**
+ * Built once per registry: a fleet loads the runbook once per target, and zod
+ * compiles a schema's fast path on its first parse (about 1 ms per build and
+ * as much per compile, per load, before this cache).
+ */
+const schemas = new WeakMap<KindRulesRegistry, ReturnType<typeof joinKinds>>();
+
+function joinKinds(registry: KindRulesRegistry) {
   const variants = Object.values(registry).map((definition) =>
     z.strictObject({ ...baseStepShape, kind: z.literal(definition.kind), ...definition.config.shape }).describe(definition.summary),
   );
