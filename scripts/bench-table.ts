@@ -3,9 +3,11 @@
  * (bench/results.json):
  *
  *   node dist/scripts/bench-table.js [bench]     prints the tables (all benches, or one)
- *   node dist/scripts/bench-table.js --readme    rewrites every README section between
+ *   node dist/scripts/bench-table.js --readme [NAME...]
+ *                                                rewrites every README section between
  *                                                <!-- bench:NAME --> and <!-- /bench:NAME -->
- *                                                with NAME's table (fails if NAME has no results)
+ *                                                with NAME's table (fails if NAME has no results);
+ *                                                given names, only those sections
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,7 +16,7 @@ import { readResults, rewriteReadme, table } from './bench/table.js';
 const readme = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../README.md');
 
 if (process.argv[2] === '--readme') {
-  const benches = rewriteReadme(readme);
+  const benches = rewriteReadme(readme, process.argv.slice(3));
   console.log(`README.md: tables of ${benches.join(', ') || 'no bench'} rewritten from bench/results.json`);
 } else {
   const results = readResults();

@@ -40,18 +40,22 @@ export function table(bench: string, { machine, results }: Results = readResults
 
 const MARKED = /(<!-- bench:([a-z-]+) -->)[\s\S]*?(<!-- \/bench:\2 -->)/g;
 
-/** `text` with every section between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->` replaced by NAME's table. */
-export function rewriteMarked(text: string, results: Results = readResults()): { text: string; benches: string[] } {
+/**
+ * `text` with every section between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->` replaced by NAME's table;
+ * with `only`, just those sections (the others keep the figures of the run that made them).
+ */
+export function rewriteMarked(text: string, results: Results = readResults(), only?: readonly string[]): { text: string; benches: string[] } {
   const benches: string[] = [];
-  const out = text.replace(MARKED, (_, open: string, bench: string, close: string) => {
+  const out = text.replace(MARKED, (section: string, open: string, bench: string, close: string) => {
+    if (only !== undefined && only.length > 0 && !only.includes(bench)) return section;
     benches.push(bench);
     return `${open}\n${table(bench, results)}\n${close}`;
   });
   return { text: out, benches };
 }
 
-export function rewriteReadme(file: string): string[] {
-  const { text, benches } = rewriteMarked(readFileSync(file, 'utf8'));
+export function rewriteReadme(file: string, only?: readonly string[]): string[] {
+  const { text, benches } = rewriteMarked(readFileSync(file, 'utf8'), readResults(), only);
   writeFileSync(file, text);
   return benches;
 }
