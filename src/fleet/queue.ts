@@ -22,7 +22,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import PgBoss from 'pg-boss';
+import type PgBoss from 'pg-boss';
 import { z } from 'zod';
 import { materialize } from '../audit/journal-store.js';
 import { planRunbook, resumeRun as resumeRunOf, runRunbook as runOf, type RunResult } from '../engine/executor.js';
@@ -124,7 +124,9 @@ type JobOutput = z.output<typeof jobOutputSchema>;
 /** pg-boss on the queue database, started, with our queue created if it was not there; `db` is this process's session there. */
 export async function startBoss(options: QueueOptions, role: 'coordinator' | 'worker', db: SyncPg): Promise<PgBoss> {
   const x = timing(options);
-  const boss = new PgBoss({
+  // Loaded here, not at the top: every CLI command imports the library, and pg-boss (with pg) costs about 0.1 s to load.
+  const { default: Boss } = await import('pg-boss');
+  const boss = new Boss({
     connectionString: options.url,
     schema: QUEUE_SCHEMA,
     application_name: `cutover fleet ${role}`,
