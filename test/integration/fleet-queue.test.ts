@@ -54,7 +54,7 @@ steps:
     rollback: DELETE FROM effects WHERE step = 'done'
 `;
 
-describe('fleet on a queue: two workers, one killed mid-target', { timeout: 120_000 }, () => {
+describe('fleet on a queue: two workers, one killed mid-target', { timeout: 300_000 }, () => {
   let a: TestServer;
   let b: TestServer;
   let dir: string;
@@ -269,9 +269,15 @@ describe('fleet on a queue: two workers, one killed mid-target', { timeout: 120_
     }
 
     // fleet rollback --queue: from the journals in the queue database, on this machine. q2's lease was just
-    // given to 'the-new-holder' (a live worker, by its heartbeat): q2 is left alone, the others are undone.
+    // given to 'the-new-holder', alive by its heartbeat (renewed here as a worker renews it, so however long the
+    // rollbacks before q2's take, it never goes stale): q2 is left alone, the others are undone.
     const rollback = (...extra: string[]) => cutover(['fleet', 'rollback', '--queue', queueUrl, ...TIMING_ARGS, ...extra, inventoryFile, runbookFile]);
-    const first = await rollback();
+    const heartbeat = setInterval(() => {
+      void queue.query("UPDATE cutover_fleet.lease SET heartbeat_at = now() WHERE target = 'q2' AND owner = 'the-new-holder'").catch(() => {});
+    }, 500);
+    const first = await rollback().finally(() => {
+      clearInterval(heartbeat);
+    });
     assert.equal(first.code, 5, `${first.stdout}${first.stderr}`);
     assert.match(first.stderr, /q2 \(rest\): in-progress: target q2 is held by a live worker/);
     for (const t of TARGETS) assert.deepEqual(await effects(t), t === 'q2' ? { done: 1, load: 1 } : {}, `effects of ${t} after the first rollback`);
