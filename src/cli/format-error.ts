@@ -20,8 +20,8 @@ import {
   InterruptedError,
   LockLostError,
   UsageError,
-  type SerializedError,
-} from '../index.js';
+} from '../runbooks.js';
+import type { SerializedError } from '../index.js';
 import { displayWidth } from './table.js';
 
 /** `file:line:column: path: message`, as validation problems and deprecation notes are printed. */

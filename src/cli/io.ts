@@ -7,7 +7,7 @@
  * wrapped too, so output from libraries (listr2) is covered.
  */
 import { closeSync, openSync, writeFileSync, writeSync } from 'node:fs';
-import { Redactor } from '../index.js';
+import { Redactor } from '../runbooks.js';
 
 const redactor = new Redactor();
 let installed = false;

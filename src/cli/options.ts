@@ -23,9 +23,7 @@ export function withYes<T>(y: Argv<T>) {
   });
 }
 
-export function withJson<T>(y: Argv<T>) {
-  return y.option('json', { type: 'boolean', default: false, describe: 'print the result as JSON' });
-}
+export { withJson } from './json-option.js';
 
 export function withRunId<T>(y: Argv<T>) {
   return y

@@ -28,7 +28,7 @@ writeFileSync(
   `import { appendFileSync } from 'node:fs';
 export async function resolve(specifier, context, next) {
   const resolved = await next(specifier, context);
-  if (resolved.url.includes('/node_modules/')) appendFileSync(process.env.CUTOVER_TEST_LOADED, resolved.url + '\\n');
+  if (resolved.url.startsWith('file:')) appendFileSync(process.env.CUTOVER_TEST_LOADED, resolved.url + '\\n');
   return resolved;
 }
 `,
@@ -38,8 +38,8 @@ writeFileSync(
   `import { register } from 'node:module';\nregister(${JSON.stringify(pathToFileURL(path.join(dir, 'hooks.mjs')).href)});\n`,
 );
 
-/** Runs the CLI; returns its exit code, output and the npm packages it imported. */
-function run(args: readonly string[]): { code: number | null; stdout: string; stderr: string; packages: Set<string> } {
+/** Runs the CLI; returns its exit code, output, the npm packages it imported and the layers of src/ it loaded (engine, fleet, ...). */
+function run(args: readonly string[]): { code: number | null; stdout: string; stderr: string; packages: Set<string>; layers: Set<string> } {
   const log = path.join(dir, `loaded-${Math.random().toString(36).slice(2)}.txt`);
   writeFileSync(log, '');
   const result = spawnSync(process.execPath, ['--import', pathToFileURL(path.join(dir, 'register.mjs')).href, CLI, ...args], {
@@ -47,13 +47,10 @@ function run(args: readonly string[]): { code: number | null; stdout: string; st
     env: { ...process.env, CUTOVER_TEST_LOADED: log },
     timeout: 30_000,
   });
-  const packages = new Set(
-    readFileSync(log, 'utf8')
-      .split('\n')
-      .filter(Boolean)
-      .map((url) => /\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url)?.[1] ?? url),
-  );
-  return { code: result.status, stdout: result.stdout, stderr: result.stderr, packages };
+  const urls = readFileSync(log, 'utf8').split('\n').filter(Boolean);
+  const packages = new Set(urls.flatMap((url) => /\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url)?.[1] ?? []));
+  const layers = new Set(urls.flatMap((url) => (url.includes('/node_modules/') ? [] : (/\/dist\/src\/([^/]+)\//.exec(url)?.[1] ?? []))));
+  return { code: result.status, stdout: result.stdout, stderr: result.stderr, packages, layers };
 }
 
 describe('CLI start-up: only what the command needs is imported', () => {
@@ -67,17 +64,20 @@ describe('CLI start-up: only what the command needs is imported', () => {
     }
   });
 
-  it('validate loads the schema code but connects to nothing: no pg, pg-boss, execa, listr2, enquirer or oracledb', () => {
+  it('validate loads the schema code but connects to nothing: no engine, fleet, pg, pg-boss, execa, listr2, enquirer or oracledb', () => {
     const file = path.join(dir, 'cutover.yaml');
     writeFileSync(
       file,
       'version: 1\nname: n\nconnections:\n  db:\n    kind: postgres\n    url: postgres://u@localhost/db\nsteps:\n  - id: a\n    kind: sql\n    connection: db\n    sql: SELECT 1\n',
     );
-    const { code, stdout, packages } = run(['validate', file]);
+    const { code, stdout, packages, layers } = run(['validate', file]);
     assert.equal(code, 0);
     assert.match(stdout, /valid: "n", 1 step\(s\): a \[sql\]/);
     assert.ok(packages.has('zod') && packages.has('yaml'));
     for (const heavy of HEAVY) assert.ok(!packages.has(heavy), `validate imported ${heavy}`);
+    // Through src/runbooks.ts: the kinds and the loader, not the engine that would run them.
+    assert.ok(layers.has('runbook') && layers.has('steps'), [...layers].join(', '));
+    for (const layer of ['engine', 'fleet']) assert.ok(!layers.has(layer), `validate loaded src/${layer}/`);
   });
 
   it('help of one command still shows its own options (its module is loaded for it)', () => {

@@ -1,6 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import type { CommandModule } from 'yargs';
-import { registry, runbookJsonSchema } from '../../index.js';
+import { registry, runbookJsonSchema } from '../../runbooks.js';
 import { io } from '../io.js';
 
 export const schemaCommand: CommandModule<object, { out: string | undefined }> = {

@@ -1,6 +1,7 @@
 import type { CommandModule } from 'yargs';
-import { RunbookValidationError, loadRunbook, registry } from '../../index.js';
-import { withJson } from '../options.js';
+// runbooks.js, not index.js: validating loads neither the engine nor the fleet.
+import { RunbookValidationError, loadRunbook, registry } from '../../runbooks.js';
+import { withJson } from '../json-option.js';
 import { ExitCode } from '../exit-codes.js';
 import { io } from '../io.js';
 import { deprecationLines, formatIssue } from '../format-error.js';
