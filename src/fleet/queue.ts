@@ -140,6 +140,17 @@ export async function startBoss(options: QueueOptions, role: 'coordinator' | 'wo
     // Reported through the failing call; pg-boss retries its own maintenance.
   });
   await boss.start();
+  try {
+    await createQueueOnce(boss, x, db);
+  } catch (error) {
+    // Started but of no use: its timers must not keep the process alive.
+    await boss.stop({ graceful: false, wait: true }).catch(() => {});
+    throw error;
+  }
+  return boss;
+}
+
+async function createQueueOnce(boss: PgBoss, x: Timing, db: SyncPg): Promise<void> {
   if ((await boss.getQueue(QUEUE_NAME)) === null) {
     // pg-boss 10 creates a queue without a lock of its own: two processes doing it at once (workers of a
     // Deployment starting together) deadlock, and the loser may look before the winner commits. One at a time.
@@ -160,7 +171,6 @@ export async function startBoss(options: QueueOptions, role: 'coordinator' | 'wo
       db.query('SELECT pg_advisory_unlock($1::bigint)', [key]);
     }
   }
-  return boss;
 }
 
 // ------------------------------------------------------------ coordinator
