@@ -9,7 +9,7 @@
  *   npm run bench -- --only validate    validating 5,000- and 65,536-step runbooks (no server)
  *   npm run bench -- --only startup     CLI start-up against yargs alone (no server)
  *   npm run bench -- --only precheck    upgrade-precheck against pg_upgrade --check (10,000 tables, Debian's 15)
- *   npm run bench -- --only fleet       one runbook over 200 databases: fleet --jobs 1/2/4 and 2 queue workers vs shell loops of cutover run (at most 3 repeats)
+ *   npm run bench -- --only fleet       one runbook over 200 databases: fleet --jobs 1/2/4/8 and 2 queue workers vs shell loops of cutover run (at most 3 repeats)
  * --only takes a comma-separated list too (--only sequences,analyze). --markdown prints each part's table
  * as the README shows it at the end; `node dist/scripts/bench-table.js --readme` writes them into README.md.
  * Options: --pg 17|18 (default 18), --repeat N (default 5), --count N (sequences), --size-mb N (compare), --tables N (analyze),

@@ -5,7 +5,7 @@
  *
  *   - the floor: the library's runRunbook called N times in a plain loop
  *     (the work itself, no fleet);
- *   - `runFleet` in this process with --jobs 1, 2 and 4;
+ *   - `runFleet` in this process with --jobs 1, 2, 4 and 8 (8 shows where two cores saturate);
  *   - a shell loop of `cutover run` processes, and `xargs -P 4` of them:
  *     what people do today;
  *   - queue mode: `runFleetOnQueue` here (the coordinator) with two
@@ -107,7 +107,7 @@ export async function benchFleet(options: FleetBenchOptions): Promise<void> {
         if (result.status !== 'succeeded') throw new Error(`${name}: ${result.status}`);
       }
     });
-    for (const jobs of [1, 2, 4]) {
+    for (const jobs of [1, 2, 4, 8]) {
       await measure(`cutover fleet run --jobs ${jobs} (in-process)`, n, async (stateDir) => {
         const result = await runFleet(inventory, runbookFile, 'run', { registry, stateDir, jobs });
         if (result.outcome !== 'succeeded') throw new Error(`fleet: ${result.outcome}`);
@@ -179,7 +179,7 @@ export async function benchFleet(options: FleetBenchOptions): Promise<void> {
       `  queue mode / in-process at equal concurrency: 2 workers x 1 / --jobs 2 ${(med('queue: 2 workers x --concurrency 1') / med('cutover fleet run --jobs 2')).toFixed(2)}x, 2 workers x 2 / --jobs 4 ${(med('queue: 2 workers x --concurrency 2') / med('cutover fleet run --jobs 4')).toFixed(2)}x (target: within 1.5x)`,
     );
     console.log(
-      `  fleet speed-up over --jobs 1: --jobs 2 ${(jobs1 / med('cutover fleet run --jobs 2')).toFixed(2)}x, --jobs 4 ${(jobs1 / med('cutover fleet run --jobs 4')).toFixed(2)}x`,
+      `  fleet speed-up over --jobs 1: --jobs 2 ${(jobs1 / med('cutover fleet run --jobs 2')).toFixed(2)}x, --jobs 4 ${(jobs1 / med('cutover fleet run --jobs 4')).toFixed(2)}x, --jobs 8 ${(jobs1 / med('cutover fleet run --jobs 8')).toFixed(2)}x`,
     );
   } finally {
     await Promise.all(servers.map((s) => s.stop()));
