@@ -150,26 +150,27 @@ export async function startBoss(options: QueueOptions, role: 'coordinator' | 'wo
   return boss;
 }
 
+/** The advisory lock under which processes create the queue, one at a time. */
+export const QUEUE_CREATE_LOCK = advisoryKey(`cutover queue ${QUEUE_NAME}`);
+
 async function createQueueOnce(boss: PgBoss, x: Timing, db: SyncPg): Promise<void> {
-  if ((await boss.getQueue(QUEUE_NAME)) === null) {
-    // pg-boss 10 creates a queue without a lock of its own: two processes doing it at once (workers of a
-    // Deployment starting together) deadlock, and the loser may look before the winner commits. One at a time.
-    const key = advisoryKey(`cutover queue ${QUEUE_NAME}`).toString();
-    // Tried, not waited for: waiting in a synchronous session would stall this process, which may be the holder.
-    while (db.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1::bigint) AS ok', [key]).rows[0]?.ok !== true) await sleep(50);
-    try {
-      if ((await boss.getQueue(QUEUE_NAME)) === null) {
-        await boss.createQueue(QUEUE_NAME, {
-          name: QUEUE_NAME,
-          policy: 'stately',
-          retryLimit: 100_000,
-          retryDelay: x.retryDelay,
-          expireInSeconds: x.takeoverAfter,
-        });
-      }
-    } finally {
-      db.query('SELECT pg_advisory_unlock($1::bigint)', [key]);
-    }
+  if ((await boss.getQueue(QUEUE_NAME)) !== null) return;
+  // pg-boss 10 creates a queue without a lock of its own: two processes doing it at once (workers of a
+  // Deployment starting together) deadlock, and the loser may look before the winner commits. One at a time.
+  const key = QUEUE_CREATE_LOCK.toString();
+  // Tried, not waited for: waiting in a synchronous session would stall this process, which may be the holder.
+  while (db.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1::bigint) AS ok', [key]).rows[0]?.ok !== true) await sleep(50);
+  try {
+    if ((await boss.getQueue(QUEUE_NAME)) !== null) return;
+    await boss.createQueue(QUEUE_NAME, {
+      name: QUEUE_NAME,
+      policy: 'stately',
+      retryLimit: 100_000,
+      retryDelay: x.retryDelay,
+      expireInSeconds: x.takeoverAfter,
+    });
+  } finally {
+    db.query('SELECT pg_advisory_unlock($1::bigint)', [key]);
   }
 }
 

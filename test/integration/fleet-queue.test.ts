@@ -16,8 +16,8 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { errorMessage, LeaseLostError, loadInventory, queueFleetStore, takeoverBoundSeconds } from '../../src/index.js';
-import { advisoryKey, openQueueDb } from '../../src/fleet/queue-store.js';
-import { startBoss } from '../../src/fleet/queue.js';
+import { openQueueDb } from '../../src/fleet/queue-store.js';
+import { QUEUE_CREATE_LOCK, startBoss } from '../../src/fleet/queue.js';
 import { startPostgres, type TestServer } from '../helpers/pg.js';
 import { cutover, startCutover, tempDir, writeRunbook, type CliResult } from '../helpers/cli.js';
 import { until } from '../helpers/wait.js';
@@ -345,7 +345,7 @@ describe('fleet on a queue: two workers, one killed mid-target', { timeout: 300_
     await a.query('CREATE DATABASE fleet_queue_start');
     const options = { url: a.urlFor('fleet_queue_start'), ...TIMING };
     const holder = openQueueDb(options.url);
-    const key = advisoryKey('cutover queue cutover-fleet-target').toString();
+    const key = QUEUE_CREATE_LOCK.toString();
     holder.query('SELECT pg_advisory_lock($1::bigint)', [key]);
     const sessions = [0, 1, 2].map(() => openQueueDb(options.url));
     // Before pg-boss has installed its tables there is no queue either.
