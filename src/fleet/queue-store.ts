@@ -117,13 +117,17 @@ export class PgJournalStore implements JournalStore {
    * while it holds it: a worker that lost its lease (it stalled past the
    * takeover time and another worker took the target) cannot write one more
    * line, and the (run, seq) key refuses a second line at the same place.
+   * The lease row is read FOR SHARE: a takeover in flight is waited for and
+   * then seen (a plain read would see the old owner and let the line in
+   * after the new owner read the journal), and a takeover waits for a line
+   * being written, so the new owner reads it.
    */
   sink(owner: string): JournalSink {
     return {
       append: ({ runId, seq, text }) => {
         const { rowCount } = this.db.query(
           `INSERT INTO ${S}.journal_line (fleet, target, run_id, seq, line)
-           SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM ${S}.lease WHERE fleet = $1 AND target = $2 AND owner = $6)`,
+           SELECT $1, $2, $3, $4, $5 FROM ${S}.lease WHERE fleet = $1 AND target = $2 AND owner = $6 FOR SHARE`,
           [this.fleet, this.target, runId, seq, text, owner],
         );
         if (rowCount !== 1) throw new LeaseLostError(this.target, owner);
