@@ -125,6 +125,7 @@ export async function runRunbook(runbook: Runbook, options: RunOptions): Promise
     }
     return await withTargets(rc, steps, started, { fresh: true }, () => forward(rc, steps));
   } finally {
+    await rc.closeIdleSessions();
     await rc.drainNotifications();
     rc.journal.close();
     unlock();
@@ -265,6 +266,7 @@ async function reopen(
       const steps = state.order.map((stepId) => rc.step(stepId));
       return await withTargets(rc, steps, started, { fresh: false }, () => body(rc, steps, state));
     } finally {
+      await rc.closeIdleSessions();
       await rc.drainNotifications();
       journal.close();
     }
@@ -313,6 +315,8 @@ async function withTargets(
     }
   } finally {
     rc.locks = undefined;
+    // No session of the run's stays behind its lock.
+    await rc.closeIdleSessions();
     await locks.release();
   }
 }

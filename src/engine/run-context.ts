@@ -142,6 +142,14 @@ export class RunContext {
   readonly notifier: Notifier;
   /** Step sessions open right now: an interrupt cancels what they run. */
   private readonly openSessions = new Set<Session>();
+  /**
+   * Sessions a finished phase handed back in a fresh session's state (DISCARD
+   * ALL), by what they were opened with: the next phase that asks for the
+   * same takes one instead of connecting again (a connection costs 5-20 ms
+   * of fork and authentication on the server; a step has three phases).
+   * Closed before the run's locks are released.
+   */
+  private readonly idle = new Map<string, Session[]>();
 
   readonly runbook: Runbook;
   readonly runId: string;
@@ -236,6 +244,55 @@ export class RunContext {
   /** A step scope closed this session. */
   forget(session: Session): void {
     this.openSessions.delete(session);
+  }
+
+  /** A session for a phase: one a finished phase handed back, opened with the same options, or a new one. */
+  async acquireSession(name: string, options: SessionOptions): Promise<Session> {
+    const parked = this.idle.get(sessionKey(name, options));
+    for (let session = parked?.pop(); session !== undefined; session = parked?.pop()) {
+      try {
+        await session.query("SELECT set_config('application_name', $1, false)", [this.applicationName(options.purpose)]);
+        return session;
+      } catch {
+        // Gone while it waited (a server's idle_session_timeout, a restart): a new one instead.
+        await this.discard(session);
+      }
+    }
+    return this.openSession(name, options);
+  }
+
+  /**
+   * A phase is done with this session: it goes back in a fresh session's
+   * state (settings, role, temporary tables, advisory locks and listeners
+   * all reset by DISCARD ALL), or is closed if that fails (a transaction
+   * left open or aborted, a lost connection).
+   */
+  async handBack(name: string, options: SessionOptions, session: Session): Promise<void> {
+    try {
+      await session.query('DISCARD ALL');
+      await session.query("SELECT set_config('application_name', $1, false)", [this.applicationName('idle')]);
+    } catch {
+      await this.discard(session);
+      return;
+    }
+    const key = sessionKey(name, options);
+    this.idle.set(key, [...(this.idle.get(key) ?? []), session]);
+  }
+
+  /** Closes the sessions phases handed back; the run is ending. */
+  async closeIdleSessions(): Promise<void> {
+    const sessions = [...this.idle.values()].flat();
+    this.idle.clear();
+    await Promise.all(sessions.map((s) => this.discard(s)));
+  }
+
+  private async discard(session: Session): Promise<void> {
+    await session.close();
+    this.forget(session);
+  }
+
+  private applicationName(purpose: string): string {
+    return `cutover/${this.runId}/${purpose}`.slice(0, 63);
   }
 
   /** A session that holds the run lock: TCP keepalives on, idle timeouts off (see lock.ts). */
@@ -341,7 +398,7 @@ export class RunContext {
   openSession(name: string, { purpose, readOnly, statementTimeoutMs, database }: SessionOptions): Promise<Session> {
     return this.track(
       Session.open(name, this.postgres(name), {
-        applicationName: `cutover/${this.runId}/${purpose}`,
+        applicationName: this.applicationName(purpose),
         readOnly: readOnly || this.dryRun,
         ...(database !== undefined ? { database } : {}),
         lockTimeoutMs: this.runbook.defaults.lockTimeoutMs,
@@ -408,8 +465,15 @@ export function stepCeilingMs(timeoutMs: number): number {
   return timeoutMs + Math.max(5_000, Math.ceil(timeoutMs / 4));
 }
 
+/** Sessions opened with the same connection, database, access mode and statement timeout are interchangeable. */
+function sessionKey(name: string, options: SessionOptions): string {
+  return [name, options.database ?? '', options.readOnly ? 'ro' : 'rw', options.statementTimeoutMs ?? ''].join('\u0000');
+}
+
 export class StepScope {
   private readonly sessions = new Map<string, Promise<Session>>();
+  /** How each of `sessions` was opened, so it can be handed back for the next phase (probe sessions are not: they are closed). */
+  private readonly handBack = new Map<string, { readonly name: string; readonly options: SessionOptions }>();
   private readonly oracleSessions = new Map<string, Promise<OracleSession>>();
   /** The last before-state the step journaled through recordBefore in this scope. */
   recordedBefore: Json | undefined;
@@ -447,8 +511,10 @@ export class StepScope {
     let session = this.sessions.get(key);
     if (session === undefined) {
       const base = this.phase === 'apply' ? this.step.id : `${this.step.id}/${this.phase}`;
-      session = this.rc.openSession(name, { purpose: base, readOnly: this.readOnly, statementTimeoutMs: this.step.timeoutMs, database });
+      const options = { purpose: base, readOnly: this.readOnly, statementTimeoutMs: this.step.timeoutMs, database };
+      session = this.rc.acquireSession(name, options);
       this.sessions.set(key, session);
+      this.handBack.set(key, { name, options });
     }
     return session;
   }
@@ -469,8 +535,10 @@ export class StepScope {
     if (session === undefined) {
       const base = this.phase === 'apply' ? this.step.id : `${this.step.id}/${this.phase}`;
       const purpose = worker === 0 ? base : `${base}/${worker}`;
-      session = this.rc.openSession(name, { purpose, readOnly: this.readOnly, statementTimeoutMs: this.step.timeoutMs });
+      const options = { purpose, readOnly: this.readOnly, statementTimeoutMs: this.step.timeoutMs };
+      session = this.rc.acquireSession(name, options);
       this.sessions.set(key, session);
+      this.handBack.set(key, { name, options });
     }
     return session;
   }
@@ -521,14 +589,17 @@ export class StepScope {
 
   async close(): Promise<void> {
     if (this.ceiling !== undefined) clearTimeout(this.ceiling.timer);
-    const sessions = [...this.sessions.values()];
+    const sessions = [...this.sessions.entries()].map(([key, s]) => ({ s, reusable: this.handBack.get(key) }));
     const oracleSessions = [...this.oracleSessions.values()];
     this.sessions.clear();
+    this.handBack.clear();
     this.oracleSessions.clear();
     await Promise.all([
-      ...sessions.map(async (s) => {
+      ...sessions.map(async ({ s, reusable }) => {
         const session = await s.catch(() => undefined);
         if (session === undefined) return;
+        // A phase the run is stopping in (a lost lock, an interrupt, the step's ceiling) leaves nothing to reuse.
+        if (reusable !== undefined && !this.signal.aborted) return this.rc.handBack(reusable.name, reusable.options, session);
         await session.close();
         this.rc.forget(session);
       }),

@@ -1,0 +1,89 @@
+/**
+ * A step's phases take the sessions earlier phases handed back (same
+ * connection, database, access mode and statement timeout) instead of
+ * connecting again, on a real PostgreSQL 18, and a session handed back is in
+ * a fresh session's state: what one step set (search_path, a session
+ * advisory lock, a temporary table, a role) is gone for the next. A read-only
+ * phase never gets a read-write session, and none of the run's sessions
+ * outlives the run.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { loadRunbookText, runbookText } from '../helpers/runbook.js';
+import { registry, runRunbook } from '../../src/index.js';
+import { startPostgres, type TestServer } from '../helpers/pg.js';
+import { tempDir } from '../helpers/cli.js';
+import { until } from '../helpers/wait.js';
+
+describe('sessions reused across phases on PostgreSQL 18', () => {
+  let server: TestServer;
+
+  before(async () => {
+    server = await startPostgres(18);
+    await server.query(`CREATE TABLE seen (step text NOT NULL, pid int NOT NULL, search_path text NOT NULL, locks int NOT NULL, temp_tables int NOT NULL, who text NOT NULL);
+      CREATE ROLE someone_else NOLOGIN; GRANT INSERT ON seen TO someone_else`);
+  });
+
+  after(async () => {
+    await server.stop();
+  });
+
+  /** What a step's apply session looks like from inside: its backend, settings and leftovers. */
+  const record = (step: string) =>
+    `INSERT INTO seen SELECT '${step}', pg_backend_pid(), current_setting('search_path'),
+       (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND objid = 4242),
+       (SELECT count(*) FROM pg_class WHERE relpersistence = 't' AND relname = 'scratch'), current_user`;
+
+  test('the next step takes the apply session the last one handed back, in a fresh state, and nothing stays after the run', async () => {
+    const loaded = loadRunbookText(
+      runbookText({
+        name: 'session reuse',
+        connections: { db: server.url },
+        steps: [
+          {
+            id: 'one',
+            kind: 'sql',
+            connection: 'db',
+            // Everything a step could leave on its session: a setting, a session lock, a temporary table, another role.
+            sql: `${record('one')}; SET search_path = nowhere, public; SELECT pg_advisory_lock(4242); CREATE TEMP TABLE scratch (x int); SET ROLE someone_else`,
+            rollback: 'SELECT 1',
+          },
+          { id: 'two', kind: 'sql', connection: 'db', sql: record('two'), rollback: 'SELECT 1' },
+          {
+            id: 'check',
+            kind: 'wait',
+            connection: 'db',
+            query: "SELECT current_setting('transaction_read_only') = 'on'",
+            expect: true,
+            interval: '100ms',
+            timeout: '5s',
+          },
+        ],
+      }).text,
+    );
+    try {
+      const result = await runRunbook(loaded.runbook, { registry, stateDir: tempDir('cutover-session-reuse-') });
+      assert.equal(result.status, 'succeeded', JSON.stringify(result.error ?? result.steps.find((s) => s.error !== undefined)));
+      const rows = await server.query<{ step: string; pid: number; search_path: string; locks: string; temp_tables: string; who: string }>(
+        'SELECT * FROM seen ORDER BY step',
+      );
+      const [one, two] = rows;
+      assert.ok(one !== undefined && two !== undefined);
+      assert.equal(two.pid, one.pid, 'step two ran on the session step one handed back');
+      assert.deepEqual(
+        { search_path: two.search_path, locks: Number(two.locks), temp_tables: Number(two.temp_tables), who: two.who },
+        { search_path: one.search_path, locks: 0, temp_tables: 0, who: one.who },
+        'nothing step one set is left for step two',
+      );
+      // The wait step is read-only: it got a read-only session (checked in its query), never the apply session.
+      // Every session of the run is closed by the time it returns (its backends may take a moment to exit).
+      await until(
+        "the run's sessions are gone",
+        async () => (await server.query("SELECT 1 FROM pg_stat_activity WHERE application_name LIKE 'cutover/%'")).length === 0,
+        5_000,
+      );
+    } finally {
+      loaded.dispose();
+    }
+  });
+});
