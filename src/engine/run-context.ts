@@ -506,12 +506,12 @@ export class StepScope {
   }
 
   /** A session on another database of the same server, with the same credentials. */
-  sessionIn(name: string, database: string): Promise<Session> {
-    const key = `${name}\u0000db\u0000${database}`;
+  sessionIn(name: string, database: string, worker = 0): Promise<Session> {
+    const key = `${name}\u0000db\u0000${database}${worker === 0 ? '' : `\u0000#${worker}`}`;
     let session = this.sessions.get(key);
     if (session === undefined) {
       const base = this.phase === 'apply' ? this.step.id : `${this.step.id}/${this.phase}`;
-      const options = { purpose: base, readOnly: this.readOnly, statementTimeoutMs: this.step.timeoutMs, database };
+      const options = { purpose: worker === 0 ? base : `${base}/${worker}`, readOnly: this.readOnly, statementTimeoutMs: this.step.timeoutMs, database };
       session = this.rc.acquireSession(name, options);
       this.sessions.set(key, session);
       this.handBack.set(key, { name, options });
@@ -564,7 +564,7 @@ export class StepScope {
       signal: this.signal,
       session: (name, worker) => this.session(name, worker),
       sessionAs: (name, user, database) => this.sessionAs(name, user, database),
-      sessionIn: (name, database) => this.sessionIn(name, database),
+      sessionIn: (name, database, worker) => this.sessionIn(name, database, worker),
       oracle: (name) => this.oracle(name),
       resolved: (name) => rc.resolved(name),
       resolvePath: (file) => path.resolve(rc.runbook.dir, file),

@@ -155,8 +155,12 @@ export interface BaseContext {
   session(connection: string, worker?: number): Promise<Queryable>;
   /** A non-PostgreSQL connection (e.g. Oracle) resolved from the runbook, secrets included. */
   resolved(connection: string): ResolvedConnection;
-  /** A session on another database of a named connection's server, same credentials (read-only in plan and verify). */
-  sessionIn(connection: string, database: string): Promise<Queryable>;
+  /**
+   * A session on another database of a named connection's server, same
+   * credentials (read-only in plan and verify). `worker` > 0 gives further
+   * sessions on that database, for work done in parallel.
+   */
+  sessionIn(connection: string, database: string, worker?: number): Promise<Queryable>;
   /**
    * A session that logs in to a named connection (optionally another
    * database on its server) as `user` (without the

@@ -61,8 +61,10 @@ type Config = z.output<typeof config>;
 
 const RANK = { error: 2, warning: 1, info: 0 } as const;
 
-/** Databases checked at once, each in its own session. */
+/** Databases checked at once, each in its own sessions. */
 const DATABASE_SESSIONS = 4;
+/** Sessions per database that take its checks in turn: the two type-usage walks run side by side. */
+const CHECK_SESSIONS = 2;
 
 /** `work` over `items`, at most `limit` at a time; results in the items' order. */
 async function inParallel<T, R>(items: readonly T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
@@ -107,15 +109,19 @@ async function precheck(ctx: BaseContext, step: ConnectedStep<Config>): Promise<
     facts.databases.filter((x) => x.allowConn && !x.invalid),
     DATABASE_SESSIONS,
     async (d) => {
+      const checked = await databaseChecks(
+        (worker) => ctx.sessionIn(connection, d.name, worker),
+        {
+          database: d.name,
+          oldMajor,
+          targetMajor: target,
+          logical: slots.length > 0 || (pubs[0]?.n ?? 0) > 0,
+          int8PassingDiffers,
+          unicodeChange: unicode,
+        },
+        CHECK_SESSIONS,
+      );
       const session = await ctx.sessionIn(connection, d.name);
-      const checked = await databaseChecks(session, {
-        database: d.name,
-        oldMajor,
-        targetMajor: target,
-        logical: slots.length > 0 || (pubs[0]?.n ?? 0) > 0,
-        int8PassingDiffers,
-        unicodeChange: unicode,
-      });
       const states = oldMajor >= 17 ? await subscriptionStates(session, d.name) : [];
       return { d, findings: [...checked, ...states], found: await extensionsAndLibraries(session) };
     },
