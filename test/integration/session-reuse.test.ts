@@ -8,9 +8,11 @@
  * outlives the run.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, beforeEach, describe, test } from 'node:test';
+import { z } from 'zod';
 import { loadRunbookText, runbookText } from '../helpers/runbook.js';
-import { registry, runRunbook } from '../../src/index.js';
+import { defineStep, registry, runRunbook } from '../../src/index.js';
 import { startPostgres, type TestServer } from '../helpers/pg.js';
 import { tempDir } from '../helpers/cli.js';
 import { until } from '../helpers/wait.js';
@@ -27,6 +29,16 @@ describe('sessions reused across phases on PostgreSQL 18', () => {
   after(async () => {
     await server.stop();
   });
+
+  beforeEach(async () => {
+    await server.query('TRUNCATE seen');
+  });
+
+  /** The backend each step recorded, by step. */
+  const pids = async () => new Map((await server.query<{ step: string; pid: number }>('SELECT step, pid FROM seen')).map((r) => [r.step, r.pid] as const));
+
+  const gone = (pid: number) =>
+    until(`backend ${pid} is gone`, async () => (await server.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [pid])).length === 0, 5_000);
 
   /** What a step's apply session looks like from inside: its backend, settings and leftovers. */
   const record = (step: string) =>
@@ -82,6 +94,79 @@ describe('sessions reused across phases on PostgreSQL 18', () => {
         async () => (await server.query("SELECT 1 FROM pg_stat_activity WHERE application_name LIKE 'cutover/%'")).length === 0,
         5_000,
       );
+    } finally {
+      loaded.dispose();
+    }
+  });
+
+  test('a session left in a transaction is closed, not handed to the next step', async () => {
+    const loaded = loadRunbookText(
+      runbookText({
+        name: 'session left in a transaction',
+        connections: { db: server.url },
+        steps: [
+          // Outside the engine's transaction, the step opens one of its own and never ends it.
+          { id: 'one', kind: 'sql', connection: 'db', transaction: false, sql: [record('one'), 'BEGIN'], rollback: 'SELECT 1' },
+          { id: 'two', kind: 'sql', connection: 'db', sql: record('two'), rollback: 'SELECT 1' },
+        ],
+      }).text,
+    );
+    try {
+      const result = await runRunbook(loaded.runbook, { registry, stateDir: tempDir('cutover-session-reuse-') });
+      assert.equal(result.status, 'succeeded', JSON.stringify(result.error ?? result.steps.find((s) => s.error !== undefined)));
+      const seen = await pids();
+      const one = seen.get('one');
+      assert.ok(one !== undefined && seen.get('two') !== undefined);
+      assert.notEqual(seen.get('two'), one, 'step two got a new session');
+      await gone(one);
+    } finally {
+      loaded.dispose();
+    }
+  });
+
+  test('the session of a step the engine stopped at its ceiling is closed, not handed to the rollback that follows', async () => {
+    // Takes a session, records its backend, then ignores its deadline until the engine stops it.
+    const stubborn = defineStep({
+      kind: 'stubborn',
+      summary: 'records its session, then waits for the engine to stop it',
+      config: z.object({}),
+      connection: { required: true, kinds: ['postgres'] },
+      effects: () => 'external',
+      reversibility: () => ({ kind: 'nothing-to-undo' }),
+      planned: z.null(),
+      before: z.null(),
+      async plan() {
+        return { actions: [], planned: null };
+      },
+      async apply(ctx, step) {
+        await (await ctx.session(step.connection)).query(record('two'));
+        await sleep(60_000, undefined, { signal: ctx.signal });
+        return { before: null };
+      },
+    });
+    const extended = { ...registry, stubborn };
+    // The same timeout everywhere, so all three phases ask for the same kind of session.
+    const loaded = loadRunbookText(
+      runbookText({
+        name: 'session of a stopped step',
+        connections: { db: server.url },
+        steps: [
+          { id: 'one', kind: 'sql', connection: 'db', timeout: '100ms', sql: record('one'), rollback: record('one-rollback') },
+          { id: 'two', kind: 'stubborn', connection: 'db', timeout: '100ms' },
+        ],
+      }).text,
+      { registry: extended },
+    );
+    try {
+      const result = await runRunbook(loaded.runbook, { registry: extended, stateDir: tempDir('cutover-session-reuse-') });
+      assert.equal(result.status, 'rolled-back', JSON.stringify(result.error));
+      assert.equal(result.steps.find((s) => s.id === 'two')?.error?.name, 'StepTimeoutError');
+      const seen = await pids();
+      const two = seen.get('two');
+      assert.ok(two !== undefined && seen.get('one-rollback') !== undefined);
+      assert.equal(two, seen.get('one'), 'step two took the session step one handed back');
+      assert.notEqual(seen.get('one-rollback'), two, "the rollback did not get the stopped step's session");
+      await gone(two);
     } finally {
       loaded.dispose();
     }
