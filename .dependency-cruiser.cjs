@@ -2,7 +2,7 @@
 // arrow that points up a layer, on a cycle, and on the engine naming a kind.
 // Layers, lowest first. A module may import its own layer and those below it.
 const layers = [
-  ['base', '^src/(errors|version|files|poll)\\.ts$'],
+  ['base', '^src/(errors|version|files|poll|parallel)\\.ts$'],
   ['db', '^src/db/'],
   ['runbook', '^src/runbook/'],
   ['step', '^src/step/'],

@@ -18,6 +18,7 @@ import { effectiveStatus } from '../engine/run-selection.js';
 import { listRunIds } from '../engine/runs.js';
 import type { RunState, StepStatus } from '../engine/state.js';
 import { readRegularFile, valueFileLimit } from '../files.js';
+import { inParallel } from '../parallel.js';
 import { Redactor } from '../audit/redact.js';
 import { allowedFailures, type Inventory, type Target, type Wave } from './inventory.js';
 import { FileFleetStore, type Approval, type FleetEvent, type FleetStore } from './store.js';
@@ -116,18 +117,6 @@ export function fleetStore(inventory: Inventory, runbookFile: string, options: P
   return options.store ?? new FileFleetStore(options.stateDir ?? '.cutover', inventory.name, runbookFile);
 }
 
-/** Runs `work` over `items`, at most `limit` at a time, in order of the items. */
-async function pool<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const workers = Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, async () => {
-    while (next < items.length) {
-      const item = items[next++] as T;
-      await work(item);
-    }
-  });
-  await Promise.all(workers);
-}
-
 // ---------------------------------------------------------------------- plan
 
 export type CellStatus = 'ok' | 'blocked' | 'failed' | 'not-planned' | StepStatus | 'waiting';
@@ -157,7 +146,7 @@ export async function planFleet(inventory: Inventory, runbookFile: string, optio
   const store = fleetStore(inventory, runbookFile, options);
   const plans = new Map<string, TargetPlan>();
   const executor = options.executor ?? inProcessExecutor;
-  await pool(loaded, options.jobs ?? 1, async ({ target, runbook }) => {
+  await inParallel(loaded, options.jobs ?? 1, async ({ target, runbook }) => {
     try {
       const result = await executor.plan(runbook, {
         registry: options.registry,

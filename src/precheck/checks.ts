@@ -6,6 +6,7 @@
  */
 import { quoteLiteral } from '../db/quote.js';
 import type { Queryable } from '../db/session.js';
+import { inParallel } from '../parallel.js';
 
 export type Severity = 'error' | 'warning' | 'info';
 
@@ -487,22 +488,26 @@ export const DATABASE_CHECKS: readonly DatabaseCheck[] = [
  */
 export async function databaseChecks(open: (worker: number) => Promise<Queryable>, c: DatabaseContext, sessions = 1): Promise<Finding[]> {
   const checks = DATABASE_CHECKS.filter((k) => k.applies(c));
-  const results: { object: string }[][] = new Array<{ object: string }[]>(checks.length);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.max(1, Math.min(sessions, checks.length)) }, async (_, worker) => {
-      const db = await open(worker);
-      // The type-usage walks' recursive CTEs are estimated at hundreds of thousands of rows, past jit_above_cost:
-      // compiling them took longer than running them (10,000 tables: 1.0 s of checks with JIT, 0.56 s without).
-      // For this session only, and only on 11+ (where the setting exists); the phase's end resets it (DISCARD ALL).
-      if (c.oldMajor >= 11) await db.query("SELECT set_config('jit', 'off', false)");
-      for (let i = next++; i < checks.length; i = next++) {
-        const k = checks[i] as DatabaseCheck;
-        // AS MATERIALIZED is 12+; before 12 every CTE is materialized anyway.
-        results[i] = (await db.query<{ object: string }>(c.oldMajor >= 12 ? k.sql : k.sql.replaceAll(' AS MATERIALIZED (', ' AS ('))).rows;
-      }
-    }),
-  );
+  const opened = new Map<number, Promise<Queryable>>();
+  const session = (worker: number) => {
+    let db = opened.get(worker);
+    if (db === undefined) {
+      db = open(worker).then(async (s) => {
+        // The type-usage walks' recursive CTEs are estimated at hundreds of thousands of rows, past jit_above_cost:
+        // compiling them took longer than running them (10,000 tables: 1.0 s of checks with JIT, 0.56 s without).
+        // For this session only, and only on 11+ (where the setting exists); the phase's end resets it (DISCARD ALL).
+        if (c.oldMajor >= 11) await s.query("SELECT set_config('jit', 'off', false)");
+        return s;
+      });
+      opened.set(worker, db);
+    }
+    return db;
+  };
+  const results = await inParallel(checks, sessions, async (k, worker) => {
+    const db = await session(worker);
+    // AS MATERIALIZED is 12+; before 12 every CTE is materialized anyway.
+    return (await db.query<{ object: string }>(c.oldMajor >= 12 ? k.sql : k.sql.replaceAll(' AS MATERIALIZED (', ' AS ('))).rows;
+  });
   return checks.flatMap((k, i) => {
     const found = (results[i] ?? []).map((r) => r.object);
     return found.length === 0 ? [] : [{ ...k.finding(c), database: c.database, objects: found }];

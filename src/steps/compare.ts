@@ -9,6 +9,7 @@
  */
 import { z } from 'zod';
 import { UsageError } from '../errors.js';
+import { inParallel } from '../parallel.js';
 import { defineStep, type BaseContext, type Step } from '../step/contract.js';
 import type { Queryable } from '../db/session.js';
 import { oracleOwners, type OracleSession } from '../db/oracle.js';
@@ -100,16 +101,6 @@ function pairTables(sources: readonly Table[], targets: readonly Table[], c: Con
   return pairs.filter((p) => include(p.label) && !exclude(p.label));
 }
 
-/** Runs `work` over `items` with `jobs` workers; worker numbers are stable session slots. */
-async function pool<T>(items: readonly T[], jobs: number, work: (item: T, worker: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(jobs, items.length) }, async (_, worker) => {
-      for (let item = items[next++]; item !== undefined; item = items[next++]) await work(item, worker);
-    }),
-  );
-}
-
 /** `jobs` sessions on one connection sharing one REPEATABLE READ snapshot. */
 async function snapshotSessions(ctx: BaseContext, connection: string, jobs: number): Promise<Queryable[]> {
   const sessions = await Promise.all(Array.from({ length: jobs }, (_, w) => ctx.session(connection, w)));
@@ -190,7 +181,7 @@ async function compare(ctx: BaseContext, step: Step<Config>): Promise<{ results:
     // Checksums: chunk boundaries come from the source, for tables with a key on both sides.
     const chunked: typeof tasks = [];
     if (checksum) {
-      await pool(tasks, jobs, async (task, worker) => {
+      await inParallel(tasks, jobs, async (task, worker) => {
         const { source, target } = task.pair;
         const targetKey = source?.key?.map((k) => target?.columns.find((col) => col.name === k.name));
         if (source?.key == null || target === undefined || targetKey === undefined || targetKey.length === 0 || targetKey.some((k) => k === undefined)) {
@@ -221,7 +212,7 @@ async function compare(ctx: BaseContext, step: Step<Config>): Promise<{ results:
     const locateOptions = { bisectRows: c.bisectRows ?? DEFAULT_BISECT_ROWS, maxReportedRows: c.maxReportedRows ?? DEFAULT_MAX_REPORTED_ROWS };
     const tallies = new Map<Pair, Tally>();
     let done = 0;
-    await pool(chunked, jobs, async ({ pair, chunk, sides }, worker) => {
+    await inParallel(chunked, jobs, async ({ pair, chunk, sides }, worker) => {
       const { source, target } = pair;
       if (source === undefined || target === undefined) return;
       const tally = tallies.get(pair) ?? { sourceRows: 0n, targetRows: 0n, firstDifference: undefined, chunks: 0, located: emptyLocated() };

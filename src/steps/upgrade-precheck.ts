@@ -11,6 +11,7 @@ import path from 'node:path';
 import { statfs } from 'node:fs/promises';
 import { z } from 'zod';
 import { UsageError } from '../errors.js';
+import { inParallel } from '../parallel.js';
 import { defineStep, type BaseContext, type ConnectedStep } from '../step/contract.js';
 import {
   clusterFacts,
@@ -65,18 +66,6 @@ const RANK = { error: 2, warning: 1, info: 0 } as const;
 const DATABASE_SESSIONS = 4;
 /** Sessions per database that take its checks in turn: the two type-usage walks run side by side. */
 const CHECK_SESSIONS = 2;
-
-/** `work` over `items`, at most `limit` at a time; results in the items' order. */
-async function inParallel<T, R>(items: readonly T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
-  const results: R[] = new Array<R>(items.length);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(limit, items.length) }, async () => {
-      for (let i = next++; i < items.length; i = next++) results[i] = await work(items[i] as T);
-    }),
-  );
-  return results;
-}
 
 async function precheck(ctx: BaseContext, step: ConnectedStep<Config>): Promise<{ findings: Finding[]; output?: string }> {
   const c = step.config;
