@@ -54,13 +54,17 @@ export function verifyStoredJournal(store: JournalStore, runId: string, options:
  */
 export function materialize(store: JournalStore, stateDir: string): string[] {
   const ids = store.runIds();
-  for (const id of ids) {
+  writeJournals(stateDir, new Map(ids.map((id) => [id, store.text(id)])));
+  return ids;
+}
+
+/** Writes journals (run id -> exact text) under `stateDir` as files; a file that already holds the same text is left alone. */
+export function writeJournals(stateDir: string, journals: ReadonlyMap<string, string>): void {
+  for (const [id, text] of journals) {
     const runDir = path.join(stateDir, 'runs', id);
     const file = journalFile(runDir);
-    const text = store.text(id);
     if (existsSync(file) && readFileSync(file, 'utf8') === text) continue;
     mkdirSync(runDir, { recursive: true, mode: 0o700 });
     writeFileSync(file, text, { mode: 0o600 });
   }
-  return ids;
 }

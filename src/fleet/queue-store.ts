@@ -13,7 +13,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { materialize, type JournalStore } from '../audit/journal-store.js';
+import { materialize, writeJournals, type JournalStore } from '../audit/journal-store.js';
 import type { JournalSink } from '../audit/journal.js';
 import { quoteIdent } from '../db/quote.js';
 import { SyncPg } from '../db/sync-pg.js';
@@ -174,10 +174,32 @@ export class PgFleetStore implements FleetStore {
   }
 
   targetStateDir(target: string): string {
-    this.cache ??= mkdtempSync(path.join(os.tmpdir(), 'cutover-fleet-'));
-    const dir = path.join(this.cache, target);
-    materialize(this.journals(target), dir);
-    return dir;
+    return this.targetStateDirs([target]).get(target) as string;
+  }
+
+  /** Every journal of these targets in one query, written to the local cache. */
+  targetStateDirs(targets: readonly string[]): Map<string, string> {
+    const cache = (this.cache ??= mkdtempSync(path.join(os.tmpdir(), 'cutover-fleet-')));
+    const journals = new Map<string, Map<string, string[]>>();
+    const { rows } = this.db.query<{ target: string; run_id: string; line: string }>(
+      `SELECT target, run_id, line FROM ${S}.journal_line WHERE fleet = $1 AND target = ANY($2::text[]) ORDER BY target, run_id, seq`,
+      [this.fleet, targets],
+    );
+    for (const row of rows) {
+      const runs = journals.get(row.target) ?? new Map<string, string[]>();
+      journals.set(row.target, runs);
+      const lines = runs.get(row.run_id) ?? [];
+      runs.set(row.run_id, lines);
+      lines.push(`${row.line}\n`);
+    }
+    const dirs = new Map<string, string>();
+    for (const target of targets) {
+      const dir = path.join(cache, target);
+      const runs = journals.get(target);
+      if (runs !== undefined) writeJournals(dir, new Map([...runs].map(([id, lines]) => [id, lines.join('')])));
+      dirs.set(target, dir);
+    }
+    return dirs;
   }
 
   /** Takes the target's lease for `owner` if it is free, or stale: no heartbeat for `staleAfterSeconds` (its holder is gone). */
@@ -193,6 +215,40 @@ export class PgFleetStore implements FleetStore {
   }
 
   /**
+   * A job's delivery, in one round trip: the result an earlier delivery of
+   * the job left (then no lease is taken), or whether the target's lease was
+   * taken for `owner` (free, or stale as in takeLease).
+   */
+  claim(jobId: string, target: string, owner: string, staleAfterSeconds: number): { readonly output: string } | { readonly taken: boolean } {
+    const row = this.db.query<{ output: string | null; taken: boolean }>(
+      `WITH done AS (SELECT output FROM ${S}.result WHERE job_id = $1),
+       taken AS (
+         INSERT INTO ${S}.lease AS l (fleet, target, owner, heartbeat_at)
+         SELECT $2, $3, $4, clock_timestamp() WHERE NOT EXISTS (SELECT FROM done)
+         ON CONFLICT (fleet, target) DO UPDATE SET owner = EXCLUDED.owner, heartbeat_at = EXCLUDED.heartbeat_at
+         WHERE l.heartbeat_at < clock_timestamp() - make_interval(secs => $5::double precision)
+         RETURNING 1)
+       SELECT (SELECT output FROM done) AS output, EXISTS (SELECT FROM taken) AS taken`,
+      [jobId, this.fleet, target, owner, staleAfterSeconds],
+    ).rows[0];
+    return row?.output != null ? { output: row.output } : { taken: row?.taken === true };
+  }
+
+  /** A job's result, and the target's lease released with it (one statement: both or neither). */
+  finish(jobId: string, output: string, target: string, owner: string): void {
+    this.db.query(
+      `WITH saved AS (INSERT INTO ${S}.result (job_id, output) VALUES ($1, $2) ON CONFLICT (job_id) DO NOTHING)
+       DELETE FROM ${S}.lease WHERE fleet = $3 AND target = $4 AND owner = $5`,
+      [jobId, output, this.fleet, target, owner],
+    );
+  }
+
+  /** The target's lease, released by its owner. */
+  releaseLease(target: string, owner: string): void {
+    this.db.query(`DELETE FROM ${S}.lease WHERE fleet = $1 AND target = $2 AND owner = $3`, [this.fleet, target, owner]);
+  }
+
+  /**
    * Takes the target's lease as a worker does (free, or stale for
    * staleAfterSeconds), so no worker runs it meanwhile and the journal lines
    * written here are accepted by the queue database; renews it while held.
@@ -201,7 +257,7 @@ export class PgFleetStore implements FleetStore {
     const owner = `${os.hostname()}:${process.pid}:here:${randomBytes(2).toString('hex')}`;
     if (!this.takeLease(target, owner, this.staleAfterSeconds)) throw new FleetBusyError(`target ${target} is held by a live worker: let its job end first`);
     const release = () => {
-      this.db.query(`DELETE FROM ${S}.lease WHERE fleet = $1 AND target = $2 AND owner = $3`, [this.fleet, target, owner]);
+      this.releaseLease(target, owner);
     };
     let stateDir: string;
     try {

@@ -18,7 +18,8 @@
  *   reconciliation makes each effect happen once.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -461,6 +462,8 @@ export async function startQueueWorker(options: WorkerOptions): Promise<QueueWor
   };
   const boss = await startBoss(options, 'worker', db);
   const running = new Map<string, AbortController>();
+  /** Scratch state directories of finished targets still being removed. */
+  const removing = new Set<string>();
   const slots = new Slots(concurrency);
   let stopping = false;
 
@@ -472,22 +475,16 @@ export async function startQueueWorker(options: WorkerOptions): Promise<QueueWor
     const store = storeOf(data.fleet);
     const takeoverAfter = data.takeoverAfter;
     const deadline = Date.now() + (takeoverAfter - 1) * 1000;
-    const earlier = () => {
-      const row = db.query<{ output: string }>(`SELECT output FROM ${S}.result WHERE job_id = $1`, [jobId]).rows[0];
-      return row !== undefined ? jobOutputSchema.parse(JSON.parse(row.output)) : undefined;
-    };
-    // This job ran before (its first delivery outlived the job's expiry and finished since): its result stands.
-    const done = earlier();
-    if (done !== undefined) return done;
     // This process runs at most `concurrency` targets, even when pg-boss hands over a job whose earlier delivery still runs here.
     // A slot is kept only with the lease: a delivery waiting for a lease that a live worker holds (a target running past its
     // job's expiry) keeps no slot from other targets.
     for (;;) {
       if (!(await slots.acquire(deadline))) throw new RetryLater('this worker is busy');
-      if (store.takeLease(data.target, me, data.takeoverAfter)) break;
+      const claim = store.claim(jobId, data.target, me, data.takeoverAfter);
+      if ('taken' in claim && claim.taken) break;
       slots.release();
-      const result = earlier();
-      if (result !== undefined) return result;
+      // This job ran before (its first delivery outlived the job's expiry and finished since): its result stands.
+      if ('output' in claim) return jobOutputSchema.parse(JSON.parse(claim.output));
       if (stopping || Date.now() > deadline) throw new RetryLater(`target ${data.target} is held by a live worker`);
       await sleep(pollMs);
     }
@@ -519,6 +516,7 @@ export async function startQueueWorker(options: WorkerOptions): Promise<QueueWor
       Math.max(250, (takeoverAfter * 1000) / 4),
     );
     const stateDir = mkdtempSync(path.join(os.tmpdir(), 'cutover-worker-'));
+    let finished = false;
     try {
       const output = await runTarget(data, me, store, stateDir, controller.signal);
       log(
@@ -527,17 +525,24 @@ export async function startQueueWorker(options: WorkerOptions): Promise<QueueWor
       // Stopped by this worker's SIGTERM: no result, so the job's next delivery resumes the target.
       if (stopping && (output.status === 'interrupted' || output.status === 'stopped'))
         throw new RetryLater(`worker stopped while ${data.target} ran; another worker resumes it`);
-      db.query(`INSERT INTO ${S}.result (job_id, output) VALUES ($1, $2) ON CONFLICT (job_id) DO NOTHING`, [jobId, JSON.stringify(output)]);
+      store.finish(jobId, JSON.stringify(output), data.target, me);
+      finished = true;
       return output;
     } finally {
       clearInterval(heartbeat);
       running.delete(me);
-      try {
-        db.query(`DELETE FROM ${S}.lease WHERE fleet = $1 AND target = $2 AND owner = $3`, [data.fleet, data.target, me]);
-      } catch {
-        // Stale after takeoverAfter anyway.
+      if (!finished) {
+        try {
+          store.releaseLease(data.target, me);
+        } catch {
+          // Stale after takeoverAfter anyway.
+        }
       }
-      rmSync(stateDir, { recursive: true, force: true });
+      // Off the main thread: the next target does not wait for this one's scratch files.
+      removing.add(stateDir);
+      void rm(stateDir, { recursive: true, force: true })
+        .catch(() => {})
+        .finally(() => removing.delete(stateDir));
     }
   };
 
@@ -675,7 +680,7 @@ export async function startQueueWorker(options: WorkerOptions): Promise<QueueWor
       for (const id of workIds) await boss.offWork({ id }).catch(() => {});
       slots.close();
       for (const stop of stopHooks.values()) stop();
-      while (running.size > 0) await sleep(100);
+      while (running.size > 0 || removing.size > 0) await sleep(100);
       await boss.stop({ graceful: true, wait: true, timeout: 10_000 }).catch(() => {});
       db.close();
       resolveStopped();

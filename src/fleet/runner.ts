@@ -295,6 +295,13 @@ class FleetRun {
     });
   }
 
+  /** Each target's state directory, as read when the fleet started. */
+  private stateDirs = new Map<string, string>();
+
+  private stateDirOf(target: string): string {
+    return this.stateDirs.get(target) ?? this.store.targetStateDir(target);
+  }
+
   private get stopping(): boolean {
     return this.options.signal?.aborted === true;
   }
@@ -311,7 +318,9 @@ class FleetRun {
   }
 
   async execute(command: 'run' | 'resume'): Promise<FleetRunResult> {
-    const latest = new Map(this.loaded.map((l) => [l.target.name, latestRun(this.store.targetStateDir(l.target.name), this.options.journalKey)]));
+    // Every target's journals in one read (one round trip on a queue's database, not one per target).
+    this.stateDirs = this.store.targetStateDirs(this.loaded.map((l) => l.target.name));
+    const latest = new Map(this.loaded.map((l) => [l.target.name, latestRun(this.stateDirOf(l.target.name), this.options.journalKey)]));
     if (command === 'run') {
       const started = [...latest.entries()].filter(([, state]) => state !== undefined).map(([name]) => name);
       if (started.length > 0) {
@@ -490,7 +499,7 @@ class FleetRun {
     if (this.stopping) stopAtSafePoint();
     const engine: EngineOptions = {
       registry: this.options.registry,
-      stateDir: this.store.targetStateDir(target.name),
+      stateDir: this.stateDirOf(target.name),
       env,
       signal: controller.signal,
       operator: this.operator,

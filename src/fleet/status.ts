@@ -71,9 +71,11 @@ export function fleetStatus(inventory: Inventory, runbookFile: string, options: 
   const finished = current.find((e): e is Extract<FleetEvent, { type: 'fleet.finished' }> => e.type === 'fleet.finished');
 
   const states = new Map<string, RunState | undefined | Error>();
+  const dirs = store.targetStateDirs(inventory.targets.map((t) => t.name));
+  const dirOf = (name: string) => dirs.get(name) ?? store.targetStateDir(name);
   for (const t of inventory.targets) {
     try {
-      states.set(t.name, latestRun(store.targetStateDir(t.name), options.journalKey));
+      states.set(t.name, latestRun(dirOf(t.name), options.journalKey));
     } catch (error) {
       states.set(t.name, error instanceof Error ? error : new Error(String(error)));
     }
@@ -83,7 +85,7 @@ export function fleetStatus(inventory: Inventory, runbookFile: string, options: 
 
   const targets = inventory.targets.map((t): FleetTargetStatus => {
     const state = states.get(t.name);
-    const stateDir = store.targetStateDir(t.name);
+    const stateDir = dirOf(t.name);
     if (state instanceof Error) {
       return { name: t.name, wave: t.wave, status: 'unreadable', stateDir, steps: {}, message: errorMessage(state) };
     }

@@ -103,6 +103,8 @@ export interface FleetStore {
   readonly location: string;
   /** The state directory a target's runs are journaled under. */
   targetStateDir(target: string): string;
+  /** The same for many targets at once (a queue's store reads all their journals in one round trip). */
+  targetStateDirs(targets: readonly string[]): Map<string, string>;
   append(event: NewFleetEvent): FleetEvent;
   events(): FleetEvent[];
   approvals(): Approval[];
@@ -137,6 +139,10 @@ export class FileFleetStore implements FleetStore {
 
   targetStateDir(target: string): string {
     return path.join(this.location, 'targets', target);
+  }
+
+  targetStateDirs(targets: readonly string[]): Map<string, string> {
+    return new Map(targets.map((t) => [t, this.targetStateDir(t)]));
   }
 
   /** The runbook this fleet directory belongs to: a second runbook of the same name elsewhere must not share it. */

@@ -4,9 +4,13 @@
  * gave up waiting; a statement stuck on a lock is cancelled by the server, so
  * its outcome is known; and a journal line and a lease takeover that meet are
  * serialized on the lease row, so the new owner never misses a line and the
- * old owner never adds one after the takeover.
+ * old owner never adds one after the takeover. A job's delivery claims its
+ * target (or finds its result) in one statement, and its result and the
+ * lease's release are one statement too.
  */
 import assert from 'node:assert/strict';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { SyncPg, SyncPgError } from '../../src/db/sync-pg.js';
@@ -144,6 +148,57 @@ describe('queue database session', { timeout: 120_000 }, () => {
       );
     } finally {
       store.db.query('ROLLBACK');
+      store.db.close();
+    }
+  });
+
+  test("a job's delivery in one statement: the lease of a free or stale target, none of a live one, and an earlier result instead of a lease", async () => {
+    const store = openQueueStore(server.url, 'sync/claim', 4);
+    const lease = async () =>
+      (await other.query<{ owner: string }>("SELECT owner FROM cutover_fleet.lease WHERE fleet = 'sync/claim' AND target = 't1'")).rows.map((r) => r.owner);
+    try {
+      assert.deepEqual(store.claim('job-1', 't1', 'first', 4), { taken: true });
+      assert.deepEqual(await lease(), ['first']);
+      // A second delivery of the job while the first runs: the lease is live.
+      assert.deepEqual(store.claim('job-1', 't1', 'second', 4), { taken: false });
+      assert.deepEqual(await lease(), ['first']);
+      // Stale (no heartbeat for longer than 4 s): taken over.
+      await other.query("UPDATE cutover_fleet.lease SET heartbeat_at = now() - interval '5 seconds' WHERE fleet = 'sync/claim'");
+      assert.deepEqual(store.claim('job-1', 't1', 'second', 4), { taken: true });
+      // Finishing by an owner that lost the lease leaves the new owner's lease alone; the result is saved once.
+      store.finish('job-1', '{"status":"succeeded"}', 't1', 'first');
+      assert.deepEqual(await lease(), ['second']);
+      store.finish('job-1', '{"status":"failed"}', 't1', 'second');
+      assert.deepEqual(await lease(), []);
+      // Delivered once more after the result: the result, and no lease taken.
+      assert.deepEqual(store.claim('job-1', 't1', 'third', 4), { output: '{"status":"succeeded"}' });
+      assert.deepEqual(await lease(), []);
+    } finally {
+      store.db.close();
+    }
+  });
+
+  test("many targets' journals in one read: the same files as one target's, none for a target without", async () => {
+    const store = openQueueStore(server.url, 'sync/dirs', 4);
+    try {
+      for (const [target, runs] of [
+        ['a', ['r1', 'r2']],
+        ['b', ['r1']],
+      ] as const) {
+        assert.equal(store.takeLease(target, 'me', 4), true);
+        const sink = store.journals(target).sink('me');
+        for (const run of runs) for (const seq of [1, 2, 3]) sink.append({ runId: run, seq, text: `${target} ${run} line ${seq}` });
+      }
+      const dirs = store.targetStateDirs(['a', 'b', 'c']);
+      const files = (dir: string) =>
+        readdirSync(path.join(dir, 'runs'))
+          .sort()
+          .map((run) => readFileSync(path.join(dir, 'runs', run, 'journal.jsonl'), 'utf8'));
+      assert.deepEqual(files(dirs.get('a') ?? ''), ['a r1 line 1\na r1 line 2\na r1 line 3\n', 'a r2 line 1\na r2 line 2\na r2 line 3\n']);
+      assert.deepEqual(files(dirs.get('b') ?? ''), [store.journals('b').text('r1')]);
+      assert.equal(existsSync(dirs.get('c') ?? ''), false);
+    } finally {
+      store.dispose();
       store.db.close();
     }
   });
