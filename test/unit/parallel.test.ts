@@ -55,7 +55,7 @@ describe('inParallel', () => {
         async (item) => {
           started.push(item);
           if (item === 1) throw new Error('item 1 failed');
-            await sleep(30);
+          await sleep(30);
           finished.push(item);
         },
       ),
