@@ -25,7 +25,7 @@ import { runbookFile as writeRunbook, runbookText } from '../../test/helpers/run
 import { columnsOf, hashFloor } from './hash-floor.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const CLI = path.resolve(here, '../../src/cli/main.js');
+const CLI = path.resolve(here, '../../cli/main.js');
 const FLOOR = path.join(here, 'hash-floor.js');
 
 export interface CompareBenchOptions {

@@ -37,8 +37,8 @@ export interface FleetBenchOptions {
   readonly shellTargets?: number;
 }
 
-// Compiled to dist/scripts/bench/: the CLI is at dist/src/cli/main.js.
-const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/cli/main.js');
+// Compiled to dist/scripts/bench/: the CLI (the bundle users run) is at dist/cli/main.js.
+const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../cli/main.js');
 
 /** Every target runs this: a transactional insert (with its undo) and a read-only wait; DB_URL comes from the inventory. */
 const RUNBOOK = runbookText({

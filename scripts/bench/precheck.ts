@@ -14,7 +14,7 @@ import { binDir, freePort, initPostgres, startPostgres } from '../embedded-postg
 import { alternate, report, runProcess, spread } from './measure.js';
 import { runbookFile as writeRunbook, runbookText } from '../../test/helpers/runbook.js';
 
-const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/cli/main.js');
+const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../cli/main.js');
 
 export async function benchPrecheck(options: { readonly repeat: number; readonly tables: number }): Promise<void> {
   const { repeat, tables } = options;

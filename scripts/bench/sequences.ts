@@ -30,7 +30,7 @@ import { runbookFile as writeRunbook, runbookText } from '../../test/helpers/run
 import { systemPgTool } from '../tools.js';
 import { fileURLToPath } from 'node:url';
 
-const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/cli/main.js');
+const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../cli/main.js');
 
 export interface SequenceBenchOptions {
   readonly count: number;

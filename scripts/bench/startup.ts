@@ -12,7 +12,7 @@ import { alternate, report, runProcess, showSpread, spread } from './measure.js'
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../../..');
-const cli = path.join(root, 'dist/src/cli/main.js');
+const cli = path.join(root, 'dist/cli/main.js');
 const baseline = path.join(here, 'yargs-baseline.js');
 /** The demo's runbook with the environment the demo gives it (made-up ports, an existing file), so it validates as the demo runs it. */
 const demo = DEMO_RUNBOOK;

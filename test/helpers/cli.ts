@@ -5,8 +5,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-// Compiled to dist/test/helpers/: the CLI is at dist/src/cli/main.js.
-export const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/cli/main.js');
+// Compiled to dist/test/helpers/: the CLI as users run it (package.json's bin, the bundle) is dist/cli/main.js.
+export const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../cli/main.js');
 
 export interface CliResult {
   readonly code: number | null;

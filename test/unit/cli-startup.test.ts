@@ -1,6 +1,8 @@
 /**
- * The CLI's start-up (issue 23): a command loads only what it needs. Which
- * packages a process loaded is recorded by a module resolve hook, so these
+ * The CLI's start-up (issue 23): a command loads only what it needs. The CLI
+ * tested is the bundle users run (dist/cli/): a module resolve hook records
+ * which of its chunks (and which packages outside it) a process loaded, and
+ * the bundle's metafile says which source files each chunk holds. These
  * tests say what is imported, never how long it takes (that is
  * `npm run bench -- --only startup`).
  */
@@ -13,8 +15,16 @@ import { after, describe, it } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { commandTable } from '../../src/cli/command-table.js';
 
-// This file runs from dist/test/unit/; the CLI is dist/src/cli/main.js.
-const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/cli/main.js');
+// This file runs from dist/test/unit/; the CLI is the bundle in dist/cli/, next to its metafile.
+const BUNDLE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../cli');
+const CLI = path.join(BUNDLE, 'main.js');
+const ROOT = path.resolve(BUNDLE, '../..');
+/** Each chunk of the bundle (path from the project root) -> the source files in it (from the root, as esbuild names them). */
+const CHUNKS = new Map(
+  Object.entries(
+    (JSON.parse(readFileSync(path.join(BUNDLE, 'meta.json'), 'utf8')) as { outputs: Record<string, { inputs: Record<string, unknown> }> }).outputs,
+  ).map(([chunk, output]) => [chunk, Object.keys(output.inputs)]),
+);
 // The hook sees ESM imports, not a CommonJS package's own require() calls: pg-boss (CommonJS) is listed
 // because importing it loads pg without the hook seeing pg.
 const HEAVY = ['pg', 'pg-boss', 'execa', 'listr2', 'enquirer', '@listr2/prompt-adapter-enquirer', 'oracledb'];
@@ -47,7 +57,18 @@ function run(args: readonly string[]): { code: number | null; stdout: string; st
     env: { ...process.env, CUTOVER_TEST_LOADED: log },
     timeout: 30_000,
   });
-  const urls = readFileSync(log, 'utf8').split('\n').filter(Boolean);
+  // A chunk of the bundle stands for the source files in it, written as paths from the root ("/node_modules/zod/...", "/dist/src/engine/...").
+  const urls = readFileSync(log, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .flatMap((url) => {
+      const inputs = CHUNKS.get(path.relative(ROOT, fileURLToPath(url)));
+      return inputs !== undefined ? inputs.map((input) => `/${input}`) : [url];
+    });
+  assert.ok(
+    urls.some((url) => url.startsWith('/dist/src/cli/')),
+    'the bundle loaded (its metafile names the files the chunks hold)',
+  );
   const packages = new Set(urls.flatMap((url) => /\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url)?.[1] ?? []));
   const layers = new Set(urls.flatMap((url) => (url.includes('/node_modules/') ? [] : (/\/dist\/src\/([^/]+)\//.exec(url)?.[1] ?? []))));
   return { code: result.status, stdout: result.stdout, stderr: result.stderr, packages, layers };

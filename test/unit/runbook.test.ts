@@ -926,8 +926,8 @@ ${ONE_STEP}
 });
 
 describe('cutover validate (compiled CLI)', () => {
-  // This file runs from dist/test/unit/; the CLI is dist/src/cli/main.js.
-  const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/cli/main.js');
+  // This file runs from dist/test/unit/; the CLI (the bundle users run) is dist/cli/main.js.
+  const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../cli/main.js');
 
   function validate(text: string): { code: number | null; stdout: string; stderr: string; file: string } {
     const written = runbookFile(text, { name: 'cutover.yaml' });
