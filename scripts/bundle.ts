@@ -3,7 +3,8 @@
  * esbuild from what tsc wrote to dist/src/. Node's ES module loader costs
  * about a millisecond per file, and `validate` loaded 296 files unbundled (64
  * of them zod's translations of its messages, which every zod entry point
- * re-exports and a bundle leaves out). Each command stays its own chunk, so
+ * re-exports: the bundle still holds them, as text in one chunk rather than
+ * 64 modules). Each command stays its own chunk, so
  * a command still loads only what it needs, and the heavy packages a command
  * imports on first use (pg, pg-boss, execa, listr2, enquirer, oracledb) stay
  * outside the bundle, loaded from node_modules as before.
