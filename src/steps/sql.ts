@@ -8,7 +8,7 @@ import { VerificationError } from '../errors.js';
 import { defineStep, type Action } from '../step/contract.js';
 import { expectSchema, firstValue, matches } from '../step/expect.js';
 
-const statements = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]);
+const statements = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)], { error: 'expected an SQL statement (a string) or a list of them' });
 
 const config = z.object({
   sql: statements.describe('one statement (or a script) or a list of them, run in order'),

@@ -312,6 +312,16 @@ ${ONE_STEP}
 `,
     },
     {
+      name: 'sql: a number, not a statement',
+      doc: withSteps`
+  - id: a
+    kind: sql
+    connection: db
+    sql: 42
+         ^ steps[0].sql: step "a": expected an SQL statement (a string) or a list of them
+`,
+    },
+    {
       name: 'a duration that is not one',
       doc: marked`
 version: 1
