@@ -5,10 +5,9 @@
  * step that ignores its deadline, and then says so.
  */
 import assert from 'node:assert/strict';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
-import { z } from 'zod';
-import { defineStep, registry, runRunbook, type StepDefinition } from '../../src/index.js';
+import { registry, runRunbook } from '../../src/index.js';
+import { stubbornKind } from '../helpers/kinds.js';
 import { stepCeilingMs } from '../../src/engine/run-context.js';
 import { startPostgres, VERSIONS, type TestServer } from '../helpers/pg.js';
 import { loadRunbookText, postgresRunbook } from '../helpers/runbook.js';
@@ -45,23 +44,7 @@ describe(`step deadlines on PostgreSQL ${version}`, () => {
   });
 
   it('a step that ignores its deadline is stopped at the ceiling, and the error names its timeout', async () => {
-    const stubborn: StepDefinition = defineStep({
-      kind: 'stubborn',
-      summary: 'a kind that waits on nothing but the engine',
-      config: z.object({}),
-      connection: { required: false, kinds: ['postgres'] },
-      effects: () => 'external',
-      reversibility: () => ({ kind: 'nothing-to-undo' }),
-      planned: z.null(),
-      before: z.null(),
-      async plan() {
-        return { actions: [], planned: null };
-      },
-      async apply(ctx) {
-        await sleep(60_000, undefined, { signal: ctx.signal });
-        return { before: null };
-      },
-    });
+    const stubborn = stubbornKind();
     const extended = { ...registry, stubborn };
     const { runbook, dir } = load('  - id: s\n    kind: stubborn\n    timeout: 100ms\n', extended);
     const result = await runRunbook(runbook, { registry: extended, stateDir: dir });

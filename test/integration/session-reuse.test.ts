@@ -8,11 +8,10 @@
  * outlives the run.
  */
 import assert from 'node:assert/strict';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, beforeEach, describe, test } from 'node:test';
-import { z } from 'zod';
 import { loadRunbookText, runbookText } from '../helpers/runbook.js';
-import { defineStep, registry, runRunbook } from '../../src/index.js';
+import { registry, runRunbook } from '../../src/index.js';
+import { stubbornKind } from '../helpers/kinds.js';
 import { startPostgres, type TestServer } from '../helpers/pg.js';
 import { tempDir } from '../helpers/cli.js';
 import { until } from '../helpers/wait.js';
@@ -125,25 +124,8 @@ describe('sessions reused across phases on PostgreSQL 18', () => {
   });
 
   test('the session of a step the engine stopped at its ceiling is closed, not handed to the rollback that follows', async () => {
-    // Takes a session, records its backend, then ignores its deadline until the engine stops it.
-    const stubborn = defineStep({
-      kind: 'stubborn',
-      summary: 'records its session, then waits for the engine to stop it',
-      config: z.object({}),
-      connection: { required: true, kinds: ['postgres'] },
-      effects: () => 'external',
-      reversibility: () => ({ kind: 'nothing-to-undo' }),
-      planned: z.null(),
-      before: z.null(),
-      async plan() {
-        return { actions: [], planned: null };
-      },
-      async apply(ctx, step) {
-        await (await ctx.session(step.connection)).query(record('two'));
-        await sleep(60_000, undefined, { signal: ctx.signal });
-        return { before: null };
-      },
-    });
+    // Records its session's backend, then ignores its deadline until the engine stops it.
+    const stubborn = stubbornKind((session) => session.query(record('two')));
     const extended = { ...registry, stubborn };
     // The same timeout everywhere, so all three phases ask for the same kind of session.
     const loaded = loadRunbookText(
