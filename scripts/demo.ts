@@ -23,7 +23,8 @@ import { startPostgres } from './embedded-postgres.js';
 import { startPgBouncer } from './pgbouncer.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const cli = path.join(root, 'dist', 'src', 'cli', 'main.js');
+// The CLI as users run it (package.json's bin): the bundle.
+const cli = path.join(root, 'dist', 'cli', 'main.js');
 /** The name runbooks/shop-cutover.yaml waits for and detaches. */
 const SUBSCRIPTION = 'cutover_sub';
 
