@@ -81,9 +81,12 @@ describe('queue database session', { timeout: 120_000 }, () => {
     await other.query('CREATE TABLE stuck (id int PRIMARY KEY)');
     await other.query('BEGIN');
     await other.query('LOCK TABLE stuck IN ACCESS EXCLUSIVE MODE');
-    const db = new SyncPg(server.url, { timeoutMs: 2_000 });
+    // The session's statement_timeout is four fifths of that: 4 s.
+    const db = new SyncPg(server.url, { timeoutMs: 5_000 });
     try {
-      // No code would mean the caller gave up (2 s) and the outcome is unknown; 57014 is the server's statement_timeout.
+      // Connected first: the first query's wait also covers the thread's start and the connection, which a busy machine can make slow.
+      db.query('SELECT 1');
+      // No code would mean the caller gave up (5 s) and the outcome is unknown; 57014 is the server's statement_timeout.
       assert.throws(
         () => db.query('INSERT INTO stuck VALUES (1)'),
         (e: unknown) => e instanceof SyncPgError && e.code === '57014',
