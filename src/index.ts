@@ -47,7 +47,16 @@ export { defineStep, describeFileEdit, jsonText } from './step/contract.js';
 export { displayCommand, type CommandRunner } from './step/commands.js';
 export { DEFAULT_STATE_DIR, listRunIds, findRun, runsDir } from './engine/runs.js';
 export { pickRun, effectiveStatus, describeProgress, type PickedRun } from './engine/run-selection.js';
-export { verifyJournal, verifyJournalText, readJournal, journalFile, type JournalSink, type VerifyResult, type VerifyOptions } from './audit/journal.js';
+export {
+  verifyJournal,
+  verifyJournalText,
+  readJournal,
+  journalFile,
+  type JournalLine,
+  type JournalSink,
+  type VerifyResult,
+  type VerifyOptions,
+} from './audit/journal.js';
 export { FileJournalStore, materialize, verifyStoredJournal, type JournalStore } from './audit/journal-store.js';
 export { journalKeyFromEnv } from './audit/journal-key.js';
 export { trustJournal } from './engine/trust.js';

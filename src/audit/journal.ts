@@ -1,6 +1,12 @@
 /**
- * The journal: one JSON record per line, appended and fsync'ed before the
- * engine takes its next action, so a crash loses nothing that happened.
+ * The journal: one JSON record per line, written to the file at once and
+ * made durable (fsync, or the sink) before the engine's next effect, so a
+ * crash loses nothing that happened. A line the engine marks `deferred`
+ * (one that only records a plan, a lock, an applied or verified step, after
+ * which nothing is changed until the next line) becomes durable together
+ * with the next line that is not: a crash can lose only such lines written
+ * since the last effect, the same state as a crash just before the first of
+ * them.
  *
  * Each line is `{"hash":"<sha256 of record>","record":<record JSON>}` and each
  * record holds the hash of the one before it. The hash covers the record's
@@ -40,14 +46,24 @@ export type ChainKind = 'sha256' | 'hmac-sha256';
 /**
  * Where the durable copy of every journal line goes instead of the file's
  * fsync (queue mode: the queue's database, committed). Called synchronously
- * before the line is written to the file; throwing refuses the line, and the
- * run stops as it does when the file cannot be written. With a sink the file
+ * when lines must become durable (see Journal.append), with every line not
+ * yet taken, in order; throwing refuses them (they stay pending, so the next
+ * call offers them again first), and the run stops as it does when the file
+ * cannot be written. With a sink the file
  * is a working copy in a temporary directory, read back by the engine and
  * rebuilt from the sink after a crash, so it is not fsync'ed: a second
  * durable write per line would cost the run without protecting anything.
  */
 export interface JournalSink {
-  append(line: { readonly runId: string; readonly seq: number; readonly text: string }): void;
+  append(line: JournalLine): void;
+  /** Several lines in order, durable together or not at all (one round trip); without it, `append` for each. */
+  appendAll?(lines: readonly JournalLine[]): void;
+}
+
+export interface JournalLine {
+  readonly runId: string;
+  readonly seq: number;
+  readonly text: string;
 }
 
 export class Journal {
@@ -60,6 +76,10 @@ export class Journal {
     private readonly key: Buffer | undefined,
     private readonly sink?: JournalSink,
   ) {}
+
+  /** Written to the file, not yet durable: lines for the sink, or an fsync owed. */
+  private pending: JournalLine[] = [];
+  private unsynced = false;
 
   /** Starts a new journal; fails if one exists (run ids are unique). With a key, the chain is HMAC-SHA256. */
   static create(runDir: string, redactor: Redactor, key?: Buffer, sink?: JournalSink): Journal {
@@ -105,26 +125,60 @@ export class Journal {
     };
   }
 
-  append(event: RunEvent): JournalRecord {
+  /**
+   * Appends a record. It is durable when this returns, with every line before
+   * it, unless `deferred`: then it is written to the file (a killed process
+   * does not lose it there) and made durable by the next append that is not
+   * deferred, by sync() or by close().
+   */
+  append(event: RunEvent, options: { readonly deferred?: boolean } = {}): JournalRecord {
     const record: JournalRecord = { seq: this.seq + 1, ts: new Date().toISOString(), prev: this.head, event };
     const body = this.redactor.redact(JSON.stringify(record));
     const hash = hashOf(body, this.key);
     const line = `${PREFIX}${hash}","record":${body}}`;
-    this.sink?.append({ runId: path.basename(path.dirname(this.file)), seq: record.seq, text: line });
+    if (this.sink !== undefined) this.pending.push({ runId: path.basename(path.dirname(this.file)), seq: record.seq, text: line });
     writeSync(this.fd, `${line}\n`);
-    if (this.sink === undefined) fsyncSync(this.fd);
+    this.unsynced = true;
     this.seq += 1;
     this.head = hash;
+    if (options.deferred !== true) this.sync();
     return JSON.parse(body) as JournalRecord;
+  }
+
+  /**
+   * Makes every line written so far durable: the sink takes them (it throws
+   * to refuse them, and they stay pending), or the file is fsync'ed. With a
+   * sink the file is a working copy and is not fsync'ed.
+   */
+  sync(): void {
+    if (!this.unsynced) return;
+    if (this.sink !== undefined) {
+      const lines = this.pending;
+      if (this.sink.appendAll !== undefined) this.sink.appendAll(lines);
+      else for (const line of lines) this.sink.append(line);
+      this.pending = [];
+    } else {
+      fsyncSync(this.fd);
+    }
+    this.unsynced = false;
   }
 
   get headHash(): string {
     return this.head;
   }
 
+  /** Makes what is pending durable, then closes the file; a sink that refuses the last lines leaves them as a crash would. */
   close(): void {
-    if (this.fd >= 0) closeSync(this.fd);
-    this.fd = -1;
+    if (this.fd < 0) return;
+    try {
+      this.sync();
+    } catch {
+      // Only deferred lines can be pending here (every run ends on a line that is not): losing them is what a
+      // crash at this point loses, and resume and status read the journal as they would after one.
+    } finally {
+      closeSync(this.fd);
+      this.fd = -1;
+    }
   }
 }
 

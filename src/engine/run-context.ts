@@ -22,6 +22,15 @@ import type { RunEvent } from '../audit/events.js';
 import { applyEvent, foldJournal, type RunState } from './state.js';
 import type { ApplyContext, BaseContext, Json, Step, StepDefinition } from '../step/contract.js';
 
+/**
+ * Journal lines after which the engine changes nothing before its next line:
+ * a run's start, a lock taken, a plan (read-only sessions), an applied step
+ * (verify is read-only) and a completed one (the next step plans first).
+ * They become durable with the next line that is not one of these: every
+ * line before an apply, a COMMIT, a rollback, a prompt or the run's end.
+ */
+const DEFERRED: ReadonlySet<RunEvent['type']> = new Set(['run.started', 'target.locked', 'step.planned', 'step.applied', 'step.completed']);
+
 export interface EngineOptions {
   readonly registry: StepRegistry;
   /** Where runs are journaled: `<stateDir>/runs/<runId>/` (default `.cutover`). */
@@ -319,7 +328,7 @@ export class RunContext {
     if (event.type !== 'step.progress') {
       const stepId = 'stepId' in event ? event.stepId : undefined;
       failpoint(`before:${event.type}`, stepId);
-      const record = this.journal.append(event);
+      const record = this.journal.append(event, { deferred: DEFERRED.has(event.type) });
       failpoint(`after:${event.type}`, stepId);
       redacted = record.event;
       if (this.current === undefined) this.current = foldJournal([record]);

@@ -14,7 +14,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { materialize, writeJournals, type JournalStore } from '../audit/journal-store.js';
-import type { JournalSink } from '../audit/journal.js';
+import type { JournalLine, JournalSink } from '../audit/journal.js';
 import { quoteIdent } from '../db/quote.js';
 import { SyncPg } from '../db/sync-pg.js';
 import { UsageError } from '../errors.js';
@@ -123,15 +123,22 @@ export class PgJournalStore implements JournalStore {
    * being written, so the new owner reads it.
    */
   sink(owner: string): JournalSink {
+    const appendAll = (lines: readonly JournalLine[]) => {
+      if (lines.length === 0) return;
+      // One statement: every line or none.
+      const { rowCount } = this.db.query(
+        `INSERT INTO ${S}.journal_line (fleet, target, run_id, seq, line)
+         SELECT $1, $2, l.run_id, l.seq, l.line FROM ${S}.lease, unnest($3::text[], $4::int[], $5::text[]) AS l (run_id, seq, line)
+          WHERE lease.fleet = $1 AND lease.target = $2 AND lease.owner = $6 FOR SHARE OF lease`,
+        [this.fleet, this.target, lines.map((l) => l.runId), lines.map((l) => l.seq), lines.map((l) => l.text), owner],
+      );
+      if (rowCount !== lines.length) throw new LeaseLostError(this.target, owner);
+    };
     return {
-      append: ({ runId, seq, text }) => {
-        const { rowCount } = this.db.query(
-          `INSERT INTO ${S}.journal_line (fleet, target, run_id, seq, line)
-           SELECT $1, $2, $3, $4, $5 FROM ${S}.lease WHERE fleet = $1 AND target = $2 AND owner = $6 FOR SHARE`,
-          [this.fleet, this.target, runId, seq, text, owner],
-        );
-        if (rowCount !== 1) throw new LeaseLostError(this.target, owner);
+      append: (line) => {
+        appendAll([line]);
       },
+      appendAll,
     };
   }
 }

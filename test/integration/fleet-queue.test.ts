@@ -2,8 +2,10 @@
  * Queue mode on real PostgreSQL: the queue database is a database on one of
  * the two test servers; six targets over both servers; two worker processes
  * running the built CLI. Worker A dies by SIGKILL at a known point of its
- * first target (the failpoint after the `load` step's COMMIT, before the
- * journal says it was applied); worker B takes the target over within the
+ * first target (the failpoint after the `load` step's COMMIT and its
+ * `step.applied` record, which A wrote to its working copy but not yet to
+ * the queue database: that record waits for the next line that precedes a
+ * change); worker B takes the target over within the
  * documented bound and resumes it from the journal kept in the queue
  * database. Approvals (a wave gate and confirm steps) are given by separate
  * `cutover fleet approve --queue` processes. Every effect is counted in the
@@ -125,9 +127,9 @@ describe('fleet on a queue: two workers, one killed mid-target', { timeout: 300_
     const bound = takeoverBoundSeconds(TIMING);
     const run = startCutover(['fleet', 'run', '--queue', queueUrl, ...TIMING_ARGS, inventoryFile, runbookFile]);
     children.push(run);
-    // Worker A alone first, so it takes the canary; it SIGKILLs itself after `load` COMMITted but before that is journaled:
-    // only the journaled transaction id tells the next worker the effect happened.
-    const workerA = worker({ CUTOVER_FAILPOINT: 'before:step.applied@load' });
+    // Worker A alone first, so it takes the canary; it SIGKILLs itself after `load` COMMITted and its record was written,
+    // but only to A's working copy (a deferred line): only the journaled transaction id tells the next worker the effect happened.
+    const workerA = worker({ CUTOVER_FAILPOINT: 'after:step.applied@load' });
     let killedAt = 0;
     const exitA = new Promise<NodeJS.Signals | null>((resolve) =>
       workerA.child.on('exit', (_code, signal) => {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync, appendFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { Journal, journalFile, readJournal, verifyJournal } from '../../src/audit/journal.js';
+import { Journal, journalFile, readJournal, verifyJournal, type JournalSink } from '../../src/audit/journal.js';
 import { Redactor } from '../../src/audit/redact.js';
 import type { RunEvent } from '../../src/audit/events.js';
 import { tempDir } from '../helpers/cli.js';
@@ -75,5 +75,42 @@ describe('journal', () => {
     assert.ok(!text.includes('hunter2-secret'));
     assert.match(text, /failed for \\"\[redacted\]\\"/);
     assert.equal(verifyJournal(dir).ok, true);
+  });
+
+  it('a deferred line is in the file at once and reaches the sink with the next line that is not deferred, in one call', () => {
+    const calls: number[][] = [];
+    const sink: JournalSink = {
+      append: () => assert.fail('appendAll is offered, so append is not called'),
+      appendAll: (lines) => calls.push(lines.map((l) => l.seq)),
+    };
+    const dir = path.join(tempDir(), 'run');
+    const journal = Journal.create(dir, new Redactor(), undefined, sink);
+    journal.append(stopped('one'), { deferred: true });
+    journal.append(stopped('two'), { deferred: true });
+    assert.deepEqual(calls, []);
+    assert.equal(readFileSync(journalFile(dir), 'utf8').split('\n').filter(Boolean).length, 2, 'both lines are in the file already');
+    journal.append(stopped('three'));
+    assert.deepEqual(calls, [[1, 2, 3]]);
+    journal.append(stopped('four'), { deferred: true });
+    journal.close();
+    assert.deepEqual(calls, [[1, 2, 3], [4]], 'close makes what is pending durable');
+  });
+
+  it('lines a sink refuses stay pending and are offered again first, so the durable copy has no gap', () => {
+    const taken: number[] = [];
+    let refuse = true;
+    const sink: JournalSink = {
+      append: (line) => {
+        if (refuse) throw new Error('queue database unreachable');
+        taken.push(line.seq);
+      },
+    };
+    const journal = Journal.create(path.join(tempDir(), 'run'), new Redactor(), undefined, sink);
+    journal.append(stopped('one'), { deferred: true });
+    assert.throws(() => journal.append(stopped('two')), /unreachable/);
+    refuse = false;
+    journal.append(stopped('three'));
+    assert.deepEqual(taken, [1, 2, 3]);
+    journal.close();
   });
 });
