@@ -18,7 +18,8 @@ const EXIT_AT_ONCE = 130;
 /**
  * First SIGINT/SIGTERM: the engine cancels the statement in flight, journals
  * run.interrupted and stops (exit 5). A second one exits at once; every
- * journal line is already fsync'ed, so the journal stays whole.
+ * journal line is already written to the file (and each that precedes a
+ * change fsync'ed), so the journal stays whole.
  */
 async function withInterrupts<T>(body: (signal: AbortSignal) => Promise<T>): Promise<T> {
   const controller = new AbortController();

@@ -3,7 +3,7 @@
  * worker thread while this thread waits on a shared flag (Atomics.wait).
  *
  * Why: the journal's append and the fleet store's calls are synchronous
- * by contract (a journal line is durable before the engine's next action).
+ * by contract (journal lines are durable before the engine's next change).
  * In queue mode "durable" means committed in the queue's database, so the
  * append must wait for PostgreSQL without becoming async all the way up the
  * engine. A local round trip costs about as much as the fsync it sits next to.

@@ -321,7 +321,7 @@ export class RunContext {
     return this.current;
   }
 
-  /** Journal first (fsync'ed), then the live state, then subscribers. */
+  /** Journal first (durable at once, or with the next line for the kinds in DEFERRED), then the live state, then subscribers. */
   emit(event: RunEvent): void {
     // Subscribers get the redacted event, exactly as journaled.
     let redacted = event;
