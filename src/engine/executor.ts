@@ -555,6 +555,8 @@ async function runStep(rc: RunContext, step: Step): Promise<StepOutcome> {
 
 async function confirmGate(rc: RunContext, step: Step, question: string): Promise<StepOutcome> {
   try {
+    // A person may read the journal while the question waits: everything written so far is durable first.
+    rc.journal.sync();
     if (await rc.confirm(step.id, question)) return ok;
     return { ok: false, stop: 'stopped', error: new ConfirmationDeclinedError(step.id, question) };
   } catch (error) {

@@ -48,6 +48,7 @@ const refuseWrites: JournalWriter = {
   append: () => {
     throw new Error('a rollback preview writes nothing');
   },
+  sync: () => undefined,
   file: '',
   headHash: '',
   close: () => undefined,

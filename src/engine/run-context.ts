@@ -108,7 +108,7 @@ function redactedCommands(runner: CommandRunner, redactor: Redactor): CommandRun
 }
 
 /** What a run context writes its events to: the journal, or (a read-only preview) something that refuses every write. */
-export type JournalWriter = Pick<Journal, 'append' | 'file' | 'headHash' | 'close'>;
+export type JournalWriter = Pick<Journal, 'append' | 'sync' | 'file' | 'headHash' | 'close'>;
 
 /** What a run context is made of. */
 export interface RunContextInit {

@@ -9,7 +9,8 @@
  * the file, byte for byte.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { SyncPg } from '../../src/db/sync-pg.js';
 import { registry, runRunbook, type JournalLine, type JournalSink } from '../../src/index.js';
@@ -62,6 +63,7 @@ describe('journal durability points on PostgreSQL 18', () => {
             kind: 'sql',
             connection: 'db',
             transaction: false,
+            confirm: 'go on?',
             sql: "INSERT INTO effects VALUES ('b')",
             rollback: "DELETE FROM effects WHERE step = 'b'",
           },
@@ -69,7 +71,16 @@ describe('journal durability points on PostgreSQL 18', () => {
       }).text,
     );
     try {
-      const result = await runRunbook(loaded.runbook, { registry, stateDir: tempDir('cutover-durability-'), journalSink: sink });
+      // While the question waits, what the file holds is durable: the sink has every line of it.
+      let askedWith: { readonly file: number; readonly sink: number } | undefined;
+      const stateDir = tempDir('cutover-durability-');
+      const confirm = () => {
+        const [run] = readdirSync(path.join(stateDir, 'runs'));
+        const file = readFileSync(path.join(stateDir, 'runs', run ?? '', 'journal.jsonl'), 'utf8');
+        askedWith = { file: file.split('\n').length - 1, sink: texts.length };
+        return Promise.resolve(true);
+      };
+      const result = await runRunbook(loaded.runbook, { registry, stateDir, journalSink: sink, confirm });
       assert.equal(result.status, 'succeeded', JSON.stringify(result.error));
       const at = (line: string) => {
         const found = handed.find((h) => h.lines.includes(line));
@@ -84,8 +95,11 @@ describe('journal durability points on PostgreSQL 18', () => {
       // The lines that wait: the run's start, its lock and a's plan go with a's start; b's applied and completed with the run's end.
       assert.deepEqual(at('step.started@a').lines, ['run.started', 'target.locked', 'step.planned@a', 'step.started@a']);
       assert.deepEqual(at('run.finished').lines, ['step.applied@b', 'step.completed@b', 'run.finished']);
-      // 12 lines, 4 hand-overs.
-      assert.deepEqual([handed.flatMap((h) => h.lines).length, handed.length], [12, 4]);
+      assert.ok(askedWith !== undefined && askedWith.file > 0, 'the question was asked');
+      assert.equal(askedWith.sink, askedWith.file, 'when the question was asked, the sink had every line of the file');
+      // 13 lines (the confirmation is one) in 6 hand-overs: a's start, a's COMMIT, the question (with a's applied and completed
+      // and b's plan), the confirmation, b's start, the end.
+      assert.deepEqual([handed.flatMap((h) => h.lines).length, handed.length], [13, 6]);
       // Nothing lost or reordered: the durable copy is the file.
       assert.equal(texts.join(''), readFileSync(result.journalFile, 'utf8'));
     } finally {
