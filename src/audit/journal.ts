@@ -14,7 +14,7 @@
  * last hash (the head) can be copied into the change ticket: truncating the
  * tail is then detectable too.
  */
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync, ftruncateSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, writeSync, ftruncateSync } from 'node:fs';
 import path from 'node:path';
 import { createHash, createHmac } from 'node:crypto';
 import type { RunEvent } from './events.js';
@@ -225,6 +225,29 @@ export class JournalCorruptError extends Error {
 export function readJournal(runDir: string): JournalRecord[] {
   const text = readFileSync(journalFile(runDir), 'utf8');
   return parseLines(text.slice(0, text.lastIndexOf('\n') + 1)).map((line) => line.record);
+}
+
+/**
+ * The whole records within a journal's first or last `bytes` bytes: how a
+ * run began or ended, without reading the whole journal. A line cut by the
+ * window is left out, so a long first or last line yields nothing; hashes
+ * are not checked (a caller that acts on a run verifies it in full).
+ */
+export function readJournalEdge(runDir: string, edge: 'head' | 'tail', bytes = 8192): JournalRecord[] {
+  const fd = openSync(journalFile(runDir), 'r');
+  let text: string;
+  let cut: boolean;
+  try {
+    const size = fstatSync(fd).size;
+    const from = edge === 'head' ? 0 : Math.max(0, size - bytes);
+    const buffer = Buffer.alloc(Math.min(bytes, size));
+    text = buffer.toString('utf8', 0, readSync(fd, buffer, 0, buffer.length, from));
+    cut = from > 0;
+  } finally {
+    closeSync(fd);
+  }
+  const whole = text.slice(cut ? text.indexOf('\n') + 1 : 0, text.lastIndexOf('\n') + 1);
+  return whole.length === 0 ? [] : parseLines(whole).map((line) => line.record);
 }
 
 /** The chain a journal says it uses (its run.started record); journals from 0.1 are sha256. */
