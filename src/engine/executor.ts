@@ -32,7 +32,7 @@ import { loadRunbook, type Runbook } from '../runbook/load.js';
 import type { RunEvent, RunStatus, SerializedError } from '../audit/events.js';
 import { RunLocks } from './lock.js';
 import { currentXid, readLegacyMarker, xactStatus } from './marker.js';
-import { RunContext, operatorName, redactorFor, type EngineOptions } from './run-context.js';
+import { RunContext, operatorName, phaseSessionOptions, redactorFor, type EngineOptions } from './run-context.js';
 import { resolveAll } from '../runbook/connections.js';
 import { TOOL_VERSION } from '../version.js';
 import { DEFAULT_STATE_DIR, findRun, lockRunDir, newRunId, runsDir } from './runs.js';
@@ -292,9 +292,13 @@ async function withTargets(
   });
   try {
     try {
-      for (const name of rc.targets(steps)) {
-        if (!rc.startedByRunbook(name)) await lockTarget(rc, locks, name);
+      const targets = rc.targets(steps).filter((name) => !rc.startedByRunbook(name));
+      // A fresh run plans its first step right after locking: its session connects while the locks are taken.
+      const first = steps[0];
+      if (options.fresh && first?.connection !== undefined && targets.includes(first.connection)) {
+        rc.prewarm(first.connection, phaseSessionOptions(first, 'plan', true));
       }
+      for (const name of targets) await lockTarget(rc, locks, name);
     } catch (error) {
       // Failing to lock or to prepare a target happens before any step ran:
       // a fresh run is refused (never resumable); a resume stays resumable.

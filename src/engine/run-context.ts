@@ -159,6 +159,8 @@ export class RunContext {
    * Closed before the run's locks are released.
    */
   private readonly idle = new Map<string, Session[]>();
+  /** Sessions opened ahead of the phase that will ask for them (see prewarm), by the same key as `idle`. */
+  private readonly warming = new Map<string, Promise<void>>();
 
   readonly runbook: Runbook;
   readonly runId: string;
@@ -257,7 +259,9 @@ export class RunContext {
 
   /** A session for a phase: one a finished phase handed back, opened with the same options, or a new one. */
   async acquireSession(name: string, options: SessionOptions): Promise<Session> {
-    const parked = this.idle.get(sessionKey(name, options));
+    const key = sessionKey(name, options);
+    await this.warming.get(key);
+    const parked = this.idle.get(key);
     for (let session = parked?.pop(); session !== undefined; session = parked?.pop()) {
       try {
         await session.query("SELECT set_config('application_name', $1, false)", [this.applicationName(options.purpose)]);
@@ -288,8 +292,30 @@ export class RunContext {
     this.idle.set(key, [...(this.idle.get(key) ?? []), session]);
   }
 
+  /**
+   * Opens a session a phase will ask for soon, in the background: a step's
+   * plan session while the run takes its locks, so the two connections are
+   * made at once. It waits in the idle pool, unused, until that phase asks.
+   * A failure is dropped: the phase connects itself and reports it.
+   */
+  prewarm(name: string, options: SessionOptions): void {
+    const key = sessionKey(name, options);
+    if (this.warming.has(key)) return;
+    const opening = this.openSession(name, options).then(
+      (session) => {
+        this.idle.set(key, [...(this.idle.get(key) ?? []), session]);
+      },
+      () => {},
+    );
+    this.warming.set(
+      key,
+      opening.finally(() => this.warming.delete(key)),
+    );
+  }
+
   /** Closes the sessions phases handed back; the run is ending. */
   async closeIdleSessions(): Promise<void> {
+    await Promise.all(this.warming.values());
     const sessions = [...this.idle.values()].flat();
     this.idle.clear();
     await Promise.all(sessions.map((s) => this.discard(s)));
@@ -474,6 +500,12 @@ export function stepCeilingMs(timeoutMs: number): number {
   return timeoutMs + Math.max(5_000, Math.ceil(timeoutMs / 4));
 }
 
+/** What a phase of `step` opens its sessions with (`worker` > 0: one of its parallel sessions). */
+export function phaseSessionOptions(step: Step, phase: string, readOnly: boolean, worker = 0, database?: string): SessionOptions {
+  const base = phase === 'apply' ? step.id : `${step.id}/${phase}`;
+  return { purpose: worker === 0 ? base : `${base}/${worker}`, readOnly, statementTimeoutMs: step.timeoutMs, database };
+}
+
 /** Sessions opened with the same connection, database, access mode and statement timeout are interchangeable. */
 function sessionKey(name: string, options: SessionOptions): string {
   return [name, options.database ?? '', options.readOnly ? 'ro' : 'rw', options.statementTimeoutMs ?? ''].join('\u0000');
@@ -519,8 +551,7 @@ export class StepScope {
     const key = `${name}\u0000db\u0000${database}${worker === 0 ? '' : `\u0000#${worker}`}`;
     let session = this.sessions.get(key);
     if (session === undefined) {
-      const base = this.phase === 'apply' ? this.step.id : `${this.step.id}/${this.phase}`;
-      const options = { purpose: worker === 0 ? base : `${base}/${worker}`, readOnly: this.readOnly, statementTimeoutMs: this.step.timeoutMs, database };
+      const options = phaseSessionOptions(this.step, this.phase, this.readOnly, worker, database);
       session = this.rc.acquireSession(name, options);
       this.sessions.set(key, session);
       this.handBack.set(key, { name, options });
@@ -542,9 +573,7 @@ export class StepScope {
     const key = worker === 0 ? name : `${name}\u0000#${worker}`;
     let session = this.sessions.get(key);
     if (session === undefined) {
-      const base = this.phase === 'apply' ? this.step.id : `${this.step.id}/${this.phase}`;
-      const purpose = worker === 0 ? base : `${base}/${worker}`;
-      const options = { purpose, readOnly: this.readOnly, statementTimeoutMs: this.step.timeoutMs };
+      const options = phaseSessionOptions(this.step, this.phase, this.readOnly, worker);
       session = this.rc.acquireSession(name, options);
       this.sessions.set(key, session);
       this.handBack.set(key, { name, options });

@@ -5,10 +5,16 @@
  * a fresh session's state: what one step set (search_path, a session
  * advisory lock, a temporary table, a role) is gone for the next. A read-only
  * phase never gets a read-write session, and none of the run's sessions
- * outlives the run.
+ * outlives the run. The first step's plan session connects while the run
+ * takes its lock, and is closed with the rest when the lock is refused.
  */
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
+import pg from 'pg';
+import { z } from 'zod';
+import { readJournal } from '../../src/audit/journal.js';
+import { LOCK_KEY } from '../../src/engine/lock.js';
+import { defineStep } from '../../src/index.js';
 import { loadRunbookText, runbookText } from '../helpers/runbook.js';
 import { registry, runRunbook } from '../../src/index.js';
 import { stubbornKind } from '../helpers/kinds.js';
@@ -151,6 +157,70 @@ describe('sessions reused across phases on PostgreSQL 18', () => {
       await gone(two);
     } finally {
       loaded.dispose();
+    }
+  });
+
+  /** `whoami`: its plan reports the backend it planned on and when that backend started. */
+  const whoami = defineStep({
+    kind: 'whoami',
+    summary: 'reports its plan session',
+    config: z.object({}),
+    connection: { required: true, kinds: ['postgres'] },
+    effects: () => 'none',
+    reversibility: () => ({ kind: 'nothing-to-undo' }),
+    planned: z.object({ pid: z.number(), backendStart: z.string() }),
+    before: z.null(),
+    async plan(ctx, step) {
+      const db = await ctx.session(step.connection);
+      const { rows } = await db.query<{ pid: number; backend_start: Date }>('SELECT pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()');
+      const me = rows[0];
+      assert.ok(me !== undefined);
+      return { actions: [], planned: { pid: me.pid, backendStart: me.backend_start.toISOString() } };
+    },
+    async apply() {
+      return { before: null };
+    },
+  });
+  const withWhoami = { ...registry, whoami };
+  const whoamiRunbook = () =>
+    loadRunbookText(runbookText({ name: 'early session', connections: { db: server.url }, steps: [{ id: 'who', kind: 'whoami', connection: 'db' }] }).text, {
+      registry: withWhoami,
+    });
+
+  test("the first step's plan session connects while the run takes its lock", async () => {
+    const loaded = whoamiRunbook();
+    try {
+      const result = await runRunbook(loaded.runbook, { registry: withWhoami, stateDir: tempDir('cutover-session-reuse-') });
+      assert.equal(result.status, 'succeeded', JSON.stringify(result.error));
+      const planned = z.object({ pid: z.number(), backendStart: z.string() }).parse(result.steps[0]?.plan?.planned);
+      const locked = readJournal(result.runDir).find((r) => r.event.type === 'target.locked');
+      assert.ok(locked !== undefined);
+      // Connected after the lock, the plan's backend would start after target.locked was journaled.
+      assert.ok(
+        Date.parse(planned.backendStart) < Date.parse(locked.ts),
+        `the plan's backend started at ${planned.backendStart}, before the lock was journaled at ${locked.ts}`,
+      );
+    } finally {
+      loaded.dispose();
+    }
+  });
+
+  test('a run refused at its lock leaves no session behind, the early plan session included', async () => {
+    const holder = new pg.Client({ connectionString: server.url });
+    await holder.connect();
+    const loaded = whoamiRunbook();
+    try {
+      await holder.query('SELECT pg_advisory_lock($1::bigint)', [LOCK_KEY.toString()]);
+      const result = await runRunbook(loaded.runbook, { registry: withWhoami, stateDir: tempDir('cutover-session-reuse-') });
+      assert.equal(result.status, 'refused');
+      await until(
+        "the refused run's sessions are gone",
+        async () => (await server.query('SELECT 1 FROM pg_stat_activity WHERE application_name LIKE $1', [`cutover/${result.runId}/%`])).length === 0,
+        5_000,
+      );
+    } finally {
+      loaded.dispose();
+      await holder.end();
     }
   });
 });
