@@ -26,7 +26,7 @@ export interface Relation {
  * that exists empty from CREATE STATISTICS until 15), per inheritance from
  * 15, in pg_statistic_ext itself before 12.
  */
-export function relationsSql(version: number): string {
+export function relationsSql(version: number, sizes = true): string {
   const neverAnalyzed = version >= 140000 ? 'c.reltuples < 0' : "c.relpages = 0 AND c.relkind <> 'p' AND pg_relation_size(c.oid) > 0";
   const extendedData =
     version >= 150000
@@ -35,7 +35,7 @@ export function relationsSql(version: number): string {
         ? // 12 to 14 create the data row with CREATE STATISTICS, empty until ANALYZE fills it.
           "EXISTS (SELECT 1 FROM pg_statistic_ext_data d WHERE d.stxoid = x.oid AND jsonb_strip_nulls(to_jsonb(d)) ?| ARRAY['stxdndistinct', 'stxddependencies', 'stxdmcv', 'stxdexpr'])"
         : '(x.stxndistinct IS NOT NULL OR x.stxdependencies IS NOT NULL)';
-  return relationsSqlWith(neverAnalyzed, extendedData);
+  return relationsSqlWith(neverAnalyzed, extendedData, sizes);
 }
 
 /**
@@ -44,7 +44,7 @@ export function relationsSql(version: number): string {
  * most of the plan's and verify's time. The CTE `rel`, used four times, is
  * computed once (no MATERIALIZED keyword: 11 rejects it).
  */
-const relationsSqlWith = (neverAnalyzed: string, extendedData: string) => `WITH rel AS (
+const relationsSqlWith = (neverAnalyzed: string, extendedData: string, sizes: boolean) => `WITH rel AS (
   SELECT c.oid, c.relname, c.relkind, c.reltuples, c.relpages, c.relispartition, n.nspname
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
    WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'cutover') AND n.nspname !~ '^pg_'
@@ -69,7 +69,7 @@ const relationsSqlWith = (neverAnalyzed: string, extendedData: string) => `WITH 
 )
 SELECT c.nspname AS schema, c.relname AS name, c.relkind::text AS kind,
        pn.nspname AS parent_schema, pc.relname AS parent_name,
-       pg_relation_size(c.oid)::int8 AS bytes, -- the heap ANALYZE samples; the total would stat every index too
+       ${sizes ? 'pg_relation_size(c.oid)::int8' : '0::int8'} AS bytes, -- the heap ANALYZE samples; the total would stat every index too
        array_remove(ARRAY[CASE WHEN ${neverAnalyzed} THEN 'never analyzed' END, nc.missing, ne.missing, nx.missing], NULL) AS missing
   FROM rel c
   LEFT JOIN no_columns nc ON nc.oid = c.oid
@@ -80,9 +80,14 @@ SELECT c.nspname AS schema, c.relname AS name, c.relkind::text AS kind,
   LEFT JOIN pg_namespace pn ON pn.oid = pc.relnamespace
  ORDER BY bytes DESC, 1, 2`;
 
-/** `version` (server_version_num) if the caller knows it already: one round trip fewer. */
-export async function readRelations(db: Queryable, version?: number): Promise<Relation[]> {
-  const v = version ?? (await db.query<{ v: number }>("SELECT current_setting('server_version_num')::int AS v")).rows[0]?.v ?? 0;
+/**
+ * `version` (server_version_num) if the caller knows it already: one round
+ * trip fewer. `sizes: false` reports 0 bytes for every relation: reading each
+ * size opens every relation, a third of the query's time in a new session,
+ * and a check of what is missing does not need them.
+ */
+export async function readRelations(db: Queryable, options: { readonly version?: number; readonly sizes?: boolean } = {}): Promise<Relation[]> {
+  const v = options.version ?? (await db.query<{ v: number }>("SELECT current_setting('server_version_num')::int AS v")).rows[0]?.v ?? 0;
   const { rows } = await db.query<{
     schema: string;
     name: string;
@@ -91,7 +96,7 @@ export async function readRelations(db: Queryable, version?: number): Promise<Re
     parent_name: string | null;
     bytes: string;
     missing: string[];
-  }>(relationsSql(v));
+  }>(relationsSql(v, options.sizes));
   return rows.map((r) => ({
     schema: r.schema,
     name: r.name,

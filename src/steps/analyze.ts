@@ -111,7 +111,7 @@ async function planWork(ctx: BaseContext, step: ConnectedStep<Config>) {
   const c = step.config;
   const db = await ctx.session(step.connection);
   const version = await serverVersion(db);
-  const selected = select(await readRelations(db, version), c);
+  const selected = select(await readRelations(db, { version }), c);
   let todo = c.onlyMissing === true ? selected.filter((r) => r.missing.length > 0) : selected;
   const notes: string[] = [];
   const reasons = new Map<string, string>();
@@ -364,7 +364,9 @@ export const analyzeStep = defineStep({
 
   async verify(ctx, step, planned) {
     const wanted = new Set(planned.selected);
-    const lacking = (await readRelations(await ctx.session(step.connection))).filter((r) => wanted.has(qualifiedName(r)) && r.missing.length > 0);
+    const lacking = (await readRelations(await ctx.session(step.connection), { sizes: false })).filter(
+      (r) => wanted.has(qualifiedName(r)) && r.missing.length > 0,
+    );
     if (lacking.length > 0) {
       throw new VerificationError(`still without statistics: ${lacking.map((r) => `${qualifiedName(r)} (${r.missing.join('; ')})`).join(', ')}`);
     }
