@@ -24,3 +24,15 @@ export async function inParallel<T, R>(items: readonly T[], limit: number, work:
   if (failure !== undefined) throw failure.error;
   return results;
 }
+
+/**
+ * Two pieces of work at once (each on its own session, say). If either
+ * fails, its error is thrown once both have settled, for the same reason as
+ * above; the first one's error wins when both fail.
+ */
+export async function both<A, B>(a: Promise<A>, b: Promise<B>): Promise<[A, B]> {
+  const [first, second] = await Promise.allSettled([a, b]);
+  if (first.status === 'rejected') throw first.reason;
+  if (second.status === 'rejected') throw second.reason;
+  return [first.value, second.value];
+}

@@ -36,6 +36,7 @@ import {
 } from '../sequences/model.js';
 import { readOracleSequences } from '../sequences/oracle-source.js';
 import { FileRefusal, readRegularFile, valueFileLimit } from '../files.js';
+import { both } from '../parallel.js';
 
 // Numbers past 2^53-1 lose digits in YAML/JavaScript: write them quoted; bigint ends at 2^63-1.
 const integer = z.union([
@@ -313,9 +314,12 @@ export const sequenceResetStep = defineStep({
   },
 
   async plan(ctx, step) {
+    // Both sides at once: each is a connection, a catalog query and every sequence's state, on its own server.
+    const [source, { sequences, states }] = await both(
+      readSource(ctx, step),
+      ctx.session(step.connection).then((target) => readTargets(target, step.config)),
+    );
     const db = await ctx.session(step.connection);
-    const source = await readSource(ctx, step);
-    const { sequences, states } = await readTargets(db, step.config);
     const pairs =
       source.values === 'data' ? await dataPairs(db, sequences) : matchSequences(sequences, source.values, step.config, { foldCase: source.foldCase });
 

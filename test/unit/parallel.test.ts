@@ -1,12 +1,13 @@
 /**
  * The one work queue: items in order, never more than the limit at once,
  * each worker with a stable number, and after a failure no new item taken
- * and nothing still running when the caller hears of it.
+ * and nothing still running when the caller hears of it; `both` the same
+ * for two pieces of work.
  */
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, it } from 'node:test';
-import { inParallel } from '../../src/parallel.js';
+import { both, inParallel } from '../../src/parallel.js';
 
 describe('inParallel', () => {
   it('returns results in the items order, with at most limit running, and numbers workers 0 to limit - 1', async () => {
@@ -68,5 +69,36 @@ describe('inParallel', () => {
 
   it('with no items does no work', async () => {
     assert.deepEqual(await inParallel([], 4, () => Promise.reject(new Error('called'))), []);
+  });
+});
+
+describe('both', () => {
+  it('runs the two at once and returns both values', async () => {
+    let running = 0;
+    let most = 0;
+    const work = async <T>(value: T) => {
+      running++;
+      most = Math.max(most, running);
+      await sleep(20);
+      running--;
+      return value;
+    };
+    assert.deepEqual(await both(work('a'), work(1)), ['a', 1]);
+    assert.equal(most, 2);
+  });
+
+  it('throws a failure only after the other piece has finished, and the first one wins', async () => {
+    let otherDone = false;
+    const slow = sleep(50).then(() => {
+      otherDone = true;
+      return 'slow';
+    });
+    await assert.rejects(both(Promise.reject(new Error('fast')), slow), (error: Error) => error.message === 'fast' && otherDone);
+    await assert.rejects(both(Promise.reject(new Error('one')), Promise.reject(new Error('two'))), /one/);
+    otherDone = false;
+    const slowToo = sleep(50).then(() => {
+      otherDone = true;
+    });
+    await assert.rejects(both(slowToo, Promise.reject(new Error('second'))), (error: Error) => error.message === 'second' && otherDone);
   });
 });
