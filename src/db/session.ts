@@ -54,13 +54,28 @@ export class Session implements Queryable {
      * `SET default_transaction_read_only = off; COMMIT; INSERT ...` fails
      * there instead of escaping the read-only transaction.
      */
-    private readonly singleStatement: boolean,
+    private singleStatement: boolean,
     /** How to reach the server again, to cancel a running statement. */
     private readonly cancelConfig: pg.ClientConfig,
   ) {}
 
   /** Statements in flight on this session. */
   private active = 0;
+
+  /**
+   * Readies an idle session of ours for another phase, in one round trip: its
+   * application_name, and its access mode, at the server
+   * (default_transaction_read_only) and here (one statement per message when
+   * read-only), so a read-only phase can take a session a writing phase
+   * handed back, and the other way round. Only between transactions.
+   */
+  async reuseAs(applicationName: string, readOnly: boolean): Promise<void> {
+    await this.query("SELECT set_config('application_name', $1, false), set_config('default_transaction_read_only', $2, false)", [
+      applicationName,
+      readOnly ? 'on' : 'off',
+    ]);
+    this.singleStatement = readOnly;
+  }
 
   /**
    * Cancels the statement running on this session, if any, the way psql's

@@ -153,10 +153,12 @@ export class RunContext {
   private readonly openSessions = new Set<Session>();
   /**
    * Sessions a finished phase handed back in a fresh session's state (DISCARD
-   * ALL), by what they were opened with: the next phase that asks for the
-   * same takes one instead of connecting again (a connection costs 5-20 ms
-   * of fork and authentication on the server; a step has three phases).
-   * Closed before the run's locks are released.
+   * ALL), by what they were opened with (see sessionKey): the next phase
+   * that asks for the same takes one instead of connecting again (a
+   * connection costs 5-20 ms of fork and authentication on the server, and
+   * a new backend fills its catalog caches again: about 0.4 s for 10,000
+   * sequences; a step has three phases). Closed before the run's locks are
+   * released.
    */
   private readonly idle = new Map<string, Session[]>();
   /** Sessions opened ahead of the phase that will ask for them (see prewarm), by the same key as `idle`. */
@@ -264,7 +266,7 @@ export class RunContext {
     const parked = this.idle.get(key);
     for (let session = parked?.pop(); session !== undefined; session = parked?.pop()) {
       try {
-        await session.query("SELECT set_config('application_name', $1, false)", [this.applicationName(options.purpose)]);
+        await session.reuseAs(this.applicationName(options.purpose), options.readOnly || this.dryRun);
         return session;
       } catch {
         // Gone while it waited (a server's idle_session_timeout, a restart): a new one instead.
@@ -506,9 +508,14 @@ export function phaseSessionOptions(step: Step, phase: string, readOnly: boolean
   return { purpose: worker === 0 ? base : `${base}/${worker}`, readOnly, statementTimeoutMs: step.timeoutMs, database };
 }
 
-/** Sessions opened with the same connection, database, access mode and statement timeout are interchangeable. */
+/**
+ * Sessions opened with the same connection, database and statement timeout
+ * are interchangeable: the access mode is set each time one is taken
+ * (Session.reuseAs), so a step's plan, apply and verify can share a backend
+ * and its warm catalog caches.
+ */
 function sessionKey(name: string, options: SessionOptions): string {
-  return [name, options.database ?? '', options.readOnly ? 'ro' : 'rw', options.statementTimeoutMs ?? ''].join('\u0000');
+  return [name, options.database ?? '', options.statementTimeoutMs ?? ''].join('\u0000');
 }
 
 export class StepScope {

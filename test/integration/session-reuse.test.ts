@@ -4,8 +4,9 @@
  * connecting again, on a real PostgreSQL 18, and a session handed back is in
  * a fresh session's state: what one step set (search_path, a session
  * advisory lock, a temporary table, a role) is gone for the next. A read-only
- * phase never gets a read-write session, and none of the run's sessions
- * outlives the run. The first step's plan session connects while the run
+ * phase that takes a session a writing phase handed back finds it read-only
+ * at the server and one statement per message, and none of the run's
+ * sessions outlives the run. The first step's plan session connects while the run
  * takes its lock, and is closed with the rest when the lock is refused.
  */
 import assert from 'node:assert/strict';
@@ -14,7 +15,7 @@ import pg from 'pg';
 import { z } from 'zod';
 import { readJournal } from '../../src/audit/journal.js';
 import { LOCK_KEY } from '../../src/engine/lock.js';
-import { defineStep } from '../../src/index.js';
+import { DatabaseError, defineStep } from '../../src/index.js';
 import { loadRunbookText, runbookText } from '../helpers/runbook.js';
 import { registry, runRunbook } from '../../src/index.js';
 import { stubbornKind } from '../helpers/kinds.js';
@@ -92,7 +93,7 @@ describe('sessions reused across phases on PostgreSQL 18', () => {
         { search_path: one.search_path, locks: 0, temp_tables: 0, who: one.who },
         'nothing step one set is left for step two',
       );
-      // The wait step is read-only: it got a read-only session (checked in its query), never the apply session.
+      // The wait step is read-only: its session is read-only at the server (checked in its query), though it may be the apply session.
       // Every session of the run is closed by the time it returns (its backends may take a moment to exit).
       await until(
         "the run's sessions are gone",
@@ -221,6 +222,58 @@ describe('sessions reused across phases on PostgreSQL 18', () => {
     } finally {
       loaded.dispose();
       await holder.end();
+    }
+  });
+
+  test('a read-only phase on the backend a writing phase handed back cannot write, nor send several statements', async () => {
+    await server.query('CREATE TABLE IF NOT EXISTS untouched (v int)');
+    /** `sneaky`: its plan tries both ways of writing and reports its backend and what the server said. */
+    const sneaky = defineStep({
+      kind: 'sneaky',
+      summary: 'a buggy kind that writes while planning',
+      config: z.object({}),
+      connection: { required: true, kinds: ['postgres'] },
+      effects: () => 'none',
+      reversibility: () => ({ kind: 'nothing-to-undo' }),
+      planned: z.object({ pid: z.number(), refused: z.array(z.string()) }),
+      before: z.null(),
+      async plan(ctx, step) {
+        const db = await ctx.session(step.connection);
+        const pid = (await db.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid ?? 0;
+        const refused: string[] = [];
+        for (const sql of ['INSERT INTO untouched VALUES (1)', 'SET default_transaction_read_only = off; COMMIT; INSERT INTO untouched VALUES (2)']) {
+          await db.query(sql).then(
+            () => refused.push('written'),
+            (error: unknown) => refused.push(error instanceof DatabaseError ? (error.details.sqlstate ?? error.message) : String(error)),
+          );
+        }
+        return { actions: [], planned: { pid, refused } };
+      },
+      async apply() {
+        return { before: null };
+      },
+    });
+    const extended = { ...registry, sneaky };
+    const loaded = loadRunbookText(
+      runbookText({
+        name: 'read-only after a write',
+        connections: { db: server.url },
+        steps: [
+          { id: 'one', kind: 'sql', connection: 'db', sql: record('one'), rollback: 'SELECT 1' },
+          { id: 'two', kind: 'sneaky', connection: 'db' },
+        ],
+      }).text,
+      { registry: extended },
+    );
+    try {
+      const result = await runRunbook(loaded.runbook, { registry: extended, stateDir: tempDir('cutover-session-reuse-') });
+      assert.equal(result.status, 'succeeded', JSON.stringify(result.error));
+      const planned = z.object({ pid: z.number(), refused: z.array(z.string()) }).parse(result.steps[1]?.plan?.planned);
+      assert.equal(planned.pid, (await pids()).get('one'), "step two planned on the backend of step one's apply");
+      assert.deepEqual(planned.refused, ['25006', '42601']);
+      assert.deepEqual(await server.query('SELECT count(*)::int AS n FROM untouched'), [{ n: 0 }]);
+    } finally {
+      loaded.dispose();
     }
   });
 });
