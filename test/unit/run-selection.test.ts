@@ -39,6 +39,14 @@ const applied: RunEvent[] = [
   { type: 'step.applied', stepId: 'a', durationMs: 1 },
 ];
 const finished = (status: 'succeeded' | 'stopped' | 'rolled-back' | 'refused'): RunEvent => ({ type: 'run.finished', status, durationMs: 1 });
+/** A run that succeeded, then a `cutover rollback` of it that died while undoing its step. */
+const rollbackCrashed: RunEvent[] = [
+  started('r'),
+  ...applied,
+  finished('succeeded'),
+  { type: 'run.resumed', operator: 't', host: 'h', pid: 0, command: 'rollback' },
+  { type: 'rollback.step.started', stepId: 'a' },
+];
 const notifyFailed: RunEvent = { type: 'notify.failed', url: 'https://hooks.example/x', event: 'run.finished', reason: 'timeout' };
 
 function writeRun(stateDir: string, runId: string, events: readonly RunEvent[]): string {
@@ -63,17 +71,7 @@ describe('runs that keep `cutover run` from starting', () => {
       unfinished: false,
       fast: true,
     },
-    {
-      name: 'succeeded, then a rollback that crashed',
-      events: [
-        started('r'),
-        ...applied,
-        finished('succeeded'),
-        { type: 'run.resumed', operator: 't', host: 'h', pid: 0, command: 'rollback' },
-        { type: 'rollback.step.started', stepId: 'a' },
-      ],
-      unfinished: true,
-    },
+    { name: 'succeeded, then a rollback that crashed', events: rollbackCrashed, unfinished: true },
     {
       name: 'stopped, then resumed and succeeded',
       events: [
@@ -101,14 +99,7 @@ describe('runs that keep `cutover run` from starting', () => {
     },
     {
       name: 'stopped after a run.finished(succeeded) that is outside the window',
-      events: [
-        started('r'),
-        ...applied,
-        finished('succeeded'),
-        { type: 'run.resumed', operator: 't', host: 'h', pid: 0, command: 'rollback' },
-        { type: 'rollback.step.started', stepId: 'a' },
-        ...manySteps.slice(0, 200).map((s): RunEvent => ({ type: 'run.stopped', reason: s })),
-      ],
+      events: [...rollbackCrashed, ...manySteps.slice(0, 200).map((s): RunEvent => ({ type: 'run.stopped', reason: s }))],
       unfinished: true,
     },
   ];
