@@ -12,7 +12,8 @@ import type { Inventory } from './inventory.js';
 import { fleetStore, latestRun, loadTargets, type CellStatus } from './runner.js';
 import type { Approval, FleetEvent, FleetStore } from './store.js';
 
-export type TargetStatus = 'pending' | 'running' | 'waiting-approval' | RunState['status'] | 'unreadable';
+/** `error`: the fleet could not run the target at all (its job failed in the queue, a worker refused it); it has no run. */
+export type TargetStatus = 'pending' | 'running' | 'waiting-approval' | RunState['status'] | 'unreadable' | 'error';
 
 export interface FleetTargetStatus {
   readonly name: string;
@@ -97,7 +98,18 @@ export function fleetStatus(inventory: Inventory, runbookFile: string, options: 
       const step = state?.steps.get(id);
       cells[id] = waiting?.stepId === id ? 'waiting' : (step?.status ?? 'pending');
     }
-    if (state === undefined) return { name: t.name, wave: t.wave, status: 'pending', stateDir, steps: cells };
+    if (state === undefined) {
+      // No run: pending, unless this fleet run tried the target and could not run it.
+      const ended = last?.type === 'target.finished' && last.runId === undefined && last.status === 'error' ? last : undefined;
+      return {
+        name: t.name,
+        wave: t.wave,
+        status: ended !== undefined ? 'error' : 'pending',
+        stateDir,
+        steps: cells,
+        ...(ended?.message !== undefined ? { message: ended.message } : {}),
+      };
+    }
     const status = waiting !== undefined ? 'waiting-approval' : effectiveStatus(state);
     const failed = [...state.steps.values()].find((s) => s.error !== undefined);
     return {

@@ -164,7 +164,7 @@ const CELL: Record<CellStatus, string> = {
   'rollback-skipped': 'kept',
   waiting: 'WAITING',
 };
-const LOUD = new Set(['BLOCKED', 'FAILED', 'UNDO-FAILED', 'needs-attention', 'failed', 'unreadable', 'refused']);
+const LOUD = new Set(['BLOCKED', 'FAILED', 'UNDO-FAILED', 'needs-attention', 'failed', 'unreadable', 'refused', 'error']);
 
 /** Targets x steps: the one table renderer pads by terminal width, which colour codes do not take, so cells are coloured first. */
 function matrix(head: readonly string[], rows: readonly (readonly string[])[]): string {
