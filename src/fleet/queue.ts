@@ -182,8 +182,17 @@ export class QueueJobError extends Error {
   override readonly name = 'QueueJobError';
 }
 
-/** How often the scheduler asks pg-boss about jobs that left no result yet (one that failed for good leaves none). */
+/**
+ * How often the scheduler asks pg-boss about jobs that left no result yet
+ * (one that failed for good, was cancelled or deleted leaves none), and how
+ * many it asks about each time: the ones asked about longest ago, at least
+ * LOOK_AT_LEAST, and enough that each is asked about once in LOOKS_PER_ROUND
+ * looks. A question is one query; asking about every waiting job every 5 s
+ * would cost a fleet of 2,000 targets 400 queries a second.
+ */
 const QUEUE_LOOK_MS = 5_000;
+const LOOK_AT_LEAST = 20;
+const LOOKS_PER_ROUND = 12;
 
 class QueueExecutor implements TargetExecutor {
   readonly plan = planRunbook;
@@ -265,23 +274,28 @@ class QueueExecutor implements TargetExecutor {
           this.waiting.delete(row.job_id);
           const output = jobOutputSchema.safeParse(JSON.parse(row.output));
           if (output.success) w.resolve(output.data);
-          else w.reject(new QueueJobError(`target ${w.target}: job ${row.job_id} left a result that is not one`));
+          else w.reject(new QueueJobError(`job ${row.job_id} left a result that is not one`));
         }
-        // Every few seconds, ask the queue about the others: a job that failed for good leaves no result.
+        // Every few seconds, ask the queue about some of the others (see QUEUE_LOOK_MS): a job that failed for good leaves no result.
         if (Date.now() - asked >= QUEUE_LOOK_MS) {
           asked = Date.now();
-          for (const id of [...this.waiting.keys()]) {
+          const count = Math.max(LOOK_AT_LEAST, Math.ceil(this.waiting.size / LOOKS_PER_ROUND));
+          for (const id of [...this.waiting.keys()].slice(0, count)) {
             const job = await this.boss.getJobById(QUEUE_NAME, id);
             const w = this.waiting.get(id);
             if (w === undefined) continue;
+            // To the back of the line: the map's order is the order of the next questions.
+            this.waiting.delete(id);
+            this.waiting.set(id, w);
             if (job === null) {
               this.waiting.delete(id);
-              w.reject(new QueueJobError(`target ${w.target}: job ${id} is gone from the queue`));
+              w.reject(new QueueJobError(`job ${id} is gone from the queue (deleted there?); \`cutover fleet resume --queue\` sends a new one`));
             } else if (job.state === 'failed' || job.state === 'cancelled') {
               this.waiting.delete(id);
               // pg-boss types output as an object; a job that failed before its handler returned has none.
               // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
-              w.reject(new QueueJobError(`target ${w.target}: job ${id} ${job.state}: ${JSON.stringify(job.output ?? {})}`));
+              const output = job.output !== null && job.output !== undefined && Object.keys(job.output).length > 0 ? `: ${JSON.stringify(job.output)}` : '';
+              w.reject(new QueueJobError(`job ${id} ${job.state} in the queue${output}; \`cutover fleet resume --queue\` sends a new one`));
             }
           }
         }

@@ -19,7 +19,7 @@ import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { errorMessage, LeaseLostError, loadInventory, queueFleetStore, takeoverBoundSeconds } from '../../src/index.js';
 import { openQueueDb } from '../../src/fleet/queue-store.js';
-import { QUEUE_CREATE_LOCK, startBoss } from '../../src/fleet/queue.js';
+import { QUEUE_CREATE_LOCK, QUEUE_NAME, startBoss } from '../../src/fleet/queue.js';
 import { startPostgres, type TestServer } from '../helpers/pg.js';
 import { cutover, startCutover, tempDir, writeRunbook, type CliResult } from '../helpers/cli.js';
 import { until } from '../helpers/wait.js';
@@ -338,6 +338,47 @@ describe('fleet on a queue: two workers, one killed mid-target', { timeout: 300_
       assert.equal((await w.done).code, 0);
     });
   }
+
+  test('a job cancelled in the queue while it waits fails its target, naming the job, instead of waiting for ever', async () => {
+    const target = 'q11';
+    await createTargets([target], () => a);
+    const inventory = writeRunbook(
+      dir,
+      `cancelled-${target}.yaml`,
+      inventoryText({ name: `qcancel${target}`, targets: [{ name: target, variables: { DB_URL: a.urlFor(target) } }] }),
+    );
+    // One step, no confirm: the resume below needs no approval.
+    const runbook = writeRunbook(dir, 'cancelled.yaml', RUNBOOK.slice(0, RUNBOOK.indexOf('  - id: switch')));
+    const run = startCutover(['fleet', 'run', '--queue', queueUrl, ...TIMING_ARGS, inventory, runbook]);
+    children.push(run);
+    // No worker runs: the job stays queued until someone cancels it in pg-boss.
+    let id: string | undefined;
+    const queued = async () =>
+      (await queue.query<{ id: string }>('SELECT id::text AS id FROM cutover_queue.job WHERE singleton_key = $1', [`qcancel${target}/cancelled:${target}`]))
+        .rows[0]?.id;
+    await until('the job is queued', async () => (id = await tolerant(queued, undefined)) !== undefined, 30_000);
+    assert.ok(id !== undefined);
+    const db = openQueueDb(queueUrl);
+    try {
+      const boss = await startBoss({ url: queueUrl, ...TIMING }, 'coordinator', db);
+      await boss.cancel(QUEUE_NAME, id);
+      await boss.stop({ graceful: false, wait: true });
+    } finally {
+      db.close();
+    }
+    const result = await run.done;
+    assert.notEqual(result.code, 0, result.stdout);
+    assert.match(result.stderr, new RegExp(`${target}: error .*: job ${id} cancelled in the queue; \`cutover fleet resume --queue\` sends a new one`));
+    assert.match(result.stdout, new RegExp(`\n\\s+${target}\\s+all\\s+error\\s`), 'the matrix shows the target failed, not pending');
+    assert.deepEqual(await effects(target), {}, 'nothing ran');
+    // As the message says: a resume sends a new job, and a worker runs the target once.
+    const w = worker();
+    const resumed = await cutover(['fleet', 'resume', '--queue', queueUrl, ...TIMING_ARGS, inventory, runbook]);
+    assert.equal(resumed.code, 0, resumed.stdout + resumed.stderr);
+    assert.deepEqual(await effects(target), { load: 1 });
+    w.child.kill('SIGTERM');
+    assert.equal((await w.done).code, 0);
+  });
 
   test('processes starting on a fresh queue database create the queue one at a time (pg-boss 10 alone deadlocks)', async () => {
     // Four pg-boss 10 instances creating one queue at once deadlocked (40P01) in 13 of 40 tries here, and a
