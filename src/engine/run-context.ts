@@ -156,7 +156,7 @@ export class RunContext {
    * ALL), by what they were opened with (see sessionKey): the next phase
    * that asks for the same takes one instead of connecting again (a
    * connection costs 5-20 ms of fork and authentication on the server, and
-   * a new backend fills its catalog caches again: about 0.4 s for 10,000
+   * a new backend fills its catalog caches again: 0.3 s for 10,000
    * sequences; a step has three phases). Closed before the run's locks are
    * released.
    */
