@@ -9,7 +9,7 @@
  */
 import { z } from 'zod';
 import { UsageError } from '../errors.js';
-import { inParallel } from '../parallel.js';
+import { both, inParallel } from '../parallel.js';
 import { defineStep, type BaseContext, type Step } from '../step/contract.js';
 import type { Queryable } from '../db/session.js';
 import { oracleOwners, type OracleSession } from '../db/oracle.js';
@@ -145,13 +145,20 @@ async function compare(ctx: BaseContext, step: Step<Config>): Promise<{ results:
   const checksum = c.mode === 'checksum';
   const resolved = ctx.resolved(c.source);
   const oracle: OracleSession | undefined = resolved.kind === 'oracle' ? await ctx.oracle(c.source) : undefined;
-  const sources = oracle === undefined ? await snapshotSessions(ctx, c.source, jobs) : [];
-  const targets = await snapshotSessions(ctx, c.target, jobs);
+  // Each side's sessions, snapshot and catalog at once: they are separate servers.
+  const [sources, targets] = await both(
+    oracle === undefined ? snapshotSessions(ctx, c.source, jobs) : Promise.resolve([]),
+    snapshotSessions(ctx, c.target, jobs),
+  );
   try {
     const floatNote = checksum && oracle === undefined ? await alignFloatText(sources, targets) : undefined;
-    const sourceTables =
-      oracle !== undefined ? await readOracleTables(oracle, await oracleOwners(oracle, Object.keys(c.schemas ?? {}))) : await readTables(session(sources, 0));
-    const pairs = pairTables(sourceTables, await readTables(session(targets, 0)), c, oracle !== undefined);
+    const [sourceTables, targetTables] = await both(
+      oracle !== undefined
+        ? oracleOwners(oracle, Object.keys(c.schemas ?? {})).then((owners) => readOracleTables(oracle, owners))
+        : readTables(session(sources, 0)),
+      readTables(session(targets, 0)),
+    );
+    const pairs = pairTables(sourceTables, targetTables, c, oracle !== undefined);
     // Largest first: the wall time is bounded by the largest table, not the sum.
     pairs.sort((a, b) => (b.source?.bytes ?? b.target?.bytes ?? 0) - (a.source?.bytes ?? a.target?.bytes ?? 0));
 
