@@ -25,7 +25,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const out = path.join(root, 'dist/cli');
 
 /** Imported on first use by the commands that need them; kept as ordinary packages. */
-export const EXTERNAL = ['pg', 'pg-native', 'pg-boss', 'execa', 'listr2', 'enquirer', '@listr2/*', 'oracledb'];
+const EXTERNAL = ['pg', 'pg-native', 'pg-boss', 'execa', 'listr2', 'enquirer', '@listr2/*', 'oracledb'];
 
 rmSync(out, { recursive: true, force: true });
 const result = await build({
