@@ -193,6 +193,8 @@ export class QueueJobError extends Error {
 const QUEUE_LOOK_MS = 5_000;
 const LOOK_AT_LEAST = 20;
 const LOOKS_PER_ROUND = 12;
+/** What to do about a job the queue lost or failed for good. */
+const SEND_AGAIN = '`cutover fleet resume --queue` sends a new one';
 
 class QueueExecutor implements TargetExecutor {
   readonly plan = planRunbook;
@@ -284,19 +286,16 @@ class QueueExecutor implements TargetExecutor {
             const job = await this.boss.getJobById(QUEUE_NAME, id);
             const w = this.waiting.get(id);
             if (w === undefined) continue;
-            // To the back of the line: the map's order is the order of the next questions.
+            // Asked about now: to the back of the line (the map's order is the order of the next questions), or out of it.
             this.waiting.delete(id);
-            this.waiting.set(id, w);
             if (job === null) {
-              this.waiting.delete(id);
-              w.reject(new QueueJobError(`job ${id} is gone from the queue (deleted there?); \`cutover fleet resume --queue\` sends a new one`));
+              w.reject(new QueueJobError(`job ${id} is gone from the queue (deleted there?); ${SEND_AGAIN}`));
             } else if (job.state === 'failed' || job.state === 'cancelled') {
-              this.waiting.delete(id);
               // pg-boss types output as an object; a job that failed before its handler returned has none.
               // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
               const output = job.output !== null && job.output !== undefined && Object.keys(job.output).length > 0 ? `: ${JSON.stringify(job.output)}` : '';
-              w.reject(new QueueJobError(`job ${id} ${job.state} in the queue${output}; \`cutover fleet resume --queue\` sends a new one`));
-            }
+              w.reject(new QueueJobError(`job ${id} ${job.state} in the queue${output}; ${SEND_AGAIN}`));
+            } else this.waiting.set(id, w);
           }
         }
         await sleep(this.pollMs);
