@@ -81,6 +81,9 @@ type Config = z.output<typeof config>;
 
 const DEFAULT_PAUSE_TIMEOUT_MS = 30_000;
 const PROBE_TIMEOUT_MS = 5_000;
+/** How long a pause waits, before its first PAUSE, for server logins in progress (see PauseWindow.settleLogins). */
+const LOGIN_SETTLE_MS = 5_000;
+const LOGIN_POLL_MS = 20;
 
 interface DatabaseRow {
   readonly name: string;
@@ -97,6 +100,8 @@ interface PoolRow {
   readonly cl_active: number | string;
   readonly cl_waiting: number | string;
   readonly sv_active: number | string;
+  /** Server connections PgBouncer is logging in to. */
+  readonly sv_login: number | string;
   readonly pool_mode: string | null;
 }
 
@@ -249,6 +254,8 @@ class PauseWindow {
   /** Databases PAUSE was sent for, pending ones included: all of them must be resumed. */
   readonly paused: string[] = [];
   private pausedAt: number | undefined;
+  /** How long pause() waited for server logins in progress before its first PAUSE (0: none were). */
+  loginWaitMs = 0;
 
   private constructor(
     private readonly ctx: BaseContext,
@@ -272,6 +279,7 @@ class PauseWindow {
    * holders named, every database this window paused resumed.
    */
   async pause(databases: readonly string[], timeoutMs: number): Promise<void> {
+    await this.settleLogins(databases, Math.min(LOGIN_SETTLE_MS, timeoutMs));
     const deadline = Date.now() + timeoutMs;
     this.pausedAt ??= Date.now();
     for (const database of databases) {
@@ -308,6 +316,28 @@ class PauseWindow {
         settled = true;
         await progress;
       }
+    }
+  }
+
+  /**
+   * Waits, up to `boundMs`, until PgBouncer is logging in to no server for
+   * `databases`. PAUSE closes a server connection that is still logging in;
+   * PgBouncer counts that as a failed login and, after RESUME, opens no
+   * server connection for the pool until server_login_retry (15 s by
+   * default) has passed, while every client of the entry waits (seen here: a
+   * rollback right after a switch, while the pool was still growing on the
+   * new server). Clients are not held yet. Past the bound (a server that
+   * does not answer) the pause goes ahead.
+   */
+  private async settleLogins(databases: readonly string[], boundMs: number): Promise<void> {
+    const started = Date.now();
+    for (;;) {
+      const pools = (await this.control.show<PoolRow>('POOLS')).filter((p) => databases.includes(p.database));
+      const logins = pools.reduce((n, p) => n + count(p.sv_login), 0);
+      if (logins === 0 || Date.now() - started >= boundMs) return;
+      this.ctx.progress(`before PAUSE: PgBouncer is logging in to ${logins} server connection(s), ${(this.loginWaitMs / 1000).toFixed(1)}s`);
+      await sleep(LOGIN_POLL_MS);
+      this.loginWaitMs = Date.now() - started;
     }
   }
 
@@ -587,7 +617,8 @@ export const pgbouncerStep = defineStep({
         throw error;
       }
       const pausedMs = window.heldMs();
-      if (step.config.action === 'pause') return { before, output: `paused ${toPause.join(', ')} in ${pausedMs}ms` };
+      const settled = window.loginWaitMs > 0 ? `; first waited ${window.loginWaitMs}ms for PgBouncer's server logins in progress` : '';
+      if (step.config.action === 'pause') return { before, output: `paused ${toPause.join(', ')} in ${pausedMs}ms${settled}` };
       try {
         if (file !== null) await window.repoint(file.path, file.sha256, targetsOf(file.edits, 'to'), backupSuffix(ctx, step));
       } finally {
@@ -600,7 +631,7 @@ export const pgbouncerStep = defineStep({
       const closed = closing.length > 0 ? `; old server connections closed ${Date.now() - waitStarted}ms after RESUME` : '';
       return {
         before,
-        output: `moved ${toPause.join(', ')}; clients were held ${heldMs}ms (PAUSE took ${pausedMs}ms, then rewrite, RELOAD, verify, RESUME)${closed}`,
+        output: `moved ${toPause.join(', ')}; clients were held ${heldMs}ms (PAUSE took ${pausedMs}ms, then rewrite, RELOAD, verify, RESUME)${closed}${settled}`,
       };
     } finally {
       await window.close();

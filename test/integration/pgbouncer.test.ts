@@ -21,6 +21,7 @@ import { startPostgres, type TestServer } from '../helpers/pg.js';
 import { loadRunbookText } from '../helpers/runbook.js';
 import { startLoad } from '../helpers/load.js';
 import { until } from '../helpers/wait.js';
+import { slowLoginProxy } from '../helpers/proxy.js';
 
 describe('pgbouncer on PgBouncer in front of PostgreSQL 17 -> 18', () => {
   let old: TestServer;
@@ -35,8 +36,8 @@ describe('pgbouncer on PgBouncer in front of PostgreSQL 17 -> 18', () => {
     await Promise.all([old.stop(), next.stop()]);
   });
 
-  /** `count` databases, each of the same name on both servers, and a fresh pooler whose entries point at the old one. */
-  async function freshMany(count: number): Promise<string[]> {
+  /** `count` databases, each of the same name on both servers, and a fresh pooler whose entries point at the old one (at `port`, if given). */
+  async function freshMany(count: number, port = old.port): Promise<string[]> {
     const names = Array.from({ length: count }, () => `shop${++db}`);
     for (const name of names) {
       for (const server of [old, next]) {
@@ -45,7 +46,7 @@ describe('pgbouncer on PgBouncer in front of PostgreSQL 17 -> 18', () => {
       }
     }
     await bouncer?.stop();
-    bouncer = await startPgBouncer({ databases: Object.fromEntries(names.map((name) => [name, { host: '127.0.0.1', port: old.port, dbname: name }])) });
+    bouncer = await startPgBouncer({ databases: Object.fromEntries(names.map((name) => [name, { host: '127.0.0.1', port, dbname: name }])) });
     process.env['BOUNCER_PASSWORD'] = bouncer.adminPassword;
     return names;
   }
@@ -287,6 +288,39 @@ ${fields}`);
     assert.equal(result.steps[0]?.error?.message, `after RELOAD, PgBouncer does not point where planned: ${name}: port is ${old.port}, planned ${next.port}`);
     assert.equal(readFileSync(copy, 'utf8'), copyBefore);
     assert.deepEqual(await entry(name), { port: old.port, paused: 0 });
+  });
+
+  it('PAUSE waits for a server login in progress: PgBouncer would take the closed login for a failed one and hold every client for server_login_retry', async (t) => {
+    // Logins to the old server take LOGIN_MS: the server's first reply is held back by a proxy.
+    const LOGIN_MS = 3_000;
+    const proxy = await slowLoginProxy(old.port, LOGIN_MS);
+    t.after(() => proxy.close());
+    const [name = ''] = await freshMany(1, proxy.port);
+    const app = new pg.Client({ connectionString: bouncer.urlFor(name) });
+    app.on('error', () => {});
+    // PgBouncer logs in to a server to answer a client's login with the server's parameters.
+    const connecting = app.connect();
+    connecting.catch(() => {}); // awaited below; a failed assertion before must not leave it unhandled
+    t.after(() => app.end());
+    await until('PgBouncer to log in to the old server', async () => {
+      const admin = await bouncer.admin();
+      const pools = (await admin.query('SHOW POOLS')).rows as { database: string; sv_login: number | string }[];
+      await admin.end();
+      return pools.some((p) => p.database === name && Number(p.sv_login) > 0);
+    });
+    const { runbook, dir } = load(`    action: switch\n    file: ${bouncer.databasesFile}\n    to:\n      ${name}: { host: 127.0.0.1, port: ${next.port} }\n`);
+    const events: RunEvent[] = [];
+    const result = await runRunbook(runbook, { registry, stateDir: dir, onEvent: (e) => events.push(e) });
+    assert.equal(result.status, 'succeeded', JSON.stringify(result.steps[0]?.error));
+    assert.deepEqual(proxy.cutDuringLogin(), 0, 'no server connection was closed while it logged in');
+    const applied = events.find((e) => e.type === 'step.applied');
+    const output = applied?.type === 'step.applied' ? (applied.output ?? '') : '';
+    assert.match(output, /; first waited \d+ms for PgBouncer's server logins in progress$/);
+    await connecting;
+    const started = Date.now();
+    const port = (await app.query<{ port: string }>("SELECT current_setting('port') AS port")).rows[0]?.port;
+    assert.equal(Number(port), next.port, 'the application is served by the new server');
+    t.diagnostic(`${output}; the application's first query after the switch took ${Date.now() - started} ms`);
   });
 
   it('pause holds new transactions until resume; rolling back the pause resumes', async () => {
