@@ -40,6 +40,8 @@ export interface PgBouncerOptions {
   readonly poolMode?: 'session' | 'transaction';
   /** Further client users and their passwords (the servers must admit them). */
   readonly users?: Readonly<Record<string, string>>;
+  /** PgBouncer's server_login_retry, in seconds (its default: 15). */
+  readonly serverLoginRetry?: number;
 }
 
 const ADMIN = 'bouncer_admin';
@@ -74,6 +76,7 @@ export async function startPgBouncer(options: PgBouncerOptions): Promise<TestPgB
       `auth_file = ${path.join(dir, 'users.txt')}`,
       `admin_users = ${ADMIN}`,
       `pool_mode = ${options.poolMode ?? 'transaction'}`,
+      ...(options.serverLoginRetry !== undefined ? [`server_login_retry = ${options.serverLoginRetry}`] : []),
       'default_pool_size = 10',
       'max_client_conn = 200',
       `logfile = ${path.join(dir, 'pgbouncer.log')}`,

@@ -1,40 +1,39 @@
 /**
  * A TCP proxy in front of a PostgreSQL server that holds back each
- * connection's first reply from the server for `delayMs`: every login through
- * it takes that long. It counts the connections its client closed before
- * that reply was passed on, that is, while they were still logging in.
+ * connection's replies from the server until the test releases the logins:
+ * a login through it takes as long as the test wants.
  */
 import net from 'node:net';
 
 export interface SlowLoginProxy {
   readonly port: number;
-  /** Connections the client side closed while the server's first reply was still held back. */
-  cutDuringLogin(): number;
+  /** Lets every held-back reply through, and every later one at once. */
+  releaseLogins(): void;
   close(): Promise<void>;
 }
 
-export async function slowLoginProxy(serverPort: number, delayMs: number): Promise<SlowLoginProxy> {
-  let cut = 0;
+export async function slowLoginProxy(serverPort: number): Promise<SlowLoginProxy> {
+  let released = false;
+  const releases = new Set<() => void>();
   const sockets = new Set<net.Socket>();
   const server = net.createServer((client) => {
     const upstream = net.connect(serverPort, '127.0.0.1');
     sockets.add(client).add(upstream);
-    let held: Buffer[] | undefined = [];
+    let held: Buffer[] | undefined = released ? undefined : [];
     const release = () => {
-      clearTimeout(timer);
+      releases.delete(release);
       for (const chunk of held ?? []) client.write(chunk);
       held = undefined;
     };
-    const timer = setTimeout(release, delayMs);
+    if (held !== undefined) releases.add(release);
     upstream.on('data', (chunk: Buffer) => {
       if (held === undefined) client.write(chunk);
       else held.push(chunk);
     });
     client.on('data', (chunk: Buffer) => upstream.write(chunk));
     client.on('close', () => {
-      if (held !== undefined) cut++;
       held = undefined;
-      clearTimeout(timer);
+      releases.delete(release);
       upstream.destroy();
     });
     upstream.on('close', () => {
@@ -49,7 +48,10 @@ export async function slowLoginProxy(serverPort: number, delayMs: number): Promi
   if (address === null || typeof address === 'string') throw new Error('the proxy has no TCP port');
   return {
     port: address.port,
-    cutDuringLogin: () => cut,
+    releaseLogins() {
+      released = true;
+      for (const release of [...releases]) release();
+    },
     close: async () => {
       for (const socket of sockets) socket.destroy();
       await new Promise<void>((resolve) => {
