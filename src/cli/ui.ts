@@ -156,6 +156,7 @@ function whereItStands(result: RunResult): string[] {
   const by = (...statuses: string[]) => result.steps.filter((s) => statuses.includes(s.status));
   const rolledBack = by('rolled-back');
   const inPlace = by('applied', 'completed');
+  const unverified = result.steps.filter((s) => s.status === 'failed' && s.applied === true);
   const irreversible = result.steps.filter((s) => s.rollbackSkipped?.irreversible === true);
   const rollbackFailed = by('rollback-failed');
   const midway = by('applying', 'rolling-back');
@@ -172,6 +173,7 @@ function whereItStands(result: RunResult): string[] {
       );
   }
   if (inPlace.length > 0) lines.push(`  applied and still in place: ${inPlace.map(named).join(', ')}`);
+  if (unverified.length > 0) lines.push(`  applied and still in place, but its verification failed: ${unverified.map(named).join(', ')}`);
   if (midway.length > 0)
     lines.push(
       `  stopped in the middle of: ${midway.map(named).join(', ')} (its transaction, if any, was rolled back; what it recorded before writing is kept)`,

@@ -388,6 +388,7 @@ async function finish(rc: RunContext, outcome: StepOutcome, started: number): Pr
         connections: [...new Set([...(step.connection !== undefined ? [step.connection] : []), ...(rc.definition(step).connections?.(step.config) ?? [])])],
         ...(s?.rollbackSkipped !== undefined ? { rollbackSkipped: s.rollbackSkipped } : {}),
         status: s?.status ?? 'pending',
+        ...(s?.applied === true ? { applied: true } : {}),
         ...(s?.plan !== undefined ? { plan: s.plan } : {}),
         ...(s?.error !== undefined ? { error: s.error } : {}),
         ...(s?.durationMs !== undefined ? { durationMs: s.durationMs, phases: { ...s.phases } } : {}),
@@ -424,8 +425,9 @@ async function forward(rc: RunContext, steps: readonly Step[]): Promise<StepOutc
   for (const step of steps) {
     const state = rc.state.steps.get(step.id);
     if (state?.applied === true) {
-      // Applied before a crash but never verified: verify now, do not re-apply.
-      if (state.status === 'applied') {
+      // Applied before a crash but never verified, or applied and its verification failed
+      // (onFailure: stop; the cause may be fixed since): verify now, do not re-apply.
+      if (state.status === 'applied' || state.status === 'failed') {
         let planned: Json;
         try {
           planned = rc.journaled(step, 'planned');

@@ -7,6 +7,8 @@ export interface StepResult {
   readonly id: string;
   readonly kind: string;
   readonly status: StepState['status'];
+  /** Its effects are in place (also when its verification failed afterwards). */
+  readonly applied?: true;
   readonly plan?: StepPlan;
   readonly error?: SerializedError;
   /** plan + apply + verify. */

@@ -187,6 +187,57 @@ for (const version of VERSIONS) {
       assert.deepEqual(await server.query('SELECT v FROM t', [], name), []);
     });
 
+    it('a verification that failed under onFailure: stop is checked again by resume, never re-applied; the run succeeds only once it passes', async () => {
+      const name = await freshDb();
+      await server.query('CREATE TABLE t (v text)', [], name);
+      const { runbook, dir } = loadRunbookText(
+        runbookText(
+          server.urlFor(name),
+          `  - id: mark
+    kind: sql
+    connection: db
+    sql: INSERT INTO t VALUES ('mark')
+    rollback: DELETE FROM t WHERE v = 'mark'
+    verify:
+      query: SELECT count(*) FROM t WHERE v = 'checked'
+      expect: 1
+  - id: after
+    kind: sql
+    connection: db
+    sql: INSERT INTO t VALUES ('after')`,
+          'defaults:\n  onFailure: stop',
+        ),
+        { name: 'r.yaml', env: {} },
+      );
+      const stateDir = path.join(dir, 'state');
+      const first = await runRunbook(runbook, { registry, stateDir });
+      assert.equal(first.status, 'failed');
+      assert.deepEqual(
+        first.steps.map((s) => [s.id, s.status, s.applied ?? false]),
+        [
+          ['mark', 'failed', true],
+          ['after', 'pending', false],
+        ],
+      );
+      // Nothing fixed: resume verifies again and stops again; the INSERT is not repeated.
+      const again = await resumeRun(first.runId, { registry, stateDir });
+      assert.equal(again.status, 'failed');
+      assert.equal(again.steps[0]?.error?.message, 'verify query returned "0", expected 1: SELECT count(*) FROM t WHERE v = \'checked\'');
+      assert.deepEqual(await server.query('SELECT v FROM t ORDER BY v', [], name), [{ v: 'mark' }]);
+      // The cause fixed by hand: resume verifies, passes, and goes on.
+      await server.query("INSERT INTO t VALUES ('checked')", [], name);
+      const fixed = await resumeRun(first.runId, { registry, stateDir });
+      assert.equal(fixed.status, 'succeeded');
+      assert.deepEqual(
+        fixed.steps.map((s) => [s.id, s.status]),
+        [
+          ['mark', 'completed'],
+          ['after', 'completed'],
+        ],
+      );
+      assert.deepEqual(await server.query('SELECT v FROM t ORDER BY v', [], name), [{ v: 'after' }, { v: 'checked' }, { v: 'mark' }]);
+    });
+
     /** A two-step runbook file whose first step ran alone, so the test can cut its journal as a crash would. */
     async function ranOnce(): Promise<{ name: string; stateDir: string; runId: string; runDir: string; lines: string[] }> {
       const name = await freshDb();
