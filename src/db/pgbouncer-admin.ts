@@ -56,7 +56,7 @@ export class PgBouncerAdmin {
     }
   }
 
-  /** A console command (PAUSE, RESUME, RELOAD, WAIT_CLOSE); past `timeoutMs` the connection is closed and AdminTimeoutError thrown. */
+  /** A console command (PAUSE, RESUME, RELOAD); past `timeoutMs` the connection is closed and AdminTimeoutError thrown. */
   async command(sql: string, options: { readonly timeoutMs?: number; readonly signal?: AbortSignal } = {}): Promise<void> {
     const running = this.client.query(sql);
     if (options.timeoutMs === undefined && options.signal === undefined) {

@@ -71,9 +71,7 @@ const config = z.object({
   waitClose: z
     .boolean()
     .optional()
-    .describe(
-      'switch: after RESUME, WAIT_CLOSE each moved entry, so the step ends only once no server connection to the old target is left (waits up to pauseTimeout)',
-    ),
+    .describe('switch: after RESUME, wait until PgBouncer holds no server connection to the old target for the moved entries (up to pauseTimeout)'),
   allowSessionPooling: z.boolean().optional().describe('switch or pause a database in session pooling (PAUSE then waits for every client to disconnect)'),
 });
 
@@ -100,6 +98,10 @@ interface PoolRow {
   readonly cl_active: number | string;
   readonly cl_waiting: number | string;
   readonly sv_active: number | string;
+  readonly sv_tested: number | string;
+  /** Absent before PgBouncer 1.18. */
+  readonly sv_active_cancel?: number | string;
+  readonly sv_being_canceled?: number | string;
   /** Server connections PgBouncer is logging in to. */
   readonly sv_login: number | string;
   readonly pool_mode: string | null;
@@ -114,6 +116,8 @@ interface SocketRow {
   readonly ptr: string;
   readonly link: string;
   readonly application_name?: string;
+  /** Servers only: the connection goes to an old target and is closed once released. */
+  readonly close_needed?: number | string;
 }
 
 /** What rollback needs: where each entry pointed before, in which file, and which databases this step paused or resumed. */
@@ -132,21 +136,43 @@ const plannedSchema = z.object({
   pause: z.array(z.string()),
   resume: z.array(z.string()),
   file: z.object({ path: z.string(), sha256: z.string(), edits: z.array(z.object({ entry: z.string(), from: entryValues, to: entryValues })) }).nullable(),
-  /** Databases to WAIT_CLOSE after RESUME (`waitClose: true`). */
+  /** Databases whose server connections to the old target must be closed before the step ends (`waitClose: true`). */
   waitClose: z.array(z.string()),
 });
 type Planned = z.output<typeof plannedSchema>;
 
 /** The admin-console commands and the file rewrite of a planned payload, in the order apply runs them. */
-function actionsOf(connection: string, planned: Planned): Action[] {
+function actionsOf(connection: string, planned: Planned, timeoutMs: number): Action[] {
   const console_ = (sql: string): Action => ({ type: 'sql', connection, sql });
   return [
     ...planned.pause.map((d) => console_(`PAUSE ${adminIdent(d)}`)),
     ...(planned.file !== null ? [{ type: 'file' as const, ...planned.file }, console_('RELOAD')] : []),
     ...planned.resume.map((d) => console_(`RESUME ${adminIdent(d)}`)),
-    ...planned.waitClose.map((d) => console_(`WAIT_CLOSE ${adminIdent(d)}`)),
+    ...(planned.waitClose.length > 0
+      ? [
+          {
+            type: 'poll' as const,
+            connection,
+            sql: 'SHOW SERVERS',
+            expect: `no server connection of ${planned.waitClose.join(', ')} with close_needed`,
+            intervalMs: POLL_MS,
+            timeoutMs,
+          },
+        ]
+      : []),
   ];
 }
+
+/**
+ * PgBouncer's own WAIT_CLOSE is not used, and a PAUSE's reply is not taken
+ * for its completion: WAIT_CLOSE marks its database for good (nothing clears
+ * db_wait_close, 1.18 to the current source), and from then on, whenever
+ * that database has no connection left to close, PgBouncer answers every
+ * admin command that waits, a PAUSE of any database included, with
+ * "WAIT_CLOSE", while its transactions still run. So a pause is complete when
+ * SHOW POOLS says so, and waitClose reads SHOW SERVERS.
+ */
+const POLL_MS = 20;
 
 /** A PgBouncer admin-console identifier: bare when it can be, else double-quoted. */
 export function adminIdent(name: string): string {
@@ -284,7 +310,9 @@ class PauseWindow {
     this.pausedAt ??= Date.now();
     for (const database of databases) {
       const started = Date.now();
-      const done = this.pausing.command(`PAUSE ${adminIdent(database)}`, { timeoutMs: Math.max(1, deadline - Date.now()), signal: this.ctx.signal });
+      const done = this.pausing
+        .command(`PAUSE ${adminIdent(database)}`, { timeoutMs: Math.max(1, deadline - Date.now()), signal: this.ctx.signal })
+        .then(() => this.untilPaused(database, deadline, timeoutMs));
       this.paused.push(database);
       let settled = false;
       const progress = (async () => {
@@ -341,6 +369,23 @@ class PauseWindow {
     }
   }
 
+  /**
+   * Returns once no server connection of `database` is in a transaction or
+   * being tested (what PgBouncer itself waits for before it answers PAUSE;
+   * see POLL_MS for why its answer is not enough); past the deadline throws
+   * as a PAUSE that did not answer would.
+   */
+  private async untilPaused(database: string, deadline: number, timeoutMs: number): Promise<void> {
+    for (;;) {
+      const pools = (await this.control.show<PoolRow>('POOLS')).filter((p) => p.database === database);
+      const busy = pools.reduce((n, p) => n + count(p.sv_active) + count(p.sv_tested) + count(p.sv_active_cancel) + count(p.sv_being_canceled), 0);
+      if (busy === 0) return;
+      if (Date.now() >= deadline) throw new AdminTimeoutError(`PAUSE ${adminIdent(database)}`, timeoutMs);
+      if (this.ctx.signal.aborted) throw this.ctx.signal.reason instanceof Error ? this.ctx.signal.reason : new Error(String(this.ctx.signal.reason));
+      await sleep(POLL_MS);
+    }
+  }
+
   /** RESUME every database that is paused now among `databases` (default: those this window paused). */
   async resume(databases: readonly string[] = this.paused): Promise<void> {
     if (databases.length === 0) return;
@@ -352,22 +397,25 @@ class PauseWindow {
   }
 
   /**
-   * WAIT_CLOSE each database after the switch: returns once PgBouncer holds no
-   * server connection marked close_needed (to the old target). In session
-   * pooling a client keeps its old connection until it disconnects, so this
-   * has a deadline; past it the step fails naming what is still open.
+   * After the switch: returns once PgBouncer holds no server connection of
+   * `databases` marked close_needed (to the old target). In session pooling a
+   * client keeps its old connection until it disconnects, so this has a
+   * deadline; past it the step fails naming how many are still open.
    */
   async waitClose(databases: readonly string[], timeoutMs: number): Promise<void> {
+    if (databases.length === 0) return;
     const deadline = Date.now() + timeoutMs;
-    for (const database of databases) {
-      try {
-        await this.control.command(`WAIT_CLOSE ${adminIdent(database)}`, { timeoutMs: Math.max(1, deadline - Date.now()), signal: this.ctx.signal });
-      } catch (error) {
-        if (!(error instanceof AdminTimeoutError)) throw error;
+    for (;;) {
+      const open = (await this.control.show<SocketRow>('SERVERS')).filter((s) => databases.includes(s.database) && count(s.close_needed) > 0);
+      if (open.length === 0) return;
+      if (Date.now() >= deadline) {
         throw new VerificationError(
-          `WAIT_CLOSE ${database}: server connections to the old target were still open after ${timeoutMs}ms (the entry does point to the new one; clients in session pooling keep their old connection until they disconnect)`,
+          `${open.length} server connection(s) of ${[...new Set(open.map((s) => s.database))].join(', ')} to the old target were still open after ${timeoutMs}ms (the entry does point to the new one; clients in session pooling keep their old connection until they disconnect)`,
         );
       }
+      if (this.ctx.signal.aborted) throw this.ctx.signal.reason instanceof Error ? this.ctx.signal.reason : new Error(String(this.ctx.signal.reason));
+      this.ctx.progress(`${open.length} server connection(s) to the old target still open, ${((timeoutMs - (deadline - Date.now())) / 1000).toFixed(1)}s`);
+      await sleep(POLL_MS);
     }
   }
 
@@ -514,7 +562,7 @@ export const pgbouncerStep = defineStep({
       }
       const timeoutMs = timeoutOf(step);
       const blocked = blockers.length > 0 ? { blockers } : {};
-      const planOf = (planned: Planned) => ({ actions: actionsOf(step.connection, planned), planned });
+      const planOf = (planned: Planned) => ({ actions: actionsOf(step.connection, planned, timeoutMs), planned });
 
       if (step.config.action === 'pause') {
         notes.push(
@@ -570,7 +618,7 @@ export const pgbouncerStep = defineStep({
       );
       if (step.config.waitClose === true) {
         notes.push(
-          `after RESUME, WAIT_CLOSE each moved entry: the step ends once no server connection to the old target is left, or fails after ${timeoutMs}ms`,
+          `after RESUME, the step ends once PgBouncer holds no server connection to the old target for the moved entries, or fails after ${timeoutMs}ms`,
         );
       }
       return {

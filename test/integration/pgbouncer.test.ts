@@ -209,7 +209,12 @@ ${fields}`);
     const planned = await planRunbook(runbook, { registry, stateDir: dir });
     assert.deepEqual(
       planned.steps[0]?.plan?.actions.filter((a) => a.type === 'sql').map((a) => (a.type === 'sql' ? a.sql : '')),
-      [`PAUSE ${name}`, 'RELOAD', `RESUME ${name}`, `WAIT_CLOSE ${name}`],
+      [`PAUSE ${name}`, 'RELOAD', `RESUME ${name}`],
+    );
+    assert.deepEqual(
+      planned.steps[0]?.plan?.actions.filter((a) => a.type === 'poll').map((a) => (a.type === 'poll' ? `${a.sql} until ${JSON.stringify(a.expect)}` : '')),
+      [`SHOW SERVERS until "no server connection of ${name} with close_needed"`],
+      "PgBouncer's own WAIT_CLOSE is not sent: it would leave the database marked for good",
     );
     const events: RunEvent[] = [];
     const result = await runRunbook(runbook, { registry, stateDir: dir, onEvent: (e) => events.push(e) });
@@ -229,6 +234,46 @@ ${fields}`);
     assert.match(applied?.type === 'step.applied' ? (applied.output ?? '') : '', /old server connections closed \d+ms after RESUME$/);
     const done = await traffic.stop();
     assert.deepEqual(done.failures, [], 'no client saw an error');
+  });
+
+  it('on a pooler where WAIT_CLOSE was once run, PAUSE is answered at once, yet the switch still waits for the running transaction', async () => {
+    const name = await fresh();
+    const holder = new pg.Client({ connectionString: bouncer.urlFor(name), application_name: 'long-report' });
+    holder.on('error', () => {});
+    await holder.connect();
+    await holder.query('BEGIN');
+    await holder.query('INSERT INTO t VALUES (1, 1)');
+    // Any WAIT_CLOSE leaves its database marked for good; PgBouncer then answers every later PAUSE as soon as
+    // nothing is left to close, with the tag WAIT_CLOSE, while transactions still run: here, the holder's.
+    const console_ = await bouncer.admin();
+    await console_.query(`WAIT_CLOSE ${name}`);
+    const early = await console_.query(`PAUSE ${name}`);
+    await console_.query(`RESUME ${name}`);
+    await console_.end();
+    // node-postgres keeps the letters of the tag: WAIT_CLOSE reads as WAIT.
+    assert.equal(early.command, 'WAIT', 'PgBouncer answered a PAUSE by hand at once, with the tag of WAIT_CLOSE');
+    const { runbook, dir } = load(`    action: switch\n    file: ${bouncer.databasesFile}\n    to:\n      ${name}: { host: 127.0.0.1, port: ${next.port} }\n`);
+    let waiting!: () => void;
+    const pauseWaits = new Promise<void>((resolve) => (waiting = resolve));
+    let finished = false;
+    const running = runRunbook(runbook, {
+      registry,
+      stateDir: dir,
+      onEvent: (e) => {
+        if (e.type === 'step.progress' && e.message.startsWith(`PAUSE ${name}: 1 server connection(s) still in a transaction`)) waiting();
+      },
+    }).finally(() => (finished = true));
+    await Promise.race([pauseWaits, running]);
+    assert.equal(finished, false, 'the switch waits while the transaction runs');
+    assert.deepEqual(await entry(name), { port: old.port, paused: 1 });
+    await holder.query('INSERT INTO t VALUES (1, 2)');
+    await holder.query('COMMIT');
+    const result = await running;
+    assert.equal(result.status, 'succeeded', JSON.stringify(result.steps[0]?.error));
+    await holder.query('INSERT INTO t VALUES (1, 3)');
+    await holder.end();
+    assert.equal(await rows(old, name), 2, 'the whole transaction ran on the old server');
+    assert.equal(await rows(next, name), 1, 'what came after the switch runs on the new one');
   });
 
   it('a transaction that holds the pause past pauseTimeout: PAUSE given up, pooler resumed, the client named, nothing repointed', async () => {
