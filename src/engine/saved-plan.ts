@@ -102,18 +102,31 @@ export function readSavedPlan(file: string): SavedPlan {
   return parsed.data;
 }
 
-/** Refuses a plan made for another version of the runbook, or too long ago to still describe the databases. */
+/**
+ * Refuses a plan made for another version of the runbook, for other servers
+ * (the same runbook with other addresses from the environment: a staging
+ * plan is not run on production), or too long ago to still describe the
+ * databases.
+ */
 export function checkSavedPlan(plan: SavedPlan, runbook: Runbook, maxAgeMs: number, now = Date.now()): void {
   if (plan.runbook.sha256 !== runbook.sha256) {
     throw new UsageError(
       `the saved plan was made for another version of ${runbook.file} (sha256 ${plan.runbook.sha256.slice(0, 12)}…, now ${runbook.sha256.slice(0, 12)}…); plan again`,
     );
   }
+  const planned = new Map(plan.connections.map((c) => [c.name, c]));
+  const moved = [...resolveAll(runbook).values()]
+    .map((c) => c.identity)
+    .filter((c) => planned.get(c.name)?.target !== c.target || planned.get(c.name)?.kind !== c.kind)
+    .map((c) => `connection "${c.name}": planned for ${planned.get(c.name)?.target ?? '(none)'}, now ${c.target}`);
+  if (moved.length > 0) throw new UsageError(`the saved plan was made for other servers; plan again against these:\n  ${moved.join('\n  ')}`);
   const age = now - Date.parse(plan.createdAt);
   if (!(age <= maxAgeMs)) {
-    throw new UsageError(`the saved plan is from ${plan.createdAt}, older than the allowed ${Math.round(maxAgeMs / 60_000)} minutes; plan again`);
+    throw new UsageError(`the saved plan is from ${plan.createdAt}, older than the allowed ${allowedAge(maxAgeMs)}; plan again`);
   }
 }
+
+const allowedAge = (ms: number) => (ms >= 60_000 ? `${Math.round(ms / 60_000)} minutes` : `${Math.round(ms / 1000)} seconds`);
 
 const canonical = (value: unknown): string =>
   JSON.stringify(value, (_key, v: unknown) =>

@@ -84,6 +84,42 @@ for (const version of VERSIONS) {
       assert.ok(journaled.includes(JSON.stringify(savedPlan.steps[0]?.plan.actions)), 'the executed actions are the saved ones');
       assert.deepEqual(await server.query("SELECT nextval('a')::text AS v", [], 'tgt'), [{ v: '201' }]);
     });
+
+    it('a plan saved against one server is refused on another: the same runbook, another address from the environment', async () => {
+      for (const name of ['staging', 'production']) {
+        await server.query(`CREATE DATABASE ${name}`);
+        await server.query('CREATE TABLE t (v int)', [], name);
+      }
+      const dir = tempDir();
+      const state = path.join(dir, 'state');
+      const { file: runbook } = runbookFile(
+        postgresRunbook({
+          name: 'addresses from the environment',
+          connections: { db: '${TARGET_URL}' },
+          steps: `  - id: mark
+    kind: sql
+    connection: db
+    sql: INSERT INTO t VALUES (1)
+`,
+        }),
+        { dir },
+      );
+      const saved = path.join(dir, 'plan.json');
+      const planned = await cutover(['plan', runbook, '--out', saved, '--state-dir', state], { TARGET_URL: server.urlFor('staging') });
+      assert.equal(planned.code, 0, planned.stderr);
+      const refused = await cutover(['run', runbook, '--plan', saved, '--yes', '--state-dir', state], { TARGET_URL: server.urlFor('production') });
+      assert.equal(refused.code, 2, refused.stderr);
+      assert.match(
+        refused.stderr,
+        new RegExp(
+          `the saved plan was made for other servers; plan again against these:\\n {2}connection "db": planned for postgres@127\\.0\\.0\\.1:${server.port}/staging, now postgres@127\\.0\\.0\\.1:${server.port}/production`,
+        ),
+      );
+      assert.deepEqual(await server.query('SELECT v FROM t', [], 'production'), [], 'nothing was written');
+      const applied = await cutover(['run', runbook, '--plan', saved, '--yes', '--state-dir', state], { TARGET_URL: server.urlFor('staging') });
+      assert.equal(applied.code, 0, applied.stderr);
+      assert.deepEqual(await server.query('SELECT v FROM t', [], 'staging'), [{ v: 1 }]);
+    });
   });
 }
 
