@@ -386,6 +386,12 @@ class PauseWindow {
     }
   }
 
+  /** Those of `databases` that are paused now and not among `ours` (what this step left paused). */
+  async pausedBySomeoneElse(databases: readonly string[], ours: readonly string[]): Promise<string[]> {
+    const rows = await this.control.show<DatabaseRow>('DATABASES');
+    return databases.filter((d) => !ours.includes(d) && count(rows.find((r) => r.name === d)?.paused) > 0);
+  }
+
   /** RESUME every database that is paused now among `databases` (default: those this window paused). */
   async resume(databases: readonly string[] = this.paused): Promise<void> {
     if (databases.length === 0) return;
@@ -678,7 +684,8 @@ export const pgbouncerStep = defineStep({
       await window.waitClose(closing, timeoutOf(step));
       const closed = closing.length > 0 ? `; old server connections closed ${Date.now() - waitStarted}ms after RESUME` : '';
       return {
-        before,
+        // Resumed: a pause found on these entries later is someone else's, which rollback must not end.
+        before: { ...before, paused: [] },
         output: `moved ${toPause.join(', ')}; clients were held ${heldMs}ms (PAUSE took ${pausedMs}ms, then rewrite, RELOAD, verify, RESUME)${closed}${settled}`,
       };
     } finally {
@@ -726,6 +733,16 @@ export const pgbouncerStep = defineStep({
     }
     const window = await PauseWindow.open(ctx, step);
     try {
+      // An entry paused now that this step did not leave paused is someone else's window: ending it is not ours to do.
+      const foreign = await window.pausedBySomeoneElse(
+        back.map(([name]) => name),
+        before.paused,
+      );
+      if (foreign.length > 0) {
+        throw new VerificationError(
+          `${foreign.join(', ')} ${foreign.length === 1 ? 'is' : 'are'} paused, not by this step: someone else is in a pause window; RESUME it or wait, then roll back again (nothing was changed)`,
+        );
+      }
       await window.pause(
         back.map(([name]) => name),
         timeoutOf(step),

@@ -276,6 +276,27 @@ ${fields}`);
     assert.equal(await rows(next, name), 1, 'what came after the switch runs on the new one');
   });
 
+  it("rollback does not end someone else's pause window: it stops, naming the entry, and runs once that window is over", async () => {
+    const name = await fresh();
+    const { runbook, dir } = load(`    action: switch\n    file: ${bouncer.databasesFile}\n    to:\n      ${name}: { host: 127.0.0.1, port: ${next.port} }\n`);
+    const result = await runRunbook(runbook, { registry, stateDir: dir });
+    assert.equal(result.status, 'succeeded', JSON.stringify(result.steps[0]?.error));
+    const console_ = await bouncer.admin();
+    await console_.query(`PAUSE ${name}`);
+    const refused = await rollbackRun(result.runId, { registry, stateDir: dir });
+    assert.notEqual(refused.status, 'rolled-back');
+    assert.equal(
+      refused.steps[0]?.error?.message,
+      `${name} is paused, not by this step: someone else is in a pause window; RESUME it or wait, then roll back again (nothing was changed)`,
+    );
+    assert.deepEqual(await entry(name), { port: next.port, paused: 1 }, 'their window is left as it was');
+    await console_.query(`RESUME ${name}`);
+    await console_.end();
+    const back = await rollbackRun(result.runId, { registry, stateDir: dir });
+    assert.equal(back.status, 'rolled-back', JSON.stringify(back.steps));
+    assert.deepEqual(await entry(name), { port: old.port, paused: 0 });
+  });
+
   it('a transaction that holds the pause past pauseTimeout: PAUSE given up, pooler resumed, the client named, nothing repointed', async () => {
     const name = await fresh();
     const holder = new pg.Client({ connectionString: bouncer.urlFor(name), application_name: 'long-report' });
