@@ -454,15 +454,15 @@ class PauseWindow {
   }
 }
 
-/** RESUME outside a pause window (a resume step, the rollback of a pause). */
-async function resumeOnly(ctx: BaseContext, step: ConnectedStep<Config>, databases: readonly string[]): Promise<void> {
-  if (databases.length === 0) return;
+/** RESUME outside a pause window (a resume step, the rollback of a pause): those of `databases` paused now; returns them. */
+async function resumeOnly(ctx: BaseContext, step: ConnectedStep<Config>, databases: readonly string[]): Promise<string[]> {
+  if (databases.length === 0) return [];
   const console = await admin(ctx, step, 'resume');
   try {
     const rows = await console.show<DatabaseRow>('DATABASES');
-    for (const database of databases) {
-      if (count(rows.find((r) => r.name === database)?.paused) > 0) await console.command(`RESUME ${adminIdent(database)}`);
-    }
+    const paused = databases.filter((d) => count(rows.find((r) => r.name === d)?.paused) > 0);
+    for (const database of paused) await console.command(`RESUME ${adminIdent(database)}`);
+    return paused;
   } finally {
     await console.close();
   }
@@ -577,9 +577,11 @@ export const pgbouncerStep = defineStep({
         return { ...planOf({ pause: present, resume: [], file: null, waitClose: [] }), tables: [poolTable], notes, ...blocked };
       }
       if (step.config.action === 'resume') {
+        // The payload names the entries, not what is paused at plan time: a resume closes a
+        // window a pause step opens earlier in the same run, after the plan was made (and saved).
         const idle = present.filter((d) => !pausedNow.includes(d));
-        if (idle.length > 0) notes.push(`not paused, nothing to resume: ${idle.join(', ')}`);
-        return { ...planOf({ pause: [], resume: pausedNow, file: null, waitClose: [] }), tables: [poolTable], notes, ...blocked };
+        if (idle.length > 0) notes.push(`not paused now: ${idle.join(', ')}; RESUME goes only to an entry paused when the step runs`);
+        return { ...planOf({ pause: [], resume: present, file: null, waitClose: [] }), tables: [poolTable], notes, ...blocked };
       }
 
       const file = ctx.resolvePath(step.config.file ?? '');
@@ -656,9 +658,8 @@ export const pgbouncerStep = defineStep({
     ctx.recordBefore(before);
 
     if (step.config.action === 'resume') {
-      const resuming = planned.resume;
-      await resumeOnly(ctx, step, resuming);
-      return { before: { ...before, resumed: resuming }, output: `resumed ${resuming.join(', ') || 'nothing'}` };
+      const resumed = await resumeOnly(ctx, step, planned.resume);
+      return { before: { ...before, resumed }, output: `resumed ${resumed.join(', ') || 'nothing: none was paused'}` };
     }
     const down = file === null ? [] : await unreachable(file.edits);
     if (down.length > 0) throw new VerificationError(`nothing was paused: ${down.join('; ')}`);

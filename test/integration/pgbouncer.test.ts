@@ -402,6 +402,47 @@ ${fields}`);
     t.diagnostic(`${output}; the application's first query after the switch took ${Date.now() - started} ms`);
   });
 
+  it('a saved plan of a pause ... resume bracket runs as saved: the resume was planned before its pause existed', async () => {
+    const name = await fresh();
+    const { runbook, dir } = loadRunbookText(`version: 1
+name: bracket
+connections:
+  bouncer:
+    kind: pgbouncer
+    url: postgres://${bouncer.adminUser}@127.0.0.1:${bouncer.port}/pgbouncer
+    password: \${BOUNCER_PASSWORD}
+steps:
+  - id: hold
+    kind: pgbouncer
+    connection: bouncer
+    action: pause
+    databases: [${name}]
+  - id: release
+    kind: pgbouncer
+    connection: bouncer
+    action: resume
+    databases: [${name}]
+`);
+    const planned = await planRunbook(runbook, { registry, stateDir: dir });
+    assert.equal(planned.status, 'planned', JSON.stringify(planned.steps.map((s) => s.error)));
+    assert.deepEqual(
+      planned.steps[1]?.plan?.actions.map((a) => (a.type === 'sql' ? a.sql : a.type)),
+      [`RESUME ${name}`],
+    );
+    const events: RunEvent[] = [];
+    const result = await runRunbook(runbook, {
+      registry,
+      stateDir: dir,
+      savedPlan: makeSavedPlan(runbook, planned),
+      yes: true,
+      onEvent: (e) => events.push(e),
+    });
+    assert.equal(result.status, 'succeeded', JSON.stringify(result.steps.map((s) => s.error)));
+    const outputs = events.flatMap((e) => (e.type === 'step.applied' ? [`${e.stepId}: ${e.output ?? ''}`] : []));
+    assert.match(outputs[1] ?? '', new RegExp(`^release: resumed ${name}$`));
+    assert.deepEqual(await entry(name), { port: old.port, paused: 0 });
+  });
+
   it('pause holds new transactions until resume; rolling back the pause resumes', async () => {
     const name = await fresh();
     // Logged in before the pause: a client that logs in during one waits for a server too.
