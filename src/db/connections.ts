@@ -138,6 +138,15 @@ export function parsePostgresUrl(name: string, text: string): ParsedUrl {
   if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
     throw new ConnectionSpecError(name, 'url', `url must start with postgres:// or postgresql:// (not ${url.protocol}//)`);
   }
+  // An unencoded "/", "?" or "#" in a password ends the authority early: the rest of the password then reads
+  // as a database, a parameter or a fragment, and would be shown as one. Refused without showing the URL.
+  if (url.hash !== '' || `${url.pathname}${url.search}`.includes('@')) {
+    throw new ConnectionSpecError(
+      name,
+      'url',
+      `url has ${url.hash !== '' ? 'a "#"' : 'an "@" after its host'}: a password or user name holding "/", "?", "#" or "@" must be percent-encoded there (%2F, %3F, %23, %40); the URL is not shown, it may hold a password`,
+    );
+  }
   const parsed: ParsedUrl = { params: new Map() };
   if (url.hostname) parsed.host = decode(name, 'host', url.hostname.replace(/^\[(.*)\]$/, '$1'));
   if (url.port) parsed.port = Number(url.port);

@@ -119,6 +119,22 @@ describe('hostile input: values', () => {
     one(issuesOf(typo), { line: lineOf(typo, 'url:'), path: 'connections.db.url' }, /unsupported URL parameter "sslmod"/);
   });
 
+  it('a password with an unencoded "/", "?" or "#" is refused without a byte of it in the message', () => {
+    for (const url of [
+      'postgres://app:2024?Winter-Sekr3t@127.0.0.1/shop',
+      'postgres://app:2024/Winter-Sekr3t@127.0.0.1/shop',
+      'postgres://app:2024#Winter-Sekr3t@127.0.0.1/shop',
+    ]) {
+      const text = `${head(`    url: "${url}"`)}${confirmStep}`;
+      const issues = issuesOf(text);
+      one(issues, { line: lineOf(text, 'url:'), path: 'connections.db.url' }, /must be percent-encoded there \(%2F, %3F, %23, %40\); the URL is not shown/);
+      assert.ok(
+        issues.every((i) => !i.message.includes('Winter') && !i.message.includes('2024')),
+        url,
+      );
+    }
+  });
+
   for (const name of ['__proto__', 'constructor', 'toString', 'hasOwnProperty', 'valueOf']) {
     it(`\${${name}} is an unset variable, not an object's internals`, () => {
       const text = `${head()}  - id: a\n    kind: confirm\n    message: "x \${${name}} y"\n`;
