@@ -220,7 +220,7 @@ function next(result: RunResult, mode: 'run' | 'resume' | 'rollback'): string[] 
 /** What a person needs after the list: the cause once and where things stand, then (after the journal lines) the next command. */
 function afterRun(result: RunResult, mode: 'plan' | 'run' | 'resume' | 'rollback'): { readonly explain: string; readonly next: string } | undefined {
   if (result.status === 'succeeded' || result.status === 'planned') return undefined;
-  if (mode === 'plan') return { explain: [...cause(result, mode), '', 'Nothing was changed (a plan only reads).'].join('\n'), next: '' };
+  if (mode === 'plan') return { explain: [...cause(result, mode), '', 'Nothing was applied (a plan runs read-only).'].join('\n'), next: '' };
   // Refused before any step ran: the cause says why; nothing is in place.
   if (result.status === 'refused') return { explain: [...cause(result, mode), '', 'Nothing was changed: the run did not start a step.'].join('\n'), next: '' };
   return { explain: [...cause(result, mode), ...whereItStands(result)].join('\n'), next: next(result, mode).join('\n') };

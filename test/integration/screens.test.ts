@@ -80,7 +80,7 @@ describe('failure screens and rollback preview on PostgreSQL 18', () => {
     assert.equal(count(planned, 'count-differs (source 1000, target 990)'), 1, 'a plan prints the blocker once, in the plan');
     assert.match(
       plan.stderr,
-      /✖ step "compare" \(compare, connections source, target\) cannot be applied: 1 blocker, marked "! blocked" in its plan above\n\nNothing was changed/,
+      /✖ step "compare" \(compare, connections source, target\) cannot be applied: 1 blocker, marked "! blocked" in its plan above\n\nNothing was applied \(a plan runs read-only\)\./,
     );
     assert.doesNotMatch(planned, CLASS_NAME);
   });
