@@ -43,15 +43,16 @@ export function sha256(text: string): string {
 }
 
 const ENTRY = /^(\s*)("[^"]+"|[^\s=;#[][^=]*?)\s*=\s*/;
-const TOKEN = /\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*('(?:[^'\\]|\\.|'')*'|[^\s']*)/y;
+/** PgBouncer's connect-string syntax: a value is a word, or quoted with '' for a quote inside; a backslash is a backslash. */
+const TOKEN = /\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*('(?:[^']|'')*'|[^\s']*)/y;
 
 function unquote(raw: string): string {
   if (!raw.startsWith("'")) return raw;
-  return raw.slice(1, -1).replace(/''/g, "'").replace(/\\(.)/g, '$1');
+  return raw.slice(1, -1).replace(/''/g, "'");
 }
 
 function quote(value: string): string {
-  return /^[^\s'\\]+$/.test(value) ? value : `'${value.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+  return /^[^\s']+$/.test(value) ? value : `'${value.replace(/'/g, "''")}'`;
 }
 
 /** Every `[databases]` entry of the file (lines before any section header count as such). */

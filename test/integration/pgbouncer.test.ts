@@ -328,6 +328,23 @@ ${fields}`);
     assert.equal(await rows(old, name), 2, 'the pooler serves the old server again');
   });
 
+  it('a new dbname with a quote and a space is written as PgBouncer reads it: the application lands in that database', async () => {
+    const name = await fresh();
+    await next.query(`CREATE DATABASE "o'hara shop"`);
+    await next.query('CREATE TABLE t (client int, n int)', [], "o'hara shop");
+    const { runbook, dir } = load(
+      `    action: switch\n    file: ${bouncer.databasesFile}\n    to:\n      ${name}: { host: 127.0.0.1, port: ${next.port}, dbname: "o'hara shop" }\n`,
+    );
+    const result = await runRunbook(runbook, { registry, stateDir: dir });
+    assert.equal(result.status, 'succeeded', JSON.stringify(result.steps[0]?.error));
+    assert.match(readFileSync(bouncer.databasesFile, 'utf8'), new RegExp(`^${name} = .*dbname='o''hara shop'$`, 'm'));
+    const app = new pg.Client({ connectionString: bouncer.urlFor(name) });
+    await app.connect();
+    await app.query('INSERT INTO t VALUES (1, 1)');
+    await app.end();
+    assert.equal((await next.query<{ n: number }>('SELECT count(*)::int AS n FROM t', [], "o'hara shop"))[0]?.n, 1);
+  });
+
   it('a typo in the new host blocks the plan before anything pauses', async () => {
     const name = await fresh();
     const { runbook, dir } = load(

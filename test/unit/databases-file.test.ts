@@ -55,10 +55,11 @@ describe('the [databases] file', () => {
     );
   });
 
-  it('quotes a value that needs it, and reads it back', () => {
-    const text = withTargets(FILE, { '*': { host: "it's here", port: null, dbname: null } });
-    assert.match(text, /^\* = host='it\\'s here'$/m);
-    assert.deepEqual(entryTarget(text, '*'), { host: "it's here", port: null, dbname: null });
+  it("quotes a value that needs it as PgBouncer reads it ('' for a quote, a backslash as it is), and reads it back", () => {
+    const text = withTargets(FILE, { '*': { host: 'db', port: null, dbname: "o'hara \\ shop" } });
+    assert.match(text, /^\* = host=db dbname='o''hara \\ shop'$/m);
+    assert.deepEqual(entryTarget(text, '*'), { host: 'db', port: null, dbname: "o'hara \\ shop" });
+    assert.deepEqual(entryTarget(withTargets(FILE, { '*': { host: 'db', port: null, dbname: 'a\\b' } }), '*'), { host: 'db', port: null, dbname: 'a\\b' });
   });
 
   it('refuses an entry the file does not have', () => {
