@@ -109,7 +109,8 @@ export class PgBouncerAdmin {
 
 function asDatabaseError(connection: string, error: unknown, sql: string): DatabaseError {
   const e = error as { code?: string; detail?: string; hint?: string };
-  return new DatabaseError(`${connection}: ${errorMessage(error)}`, {
+  // The connection is in the details: formatDatabaseError puts its name in front, once.
+  return new DatabaseError(errorMessage(error), {
     connection,
     sql,
     ...(e.code !== undefined ? { sqlstate: e.code } : {}),
