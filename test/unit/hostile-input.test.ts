@@ -119,6 +119,21 @@ describe('hostile input: values', () => {
     one(issuesOf(typo), { line: lineOf(typo, 'url:'), path: 'connections.db.url' }, /unsupported URL parameter "sslmod"/);
   });
 
+  it('YAML 1.1 tags (!!binary, !!timestamp, !!set) are refused by their tag, not as a JavaScript type', () => {
+    for (const [tag, value] of [
+      ['binary', 'AAAA'],
+      ['timestamp', '2001-12-14'],
+      ['set', '{ x }'],
+    ] as const) {
+      const text = `${head()}  - id: a\n    kind: confirm\n    message: !!${tag} ${value}\n`;
+      one(
+        issuesOf(text),
+        { line: lineOf(text, 'message:') },
+        new RegExp(`^the YAML tag !!${tag} is not supported in a runbook: write the value as plain text$`),
+      );
+    }
+  });
+
   it('a password with an unencoded "/", "?" or "#" is refused without a byte of it in the message', () => {
     for (const url of [
       'postgres://app:2024?Winter-Sekr3t@127.0.0.1/shop',
