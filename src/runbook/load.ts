@@ -175,10 +175,13 @@ function parseUnguarded(text: string, file: string, options: LoadOptions, digest
   issues.push(...replaced.issues);
   const parsed = buildRunbookSchema(options.registry).safeParse(raw);
   if (!parsed.success) {
+    // A value of the wrong type is reported as that alone, not also by the checks its type would have had.
+    const mistyped = new Set(parsed.error.issues.filter((i) => i.code === 'invalid_type').map((i) => JSON.stringify(i.path)));
     issues.push(
       ...parsed.error.issues
         // An old-form step that maps to no kind is reported once, by the mapping.
         .filter((issue) => !(issue.path[0] === 'steps' && typeof issue.path[1] === 'number' && replaced.unmapped.has(issue.path[1])))
+        .filter((issue) => issue.code === 'invalid_type' || !mistyped.has(JSON.stringify(issue.path)))
         .flatMap((issue) => describeIssue(issue, raw, source, options.registry, replaced.rewritten)),
     );
   }

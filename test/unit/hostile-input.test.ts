@@ -119,6 +119,13 @@ describe('hostile input: values', () => {
     one(issuesOf(typo), { line: lineOf(typo, 'url:'), path: 'connections.db.url' }, /unsupported URL parameter "sslmod"/);
   });
 
+  it('a value of the wrong type is one problem, not also the checks of the type it should have', () => {
+    const text = `${head('    url: postgres://app@h/db\n    password: [Sekr3t-pw]')}${confirmStep}`;
+    const issues = issuesOf(text);
+    one(issues, { line: lineOf(text, 'password:'), path: 'connections.db.password' }, /expected string, received array$/);
+    assert.equal(issues.length, 1, issues.map((i) => i.message).join('\n'));
+  });
+
   it('YAML 1.1 tags (!!binary, !!timestamp, !!set) are refused by their tag, not as a JavaScript type', () => {
     for (const [tag, value] of [
       ['binary', 'AAAA'],
