@@ -564,7 +564,10 @@ export const pgbouncerStep = defineStep({
             `${session.join(', ')} ${session.length === 1 ? 'uses' : 'use'} session pooling: PAUSE waits until every client disconnects, so the pause would hold the application until pauseTimeout; set allowSessionPooling: true to accept that`,
           );
         }
-        for (const d of pausedNow) blockers.push(`${d} is already paused: someone else is in a pause window; RESUME it or wait`);
+        for (const d of pausedNow)
+          blockers.push(
+            `${d} is already paused: another pause window is open (another operator's, or one a killed run of this step left: resume or roll back that run); RESUME it or wait`,
+          );
       }
       const timeoutMs = timeoutOf(step);
       const blocked = blockers.length > 0 ? { blockers } : {};
