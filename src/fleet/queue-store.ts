@@ -305,13 +305,17 @@ export class PgFleetStore implements FleetStore {
   }
 
   events(): FleetEvent[] {
-    return this.db
-      .query<{ id: string; record: string }>(`SELECT id::text, record FROM ${S}.event WHERE fleet = $1 ORDER BY id`, [this.fleet])
-      .rows.map((row) => {
-        const parsed = fleetEventSchema.safeParse(JSON.parse(row.record));
-        if (!parsed.success) throw new UsageError(`${FLEET_SCHEMA}.event id ${row.id}: not a fleet record (${parsed.error.issues[0]?.message ?? 'invalid'})`);
-        return parsed.data;
-      });
+    return (
+      this.db
+        // Ordered by the number: ORDER BY id would sort the text column of that name (1, 10, 2).
+        .query<{ seq: string; record: string }>(`SELECT id::text AS seq, record FROM ${S}.event WHERE fleet = $1 ORDER BY ${S}.event.id`, [this.fleet])
+        .rows.map((row) => {
+          const parsed = fleetEventSchema.safeParse(JSON.parse(row.record));
+          if (!parsed.success)
+            throw new UsageError(`${FLEET_SCHEMA}.event id ${row.seq}: not a fleet record (${parsed.error.issues[0]?.message ?? 'invalid'})`);
+          return parsed.data;
+        })
+    );
   }
 
   approvals(): Approval[] {

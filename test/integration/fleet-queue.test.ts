@@ -230,6 +230,12 @@ describe('fleet on a queue: two workers, one killed mid-target', { timeout: 300_
       assert.equal(verify.code, 0, `${t}: ${verify.stdout}${verify.stderr}`);
       assert.match(verify.stdout, /journal verifies/);
     }
+    // The queue's URL from the environment, as for the fleet commands; --help names the variable, never its value.
+    const fromEnv = await cutover(['audit', 'verify', '--fleet', 'qtenants/cutover', '--target', 'q1'], { CUTOVER_QUEUE_URL: queueUrl });
+    assert.equal(fromEnv.code, 0, fromEnv.stderr);
+    const help = await cutover(['fleet', 'worker', '--help'], { CUTOVER_QUEUE_URL: `${queueUrl}?application_name=Sekr3t-in-the-url` });
+    assert.match(help.stdout, /\[default: \$CUTOVER_QUEUE_URL\]/);
+    assert.ok(!help.stdout.includes('Sekr3t-in-the-url') && !help.stdout.includes(queueUrl), help.stdout);
 
     // One job per target: the retry after the kill is the same job.
     const jobs = await queue.query<{ key: string; n: string }>(
@@ -263,6 +269,13 @@ describe('fleet on a queue: two workers, one killed mid-target', { timeout: 300_
       // runner) cannot make it look stale, as it could a heartbeat renewed on a timer.
       await queue.query(
         "INSERT INTO cutover_fleet.lease (fleet, target, owner, heartbeat_at) VALUES ('qtenants/cutover', 'q2', 'the-new-holder', now() + interval '1 hour')",
+      );
+      // Events come back in the order they were written, past id 9 too (the ids were once ordered as text).
+      const events = store.events();
+      assert.ok(events.length > 10, `${events.length} events`);
+      assert.deepEqual(
+        events.map((e) => e.ts),
+        events.map((e) => e.ts).sort(),
       );
       const runId = store.journals('q2').runIds()[0] as string;
       const before = store.journals('q2').text(runId);

@@ -18,9 +18,9 @@ interface AuditArgs {
 }
 
 /** A journal kept in a fleet's queue database (queue mode): same bytes, same check. */
-function verifyInQueue(args: AuditArgs, key: Buffer | undefined): { id: string; result: VerifyResult } {
+function verifyInQueue(args: AuditArgs, queue: string, key: Buffer | undefined): { id: string; result: VerifyResult } {
   if (args.fleet === undefined || args.target === undefined) throw new UsageError('--queue needs --fleet <inventory name>/<runbook name> and --target <name>');
-  const { journals, close } = openQueueJournals(args.queue as string, args.fleet, args.target);
+  const { journals, close } = openQueueJournals(queue, args.fleet, args.target);
   try {
     const ids = journals.runIds();
     const id = args.runId ?? ids.at(-1);
@@ -50,7 +50,11 @@ export const auditCommand: CommandModule = {
               describe: 'the head hash recorded elsewhere (ticket, report): the journal must end exactly there',
             })
             .option('verbose', { type: 'boolean', default: false, describe: 'list every line that does not hold, not only the first break' })
-            .option('queue', { type: 'string', describe: 'the journal is in this fleet queue database (queue mode), not under --state-dir' })
+            .option('queue', {
+              type: 'string',
+              describe:
+                'the journal is in this fleet queue database (queue mode), not under --state-dir; with --fleet and --target, default $CUTOVER_QUEUE_URL',
+            })
             .option('fleet', { type: 'string', describe: 'with --queue: the fleet, <inventory name>/<runbook file name without .yaml>' })
             .option('target', { type: 'string', describe: 'with --queue: the target whose run it is' })
             .example('$0 audit verify --last --head <hash from the ticket>', 'the newest journal, unchanged and ending where the ticket says'),
@@ -58,7 +62,13 @@ export const auditCommand: CommandModule = {
           const key = journalKeyFromEnv();
           let id: string;
           let result: VerifyResult;
-          if (args.queue !== undefined) ({ id, result } = verifyInQueue(args, key));
+          // --fleet and --target name a journal in a queue database: the URL may come from the environment, as for fleet commands.
+          const fromEnv = process.env['CUTOVER_QUEUE_URL'];
+          const queue = args.queue ?? (args.fleet !== undefined || args.target !== undefined ? fromEnv || undefined : undefined);
+          if (queue === undefined && (args.fleet !== undefined || args.target !== undefined)) {
+            throw new UsageError('--fleet and --target name a journal in a queue database: give --queue <postgres-url> (or CUTOVER_QUEUE_URL)');
+          }
+          if (queue !== undefined) ({ id, result } = verifyInQueue(args, queue, key));
           else {
             id = findRun(args['state-dir'], args.runId);
             result = verifyJournal(path.join(runsDir(args['state-dir']), id), { key, head: args.head });

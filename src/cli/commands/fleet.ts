@@ -70,7 +70,10 @@ const withQueue = <T>(y: Argv<T>) =>
     .option('queue', {
       type: 'string',
       describe: 'run on the PostgreSQL job queue at this URL (env CUTOVER_QUEUE_URL): workers take the targets (cutover fleet worker)',
-      ...(process.env['CUTOVER_QUEUE_URL'] !== undefined && process.env['CUTOVER_QUEUE_URL'] !== '' ? { default: process.env['CUTOVER_QUEUE_URL'] } : {}),
+      // Shown in --help by its name: the value may hold a password.
+      ...(process.env['CUTOVER_QUEUE_URL'] !== undefined && process.env['CUTOVER_QUEUE_URL'] !== ''
+        ? { default: process.env['CUTOVER_QUEUE_URL'], defaultDescription: '$CUTOVER_QUEUE_URL' }
+        : {}),
     })
     .option('takeover-after', {
       type: 'number',
