@@ -250,6 +250,29 @@ export class PgFleetStore implements FleetStore {
     );
   }
 
+  /**
+   * Takes back a job no worker has started, in one statement: the target's
+   * lease is taken (only if free) and the job's result written, so a worker
+   * that fetches the job finds the result and runs nothing (claim). False
+   * when a worker holds the lease (the target runs, and finishes) or the job
+   * has a result already. The lease is let go right after.
+   */
+  withdraw(jobId: string, target: string, output: string): boolean {
+    const owner = `withdrawn:${jobId}`;
+    const row = this.db.query<{ withdrawn: boolean }>(
+      `WITH held AS (
+         INSERT INTO ${S}.lease (fleet, target, owner, heartbeat_at) VALUES ($1, $2, $3, clock_timestamp())
+         ON CONFLICT (fleet, target) DO NOTHING RETURNING 1),
+       saved AS (
+         INSERT INTO ${S}.result (job_id, output) SELECT $4, $5 WHERE EXISTS (SELECT FROM held)
+         ON CONFLICT (job_id) DO NOTHING RETURNING 1)
+       SELECT EXISTS (SELECT FROM saved) AS withdrawn`,
+      [this.fleet, target, owner, jobId, output],
+    ).rows[0];
+    this.releaseLease(target, owner);
+    return row?.withdrawn === true;
+  }
+
   /** The target's lease, released by its owner. */
   releaseLease(target: string, owner: string): void {
     this.db.query(`DELETE FROM ${S}.lease WHERE fleet = $1 AND target = $2 AND owner = $3`, [this.fleet, target, owner]);

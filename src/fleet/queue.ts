@@ -40,6 +40,7 @@ import {
   FleetStoppedError,
   latestRun,
   runFleet,
+  TargetWithdrawnError,
   type FleetRunOptions,
   type FleetRunResult,
   type TargetExecutor,
@@ -242,6 +243,33 @@ class QueueExecutor implements TargetExecutor {
       );
     }
     return toResult(await this.waitFor(target.name, id, signal));
+  }
+
+  /**
+   * Takes back the target's job if no worker has started it (see
+   * PgFleetStore.withdraw), and cancels it in the queue so `fleet resume`
+   * sends a new one; its dispatch then rejects with TargetWithdrawnError.
+   */
+  async withdraw(target: string): Promise<void> {
+    const entry = [...this.waiting].find(([, w]) => w.target === target);
+    if (entry === undefined) return;
+    const [id, w] = entry;
+    // Out of the polled set first: the result written below is for the worker that may fetch the job, not for the poll.
+    this.waiting.delete(id);
+    let withdrawn = false;
+    try {
+      const output: JobOutput = { status: 'stopped', worker: '', message: new TargetWithdrawnError(target).message };
+      withdrawn = this.store.withdraw(id, target, JSON.stringify(output));
+    } catch {
+      // Left as it was: the job runs, as a started one would.
+    }
+    if (!withdrawn) {
+      this.waiting.set(id, w);
+      if (!this.polling) void this.poll();
+      return;
+    }
+    await this.boss.cancel(QUEUE_NAME, id).catch(() => {});
+    w.reject(new TargetWithdrawnError(target));
   }
 
   /** Jobs waited for, by id: one query per poll for all of them, not one per target. */

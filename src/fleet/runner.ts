@@ -34,6 +34,13 @@ export interface TargetExecutor {
   plan(runbook: Runbook, options: Omit<RunOptions, 'dryRun'>): Promise<RunResult>;
   run(runbook: Runbook, options: RunOptions, target: Target): Promise<TargetRunResult>;
   resume(runId: string, options: EngineOptions, target: Target): Promise<TargetRunResult>;
+  /**
+   * The fleet halts or stops: a target handed over whose run has not started
+   * yet (a job still queued) is taken back, and its run() or resume() then
+   * rejects with TargetWithdrawnError; one that started runs on. Absent: every
+   * target handed over has started (in-process).
+   */
+  withdraw?(target: string): Promise<void>;
 }
 
 export const inProcessExecutor: TargetExecutor = { plan: planRunbook, run: runRunbook, resume: resumeRun };
@@ -243,6 +250,14 @@ export function latestRun(stateDir: string, journalKey?: Buffer): RunState | und
   return undefined;
 }
 
+/** A target taken back before its run started (TargetExecutor.withdraw): it has not started, it has no outcome. */
+export class TargetWithdrawnError extends Error {
+  override readonly name = 'TargetWithdrawnError';
+  constructor(readonly target: string) {
+    super(`target ${target} was withdrawn before a worker started it`);
+  }
+}
+
 /** Thrown into a target's confirm step when the fleet stops while it waits: the run stops there, resumable. */
 export class FleetStoppedError extends Error {
   override readonly name = 'FleetStoppedError';
@@ -292,6 +307,7 @@ class FleetRun {
     this.redactor = new Redactor(loaded.flatMap((l) => [...Object.values(l.target.secrets), ...l.runbook.secrets]));
     options.signal?.addEventListener('abort', () => {
       for (const stop of this.running.values()) stop();
+      this.withdrawWaiting();
     });
   }
 
@@ -300,6 +316,11 @@ class FleetRun {
 
   private stateDirOf(target: string): string {
     return this.stateDirs.get(target) ?? this.store.targetStateDir(target);
+  }
+
+  /** Takes back every target handed over whose run has not started (see TargetExecutor.withdraw). */
+  private withdrawWaiting(): void {
+    for (const name of this.running.keys()) void this.executor.withdraw?.(name).catch(() => {});
   }
 
   private get stopping(): boolean {
@@ -429,6 +450,7 @@ class FleetRun {
     const pending = [...todo];
     const inFlight = new Map<string, Promise<string>>();
     let failures = 0;
+    let withdrawn = false;
     for (;;) {
       while (!this.stopping && failures <= allowed && inFlight.size < limit) {
         const index = pending.findIndex((l) => this.hasRoom(l.target));
@@ -440,6 +462,11 @@ class FleetRun {
           next.target.name,
           this.runTarget(next, latest.get(next.target.name)).then((outcome) => {
             for (const k of keys) this.groupCounts.set(k, (this.groupCounts.get(k) ?? 1) - 1);
+            // Withdrawn before it started: not started, as if never handed over.
+            if (outcome === undefined) {
+              pending.push(next);
+              return next.target.name;
+            }
             this.outcomes.set(next.target.name, outcome);
             if (FAILED.includes(outcome.status) || (outcome.status === 'stopped' && !this.stopping)) failures++;
             return next.target.name;
@@ -448,13 +475,19 @@ class FleetRun {
       }
       if (inFlight.size === 0) break;
       inFlight.delete(await Promise.race(inFlight.values()));
+      // Beyond maxFailures no new target starts: those handed over but not started yet (queued jobs) are taken back.
+      if (failures > allowed && !withdrawn) {
+        withdrawn = true;
+        this.withdrawWaiting();
+      }
     }
     const outcome = failures > allowed ? 'halted' : pending.length > 0 || this.stopping ? 'stopped' : 'done';
     // Targets never started in a halted or stopped wave keep no outcome: they are "not started".
     return { outcome, failures, allowed };
   }
 
-  private async runTarget(loaded: LoadedTarget, latest: RunState | undefined): Promise<TargetOutcome> {
+  /** The target's outcome, or undefined when it was withdrawn before it started (TargetExecutor.withdraw). */
+  private async runTarget(loaded: LoadedTarget, latest: RunState | undefined): Promise<TargetOutcome | undefined> {
     const { target, runbook, env } = loaded;
     const started = Date.now();
     const decision = decide(latest);
@@ -537,6 +570,21 @@ class FleetRun {
       });
       return outcome;
     } catch (error) {
+      if (error instanceof TargetWithdrawnError) {
+        // A resume said so when it was handed over: close that, resumable as it was.
+        if (decision.action === 'resume' && latest !== undefined) {
+          this.emit({
+            type: 'target.finished',
+            target: target.name,
+            wave: target.wave,
+            runId: latest.runId,
+            status: 'stopped',
+            message: error.message,
+            durationMs: Date.now() - started,
+          });
+        }
+        return undefined;
+      }
       const message = errorMessage(error);
       const status = error instanceof JournalUntrustedError ? 'needs-attention' : 'error';
       this.emit({

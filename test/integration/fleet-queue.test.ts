@@ -393,6 +393,102 @@ describe('fleet on a queue: two workers, one killed mid-target', { timeout: 300_
     assert.equal((await w.done).code, 0);
   });
 
+  /** A one-wave fleet of `names` on server a, maxFailures 0, whose runbook marks then sleeps a second. */
+  const slowFleet = async (name: string, names: readonly string[]) => {
+    await createTargets(names, () => a);
+    const inventory = writeRunbook(
+      dir,
+      `${name}.yaml`,
+      inventoryText({ name, maxFailures: 0, targets: names.map((t) => ({ name: t, variables: { DB_URL: a.urlFor(t) } })), waves: [{ name: 'all' }] }),
+    );
+    const runbook = writeRunbook(
+      dir,
+      `${name}-runbook.yaml`,
+      `version: 1
+name: ${name}
+connections:
+  db:
+    kind: postgres
+    url: \${DB_URL}
+steps:
+  - id: mark
+    kind: sql
+    connection: db
+    sql: INSERT INTO effects(step) VALUES ('mark')
+    rollback: DELETE FROM effects WHERE step = 'mark'
+  - id: slow
+    kind: sql
+    connection: db
+    sql: SELECT pg_sleep(1)
+`,
+    );
+    const jobStates = async () =>
+      (
+        await queue.query<{ key: string; state: string }>(
+          "SELECT singleton_key AS key, state::text AS state FROM cutover_queue.job WHERE singleton_key LIKE $1 || '/%' ORDER BY 1",
+          [name],
+        )
+      ).rows.map((r): [string, string] => [r.key.replace(/^.*:/, ''), r.state]);
+    return { inventory, runbook, jobStates };
+  };
+  const effectsOnA = async (t: string) => {
+    const rows = await a.query<{ step: string; n: string }>('SELECT step, count(*)::text AS n FROM effects GROUP BY step ORDER BY step', [], t);
+    await a.release(t);
+    return Object.fromEntries(rows.map((r) => [r.step, Number(r.n)]));
+  };
+
+  test('Ctrl-C with jobs still queued takes them back: no worker starts them later, and resume runs each once', async () => {
+    const names = ['s1', 's2', 's3'];
+    const { inventory, runbook, jobStates } = await slowFleet('qstop', names);
+    // No worker yet: every job waits in the queue.
+    const run = startCutover(['fleet', 'run', '--queue', queueUrl, ...TIMING_ARGS, '--jobs', '3', inventory, runbook]);
+    children.push(run);
+    await until('three queued jobs', async () => (await tolerant(jobStates, [])).length === 3, 30_000);
+    run.child.kill('SIGINT');
+    const stopped = await run.done;
+    assert.equal(stopped.code, 5, stopped.stdout + stopped.stderr);
+    assert.deepEqual(
+      await jobStates(),
+      names.map((t) => [t, 'cancelled']),
+      'taken back from the queue',
+    );
+    const w = worker();
+    const resumed = await cutover(['fleet', 'resume', '--queue', queueUrl, ...TIMING_ARGS, inventory, runbook]);
+    assert.equal(resumed.code, 0, resumed.stdout + resumed.stderr);
+    for (const t of names) assert.deepEqual(await effectsOnA(t), { mark: 1 }, t);
+    w.child.kill('SIGTERM');
+    assert.equal((await w.done).code, 0);
+  });
+
+  test('beyond maxFailures the jobs not started yet are taken back: at most the one a worker fetched ahead starts', async () => {
+    const names = ['h0', 'h1', 'h2', 'h3', 'h4'];
+    const { inventory, runbook, jobStates } = await slowFleet('qhalt', names);
+    // h0 fails at its first step: no table to write to.
+    await a.query('DROP TABLE effects', [], 'h0');
+    await a.release('h0');
+    // One slot, two fetch loops: while h0 runs, one more job is fetched ahead and waits for the slot.
+    const w = startCutover(['fleet', 'worker', '--queue', queueUrl, '--concurrency', '1', ...TIMING_ARGS]);
+    children.push(w);
+    const run = await cutover(['fleet', 'run', '--queue', queueUrl, ...TIMING_ARGS, '--jobs', '5', inventory, runbook]);
+    assert.equal(run.code, 5, run.stdout + run.stderr);
+    assert.match(run.stderr, /wave all: HALTED: 1 failed, 0 allowed \(maxFailures\); no new target starts/);
+    const log = (await queue.query<{ record: string }>("SELECT record FROM cutover_fleet.event WHERE fleet = 'qhalt/qhalt-runbook' ORDER BY id")).rows.map(
+      (r) => JSON.parse(r.record) as { type: string; ts: string; target?: string },
+    );
+    const failedAt = log.find((e) => e.type === 'target.finished' && e.target === 'h0')?.ts ?? '';
+    const startedAfter = log.filter((e) => e.type === 'target.started' && e.ts > failedAt).map((e) => e.target);
+    assert.ok(startedAfter.length <= 1, `started after h0 failed: ${startedAfter.join(', ')}`);
+    const started = new Set(log.filter((e) => e.type === 'target.started').map((e) => e.target));
+    const states = new Map(await jobStates());
+    for (const t of names.slice(1)) {
+      assert.deepEqual(await effectsOnA(t), started.has(t) ? { mark: 1 } : {}, t);
+      if (!started.has(t)) assert.equal(states.get(t), 'cancelled', `${t}: taken back from the queue`);
+    }
+    assert.ok(started.size < names.length, 'some target was taken back');
+    w.child.kill('SIGTERM');
+    assert.equal((await w.done).code, 0);
+  });
+
   test('processes starting on a fresh queue database create the queue one at a time (pg-boss 10 alone deadlocks)', async () => {
     // Four pg-boss 10 instances creating one queue at once deadlocked (40P01) in 13 of 40 tries here, and a
     // worker died of it at start: cutover creates the queue under an advisory lock. Held here, it holds them.
