@@ -73,6 +73,10 @@ export const io = {
     process.stderr.write(redactor.redact(text.endsWith('\n') ? text : `${text}\n`));
     logLines(text);
   },
+  /** A progress line on stderr (a fleet's target started or finished): with --timestamps, the time in front, as the live list has it. */
+  progress(text: string): void {
+    io.err(io.timestamps ? `[${new Date().toTimeString().slice(0, 8)}] ${text}` : text);
+  },
   /** A line for the log file only (e.g. each engine event); nothing without --log-file. */
   log(text: string): void {
     logLines(text);
@@ -98,7 +102,7 @@ export const io = {
   protect(secrets: Iterable<string>): void {
     redactor.add(secrets);
   },
-  /** `--timestamps`: the live list prints plain lines, each with the time. */
+  /** `--timestamps`: the live list prints plain lines, each with the time; so do progress lines. */
   timestamps: false,
   interactive(): boolean {
     return process.stdin.isTTY && process.stdout.isTTY;

@@ -453,9 +453,11 @@ steps:
       'taken back from the queue',
     );
     const w = worker();
-    const resumed = await cutover(['fleet', 'resume', '--queue', queueUrl, ...TIMING_ARGS, inventory, runbook]);
+    const resumed = await cutover(['fleet', 'resume', '--queue', queueUrl, ...TIMING_ARGS, '--timestamps', inventory, runbook]);
     assert.equal(resumed.code, 0, resumed.stdout + resumed.stderr);
     for (const t of names) assert.deepEqual(await effectsOnA(t), { mark: 1 }, t);
+    // --timestamps: each progress line with its time.
+    for (const t of names) assert.match(resumed.stderr, new RegExp(`^\\[\\d{2}:\\d{2}:\\d{2}\\] +${t}: succeeded`, 'm'));
     w.child.kill('SIGTERM');
     assert.equal((await w.done).code, 0);
   });

@@ -300,11 +300,11 @@ async function runOrResume(args: RunArgs, command: 'run' | 'resume'): Promise<nu
       onEvent: (event: FleetEvent) => {
         if (args.json) return;
         const line = progressLine(event, hint, what);
-        if (line !== undefined) io.err(line);
+        if (line !== undefined) io.progress(line);
       },
     };
     if (args.queue !== undefined) {
-      io.err(`queue ${redactUrl(args.queue)}: a worker's death is taken over within ${takeoverBoundSeconds(timingOf(args))} s`);
+      io.progress(`queue ${redactUrl(args.queue)}: a worker's death is taken over within ${takeoverBoundSeconds(timingOf(args))} s`);
       result = await runFleetOnQueue(inventory, args.runbook, command, { ...options, queue: { url: args.queue, ...timingOf(args) } });
     } else {
       result = await runFleet(inventory, args.runbook, command, options);
@@ -505,7 +505,7 @@ const sub = {
           onTarget: (r) => {
             if (args.json) return;
             const line = `  ${r.name} (${r.wave}): ${r.status}${r.runId !== undefined ? ` run ${r.runId}` : ''}${r.message !== undefined ? `: ${indented(r.message)}` : ''}`;
-            io.err(r.status === 'rolled-back' || r.status === 'nothing-to-undo' ? line : red(line));
+            io.progress(r.status === 'rolled-back' || r.status === 'nothing-to-undo' ? line : red(line));
           },
         });
       } catch (error) {
@@ -548,7 +548,7 @@ const sub = {
         },
         ...(key !== undefined ? { journalKey: key } : {}),
         log: (line) => {
-          io.err(line);
+          io.progress(line);
         },
       });
       const onSignal = (signal: NodeJS.Signals) => {
