@@ -61,7 +61,8 @@ export type RunEvent =
       readonly sharedWith?: string;
     }
   | { readonly type: 'step.planned'; readonly stepId: string; readonly plan: StepPlan; readonly durationMs: number }
-  | { readonly type: 'step.confirmed'; readonly stepId: string; readonly by: 'yes-flag' | 'prompt'; readonly question: string }
+  /** by: --yes, a person at the prompt, or an approval recorded elsewhere (`cutover fleet approve`, which names who). */
+  | { readonly type: 'step.confirmed'; readonly stepId: string; readonly by: 'yes-flag' | 'prompt' | 'approval'; readonly question: string }
   | { readonly type: 'step.started'; readonly stepId: string; readonly attempt: number }
   | { readonly type: 'step.progress'; readonly stepId: string; readonly message: string }
   /** Written before a step with non-transactional writes changes anything (ApplyContext.recordBefore). */

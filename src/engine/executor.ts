@@ -785,7 +785,7 @@ async function reconcileInFlight(rc: RunContext, command: 'resume' | 'rollback')
   if (rc.options.confirm !== undefined) {
     const question = `step "${step.id}" (${step.kind}) was in flight when the previous run stopped; its outcome is unknown. Run its ${phase} again?`;
     if (await rc.options.confirm(question, step.id)) {
-      rc.emit({ type: 'step.confirmed', stepId: step.id, by: 'prompt', question });
+      rc.emit({ type: 'step.confirmed', stepId: step.id, by: rc.options.confirmedBy ?? 'prompt', question });
       return rerun('outcome unknown; operator chose to run it again');
     }
   }

@@ -39,6 +39,8 @@ export interface EngineOptions {
   readonly yes?: boolean;
   /** Asks a person; without it (and without `yes`), a confirmation stops the run. */
   readonly confirm?: (question: string, stepId: string) => Promise<boolean>;
+  /** How `confirm` answers, for the journal: a person at a prompt (default), or an approval recorded elsewhere. */
+  readonly confirmedBy?: 'prompt' | 'approval';
   /** Subscribers: every event, after it is safely in the journal. */
   readonly onEvent?: (event: RunEvent) => void;
   readonly commands?: CommandRunner;
@@ -481,7 +483,7 @@ export class RunContext {
       text: `cutover: run ${this.runId} of "${this.runbook.name}" waits for a person at step "${stepId}": ${question}`,
     });
     const answer = await this.options.confirm(question, stepId);
-    if (answer) this.emit({ type: 'step.confirmed', stepId, by: 'prompt', question });
+    if (answer) this.emit({ type: 'step.confirmed', stepId, by: this.options.confirmedBy ?? 'prompt', question });
     return answer;
   }
 

@@ -642,6 +642,7 @@ export async function startQueueWorker(options: WorkerOptions): Promise<QueueWor
             store.append({ type: 'target.started', target: t.name, wave: t.wave, runId, action: event.type === 'run.started' ? 'run' : 'resume', worker: me });
           }
         },
+        confirmedBy: 'approval',
         confirm: (question, stepId) => waitForApproval(store, t, stepId, question, controller, pollMs),
       };
       stopHooks.set(me, () => {

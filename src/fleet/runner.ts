@@ -545,6 +545,7 @@ class FleetRun {
         if (event.type === 'rollback.started') rollingBack = true;
         if (event.type === 'step.completed' && stopRequested && !rollingBack) controller.abort(new InterruptedError('SIGINT'));
       },
+      confirmedBy: 'approval',
       confirm: (question, stepId) =>
         this.waitForApproval(target, stepId, question, { register: (reject) => (waiting = reject), halt }).finally(() => (waiting = undefined)),
     };

@@ -259,15 +259,25 @@ describe('fleet: 20 databases on two servers', { timeout: 240_000 }, () => {
     // Every journal of every target verifies; one through the CLI as an operator would.
     const store = new FileFleetStore(stateDir, 'tenants', runbookFile);
     let journals = 0;
+    const confirmedBy: string[] = [];
     for (const t of TARGETS) {
       const targetState = store.targetStateDir(t);
       for (const id of readdirSync(runsDir(targetState))) {
         const verified = verifyJournal(path.join(runsDir(targetState), id), { key: journalKeyFromEnv() });
         assert.equal(verified.ok, true, `${t} ${id}: ${JSON.stringify(verified)}`);
         journals++;
+        for (const line of readFileSync(path.join(runsDir(targetState), id, 'journal.jsonl'), 'utf8')
+          .split('\n')
+          .filter(Boolean)) {
+          const event = (JSON.parse(line) as { record: { event: { type: string; by?: string } } }).record.event;
+          if (event.type === 'step.confirmed') confirmedBy.push(event.by ?? '');
+        }
       }
     }
     assert.ok(journals >= 40, `a plan and a run per target at least, saw ${journals}`);
+    // A confirm answered by cutover fleet approve is journaled as an approval (the fleet's log names who), not as a prompt.
+    assert.ok(confirmedBy.length > 0, 'confirm steps were answered');
+    assert.deepEqual([...new Set(confirmedBy)], ['approval']);
     const cli = await cutover(['audit', 'verify', '--state-dir', store.targetStateDir('t15')]);
     assert.equal(cli.code, 0, cli.stderr);
     assert.match(cli.stdout, /journal verifies/);
