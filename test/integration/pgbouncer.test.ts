@@ -82,6 +82,16 @@ ${fields}`);
   };
   const rows = async (server: TestServer, name: string) => (await server.query<{ n: number }>('SELECT count(*)::int AS n FROM t', [], name))[0]?.n ?? -1;
 
+  /** A client of the entry (application_name long-report) in an open transaction that wrote (client, 1) through the pooler. */
+  const holdTransaction = async (name: string, client: number) => {
+    const holder = new pg.Client({ connectionString: bouncer.urlFor(name), application_name: 'long-report' });
+    holder.on('error', () => {});
+    await holder.connect();
+    await holder.query('BEGIN');
+    await holder.query('INSERT INTO t VALUES ($1, 1)', [client]);
+    return holder;
+  };
+
   it('plans read-only: the admin commands, the entry that moves, the pools; nothing paused, nothing written', async () => {
     const name = await fresh();
     const fileBefore = readFileSync(bouncer.databasesFile, 'utf8');
@@ -238,11 +248,7 @@ ${fields}`);
 
   it('on a pooler where WAIT_CLOSE was once run, PAUSE is answered at once, yet the switch still waits for the running transaction', async () => {
     const name = await fresh();
-    const holder = new pg.Client({ connectionString: bouncer.urlFor(name), application_name: 'long-report' });
-    holder.on('error', () => {});
-    await holder.connect();
-    await holder.query('BEGIN');
-    await holder.query('INSERT INTO t VALUES (1, 1)');
+    const holder = await holdTransaction(name, 1);
     // Any WAIT_CLOSE leaves its database marked for good; PgBouncer then answers every later PAUSE as soon as
     // nothing is left to close, with the tag WAIT_CLOSE, while transactions still run: here, the holder's.
     const console_ = await bouncer.admin();
@@ -299,11 +305,7 @@ ${fields}`);
 
   it('a transaction that holds the pause past pauseTimeout: PAUSE given up, pooler resumed, the client named, nothing repointed', async () => {
     const name = await fresh();
-    const holder = new pg.Client({ connectionString: bouncer.urlFor(name), application_name: 'long-report' });
-    holder.on('error', () => {});
-    await holder.connect();
-    await holder.query('BEGIN');
-    await holder.query('INSERT INTO t VALUES (99, 1)');
+    const holder = await holdTransaction(name, 99);
     const fileBefore = readFileSync(bouncer.databasesFile, 'utf8');
     const { runbook, dir } = load(
       `    action: switch\n    file: ${bouncer.databasesFile}\n    pauseTimeout: 1s\n    to:\n      ${name}: { host: 127.0.0.1, port: ${next.port} }\n`,
