@@ -57,15 +57,17 @@ describe('pgbouncer on PgBouncer in front of PostgreSQL 17 -> 18', () => {
   });
 
   /** A runbook of one pgbouncer step with these fields; switches name the file. */
-  const load = (fields: string) =>
-    loadRunbookText(`version: 1
-name: switch
+  /** A runbook's head: its name and the admin console connection `bouncer`. */
+  const head = (name: string) => `version: 1
+name: ${name}
 connections:
   bouncer:
     kind: pgbouncer
     url: postgres://${bouncer.adminUser}@127.0.0.1:${bouncer.port}/pgbouncer
     password: \${BOUNCER_PASSWORD}
-steps:
+`;
+  const load = (fields: string) =>
+    loadRunbookText(`${head('switch')}steps:
   - id: switch
     kind: pgbouncer
     connection: bouncer
@@ -423,14 +425,7 @@ ${fields}`);
 
   it('a saved plan of a pause ... resume bracket runs as saved: the resume was planned before its pause existed', async () => {
     const name = await fresh();
-    const { runbook, dir } = loadRunbookText(`version: 1
-name: bracket
-connections:
-  bouncer:
-    kind: pgbouncer
-    url: postgres://${bouncer.adminUser}@127.0.0.1:${bouncer.port}/pgbouncer
-    password: \${BOUNCER_PASSWORD}
-steps:
+    const { runbook, dir } = loadRunbookText(`${head('bracket')}steps:
   - id: hold
     kind: pgbouncer
     connection: bouncer
