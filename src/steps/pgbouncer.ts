@@ -81,7 +81,8 @@ const DEFAULT_PAUSE_TIMEOUT_MS = 30_000;
 const PROBE_TIMEOUT_MS = 5_000;
 /** How long a pause waits, before its first PAUSE, for server logins in progress (see PauseWindow.settleLogins). */
 const LOGIN_SETTLE_MS = 5_000;
-const LOGIN_POLL_MS = 20;
+/** How often the step reads the console while it waits for PgBouncer (logins, a pause, old connections). */
+const POLL_MS = 20;
 
 interface DatabaseRow {
   readonly name: string;
@@ -99,7 +100,7 @@ interface PoolRow {
   readonly cl_waiting: number | string;
   readonly sv_active: number | string;
   readonly sv_tested: number | string;
-  /** Absent before PgBouncer 1.18. */
+  /** Not in every PgBouncer version. */
   readonly sv_active_cancel?: number | string;
   readonly sv_being_canceled?: number | string;
   /** Server connections PgBouncer is logging in to. */
@@ -162,17 +163,6 @@ function actionsOf(connection: string, planned: Planned, timeoutMs: number): Act
       : []),
   ];
 }
-
-/**
- * PgBouncer's own WAIT_CLOSE is not used, and a PAUSE's reply is not taken
- * for its completion: WAIT_CLOSE marks its database for good (nothing clears
- * db_wait_close, 1.18 to the current source), and from then on, whenever
- * that database has no connection left to close, PgBouncer answers every
- * admin command that waits, a PAUSE of any database included, with
- * "WAIT_CLOSE", while its transactions still run. So a pause is complete when
- * SHOW POOLS says so, and waitClose reads SHOW SERVERS.
- */
-const POLL_MS = 20;
 
 /** A PgBouncer admin-console identifier: bare when it can be, else double-quoted. */
 export function adminIdent(name: string): string {
@@ -364,15 +354,20 @@ class PauseWindow {
       const logins = pools.reduce((n, p) => n + count(p.sv_login), 0);
       if (logins === 0 || Date.now() - started >= boundMs) return;
       this.ctx.progress(`before PAUSE: PgBouncer is logging in to ${logins} server connection(s), ${(this.loginWaitMs / 1000).toFixed(1)}s`);
-      await sleep(LOGIN_POLL_MS);
+      await sleep(POLL_MS);
       this.loginWaitMs = Date.now() - started;
     }
   }
 
   /**
    * Returns once no server connection of `database` is in a transaction or
-   * being tested (what PgBouncer itself waits for before it answers PAUSE;
-   * see POLL_MS for why its answer is not enough); past the deadline throws
+   * being tested: what PgBouncer itself waits for before it answers PAUSE.
+   * Its answer is not taken for it: a WAIT_CLOSE marks its database for good
+   * (nothing clears db_wait_close, 1.18 to the current source), and from
+   * then on, whenever that database has no connection left to close,
+   * PgBouncer answers every admin command that waits, a PAUSE of any
+   * database included, with "WAIT_CLOSE" while transactions still run (and
+   * so waitClose does not send WAIT_CLOSE). Past the deadline this throws
    * as a PAUSE that did not answer would.
    */
   private async untilPaused(database: string, deadline: number, timeoutMs: number): Promise<void> {
@@ -381,7 +376,7 @@ class PauseWindow {
       const busy = pools.reduce((n, p) => n + count(p.sv_active) + count(p.sv_tested) + count(p.sv_active_cancel) + count(p.sv_being_canceled), 0);
       if (busy === 0) return;
       if (Date.now() >= deadline) throw new AdminTimeoutError(`PAUSE ${adminIdent(database)}`, timeoutMs);
-      if (this.ctx.signal.aborted) throw this.ctx.signal.reason instanceof Error ? this.ctx.signal.reason : new Error(String(this.ctx.signal.reason));
+      this.ctx.signal.throwIfAborted();
       await sleep(POLL_MS);
     }
   }
@@ -410,7 +405,8 @@ class PauseWindow {
    */
   async waitClose(databases: readonly string[], timeoutMs: number): Promise<void> {
     if (databases.length === 0) return;
-    const deadline = Date.now() + timeoutMs;
+    const started = Date.now();
+    const deadline = started + timeoutMs;
     for (;;) {
       const open = (await this.control.show<SocketRow>('SERVERS')).filter((s) => databases.includes(s.database) && count(s.close_needed) > 0);
       if (open.length === 0) return;
@@ -419,8 +415,8 @@ class PauseWindow {
           `${open.length} server connection(s) of ${[...new Set(open.map((s) => s.database))].join(', ')} to the old target were still open after ${timeoutMs}ms (the entry does point to the new one; clients in session pooling keep their old connection until they disconnect)`,
         );
       }
-      if (this.ctx.signal.aborted) throw this.ctx.signal.reason instanceof Error ? this.ctx.signal.reason : new Error(String(this.ctx.signal.reason));
-      this.ctx.progress(`${open.length} server connection(s) to the old target still open, ${((timeoutMs - (deadline - Date.now())) / 1000).toFixed(1)}s`);
+      this.ctx.signal.throwIfAborted();
+      this.ctx.progress(`${open.length} server connection(s) to the old target still open, ${((Date.now() - started) / 1000).toFixed(1)}s`);
       await sleep(POLL_MS);
     }
   }
