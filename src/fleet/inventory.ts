@@ -10,12 +10,13 @@
  */
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { LineCounter, parseDocument } from 'yaml';
+import { LineCounter } from 'yaml';
 import { z } from 'zod';
 import { RunbookValidationError, type ValidationIssue } from '../errors.js';
 import { FileRefusal, SMALL_FILE_LIMIT, readRegularFile, valueFileLimit } from '../files.js';
 import { MIN_SECRET_LENGTH } from '../runbook/interpolate.js';
 import { formatPath, SourceMap, type PathKey } from '../runbook/positions.js';
+import { parseYaml, yamlMessage } from '../runbook/yaml.js';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 const VARIABLE = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -155,12 +156,12 @@ export function loadInventory(file: string, options: LoadInventoryOptions = {}):
   }
   const sha256 = createHash('sha256').update(bytes).digest('hex');
   const lines = new LineCounter();
-  const doc = parseDocument(bytes.toString('utf8'), { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const doc = parseYaml(bytes.toString('utf8'), lines);
   const source = new SourceMap(doc, lines, file);
   const syntax = [...doc.errors, ...doc.warnings].map((e): ValidationIssue => ({
     position: source.offset(e.pos[0]),
     path: '(yaml)',
-    message: e.message.split('\n')[0] ?? e.code,
+    message: yamlMessage(e),
   }));
   if (syntax.length > 0) throw new RunbookValidationError(file, syntax);
   let raw: unknown;

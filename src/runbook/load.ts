@@ -6,7 +6,8 @@
  */
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { LineCounter, isAlias, isCollection, isPair, parseDocument, type Document } from 'yaml';
+import { LineCounter, isAlias, isCollection, isPair, type Document } from 'yaml';
+import { parseYaml, yamlMessage } from './yaml.js';
 import { z } from 'zod';
 import { RunbookValidationError, type SourcePosition, type ValidationIssue } from '../errors.js';
 import type { KindRulesRegistry, Step } from './kind.js';
@@ -127,20 +128,10 @@ export function parseRunbook(text: string, file: string, options: LoadOptions, d
   }
 }
 
-/** The parser's message without its own position (the issue has one); an unknown tag named as it is written. */
-function yamlMessage(e: { readonly code: string; readonly message: string }): string {
-  const first = e.message.split('\n')[0] ?? e.code;
-  const tag = e.code === 'TAG_RESOLVE_FAILED' ? /tag:yaml\.org,2002:(\S+)/.exec(first)?.[1] : undefined;
-  if (tag !== undefined) return `the YAML tag !!${tag} is not supported in a runbook: write the value as plain text`;
-  return first;
-}
-
 function parseUnguarded(text: string, file: string, options: LoadOptions, digest: string): Runbook {
   const env = options.env ?? process.env;
   const lines = new LineCounter();
-  // resolveKnownTags: false: YAML 1.1's !!binary, !!timestamp, !!set and friends would become a Buffer, a Date, a
-  // Set, types no runbook value has; they are refused here, by their tag, instead of as a JavaScript type later.
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, resolveKnownTags: false });
+  const doc = parseYaml(text, lines);
   const source = new SourceMap(doc, lines, file);
   // The parser reports its own stack overflow on absurd nesting as syntax errors: one issue, at the first.
   const overflow = doc.errors.filter((e) => /call stack/i.test(e.message)).sort((a, b) => a.pos[0] - b.pos[0])[0];

@@ -39,6 +39,12 @@ const targets = (n: number, extra = '') =>
   ).join('\n');
 
 describe('fleet inventory', () => {
+  test('a YAML 1.1 tag is refused by its tag, as in a runbook', () => {
+    assert.deepEqual(problems(`version: 1\nname: t\ntargets: !!binary AAAA\n`), [
+      '3:10 (yaml): the YAML tag !!binary is not supported here: write the value as plain text',
+    ]);
+  });
+
   test('a full inventory: waves in order, the first wave that selects a target takes it, a wave without a selector takes the rest', () => {
     writeFileSync(path.join(dir, 'pw'), 'from-a-file-1234\n');
     const file = writeRunbook(

@@ -133,11 +133,7 @@ describe('hostile input: values', () => {
       ['set', '{ x }'],
     ] as const) {
       const text = `${head()}  - id: a\n    kind: confirm\n    message: !!${tag} ${value}\n`;
-      one(
-        issuesOf(text),
-        { line: lineOf(text, 'message:') },
-        new RegExp(`^the YAML tag !!${tag} is not supported in a runbook: write the value as plain text$`),
-      );
+      one(issuesOf(text), { line: lineOf(text, 'message:') }, new RegExp(`^the YAML tag !!${tag} is not supported here: write the value as plain text$`));
     }
   });
 
