@@ -63,9 +63,9 @@ export const auditCommand: CommandModule = {
           let id: string;
           let result: VerifyResult;
           // --fleet and --target name a journal in a queue database: the URL may come from the environment, as for fleet commands.
-          const fromEnv = process.env['CUTOVER_QUEUE_URL'];
-          const queue = args.queue ?? (args.fleet !== undefined || args.target !== undefined ? fromEnv || undefined : undefined);
-          if (queue === undefined && (args.fleet !== undefined || args.target !== undefined)) {
+          const inQueue = args.fleet !== undefined || args.target !== undefined;
+          const queue = args.queue ?? (inQueue ? process.env['CUTOVER_QUEUE_URL'] || undefined : undefined);
+          if (inQueue && queue === undefined) {
             throw new UsageError('--fleet and --target name a journal in a queue database: give --queue <postgres-url> (or CUTOVER_QUEUE_URL)');
           }
           if (queue !== undefined) ({ id, result } = verifyInQueue(args, queue, key));
