@@ -14,7 +14,8 @@ export interface Relation {
   readonly kind: 'r' | 'p' | 'm';
   /** The partitioned table this one is a partition of. */
   readonly parent: { readonly schema: string; readonly name: string } | null;
-  readonly bytes: number;
+  /** The heap's size; null where it was not read (see readRelations' `sizes`). */
+  readonly bytes: number | null;
   readonly missing: readonly string[];
 }
 
@@ -26,7 +27,7 @@ export interface Relation {
  * that exists empty from CREATE STATISTICS until 15), per inheritance from
  * 15, in pg_statistic_ext itself before 12.
  */
-export function relationsSql(version: number, sizes = true): string {
+export function relationsSql(version: number, sizes: Sizes = 'all'): string {
   const neverAnalyzed = version >= 140000 ? 'c.reltuples < 0' : "c.relpages = 0 AND c.relkind <> 'p' AND pg_relation_size(c.oid) > 0";
   const extendedData =
     version >= 150000
@@ -44,7 +45,7 @@ export function relationsSql(version: number, sizes = true): string {
  * most of the plan's and verify's time. The CTE `rel`, used four times, is
  * computed once (no MATERIALIZED keyword: 11 rejects it).
  */
-const relationsSqlWith = (neverAnalyzed: string, extendedData: string, sizes: boolean) => `WITH rel AS (
+const relationsSqlWith = (neverAnalyzed: string, extendedData: string, sizes: Sizes) => `WITH rel AS (
   SELECT c.oid, c.relname, c.relkind, c.reltuples, c.relpages, c.relispartition, n.nspname
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
    WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'cutover') AND n.nspname !~ '^pg_'
@@ -69,7 +70,14 @@ const relationsSqlWith = (neverAnalyzed: string, extendedData: string, sizes: bo
 )
 SELECT c.nspname AS schema, c.relname AS name, c.relkind::text AS kind,
        pn.nspname AS parent_schema, pc.relname AS parent_name,
-       ${sizes ? 'pg_relation_size(c.oid)::int8' : '0::int8'} AS bytes, -- the heap ANALYZE samples; the total would stat every index too
+       -- the heap ANALYZE samples; the total would stat every index too
+       ${
+         sizes === 'all'
+           ? 'pg_relation_size(c.oid)::int8'
+           : sizes === 'missing'
+             ? `CASE WHEN ${neverAnalyzed} OR nc.oid IS NOT NULL OR ne.oid IS NOT NULL OR nx.oid IS NOT NULL THEN pg_relation_size(c.oid)::int8 END`
+             : 'NULL::int8'
+       } AS bytes,
        array_remove(ARRAY[CASE WHEN ${neverAnalyzed} THEN 'never analyzed' END, nc.missing, ne.missing, nx.missing], NULL) AS missing
   FROM rel c
   LEFT JOIN no_columns nc ON nc.oid = c.oid
@@ -78,15 +86,18 @@ SELECT c.nspname AS schema, c.relname AS name, c.relkind::text AS kind,
   LEFT JOIN pg_inherits h ON c.relispartition AND h.inhrelid = c.oid
   LEFT JOIN pg_class pc ON pc.oid = h.inhparent
   LEFT JOIN pg_namespace pn ON pn.oid = pc.relnamespace
- ORDER BY bytes DESC, 1, 2`;
+ ORDER BY bytes DESC NULLS LAST, 1, 2`;
 
 /**
- * `version` (server_version_num) if the caller knows it already: one round
- * trip fewer. `sizes: false` reports 0 bytes for every relation: reading each
- * size opens every relation, a third of the query's time in a new session,
- * and a check of what is missing does not need them.
+ * Which sizes to read: reading a size opens the relation, a third of the
+ * query's time in a new session at 500 relations. `missing`: only of the
+ * relations that lack something (what onlyMissing analyzes); `none`: a check
+ * of what is missing needs no size.
  */
-export async function readRelations(db: Queryable, options: { readonly version?: number; readonly sizes?: boolean } = {}): Promise<Relation[]> {
+export type Sizes = 'all' | 'missing' | 'none';
+
+/** `version` (server_version_num) if the caller knows it already: one round trip fewer. */
+export async function readRelations(db: Queryable, options: { readonly version?: number; readonly sizes?: Sizes } = {}): Promise<Relation[]> {
   const v = options.version ?? (await db.query<{ v: number }>("SELECT current_setting('server_version_num')::int AS v")).rows[0]?.v ?? 0;
   const { rows } = await db.query<{
     schema: string;
@@ -94,7 +105,7 @@ export async function readRelations(db: Queryable, options: { readonly version?:
     kind: 'r' | 'p' | 'm';
     parent_schema: string | null;
     parent_name: string | null;
-    bytes: string;
+    bytes: string | null;
     missing: string[];
   }>(relationsSql(v, options.sizes));
   return rows.map((r) => ({
@@ -102,7 +113,7 @@ export async function readRelations(db: Queryable, options: { readonly version?:
     name: r.name,
     kind: r.kind,
     parent: r.parent_schema !== null && r.parent_name !== null ? { schema: r.parent_schema, name: r.parent_name } : null,
-    bytes: Number(r.bytes),
+    bytes: r.bytes === null ? null : Number(r.bytes),
     missing: r.missing,
   }));
 }

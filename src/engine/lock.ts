@@ -49,28 +49,40 @@ export function parseTag(query: string | null | undefined): LockTag | undefined 
   }
 }
 
-/** Which physical database a session is on: server system identifier + database oid. */
-export async function physicalDatabase(session: Session, fallback: string): Promise<string> {
-  const { rows } = await session.query<{ db: string }>('SELECT oid::text AS db FROM pg_database WHERE datname = current_database()');
-  const db = rows[0]?.db ?? '?';
-  try {
-    const id = await session.query<{ id: string }>('SELECT system_identifier::text AS id FROM pg_control_system()');
-    const system = id.rows[0]?.id;
-    if (system !== undefined) return `system ${system}, database oid ${db}`;
-  } catch {
-    // pg_control_system() may be denied to this role: fall back to the server's address.
-  }
-  const addr = await session.query<{ addr: string | null }>("SELECT inet_server_addr()::text || ':' || current_setting('port') AS addr");
-  return `server ${addr.rows[0]?.addr ?? fallback}, database oid ${db}`;
+/**
+ * Which physical database a session is on (server system identifier +
+ * database oid) and the server's version, in one round trip. A role that may
+ * not read the control file is told apart by the server's address instead;
+ * so is a server whose pg_control_system() fails (the statement is asked
+ * again without it).
+ */
+export async function identify(session: Session, fallback: string): Promise<{ physical: string; serverVersion: string }> {
+  const sql = (system: string) =>
+    `SELECT d.oid::text AS db, current_setting('server_version') AS version,
+            host(inet_server_addr()) || ':' || current_setting('port') AS addr, ${system} AS system
+       FROM pg_catalog.pg_database d WHERE d.datname = current_database()`;
+  type Row = { db: string; version: string; addr: string | null; system: string | null };
+  const withSystem = sql(
+    "CASE WHEN has_function_privilege('pg_catalog.pg_control_system()', 'EXECUTE') THEN (SELECT s.system_identifier::text FROM pg_catalog.pg_control_system() s) END",
+  );
+  const { rows } = await session.query<Row>(withSystem).catch(() => session.query<Row>(sql('NULL::text')));
+  const row = rows[0];
+  const db = row?.db ?? '?';
+  const physical = row?.system != null ? `system ${row.system}, database oid ${db}` : `server ${row?.addr ?? fallback}, database oid ${db}`;
+  return { physical, serverVersion: row?.version ?? 'unknown' };
 }
 
-/** Makes the lock session immune to the server's idle timeouts (settings that do not exist on old servers are skipped). */
-export async function keepSessionAlive(session: Session): Promise<void> {
-  await session.query("SELECT set_config(name, '0', false) FROM pg_settings WHERE name IN ('idle_session_timeout', 'idle_in_transaction_session_timeout')");
-}
-
+/**
+ * Takes the run lock, and makes the session immune to the server's idle
+ * timeouts (settings that do not exist on old servers are skipped), in one
+ * statement; names the holder if another session has the lock.
+ */
 export async function acquireRunLock(session: Session, tag: LockTag): Promise<void> {
-  const { rows } = await session.query<{ locked: boolean }>(`SELECT ${tagComment(tag)} pg_try_advisory_lock($1::bigint) AS locked`, [LOCK_KEY.toString()]);
+  const { rows } = await session.query<{ locked: boolean }>(
+    `SELECT ${tagComment(tag)} pg_try_advisory_lock($1::bigint) AS locked,
+       (SELECT count(set_config(name, '0', false)) FROM pg_settings WHERE name IN ('idle_session_timeout', 'idle_in_transaction_session_timeout')) AS kept`,
+    [LOCK_KEY.toString()],
+  );
   if (rows[0]?.locked === true) return;
   const holder = await session.query<{ pid: number; application_name: string; usename: string; client: string | null; since: string; query: string | null }>(
     `SELECT a.pid, a.application_name, a.usename, a.client_addr::text AS client, a.backend_start::text AS since, a.query
@@ -133,15 +145,12 @@ export class RunLocks {
     const session = await open();
     let keep = false;
     try {
-      const physical = await physicalDatabase(session, fallbackAddress);
-      const version = await session.query<{ v: string }>("SELECT current_setting('server_version') AS v");
-      const serverVersion = version.rows[0]?.v ?? 'unknown';
+      const { physical, serverVersion } = await identify(session, fallbackAddress);
       const same = this.held.find((h) => h.physical === physical);
       if (same !== undefined) {
         this.covered.set(connection, physical);
         return { physical, sharedWith: same.connection, serverVersion };
       }
-      await keepSessionAlive(session);
       await acquireRunLock(session, this.tag);
       const held = { connection, physical, session };
       this.held.push(held);

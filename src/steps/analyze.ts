@@ -111,7 +111,8 @@ async function planWork(ctx: BaseContext, step: ConnectedStep<Config>) {
   const c = step.config;
   const db = await ctx.session(step.connection);
   const version = await serverVersion(db);
-  const selected = select(await readRelations(db, { version }), c);
+  // onlyMissing reads the sizes only of what it will analyze: opening every relation for its size costs more than the rest of the query.
+  const selected = select(await readRelations(db, { version, sizes: c.onlyMissing === true ? 'missing' : 'all' }), c);
   let todo = c.onlyMissing === true ? selected.filter((r) => r.missing.length > 0) : selected;
   const notes: string[] = [];
   const reasons = new Map<string, string>();
@@ -168,12 +169,16 @@ function batch(todo: readonly Relation[], version: number): Job[] {
   let small: Relation[] = [];
   const flush = () => {
     if (small.length === 0) return;
-    jobs.push({ relation: small.map(qualifiedName).join(', '), sql: `ANALYZE ${small.map(name).join(', ')}`, bytes: small.reduce((s, r) => s + r.bytes, 0) });
+    jobs.push({
+      relation: small.map(qualifiedName).join(', '),
+      sql: `ANALYZE ${small.map(name).join(', ')}`,
+      bytes: small.reduce((s, r) => s + (r.bytes ?? 0), 0),
+    });
     small = [];
   };
   for (const r of todo) {
-    if (r.bytes >= SMALL_BYTES || r.kind === 'p') {
-      jobs.push({ relation: qualifiedName(r), sql: `ANALYZE ${name(r)}`, bytes: r.bytes });
+    if ((r.bytes ?? 0) >= SMALL_BYTES || r.kind === 'p') {
+      jobs.push({ relation: qualifiedName(r), sql: `ANALYZE ${name(r)}`, bytes: r.bytes ?? 0 });
       continue;
     }
     small.push(r);
@@ -364,7 +369,7 @@ export const analyzeStep = defineStep({
 
   async verify(ctx, step, planned) {
     const wanted = new Set(planned.selected);
-    const lacking = (await readRelations(await ctx.session(step.connection), { sizes: false })).filter(
+    const lacking = (await readRelations(await ctx.session(step.connection), { sizes: 'none' })).filter(
       (r) => wanted.has(qualifiedName(r)) && r.missing.length > 0,
     );
     if (lacking.length > 0) {

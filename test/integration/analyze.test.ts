@@ -17,7 +17,8 @@ import { until } from '../helpers/wait.js';
 
 const OFF = 'WITH (autovacuum_enabled = false)';
 
-const rowsOf = (result: RunResult) => (result.steps[0]?.plan?.tables?.[0]?.rows ?? []) as unknown as { relation: string; action: string; missing: string }[];
+const rowsOf = (result: RunResult) =>
+  (result.steps[0]?.plan?.tables?.[0]?.rows ?? []) as unknown as { relation: string; action: string; missing: string; size: number | null }[];
 
 for (const version of VERSIONS) {
   describe(`analyze on PostgreSQL ${version}`, () => {
@@ -88,6 +89,11 @@ ${fields}`;
         'public.gets_ext': 'extended statistics without data: gets_ext_s',
         'public.parted_new': 'never analyzed',
       });
+      // Sizes are read (each opens its relation) only of what will be analyzed.
+      const sized = rowsOf(planned)
+        .filter((r) => typeof r.size === 'number')
+        .map((r) => r.relation);
+      assert.deepEqual(sized.sort(), Object.keys(missing).sort());
       const statements = (planned.steps[0]?.plan?.actions ?? []).map((a) => (a.type === 'sql' ? a.sql : ''));
       assert.ok(statements.includes(version >= 18 ? 'ANALYZE ONLY "public"."parted_new"' : 'ANALYZE "public"."parted_new"'), statements.join('\n'));
       // Small relations share a statement; the partitioned parent has its own.

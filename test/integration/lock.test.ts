@@ -81,6 +81,32 @@ for (const version of VERSIONS) {
       assert.deepEqual(await once(name, 'SELECT v FROM t ORDER BY v'), [{ v: 'a' }, { v: 'b' }]);
     });
 
+    it('a role that may not read the control file: the lock is keyed by the server address, and two names still share it', async () => {
+      const name = await freshDb();
+      const role = `plain_${name}`;
+      await once(
+        name,
+        `CREATE ROLE ${role} LOGIN; CREATE TABLE t (v text); GRANT INSERT ON t TO ${role};
+         REVOKE EXECUTE ON FUNCTION pg_control_system() FROM PUBLIC`,
+      );
+      const url = `postgres://${role}@127.0.0.1:${server.port}/${name}`;
+      const runbook = load(
+        name,
+        `  - id: via-a\n    kind: sql\n    connection: a\n    sql: INSERT INTO t VALUES ('a')\n  - id: via-b\n    kind: sql\n    connection: b\n    sql: INSERT INTO t VALUES ('b')\n`,
+        `  a: { kind: postgres, url: "${url}" }\n  b: { kind: postgres, url: "${url}?application_name=alias" }\n`,
+      );
+      const events: RunEvent[] = [];
+      const result = await runRunbook(runbook, { registry, stateDir: tempDir(), onEvent: (e) => events.push(e) });
+      assert.equal(result.status, 'succeeded', String(result.error));
+      const locked = events.flatMap((e) => (e.type === 'target.locked' ? [[e.connection, e.database, e.sharedWith ?? null]] : []));
+      const [oid] = await once<{ oid: string }>(name, 'SELECT oid::text FROM pg_database WHERE datname = current_database()');
+      const physical = `server 127.0.0.1:${server.port}, database oid ${oid?.oid}`;
+      assert.deepEqual(locked, [
+        ['a', physical, null],
+        ['b', physical, 'a'],
+      ]);
+    });
+
     it('the refusal names the holding run id, operator, host and CLI pid', async () => {
       const name = await freshDb();
       await setup(name);
