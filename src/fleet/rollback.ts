@@ -14,7 +14,7 @@ import { rollbackRun } from '../engine/executor.js';
 import { isLive } from '../engine/run-selection.js';
 import { hasSomethingToUndo } from '../engine/state.js';
 import type { Inventory } from './inventory.js';
-import { FileFleetStore, FleetBusyError, type TargetHold } from './store.js';
+import { FileFleetStore, FleetBusyError, type FleetEvent, type TargetHold } from './store.js';
 import { fleetStore, latestRun, loadTargets, type FleetOptions } from './runner.js';
 
 export interface TargetRollback {
@@ -38,6 +38,8 @@ export async function rollbackFleet(inventory: Inventory, runbookFile: string, o
   const store = fleetStore(inventory, runbookFile, options);
   if (store instanceof FileFleetStore) store.claim(runbookFile);
   const release = store.lock();
+  const started = Date.now();
+  store.append({ type: 'rollback.started', operator: operatorOf(options), host: os.hostname(), pid: process.pid, jobs: options.jobs ?? 1 });
   const results: TargetRollback[] = [];
   const report = (result: TargetRollback) => {
     results.push(result);
@@ -77,7 +79,7 @@ export async function rollbackFleet(inventory: Inventory, runbookFile: string, o
                   registry: options.registry,
                   stateDir,
                   env,
-                  operator: options.operator ?? process.env['CUTOVER_OPERATOR'] ?? os.userInfo().username,
+                  operator: operatorOf(options),
                   ...(options.signal !== undefined ? { signal: options.signal } : {}),
                   ...(options.journalKey !== undefined ? { journalKey: options.journalKey } : {}),
                   ...(journalSink !== undefined ? { journalSink } : {}),
@@ -110,7 +112,38 @@ export async function rollbackFleet(inventory: Inventory, runbookFile: string, o
       if (options.signal?.aborted === true) break;
     }
   } finally {
-    release();
+    try {
+      store.append({ type: 'rollback.finished', ...rollbackOutcome(inventory, results, options.signal?.aborted === true), durationMs: Date.now() - started });
+    } finally {
+      release();
+    }
   }
   return results;
+}
+
+const operatorOf = (options: FleetRollbackOptions) => options.operator ?? process.env['CUTOVER_OPERATOR'] ?? os.userInfo().username;
+const undone = (r: TargetRollback) => r.status === 'rolled-back' || r.status === 'nothing-to-undo';
+
+/** For the fleet's log, so `fleet status` does not show a rolled-back wave as done. */
+function rollbackOutcome(
+  inventory: Inventory,
+  results: readonly TargetRollback[],
+  aborted: boolean,
+): Pick<Extract<FleetEvent, { type: 'rollback.finished' }>, 'outcome' | 'waves'> {
+  const waves: Record<string, 'rolled-back' | 'partly-rolled-back' | 'not-rolled-back'> = {};
+  for (const wave of inventory.waves) {
+    const reached = results.filter((r) => r.wave === wave.name);
+    if (reached.length === 0) continue;
+    const all = inventory.targets.filter((t) => t.wave === wave.name).length;
+    const done = reached.filter(undone).length;
+    waves[wave.name] = done === all ? 'rolled-back' : reached.some((r) => r.status === 'rolled-back') ? 'partly-rolled-back' : 'not-rolled-back';
+  }
+  const outcome = aborted
+    ? 'stopped'
+    : results.length === inventory.targets.length && results.every(undone)
+      ? 'rolled-back'
+      : results.some((r) => r.status === 'rolled-back')
+        ? 'partly-rolled-back'
+        : 'not-rolled-back';
+  return { outcome, waves };
 }

@@ -27,7 +27,8 @@ export interface FleetTargetStatus {
   readonly message?: string;
 }
 
-export type WaveStatus = 'pending' | 'waiting-approval' | 'running' | 'done' | 'halted' | 'stopped';
+/** The last three: after `cutover fleet rollback` reached the wave. */
+export type WaveStatus = 'pending' | 'waiting-approval' | 'running' | 'done' | 'halted' | 'stopped' | 'rolled-back' | 'partly-rolled-back' | 'not-rolled-back';
 
 export interface FleetStatus {
   readonly name: string;
@@ -40,7 +41,8 @@ export interface FleetStatus {
   readonly targets: readonly FleetTargetStatus[];
   readonly summary: Readonly<Record<string, number>>;
   readonly approvals: readonly Approval[];
-  /** How the last fleet run or resume ended, if it did. */
+  /** What last ran over the fleet (fleet run, resume or rollback), and how it ended, if it did. */
+  readonly lastCommand?: 'run' | 'resume' | 'rollback';
   readonly lastOutcome?: string;
 }
 
@@ -70,6 +72,12 @@ export function fleetStatus(inventory: Inventory, runbookFile: string, options: 
   const lastStart = events.map((e) => e.type).lastIndexOf('fleet.started');
   const current = lastStart < 0 ? [] : events.slice(lastStart);
   const finished = current.find((e): e is Extract<FleetEvent, { type: 'fleet.finished' }> => e.type === 'fleet.finished');
+  // A rollback after the last run: its outcome, and its word on each wave it reached.
+  const rollbackStart = events.map((e) => e.type).lastIndexOf('rollback.started');
+  const rollback =
+    rollbackStart > lastStart
+      ? { finished: events.slice(rollbackStart).find((e): e is Extract<FleetEvent, { type: 'rollback.finished' }> => e.type === 'rollback.finished') }
+      : undefined;
 
   const states = new Map<string, RunState | undefined | Error>();
   const dirs = store.targetStateDirs(inventory.targets.map((t) => t.name));
@@ -127,7 +135,9 @@ export function fleetStatus(inventory: Inventory, runbookFile: string, options: 
   const waves = inventory.waves.map((w) => {
     const said = [...current].reverse().find((e) => 'wave' in e && e.wave === w.name && e.type.startsWith('wave.'));
     let status: WaveStatus = 'pending';
-    if (said?.type === 'wave.finished') status = said.outcome;
+    const undone = rollback?.finished?.waves[w.name];
+    if (undone !== undefined) status = undone;
+    else if (said?.type === 'wave.finished') status = said.outcome;
     else if (said?.type === 'wave.waiting') status = live ? 'waiting-approval' : 'stopped';
     else if (said?.type === 'wave.started' || said?.type === 'wave.approved') status = live ? 'running' : 'stopped';
     else if (targets.filter((t) => t.wave === w.name).every((t) => t.status === 'succeeded')) status = 'done';
@@ -146,7 +156,14 @@ export function fleetStatus(inventory: Inventory, runbookFile: string, options: 
     targets,
     summary,
     approvals: store.approvals(),
-    ...(finished !== undefined ? { lastOutcome: finished.outcome } : {}),
+    ...(rollback !== undefined
+      ? { lastCommand: 'rollback' as const, ...(rollback.finished !== undefined ? { lastOutcome: rollback.finished.outcome } : {}) }
+      : lastStart >= 0
+        ? {
+            lastCommand: (events[lastStart] as Extract<FleetEvent, { type: 'fleet.started' }>).command,
+            ...(finished !== undefined ? { lastOutcome: finished.outcome } : {}),
+          }
+        : {}),
   };
 }
 

@@ -76,6 +76,16 @@ export const fleetEventSchema = z.discriminatedUnion('type', [
     durationMs: z.number(),
   }),
   z.object({ type: z.literal('fleet.finished'), ts, outcome: z.string(), durationMs: z.number() }),
+  /** `cutover fleet rollback`; each target's own journal has the rollback itself. */
+  z.object({ type: z.literal('rollback.started'), ts, operator: z.string(), host: z.string(), pid: z.number(), jobs: z.number() }),
+  z.object({
+    type: z.literal('rollback.finished'),
+    ts,
+    outcome: z.enum(['rolled-back', 'partly-rolled-back', 'not-rolled-back', 'stopped']),
+    /** Per wave the rollback reached: every target undone (or with nothing to undo), some, or none. */
+    waves: z.record(z.string(), z.enum(['rolled-back', 'partly-rolled-back', 'not-rolled-back'])),
+    durationMs: z.number(),
+  }),
 ]);
 export type FleetEvent = z.output<typeof fleetEventSchema>;
 type Without<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;

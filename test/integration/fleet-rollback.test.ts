@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import path from 'node:path';
-import { loadInventory, registry, runFleet, loadRunState } from '../../src/index.js';
+import { loadInventory, registry, runFleet, loadRunState, type FleetStatus } from '../../src/index.js';
 import { FileFleetStore } from '../../src/fleet/store.js';
 import { startPostgres, type TestServer } from '../helpers/pg.js';
 import { cutover, tempDir, writeRunbook } from '../helpers/cli.js';
@@ -103,5 +103,57 @@ steps:
     const again = await cutover(['fleet', 'rollback', inventoryFile, runbookFile, '--state-dir', stateDir]);
     assert.equal(again.code, 0, again.stderr);
     assert.match(again.stdout, /0 rolled back, 4 had nothing to undo/);
+    // fleet status says the same as the targets' journals: no wave reads done after its rollback.
+    const status = await fleetStatusJson();
+    assert.deepEqual(
+      [status.lastCommand, status.lastOutcome, status.waves.map((w) => [w.name, w.status])],
+      [
+        'rollback',
+        'rolled-back',
+        [
+          ['canary', 'rolled-back'],
+          ['rest', 'rolled-back'],
+        ],
+      ],
+    );
+    assert.deepEqual(status.summary, { 'rolled-back': 4 });
   });
+
+  test('a rollback that fails on one target: that wave reads partly rolled back, the fleet too', async () => {
+    // After a rollback, resume runs every target again.
+    const ran = await runFleet(loadInventory(inventoryFile), runbookFile, 'resume', { registry, stateDir, jobs: 2 });
+    assert.equal(ran.outcome, 'succeeded');
+    let status = await fleetStatusJson();
+    assert.deepEqual([status.lastCommand, status.lastOutcome, status.waves.map((w) => w.status)], ['resume', 'succeeded', ['done', 'done']]);
+
+    await s.query('ALTER TABLE effects RENAME TO gone', [], 'r3');
+    try {
+      const rolled = await cutover(['fleet', 'rollback', inventoryFile, runbookFile, '--state-dir', stateDir]);
+      assert.notEqual(rolled.code, 0);
+      assert.match(rolled.stdout, /3 rolled back, 0 had nothing to undo, 1 not rolled back/);
+    } finally {
+      await s.query('ALTER TABLE gone RENAME TO effects', [], 'r3');
+      await s.release('r3');
+    }
+    status = await fleetStatusJson();
+    assert.deepEqual(
+      [status.lastCommand, status.lastOutcome, status.waves.map((w) => [w.name, w.status])],
+      [
+        'rollback',
+        'partly-rolled-back',
+        [
+          ['canary', 'rolled-back'],
+          ['rest', 'partly-rolled-back'],
+        ],
+      ],
+    );
+    const text = await cutover(['fleet', 'status', inventoryFile, runbookFile, '--state-dir', stateDir]);
+    assert.match(text.stdout, /last rollback: partly-rolled-back\nwaves: canary \(1\): rolled-back, rest \(3\): partly-rolled-back/);
+  });
+
+  async function fleetStatusJson(): Promise<FleetStatus> {
+    const shown = await cutover(['fleet', 'status', inventoryFile, runbookFile, '--state-dir', stateDir, '--json']);
+    assert.equal(shown.code, 0, shown.stderr);
+    return JSON.parse(shown.stdout) as FleetStatus;
+  }
 });

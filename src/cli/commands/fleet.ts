@@ -202,7 +202,7 @@ export function formatStatus(status: FleetStatus): string {
   const waves = status.waves.map((w) => `${w.name} (${w.targets.length}): ${w.status}`).join(', ');
   const lines = [
     `fleet ${status.name}, runbook ${status.runbook}`,
-    `state: ${status.location}${status.runningPid !== undefined ? `; running now (pid ${status.runningPid})` : status.lastOutcome !== undefined ? `; last run: ${status.lastOutcome}` : ''}`,
+    `state: ${status.location}${status.runningPid !== undefined ? `; running now (pid ${status.runningPid})` : status.lastOutcome !== undefined ? `; last ${status.lastCommand ?? 'run'}: ${status.lastOutcome}` : ''}`,
     `waves: ${waves}`,
     matrix(['target', 'wave', 'status', ...status.steps], rows),
   ];
@@ -250,6 +250,8 @@ function progressLine(event: FleetEvent, approveHint: (name: string) => string, 
       return event.status === 'succeeded' ? text : red(text);
     }
     case 'fleet.finished':
+    case 'rollback.started':
+    case 'rollback.finished':
       return undefined;
   }
 }

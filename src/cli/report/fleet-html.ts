@@ -15,7 +15,7 @@ th, td { border-bottom: 1px solid #ddd; padding: .3rem .5rem; text-align: left; 
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .status-succeeded, .status-done { color: var(--ok); }
 .status-failed, .status-needs-attention, .status-halted, .status-refused, .status-unreadable { color: var(--bad); }
-.status-rolled-back, .status-stopped, .status-interrupted { color: var(--undo); }
+.status-rolled-back, .status-partly-rolled-back, .status-not-rolled-back, .status-stopped, .status-interrupted { color: var(--undo); }
 svg { width: 100%; height: auto; } svg text { font-size: 11px; fill: #333; }
 .bar { fill: var(--ok); } .bar.bad { fill: var(--bad); } .bar.undo { fill: var(--undo); } .bar.wait { fill: var(--wait); }
 `;
@@ -74,7 +74,7 @@ export function fleetReportHtml(status: FleetStatus, events: readonly FleetEvent
     .join(', ');
   const summary = `<h1>Fleet ${esc(status.name)}: ${esc(status.runbook)}</h1>
 <table><tbody>
-<tr><th>outcome</th><td class="status-${esc(status.lastOutcome ?? '')}"><strong>${esc(status.lastOutcome ?? (status.runningPid !== undefined ? 'running' : 'not run'))}</strong></td></tr>
+<tr><th>outcome</th><td class="status-${esc(status.lastOutcome ?? '')}"><strong>${esc(status.lastOutcome ?? (status.runningPid !== undefined ? 'running' : 'not run'))}</strong>${status.lastCommand !== undefined ? ` (last: fleet ${esc(status.lastCommand)})` : ''}</td></tr>
 <tr><th>targets</th><td>${status.targets.length}: ${counts}</td></tr>
 <tr><th>waves</th><td>${status.waves.map((w) => `${esc(w.name)} (${w.targets.length}): <span class="status-${esc(w.status)}">${esc(w.status)}</span>`).join(', ')}</td></tr>
 ${first?.type === 'fleet.started' ? `<tr><th>runbook</th><td>${esc(first.runbook.file)}<br><code>${esc(first.runbook.sha256)}</code></td></tr><tr><th>inventory</th><td>${esc(first.inventory.file)}<br><code>${esc(first.inventory.sha256)}</code></td></tr><tr><th>started</th><td>${esc(first.ts)} by ${esc(first.operator)} on ${esc(first.host)}</td></tr>` : ''}
