@@ -4,7 +4,7 @@
  * in parallel, read-only. The plan is the comparison, so it runs in a dry run
  * too; each side is read inside one REPEATABLE READ snapshot shared by all its
  * sessions (pg_export_snapshot), so each side is consistent with itself. Any
- * difference beyond `tolerance` blocks the step, naming the table and, by
+ * difference blocks the step (`tolerance` allows a count difference in tables compared by count), naming the table and, by
  * checksum, the keys of the rows that differ (src/compare/locate.ts).
  */
 import { z } from 'zod';
@@ -27,7 +27,13 @@ const config = z.object({
   include: z.array(z.string().min(1)).optional().describe('target `schema.table` patterns (* and ?); default all'),
   exclude: z.array(z.string().min(1)).optional().describe('target `schema.table` patterns to leave out'),
   jobs: z.number().int().min(1).max(32).optional().describe('sessions per side working in parallel (default 2)'),
-  tolerance: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).optional().describe('allowed row-count difference per table (default 0)'),
+  tolerance: z
+    .number()
+    .int()
+    .nonnegative()
+    .max(Number.MAX_SAFE_INTEGER)
+    .optional()
+    .describe('allowed row-count difference per table compared by count (default 0); a checksum compares keyed tables row for row'),
   chunkRows: z
     .number()
     .int()
@@ -125,15 +131,26 @@ function session(sessions: readonly Queryable[], worker: number): Queryable {
 }
 
 /**
- * PostgreSQL 12 prints floats in their shortest exact form; 11 and before
- * print 15 significant digits. With an older side, both sides print the old
- * way (extra_float_digits = 0 means that on every release), so equal values
- * have equal text; floats that differ only beyond the 15th digit then
- * compare equal, which the plan notes.
+ * A row's text depends on session settings that each server, database or
+ * role may set differently: a timestamptz prints in the session's TimeZone,
+ * dates in its DateStyle, intervals in its IntervalStyle, bytea in its
+ * bytea_output, money in its lc_monetary. Every compare session prints
+ * the same way, for this transaction only.
  */
-async function alignFloatText(sources: readonly Queryable[], targets: readonly Queryable[]): Promise<string | undefined> {
+const PIN_OUTPUT_SQL = `SELECT set_config('TimeZone', 'UTC', true), set_config('DateStyle', 'ISO, MDY', true),
+  set_config('IntervalStyle', 'postgres', true), set_config('bytea_output', 'hex', true), set_config('lc_monetary', 'C', true)`;
+
+/**
+ * Pins the settings above; and floats: PostgreSQL 12 prints floats in their
+ * shortest exact form, 11 and before 15 significant digits. With an older
+ * side, both sides print the old way (extra_float_digits = 0 means that on
+ * every release), so equal values have equal text; floats that differ only
+ * beyond the 15th digit then compare equal, which the plan notes.
+ */
+async function alignText(sources: readonly Queryable[], targets: readonly Queryable[]): Promise<string | undefined> {
   const version = async (db: Queryable) => (await db.query<{ v: number }>("SELECT current_setting('server_version_num')::int AS v")).rows[0]?.v ?? 0;
-  const oldest = Math.min(await version(session(sources, 0)), await version(session(targets, 0)));
+  await Promise.all([...sources, ...targets].map((s) => s.query(PIN_OUTPUT_SQL)));
+  const oldest = Math.min(...(await Promise.all([version(session(sources, 0)), version(session(targets, 0))])));
   if (oldest >= 120000) return undefined;
   await Promise.all([...sources, ...targets].map((s) => s.query('SET LOCAL extra_float_digits = 0')));
   return `a side is PostgreSQL ${Math.floor(oldest / 10000)}, which prints floats with 15 significant digits: float columns are compared to 15 significant digits`;
@@ -151,7 +168,7 @@ async function compare(ctx: BaseContext, step: Step<Config>): Promise<{ results:
     snapshotSessions(ctx, c.target, jobs),
   );
   try {
-    const floatNote = checksum && oracle === undefined ? await alignFloatText(sources, targets) : undefined;
+    const floatNote = checksum && oracle === undefined ? await alignText(sources, targets) : undefined;
     const [sourceTables, targetTables] = await both(
       oracle !== undefined
         ? oracleOwners(oracle, Object.keys(c.schemas ?? {})).then((owners) => readOracleTables(oracle, owners))
@@ -346,7 +363,7 @@ export const compareStep = defineStep({
       planned: null,
       tables: [
         {
-          title: `${description}${tolerance > 0 ? `, tolerance ${tolerance} row(s)` : ''}`,
+          title: `${description}${tolerance > 0 ? `, tolerance ${tolerance} row(s) for tables compared by count` : ''}`,
           columns: [
             { key: 'table', title: 'table' },
             { key: 'sourceRows', title: 'source rows', align: 'right' },

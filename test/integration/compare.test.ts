@@ -91,6 +91,22 @@ ${fields}`;
       }
     });
 
+    it('checksum: equal data is equal when the servers print dates, times, intervals and bytea differently', async () => {
+      const same = `CREATE TABLE t (id int PRIMARY KEY, at timestamptz, d date, ts timestamp, i interval, b bytea);
+        INSERT INTO t SELECT g, '2026-01-01 00:00:00+00'::timestamptz + g * interval '7 hours', '2026-01-01'::date + g,
+          '2026-01-01'::timestamp + g * interval '1 minute', g * interval '1 day 3 hours', decode(md5(g::text), 'hex')
+          FROM generate_series(1, 3000) g;`;
+      const db = await fresh(same, same);
+      await target.query(
+        `ALTER DATABASE ${db} SET timezone = 'Asia/Tokyo'; ALTER DATABASE ${db} SET datestyle = 'SQL, DMY';
+         ALTER DATABASE ${db} SET intervalstyle = 'sql_standard'; ALTER DATABASE ${db} SET bytea_output = 'escape'`,
+      );
+      const { runbook, dir } = load(db, '    mode: checksum\n    chunkRows: 1000\n    jobs: 2\n');
+      const result = await planRunbook(runbook, { registry, stateDir: dir });
+      assert.equal(result.status, 'planned', JSON.stringify(result.steps[0]?.error));
+      assert.deepEqual(statusOf(result), { 'public.t': 'ok' });
+    });
+
     it('checksum: each difference is found down to its row; physical order alone is no difference', async () => {
       const db = await fresh(SOURCE, TARGET);
       const { runbook, dir } = load(db, '    mode: checksum\n    chunkRows: 1000\n    jobs: 3\n');
