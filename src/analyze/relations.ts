@@ -17,6 +17,8 @@ export interface Relation {
   /** The heap's size; null where it was not read (see readRelations' `sizes`). */
   readonly bytes: number | null;
   readonly missing: readonly string[];
+  /** It has an expression index or an extended statistics object (whose statistics PostgreSQL 18 cannot restore). */
+  readonly unrestorable: boolean;
 }
 
 /**
@@ -78,7 +80,9 @@ SELECT c.nspname AS schema, c.relname AS name, c.relkind::text AS kind,
              ? `CASE WHEN ${neverAnalyzed} OR nc.oid IS NOT NULL OR ne.oid IS NOT NULL OR nx.oid IS NOT NULL THEN pg_relation_size(c.oid)::int8 END`
              : 'NULL::int8'
        } AS bytes,
-       array_remove(ARRAY[CASE WHEN ${neverAnalyzed} THEN 'never analyzed' END, nc.missing, ne.missing, nx.missing], NULL) AS missing
+       array_remove(ARRAY[CASE WHEN ${neverAnalyzed} THEN 'never analyzed' END, nc.missing, ne.missing, nx.missing], NULL) AS missing,
+       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indexprs IS NOT NULL)
+         OR EXISTS (SELECT 1 FROM pg_statistic_ext x WHERE x.stxrelid = c.oid) AS unrestorable
   FROM rel c
   LEFT JOIN no_columns nc ON nc.oid = c.oid
   LEFT JOIN no_expressions ne ON ne.oid = c.oid
@@ -107,6 +111,7 @@ export async function readRelations(db: Queryable, options: { readonly version?:
     parent_name: string | null;
     bytes: string | null;
     missing: string[];
+    unrestorable: boolean;
   }>(relationsSql(v, options.sizes));
   return rows.map((r) => ({
     schema: r.schema,
@@ -115,6 +120,7 @@ export async function readRelations(db: Queryable, options: { readonly version?:
     parent: r.parent_schema !== null && r.parent_name !== null ? { schema: r.parent_schema, name: r.parent_name } : null,
     bytes: r.bytes === null ? null : Number(r.bytes),
     missing: r.missing,
+    unrestorable: r.unrestorable,
   }));
 }
 

@@ -97,8 +97,8 @@ function select(all: readonly Relation[], c: Config): Relation[] {
 function uncopyable(r: Relation, onSource: RelationShape | undefined, here: RelationShape | undefined): string | undefined {
   if (onSource === undefined) return 'not on the source';
   if (onSource.reltuples < 0) return 'never analyzed on the source';
-  if (r.missing.some((m) => m.startsWith('expression') || m.startsWith('extended')))
-    return 'expression index or extended statistics (PostgreSQL 18 cannot restore them)';
+  // Whether or not they lack statistics yet: a relation never analyzed lists only that.
+  if (r.unrestorable) return 'expression index or extended statistics (PostgreSQL 18 cannot restore them)';
   for (const [column, type] of here?.columns ?? []) {
     const other = onSource.columns.get(column);
     if (other === undefined) return `column ${column} is not on the source`;
