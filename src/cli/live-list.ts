@@ -6,20 +6,27 @@
  * the list do not garble each other.
  */
 import { ListrEnquirerPromptAdapter } from '@listr2/prompt-adapter-enquirer';
-import { Listr, PRESET_TIMESTAMP, type DefaultRenderer, type ListrTaskWrapper, type SimpleRenderer } from 'listr2';
+import { Listr, PRESET_TIMESTAMP, PromptError, type DefaultRenderer, type ListrTaskWrapper, type SimpleRenderer } from 'listr2';
 import { formatPhases, type RunEvent, type StepPhases } from '../index.js';
 import { createInterface } from 'node:readline/promises';
 import { formatSerialized } from './format-error.js';
 
-/** For a question that belongs to no task in the list. */
-async function plainAsk(question: string): Promise<boolean> {
+/** For a question that belongs to no task in the list; Ctrl-C at it rejects, as at the list's own prompt. */
+async function plainAsk(question: string, signal: AbortSignal): Promise<boolean> {
   const rl = createInterface({ input: process.stdin, output: process.stderr });
   try {
-    return /^y(es)?$/i.test((await rl.question(`${question} [y/N] `)).trim());
+    const cancelled = new Promise<never>((_, reject) => {
+      rl.once('SIGINT', () => {
+        reject(new Error('cancelled at the prompt'));
+      });
+    });
+    return /^y(es)?$/i.test((await Promise.race([rl.question(`${question} [y/N] `, { signal }), cancelled])).trim());
   } finally {
     rl.close();
   }
 }
+
+export const PHASE_WORDS = { plan: 'planning', apply: 'applying', verify: 'verifying', rollback: 'rolling back' } as const;
 
 type Wrapper = ListrTaskWrapper<unknown, typeof DefaultRenderer, typeof SimpleRenderer>;
 
@@ -114,16 +121,47 @@ export class LiveList {
     await this.running;
   }
 
-  /** The task a confirmation question belongs to, so listr2 can prompt in place. */
-  async ask(question: string, stepId: string): Promise<boolean> {
+  /**
+   * The task a confirmation question belongs to, so listr2 can prompt in
+   * place. An interrupt (`signal`) cancels the question; so does Ctrl-C
+   * typed at it (the caller decides what that means).
+   */
+  async ask(question: string, stepId: string, signal: AbortSignal): Promise<boolean> {
     // The engine may ask before listr2 has drawn the step's task: wait for it.
     const wrapper = await (this.slots.get(stepId) ?? this.rollbackSlots.get(stepId))?.started;
-    if (wrapper === undefined) return plainAsk(question);
-    const answer: unknown = await wrapper
-      .prompt(ListrEnquirerPromptAdapter)
-      .run({ type: 'Toggle', message: question, enabled: 'yes', disabled: 'no', initial: false });
-    return answer === true;
+    if (wrapper === undefined) return plainAsk(question, signal);
+    signal.throwIfAborted();
+    const adapter = wrapper.prompt(ListrEnquirerPromptAdapter);
+    const { default: Enquirer } = await import('enquirer');
+    const enquirer = new Enquirer();
+    // While it prompts, enquirer answers SIGINT and SIGTERM with process.exit(130/143): nothing journaled, the
+    // run's own handler never heard. Its listeners go as soon as the prompt exists; the run's handler decides.
+    const ours = new Set([...process.listeners('SIGINT'), ...process.listeners('SIGTERM')]);
+    enquirer.on('prompt', () => {
+      for (const name of ['SIGINT', 'SIGTERM'] as const) for (const listener of process.listeners(name)) if (!ours.has(listener)) process.off(name, listener);
+    });
+    const cancel = () => {
+      adapter.cancel({ throw: true });
+    };
+    signal.addEventListener('abort', cancel, { once: true });
+    try {
+      const answer: unknown = await adapter.run({ type: 'Toggle', message: question, enabled: 'yes', disabled: 'no', initial: false }, { enquirer });
+      // The adapter keeps a listener that, when the task is later skipped (a declined answer stops the run),
+      // "cancels" the finished prompt and restores the task to running, so listr2 then ticks it as done.
+      // With its error set, the listener leaves the task alone.
+      adapter.error = new PromptError('answered');
+      return answer === true;
+    } finally {
+      signal.removeEventListener('abort', cancel);
+    }
   }
+
+  /** The run was interrupted (the CLI's signal handler): a step that fails from now on was stopped, not broken. */
+  interrupted(signal: string): void {
+    this.interruptedBy ??= signal;
+  }
+
+  private interruptedBy: string | undefined;
 
   private named(id: string, message: string): string {
     return named(this.plain, id, message);
@@ -177,7 +215,12 @@ export class LiveList {
         // One line here; the cause in full is printed once, after the list.
         const cause = event.error.name === 'PlanBlockedError' ? 'blocked (reasons below)' : (formatSerialized(event.error).split('\n')[0] ?? '');
         if (slot?.wrapper) slot.wrapper.title = event.stepId;
-        if (slot) this.settle(slot, { kind: 'failed', message: this.named(event.stepId, `${event.phase} failed${this.timing(event.stepId)}: ${cause}`) });
+        if (slot && this.interruptedBy !== undefined)
+          this.settle(slot, {
+            kind: 'skip',
+            message: this.named(event.stepId, `interrupted by ${this.interruptedBy} while ${PHASE_WORDS[event.phase]}${this.timing(event.stepId)}`),
+          });
+        else if (slot) this.settle(slot, { kind: 'failed', message: this.named(event.stepId, `${event.phase} failed${this.timing(event.stepId)}: ${cause}`) });
         return;
       }
       case 'step.reconciled':

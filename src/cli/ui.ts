@@ -6,7 +6,7 @@ import { InterruptedError, PlanBlockedError, StepFailedError, formatDuration, ty
 import { formatError, formatSerialized } from './format-error.js';
 import { formatRunResult } from './format-plan.js';
 import { io } from './io.js';
-import { LiveList } from './live-list.js';
+import { LiveList, PHASE_WORDS } from './live-list.js';
 import { exitCodeFor } from './options.js';
 import { ExitCode } from './exit-codes.js';
 
@@ -21,7 +21,7 @@ const EXIT_AT_ONCE = 130;
  * journal line is already written to the file (and each that precedes a
  * change fsync'ed), so the journal stays whole.
  */
-async function withInterrupts<T>(body: (signal: AbortSignal) => Promise<T>): Promise<T> {
+async function withInterrupts<T>(body: (signal: AbortSignal, interrupt: (signal: NodeJS.Signals) => void) => Promise<T>): Promise<T> {
   const controller = new AbortController();
   let received = 0;
   const onSignal = (signal: NodeJS.Signals) => {
@@ -36,7 +36,7 @@ async function withInterrupts<T>(body: (signal: AbortSignal) => Promise<T>): Pro
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   try {
-    return await body(controller.signal);
+    return await body(controller.signal, onSignal);
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
@@ -70,17 +70,33 @@ export async function runWithUi(
   const list = new LiveList(stepIds, mode, { timestamps: io.timestamps });
   list.start();
   try {
-    result = await withInterrupts((signal) =>
-      body({
+    result = await withInterrupts((signal, interrupt) => {
+      signal.addEventListener('abort', () => {
+        list.interrupted(signal.reason instanceof InterruptedError ? signal.reason.signal : 'SIGINT');
+      });
+      /**
+       * At the prompt the terminal is in raw mode: Ctrl-C arrives as a key
+       * and cancels the prompt instead of raising SIGINT. It means what it
+       * means everywhere else: stop here, resumable, nothing rolled back.
+       */
+      const confirm = async (question: string, stepId: string): Promise<boolean> => {
+        try {
+          return await list.ask(question, stepId, signal);
+        } catch (error) {
+          if (!signal.aborted) interrupt('SIGINT');
+          throw signal.reason instanceof Error ? signal.reason : error;
+        }
+      };
+      return body({
         protect,
         signal,
         onEvent: (event) => {
           io.log(eventLine(event));
           list.handle(event);
         },
-        ...(io.interactive() ? { confirm: (question: string, stepId: string) => list.ask(question, stepId) } : {}),
-      }),
-    );
+        ...(io.interactive() ? { confirm } : {}),
+      });
+    });
   } finally {
     await list.done();
   }
@@ -128,8 +144,6 @@ export function eventLine(event: RunEvent): string {
   if (event.type === 'step.progress') parts.push(`: ${event.message}`);
   return `${event.type} ${parts.join(' ')}`.replaceAll(' :', ':').trimEnd();
 }
-
-const PHASE_WORDS = { plan: 'planning', apply: 'applying', verify: 'verifying', rollback: 'rolling back' } as const;
 
 /** The failing step by id, kind and connection(s), then its cause (blockers once, SQLSTATE, hint). */
 function cause(result: RunResult, mode: 'plan' | 'run' | 'resume' | 'rollback'): string[] {
