@@ -17,7 +17,7 @@ import { defineStep, type Action, type BaseContext, type ConnectedStep } from '.
 import type { Queryable } from '../db/session.js';
 import { quoteQualified } from '../db/quote.js';
 import { CLEAR_COLUMNS_SQL, CLEAR_RELATIONS_SQL, RESTORE_SQL, copyStatistics, describeRelations, type RelationShape } from '../analyze/copy.js';
-import { qualifiedName, readRelations, type Relation } from '../analyze/relations.js';
+import { qualifiedName, readRelations, statisticsServer, type Relation } from '../analyze/relations.js';
 import { globMatcher } from '../runbook/patterns.js';
 
 const config = z.object({
@@ -110,9 +110,10 @@ function uncopyable(r: Relation, onSource: RelationShape | undefined, here: Rela
 async function planWork(ctx: BaseContext, step: ConnectedStep<Config>) {
   const c = step.config;
   const db = await ctx.session(step.connection);
-  const version = await serverVersion(db);
+  const server = await statisticsServer(db);
+  const version = server.version;
   // onlyMissing reads the sizes only of what it will analyze: opening every relation for its size costs more than the rest of the query.
-  const selected = select(await readRelations(db, { version, sizes: c.onlyMissing === true ? 'missing' : 'all' }), c);
+  const selected = select(await readRelations(db, { server, sizes: c.onlyMissing === true ? 'missing' : 'all' }), c);
   let todo = c.onlyMissing === true ? selected.filter((r) => r.missing.length > 0) : selected;
   const notes: string[] = [];
   const reasons = new Map<string, string>();

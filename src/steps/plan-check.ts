@@ -123,10 +123,12 @@ async function relationFacts(session: Queryable, relations: readonly string[], s
   const read = async (s: Queryable) =>
     (
       await s.query<{ relation: string; rows: number; stats: boolean }>(
+        // pg_stats, not pg_statistic: only superusers may read the catalog.
         `${TAG}SELECT r AS relation, c.reltuples::float8 AS rows,
-                EXISTS (SELECT 1 FROM pg_statistic st WHERE st.starelid = c.oid) AS stats
+                EXISTS (SELECT 1 FROM pg_stats st WHERE st.schemaname = n.nspname AND st.tablename = c.relname) AS stats
            FROM unnest($1::text[]) AS r
-           JOIN pg_class c ON c.oid = to_regclass(quote_ident(split_part(r, '.', 1)) || '.' || quote_ident(split_part(r, '.', 2)))`,
+           JOIN pg_class c ON c.oid = to_regclass(quote_ident(split_part(r, '.', 1)) || '.' || quote_ident(split_part(r, '.', 2)))
+           JOIN pg_namespace n ON n.oid = c.relnamespace`,
         [relations],
       )
     ).rows;

@@ -31,11 +31,11 @@ for (const version of VERSIONS) {
       await on.query(sql, [], db);
       return db;
     };
-    const load = (db: string, fields: string, extra = '') => {
+    const load = (db: string, fields: string, extra = '', url = server.urlFor(db)) => {
       const text = `version: 1
 name: analyze
 connections:
-  db: { kind: postgres, url: "${server.urlFor(db)}" }
+  db: { kind: postgres, url: "${url}" }
 ${extra}steps:
   - id: stats
     kind: analyze
@@ -115,6 +115,35 @@ ${fields}`;
       assert.equal(result.status, 'succeeded', JSON.stringify(result.steps));
       const again = await planRunbook(runbook, { registry, stateDir: dir });
       assert.deepEqual(again.steps[0]?.plan?.actions, [], 'a second run right after has nothing to do');
+      assert.deepEqual(again.steps[0]?.plan?.notes, ['nothing to analyze']);
+    });
+
+    it("as the tables' owner, not a superuser (pg_statistic unreadable, as on a managed service): the same lacks found, and the run verifies", async () => {
+      const role = `owner_a${n + 1}`;
+      const db = await fresh(`CREATE ROLE ${role} LOGIN; GRANT CREATE ON SCHEMA public TO ${role}; SET ROLE ${role};
+        CREATE TABLE done (id int, v text) ${OFF}; INSERT INTO done SELECT g, 'v' || g FROM generate_series(1, 1000) g;
+        CREATE TABLE gets_column (id int) ${OFF}; INSERT INTO gets_column SELECT generate_series(1, 1000);
+        CREATE TABLE gets_index (id int, v text) ${OFF}; INSERT INTO gets_index SELECT g, 'V' || g FROM generate_series(1, 1000) g;
+        CREATE TABLE gets_ext (a int, b int) ${OFF}; INSERT INTO gets_ext SELECT g, g % 10 FROM generate_series(1, 1000) g;
+        ANALYZE;
+        CREATE TABLE brand_new (id int) ${OFF}; INSERT INTO brand_new SELECT generate_series(1, 10);
+        ALTER TABLE gets_column ADD COLUMN extra int; UPDATE gets_column SET extra = id;
+        CREATE INDEX gets_index_lower ON gets_index (lower(v));
+        CREATE STATISTICS gets_ext_s ON a, b FROM gets_ext;
+        RESET ROLE;`);
+      const { runbook, dir } = load(db, '    onlyMissing: true\n', '', `postgres://${role}@127.0.0.1:${server.port}/${db}`);
+      const planned = await planRunbook(runbook, { registry, stateDir: dir });
+      assert.equal(planned.status, 'planned', JSON.stringify(planned.steps[0]?.error));
+      assert.deepEqual(Object.fromEntries(rowsOf(planned).map((r) => [r.relation, r.missing])), {
+        'public.brand_new': 'never analyzed',
+        'public.done': '',
+        'public.gets_column': 'columns without statistics: extra',
+        'public.gets_index': 'expression indexes without statistics: gets_index_lower',
+        'public.gets_ext': 'extended statistics without data: gets_ext_s',
+      });
+      const result = await runRunbook(runbook, { registry, stateDir: dir });
+      assert.equal(result.status, 'succeeded', JSON.stringify(result.steps));
+      const again = await planRunbook(runbook, { registry, stateDir: dir });
       assert.deepEqual(again.steps[0]?.plan?.notes, ['nothing to analyze']);
     });
 
