@@ -12,6 +12,7 @@ import { z } from 'zod';
 import { RunbookValidationError, type SourcePosition, type ValidationIssue } from '../errors.js';
 import type { KindRulesRegistry, Step } from './kind.js';
 import { ConnectionSpecError, resolveConnection } from '../db/connections.js';
+import { connectionSchema } from '../db/connection-spec.js';
 import { FileRefusal, checkRegularFile, readRegularFile, valueFileLimit } from '../files.js';
 import { MIN_SECRET_LENGTH, interpolateEnv } from './interpolate.js';
 import { formatPath, SourceMap, type PathKey } from './positions.js';
@@ -180,14 +181,13 @@ function parseUnguarded(text: string, file: string, options: LoadOptions, digest
   const built: Step[] = [];
   issues.push(...crossChecks(env, raw, parsed.success ? parsed.data.steps : undefined, options.registry, source, built));
   const warnings: string[] = [];
-  if (parsed.success) {
-    // Resolving needs the values as they will be used: not while a ${NAME} in them is unset.
-    const ready = Object.fromEntries(
-      Object.entries(parsed.data.connections).filter(([name]) => !issues.some((i) => i.path.startsWith(`connections.${name}.`))),
-    );
-    const dir = path.dirname(path.resolve(file));
-    issues.push(...connectionIssues(ready, { baseDir: dir, env }, source, secrets, warnings));
-  }
+  // Resolving needs the values as they will be used: not while a ${NAME} in them is unset. Each connection that
+  // is valid on its own is resolved even when another part of the file is not, so all problems come at once.
+  const connections = parsed.success ? parsed.data.connections : validOnTheirOwn(raw);
+  const ready = Object.fromEntries(
+    Object.entries(connections).filter(([name]) => !issues.some((i) => i.path === `connections.${name}` || i.path.startsWith(`connections.${name}.`))),
+  );
+  issues.push(...connectionIssues(ready, { baseDir: path.dirname(path.resolve(file)), env }, source, secrets, warnings));
   if (!parsed.success || issues.length > 0) throw new RunbookValidationError(file, sortIssues(issues));
   const value = parsed.data;
   const steps = built;
@@ -282,6 +282,18 @@ function ownValue(object: unknown, key: string | number): unknown {
  * Resolves each connection as a run will (URL syntax, files, the password),
  * so a bad one is reported here with its position, and collects secrets.
  */
+/** The connections of a runbook that failed its schema, each that passes the connection schema on its own. */
+function validOnTheirOwn(raw: unknown): Record<string, ConnectionSpec> {
+  const written = typeof raw === 'object' && raw !== null ? (raw as { connections?: unknown }).connections : undefined;
+  if (typeof written !== 'object' || written === null || Array.isArray(written)) return {};
+  return Object.fromEntries(
+    Object.entries(written).flatMap(([name, value]) => {
+      const one = connectionSchema.safeParse(value);
+      return one.success ? [[name, one.data]] : [];
+    }),
+  );
+}
+
 function connectionIssues(
   connections: Readonly<Record<string, ConnectionSpec>>,
   options: { baseDir: string; env: Readonly<Record<string, string | undefined>> },

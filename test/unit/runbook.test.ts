@@ -641,6 +641,28 @@ steps:
     );
   });
 
+  it('reports a connection that cannot be resolved together with a schema problem elsewhere (an unknown step key)', () => {
+    assertMarkedIssues(
+      marked`
+version: 1
+name: multi
+connections:
+  db:
+    kind: postgres
+    url: postgres://app@localhost/shop
+    passwordFile: no-such-file.pw
+                  ^ connections.db.passwordFile: passwordFile: cannot read ${path.resolve('no-such-file.pw')} (ENOENT)
+steps:
+  - id: one
+    kind: sql
+    connection: db
+    sql: SELECT 1
+    bogus: 1
+    ^ steps[0].bogus: step "one": unknown key "bogus"
+`,
+    );
+  });
+
   it('reports every whole-file and interpolation problem at once, sorted by line then column', () => {
     const doc = withSteps`
   - id: copy
