@@ -61,7 +61,13 @@ export function readRegularFile(file: string, maxBytes: number): Buffer {
     const buffer = Buffer.alloc(Math.min(maxBytes, stat.size) + 1);
     let length = 0;
     while (length < buffer.length) {
-      const read = readSync(fd, buffer, length, buffer.length - length, null);
+      let read: number;
+      try {
+        read = readSync(fd, buffer, length, buffer.length - length, null);
+      } catch (error) {
+        // A regular file the kernel will not read (/proc/self/mem: EIO).
+        throw new FileRefusal(`cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? 'unreadable'})`);
+      }
       if (read === 0) break;
       length += read;
     }
