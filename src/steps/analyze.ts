@@ -300,7 +300,7 @@ export const analyzeStep = defineStep({
             action: copied.has(qualifiedName(r)) ? 'copy' : analyzed.has(qualifiedName(r)) ? (reasons.get(qualifiedName(r)) ?? 'analyze') : 'nothing to do',
             missing: r.missing.join('; '),
           })),
-          footer: `${copy.length} to copy, ${planned.jobs.length} to analyze of ${selected.length} selected`,
+          footer: `${copy.length} to copy, ${analyzed.size} to analyze of ${selected.length} selected`,
         },
       ],
       notes: [
