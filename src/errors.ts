@@ -188,7 +188,7 @@ export class PlanDriftError extends Error {
     readonly since: 'saved' | 'planned' = 'saved',
   ) {
     super(
-      `the state changed since the plan${since === 'saved' ? ' was saved' : ' of this step'}; nothing was done:\n${differences.map((d) => `  ${d}`).join('\n')}`,
+      `${since === 'saved' ? 'this step planned now differs from the saved plan (the state moved, or the plan file was edited)' : 'the state changed since the plan of this step'}; nothing was done:\n${differences.map((d) => `  ${d}`).join('\n')}`,
     );
   }
 }

@@ -328,7 +328,7 @@ ${fields}`);
     assert.equal(first.status, 'succeeded', JSON.stringify(first.steps[0]?.error));
     const drifted = await cutover(['run', file, '--plan', saved, '--yes', '--state-dir', state]);
     assert.equal(drifted.code, 1, drifted.stderr);
-    assert.match(drifted.stderr, /the state changed since the plan was saved; nothing was done:/);
+    assert.match(drifted.stderr, /this step planned now differs from the saved plan \(the state moved, or the plan file was edited\); nothing was done:/);
     assert.match(drifted.stderr, /planned\.post\b.* -> null/);
     assert.deepEqual(await leader(), ['node2'], 'no switchover back was requested');
     const back = await rollbackRun(first.runId, { registry, stateDir: other.dir });

@@ -126,7 +126,7 @@ ${fields}`);
     assert.equal(result.steps[0]?.status, 'failed');
     assert.match(
       result.steps[0]?.error?.message ?? '',
-      /^the state changed since the plan was saved; nothing was done:\n {2}planned\.file\.sha256: "[0-9a-f]{64}" -> "[0-9a-f]{64}"$/,
+      /^this step planned now differs from the saved plan \(the state moved, or the plan file was edited\); nothing was done:\n {2}planned\.file\.sha256: "[0-9a-f]{64}" -> "[0-9a-f]{64}"$/,
     );
     assert.equal(readFileSync(bouncer.databasesFile, 'utf8'), edited);
     assert.deepEqual(await entry(name), { port: old.port, paused: 0 });

@@ -26,7 +26,7 @@ import { cutover, tempDir } from '../helpers/cli.js';
 import { runbookFile, runbookText } from '../helpers/runbook.js';
 
 const LOGICAL = { wal_level: 'logical', max_replication_slots: '20', max_wal_senders: '20' };
-const DRIFT = /the state changed since the plan was saved; nothing was done:/;
+const DRIFT = /this step planned now differs from the saved plan \(the state moved, or the plan file was edited\); nothing was done:/;
 
 describe('run --plan stops where the planned payload drifted (PostgreSQL 18)', () => {
   let server: TestServer;

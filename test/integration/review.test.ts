@@ -65,7 +65,7 @@ for (const version of VERSIONS) {
       await server.query("SELECT setval('a', 200)", [], 'src');
       const drifted = await cutover(['run', runbook, '--plan', saved, '--yes', '--state-dir', state]);
       assert.equal(drifted.code, 1, drifted.stderr);
-      assert.match(drifted.stderr, /the state changed since the plan was saved; nothing was done:/);
+      assert.match(drifted.stderr, /this step planned now differs from the saved plan \(the state moved, or the plan file was edited\); nothing was done:/);
       assert.match(drifted.stderr, /sequences: public\.a: source next "101" -> "201"/);
       assert.deepEqual(await server.query('SELECT last_value, is_called FROM a', [], 'tgt'), [{ last_value: '1', is_called: false }], 'nothing was written');
 
