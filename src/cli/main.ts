@@ -85,7 +85,7 @@ async function main(argv: string[]): Promise<void> {
 }
 
 async function fail(thrown: unknown): Promise<void> {
-  const [{ RunbookValidationError, UsageError }, { formatError }, { ExitCode }, { installRedaction, io }] = await Promise.all([
+  const [{ RunbookValidationError, UsageError }, { fileProblem, formatError }, { ExitCode }, { installRedaction, io }] = await Promise.all([
     import('../index.js'),
     import('./format-error.js'),
     import('./exit-codes.js'),
@@ -94,7 +94,7 @@ async function fail(thrown: unknown): Promise<void> {
   installRedaction();
   const error = thrown instanceof YargsUsage ? new UsageError(thrown.message) : thrown;
   io.err(formatError(error));
-  const invalid = error instanceof RunbookValidationError || error instanceof UsageError;
+  const invalid = error instanceof RunbookValidationError || error instanceof UsageError || fileProblem(error) !== undefined;
   process.exitCode = invalid ? ExitCode.invalidInput : ExitCode.needsAttention;
 }
 

@@ -79,11 +79,19 @@ export function makeSavedPlan(runbook: Runbook, result: RunResult, now = new Dat
 }
 
 export function readSavedPlan(file: string): SavedPlan {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : code === 'EACCES' ? 'permission denied' : (code ?? 'unreadable');
+    throw new UsageError(`cannot read saved plan ${file}: ${why}`);
+  }
   let value: unknown;
   try {
-    value = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (error) {
-    throw new UsageError(`cannot read saved plan ${file}: ${error instanceof Error ? error.message : String(error)}`);
+    value = JSON.parse(text);
+  } catch {
+    throw new UsageError(`${file} is not a saved plan: it is not JSON (truncated or edited?); make one with cutover plan --out`);
   }
   const format = value !== null && typeof value === 'object' && 'format' in value ? value.format : undefined;
   if (typeof format === 'string' && format.startsWith('cutover-plan/') && format !== SAVED_PLAN_FORMAT) {

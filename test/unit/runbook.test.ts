@@ -13,6 +13,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RunbookValidationError, type ValidationIssue } from '../../src/errors.js';
@@ -1006,5 +1008,26 @@ steps:
     assert.equal(code, 0, `stderr:\n${stderr}`);
     assert.equal(stderr, '');
     assert.equal(stdout, `${file}: valid: "fine", 1 step(s): gate [confirm]\n`);
+  });
+
+  it('a file or directory given on the command line that cannot be used: one sentence, exit 2', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'cutover-test-'));
+    try {
+      const cli = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 30_000 });
+      const missing = path.join(dir, 'no-such-dir', 'x');
+      const runbook = path.join(dir, 'cutover.yaml');
+      writeFileSync(runbook, 'version: 1\nname: fine\nsteps:\n  - id: gate\n    kind: confirm\n    message: ok?\n');
+      for (const [args, message] of [
+        [['runs', '--state-dir', dir, '--log-file', missing], `cannot open ${missing}: no such file or directory`],
+        [['schema', '--out', missing], `cannot open ${missing}: no such file or directory`],
+        [['run', runbook, '--plan', dir], `cannot read saved plan ${dir}: it is a directory`],
+      ] as const) {
+        const result = cli(...args);
+        assert.equal(result.status, 2, `${args.join(' ')}: ${result.stderr}`);
+        assert.equal(result.stderr.trim(), message);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
