@@ -6,6 +6,7 @@
  * anything is wrong.
  */
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startPostgres, type TestServer } from '../helpers/pg.js';
@@ -183,5 +184,16 @@ steps:
     );
     assert.doesNotMatch(result.stderr, /\bslot\s+slot-create/, '--only limits the checked steps too');
     assert.match(result.stdout, /run \S+: planned/);
+  });
+
+  it('run does not start while the check finds a problem; --ignore-check starts it anyway', async () => {
+    const stateDir = path.join(dir, 'state-run');
+    const refused = await cutover(['run', file, '--only', 'tool', '--yes', '--state-dir', stateDir]);
+    assert.equal(refused.code, 2, refused.stdout + refused.stderr);
+    assert.match(refused.stderr, /no-such-program-cutover-test is not found on PATH/);
+    assert.match(refused.stderr, /run not started: the check above found problems to fix; fix them, or start anyway with --ignore-check/);
+    assert.equal(existsSync(path.join(stateDir, 'runs')), false, 'nothing journaled');
+    const anyway = await cutover(['run', file, '--only', 'tool', '--yes', '--ignore-check', '--state-dir', stateDir]);
+    assert.match(anyway.stdout, /run \S+: rolled-back/, anyway.stdout + anyway.stderr);
   });
 });

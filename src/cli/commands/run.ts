@@ -37,6 +37,11 @@ const runBuilder = (y: Argv) =>
     .option('dry-run', { type: 'boolean', default: false, describe: 'plan only (same as cutover plan)' })
     .option('plan', { type: 'string', describe: 'execute exactly this saved plan (cutover plan --out); stop where the state drifted' })
     .option('max-plan-age', { type: 'string', default: '24h', describe: 'refuse a saved plan older than this' })
+    .option('ignore-check', {
+      type: 'boolean',
+      default: false,
+      describe: 'start even though the preflight check found problems (a connection that cannot be opened still stops it)',
+    })
     .option('label', { type: 'string', describe: 'a name for this run in reports, e.g. rehearsal-3' })
     .option('environment', { type: 'string', describe: 'where it runs, e.g. staging or production' })
     .option('notify', {
@@ -82,6 +87,12 @@ export async function runOrPlan(args: RunOrPlanArgs, dryRun: boolean): Promise<n
         .map((c) => `connection "${c.name}" could not be opened`)
         .join('; ')}`,
     );
+    return ExitCode.invalidInput;
+  }
+  // What check calls a problem (a rollback program missing, a privilege lacking) would hurt inside the window.
+  if (!dryRun && checkFailed && args['ignore-check'] !== true) {
+    if (args.json) io.out(JSON.stringify({ check }, null, 2));
+    io.err('run not started: the check above found problems to fix; fix them, or start anyway with --ignore-check');
     return ExitCode.invalidInput;
   }
   let savedPlan: SavedPlan | undefined;
