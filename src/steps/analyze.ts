@@ -18,7 +18,7 @@ import type { Queryable } from '../db/session.js';
 import { quoteQualified } from '../db/quote.js';
 import { CLEAR_COLUMNS_SQL, CLEAR_RELATIONS_SQL, RESTORE_SQL, copyStatistics, describeRelations, type RelationShape } from '../analyze/copy.js';
 import { qualifiedName, readRelations, statisticsServer, type Relation } from '../analyze/relations.js';
-import { globMatcher } from '../runbook/patterns.js';
+import { globMatcher, unmatchedBlockers, unmatchedPatterns } from '../runbook/patterns.js';
 
 const config = z.object({
   include: z.array(z.string().min(1)).optional().describe('`schema.table` patterns (* and ?); default all'),
@@ -113,7 +113,9 @@ async function planWork(ctx: BaseContext, step: ConnectedStep<Config>) {
   const server = await statisticsServer(db);
   const version = server.version;
   // onlyMissing reads the sizes only of what it will analyze: opening every relation for its size costs more than the rest of the query.
-  const selected = select(await readRelations(db, { server, sizes: c.onlyMissing === true ? 'missing' : 'all' }), c);
+  const all = await readRelations(db, { server, sizes: c.onlyMissing === true ? 'missing' : 'all' });
+  const selected = select(all, c);
+  const unmatched = unmatchedPatterns(c.include, all.map(qualifiedName));
   let todo = c.onlyMissing === true ? selected.filter((r) => r.missing.length > 0) : selected;
   const notes: string[] = [];
   const reasons = new Map<string, string>();
@@ -151,7 +153,7 @@ async function planWork(ctx: BaseContext, step: ConnectedStep<Config>) {
     copy: copy.map((r) => ({ schema: r.schema, name: r.name })),
     selected: selected.map(qualifiedName),
   };
-  return { planned, selected, copy, reasons, notes };
+  return { planned, selected, copy, reasons, notes, unmatched };
 }
 
 /** Relations smaller than this are analyzed several to a statement. */
@@ -259,7 +261,7 @@ export const analyzeStep = defineStep({
 
   async plan(ctx, step) {
     const connection = step.connection;
-    const { planned, selected, copy, reasons, notes } = await planWork(ctx, step);
+    const { planned, selected, copy, reasons, notes, unmatched } = await planWork(ctx, step);
     const analyzed = new Set(planned.jobs.flatMap((j) => j.relation.split(', ')));
     const copied = new Set(copy.map(qualifiedName));
     const actions: Action[] = [];
@@ -311,6 +313,7 @@ export const analyzeStep = defineStep({
             ]
           : ['nothing to analyze']),
       ],
+      ...(unmatched.length > 0 ? { blockers: unmatchedBlockers(unmatched, 'relation') } : {}),
     };
   },
 

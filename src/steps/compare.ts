@@ -17,7 +17,7 @@ import { quoteLiteral } from '../db/quote.js';
 import { chunksOf, countRows, describeChunk, digestChunk, type Chunk, type Side } from '../compare/digest.js';
 import { emptyLocated, locate, type DifferingRow, type Located } from '../compare/locate.js';
 import { oracleCount, readOracleTables, readTables, type Table } from '../compare/tables.js';
-import { globMatcher } from '../runbook/patterns.js';
+import { globMatcher, unmatchedBlockers, unmatchedPatterns } from '../runbook/patterns.js';
 
 const config = z.object({
   source: z.string().min(1).describe('the connection holding the original data (postgres, or oracle for counts)'),
@@ -81,7 +81,7 @@ interface Result {
 }
 
 /** Oracle names are upper case unless created quoted; PostgreSQL folds to lower. */
-function pairTables(sources: readonly Table[], targets: readonly Table[], c: Config, foldCase: boolean): Pair[] {
+function pairTables(sources: readonly Table[], targets: readonly Table[], c: Config, foldCase: boolean): { pairs: Pair[]; unmatched: string[] } {
   const key = (schema: string, name: string) => `${schema}\u0000${name}`;
   const byName = new Map(targets.map((t) => [key(t.schema, t.name), t]));
   const schemasOnTarget = new Set(targets.map((t) => t.schema));
@@ -104,7 +104,13 @@ function pairTables(sources: readonly Table[], targets: readonly Table[], c: Con
   }
   const include = c.include?.length ? globMatcher(c.include) : () => true;
   const exclude = c.exclude?.length ? globMatcher(c.exclude) : () => false;
-  return pairs.filter((p) => include(p.label) && !exclude(p.label));
+  return {
+    pairs: pairs.filter((p) => include(p.label) && !exclude(p.label)),
+    unmatched: unmatchedPatterns(
+      c.include,
+      pairs.map((p) => p.label),
+    ),
+  };
 }
 
 /** `jobs` sessions on one connection sharing one REPEATABLE READ snapshot. */
@@ -156,7 +162,10 @@ async function alignText(sources: readonly Queryable[], targets: readonly Querya
   return `a side is PostgreSQL ${Math.floor(oldest / 10000)}, which prints floats with 15 significant digits: float columns are compared to 15 significant digits`;
 }
 
-async function compare(ctx: BaseContext, step: Step<Config>): Promise<{ results: Result[]; description: string; floatNote?: string | undefined }> {
+async function compare(
+  ctx: BaseContext,
+  step: Step<Config>,
+): Promise<{ results: Result[]; description: string; floatNote?: string | undefined; unmatched: string[] }> {
   const c = step.config;
   const jobs = c.jobs ?? DEFAULT_JOBS;
   const checksum = c.mode === 'checksum';
@@ -175,7 +184,7 @@ async function compare(ctx: BaseContext, step: Step<Config>): Promise<{ results:
         : readTables(session(sources, 0)),
       readTables(session(targets, 0)),
     );
-    const pairs = pairTables(sourceTables, targetTables, c, oracle !== undefined);
+    const { pairs, unmatched } = pairTables(sourceTables, targetTables, c, oracle !== undefined);
     // Largest first: the wall time is bounded by the largest table, not the sum.
     pairs.sort((a, b) => (b.source?.bytes ?? b.target?.bytes ?? 0) - (a.source?.bytes ?? a.target?.bytes ?? 0));
 
@@ -286,7 +295,7 @@ async function compare(ctx: BaseContext, step: Step<Config>): Promise<{ results:
       });
     }
     const description = `${checksum ? 'checksum' : 'counts'} of ${pairs.length} table(s), ${jobs} session(s) per side`;
-    return { results: pairs.map((p) => results.get(p)).filter((r): r is Result => r !== undefined), description, floatNote };
+    return { results: pairs.map((p) => results.get(p)).filter((r): r is Result => r !== undefined), description, floatNote, unmatched };
   } finally {
     await endAll([...sources, ...targets]);
   }
@@ -354,7 +363,7 @@ export const compareStep = defineStep({
 
   async plan(ctx, step) {
     if (step.connection !== undefined) throw new UsageError(`step "${step.id}": compare uses source and target, not connection`);
-    const { results, description, floatNote } = await compare(ctx, step);
+    const { results, description, floatNote, unmatched } = await compare(ctx, step);
     const tolerance = step.config.tolerance ?? 0;
     const differing = results.filter((r) => r.status !== 'ok' && r.status !== 'count-only');
     const countOnly = results.filter((r) => r.status === 'count-only');
@@ -392,12 +401,15 @@ export const compareStep = defineStep({
         ...(countOnly.length > 0 ? [`compared by count only (no key to chunk by): ${countOnly.map((r) => r.table).join(', ')}`] : []),
         ...(floatNote !== undefined ? [floatNote] : []),
       ],
-      ...(differing.length > 0
+      ...(differing.length > 0 || unmatched.length > 0
         ? {
-            blockers: differing.map(
-              (r) =>
-                `${r.table}: ${r.status}${r.sourceRows !== null ? ` (source ${r.sourceRows}, target ${r.targetRows})` : ''}${r.firstDifference ? `: ${r.firstDifference}` : ''}`,
-            ),
+            blockers: [
+              ...differing.map(
+                (r) =>
+                  `${r.table}: ${r.status}${r.sourceRows !== null ? ` (source ${r.sourceRows}, target ${r.targetRows})` : ''}${r.firstDifference ? `: ${r.firstDifference}` : ''}`,
+              ),
+              ...unmatchedBlockers(unmatched, 'table'),
+            ],
           }
         : {}),
     };

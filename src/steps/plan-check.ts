@@ -325,6 +325,14 @@ export const planCheckStep = defineStep({
         `statements run by ${me[0]?.role ?? 'this role'} (the role this runbook connects as) are left out; name queries.roles to choose whose statements count`,
       );
     }
+    if (c.queries.roles !== undefined) {
+      // A misspelt role selects no statement: the step would compare nothing and pass.
+      const { rows: known } = await source.query<{ role: string }>(`${TAG}SELECT rolname AS role FROM pg_roles WHERE rolname = ANY ($1::text[])`, [
+        c.queries.roles,
+      ]);
+      const exists = new Set(known.map((r) => r.role));
+      for (const role of c.queries.roles) if (!exists.has(role)) blockers.push(`queries.roles: no role "${role}" on the source`);
+    }
     if (wanted !== undefined && candidates !== undefined && fromStats < wanted) {
       notes.push(`pg_stat_statements held ${fromStats} plain queries of the ${wanted} asked for`);
     }

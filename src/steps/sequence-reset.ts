@@ -23,6 +23,7 @@ import { quoteQualified } from '../db/quote.js';
 import { readColumnExtremes, readSequences, readStates } from '../sequences/catalog.js';
 import { formatOf, parseSequenceFile } from '../sequences/file.js';
 import { inScope, matchSequences, type Pair } from '../sequences/match.js';
+import { unmatchedBlockers, unmatchedPatterns } from '../runbook/patterns.js';
 import {
   decide,
   displayName,
@@ -187,7 +188,11 @@ async function readTargets(db: Queryable, config: Config) {
   const wanted = inScope(config);
   const all = await readSequences(db);
   const sequences = all.filter((s) => wanted(s.schema, s.name));
-  return { sequences, states: await readStates(db, sequences) };
+  const unmatched = unmatchedPatterns(
+    config.include,
+    all.map((s) => `${s.schema}.${s.name}`),
+  );
+  return { sequences, states: await readStates(db, sequences), unmatched };
 }
 
 interface Row {
@@ -249,6 +254,24 @@ function rowFor(pair: Pair, states: ReadonlyMap<string, SequenceState>, config: 
   };
 }
 
+/** Each planned change whose new next value its owning column already holds, as a blocker. */
+async function collisionsOf(db: Queryable, sequences: readonly PgSequence[], changes: readonly PlannedChange[]): Promise<string[]> {
+  const moving = new Map(changes.map((c) => [c.sequence, c]));
+  const owned = sequences.filter((s) => s.owner !== undefined && moving.has(quoteQualified(s.schema, s.name)));
+  if (owned.length === 0) return [];
+  const extremes = await readColumnExtremes(db, owned);
+  return owned.flatMap((seq) => {
+    const extreme = extremes.get(seq.oid);
+    const change = moving.get(quoteQualified(seq.schema, seq.name));
+    if (extreme === undefined || extreme === null || change === undefined || seq.owner === undefined) return [];
+    const next = BigInt(change.next);
+    if (seq.increment > 0n ? next > extreme : next < extreme) return [];
+    return [
+      `${displayName(seq.schema, seq.name)}: the new next value ${next} collides with ${displayName(seq.owner.schema, seq.owner.table)}.${seq.owner.column} (${seq.increment > 0n ? 'max' : 'min'} ${extreme}); the source is behind this data (rows written with explicit ids?): raise it, give a margin, or use from: data`,
+    ];
+  });
+}
+
 /** For `from: data`, each owned sequence's next value comes from its column. */
 async function dataPairs(db: Queryable, sequences: readonly PgSequence[]): Promise<Pair[]> {
   const owned = sequences.filter((s) => s.owner !== undefined);
@@ -293,14 +316,40 @@ export const sequenceResetStep = defineStep({
 
   async check(ctx, step) {
     const db = await ctx.session(step.connection);
-    const { rows } = await db.query<{ total: number; denied: number; example: string | null }>(
-      `SELECT count(*)::int AS total,
-         count(*) FILTER (WHERE NOT has_sequence_privilege(c.oid, 'UPDATE'))::int AS denied,
-         min(format('%I.%I', n.nspname, c.relname)) FILTER (WHERE NOT has_sequence_privilege(c.oid, 'UPDATE')) AS example
-       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-       WHERE c.relkind = 'S' AND n.nspname NOT IN ('pg_catalog', 'information_schema')`,
+    // The plan reads each sequence's state (SELECT or USAGE), apply sets it (UPDATE), verify reads the owning column's max (SELECT).
+    const { rows } = await db.query<{
+      total: number;
+      denied: number;
+      example: string | null;
+      unread: number;
+      unreadExample: string | null;
+      columns: number;
+      hidden: number;
+      hiddenExample: string | null;
+    }>(
+      `WITH seq AS (
+         SELECT c.oid, format('%I.%I', n.nspname, c.relname) AS name,
+                has_sequence_privilege(c.oid, 'UPDATE') AS can_set,
+                has_sequence_privilege(c.oid, 'SELECT') OR has_sequence_privilege(c.oid, 'USAGE') AS can_read
+           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.relkind = 'S' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+       ), owner AS (
+         SELECT d.refobjid AS tab, a.attnum AS col, format('%I.%I.%I', tn.nspname, t.relname, a.attname) AS name
+           FROM seq JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = seq.oid AND d.refclassid = 'pg_class'::regclass
+                                      AND d.refobjsubid > 0 AND d.deptype IN ('a', 'i')
+           JOIN pg_class t ON t.oid = d.refobjid JOIN pg_namespace tn ON tn.oid = t.relnamespace
+           JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+       )
+       SELECT (SELECT count(*) FROM seq)::int AS total,
+              (SELECT count(*) FROM seq WHERE NOT can_set)::int AS denied,
+              (SELECT min(name) FROM seq WHERE NOT can_set) AS example,
+              (SELECT count(*) FROM seq WHERE NOT can_read)::int AS unread,
+              (SELECT min(name) FROM seq WHERE NOT can_read) AS "unreadExample",
+              (SELECT count(*) FROM owner)::int AS columns,
+              (SELECT count(*) FROM owner WHERE NOT has_column_privilege(tab, col, 'SELECT'))::int AS hidden,
+              (SELECT min(name) FROM owner WHERE NOT has_column_privilege(tab, col, 'SELECT')) AS "hiddenExample"`,
     );
-    const facts = rows[0] ?? { total: 0, denied: 0, example: null };
+    const facts = rows[0] ?? { total: 0, denied: 0, example: null, unread: 0, unreadExample: null, columns: 0, hidden: 0, hiddenExample: null };
     return [
       facts.denied === 0
         ? { severity: 'ok', check: 'UPDATE on sequences', message: `all ${facts.total} sequences` }
@@ -310,12 +359,28 @@ export const sequenceResetStep = defineStep({
             message: `${facts.denied} of ${facts.total} sequences cannot be set by this role (e.g. ${facts.example})`,
             fix: "run as the sequences' owner or a superuser, or GRANT UPDATE ON ALL SEQUENCES IN SCHEMA ... TO the role",
           },
+      facts.unread === 0
+        ? { severity: 'ok', check: 'SELECT on sequences', message: `all ${facts.total} sequences (the plan reads their state)` }
+        : {
+            severity: 'error',
+            check: 'SELECT on sequences',
+            message: `${facts.unread} of ${facts.total} sequences cannot be read by this role (e.g. ${facts.unreadExample}); the plan reads each one's state`,
+            fix: 'GRANT SELECT ON ALL SEQUENCES IN SCHEMA ... TO the role',
+          },
+      facts.hidden === 0
+        ? { severity: 'ok', check: 'SELECT on owning columns', message: `all ${facts.columns} columns (verify reads their max)` }
+        : {
+            severity: 'error',
+            check: 'SELECT on owning columns',
+            message: `${facts.hidden} of ${facts.columns} columns that own a sequence cannot be read by this role (e.g. ${facts.hiddenExample}); verify proves no next value collides with its column's data`,
+            fix: 'GRANT SELECT ON those tables TO the role',
+          },
     ];
   },
 
   async plan(ctx, step) {
     // Both sides at once: each is a connection, a catalog query and every sequence's state, on its own server.
-    const [source, { sequences, states }] = await both(
+    const [source, { sequences, states, unmatched }] = await both(
       readSource(ctx, step),
       ctx.session(step.connection).then((target) => readTargets(target, step.config)),
     );
@@ -330,6 +395,9 @@ export const sequenceResetStep = defineStep({
       rows.push(row);
       if (change) changes.push(change);
     }
+    // What verify proves after the fact, known before: a new next value its own column already holds (the
+    // source sequence is behind rows written with explicit ids) would fail in the window; say it in the plan.
+    const collisions = source.values === 'data' ? [] : await collisionsOf(db, sequences, changes);
     const totals: Record<string, number> = {};
     for (const row of rows) totals[row.action] = (totals[row.action] ?? 0) + 1;
 
@@ -338,6 +406,8 @@ export const sequenceResetStep = defineStep({
       r.action === 'missing-on-target' ? `${r.source ?? r.sequence} has no target sequence (looked for ${r.sequence})` : `${r.sequence} has no source value`;
     const blockers = [
       ...rows.filter((r) => r.action === 'out-of-range').map((r) => `${r.sequence}: ${r.reason ?? 'out of range'}`),
+      ...collisions,
+      ...unmatchedBlockers(unmatched, 'sequence'),
       ...(step.config.missing === 'warn' ? [] : missing.map(missingText)),
     ];
     const decreases = rows.filter((r) => r.action === 'blocked-decrease');

@@ -149,6 +149,16 @@ ${fields}`;
       assert.deepEqual(again.steps[0]?.plan?.notes, ['nothing to analyze']);
     });
 
+    it('an include pattern that matches nothing (names are case-sensitive) blocks the plan instead of analyzing nothing', async () => {
+      const db = await fresh(`CREATE SCHEMA "App Data"; CREATE TABLE "App Data"."Users" (id int) ${OFF}; INSERT INTO "App Data"."Users" VALUES (1);`);
+      const { runbook, dir } = load(db, `    include: ['App Data.Users', 'app data.users']\n`);
+      const result = await planRunbook(runbook, { registry, stateDir: dir });
+      assert.equal(result.status, 'failed');
+      assert.deepEqual(result.steps[0]?.plan?.blockers, [
+        'include pattern "app data.users" matches no relation here (patterns are schema.name, case-sensitive)',
+      ]);
+    });
+
     it('stages: three passes, statistics target 1, 10, then the default', async () => {
       const db = await fresh(`CREATE TABLE t (id int) ${OFF}; INSERT INTO t SELECT generate_series(1, 5000);`);
       const { runbook, dir } = load(db, '    stages: true\n');

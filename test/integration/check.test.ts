@@ -35,6 +35,8 @@ describe('cutover check: per-step privileges, settings and programs (PostgreSQL 
       CREATE ROLE shop_app LOGIN;
       CREATE ROLE cannot_login NOLOGIN;
       CREATE SEQUENCE public.owned_by_postgres;
+      CREATE TABLE public.invoices (id int);
+      ALTER SEQUENCE public.owned_by_postgres OWNED BY public.invoices.id;
       CREATE TABLE public.orders (id int);
       GRANT CREATE ON DATABASE postgres TO limited`);
     file = writeRunbook(
@@ -68,7 +70,7 @@ steps:
   - id: stats
     kind: analyze
     connection: db
-    include: [public.*]
+    include: [public.orders]
   - id: sequences
     kind: sequence-reset
     connection: db
@@ -141,6 +143,15 @@ steps:
       finding(json, 'sequences', 'UPDATE on sequences').message,
       /^1 of 1 sequences cannot be set by this role \(e\.g\. public\.owned_by_postgres\)$/,
     );
+    // The plan reads each sequence's state and verify its owning column's max: run would fail there, so check says it.
+    assert.match(
+      finding(json, 'sequences', 'SELECT on sequences').message,
+      /^1 of 1 sequences cannot be read by this role \(e\.g\. public\.owned_by_postgres\); the plan reads each one's state$/,
+    );
+    assert.match(
+      finding(json, 'sequences', 'SELECT on owning columns').message,
+      /^1 of 1 columns that own a sequence cannot be read by this role \(e\.g\. public\.invoices\.id\); verify proves/,
+    );
     assert.deepEqual(finding(json, 'tool', 'program no-such-program-cutover-test'), {
       severity: 'error',
       check: 'program no-such-program-cutover-test',
@@ -154,7 +165,8 @@ steps:
   it('turns ok once the role has what it needs', async () => {
     await server.query(`ALTER ROLE limited REPLICATION CREATEROLE;
       GRANT pg_signal_backend TO limited;
-      GRANT UPDATE ON SEQUENCE public.owned_by_postgres TO limited;
+      GRANT SELECT, UPDATE ON SEQUENCE public.owned_by_postgres TO limited;
+      GRANT SELECT ON public.invoices TO limited;
       GRANT MAINTAIN ON public.orders TO limited`);
     try {
       const { json } = await check();
@@ -162,6 +174,8 @@ steps:
       assert.equal(finding(json, 'freeze', 'pg_signal_backend').severity, 'ok');
       assert.equal(finding(json, 'freeze', 'ALTER ROLE ... SET').severity, 'ok');
       assert.equal(finding(json, 'sequences', 'UPDATE on sequences').severity, 'ok');
+      assert.equal(finding(json, 'sequences', 'SELECT on sequences').severity, 'ok');
+      assert.equal(finding(json, 'sequences', 'SELECT on owning columns').severity, 'ok');
       assert.equal(finding(json, 'stats', 'ANALYZE privilege').severity, 'ok');
       // Still wrong: wal_level needs a restart, and the program does not exist.
       assert.equal(finding(json, 'slot', 'wal_level').severity, 'error');
@@ -169,7 +183,8 @@ steps:
     } finally {
       await server.query(`ALTER ROLE limited NOREPLICATION NOCREATEROLE;
         REVOKE pg_signal_backend FROM limited;
-        REVOKE UPDATE ON SEQUENCE public.owned_by_postgres FROM limited;
+        REVOKE SELECT, UPDATE ON SEQUENCE public.owned_by_postgres FROM limited;
+        REVOKE SELECT ON public.invoices FROM limited;
         REVOKE MAINTAIN ON public.orders FROM limited`);
     }
   });

@@ -107,6 +107,15 @@ ${fields}`;
       assert.deepEqual(statusOf(result), { 'public.t': 'ok' });
     });
 
+    it('an include pattern that matches no table blocks the step: comparing nothing is not equal', async () => {
+      const same = 'CREATE TABLE orders (id int PRIMARY KEY); INSERT INTO orders VALUES (1);';
+      const db = await fresh(same, same);
+      const { runbook, dir } = load(db, "    mode: counts\n    include: ['public.orders', 'public.Orders']\n");
+      const result = await planRunbook(runbook, { registry, stateDir: dir });
+      assert.equal(result.status, 'failed');
+      assert.deepEqual(result.steps[0]?.plan?.blockers, ['include pattern "public.Orders" matches no table here (patterns are schema.name, case-sensitive)']);
+    });
+
     it('checksum: each difference is found down to its row; physical order alone is no difference', async () => {
       const db = await fresh(SOURCE, TARGET);
       const { runbook, dir } = load(db, '    mode: checksum\n    chunkRows: 1000\n    jobs: 3\n');

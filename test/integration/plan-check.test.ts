@@ -145,6 +145,13 @@ describe('plan-check on PostgreSQL 17 -> 18 with pg_stat_statements', () => {
     for (const row of rows) assert.ok(row.verdict === 'same' || row.verdict === 'improved', `${row.sql}: ${row.verdict} ${row.reasons.join('; ')}`);
   });
 
+  it('a role in queries.roles that does not exist blocks the plan: a typo would compare nothing and pass', async () => {
+    const { runbook: r, dir } = runbook('same', '    queries: { topStatements: 20, roles: [postgres, shop_ap] }\n');
+    const result = await planRunbook(r, { registry, stateDir: dir });
+    assert.equal(result.status, 'failed');
+    assert.equal(result.steps[0]?.plan?.blockers?.join('\n'), 'queries.roles: no role "shop_ap" on the source');
+  });
+
   it('(b) one index missing: exactly the queries that used it regress, naming the index', async () => {
     const { runbook: r, dir } = runbook('noindex');
     const result = await planRunbook(r, { registry, stateDir: dir });

@@ -289,6 +289,34 @@ ALTER SEQUENCE hr."DEPT_SEQ" START WITH 77;
       assert.deepEqual(await exactStates(target, ['ahead', 'behind']), { ahead: '11/false', behind: '11/false' });
     });
 
+    it('a source sequence behind rows written with explicit ids: the plan is blocked naming the column, nothing is written', async () => {
+      const source = await fresh(`CREATE TABLE customers (id serial PRIMARY KEY); SELECT setval('customers_id_seq', 100);`);
+      const target = await fresh(`CREATE TABLE customers (id serial PRIMARY KEY); INSERT INTO customers SELECT generate_series(1, 500);`);
+      const before = await exactStates(target, ['customers_id_seq']);
+      const { runbook: rb, dir } = load(runbook(target, '    from: { connection: source }\n', source));
+      const planned = await planRunbook(rb, { registry, stateDir: dir });
+      assert.equal(planned.status, 'failed');
+      assert.equal(
+        planned.steps[0]?.error?.message,
+        'plan blocked:\n  - public.customers_id_seq: the new next value 101 collides with public.customers.id (max 500); the source is behind this data (rows written with explicit ids?): raise it, give a margin, or use from: data',
+      );
+      const run = await runRunbook(rb, { registry, stateDir: dir });
+      assert.deepEqual([run.steps[0]?.status, run.steps[0]?.error?.name], ['failed', 'PlanBlockedError']);
+      assert.deepEqual(await exactStates(target, ['customers_id_seq']), before, 'nothing moved');
+      // With headroom past the data it plans, runs and verifies.
+      const margin = load(runbook(target, '    from: { connection: source }\n    margin: 1000\n', source));
+      assert.equal((await runRunbook(margin.runbook, { registry, stateDir: margin.dir })).status, 'succeeded');
+    });
+
+    it('an include pattern that matches no sequence blocks the plan: "no sequences in scope" would pass and reset nothing', async () => {
+      const source = await fresh(`CREATE SEQUENCE shared;`);
+      const target = await fresh(`CREATE SEQUENCE shared;`);
+      const { runbook: rb, dir } = load(runbook(target, "    from: { connection: source }\n    include: ['public.*', 'nosuch.*']\n", source));
+      const planned = await planRunbook(rb, { registry, stateDir: dir });
+      assert.equal(planned.status, 'failed');
+      assert.deepEqual(planned.steps[0]?.plan?.blockers, ['include pattern "nosuch.*" matches no sequence here (patterns are schema.name, case-sensitive)']);
+    });
+
     it('missing sequences block by default and are listed with missing: warn', async () => {
       const source = await fresh(`CREATE SEQUENCE only_source; CREATE SEQUENCE shared;`);
       const target = await fresh(`CREATE SEQUENCE only_target; CREATE SEQUENCE shared;`);
