@@ -200,6 +200,8 @@ export function buildReport(runDir: string, options: { readonly key?: Buffer | u
         break;
       case 'run.interrupted':
         stopReason = `interrupted by ${e.signal}${e.stepId !== undefined ? ` during ${e.stepId}` : ''}${e.applied.length > 0 ? `; still applied: ${e.applied.join(', ')}` : ''}`;
+        // The step in flight "failed" only because the operator stopped it (57014, an aborted wait): the run's reason is the interrupt.
+        if (failure !== undefined && failure.stepId === e.stepId) failure = undefined;
         break;
       default:
         break;

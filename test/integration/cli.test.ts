@@ -248,6 +248,9 @@ steps:
       assert.match(journal, /"sqlstate":"57014"/, 'the statement was cancelled at the server');
       assert.deepEqual(await server.query('SELECT step FROM effects ORDER BY step', [], name), [{ step: 's1' }], "s2's transaction was rolled back");
       assert.match((await cutover(['status'], env)).stdout, /status interrupted/);
+      // The report's reason is the interrupt, not the cancelled statement's error.
+      const report = await cutover(['report', '--format', 'md'], env);
+      assert.equal(report.stdout.split('\n')[2], '**interrupted**: interrupted by SIGINT during s2; still applied: s1');
 
       await server.query('UPDATE go SET ok = true', [], name);
       const resumed = await cutover(['resume', '--last', '--yes'], env);
