@@ -61,13 +61,14 @@ export async function newClusterChecks(
       remediation: `initdb the new cluster with -U ${old.facts.installUser}.`,
     });
   }
-  const { rows: roles } = await fresh.query<{ name: string }>(`SELECT rolname AS name FROM pg_roles WHERE rolname !~ '^pg_' ORDER BY oid`);
-  if (roles.length > 1) {
+  // The install user (the bootstrap superuser, oid 10) is the one role pg_upgrade allows: name only the others.
+  const { rows: roles } = await fresh.query<{ name: string }>(`SELECT rolname AS name FROM pg_roles WHERE rolname !~ '^pg_' AND oid <> 10 ORDER BY oid`);
+  if (roles.length > 0) {
     out.push({
       id: 'new-cluster-has-other-roles',
       severity: 'error',
       objects: roles.map((r) => r.name),
-      message: 'the new cluster has roles besides the install user; pg_upgrade allows only that one, because restoring the old roles would collide',
+      message: `the new cluster has roles besides the install user ${facts.installUser}; pg_upgrade allows only that one, because restoring the old roles would collide`,
       remediation:
         'Drop the other roles from the new cluster (or initdb it again) and create them only after the upgrade, if at all: the old roles come across.',
     });

@@ -233,7 +233,7 @@ describe('upgrade-precheck on real old clusters (11 to 18)', () => {
     );
     assert.equal(findingsOf(result).find((f) => f.id === 'control-data-differs')?.objects, 'bytes_per_wal_segment: 16777216 -> 33554432');
     assert.equal(findingsOf(result).find((f) => f.id === 'new-cluster-tablespace-dir-exists')?.objects, leftOver);
-    assert.equal(findingsOf(result).find((f) => f.id === 'new-cluster-has-other-roles')?.objects, 'postgres, app_owner');
+    assert.equal(findingsOf(result).find((f) => f.id === 'new-cluster-has-other-roles')?.objects, 'app_owner');
     assert.equal(findingsOf(result).find((f) => f.id === 'new-cluster-prepared-transactions')?.objects, 'pending');
     await fresh.query("ROLLBACK PREPARED 'pending'");
   });
