@@ -655,6 +655,12 @@ async function rollbackApplied(rc: RunContext, reason: string): Promise<'rolled-
       await rollbackOnce(rc, step, rc.journaled(step, 'before'));
       rc.emit({ type: 'rollback.step.done', stepId: id, durationMs: Date.now() - started });
     } catch (error) {
+      // Interrupted (or the lock lost) mid-undo: not a failed rollback. The step stays in flight, as after a
+      // crash, and cutover rollback reconciles it and goes on.
+      if (rc.stopCause !== undefined) {
+        stopped(rc, rc.stopCause, id);
+        return 'stopped';
+      }
       // Stop at the first failure: earlier steps may depend on this one being undone first.
       rc.emit({ type: 'rollback.step.failed', stepId: id, error: serializeError(error) });
       rc.emit({ type: 'rollback.finished', status: 'needs-attention' });

@@ -262,6 +262,42 @@ steps:
       assert.equal((await cutover(['audit', 'verify', '--last'], env)).code, 0);
     });
 
+    it('Ctrl-C during a rollback stops it (exit 5), not a failed rollback; cutover rollback then finishes it, each undo once', async () => {
+      const name = await freshDb();
+      await server.query(GATED_TABLES, [], name);
+      const { dir, file } = runbookFile(
+        `${header}  - id: a
+    kind: sql
+    connection: db
+    sql: INSERT INTO effects VALUES ('a')
+    rollback: DELETE FROM effects WHERE step = 'a'
+  - id: b
+    kind: sql
+    connection: db
+    sql: INSERT INTO effects VALUES ('b')
+    rollback: ["DELETE FROM effects WHERE step = 'b'", "SELECT pg_sleep(CASE WHEN (SELECT ok FROM go) THEN 0 ELSE 60 END)"]
+`,
+        { name: 'r.yaml' },
+      );
+      const env = { TEST_URL: server.urlFor(name), CUTOVER_STATE_DIR: path.join(dir, 'state') };
+      assert.equal((await cutover(['run', file, '--yes'], env)).code, 0);
+      const undo = startInGroup(['rollback', '--last', '--yes'], env);
+      await until2('the undo of b to sleep in the server', sleeping(name));
+      undo.signal('SIGINT');
+      const stopped = await undo.done;
+      assert.equal(stopped.code, 5, stopped.stdout + stopped.stderr);
+      assert.doesNotMatch(stopped.stderr, /rollback failed/);
+      assert.match(readFileSync(journalOf(path.join(dir, 'state')), 'utf8'), /"type":"run.interrupted","signal":"SIGINT","stepId":"b"/);
+      const steps = async () => (await server.query<{ step: string }>('SELECT step FROM effects ORDER BY step', [], name)).map((r) => r.step);
+      assert.deepEqual(await steps(), ['a', 'b'], "b's undo was cancelled with its transaction");
+
+      await server.query('UPDATE go SET ok = true', [], name);
+      const finished = await cutover(['rollback', '--last', '--yes'], env);
+      assert.equal(finished.code, 0, finished.stdout + finished.stderr);
+      assert.deepEqual(await steps(), []);
+      assert.equal((await cutover(['audit', 'verify', '--last'], env)).code, 0);
+    });
+
     it('SIGTERM stops the same way (exit 5, resumable)', async () => {
       const name = await freshDb();
       await server.query(GATED_TABLES, [], name);
