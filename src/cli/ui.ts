@@ -109,7 +109,9 @@ export async function runWithUi(
       `run ${result.runId}: ${statusLine(result)}`,
       `journal: ${result.journalFile}`,
       `journal head: ${result.journalHead}`,
-      `  (record it in the change ticket: cutover audit verify ${result.runId} --head ${result.journalHead} proves the journal still ends there)`,
+      // The command on a line of its own: at 120 columns the sentence around it wrapped mid-hash.
+      '  record it in the change ticket; this proves the journal still ends there:',
+      `  cutover audit verify ${result.runId} --head ${result.journalHead}`,
     ].join('\n'),
   );
   if (screen !== undefined && screen.next.length > 0) io.err(screen.next);
