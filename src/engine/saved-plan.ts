@@ -134,7 +134,9 @@ export function checkSavedPlan(plan: SavedPlan, runbook: Runbook, maxAgeMs: numb
   }
 }
 
-const allowedAge = (ms: number) => (ms >= 60_000 ? `${Math.round(ms / 60_000)} minutes` : `${Math.round(ms / 1000)} seconds`);
+/** In the unit --max-plan-age is usually given in: `24h`, `90m`, `30s`. */
+const allowedAge = (ms: number) =>
+  ms >= 3_600_000 && ms % 3_600_000 === 0 ? `${ms / 3_600_000}h` : ms >= 60_000 ? `${Math.round(ms / 60_000)} minutes` : `${Math.round(ms / 1000)} seconds`;
 
 const canonical = (value: unknown): string =>
   JSON.stringify(value, (_key, v: unknown) =>
