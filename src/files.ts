@@ -17,6 +17,22 @@ export function valueFileLimit(env: Readonly<Record<string, string | undefined>>
 }
 
 /** Why a named file cannot be used, in words a person can act on. */
+const FS_REASONS: Readonly<Record<string, string>> = {
+  ENOENT: 'no such file or directory',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  EISDIR: 'it is a directory',
+  ENOTDIR: 'a part of the path is not a directory',
+  EROFS: 'read-only file system',
+  EEXIST: 'it exists already',
+};
+
+/** A file-system error about a path a person gave, as they would say it (ENOENT: no such file or directory); undefined for any other error. */
+export function fsReason(error: unknown): string | undefined {
+  const code = error instanceof Error ? (error as NodeJS.ErrnoException).code : undefined;
+  return code === undefined ? undefined : FS_REASONS[code];
+}
+
 export class FileRefusal extends Error {
   override readonly name = 'FileRefusal';
 }

@@ -20,6 +20,7 @@ import {
   InterruptedError,
   LockLostError,
   UsageError,
+  fsReason,
 } from '../runbooks.js';
 import type { SerializedError } from '../index.js';
 import { displayWidth } from './table.js';
@@ -38,26 +39,16 @@ export function deprecationLines(runbook: { readonly deprecations: readonly Para
   return runbook.deprecations.map((d) => `deprecated: ${formatIssue(d)}`);
 }
 
-const FS_REASONS: Readonly<Record<string, string>> = {
-  ENOENT: 'no such file or directory',
-  EACCES: 'permission denied',
-  EPERM: 'operation not permitted',
-  EISDIR: 'it is a directory',
-  ENOTDIR: 'a part of the path is not a directory',
-  EROFS: 'read-only file system',
-  EEXIST: 'it exists already',
-};
-
 /**
  * A file or directory a person named (`--out`, `--log-file`, `--plan`,
  * `--state-dir`) that cannot be used, as one sentence; undefined for
  * anything else.
  */
 export function fileProblem(error: unknown): string | undefined {
-  if (!(error instanceof Error)) return undefined;
-  const { code, path, syscall } = error as NodeJS.ErrnoException;
-  const reason = code !== undefined ? FS_REASONS[code] : undefined;
-  if (reason === undefined || path === undefined) return undefined;
+  const reason = fsReason(error);
+  if (!(error instanceof Error) || reason === undefined) return undefined;
+  const { path, syscall } = error as NodeJS.ErrnoException;
+  if (path === undefined) return undefined;
   return `cannot ${syscall === 'open' || syscall === undefined ? 'open' : syscall} ${path}: ${reason}`;
 }
 

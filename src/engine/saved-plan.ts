@@ -9,6 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { UsageError } from '../errors.js';
+import { fsReason } from '../files.js';
 import type { Runbook } from '../runbook/load.js';
 import { jsonDifferences, jsonText, jsonValue, type Json, type StepPlan } from '../step/contract.js';
 import type { RunResult } from './result.js';
@@ -83,9 +84,7 @@ export function readSavedPlan(file: string): SavedPlan {
   try {
     text = readFileSync(file, 'utf8');
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : code === 'EACCES' ? 'permission denied' : (code ?? 'unreadable');
-    throw new UsageError(`cannot read saved plan ${file}: ${why}`);
+    throw new UsageError(`cannot read saved plan ${file}: ${fsReason(error) ?? (error instanceof Error ? error.message : String(error))}`);
   }
   let value: unknown;
   try {
