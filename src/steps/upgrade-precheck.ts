@@ -37,7 +37,7 @@ import { runPgUpgradeCheck } from '../precheck/pg-upgrade.js';
 import { programFinding } from '../step/check-helpers.js';
 
 const config = z.object({
-  targetVersion: z.number().int().min(13).max(30).describe('the major version to upgrade to'),
+  targetVersion: z.number().int().min(13).max(19).describe('the major version to upgrade to (13 to 19: the releases whose pg_upgrade rules the checks know)'),
   newCluster: z.string().min(1).optional().describe('a connection to the initialised, empty new cluster'),
   pgUpgrade: z
     .strictObject({
@@ -75,7 +75,17 @@ async function precheck(ctx: BaseContext, step: ConnectedStep<Config>): Promise<
   const oldMajor = major(facts.versionNum);
   if (oldMajor < 10) throw new UsageError(`step "${step.id}": the old cluster is ${oldMajor}; upgrade-precheck reads catalogs of PostgreSQL 10 and later`);
   const findings: Finding[] = [...databaseFindings(facts), ...(await preparedTransactions(db)), ...(await longTransactions(db))];
-  if (oldMajor > c.targetVersion) throw new UsageError(`step "${step.id}": the old cluster is ${oldMajor}, newer than targetVersion ${c.targetVersion}`);
+  if (oldMajor > c.targetVersion) {
+    // pg_upgrade cannot go down a version; the other checks would answer a question nobody asked.
+    findings.push({
+      id: 'old-cluster-newer',
+      severity: 'error',
+      objects: [String(oldMajor)],
+      message: `the old cluster is PostgreSQL ${oldMajor}, newer than targetVersion ${c.targetVersion}: pg_upgrade only upgrades`,
+      remediation: 'Fix targetVersion, or point the step at the cluster you will upgrade from.',
+    });
+    return { findings };
+  }
 
   const target = c.targetVersion;
   findings.push(...(await globalNamesWithNewlines(db, oldMajor, target)));
