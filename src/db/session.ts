@@ -217,9 +217,12 @@ function errorText(error: unknown): string {
 
 /** node-postgres' own wording for a missing password says nothing about how to give one. */
 function explainConnectError(error: unknown, resolved: ResolvedPostgres, user: string | undefined): unknown {
-  if (/client password must be a string|password must be a string/i.test(errorText(error))) {
+  // scram fails in the client without a password; md5 sends an empty one and the server refuses it (28P01).
+  const otherRole = user !== undefined && user !== resolved.clientConfig.user;
+  const noPassword = (otherRole || resolved.clientConfig.password === undefined) && (error as { code?: unknown }).code === '28P01';
+  if (noPassword || /client password must be a string|password must be a string/i.test(errorText(error))) {
     return new Error(
-      user !== undefined && user !== resolved.clientConfig.user
+      otherRole
         ? `the server asks for a password for role ${user}, and only trust, peer, cert or ~/.pgpass can give one here`
         : 'the server asks for a password and none was given (password, passwordFile, the URL, PGPASSWORD or ~/.pgpass)',
     );

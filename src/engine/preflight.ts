@@ -11,7 +11,7 @@
 import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';
 import path from 'node:path';
-import { errorMessage } from '../errors.js';
+import { DatabaseError, errorMessage } from '../errors.js';
 import { Session } from '../db/session.js';
 import { PgBouncerAdmin } from '../db/pgbouncer-admin.js';
 import { PatroniApi } from '../db/patroni-api.js';
@@ -191,7 +191,13 @@ export async function preflight(runbook: Runbook, options: PreflightOptions): Pr
           });
         } catch (error) {
           const message = errorMessage(error);
-          connections.push({ ...base, status: 'failed', error: message, fix: fixFor(message, connection.identity.target) });
+          const sqlstate = error instanceof DatabaseError ? error.details.sqlstate : undefined;
+          connections.push({
+            ...base,
+            status: 'failed',
+            error: sqlstate !== undefined ? `${message} (SQLSTATE ${sqlstate})` : message,
+            fix: fixFor(message, connection.identity.target),
+          });
         }
       }),
     );

@@ -185,7 +185,7 @@ steps:
     const env = { PW: wrong, GOOD: PASSWORD, PGPASSFILE: path.join(dir, 'none') };
     const check = await cutover(['check', file], env);
     assert.equal(check.code, 2, check.stdout + check.stderr);
-    assert.match(check.stdout, /db: cannot connect to app@127\.0\.0\.1:\d+\/postgres: password authentication failed for user "app"/);
+    assert.match(check.stdout, /db: cannot connect to app@127\.0\.0\.1:\d+\/postgres: password authentication failed for user "app" \(SQLSTATE 28P01\)/);
     assert.match(check.stdout, /uses-db\s+sql\s+skipped\s+connection\s+not checked: connection "db" failed/);
     assert.doesNotMatch(check.stdout, /uses-other\s+sql\s+skipped/);
     for (const command of ['plan', 'run']) {
@@ -199,6 +199,18 @@ steps:
       for (const secret of [wrong, PASSWORD, ENCODED]) assert.ok(!(result.stdout + result.stderr).includes(secret));
     }
     for (const secret of [wrong, PASSWORD, ENCODED]) assert.ok(!(check.stdout + check.stderr).includes(secret));
+  });
+
+  it('no password at all: scram and md5 servers get the same sentence, naming where a password can come from', async () => {
+    for (const server of [scram, md5]) {
+      const file = writeRunbook(dir, `no-password-${server.version}.yaml`, runbook(`url: postgres://${USER}@127.0.0.1:${server.port}/postgres`));
+      const check = await cutover(['check', file], { PGPASSFILE: path.join(dir, 'none') });
+      assert.equal(check.code, 2, check.stdout + check.stderr);
+      assert.match(
+        check.stdout,
+        /db: cannot connect to app@127\.0\.0\.1:\d+\/postgres: the server asks for a password and none was given \(password, passwordFile/,
+      );
+    }
   });
 
   it('an unreachable host (a loopback port nobody listens on) fails check with exit 2 and says what to check', async () => {
