@@ -104,6 +104,35 @@ export function formatRunResult(result: RunResult, title: string): string {
   return lines.join('\n');
 }
 
+/** Tables longer than this show their title and footer only after a run: the whole table is in the report. */
+const FINDINGS_ROWS = 20;
+
+/**
+ * After a run: what its read-only steps found (a precheck's warnings, a plan
+ * check's regressions, a comparison), which a tick in the live list does not
+ * say. `plan` prints whole plans instead.
+ */
+export function formatFindings(result: RunResult): string | undefined {
+  const lines: string[] = [];
+  const long = (table: PlanTable) => table.rows.length > FINDINGS_ROWS;
+  for (const [index, step] of result.steps.entries()) {
+    const plan = step.plan;
+    if (step.readsOnly !== true || plan === undefined) continue;
+    const found = [
+      ...(plan.tables ?? []).flatMap((table) => {
+        if (table.rows.length === 0) return [`${table.title}: none`, ...(table.footer !== undefined ? [`  ${table.footer}`] : [])];
+        if (!long(table)) return formatTable(table);
+        return [`${table.title}: ${table.rows.length} rows, in the report`, ...(table.footer !== undefined ? [`  ${table.footer}`] : [])];
+      }),
+      ...(plan.notes ?? []).map((note) => `# ${note}`),
+    ];
+    if (found.length > 0) lines.push(`${String(index + 1).padStart(2)}. ${step.id} [${step.kind}] ${step.status}`, ...found.map((l) => `      ${l}`));
+  }
+  if (lines.length === 0) return undefined;
+  const cut = result.steps.some((s) => s.readsOnly === true && (s.plan?.tables ?? []).some(long));
+  return ['', 'What the read-only steps found:', ...lines, ...(cut ? [`(every row: cutover report ${result.runId})`] : [])].join('\n');
+}
+
 export function formatState(state: RunState): string {
   const lines = [
     `run ${state.runId} (${state.mode}) of "${state.runbookName}"${state.ticket ? `, ticket ${state.ticket}` : ''}`,

@@ -4,7 +4,7 @@
  */
 import { InterruptedError, PlanBlockedError, StepFailedError, formatDuration, type EngineOptions, type RunEvent, type RunResult } from '../index.js';
 import { formatError, formatSerialized } from './format-error.js';
-import { formatRunResult } from './format-plan.js';
+import { formatFindings, formatRunResult } from './format-plan.js';
 import { io } from './io.js';
 import { LiveList, PHASE_WORDS } from './live-list.js';
 import { exitCodeFor } from './options.js';
@@ -101,6 +101,10 @@ export async function runWithUi(
     await list.done();
   }
   if (mode === 'plan') io.out(formatRunResult(result, `\nPlan (nothing was changed):`));
+  else if (mode === 'run' || mode === 'resume') {
+    const findings = formatFindings(result);
+    if (findings !== undefined) io.out(findings);
+  }
   const screen = afterRun(result, mode);
   if (screen !== undefined) io.err(screen.explain);
   io.out(

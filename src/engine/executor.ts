@@ -387,6 +387,7 @@ async function finish(rc: RunContext, outcome: StepOutcome, started: number): Pr
         kind: step.kind,
         connections: [...new Set([...(step.connection !== undefined ? [step.connection] : []), ...(rc.definition(step).connections?.(step.config) ?? [])])],
         ...(s?.rollbackSkipped !== undefined ? { rollbackSkipped: s.rollbackSkipped } : {}),
+        ...(rc.definition(step).effects(step.config) === 'none' ? { readsOnly: true as const } : {}),
         status: s?.status ?? 'pending',
         ...(s?.applied === true ? { applied: true } : {}),
         ...(s?.plan !== undefined ? { plan: s.plan } : {}),

@@ -20,6 +20,8 @@ export interface StepResult {
   readonly connections: readonly string[];
   /** Why a rollback left it alone. */
   readonly rollbackSkipped?: { readonly reason: string; readonly irreversible: boolean };
+  /** Its kind writes nothing here (effects none): its plan is its report (a precheck's findings, a comparison). */
+  readonly readsOnly?: true;
 }
 
 export interface RunResult {

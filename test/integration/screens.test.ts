@@ -111,6 +111,49 @@ describe('failure screens and rollback preview on PostgreSQL 18', () => {
     assert.doesNotMatch(run.stdout + run.stderr, CLASS_NAME);
   });
 
+  it("after a run, what its read-only steps found: a precheck's warning row by row, a long comparison by its footer; none of it for steps that write", async () => {
+    const dir = tempDir();
+    await server.query('CREATE ROLE screens_admin SUPERUSER LOGIN');
+    // 25 tables on both sides: more rows than a run prints.
+    for (const db of ['src', 'tgt']) {
+      await server.query(Array.from({ length: 25 }, (_, i) => `CREATE TABLE many_${i} (id int PRIMARY KEY)`).join(';'), [], db);
+    }
+    const file = runbookFile(
+      postgresRunbook({
+        name: 'findings',
+        connections: { source: server.urlFor('src'), target: server.urlFor('tgt'), other: server.urlFor('src').replace('postgres@', 'screens_admin@') },
+        steps: `  - id: precheck
+    kind: upgrade-precheck
+    connection: other
+    targetVersion: 18
+  - id: compare
+    kind: compare
+    source: source
+    target: target
+    include: [public.many_*]
+  - id: touch
+    kind: sql
+    connection: target
+    sql: SELECT 1
+`,
+      }),
+      { dir },
+    ).file;
+    const run = await cutover(['run', file, '--yes', '--state-dir', path.join(dir, 'state')]);
+    assert.equal(run.code, 0, run.stdout + run.stderr);
+    const found = run.stdout.slice(run.stdout.indexOf('What the read-only steps found:'));
+    assert.ok(found.length > 0 && found.startsWith('What'), run.stdout);
+    assert.match(found, / 1\. precheck \[upgrade-precheck\] completed\n/);
+    assert.match(found, /warning\s+not-install-user\s+screens_admin\s+Run pg_upgrade with -U postgres/);
+    assert.match(found, /0 error\(s\), 1 warning\(s\), 0 to verify/);
+    // 25 rows are not printed; the footer and where to read them are.
+    assert.match(found, / 2\. compare \[compare\] completed\n\s+.*: 25 rows, in the report\n\s+25 same, 0 different\n/);
+    assert.doesNotMatch(found, /many_0/);
+    assert.match(found, /\(every row: cutover report \d{8}T\d{9}Z-[0-9a-f]{4}\)/);
+    assert.doesNotMatch(found, /touch/);
+    assert.doesNotMatch(run.stdout + run.stderr, CLASS_NAME);
+  });
+
   it('a success shows no rollback task and "(verified)" only where a verification ran; rollback --dry-run previews, changes nothing; the rollback says what it left', async () => {
     const dir = tempDir();
     const state = path.join(dir, 'state');
