@@ -84,12 +84,22 @@ export async function previewRollback(runId: string | undefined, options: Engine
   const ids = appliedSteps(state);
   if (flying !== undefined && !ids.includes(flying.id)) ids.push(flying.id);
   ids.sort((a, b) => state.order.indexOf(b) - state.order.indexOf(a));
+  try {
+    return await previewSteps(rc, ids, flying?.id);
+  } finally {
+    // The sessions the previews read through: left open, they would keep the process alive.
+    await rc.closeIdleSessions();
+  }
+}
+
+async function previewSteps(rc: RunContext, ids: readonly string[], flying: string | undefined): Promise<RollbackPreview> {
+  const state = rc.state;
   const steps: RollbackPreviewStep[] = [];
   for (const stepId of ids) {
     const step = rc.step(stepId);
     const definition = rc.definition(step);
     const reversibility = definition.reversibility(step.config);
-    const base = { id: stepId, kind: step.kind, ...(flying?.id === stepId ? { inFlight: true } : {}) };
+    const base = { id: stepId, kind: step.kind, ...(flying === stepId ? { inFlight: true } : {}) };
     if (reversibility.kind === 'irreversible') {
       steps.push({ ...base, action: 'irreversible', reason: reversibility.reason });
       continue;
@@ -116,8 +126,8 @@ export async function previewRollback(runId: string | undefined, options: Engine
   const outcome =
     steps.length === 0 || steps.every((s) => s.action === 'nothing-to-undo')
       ? 'nothing-to-undo'
-      : steps.some((s) => s.action === 'irreversible')
+      : steps.some((s) => s.action === 'irreversible' || (s.plan?.blockers?.length ?? 0) > 0)
         ? 'needs-attention'
         : 'rolled-back';
-  return { runId: id, runbookFile: state.runbookFile, steps, outcome };
+  return { runId: rc.runId, runbookFile: state.runbookFile, steps, outcome };
 }

@@ -500,48 +500,105 @@ export const sequenceResetStep = defineStep({
     if (problems.length > 0) throw new VerificationError(`${problems.length} sequence problem(s): ${listSome(problems)}`);
   },
 
+  async planRollback(ctx, step, before) {
+    const entries = before?.sequences ?? [];
+    // As a rollback without --force would; the table says which --force would restore too.
+    const undo = await undoOf(await ctx.session(step.connection), entries, false);
+    const restoring = new Set(undo.restore.map((e) => e.sequence));
+    const refusing = new Set(undo.refused.map((r) => r.entry.sequence));
+    const gone = new Set(undo.gone.map((e) => e.sequence));
+    return {
+      actions: undo.restore.length > 0 ? [{ type: 'sql', connection: step.connection, sql: RESTORE_SQL, params: restoreParams(undo.restore) }] : [],
+      tables: [
+        {
+          title: 'sequences (next = the value the first nextval() returns)',
+          columns: [
+            { key: 'sequence', title: 'sequence' },
+            { key: 'now', title: 'next now', align: 'right' },
+            { key: 'was', title: 'next before the step', align: 'right' },
+            { key: 'action', title: 'rollback' },
+          ],
+          rows: entries.map((e) => ({
+            sequence: displayName(e.schema, e.name),
+            now: undo.now.get(e.sequence) ?? null,
+            was: e.isCalled ? `after ${e.lastValue}` : e.lastValue,
+            action: restoring.has(e.sequence)
+              ? 'restore'
+              : refusing.has(e.sequence)
+                ? 'refuse: values handed out since the step (--force restores)'
+                : gone.has(e.sequence)
+                  ? 'refuse: no longer exists'
+                  : 'already restored',
+          })),
+          footer: `${undo.restore.length} to restore, ${undo.refused.length + undo.gone.length} refused, ${entries.length - undo.restore.length - undo.refused.length - undo.gone.length} already restored`,
+        },
+      ],
+      ...(refusing.size + gone.size > 0 ? { blockers: refusals(undo) } : {}),
+    };
+  },
+
   async rollback(ctx, step, before) {
     const entries = before?.sequences ?? [];
     if (entries.length === 0) return;
     const db = await ctx.session(step.connection);
-    const catalog = new Map((await readSequences(db)).map((s) => [quoteQualified(s.schema, s.name), s]));
-    const present = entries.flatMap((e) => {
-      const seq = catalog.get(e.sequence);
-      return seq ? [{ entry: e, seq }] : [];
-    });
-    const states = await readStates(
-      db,
-      present.map((p) => p.seq),
-    );
-    const gone = entries.filter((e) => !catalog.has(e.sequence)).map((e) => `${displayName(e.schema, e.name)} no longer exists`);
-    const restore: PlannedChange[] = [];
-    const refused: string[] = [];
-    for (const { entry, seq } of present) {
-      const now = stateOf(states, seq);
-      const was = { lastValue: BigInt(entry.lastValue), isCalled: entry.isCalled };
-      if (now.lastValue === was.lastValue && now.isCalled === was.isCalled) continue; // already restored
-      const untouched = !now.isCalled && now.lastValue.toString() === entry.next;
-      if (untouched || ctx.force) restore.push(entry);
-      else
-        refused.push(`${displayName(entry.schema, entry.name)} (now last_value=${now.lastValue} is_called=${now.isCalled}; the step set next=${entry.next})`);
-    }
-    if (restore.length > 0) {
-      await db.query(RESTORE_SQL, [restore.map((e) => e.sequence), restore.map((e) => e.lastValue), restore.map((e) => e.isCalled)]);
-    }
+    const { restore, refused, gone } = await undoOf(db, entries, ctx.force);
+    if (restore.length > 0) await db.query(RESTORE_SQL, restoreParams(restore));
     if (refused.length > 0 || gone.length > 0) {
-      throw new RefusedError(
-        [
-          ...(refused.length > 0
-            ? [
-                `${refused.length} sequence(s) handed out values after the step ran; restoring them would hand those values out again: ${listSome(refused)}. Check, then roll back with --force to restore anyway.`,
-              ]
-            : []),
-          ...gone,
-        ].join('\n') + (restore.length > 0 ? `\n${restore.length} other sequence(s) were restored.` : ''),
-      );
+      throw new RefusedError(refusals({ refused, gone }).join('\n') + (restore.length > 0 ? `\n${restore.length} other sequence(s) were restored.` : ''));
     }
   },
 });
+
+/**
+ * What a rollback does with each recorded sequence, from its state now:
+ * restore it (untouched since the step, or `force`), leave it (already
+ * restored), or refuse (it handed out values since, or it is gone).
+ */
+async function undoOf(db: Queryable, entries: readonly PlannedChange[], force: boolean) {
+  const catalog = new Map((await readSequences(db)).map((s) => [quoteQualified(s.schema, s.name), s]));
+  const present = entries.flatMap((e) => {
+    const seq = catalog.get(e.sequence);
+    return seq ? [{ entry: e, seq }] : [];
+  });
+  const states = await readStates(
+    db,
+    present.map((p) => p.seq),
+  );
+  const now = new Map<string, string | null>();
+  const restore: PlannedChange[] = [];
+  const refused: { entry: PlannedChange; why: string }[] = [];
+  for (const { entry, seq } of present) {
+    const state = stateOf(states, seq);
+    now.set(entry.sequence, str(nextValue(seq, state)));
+    if (state.lastValue === BigInt(entry.lastValue) && state.isCalled === entry.isCalled) continue; // already restored
+    const untouched = !state.isCalled && state.lastValue.toString() === entry.next;
+    if (untouched || force) restore.push(entry);
+    else
+      refused.push({
+        entry,
+        why: `${displayName(entry.schema, entry.name)} (now last_value=${state.lastValue} is_called=${state.isCalled}; the step set next=${entry.next})`,
+      });
+  }
+  return { restore, refused, gone: entries.filter((e) => !catalog.has(e.sequence)), now };
+}
+
+/** Why a rollback leaves sequences as they are: what a person must check first. */
+function refusals({ refused, gone }: { refused: readonly { why: string }[]; gone: readonly PlannedChange[] }): string[] {
+  return [
+    ...(refused.length > 0
+      ? [
+          `${refused.length} sequence(s) handed out values after the step ran; restoring them would hand those values out again: ${listSome(refused.map((r) => r.why))}. Check, then roll back with --force to restore anyway.`,
+        ]
+      : []),
+    ...gone.map((e) => `${displayName(e.schema, e.name)} no longer exists`),
+  ];
+}
+
+const restoreParams = (entries: readonly PlannedChange[]): Json[] => [
+  entries.map((e) => e.sequence),
+  entries.map((e) => e.lastValue),
+  entries.map((e) => e.isCalled),
+];
 
 /** The original state from an earlier attempt, which wins over a later read. */
 function pick(c: PlannedChange | undefined): Partial<PlannedChange> {

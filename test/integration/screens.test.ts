@@ -154,6 +154,40 @@ describe('failure screens and rollback preview on PostgreSQL 18', () => {
     assert.doesNotMatch(run.stdout + run.stderr, CLASS_NAME);
   });
 
+  it(
+    'rollback --dry-run of sequence-reset: each sequence now and what it goes back to; a sequence that handed out values since is refused, as the rollback then does; the preview returns',
+    { timeout: 60_000 },
+    async () => {
+      const dir = tempDir();
+      const state = path.join(dir, 'state');
+      await server.query("CREATE SEQUENCE prev_a; CREATE SEQUENCE prev_b; SELECT setval('prev_a', 500), setval('prev_b', 77)", [], 'src');
+      await server.query('CREATE SEQUENCE prev_a; CREATE SEQUENCE prev_b', [], 'tgt');
+      const file = runbook(
+        dir,
+        `  - id: reset
+    kind: sequence-reset
+    connection: target
+    from: { connection: source }
+    include: [public.prev_*]
+`,
+      );
+      assert.equal((await cutover(['run', file, '--yes', '--state-dir', state])).code, 0);
+      await server.query("SELECT nextval('prev_b')", [], 'tgt');
+      // The CLI exits by itself: the preview's sessions are closed (it used to hang here).
+      const preview = await cutover(['rollback', '--dry-run', '--last', '--state-dir', state]);
+      assert.equal(preview.code, 0, preview.stderr);
+      assert.match(preview.stdout, /public\.prev_a\s+501\s+1\s+restore\n/);
+      assert.match(preview.stdout, /public\.prev_b\s+79\s+1\s+refuse: values handed out since the step \(--force restores\)\n/);
+      assert.match(preview.stdout, /1 to restore, 1 refused, 0 already restored/);
+      assert.match(preview.stdout, /It would end needs-attention \(exit 3\): reset's rollback would refuse part of its undo \(above\)\./);
+      const rollback = await cutover(['rollback', '--last', '--state-dir', state]);
+      assert.equal(rollback.code, 3, rollback.stderr);
+      assert.match(rollback.stderr, /1 sequence\(s\) handed out values after the step ran.*public\.prev_b/);
+      assert.deepEqual(await server.query("SELECT nextval('prev_a')::int AS a", [], 'tgt'), [{ a: 1 }]);
+      assert.doesNotMatch(preview.stdout + preview.stderr + rollback.stdout + rollback.stderr, CLASS_NAME);
+    },
+  );
+
   it('a success shows no rollback task and "(verified)" only where a verification ran; rollback --dry-run previews, changes nothing; the rollback says what it left', async () => {
     const dir = tempDir();
     const state = path.join(dir, 'state');

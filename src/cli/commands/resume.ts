@@ -105,9 +105,15 @@ export function formatPreview(preview: RollbackPreview): string {
         );
     }
   });
-  const irreversible = preview.steps.filter((s) => s.action === 'irreversible');
   if (preview.outcome === 'needs-attention') {
-    lines.push('', `It would end needs-attention (exit 3): ${irreversible.map((s) => `${s.id} cannot be rolled back (${s.reason ?? ''})`).join('; ')}.`);
+    const why = preview.steps.flatMap((s) =>
+      s.action === 'irreversible'
+        ? [`${s.id} cannot be rolled back (${s.reason ?? ''})`]
+        : (s.plan?.blockers?.length ?? 0) > 0
+          ? [`${s.id}'s rollback would refuse part of its undo (above)`]
+          : [],
+    );
+    lines.push('', `It would end needs-attention (exit 3): ${why.join('; ')}.`);
   } else if (preview.outcome === 'rolled-back') lines.push('', 'It would end rolled-back, if every undo succeeds.');
   lines.push(`To do it: cutover rollback ${preview.runId}`);
   return lines.join('\n');
