@@ -16,7 +16,7 @@
  * column of a composite key) is compared row by row when it is small enough
  * (10 x bisectRows), and reported as a range otherwise.
  */
-import { quoteIdent, quoteQualified } from '../db/quote.js';
+import { displayIdent, quoteIdent, quoteQualified } from '../db/quote.js';
 import { chunkWhere, describeChunk, isIntegerKey, rowHash, type Chunk, type Digest, type Side } from './digest.js';
 
 export type RowDifference = 'missing-on-target' | 'missing-on-source' | 'different';
@@ -170,11 +170,17 @@ async function digestHalves(side: Side, chunk: Chunk, middle: string): Promise<[
   return [half(false), half(true)];
 }
 
+/** A value as record output writes it: double-quoted when empty or holding a space, a comma, a parenthesis, a quote or a backslash, those two doubled. */
+export function fieldText(value: string): string {
+  return value !== '' && !/[\s,()"\\]/.test(value) ? value : `"${value.replaceAll('\\', '\\\\').replaceAll('"', '""')}"`;
+}
+
 /** Each row's key and hash in `chunk` on both sides, matched by key. */
 async function compareRows(source: Side, target: Side, chunk: Chunk, found: Located, options: LocateOptions): Promise<void> {
   const [sourceRows, targetRows] = await Promise.all([rowHashes(source, chunk), rowHashes(target, chunk)]);
-  const names = source.key.map((k) => k.name);
-  const label = (key: string) => (names.length === 1 ? `${names[0]}=${key}` : `(${names.join(', ')})=${key}`);
+  const names = source.key.map((k) => displayIdent(k.name));
+  // A single key's text is quoted as PostgreSQL quotes a field of a row, which is how a composite key reads.
+  const label = (key: string) => (names.length === 1 ? `${names[0]}=${fieldText(key)}` : `(${names.join(', ')})=${key}`);
   const differences: DifferingRow[] = [];
   for (const [key, hash] of sourceRows) {
     const other = targetRows.get(key);

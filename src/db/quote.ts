@@ -12,6 +12,16 @@ export function quoteQualified(schema: string, name: string): string {
   return `${quoteIdent(schema)}.${quoteIdent(name)}`;
 }
 
+/** A name as a person reads it in output: double-quoted only when it needs it (upper case, spaces, dots, quotes). */
+export function displayIdent(name: string): string {
+  return /^[a-z_][a-z0-9_$]*$/.test(name) ? name : `"${name.replaceAll('"', '""')}"`;
+}
+
+/** `schema.name` as a person reads it, each part quoted only when it needs it. */
+export function displayQualified(schema: string, name: string): string {
+  return `${displayIdent(schema)}.${displayIdent(name)}`;
+}
+
 /**
  * A string literal, for the few statements that take no parameters (ALTER
  * ROLE ... SET). Doubling quotes is enough with standard_conforming_strings

@@ -120,8 +120,5 @@ export function decide(seq: PgSequence, current: bigint | null, source: bigint |
   };
 }
 
-/** Shown in plans: `schema.name`, each part quoted only where PostgreSQL needs it. */
-export function displayName(schema: string, name: string): string {
-  const part = (s: string) => (/^[a-z_][a-z0-9_$]*$/.test(s) ? s : `"${s.replaceAll('"', '""')}"`);
-  return `${part(schema)}.${part(name)}`;
-}
+export { displayQualified as displayName } from '../db/quote.js';
+

@@ -13,7 +13,7 @@ import { both, inParallel } from '../parallel.js';
 import { defineStep, type BaseContext, type Step } from '../step/contract.js';
 import type { Queryable } from '../db/session.js';
 import { oracleOwners, type OracleSession } from '../db/oracle.js';
-import { quoteLiteral } from '../db/quote.js';
+import { displayQualified, quoteLiteral } from '../db/quote.js';
 import { chunksOf, countRows, describeChunk, digestChunk, type Chunk, type Side } from '../compare/digest.js';
 import { emptyLocated, locate, type DifferingRow, type Located } from '../compare/locate.js';
 import { oracleCount, readOracleTables, readTables, type Table } from '../compare/tables.js';
@@ -65,8 +65,10 @@ type Status = 'ok' | 'count-differs' | 'checksum-differs' | 'missing-on-target' 
 interface Pair {
   readonly source?: Table;
   readonly target?: Table;
-  /** Target `schema.table` (or where it would be). */
+  /** Target `schema.table` (or where it would be), as include and exclude patterns match it. */
   readonly label: string;
+  /** The same, as output shows it: a part with upper case, a space or a dot is double-quoted. */
+  readonly shown: string;
 }
 
 interface Result {
@@ -94,12 +96,12 @@ function pairTables(sources: readonly Table[], targets: readonly Table[], c: Con
     const name = fold(source.name, (n) => byName.has(key(schema, n)));
     const target = byName.get(key(schema, name));
     if (target) claimed.add(target);
-    pairs.push({ source, ...(target ? { target } : {}), label: `${schema}.${name}` });
+    pairs.push({ source, ...(target ? { target } : {}), label: `${schema}.${name}`, shown: displayQualified(schema, name) });
   }
   const mapped = c.schemas === undefined ? undefined : new Set(Object.values(c.schemas));
   for (const target of targets) {
     if (!claimed.has(target) && (mapped === undefined || mapped.has(target.schema))) {
-      pairs.push({ target, label: `${target.schema}.${target.name}` });
+      pairs.push({ target, label: `${target.schema}.${target.name}`, shown: displayQualified(target.schema, target.name) });
     }
   }
   const include = c.include?.length ? globMatcher(c.include) : () => true;
@@ -202,7 +204,7 @@ async function compare(
     for (const pair of pairs) {
       if (pair.source === undefined || pair.target === undefined) {
         results.set(pair, {
-          table: pair.label,
+          table: pair.shown,
           sourceRows: null,
           targetRows: null,
           status: pair.target === undefined ? 'missing-on-target' : 'missing-on-source',
@@ -285,7 +287,7 @@ async function compare(
       const status: Status =
         diff > tolerance ? 'count-differs' : keyed && tally.firstDifference !== undefined ? 'checksum-differs' : checksum && !keyed ? 'count-only' : 'ok';
       results.set(pair, {
-        table: pair.label,
+        table: pair.shown,
         sourceRows: tally.sourceRows.toString(),
         targetRows: tally.targetRows.toString(),
         status,

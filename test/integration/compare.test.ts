@@ -11,6 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { RunbookValidationError, parseRunbook, planRunbook, registry, runRunbook, type OracleConnection, type RunResult } from '../../src/index.js';
 import { startPostgres, VERSIONS, type TestServer } from '../helpers/pg.js';
 import { tempDir } from '../helpers/cli.js';
+import { fieldText } from '../../src/compare/locate.js';
 
 const TABLES = ['same', 'changed', 'missing', 'extra', 'nulls', 'ordered'];
 
@@ -136,6 +137,27 @@ ${fields}`;
       assert.match(result.steps[0]?.error?.message ?? '', /public\.changed: checksum-differs \(source 5000, target 5000\): id=3500 different/);
     });
 
+    it('names and keys that need quoting read as PostgreSQL writes them: "Mixed Case"."Order Lines", "K"="key 7"', async () => {
+      const table = `CREATE SCHEMA "Mixed Case"; CREATE TABLE "Mixed Case"."Order Lines" ("K" text PRIMARY KEY, v int);
+        INSERT INTO "Mixed Case"."Order Lines" SELECT 'key ' || g, g FROM generate_series(1, 50) g;
+        INSERT INTO "Mixed Case"."Order Lines" VALUES ('plain', 0), ('', 0), ('say "hi"', 0), ('a,b', 0);`;
+      const db = await fresh(table, `${table} UPDATE "Mixed Case"."Order Lines" SET v = -1 WHERE "K" IN ('key 7', 'plain', '', 'say "hi"', 'a,b');`);
+      const { runbook, dir } = load(db, '    mode: checksum\n');
+      const result = await planRunbook(runbook, { registry, stateDir: dir });
+      assert.equal(result.status, 'failed');
+      const keys = (result.steps[0]?.plan?.tables?.[1]?.rows ?? []).map((r) => `${r['table'] as string} ${r['key'] as string}`);
+      const table_ = '"Mixed Case"."Order Lines"';
+      assert.deepEqual(
+        keys.sort(),
+        [`${table_} "K"=""`, `${table_} "K"="a,b"`, `${table_} "K"="key 7"`, `${table_} "K"="say ""hi"""`, `${table_} "K"=plain`].sort(),
+      );
+      // As PostgreSQL quotes a field of a row: the text after "K"= is what ROW(value)::text holds between its parentheses.
+      for (const value of ['key 7', 'plain', '', 'say "hi"', 'a,b', 'back\\slash']) {
+        const [row] = await source.query<{ t: string }>('SELECT ROW($1::text)::text AS t', [value], db);
+        assert.equal(fieldText(value), row?.t.slice(1, -1), value);
+      }
+    });
+
     it('checksum right after a load, without statistics: names exactly the differing rows and their kind', async () => {
       // autovacuum off: no ANALYZE may run behind the test's back; reltuples stays -1 (or 0) on both sides.
       const load300k = (order: 'asc' | 'desc') =>
@@ -259,7 +281,7 @@ steps:
       const file = path.join(dir, 'runbook.yaml');
       writeFileSync(file, text);
       const result = await planRunbook(parseRunbook(text, file, { registry, env: {} }), { registry, stateDir: dir, oracle: async () => fake });
-      assert.deepEqual(statusOf(result), { 'hr.emp': 'ok', 'hr.Dept': 'count-differs' });
+      assert.deepEqual(statusOf(result), { 'hr.emp': 'ok', 'hr."Dept"': 'count-differs' });
       assert.deepEqual(sent.slice(1), ['SELECT TO_CHAR(COUNT(*)) AS "N" FROM "HR"."EMP"', 'SELECT TO_CHAR(COUNT(*)) AS "N" FROM "HR"."Dept"']);
       assert.match(sent[0] ?? '', /FROM all_tables WHERE owner IN \(:o0\).* \{"o0":"HR"\}$/);
     });
