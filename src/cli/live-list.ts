@@ -26,6 +26,9 @@ async function plainAsk(question: string, signal: AbortSignal): Promise<boolean>
   }
 }
 
+/** What resume or rollback found of a step the last process left in flight (after a crash, a signal or a stop). */
+const RECONCILED = { done: 'it had taken effect', 'not-done': 'it had not taken effect', rerun: 'it runs again' } as const;
+
 export const PHASE_WORDS = { plan: 'planning', apply: 'applying', verify: 'verifying', rollback: 'rolling back' } as const;
 
 type Wrapper = ListrTaskWrapper<unknown, typeof DefaultRenderer, typeof SimpleRenderer>;
@@ -224,7 +227,7 @@ export class LiveList {
         return;
       }
       case 'step.reconciled':
-        if (slot?.wrapper) slot.wrapper.output = `after the crash: ${event.outcome} (${event.reason})`;
+        if (slot?.wrapper) slot.wrapper.output = `left in flight by the last process: ${RECONCILED[event.outcome]} (${event.reason})`;
         if (slot && event.phase === 'apply' && event.outcome === 'done') this.settle(slot, { kind: 'done', title: `${event.stepId} (reconciled)` });
         return;
       case 'rollback.started':

@@ -194,10 +194,13 @@ function whereItStands(result: RunResult): string[] {
   }
   if (inPlace.length > 0) lines.push(`  applied and still in place: ${inPlace.map(named).join(', ')}`);
   if (unverified.length > 0) lines.push(`  applied and still in place, but its verification failed: ${unverified.map(named).join(', ')}`);
-  if (midway.length > 0)
+  const writers = midway.filter((s) => s.readsOnly !== true);
+  if (writers.length > 0)
     lines.push(
-      `  stopped in the middle of: ${midway.map(named).join(', ')} (its transaction, if any, was rolled back; what it recorded before writing is kept)`,
+      `  stopped in the middle of: ${writers.map(named).join(', ')} (its transaction, if any, was rolled back; what it recorded before writing is kept)`,
     );
+  const readers = midway.filter((s) => s.readsOnly === true);
+  if (readers.length > 0) lines.push(`  stopped at: ${readers.map(named).join(', ')} (it writes nothing)`);
   if (lines.length === 0) lines.push('  nothing of this run is in place');
   return ['', 'Where things stand:', ...lines];
 }
@@ -225,6 +228,14 @@ function next(result: RunResult, mode: 'run' | 'resume' | 'rollback'): string[] 
     case 'interrupted':
     case 'failed':
       if (code !== ExitCode.stopped) return [];
+      // With nothing applied, nothing to undo: rollback would only say so.
+      if (!result.steps.some((s) => s.applied === true || (s.status === 'applying' && s.readsOnly !== true)))
+        return [
+          '',
+          'Next, one of (nothing is applied yet):',
+          `  cutover resume ${id}      continue from where it stopped`,
+          `  cutover abandon ${id} --reason "..."   give up on it`,
+        ];
       return [
         '',
         'Next, one of:',

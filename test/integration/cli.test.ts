@@ -155,6 +155,32 @@ steps:
       assert.match(nothingLeft.stderr, /has anything to resume/);
     });
 
+    it('stopped at a confirmation before anything was applied: says it writes nothing, offers no rollback; resume says what it found, without "crash"', async () => {
+      const name = await freshDb();
+      const { dir, file } = runbookFile(
+        `${header}  - id: ask
+    kind: confirm
+    message: go on?
+  - id: after
+    kind: sql
+    connection: db
+    sql: SELECT 1
+`,
+        { name: 'r.yaml' },
+      );
+      const env = { TEST_URL: server.urlFor(name), CUTOVER_STATE_DIR: path.join(dir, 'state') };
+      const stopped = await cutover(['run', file], env);
+      assert.equal(stopped.code, 5, stopped.stderr);
+      assert.match(stopped.stderr, /Where things stand:\n {2}stopped at: ask \(confirm\) \(it writes nothing\)\n/);
+      assert.doesNotMatch(stopped.stderr, /its transaction, if any/);
+      assert.match(stopped.stderr, /Next, one of \(nothing is applied yet\):\n {2}cutover resume \S+ +continue from where it stopped\n {2}cutover abandon /);
+      assert.doesNotMatch(stopped.stderr, /cutover rollback/);
+      const resumed = await cutover(['resume', '--last', '--yes'], env);
+      assert.equal(resumed.code, 0, resumed.stderr);
+      assert.match(resumed.stdout, /left in flight by the last process: it had not taken effect \(the step writes nothing; it is safe to run again\)/);
+      assert.doesNotMatch(resumed.stdout + resumed.stderr, /crash/);
+    });
+
     it('abandon: journaled, lets the runbook run afresh, refuses resume, still allows rollback', async () => {
       const name = await freshDb();
       await server.query('CREATE TABLE t (v text)', [], name);
