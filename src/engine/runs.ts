@@ -3,7 +3,7 @@
  * processes from writing one journal.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, openSync, readdirSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { processLiveness } from './liveness.js';
@@ -23,6 +23,8 @@ export function newRunId(now = new Date()): string {
 
 export function listRunIds(stateDir: string): string[] {
   const dir = runsDir(stateDir);
+  // A file given as the state directory holds no runs, and saying "no runs yet" would hide the typo.
+  if (statSync(stateDir, { throwIfNoEntry: false })?.isDirectory() === false) throw new UsageError(`state directory ${stateDir} is not a directory`);
   if (!existsSync(dir)) return [];
   return readdirSync(dir, { withFileTypes: true })
     .filter((entry) => entry.isDirectory() && existsSync(path.join(dir, entry.name, 'journal.jsonl')))

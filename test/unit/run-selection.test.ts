@@ -4,14 +4,14 @@
  * Journals are written with the real Journal class, without a database.
  */
 import assert from 'node:assert/strict';
-import { appendFileSync } from 'node:fs';
+import { appendFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { Journal } from '../../src/audit/journal.js';
 import { Redactor } from '../../src/audit/redact.js';
 import type { RunEvent } from '../../src/audit/events.js';
 import { mayBeUnfinished, unfinishedRuns } from '../../src/engine/run-selection.js';
-import { runsDir } from '../../src/engine/runs.js';
+import { listRunIds, runsDir } from '../../src/engine/runs.js';
 import { tempDir } from '../helpers/cli.js';
 
 const RUNBOOK = '/srv/runbooks/cutover.yaml';
@@ -124,5 +124,12 @@ describe('runs that keep `cutover run` from starting', () => {
     appendFileSync(path.join(runDir, 'journal.jsonl'), '{"hash":"abc","rec');
     assert.equal(mayBeUnfinished(runDir, RUNBOOK, TARGET), false);
     assert.deepEqual(unfinishedRuns(stateDir, RUNBOOK, [TARGET]), []);
+  });
+
+  it('a file given as the state directory is refused by name, not read as "no runs yet"', () => {
+    const file = path.join(tempDir(), 'not-a-dir');
+    writeFileSync(file, 'x');
+    assert.throws(() => listRunIds(file), { name: 'UsageError', message: `state directory ${file} is not a directory` });
+    assert.deepEqual(listRunIds(path.join(tempDir(), 'absent')), []);
   });
 });
