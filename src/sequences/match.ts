@@ -69,7 +69,8 @@ export function matchSequences(targets: readonly PgSequence[], sources: readonly
       continue;
     }
     if (target !== undefined) claimed.set(target, source);
-    pairs.push({ ...(target !== undefined ? { target } : {}), source, schema: target?.schema ?? schema, name });
+    // Two literals, not a spread of an optional field: at 10,000 sequences the spread cost more than the rest of the match.
+    pairs.push(target !== undefined ? { target, source, schema: target.schema, name } : { source, schema, name });
   }
   for (const target of targets) {
     if (!claimed.has(target)) pairs.push({ target, schema: target.schema, name: target.name });
