@@ -111,6 +111,12 @@ async function findProgram(name: string, commands: CommandRunner, signal: AbortS
   return undefined;
 }
 
+/** The connections a step uses: its own, then those its config names. */
+function connectionsOf(registry: PreflightOptions['registry'], step: Step): string[] {
+  const definition = registry[step.kind];
+  return [...new Set([step.connection, ...(definition?.connections?.(step.config) ?? [])].filter((n): n is string => n !== undefined))];
+}
+
 export async function preflight(runbook: Runbook, options: PreflightOptions): Promise<PreflightResult> {
   const signal = options.signal ?? new AbortController().signal;
   const commands = options.commands ?? execaRunner;
@@ -118,6 +124,8 @@ export async function preflight(runbook: Runbook, options: PreflightOptions): Pr
   options.protect?.([...runbook.secrets, ...[...resolved.values()].flatMap((c) => c.secrets)]);
   const sessions = new Map<string, Session>();
   const connections: ConnectionCheck[] = [];
+  // plan --only / --from: a server the selected steps never use may be down while they are rehearsed.
+  const selected = options.steps === undefined ? undefined : new Set(options.steps.flatMap((step) => connectionsOf(options.registry, step)));
   try {
     await Promise.all(
       [...resolved.entries()].map(async ([name, connection]) => {
@@ -128,6 +136,10 @@ export async function preflight(runbook: Runbook, options: PreflightOptions): Pr
           passwordFrom: connection.passwordSource,
           warnings: connection.warnings,
         };
+        if (selected !== undefined && !selected.has(name)) {
+          connections.push({ ...base, status: 'not-checked', fix: 'not used by the selected steps' });
+          return;
+        }
         const spec = runbook.connections[name];
         if (spec?.kind === 'postgres' && spec.startedByRunbook === true) {
           connections.push({
@@ -207,7 +219,7 @@ export async function preflight(runbook: Runbook, options: PreflightOptions): Pr
     for (const step of options.steps ?? runbook.steps) {
       const definition = options.registry[step.kind];
       if (definition === undefined) continue;
-      const used = [...new Set([step.connection, ...(definition.connections?.(step.config) ?? [])].filter((n): n is string => n !== undefined))];
+      const used = connectionsOf(options.registry, step);
       // A connection that failed blocks the step's checks; one the runbook starts itself cannot be checked yet.
       const blockedBy = used.filter(
         (n) => byName.get(n)?.status === 'failed' || (byName.get(n)?.status === 'not-checked' && byName.get(n)?.kind === 'postgres'),

@@ -213,6 +213,35 @@ steps:
     }
   });
 
+  it('plan --only opens only the connections its steps use: a server the other steps need may be down', async () => {
+    const port = await closedPort();
+    const file = writeRunbook(
+      dir,
+      'only.yaml',
+      `version: 1
+name: only
+connections:
+  db: { kind: postgres, url: "postgres://${USER}:${ENCODED}@127.0.0.1:${md5.port}/postgres" }
+  down: { kind: postgres, url: "postgres://${USER}@127.0.0.1:${port}/postgres" }
+steps:
+  - id: here
+    kind: sql
+    connection: db
+    sql: SELECT 1
+  - id: there
+    kind: sql
+    connection: down
+    sql: SELECT 2
+`,
+    );
+    const only = await cutover(['plan', file, '--only', 'here', '--state-dir', stateDir]);
+    assert.equal(only.code, 0, only.stdout + only.stderr);
+    assert.match(only.stderr, /down: not checked: not used by the selected steps/);
+    const all = await cutover(['plan', file, '--state-dir', stateDir]);
+    assert.equal(all.code, 2, 'without --only every connection must open');
+    assert.match(all.stderr, /plan not started: connection "down" could not be opened/);
+  });
+
   it('an unreachable host (a loopback port nobody listens on) fails check with exit 2 and says what to check', async () => {
     const port = await closedPort();
     const file = writeRunbook(dir, 'unreachable.yaml', runbook(`url: postgres://${USER}:${ENCODED}@127.0.0.1:${port}/postgres`));

@@ -29,6 +29,7 @@ export function formatPreflight(result: PreflightResult): string {
   );
   for (const c of result.connections) {
     if (c.status === 'failed') lines.push(`  ${c.name}: ${c.error ?? 'failed'}`, `    fix: ${c.fix ?? ''}`);
+    if (c.status === 'not-checked' && c.fix !== undefined) lines.push(`  ${c.name}: not checked: ${c.fix}`);
     for (const warning of c.warnings) lines.push(`  ${c.name}: warning: ${warning}`);
   }
   const rows = result.steps.flatMap((s) =>
