@@ -218,11 +218,17 @@ export class UnfinishedRunError extends Error {
     readonly runId: string,
     readonly progress: string,
     readonly live: boolean,
+    /** Its rollback started: it is finished by rollback, never resumed. */
+    rollingBack = false,
   ) {
     super(
       live
         ? `run ${runId} of this runbook is still in progress (${progress}); wait for it to finish`
-        : `run ${runId} of this runbook against the same targets did not finish (${progress}). ` +
+        : rollingBack
+          ? `run ${runId} of this runbook against the same targets did not finish rolling back (${progress}). ` +
+            `Finish its rollback with: cutover rollback ${runId}\n` +
+            `or give it up with: cutover abandon ${runId} --reason "..."`
+          : `run ${runId} of this runbook against the same targets did not finish (${progress}). ` +
             `Continue it with: cutover resume ${runId}\n` +
             `or give it up with: cutover abandon ${runId} --reason "..." (cutover rollback ${runId} can still undo it)`,
     );

@@ -119,7 +119,7 @@ export async function runRunbook(runbook: Runbook, options: RunOptions): Promise
     );
     const blocking = unfinished.at(-1);
     if (blocking !== undefined) {
-      const error = new UnfinishedRunError(blocking.runId, describeProgress(blocking), isLive(blocking));
+      const error = new UnfinishedRunError(blocking.runId, describeProgress(blocking), isLive(blocking), blocking.rollbackStarted === true);
       rc.emit({ type: 'run.refused', reason: error.message });
       return await finish(rc, { ok: false, stop: 'refused', error }, started);
     }
@@ -134,11 +134,7 @@ export async function runRunbook(runbook: Runbook, options: RunOptions): Promise
 
 /** Continues a run that stopped or crashed, from its journal. */
 export async function resumeRun(runId: string | undefined, options: EngineOptions): Promise<RunResult> {
-  return reopen(runId, options, 'resume', async (rc, steps, state) => {
-    if (state.status === 'rolling-back' || state.status === 'rolled-back' || state.steps.get(inFlight(state)?.id ?? '')?.status === 'rolling-back') {
-      throw new UsageError(`run ${rc.runId} was rolling back; finish it with: cutover rollback ${rc.runId}`);
-    }
-    if (state.status === 'succeeded') throw new UsageError(`run ${rc.runId} already succeeded; nothing to resume`);
+  return reopen(runId, options, 'resume', async (rc, steps) => {
     const reconciled = await reconcileInFlight(rc, 'resume');
     if (!reconciled.ok) return reconciled;
     return forward(rc, steps);
@@ -243,6 +239,11 @@ async function reopen(
     if (recorded.mode === 'plan') throw new UsageError(`run ${id} was a plan (dry run); there is nothing to ${command}`);
     if (recorded.status === 'refused') {
       throw new UsageError(`run ${id} was refused before it started a step; there is nothing to ${command}`);
+    }
+    // Refused before anything is appended: the head a change ticket recorded must stay the journal's end.
+    if (command === 'resume' && recorded.status === 'succeeded') throw new UsageError(`run ${id} already succeeded; nothing to resume`);
+    if (command === 'resume' && (recorded.rollbackStarted === true || recorded.status === 'rolled-back')) {
+      throw new UsageError(`run ${id} started rolling back; it is never resumed forward again. Finish the rollback: cutover rollback ${id}`);
     }
     if (command === 'resume' && recorded.abandoned !== undefined) {
       throw new UsageError(

@@ -87,6 +87,8 @@ export interface RunState {
   /** The process that last started or reopened the run. */
   process: { readonly host: string; readonly pid: number };
   abandoned?: { readonly reason: string; readonly operator: string; readonly at: string };
+  /** A rollback of this run started (and maybe stopped or failed): it is never resumed forward again. */
+  rollbackStarted?: true;
   /** The connection targets (user@host:port/db) the run was started against. */
   readonly targets: readonly string[];
 }
@@ -190,6 +192,7 @@ export function applyEvent(state: RunState, event: RunEvent, ts: string, seq?: n
       return;
     case 'rollback.started':
       state.status = 'rolling-back';
+      state.rollbackStarted = true;
       return;
     case 'rollback.step.started':
       if (step) {
@@ -265,7 +268,7 @@ export function hasSomethingToUndo(state: RunState): boolean {
 
 /** A run that stopped short of its end and can be continued (what `resume` accepts). */
 export function isResumable(state: RunState): boolean {
-  if (state.mode !== 'run' || state.abandoned !== undefined) return false;
+  if (state.mode !== 'run' || state.abandoned !== undefined || state.rollbackStarted === true) return false;
   if (state.steps.size > 0 && [...state.steps.values()].some((s) => s.status === 'rolling-back')) return false;
   return !(['succeeded', 'rolled-back', 'refused', 'planned', 'rolling-back', 'abandoned'] as const).some((s) => s === state.status);
 }

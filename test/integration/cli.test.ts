@@ -181,6 +181,49 @@ steps:
       assert.doesNotMatch(resumed.stdout + resumed.stderr, /crash/);
     });
 
+    it('resume never writes to a finished run: a succeeded run keeps the head its ticket recorded; a run whose rollback started is finished by rollback only', async () => {
+      const name = await freshDb();
+      await server.query('CREATE TABLE t (v text)', [], name);
+      const { dir, file } = runbookFile(
+        `${header}  - id: a
+    kind: sql
+    connection: db
+    sql: INSERT INTO t VALUES ('a')
+    rollback: SELECT 1 / 0
+  - id: b
+    kind: sql
+    connection: db
+    sql: SELECT 1
+`,
+        { name: 'r.yaml' },
+      );
+      const env = { TEST_URL: server.urlFor(name), CUTOVER_STATE_DIR: path.join(dir, 'state') };
+      const done = await cutover(['run', file, '--yes'], env);
+      assert.equal(done.code, 0, done.stderr);
+      const runId = /run (\S+): succeeded/.exec(done.stdout)?.[1] ?? '';
+      const head = /journal head: (\S+)/.exec(done.stdout)?.[1] ?? '';
+      const journal = readFileSync(journalOf(env.CUTOVER_STATE_DIR), 'utf8');
+      const again = await cutover(['resume', runId, '--yes'], env);
+      assert.equal(again.code, 2, again.stdout + again.stderr);
+      assert.match(again.stderr, /already succeeded; nothing to resume/);
+      assert.equal(readFileSync(journalOf(env.CUTOVER_STATE_DIR), 'utf8'), journal, 'nothing appended');
+      assert.equal((await cutover(['audit', 'verify', runId, '--head', head], env)).code, 0);
+
+      const rollback = await cutover(['rollback', runId, '--yes'], env);
+      assert.equal(rollback.code, 3, rollback.stderr);
+      const afterRollback = readFileSync(journalOf(env.CUTOVER_STATE_DIR), 'utf8');
+      const resume = await cutover(['resume', runId, '--yes'], env);
+      assert.equal(resume.code, 2, resume.stdout + resume.stderr);
+      assert.match(resume.stderr, /started rolling back; it is never resumed forward again\. Finish the rollback: cutover rollback /);
+      assert.equal(readFileSync(journalOf(env.CUTOVER_STATE_DIR), 'utf8'), afterRollback, 'nothing appended');
+      assert.equal((await cutover(['resume', '--last', '--yes'], env)).code, 2, 'resume --last passes it over');
+      const fresh = await cutover(['run', file, '--yes'], env);
+      assert.equal(fresh.code, 4, fresh.stderr);
+      assert.match(fresh.stderr, /did not finish rolling back .*\. Finish its rollback with: cutover rollback /);
+      assert.doesNotMatch(fresh.stderr, /cutover resume/);
+      assert.deepEqual(await server.query('SELECT v FROM t', [], name), [{ v: 'a' }], 'the forward steps were not applied again');
+    });
+
     it('abandon: journaled, lets the runbook run afresh, refuses resume, still allows rollback', async () => {
       const name = await freshDb();
       await server.query('CREATE TABLE t (v text)', [], name);
