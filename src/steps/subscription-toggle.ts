@@ -103,18 +103,34 @@ export async function verifyToggle(ctx: BaseContext, step: Step, before: Toggled
   }
 }
 
-/** What rollback runs: the opposite switch, for the ones the step changed. */
-const restoreStatements = (before: Toggled): string[] => before.subscriptions.map((s) => alterSubscription(s.name, s.enabled));
-
-export async function planRollbackToggle(_ctx: BaseContext, step: Step, before: Toggled): Promise<RollbackPlan> {
-  return { actions: restoreStatements(before).map((sql): Action => ({ type: 'sql', connection: step.connection, sql })) };
+/**
+ * What rollback runs: the opposite switch, for the ones the step changed
+ * that still exist. One a later step dropped (subscription-detach, which is
+ * irreversible and says so) has nothing left to switch back; failing on it
+ * would stop the rollback before the steps under it, the write freeze among
+ * them.
+ */
+async function restoreStatements(db: Queryable, before: Toggled): Promise<{ statements: string[]; gone: string[] }> {
+  const existing = new Set((await readSubscriptions(db)).map((s) => s.name));
+  return {
+    statements: before.subscriptions.filter((s) => existing.has(s.name)).map((s) => alterSubscription(s.name, s.enabled)),
+    gone: before.subscriptions.filter((s) => !existing.has(s.name)).map((s) => s.name),
+  };
 }
 
-/** Puts each subscription back as it was. */
+export async function planRollbackToggle(ctx: BaseContext, step: Step, before: Toggled): Promise<RollbackPlan> {
+  const { statements, gone } = await restoreStatements(await ctx.session(step.connection), before);
+  return {
+    actions: statements.map((sql): Action => ({ type: 'sql', connection: step.connection, sql })),
+    ...(gone.length > 0 ? { notes: gone.map((name) => `subscription ${name} no longer exists (a later step dropped it?): nothing to switch back`) } : {}),
+  };
+}
+
+/** Puts each subscription that still exists back as it was. */
 export async function rollbackToggle(ctx: ApplyContext<Toggled>, step: Step, before: Toggled): Promise<void> {
   const tx = ctx.tx;
   if (tx === undefined) throw new UsageError(`step "${step.id}" runs in a transaction but got none`);
-  for (const sql of restoreStatements(before)) await tx.query(sql);
+  for (const sql of (await restoreStatements(tx, before)).statements) await tx.query(sql);
 }
 
 /** One of the two switch kinds: its name, the `replication-slots` action it replaces, its summary, and which way it switches. */

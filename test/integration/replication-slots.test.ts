@@ -299,6 +299,43 @@ ${steps}`;
       assert.deepEqual(await slotNames(), []);
     });
 
+    it('rollback after disable then detach: the subscription is gone, so there is nothing to enable; the rollback goes on to the steps under it and ends needs-attention for the detach', async () => {
+      await pair();
+      const { runbook, dir } = load(`  - id: mark
+    kind: sql
+    connection: pub
+    sql: CREATE TABLE mark (id int)
+    rollback: DROP TABLE mark
+  - id: off
+    kind: subscriptions-disable
+    connection: sub
+  - id: detach
+    kind: subscription-detach
+    connection: sub
+    subscriptions: [s_${db}]
+    dropRemoteSlot: true
+    publisher: pub
+`);
+      const result = await runRunbook(runbook, { registry, stateDir: dir });
+      assert.equal(result.status, 'succeeded', JSON.stringify(result.steps));
+      const preview = await previewOf(result.runId, dir);
+      assert.deepEqual(
+        preview.find((s) => s.id === 'off'),
+        { id: 'off', actions: [], notes: [`subscription s_${db} no longer exists (a later step dropped it?): nothing to switch back`] },
+      );
+      const back = await rollbackRun(result.runId, { registry, stateDir: dir });
+      assert.equal(back.status, 'needs-attention');
+      assert.deepEqual(
+        back.steps.map((s) => [s.id, s.status]),
+        [
+          ['mark', 'rolled-back'],
+          ['off', 'rolled-back'],
+          ['detach', 'rollback-skipped'],
+        ],
+      );
+      assert.deepEqual(await pub.query("SELECT count(*)::int AS n FROM pg_class WHERE relname = 'mark'", [], db), [{ n: 0 }], 'the step under it was undone');
+    });
+
     it('a runbook in the old form (kind: replication-slots, action:) still validates, plans, runs and rolls back, saying which kind to write', async () => {
       await pair();
       const dir = tempDir();
