@@ -117,7 +117,8 @@ export function formatFindings(result: RunResult): string | undefined {
   const long = (table: PlanTable) => table.rows.length > FINDINGS_ROWS;
   for (const [index, step] of result.steps.entries()) {
     const plan = step.plan;
-    if (step.readsOnly !== true || plan === undefined) continue;
+    // Only where the plan did all the work: a wait's or a lag check's plan is from before it waited.
+    if (step.readsOnly !== true || plan === undefined || plan.actions.length > 0) continue;
     const found = [
       ...(plan.tables ?? []).flatMap((table) => {
         if (table.rows.length === 0) return [`${table.title}: none`, ...(table.footer !== undefined ? [`  ${table.footer}`] : [])];
@@ -129,7 +130,7 @@ export function formatFindings(result: RunResult): string | undefined {
     if (found.length > 0) lines.push(`${String(index + 1).padStart(2)}. ${step.id} [${step.kind}] ${step.status}`, ...found.map((l) => `      ${l}`));
   }
   if (lines.length === 0) return undefined;
-  const cut = result.steps.some((s) => s.readsOnly === true && (s.plan?.tables ?? []).some(long));
+  const cut = result.steps.some((s) => s.readsOnly === true && s.plan?.actions.length === 0 && s.plan.tables?.some(long) === true);
   return ['', 'What the read-only steps found:', ...lines, ...(cut ? [`(every row: cutover report ${result.runId})`] : [])].join('\n');
 }
 

@@ -101,7 +101,8 @@ export async function runWithUi(
     await list.done();
   }
   if (mode === 'plan') io.out(formatRunResult(result, `\nPlan (nothing was changed):`));
-  else if (mode === 'run' || mode === 'resume') {
+  // Not after a resume: the steps an earlier attempt completed would show what they found back then.
+  else if (mode === 'run') {
     const findings = formatFindings(result);
     if (findings !== undefined) io.out(findings);
   }
