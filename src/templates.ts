@@ -26,7 +26,7 @@ function load(file: string): Template {
       .split('\n')
       .find((l) => l.startsWith('# ') && !l.includes('yaml-language-server'))
       ?.slice(2) ?? '';
-  const variables = [...new Set([...text.matchAll(/(?<!\$)\$\{(?:secret:)?([A-Za-z_][A-Za-z0-9_]*)\}/g)].map((m) => m[1] ?? ''))];
+  const variables = [...new Set([...text.matchAll(/(?<!\$)\$\{(?:secret:)?([A-Za-z_][A-Za-z0-9_]*)(?::literal)?\}/g)].map((m) => m[1] ?? ''))];
   return { name: path.basename(file, '.yaml'), summary, text, variables };
 }
 

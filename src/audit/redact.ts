@@ -3,8 +3,8 @@
  * report and saved plan passes through a Redactor that knows the run's
  * secrets (connection passwords, passwordFile contents, `${secret:NAME}`
  * values). Each secret is masked in every form it can take in text: as is,
- * percent-encoded (as in a URL), escaped inside a JSON string, and escaped
- * for HTML.
+ * percent-encoded (as in a URL), escaped inside a JSON string, quoted inside
+ * a SQL string literal, and escaped for HTML.
  *
  * Redact before truncating: a cut through the middle of a secret leaves a
  * fragment no redactor can recognise. Code that shortens text (command
@@ -27,6 +27,9 @@ function forms(secret: string): string[] {
   } catch {
     // not representable in a URL: nothing to add
   }
+  // Inside a SQL string literal (${secret:NAME:literal}): quotes doubled, and backslashes too in an E'' literal.
+  out.add(secret.replaceAll("'", "''"));
+  out.add(secret.replaceAll('\\', '\\\\').replaceAll("'", "''"));
   out.add(secret.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;').replaceAll('"', '&quot;').replaceAll("'", '&#39;'));
   for (const form of [...out]) out.add(JSON.stringify(form).slice(1, -1));
   return [...out];

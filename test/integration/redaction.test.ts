@@ -6,6 +6,7 @@
  * a secret far longer than any truncation.
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -141,5 +142,43 @@ steps:
     assert.match(result.stderr, /short\.yaml:6:10: connections\.db\.url: the password \(from the URL\) is shorter than 4 characters/);
     assert.match(result.stderr, /short\.yaml:11:10: steps\[0\]\.sql: secret TINY is shorter than 4 characters/);
     assert.doesNotMatch(result.stderr, /xyz|abc/);
+  });
+
+  it("a secret with a quote inside SQL: '${secret:NAME}' is refused at validation; ${secret:NAME:literal} runs, and no piece of it is anywhere", async () => {
+    const dir = tempDir();
+    const stateDir = path.join(dir, 'state');
+    // The trial's password: a quote, then a piece that a syntax error would echo; and a backslash.
+    const conninfo = "host=localhost password=Fb'Qx72secretpw\\x";
+    const runbook = (sql: string) =>
+      writeRunbook(
+        dir,
+        'quoted.yaml',
+        `version: 1
+name: quoted
+connections:
+  db:
+    kind: postgres
+    url: ${server.url}
+steps:
+  - id: a
+    kind: sql
+    connection: db
+    sql: ${sql}
+    verify: { query: "SELECT md5(${sql.includes(':literal') ? '${secret:CONNINFO:literal}' : "'x'"})", expect: ${JSON.stringify(createHash('md5').update(conninfo).digest('hex'))} }
+`,
+      );
+    const byHand = await cutover(['validate', runbook("SELECT '${secret:CONNINFO}' AS v")], { CONNINFO: conninfo });
+    assert.equal(byHand.code, 2, byHand.stderr);
+    assert.match(
+      byHand.stderr,
+      /quoted\.yaml:11:10: steps\[0\]\.sql: secret CONNINFO holds a quote or a backslash and is written between quotes .* write \$\{secret:CONNINFO:literal\} without the quotes/,
+    );
+
+    const run = await cutover(['run', runbook('SELECT length(${secret:CONNINFO:literal}) AS v'), '--yes', '--state-dir', stateDir], { CONNINFO: conninfo });
+    assert.equal(run.code, 0, run.stdout + run.stderr);
+    const report = await cutover(['report', '--last', '--format', 'md', '--state-dir', stateDir]);
+    const everything = [run.stdout, run.stderr, report.stdout, ...filesUnder(stateDir).map((f) => readFileSync(f, 'utf8'))].join('\n');
+    assert.ok(everything.includes('[redacted]'), 'the statement was journaled, with the secret masked');
+    for (const piece of ['Qx72secretpw', 'Fb', "Fb''Qx72"]) assert.ok(!everything.includes(piece), piece);
   });
 });

@@ -537,7 +537,7 @@ ${ONE_STEP}
   - id: a
     kind: confirm
     message: cost \${1X}
-             ^ steps[0].message: "\${1X" is not a valid reference: write \${NAME} or \${secret:NAME} (letters, digits, _), or $\${ for a literal "\${"
+             ^ steps[0].message: "\${1X" is not a valid reference: write \${NAME} or \${secret:NAME} (letters, digits, _), with :literal for a SQL string literal, or $\${ for a literal "\${"
 `,
     },
   ]);
