@@ -41,7 +41,8 @@ export class PgBouncerAdmin {
     try {
       await client.connect();
     } catch (error) {
-      throw asDatabaseError(connectionName, error, 'connect');
+      const failed = asDatabaseError(connectionName, error, 'connect');
+      throw new DatabaseError(`cannot connect to ${resolved.identity.target}: ${failed.message}`, failed.details);
     }
     return new PgBouncerAdmin(connectionName, client);
   }

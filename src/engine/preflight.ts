@@ -74,7 +74,16 @@ const FACTS_SQL = `SELECT current_setting('server_version') AS version, pg_is_in
   s.ssl, s.version AS ssl_version, s.client_dn
 FROM (SELECT 1) one LEFT JOIN pg_stat_ssl s ON s.pid = pg_backend_pid()`;
 
+/** A connection that did not open: what the server or the driver said, its SQLSTATE, and what to do. */
+function failure(error: unknown, target: string): { status: 'failed'; error: string; fix: string } {
+  const message = errorMessage(error);
+  const sqlstate = error instanceof DatabaseError ? error.details.sqlstate : undefined;
+  return { status: 'failed', error: sqlstate !== undefined ? `${message} (SQLSTATE ${sqlstate})` : message, fix: fixFor(message, target) };
+}
+
 function fixFor(message: string, target: string): string {
+  // PgBouncer's console: a user it knows, but not as an admin.
+  if (/\bnot allowed\b/i.test(message)) return `list the user in admin_users of the PgBouncer at ${target} (stats_users may only read), then RELOAD it`;
   if (/password authentication failed|SASL|no password|asks for a password/i.test(message)) {
     return 'check the password (password, passwordFile, the URL, PGPASSWORD or ~/.pgpass) and the user';
   }
@@ -159,8 +168,7 @@ export async function preflight(runbook: Runbook, options: PreflightOptions): Pr
             const leader = cluster.members.find((m) => m.role === 'leader')?.name ?? 'no leader';
             connections.push({ ...base, status: 'ok', serverVersion: `Patroni cluster: ${cluster.members.length} members, leader ${leader}` });
           } catch (error) {
-            const message = errorMessage(error);
-            connections.push({ ...base, status: 'failed', error: message, fix: fixFor(message, connection.identity.target) });
+            connections.push({ ...base, ...failure(error, connection.identity.target) });
           }
           return;
         }
@@ -174,8 +182,7 @@ export async function preflight(runbook: Runbook, options: PreflightOptions): Pr
               await console.close();
             }
           } catch (error) {
-            const message = errorMessage(error);
-            connections.push({ ...base, status: 'failed', error: message, fix: fixFor(message, connection.identity.target) });
+            connections.push({ ...base, ...failure(error, connection.identity.target) });
           }
           return;
         }
@@ -202,14 +209,7 @@ export async function preflight(runbook: Runbook, options: PreflightOptions): Pr
               : {}),
           });
         } catch (error) {
-          const message = errorMessage(error);
-          const sqlstate = error instanceof DatabaseError ? error.details.sqlstate : undefined;
-          connections.push({
-            ...base,
-            status: 'failed',
-            error: sqlstate !== undefined ? `${message} (SQLSTATE ${sqlstate})` : message,
-            fix: fixFor(message, connection.identity.target),
-          });
+          connections.push({ ...base, ...failure(error, connection.identity.target) });
         }
       }),
     );

@@ -12,7 +12,7 @@ import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { makeSavedPlan, planRunbook, registry, rollbackRun, runRunbook, type RunEvent } from '../../src/index.js';
+import { makeSavedPlan, planRunbook, preflight, registry, rollbackRun, runRunbook, type RunEvent } from '../../src/index.js';
 import { resolveAll } from '../../src/runbook/connections.js';
 import { pgbouncerStep } from '../../src/steps/pgbouncer.js';
 import { applyContext } from '../helpers/apply-context.js';
@@ -93,6 +93,37 @@ ${fields}`);
     await holder.query('INSERT INTO t VALUES ($1, 1)', [client]);
     return holder;
   };
+
+  it('check: a console user PgBouncer does not list as admin, and a wrong password, each say what to fix, with the target and SQLSTATE', async () => {
+    await fresh();
+    const app = new URL(bouncer.urlFor('pgbouncer'));
+    const { runbook } = loadRunbookText(
+      `version: 1
+name: console
+connections:
+  notadmin:
+    kind: pgbouncer
+    url: postgres://${app.username}@127.0.0.1:${bouncer.port}/pgbouncer
+    password: \${APP_PASSWORD}
+  wrong:
+    kind: pgbouncer
+    url: postgres://${bouncer.adminUser}@127.0.0.1:${bouncer.port}/pgbouncer
+    password: \${WRONG}
+steps:
+  - id: a
+    kind: confirm
+    message: go?
+`,
+      { env: { APP_PASSWORD: decodeURIComponent(app.password), WRONG: 'not-the-password' } },
+    );
+    const check = await preflight(runbook, { registry });
+    const [notadmin, wrong] = check.connections;
+    assert.equal(notadmin?.status, 'failed');
+    assert.match(notadmin?.error ?? '', /^cannot connect to postgres@127\.0\.0\.1:\d+\/pgbouncer: not allowed \(SQLSTATE 08P01\)$/);
+    assert.match(notadmin?.fix ?? '', /^list the user in admin_users of the PgBouncer at postgres@127\.0\.0\.1:\d+\/pgbouncer/);
+    assert.match(wrong?.error ?? '', /^cannot connect to bouncer_admin@127\.0\.0\.1:\d+\/pgbouncer: .*\(SQLSTATE 08P01\)$/);
+    assert.match(wrong?.fix ?? '', /^check the password/);
+  });
 
   it('plans read-only: the admin commands, the entry that moves, the pools; nothing paused, nothing written', async () => {
     const name = await fresh();
