@@ -213,7 +213,13 @@ function next(result: RunResult, mode: 'run' | 'resume' | 'rollback'): string[] 
   const rerun = result.runbookFile !== undefined ? `cutover run ${result.runbookFile}` : 'cutover run <runbook>';
   switch (result.status) {
     case 'rolled-back':
-      return mode === 'rollback' ? [] : ['', 'Next: fix the cause, then run the runbook again:', `  ${rerun}`];
+      if (mode === 'rollback') return [];
+      // A saved plan that no longer matches: the next run needs a new plan, reviewed again, not the same file.
+      if (result.steps.some((s) => s.error?.name === 'PlanDriftError')) {
+        const file = result.runbookFile ?? '<runbook>';
+        return ['', 'Next: plan again, review the new plan, then run it:', `  cutover plan ${file} --out plan.json`, `  cutover run ${file} --plan plan.json`];
+      }
+      return ['', 'Next: fix the cause, then run the runbook again:', `  ${rerun}`];
     case 'needs-attention': {
       const failed = result.steps.filter((s) => s.status === 'rollback-failed');
       const irreversible = result.steps.filter((s) => s.rollbackSkipped?.irreversible === true);
