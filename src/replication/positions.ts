@@ -12,6 +12,8 @@ export interface Position {
   readonly lsn: string | null;
   /** Bytes still to confirm up to the target position (null: never confirmed). */
   readonly behind: number | null;
+  /** A logical slot no process reads: waiting for it is waiting for nothing (a disabled subscription). */
+  readonly inactive?: true;
 }
 
 /** Which consumers to watch: standbys by application_name, or logical slots (names or patterns; none: all). */
@@ -20,7 +22,7 @@ export type Watched = { readonly standbys: readonly string[] } | { readonly slot
 export const STANDBY_POSITIONS_SQL = `SELECT application_name AS name, replay_lsn::text AS lsn, pg_wal_lsn_diff($1::pg_lsn, replay_lsn)::text AS behind
   FROM pg_stat_replication ORDER BY application_name`;
 
-export const SLOT_POSITIONS_SQL = `SELECT slot_name AS name, confirmed_flush_lsn::text AS lsn, pg_wal_lsn_diff($1::pg_lsn, confirmed_flush_lsn)::text AS behind
+export const SLOT_POSITIONS_SQL = `SELECT slot_name AS name, confirmed_flush_lsn::text AS lsn, pg_wal_lsn_diff($1::pg_lsn, confirmed_flush_lsn)::text AS behind, active
   FROM pg_replication_slots WHERE slot_type = 'logical' ORDER BY slot_name`;
 
 /** Where each watched consumer is, relative to `target` (default: the current WAL insert position). */
@@ -32,16 +34,30 @@ export async function positions(db: Queryable, watched: Watched, target?: string
   const at = target ?? now[0]?.lsn ?? '0/0';
   const standbys = 'standbys' in watched;
   const names = standbys ? watched.standbys : watched.slots;
-  const { rows } = await db.query<{ name: string; lsn: string | null; behind: string | null }>(standbys ? STANDBY_POSITIONS_SQL : SLOT_POSITIONS_SQL, [at]);
+  const { rows } = await db.query<{ name: string; lsn: string | null; behind: string | null; active?: boolean }>(
+    standbys ? STANDBY_POSITIONS_SQL : SLOT_POSITIONS_SQL,
+    [at],
+  );
   // Standbys are always named; slots default to every logical one.
   const wanted = !standbys && names.length === 0 ? () => true : globMatcher(names);
   const found = rows.filter((r) => wanted(r.name));
   const unmatched = names.filter((n) => !isPattern(n) && !found.some((r) => r.name === n));
-  return { target: at, positions: found.map((r) => ({ name: r.name, lsn: r.lsn, behind: r.behind === null ? null : Number(r.behind) })), unmatched };
+  return {
+    target: at,
+    positions: found.map((r) => ({
+      name: r.name,
+      lsn: r.lsn,
+      behind: r.behind === null ? null : Number(r.behind),
+      ...(r.active === false ? { inactive: true as const } : {}),
+    })),
+    unmatched,
+  };
 }
 
 export const behindText = (p: Position): string =>
-  p.behind === null ? `${p.name} (never confirmed)` : `${p.name} ${formatBytes(Math.max(0, p.behind))} behind`;
+  `${p.behind === null ? `${p.name} (never confirmed)` : `${p.name} ${formatBytes(Math.max(0, p.behind))} behind`}${
+    p.inactive === true ? ' (inactive: no process reads this slot, so it will not catch up by waiting; is its subscription disabled?)' : ''
+  }`;
 
 export class CatchUpTimeoutError extends Error {
   override readonly name = 'CatchUpTimeoutError';

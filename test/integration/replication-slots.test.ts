@@ -145,7 +145,7 @@ ${steps}`;
       assert.deepEqual(await slotNames(), [`s_${db}`]);
     });
 
-    it('replication-caught-up fails on timeout naming the slot when the subscriber is stopped', async () => {
+    it('replication-caught-up fails on timeout naming the slot when the subscriber is stopped, and says the slot is inactive', async () => {
       await pair();
       await stopSubscriber();
       await pub.query(`INSERT INTO t VALUES (100, 'late')`, [], db);
@@ -154,6 +154,8 @@ ${steps}`;
       assert.equal(result.status, 'rolled-back');
       assert.equal(result.steps[0]?.error?.name, 'CatchUpTimeoutError');
       assert.match(result.steps[0]?.error?.message ?? '', new RegExp(`^not caught up with [0-9A-F]+/[0-9A-F]+ after 2000ms: s_${db} \\d+`));
+      // The subscriber is stopped: waiting cannot help, and the message says so.
+      assert.match(result.steps[0]?.error?.message ?? '', /behind \(inactive: no process reads this slot, so it will not catch up by waiting; is its subscription disabled\?\)$/);
       assert.deepEqual(await slotNames(), [`s_${db}`]);
     });
 
