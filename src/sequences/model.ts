@@ -74,7 +74,7 @@ export function nextAfterData(seq: PgSequence, extreme: bigint | null): bigint |
   return seq.increment > 0n ? extreme + seq.increment : extreme - (seq.increment < 0n ? -seq.increment : seq.increment);
 }
 
-export type SequenceAction = 'advance' | 'unchanged' | 'decrease' | 'blocked-decrease' | 'out-of-range' | 'missing-on-target' | 'missing-on-source';
+export type SequenceAction = 'advance' | 'unchanged' | 'decrease' | 'kept-ahead' | 'out-of-range' | 'missing-on-target' | 'missing-on-source';
 
 export interface Decision {
   readonly action: SequenceAction;
@@ -114,11 +114,10 @@ export function decide(seq: PgSequence, current: bigint | null, source: bigint |
   if (behind) return { action: 'advance', next: desired };
   if (options.allowDecrease) return { action: 'decrease', next: desired };
   return {
-    action: 'blocked-decrease',
+    action: 'kept-ahead',
     next: current,
     reason: `the target is already at ${current ?? 'its bound'}; moving it to ${desired} would hand out values again (allowDecrease: true permits it)`,
   };
 }
 
 export { displayQualified as displayName } from '../db/quote.js';
-

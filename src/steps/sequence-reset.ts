@@ -410,7 +410,7 @@ export const sequenceResetStep = defineStep({
       ...unmatchedBlockers(unmatched, 'sequence'),
       ...(step.config.missing === 'warn' ? [] : missing.map(missingText)),
     ];
-    const decreases = rows.filter((r) => r.action === 'blocked-decrease');
+    const decreases = rows.filter((r) => r.action === 'kept-ahead');
     const notes = [
       `source: ${source.description}`,
       ...source.notes,

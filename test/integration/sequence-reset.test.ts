@@ -278,7 +278,7 @@ ALTER SEQUENCE hr."DEPT_SEQ" START WITH 77;
       const result = await runRunbook(blocked.runbook, { registry, stateDir: blocked.dir });
       assert.equal(result.status, 'succeeded');
       const rows = byName(rowsOf(result));
-      assert.equal(rows.get('public.ahead')?.action, 'blocked-decrease');
+      assert.equal(rows.get('public.ahead')?.action, 'kept-ahead');
       assert.equal(rows.get('public.behind')?.next, '111');
       assert.deepEqual(await exactStates(target, ['ahead', 'behind']), { ahead: '500/true', behind: '111/false' });
 

@@ -143,7 +143,7 @@ describe('decide', () => {
       50n,
       strict,
       {
-        action: 'blocked-decrease',
+        action: 'kept-ahead',
         next: 60n,
         reason: 'the target is already at 60; moving it to 50 would hand out values again (allowDecrease: true permits it)',
       },
@@ -160,7 +160,7 @@ describe('decide', () => {
       -10n,
       strict,
       {
-        action: 'blocked-decrease',
+        action: 'kept-ahead',
         next: -50n,
         reason: 'the target is already at -50; moving it to -10 would hand out values again (allowDecrease: true permits it)',
       },
@@ -209,7 +209,7 @@ describe('decide', () => {
       50n,
       strict,
       {
-        action: 'blocked-decrease',
+        action: 'kept-ahead',
         next: null,
         reason: 'the target is already at its bound; moving it to 50 would hand out values again (allowDecrease: true permits it)',
       },
