@@ -155,7 +155,10 @@ ${steps}`;
       assert.equal(result.steps[0]?.error?.name, 'CatchUpTimeoutError');
       assert.match(result.steps[0]?.error?.message ?? '', new RegExp(`^not caught up with [0-9A-F]+/[0-9A-F]+ after 2000ms: s_${db} \\d+`));
       // The subscriber is stopped: waiting cannot help, and the message says so.
-      assert.match(result.steps[0]?.error?.message ?? '', /behind \(inactive: no process reads this slot, so it will not catch up by waiting; is its subscription disabled\?\)$/);
+      assert.match(
+        result.steps[0]?.error?.message ?? '',
+        /behind \(inactive: no process reads this slot, so it will not catch up by waiting; is its subscription disabled\?\)$/,
+      );
       assert.deepEqual(await slotNames(), [`s_${db}`]);
     });
 

@@ -67,7 +67,10 @@ for (const version of VERSIONS) {
       assert.equal(drifted.code, 1, drifted.stderr);
       assert.match(drifted.stderr, /this step planned now differs from the saved plan \(the state moved, or the plan file was edited\); nothing was done:/);
       assert.match(drifted.stderr, /sequences: public\.a: source next "101" -> "201"/);
-      assert.match(drifted.stderr, /Next: plan again, review the new plan, then run it:\n {2}cutover plan \S+ --out plan\.json\n {2}cutover run \S+ --plan plan\.json/);
+      assert.match(
+        drifted.stderr,
+        /Next: plan again, review the new plan, then run it:\n {2}cutover plan \S+ --out plan\.json\n {2}cutover run \S+ --plan plan\.json/,
+      );
       assert.deepEqual(await server.query('SELECT last_value, is_called FROM a', [], 'tgt'), [{ last_value: '1', is_called: false }], 'nothing was written');
 
       const fresh = path.join(dir, 'plan2.json');
