@@ -15,7 +15,7 @@
 import assert from 'node:assert/strict';
 import { appendFileSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, afterEach, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { errorMessage, LeaseLostError, loadInventory, queueFleetStore, takeoverBoundSeconds } from '../../src/index.js';
 import { openQueueDb } from '../../src/fleet/queue-store.js';
@@ -87,6 +87,13 @@ describe('fleet on a queue: two workers, one killed mid-target', { timeout: 300_
     runbookFile = writeRunbook(dir, 'cutover.yaml', RUNBOOK);
     queue = new pg.Client({ connectionString: queueUrl });
     await queue.connect();
+  });
+
+  // A test that fails before stopping its worker must not leave it to take the next test's jobs (one failure became two).
+  afterEach(async () => {
+    const running = children.filter((c) => c.child.exitCode === null && c.child.signalCode === null);
+    for (const c of running) c.child.kill('SIGKILL');
+    await Promise.all(running.map((c) => c.done));
   });
 
   after(async () => {
