@@ -69,7 +69,8 @@ export async function runOrPlan(args: RunOrPlanArgs, dryRun: boolean): Promise<n
   // Preflight first: a wrong password or a missing privilege shows up here, not inside the window.
   const check = await preflight(runbook, {
     registry,
-    steps: selected,
+    // Only a selection narrows which connections open: a whole run checks every connection, as `check` does.
+    ...(args.only !== undefined || args.from !== undefined ? { steps: selected } : {}),
     protect: (secrets) => {
       io.protect(secrets);
     },
