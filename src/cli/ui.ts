@@ -176,7 +176,8 @@ function whereItStands(result: RunResult): string[] {
   const named = (s: RunResult['steps'][number]) => `${s.id} (${s.kind})`;
   const by = (...statuses: string[]) => result.steps.filter((s) => statuses.includes(s.status));
   const rolledBack = by('rolled-back');
-  const inPlace = by('applied', 'completed');
+  // A step that writes nothing leaves nothing in place.
+  const inPlace = by('applied', 'completed').filter((s) => s.readsOnly !== true);
   const unverified = result.steps.filter((s) => s.status === 'failed' && s.applied === true);
   const irreversible = result.steps.filter((s) => s.rollbackSkipped?.irreversible === true);
   const rollbackFailed = by('rollback-failed');
@@ -236,7 +237,7 @@ function next(result: RunResult, mode: 'run' | 'resume' | 'rollback'): string[] 
     case 'failed':
       if (code !== ExitCode.stopped) return [];
       // With nothing applied, nothing to undo: rollback would only say so.
-      if (!result.steps.some((s) => s.applied === true || (s.status === 'applying' && s.readsOnly !== true)))
+      if (!result.steps.some((s) => s.readsOnly !== true && (s.applied === true || s.status === 'applying')))
         return [
           '',
           'Next, one of (nothing is applied yet):',
