@@ -254,12 +254,9 @@ function rowFor(pair: Pair, states: ReadonlyMap<string, SequenceState>, config: 
   };
 }
 
-/** Each planned change whose new next value its owning column already holds, as a blocker. */
-async function collisionsOf(db: Queryable, sequences: readonly PgSequence[], changes: readonly PlannedChange[]): Promise<string[]> {
+/** Each planned change whose new next value its owning column already holds (by `extremes`, read for `owned`), as a blocker. */
+function collisionsOf(owned: readonly PgSequence[], extremes: ReadonlyMap<string, bigint | null>, changes: readonly PlannedChange[]): string[] {
   const moving = new Map(changes.map((c) => [c.sequence, c]));
-  const owned = sequences.filter((s) => s.owner !== undefined && moving.has(quoteQualified(s.schema, s.name)));
-  if (owned.length === 0) return [];
-  const extremes = await readColumnExtremes(db, owned);
   return owned.flatMap((seq) => {
     const extreme = extremes.get(seq.oid);
     const change = moving.get(quoteQualified(seq.schema, seq.name));
@@ -380,24 +377,41 @@ export const sequenceResetStep = defineStep({
 
   async plan(ctx, step) {
     // Both sides at once: each is a connection, a catalog query and every sequence's state, on its own server.
-    const [source, { sequences, states, unmatched }] = await both(
+    const [firstRead, { sequences, states, unmatched }] = await both(
       readSource(ctx, step),
       ctx.session(step.connection).then((target) => readTargets(target, step.config)),
     );
+    let source = firstRead;
     const db = await ctx.session(step.connection);
-    const pairs =
-      source.values === 'data' ? await dataPairs(db, sequences) : matchSequences(sequences, source.values, step.config, { foldCase: source.foldCase });
-
-    const rows: Row[] = [];
-    const changes: PlannedChange[] = [];
-    for (const pair of pairs) {
-      const { row, change } = rowFor(pair, states, step.config);
-      rows.push(row);
-      if (change) changes.push(change);
-    }
+    const decide = async (from: Sourced) => {
+      const pairs = from.values === 'data' ? await dataPairs(db, sequences) : matchSequences(sequences, from.values, step.config, { foldCase: from.foldCase });
+      const rows: Row[] = [];
+      const changes: PlannedChange[] = [];
+      for (const pair of pairs) {
+        const { row, change } = rowFor(pair, states, step.config);
+        rows.push(row);
+        if (change) changes.push(change);
+      }
+      return { rows, changes };
+    };
+    let { rows, changes } = await decide(source);
     // What verify proves after the fact, known before: a new next value its own column already holds (the
     // source sequence is behind rows written with explicit ids) would fail in the window; say it in the plan.
-    const collisions = source.values === 'data' ? [] : await collisionsOf(db, sequences, changes);
+    let collisions: string[] = [];
+    if (source.values !== 'data') {
+      const moving = new Set(changes.map((c) => c.sequence));
+      const owned = sequences.filter((s) => s.owner !== undefined && moving.has(quoteQualified(s.schema, s.name)));
+      const extremes = owned.length === 0 ? new Map<string, bigint | null>() : await readColumnExtremes(db, owned);
+      collisions = collisionsOf(owned, extremes, changes);
+      if (collisions.length > 0 && typeof step.config.from === 'object' && 'connection' in step.config.from) {
+        // A source still in use moves on while it is read: rows it wrote after that read may have reached this
+        // target since (logical replication) and hold ids past the value read. Read the source again, after the
+        // columns: every row in them was written before this read, so what still collides is real.
+        source = await readSource(ctx, step);
+        ({ rows, changes } = await decide(source));
+        collisions = collisionsOf(owned, extremes, changes);
+      }
+    }
     const totals: Record<string, number> = {};
     for (const row of rows) totals[row.action] = (totals[row.action] ?? 0) + 1;
 

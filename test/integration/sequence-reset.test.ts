@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
 import {
   parseRunbook,
   planRunbook,
@@ -22,6 +23,7 @@ import {
 } from '../../src/index.js';
 import { startPostgres, VERSIONS, type TestServer } from '../helpers/pg.js';
 import { tempDir } from '../helpers/cli.js';
+import { until } from '../helpers/wait.js';
 
 interface PlanRow {
   sequence: string;
@@ -306,6 +308,34 @@ ALTER SEQUENCE hr."DEPT_SEQ" START WITH 77;
       // With headroom past the data it plans, runs and verifies.
       const margin = load(runbook(target, '    from: { connection: source }\n    margin: 1000\n', source));
       assert.equal((await runRunbook(margin.runbook, { registry, stateDir: margin.dir })).status, 'succeeded');
+    });
+
+    it('a source still in use: rows it wrote after the plan read it, already on the target, are not taken for a collision', async () => {
+      const source = await fresh(`CREATE TABLE customers (id serial PRIMARY KEY); SELECT setval('customers_id_seq', 100);`);
+      const target = await fresh(`CREATE TABLE customers (id serial PRIMARY KEY); INSERT INTO customers SELECT generate_series(1, 100);`);
+      const { runbook: rb, dir } = load(runbook(target, '    from: { connection: source }\n', source));
+      // Holds the target table: the plan reads the source sequence, then waits here to read the column's max.
+      const holder = new pg.Client({ connectionString: server.urlFor(target) });
+      await holder.connect();
+      let planning: ReturnType<typeof planRunbook> | undefined;
+      try {
+        await holder.query('BEGIN');
+        await holder.query('LOCK TABLE customers IN ACCESS EXCLUSIVE MODE');
+        planning = planRunbook(rb, { registry, stateDir: dir });
+        await until(
+          'the plan to wait for the column',
+          async () => (await server.query("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'", [], target)).length > 0,
+        );
+        // Meanwhile the application writes 20 rows on the source and replication brings them over.
+        await server.query("SELECT nextval('customers_id_seq') FROM generate_series(1, 20)", [], source);
+        await holder.query('INSERT INTO customers SELECT generate_series(101, 120)');
+        await holder.query('COMMIT');
+      } finally {
+        await holder.end();
+      }
+      const planned = await planning;
+      assert.equal(planned?.status, 'planned', JSON.stringify(planned?.steps[0]?.plan?.blockers));
+      assert.equal(byName(rowsOf(planned)).get('public.customers_id_seq')?.next, '121', 'the plan shows the source as read after the column');
     });
 
     it('an include pattern that matches no sequence blocks the plan: "no sequences in scope" would pass and reset nothing', async () => {
