@@ -65,6 +65,8 @@ export class LiveList {
   private rollbackSlot: Slot = {};
   private rollbackIds: string[] = [];
   private rollbackStarted = false;
+  /** The steps whose undo failed. */
+  private readonly rollbackFailed: string[] = [];
   /** Phase times per step, as the engine reports them: the list shows a step's true duration, planning included. */
   private readonly phases = new Map<string, StepPhases>();
   private readonly rollbackSlots = new Map<string, Slot>();
@@ -243,6 +245,7 @@ export class LiveList {
         this.settleRollback(event.stepId, { kind: 'skip', message: this.named(event.stepId, `${event.irreversible ? 'IRREVERSIBLE, ' : ''}${event.reason}`) });
         return;
       case 'rollback.step.failed':
+        this.rollbackFailed.push(event.stepId);
         this.settleRollback(event.stepId, {
           kind: 'failed',
           message: this.named(event.stepId, `rollback failed: ${formatSerialized(event.error).split('\n')[0] ?? ''}`),
@@ -293,8 +296,24 @@ export class LiveList {
     await this.wait(this.rollbackSlot, task);
     if (this.rollbackIds.length === 0) return undefined;
     return task.newListr(
-      this.rollbackIds.map((id) => ({ title: `undo ${id}`, task: (_: unknown, sub: Wrapper) => this.wait(this.rollbackSlots.get(id) ?? {}, sub) })),
-      { concurrent: false, exitOnError: false },
+      [
+        ...this.rollbackIds.map((id) => ({
+          title: `undo ${id}`,
+          exitOnError: false,
+          task: (_: unknown, sub: Wrapper) => this.wait(this.rollbackSlots.get(id) ?? {}, sub),
+        })),
+        // Last, and untitled on a terminal: a failed undo fails the rollback's own line too, which would
+        // otherwise end with a tick. Plain lines never print a parent's failure, so it says so itself.
+        {
+          task: (_: unknown, sub: Wrapper) => {
+            if (this.rollbackFailed.length === 0) return;
+            if (this.plain) sub.title = 'rollback';
+            else task.title = task.title.replace(/^rollback/, 'rollback failed');
+            throw new Error(`undo of ${this.rollbackFailed.join(', ')} failed`);
+          },
+        },
+      ],
+      { concurrent: false, exitOnError: true },
     );
   }
 }

@@ -188,6 +188,37 @@ describe('failure screens and rollback preview on PostgreSQL 18', () => {
     },
   );
 
+  it('a rollback that fails does not end its progress lines with a tick; one that succeeds does', async () => {
+    const dir = tempDir();
+    const state = path.join(dir, 'state');
+    const steps = (undo: string) => `  - id: first
+    kind: sql
+    connection: target
+    sql: SELECT 1
+    rollback: SELECT 1
+  - id: second
+    kind: sql
+    connection: target
+    sql: SELECT 2
+    rollback: ${undo}
+`;
+    const failing = runbook(dir, steps('SELECT 1/0'));
+    assert.equal((await cutover(['run', failing, '--yes', '--state-dir', state])).code, 0);
+    const failed = await cutover(['rollback', '--last', '--state-dir', state]);
+    assert.equal(failed.code, 3, failed.stderr);
+    // listr2 writes failures to stderr.
+    assert.match(failed.stderr, /^✖ undo second \[FAILED: rollback failed: ERROR 22012: division by zero\]$/m);
+    assert.match(failed.stderr, /^✖ rollback \[FAILED: undo of second failed\]$/m);
+    assert.doesNotMatch(failed.stdout + failed.stderr, /✔ rollback/);
+
+    const passing = runbook(tempDir(), steps('SELECT 2'));
+    assert.equal((await cutover(['run', passing, '--yes', '--state-dir', state])).code, 0);
+    const passed = await cutover(['rollback', '--last', '--state-dir', state]);
+    assert.equal(passed.code, 0, passed.stderr);
+    assert.match(passed.stdout, /^✔ rollback \(requested by cutover rollback\)$/m);
+    assert.doesNotMatch(passed.stdout + passed.stderr, /✖/);
+  });
+
   it('a success shows no rollback task and "(verified)" only where a verification ran; rollback --dry-run previews, changes nothing; the rollback says what it left', async () => {
     const dir = tempDir();
     const state = path.join(dir, 'state');
