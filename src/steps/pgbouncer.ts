@@ -614,9 +614,10 @@ export const pgbouncerStep = defineStep({
         },
         poolTable,
       ];
-      if (edits.length === 0 && blockers.length === 0) {
-        notes.push('every entry already points where asked: nothing to do');
-        return { ...planOf({ pause: [], resume: [], file: null, waitClose: [] }), tables, notes };
+      if (edits.length === 0) {
+        // Blocked with nothing to move (an entry the file lacks): no pause window to describe.
+        if (blockers.length === 0) notes.push('every entry already points where asked: nothing to do');
+        return { ...planOf({ pause: [], resume: [], file: null, waitClose: [] }), tables, notes, ...(blockers.length > 0 ? { blockers } : {}) };
       }
       const moving = edits.map((e) => e.entry);
       notes.push(

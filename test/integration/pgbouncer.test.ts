@@ -383,6 +383,20 @@ steps:
     assert.equal((await next.query<{ n: number }>('SELECT count(*)::int AS n FROM t', [], "o'hara shop"))[0]?.n, 1);
   });
 
+  it('an entry the file lacks blocks the plan, which then describes no pause window', async () => {
+    await fresh();
+    const { runbook, dir } = load(`    action: switch\n    file: ${bouncer.databasesFile}\n    to:\n      nosuch: { host: 127.0.0.1, port: ${next.port} }\n`);
+    const result = await planRunbook(runbook, { registry, stateDir: dir });
+    assert.equal(result.status, 'failed');
+    const plan = result.steps[0]?.plan;
+    assert.deepEqual(plan?.blockers, ['no database "nosuch" in SHOW DATABASES', `no entry "nosuch" in ${bouncer.databasesFile}`]);
+    assert.deepEqual(plan?.actions, []);
+    assert.deepEqual(
+      plan?.notes?.filter((n) => /held inside PgBouncer|after RELOAD/.test(n)),
+      [],
+    );
+  });
+
   it('a typo in the new host blocks the plan before anything pauses', async () => {
     const name = await fresh();
     const { runbook, dir } = load(
