@@ -157,15 +157,22 @@ function cause(result: RunResult, mode: 'plan' | 'run' | 'resume' | 'rollback'):
   const error = result.error;
   if (error === undefined) return [];
   if (!(error instanceof StepFailedError)) return ['', formatError(error)];
-  const step = result.steps.find((s) => s.id === error.stepId);
-  const where =
+  const whereOf = (step: RunResult['steps'][number] | undefined) =>
     step === undefined
       ? ''
       : ` (${step.kind}${step.connections.length > 0 ? `, ${step.connections.length === 1 ? 'connection' : 'connections'} ${step.connections.join(', ')}` : ''})`;
+  const where = whereOf(result.steps.find((s) => s.id === error.stepId));
+  const blockers = (n: number) => `${n} blocker${n === 1 ? '' : 's'}`;
   if (mode === 'plan' && error.cause instanceof PlanBlockedError) {
-    // The plan above lists its blockers (`! blocked:`): name the step, do not repeat them.
-    const n = error.cause.blockers.length;
-    return ['', `✖ step "${error.stepId}"${where} cannot be applied: ${n} blocker${n === 1 ? '' : 's'}, marked "! blocked" in its plan above`];
+    // The plan above lists its blockers (`! blocked:`): name the steps, do not repeat them.
+    const blocked = result.steps.filter((s) => (s.plan?.blockers?.length ?? 0) > 0);
+    if (blocked.length > 1)
+      return [
+        '',
+        `✖ ${blocked.length} steps cannot be applied, each marked "! blocked" in its plan above:`,
+        ...blocked.map((s) => `  ${s.id}${whereOf(s)}: ${blockers(s.plan?.blockers?.length ?? 0)}`),
+      ];
+    return ['', `✖ step "${error.stepId}"${where} cannot be applied: ${blockers(error.cause.blockers.length)}, marked "! blocked" in its plan above`];
   }
   const body = error.cause instanceof PlanBlockedError ? ['blocked:', ...error.cause.blockers.map((b) => `  - ${b}`)] : formatError(error.cause).split('\n');
   return ['', `✖ step "${error.stepId}"${where} failed while ${PHASE_WORDS[error.phase]}:`, ...body.map((l) => `  ${l}`)];

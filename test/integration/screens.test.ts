@@ -83,6 +83,26 @@ describe('failure screens and rollback preview on PostgreSQL 18', () => {
       /✖ step "compare" \(compare, connections source, target\) cannot be applied: 1 blocker, marked "! blocked" in its plan above\n\nNothing was applied \(a plan runs read-only\)\./,
     );
     assert.doesNotMatch(planned, CLASS_NAME);
+
+    // Two blocked steps: the summary names both, not only the first.
+    const twice = runbook(
+      tempDir(),
+      `  - id: compare
+    kind: compare
+    source: source
+    target: target
+  - id: compare-again
+    kind: compare
+    source: source
+    target: target
+`,
+    );
+    const both = await cutover(['plan', twice, '--state-dir', path.join(dir, 'state')]);
+    assert.equal(both.code, 1, both.stderr);
+    assert.match(
+      both.stderr,
+      /✖ 2 steps cannot be applied, each marked "! blocked" in its plan above:\n {2}compare \(compare, connections source, target\): 1 blocker\n {2}compare-again \(compare, connections source, target\): 1 blocker\n/,
+    );
   });
 
   it('a failed statement: SQLSTATE and hint under the step that ran it', async () => {
