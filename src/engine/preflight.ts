@@ -132,6 +132,7 @@ export async function preflight(runbook: Runbook, options: PreflightOptions): Pr
   const resolved = resolveAll(runbook);
   options.protect?.([...runbook.secrets, ...[...resolved.values()].flatMap((c) => c.secrets)]);
   const sessions = new Map<string, Session>();
+  const consoles = new Map<string, PgBouncerAdmin>();
   const connections: ConnectionCheck[] = [];
   // plan --only / --from: a server the selected steps never use may be down while they are rehearsed.
   const selected = options.steps === undefined ? undefined : new Set(options.steps.flatMap((step) => connectionsOf(options.registry, step)));
@@ -175,12 +176,9 @@ export async function preflight(runbook: Runbook, options: PreflightOptions): Pr
         if (connection.kind === 'pgbouncer') {
           try {
             const console = await PgBouncerAdmin.open(name, connection, 'cutover/check');
-            try {
-              const [row] = await console.show<{ version: string }>('VERSION');
-              connections.push({ ...base, status: 'ok', ...(row !== undefined ? { serverVersion: row.version } : {}) });
-            } finally {
-              await console.close();
-            }
+            consoles.set(name, console);
+            const [row] = await console.show<{ version: string }>('VERSION');
+            connections.push({ ...base, status: 'ok', ...(row !== undefined ? { serverVersion: row.version } : {}) });
           } catch (error) {
             connections.push({ ...base, ...failure(error, connection.identity.target) });
           }
@@ -248,6 +246,11 @@ export async function preflight(runbook: Runbook, options: PreflightOptions): Pr
             return session;
           },
           program: (name) => findProgram(name, commands, signal),
+          pgbouncer: async (name) => {
+            const console = byName.get(name)?.status === 'ok' ? consoles.get(name) : undefined;
+            if (console === undefined) throw new Error(`connection "${name}" is not an open PgBouncer console`);
+            return { show: <Row extends object>(what: string) => console.show<Row & Record<string, unknown>>(what) };
+          },
           canLogIn: async (name, user, database) => {
             const connection = resolved.get(name);
             if (connection?.kind !== 'postgres') return { ok: false, reason: `connection "${name}" is not postgres` };
@@ -284,6 +287,6 @@ export async function preflight(runbook: Runbook, options: PreflightOptions): Pr
       ok: connectionsOk && steps.every((s) => s.findings.every((f) => f.severity !== 'error')),
     };
   } finally {
-    await Promise.all([...sessions.values()].map((s) => s.close()));
+    await Promise.all([...sessions.values(), ...consoles.values()].map((s) => s.close()));
   }
 }

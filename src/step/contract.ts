@@ -229,7 +229,14 @@ export interface CheckContext {
   canLogIn(connection: string, user: string, database?: string): Promise<{ readonly ok: boolean; readonly reason?: string }>;
   /** Where a program is on PATH (or the absolute path given), and its `--version` line for PostgreSQL tools. */
   program(name: string): Promise<{ readonly path: string; readonly version?: string } | undefined>;
+  /** The admin console of a pgbouncer connection the preflight opened successfully: SHOW commands only. */
+  pgbouncer(connection: string): Promise<PoolerConsole>;
   resolvePath(file: string): string;
+}
+
+/** What a check may ask a PgBouncer admin console: `SHOW <what>`, one object per row. */
+export interface PoolerConsole {
+  show<Row extends object>(what: string): Promise<Row[]>;
 }
 
 /** A schema for data that crosses the journal or a saved plan: JSON in, JSON out. */

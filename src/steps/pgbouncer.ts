@@ -23,7 +23,17 @@ import { z } from 'zod';
 import { AdminTimeoutError, PgBouncerAdmin } from '../db/pgbouncer-admin.js';
 import { probePostgres } from '../db/probe.js';
 import { errorMessage, UsageError, VerificationError } from '../errors.js';
-import { defineStep, type ConnectedStep, type Action, type BaseContext, type FileEdit, type PlanTable, type Step } from '../step/contract.js';
+import {
+  defineStep,
+  type ConnectedStep,
+  type Action,
+  type BaseContext,
+  type CheckFinding,
+  type FileEdit,
+  type PlanTable,
+  type PoolerConsole,
+  type Step,
+} from '../step/contract.js';
 import {
   backupDatabasesFile,
   entryTarget,
@@ -178,6 +188,38 @@ function names(c: Config): string[] {
   return c.action === 'switch' ? Object.keys(c.to ?? {}) : (c.databases ?? []);
 }
 
+/** The fix of a check finding that the step's own plan would also stop on. */
+const LATE = "clear it before the run: this step's plan would stop on it only after the steps before it ran";
+
+/**
+ * The pooler as it is, and what in it blocks the step: an entry it does not
+ * have; for a pause or a switch, session pooling (unless allowed) and an
+ * entry already paused. The plan and the check (before the run starts) both
+ * ask this.
+ */
+async function poolerNow(console: PoolerConsole, config: Config) {
+  const wanted = names(config);
+  const rows = await console.show<DatabaseRow>('DATABASES');
+  const pools = await console.show<PoolRow>('POOLS');
+  const modes = await poolModes(console, rows, pools);
+  const present = wanted.filter((n) => rows.some((r) => r.name === n));
+  const pausedNow = present.filter((d) => count(rows.find((r) => r.name === d)?.paused) > 0);
+  const blockers = wanted.filter((n) => !present.includes(n)).map((n) => `no database "${n}" in SHOW DATABASES`);
+  if (config.action !== 'resume') {
+    const session = present.filter((d) => modes.get(d)?.includes('session'));
+    if (session.length > 0 && config.allowSessionPooling !== true) {
+      blockers.push(
+        `${session.join(', ')} ${session.length === 1 ? 'uses' : 'use'} session pooling: PAUSE waits until every client disconnects, so the pause would hold the application until pauseTimeout; set allowSessionPooling: true to accept that`,
+      );
+    }
+    for (const d of pausedNow)
+      blockers.push(
+        `${d} is already paused: another pause window is open (another operator's, or one a killed run of this step left: resume or roll back that run); RESUME it or wait`,
+      );
+  }
+  return { rows, pools, modes, present, pausedNow, blockers };
+}
+
 async function admin(ctx: BaseContext, step: ConnectedStep<Config>, purpose: string): Promise<PgBouncerAdmin> {
   const name = step.connection;
   const resolved = ctx.resolved(name);
@@ -193,7 +235,7 @@ async function admin(ctx: BaseContext, step: ConnectedStep<Config>, purpose: str
 }
 
 /** Effective pool modes per database: its pools' (per-user overrides included), else its own, else the pooler's default. */
-async function poolModes(console: PgBouncerAdmin, rows: readonly DatabaseRow[], pools: readonly PoolRow[]): Promise<Map<string, string[]>> {
+async function poolModes(console: PoolerConsole, rows: readonly DatabaseRow[], pools: readonly PoolRow[]): Promise<Map<string, string[]>> {
   const setting = (await console.show<{ key: string; value: string }>('CONFIG')).find((r) => r.key === 'pool_mode');
   const modes = new Map<string, string[]>();
   for (const row of rows) {
@@ -499,27 +541,50 @@ export const pgbouncerStep = defineStep({
   before: beforeSchema,
   files: (c) => (c.file !== undefined ? [{ path: ['file'], file: c.file }] : []),
   async check(ctx, step) {
-    if (step.config.file === undefined) return [];
-    const file = ctx.resolvePath(step.config.file);
-    // The switch replaces the file by renaming a sibling over it: both the file and its directory must be writable.
-    const problems: string[] = [];
-    for (const target of [file, path.dirname(file)]) {
-      try {
-        await access(target, constants.R_OK | constants.W_OK);
-      } catch (error) {
-        problems.push(`${target}: ${(error as NodeJS.ErrnoException).code ?? 'not accessible'}`);
+    const findings: CheckFinding[] = [];
+    if (step.config.file !== undefined) {
+      const file = ctx.resolvePath(step.config.file);
+      // The switch replaces the file by renaming a sibling over it: both the file and its directory must be writable.
+      const problems: string[] = [];
+      for (const target of [file, path.dirname(file)]) {
+        try {
+          await access(target, constants.R_OK | constants.W_OK);
+        } catch (error) {
+          problems.push(`${target}: ${(error as NodeJS.ErrnoException).code ?? 'not accessible'}`);
+        }
+      }
+      findings.push(
+        problems.length === 0
+          ? { severity: 'ok', check: 'databases file writable', message: `${file} and its directory can be rewritten` }
+          : {
+              severity: 'error',
+              check: 'databases file writable',
+              message: problems.join('; '),
+              fix: 'run cutover as a user that can write the file and its directory (often the pgbouncer or postgres OS user)',
+            },
+      );
+      if (problems.length === 0) {
+        const text = readDatabasesFile(file);
+        for (const name of Object.keys(step.config.to ?? {}))
+          if (entryTarget(text, name) === undefined)
+            findings.push({ severity: 'error', check: 'entry in the databases file', message: `no entry "${name}" in ${file}`, fix: LATE });
       }
     }
-    return [
-      problems.length === 0
-        ? { severity: 'ok', check: 'databases file writable', message: `${file} and its directory can be rewritten` }
-        : {
-            severity: 'error',
-            check: 'databases file writable',
-            message: problems.join('; '),
-            fix: 'run cutover as a user that can write the file and its directory (often the pgbouncer or postgres OS user)',
-          },
-    ];
+    // What the plan would stop on, found before the run starts: not after the steps before this one (a freeze) ran.
+    const { blockers } = await poolerNow(await ctx.pgbouncer(step.connection), step.config);
+    const wanted = names(step.config);
+    findings.push(
+      ...(blockers.length === 0
+        ? [
+            {
+              severity: 'ok' as const,
+              check: 'pooler entries',
+              message: `${wanted.join(', ')}: in SHOW DATABASES${step.config.action === 'resume' ? '' : ', not paused'}`,
+            },
+          ]
+        : blockers.map((message) => ({ severity: 'error' as const, check: 'pooler entries', message, fix: LATE }))),
+    );
+    return findings;
   },
   effects: () => 'external',
   // Converges: a re-run pauses, writes the same entries, reloads, verifies and resumes again.
@@ -529,15 +594,8 @@ export const pgbouncerStep = defineStep({
   async plan(ctx, step) {
     const console = await admin(ctx, step, 'plan');
     try {
-      const wanted = names(step.config);
-      const rows = await console.show<DatabaseRow>('DATABASES');
-      const pools = await console.show<PoolRow>('POOLS');
-      const modes = await poolModes(console, rows, pools);
-      const blockers: string[] = [];
+      const { rows, pools, modes, present, pausedNow, blockers } = await poolerNow(console, step.config);
       const notes: string[] = [];
-      const present = wanted.filter((n) => rows.some((r) => r.name === n));
-      for (const n of wanted.filter((x) => !present.includes(x))) blockers.push(`no database "${n}" in SHOW DATABASES`);
-      const pausedNow = present.filter((d) => count(rows.find((r) => r.name === d)?.paused) > 0);
       const poolTable: PlanTable = {
         title: 'pools',
         columns: POOL_COLUMNS,
@@ -553,18 +611,6 @@ export const pgbouncerStep = defineStep({
           };
         }),
       };
-      if (step.config.action !== 'resume') {
-        const session = present.filter((d) => modes.get(d)?.includes('session'));
-        if (session.length > 0 && step.config.allowSessionPooling !== true) {
-          blockers.push(
-            `${session.join(', ')} ${session.length === 1 ? 'uses' : 'use'} session pooling: PAUSE waits until every client disconnects, so the pause would hold the application until pauseTimeout; set allowSessionPooling: true to accept that`,
-          );
-        }
-        for (const d of pausedNow)
-          blockers.push(
-            `${d} is already paused: another pause window is open (another operator's, or one a killed run of this step left: resume or roll back that run); RESUME it or wait`,
-          );
-      }
       const timeoutMs = timeoutOf(step);
       const blocked = blockers.length > 0 ? { blockers } : {};
       const planOf = (planned: Planned) => ({ actions: actionsOf(step.connection, planned, timeoutMs), planned });

@@ -21,6 +21,7 @@ import { startPostgres, type TestServer } from '../helpers/pg.js';
 import { loadRunbookText } from '../helpers/runbook.js';
 import { startLoad } from '../helpers/load.js';
 import { until } from '../helpers/wait.js';
+import { cutover } from '../helpers/cli.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { slowLoginProxy } from '../helpers/proxy.js';
 
@@ -123,6 +124,52 @@ steps:
     assert.match(notadmin?.fix ?? '', /^list the user in admin_users of the PgBouncer at postgres@127\.0\.0\.1:\d+\/pgbouncer/);
     assert.match(wrong?.error ?? '', /^cannot connect to bouncer_admin@127\.0\.0\.1:\d+\/pgbouncer: .*\(SQLSTATE 08P01\)$/);
     assert.match(wrong?.fix ?? '', /^check the password/);
+  });
+
+  it('an entry already paused, or one the pooler and the file lack, stops the run before its first step, not when the switch plans', async () => {
+    const [paused = '', other = ''] = await freshMany(2);
+    await old.query('CREATE TABLE first_step_ran (x int)', [], paused);
+    const console = await bouncer.admin();
+    try {
+      await console.query(`PAUSE ${paused}`);
+      const { file } = loadRunbookText(`${head('late blockers')}  old:
+    kind: postgres
+    url: ${old.urlFor(paused)}
+steps:
+  - id: before-the-switch
+    kind: sql
+    connection: old
+    sql: INSERT INTO first_step_ran VALUES (1)
+    rollback: DELETE FROM first_step_ran
+  - id: switch
+    kind: pgbouncer
+    connection: bouncer
+    action: switch
+    file: ${bouncer.databasesFile}
+    to:
+      ${paused}: { host: 127.0.0.1, port: ${next.port} }
+      ${other}: { host: 127.0.0.1, port: ${next.port} }
+      nosuch: { host: 127.0.0.1, port: ${next.port} }
+`);
+      const check = await cutover(['check', file, '--json']);
+      const findings = (JSON.parse(check.stdout) as { steps: { stepId: string; findings: { severity: string; message: string }[] }[] }).steps
+        .find((st) => st.stepId === 'switch')
+        ?.findings.filter((f) => f.severity === 'error')
+        .map((f) => f.message);
+      assert.deepEqual(findings, [
+        `no entry "nosuch" in ${bouncer.databasesFile}`,
+        'no database "nosuch" in SHOW DATABASES',
+        `${paused} is already paused: another pause window is open (another operator's, or one a killed run of this step left: resume or roll back that run); RESUME it or wait`,
+      ]);
+      const run = await cutover(['run', file, '--yes', '--state-dir', path.join(path.dirname(file), 'state')]);
+      assert.equal(run.code, 2, run.stderr);
+      assert.match(run.stderr, /run not started: the check above found problems to fix/);
+      assert.deepEqual(await old.query('SELECT count(*)::int AS n FROM first_step_ran', [], paused), [{ n: 0 }], 'the step before the switch did not run');
+      assert.equal((await entry(other)).paused, 0, 'nothing was paused');
+    } finally {
+      await console.query(`RESUME ${paused}`);
+      await console.end();
+    }
   });
 
   it('plans read-only: the admin commands, the entry that moves, the pools; nothing paused, nothing written', async () => {
