@@ -7,7 +7,7 @@
  */
 import { done, notYet, poll } from '../poll.js';
 import { z } from 'zod';
-import { defineStep } from '../step/contract.js';
+import { defineStep, type CheckFinding } from '../step/contract.js';
 import { duration } from '../runbook/schema.js';
 import { formatBytes } from '../replication/slots.js';
 import { CatchUpTimeoutError, SLOT_POSITIONS_SQL, STANDBY_POSITIONS_SQL, behindText, positions, type Watched } from '../replication/positions.js';
@@ -44,6 +44,32 @@ export const replicationCaughtUpStep = defineStep({
   effects: () => 'none',
   idempotent: true,
   reversibility: () => ({ kind: 'nothing-to-undo' }),
+  // What would make the wait fail, found before the run starts (before a freeze stops the application for nothing).
+  async check(ctx, step) {
+    const watched: Watched = step.config.standbys !== undefined ? { standbys: step.config.standbys } : { slots: step.config.slots ?? [] };
+    const { positions: now, unmatched } = await positions(await ctx.session(step.connection), watched);
+    const what = 'standbys' in watched ? 'standby' : 'slot';
+    const findings: CheckFinding[] = unmatched.map((name) => ({
+      severity: 'error',
+      check: `${what}s to wait for`,
+      message: `no ${what} named ${name}${'standbys' in watched ? ' is streaming' : ''}`,
+      fix: `correct the name; if a step before this one ${'standbys' in watched ? 'starts it' : 'creates it'}, start with --ignore-check`,
+    }));
+    for (const p of now.filter((x) => x.inactive === true))
+      findings.push({
+        severity: 'warning',
+        check: `${what}s to wait for`,
+        message: `slot ${p.name} is inactive: no process reads it, so it will not catch up by waiting`,
+        fix: 'enable its subscription (or start its consumer) before this step runs',
+      });
+    if (findings.length === 0)
+      findings.push({
+        severity: 'ok',
+        check: `${what}s to wait for`,
+        message: now.length === 0 ? `no ${what}s selected` : `${now.length} ${what}(s)${'standbys' in watched ? ' streaming' : ', each read by a process'}`,
+      });
+    return findings;
+  },
   async plan(ctx, step) {
     const payload = {
       standbys: step.config.standbys ?? null,

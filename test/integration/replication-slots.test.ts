@@ -14,6 +14,7 @@ import {
   RunbookValidationError,
   parseRunbook,
   planRunbook,
+  preflight,
   previewRollback,
   registry,
   rollbackRun,
@@ -160,6 +161,28 @@ ${steps}`;
         /behind \(inactive: no process reads this slot, so it will not catch up by waiting; is its subscription disabled\?\)$/,
       );
       assert.deepEqual(await slotNames(), [`s_${db}`]);
+    });
+
+    it('replication-caught-up checked before the run: a named slot that does not exist is an error, an inactive one a warning', async () => {
+      await pair();
+      await stopSubscriber();
+      const { runbook } = load(`  - id: caught-up\n    kind: replication-caught-up\n    connection: pub\n    slots: [s_${db}, no_such_slot, "other_*"]\n`);
+      const check = await preflight(runbook, { registry });
+      assert.equal(check.ok, false);
+      assert.deepEqual(
+        check.steps[0]?.findings.map((f) => [f.severity, f.message]),
+        [
+          ['error', 'no slot named no_such_slot'],
+          ['warning', `slot s_${db} is inactive: no process reads it, so it will not catch up by waiting`],
+        ],
+      );
+      await sub.query(`ALTER SUBSCRIPTION s_${db} ENABLE`, [], db);
+      await until('the walsender to start', () => slotActive(`s_${db}`));
+      const fine = load(`  - id: caught-up\n    kind: replication-caught-up\n    connection: pub\n    slots: [s_${db}]\n`);
+      assert.deepEqual(
+        (await preflight(fine.runbook, { registry })).steps[0]?.findings.map((f) => [f.severity, f.message]),
+        [['ok', '1 slot(s), each read by a process']],
+      );
     });
 
     it('replication-caught-up on standbys names a standby that is not connected', async () => {
