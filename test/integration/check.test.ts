@@ -195,7 +195,7 @@ steps:
     assert.match(result.stderr, /^Connections:/);
     assert.match(
       result.stderr,
-      /tool\s+shell\s+error\s+program no-such-program-cutover-test\s+no-such-program-cutover-test is not found on PATH\s+install it, or give its full path/,
+      /tool\s+shell\s+error\s+program no-such-program-cutover-test\s+no-such-program-cutover-test is not found on PATH\n(?:.*\n)*? {2}tool: program no-such-program-cutover-test: fix: install it, or give its full path\n/,
     );
     assert.doesNotMatch(result.stderr, /\bslot\s+slot-create/, '--only limits the checked steps too');
     assert.match(result.stdout, /run \S+: planned/);

@@ -44,9 +44,12 @@ export function formatPreflight(result: PreflightResult): string {
             '',
           ],
         ]
-      : s.findings.map((f) => [s.stepId, s.kind, f.severity, f.check, f.message, f.severity === 'ok' ? '' : (f.fix ?? '')]),
+      : s.findings.map((f) => [s.stepId, s.kind, f.severity, f.check, f.message]),
   );
-  if (rows.length > 0) lines.push('', 'Steps:', table(['step', 'kind', 'result', 'check', 'found', 'what to fix'], rows));
+  if (rows.length > 0) lines.push('', 'Steps:', table(['step', 'kind', 'result', 'check', 'found'], rows));
+  // Under the table, as for connections: a long finding then wraps in the last column only.
+  for (const s of result.steps)
+    for (const f of s.findings) if (f.severity !== 'ok' && f.fix !== undefined) lines.push(`  ${s.stepId}: ${f.check}: fix: ${f.fix}`);
   const errors =
     result.connections.filter((c) => c.status === 'failed').length + result.steps.flatMap((s) => s.findings).filter((f) => f.severity === 'error').length;
   const warnings = result.steps.flatMap((s) => s.findings).filter((f) => f.severity === 'warning').length;
