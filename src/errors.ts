@@ -58,6 +58,26 @@ export class ConnectionFailedError extends DatabaseError {
   override readonly name = 'ConnectionFailedError';
 }
 
+/**
+ * On resume or rollback, a connection reaches another physical database
+ * than the one the run locked and changed (its URL or environment changed):
+ * nothing runs there.
+ */
+export class TargetChangedError extends Error {
+  override readonly name = 'TargetChangedError';
+  constructor(
+    readonly connection: string,
+    readonly recorded: string,
+    readonly now: string,
+    target: string,
+  ) {
+    super(
+      `connection "${connection}" (${target}) now reaches ${now}, not ${recorded}: the database this run locked and changed. ` +
+        'Nothing was done there. Point the connection back at that database (its URL, or the environment variables the runbook reads), then try again',
+    );
+  }
+}
+
 /** An external command that failed; argv is already shell-escaped for display. */
 export class CommandError extends Error {
   override readonly name = 'CommandError';

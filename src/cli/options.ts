@@ -1,6 +1,6 @@
 /** Options several commands share, and how a run's outcome becomes an exit code. */
 import type { Argv } from 'yargs';
-import { ConnectionFailedError, DEFAULT_STATE_DIR, LockedError, UnfinishedRunError, type RunResult } from '../index.js';
+import { ConnectionFailedError, DEFAULT_STATE_DIR, LockedError, TargetChangedError, UnfinishedRunError, type RunResult } from '../index.js';
 import { ExitCode } from './exit-codes.js';
 
 /** The arguments a builder declares, as yargs parses them: the command's types come from its options, not a hand-written copy. */
@@ -49,7 +49,7 @@ export function exitCodeFor(result: RunResult): ExitCode {
       return result.error instanceof ConnectionFailedError ? ExitCode.invalidInput : ExitCode.needsAttention;
     case 'failed':
       // A connection that could not be opened before any step ran: the environment is wrong, nothing changed.
-      if (result.error instanceof ConnectionFailedError) return ExitCode.invalidInput;
+      if (result.error instanceof ConnectionFailedError || result.error instanceof TargetChangedError) return ExitCode.invalidInput;
       // A dry run whose plan failed changed nothing; a real run stopped under onFailure: stop.
       return result.dryRun ? ExitCode.rolledBack : ExitCode.stopped;
   }

@@ -2,7 +2,16 @@
  * Runs an engine call with the live list subscribed (or silently for --json),
  * then prints the outcome. Returns the exit code.
  */
-import { InterruptedError, PlanBlockedError, StepFailedError, formatDuration, type EngineOptions, type RunEvent, type RunResult } from '../index.js';
+import {
+  InterruptedError,
+  PlanBlockedError,
+  StepFailedError,
+  TargetChangedError,
+  formatDuration,
+  type EngineOptions,
+  type RunEvent,
+  type RunResult,
+} from '../index.js';
 import { formatError, formatSerialized } from './format-error.js';
 import { formatFindings, formatRunResult } from './format-plan.js';
 import { io } from './io.js';
@@ -127,7 +136,14 @@ export async function runWithUi(
 function statusLine(result: RunResult): string {
   const code = exitCodeFor(result);
   if (result.status === 'failed' && code === 5) return 'failed; stopped where it is (resumable: cutover resume, or cutover rollback)';
-  if (result.status === 'failed' && code === 2) return 'failed before any step ran (a connection could not be opened); nothing was changed';
+  if (result.status === 'failed' && code === 2) {
+    const why =
+      result.error instanceof TargetChangedError ? 'a connection reaches another database than the one the run changed' : 'a connection could not be opened';
+    // A resume or rollback that could not start: what earlier attempts applied is still there.
+    return result.steps.some((s) => s.applied === true)
+      ? `not continued: ${why}; nothing was done in this attempt`
+      : `failed before any step ran (${why}); nothing was changed`;
+  }
   return result.status;
 }
 
@@ -242,6 +258,8 @@ function next(result: RunResult, mode: 'run' | 'resume' | 'rollback'): string[] 
     case 'stopped':
     case 'interrupted':
     case 'failed':
+      if (result.error instanceof TargetChangedError && mode !== 'run')
+        return ['', `Next: point connection "${result.error.connection}" back at the database the run changed, then: cutover ${mode} ${id}`];
       if (code !== ExitCode.stopped) return [];
       // With nothing applied, nothing to undo: rollback would only say so.
       if (!result.steps.some((s) => s.readsOnly !== true && (s.applied === true || s.status === 'applying')))

@@ -16,6 +16,7 @@ import {
   ConfirmationRequiredError,
   DatabaseError,
   LockedError,
+  TargetChangedError,
   PlanBlockedError,
   PlanDriftError,
   StepFailedError,
@@ -299,7 +300,8 @@ async function withTargets(
       if (options.fresh && first?.connection !== undefined && targets.includes(first.connection)) {
         rc.prewarm(first.connection, phaseSessionOptions(first, 'plan', true));
       }
-      for (const name of targets) await lockTarget(rc, locks, name);
+      // Resume and rollback act only where the run acted: each target must be the physical database an earlier process locked.
+      for (const name of targets) await lockTarget(rc, locks, name, options.fresh ? undefined : recordedDatabase(rc, name));
     } catch (error) {
       // Failing to lock or to prepare a target happens before any step ran:
       // a fresh run is refused (never resumable); a resume stays resumable.
@@ -326,8 +328,24 @@ async function withTargets(
   }
 }
 
-async function lockTarget(rc: RunContext, locks: RunLocks, name: string): Promise<void> {
-  const held = await locks.acquire(name, () => rc.openLockSession(name), rc.postgres(name).identity.target);
+/**
+ * The physical database the journal says `name` was last locked on, unless a
+ * step of the run that stops that server (a major upgrade replaces it) has
+ * started: then another identity is expected.
+ */
+function recordedDatabase(rc: RunContext, name: string): string | undefined {
+  const replaced = rc.state.order.some((id) => {
+    const step = rc.step(id);
+    const state = rc.state.steps.get(id);
+    return (state?.touched === true || state?.applied === true) && (rc.definition(step).stopsServerOf?.(step.config) ?? []).includes(name);
+  });
+  return replaced ? undefined : rc.state.databases.get(name);
+}
+
+async function lockTarget(rc: RunContext, locks: RunLocks, name: string, expected?: string): Promise<void> {
+  const target = rc.postgres(name).identity.target;
+  const held = await locks.acquire(name, () => rc.openLockSession(name), target);
+  if (expected !== undefined && held.physical !== expected) throw new TargetChangedError(name, expected, held.physical, target);
   rc.emit({
     type: 'target.locked',
     connection: name,

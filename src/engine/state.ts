@@ -91,6 +91,8 @@ export interface RunState {
   rollbackStarted?: true;
   /** The connection targets (user@host:port/db) the run was started against. */
   readonly targets: readonly string[];
+  /** Per connection, the physical database (system identifier + database oid) its lock was last taken on. */
+  readonly databases: Map<string, string>;
 }
 
 export function foldJournal(records: readonly { readonly ts: string; readonly event: RunEvent; readonly seq?: number }[]): RunState {
@@ -116,6 +118,7 @@ export function foldJournal(records: readonly { readonly ts: string; readonly ev
     lastTs: first.ts,
     process: { host: start.host, pid: start.pid },
     targets: start.connections.map((c) => c.target),
+    databases: new Map(),
   };
   for (const { ts, event, seq } of records.slice(1)) applyEvent(state, event, ts, seq);
   return state;
@@ -222,7 +225,10 @@ export function applyEvent(state: RunState, event: RunEvent, ts: string, seq?: n
     case 'run.refused':
     case 'run.interrupted':
     case 'lock.lost':
+      return;
     case 'target.locked':
+      if (event.database !== undefined) state.databases.set(event.connection, event.database);
+      return;
     case 'step.confirmed':
     case 'step.progress':
     case 'rollback.finished':

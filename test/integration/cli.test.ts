@@ -472,6 +472,47 @@ steps:
       assert.deepEqual(await server.query('SELECT v FROM t ORDER BY v', [], name), [{ v: 'after' }, { v: 'before' }]);
     });
 
+    it('resume and rollback act only on the database the run changed: a connection pointed elsewhere since is refused (exit 2), nothing done there', async () => {
+      const [name, elsewhere] = [await freshDb(), await freshDb()];
+      for (const d of [name, elsewhere]) await server.query('CREATE TABLE t (v text)', [], d);
+      const { dir, file } = runbookFile(
+        `${header}  - id: before-gate
+    kind: sql
+    connection: db
+    sql: INSERT INTO t VALUES ('before')
+    rollback: DELETE FROM t WHERE v = 'before'
+  - id: gate
+    kind: confirm
+    message: go on?
+  - id: after-gate
+    kind: sql
+    connection: db
+    sql: INSERT INTO t VALUES ('after')
+    rollback: DELETE FROM t WHERE v = 'after'
+`,
+        { name: 'r.yaml' },
+      );
+      const state = path.join(dir, 'state');
+      const env = { TEST_URL: server.urlFor(name), CUTOVER_STATE_DIR: state };
+      assert.equal((await cutover(['run', file], env)).code, 5);
+      // The environment the runbook reads now names another database of the same server.
+      const moved = { ...env, TEST_URL: server.urlFor(elsewhere) };
+      for (const command of ['resume', 'rollback']) {
+        const refused = await cutover([command, '--last', '--yes'], moved);
+        assert.equal(refused.code, 2, refused.stderr);
+        assert.match(
+          refused.stderr,
+          /connection "db" \(\S+\) now reaches system \d+, database oid \d+, not system \d+, database oid \d+: the database this run locked and changed/,
+        );
+        assert.match(refused.stderr, new RegExp(`Next: point connection "db" back at the database the run changed, then: cutover ${command} \\S+`));
+        assert.deepEqual(await server.query('SELECT v FROM t', [], elsewhere), [], `${command} did nothing on the other database`);
+        assert.deepEqual(await server.query('SELECT v FROM t', [], name), [{ v: 'before' }], `${command} did nothing on the run's database`);
+      }
+      const resumed = await cutover(['resume', '--last', '--yes'], env);
+      assert.equal(resumed.code, 0, resumed.stderr);
+      assert.deepEqual(await server.query('SELECT v FROM t ORDER BY v', [], name), [{ v: 'after' }, { v: 'before' }]);
+    });
+
     it('audit verify passes on a real run and fails when one byte of the journal changes', async () => {
       const name = await freshDb();
       const { dir, file } = runbookFile(`${header}  - id: one\n    kind: sql\n    connection: db\n    sql: SELECT 1\n`, { name: 'r.yaml' });
