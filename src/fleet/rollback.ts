@@ -11,6 +11,7 @@
 import os from 'node:os';
 import { errorMessage } from '../errors.js';
 import { rollbackRun } from '../engine/executor.js';
+import type { RunResult } from '../engine/result.js';
 import { isLive } from '../engine/run-selection.js';
 import { hasSomethingToUndo } from '../engine/state.js';
 import type { Inventory } from './inventory.js';
@@ -24,6 +25,8 @@ export interface TargetRollback {
   readonly status: 'rolled-back' | 'nothing-to-undo' | 'in-progress' | 'needs-attention' | 'failed' | 'stopped' | 'error';
   readonly runId?: string;
   readonly message?: string;
+  /** Not rolled back as a whole, yet some of its steps were. */
+  readonly partly?: true;
 }
 
 export interface FleetRollbackOptions extends FleetOptions {
@@ -92,12 +95,12 @@ export async function rollbackFleet(inventory: Inventory, runbookFile: string, o
                       : run.status === 'stopped' || run.status === 'interrupted'
                         ? 'stopped'
                         : 'failed';
-                result = {
-                  ...base,
-                  status,
-                  runId: run.runId,
-                  ...(run.error !== undefined && status !== 'rolled-back' ? { message: errorMessage(run.error) } : {}),
-                };
+                const message =
+                  status === 'rolled-back'
+                    ? undefined
+                    : [run.error !== undefined ? errorMessage(run.error) : undefined, whatIsLeft(run)].filter((m) => m !== undefined).join('\n');
+                const partly = status !== 'rolled-back' && run.steps.some((st) => st.status === 'rolled-back');
+                result = { ...base, status, runId: run.runId, ...(message ? { message } : {}), ...(partly ? { partly } : {}) };
               } catch (error) {
                 result = { ...base, status: 'error', runId: latest.runId, message: errorMessage(error) };
               }
@@ -121,8 +124,28 @@ export async function rollbackFleet(inventory: Inventory, runbookFile: string, o
   return results;
 }
 
+/** A rollback that did not undo everything: what it undid and what is left, as `cutover rollback` says it for one run. */
+function whatIsLeft(run: RunResult): string | undefined {
+  const ids = (statuses: readonly string[]) => run.steps.filter((s) => statuses.includes(s.status)).map((s) => s.id);
+  const parts = [
+    ...(ids(['rolled-back']).length > 0 ? [`rolled back: ${ids(['rolled-back']).join(', ')}`] : []),
+    ...run.steps
+      .filter((s) => s.rollbackSkipped?.irreversible === true)
+      .map((s) => `still in place, cannot be rolled back: ${s.id}: ${s.rollbackSkipped?.reason ?? ''}`),
+    ...run.steps
+      .filter((s) => s.status === 'rollback-failed')
+      .map(
+        (s) =>
+          `rollback failed: ${s.id}${s.error !== undefined ? ` (${s.error.sqlstate !== undefined ? `${s.error.sqlstate}: ` : ''}${s.error.message.split('\n')[0] ?? ''})` : ''}`,
+      ),
+    ...(ids(['applied', 'completed']).length > 0 ? [`not rolled back yet: ${ids(['applied', 'completed']).join(', ')}`] : []),
+  ];
+  return parts.length > 0 ? parts.join('; ') : undefined;
+}
+
 const operatorOf = (options: FleetRollbackOptions) => options.operator ?? process.env['CUTOVER_OPERATOR'] ?? os.userInfo().username;
 const undone = (r: TargetRollback) => r.status === 'rolled-back' || r.status === 'nothing-to-undo';
+const someUndone = (r: TargetRollback) => r.status === 'rolled-back' || r.partly === true;
 
 /** For the fleet's log, so `fleet status` does not show a rolled-back wave as done. */
 function rollbackOutcome(
@@ -136,13 +159,13 @@ function rollbackOutcome(
     if (reached.length === 0) continue;
     const all = inventory.targets.filter((t) => t.wave === wave.name).length;
     const done = reached.filter(undone).length;
-    waves[wave.name] = done === all ? 'rolled-back' : reached.some((r) => r.status === 'rolled-back') ? 'partly-rolled-back' : 'not-rolled-back';
+    waves[wave.name] = done === all ? 'rolled-back' : reached.some(someUndone) ? 'partly-rolled-back' : 'not-rolled-back';
   }
   const outcome = aborted
     ? 'stopped'
     : results.length === inventory.targets.length && results.every(undone)
       ? 'rolled-back'
-      : results.some((r) => r.status === 'rolled-back')
+      : results.some(someUndone)
         ? 'partly-rolled-back'
         : 'not-rolled-back';
   return { outcome, waves };

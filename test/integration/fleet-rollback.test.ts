@@ -130,7 +130,11 @@ steps:
     try {
       const rolled = await cutover(['fleet', 'rollback', inventoryFile, runbookFile, '--state-dir', stateDir]);
       assert.notEqual(rolled.code, 0);
-      assert.match(rolled.stdout, /3 rolled back, 0 had nothing to undo, 1 not rolled back/);
+      assert.match(rolled.stdout, /3 rolled back, 0 had nothing to undo, 1 need attention \(see each above\), 0 not rolled back/);
+      assert.match(
+        rolled.stderr,
+        /r3 \(rest\): needs-attention run \S+: rollback failed: two \(42P01: relation "effects" does not exist\); not rolled back yet: one\n/,
+      );
     } finally {
       await s.query('ALTER TABLE gone RENAME TO effects', [], 'r3');
       await s.release('r3');
@@ -149,6 +153,46 @@ steps:
     );
     const text = await cutover(['fleet', 'status', inventoryFile, runbookFile, '--state-dir', stateDir]);
     assert.match(text.stdout, /last rollback: partly-rolled-back\nwaves: canary \(1\): rolled-back, rest \(3\): partly-rolled-back/);
+  });
+
+  test('a step that cannot be undone: each target says what was undone and what is left; the wave reads partly rolled back, not "not rolled back"', async () => {
+    const state = path.join(dir, 'state-irreversible');
+    const partial = writeRunbook(
+      dir,
+      'irreversible.yaml',
+      `version: 1
+name: partly
+connections:
+  db:
+    kind: postgres
+    url: \${DB_URL}
+steps:
+  - id: add
+    kind: sql
+    connection: db
+    sql: INSERT INTO effects (step) VALUES ('add')
+    rollback: DELETE FROM effects WHERE step = 'add'
+  - id: keep
+    kind: sql
+    connection: db
+    sql: SELECT 1
+`,
+    );
+    const ran = await runFleet(loadInventory(inventoryFile), partial, 'run', { registry, stateDir: state, jobs: 2 });
+    assert.equal(ran.outcome, 'succeeded');
+    const rolled = await cutover(['fleet', 'rollback', inventoryFile, partial, '--state-dir', state]);
+    assert.equal(rolled.code, 3, rolled.stderr);
+    assert.match(rolled.stdout, /fleet rollback: 0 rolled back, 0 had nothing to undo, 4 need attention \(see each above\), 0 not rolled back/);
+    assert.match(
+      rolled.stderr,
+      /r1 \(canary\): needs-attention run \S+: rolled back: add; still in place, cannot be rolled back: keep: no rollback SQL was given/,
+    );
+    for (const t of TARGETS) {
+      assert.deepEqual(await s.query("SELECT count(*)::int AS n FROM effects WHERE step = 'add'", [], t), [{ n: 0 }], t);
+      await s.release(t);
+    }
+    const shown = await cutover(['fleet', 'status', inventoryFile, partial, '--state-dir', state]);
+    assert.match(shown.stdout, /last rollback: partly-rolled-back\nwaves: canary \(1\): partly-rolled-back, rest \(3\): partly-rolled-back/);
   });
 
   async function fleetStatusJson(): Promise<FleetStatus> {

@@ -525,7 +525,13 @@ const sub = {
       const count = (s: string) => results.filter((r) => r.status === s).length;
       if (!args.json)
         io.out(
-          `fleet rollback: ${count('rolled-back')} rolled back, ${count('nothing-to-undo')} had nothing to undo, ${results.length - count('rolled-back') - count('nothing-to-undo')} not rolled back`,
+          `fleet rollback: ${[
+            `${count('rolled-back')} rolled back`,
+            `${count('nothing-to-undo')} had nothing to undo`,
+            // A step that cannot be undone, or whose undo failed: each target's line says what it undid and what is left.
+            ...(count('needs-attention') > 0 ? [`${count('needs-attention')} need attention (see each above)`] : []),
+            `${results.length - count('rolled-back') - count('nothing-to-undo') - count('needs-attention')} not rolled back`,
+          ].join(', ')}`,
         );
       process.exitCode = results.some((r) => r.status === 'needs-attention')
         ? ExitCode.needsAttention
