@@ -161,11 +161,17 @@ export async function planFleet(inventory: Inventory, runbookFile: string, optio
         ...(options.operator !== undefined ? { operator: options.operator } : {}),
         ...(options.journalKey !== undefined ? { journalKey: options.journalKey } : {}),
       });
+      // A connection that could not be opened: a step on it that planned without a session (sql) is not "ok" either.
+      const unreachable = result.steps.filter((s) => s.status === 'failed' && s.error?.name === 'ConnectionFailedError');
+      const cutOff = (connections: readonly string[]) => unreachable.find((u) => u.connections.some((c) => connections.includes(c)));
       const steps = runbook.steps.map((step) => {
         const planned = result.steps.find((s) => s.id === step.id);
         const blockers = planned?.plan?.blockers ?? [];
         if (blockers.length > 0) return { id: step.id, status: 'blocked' as const, reasons: blockers };
         if (planned?.status === 'failed') return { id: step.id, status: 'failed' as const, reasons: [planned.error?.message ?? 'failed'] };
+        const cut = planned !== undefined ? cutOff(planned.connections) : undefined;
+        if (cut !== undefined)
+          return { id: step.id, status: 'not-planned' as const, reasons: [`not checked: a connection it uses could not be opened (see ${cut.id})`] };
         if (planned?.plan !== undefined) return { id: step.id, status: 'ok' as const, reasons: [] };
         return { id: step.id, status: 'not-planned' as const, reasons: [] };
       });

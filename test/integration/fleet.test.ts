@@ -187,6 +187,40 @@ describe('fleet: 20 databases on two servers', { timeout: 240_000 }, () => {
     assert.doesNotMatch(cli.stdout + cli.stderr, new RegExp(`${PASSWORD_A}|${PASSWORD_B}`));
   });
 
+  test('plan: a target that cannot be reached shows no step as ok, not even one that plans without a session', async () => {
+    const small = writeRunbook(
+      dir,
+      'two.yaml',
+      inventoryText({
+        name: 'two',
+        targets: [
+          { name: 'up', variables: { DB_URL: `postgres://app@127.0.0.1:${a.port}/t01` }, secrets: { DB_PASSWORD: { env: 'FLEET_TEST_PW_A' } } },
+          // A port nothing listens on: the server of `a`, one below.
+          { name: 'down', variables: { DB_URL: `postgres://app@127.0.0.1:${a.port - 1}/t01` }, secrets: { DB_PASSWORD: { env: 'FLEET_TEST_PW_A' } } },
+        ],
+        waves: [{ name: 'all' }],
+      }),
+    );
+    const plan = await planFleet(loadInventory(small), runbookFile, { registry, stateDir: path.join(dir, 'state-two') });
+    const cells = (name: string) => plan.targets.find((t) => t.name === name)?.steps.map((st) => [st.id, st.status]);
+    assert.deepEqual(cells('up'), [
+      ['migrate', 'ok'],
+      ['sequences', 'ok'],
+      ['switch', 'ok'],
+      ['done', 'ok'],
+    ]);
+    assert.deepEqual(cells('down'), [
+      ['migrate', 'not-planned'],
+      ['sequences', 'failed'],
+      ['switch', 'ok'],
+      ['done', 'not-planned'],
+    ]);
+    assert.match(
+      plan.targets.find((t) => t.name === 'down')?.steps[0]?.reasons[0] ?? '',
+      /^not checked: a connection it uses could not be opened \(see sequences\)$/,
+    );
+  });
+
   test('run: canary, approvals between waves, confirm steps wait for approve, the blocker halts its wave', async () => {
     const { result, events } = await fleet('run', (event, approve) => {
       if (event.type === 'target.waiting' && event.target === 't01') approve('t01', 'switch');
