@@ -195,6 +195,42 @@ steps:
     assert.match(shown.stdout, /last rollback: partly-rolled-back\nwaves: canary \(1\): partly-rolled-back, rest \(3\): partly-rolled-back/);
   });
 
+  test('a run that needs a person names the target, why, and the command that shows its run', async () => {
+    const state = path.join(dir, 'state-attention');
+    const bad = writeRunbook(
+      dir,
+      'bad-undo.yaml',
+      `version: 1
+name: bad undo
+connections:
+  db:
+    kind: postgres
+    url: \${DB_URL}
+steps:
+  - id: one
+    kind: sql
+    connection: db
+    sql: SELECT 1
+    rollback: SELECT 1/0
+  - id: two
+    kind: sql
+    connection: db
+    sql: SELECT 1/0
+`,
+    );
+    const ran = await cutover(['fleet', 'run', inventoryFile, bad, '--state-dir', state]);
+    assert.equal(ran.code, 3, ran.stderr);
+    const runId = /r1: started run (\S+)/.exec(ran.stdout + ran.stderr)?.[1] ?? '';
+    assert.notEqual(runId, '', ran.stdout + ran.stderr);
+    const store = new FileFleetStore(state, 'rb', bad);
+    assert.ok(
+      ran.stdout.includes(
+        `fleet needs-attention: a target needs a person before the fleet can go on:\n  r1: step "two" failed during apply: division by zero; cutover status ${runId} --state-dir ${store.targetStateDir('r1')}`,
+      ),
+      ran.stdout,
+    );
+  });
+
   async function fleetStatusJson(): Promise<FleetStatus> {
     const shown = await cutover(['fleet', 'status', inventoryFile, runbookFile, '--state-dir', stateDir, '--json']);
     assert.equal(shown.code, 0, shown.stderr);

@@ -338,10 +338,22 @@ async function runOrResume(args: RunArgs, command: 'run' | 'resume'): Promise<nu
     'completed-with-failures': 'every wave ran; some targets failed within maxFailures (see above)',
     halted: `wave ${result.haltedWave ?? ''} went beyond maxFailures: no target started after that. Fix the failed targets, then: cutover fleet resume ${args.inventory} ${args.runbook}`,
     stopped: `running targets stopped at a safe point (journaled, resumable); no new target started. Continue: cutover fleet resume ${args.inventory} ${args.runbook}`,
-    'needs-attention': 'a target needs a person (a rollback failed or an outcome is unknown): see cutover status <runId> --state-dir <its state dir>',
+    'needs-attention': needsAttention(result, status),
   };
   io.out(`\nfleet ${result.outcome}: ${next[result.outcome]}`);
   return OUTCOME_CODE[result.outcome];
+}
+
+/** Which targets need a person, why (their own message), and the command that shows each run. */
+function needsAttention(result: FleetRunResult, status: FleetStatus): string {
+  const lines = result.targets
+    .filter((t) => t.status === 'needs-attention')
+    .map((t) => {
+      const where = status.targets.find((st) => st.name === t.name);
+      const show = t.runId !== undefined && where !== undefined ? `; cutover status ${t.runId} --state-dir ${where.stateDir}` : '';
+      return `  ${t.name}: ${(t.message ?? 'needs attention').split('\n')[0] ?? ''}${show}`;
+    });
+  return ['a target needs a person before the fleet can go on:', ...lines].join('\n');
 }
 
 const sub = {
