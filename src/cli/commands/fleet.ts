@@ -280,7 +280,10 @@ async function runOrResume(args: RunArgs, command: 'run' | 'resume'): Promise<nu
       process.exit(EXIT_AT_ONCE);
     }
     io.err(
-      `\n${signal}: no new target starts; running targets stop after the step in flight (at once while waiting for approval). Ctrl-C again to exit at once`,
+      args.queue !== undefined
+        ? // The scheduler cannot reach into a worker: queued jobs are withdrawn, started ones run on (a worker's own Ctrl-C stops them).
+          `\n${signal}: no new target is handed out and queued jobs are withdrawn; targets a worker already started run to their end (Ctrl-C in a worker stops its targets after the step in flight). Ctrl-C again to exit at once`
+        : `\n${signal}: no new target starts; running targets stop after the step in flight (at once while waiting for approval). Ctrl-C again to exit at once`,
     );
     controller.abort();
   };
@@ -336,7 +339,11 @@ async function runOrResume(args: RunArgs, command: 'run' | 'resume'): Promise<nu
   const next: Record<FleetRunResult['outcome'], string> = {
     succeeded: 'every target succeeded',
     'completed-with-failures': 'every wave ran; some targets failed within maxFailures (see above)',
-    halted: `wave ${result.haltedWave ?? ''} went beyond maxFailures: no target started after that. Fix the failed targets, then: cutover fleet resume ${args.inventory} ${args.runbook}`,
+    halted: `wave ${result.haltedWave ?? ''} went beyond maxFailures: ${
+      args.queue !== undefined
+        ? 'no target was handed out after that (a job a worker had fetched ahead may still have started: its line above says)'
+        : 'no target started after that'
+    }. Fix the failed targets, then: cutover fleet resume ${args.inventory} ${args.runbook}`,
     stopped: `running targets stopped at a safe point (journaled, resumable); no new target started. Continue: cutover fleet resume ${args.inventory} ${args.runbook}`,
     'needs-attention': needsAttention(result, status),
   };
