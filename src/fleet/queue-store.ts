@@ -341,6 +341,24 @@ export class PgFleetStore implements FleetStore {
     );
   }
 
+  /** The id of the fleet's newest event ('0' for none): where `eventsAfter` starts. */
+  lastEventSeq(): string {
+    return this.db.query<{ seq: string }>(`SELECT COALESCE(max(id), 0)::text AS seq FROM ${S}.event WHERE fleet = $1`, [this.fleet]).rows[0]?.seq ?? '0';
+  }
+
+  /** The fleet's events after `seq`, each with its own id; records that do not parse are passed over (events() names them). */
+  eventsAfter(seq: string): { readonly seq: string; readonly event: FleetEvent }[] {
+    return this.db
+      .query<{ seq: string; record: string }>(`SELECT id::text AS seq, record FROM ${S}.event WHERE fleet = $1 AND id > $2::bigint ORDER BY ${S}.event.id`, [
+        this.fleet,
+        seq,
+      ])
+      .rows.flatMap((row) => {
+        const parsed = fleetEventSchema.safeParse(JSON.parse(row.record));
+        return parsed.success ? [{ seq: row.seq, event: parsed.data }] : [];
+      });
+  }
+
   approvals(): Approval[] {
     return this.db.query<{ record: string }>(`SELECT record FROM ${S}.approval WHERE fleet = $1 ORDER BY id`, [this.fleet]).rows.flatMap((row) => {
       const parsed = approvalSchema.safeParse(JSON.parse(row.record));

@@ -46,7 +46,7 @@ import {
   type TargetExecutor,
   type TargetRunResult,
 } from './runner.js';
-import type { Approval } from './store.js';
+import type { Approval, FleetEvent } from './store.js';
 
 export const QUEUE_NAME = 'cutover-fleet-target';
 export const QUEUE_SCHEMA = 'cutover_queue';
@@ -206,7 +206,21 @@ class QueueExecutor implements TargetExecutor {
     private readonly data: Omit<JobData, 'target' | 'takeoverAfter'>,
     private readonly x: Timing,
     private readonly pollMs: number,
-  ) {}
+    /** What workers record of a target waiting for approval, and its approval: told here, so the fleet's own terminal says it too. */
+    private readonly onWorkerEvent?: (event: FleetEvent) => void,
+  ) {
+    this.lastEvent = store.lastEventSeq();
+  }
+
+  private lastEvent: string;
+
+  private forwardWorkerEvents(): void {
+    if (this.onWorkerEvent === undefined) return;
+    for (const { seq, event } of this.store.eventsAfter(this.lastEvent)) {
+      this.lastEvent = seq;
+      if (event.type === 'target.waiting' || event.type === 'target.approved') this.onWorkerEvent(event);
+    }
+  }
 
   run(_runbook: unknown, options: EngineOptions, target: Target): Promise<TargetRunResult> {
     return this.dispatch(target, options.signal);
@@ -294,6 +308,7 @@ class QueueExecutor implements TargetExecutor {
     try {
       let asked = Date.now();
       while (this.waiting.size > 0) {
+        this.forwardWorkerEvents();
         const ids = [...this.waiting.keys()];
         // A worker writes the result before it completes the job.
         for (const row of this.store.db.query<{ job_id: string; output: string }>(`SELECT job_id, output FROM ${S}.result WHERE job_id = ANY($1::text[])`, [
@@ -386,6 +401,7 @@ export async function runFleetOnQueue(
       },
       x,
       options.resultPollMs ?? 50,
+      (event) => options.onEvent?.(event),
     );
     return await runFleet(inventory, runbookFile, command, { ...options, jobs: options.jobs ?? 1000, store, executor });
   } finally {

@@ -565,6 +565,9 @@ steps:
     assert.equal(approved.code, 0, approved.stderr);
     const result = await run.done;
     assert.equal(result.code, 0, `${result.stdout}${result.stderr}`);
+    // The fleet's own terminal says what the worker waits for, and how to approve it.
+    assert.match(result.stdout + result.stderr, /q8: waits at step "\S+": .+\n {4}approve: cutover fleet approve --queue <the same queue URL> \S+ \S+ q8 /);
+    assert.match(result.stdout + result.stderr, /q8: step "\S+" approved \(q8, by /);
     assert.deepEqual(await effects('q8'), { done: 1, load: 1 }, 'each effect once');
     const starts = (await termEvents()).filter((e) => e.type === 'target.started').map((e) => e.action);
     assert.deepEqual(starts, ['run', 'resume'], 'one run, started by A and resumed by B');

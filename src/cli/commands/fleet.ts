@@ -290,7 +290,9 @@ async function runOrResume(args: RunArgs, command: 'run' | 'resume'): Promise<nu
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   const what = `${inventory.targets.length} targets in ${inventory.waves.length} wave(s) (${waveCounts(inventory.waves)})`;
-  const hint = (name: string) => `cutover fleet approve ${args.inventory} ${args.runbook} ${name}`;
+  // The queue's URL may hold a password: the hint names it, it does not print it.
+  const hint = (name: string) =>
+    `cutover fleet approve ${args.queue !== undefined ? '--queue <the same queue URL> ' : ''}${args.inventory} ${args.runbook} ${name}`;
   let result: FleetRunResult;
   try {
     const options = {
