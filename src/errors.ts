@@ -18,6 +18,9 @@ export interface ValidationIssue {
   readonly message: string;
 }
 
+/** A PostgreSQL SQLSTATE (five digits or capitals), not a Node error code such as ECONNREFUSED that drivers put in the same field. */
+export const isSqlstate = (code: unknown): code is string => typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code);
+
 /** The runbook could not be read, parsed or validated; every issue is listed. */
 export class RunbookValidationError extends Error {
   override readonly name = 'RunbookValidationError';

@@ -13,7 +13,7 @@
 import type pg from 'pg';
 import type { QueryResultRow } from 'pg';
 import { loadPg } from './pg-driver.js';
-import { DatabaseError, errorMessage } from '../errors.js';
+import { DatabaseError, errorMessage, isSqlstate } from '../errors.js';
 import type { ResolvedPgBouncer } from './connections.js';
 
 /** A console command that did not answer within its deadline; its connection was closed. */
@@ -114,7 +114,7 @@ function asDatabaseError(connection: string, error: unknown, sql: string): Datab
   return new DatabaseError(errorMessage(error), {
     connection,
     sql,
-    ...(e.code !== undefined ? { sqlstate: e.code } : {}),
+    ...(isSqlstate(e.code) ? { sqlstate: e.code } : {}),
     ...(e.detail !== undefined ? { detail: e.detail } : {}),
     ...(e.hint !== undefined ? { hint: e.hint } : {}),
   });

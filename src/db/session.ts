@@ -8,7 +8,7 @@
 import type pg from 'pg';
 import type { QueryResultRow } from 'pg';
 import { loadPg } from './pg-driver.js';
-import { ConnectionFailedError, DatabaseError } from '../errors.js';
+import { ConnectionFailedError, DatabaseError, isSqlstate } from '../errors.js';
 import type { ResolvedPostgres } from './connections.js';
 
 export interface SessionOptions {
@@ -250,7 +250,7 @@ export function toDatabaseError(connection: string, error: unknown, sql?: string
   const position = fields.position !== undefined ? Number(fields.position) : undefined;
   return new DatabaseError(message, {
     connection,
-    ...(fields.code !== undefined && /^[0-9A-Z]{5}$/.test(fields.code) ? { sqlstate: fields.code } : {}),
+    ...(isSqlstate(fields.code) ? { sqlstate: fields.code } : {}),
     ...(fields.detail !== undefined ? { detail: fields.detail } : {}),
     ...(fields.hint !== undefined ? { hint: fields.hint } : {}),
     ...(position !== undefined && Number.isFinite(position) ? { position } : {}),

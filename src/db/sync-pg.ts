@@ -9,6 +9,7 @@
  * engine. A local round trip costs about as much as the fsync it sits next to.
  */
 import { Worker, MessageChannel, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
+import { isSqlstate } from '../errors.js';
 
 export interface SyncQueryResult<R> {
   readonly rows: R[];
@@ -23,7 +24,7 @@ export class SyncPgError extends Error {
     readonly code: string | undefined,
     readonly detail: string | undefined,
   ) {
-    super(code !== undefined ? `${message} (SQLSTATE ${code})` : message);
+    super(isSqlstate(code) ? `${message} (SQLSTATE ${code})` : message);
   }
 }
 

@@ -6,7 +6,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { formatDatabaseError } from '../../src/cli/format-error.js';
-import { DatabaseError } from '../../src/errors.js';
+import { DatabaseError, isSqlstate } from '../../src/errors.js';
+import { SyncPgError } from '../../src/db/sync-pg.js';
+import { toDatabaseError } from '../../src/db/session.js';
 
 /** The LINE and caret lines for an error at the first character of `bad` in `sql`. */
 function caretAt(sql: string, bad: string): string[] {
@@ -30,5 +32,17 @@ describe('formatDatabaseError: the caret', () => {
 
   it('keeps a tab as a tab, and counts from the start of the failing line', () => {
     assert.deepEqual(caretAt('SELECT 1;\n\tSELECT nosuch', 'nosuch'), ['  LINE 2: \tSELECT nosuch', `${' '.repeat(10)}\t${' '.repeat(7)}^`]);
+  });
+});
+
+describe('SQLSTATE', () => {
+  it('is five digits or capitals; a Node error code a driver puts in the same field is not shown as one', () => {
+    assert.deepEqual(
+      ['28P01', '08P01', '57014', 'ECONNREFUSED', 'ENOTFOUND', 'abcde', undefined].map((c) => isSqlstate(c)),
+      [true, true, true, false, false, false, false],
+    );
+    assert.equal(new SyncPgError('connect ECONNREFUSED 127.0.0.1:1', 'ECONNREFUSED', undefined).message, 'connect ECONNREFUSED 127.0.0.1:1');
+    assert.equal(new SyncPgError('relation "x" does not exist', '42P01', undefined).message, 'relation "x" does not exist (SQLSTATE 42P01)');
+    assert.equal(toDatabaseError('db', Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' })).details.sqlstate, undefined);
   });
 });
