@@ -17,6 +17,7 @@ import { FileRefusal, SMALL_FILE_LIMIT, readRegularFile, valueFileLimit } from '
 import { MIN_SECRET_LENGTH } from '../runbook/interpolate.js';
 import { formatPath, SourceMap, type PathKey } from '../runbook/positions.js';
 import { parseYaml, yamlMessage } from '../runbook/yaml.js';
+import { objectKeysAt, suggest } from '../runbook/suggest.js';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 const VARIABLE = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -180,7 +181,12 @@ export function loadInventory(file: string, options: LoadInventoryOptions = {}):
         parsed.error.issues.flatMap((issue): ValidationIssue[] => {
           const at = issue.path.filter((k): k is PathKey => typeof k !== 'symbol');
           if (issue.code === 'unrecognized_keys') {
-            return issue.keys.map((key) => ({ position: source.keyAt(at, key), path: formatPath([...at, key]), message: `unknown key "${key}"` }));
+            const known = objectKeysAt(inventorySchema, at);
+            return issue.keys.map((key) => ({
+              position: source.keyAt(at, key),
+              path: formatPath([...at, key]),
+              message: `unknown key "${key}"${suggest(key, known)}`,
+            }));
           }
           const missing = issue.code === 'invalid_type' && valueAtPath(raw, at) === undefined;
           return [{ position: source.valueAt(at), path: formatPath(at), message: missing ? `missing key "${String(at.at(-1))}"` : issue.message }];

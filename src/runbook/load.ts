@@ -16,6 +16,7 @@ import { connectionSchema } from '../db/connection-spec.js';
 import { FileRefusal, checkRegularFile, readRegularFile, valueFileLimit } from '../files.js';
 import { MIN_SECRET_LENGTH, interpolateEnv } from './interpolate.js';
 import { formatPath, SourceMap, type PathKey } from './positions.js';
+import { suggest } from './suggest.js';
 import { mapReplacedKinds } from './replaced-kinds.js';
 import {
   oracleConnectionSchema,
@@ -505,30 +506,6 @@ function knownKeysAt(at: readonly PathKey[], object: Record<string, unknown> | u
     return Object.keys(schema.shape);
   }
   return [];
-}
-
-/** "did you mean" for near-miss keys: typos are the usual cause of unknown keys. */
-function suggest(key: string, known: readonly string[]): string {
-  let best: string | undefined;
-  let bestDistance = 3;
-  for (const candidate of known) {
-    const distance = editDistance(key.toLowerCase(), candidate.toLowerCase());
-    if (distance < bestDistance) [best, bestDistance] = [candidate, distance];
-  }
-  return best === undefined ? '' : ` (did you mean "${best}"?)`;
-}
-
-function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i];
-    for (let j = 1; j <= b.length; j++) {
-      const substitution = (previous[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1);
-      current.push(Math.min((previous[j] ?? 0) + 1, (current[j - 1] ?? 0) + 1, substitution));
-    }
-    previous = current;
-  }
-  return previous[b.length] ?? 0;
 }
 
 function sortIssues(issues: ValidationIssue[]): ValidationIssue[] {

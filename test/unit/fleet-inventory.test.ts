@@ -151,7 +151,11 @@ waves:
     labels: { tier: platinum }
     paralel: 2
 `);
-    assert.deepEqual(found, ['19:5 waves[1].paralel: unknown key "paralel"']);
+    assert.deepEqual(found, ['19:5 waves[1].paralel: unknown key "paralel" (did you mean "parallel"?)']);
+    // At the top too, as a runbook's validation does.
+    assert.deepEqual(problems(`version: 1\nname: x\nmaxFailurs: 1\ntargets:\n${targets(1)}\n`), [
+      '3:1 maxFailurs: unknown key "maxFailurs" (did you mean "maxFailures"?)',
+    ]);
     const semantic = problems(`version: 1
 name: x
 targets:
@@ -226,7 +230,7 @@ steps:
     const file = writeRunbook(dir, 'bad.yaml', 'version: 1\nname: x\ntargets:\n  - name: a\n    labelz: {}\n');
     const result = await cutover(['fleet', 'status', file, path.join(dir, 'ok.yaml')]);
     assert.equal(result.code, 2);
-    assert.equal(result.stderr.trim(), `${file}:5:5: targets[0].labelz: unknown key "labelz"\n1 problem in ${file}`);
+    assert.equal(result.stderr.trim(), `${file}:5:5: targets[0].labelz: unknown key "labelz" (did you mean "labels"?)\n1 problem in ${file}`);
     const schema = inventoryJsonSchema() as { title: string; properties: Record<string, unknown> };
     assert.equal(schema.title, 'cutover fleet inventory');
     assert.deepEqual(Object.keys(schema.properties).sort(), [
