@@ -3,6 +3,7 @@
  * target's own journal (verified before it is read), and approvals.
  * Reading needs no secret and no database.
  */
+import { existsSync } from 'node:fs';
 import os from 'node:os';
 import { RunbookValidationError, UsageError, errorMessage } from '../errors.js';
 import { effectiveStatus } from '../engine/run-selection.js';
@@ -10,7 +11,7 @@ import type { RunState } from '../engine/state.js';
 import type { StepRegistry } from '../step/contract.js';
 import type { Inventory } from './inventory.js';
 import { fleetStore, latestRun, loadTargets, type CellStatus } from './runner.js';
-import type { Approval, FleetEvent, FleetStore } from './store.js';
+import { FileFleetStore, type Approval, type FleetEvent, type FleetStore } from './store.js';
 
 /** `error`: the fleet could not run the target at all (its job failed in the queue, a worker refused it); it has no run. */
 export type TargetStatus = 'pending' | 'running' | 'waiting-approval' | RunState['status'] | 'unreadable' | 'error';
@@ -66,9 +67,12 @@ function stepIds(inventory: Inventory, runbookFile: string, registry: StepRegist
 
 export function fleetStatus(inventory: Inventory, runbookFile: string, options: FleetStatusOptions): FleetStatus {
   const store = fleetStore(inventory, runbookFile, options);
+  if (store instanceof FileFleetStore) store.checkOwner(runbookFile);
   const pid = store.holder();
   const live = pid !== undefined;
   const events = store.events();
+  // A mistyped runbook path would read as a fleet that never ran.
+  if (events.length === 0 && !existsSync(runbookFile)) throw new UsageError(`runbook ${runbookFile}: no such file, and no fleet of ${inventory.file} ran it`);
   const lastStart = events.map((e) => e.type).lastIndexOf('fleet.started');
   const current = lastStart < 0 ? [] : events.slice(lastStart);
   const finished = current.find((e): e is Extract<FleetEvent, { type: 'fleet.finished' }> => e.type === 'fleet.finished');

@@ -157,13 +157,19 @@ export class FileFleetStore implements FleetStore {
 
   /** The runbook this fleet directory belongs to: a second runbook of the same name elsewhere must not share it. */
   claim(runbookFile: string): void {
+    this.checkOwner(runbookFile);
     mkdirSync(this.location, { recursive: true });
     const file = path.join(this.location, 'runbook');
+    if (!existsSync(file)) writeFileSync(file, `${path.resolve(runbookFile)}\n`);
+  }
+
+  /** Reads only: the fleet state here is another runbook's (one of the same file name elsewhere), so it is not this one's to show. */
+  checkOwner(runbookFile: string): void {
+    const file = path.join(this.location, 'runbook');
     const absolute = path.resolve(runbookFile);
-    if (existsSync(file)) {
-      const owner = readFileSync(file, 'utf8').trim();
-      if (owner !== absolute) throw new UsageError(`fleet state ${this.location} belongs to runbook ${owner}, not ${absolute}; rename one of them`);
-    } else writeFileSync(file, `${absolute}\n`);
+    if (!existsSync(file)) return;
+    const owner = readFileSync(file, 'utf8').trim();
+    if (owner !== absolute) throw new UsageError(`fleet state ${this.location} belongs to runbook ${owner}, not ${absolute}; rename one of them`);
   }
 
   append(event: NewFleetEvent): FleetEvent {

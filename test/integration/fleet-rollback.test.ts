@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { loadInventory, registry, runFleet, loadRunState, type FleetStatus } from '../../src/index.js';
 import { FileFleetStore } from '../../src/fleet/store.js';
@@ -229,6 +230,18 @@ steps:
       ),
       ran.stdout,
     );
+  });
+
+  test('status of a runbook path that is mistyped, or of another runbook of the same file name, is an error, not a fleet that never ran', async () => {
+    const missing = await cutover(['fleet', 'status', inventoryFile, path.join(dir, 'cutvoer.yaml'), '--state-dir', stateDir]);
+    assert.equal(missing.code, 2, missing.stdout);
+    assert.match(missing.stderr, /runbook \S+cutvoer\.yaml: no such file, and no fleet of \S+ ran it/);
+    const elsewhere = path.join(dir, 'elsewhere');
+    mkdirSync(elsewhere);
+    const namesake = writeRunbook(elsewhere, 'cutover.yaml', readFileSync(runbookFile, 'utf8'));
+    const other = await cutover(['fleet', 'status', inventoryFile, namesake, '--state-dir', stateDir]);
+    assert.equal(other.code, 2, other.stdout);
+    assert.match(other.stderr, /fleet state \S+ belongs to runbook \S+, not \S+elsewhere\/cutover\.yaml; rename one of them/);
   });
 
   async function fleetStatusJson(): Promise<FleetStatus> {

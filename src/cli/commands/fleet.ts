@@ -462,7 +462,7 @@ const sub = {
       }
       const what = inventory.waves.some((w) => w.name === args.name) ? `wave ${args.name}` : `target ${args.name}`;
       io.out(
-        `approved ${what}${approval.step !== undefined ? `, step ${approval.step}` : ''} as ${approval.operator} at ${approval.at}; the running fleet picks it up within a second`,
+        `approved ${what}${approval.step !== undefined ? `, step ${approval.step}` : ''} as ${approval.operator} at ${approval.at}; a running fleet picks it up within a second, one started or resumed later finds it`,
       );
       // Seen in use: --step on a wave answers its confirms but leaves its gate shut, which surprised.
       const first = inventory.waves[0]?.name;
