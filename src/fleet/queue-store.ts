@@ -409,6 +409,8 @@ export class PgFleetStore implements FleetStore {
 
 /** A session on the queue database with our schema in place (created on first use). */
 export function openQueueDb(url: string): SyncPg {
+  // The driver reads anything else as a path under a host named "base".
+  if (!/^postgres(ql)?:\/\//.test(url)) throw new UsageError(`--queue ${redactUrl(url)}: expected a postgres:// URL (postgres://user@host:port/database)`);
   const db = new SyncPg(url, { applicationName: `cutover fleet ${randomBytes(2).toString('hex')}` });
   try {
     ensureSchema(db);

@@ -270,3 +270,14 @@ steps:
     assert.equal(existsSync(lockFile), false);
   });
 });
+
+describe('--queue', () => {
+  test('a value that is not a postgres:// URL is refused before anything connects, without printing it', async () => {
+    const dir = tempDir();
+    const inventory = writeRunbook(dir, 'inventory.yaml', 'version: 1\nname: q\ntargets:\n  - name: a\n');
+    const runbook = writeRunbook(dir, 'runbook.yaml', 'version: 1\nname: r\nsteps: []\n');
+    const result = await cutover(['fleet', 'status', '--queue', 'notaurl password=hunter2', inventory, runbook]);
+    assert.equal(result.code, 2);
+    assert.equal(result.stderr.trim(), '--queue (queue database): expected a postgres:// URL (postgres://user@host:port/database)');
+  });
+});
