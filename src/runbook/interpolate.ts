@@ -70,6 +70,14 @@ export function interpolateEnv(doc: Document, env: Readonly<Record<string, strin
                 message: `secret ${name} holds a quote or a backslash and is written between quotes ('\${secret:${name}}'): the SQL literal would end inside it; write \${secret:${name}:literal} without the quotes`,
               });
             }
+            // password=${secret:NAME} in a hand-written connection string: libpq ends the value at a space, and a
+            // quote or backslash changes how it reads; an error then shows the piece after it, which no redactor knows.
+            if (literal === undefined && /password\s*=\s*$/i.test(text.slice(0, offset)) && /[\s'\\]/.test(value)) {
+              issues.push({
+                ...where(),
+                message: `secret ${name} holds a space, a quote or a backslash and is written after password= in a connection string: it would be cut there, and an error could show the rest; put the whole connection string in one secret and write \${secret:NAME:literal}, or give this password without those characters`,
+              });
+            }
           }
           return literal !== undefined ? quoteLiteral(value) : value;
         },

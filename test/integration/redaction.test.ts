@@ -174,6 +174,12 @@ steps:
       /quoted\.yaml:11:10: steps\[0\]\.sql: secret CONNINFO holds a quote or a backslash and is written between quotes .* write \$\{secret:CONNINFO:literal\} without the quotes/,
     );
 
+    // A password spliced into a connection string by hand: a space would cut it, and an error could show the rest.
+    const spliced = await cutover(['validate', runbook("SELECT 'host=localhost password=${secret:PW}' AS v")], { PW: 'cut here Qx72secretpw' });
+    assert.equal(spliced.code, 2, spliced.stderr);
+    assert.match(spliced.stderr, /secret PW holds a space, a quote or a backslash and is written after password= in a connection string/);
+    assert.ok(!spliced.stderr.includes('Qx72secretpw'));
+
     const run = await cutover(['run', runbook('SELECT length(${secret:CONNINFO:literal}) AS v'), '--yes', '--state-dir', stateDir], { CONNINFO: conninfo });
     assert.equal(run.code, 0, run.stdout + run.stderr);
     const report = await cutover(['report', '--last', '--format', 'md', '--state-dir', stateDir]);
