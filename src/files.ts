@@ -4,7 +4,8 @@
  * never beyond a size cap: `/dev/zero` as a passwordFile must fail at once,
  * not eat the machine's memory, and a FIFO must not hang the process.
  */
-import { closeSync, constants, fstatSync, openSync, readSync, statSync, type Stats } from 'node:fs';
+import { closeSync, constants, existsSync, fstatSync, mkdirSync, openSync, readSync, statSync, type Stats } from 'node:fs';
+import path from 'node:path';
 
 /** A password, certificate or key file: far more than any real one needs. */
 export const SMALL_FILE_LIMIT = 64 * 1024;
@@ -97,4 +98,24 @@ export function readRegularFile(file: string, maxBytes: number): Buffer {
 /** True when group or others may read the file (a password file should be 0600). */
 export function readableByOthers(mode: number): boolean {
   return (mode & 0o077) !== 0;
+}
+
+/**
+ * `mkdir -p`, one level at a time: Node 20's recursive mkdirSync spins for
+ * ever where a parent that exists answers ENOENT (under /proc), and no
+ * signal stops it. Here that ENOENT is thrown like any other error.
+ */
+export function makeDirs(dir: string, mode?: number): void {
+  const missing: string[] = [];
+  for (let at = path.resolve(dir); !existsSync(at); at = path.dirname(at)) {
+    missing.unshift(at);
+    if (path.dirname(at) === at) break;
+  }
+  for (const level of missing) {
+    try {
+      mkdirSync(level, mode !== undefined ? { mode } : {});
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+  }
 }

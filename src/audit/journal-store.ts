@@ -8,9 +8,10 @@
  * Both stores hand out the journal's exact text, so one function verifies
  * the hash chain wherever it is kept.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { journalFile, verifyJournalText, type VerifyOptions, type VerifyResult } from './journal.js';
+import { makeDirs } from '../files.js';
 
 export interface JournalStore {
   /** Shown to people: where the journals are. */
@@ -64,7 +65,7 @@ export function writeJournals(stateDir: string, journals: ReadonlyMap<string, st
     const runDir = path.join(stateDir, 'runs', id);
     const file = journalFile(runDir);
     if (existsSync(file) && readFileSync(file, 'utf8') === text) continue;
-    mkdirSync(runDir, { recursive: true, mode: 0o700 });
+    makeDirs(runDir, 0o700);
     writeFileSync(file, text, { mode: 0o600 });
   }
 }

@@ -14,11 +14,12 @@
  * last hash (the head) can be copied into the change ticket: truncating the
  * tail is then detectable too.
  */
-import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, readSync, renameSync, writeSync, ftruncateSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, fsyncSync, openSync, readFileSync, readSync, renameSync, writeSync, ftruncateSync } from 'node:fs';
 import path from 'node:path';
 import { createHash, createHmac } from 'node:crypto';
 import type { RunEvent } from './events.js';
 import type { Redactor } from './redact.js';
+import { makeDirs } from '../files.js';
 
 export const GENESIS = '0'.repeat(64);
 const PREFIX = '{"hash":"';
@@ -83,7 +84,7 @@ export class Journal {
 
   /** Starts a new journal; fails if one exists (run ids are unique). With a key, the chain is HMAC-SHA256. */
   static create(runDir: string, redactor: Redactor, key?: Buffer, sink?: JournalSink): Journal {
-    mkdirSync(runDir, { recursive: true, mode: 0o700 });
+    makeDirs(runDir, 0o700);
     const file = journalFile(runDir);
     const fd = openSync(file, 'wx', 0o600);
     return new Journal(file, fd, 0, GENESIS, redactor, key, sink);

@@ -9,25 +9,13 @@
  * files under `<state-dir>/fleets/<inventory name>/<runbook name>/`.
  */
 import { randomBytes } from 'node:crypto';
-import {
-  appendFileSync,
-  closeSync,
-  existsSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  writeFileSync,
-  writeSync,
-} from 'node:fs';
+import { appendFileSync, closeSync, existsSync, fsyncSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { UsageError } from '../errors.js';
 import type { JournalSink } from '../audit/journal.js';
+import { makeDirs } from '../files.js';
 
 const ts = z.string();
 export const fleetEventSchema = z.discriminatedUnion('type', [
@@ -158,7 +146,7 @@ export class FileFleetStore implements FleetStore {
   /** The runbook this fleet directory belongs to: a second runbook of the same name elsewhere must not share it. */
   claim(runbookFile: string): void {
     this.checkOwner(runbookFile);
-    mkdirSync(this.location, { recursive: true });
+    makeDirs(this.location);
     const file = path.join(this.location, 'runbook');
     if (!existsSync(file)) writeFileSync(file, `${path.resolve(runbookFile)}\n`);
   }
@@ -173,7 +161,7 @@ export class FileFleetStore implements FleetStore {
   }
 
   append(event: NewFleetEvent): FleetEvent {
-    mkdirSync(this.location, { recursive: true });
+    makeDirs(this.location);
     const record = { ...event, ts: new Date().toISOString() };
     const fd = openSync(this.log, 'a', 0o600);
     try {
@@ -219,7 +207,7 @@ export class FileFleetStore implements FleetStore {
   }
 
   approve(approval: Omit<Approval, 'at'>): Approval {
-    mkdirSync(this.approvalsDir, { recursive: true });
+    makeDirs(this.approvalsDir);
     const record: Approval = { ...approval, at: new Date().toISOString() };
     const name = `${record.at.replace(/[-:.]/g, '')}-${randomBytes(3).toString('hex')}`;
     // Written aside, then renamed: a reader never sees half a file.
@@ -230,7 +218,7 @@ export class FileFleetStore implements FleetStore {
   }
 
   lock(): () => void {
-    mkdirSync(this.location, { recursive: true });
+    makeDirs(this.location);
     const file = path.join(this.location, 'lock');
     for (let attempt = 0; attempt < 2; attempt++) {
       try {

@@ -5,11 +5,12 @@
  * never a JavaScript error name.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { RunbookValidationError, type ValidationIssue } from '../../src/errors.js';
+import { makeDirs } from '../../src/files.js';
 import { loadRunbook, parseRunbook } from '../../src/runbook/load.js';
 import { registry } from '../../src/steps/index.js';
 import { tempDir } from '../helpers/cli.js';
@@ -236,5 +237,27 @@ describe('hostile input: validation reports everything at once, by step id, with
   it('a mistyped enum value gets the closest one', () => {
     const text = `version: 1\nname: t\ndefaults:\n  onFailure: rolback\nsteps:\n${confirmStep}`;
     one(issuesOf(text), { line: lineOf(text, 'onFailure:'), path: 'defaults.onFailure' }, /\(did you mean "rollback"\?\)$/);
+  });
+});
+
+describe('a state directory where none can be made', () => {
+  it("under /proc: an error at once, where Node 20's recursive mkdir spins for ever and ignores signals", { skip: process.platform !== 'linux' }, () => {
+    const files = new URL('../../src/files.js', import.meta.url).href;
+    const child = spawnSync(
+      process.execPath,
+      ['--input-type=module', '-e', `(await import(${JSON.stringify(files)})).makeDirs('/proc/cutover-test-nope/runs/x')`],
+      {
+        encoding: 'utf8',
+        timeout: 20_000,
+        killSignal: 'SIGKILL',
+      },
+    );
+    assert.equal(child.signal, null, 'it did not have to be killed');
+    assert.equal(child.status, 1);
+    assert.match(child.stderr, /ENOENT/);
+    const dir = path.join(tempDir(), 'a', 'b', 'c');
+    makeDirs(dir, 0o700);
+    makeDirs(dir);
+    assert.ok(statSync(dir).isDirectory());
   });
 });
