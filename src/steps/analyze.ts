@@ -373,8 +373,6 @@ export const analyzeStep = defineStep({
 
   async verify(ctx, step, planned) {
     const wanted = new Set(planned.selected);
-    // Nothing was analyzed (onlyMissing found nothing missing): reading the catalog again could find nothing to fail on.
-    if (wanted.size === 0) return;
     const lacking = (await readRelations(await ctx.session(step.connection), { sizes: 'none' })).filter(
       (r) => wanted.has(qualifiedName(r)) && r.missing.length > 0,
     );
