@@ -46,7 +46,7 @@ import {
   type TargetExecutor,
   type TargetRunResult,
 } from './runner.js';
-import type { Approval, FleetEvent } from './store.js';
+import { forRunbook, type Approval, type FleetEvent } from './store.js';
 
 export const QUEUE_NAME = 'cutover-fleet-target';
 export const QUEUE_SCHEMA = 'cutover_queue';
@@ -659,7 +659,7 @@ export async function startQueueWorker(options: WorkerOptions): Promise<QueueWor
           }
         },
         confirmedBy: 'approval',
-        confirm: (question, stepId) => waitForApproval(store, t, stepId, question, controller, pollMs),
+        confirm: (question, stepId) => waitForApproval(store, t, runbook.sha256, stepId, question, controller, pollMs),
       };
       stopHooks.set(me, () => {
         controller.abort(new InterruptedError('SIGTERM'));
@@ -750,12 +750,14 @@ export async function startQueueWorker(options: WorkerOptions): Promise<QueueWor
 async function waitForApproval(
   store: PgFleetStore,
   target: Target,
+  runbookSha256: string,
   stepId: string,
   question: string,
   controller: AbortController,
   pollMs: number,
 ): Promise<boolean> {
-  const match = (a: Approval) => (a.name === target.name || a.name === target.wave) && (a.step === undefined || a.step === stepId);
+  const match = (a: Approval) =>
+    (a.name === target.name || a.name === target.wave) && (a.step === undefined || a.step === stepId) && forRunbook(a, runbookSha256);
   let approval = store.approvals().find(match);
   if (approval === undefined) {
     store.append({ type: 'target.waiting', target: target.name, stepId, question });

@@ -21,7 +21,7 @@ import { readRegularFile, valueFileLimit } from '../files.js';
 import { inParallel } from '../parallel.js';
 import { Redactor } from '../audit/redact.js';
 import { allowedFailures, type Inventory, type Target, type Wave } from './inventory.js';
-import { FileFleetStore, type Approval, type FleetEvent, type FleetStore } from './store.js';
+import { FileFleetStore, forRunbook, type Approval, type FleetEvent, type FleetStore } from './store.js';
 
 /** What the fleet reads from a target's run, wherever it ran. */
 export type TargetRunResult = Pick<RunResult, 'runId' | 'status' | 'steps' | 'error'>;
@@ -420,7 +420,8 @@ class FleetRun {
 
   /** Waits for `cutover fleet approve <wave>`; false if the fleet was stopped first. */
   private async gate(wave: Wave): Promise<boolean> {
-    const match = (a: Approval) => a.name === wave.name && a.step === undefined;
+    const sha = this.loaded[0]?.runbook.sha256;
+    const match = (a: Approval) => a.name === wave.name && a.step === undefined && forRunbook(a, sha);
     let approval = this.store.approvals().find(match);
     if (approval === undefined) {
       this.emit({ type: 'wave.waiting', wave: wave.name });
@@ -619,7 +620,8 @@ class FleetRun {
     question: string,
     hooks: { readonly register: (reject: (error: Error) => void) => void; readonly halt: () => void },
   ): Promise<boolean> {
-    const match = (a: Approval) => (a.name === target.name || a.name === target.wave) && (a.step === undefined || a.step === stepId);
+    const sha = this.loaded.find((l) => l.target.name === target.name)?.runbook.sha256;
+    const match = (a: Approval) => (a.name === target.name || a.name === target.wave) && (a.step === undefined || a.step === stepId) && forRunbook(a, sha);
     let approval = this.store.approvals().find(match);
     if (approval === undefined) {
       this.emit({ type: 'target.waiting', target: target.name, stepId, question });

@@ -3,11 +3,12 @@
  * target's own journal (verified before it is read), and approvals.
  * Reading needs no secret and no database.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { RunbookValidationError, UsageError, errorMessage } from '../errors.js';
 import { effectiveStatus } from '../engine/run-selection.js';
 import type { RunState } from '../engine/state.js';
+import { sha256 } from '../runbook/load.js';
 import type { StepRegistry } from '../step/contract.js';
 import type { Inventory } from './inventory.js';
 import { fleetStore, latestRun, loadTargets, type CellStatus } from './runner.js';
@@ -191,11 +192,19 @@ export function approveFleet(
     const steps = stepIds(inventory, runbookFile, options.registry, []);
     if (steps.length > 0 && !steps.includes(options.step)) throw new UsageError(`no step "${options.step}" in ${runbookFile} (steps: ${steps.join(', ')})`);
   }
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(runbookFile);
+  } catch (error) {
+    throw new UsageError(`cannot read runbook ${runbookFile}: ${errorMessage(error)}`);
+  }
   const store = fleetStore(inventory, runbookFile, options);
   return store.approve({
     name,
     ...(options.step !== undefined ? { step: options.step } : {}),
     operator: options.operator ?? process.env['CUTOVER_OPERATOR'] ?? os.userInfo().username,
+    // What was reviewed: a runbook changed since must be approved again.
+    runbookSha256: sha256(bytes),
   });
 }
 

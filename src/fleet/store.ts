@@ -86,8 +86,14 @@ export const approvalSchema = z.object({
   step: z.string().optional(),
   operator: z.string(),
   at: z.string(),
+  /** The runbook as it was when approved (sha256 of its bytes): a changed runbook is approved anew. Absent in older records. */
+  runbookSha256: z.string().optional(),
 });
 export type Approval = z.output<typeof approvalSchema>;
+
+/** Whether an approval was given for this runbook, byte for byte (or before approvals named one). */
+export const forRunbook = (approval: Approval, runbookSha256: string | undefined): boolean =>
+  approval.runbookSha256 === undefined || approval.runbookSha256 === runbookSha256;
 
 /** A target held here for a rollback: where its journals are, where new journal lines go too, and how to let go. */
 export interface TargetHold {

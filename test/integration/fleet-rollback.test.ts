@@ -244,6 +244,58 @@ steps:
     assert.match(other.stderr, /fleet state \S+ belongs to runbook \S+, not \S+elsewhere\/cutover\.yaml; rename one of them/);
   });
 
+  test('an approval is for the runbook as it was approved: after a change, the confirm waits for a new one', async () => {
+    const state = path.join(dir, 'state-approval');
+    const gated = (comment: string) => `version: 1
+name: gated
+# ${comment}
+connections:
+  db:
+    kind: postgres
+    url: \${DB_URL}
+steps:
+  - id: gate
+    kind: confirm
+    message: go on?
+  - id: after
+    kind: sql
+    connection: db
+    sql: INSERT INTO effects (step) VALUES ('gated')
+    rollback: DELETE FROM effects WHERE step = 'gated'
+`;
+    const file = writeRunbook(dir, 'gated.yaml', gated('as reviewed'));
+    for (const wave of ['canary', 'rest']) assert.equal((await cutover(['fleet', 'approve', inventoryFile, file, wave, '--state-dir', state])).code, 0);
+    writeRunbook(dir, 'gated.yaml', gated('changed after the review'));
+    const controller = new AbortController();
+    const waited: string[] = [];
+    const stopped = await runFleet(loadInventory(inventoryFile), file, 'run', {
+      registry,
+      stateDir: state,
+      signal: controller.signal,
+      onEvent: (event) => {
+        if (event.type !== 'target.waiting') return;
+        waited.push(event.target);
+        controller.abort();
+      },
+    });
+    assert.equal(stopped.outcome, 'stopped');
+    assert.deepEqual(waited, ['r1'], 'the canary waits: the approvals were for the runbook before its change');
+    for (const wave of ['canary', 'rest']) assert.equal((await cutover(['fleet', 'approve', inventoryFile, file, wave, '--state-dir', state])).code, 0);
+    const resumed = await runFleet(loadInventory(inventoryFile), file, 'resume', {
+      registry,
+      stateDir: state,
+      onEvent: (event) => {
+        if (event.type === 'target.waiting') waited.push(event.target);
+      },
+    });
+    assert.equal(resumed.outcome, 'succeeded');
+    assert.deepEqual(waited, ['r1'], 'approved again for the runbook as it is: nothing waits');
+    for (const t of TARGETS) {
+      assert.deepEqual(await s.query("SELECT count(*)::int AS n FROM effects WHERE step = 'gated'", [], t), [{ n: 1 }], t);
+      await s.release(t);
+    }
+  });
+
   async function fleetStatusJson(): Promise<FleetStatus> {
     const shown = await cutover(['fleet', 'status', inventoryFile, runbookFile, '--state-dir', stateDir, '--json']);
     assert.equal(shown.code, 0, shown.stderr);
