@@ -16,6 +16,16 @@ import { createTargets, inventoryText } from '../helpers/fleet.js';
 
 const TARGETS = ['r1', 'r2', 'r3', 'r4'];
 
+/** A runbook on the target's DB_URL: its name, then its steps (YAML). */
+const dbRunbook = (name: string, steps: string) => `version: 1
+name: ${name}
+connections:
+  db:
+    kind: postgres
+    url: \${DB_URL}
+steps:
+${steps}`;
+
 describe('fleet rollback', { timeout: 120_000 }, () => {
   let s: TestServer;
   let dir: string;
@@ -161,14 +171,9 @@ steps:
     const partial = writeRunbook(
       dir,
       'irreversible.yaml',
-      `version: 1
-name: partly
-connections:
-  db:
-    kind: postgres
-    url: \${DB_URL}
-steps:
-  - id: add
+      dbRunbook(
+        'partly',
+        `  - id: add
     kind: sql
     connection: db
     sql: INSERT INTO effects (step) VALUES ('add')
@@ -178,6 +183,7 @@ steps:
     connection: db
     sql: SELECT 1
 `,
+      ),
     );
     const ran = await runFleet(loadInventory(inventoryFile), partial, 'run', { registry, stateDir: state, jobs: 2 });
     assert.equal(ran.outcome, 'succeeded');
@@ -201,14 +207,9 @@ steps:
     const bad = writeRunbook(
       dir,
       'bad-undo.yaml',
-      `version: 1
-name: bad undo
-connections:
-  db:
-    kind: postgres
-    url: \${DB_URL}
-steps:
-  - id: one
+      dbRunbook(
+        'bad undo',
+        `  - id: one
     kind: sql
     connection: db
     sql: SELECT 1
@@ -218,6 +219,7 @@ steps:
     connection: db
     sql: SELECT 1/0
 `,
+      ),
     );
     const ran = await cutover(['fleet', 'run', inventoryFile, bad, '--state-dir', state]);
     assert.equal(ran.code, 3, ran.stderr);
