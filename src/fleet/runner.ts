@@ -92,22 +92,39 @@ export function loadTargets(inventory: Inventory, runbookFile: string, registry:
   } catch {
     // loadRunbook below reports an unreadable (or irregular) file with its position.
   }
-  // A secret read as plain ${NAME} would be journaled in clear: it must be ${secret:NAME}.
+  // Where the runbook names each variable, first: what a target lacks is reported there.
+  const referenced = new Map<string, ValidationIssue['position']>();
   for (const [i, line] of text.split('\n').entries()) {
-    for (const match of line.matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g)) {
-      const name = match[1] ?? '';
-      if (secretNames.has(name) && line[match.index - 1] !== '$') {
+    for (const match of line.matchAll(/\$\{(secret:)?([A-Za-z_][A-Za-z0-9_]*)(:literal)?\}/g)) {
+      const name = match[2] ?? '';
+      if (line[match.index - 1] === '$') continue;
+      const position = { file: runbookFile, line: i + 1, column: match.index + 1 };
+      if (!referenced.has(name)) referenced.set(name, position);
+      // A secret read as plain ${NAME} would be journaled in clear: it must be ${secret:NAME}.
+      if (secretNames.has(name) && match[1] === undefined && match[3] === undefined) {
         issues.push({
-          position: { file: runbookFile, line: i + 1, column: match.index + 1 },
+          position,
           path: '(reference)',
           message: `\${${name}} is a secret in inventory ${inventory.file}: write \${secret:${name}} so it is redacted everywhere`,
         });
       }
     }
   }
+  const definers = (name: string) => inventory.targets.filter((t) => Object.hasOwn(t.variables, name) || Object.hasOwn(t.secrets, name)).length;
   const loaded: LoadedTarget[] = [];
   const base = Object.fromEntries(Object.entries(process.env).filter(([, v]) => v !== undefined));
   for (const target of inventory.targets) {
+    // A name other targets set and this one does not (a typo in its key, say) would come from this shell's
+    // environment: the run would go wherever the operator's own DB_URL points.
+    for (const [name, position] of referenced) {
+      const others = definers(name);
+      if (others > 0 && !Object.hasOwn(target.variables, name) && !Object.hasOwn(target.secrets, name))
+        issues.push({
+          position,
+          path: '(reference)',
+          message: `target "${target.name}": ${name} is set for ${others} other target(s) in ${inventory.file} but not for this one, so it would come from this shell's environment; set it for this target`,
+        });
+    }
     const env = { ...base, ...target.variables, ...target.secrets };
     try {
       loaded.push({ target, env, runbook: loadRunbook(runbookFile, { registry, env }) });

@@ -271,6 +271,59 @@ steps:
   });
 });
 
+describe('a variable a target lacks', () => {
+  test("is an error when other targets set it: the shell's own value would be used for that target", () => {
+    const dir = tempDir();
+    const inventoryFile = writeRunbook(
+      dir,
+      'typo.yaml',
+      `version: 1
+name: x
+targets:
+  - name: a
+    variables: { DB_URL: "postgres://app@127.0.0.1:1/a" }
+  - name: b
+    variables: { DBURL: "postgres://app@127.0.0.1:1/b" }
+`,
+    );
+    const runbookFile = writeRunbook(
+      dir,
+      'typo-runbook.yaml',
+      `version: 1
+name: r
+connections:
+  db:
+    kind: postgres
+    url: \${DB_URL}
+steps:
+  - id: one
+    kind: sql
+    connection: db
+    sql: SELECT 1
+`,
+    );
+    // The operator's shell points somewhere else entirely.
+    process.env['DB_URL'] = 'postgres://app@127.0.0.1:1/operators-own';
+    try {
+      assert.throws(
+        () => loadTargets(loadInventory(inventoryFile), runbookFile, registry),
+        (error: unknown) => {
+          assert.ok(error instanceof RunbookValidationError);
+          assert.deepEqual(
+            error.issues.map((i) => `${i.position.line}:${i.position.column} ${i.message}`),
+            [
+              `6:10 target "b": DB_URL is set for 1 other target(s) in ${inventoryFile} but not for this one, so it would come from this shell's environment; set it for this target`,
+            ],
+          );
+          return true;
+        },
+      );
+    } finally {
+      delete process.env['DB_URL'];
+    }
+  });
+});
+
 describe('--queue', () => {
   test('a value that is not a postgres:// URL is refused before anything connects, without printing it', async () => {
     const dir = tempDir();
