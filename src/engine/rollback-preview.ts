@@ -114,7 +114,7 @@ async function previewSteps(rc: RunContext, ids: readonly string[], flying: stri
     }
     const scope = rc.stepScope(step, { phase: 'rollback-preview', readOnly: true });
     try {
-      const plan = await definition.planRollback(scope.context(), step, rc.journaled(step, 'before'));
+      const plan = await definition.planRollback(scope.context(), step, rc.journaled(step, 'before'), { force: rc.options.force === true });
       // Shown as a saved plan would be: secrets masked.
       steps.push({ ...base, action: 'undo', plan: JSON.parse(rc.redactor.redact(JSON.stringify(plan))) as RollbackPlan });
     } catch (error) {

@@ -299,7 +299,13 @@ export interface StepDefinition<
    * from the same statements their rollback runs; without it the preview
    * says only that the step would be rolled back.
    */
-  planRollback?(ctx: BaseContext, step: StepOf<z.output<Schema>, Connected>, before: z.output<Before>): Promise<RollbackPlan>;
+  planRollback?(
+    ctx: BaseContext,
+    step: StepOf<z.output<Schema>, Connected>,
+    before: z.output<Before>,
+    /** `rollback --force --dry-run`: preview what the forced rollback does. */
+    options: { readonly force: boolean },
+  ): Promise<RollbackPlan>;
 }
 
 /** Every step kind the engine may run, by name (the registry in src/steps/index.ts). */

@@ -514,10 +514,12 @@ export const sequenceResetStep = defineStep({
     if (problems.length > 0) throw new VerificationError(`${problems.length} sequence problem(s): ${listSome(problems)}`);
   },
 
-  async planRollback(ctx, step, before) {
+  async planRollback(ctx, step, before, { force }) {
     const entries = before?.sequences ?? [];
-    // As a rollback without --force would; the table says which --force would restore too.
-    const undo = await undoOf(await ctx.session(step.connection), entries, false);
+    // As the rollback would, with or without --force; without it the table says which --force would restore too.
+    const undo = await undoOf(await ctx.session(step.connection), entries, force);
+    // What --force restores though values were handed out since: the same sequences a rollback without it refuses.
+    const forced = force ? new Set((await undoOf(await ctx.session(step.connection), entries, false)).refused.map((r) => r.entry.sequence)) : new Set<string>();
     const restoring = new Set(undo.restore.map((e) => e.sequence));
     const refusing = new Set(undo.refused.map((r) => r.entry.sequence));
     const gone = new Set(undo.gone.map((e) => e.sequence));
@@ -536,13 +538,15 @@ export const sequenceResetStep = defineStep({
             sequence: displayName(e.schema, e.name),
             now: undo.now.get(e.sequence) ?? null,
             was: e.isCalled ? `after ${e.lastValue}` : e.lastValue,
-            action: restoring.has(e.sequence)
-              ? 'restore'
-              : refusing.has(e.sequence)
-                ? 'refuse: values handed out since the step (--force restores)'
-                : gone.has(e.sequence)
-                  ? 'refuse: no longer exists'
-                  : 'already restored',
+            action: forced.has(e.sequence)
+              ? 'restore (--force: values handed out since the step will be handed out again)'
+              : restoring.has(e.sequence)
+                ? 'restore'
+                : refusing.has(e.sequence)
+                  ? 'refuse: values handed out since the step (--force restores)'
+                  : gone.has(e.sequence)
+                    ? 'refuse: no longer exists'
+                    : 'already restored',
           })),
           footer: `${undo.restore.length} to restore, ${undo.refused.length + undo.gone.length} refused, ${entries.length - undo.restore.length - undo.refused.length - undo.gone.length} already restored`,
         },

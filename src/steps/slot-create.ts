@@ -151,20 +151,26 @@ export const slotCreateStep = defineStep({
     const wrong = planned.slots.filter((d) => !slots.some((s) => s.name === d.name && s.type === d.type));
     if (wrong.length > 0) throw new VerificationError(`not created: ${wrong.map((d) => d.name).join(', ')}`);
   },
-  async planRollback(ctx, step, before) {
+  async planRollback(ctx, step, before, { force }) {
     const created = new Set(before.created);
     const slots = (await readSlots(await ctx.session(step.connection))).filter((s) => created.has(s.name));
     const actions: Action[] = [];
     const notes: string[] = [];
+    const blockers: string[] = [];
     for (const slot of slots) {
+      if (slot.active && !force) {
+        // As the rollback does: it refuses before dropping anything of this slot.
+        blockers.push(`slot ${slot.name} is in use (pid ${slot.activePid ?? '?'}): the rollback refuses; with --force it ends that session first`);
+        continue;
+      }
       if (slot.active) {
-        notes.push(`${slot.name} is in use (pid ${slot.activePid ?? '?'}): rollback refuses unless --force, which ends that session first`);
+        notes.push(`${slot.name} is in use (pid ${slot.activePid ?? '?'}): --force ends that session first`);
         actions.push({ type: 'sql', connection: step.connection, sql: TERMINATE_SQL, params: [slot.activePid] });
       }
       actions.push({ type: 'sql', connection: step.connection, sql: DROP_SLOT_SQL, params: [slot.name] });
     }
     notes.push(...before.created.filter((name) => !slots.some((s) => s.name === name)).map((name) => `${name} is gone already`));
-    return { actions, notes };
+    return { actions, notes, ...(blockers.length > 0 ? { blockers } : {}) };
   },
   async rollback(ctx, step, before) {
     const db = await ctx.session(step.connection);

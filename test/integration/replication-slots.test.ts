@@ -269,6 +269,25 @@ ${steps}`;
         { id: 'standby', actions: [[drop, 'fallback_p']], notes: [] },
         { id: 'fallback', actions: [[drop, 'fallback_l']], notes: [] },
       ]);
+      // A consumer on the created slot: the rollback refuses without --force, and its preview says so, as a blocker.
+      await sub.query(
+        `CREATE SUBSCRIPTION s2_${db} CONNECTION 'host=127.0.0.1 port=${pub.port} dbname=${db} user=postgres' PUBLICATION p WITH (create_slot = false, slot_name = 'fallback_l', copy_data = false)`,
+        [],
+        db,
+      );
+      await until('fallback_l in use', () => slotActive('fallback_l'));
+      const strict = (await previewRollback(result.runId, { registry, stateDir: dir })).steps.find((st) => st.id === 'fallback');
+      assert.deepEqual(strict?.plan?.actions, []);
+      assert.match(strict?.plan?.blockers?.[0] ?? '', /^slot fallback_l is in use \(pid \d+\): the rollback refuses; with --force it ends that session first$/);
+      const forced = (await previewRollback(result.runId, { registry, stateDir: dir, force: true })).steps.find((st) => st.id === 'fallback');
+      assert.deepEqual(
+        forced?.plan?.actions.map((a) => (a.type === 'sql' ? a.sql.split(' ')[1] : a.type)),
+        ['pg_terminate_backend($1)', 'pg_drop_replication_slot($1)'],
+      );
+      await sub.query(`ALTER SUBSCRIPTION s2_${db} DISABLE`, [], db);
+      await sub.query(`ALTER SUBSCRIPTION s2_${db} SET (slot_name = NONE)`, [], db);
+      await sub.query(`DROP SUBSCRIPTION s2_${db}`, [], db);
+      await until('fallback_l released', async () => !(await slotActive('fallback_l')));
       const back = await rollbackRun(result.runId, { registry, stateDir: dir });
       assert.equal(back.status, 'rolled-back');
       assert.deepEqual(await slotNames(), [`s_${db}`]);

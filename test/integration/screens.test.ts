@@ -200,6 +200,13 @@ describe('failure screens and rollback preview on PostgreSQL 18', () => {
       assert.match(preview.stdout, /public\.prev_b\s+79\s+1\s+refuse: values handed out since the step \(--force restores\)\n/);
       assert.match(preview.stdout, /1 to restore, 1 refused, 0 already restored/);
       assert.match(preview.stdout, /It would end needs-attention \(exit 3\): reset's rollback would refuse part of its undo \(above\)\./);
+      // With --force the preview shows what the forced rollback does, not the refusal it overrides.
+      const forced = await cutover(['rollback', '--dry-run', '--force', '--last', '--state-dir', state]);
+      assert.equal(forced.code, 0, forced.stderr);
+      assert.match(forced.stdout, /public\.prev_b\s+79\s+1\s+restore \(--force: values handed out since the step will be handed out again\)\n/);
+      assert.match(forced.stdout, /2 to restore, 0 refused, 0 already restored/);
+      assert.doesNotMatch(forced.stdout, /needs-attention|refuse:/);
+      assert.match(forced.stdout, /To do it: cutover rollback \S+ --force\n/);
       const rollback = await cutover(['rollback', '--last', '--state-dir', state]);
       assert.equal(rollback.code, 3, rollback.stderr);
       assert.match(rollback.stderr, /1 sequence\(s\) handed out values after the step ran.*public\.prev_b/);

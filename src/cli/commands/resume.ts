@@ -72,11 +72,12 @@ export const rollbackCommand: CommandModule<object, RollbackArgs> = {
       const preview = await previewRollback(picked.runId, {
         registry,
         stateDir: args['state-dir'],
+        force: args.force,
         protect: (secrets) => {
           io.protect(secrets);
         },
       });
-      io.out(args.json ? JSON.stringify(preview, null, 2) : formatPreview(preview));
+      io.out(args.json ? JSON.stringify(preview, null, 2) : formatPreview(preview, args.force));
       process.exitCode = ExitCode.ok;
       return;
     }
@@ -86,7 +87,7 @@ export const rollbackCommand: CommandModule<object, RollbackArgs> = {
 };
 
 /** The preview as a person reads it: newest step first, as the rollback would go. */
-export function formatPreview(preview: RollbackPreview): string {
+export function formatPreview(preview: RollbackPreview, force = false): string {
   const lines = [`Rollback of run ${preview.runId} would (nothing was changed):`];
   if (preview.steps.length === 0) lines.push('  nothing: no step of this run is applied');
   preview.steps.forEach((s, i) => {
@@ -115,6 +116,6 @@ export function formatPreview(preview: RollbackPreview): string {
     );
     lines.push('', `It would end needs-attention (exit 3): ${why.join('; ')}.`);
   } else if (preview.outcome === 'rolled-back') lines.push('', 'It would end rolled-back, if every undo succeeds.');
-  lines.push(`To do it: cutover rollback ${preview.runId}`);
+  lines.push(`To do it: cutover rollback ${preview.runId}${force ? ' --force' : ''}`);
   return lines.join('\n');
 }
