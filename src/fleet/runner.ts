@@ -110,14 +110,17 @@ export function loadTargets(inventory: Inventory, runbookFile: string, registry:
       }
     }
   }
-  const definers = (name: string) => inventory.targets.filter((t) => Object.hasOwn(t.variables, name) || Object.hasOwn(t.secrets, name)).length;
+  // How many targets set each name the runbook reads: counted once, not per target.
+  const setBy = new Map(
+    [...referenced.keys()].map((name) => [name, inventory.targets.filter((t) => Object.hasOwn(t.variables, name) || Object.hasOwn(t.secrets, name)).length]),
+  );
   const loaded: LoadedTarget[] = [];
   const base = Object.fromEntries(Object.entries(process.env).filter(([, v]) => v !== undefined));
   for (const target of inventory.targets) {
     // A name other targets set and this one does not (a typo in its key, say) would come from this shell's
     // environment: the run would go wherever the operator's own DB_URL points.
     for (const [name, position] of referenced) {
-      const others = definers(name);
+      const others = setBy.get(name) ?? 0;
       if (others > 0 && !Object.hasOwn(target.variables, name) && !Object.hasOwn(target.secrets, name))
         issues.push({
           position,
