@@ -73,9 +73,12 @@ export class TargetChangedError extends Error {
     readonly recorded: string,
     readonly now: string,
     target: string,
+    /** Where the connection pointed when the run started, if the journal says. */
+    startedAt?: string,
   ) {
     super(
-      `connection "${connection}" (${target}) now reaches ${now}, not ${recorded}: the database this run locked and changed. ` +
+      `connection "${connection}" (${target}) now reaches ${now}, not ${recorded}: the database this run locked and changed` +
+        `${startedAt !== undefined && startedAt !== target ? ` (${startedAt} when the run started)` : ''}. ` +
         'Nothing was done there. Point the connection back at that database (its URL, or the environment variables the runbook reads), then try again',
     );
   }

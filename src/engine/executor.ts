@@ -345,7 +345,8 @@ function recordedDatabase(rc: RunContext, name: string): string | undefined {
 async function lockTarget(rc: RunContext, locks: RunLocks, name: string, expected?: string): Promise<void> {
   const target = rc.postgres(name).identity.target;
   const held = await locks.acquire(name, () => rc.openLockSession(name), target);
-  if (expected !== undefined && held.physical !== expected) throw new TargetChangedError(name, expected, held.physical, target);
+  if (expected !== undefined && held.physical !== expected)
+    throw new TargetChangedError(name, expected, held.physical, target, rc.state.startTargets.get(name));
   rc.emit({
     type: 'target.locked',
     connection: name,

@@ -93,6 +93,8 @@ export interface RunState {
   readonly targets: readonly string[];
   /** Per connection, the physical database (system identifier + database oid) its lock was last taken on. */
   readonly databases: Map<string, string>;
+  /** Per connection name, where it pointed when the run started (`user@host:port/database`). */
+  readonly startTargets: ReadonlyMap<string, string>;
 }
 
 export function foldJournal(records: readonly { readonly ts: string; readonly event: RunEvent; readonly seq?: number }[]): RunState {
@@ -119,6 +121,7 @@ export function foldJournal(records: readonly { readonly ts: string; readonly ev
     process: { host: start.host, pid: start.pid },
     targets: start.connections.map((c) => c.target),
     databases: new Map(),
+    startTargets: new Map(start.connections.map((c) => [c.name, c.target])),
   };
   for (const { ts, event, seq } of records.slice(1)) applyEvent(state, event, ts, seq);
   return state;

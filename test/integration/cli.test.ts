@@ -504,6 +504,11 @@ steps:
           refused.stderr,
           /connection "db" \(\S+\) now reaches system \d+, database oid \d+, not system \d+, database oid \d+: the database this run locked and changed/,
         );
+        // Where the run's database was reached at its start, so a person at 3 a.m. knows which URL to restore.
+        assert.match(
+          refused.stderr,
+          new RegExp(`the database this run locked and changed \\(\\S+@127\\.0\\.0\\.1:\\d+/${name} when the run started\\)\\. Nothing was done there`),
+        );
         assert.match(refused.stderr, new RegExp(`Next: point connection "db" back at the database the run changed, then: cutover ${command} \\S+`));
         assert.deepEqual(await server.query('SELECT v FROM t', [], elsewhere), [], `${command} did nothing on the other database`);
         assert.deepEqual(await server.query('SELECT v FROM t', [], name), [{ v: 'before' }], `${command} did nothing on the run's database`);
