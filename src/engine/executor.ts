@@ -301,7 +301,7 @@ async function withTargets(
         rc.prewarm(first.connection, phaseSessionOptions(first, 'plan', true));
       }
       // Resume and rollback act only where the run acted: each target must be the physical database an earlier process locked.
-      for (const name of targets) await lockTarget(rc, locks, name, options.fresh ? undefined : recordedDatabase(rc, name));
+      await lockTargets(rc, locks, targets, (name) => (options.fresh ? undefined : recordedDatabase(rc, name)));
     } catch (error) {
       // Failing to lock or to prepare a target happens before any step ran:
       // a fresh run is refused (never resumable); a resume stays resumable.
@@ -342,18 +342,26 @@ function recordedDatabase(rc: RunContext, name: string): string | undefined {
   return replaced ? undefined : rc.state.databases.get(name);
 }
 
-async function lockTarget(rc: RunContext, locks: RunLocks, name: string, expected?: string): Promise<void> {
-  const target = rc.postgres(name).identity.target;
-  const held = await locks.acquire(name, () => rc.openLockSession(name), target);
-  if (expected !== undefined && held.physical !== expected)
-    throw new TargetChangedError(name, expected, held.physical, target, rc.state.startTargets.get(name));
-  rc.emit({
-    type: 'target.locked',
-    connection: name,
-    serverVersion: held.serverVersion,
-    database: held.physical,
-    ...(held.sharedWith !== undefined ? { sharedWith: held.sharedWith } : {}),
-  });
+/** Locks `names` at once; `expected`: the physical database each must be (resume, rollback). */
+async function lockTargets(rc: RunContext, locks: RunLocks, names: readonly string[], expected: (name: string) => string | undefined): Promise<void> {
+  const targets = names.map((name) => rc.postgres(name).identity.target);
+  const held = await locks.acquireAll(
+    names.map((name, i) => ({ connection: name, open: () => rc.openLockSession(name), fallbackAddress: targets[i] ?? name })),
+  );
+  for (const [i, name] of names.entries()) {
+    const lock = held[i];
+    if (lock === undefined) continue;
+    const wanted = expected(name);
+    if (wanted !== undefined && lock.physical !== wanted)
+      throw new TargetChangedError(name, wanted, lock.physical, targets[i] ?? name, rc.state.startTargets.get(name));
+    rc.emit({
+      type: 'target.locked',
+      connection: name,
+      serverVersion: lock.serverVersion,
+      database: lock.physical,
+      ...(lock.sharedWith !== undefined ? { sharedWith: lock.sharedWith } : {}),
+    });
+  }
 }
 
 /** Before a step touches them: the targets the run could not lock at its start because a step of it starts their server. */
@@ -361,7 +369,7 @@ async function lockLate(rc: RunContext, step: Step): Promise<void> {
   const locks = rc.locks;
   if (locks === undefined) return;
   for (const name of rc.targets([step])) {
-    if (!locks.covers(name)) await lockTarget(rc, locks, name);
+    if (!locks.covers(name)) await lockTargets(rc, locks, [name], () => undefined);
   }
 }
 

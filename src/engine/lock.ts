@@ -49,41 +49,51 @@ export function parseTag(query: string | null | undefined): LockTag | undefined 
   }
 }
 
+const TAKE_LOCK = `pg_try_advisory_lock($1::bigint) AS locked,
+  (SELECT count(set_config(name, '0', false)) FROM pg_settings WHERE name IN ('idle_session_timeout', 'idle_in_transaction_session_timeout')) AS kept`;
+
 /**
  * Which physical database a session is on (server system identifier +
- * database oid) and the server's version, in one round trip. A role that may
+ * database oid) and the server's version, in one round trip; with `lock`,
+ * the run lock is tried in the same statement (see tryLock). A role that may
  * not read the control file is told apart by the server's address instead;
  * so is a server whose pg_control_system() fails (the statement is asked
  * again without it).
  */
-export async function identify(session: Session, fallback: string): Promise<{ physical: string; serverVersion: string }> {
+async function identify(
+  session: Session,
+  fallback: string,
+  tag: LockTag,
+  lock: boolean,
+): Promise<{ physical: string; serverVersion: string; locked: boolean }> {
   const sql = (system: string) =>
-    `SELECT d.oid::text AS db, current_setting('server_version') AS version,
-            host(inet_server_addr()) || ':' || current_setting('port') AS addr, ${system} AS system
+    `SELECT ${tagComment(tag)} d.oid::text AS db, current_setting('server_version') AS version,
+            host(inet_server_addr()) || ':' || current_setting('port') AS addr, ${system} AS system${lock ? `, ${TAKE_LOCK}` : ''}
        FROM pg_catalog.pg_database d WHERE d.datname = current_database()`;
-  type Row = { db: string; version: string; addr: string | null; system: string | null };
+  type Row = { db: string; version: string; addr: string | null; system: string | null; locked?: boolean };
   const withSystem = sql(
     "CASE WHEN has_function_privilege('pg_catalog.pg_control_system()', 'EXECUTE') THEN (SELECT s.system_identifier::text FROM pg_catalog.pg_control_system() s) END",
   );
-  const { rows } = await session.query<Row>(withSystem).catch(() => session.query<Row>(sql('NULL::text')));
+  const params = lock ? [LOCK_KEY.toString()] : [];
+  const { rows } = await session.query<Row>(withSystem, params).catch(() => session.query<Row>(sql('NULL::text'), params));
   const row = rows[0];
   const db = row?.db ?? '?';
   const physical = row?.system != null ? `system ${row.system}, database oid ${db}` : `server ${row?.addr ?? fallback}, database oid ${db}`;
-  return { physical, serverVersion: row?.version ?? 'unknown' };
+  return { physical, serverVersion: row?.version ?? 'unknown', locked: row?.locked === true };
 }
 
 /**
- * Takes the run lock, and makes the session immune to the server's idle
- * timeouts (settings that do not exist on old servers are skipped), in one
- * statement; names the holder if another session has the lock.
+ * Tries the run lock (pg_try_advisory_lock never waits), and makes the
+ * session immune to the server's idle timeouts (settings that do not exist
+ * on old servers are skipped), in one statement.
  */
-export async function acquireRunLock(session: Session, tag: LockTag): Promise<void> {
-  const { rows } = await session.query<{ locked: boolean }>(
-    `SELECT ${tagComment(tag)} pg_try_advisory_lock($1::bigint) AS locked,
-       (SELECT count(set_config(name, '0', false)) FROM pg_settings WHERE name IN ('idle_session_timeout', 'idle_in_transaction_session_timeout')) AS kept`,
-    [LOCK_KEY.toString()],
-  );
-  if (rows[0]?.locked === true) return;
+async function tryLock(session: Session, tag: LockTag): Promise<boolean> {
+  const { rows } = await session.query<{ locked: boolean }>(`SELECT ${tagComment(tag)} ${TAKE_LOCK}`, [LOCK_KEY.toString()]);
+  return rows[0]?.locked === true;
+}
+
+/** The lock is held by another session: names the holder (its run, from the tag its query carries). */
+async function holderError(session: Session): Promise<LockedError> {
   const holder = await session.query<{ pid: number; application_name: string; usename: string; client: string | null; since: string; query: string | null }>(
     `SELECT a.pid, a.application_name, a.usename, a.client_addr::text AS client, a.backend_start::text AS since, a.query
        FROM pg_locks l JOIN pg_stat_activity a USING (pid)
@@ -92,11 +102,11 @@ export async function acquireRunLock(session: Session, tag: LockTag): Promise<vo
     [CLASSID, OBJID],
   );
   const row = holder.rows[0];
-  if (row === undefined) throw new LockedError(session.connectionName, 'holder not visible to this role');
+  if (row === undefined) return new LockedError(session.connectionName, 'holder not visible to this role');
   const held = parseTag(row.query);
   const backend = `server backend pid ${row.pid}, application_name "${row.application_name}", user ${row.usename}${row.client ? ` from ${row.client}` : ''}, connected since ${row.since}`;
   const who = held !== undefined ? `run ${held.runId}, operator ${held.operator}, host ${held.host}, CLI pid ${held.pid}; ${backend}` : backend;
-  throw new LockedError(session.connectionName, who, held?.runId);
+  return new LockedError(session.connectionName, who, held?.runId);
 }
 
 /** Whether this session still holds the run lock; throws if the session is gone. */
@@ -107,6 +117,21 @@ export async function lockStillHeld(session: Session, tag: LockTag): Promise<boo
     [CLASSID, OBJID],
   );
   return rows[0]?.held === true;
+}
+
+/** A target to lock: its connection name, how to open its lock session, and the address that names it when the control file cannot be read. */
+export interface LockRequest {
+  readonly connection: string;
+  readonly open: () => Promise<Session>;
+  readonly fallbackAddress: string;
+}
+
+export interface Acquired {
+  /** System identifier + database oid (or server address + oid). */
+  readonly physical: string;
+  /** The connection whose lock session holds this database's lock, when it is another. */
+  readonly sharedWith?: string;
+  readonly serverVersion: string;
 }
 
 interface Held {
@@ -133,37 +158,66 @@ export class RunLocks {
     private readonly onLost: (error: LockLostError) => void,
   ) {}
 
+  /** One target: see acquireAll. */
+  async acquire(connection: string, open: () => Promise<Session>, fallbackAddress: string): Promise<Acquired> {
+    const [one] = await this.acquireAll([{ connection, open, fallbackAddress }]);
+    if (one === undefined) throw new Error(`lock of ${connection}: no result`);
+    return one;
+  }
+
   /**
-   * Locks the database behind `connection` unless this run already holds it
-   * through another connection name (`shared`).
+   * Locks the databases behind `targets`. Their sessions connect and learn
+   * which database they reach all at once; the locks are then taken in
+   * `targets`' order, so that of two names for one database the first holds
+   * the lock and the second shares it (`sharedWith`), as does a database
+   * this run locked before. The first target tries its lock in the same
+   * round trip as it identifies: being first, it holds the lock if anyone of
+   * this run does. The first failure, in order, is thrown; the locks taken
+   * stay held until release().
    */
-  async acquire(
-    connection: string,
-    open: () => Promise<Session>,
-    fallbackAddress: string,
-  ): Promise<{ physical: string; sharedWith?: string; serverVersion: string }> {
-    const session = await open();
-    let keep = false;
+  async acquireAll(targets: readonly LockRequest[]): Promise<Acquired[]> {
+    const attempts = await Promise.allSettled(
+      targets.map(async ({ connection, open, fallbackAddress }, i) => {
+        const session = await open();
+        try {
+          return { connection, session, ...(await identify(session, fallbackAddress, this.tag, i === 0)) };
+        } catch (error) {
+          await session.close();
+          throw error;
+        }
+      }),
+    );
+    const kept = new Set<Session>();
     try {
-      const { physical, serverVersion } = await identify(session, fallbackAddress);
-      const same = this.held.find((h) => h.physical === physical);
-      if (same !== undefined) {
-        this.covered.set(connection, physical);
-        return { physical, sharedWith: same.connection, serverVersion };
+      const acquired: Acquired[] = [];
+      for (const attempt of attempts) {
+        if (attempt.status === 'rejected') throw attempt.reason;
+        const a = attempt.value;
+        const holder = this.held.find((h) => h.physical === a.physical);
+        if (holder !== undefined && !a.locked) {
+          this.covered.set(a.connection, a.physical);
+          acquired.push({ physical: a.physical, serverVersion: a.serverVersion, sharedWith: holder.connection });
+          continue;
+        }
+        if (!a.locked && !(await tryLock(a.session, this.tag))) throw await holderError(a.session);
+        this.keep(a.connection, a.physical, a.session);
+        kept.add(a.session);
+        acquired.push({ physical: a.physical, serverVersion: a.serverVersion });
       }
-      await acquireRunLock(session, this.tag);
-      const held = { connection, physical, session };
-      this.held.push(held);
-      this.covered.set(connection, physical);
-      keep = true;
-      // A lock let go on purpose (releaseFor) ends its session too: that is not a loss.
-      session.onEnd((reason) => {
-        if (this.held.includes(held)) this.markLost(connection, `the lock session ended: ${reason}`);
-      });
-      return { physical, serverVersion };
+      return acquired;
     } finally {
-      if (!keep) await session.close();
+      await Promise.all(attempts.flatMap((a) => (a.status === 'fulfilled' && !kept.has(a.value.session) ? [a.value.session.close()] : [])));
     }
+  }
+
+  private keep(connection: string, physical: string, session: Session): void {
+    const held = { connection, physical, session };
+    this.held.push(held);
+    this.covered.set(connection, physical);
+    // A lock let go on purpose (releaseFor) ends its session too: that is not a loss.
+    session.onEnd((reason) => {
+      if (this.held.includes(held)) this.markLost(connection, `the lock session ended: ${reason}`);
+    });
   }
 
   /**
@@ -204,16 +258,16 @@ export class RunLocks {
 
   private async checkNow(): Promise<void> {
     if (this.lost !== undefined) throw this.lost;
-    for (const { connection, session } of this.held) {
-      let held: boolean;
-      try {
-        held = await lockStillHeld(session, this.tag);
-      } catch (error) {
-        this.markLost(connection, `the lock session failed: ${errorMessage(error)}`);
-        break;
-      }
-      if (!held) this.markLost(connection, 'the lock session no longer holds the advisory lock');
-    }
+    // Every lock at once: one round trip whatever the number of targets.
+    await Promise.all(
+      this.held.map(async ({ connection, session }) => {
+        try {
+          if (!(await lockStillHeld(session, this.tag))) this.markLost(connection, 'the lock session no longer holds the advisory lock');
+        } catch (error) {
+          this.markLost(connection, `the lock session failed: ${errorMessage(error)}`);
+        }
+      }),
+    );
     // Read again through a method: markLost set it, which the narrowing above cannot see.
     const lost = this.lostError();
     if (lost !== undefined) throw lost;

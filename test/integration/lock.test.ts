@@ -134,6 +134,31 @@ for (const version of VERSIONS) {
       assert.equal((await first).status, 'succeeded');
     });
 
+    it('targets are locked at once: the second held elsewhere refuses the run before any step, and the first is let go', async () => {
+      const [one, two] = [await freshDb(), await freshDb()];
+      await once(one, 'CREATE TABLE t (v text)');
+      await once(two, 'CREATE TABLE t (v text)');
+      const holder = new pg.Client({ connectionString: server.urlFor(two), application_name: 'someone else' });
+      await holder.connect();
+      try {
+        await holder.query("SELECT pg_advisory_lock(x'637574'::bigint << 32 | x'6f766572'::bigint)");
+        const runbook = load(
+          one,
+          `  - id: in-one\n    kind: sql\n    connection: a\n    sql: INSERT INTO t VALUES ('a')\n  - id: in-two\n    kind: sql\n    connection: b\n    sql: INSERT INTO t VALUES ('b')\n`,
+          `  a: { kind: postgres, url: "${server.urlFor(one)}" }\n  b: { kind: postgres, url: "${server.urlFor(two)}" }\n`,
+        );
+        const result = await runRunbook(runbook, { registry, stateDir: tempDir() });
+        assert.equal(result.status, 'refused');
+        assert.ok(result.error instanceof LockedError);
+        assert.match(result.error.message, /"b".*application_name "someone else"/s);
+        assert.deepEqual(await once(one, 'SELECT v FROM t'), []);
+        const left = await once<{ n: string }>(one, "SELECT count(*)::text AS n FROM pg_stat_activity WHERE application_name LIKE 'cutover/%'");
+        assert.equal(left[0]?.n, '0', 'no session of the refused run stays on the first database');
+      } finally {
+        await holder.end();
+      }
+    });
+
     it('pg_terminate_backend on the lock session mid-step: the run stops before its next write, journaled, and resume finishes it', async () => {
       const name = await freshDb();
       await setup(name);
