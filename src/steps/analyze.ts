@@ -109,6 +109,9 @@ function uncopyable(r: Relation, onSource: RelationShape | undefined, here: Rela
 
 async function planWork(ctx: BaseContext, step: ConnectedStep<Config>) {
   const c = step.config;
+  // The source connects while the target's catalog is read.
+  const opening = c.copyFrom !== undefined ? ctx.session(c.copyFrom) : undefined;
+  opening?.catch(() => {});
   const db = await ctx.session(step.connection);
   const server = await statisticsServer(db);
   const version = server.version;
@@ -121,13 +124,13 @@ async function planWork(ctx: BaseContext, step: ConnectedStep<Config>) {
   const reasons = new Map<string, string>();
 
   const copy: Relation[] = [];
-  if (c.copyFrom !== undefined) {
+  if (opening !== undefined) {
     if (version < 180000) {
       notes.push(`copyFrom needs PostgreSQL 18 or later on the target (this is ${Math.floor(version / 10000)}): everything is analyzed instead`);
     } else {
       // Only into relations without statistics: rollback can then clear exactly what it wrote.
       const candidates = todo.filter((x) => x.missing.length > 0);
-      const source = await ctx.session(c.copyFrom);
+      const source = await opening;
       // Both sides at once, each one statement for just these relations.
       const [onSource, here] = await Promise.all([describeRelations(source, candidates), describeRelations(db, candidates)]);
       for (const r of candidates) {
@@ -324,13 +327,12 @@ export const analyzeStep = defineStep({
     if (planned.copy.length > 0 && step.config.copyFrom !== undefined) {
       const from = step.config.copyFrom;
       const workers = Math.min(step.config.jobs ?? 1, planned.copy.length);
-      const [sources, targets] = await Promise.all([
-        Promise.all(Array.from({ length: workers }, (_, worker) => ctx.session(from, worker))),
-        Promise.all(Array.from({ length: workers }, (_, worker) => ctx.session(connection, worker))),
-      ]);
       const copied = await copyStatistics({
-        sources,
-        targets,
+        workers,
+        sessions: async (worker) => {
+          const [source, target] = await Promise.all([ctx.session(from, worker), ctx.session(connection, worker)]);
+          return { source, target };
+        },
         relations: planned.copy,
         record: (written) => {
           recorded = { copied: { relations: [...written.relations], columns: [...written.columns] } };
