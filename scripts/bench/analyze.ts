@@ -7,6 +7,12 @@
  * onlyMissing right after a full run under 5% of the full run; copyFrom on
  * 18 at least 5x faster than a full ANALYZE to "every relation has
  * statistics".
+ *
+ * Two floors for context, with nothing of the engine: a new session running
+ * the catalog query of plan and verify (what any onlyMissing run must do),
+ * and the copy alone with the step's own code (2 sessions each side, no plan,
+ * verify, lock or journal): if a floor misses its target, the step cannot
+ * meet it on this machine.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
@@ -14,6 +20,9 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { registry, runRunbook, type RunEvent } from '../../src/index.js';
+import { relationsSql } from '../../src/analyze/relations.js';
+import { copyStatistics } from '../../src/analyze/copy.js';
+import type { Queryable, QueryResult } from '../../src/db/session.js';
 import { startPostgres, type PgVersion, type TestServer } from '../embedded-postgres.js';
 import { report, spread, time } from './measure.js';
 import { loadRunbookText, runbookText } from '../../test/helpers/runbook.js';
@@ -108,6 +117,21 @@ export async function benchAnalyze(options: AnalyzeBenchOptions): Promise<void> 
     const full: number[] = [];
     const missing: number[] = [];
     const copied: number[] = [];
+    const missingFloor: number[] = [];
+    const copyFloor: number[] = [];
+    const client = async (db: string) => {
+      const c = new pg.Client({ connectionString: server.urlFor(db) });
+      await c.connect();
+      return c;
+    };
+    /** A bare client as the copy's sessions (it reads and restores with query() alone). */
+    const queryable = (c: pg.Client): Queryable => {
+      async function query<Row extends pg.QueryResultRow>(sql: string, params?: readonly unknown[]): Promise<QueryResult<Row>> {
+        const r = await c.query<Row>(sql, params === undefined ? undefined : [...params]);
+        return { rows: r.rows, rowCount: r.rowCount ?? 0, command: r.command };
+      }
+      return { connectionName: 'bench', query, queryMany: () => Promise.reject(new Error('not used by the copy')) };
+    };
     const candidates: (() => Promise<void>)[] = [
       async () =>
         void vacuumdb.push(
@@ -117,12 +141,46 @@ export async function benchAnalyze(options: AnalyzeBenchOptions): Promise<void> 
         full.push(await time(() => run('bare', { jobs: 2 })));
         // Right after a full run: everything has statistics, only the fixed cost is left.
         missing.push(await time(() => run('bare', { jobs: 2, onlyMissing: true })));
+        // What any onlyMissing run must do here, with nothing of the engine: a new session, the catalog query (plan), again (verify), closed.
+        missingFloor.push(
+          await time(async () => {
+            const c = await client('bare');
+            await c.query(relationsSql(version * 10000, 'missing'));
+            await c.query(relationsSql(version * 10000, 'none'));
+            await c.end();
+          }),
+        );
       },
       ...(version >= 18
         ? [
             async () => {
               await clearStats(server, 'bare');
               copied.push(await time(() => run('bare', { jobs: 2, copyFrom: 'source' })));
+              // The copy alone, as the step's apply does it (2 sessions each side), with no plan, verify, lock or journal.
+              await clearStats(server, 'bare');
+              const relations = (
+                await server.query<{ name: string }>(
+                  "SELECT relname AS name FROM pg_class WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace",
+                  [],
+                  'bare',
+                )
+              ).map((r) => ({ schema: 'public', name: r.name }));
+              copyFloor.push(
+                await time(async () => {
+                  const opened: pg.Client[] = [];
+                  await copyStatistics({
+                    workers: 2,
+                    relations,
+                    record: () => {},
+                    sessions: async () => {
+                      const [source, target] = await Promise.all([client('stats'), client('bare')]);
+                      opened.push(source, target);
+                      return { source: queryable(source), target: queryable(target) };
+                    },
+                  });
+                  await Promise.all(opened.map((c) => c.end()));
+                }),
+              );
             },
           ]
         : []),
@@ -146,7 +204,21 @@ export async function benchAnalyze(options: AnalyzeBenchOptions): Promise<void> 
       candidateMs: spread(missing),
       target: 0.05,
     });
+    report({
+      bench: 'analyze',
+      what: 'for context: a new session running the catalog query of plan and verify (the floor of onlyMissing)',
+      baseline: 'the full run',
+      baselineMs: spread(full),
+      candidateMs: spread(missingFloor),
+    });
     if (copied.length > 0) {
+      report({
+        bench: 'analyze',
+        what: 'for context: the copy alone, 2 sessions each side (no plan, verify, lock or journal)',
+        baseline: 'the full run (ANALYZE)',
+        baselineMs: spread(full),
+        candidateMs: spread(copyFloor),
+      });
       report({
         bench: 'analyze',
         what: 'analyze jobs: 2, copyFrom into the data without statistics',
