@@ -101,7 +101,7 @@ export const commandTable: readonly CommandEntry[] = [
   },
   {
     name: 'fleet',
-    command: 'fleet <command>',
+    command: 'fleet [command] [rest..]',
     describe: 'One runbook across many databases: waves, maxFailures, approvals (see README, Fleet)',
     load: async () => (await import('./commands/fleet.js')).fleetCommand,
   },

@@ -13,7 +13,7 @@ import { RunbookValidationError, type ValidationIssue } from '../../src/errors.j
 import { makeDirs } from '../../src/files.js';
 import { loadRunbook, parseRunbook } from '../../src/runbook/load.js';
 import { registry } from '../../src/steps/index.js';
-import { tempDir } from '../helpers/cli.js';
+import { cutover, tempDir } from '../helpers/cli.js';
 import { lineOf } from '../helpers/runbook.js';
 
 const FILE = 'hostile.yaml';
@@ -259,5 +259,17 @@ describe('a state directory where none can be made', () => {
     makeDirs(dir, 0o700);
     makeDirs(dir);
     assert.ok(statSync(dir).isDirectory());
+  });
+});
+
+describe('a mistyped fleet command', () => {
+  it('is named, with the fleet commands there are, not reported as unknown arguments after it', async () => {
+    const typo = await cutover(['fleet', 'rn', 'inventory.yaml', 'runbook.yaml']);
+    assert.equal(typo.code, 2);
+    assert.match(typo.stderr, /no fleet command "rn": plan, run, resume, status, approve, report, rollback, worker, schema/);
+    assert.doesNotMatch(typo.stderr, /Unknown argument/);
+    const none = await cutover(['fleet']);
+    assert.equal(none.code, 2);
+    assert.match(none.stderr, /name a fleet command: plan, run/);
   });
 });

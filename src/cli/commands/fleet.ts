@@ -605,11 +605,15 @@ const sub = {
   }),
 };
 
+const FLEET_COMMANDS = Object.values(sub).map((c) => String(c.command).split(' ')[0]);
+
 export const fleetCommand: CommandModule = {
-  command: 'fleet <command>',
+  // [command] and [rest..]: an unknown fleet command reaches the handler below, not yargs' "Unknown arguments" about what follows it.
+  command: 'fleet [command] [rest..]',
   describe: 'One runbook across many databases: waves, maxFailures, approvals (see README, Fleet)',
   builder: (y) =>
     y
+      .usage('$0 fleet <command>\n\nOne runbook across many databases: waves, maxFailures, approvals (see README, Fleet)')
       .command(sub.plan)
       .command(sub.run)
       .command(sub.resume)
@@ -618,7 +622,11 @@ export const fleetCommand: CommandModule = {
       .command(sub.report)
       .command(sub.rollback)
       .command(sub.worker)
-      .command(sub.schema)
-      .demandCommand(1, 'name a fleet command'),
-  handler: () => {},
+      .command(sub.schema),
+  handler: (args) => {
+    const named = args['command'];
+    throw new UsageError(
+      `${typeof named === 'string' ? `no fleet command "${named}"` : 'name a fleet command'}: ${FLEET_COMMANDS.join(', ')} (cutover fleet --help)`,
+    );
+  },
 };
