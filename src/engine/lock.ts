@@ -158,13 +158,6 @@ export class RunLocks {
     private readonly onLost: (error: LockLostError) => void,
   ) {}
 
-  /** One target: see acquireAll. */
-  async acquire(connection: string, open: () => Promise<Session>, fallbackAddress: string): Promise<Acquired> {
-    const [one] = await this.acquireAll([{ connection, open, fallbackAddress }]);
-    if (one === undefined) throw new Error(`lock of ${connection}: no result`);
-    return one;
-  }
-
   /**
    * Locks the databases behind `targets`. Their sessions connect and learn
    * which database they reach all at once; the locks are then taken in
