@@ -9,4 +9,4 @@ export { runbookJsonSchema } from './runbook/json-schema.js';
 export { registry, stepKinds, type StepKind } from './steps/index.js';
 export { Redactor, REDACTED } from './audit/redact.js';
 export * from './errors.js';
-export { fsReason } from './files.js';
+export { fsReason, makeDirs } from './files.js';

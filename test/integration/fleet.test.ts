@@ -447,5 +447,17 @@ ${names
     } finally {
       await browser.close();
     }
+    // Node 20's recursive mkdir spins for ever under /proc and ignores signals: the report's folder must fail at once instead.
+    if (process.platform === 'linux') {
+      const { child, done } = startCutover(['fleet', 'report', inventoryFile, runbookFile, '--state-dir', stateDir, '--out', '/proc/cutover-nope/fleet.html']);
+      const kill = setTimeout(() => {
+        child.kill('SIGKILL');
+      }, 30_000);
+      const refused = await done.finally(() => {
+        clearTimeout(kill);
+      });
+      assert.equal(refused.code, 2, `exit ${refused.code} (null: it had to be killed); ${refused.stderr}`);
+      assert.match(refused.stderr, /cannot mkdir \/proc\/cutover-nope: no such file or directory/);
+    }
   });
 });

@@ -3,7 +3,7 @@
  * runbook across the inventory's targets, wave by wave, in this process
  * (`--jobs N`). Prints; the library (src/fleet/) decides.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Argv, CommandModule } from 'yargs';
@@ -38,6 +38,7 @@ import {
   type FleetRunResult,
   type FleetStatus,
 } from '../../index.js';
+import { makeDirs } from '../../runbooks.js';
 import { ExitCode } from '../exit-codes.js';
 import { io } from '../io.js';
 import { withJson, withStateDir, type ArgsOf } from '../options.js';
@@ -486,7 +487,7 @@ const sub = {
         const links = new Map<string, string>();
         for (const t of status.targets) {
           if (t.runId === undefined || t.status === 'unreadable') continue;
-          mkdirSync(path.join(path.dirname(args.out), folder), { recursive: true });
+          makeDirs(path.join(path.dirname(args.out), folder));
           const file = `${folder}/${t.name}.html`;
           io.writeFile(path.join(path.dirname(args.out), file), reportHtml(buildReport(path.join(runsDir(t.stateDir), t.runId), { key })));
           links.set(t.name, file);
