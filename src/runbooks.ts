@@ -10,3 +10,4 @@ export { registry, stepKinds, type StepKind } from './steps/index.js';
 export { Redactor, REDACTED } from './audit/redact.js';
 export * from './errors.js';
 export { fsReason, makeDirs } from './files.js';
+export { suggest } from './runbook/suggest.js';

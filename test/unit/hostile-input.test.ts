@@ -266,7 +266,10 @@ describe('a mistyped fleet command', () => {
   it('is named, with the fleet commands there are, not reported as unknown arguments after it', async () => {
     const typo = await cutover(['fleet', 'rn', 'inventory.yaml', 'runbook.yaml']);
     assert.equal(typo.code, 2);
-    assert.match(typo.stderr, /no fleet command "rn": plan, run, resume, status, approve, report, rollback, worker, schema/);
+    assert.match(
+      typo.stderr,
+      /no fleet command "rn" \(did you mean "run"\?\); the fleet commands: plan, run, resume, status, approve, report, rollback, worker, schema/,
+    );
     assert.doesNotMatch(typo.stderr, /Unknown argument/);
     const none = await cutover(['fleet']);
     assert.equal(none.code, 2);

@@ -38,7 +38,7 @@ import {
   type FleetRunResult,
   type FleetStatus,
 } from '../../index.js';
-import { makeDirs } from '../../runbooks.js';
+import { makeDirs, suggest } from '../../runbooks.js';
 import { ExitCode } from '../exit-codes.js';
 import { io } from '../io.js';
 import { withJson, withStateDir, type ArgsOf } from '../options.js';
@@ -606,7 +606,7 @@ const sub = {
   }),
 };
 
-const FLEET_COMMANDS = Object.values(sub).map((c) => String(c.command).split(' ')[0]);
+const FLEET_COMMANDS = Object.values(sub).map((c) => String(c.command).split(' ')[0] ?? '');
 
 export const fleetCommand: CommandModule = {
   // [command] and [rest..]: an unknown fleet command reaches the handler below, not yargs' "Unknown arguments" about what follows it.
@@ -627,7 +627,9 @@ export const fleetCommand: CommandModule = {
   handler: (args) => {
     const named = args['command'];
     throw new UsageError(
-      `${typeof named === 'string' ? `no fleet command "${named}"` : 'name a fleet command'}: ${FLEET_COMMANDS.join(', ')} (cutover fleet --help)`,
+      typeof named === 'string'
+        ? `no fleet command "${named}"${suggest(named, FLEET_COMMANDS)}; the fleet commands: ${FLEET_COMMANDS.join(', ')}`
+        : `name a fleet command: ${FLEET_COMMANDS.join(', ')} (cutover fleet --help)`,
     );
   },
 };
