@@ -18,6 +18,7 @@ export {
   type StepResult,
 } from './engine/executor.js';
 export type { EngineOptions } from './engine/run-context.js';
+export { standing, type Standing } from './engine/result.js';
 export { TOOL_VERSION } from './version.js';
 export { previewRollback, type RollbackPreview, type RollbackPreviewStep } from './engine/rollback-preview.js';
 export { preflight, type ConnectionCheck, type PreflightOptions, type PreflightResult, type StepCheck } from './engine/preflight.js';

@@ -8,6 +8,7 @@ import {
   StepFailedError,
   TargetChangedError,
   formatDuration,
+  standing,
   type EngineOptions,
   type RunEvent,
   type RunResult,
@@ -197,14 +198,7 @@ function cause(result: RunResult, mode: 'plan' | 'run' | 'resume' | 'rollback'):
 /** What is in place now, step by step, after anything but success. */
 function whereItStands(result: RunResult): string[] {
   const named = (s: RunResult['steps'][number]) => `${s.id} (${s.kind})`;
-  const by = (...statuses: string[]) => result.steps.filter((s) => statuses.includes(s.status));
-  const rolledBack = by('rolled-back');
-  // A step that writes nothing leaves nothing in place.
-  const inPlace = by('applied', 'completed').filter((s) => s.readsOnly !== true);
-  const unverified = result.steps.filter((s) => s.status === 'failed' && s.applied === true);
-  const irreversible = result.steps.filter((s) => s.rollbackSkipped?.irreversible === true);
-  const rollbackFailed = by('rollback-failed');
-  const midway = by('applying', 'rolling-back');
+  const { rolledBack, irreversible, rollbackFailed, inPlace, unverified, stoppedWriting, stoppedReading } = standing(result);
   const lines: string[] = [];
   if (rolledBack.length > 0) lines.push(`  rolled back: ${rolledBack.map(named).join(', ')}`);
   for (const s of irreversible) lines.push(`  still in place, cannot be rolled back: ${named(s)}: ${s.rollbackSkipped?.reason ?? ''}`);
@@ -219,13 +213,11 @@ function whereItStands(result: RunResult): string[] {
   }
   if (inPlace.length > 0) lines.push(`  applied and still in place: ${inPlace.map(named).join(', ')}`);
   if (unverified.length > 0) lines.push(`  applied and still in place, but its verification failed: ${unverified.map(named).join(', ')}`);
-  const writers = midway.filter((s) => s.readsOnly !== true);
-  if (writers.length > 0)
+  if (stoppedWriting.length > 0)
     lines.push(
-      `  stopped in the middle of: ${writers.map(named).join(', ')} (its transaction, if any, was rolled back; what it recorded before writing is kept)`,
+      `  stopped in the middle of: ${stoppedWriting.map(named).join(', ')} (its transaction, if any, was rolled back; what it recorded before writing is kept)`,
     );
-  const readers = midway.filter((s) => s.readsOnly === true);
-  if (readers.length > 0) lines.push(`  stopped at: ${readers.map(named).join(', ')} (it writes nothing)`);
+  if (stoppedReading.length > 0) lines.push(`  stopped at: ${stoppedReading.map(named).join(', ')} (it writes nothing)`);
   if (lines.length === 0) lines.push('  nothing of this run is in place');
   return ['', 'Where things stand:', ...lines];
 }

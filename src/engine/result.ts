@@ -37,3 +37,34 @@ export interface RunResult {
   readonly error?: unknown;
   readonly journalHead: string;
 }
+
+/** Where a run's steps stand when it ended: what is undone, and what is still in place and why. */
+export interface Standing {
+  readonly rolledBack: readonly StepResult[];
+  /** Still in place: their kind cannot undo them. */
+  readonly irreversible: readonly StepResult[];
+  /** Their undo failed: they may be partly undone. */
+  readonly rollbackFailed: readonly StepResult[];
+  /** Applied and still in place (steps that write; a step that writes nothing leaves nothing). */
+  readonly inPlace: readonly StepResult[];
+  /** Applied and still in place, but their verification failed. */
+  readonly unverified: readonly StepResult[];
+  /** The run stopped while applying or undoing these: writers, then readers. */
+  readonly stoppedWriting: readonly StepResult[];
+  readonly stoppedReading: readonly StepResult[];
+}
+
+/** One classification for every summary of a run's end (the CLI's, a fleet rollback's). */
+export function standing(result: Pick<RunResult, 'steps'>): Standing {
+  const by = (...statuses: string[]) => result.steps.filter((s) => statuses.includes(s.status));
+  const midway = by('applying', 'rolling-back');
+  return {
+    rolledBack: by('rolled-back'),
+    irreversible: result.steps.filter((s) => s.rollbackSkipped?.irreversible === true),
+    rollbackFailed: by('rollback-failed'),
+    inPlace: by('applied', 'completed').filter((s) => s.readsOnly !== true),
+    unverified: result.steps.filter((s) => s.status === 'failed' && s.applied === true),
+    stoppedWriting: midway.filter((s) => s.readsOnly !== true),
+    stoppedReading: midway.filter((s) => s.readsOnly === true),
+  };
+}

@@ -11,7 +11,7 @@
 import os from 'node:os';
 import { errorMessage } from '../errors.js';
 import { rollbackRun } from '../engine/executor.js';
-import type { RunResult } from '../engine/result.js';
+import { standing, type RunResult, type StepResult } from '../engine/result.js';
 import { isLive } from '../engine/run-selection.js';
 import { hasSomethingToUndo } from '../engine/state.js';
 import type { Inventory } from './inventory.js';
@@ -125,20 +125,19 @@ export async function rollbackFleet(inventory: Inventory, runbookFile: string, o
 }
 
 /** A rollback that did not undo everything: what it undid and what is left, as `cutover rollback` says it for one run. */
+/** The CLI's "Where things stand", on one line: the same classification (engine/result.ts standing). */
 function whatIsLeft(run: RunResult): string | undefined {
-  const ids = (statuses: readonly string[]) => run.steps.filter((s) => statuses.includes(s.status)).map((s) => s.id);
+  const { rolledBack, irreversible, rollbackFailed, inPlace, unverified, stoppedWriting } = standing(run);
+  const ids = (steps: readonly StepResult[]) => steps.map((s) => s.id).join(', ');
   const parts = [
-    ...(ids(['rolled-back']).length > 0 ? [`rolled back: ${ids(['rolled-back']).join(', ')}`] : []),
-    ...run.steps
-      .filter((s) => s.rollbackSkipped?.irreversible === true)
-      .map((s) => `still in place, cannot be rolled back: ${s.id}: ${s.rollbackSkipped?.reason ?? ''}`),
-    ...run.steps
-      .filter((s) => s.status === 'rollback-failed')
-      .map(
-        (s) =>
-          `rollback failed: ${s.id}${s.error !== undefined ? ` (${s.error.sqlstate !== undefined ? `${s.error.sqlstate}: ` : ''}${s.error.message.split('\n')[0] ?? ''})` : ''}`,
-      ),
-    ...(ids(['applied', 'completed']).length > 0 ? [`not rolled back yet: ${ids(['applied', 'completed']).join(', ')}`] : []),
+    ...(rolledBack.length > 0 ? [`rolled back: ${ids(rolledBack)}`] : []),
+    ...irreversible.map((s) => `still in place, cannot be rolled back: ${s.id}: ${s.rollbackSkipped?.reason ?? ''}`),
+    ...rollbackFailed.map(
+      (s) =>
+        `rollback failed: ${s.id}${s.error !== undefined ? ` (${s.error.sqlstate !== undefined ? `${s.error.sqlstate}: ` : ''}${s.error.message.split('\n')[0] ?? ''})` : ''}`,
+    ),
+    ...(inPlace.length + unverified.length > 0 ? [`not rolled back yet: ${ids([...inPlace, ...unverified])}`] : []),
+    ...(stoppedWriting.length > 0 ? [`stopped in the middle of: ${ids(stoppedWriting)}`] : []),
   ];
   return parts.length > 0 ? parts.join('; ') : undefined;
 }
