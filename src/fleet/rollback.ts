@@ -124,8 +124,11 @@ export async function rollbackFleet(inventory: Inventory, runbookFile: string, o
   return results;
 }
 
-/** A rollback that did not undo everything: what it undid and what is left, as `cutover rollback` says it for one run. */
-/** The CLI's "Where things stand", on one line: the same classification (engine/result.ts standing). */
+/**
+ * A rollback that did not undo everything: what it undid and what is left,
+ * the CLI's "Where things stand" on one line (the same classification:
+ * engine/result.ts standing).
+ */
 function whatIsLeft(run: RunResult): string | undefined {
   const { rolledBack, irreversible, rollbackFailed, inPlace, unverified, stoppedWriting } = standing(run);
   const ids = (steps: readonly StepResult[]) => steps.map((s) => s.id).join(', ');
