@@ -606,15 +606,16 @@ const sub = {
   }),
 };
 
+const DESCRIBE = 'One runbook across many databases: waves, maxFailures, approvals (see README, Fleet)';
 const FLEET_COMMANDS = Object.values(sub).map((c) => String(c.command).split(' ')[0] ?? '');
 
 export const fleetCommand: CommandModule = {
   // [command] and [rest..]: an unknown fleet command reaches the handler below, not yargs' "Unknown arguments" about what follows it.
   command: 'fleet [command] [rest..]',
-  describe: 'One runbook across many databases: waves, maxFailures, approvals (see README, Fleet)',
+  describe: DESCRIBE,
   builder: (y) =>
     y
-      .usage('$0 fleet <command>\n\nOne runbook across many databases: waves, maxFailures, approvals (see README, Fleet)')
+      .usage(`$0 fleet <command>\n\n${DESCRIBE}`)
       .command(sub.plan)
       .command(sub.run)
       .command(sub.resume)
